@@ -1,0 +1,3 @@
+//! The `alphapulse bench` commands: measurements printed as JSON.
+pub mod ingest;
+pub mod parse;

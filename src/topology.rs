@@ -1,0 +1,1 @@
+//! Shard maps and core layout (placeholder until the topology branch lands).
