@@ -16,11 +16,17 @@
 //! - [`engine`]: starts and stops every role on its core.
 //! - [`harness`]: the `alphapulse bench` commands.
 
-pub mod market;
-pub mod wire;
+pub mod candle;
+pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod engine;
+pub mod feed;
 pub mod harness;
+pub mod market;
+pub mod metrics;
+pub mod ring;
+pub mod shard;
 pub mod simulator;
 pub mod topology;
+pub mod wire;

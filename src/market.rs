@@ -406,7 +406,10 @@ mod tests {
         // 2023-01-01T00:03:02.136Z, a Sunday.
         let t = 1_672_531_382_136;
         assert_eq!(Interval::M1.open_time(t), 1_672_531_380_000);
-        assert_eq!(Interval::M1.close_time(1_672_531_380_000), 1_672_531_439_999);
+        assert_eq!(
+            Interval::M1.close_time(1_672_531_380_000),
+            1_672_531_439_999
+        );
         assert_eq!(Interval::H1.open_time(t), 1_672_531_200_000);
         // The week containing Sunday 2023-01-01 opened Monday 2022-12-26.
         assert_eq!(Interval::W1.open_time(t), 1_672_012_800_000);
@@ -414,7 +417,10 @@ mod tests {
         // February 2024 (leap year) closes at the end of the 29th.
         let feb = 1_706_745_600_000; // 2024-02-01
         assert_eq!(Interval::Mo1.next_open(feb), 1_709_251_200_000); // 2024-03-01
-        assert_eq!(Interval::Mo1.next_open(1_701_388_800_000), 1_704_067_200_000); // Dec→Jan
+        assert_eq!(
+            Interval::Mo1.next_open(1_701_388_800_000),
+            1_704_067_200_000
+        ); // Dec→Jan
     }
 
     #[test]

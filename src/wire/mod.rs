@@ -33,7 +33,10 @@ pub enum Message<'a> {
         event: Event<'a>,
     },
     /// The reply to a control request (`SUBSCRIBE`, `LIST_SUBSCRIPTIONS`, …).
-    Reply { id: RequestId, result: ReplyResult<'a> },
+    Reply {
+        id: RequestId,
+        result: ReplyResult<'a>,
+    },
     /// An error reply: `{"error":{"code":2,"msg":"…"},"id":…}`.
     Error {
         id: Option<RequestId>,
@@ -84,9 +87,13 @@ pub enum Event<'a> {
     /// `<symbol>@depth<levels>`: no symbol in the payload; it is in the stream name.
     PartialDepth(PartialDepth<'a>),
     /// `serverShutdown`: the server will close this connection soon.
-    ServerShutdown { event_time_us: i64 },
+    ServerShutdown {
+        event_time_us: i64,
+    },
     /// An event type we do not handle; ignored and counted.
-    Unknown { event_type: &'a str },
+    Unknown {
+        event_type: &'a str,
+    },
 }
 
 /// `<symbol>@depth` / `@depth@100ms` diff.

@@ -14,7 +14,10 @@ pub struct Parser {
 
 impl Parser {
     pub fn new(time_unit: TimeUnit) -> Parser {
-        Parser { time_unit, stats: ParseStats::default() }
+        Parser {
+            time_unit,
+            stats: ParseStats::default(),
+        }
     }
     pub fn parse<'a>(&'a mut self, _frame: &'a mut [u8]) -> Result<Message<'a>, ParseError> {
         Err(ParseError::NotObject)

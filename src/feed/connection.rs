@@ -1,0 +1,596 @@
+//! One WebSocket connection to Binance's combined-stream endpoint: connect (TCP, TLS,
+//! handshake), subscribe in paced batches, then read, parse and hand every event to the
+//! shard until the connection ends.
+//!
+//! Runs on: a shard core's glommio executor, as one task per connection. Owns: its socket,
+//! its read buffer and its parser. In: frames from the exchange. Out: events applied to
+//! the shard's [`ShardState`] on the same thread, and a [`SessionEnd`] that tells the pool
+//! why it stopped. The pool ([`super::pool`]) watches [`ConnHandle`] to rotate and
+//! reconnect.
+
+use std::cell::{Cell, RefCell};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use async_tungstenite::WebSocketStream;
+use futures_lite::future;
+use futures_lite::io::{AsyncRead, AsyncWrite};
+use futures_lite::StreamExt;
+use futures_rustls::rustls;
+use futures_util::SinkExt;
+use glommio::net::TcpStream;
+use tungstenite::protocol::WebSocketConfig;
+use tungstenite::Message as WsMessage;
+
+use super::protocol::{self, PendingRequests, Request, SendWindow};
+use crate::clock::mono_ns;
+use crate::config::FeedConfig;
+use crate::market::Symbol;
+use crate::shard::ShardState;
+use crate::wire::{Event, Message, Parser, ReplyResult, RequestId, TimeUnit};
+
+/// How long a TCP connect, TLS and WebSocket handshake may take together.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A SUBSCRIBE not acknowledged within this is sent again.
+pub const ACK_TIMEOUT: Duration = Duration::from_secs(10);
+/// Resending a SUBSCRIBE this many times without an answer ends the connection.
+pub const MAX_SUBSCRIBE_RETRIES: u32 = 3;
+/// The connection task re-checks its timers and the pool's requests at least this often.
+const TICK: Duration = Duration::from_millis(50);
+/// Messages handled back to back before the task looks at its timers again; bounds the
+/// time a busy connection can go without checking its watchdog or yielding.
+const READ_BATCH: usize = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FeedError {
+    #[error("bad BINANCE_WS_URL {url:?}: {why}")]
+    BadUrl { url: String, why: &'static str },
+    #[error("cannot resolve {host}: {source}")]
+    Resolve {
+        host: String,
+        source: std::io::Error,
+    },
+    #[error("connect to {addr} failed: {source}")]
+    Connect {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("TLS handshake with {host} failed: {source}")]
+    Tls {
+        host: String,
+        source: std::io::Error,
+    },
+    #[error("WebSocket handshake failed: {0}")]
+    Handshake(#[from] tungstenite::Error),
+    #[error("connect timed out after {0:?}")]
+    Timeout(Duration),
+}
+
+/// Where and how to connect.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    /// The request URL, `ws(s)://host:port/stream[?timeUnit=MICROSECOND]`.
+    pub url: String,
+    pub time_unit: TimeUnit,
+}
+
+impl Endpoint {
+    /// Builds the combined-stream endpoint from `BINANCE_WS_URL` (a base such as
+    /// `wss://stream.binance.com:9443`, or one that already ends in `/stream`).
+    pub fn new(base: &str, microseconds: bool) -> Result<Endpoint, FeedError> {
+        let bad = |why| FeedError::BadUrl {
+            url: base.to_string(),
+            why,
+        };
+        let (tls, rest) = if let Some(r) = base.strip_prefix("wss://") {
+            (true, r)
+        } else if let Some(r) = base.strip_prefix("ws://") {
+            (false, r)
+        } else {
+            return Err(bad("the scheme must be ws:// or wss://"));
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
+            None => (rest, ""),
+        };
+        if authority.is_empty() {
+            return Err(bad("no host"));
+        }
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
+                h.to_string(),
+                p.parse::<u16>()
+                    .map_err(|_| bad("the port is not a number"))?,
+            ),
+            _ => (authority.to_string(), if tls { 443 } else { 80 }),
+        };
+        if host.is_empty() || host == "[]" {
+            return Err(bad("no host"));
+        }
+        let path = if path.is_empty() { "/stream" } else { path };
+        let mut url = format!("{}://{}{}", if tls { "wss" } else { "ws" }, authority, path);
+        if microseconds {
+            url.push_str(if url.contains('?') { "&" } else { "?" });
+            url.push_str("timeUnit=MICROSECOND");
+        }
+        Ok(Endpoint {
+            tls,
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+            port,
+            url,
+            time_unit: if microseconds {
+                TimeUnit::Microsecond
+            } else {
+                TimeUnit::Millisecond
+            },
+        })
+    }
+}
+
+/// TLS client settings with the built-in (webpki) root certificates.
+pub fn tls_config() -> Arc<rustls::ClientConfig> {
+    let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map(|b| b.with_root_certificates(roots).with_no_client_auth());
+    match config {
+        Ok(c) => Arc::new(c),
+        // The ring provider supports the default versions; this arm is unreachable in
+        // practice, and an empty-roots config would fail every handshake loudly.
+        Err(_) => Arc::new(
+            rustls::ClientConfig::builder()
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth(),
+        ),
+    }
+}
+
+/// The byte stream under the WebSocket: plain TCP or TLS over TCP.
+pub enum FeedStream {
+    Plain(TcpStream),
+    Tls(Box<futures_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for FeedStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            FeedStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            FeedStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for FeedStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            FeedStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            FeedStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            FeedStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            FeedStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            FeedStream::Plain(s) => Pin::new(s).poll_close(cx),
+            FeedStream::Tls(s) => Pin::new(s.as_mut()).poll_close(cx),
+        }
+    }
+}
+
+pub type FeedSocket = WebSocketStream<FeedStream>;
+
+/// Opens the socket and completes TLS and the WebSocket handshake, within [`CONNECT_TIMEOUT`].
+pub async fn connect(
+    ep: &Endpoint,
+    feed: &FeedConfig,
+    tls: &Arc<rustls::ClientConfig>,
+) -> Result<FeedSocket, FeedError> {
+    let attempt = async {
+        let addr = resolve(&ep.host, ep.port).await?;
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|e| FeedError::Connect {
+                addr,
+                source: e.into(),
+            })?;
+        let _ = tcp.set_nodelay(true);
+        let stream = if ep.tls {
+            let name = rustls::pki_types::ServerName::try_from(ep.host.clone()).map_err(|_| {
+                FeedError::BadUrl {
+                    url: ep.url.clone(),
+                    why: "the host is not a valid TLS server name",
+                }
+            })?;
+            let tls = futures_rustls::TlsConnector::from(tls.clone())
+                .connect(name, tcp)
+                .await
+                .map_err(|source| FeedError::Tls {
+                    host: ep.host.clone(),
+                    source,
+                })?;
+            FeedStream::Tls(Box::new(tls))
+        } else {
+            FeedStream::Plain(tcp)
+        };
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(feed.max_frame_bytes))
+            .max_frame_size(Some(feed.max_frame_bytes));
+        let (ws, _response) =
+            async_tungstenite::client_async_with_config(ep.url.as_str(), stream, Some(config))
+                .await?;
+        Ok(ws)
+    };
+    let timeout = async {
+        glommio::timer::sleep(CONNECT_TIMEOUT).await;
+        Err(FeedError::Timeout(CONNECT_TIMEOUT))
+    };
+    future::or(attempt, timeout).await
+}
+
+/// Resolves a host name off the executor: DNS lookups block, so they run on glommio's
+/// blocking-thread pool. IP literals skip the lookup.
+async fn resolve(host: &str, port: u16) -> Result<SocketAddr, FeedError> {
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    let name = host.to_string();
+    let lookup = glommio::executor()
+        .spawn_blocking(move || {
+            (name.as_str(), port)
+                .to_socket_addrs()
+                .map(|mut a| a.next())
+        })
+        .await;
+    match lookup {
+        Ok(Some(addr)) => Ok(addr),
+        Ok(None) => Err(FeedError::Resolve {
+            host: host.to_string(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no addresses"),
+        }),
+        Err(source) => Err(FeedError::Resolve {
+            host: host.to_string(),
+            source,
+        }),
+    }
+}
+
+/// Why a connection rotates (make-before-break).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RotateReason {
+    ServerShutdown,
+    MaxAge,
+}
+
+/// Lifecycle of a connection, as the pool sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Subscribing,
+    /// Every subscription acknowledged.
+    Live,
+    Ended,
+}
+
+/// Why a session ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// The pool asked it to close (rotation done, or shutdown).
+    Requested,
+    /// The server closed it (close frame or end of stream).
+    ServerClosed,
+    /// Nothing arrived for the watchdog's timeout.
+    Silent,
+    /// Subscriptions were never acknowledged.
+    SubscribeFailed,
+    /// A read or write failed (reset, oversized frame, protocol error).
+    Error(String),
+}
+
+/// Shared between a connection task and its pool supervisor (same thread).
+#[derive(Debug)]
+pub struct ConnHandle {
+    pub id: u64,
+    pub phase: Cell<Phase>,
+    pub rotate: Cell<Option<RotateReason>>,
+    pub close: Cell<bool>,
+    pub connected_at: Instant,
+    /// Exchange time of the first and latest event on this connection, µs (0 = none yet).
+    pub first_event_us: Cell<i64>,
+    pub last_event_us: Cell<i64>,
+    pub end: RefCell<Option<SessionEnd>>,
+}
+
+impl ConnHandle {
+    pub fn new(id: u64) -> ConnHandle {
+        ConnHandle {
+            id,
+            phase: Cell::new(Phase::Subscribing),
+            rotate: Cell::new(None),
+            close: Cell::new(false),
+            connected_at: Instant::now(),
+            first_event_us: Cell::new(0),
+            last_event_us: Cell::new(0),
+            end: RefCell::new(None),
+        }
+    }
+}
+
+/// Everything a session needs from its shard.
+pub struct SessionCtx {
+    pub shard: Rc<RefCell<ShardState>>,
+    pub feed: FeedConfig,
+    pub time_unit: TimeUnit,
+    /// Request ids are unique per shard, across connections.
+    pub next_request_id: Rc<Cell<u64>>,
+}
+
+/// Runs one connected socket until it ends; records the reason in `handle`.
+pub async fn run_session(
+    mut ws: FeedSocket,
+    streams: Vec<String>,
+    ctx: &SessionCtx,
+    handle: &ConnHandle,
+) -> SessionEnd {
+    let end = session_loop(&mut ws, streams, ctx, handle).await;
+    // Best effort: tell the server we are going, without waiting long for it.
+    if matches!(
+        end,
+        SessionEnd::Requested | SessionEnd::Silent | SessionEnd::SubscribeFailed
+    ) {
+        let close = ws.close(None);
+        let _ = future::or(async { close.await.map_err(|_| ()) }, async {
+            glommio::timer::sleep(Duration::from_millis(500)).await;
+            Err(())
+        })
+        .await;
+    }
+    handle.phase.set(Phase::Ended);
+    *handle.end.borrow_mut() = Some(end.clone());
+    end
+}
+
+async fn session_loop(
+    ws: &mut FeedSocket,
+    streams: Vec<String>,
+    ctx: &SessionCtx,
+    handle: &ConnHandle,
+) -> SessionEnd {
+    let feed = &ctx.feed;
+    let stats = ctx.shard.borrow().stats().clone();
+    let mut parser = Parser::new(ctx.time_unit);
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let first_id = ctx.next_request_id.get();
+    let mut queue: std::collections::VecDeque<Request> =
+        protocol::subscribe_batches("SUBSCRIBE", &streams, feed.subscribe_batch_bytes, first_id)
+            .into();
+    ctx.next_request_id.set(first_id + queue.len() as u64 + 1);
+    let mut window = SendWindow::new(feed.max_outgoing_msgs_per_s);
+    let mut pending = PendingRequests::default();
+    let mut retries = 0u32;
+    let mut acked = 0usize;
+    let silence = Duration::from_secs_f64(feed.silence_timeout_s);
+    let rotate_at = rotate_age(feed.max_connection_age_s);
+    let mut last_rx = Instant::now();
+    let mut unknown_fields_seen = 0u64;
+
+    loop {
+        if handle.close.get() {
+            return SessionEnd::Requested;
+        }
+        let now = Instant::now();
+
+        // Send the next SUBSCRIBE batch when the pacing window allows it.
+        if let Some(req) = queue.front() {
+            if window.request_delay(now).is_zero() {
+                if let Err(e) = ws.send(WsMessage::text(req.text.clone())).await {
+                    return SessionEnd::Error(e.to_string());
+                }
+                window.record(Instant::now());
+                stats.subscribe_requests.inc();
+                if let Some(req) = queue.pop_front() {
+                    pending.sent(req.id, Instant::now(), req.streams);
+                }
+            }
+        }
+        for (_, streams) in pending.expired(now, ACK_TIMEOUT) {
+            retries += 1;
+            stats.subscribe_retries.inc();
+            if retries > MAX_SUBSCRIBE_RETRIES {
+                return SessionEnd::SubscribeFailed;
+            }
+            let id = ctx.next_request_id.get();
+            ctx.next_request_id.set(id + 1);
+            queue.extend(protocol::subscribe_batches(
+                "SUBSCRIBE",
+                &streams,
+                feed.subscribe_batch_bytes,
+                id,
+            ));
+        }
+        if now.saturating_duration_since(last_rx) >= silence {
+            stats.silent_drops.inc();
+            return SessionEnd::Silent;
+        }
+        if handle.rotate.get().is_none()
+            && now.saturating_duration_since(handle.connected_at) >= rotate_at
+        {
+            handle.rotate.set(Some(RotateReason::MaxAge));
+        }
+        if ctx.shard.borrow_mut().flush() > 0 && ctx.shard.borrow().backpressured() {
+            // Never-lost records are waiting at their bound: stop reading (TCP
+            // backpressure) until the sink drains the ring.
+            stats.backpressure_pauses.inc();
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+            continue;
+        }
+
+        // Wait for a frame, at most until the next timer needs attention.
+        let wait = if queue.is_empty() {
+            TICK
+        } else {
+            window
+                .request_delay(Instant::now())
+                .clamp(Duration::from_millis(1), TICK)
+        };
+        let first = future::or(async { Some(ws.next().await) }, async {
+            glommio::timer::sleep(wait).await;
+            None
+        })
+        .await;
+        let Some(mut next) = first else { continue };
+        let mut handled = 0;
+        loop {
+            let msg = match next {
+                None => return SessionEnd::ServerClosed,
+                Some(Err(e)) => return SessionEnd::Error(e.to_string()),
+                Some(Ok(m)) => m,
+            };
+            last_rx = Instant::now();
+            match msg {
+                WsMessage::Text(text) => {
+                    let recv_ns = mono_ns();
+                    stats.messages.inc();
+                    stats.bytes.add(text.len() as u64);
+                    buf.clear();
+                    buf.extend_from_slice(text.as_bytes());
+                    match parser.parse(&mut buf) {
+                        Ok(Message::Event { stream, event }) => {
+                            let stream_symbol =
+                                stream.and_then(protocol::split_stream).map(|(s, _)| s);
+                            on_event(ctx, handle, &event, stream_symbol, recv_ns);
+                        }
+                        Ok(Message::Reply { id, result }) => {
+                            if let (RequestId::Number(id), ReplyResult::Null) = (id, result) {
+                                if let Some(streams) = pending.ack(id) {
+                                    stats.subscribe_acks.inc();
+                                    stats.streams_subscribed.add(streams.len() as u64);
+                                    acked += streams.len();
+                                }
+                            }
+                            if queue.is_empty() && pending.is_empty() && acked > 0 {
+                                handle.phase.set(Phase::Live);
+                            }
+                        }
+                        Ok(Message::Error { code, msg, .. }) => {
+                            stats.subscribe_errors.inc();
+                            tracing::warn!(code, msg, "exchange rejected a request");
+                        }
+                        Err(e) => stats.parse_error(e.reason()),
+                    }
+                    // Parser counters are cumulative per connection; publish the deltas.
+                    let p = &parser.stats;
+                    stats
+                        .unknown_fields
+                        .add(p.unknown_fields - unknown_fields_seen);
+                    unknown_fields_seen = p.unknown_fields;
+                }
+                WsMessage::Binary(_) => stats.binary_frames.inc(),
+                WsMessage::Ping(_) => {
+                    // tungstenite queued the Pong with the same payload; flush it now
+                    // rather than with the next write.
+                    if let Err(e) = ws.flush().await {
+                        return SessionEnd::Error(e.to_string());
+                    }
+                    window.record(Instant::now());
+                    stats.pings_answered.inc();
+                }
+                WsMessage::Pong(_) | WsMessage::Frame(_) => {}
+                WsMessage::Close(_) => return SessionEnd::ServerClosed,
+            }
+            handled += 1;
+            if handled >= READ_BATCH || handle.close.get() {
+                break;
+            }
+            // Drain what is already buffered without re-arming timers per message.
+            match future::poll_once(ws.next()).await {
+                Some(m) => next = m,
+                None => break,
+            }
+        }
+    }
+}
+
+/// Rotating this long before the age limit leaves time to connect, subscribe and
+/// overlap; one tenth of the limit for short limits (tests, simulators).
+const ROTATE_MARGIN_S: f64 = 300.0;
+
+/// The age at which a connection starts its make-before-break rotation.
+pub fn rotate_age(max_age_s: f64) -> Duration {
+    let margin = ROTATE_MARGIN_S.min(max_age_s * 0.1);
+    Duration::from_secs_f64((max_age_s - margin).max(0.5))
+}
+
+fn on_event(
+    ctx: &SessionCtx,
+    handle: &ConnHandle,
+    event: &Event<'_>,
+    stream_symbol: Option<Symbol>,
+    recv_ns: u64,
+) {
+    let event_us = match event {
+        Event::Kline(c) => c.event_time_us,
+        Event::Trade(t) => t.event_time_us,
+        Event::AggTrade(t) => t.event_time_us,
+        Event::DepthUpdate(d) => d.event_time_us,
+        Event::ServerShutdown { event_time_us } => {
+            handle.rotate.set(Some(RotateReason::ServerShutdown));
+            *event_time_us
+        }
+        _ => 0,
+    };
+    if event_us > 0 {
+        if handle.first_event_us.get() == 0 {
+            handle.first_event_us.set(event_us);
+        }
+        handle.last_event_us.set(event_us);
+    }
+    ctx.shard
+        .borrow_mut()
+        .on_event(event, stream_symbol, recv_ns);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_from_base_urls() {
+        let e = Endpoint::new("wss://stream.binance.com:9443", false).unwrap();
+        assert!(e.tls);
+        assert_eq!((e.host.as_str(), e.port), ("stream.binance.com", 9443));
+        assert_eq!(e.url, "wss://stream.binance.com:9443/stream");
+        let e = Endpoint::new("ws://127.0.0.1:9443/stream/", true).unwrap();
+        assert!(!e.tls);
+        assert_eq!(e.url, "ws://127.0.0.1:9443/stream?timeUnit=MICROSECOND");
+        assert_eq!(e.time_unit, TimeUnit::Microsecond);
+        let e = Endpoint::new("wss://example.org", false).unwrap();
+        assert_eq!(e.port, 443);
+        let e = Endpoint::new("ws://[::1]:9000", false).unwrap();
+        assert_eq!((e.host.as_str(), e.port), ("::1", 9000));
+        assert!(Endpoint::new("http://x", false).is_err());
+        assert!(Endpoint::new("ws://:12", false).is_err());
+        assert!(Endpoint::new("ws://host:port", false).is_err());
+    }
+}

@@ -1,0 +1,220 @@
+//! The connection pool of one shard: one supervisor per connection slot keeps a live
+//! connection for its share of the streams, reconnects with backoff, and rotates
+//! make-before-break on `serverShutdown` or at the age limit.
+//!
+//! Runs on: the shard core's glommio executor. Owns: the slots' supervisors and the
+//! shard's connection-attempt limiter. In: the stream assignment. Out: connection tasks
+//! feeding the shard state; counters in [`crate::metrics::ShardStats`].
+//!
+//! Rotation: the replacement connects and subscribes while the old connection keeps
+//! delivering; once the replacement is live (every subscription acknowledged) both run
+//! for the overlap time, then the old one closes. Events seen on both are de-duplicated
+//! by the shard on their natural keys, so nothing is lost or doubled.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_rustls::rustls;
+use glommio::task::JoinHandle;
+
+use super::backoff::{AttemptLimiter, Backoff, BINANCE_ATTEMPT_WINDOW, DEFAULT_ATTEMPT_LIMIT};
+use super::connection::{self, ConnHandle, Endpoint, Phase, SessionCtx, SessionEnd};
+use crate::metrics::ShardStats;
+
+/// How often a supervisor looks at its connections.
+const SUPERVISE_EVERY: Duration = Duration::from_millis(20);
+/// A replacement that is not live within this is abandoned; the old connection stays.
+const REPLACEMENT_DEADLINE: Duration = Duration::from_secs(30);
+
+/// One live connection as the supervisor holds it.
+struct Live {
+    handle: Rc<ConnHandle>,
+    task: JoinHandle<SessionEnd>,
+}
+
+/// Shared by the supervisors of one shard.
+pub struct PoolCtx {
+    pub session: SessionCtx,
+    pub endpoint: Endpoint,
+    pub tls: Arc<rustls::ClientConfig>,
+    pub stop: Arc<AtomicBool>,
+    limiter: RefCell<AttemptLimiter>,
+    next_conn_id: Cell<u64>,
+}
+
+impl PoolCtx {
+    pub fn new(session: SessionCtx, endpoint: Endpoint, stop: Arc<AtomicBool>) -> PoolCtx {
+        PoolCtx {
+            session,
+            endpoint,
+            tls: connection::tls_config(),
+            stop,
+            limiter: RefCell::new(AttemptLimiter::new(
+                BINANCE_ATTEMPT_WINDOW,
+                DEFAULT_ATTEMPT_LIMIT,
+            )),
+            next_conn_id: Cell::new(1),
+        }
+    }
+
+    fn stats(&self) -> Arc<ShardStats> {
+        self.session.shard.borrow().stats().clone()
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Sleeps in short steps so a stop request is noticed promptly.
+    async fn pause(&self, total: Duration) {
+        let until = Instant::now() + total;
+        while !self.stopping() {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            glommio::timer::sleep(left.min(SUPERVISE_EVERY * 5)).await;
+        }
+    }
+
+    /// One connection attempt (respecting the attempt limiter); spawns its session.
+    async fn open(self: &Rc<Self>, streams: &[String]) -> Result<Live, connection::FeedError> {
+        let stats = self.stats();
+        loop {
+            let wait = self.limiter.borrow_mut().delay(Instant::now());
+            if wait.is_zero() {
+                break;
+            }
+            tracing::warn!(?wait, "connection attempts at their limit; waiting");
+            self.pause(wait).await;
+        }
+        self.limiter.borrow_mut().record(Instant::now());
+        stats.connection_attempts.inc();
+        let ws = connection::connect(&self.endpoint, &self.session.feed, &self.tls).await?;
+        let id = self.next_conn_id.get();
+        self.next_conn_id.set(id + 1);
+        let handle = Rc::new(ConnHandle::new(id));
+        stats.connections_active.inc();
+        let ctx = self.clone();
+        let h = handle.clone();
+        let streams = streams.to_vec();
+        let task = glommio::spawn_local(async move {
+            let end = connection::run_session(ws, streams, &ctx.session, &h).await;
+            ctx.stats().connections_active.dec();
+            end
+        })
+        .detach();
+        Ok(Live { handle, task })
+    }
+}
+
+/// Keeps one slot's streams on a live connection until `stop` is set.
+pub async fn supervise(ctx: Rc<PoolCtx>, slot: usize, streams: Vec<String>) {
+    let feed = &ctx.session.feed;
+    let stats = ctx.stats();
+    let mut backoff = Backoff::new(
+        Duration::from_millis(feed.backoff_initial_ms),
+        Duration::from_millis(feed.backoff_max_ms),
+        Duration::from_secs_f64(feed.backoff_stable_s),
+    );
+    let overlap = Duration::from_secs_f64(feed.rotation_overlap_s);
+    let mut current: Option<Live> = None;
+    let mut ever_connected = false;
+
+    while !ctx.stopping() {
+        let Some(live) = current.as_ref() else {
+            match ctx.open(&streams).await {
+                Ok(live) => {
+                    if ever_connected {
+                        stats.reconnects.inc();
+                    }
+                    ever_connected = true;
+                    tracing::info!(
+                        slot,
+                        conn = live.handle.id,
+                        streams = streams.len(),
+                        "connected"
+                    );
+                    current = Some(live);
+                }
+                Err(e) => {
+                    stats.connect_failures.inc();
+                    let delay = backoff.next_delay(fastrand::f64());
+                    tracing::warn!(slot, error = %e, ?delay, "connect failed; retrying");
+                    ctx.pause(delay).await;
+                }
+            }
+            continue;
+        };
+
+        if live.handle.phase.get() == Phase::Ended {
+            let end = live.handle.end.borrow().clone();
+            tracing::warn!(
+                slot,
+                conn = live.handle.id,
+                ?end,
+                "connection ended; reconnecting"
+            );
+            backoff.connection_ended(live.handle.connected_at, Instant::now());
+            current = None;
+            let delay = backoff.next_delay(fastrand::f64());
+            ctx.pause(delay).await;
+            continue;
+        }
+
+        if let Some(reason) = live.handle.rotate.get() {
+            tracing::info!(slot, conn = live.handle.id, ?reason, "rotating connection");
+            match rotate(&ctx, &streams, overlap).await {
+                Some(next) => {
+                    stats.rotations.inc();
+                    if let Some(old) = current.replace(next) {
+                        old.handle.close.set(true);
+                        let _ = old.task.await;
+                    }
+                }
+                None => {
+                    // No replacement could be made live: keep the old connection until
+                    // it ends, then fall back to reconnecting. Try again later.
+                    live.handle.rotate.set(None);
+                    ctx.pause(backoff.next_delay(fastrand::f64())).await;
+                }
+            }
+            continue;
+        }
+        glommio::timer::sleep(SUPERVISE_EVERY).await;
+    }
+
+    if let Some(live) = current {
+        live.handle.close.set(true);
+        let _ = live.task.await;
+    }
+}
+
+/// Opens a replacement and waits until it is live, then lets both overlap. Returns
+/// `None` (and closes the replacement) if it does not become live in time.
+async fn rotate(ctx: &Rc<PoolCtx>, streams: &[String], overlap: Duration) -> Option<Live> {
+    let next = match ctx.open(streams).await {
+        Ok(next) => next,
+        Err(e) => {
+            tracing::warn!(error = %e, "replacement connection failed");
+            return None;
+        }
+    };
+    let deadline = Instant::now() + REPLACEMENT_DEADLINE;
+    while next.handle.phase.get() == Phase::Subscribing
+        && Instant::now() < deadline
+        && !ctx.stopping()
+    {
+        glommio::timer::sleep(SUPERVISE_EVERY).await;
+    }
+    if next.handle.phase.get() != Phase::Live {
+        next.handle.close.set(true);
+        let _ = next.task.await;
+        return None;
+    }
+    ctx.pause(overlap).await;
+    Some(next)
+}

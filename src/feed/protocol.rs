@@ -1,0 +1,435 @@
+//! The Binance subscription protocol, as pure functions and small state machines.
+//!
+//! Runs on: shard cores (called by the connection task); no sockets, clocks or threads
+//! here: time comes in as arguments so every rule is tested directly.
+//! - [`streams_for`]: the stream names a set of symbols needs.
+//! - [`assign_streams`]: spreads streams over connections under the per-connection cap.
+//! - [`subscribe_batches`]: SUBSCRIBE requests, each under Binance's 4 KB limit.
+//! - [`SendWindow`]: keeps every connection under Binance's 5 incoming msgs/s.
+//! - [`PendingRequests`]: request ids awaiting acknowledgement.
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use crate::config::StreamKinds;
+use crate::market::{Interval, Symbol};
+
+/// Binance's hard cap on streams per connection.
+pub const BINANCE_MAX_STREAMS_PER_CONNECTION: usize = 1024;
+/// Binance's hard cap on a control message's size.
+pub const BINANCE_MAX_REQUEST_BYTES: usize = 4096;
+/// Binance's hard cap on messages a client may send per second per connection.
+pub const BINANCE_MAX_OUTGOING_PER_S: u32 = 5;
+
+/// Every stream name the given symbols need, in a stable order (symbol, then kind).
+pub fn streams_for(
+    symbols: &[Symbol],
+    timeframes: &[Interval],
+    kinds: &StreamKinds,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for symbol in symbols {
+        let s = symbol.lower();
+        if kinds.kline {
+            for tf in timeframes {
+                out.push(format!("{s}@kline_{tf}"));
+            }
+        }
+        if kinds.trade {
+            out.push(format!("{s}@trade"));
+        }
+        if kinds.agg_trade {
+            out.push(format!("{s}@aggTrade"));
+        }
+        if kinds.book_ticker {
+            out.push(format!("{s}@bookTicker"));
+        }
+        match kinds.diff_depth_ms {
+            Some(100) => out.push(format!("{s}@depth@100ms")),
+            Some(_) => out.push(format!("{s}@depth")),
+            None => {}
+        }
+        if let Some(levels) = kinds.partial_depth_levels {
+            out.push(format!("{s}@depth{levels}"));
+        }
+    }
+    out
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{streams} streams do not fit in {connections} connections of {per_connection} streams; \
+     raise BINANCE_MAX_CONNECTIONS or feed.max_streams_per_connection (at most 1024), \
+     or use fewer symbols per shard"
+)]
+pub struct CapacityError {
+    pub streams: usize,
+    pub connections: usize,
+    pub per_connection: usize,
+}
+
+/// Splits `streams` into as few connections as the per-connection cap allows, keeping
+/// each symbol's streams together where possible (they are adjacent in the input), and
+/// balancing the load: connection sizes differ by at most one.
+pub fn assign_streams(
+    streams: &[String],
+    per_connection: usize,
+    max_connections: usize,
+) -> Result<Vec<Vec<String>>, CapacityError> {
+    let per_connection = per_connection.clamp(1, BINANCE_MAX_STREAMS_PER_CONNECTION);
+    if streams.is_empty() {
+        return Ok(Vec::new());
+    }
+    let needed = streams.len().div_ceil(per_connection);
+    if needed > max_connections {
+        return Err(CapacityError {
+            streams: streams.len(),
+            connections: max_connections,
+            per_connection,
+        });
+    }
+    let base = streams.len() / needed;
+    let extra = streams.len() % needed;
+    let mut out = Vec::with_capacity(needed);
+    let mut rest = streams;
+    for i in 0..needed {
+        let take = base + usize::from(i < extra);
+        let (head, tail) = rest.split_at(take);
+        out.push(head.to_vec());
+        rest = tail;
+    }
+    Ok(out)
+}
+
+/// One SUBSCRIBE (or UNSUBSCRIBE) request ready to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub id: u64,
+    pub text: String,
+    pub streams: Vec<String>,
+}
+
+/// Packs `streams` into `method` requests whose JSON text is at most `max_bytes`,
+/// numbering them from `first_id`. A single stream name too long for any request is
+/// impossible with Binance's names (< 64 bytes) and `max_bytes` ≥ 256 (validated config).
+pub fn subscribe_batches(
+    method: &str,
+    streams: &[String],
+    max_bytes: usize,
+    first_id: u64,
+) -> Vec<Request> {
+    let max_bytes = max_bytes.min(BINANCE_MAX_REQUEST_BYTES - 1);
+    let mut out = Vec::new();
+    let mut current: Vec<String> = Vec::new();
+    let mut id = first_id;
+    for stream in streams {
+        current.push(stream.clone());
+        if render_request(method, &current, id).len() > max_bytes && current.len() > 1 {
+            current.pop();
+            out.push(finish(method, std::mem::take(&mut current), id));
+            id += 1;
+            current.push(stream.clone());
+        }
+    }
+    if !current.is_empty() {
+        out.push(finish(method, current, id));
+    }
+    out
+}
+
+fn finish(method: &str, streams: Vec<String>, id: u64) -> Request {
+    Request {
+        id,
+        text: render_request(method, &streams, id),
+        streams,
+    }
+}
+
+fn render_request(method: &str, streams: &[String], id: u64) -> String {
+    let mut text = String::with_capacity(64 + streams.len() * 24);
+    let _ = write!(text, "{{\"method\":\"{method}\",\"params\":[");
+    for (i, s) in streams.iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        // Stream names are ASCII letters, digits, '@' and '_': nothing to escape.
+        let _ = write!(text, "\"{s}\"");
+    }
+    let _ = write!(text, "],\"id\":{id}}}");
+    text
+}
+
+/// A sliding one-second window over the messages this client sent on one connection.
+/// Binance counts subscribes and pongs alike and disconnects above 5 per second.
+/// Requests may use `limit - 1` slots so that a pong can always go out at once.
+#[derive(Debug, Clone)]
+pub struct SendWindow {
+    limit: usize,
+    sent: [Option<Instant>; BINANCE_MAX_OUTGOING_PER_S as usize],
+    next: usize,
+}
+
+/// The window over which Binance counts incoming messages.
+const SEND_WINDOW: Duration = Duration::from_secs(1);
+
+impl SendWindow {
+    /// `limit` is clamped to 2..=5: one slot is always kept for pongs.
+    pub fn new(limit: u32) -> SendWindow {
+        SendWindow {
+            limit: limit.clamp(2, BINANCE_MAX_OUTGOING_PER_S) as usize,
+            sent: [None; BINANCE_MAX_OUTGOING_PER_S as usize],
+            next: 0,
+        }
+    }
+
+    fn in_window(&self, now: Instant) -> usize {
+        self.sent
+            .iter()
+            .flatten()
+            .filter(|t| now.saturating_duration_since(**t) < SEND_WINDOW)
+            .count()
+    }
+
+    /// How long a request must wait before it may be sent (zero: send now).
+    pub fn request_delay(&self, now: Instant) -> Duration {
+        if self.in_window(now) < self.limit - 1 {
+            return Duration::ZERO;
+        }
+        // Wait until the oldest send inside the window leaves it.
+        self.sent
+            .iter()
+            .flatten()
+            .filter(|t| now.saturating_duration_since(**t) < SEND_WINDOW)
+            .map(|t| SEND_WINDOW - now.saturating_duration_since(*t))
+            .min()
+            .unwrap_or(Duration::ZERO)
+    }
+
+    /// Records a message sent at `now` (requests after `request_delay` said zero; pongs always).
+    pub fn record(&mut self, now: Instant) {
+        self.sent[self.next] = Some(now);
+        self.next = (self.next + 1) % self.sent.len();
+    }
+}
+
+/// Requests sent and not yet acknowledged, bounded: a connection never has more in
+/// flight than its subscribe batches (a few) plus the occasional LIST_SUBSCRIPTIONS.
+#[derive(Debug, Default)]
+pub struct PendingRequests {
+    pending: Vec<(u64, Instant, Vec<String>)>,
+}
+
+/// More requests in flight than this means acknowledgements stopped arriving.
+pub const MAX_PENDING_REQUESTS: usize = 64;
+
+impl PendingRequests {
+    pub fn sent(&mut self, id: u64, at: Instant, streams: Vec<String>) -> bool {
+        if self.pending.len() >= MAX_PENDING_REQUESTS {
+            return false;
+        }
+        self.pending.push((id, at, streams));
+        true
+    }
+
+    /// Marks `id` acknowledged; returns the streams it covered, or `None` if unknown.
+    pub fn ack(&mut self, id: u64) -> Option<Vec<String>> {
+        let pos = self.pending.iter().position(|(i, _, _)| *i == id)?;
+        Some(self.pending.swap_remove(pos).2)
+    }
+
+    /// Requests older than `timeout` at `now`, removed from the pending set.
+    pub fn expired(&mut self, now: Instant, timeout: Duration) -> Vec<(u64, Vec<String>)> {
+        let mut out = Vec::new();
+        self.pending.retain(|(id, at, streams)| {
+            if now.saturating_duration_since(*at) >= timeout {
+                out.push((*id, streams.clone()));
+                false
+            } else {
+                true
+            }
+        });
+        out
+    }
+
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+}
+
+/// Parses the stream name of a combined-stream envelope: `btcusdt@kline_1m` →
+/// (`BTCUSDT`, kind `kline_1m`). Used to attribute partial-depth events, which carry no symbol.
+pub fn split_stream(name: &str) -> Option<(Symbol, &str)> {
+    let (sym, kind) = name.split_once('@')?;
+    Some((Symbol::new(sym).ok()?, kind))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kinds_all() -> StreamKinds {
+        StreamKinds {
+            kline: true,
+            trade: true,
+            agg_trade: true,
+            book_ticker: true,
+            diff_depth_ms: Some(100),
+            partial_depth_levels: Some(20),
+        }
+    }
+
+    fn names(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("sym{i:05}usdt@kline_1m")).collect()
+    }
+
+    #[test]
+    fn streams_cover_every_kind_and_timeframe() {
+        let syms = [Symbol::new("BTCUSDT").unwrap()];
+        let s = streams_for(&syms, &[Interval::M1, Interval::H1], &kinds_all());
+        assert_eq!(
+            s,
+            [
+                "btcusdt@kline_1m",
+                "btcusdt@kline_1h",
+                "btcusdt@trade",
+                "btcusdt@aggTrade",
+                "btcusdt@bookTicker",
+                "btcusdt@depth@100ms",
+                "btcusdt@depth20"
+            ]
+        );
+        let klines_only = StreamKinds {
+            kline: true,
+            trade: false,
+            agg_trade: false,
+            book_ticker: false,
+            diff_depth_ms: None,
+            partial_depth_levels: None,
+        };
+        assert_eq!(
+            streams_for(&syms, &[Interval::M5], &klines_only),
+            ["btcusdt@kline_5m"]
+        );
+    }
+
+    #[test]
+    fn assignment_respects_cap_and_balances() {
+        let s = names(2500);
+        let conns = assign_streams(&s, 1024, 5).unwrap();
+        assert_eq!(conns.len(), 3);
+        assert!(conns.iter().all(|c| c.len() <= 1024));
+        let sizes: Vec<_> = conns.iter().map(Vec::len).collect();
+        assert_eq!(sizes, [834, 833, 833]);
+        let flat: Vec<_> = conns.concat();
+        assert_eq!(flat, s, "every stream exactly once, in order");
+        // A cap above Binance's is clamped to 1024.
+        assert_eq!(assign_streams(&s, 5000, 5).unwrap().len(), 3);
+        let err = assign_streams(&s, 200, 5).unwrap_err();
+        assert_eq!(err.connections, 5);
+        assert!(assign_streams(&[], 10, 1).unwrap().is_empty());
+    }
+
+    #[test]
+    fn subscribe_batches_stay_under_limit_and_cover_all() {
+        let s = names(700);
+        for max in [256, 1000, 3072, 4095, 9000] {
+            let reqs = subscribe_batches("SUBSCRIBE", &s, max, 7);
+            let limit = max.min(4095);
+            for (i, r) in reqs.iter().enumerate() {
+                assert!(r.text.len() <= limit, "{} > {limit}", r.text.len());
+                assert_eq!(r.id, 7 + i as u64);
+                let v: serde_json::Value = serde_json::from_str(&r.text).unwrap();
+                assert_eq!(v["method"], "SUBSCRIBE");
+                assert_eq!(v["id"], r.id);
+                assert_eq!(v["params"].as_array().unwrap().len(), r.streams.len());
+            }
+            let flat: Vec<_> = reqs.iter().flat_map(|r| r.streams.clone()).collect();
+            assert_eq!(flat, s);
+        }
+    }
+
+    #[test]
+    fn send_window_keeps_a_slot_for_pongs() {
+        let t0 = Instant::now();
+        let mut w = SendWindow::new(5);
+        for i in 0..4 {
+            let now = t0 + Duration::from_millis(i * 10);
+            assert_eq!(w.request_delay(now), Duration::ZERO);
+            w.record(now);
+        }
+        // Four requests inside the second: the fifth must wait for the first to age out.
+        let now = t0 + Duration::from_millis(40);
+        assert_eq!(w.request_delay(now), Duration::from_millis(960));
+        // A pong still goes at once: five messages in the window, never six.
+        w.record(now);
+        assert_eq!(
+            w.request_delay(t0 + Duration::from_millis(1000)),
+            Duration::from_millis(10)
+        );
+        assert_eq!(
+            w.request_delay(t0 + Duration::from_millis(1040)),
+            Duration::ZERO
+        );
+    }
+
+    #[test]
+    fn send_window_never_exceeds_limit_in_any_second() {
+        // Simulate a greedy sender for 10 s of virtual time, 1 ms steps, plus a pong
+        // every 700 ms: no one-second window may ever hold more than 5 messages.
+        let t0 = Instant::now();
+        let mut w = SendWindow::new(5);
+        let mut log = Vec::new();
+        for ms in 0..10_000u64 {
+            let now = t0 + Duration::from_millis(ms);
+            if ms % 700 == 0 {
+                w.record(now);
+                log.push(ms);
+            }
+            if w.request_delay(now).is_zero() {
+                w.record(now);
+                log.push(ms);
+            }
+        }
+        for (i, &start) in log.iter().enumerate() {
+            let n = log[i..].iter().take_while(|&&t| t < start + 1000).count();
+            assert!(n <= 5, "{n} messages in the second from {start} ms");
+        }
+        assert!(
+            log.len() > 35,
+            "the pacer must not starve requests: {}",
+            log.len()
+        );
+    }
+
+    #[test]
+    fn pending_requests_ack_and_expire() {
+        let t0 = Instant::now();
+        let mut p = PendingRequests::default();
+        assert!(p.sent(1, t0, vec!["a".into()]));
+        assert!(p.sent(2, t0 + Duration::from_secs(5), vec!["b".into()]));
+        assert_eq!(p.ack(1), Some(vec!["a".to_string()]));
+        assert_eq!(p.ack(1), None);
+        assert!(p
+            .expired(t0 + Duration::from_secs(6), Duration::from_secs(10))
+            .is_empty());
+        let gone = p.expired(t0 + Duration::from_secs(15), Duration::from_secs(10));
+        assert_eq!(gone, vec![(2, vec!["b".to_string()])]);
+        assert!(p.is_empty());
+        for i in 0..MAX_PENDING_REQUESTS as u64 {
+            assert!(p.sent(i, t0, vec![]));
+        }
+        assert!(!p.sent(999, t0, vec![]), "bounded");
+    }
+
+    #[test]
+    fn stream_names_split() {
+        let (s, k) = split_stream("nknusdt@depth@100ms").unwrap();
+        assert_eq!(s.as_str(), "NKNUSDT");
+        assert_eq!(k, "depth@100ms");
+        assert!(split_stream("!serverShutdown").is_none());
+    }
+}

@@ -1,0 +1,116 @@
+//! Counters each role publishes for the control plane.
+//!
+//! Every counter has exactly one writer (the core that owns the role) and is read by the
+//! dashboard with relaxed loads: no locks, no contention on the hot path. Cache padding
+//! keeps one shard's counters off another core's cache lines.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use crossbeam_utils::CachePadded;
+
+/// A relaxed counter.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    #[inline]
+    pub fn inc(&self) {
+        self.add(1);
+    }
+    /// Decrements, saturating at zero (for gauges such as active connections).
+    #[inline]
+    pub fn dec(&self) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(1))
+            });
+    }
+    #[inline]
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+    #[inline]
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A relaxed signed gauge (timestamps, ages).
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicI64);
+
+impl Gauge {
+    pub fn set(&self, v: i64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Parse-error reasons, in the order of [`crate::wire::ParseError::reason`] labels.
+pub const PARSE_ERROR_REASONS: [&str; 6] = [
+    "invalid_json",
+    "not_object",
+    "missing_field",
+    "wrong_type",
+    "out_of_range",
+    "too_large",
+];
+
+/// Figures of one shard core.
+#[derive(Debug, Default)]
+pub struct ShardStats {
+    pub messages: CachePadded<Counter>,
+    pub bytes: Counter,
+    pub parse_errors: [Counter; PARSE_ERROR_REASONS.len()],
+    pub unknown_events: Counter,
+    pub unknown_fields: Counter,
+    pub binary_frames: Counter,
+    pub klines: Counter,
+    pub trades: Counter,
+    pub agg_trades: Counter,
+    pub book_tickers: Counter,
+    pub depth_updates: Counter,
+    pub partial_depths: Counter,
+    pub duplicates: Counter,
+    pub stale: Counter,
+    pub candles_closed: Counter,
+    pub gaps: Counter,
+    pub gap_candles: Counter,
+    pub server_shutdowns: Counter,
+    pub connections_active: Counter,
+    pub connection_attempts: Counter,
+    pub connect_failures: Counter,
+    pub reconnects: Counter,
+    pub rotations: Counter,
+    pub silent_drops: Counter,
+    pub pings_answered: Counter,
+    pub subscribe_requests: Counter,
+    pub subscribe_acks: Counter,
+    pub subscribe_errors: Counter,
+    pub subscribe_retries: Counter,
+    pub streams_subscribed: Counter,
+    pub live_conflated: Counter,
+    pub overflow_depth: Counter,
+    pub backpressure_pauses: Counter,
+    /// Exchange event time of the latest message, µs.
+    pub last_event_time_us: Gauge,
+}
+
+impl ShardStats {
+    pub fn parse_error(&self, reason: &str) {
+        if let Some(i) = PARSE_ERROR_REASONS.iter().position(|r| *r == reason) {
+            self.parse_errors[i].inc();
+        }
+    }
+
+    pub fn parse_errors_total(&self) -> u64 {
+        self.parse_errors.iter().map(Counter::get).sum()
+    }
+}

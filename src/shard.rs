@@ -1,0 +1,313 @@
+//! One shard core: the symbols it owns, their candle state and de-duplication gates,
+//! and the rings to the sink cores.
+//!
+//! Runs on: its own pinned glommio executor (see [`crate::engine`]); its connection
+//! tasks ([`crate::feed`]) hand every parsed message to [`ShardState::on_event`] on the
+//! same thread, so the state needs no locks. In: parsed events. Out: fixed-size
+//! [`Envelope`]s on the ring to the sinks (closed candles and gaps are never lost: when
+//! the ring is full they wait in a bounded overflow, and past that the shard stops
+//! reading its sockets; live candles are conflated: dropped and counted when the ring is
+//! full, since the next update supersedes them).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use crate::candle::{CandleTrack, Gap, KlineOutcome, SeqGate};
+use crate::clock::mono_ns;
+use crate::market::{Candle, Interval, Symbol};
+use crate::metrics::ShardStats;
+use crate::ring::Producer;
+use crate::wire::Event;
+
+/// What a shard sends to the sinks.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Record {
+    ClosedCandle(Candle),
+    LiveCandle(Candle),
+    Gap(Gap),
+}
+
+/// A record with the stage times of its journey (monotonic ns, [`mono_ns`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Envelope {
+    pub shard: u16,
+    pub recv_ns: u64,
+    pub parsed_ns: u64,
+    pub record: Record,
+}
+
+/// Never-lost records that may wait on the shard while its ring is full. Past this the
+/// shard stops reading its sockets (TCP backpressure) instead of growing memory.
+pub const MAX_OVERFLOW: usize = 65_536;
+
+#[derive(Clone, Copy, Debug, Default)]
+struct SymbolSeq {
+    trade: SeqGate,
+    agg_trade: SeqGate,
+    depth: SeqGate,
+    book_ticker: SeqGate,
+}
+
+/// The state one shard core owns.
+pub struct ShardState {
+    index: u16,
+    symbols: HashMap<Symbol, usize>,
+    interval_slot: [Option<u8>; Interval::ALL.len()],
+    timeframes: usize,
+    tracks: Vec<CandleTrack>,
+    seq: Vec<SymbolSeq>,
+    out: Producer<Envelope>,
+    overflow: VecDeque<Envelope>,
+    stats: Arc<ShardStats>,
+}
+
+impl ShardState {
+    pub fn new(
+        index: u16,
+        symbols: &[Symbol],
+        timeframes: &[Interval],
+        out: Producer<Envelope>,
+        stats: Arc<ShardStats>,
+    ) -> ShardState {
+        let mut interval_slot = [None; Interval::ALL.len()];
+        for (i, tf) in timeframes.iter().enumerate() {
+            interval_slot[*tf as usize] = Some(i as u8);
+        }
+        ShardState {
+            index,
+            symbols: symbols.iter().enumerate().map(|(i, s)| (*s, i)).collect(),
+            interval_slot,
+            timeframes: timeframes.len(),
+            tracks: vec![CandleTrack::default(); symbols.len() * timeframes.len()],
+            seq: vec![SymbolSeq::default(); symbols.len()],
+            out,
+            overflow: VecDeque::new(),
+            stats,
+        }
+    }
+
+    pub fn stats(&self) -> &Arc<ShardStats> {
+        &self.stats
+    }
+
+    /// True while never-lost records wait at their bound: readers should pause.
+    pub fn backpressured(&self) -> bool {
+        self.overflow.len() >= MAX_OVERFLOW
+    }
+
+    /// Applies one market event received at `recv_ns`. `stream_symbol` is the symbol of
+    /// the combined-stream name, used for events that carry none (partial depth).
+    pub fn on_event(&mut self, event: &Event<'_>, stream_symbol: Option<Symbol>, recv_ns: u64) {
+        let stats = &*self.stats;
+        match event {
+            Event::Kline(c) => {
+                stats.klines.inc();
+                stats.last_event_time_us.set(c.event_time_us);
+                self.on_kline(c, recv_ns);
+            }
+            Event::Trade(t) => {
+                stats.trades.inc();
+                stats.last_event_time_us.set(t.event_time_us);
+                if let Some(i) = self.symbols.get(&t.symbol) {
+                    if !self.seq[*i].trade.accept(t.trade_id) {
+                        stats.duplicates.inc();
+                    }
+                }
+            }
+            Event::AggTrade(t) => {
+                stats.agg_trades.inc();
+                stats.last_event_time_us.set(t.event_time_us);
+                if let Some(i) = self.symbols.get(&t.symbol) {
+                    if !self.seq[*i].agg_trade.accept(t.agg_trade_id) {
+                        stats.duplicates.inc();
+                    }
+                }
+            }
+            Event::BookTicker(b) => {
+                stats.book_tickers.inc();
+                if let Some(i) = self.symbols.get(&b.symbol) {
+                    if !self.seq[*i].book_ticker.accept(b.update_id) {
+                        stats.duplicates.inc();
+                    }
+                }
+            }
+            Event::DepthUpdate(d) => {
+                stats.depth_updates.inc();
+                stats.last_event_time_us.set(d.event_time_us);
+                if let Some(i) = self.symbols.get(&d.symbol) {
+                    if !self.seq[*i].depth.accept(d.final_update_id) {
+                        stats.duplicates.inc();
+                    }
+                }
+            }
+            Event::PartialDepth(p) => {
+                stats.partial_depths.inc();
+                // Partial depth snapshots repeat `lastUpdateId` when the book is quiet,
+                // so they are not de-duplicated: a repeat is the same snapshot again.
+                let _ = (p, stream_symbol);
+            }
+            Event::ServerShutdown { .. } => stats.server_shutdowns.inc(),
+            Event::Unknown { .. } => stats.unknown_events.inc(),
+        }
+    }
+
+    fn on_kline(&mut self, c: &Candle, recv_ns: u64) {
+        let (Some(&sym), Some(tf)) = (
+            self.symbols.get(&c.symbol),
+            self.interval_slot[c.interval as usize],
+        ) else {
+            // A stream we did not ask for (or another shard's symbol): counted, ignored.
+            self.stats.unknown_events.inc();
+            return;
+        };
+        let slot = sym * self.timeframes + tf as usize;
+        let outcome = self.tracks[slot].apply(c);
+        let parsed_ns = mono_ns();
+        match outcome {
+            KlineOutcome::Live => {
+                let env = self.envelope(recv_ns, parsed_ns, Record::LiveCandle(*c));
+                // Latest value wins: behind a queue of never-lost records, or with the
+                // ring full, a live update is dropped (the next one supersedes it).
+                if !self.overflow.is_empty() || self.out.push(env).is_err() {
+                    self.stats.live_conflated.inc();
+                }
+            }
+            KlineOutcome::Closed { gap } => {
+                self.stats.candles_closed.inc();
+                if let Some(gap) = gap {
+                    self.stats.gaps.inc();
+                    self.stats.gap_candles.add(gap.candles());
+                    let env = self.envelope(recv_ns, parsed_ns, Record::Gap(gap));
+                    self.send_kept(env);
+                }
+                let env = self.envelope(recv_ns, parsed_ns, Record::ClosedCandle(*c));
+                self.send_kept(env);
+            }
+            KlineOutcome::Duplicate => self.stats.duplicates.inc(),
+            KlineOutcome::Stale => self.stats.stale.inc(),
+        }
+    }
+
+    fn envelope(&self, recv_ns: u64, parsed_ns: u64, record: Record) -> Envelope {
+        Envelope {
+            shard: self.index,
+            recv_ns,
+            parsed_ns,
+            record,
+        }
+    }
+
+    /// Sends a never-lost record, keeping order behind anything already waiting.
+    fn send_kept(&mut self, env: Envelope) {
+        if self.overflow.is_empty() {
+            if let Err(env) = self.out.push(env) {
+                self.overflow.push_back(env);
+            }
+        } else {
+            self.overflow.push_back(env);
+        }
+        self.stats.overflow_depth.set(self.overflow.len() as u64);
+    }
+
+    /// Moves waiting records into the ring while it has room; called after each read
+    /// and periodically. Returns how many are still waiting.
+    pub fn flush(&mut self) -> usize {
+        while let Some(env) = self.overflow.pop_front() {
+            if let Err(env) = self.out.push(env) {
+                self.overflow.push_front(env);
+                break;
+            }
+        }
+        self.stats.overflow_depth.set(self.overflow.len() as u64);
+        self.overflow.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::market::Decimal;
+    use crate::ring::ring;
+
+    fn kline(open: i64, event_us: i64, closed: bool) -> Event<'static> {
+        let d = Decimal::new(1, 0);
+        Event::Kline(Candle {
+            symbol: Symbol::new("BTCUSDT").unwrap(),
+            interval: Interval::M1,
+            open_time_ms: open,
+            close_time_ms: open + 59_999,
+            open: d,
+            high: d,
+            low: d,
+            close: d,
+            volume: d,
+            quote_volume: d,
+            taker_buy_base: d,
+            taker_buy_quote: d,
+            trades: 0,
+            first_trade_id: -1,
+            last_trade_id: -1,
+            closed,
+            event_time_us: event_us,
+        })
+    }
+
+    #[test]
+    fn closed_candles_survive_a_full_ring_in_order() {
+        let (tx, rx) = ring("t", 2);
+        let stats = Arc::new(ShardStats::default());
+        let sym = [Symbol::new("BTCUSDT").unwrap()];
+        let mut s = ShardState::new(0, &sym, &[Interval::M1], tx, stats.clone());
+        for i in 0..10 {
+            s.on_event(&kline(i * 60_000, i, false), None, 0);
+            s.on_event(&kline(i * 60_000, i + 1, true), None, 0);
+        }
+        // The ring holds 2; the rest wait, in order; live updates behind them conflate.
+        let mut got = Vec::new();
+        for _ in 0..100 {
+            while let Some(e) = rx.pop() {
+                got.push(e.record);
+            }
+            if s.flush() == 0 && rx.view().depth() == 0 {
+                break;
+            }
+        }
+        let closed: Vec<i64> = got
+            .iter()
+            .filter_map(|r| match r {
+                Record::ClosedCandle(c) => Some(c.open_time_ms / 60_000),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(closed, (0..10).collect::<Vec<_>>());
+        assert_eq!(stats.candles_closed.get(), 10);
+        assert!(stats.live_conflated.get() > 0);
+    }
+
+    #[test]
+    fn gaps_and_duplicates_are_counted() {
+        let (tx, rx) = ring("t", 64);
+        let stats = Arc::new(ShardStats::default());
+        let sym = [Symbol::new("BTCUSDT").unwrap()];
+        let mut s = ShardState::new(3, &sym, &[Interval::M1], tx, stats.clone());
+        s.on_event(&kline(0, 1, true), None, 0);
+        s.on_event(&kline(0, 1, true), None, 0);
+        s.on_event(&kline(3 * 60_000, 2, true), None, 0);
+        assert_eq!(stats.duplicates.get(), 1);
+        assert_eq!(stats.gaps.get(), 1);
+        assert_eq!(stats.gap_candles.get(), 2);
+        let recs: Vec<_> = std::iter::from_fn(|| rx.pop()).collect();
+        assert_eq!(recs.len(), 3);
+        assert!(
+            matches!(recs[1].record, Record::Gap(g) if g.from_open_ms == 60_000 && g.to_open_ms == 180_000)
+        );
+        assert!(recs.iter().all(|e| e.shard == 3));
+        // A kline of a symbol this shard does not own is counted, not stored.
+        let mut other = kline(0, 1, true);
+        if let Event::Kline(c) = &mut other {
+            c.symbol = Symbol::new("ETHUSDT").unwrap();
+        }
+        s.on_event(&other, None, 0);
+        assert_eq!(stats.unknown_events.get(), 1);
+    }
+}
