@@ -1,4 +1,316 @@
-//! Starts every role on its core (placeholder until the engine lands).
-pub fn run(_config: crate::config::Config) -> anyhow::Result<()> {
-    anyhow::bail!("not built yet")
+//! Starts every role on its core and stops them cleanly.
+//!
+//! Runs on: the main thread (control plane). Owns: the role threads and executors.
+//! Shard cores each get a glommio executor (pinned when the layout pins) running their
+//! feed; the memory sink runs on a plain thread on the writer core; the dashboard gets a
+//! glommio executor on its core. Roles talk only through the rings and read-only views.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
+
+use crate::config::Config;
+use crate::dashboard::status::{ShardView, StatusContext};
+use crate::feed;
+use crate::metrics::ShardStats;
+use crate::ring;
+use crate::shard::{Envelope, ShardState};
+use crate::store::RecentStore;
+use crate::topology::Layout;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("shard {shard}: {source}")]
+    Capacity {
+        shard: usize,
+        source: feed::protocol::CapacityError,
+    },
+    #[error("cannot start the {role} executor: {why}")]
+    Executor { role: String, why: String },
+    #[error("cannot listen on {addr}: {why}; set DASHBOARD_ADDR to a free address")]
+    Listen { addr: SocketAddr, why: String },
+    #[error("cannot start the {role} thread: {source}")]
+    Thread {
+        role: &'static str,
+        source: std::io::Error,
+    },
+    #[error("bad BINANCE_WS_URL: {0}")]
+    Feed(#[from] feed::FeedError),
+}
+
+/// How often the shard flushes records waiting for ring space when its sockets are quiet.
+const FLUSH_EVERY: Duration = Duration::from_millis(2);
+
+/// A running engine.
+pub struct Engine {
+    stop: Arc<AtomicBool>,
+    shards: Vec<ExecutorJoinHandle<()>>,
+    dashboard: Option<ExecutorJoinHandle<()>>,
+    sink: Option<std::thread::JoinHandle<()>>,
+    /// Stops the sink; set only after the shards have handed everything over.
+    sink_stop: Option<Arc<AtomicBool>>,
+    dashboard_addr: SocketAddr,
+    status: Arc<StatusContext>,
+}
+
+fn placement(layout: &Layout, core: Option<usize>) -> Placement {
+    match core {
+        Some(c) if layout.pinned => Placement::Fixed(c),
+        _ => Placement::Unbound,
+    }
+}
+
+impl Engine {
+    pub fn start(config: &Config, layout: &Layout) -> Result<Engine, EngineError> {
+        // Validate the URL before any thread starts, so a typo is one clear error.
+        feed::connection::Endpoint::new(&config.binance_ws_url, config.feed.time_unit_microsecond)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let store = Arc::new(Mutex::new(RecentStore::new(config.engine.recent_candles)));
+        let per_shard_connections =
+            (config.binance_max_connections / layout.shards.len().max(1)).max(1);
+
+        let mut views = Vec::new();
+        let mut consumers = Vec::new();
+        let mut plans = Vec::new();
+        for plan in &layout.shards {
+            let assignments = feed::plan_connections(config, &plan.symbols, per_shard_connections)
+                .map_err(|source| EngineError::Capacity {
+                    shard: plan.index,
+                    source,
+                })?;
+            let (tx, rx) = ring::ring::<Envelope>(
+                format!("shard{}->memory", plan.index),
+                config.max_queue_size,
+            );
+            let stats = Arc::new(ShardStats::default());
+            views.push(ShardView {
+                index: plan.index,
+                core: if layout.pinned { plan.core } else { None },
+                symbols: plan.symbols.clone(),
+                slots: assignments.len(),
+                streams: assignments.iter().map(Vec::len).sum(),
+                stats: stats.clone(),
+                rings: vec![tx.view()],
+            });
+            consumers.push(rx);
+            plans.push((plan.clone(), assignments, tx, stats));
+        }
+
+        let sink_stop = Arc::new(AtomicBool::new(false));
+        let sink = {
+            let store = store.clone();
+            let sink_stop = sink_stop.clone();
+            let core = layout.writer_core.filter(|_| layout.pinned);
+            std::thread::Builder::new()
+                .name("memory-sink".into())
+                .spawn(move || {
+                    if let Some(id) = core {
+                        core_affinity::set_for_current(core_affinity::CoreId { id });
+                    }
+                    crate::sinks::memory::run(consumers, store, sink_stop);
+                })
+                .map_err(|source| EngineError::Thread {
+                    role: "memory sink",
+                    source,
+                })?
+        };
+
+        let mut shards = Vec::new();
+        for (plan, assignments, tx, stats) in plans {
+            let config = config.clone();
+            let stop = stop.clone();
+            let name = format!("shard-{}", plan.index);
+            let handle = LocalExecutorBuilder::new(placement(layout, plan.core))
+                .name(&name)
+                .spawn(move || async move {
+                    let state = ShardState::new(
+                        plan.index as u16,
+                        &plan.symbols,
+                        &config.timeframes,
+                        tx,
+                        stats,
+                    );
+                    let state = Rc::new(RefCell::new(state));
+                    let flusher = {
+                        let state = state.clone();
+                        let stop = stop.clone();
+                        glommio::spawn_local(async move {
+                            while !stop.load(Ordering::Relaxed) {
+                                glommio::timer::sleep(FLUSH_EVERY).await;
+                                state.borrow_mut().flush();
+                            }
+                        })
+                    };
+                    if let Err(e) = feed::run(&config, state.clone(), assignments, stop).await {
+                        tracing::error!(shard = plan.index, error = %e, "feed stopped");
+                    }
+                    flusher.await;
+                    // Hand over anything still waiting for ring space before exiting.
+                    for _ in 0..1000 {
+                        if state.borrow_mut().flush() == 0 {
+                            break;
+                        }
+                        glommio::timer::sleep(Duration::from_millis(1)).await;
+                    }
+                })
+                .map_err(|e| EngineError::Executor {
+                    role: name.clone(),
+                    why: e.to_string(),
+                })?;
+            shards.push(handle);
+        }
+
+        let status = Arc::new(StatusContext {
+            started: Instant::now(),
+            shards: views,
+            store,
+            timeframes: config.timeframes.clone(),
+            database_state: "memory",
+            redis_state: "off",
+        });
+
+        let (addr_tx, addr_rx) = mpsc::channel();
+        let dashboard = {
+            let status = status.clone();
+            let stop = stop.clone();
+            let addr = config.dashboard_addr;
+            LocalExecutorBuilder::new(placement(layout, layout.dashboard_core))
+                .name("dashboard")
+                .spawn(move || async move {
+                    match glommio::net::TcpListener::bind(addr) {
+                        Ok(listener) => {
+                            let _ = addr_tx.send(listener.local_addr().map_err(|e| e.to_string()));
+                            crate::dashboard::serve(listener, status, stop).await;
+                        }
+                        Err(e) => {
+                            let _ = addr_tx.send(Err(e.to_string()));
+                        }
+                    }
+                })
+                .map_err(|e| EngineError::Executor {
+                    role: "dashboard".into(),
+                    why: e.to_string(),
+                })?
+        };
+        let bound = addr_rx
+            .recv_timeout(Duration::from_secs(10))
+            .map_err(|e| e.to_string())
+            .and_then(|r| r);
+        let mut engine = Engine {
+            stop,
+            shards,
+            dashboard: Some(dashboard),
+            sink: Some(sink),
+            sink_stop: Some(sink_stop),
+            dashboard_addr: config.dashboard_addr,
+            status,
+        };
+        match bound {
+            Ok(addr) => {
+                engine.dashboard_addr = addr;
+                Ok(engine)
+            }
+            Err(why) => {
+                engine.shutdown();
+                Err(EngineError::Listen {
+                    addr: config.dashboard_addr,
+                    why,
+                })
+            }
+        }
+    }
+
+    pub fn dashboard_addr(&self) -> SocketAddr {
+        self.dashboard_addr
+    }
+
+    pub fn status(&self) -> &Arc<StatusContext> {
+        &self.status
+    }
+
+    /// Asks every role to stop (returns at once).
+    pub fn request_stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// Stops every role and waits for them: shards first, then the sink drains the rings.
+    pub fn shutdown(&mut self) {
+        self.request_stop();
+        for h in self.shards.drain(..) {
+            let _ = h.join();
+        }
+        if let Some(h) = self.dashboard.take() {
+            let _ = h.join();
+        }
+        if let Some(s) = self.sink_stop.take() {
+            s.store(true, Ordering::Relaxed);
+        }
+        if let Some(h) = self.sink.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Set by SIGINT/SIGTERM.
+static SIGNALLED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    SIGNALLED.store(true, Ordering::Relaxed);
+}
+
+/// Routes SIGINT and SIGTERM to a flag that [`wait_for_signal`] watches.
+pub fn install_signal_handlers() {
+    let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, handler);
+        libc::signal(libc::SIGTERM, handler);
+    }
+}
+
+/// True once SIGINT or SIGTERM arrived.
+pub fn signalled() -> bool {
+    SIGNALLED.load(Ordering::Relaxed)
+}
+
+/// Startup notes about optional services, per DESIGN.md.
+pub fn log_sink_modes(config: &Config) {
+    if config.database_url.is_none() {
+        tracing::info!("no DATABASE_URL: keeping recent candles in memory");
+    } else {
+        tracing::warn!("DATABASE_URL is set, but the database writer is not built yet: keeping recent candles in memory");
+    }
+    if config.redis_url.is_none() {
+        tracing::info!("no REDIS_URL: publishing nowhere");
+    } else {
+        tracing::warn!(
+            "REDIS_URL is set, but the Redis publisher is not built yet: publishing nowhere"
+        );
+    }
+}
+
+/// `alphapulse run`: the engine until SIGINT/SIGTERM.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    let layout = crate::topology::single_shard(&config);
+    log_sink_modes(&config);
+    install_signal_handlers();
+    let mut engine = Engine::start(&config, &layout)?;
+    tracing::info!(dashboard = %engine.dashboard_addr(), shards = layout.shards.len(), "engine running");
+    while !signalled() {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    tracing::info!("stopping");
+    engine.shutdown();
+    Ok(())
 }

@@ -85,6 +85,8 @@ pub struct ShardStats {
     pub gap_candles: Counter,
     pub server_shutdowns: Counter,
     pub connections_active: Counter,
+    /// Connections whose subscriptions are all acknowledged.
+    pub connections_live: Counter,
     pub connection_attempts: Counter,
     pub connect_failures: Counter,
     pub reconnects: Counter,

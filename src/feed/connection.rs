@@ -354,6 +354,9 @@ pub async fn run_session(
     handle: &ConnHandle,
 ) -> SessionEnd {
     let end = session_loop(&mut ws, streams, ctx, handle).await;
+    if handle.phase.get() == Phase::Live {
+        ctx.shard.borrow().stats().connections_live.dec();
+    }
     // Best effort: tell the server we are going, without waiting long for it.
     if matches!(
         end,
@@ -489,8 +492,13 @@ async fn session_loop(
                                     acked += streams.len();
                                 }
                             }
-                            if queue.is_empty() && pending.is_empty() && acked > 0 {
+                            if queue.is_empty()
+                                && pending.is_empty()
+                                && acked > 0
+                                && handle.phase.get() != Phase::Live
+                            {
                                 handle.phase.set(Phase::Live);
+                                stats.connections_live.inc();
                             }
                         }
                         Ok(Message::Error { code, msg, .. }) => {

@@ -1,0 +1,227 @@
+//! HTTP/1.1 request parsing and response framing for the dashboard listener.
+//!
+//! Pure: works on byte buffers, never on a socket, so limits and edge cases are tested
+//! directly. The listener ([`super::serve`]) owns the sockets.
+
+/// Largest request head (request line + headers) accepted; bigger is refused with 431.
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// Most headers accepted in one request.
+pub const MAX_HEADERS: usize = 48;
+
+/// A parsed request head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub keep_alive: bool,
+    /// Body bytes announced by `Content-Length` (GET bodies are read and discarded).
+    pub content_length: usize,
+    /// Bytes of the buffer the head used.
+    pub head_len: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeadError {
+    /// The head is larger than [`MAX_HEAD_BYTES`] or has too many headers.
+    TooLarge,
+    /// Not HTTP/1.x.
+    Malformed,
+}
+
+/// Parses the head at the start of `buf`: `Ok(None)` when more bytes are needed.
+pub fn parse_head(buf: &[u8]) -> Result<Option<Request>, HeadError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(buf) {
+        Ok(httparse::Status::Complete(head_len)) => {
+            let version = req.version.unwrap_or(1);
+            let mut keep_alive = version >= 1;
+            let mut content_length = 0usize;
+            for h in req.headers.iter() {
+                if h.name.eq_ignore_ascii_case("connection") {
+                    let v = String::from_utf8_lossy(h.value).to_ascii_lowercase();
+                    if v.contains("close") {
+                        keep_alive = false;
+                    } else if v.contains("keep-alive") {
+                        keep_alive = true;
+                    }
+                } else if h.name.eq_ignore_ascii_case("content-length") {
+                    content_length = std::str::from_utf8(h.value)
+                        .ok()
+                        .and_then(|v| v.trim().parse().ok())
+                        .ok_or(HeadError::Malformed)?;
+                }
+            }
+            let target = req.path.unwrap_or("/");
+            let (path, query) = match target.split_once('?') {
+                Some((p, q)) => (p, q),
+                None => (target, ""),
+            };
+            Ok(Some(Request {
+                method: req.method.unwrap_or("").to_string(),
+                path: path.to_string(),
+                query: query.to_string(),
+                keep_alive,
+                content_length,
+                head_len,
+            }))
+        }
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD_BYTES => Err(HeadError::TooLarge),
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(httparse::Error::TooManyHeaders) => Err(HeadError::TooLarge),
+        Err(_) => Err(HeadError::Malformed),
+    }
+}
+
+/// The value of query parameter `name`, percent-decoded (`+` is a space).
+pub fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(k) == name).then(|| percent_decode(v))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A response ready to write.
+pub struct Response {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn json(status: u16, value: &serde_json::Value) -> Response {
+        Response {
+            status,
+            content_type: "application/json",
+            body: serde_json::to_vec(value).unwrap_or_default(),
+        }
+    }
+
+    /// `{"error": message}` with the given status.
+    pub fn error(status: u16, message: &str) -> Response {
+        Response::json(status, &serde_json::json!({ "error": message }))
+    }
+
+    /// Serialises the status line, headers and body.
+    pub fn to_bytes(&self, keep_alive: bool) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.body.len() + 160);
+        out.extend_from_slice(
+            format!(
+                "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: {}\r\n\r\n",
+                self.status,
+                reason(self.status),
+                self.content_type,
+                self.body.len(),
+                if keep_alive { "keep-alive" } else { "close" }
+            )
+            .as_bytes(),
+        );
+        out.extend_from_slice(&self.body);
+        out
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        413 => "Payload Too Large",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        _ => "Error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_heads_incrementally() {
+        let full = b"GET /api/candles?symbol=BTCUSDT&limit=5 HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_eq!(parse_head(&full[..20]), Ok(None));
+        let r = parse_head(full).unwrap().unwrap();
+        assert_eq!(r.method, "GET");
+        assert_eq!(r.path, "/api/candles");
+        assert_eq!(query_param(&r.query, "symbol").as_deref(), Some("BTCUSDT"));
+        assert_eq!(query_param(&r.query, "limit").as_deref(), Some("5"));
+        assert_eq!(query_param(&r.query, "timeframe"), None);
+        assert!(r.keep_alive);
+        assert_eq!(r.head_len, full.len());
+        let r = parse_head(b"GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
+        assert!(!r.keep_alive);
+        let r = parse_head(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(!r.keep_alive);
+    }
+
+    #[test]
+    fn refuses_oversized_and_malformed_heads() {
+        let mut big = b"GET / HTTP/1.1\r\n".to_vec();
+        while big.len() < MAX_HEAD_BYTES {
+            big.extend_from_slice(b"X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+        }
+        assert_eq!(parse_head(&big), Err(HeadError::TooLarge));
+        let mut many = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..(MAX_HEADERS + 1) {
+            many.extend_from_slice(format!("H{i}: v\r\n").as_bytes());
+        }
+        many.extend_from_slice(b"\r\n");
+        assert_eq!(parse_head(&many), Err(HeadError::TooLarge));
+        assert_eq!(
+            parse_head(b"\x00\x01garbage\r\n\r\n"),
+            Err(HeadError::Malformed)
+        );
+        assert_eq!(
+            parse_head(b"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n"),
+            Err(HeadError::Malformed)
+        );
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(query_param("a=%41%42+c", "a").as_deref(), Some("AB c"));
+        assert_eq!(query_param("a=%4", "a").as_deref(), Some("%4"));
+        assert_eq!(query_param("a=%zz", "a").as_deref(), Some("%zz"));
+        assert_eq!(query_param("flag", "flag").as_deref(), Some(""));
+    }
+
+    #[test]
+    fn responses_frame_correctly() {
+        let r = Response::error(404, "not found");
+        let text = String::from_utf8(r.to_bytes(false)).unwrap();
+        assert!(text.starts_with("HTTP/1.1 404 Not Found\r\n"));
+        assert!(text.contains("Content-Length: 21\r\n"));
+        assert!(text.contains("Connection: close\r\n"));
+        assert!(text.ends_with("{\"error\":\"not found\"}"));
+    }
+}

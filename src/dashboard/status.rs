@@ -1,0 +1,189 @@
+//! The status model: read-only views of every role, rendered as the `/api/status` JSON.
+//!
+//! Built once by the engine and shared (`Arc`) with the dashboard core. Reads are relaxed
+//! counter loads and one short lock of the recent store; nothing here is on a hot path.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde_json::{json, Value};
+
+use crate::market::{Interval, Symbol};
+use crate::metrics::{ShardStats, PARSE_ERROR_REASONS};
+use crate::record::{CandleRecord, GapRecord};
+use crate::ring::RingView;
+use crate::shard::Envelope;
+use crate::store::RecentStore;
+
+/// One shard as the control plane sees it.
+pub struct ShardView {
+    pub index: usize,
+    pub core: Option<usize>,
+    pub symbols: Vec<Symbol>,
+    /// Connection slots the shard keeps (its streams need this many connections).
+    pub slots: usize,
+    pub streams: usize,
+    pub stats: Arc<ShardStats>,
+    pub rings: Vec<RingView<Envelope>>,
+}
+
+/// Everything `/api/status` reports.
+pub struct StatusContext {
+    pub started: Instant,
+    pub shards: Vec<ShardView>,
+    pub store: Arc<Mutex<RecentStore>>,
+    pub timeframes: Vec<Interval>,
+    /// Where closed candles go now, e.g. "memory".
+    pub database_state: &'static str,
+    pub redis_state: &'static str,
+}
+
+impl StatusContext {
+    /// Ready once every connection slot of every shard is live (all subscriptions acknowledged).
+    pub fn ready(&self) -> bool {
+        self.shards
+            .iter()
+            .all(|s| s.stats.connections_live.get() as usize >= s.slots)
+    }
+
+    pub fn snapshot(&self) -> Value {
+        let shards: Vec<Value> = self.shards.iter().map(shard_json).collect();
+        let total_messages: u64 = self.shards.iter().map(|s| s.stats.messages.get()).sum();
+        let active_connections: u64 = self
+            .shards
+            .iter()
+            .map(|s| s.stats.connections_active.get())
+            .sum();
+        let store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        let gaps: Vec<GapRecord> = store.gaps().rev().take(20).map(GapRecord::from).collect();
+        let last_closed: Vec<CandleRecord> = self
+            .shards
+            .iter()
+            .flat_map(|s| s.symbols.iter())
+            .flat_map(|sym| {
+                self.timeframes
+                    .iter()
+                    .filter_map(|tf| {
+                        store
+                            .closed(Some(*sym), Some(*tf), 1)
+                            .first()
+                            .map(CandleRecord::from)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        json!({
+            "status": if self.ready() { "ok" } else { "starting" },
+            "uptime_s": self.started.elapsed().as_secs_f64(),
+            "total_messages_received": total_messages,
+            "active_connections": active_connections,
+            "active_clients": 0,
+            "shards": shards,
+            "candles": {
+                "closed_total": store.closed_total,
+                "series": store.series_count(),
+                "duplicates_ignored": store.duplicates_ignored,
+                "evicted": store.evicted,
+                "last_closed": last_closed,
+            },
+            "gaps": { "total": store.gaps_total, "recent": gaps },
+            "sinks": {
+                "database": { "state": self.database_state },
+                "spool": { "state": "off" },
+                "redis": { "state": self.redis_state },
+                "memory": { "closed_candles": store.closed_total },
+            },
+        })
+    }
+
+    /// `/api/candles`: closed candles newest first, plus the live ones matching.
+    pub fn candles(
+        &self,
+        symbol: Option<Symbol>,
+        interval: Option<Interval>,
+        limit: usize,
+    ) -> Value {
+        let store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        let closed: Vec<CandleRecord> = store
+            .closed(symbol, interval, limit)
+            .iter()
+            .map(CandleRecord::from)
+            .collect();
+        let live: Vec<CandleRecord> = store
+            .live(symbol, interval)
+            .iter()
+            .map(CandleRecord::from)
+            .collect();
+        json!({ "candles": closed, "live": live })
+    }
+}
+
+fn shard_json(s: &ShardView) -> Value {
+    let st = &s.stats;
+    let parse_errors: serde_json::Map<String, Value> = PARSE_ERROR_REASONS
+        .iter()
+        .zip(st.parse_errors.iter())
+        .map(|(r, c)| (r.to_string(), json!(c.get())))
+        .collect();
+    let queues: Vec<Value> = s
+        .rings
+        .iter()
+        .map(|r| {
+            let rs = r.stats();
+            use std::sync::atomic::Ordering::Relaxed;
+            json!({
+                "name": r.name(),
+                "depth": r.depth(),
+                "capacity": r.capacity(),
+                "high_water": rs.high_water.load(Relaxed),
+                "pushed": rs.pushed.load(Relaxed),
+                "full": rs.full.load(Relaxed),
+            })
+        })
+        .collect();
+    json!({
+        "index": s.index,
+        "core": s.core,
+        "symbols": s.symbols.iter().map(|x| x.as_str()).collect::<Vec<_>>(),
+        "streams": s.streams,
+        "connections": st.connections_active.get(),
+        "connections_live": st.connections_live.get(),
+        "connection_slots": s.slots,
+        "messages": st.messages.get(),
+        "bytes": st.bytes.get(),
+        "parse_errors": st.parse_errors_total(),
+        "parse_errors_by_reason": parse_errors,
+        "unknown_events": st.unknown_events.get(),
+        "unknown_fields": st.unknown_fields.get(),
+        "binary_frames": st.binary_frames.get(),
+        "events": {
+            "kline": st.klines.get(),
+            "trade": st.trades.get(),
+            "agg_trade": st.agg_trades.get(),
+            "book_ticker": st.book_tickers.get(),
+            "depth_update": st.depth_updates.get(),
+            "partial_depth": st.partial_depths.get(),
+        },
+        "duplicates": st.duplicates.get(),
+        "stale": st.stale.get(),
+        "candles_closed": st.candles_closed.get(),
+        "gaps": st.gaps.get(),
+        "gap_candles": st.gap_candles.get(),
+        "server_shutdowns": st.server_shutdowns.get(),
+        "connection_attempts": st.connection_attempts.get(),
+        "connect_failures": st.connect_failures.get(),
+        "reconnects": st.reconnects.get(),
+        "rotations": st.rotations.get(),
+        "silent_drops": st.silent_drops.get(),
+        "pings_answered": st.pings_answered.get(),
+        "subscribe_requests": st.subscribe_requests.get(),
+        "subscribe_acks": st.subscribe_acks.get(),
+        "subscribe_errors": st.subscribe_errors.get(),
+        "subscribe_retries": st.subscribe_retries.get(),
+        "live_conflated": st.live_conflated.get(),
+        "overflow_depth": st.overflow_depth.get(),
+        "backpressure_pauses": st.backpressure_pauses.get(),
+        "last_event_time_us": st.last_event_time_us.get(),
+        "queues": queues,
+    })
+}

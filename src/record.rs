@@ -1,0 +1,74 @@
+//! The JSON records of DESIGN.md ("Records"), as served on the API, WebSocket and Redis.
+//! Decimal fields are strings, exactly as received; times are milliseconds.
+
+use serde::Serialize;
+
+use crate::candle::Gap;
+use crate::market::Candle;
+
+/// `type:"candle"` record.
+#[derive(Debug, Serialize)]
+pub struct CandleRecord {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub symbol: String,
+    pub timeframe: &'static str,
+    pub open_time: i64,
+    pub close_time: i64,
+    pub open: String,
+    pub high: String,
+    pub low: String,
+    pub close: String,
+    pub volume: String,
+    pub quote_volume: String,
+    pub taker_buy_base: String,
+    pub taker_buy_quote: String,
+    pub trades: u64,
+    pub closed: bool,
+    pub event_time: i64,
+}
+
+impl From<&Candle> for CandleRecord {
+    fn from(c: &Candle) -> Self {
+        CandleRecord {
+            kind: "candle",
+            symbol: c.symbol.to_string(),
+            timeframe: c.interval.as_str(),
+            open_time: c.open_time_ms,
+            close_time: c.close_time_ms,
+            open: c.open.to_string(),
+            high: c.high.to_string(),
+            low: c.low.to_string(),
+            close: c.close.to_string(),
+            volume: c.volume.to_string(),
+            quote_volume: c.quote_volume.to_string(),
+            taker_buy_base: c.taker_buy_base.to_string(),
+            taker_buy_quote: c.taker_buy_quote.to_string(),
+            trades: c.trades,
+            closed: c.closed,
+            event_time: c.event_time_us / 1000,
+        }
+    }
+}
+
+/// A recorded gap, for the status API and the backfill.
+#[derive(Debug, Serialize)]
+pub struct GapRecord {
+    pub symbol: String,
+    pub timeframe: &'static str,
+    pub from_open_time: i64,
+    pub to_open_time: i64,
+    pub candles: u64,
+}
+
+impl From<&Gap> for GapRecord {
+    fn from(g: &Gap) -> Self {
+        GapRecord {
+            symbol: g.symbol.to_string(),
+            timeframe: g.interval.as_str(),
+            from_open_time: g.from_open_ms,
+            to_open_time: g.to_open_ms,
+            candles: g.candles(),
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! The memory sink: drains every shard's ring into the [`RecentStore`].
+//!
+//! Runs on: its own thread, pinned to the writer core when the layout pins (a plain
+//! thread, not a glommio executor: it takes a short lock on the store that the dashboard
+//! also reads). In: envelopes from all shards. Out: the store, updated once per drained
+//! batch under one lock.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::ring::Consumer;
+use crate::shard::{Envelope, Record};
+use crate::store::RecentStore;
+
+/// Messages taken from the rings per batch; bounds the time the store lock is held.
+pub const DRAIN_BATCH: usize = 4096;
+/// Sleep when every ring was empty: short enough that the status page is current,
+/// long enough that an idle sink costs nothing.
+const IDLE_SLEEP: Duration = Duration::from_micros(500);
+
+/// Drains `rings` into `store` until `stop` is set, then drains what is left.
+pub fn run(rings: Vec<Consumer<Envelope>>, store: Arc<Mutex<RecentStore>>, stop: Arc<AtomicBool>) {
+    let mut batch = Vec::with_capacity(DRAIN_BATCH);
+    loop {
+        let stopping = stop.load(Ordering::Relaxed);
+        batch.clear();
+        for ring in &rings {
+            ring.drain_into(&mut batch, DRAIN_BATCH);
+        }
+        if !batch.is_empty() {
+            apply(&store, &batch);
+        } else if stopping {
+            return;
+        } else {
+            std::thread::sleep(IDLE_SLEEP);
+        }
+    }
+}
+
+fn apply(store: &Mutex<RecentStore>, batch: &[Envelope]) {
+    // A poisoned lock means a reader panicked mid-read; the data is still consistent
+    // (readers never write), so keep going.
+    let mut store = store.lock().unwrap_or_else(|p| p.into_inner());
+    for env in batch {
+        match &env.record {
+            Record::ClosedCandle(c) => store.insert_closed(c),
+            Record::LiveCandle(c) => store.update_live(c),
+            Record::Gap(g) => store.record_gap(g),
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! Sink roles: the cores that drain the shards' rings.
+//!
+//! - [`memory`]: the in-memory recent store (runs until the database writer lands, and
+//!   whenever no `DATABASE_URL` is set).
+
+pub mod memory;

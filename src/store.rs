@@ -1,0 +1,201 @@
+//! The bounded in-memory store of recent candles and recorded gaps.
+//!
+//! Written by the memory sink (on the writer core) in batches, read by the dashboard's
+//! API handlers. Bounded: `recent_candles` closed candles per (symbol, timeframe), one
+//! live candle each, and the last [`MAX_GAPS_KEPT`] gaps; older entries are evicted and
+//! counted.
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::candle::Gap;
+use crate::market::{Candle, Interval, Symbol};
+
+/// Gaps kept for the status API (the backfill consumes them from the ring later).
+pub const MAX_GAPS_KEPT: usize = 10_000;
+
+#[derive(Default)]
+struct Series {
+    closed: VecDeque<Candle>,
+    live: Option<Candle>,
+}
+
+/// Recent candles per (symbol, timeframe).
+pub struct RecentStore {
+    per_series: usize,
+    series: HashMap<(Symbol, Interval), Series>,
+    gaps: VecDeque<Gap>,
+    pub closed_total: u64,
+    pub duplicates_ignored: u64,
+    pub evicted: u64,
+    pub gaps_total: u64,
+}
+
+impl RecentStore {
+    pub fn new(per_series: usize) -> RecentStore {
+        RecentStore {
+            per_series: per_series.max(1),
+            series: HashMap::new(),
+            gaps: VecDeque::new(),
+            closed_total: 0,
+            duplicates_ignored: 0,
+            evicted: 0,
+            gaps_total: 0,
+        }
+    }
+
+    /// Adds a closed candle; a candle already present (same open time) is ignored, so
+    /// replays and rotations never double a row.
+    pub fn insert_closed(&mut self, c: &Candle) {
+        let s = self.series.entry((c.symbol, c.interval)).or_default();
+        if s.closed
+            .iter()
+            .rev()
+            .take(8)
+            .any(|x| x.open_time_ms == c.open_time_ms)
+        {
+            self.duplicates_ignored += 1;
+            return;
+        }
+        // Keep open-time order even if a late candle arrives (backfill).
+        let pos = s
+            .closed
+            .iter()
+            .rposition(|x| x.open_time_ms < c.open_time_ms)
+            .map_or(0, |p| p + 1);
+        s.closed.insert(pos, *c);
+        if s.live.is_some_and(|l| l.open_time_ms <= c.open_time_ms) {
+            s.live = None;
+        }
+        self.closed_total += 1;
+        while s.closed.len() > self.per_series {
+            s.closed.pop_front();
+            self.evicted += 1;
+        }
+    }
+
+    pub fn update_live(&mut self, c: &Candle) {
+        let s = self.series.entry((c.symbol, c.interval)).or_default();
+        let newer_than_closed = s
+            .closed
+            .back()
+            .is_none_or(|x| x.open_time_ms < c.open_time_ms);
+        if newer_than_closed
+            && s.live.is_none_or(|l| {
+                (l.open_time_ms, l.event_time_us) <= (c.open_time_ms, c.event_time_us)
+            })
+        {
+            s.live = Some(*c);
+        }
+    }
+
+    pub fn record_gap(&mut self, g: &Gap) {
+        self.gaps_total += 1;
+        if self.gaps.len() >= MAX_GAPS_KEPT {
+            self.gaps.pop_front();
+        }
+        self.gaps.push_back(*g);
+    }
+
+    /// Closed candles, newest first, optionally filtered, at most `limit`.
+    pub fn closed(
+        &self,
+        symbol: Option<Symbol>,
+        interval: Option<Interval>,
+        limit: usize,
+    ) -> Vec<Candle> {
+        let mut out: Vec<Candle> = self
+            .series
+            .iter()
+            .filter(|((s, i), _)| {
+                symbol.is_none_or(|x| x == *s) && interval.is_none_or(|x| x == *i)
+            })
+            .flat_map(|(_, series)| series.closed.iter().rev().take(limit).copied())
+            .collect();
+        out.sort_by(|a, b| {
+            b.open_time_ms
+                .cmp(&a.open_time_ms)
+                .then(a.symbol.cmp(&b.symbol))
+        });
+        out.truncate(limit);
+        out
+    }
+
+    pub fn live(&self, symbol: Option<Symbol>, interval: Option<Interval>) -> Vec<Candle> {
+        let mut out: Vec<Candle> = self
+            .series
+            .iter()
+            .filter(|((s, i), _)| {
+                symbol.is_none_or(|x| x == *s) && interval.is_none_or(|x| x == *i)
+            })
+            .filter_map(|(_, series)| series.live)
+            .collect();
+        out.sort_by_key(|c| (c.symbol, c.interval));
+        out
+    }
+
+    pub fn gaps(&self) -> impl DoubleEndedIterator<Item = &Gap> {
+        self.gaps.iter()
+    }
+
+    pub fn series_count(&self) -> usize {
+        self.series.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::market::Decimal;
+
+    fn c(open: i64, closed: bool) -> Candle {
+        let d = Decimal::new(5, 1);
+        Candle {
+            symbol: Symbol::new("ETHUSDT").unwrap(),
+            interval: Interval::M1,
+            open_time_ms: open,
+            close_time_ms: open + 59_999,
+            open: d,
+            high: d,
+            low: d,
+            close: d,
+            volume: d,
+            quote_volume: d,
+            taker_buy_base: d,
+            taker_buy_quote: d,
+            trades: 3,
+            first_trade_id: 1,
+            last_trade_id: 3,
+            closed,
+            event_time_us: open * 1000,
+        }
+    }
+
+    #[test]
+    fn bounded_ordered_and_idempotent() {
+        let mut s = RecentStore::new(3);
+        for i in [0, 1, 3, 2, 2, 4] {
+            s.insert_closed(&c(i * 60_000, true));
+        }
+        assert_eq!(s.duplicates_ignored, 1);
+        assert_eq!(s.evicted, 2);
+        let got: Vec<_> = s
+            .closed(None, None, 10)
+            .iter()
+            .map(|x| x.open_time_ms / 60_000)
+            .collect();
+        assert_eq!(got, [4, 3, 2]);
+        assert_eq!(s.closed(None, Some(Interval::H1), 10).len(), 0);
+        assert_eq!(s.closed(None, None, 1).len(), 1);
+    }
+
+    #[test]
+    fn live_is_replaced_by_close() {
+        let mut s = RecentStore::new(10);
+        s.update_live(&c(60_000, false));
+        assert_eq!(s.live(None, None).len(), 1);
+        s.insert_closed(&c(60_000, true));
+        assert!(s.live(None, None).is_empty());
+        s.update_live(&c(0, false));
+        assert!(s.live(None, None).is_empty(), "older than the last close");
+    }
+}
