@@ -25,6 +25,17 @@ pub enum Record {
     ClosedCandle(Candle),
     LiveCandle(Candle),
     Gap(Gap),
+    /// A connection was down between these exchange times (µs): candles of its streams
+    /// that closed inside the span may be missing; the backfill checks them.
+    Outage(Outage),
+}
+
+/// The span of a reconnect, in exchange time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outage {
+    pub slot: u16,
+    pub from_event_us: i64,
+    pub to_event_us: i64,
 }
 
 /// A record with the stage times of its journey (monotonic ns, [`mono_ns`]).
@@ -207,6 +218,18 @@ impl ShardState {
             self.overflow.push_back(env);
         }
         self.stats.overflow_depth.set(self.overflow.len() as u64);
+    }
+
+    /// Records the span of a reconnect on connection slot `slot` (never lost).
+    pub fn record_outage(&mut self, slot: usize, from_event_us: i64, to_event_us: i64) {
+        let now = mono_ns();
+        let outage = Outage {
+            slot: slot as u16,
+            from_event_us,
+            to_event_us,
+        };
+        let env = self.envelope(now, now, Record::Outage(outage));
+        self.send_kept(env);
     }
 
     /// Moves waiting records into the ring while it has room; called after each read

@@ -8,6 +8,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use crate::candle::Gap;
+use crate::shard::Outage;
 use crate::market::{Candle, Interval, Symbol};
 
 /// Gaps kept for the status API (the backfill consumes them from the ring later).
@@ -24,6 +25,8 @@ pub struct RecentStore {
     per_series: usize,
     series: HashMap<(Symbol, Interval), Series>,
     gaps: VecDeque<Gap>,
+    outages: VecDeque<Outage>,
+    pub outages_total: u64,
     pub closed_total: u64,
     pub duplicates_ignored: u64,
     pub evicted: u64,
@@ -36,6 +39,8 @@ impl RecentStore {
             per_series: per_series.max(1),
             series: HashMap::new(),
             gaps: VecDeque::new(),
+            outages: VecDeque::new(),
+            outages_total: 0,
             closed_total: 0,
             duplicates_ignored: 0,
             evicted: 0,
@@ -94,6 +99,18 @@ impl RecentStore {
             self.gaps.pop_front();
         }
         self.gaps.push_back(*g);
+    }
+
+    pub fn record_outage(&mut self, o: &Outage) {
+        self.outages_total += 1;
+        if self.outages.len() >= MAX_GAPS_KEPT {
+            self.outages.pop_front();
+        }
+        self.outages.push_back(*o);
+    }
+
+    pub fn outages(&self) -> impl DoubleEndedIterator<Item = &Outage> {
+        self.outages.iter()
     }
 
     /// Closed candles, newest first, optionally filtered, at most `limit`.

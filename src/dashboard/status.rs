@@ -87,6 +87,14 @@ impl StatusContext {
                 "last_closed": last_closed,
             },
             "gaps": { "total": store.gaps_total, "recent": gaps },
+            "outages": {
+                "total": store.outages_total,
+                "recent": store.outages().rev().take(20).map(|o| json!({
+                    "slot": o.slot,
+                    "from_event_time_us": o.from_event_us,
+                    "to_event_time_us": o.to_event_us,
+                })).collect::<Vec<_>>(),
+            },
             "sinks": {
                 "database": { "state": self.database_state },
                 "spool": { "state": "off" },

@@ -123,6 +123,9 @@ pub async fn supervise(ctx: Rc<PoolCtx>, slot: usize, streams: Vec<String>) {
     let overlap = Duration::from_secs_f64(feed.rotation_overlap_s);
     let mut current: Option<Live> = None;
     let mut ever_connected = false;
+    // Exchange time of the last event before a connection was lost, until the next
+    // connection delivers its first event and the outage span can be recorded.
+    let mut outage_from_us: Option<i64> = None;
 
     while !ctx.stopping() {
         let Some(live) = current.as_ref() else {
@@ -150,8 +153,20 @@ pub async fn supervise(ctx: Rc<PoolCtx>, slot: usize, streams: Vec<String>) {
             continue;
         };
 
+        if let Some(from) = outage_from_us {
+            let to = live.handle.first_event_us.get();
+            if to != 0 {
+                ctx.session.shard.borrow_mut().record_outage(slot, from, to);
+                outage_from_us = None;
+            }
+        }
+
         if live.handle.phase.get() == Phase::Ended {
             let end = live.handle.end.borrow().clone();
+            let last = live.handle.last_event_us.get();
+            if outage_from_us.is_none() && last != 0 {
+                outage_from_us = Some(last);
+            }
             tracing::warn!(
                 slot,
                 conn = live.handle.id,

@@ -47,6 +47,7 @@ fn apply(store: &Mutex<RecentStore>, batch: &[Envelope]) {
             Record::ClosedCandle(c) => store.insert_closed(c),
             Record::LiveCandle(c) => store.update_live(c),
             Record::Gap(g) => store.record_gap(g),
+            Record::Outage(o) => store.record_outage(o),
         }
     }
 }
