@@ -18,6 +18,7 @@
 
 pub mod market;
 pub mod wire;
+pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod engine;
