@@ -302,7 +302,11 @@ pub fn log_sink_modes(config: &Config) {
 
 /// `alphapulse run`: the engine until SIGINT/SIGTERM.
 pub fn run(config: Config) -> anyhow::Result<()> {
-    let layout = crate::topology::single_shard(&config);
+    let layout = crate::topology::plan_for_host(&config)?;
+    let report = crate::topology::check_host(&layout)?;
+    for w in &report.warnings {
+        tracing::warn!("{w}");
+    }
     log_sink_modes(&config);
     install_signal_handlers();
     let mut engine = Engine::start(&config, &layout)?;

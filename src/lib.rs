@@ -15,8 +15,13 @@
 //! - [`simulator`]: the Binance-compatible exchange simulator.
 //! - [`engine`]: starts and stops every role on its core.
 //! - [`harness`]: the `alphapulse bench` commands.
+//! - [`cli`]: the `alphapulse` command line (argument parsing and dispatch).
+//! - [`record`]: the JSON records served on the API.
+//! - [`sinks`]: the roles that drain the rings (the memory sink today).
+//! - [`metrics`]: counters each role publishes; [`clock`]: time sources.
 
 pub mod candle;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod dashboard;

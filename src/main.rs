@@ -1,6 +1,9 @@
+//! The `alphapulse` binary: everything happens in [`alphapulse::cli`].
 use mimalloc::MiMalloc;
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
 
-fn main() {}
+fn main() {
+    std::process::exit(alphapulse::cli::main())
+}

@@ -8,8 +8,8 @@
 use std::collections::{HashMap, VecDeque};
 
 use crate::candle::Gap;
-use crate::shard::Outage;
 use crate::market::{Candle, Interval, Symbol};
+use crate::shard::Outage;
 
 /// Gaps kept for the status API (the backfill consumes them from the ring later).
 pub const MAX_GAPS_KEPT: usize = 10_000;

@@ -203,12 +203,14 @@ pub fn list_params(query: &str) -> Result<ListParams, Response> {
     let limit = match http::query_param(query, "limit") {
         Some(l) if !l.is_empty() => match l.parse::<usize>() {
             Ok(n) if (1..=MAX_LIST_LIMIT).contains(&n) => n,
-            _ => return Err(Response::error(
-                400,
-                &format!(
+            _ => {
+                return Err(Response::error(
+                    400,
+                    &format!(
                     "invalid parameter limit: expected a whole number from 1 to {MAX_LIST_LIMIT}"
                 ),
-            )),
+                ))
+            }
         },
         _ => DEFAULT_LIST_LIMIT,
     };

@@ -1,0 +1,273 @@
+//! The `alphapulse` command line: parses arguments, loads the configuration once and
+//! hands it to the role that runs the command.
+//!
+//! Runs on the main thread. In: the process arguments, the process environment and a
+//! `.env` file in the working directory (merged here, so no library code reads the
+//! environment). Out: an exit code: 0 on success, 2 for bad arguments or configuration
+//! (one `error:` line naming the key and the fix), 1 for runtime failures.
+//!
+//! Adding a command is one variant in [`Command`] (or in a sub-command enum) and one
+//! arm in [`dispatch`].
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, Config, ConfigError};
+use crate::topology::{self, ShardMap};
+
+/// Exit code for bad arguments or configuration.
+pub const EXIT_USAGE: i32 = 2;
+/// Exit code for failures at run time.
+pub const EXIT_FAILURE: i32 = 1;
+
+/// Environment variable holding the log filter (tracing-subscriber `EnvFilter` syntax).
+pub const LOG_ENV: &str = "ALPHAPULSE_LOG";
+/// The `.env` file read from the working directory.
+pub const DOTENV_FILE: &str = ".env";
+
+/// Thread-per-core Binance market-data and signal engine.
+#[derive(Debug, Parser)]
+#[command(name = "alphapulse", version, about)]
+pub struct Cli {
+    /// TOML configuration file; environment variables and `.env` override it.
+    #[arg(short = 'c', long = "config", value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the engine: feed, signals, sinks and dashboard.
+    Run,
+    /// Simulator, engine and dashboard in one process; prints the dashboard URL.
+    Demo(crate::demo::DemoArgs),
+    /// The Binance-compatible exchange simulator alone.
+    Simulate(crate::simulator::SimulateArgs),
+    /// Validate or print the effective configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Measurements, printed as JSON.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration and shard map; prints a summary.
+    Check,
+    /// Print the effective configuration as TOML (secrets redacted).
+    Print,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Parser throughput and latency on recorded frames.
+    Parse(crate::harness::parse::ParseBenchArgs),
+    /// End-to-end ingest through the engine against the simulator.
+    Ingest(crate::harness::ingest::IngestBenchArgs),
+}
+
+/// Why a command stopped: bad input (exit 2) or a runtime failure (exit 1).
+enum Failure {
+    Usage(String),
+    Runtime(anyhow::Error),
+}
+
+impl From<ConfigError> for Failure {
+    fn from(e: ConfigError) -> Self {
+        Failure::Usage(e.to_string())
+    }
+}
+
+impl From<topology::TopologyError> for Failure {
+    fn from(e: topology::TopologyError) -> Self {
+        Failure::Usage(e.to_string())
+    }
+}
+
+/// The whole program; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return clap_exit(e),
+    };
+    let env = collect_env(Path::new(DOTENV_FILE));
+    init_tracing(env.as_ref().ok());
+    match dispatch(cli, env) {
+        Ok(()) => 0,
+        Err(Failure::Usage(line)) => {
+            eprintln!("error: {line}");
+            EXIT_USAGE
+        }
+        Err(Failure::Runtime(e)) => {
+            eprintln!("error: {e:#}");
+            EXIT_FAILURE
+        }
+    }
+}
+
+fn dispatch(cli: Cli, env: Result<HashMap<String, String>, ConfigError>) -> Result<(), Failure> {
+    let path = cli.config.as_deref();
+    let load = || -> Result<Config, Failure> { Ok(config::load(path, env_ref(&env)?)?) };
+    match cli.command {
+        Command::Run => crate::engine::run(load()?).map_err(Failure::Runtime),
+        Command::Demo(args) => crate::demo::run(args, load()?).map_err(Failure::Runtime),
+        Command::Simulate(args) => crate::simulator::run_cli(args).map_err(Failure::Runtime),
+        Command::Config(ConfigCommand::Check) => {
+            let config = load()?;
+            let layout = plan_layout(&config)?;
+            print!("{}", check_summary(&config, &layout));
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Print) => {
+            print!("{}", load()?.to_toml_redacted());
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Parse(args)) => {
+            crate::harness::parse::run(args).map_err(Failure::Runtime)
+        }
+        Command::Bench(BenchCommand::Ingest(args)) => {
+            crate::harness::ingest::run(args, load()?).map_err(Failure::Runtime)
+        }
+    }
+}
+
+fn env_ref(
+    env: &Result<HashMap<String, String>, ConfigError>,
+) -> Result<&HashMap<String, String>, Failure> {
+    env.as_ref().map_err(|e| Failure::Usage(e.to_string()))
+}
+
+fn plan_layout(config: &Config) -> Result<topology::Layout, Failure> {
+    let map = match &config.shard_map {
+        Some(path) => Some(ShardMap::load(path)?),
+        None => None,
+    };
+    Ok(topology::plan(
+        config,
+        map.as_ref(),
+        &topology::allowed_cores(),
+    )?)
+}
+
+/// The text `config check` prints after validating.
+fn check_summary(config: &Config, layout: &topology::Layout) -> String {
+    let symbols: Vec<String> = config.symbols.iter().map(|s| s.to_string()).collect();
+    let timeframes: Vec<&str> = config.timeframes.iter().map(|t| t.as_str()).collect();
+    let engine = &config.engine;
+    let mut out = String::from("configuration OK\n");
+    out.push_str(&format!(
+        "symbols: {} ({})\n",
+        symbols.len(),
+        symbols.join(",")
+    ));
+    out.push_str(&format!("timeframes: {}\n", timeframes.join(",")));
+    out.push_str(&format!(
+        "instance: {} of {} ({} symbols here, {} streams: {})\n",
+        engine.instance_index,
+        engine.instance_count,
+        config.instance_symbols().len(),
+        config.instance_stream_count(),
+        config.feed.streams,
+    ));
+    out.push_str(&format!("layout: {layout}\n"));
+    out.push_str(&format!(
+        "database: {}\nredis: {}\ndashboard: http://{}\n",
+        if config.database_url.is_some() {
+            "configured"
+        } else {
+            "none (recent candles and signals kept in memory)"
+        },
+        if config.redis_url.is_some() {
+            "configured"
+        } else {
+            "none (publishes nowhere)"
+        },
+        config.dashboard_addr,
+    ));
+    out
+}
+
+/// The process environment merged over `.env` (the process wins). The process
+/// environment itself is never modified. Variables that are not valid UTF-8 cannot be
+/// ours and are skipped.
+fn collect_env(dotenv_path: &Path) -> Result<HashMap<String, String>, ConfigError> {
+    let process: HashMap<String, String> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    let dotenv = match dotenvy::from_path_iter(dotenv_path) {
+        Ok(iter) => iter
+            .collect::<Result<HashMap<String, String>, dotenvy::Error>>()
+            .map_err(|e| ConfigError::DotEnv {
+                path: dotenv_path.to_owned(),
+                message: dotenv_problem(dotenv_path, &e),
+            })?,
+        Err(e) if e.not_found() => HashMap::new(),
+        Err(e) => {
+            return Err(ConfigError::DotEnv {
+                path: dotenv_path.to_owned(),
+                message: e.to_string().replace('\n', " "),
+            })
+        }
+    };
+    Ok(config::layer_env(dotenv, process))
+}
+
+/// Describes a `.env` error without echoing the offending line, which may hold a
+/// password.
+fn dotenv_problem(path: &Path, e: &dotenvy::Error) -> String {
+    match e {
+        dotenvy::Error::LineParse(line, column) => {
+            let number = std::fs::read_to_string(path).ok().and_then(|text| {
+                let first = line.lines().next().unwrap_or("").trim();
+                text.lines().position(|l| l.trim() == first).map(|i| i + 1)
+            });
+            match number {
+                Some(n) => format!("line {n} cannot be parsed (at column {})", column + 1),
+                None => "a line cannot be parsed".to_owned(),
+            }
+        }
+        other => other.to_string().replace('\n', " "),
+    }
+}
+
+fn init_tracing(env: Option<&HashMap<String, String>>) {
+    use tracing_subscriber::EnvFilter;
+    let directive = env
+        .and_then(|e| e.get(LOG_ENV).cloned())
+        .unwrap_or_else(|| "info".to_owned());
+    let filter = EnvFilter::try_new(&directive).unwrap_or_else(|e| {
+        eprintln!("warning: {LOG_ENV}={directive} is not a valid log filter ({e}); using info");
+        EnvFilter::new("info")
+    });
+    // A second initialisation (only possible in tests) keeps the first subscriber.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Help and version go to stdout with exit 0; every other argument error is one line
+/// on stderr with exit 2.
+fn clap_exit(e: clap::Error) -> i32 {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            print!("{e}");
+            0
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            eprint!("{e}");
+            EXIT_USAGE
+        }
+        _ => {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("error: bad arguments");
+            eprintln!("{first} (see 'alphapulse --help')");
+            EXIT_USAGE
+        }
+    }
+}
