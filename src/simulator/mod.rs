@@ -1,6 +1,523 @@
-//! Binance-compatible exchange simulator (placeholder until the simulator branch lands).
+//! A Binance-compatible spot exchange simulator: the ground truth engine tests compare
+//! against, and the load generator of the ingest benchmark.
+//!
+//! Runs on: its own thread with one glommio `LocalExecutor` (unpinned). Owns: one TCP
+//! listener that serves Binance's REST API (HTTP/1.1) and its WebSocket market streams
+//! (upgrade on the same port), a deterministic synthetic market (or a replayed
+//! capture), and every client connection. In: [`SimConfig`]. Out: Binance-shaped frames
+//! and responses; [`SimStats`] counters for tests.
+//!
+//! # Layout
+//! - [`market`]: the seeded market model (trades, aggTrades, klines, book), pure.
+//! - `book`, `kline`: the order book and kline aggregation it is built from.
+//! - `stream`, `control`, `render`, `ws`, `http`, `rest`: stream names, control
+//!   messages, JSON rendering, WebSocket framing, HTTP parsing, REST endpoints; pure.
+//! - [`replay`]: capture formats and pacing.
+//! - `faults`: drops, stalls and malformed frames on a seeded schedule.
+//! - `hub`: connection state, subscriptions, fan-out and protocol timers (no sockets).
+//! - `server`: the glommio tasks that own the sockets.
+//!
+//! # Behaviour worth knowing
+//! - Simulated time runs `speed` times the wall clock. Trades, their times and every
+//!   candle depend only on the seed, the symbols and the start time.
+//! - Events are scheduled open-loop by their intended time; `E` is that time. A slow
+//!   client gets bursts, never a slower schedule; one whose unsent output passes
+//!   `max_outbox_bytes` is disconnected.
+//! - The market opens at the start time: REST has no candles before it (like a new
+//!   listing). Each (symbol, interval) keeps the last `kline_history` closed candles;
+//!   older ones are gone, and `GET /api/v3/klines` returns nothing for them.
+//! - Replayed frames are sent as recorded (`timeUnit` does not rewrite them), and REST
+//!   knows no symbols in replay mode.
+
+mod book;
+mod clock;
+mod control;
+mod faults;
+mod http;
+mod hub;
+mod kline;
+pub mod market;
+mod render;
+pub mod replay;
+mod rest;
+mod server;
+mod stats;
+mod stream;
+mod ws;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use glommio::{LocalExecutorBuilder, Placement};
+
+use crate::market::Symbol;
+
+pub use kline::DEFAULT_KLINE_HISTORY;
+pub use replay::ReplayError;
+pub use stats::SimStats;
+
+use clock::SimClock;
+use faults::FaultPlan;
+use hub::Settings;
+use market::{Market, MarketConfig, MAX_TRADE_RATE};
+use stats::Counters;
+
+/// io_uring buffer memory for the simulator's executor. It does no file I/O, so the
+/// minimum leaves the process's locked-memory budget to the engine's cores.
+const SIM_IO_MEMORY_BYTES: usize = 512 * 1024;
+/// How long [`start`] waits for the executor to bind and report.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default outbox limit per connection (`--max-outbox-mb`).
+const DEFAULT_MAX_OUTBOX_MB: usize = 256;
+
+/// Settings of the simulator (see the `simulate` flags for each).
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub listen: SocketAddr,
+    pub symbols: Vec<Symbol>,
+    pub seed: u64,
+    /// Trades per simulated second per symbol.
+    pub trade_rate: f64,
+    /// Simulated time runs this many times the wall clock.
+    pub speed: f64,
+    /// Simulated epoch ms at start; `None`: now, truncated to the second.
+    pub start_time_ms: Option<i64>,
+    pub ping_interval: Duration,
+    pub pong_timeout: Duration,
+    /// Disconnect clients that do not answer pings within `pong_timeout`.
+    pub pong_check: bool,
+    /// Treat client pongs as never received.
+    pub ignore_pongs: bool,
+    pub max_connection_age: Duration,
+    /// Time between `serverShutdown` and the close frame.
+    pub shutdown_grace: Duration,
+    /// Serve this capture instead of the synthetic market.
+    pub replay: Option<PathBuf>,
+    /// Replay pacing factor; 0 sends as fast as possible.
+    pub replay_speed: f64,
+    pub drop_every: Option<Duration>,
+    pub stall_every: Option<Duration>,
+    pub stall_for: Duration,
+    /// Fraction of data frames sent damaged.
+    pub malformed_rate: f64,
+    /// REST request weight per IP per minute.
+    pub weight_limit: u32,
+    /// Streams per connection.
+    pub max_streams: usize,
+    /// Incoming messages per second per connection before it is disconnected.
+    pub max_incoming_rate: u32,
+    /// Kline update period in simulated ms (the 1s interval pushes every second).
+    pub kline_push_ms: i64,
+    /// Closed candles kept per (symbol, interval).
+    pub kline_history: usize,
+    /// Unsent output per connection beyond which it is dropped as too slow.
+    pub max_outbox_bytes: usize,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 9443)),
+            symbols: ["BTCUSDT", "ETHUSDT", "ADAUSDT"]
+                .iter()
+                .filter_map(|s| Symbol::new(s).ok())
+                .collect(),
+            seed: 1,
+            trade_rate: 10.0,
+            speed: 1.0,
+            start_time_ms: None,
+            ping_interval: Duration::from_secs(20),
+            pong_timeout: Duration::from_secs(60),
+            pong_check: true,
+            ignore_pongs: false,
+            max_connection_age: Duration::from_secs(86_400),
+            shutdown_grace: Duration::from_secs(1),
+            replay: None,
+            replay_speed: 1.0,
+            drop_every: None,
+            stall_every: None,
+            stall_for: Duration::from_secs(5),
+            malformed_rate: 0.0,
+            weight_limit: 6000,
+            max_streams: 1024,
+            max_incoming_rate: 5,
+            kline_push_ms: 2000,
+            kline_history: DEFAULT_KLINE_HISTORY,
+            max_outbox_bytes: DEFAULT_MAX_OUTBOX_MB * 1024 * 1024,
+        }
+    }
+}
+
+impl SimConfig {
+    fn validate(&self) -> Result<(), SimError> {
+        let bad = |what: &str| Err(SimError::Config(what.to_string()));
+        if self.symbols.is_empty() && self.replay.is_none() {
+            return bad("--symbols: give at least one symbol");
+        }
+        if !(self.speed.is_finite() && self.speed > 0.0) {
+            return bad("--speed: must be a positive number");
+        }
+        if !(self.trade_rate.is_finite()
+            && self.trade_rate > 0.0
+            && self.trade_rate <= MAX_TRADE_RATE)
+        {
+            return bad("--trade-rate: must be positive and at most 100000000");
+        }
+        if !(self.replay_speed.is_finite() && self.replay_speed >= 0.0) {
+            return bad("--replay-speed: must be 0 (as fast as possible) or positive");
+        }
+        if !(0.0..=1.0).contains(&self.malformed_rate) {
+            return bad("--malformed-rate: must be between 0 and 1");
+        }
+        if self.kline_push_ms < 1 {
+            return bad("--kline-push-ms: must be at least 1");
+        }
+        if self.ping_interval.is_zero() {
+            return bad("--ping-interval: must be positive");
+        }
+        if self.max_streams == 0 || self.kline_history == 0 || self.max_outbox_bytes == 0 {
+            return bad("--max-streams, --kline-history and --max-outbox-mb must be positive");
+        }
+        Ok(())
+    }
+}
+
+/// Why the simulator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("invalid simulator setting: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Replay(#[from] ReplayError),
+    #[error("cannot listen on {addr}: {reason}")]
+    Bind { addr: SocketAddr, reason: String },
+    #[error("simulator runtime failed: {0}")]
+    Runtime(String),
+}
+
+/// `alphapulse simulate` flags.
 #[derive(Debug, Clone, clap::Args)]
-pub struct SimulateArgs {}
-pub fn run_cli(_args: SimulateArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not built yet")
+pub struct SimulateArgs {
+    /// Address for REST and WebSocket (one port).
+    #[arg(long, default_value = "127.0.0.1:9443")]
+    pub listen: SocketAddr,
+    /// Symbols to simulate, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "BTCUSDT,ETHUSDT,ADAUSDT", value_parser = parse_symbol)]
+    pub symbols: Vec<Symbol>,
+    /// Seed of the synthetic market.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Trades per simulated second per symbol.
+    #[arg(long, default_value_t = 10.0, value_parser = parse_positive)]
+    pub trade_rate: f64,
+    /// Simulated time runs this many times the wall clock (60: a 1m candle a second).
+    #[arg(long, default_value_t = 1.0, value_parser = parse_positive)]
+    pub speed: f64,
+    /// Simulated epoch milliseconds at start (default: now, truncated to the second).
+    #[arg(long)]
+    pub start_time: Option<i64>,
+    /// Seconds between server pings.
+    #[arg(long, default_value = "20", value_parser = parse_seconds)]
+    pub ping_interval: Duration,
+    /// Disconnect a client after this many seconds without a pong.
+    #[arg(long, default_value = "60", value_parser = parse_seconds)]
+    pub pong_timeout: Duration,
+    /// Seconds before a connection gets `serverShutdown` and is closed.
+    #[arg(long, default_value = "86400", value_parser = parse_seconds)]
+    pub max_connection_age: Duration,
+    /// Seconds between `serverShutdown` and the close.
+    #[arg(long, default_value = "1", value_parser = parse_seconds)]
+    pub shutdown_grace: Duration,
+    /// Serve this capture instead of the synthetic market.
+    #[arg(long)]
+    pub replay: Option<PathBuf>,
+    /// Replay pacing factor (0: as fast as possible).
+    #[arg(long, default_value_t = 1.0, value_parser = parse_non_negative)]
+    pub replay_speed: f64,
+    /// Abruptly close every WebSocket connection every this many seconds.
+    #[arg(long, value_parser = parse_seconds)]
+    pub drop_every: Option<Duration>,
+    /// Stop all output to every connection every this many seconds …
+    #[arg(long, value_parser = parse_seconds)]
+    pub stall_every: Option<Duration>,
+    /// … for this many seconds.
+    #[arg(long, default_value = "5", value_parser = parse_seconds)]
+    pub stall_for: Duration,
+    /// Never disconnect clients for missing pongs.
+    #[arg(long)]
+    pub no_pong_check: bool,
+    /// Treat client pongs as never received.
+    #[arg(long)]
+    pub ignore_pongs: bool,
+    /// Fraction of data frames sent truncated or invalid (seeded).
+    #[arg(long, default_value_t = 0.0, value_parser = parse_fraction)]
+    pub malformed_rate: f64,
+    /// REST request weight per minute per IP.
+    #[arg(long, default_value_t = 6000)]
+    pub weight_limit: u32,
+    /// Streams per connection.
+    #[arg(long, default_value_t = 1024)]
+    pub max_streams: usize,
+    /// Incoming messages per second per connection; more disconnects the client.
+    #[arg(long, default_value_t = 5)]
+    pub max_incoming_rate: u32,
+    /// Kline update period in simulated ms (the 1s interval pushes every 1000).
+    #[arg(long, default_value_t = 2000)]
+    pub kline_push_ms: i64,
+    /// Closed candles kept per (symbol, interval) for REST.
+    #[arg(long, default_value_t = DEFAULT_KLINE_HISTORY)]
+    pub kline_history: usize,
+    /// Unsent output (MiB) per connection before it is dropped as too slow.
+    #[arg(long, default_value_t = DEFAULT_MAX_OUTBOX_MB)]
+    pub max_outbox_mb: usize,
+}
+
+fn parse_symbol(text: &str) -> Result<Symbol, String> {
+    Symbol::new(text.trim()).map_err(|e| format!("{e}"))
+}
+
+fn parse_positive(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err("expected a positive number".into()),
+    }
+}
+
+fn parse_non_negative(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err("expected a number >= 0".into()),
+    }
+}
+
+fn parse_fraction(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err("expected a fraction between 0 and 1".into()),
+    }
+}
+
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let v = parse_non_negative(text).map_err(|_| "expected seconds >= 0".to_string())?;
+    Duration::try_from_secs_f64(v).map_err(|e| e.to_string())
+}
+
+impl From<&SimulateArgs> for SimConfig {
+    fn from(a: &SimulateArgs) -> SimConfig {
+        SimConfig {
+            listen: a.listen,
+            symbols: a.symbols.clone(),
+            seed: a.seed,
+            trade_rate: a.trade_rate,
+            speed: a.speed,
+            start_time_ms: a.start_time,
+            ping_interval: a.ping_interval,
+            pong_timeout: a.pong_timeout,
+            pong_check: !a.no_pong_check,
+            ignore_pongs: a.ignore_pongs,
+            max_connection_age: a.max_connection_age,
+            shutdown_grace: a.shutdown_grace,
+            replay: a.replay.clone(),
+            replay_speed: a.replay_speed,
+            drop_every: a.drop_every,
+            stall_every: a.stall_every,
+            stall_for: a.stall_for,
+            malformed_rate: a.malformed_rate,
+            weight_limit: a.weight_limit,
+            max_streams: a.max_streams,
+            max_incoming_rate: a.max_incoming_rate,
+            kline_push_ms: a.kline_push_ms,
+            kline_history: a.kline_history,
+            max_outbox_bytes: a.max_outbox_mb.saturating_mul(1024 * 1024),
+        }
+    }
+}
+
+impl SimulateArgs {
+    pub fn to_config(&self) -> SimConfig {
+        SimConfig::from(self)
+    }
+}
+
+/// A running simulator. Dropping it stops it.
+pub struct SimHandle {
+    addr: SocketAddr,
+    clock: SimClock,
+    stop: Arc<AtomicBool>,
+    counters: Arc<Counters>,
+    thread: Option<glommio::ExecutorJoinHandle<()>>,
+}
+
+impl SimHandle {
+    /// The bound address (the real port when the config asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    fn url_host(&self) -> SocketAddr {
+        let mut addr = self.addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(Ipv4Addr::LOCALHOST.into());
+        }
+        addr
+    }
+
+    /// `ws://127.0.0.1:PORT`: append `/stream?streams=…` or `/ws/<stream>`.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}", self.url_host())
+    }
+
+    /// `http://127.0.0.1:PORT`: append `/api/v3/…`.
+    pub fn rest_url(&self) -> String {
+        format!("http://{}", self.url_host())
+    }
+
+    pub fn stats(&self) -> SimStats {
+        self.counters.snapshot()
+    }
+
+    /// The simulator's current simulated time, epoch milliseconds.
+    pub fn sim_now_ms(&self) -> i64 {
+        self.clock.sim_now_ms()
+    }
+
+    /// Stops serving, closes every connection and joins the simulator thread.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            if let Err(e) = thread.join() {
+                tracing::warn!(error = %e, "simulator thread ended with an error");
+            }
+        }
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Binds, starts the simulator thread and returns once it is listening. Call it from
+/// a plain thread (it blocks briefly while the executor starts).
+pub fn start(config: SimConfig) -> Result<SimHandle, SimError> {
+    config.validate()?;
+    let playback = match &config.replay {
+        Some(path) => Some(replay::Playback::new(
+            replay::load(path)?,
+            config.replay_speed,
+        )),
+        None => None,
+    };
+    let clock = SimClock::new(config.start_time_ms, config.speed);
+    let market = playback.is_none().then(|| {
+        Market::new(&MarketConfig {
+            symbols: config.symbols.clone(),
+            seed: config.seed,
+            trade_rate: config.trade_rate,
+            start_time_ms: clock.start_ns().div_euclid(1_000_000),
+            kline_push_ms: config.kline_push_ms,
+            history_limit: config.kline_history,
+        })
+    });
+    let settings = Settings {
+        ping_interval: config.ping_interval,
+        pong_timeout: config.pong_timeout,
+        pong_check: config.pong_check,
+        ignore_pongs: config.ignore_pongs,
+        max_connection_age: config.max_connection_age,
+        shutdown_grace: config.shutdown_grace,
+        max_streams: config.max_streams,
+        max_incoming_rate: config.max_incoming_rate,
+        max_outbox_bytes: config.max_outbox_bytes,
+        faults: FaultPlan {
+            drop_every: config.drop_every,
+            stall_every: config.stall_every,
+            stall_for: config.stall_for,
+            malformed_rate: config.malformed_rate,
+            seed: config.seed,
+        },
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let counters = Arc::new(Counters::default());
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let startup = server::Startup {
+        listen: config.listen,
+        settings,
+        clock,
+        market,
+        playback,
+        weight_limit: config.weight_limit,
+        stop: stop.clone(),
+        counters: counters.clone(),
+        ready: ready_tx,
+    };
+    // The market and the playback are plain data: they move to the executor thread.
+    let thread = LocalExecutorBuilder::new(Placement::Unbound)
+        .name("alphapulse-sim")
+        .io_memory(SIM_IO_MEMORY_BYTES)
+        .spawn(move || server::run(startup))
+        .map_err(|e| SimError::Runtime(e.to_string()))?;
+    match ready_rx.recv_timeout(START_TIMEOUT) {
+        Ok(Ok(addr)) => Ok(SimHandle {
+            addr,
+            clock,
+            stop,
+            counters,
+            thread: Some(thread),
+        }),
+        Ok(Err(reason)) => {
+            let _ = thread.join();
+            Err(SimError::Bind {
+                addr: config.listen,
+                reason,
+            })
+        }
+        Err(_) => {
+            stop.store(true, Ordering::Release);
+            let reason = match thread.join() {
+                Err(e) => e.to_string(),
+                Ok(()) => "the simulator thread did not report".to_string(),
+            };
+            Err(SimError::Runtime(reason))
+        }
+    }
+}
+
+static SIGNALLED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_signal: libc::c_int) {
+    SIGNALLED.store(true, Ordering::SeqCst);
+}
+
+/// `alphapulse simulate`: runs until Ctrl-C or SIGTERM. The first line on stdout is
+/// `simulator listening on ws://HOST:PORT`, for scripts.
+pub fn run_cli(args: SimulateArgs) -> anyhow::Result<()> {
+    let handle = start(SimConfig::from(&args))?;
+    println!("simulator listening on {}", handle.ws_url());
+    eprintln!(
+        "REST on {}; streams on {}/stream?streams=… and {}/ws/<stream>; Ctrl-C stops",
+        handle.rest_url(),
+        handle.ws_url(),
+        handle.ws_url()
+    );
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+    while !SIGNALLED.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let stats = handle.stats();
+    handle.stop();
+    eprintln!("simulator stopped: {stats:?}");
+    Ok(())
 }

@@ -1,0 +1,915 @@
+//! The simulator's state on its core: the market (or the replay), every WebSocket
+//! connection's subscriptions and output buffer, the REST weight budget and the
+//! protocol timers. Socket tasks in `server.rs` call into it; it never touches a socket.
+//!
+//! Runs on: the simulator's glommio executor, behind one `Rc<RefCell<Hub>>` (single
+//! thread; no borrow is ever held across an `.await`). In: clock ticks, client
+//! messages, REST requests. Out: WebSocket frames appended to per-connection buffers
+//! (the writer tasks flush them), REST responses.
+//!
+//! Fan-out is open-loop: events are rendered when they are due, whatever the state of
+//! a client's socket. Output waits in the connection's buffer; a client whose unsent
+//! output exceeds the outbox limit is disconnected (and counted), never waited for.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use crate::wire::TimeUnit;
+
+use super::clock::{wall_epoch_ms, SimClock};
+use super::control::{self, ControlError, Request};
+use super::faults::FaultPlan;
+use super::http::{RequestHead, Response};
+use super::market::{Event, Market, Sink, StreamId};
+use super::render::{render_event, render_server_shutdown, time_in};
+use super::replay::Playback;
+use super::rest::{self, WeightLimiter};
+use super::stats::Counters;
+use super::stream::{canonical_name, canonical_replay_name, parse_stream, StreamKind};
+use super::ws::{self, Incoming, WsError};
+
+/// Replayed frames sent per scheduling slice, so that `--replay-speed 0` does not hold
+/// the core for the whole file at once.
+const REPLAY_BURST_FRAMES: usize = 10_000;
+
+/// Connection-level settings (from [`super::SimConfig`]).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub ping_interval: Duration,
+    pub pong_timeout: Duration,
+    pub pong_check: bool,
+    pub ignore_pongs: bool,
+    pub max_connection_age: Duration,
+    pub shutdown_grace: Duration,
+    pub max_streams: usize,
+    pub max_incoming_rate: u32,
+    pub max_outbox_bytes: usize,
+    pub faults: FaultPlan,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ConnState {
+    Open,
+    /// `serverShutdown` was sent; the close frame follows at `close_at`.
+    ShutdownSent {
+        close_at: Instant,
+    },
+    /// A close frame is queued; the writer flushes it and ends the connection.
+    Closing,
+    /// Dropped abruptly: the tasks end without writing anything more.
+    Killed,
+}
+
+/// One WebSocket connection.
+#[derive(Debug)]
+struct Conn {
+    /// Accept order, for the seeded malformed-frame schedule.
+    seq: u64,
+    out: Vec<u8>,
+    /// Data frames in `out`, counted when written.
+    frames_pending: u64,
+    writer: Option<Waker>,
+    killer: Option<Waker>,
+    state: ConnState,
+    combined: bool,
+    unit: TimeUnit,
+    /// Subscriptions in the order they were made (LIST_SUBSCRIPTIONS order).
+    streams: Vec<StreamId>,
+    connected: Instant,
+    last_pong: Instant,
+    next_ping: Instant,
+    /// Arrival times of the last `max_incoming_rate` messages.
+    incoming: VecDeque<Instant>,
+    data_frames: u64,
+}
+
+/// What a writer task should do next.
+pub enum Output {
+    /// Write the buffer swapped in; it holds this many data frames.
+    Write(u64),
+    /// The close frame went out: shut the socket down.
+    Finished,
+    /// Dropped: end without writing.
+    Killed,
+}
+
+/// How a WebSocket URL asked to be served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WsTarget {
+    pub combined: bool,
+    pub unit: TimeUnit,
+    pub streams: Vec<String>,
+}
+
+/// Connections, subscriptions and rendering: the [`Sink`] the market emits into.
+#[derive(Debug)]
+struct Dispatcher {
+    conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    /// Subscribed connection ids per stream id.
+    subs: Vec<Vec<u32>>,
+    /// Canonical stream name per stream id.
+    names: Vec<String>,
+    /// Stream ids by canonical name (replay mode allocates ids on demand).
+    ids: HashMap<String, StreamId>,
+    /// Upper-case symbol per symbol index.
+    symbols: Vec<String>,
+    /// The current event rendered once per (combined, unit) variant.
+    scratch: [Vec<u8>; 4],
+    rendered: [bool; 4],
+    damaged: Vec<u8>,
+    faults: FaultPlan,
+    max_outbox_bytes: usize,
+    stats: Arc<Counters>,
+}
+
+impl Dispatcher {
+    fn conn_mut(&mut self, id: usize) -> Option<&mut Conn> {
+        self.conns.get_mut(id).and_then(Option::as_mut)
+    }
+
+    /// Appends one data frame for a connection; returns false if the connection is
+    /// gone, closing, or was just dropped for a full outbox.
+    fn push_data(conn: &mut Conn, payload: &[u8], d: DataCtx<'_>) -> bool {
+        if !matches!(conn.state, ConnState::Open | ConnState::ShutdownSent { .. }) {
+            return false;
+        }
+        if conn.out.len() + payload.len() > d.max_outbox_bytes {
+            conn.state = ConnState::Killed;
+            wake(&mut conn.killer);
+            wake(&mut conn.writer);
+            Counters::add(&d.stats.slow_client_disconnects, 1);
+            return false;
+        }
+        let frame_no = conn.data_frames;
+        conn.data_frames += 1;
+        match d.faults.malformed(conn.seq, frame_no) {
+            Some(damage) => {
+                d.damaged.clear();
+                damage.apply(payload, d.damaged);
+                ws::push_frame(&mut conn.out, ws::OP_TEXT, d.damaged);
+                Counters::add(&d.stats.malformed_injected, 1);
+            }
+            None => ws::push_frame(&mut conn.out, ws::OP_TEXT, payload),
+        }
+        conn.frames_pending += 1;
+        wake(&mut conn.writer);
+        true
+    }
+
+    /// Sends a replayed frame to the connections subscribed to its stream.
+    fn send_replayed(&mut self, stream: StreamId, frame: &str, data: &str) {
+        let Some(subs) = self.subs.get(stream.0 as usize) else {
+            return;
+        };
+        for &cid in subs {
+            let Some(conn) = self.conns.get_mut(cid as usize).and_then(Option::as_mut) else {
+                continue;
+            };
+            let payload = if conn.combined { frame } else { data };
+            let ctx = DataCtx {
+                faults: &self.faults,
+                damaged: &mut self.damaged,
+                max_outbox_bytes: self.max_outbox_bytes,
+                stats: &self.stats,
+            };
+            Dispatcher::push_data(conn, payload.as_bytes(), ctx);
+        }
+    }
+}
+
+/// What `push_data` needs besides the connection (split borrows of the dispatcher).
+struct DataCtx<'a> {
+    faults: &'a FaultPlan,
+    damaged: &'a mut Vec<u8>,
+    max_outbox_bytes: usize,
+    stats: &'a Counters,
+}
+
+impl Sink for Dispatcher {
+    fn wants(&self, stream: StreamId) -> bool {
+        self.subs
+            .get(stream.0 as usize)
+            .is_some_and(|s| !s.is_empty())
+    }
+
+    fn emit(&mut self, stream: StreamId, event: &Event<'_>) {
+        let Some(subs) = self.subs.get(stream.0 as usize) else {
+            return;
+        };
+        let symbol = self
+            .symbols
+            .get(event.symbol_index())
+            .map_or("", String::as_str);
+        let name = self.names.get(stream.0 as usize).map_or("", String::as_str);
+        self.rendered = [false; 4];
+        for &cid in subs {
+            let Some(conn) = self.conns.get_mut(cid as usize).and_then(Option::as_mut) else {
+                continue;
+            };
+            let micro = conn.unit == TimeUnit::Microsecond;
+            let variant = usize::from(conn.combined) * 2 + usize::from(micro);
+            let buf = &mut self.scratch[variant];
+            if !self.rendered[variant] {
+                buf.clear();
+                render_event(buf, event, symbol, conn.combined.then_some(name), conn.unit);
+                self.rendered[variant] = true;
+            }
+            let ctx = DataCtx {
+                faults: &self.faults,
+                damaged: &mut self.damaged,
+                max_outbox_bytes: self.max_outbox_bytes,
+                stats: &self.stats,
+            };
+            Dispatcher::push_data(conn, buf, ctx);
+        }
+    }
+}
+
+fn wake(slot: &mut Option<Waker>) {
+    if let Some(w) = slot.take() {
+        w.wake();
+    }
+}
+
+/// The simulator's state.
+pub struct Hub {
+    settings: Settings,
+    clock: SimClock,
+    started: Instant,
+    market: Option<Market>,
+    playback: Option<Playback>,
+    replay_started: Option<Instant>,
+    disp: Dispatcher,
+    limiter: WeightLimiter,
+    stats: Arc<Counters>,
+    stalled: bool,
+    drops_done: u64,
+    next_seq: u64,
+    trades_reported: u64,
+    stopping: bool,
+    stop_wakers: Vec<Waker>,
+}
+
+impl Hub {
+    pub fn new(
+        settings: Settings,
+        clock: SimClock,
+        market: Option<Market>,
+        playback: Option<Playback>,
+        weight_limit: u32,
+        stats: Arc<Counters>,
+    ) -> Hub {
+        let mut names = Vec::new();
+        let mut ids = HashMap::new();
+        let mut symbols = Vec::new();
+        if let Some(m) = &market {
+            for (i, s) in m.symbols().iter().enumerate() {
+                symbols.push(s.spec.symbol.as_str().to_string());
+                for k in 0..StreamKind::COUNT {
+                    if let Some(kind) = StreamKind::from_index(k) {
+                        let name = canonical_name(s.spec.symbol, kind);
+                        ids.insert(name.clone(), StreamId::new(i, kind));
+                        names.push(name);
+                    }
+                }
+            }
+        }
+        if let Some(p) = &playback {
+            for f in &p.frames {
+                if !ids.contains_key(&f.stream) {
+                    ids.insert(f.stream.clone(), StreamId(names.len() as u32));
+                    names.push(f.stream.clone());
+                }
+            }
+        }
+        let disp = Dispatcher {
+            conns: Vec::new(),
+            free: Vec::new(),
+            subs: vec![Vec::new(); names.len()],
+            names,
+            ids,
+            symbols,
+            scratch: Default::default(),
+            rendered: [false; 4],
+            damaged: Vec::new(),
+            faults: settings.faults.clone(),
+            max_outbox_bytes: settings.max_outbox_bytes,
+            stats: stats.clone(),
+        };
+        Hub {
+            settings,
+            clock,
+            started: Instant::now(),
+            market,
+            playback,
+            replay_started: None,
+            disp,
+            limiter: WeightLimiter::new(weight_limit),
+            stats,
+            stalled: false,
+            drops_done: 0,
+            next_seq: 0,
+            trades_reported: 0,
+            stopping: false,
+            stop_wakers: Vec::new(),
+        }
+    }
+
+    pub fn clock(&self) -> SimClock {
+        self.clock
+    }
+
+    /// Resolves a client's stream name to its canonical name and id.
+    fn resolve(&mut self, name: &str) -> Option<StreamId> {
+        if self.playback.is_some() {
+            let canonical = canonical_replay_name(name).ok()?;
+            if let Some(&id) = self.disp.ids.get(&canonical) {
+                return Some(id);
+            }
+            let id = StreamId(self.disp.names.len() as u32);
+            self.disp.ids.insert(canonical.clone(), id);
+            self.disp.names.push(canonical);
+            self.disp.subs.push(Vec::new());
+            return Some(id);
+        }
+        let (symbol, kind) = parse_stream(name).ok()?;
+        self.disp.ids.get(&canonical_name(symbol, kind)).copied()
+    }
+
+    /// Checks a WebSocket URL's streams; `Err` names the first bad one.
+    pub fn resolve_all(&mut self, names: &[String]) -> Result<Vec<StreamId>, String> {
+        let mut ids: Vec<StreamId> = Vec::with_capacity(names.len());
+        for n in names {
+            let id = self.resolve(n).ok_or_else(|| n.clone())?;
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        Ok(ids)
+    }
+
+    pub fn max_streams(&self) -> usize {
+        self.settings.max_streams
+    }
+
+    /// Adds an accepted WebSocket connection; returns its id.
+    pub fn register(&mut self, target: &WsTarget, streams: Vec<StreamId>, now: Instant) -> usize {
+        let conn = Conn {
+            seq: self.next_seq,
+            out: Vec::with_capacity(4096),
+            frames_pending: 0,
+            writer: None,
+            killer: None,
+            state: ConnState::Open,
+            combined: target.combined,
+            unit: target.unit,
+            streams: Vec::new(),
+            connected: now,
+            last_pong: now,
+            next_ping: now + self.settings.ping_interval,
+            incoming: VecDeque::new(),
+            data_frames: 0,
+        };
+        self.next_seq += 1;
+        let id = match self.disp.free.pop() {
+            Some(id) => {
+                self.disp.conns[id] = Some(conn);
+                id
+            }
+            None => {
+                self.disp.conns.push(Some(conn));
+                self.disp.conns.len() - 1
+            }
+        };
+        for s in streams {
+            self.subscribe_one(id, s);
+        }
+        Counters::add(&self.stats.connections_accepted, 1);
+        Counters::add(&self.stats.connections_active, 1);
+        id
+    }
+
+    /// Removes a connection and its subscriptions.
+    pub fn unregister(&mut self, id: usize) {
+        let Some(conn) = self.disp.conns.get_mut(id).and_then(Option::take) else {
+            return;
+        };
+        for s in &conn.streams {
+            if let Some(list) = self.disp.subs.get_mut(s.0 as usize) {
+                list.retain(|&c| c as usize != id);
+            }
+        }
+        self.disp.free.push(id);
+        self.stats
+            .connections_active
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn subscribe_one(&mut self, id: usize, stream: StreamId) -> bool {
+        let Some(conn) = self.disp.conn_mut(id) else {
+            return false;
+        };
+        if conn.streams.contains(&stream) {
+            return true;
+        }
+        if conn.streams.len() >= self.settings.max_streams {
+            return false;
+        }
+        conn.streams.push(stream);
+        if let Some(list) = self.disp.subs.get_mut(stream.0 as usize) {
+            list.push(id as u32);
+        }
+        if self.playback.is_some() && self.replay_started.is_none() {
+            self.replay_started = Some(Instant::now());
+        }
+        true
+    }
+
+    fn unsubscribe_one(&mut self, id: usize, stream: StreamId) {
+        if let Some(conn) = self.disp.conn_mut(id) {
+            conn.streams.retain(|&s| s != stream);
+        }
+        if let Some(list) = self.disp.subs.get_mut(stream.0 as usize) {
+            list.retain(|&c| c as usize != id);
+        }
+    }
+
+    /// Queues a text frame that is not market data (replies, serverShutdown).
+    fn push_text(&mut self, id: usize, payload: &[u8]) {
+        if let Some(conn) = self.disp.conn_mut(id) {
+            if matches!(conn.state, ConnState::Open | ConnState::ShutdownSent { .. }) {
+                ws::push_frame(&mut conn.out, ws::OP_TEXT, payload);
+                wake(&mut conn.writer);
+            }
+        }
+    }
+
+    /// Queues a close frame; the writer ends the connection once it is sent.
+    fn begin_close(&mut self, id: usize, code: u16, reason: &str) {
+        if let Some(conn) = self.disp.conn_mut(id) {
+            if matches!(conn.state, ConnState::Open | ConnState::ShutdownSent { .. }) {
+                ws::push_close(&mut conn.out, code, reason);
+                conn.state = ConnState::Closing;
+                wake(&mut conn.writer);
+            }
+        }
+    }
+
+    fn kill(&mut self, id: usize) {
+        if let Some(conn) = self.disp.conn_mut(id) {
+            conn.state = ConnState::Killed;
+            wake(&mut conn.killer);
+            wake(&mut conn.writer);
+        }
+    }
+
+    /// Whether a connection still accepts client messages (not closing or dropped).
+    pub fn accepts_input(&self, id: usize) -> bool {
+        self.disp
+            .conns
+            .get(id)
+            .and_then(Option::as_ref)
+            .is_some_and(|c| matches!(c.state, ConnState::Open | ConnState::ShutdownSent { .. }))
+    }
+
+    /// Handles one client message.
+    pub fn on_message(&mut self, id: usize, message: Incoming, now: Instant) {
+        if let Incoming::Close(code, _) = message {
+            // Echo the client's close (RFC 6455 §5.5.1); if we started the close, this
+            // is the answer and the writer is already finishing.
+            let code = code.unwrap_or(ws::CLOSE_NORMAL);
+            self.begin_close(id, code, "");
+            return;
+        }
+        if !self.accepts_input(id) {
+            return;
+        }
+        if !self.note_incoming(id, now) {
+            Counters::add(&self.stats.rate_limit_disconnects, 1);
+            self.begin_close(id, ws::CLOSE_POLICY_VIOLATION, "Too many requests");
+            return;
+        }
+        match message {
+            Incoming::Ping(payload) => {
+                if let Some(conn) = self.disp.conn_mut(id) {
+                    ws::push_frame(&mut conn.out, ws::OP_PONG, &payload);
+                    wake(&mut conn.writer);
+                }
+            }
+            Incoming::Pong(_) => {
+                Counters::add(&self.stats.pongs_received, 1);
+                if !self.settings.ignore_pongs {
+                    if let Some(conn) = self.disp.conn_mut(id) {
+                        conn.last_pong = now;
+                    }
+                }
+            }
+            Incoming::Text(text) => self.on_control(id, &text),
+            // Binance ignores binary frames on market streams.
+            Incoming::Binary(_) | Incoming::Close(..) => {}
+        }
+    }
+
+    /// A client broke the protocol: close with the matching code.
+    pub fn on_protocol_error(&mut self, id: usize, error: &WsError) {
+        self.begin_close(id, error.close_code(), &error.to_string());
+    }
+
+    /// Sliding one-second window over the last `max_incoming_rate` messages.
+    fn note_incoming(&mut self, id: usize, now: Instant) -> bool {
+        let limit = self.settings.max_incoming_rate as usize;
+        let Some(conn) = self.disp.conn_mut(id) else {
+            return false;
+        };
+        if limit == 0 {
+            return true;
+        }
+        if conn.incoming.len() >= limit {
+            if let Some(&oldest) = conn.incoming.front() {
+                if now.duration_since(oldest) < Duration::from_secs(1) {
+                    return false;
+                }
+            }
+            conn.incoming.pop_front();
+        }
+        conn.incoming.push_back(now);
+        true
+    }
+
+    fn on_control(&mut self, id: usize, text: &[u8]) {
+        Counters::add(&self.stats.control_requests, 1);
+        let mut reply = Vec::with_capacity(64);
+        let text = String::from_utf8_lossy(text);
+        match control::parse_request(&text) {
+            Err(error) => control::reply_error(&mut reply, &error),
+            Ok(Request::Subscribe { id: rid, streams }) => {
+                Counters::add(&self.stats.subscribe_requests, 1);
+                match self.resolve_all(&streams) {
+                    Err(_) => control::reply_error(
+                        &mut reply,
+                        &ControlError::invalid_request(&rid, "invalid stream"),
+                    ),
+                    Ok(ids) => {
+                        let refused = ids
+                            .into_iter()
+                            .filter(|&s| !self.subscribe_one(id, s))
+                            .count();
+                        if refused == 0 {
+                            control::reply_null(&mut reply, &rid);
+                        } else {
+                            let what = format!(
+                                "too many streams: at most {} per connection, {refused} refused",
+                                self.settings.max_streams
+                            );
+                            control::reply_error(
+                                &mut reply,
+                                &ControlError::invalid_request(&rid, &what),
+                            );
+                        }
+                    }
+                }
+            }
+            Ok(Request::Unsubscribe { id: rid, streams }) => match self.resolve_all(&streams) {
+                Err(_) => control::reply_error(
+                    &mut reply,
+                    &ControlError::invalid_request(&rid, "invalid stream"),
+                ),
+                Ok(ids) => {
+                    for s in ids {
+                        self.unsubscribe_one(id, s);
+                    }
+                    control::reply_null(&mut reply, &rid);
+                }
+            },
+            Ok(Request::ListSubscriptions { id: rid }) => {
+                let streams = self
+                    .disp
+                    .conn_mut(id)
+                    .map(|c| c.streams.clone())
+                    .unwrap_or_default();
+                let names = &self.disp.names;
+                control::reply_list(
+                    &mut reply,
+                    &rid,
+                    streams
+                        .iter()
+                        .filter_map(|s| names.get(s.0 as usize).map(String::as_str)),
+                );
+            }
+            Ok(Request::SetCombined { id: rid, combined }) => {
+                if let Some(conn) = self.disp.conn_mut(id) {
+                    conn.combined = combined;
+                }
+                control::reply_null(&mut reply, &rid);
+            }
+            Ok(Request::GetCombined { id: rid }) => {
+                let combined = self.disp.conn_mut(id).is_some_and(|c| c.combined);
+                control::reply_bool(&mut reply, &rid, combined);
+            }
+        }
+        self.push_text(id, &reply);
+    }
+
+    /// Writer side: swaps the connection's pending output into `spare`.
+    pub fn take_output(
+        &mut self,
+        id: usize,
+        spare: &mut Vec<u8>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Output> {
+        let stalled = self.stalled;
+        let Some(conn) = self.disp.conn_mut(id) else {
+            return Poll::Ready(Output::Killed);
+        };
+        if conn.state == ConnState::Killed {
+            return Poll::Ready(Output::Killed);
+        }
+        if stalled || conn.out.is_empty() {
+            if conn.out.is_empty() && conn.state == ConnState::Closing && !stalled {
+                return Poll::Ready(Output::Finished);
+            }
+            conn.writer = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        std::mem::swap(&mut conn.out, spare);
+        let frames = std::mem::take(&mut conn.frames_pending);
+        Poll::Ready(Output::Write(frames))
+    }
+
+    /// Resolves when the connection is dropped (or gone).
+    pub fn poll_killed(&mut self, id: usize, cx: &mut Context<'_>) -> Poll<()> {
+        match self.disp.conn_mut(id) {
+            None => Poll::Ready(()),
+            Some(conn) if conn.state == ConnState::Killed => Poll::Ready(()),
+            Some(conn) => {
+                conn.killer = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Emits everything due by simulated time `now_ns` (at most `max_steps` steps);
+    /// returns whether it caught up.
+    pub fn advance_market(&mut self, now_ns: i64, max_steps: usize) -> bool {
+        let Some(market) = self.market.as_mut() else {
+            return true;
+        };
+        let done = market.advance_bounded(now_ns, &mut self.disp, max_steps);
+        let total: u64 = market.symbols().iter().map(|s| s.trades_total()).sum();
+        Counters::add(&self.stats.trades_generated, total - self.trades_reported);
+        self.trades_reported = total;
+        done
+    }
+
+    /// Simulated time of the market's next event.
+    pub fn next_market_event_ns(&self) -> Option<i64> {
+        self.market.as_ref().map(Market::next_event_ns)
+    }
+
+    /// Sends the replayed frames due by `now`; returns when the next one is due
+    /// (`None`: nothing left, or the replay has not started).
+    pub fn advance_replay(&mut self, now: Instant) -> Option<Instant> {
+        let started = self.replay_started?;
+        let playback = self.playback.as_mut()?;
+        let elapsed_us = now.saturating_duration_since(started).as_micros() as i64;
+        let mut sent = 0;
+        while let Some(due) = playback.due_us(playback.next) {
+            if due > elapsed_us {
+                return Some(started + Duration::from_micros(due as u64));
+            }
+            if sent == REPLAY_BURST_FRAMES {
+                return Some(now);
+            }
+            let frame = &playback.frames[playback.next];
+            if let Some(&stream) = self.disp.ids.get(&frame.stream) {
+                self.disp.send_replayed(stream, &frame.frame, frame.data());
+            }
+            playback.next += 1;
+            sent += 1;
+        }
+        None
+    }
+
+    /// Answers a REST request.
+    pub fn rest(&mut self, head: &RequestHead, ip: IpAddr) -> Response {
+        Counters::add(&self.stats.http_requests, 1);
+        if head.path == "/ws" || head.path.starts_with("/ws/") || head.path.starts_with("/stream") {
+            return Response::error(426, -1000, "WebSocket upgrade required.");
+        }
+        if head.method != "GET" {
+            return Response::error(405, -1000, "Only GET is supported.");
+        }
+        let weight = rest::request_weight(&head.path, &head.query);
+        let used_header = |used: u32| {
+            vec![
+                ("X-MBX-USED-WEIGHT-1M", used.to_string()),
+                ("X-MBX-USED-WEIGHT", used.to_string()),
+            ]
+        };
+        match self.limiter.charge(ip, weight, wall_epoch_ms()) {
+            Err(over) => {
+                Counters::add(&self.stats.rest_rejected, 1);
+                let msg = format!(
+                    "Too much request weight used; current limit is {} request weight per 1 MINUTE. Please use WebSocket Streams for live updates to avoid polling the API.",
+                    self.limiter.limit()
+                );
+                let mut r = Response::error(429, -1003, &msg);
+                r.headers = used_header(over.used);
+                r.headers
+                    .push(("Retry-After", over.retry_after_s.to_string()));
+                r
+            }
+            Ok(used) => {
+                // REST answers from the same state the streams are built from, brought
+                // up to the present first.
+                let now_ns = self.clock.sim_now_ns();
+                self.advance_market(now_ns, usize::MAX);
+                let now_ms = now_ns.div_euclid(1_000_000);
+                let mut r = rest::respond(
+                    &head.path,
+                    &head.query,
+                    self.market.as_ref(),
+                    now_ms,
+                    self.limiter.limit(),
+                );
+                r.headers = used_header(used);
+                r
+            }
+        }
+    }
+
+    /// Protocol timers and faults; called every few milliseconds.
+    pub fn housekeep(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.started);
+        let faults = &self.settings.faults;
+        let stalled = faults.stalled(elapsed);
+        if stalled != self.stalled {
+            self.stalled = stalled;
+            if stalled {
+                Counters::add(&self.stats.stalls_injected, 1);
+            } else {
+                for conn in self.disp.conns.iter_mut().flatten() {
+                    wake(&mut conn.writer);
+                }
+            }
+        }
+        let drops_due = faults.drops_due(elapsed);
+        if drops_due > self.drops_done {
+            self.drops_done = drops_due;
+            let ids: Vec<usize> = self.live_ids();
+            Counters::add(&self.stats.drops_injected, ids.len() as u64);
+            for id in ids {
+                self.kill(id);
+            }
+        }
+        let sim_now_ns = self.clock.sim_now_ns();
+        for id in self.live_ids() {
+            self.housekeep_conn(id, now, sim_now_ns);
+        }
+    }
+
+    fn live_ids(&self) -> Vec<usize> {
+        self.disp
+            .conns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.as_ref().is_some_and(|c| c.state != ConnState::Killed))
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    fn housekeep_conn(&mut self, id: usize, now: Instant, sim_now_ns: i64) {
+        let settings = &self.settings;
+        let stalled = self.stalled;
+        let Some(conn) = self.disp.conn_mut(id) else {
+            return;
+        };
+        if conn.state == ConnState::Closing {
+            return;
+        }
+        if settings.pong_check
+            && now.saturating_duration_since(conn.last_pong) > settings.pong_timeout
+        {
+            Counters::add(&self.stats.pong_timeout_disconnects, 1);
+            self.kill(id);
+            return;
+        }
+        if !stalled && now >= conn.next_ping {
+            let mut payload = Vec::with_capacity(16);
+            super::render::push_i64(&mut payload, sim_now_ns.div_euclid(1_000_000));
+            ws::push_frame(&mut conn.out, ws::OP_PING, &payload);
+            conn.next_ping = now + settings.ping_interval;
+            wake(&mut conn.writer);
+            Counters::add(&self.stats.pings_sent, 1);
+        }
+        match conn.state {
+            ConnState::Open
+                if now.saturating_duration_since(conn.connected) >= settings.max_connection_age =>
+            {
+                let mut payload = Vec::with_capacity(80);
+                render_server_shutdown(&mut payload, conn.combined, time_in(conn.unit, sim_now_ns));
+                ws::push_frame(&mut conn.out, ws::OP_TEXT, &payload);
+                conn.state = ConnState::ShutdownSent {
+                    close_at: now + settings.shutdown_grace,
+                };
+                wake(&mut conn.writer);
+                Counters::add(&self.stats.server_shutdowns_sent, 1);
+            }
+            ConnState::ShutdownSent { close_at } if now >= close_at => {
+                self.begin_close(id, ws::CLOSE_GOING_AWAY, "Connection age limit reached");
+            }
+            _ => {}
+        }
+    }
+
+    /// Starts the stop sequence: every waiter on [`Hub::poll_stop`] wakes.
+    pub fn stop(&mut self) {
+        self.stopping = true;
+        for w in self.stop_wakers.drain(..) {
+            w.wake();
+        }
+        for id in self.live_ids() {
+            self.kill(id);
+        }
+    }
+
+    pub fn poll_stop(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.stopping {
+            Poll::Ready(())
+        } else {
+            self.stop_wakers.push(cx.waker().clone());
+            Poll::Pending
+        }
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.stopping
+    }
+}
+
+/// Parses a WebSocket request path: `/ws`, `/ws/<s1>/<s2>`, `/stream`,
+/// `/stream?streams=<s1>/<s2>`, each with an optional `timeUnit`.
+pub fn parse_ws_target(path: &str, query: &str) -> Option<WsTarget> {
+    let pairs = super::http::query_pairs(query);
+    let unit = match super::http::query_get(&pairs, "timeUnit") {
+        Some(u) if u.eq_ignore_ascii_case("MICROSECOND") => TimeUnit::Microsecond,
+        _ => TimeUnit::Millisecond,
+    };
+    let split = |s: &str| -> Vec<String> {
+        s.split('/')
+            .filter(|p| !p.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    if path == "/ws" || path == "/ws/" {
+        return Some(WsTarget {
+            combined: false,
+            unit,
+            streams: Vec::new(),
+        });
+    }
+    if let Some(rest) = path.strip_prefix("/ws/") {
+        return Some(WsTarget {
+            combined: false,
+            unit,
+            streams: split(rest),
+        });
+    }
+    if path == "/stream" || path == "/stream/" {
+        let streams = super::http::query_get(&pairs, "streams")
+            .map(split)
+            .unwrap_or_default();
+        return Some(WsTarget {
+            combined: true,
+            unit,
+            streams,
+        });
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ws_targets() {
+        let t = parse_ws_target(
+            "/stream",
+            "streams=btcusdt@trade/ethusdt@kline_1m&timeUnit=microsecond",
+        )
+        .unwrap();
+        assert!(t.combined);
+        assert_eq!(t.unit, TimeUnit::Microsecond);
+        assert_eq!(t.streams, vec!["btcusdt@trade", "ethusdt@kline_1m"]);
+        let t = parse_ws_target("/ws/btcusdt@trade/btcusdt@depth@100ms", "").unwrap();
+        assert!(!t.combined);
+        assert_eq!(t.streams, vec!["btcusdt@trade", "btcusdt@depth@100ms"]);
+        assert_eq!(parse_ws_target("/ws", "").unwrap().streams.len(), 0);
+        assert!(parse_ws_target("/api/v3/ping", "").is_none());
+    }
+}

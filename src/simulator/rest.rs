@@ -1,0 +1,411 @@
+//! The REST endpoints (`/api/v3/ping`, `time`, `exchangeInfo`, `klines`, `depth`) with
+//! Binance's shapes, request weights, error codes and the per-IP weight budget.
+//!
+//! Runs on: the simulator core (pure: the caller advances the market to "now" first and
+//! passes the clocks in). In: a parsed request. Out: a [`Response`] without the weight
+//! headers, which the caller adds after charging the budget.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use crate::market::{Interval, Symbol};
+
+use super::http::{query_get, query_pairs, Response};
+use super::kline::Kline;
+use super::market::Market;
+use super::render::{push_rest_kline, render_depth_snapshot, units_string};
+
+/// `limit` of `/api/v3/klines`: default and maximum (larger values are capped, as on
+/// Binance).
+pub const KLINES_DEFAULT_LIMIT: usize = 500;
+pub const KLINES_MAX_LIMIT: usize = 1000;
+/// `limit` of `/api/v3/depth`: default and maximum (capped likewise).
+pub const DEPTH_DEFAULT_LIMIT: usize = 100;
+pub const DEPTH_MAX_LIMIT: usize = 5000;
+/// Weight windows remembered before old ones are pruned (one per client IP).
+const MAX_TRACKED_IPS: usize = 4096;
+const MINUTE_MS: i64 = 60_000;
+
+/// The request weight Binance charges for a path (and, for depth, its limit).
+pub fn request_weight(path: &str, query: &str) -> u32 {
+    match path {
+        "/api/v3/ping" | "/api/v3/time" => 1,
+        "/api/v3/klines" => 2,
+        "/api/v3/exchangeInfo" => 20,
+        "/api/v3/depth" => {
+            let pairs = query_pairs(query);
+            let limit = query_get(&pairs, "limit")
+                .and_then(|l| l.parse::<usize>().ok())
+                .unwrap_or(DEPTH_DEFAULT_LIMIT)
+                .min(DEPTH_MAX_LIMIT);
+            match limit {
+                0..=100 => 5,
+                101..=500 => 25,
+                501..=1000 => 50,
+                _ => 250,
+            }
+        }
+        _ => 1,
+    }
+}
+
+/// The per-IP request weight used in the current wall-clock minute, as Binance counts it
+/// (`X-MBX-USED-WEIGHT-1M`); the window resets at each minute boundary.
+#[derive(Debug)]
+pub struct WeightLimiter {
+    limit: u32,
+    windows: HashMap<IpAddr, (i64, u32)>,
+}
+
+/// A request over the budget: the weight used and the seconds until the window resets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverLimit {
+    pub used: u32,
+    pub retry_after_s: u64,
+}
+
+impl WeightLimiter {
+    pub fn new(limit: u32) -> WeightLimiter {
+        WeightLimiter {
+            limit,
+            windows: HashMap::new(),
+        }
+    }
+
+    pub fn limit(&self) -> u32 {
+        self.limit
+    }
+
+    /// Charges `weight`; returns the weight used in this minute, or the refusal. A
+    /// refused request is not charged.
+    pub fn charge(&mut self, ip: IpAddr, weight: u32, now_ms: i64) -> Result<u32, OverLimit> {
+        let minute = now_ms.div_euclid(MINUTE_MS);
+        if self.windows.len() >= MAX_TRACKED_IPS && !self.windows.contains_key(&ip) {
+            self.windows.retain(|_, (m, _)| *m == minute);
+        }
+        let window = self.windows.entry(ip).or_insert((minute, 0));
+        if window.0 != minute {
+            *window = (minute, 0);
+        }
+        if window.1.saturating_add(weight) > self.limit {
+            let next_minute_ms = (minute + 1) * MINUTE_MS;
+            let retry_after_s = ((next_minute_ms - now_ms) as u64).div_ceil(1000).max(1);
+            return Err(OverLimit {
+                used: window.1,
+                retry_after_s,
+            });
+        }
+        window.1 += weight;
+        Ok(window.1)
+    }
+}
+
+/// Answers a GET on a REST path. `market` is `None` in replay mode (no symbols).
+pub fn respond(
+    path: &str,
+    query: &str,
+    market: Option<&Market>,
+    now_ms: i64,
+    weight_limit: u32,
+) -> Response {
+    let pairs = query_pairs(query);
+    let result = match path {
+        "/api/v3/ping" => Ok(Response::json(200, "{}")),
+        "/api/v3/time" => Ok(Response::json(200, format!("{{\"serverTime\":{now_ms}}}"))),
+        "/api/v3/exchangeInfo" => exchange_info(&pairs, market, now_ms, weight_limit),
+        "/api/v3/klines" => klines(&pairs, market),
+        "/api/v3/depth" => depth(&pairs, market),
+        _ => Err(Response::error(404, -1000, "Unknown endpoint.")),
+    };
+    result.unwrap_or_else(|error| error)
+}
+
+fn mandatory<'a>(pairs: &'a [(String, String)], key: &str) -> Result<&'a str, Response> {
+    match query_get(pairs, key) {
+        Some(v) if !v.is_empty() => Ok(v),
+        _ => Err(Response::error(
+            400,
+            -1102,
+            &format!("Mandatory parameter '{key}' was not sent, was empty/null, or malformed."),
+        )),
+    }
+}
+
+fn number(pairs: &[(String, String)], key: &str) -> Result<Option<i64>, Response> {
+    match query_get(pairs, key) {
+        None => Ok(None),
+        Some(v) if !v.is_empty() && v.len() <= 20 && v.bytes().all(|b| b.is_ascii_digit()) => {
+            v.parse::<i64>().map(Some).map_err(|_| illegal_chars(key))
+        }
+        Some(_) => Err(illegal_chars(key)),
+    }
+}
+
+fn illegal_chars(key: &str) -> Response {
+    Response::error(
+        400,
+        -1100,
+        &format!(
+            "Illegal characters found in parameter '{key}'; legal range is '^[0-9]{{1,20}}$'."
+        ),
+    )
+}
+
+fn limit_param(pairs: &[(String, String)], default: usize, max: usize) -> Result<usize, Response> {
+    match number(pairs, "limit")? {
+        None => Ok(default),
+        Some(0) => Err(Response::error(
+            400,
+            -1130,
+            "Data sent for parameter 'limit' is not valid.",
+        )),
+        Some(n) => Ok((n as usize).min(max)),
+    }
+}
+
+fn symbol_index(pairs: &[(String, String)], market: Option<&Market>) -> Result<usize, Response> {
+    let text = mandatory(pairs, "symbol")?;
+    let invalid = || Response::error(400, -1121, "Invalid symbol.");
+    // Binance symbols are upper case; a lower-case one is an invalid symbol.
+    if text.bytes().any(|b| b.is_ascii_lowercase()) {
+        return Err(invalid());
+    }
+    let symbol = Symbol::new(text).map_err(|_| invalid())?;
+    market
+        .and_then(|m| m.symbol_index(symbol))
+        .ok_or_else(invalid)
+}
+
+fn klines(pairs: &[(String, String)], market: Option<&Market>) -> Result<Response, Response> {
+    let index = symbol_index(pairs, market)?;
+    let interval = Interval::parse(mandatory(pairs, "interval")?)
+        .map_err(|_| Response::error(400, -1120, "Invalid interval."))?;
+    let start = number(pairs, "startTime")?;
+    let end = number(pairs, "endTime")?;
+    if let (Some(s), Some(e)) = (start, end) {
+        if s > e {
+            return Err(Response::error(
+                400,
+                -1023,
+                "Start time is greater than end time.",
+            ));
+        }
+    }
+    let limit = limit_param(pairs, KLINES_DEFAULT_LIMIT, KLINES_MAX_LIMIT)?;
+    let Some(market) = market else {
+        return Err(Response::error(400, -1121, "Invalid symbol."));
+    };
+    let symbol = &market.symbols()[index];
+    let mut selected: Vec<Kline> = Vec::with_capacity(limit.min(KLINES_MAX_LIMIT));
+    symbol.series(interval).select(
+        symbol.current_kline(interval),
+        start,
+        end,
+        limit,
+        &mut selected,
+    );
+    let mut body = Vec::with_capacity(selected.len() * 200 + 2);
+    body.push(b'[');
+    for (i, k) in selected.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        push_rest_kline(&mut body, k);
+    }
+    body.push(b']');
+    Ok(Response::json(200, body))
+}
+
+fn depth(pairs: &[(String, String)], market: Option<&Market>) -> Result<Response, Response> {
+    let index = symbol_index(pairs, market)?;
+    let limit = limit_param(pairs, DEPTH_DEFAULT_LIMIT, DEPTH_MAX_LIMIT)?;
+    let Some(market) = market else {
+        return Err(Response::error(400, -1121, "Invalid symbol."));
+    };
+    let book = market.symbols()[index].book();
+    let bids: Vec<_> = book.bids().take(limit).copied().collect();
+    let asks: Vec<_> = book.asks().take(limit).copied().collect();
+    let mut body = Vec::with_capacity((bids.len() + asks.len()) * 40 + 64);
+    render_depth_snapshot(&mut body, book.update_id(), &bids, &asks);
+    Ok(Response::json(200, body))
+}
+
+fn exchange_info(
+    pairs: &[(String, String)],
+    market: Option<&Market>,
+    now_ms: i64,
+    weight_limit: u32,
+) -> Result<Response, Response> {
+    let all: Vec<usize> = market.map_or(Vec::new(), |m| (0..m.symbols().len()).collect());
+    let chosen = if query_get(pairs, "symbol").is_some() {
+        vec![symbol_index(pairs, market)?]
+    } else if let Some(list) = query_get(pairs, "symbols") {
+        let names: Vec<String> = serde_json::from_str(list).map_err(|_| {
+            Response::error(
+                400,
+                -1100,
+                "Illegal characters found in parameter 'symbols'.",
+            )
+        })?;
+        let mut chosen = Vec::with_capacity(names.len());
+        for name in names {
+            let one = vec![("symbol".to_string(), name)];
+            chosen.push(symbol_index(&one, market)?);
+        }
+        chosen
+    } else {
+        all
+    };
+    let symbols: Vec<String> = match market {
+        Some(m) => chosen.iter().map(|&i| symbol_info(m, i)).collect(),
+        None => Vec::new(),
+    };
+    let body = format!(
+        concat!(
+            "{{\"timezone\":\"UTC\",\"serverTime\":{now},\"rateLimits\":[",
+            "{{\"rateLimitType\":\"REQUEST_WEIGHT\",\"interval\":\"MINUTE\",\"intervalNum\":1,\"limit\":{limit}}},",
+            "{{\"rateLimitType\":\"ORDERS\",\"interval\":\"SECOND\",\"intervalNum\":10,\"limit\":100}},",
+            "{{\"rateLimitType\":\"ORDERS\",\"interval\":\"DAY\",\"intervalNum\":1,\"limit\":200000}},",
+            "{{\"rateLimitType\":\"RAW_REQUESTS\",\"interval\":\"MINUTE\",\"intervalNum\":5,\"limit\":61000}}",
+            "],\"exchangeFilters\":[],\"symbols\":[{symbols}]}}"
+        ),
+        now = now_ms,
+        limit = weight_limit,
+        symbols = symbols.join(",")
+    );
+    Ok(Response::json(200, body))
+}
+
+fn symbol_info(market: &Market, index: usize) -> String {
+    let spec = &market.symbols()[index].spec;
+    format!(
+        concat!(
+            "{{\"symbol\":\"{symbol}\",\"status\":\"TRADING\",\"baseAsset\":\"{base}\",\"baseAssetPrecision\":8,",
+            "\"quoteAsset\":\"{quote}\",\"quotePrecision\":8,\"quoteAssetPrecision\":8,",
+            "\"baseCommissionPrecision\":8,\"quoteCommissionPrecision\":8,",
+            "\"orderTypes\":[\"LIMIT\",\"LIMIT_MAKER\",\"MARKET\",\"STOP_LOSS_LIMIT\",\"TAKE_PROFIT_LIMIT\"],",
+            "\"icebergAllowed\":true,\"ocoAllowed\":true,\"otoAllowed\":true,",
+            "\"quoteOrderQtyMarketAllowed\":true,\"allowTrailingStop\":true,\"cancelReplaceAllowed\":true,",
+            "\"isSpotTradingAllowed\":true,\"isMarginTradingAllowed\":false,",
+            "\"filters\":[",
+            "{{\"filterType\":\"PRICE_FILTER\",\"minPrice\":\"{tick}\",\"maxPrice\":\"{max_price}\",\"tickSize\":\"{tick}\"}},",
+            "{{\"filterType\":\"LOT_SIZE\",\"minQty\":\"{step}\",\"maxQty\":\"{max_qty}\",\"stepSize\":\"{step}\"}}",
+            "],\"permissions\":[],\"permissionSets\":[[\"SPOT\"]],",
+            "\"defaultSelfTradePreventionMode\":\"EXPIRE_MAKER\",",
+            "\"allowedSelfTradePreventionModes\":[\"EXPIRE_TAKER\",\"EXPIRE_MAKER\",\"EXPIRE_BOTH\"]}}"
+        ),
+        symbol = spec.symbol,
+        base = spec.base_asset,
+        quote = spec.quote_asset,
+        tick = units_string(i128::from(spec.tick())),
+        step = units_string(i128::from(spec.step())),
+        max_price = units_string(1_000_000 * i128::from(super::market::UNIT)),
+        max_qty = units_string(9_000_000 * i128::from(super::market::UNIT)),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::simulator::market::{MarketConfig, NullSink};
+
+    fn market() -> Market {
+        let mut m = Market::new(&MarketConfig {
+            symbols: vec![Symbol::new("BTCUSDT").unwrap()],
+            seed: 1,
+            trade_rate: 20.0,
+            start_time_ms: 1_700_000_000_000,
+            kline_push_ms: 2_000,
+            history_limit: 100,
+        });
+        m.advance_to(
+            1_700_000_000_000_000_000 + 300 * 1_000_000_000,
+            &mut NullSink,
+        );
+        m
+    }
+
+    fn get(m: &Market, path: &str, query: &str) -> (u16, serde_json::Value) {
+        let r = respond(path, query, Some(m), 1, 6000);
+        (r.status, serde_json::from_slice(&r.body).unwrap())
+    }
+
+    #[test]
+    fn klines_follow_binance_parameters() {
+        let m = market();
+        let (status, body) = get(&m, "/api/v3/klines", "symbol=BTCUSDT&interval=1m");
+        assert_eq!(status, 200);
+        let rows = body.as_array().unwrap();
+        // Five closed minutes and the open sixth.
+        assert_eq!(rows.len(), 6);
+        assert_eq!(rows[0].as_array().unwrap().len(), 12);
+        assert_eq!(
+            rows[0][0],
+            1_700_000_000_000i64 - 1_700_000_000_000 % 60_000
+        );
+        let (_, body) = get(&m, "/api/v3/klines", "symbol=BTCUSDT&interval=1m&limit=2");
+        assert_eq!(body.as_array().unwrap().len(), 2);
+        let (_, body) = get(
+            &m,
+            "/api/v3/klines",
+            "symbol=BTCUSDT&interval=1s&limit=5000",
+        );
+        // 100 kept closed seconds and the open one; the limit is capped at 1000.
+        assert_eq!(body.as_array().unwrap().len(), 101);
+        for (query, code) in [
+            ("symbol=NOPE&interval=1m", -1121),
+            ("symbol=btcusdt&interval=1m", -1121),
+            ("symbol=BTCUSDT&interval=2m", -1120),
+            ("interval=1m", -1102),
+            ("symbol=BTCUSDT", -1102),
+            ("symbol=BTCUSDT&interval=1m&startTime=abc", -1100),
+            ("symbol=BTCUSDT&interval=1m&startTime=5&endTime=4", -1023),
+            ("symbol=BTCUSDT&interval=1m&limit=0", -1130),
+        ] {
+            let (status, body) = get(&m, "/api/v3/klines", query);
+            assert_eq!(
+                (status, body["code"].as_i64()),
+                (400, Some(code)),
+                "{query}"
+            );
+        }
+    }
+
+    #[test]
+    fn depth_and_exchange_info() {
+        let m = market();
+        let (status, body) = get(&m, "/api/v3/depth", "symbol=BTCUSDT&limit=5");
+        assert_eq!(status, 200);
+        assert_eq!(body["bids"].as_array().unwrap().len(), 5);
+        assert!(body["lastUpdateId"].as_u64().unwrap() > 0);
+        let (_, info) = get(&m, "/api/v3/exchangeInfo", "");
+        let s = &info["symbols"][0];
+        assert_eq!(s["symbol"], "BTCUSDT");
+        assert_eq!(s["status"], "TRADING");
+        assert_eq!(s["filters"][0]["tickSize"], "0.01000000");
+        assert_eq!(s["filters"][1]["stepSize"], "0.00001000");
+        let (_, info) = get(&m, "/api/v3/exchangeInfo", "symbols=%5B%22BTCUSDT%22%5D");
+        assert_eq!(info["symbols"].as_array().unwrap().len(), 1);
+        let (status, _) = get(&m, "/api/v3/exchangeInfo", "symbol=XYZ");
+        assert_eq!(status, 400);
+        assert_eq!(request_weight("/api/v3/depth", "symbol=X&limit=1000"), 50);
+        assert_eq!(request_weight("/api/v3/depth", "symbol=X&limit=9999"), 250);
+        assert_eq!(request_weight("/api/v3/klines", ""), 2);
+    }
+
+    #[test]
+    fn weight_budget_resets_each_minute() {
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let mut w = WeightLimiter::new(10);
+        assert_eq!(w.charge(ip, 4, 120_500), Ok(4));
+        assert_eq!(w.charge(ip, 6, 121_000), Ok(10));
+        assert_eq!(
+            w.charge(ip, 1, 150_200),
+            Err(OverLimit {
+                used: 10,
+                retry_after_s: 30
+            })
+        );
+        assert_eq!(w.charge(ip, 1, 180_000), Ok(1));
+    }
+}
