@@ -1,0 +1,97 @@
+//! Shared helpers for the end-to-end tests: a simulator plus an engine on loopback, a
+//! tiny HTTP client, and bounded waiting.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use alphapulse::config::Config;
+use alphapulse::engine::Engine;
+use alphapulse::market::{Interval, Symbol};
+use alphapulse::simulator::{self, SimConfig, SimHandle};
+
+pub fn symbols(names: &[&str]) -> Vec<Symbol> {
+    names.iter().map(|s| Symbol::new(s).unwrap()).collect()
+}
+
+/// A simulator on a free port with test-friendly defaults (speed 60: a 1m candle a second).
+pub fn sim_config(names: &[&str]) -> SimConfig {
+    SimConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        symbols: symbols(names),
+        speed: 60.0,
+        trade_rate: 5.0,
+        seed: 7,
+        ..SimConfig::default()
+    }
+}
+
+/// An engine configuration pointed at `sim`, unpinned (tests share cores), dashboard on
+/// a free port.
+pub fn engine_config(sim: &SimHandle, names: &[&str], timeframes: &[Interval]) -> Config {
+    let mut c = Config::default();
+    c.binance_ws_url = sim.ws_url();
+    c.binance_rest_url = sim.rest_url();
+    c.symbols = symbols(names);
+    c.timeframes = timeframes.to_vec();
+    c.dashboard_addr = "127.0.0.1:0".parse().unwrap();
+    c.engine.pin_cores = false;
+    c.feed.backoff_initial_ms = 50;
+    c.feed.backoff_max_ms = 500;
+    c
+}
+
+pub struct Running {
+    pub sim: SimHandle,
+    pub engine: Engine,
+}
+
+pub fn start(sim: SimConfig, tweak: impl FnOnce(&mut Config), names: &[&str], tfs: &[Interval]) -> Running {
+    let sim = simulator::start(sim).expect("simulator starts");
+    let mut config = engine_config(&sim, names, tfs);
+    tweak(&mut config);
+    let layout = alphapulse::topology::plan(&config, None, &alphapulse::topology::allowed_cores()).expect("layout");
+    let engine = Engine::start(&config, &layout).expect("engine starts");
+    Running { sim, engine }
+}
+
+/// Polls `cond` every 20 ms until it holds or `timeout` passes; returns whether it held.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cond()
+}
+
+/// `GET path` with `Connection: close`; returns (status, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+pub fn http_json(addr: SocketAddr, path: &str) -> serde_json::Value {
+    let (status, body) = http_get(addr, path);
+    assert_eq!(status, 200, "GET {path}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
+}
+
+pub fn rest_addr(sim: &SimHandle) -> SocketAddr {
+    sim.local_addr()
+}
