@@ -66,8 +66,13 @@ pub fn run(args: DemoArgs, mut config: Config) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut last_messages: Vec<u64> = vec![0; engine.status().shards.len()];
     let mut next = Instant::now() + Duration::from_secs(1);
-    while !engine::signalled() && (args.seconds == 0 || started.elapsed() < Duration::from_secs(args.seconds)) {
-        std::thread::sleep(next.saturating_duration_since(Instant::now()).min(Duration::from_millis(100)));
+    while !engine::signalled()
+        && (args.seconds == 0 || started.elapsed() < Duration::from_secs(args.seconds))
+    {
+        std::thread::sleep(
+            next.saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(100)),
+        );
         if Instant::now() < next {
             continue;
         }

@@ -142,7 +142,12 @@ impl Engine {
                         glommio::spawn_local(async move {
                             while !stop.load(Ordering::Relaxed) {
                                 glommio::timer::sleep(FLUSH_EVERY).await;
-                                state.borrow_mut().flush();
+                                let mut state = state.borrow_mut();
+                                state.flush();
+                                state
+                                    .stats()
+                                    .allocations
+                                    .set(crate::alloc::thread_allocations());
                             }
                         })
                     };

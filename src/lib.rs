@@ -1,6 +1,7 @@
 //! AlphaPulse: a thread-per-core Binance market-data and signal engine.
 //!
 //! # Layout
+//! - [`alloc`]: per-thread allocation counting (the binary's global allocator).
 //! - [`market`]: the shared vocabulary (symbols, intervals, exact decimals, candles).
 //! - [`wire`]: the zero-copy simd-json parser for Binance frames (pure).
 //! - [`config`]: one typed configuration, from TOML, environment and `.env`.
@@ -20,6 +21,7 @@
 //! - [`sinks`]: the roles that drain the rings (the memory sink today).
 //! - [`metrics`]: counters each role publishes; [`clock`]: time sources.
 
+pub mod alloc;
 pub mod candle;
 pub mod cli;
 pub mod clock;

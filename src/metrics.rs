@@ -103,6 +103,9 @@ pub struct ShardStats {
     pub live_conflated: Counter,
     pub overflow_depth: Counter,
     pub backpressure_pauses: Counter,
+    /// Heap allocations made by the shard thread since it started (counted only when
+    /// the binary's counting allocator is installed).
+    pub allocations: Counter,
     /// Exchange event time of the latest message, µs.
     pub last_event_time_us: Gauge,
 }

@@ -32,11 +32,21 @@ fn assert_contiguous(candles: &[Candle]) {
 
 /// Every closed candle the engine kept equals the simulator's REST kline, field by field.
 fn assert_match_rest(run: &Running, symbol: &str, tf: Interval, candles: &[Candle]) {
-    let (first, last) = (candles[0].open_time_ms, candles[candles.len() - 1].open_time_ms);
-    let path = format!("/api/v3/klines?symbol={symbol}&interval={tf}&startTime={first}&endTime={last}&limit=1000");
+    let (first, last) = (
+        candles[0].open_time_ms,
+        candles[candles.len() - 1].open_time_ms,
+    );
+    let path = format!(
+        "/api/v3/klines?symbol={symbol}&interval={tf}&startTime={first}&endTime={last}&limit=1000"
+    );
     let rest = http_json(rest_addr(&run.sim), &path);
     let rows = rest.as_array().expect("klines array");
-    assert_eq!(rows.len(), candles.len(), "{symbol} {tf}: REST has {} rows", rows.len());
+    assert_eq!(
+        rows.len(),
+        candles.len(),
+        "{symbol} {tf}: REST has {} rows",
+        rows.len()
+    );
     for (c, row) in candles.iter().zip(rows) {
         let s = |i: usize| row[i].as_str().unwrap().to_string();
         assert_eq!(row[0].as_i64(), Some(c.open_time_ms));
@@ -55,7 +65,12 @@ fn assert_match_rest(run: &Running, symbol: &str, tf: Interval, candles: &[Candl
 }
 
 fn total_closed(run: &Running) -> u64 {
-    run.engine.status().shards.iter().map(|s| s.stats.candles_closed.get()).sum()
+    run.engine
+        .status()
+        .shards
+        .iter()
+        .map(|s| s.stats.candles_closed.get())
+        .sum()
 }
 
 fn shard_sum(run: &Running, f: impl Fn(&alphapulse::metrics::ShardStats) -> u64) -> u64 {
@@ -64,11 +79,21 @@ fn shard_sum(run: &Running, f: impl Fn(&alphapulse::metrics::ShardStats) -> u64)
 
 #[test]
 fn candles_close_and_match_the_simulators_rest_klines() {
-    let run = start(sim_config(&SYMS), |_| {}, &SYMS, &[Interval::M1, Interval::M3]);
+    let run = start(
+        sim_config(&SYMS),
+        |_| {},
+        &SYMS,
+        &[Interval::M1, Interval::M3],
+    );
     assert!(
-        wait_until(Duration::from_secs(40), || SYMS
-            .iter()
-            .all(|s| closed(&run, s, Interval::M1).len() >= 8 && closed(&run, s, Interval::M3).len() >= 2)),
+        wait_until(Duration::from_secs(40), || SYMS.iter().all(|s| closed(
+            &run,
+            s,
+            Interval::M1
+        )
+        .len()
+            >= 8
+            && closed(&run, s, Interval::M3).len() >= 2)),
         "candles did not close in time: {}",
         run.engine.status().snapshot()
     );
@@ -81,7 +106,10 @@ fn candles_close_and_match_the_simulators_rest_klines() {
     }
     assert_eq!(shard_sum(&run, |s| s.parse_errors_total()), 0);
     assert_eq!(shard_sum(&run, |s| s.gaps.get()), 0);
-    assert_eq!(run.engine.status().store.lock().unwrap().duplicates_ignored, 0);
+    assert_eq!(
+        run.engine.status().store.lock().unwrap().duplicates_ignored,
+        0
+    );
 }
 
 #[test]
@@ -119,23 +147,34 @@ fn every_configured_stream_kind_arrives() {
 #[test]
 fn dropped_connections_come_back_and_resubscribe() {
     let run = start(
-        SimConfigExt::with(sim_config(&SYMS), |c| c.drop_every = Some(Duration::from_millis(1500))),
+        SimConfigExt::with(sim_config(&SYMS), |c| {
+            c.drop_every = Some(Duration::from_millis(1500))
+        }),
         |_| {},
         &SYMS,
         &[Interval::M1],
     );
     assert!(
-        wait_until(Duration::from_secs(30), || shard_sum(&run, |s| s.reconnects.get()) >= 3),
+        wait_until(Duration::from_secs(30), || shard_sum(&run, |s| s
+            .reconnects
+            .get())
+            >= 3),
         "{}",
         run.engine.status().snapshot()
     );
     // Every connection subscribed again, and data kept flowing after the drops.
     assert!(shard_sum(&run, |s| s.subscribe_acks.get()) >= 4);
     let before = shard_sum(&run, |s| s.klines.get());
-    assert!(wait_until(Duration::from_secs(10), || shard_sum(&run, |s| s.klines.get()) > before + 10));
+    assert!(wait_until(Duration::from_secs(10), || shard_sum(
+        &run,
+        |s| s.klines.get()
+    ) > before + 10));
     assert!(run.sim.stats().drops_injected >= 3);
     let store = run.engine.status().store.lock().unwrap();
-    assert!(store.outages_total >= 2, "reconnect spans are recorded as outages");
+    assert!(
+        store.outages_total >= 2,
+        "reconnect spans are recorded as outages"
+    );
     assert_eq!(shard_sum(&run, |s| s.parse_errors_total()), 0);
 }
 
@@ -151,15 +190,31 @@ fn max_age_rotation_loses_and_doubles_nothing() {
         &[Interval::M1],
     );
     assert!(
-        wait_until(Duration::from_secs(40), || shard_sum(&run, |s| s.rotations.get()) >= 3
-            && SYMS.iter().all(|s| closed(&run, s, Interval::M1).len() >= 10)),
+        wait_until(Duration::from_secs(40), || shard_sum(&run, |s| s
+            .rotations
+            .get())
+            >= 3
+            && SYMS
+                .iter()
+                .all(|s| closed(&run, s, Interval::M1).len() >= 10)),
         "{}",
         run.engine.status().snapshot()
     );
     assert!(run.sim.stats().server_shutdowns_sent >= 3);
-    assert_eq!(shard_sum(&run, |s| s.reconnects.get()), 0, "rotations are not reconnects");
-    assert_eq!(shard_sum(&run, |s| s.gaps.get()), 0, "no candle lost across rotations");
-    assert_eq!(run.engine.status().store.lock().unwrap().duplicates_ignored, 0);
+    assert_eq!(
+        shard_sum(&run, |s| s.reconnects.get()),
+        0,
+        "rotations are not reconnects"
+    );
+    assert_eq!(
+        shard_sum(&run, |s| s.gaps.get()),
+        0,
+        "no candle lost across rotations"
+    );
+    assert_eq!(
+        run.engine.status().store.lock().unwrap().duplicates_ignored,
+        0
+    );
     for s in SYMS {
         let c = closed(&run, s, Interval::M1);
         assert_contiguous(&c);
@@ -178,7 +233,10 @@ fn pings_are_answered_and_the_connection_stays() {
         &SYMS,
         &[Interval::M1],
     );
-    assert!(wait_until(Duration::from_secs(20), || shard_sum(&run, |s| s.pings_answered.get()) >= 8));
+    assert!(wait_until(Duration::from_secs(20), || shard_sum(
+        &run,
+        |s| s.pings_answered.get()
+    ) >= 8));
     assert!(run.sim.stats().pongs_received >= 8);
     assert_eq!(run.sim.stats().pong_timeout_disconnects, 0);
     assert_eq!(shard_sum(&run, |s| s.reconnects.get()), 0);
@@ -195,10 +253,17 @@ fn malformed_frames_are_counted_and_the_feed_goes_on() {
         &SYMS,
         &[Interval::M1],
     );
-    assert!(wait_until(Duration::from_secs(30), || shard_sum(&run, |s| s.parse_errors_total()) >= 20
+    assert!(wait_until(Duration::from_secs(30), || shard_sum(
+        &run,
+        |s| s.parse_errors_total()
+    ) >= 20
         && shard_sum(&run, |s| s.candles_closed.get()) >= 4));
     assert!(run.sim.stats().malformed_injected > 0);
-    assert_eq!(shard_sum(&run, |s| s.reconnects.get()), 0, "a bad frame does not cost the connection");
+    assert_eq!(
+        shard_sum(&run, |s| s.reconnects.get()),
+        0,
+        "a bad frame does not cost the connection"
+    );
 }
 
 #[test]
@@ -213,7 +278,10 @@ fn a_silent_connection_is_dropped_and_replaced() {
         &[Interval::M1],
     );
     assert!(
-        wait_until(Duration::from_secs(30), || shard_sum(&run, |s| s.silent_drops.get()) >= 1
+        wait_until(Duration::from_secs(30), || shard_sum(&run, |s| s
+            .silent_drops
+            .get())
+            >= 1
             && shard_sum(&run, |s| s.reconnects.get()) >= 1),
         "{}",
         run.engine.status().snapshot()
@@ -225,26 +293,68 @@ fn health_readiness_status_and_candles_api() {
     let run = start(sim_config(&SYMS), |_| {}, &SYMS, &[Interval::M1]);
     let addr = run.engine.dashboard_addr();
     assert_eq!(http_get(addr, "/healthz").0, 200);
-    assert!(wait_until(Duration::from_secs(20), || http_get(addr, "/readyz").0 == 200));
-    assert!(wait_until(Duration::from_secs(20), || closed(&run, "BTCUSDT", Interval::M1).len() >= 2));
+    assert!(wait_until(Duration::from_secs(20), || http_get(
+        addr, "/readyz"
+    )
+    .0 == 200));
+    assert!(wait_until(Duration::from_secs(20), || closed(
+        &run,
+        "BTCUSDT",
+        Interval::M1
+    )
+    .len()
+        >= 2));
     assert!(total_closed(&run) >= 2);
     let status = http_json(addr, "/api/status");
-    for key in ["status", "uptime_s", "total_messages_received", "active_connections", "shards", "sinks"] {
+    for key in [
+        "status",
+        "uptime_s",
+        "total_messages_received",
+        "active_connections",
+        "shards",
+        "sinks",
+    ] {
         assert!(status.get(key).is_some(), "missing {key}: {status}");
     }
     assert_eq!(status["status"], "ok");
     assert_eq!(status["active_connections"], 1);
     assert!(status["total_messages_received"].as_u64().unwrap() > 0);
     let shard = &status["shards"][0];
-    for key in ["core", "symbols", "connections", "messages", "parse_errors", "queues"] {
+    for key in [
+        "core",
+        "symbols",
+        "connections",
+        "messages",
+        "parse_errors",
+        "queues",
+    ] {
         assert!(shard.get(key).is_some(), "missing shards[0].{key}");
     }
     let candles = http_json(addr, "/api/candles?symbol=BTCUSDT&timeframe=1m&limit=2");
     let list = candles["candles"].as_array().unwrap();
     assert_eq!(list.len(), 2);
-    assert!(list[0]["open_time"].as_i64() > list[1]["open_time"].as_i64(), "newest first");
-    for key in ["type", "symbol", "timeframe", "open_time", "close_time", "open", "high", "low", "close",
-        "volume", "quote_volume", "taker_buy_base", "taker_buy_quote", "trades", "closed", "event_time"] {
+    assert!(
+        list[0]["open_time"].as_i64() > list[1]["open_time"].as_i64(),
+        "newest first"
+    );
+    for key in [
+        "type",
+        "symbol",
+        "timeframe",
+        "open_time",
+        "close_time",
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "quote_volume",
+        "taker_buy_base",
+        "taker_buy_quote",
+        "trades",
+        "closed",
+        "event_time",
+    ] {
         assert!(list[0].get(key).is_some(), "candle record lacks {key}");
     }
     assert_eq!(list[0]["type"], "candle");

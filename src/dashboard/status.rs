@@ -192,6 +192,7 @@ fn shard_json(s: &ShardView) -> Value {
         "overflow_depth": st.overflow_depth.get(),
         "backpressure_pauses": st.backpressure_pauses.get(),
         "last_event_time_us": st.last_event_time_us.get(),
+        "allocations": st.allocations.get(),
         "queues": queues,
     })
 }

@@ -51,23 +51,33 @@ pub struct IngestReport {
     pub msgs_per_shard_cpu_s: f64,
     pub bytes_per_s: f64,
     pub parse_errors: u64,
+    /// Heap allocations on the shard thread per message received (measured window).
+    pub allocations_per_msg: f64,
     pub candles_closed: u64,
     pub sim_frames_sent: u64,
 }
 
 pub fn run(args: IngestBenchArgs, config: Config) -> anyhow::Result<()> {
     let report = measure(&args, config)?;
-    println!("{}", serde_json::to_string_pretty(&json!({ "ingest": report }))?);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&json!({ "ingest": report }))?
+    );
     Ok(())
 }
 
 /// Synthetic symbol names: `S000USDT`, `S001USDT`, …
 fn bench_symbols(n: usize) -> Vec<Symbol> {
-    (0..n).filter_map(|i| Symbol::new(&format!("S{i:03}USDT")).ok()).collect()
+    (0..n)
+        .filter_map(|i| Symbol::new(&format!("S{i:03}USDT")).ok())
+        .collect()
 }
 
 pub fn measure(args: &IngestBenchArgs, mut config: Config) -> anyhow::Result<IngestReport> {
-    anyhow::ensure!((1..=1000).contains(&args.symbols), "--symbols must be from 1 to 1000");
+    anyhow::ensure!(
+        (1..=1000).contains(&args.symbols),
+        "--symbols must be from 1 to 1000"
+    );
     let symbols = bench_symbols(args.symbols);
     let sim = simulator::start(SimConfig {
         listen: "127.0.0.1:0".parse()?,
@@ -108,15 +118,28 @@ pub fn measure(args: &IngestBenchArgs, mut config: Config) -> anyhow::Result<Ing
     while !engine.status().ready() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    anyhow::ensure!(engine.status().ready(), "the shard did not subscribe within 30 s");
+    anyhow::ensure!(
+        engine.status().ready(),
+        "the shard did not subscribe within 30 s"
+    );
     std::thread::sleep(Duration::from_secs_f64(args.warmup));
 
     let cpu0 = thread_cpu_seconds("shard-0");
-    let (m0, b0, s0) = (stats.messages.get(), stats.bytes.get(), sim.stats().frames_sent);
+    let (m0, b0, s0, a0) = (
+        stats.messages.get(),
+        stats.bytes.get(),
+        sim.stats().frames_sent,
+        stats.allocations.get(),
+    );
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs_f64(args.seconds));
     let elapsed = t0.elapsed().as_secs_f64();
-    let (m1, b1, s1) = (stats.messages.get(), stats.bytes.get(), sim.stats().frames_sent);
+    let (m1, b1, s1, a1) = (
+        stats.messages.get(),
+        stats.bytes.get(),
+        sim.stats().frames_sent,
+        stats.allocations.get(),
+    );
     let cpu1 = thread_cpu_seconds("shard-0");
 
     let messages = m1 - m0;
@@ -135,6 +158,7 @@ pub fn measure(args: &IngestBenchArgs, mut config: Config) -> anyhow::Result<Ing
         msgs_per_shard_cpu_s: messages as f64 / shard_cpu_s,
         bytes_per_s: (b1 - b0) as f64 / elapsed,
         parse_errors: stats.parse_errors_total(),
+        allocations_per_msg: (a1 - a0) as f64 / messages.max(1) as f64,
         candles_closed: stats.candles_closed.get(),
         sim_frames_sent: s1 - s0,
     };
@@ -143,24 +167,39 @@ pub fn measure(args: &IngestBenchArgs, mut config: Config) -> anyhow::Result<Ing
     Ok(report)
 }
 
-/// CPU time (user + system) of the thread named `name` in this process, from
-/// `/proc/self/task/<tid>/stat` (fields 14 and 15, in clock ticks).
+/// CPU time (user + system) of the threads named `name` in this process (glommio names
+/// an executor's threads `<name>-<id>`), from `/proc/self/task/<tid>/stat` (fields 14
+/// and 15, in clock ticks).
 pub fn thread_cpu_seconds(name: &str) -> Option<f64> {
     // SAFETY: sysconf has no preconditions.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     let ticks = if ticks > 0 { ticks as f64 } else { 100.0 };
+    let mut total = None;
     for entry in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
         let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
-        if comm.trim() != name {
+        let comm = comm.trim();
+        let matches = comm == name
+            || comm
+                .strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('-'));
+        if !matches {
             continue;
         }
-        let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+        let Some(stat) = std::fs::read_to_string(entry.path().join("stat")).ok() else {
+            continue;
+        };
         // The command name may contain spaces; fields start after the closing ')'.
-        let rest = &stat[stat.rfind(')')? + 2..];
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let utime: f64 = fields.get(11)?.parse().ok()?;
-        let stime: f64 = fields.get(12)?.parse().ok()?;
-        return Some((utime + stime) / ticks);
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let (Some(Ok(utime)), Some(Ok(stime))) = (
+            fields.get(11).map(|f| f.parse::<f64>()),
+            fields.get(12).map(|f| f.parse::<f64>()),
+        ) else {
+            continue;
+        };
+        *total.get_or_insert(0.0) += (utime + stime) / ticks;
     }
-    None
+    total
 }

@@ -48,11 +48,17 @@ pub struct Running {
     pub engine: Engine,
 }
 
-pub fn start(sim: SimConfig, tweak: impl FnOnce(&mut Config), names: &[&str], tfs: &[Interval]) -> Running {
+pub fn start(
+    sim: SimConfig,
+    tweak: impl FnOnce(&mut Config),
+    names: &[&str],
+    tfs: &[Interval],
+) -> Running {
     let sim = simulator::start(sim).expect("simulator starts");
     let mut config = engine_config(&sim, names, tfs);
     tweak(&mut config);
-    let layout = alphapulse::topology::plan(&config, None, &alphapulse::topology::allowed_cores()).expect("layout");
+    let layout = alphapulse::topology::plan(&config, None, &alphapulse::topology::allowed_cores())
+        .expect("layout");
     let engine = Engine::start(&config, &layout).expect("engine starts");
     Running { sim, engine }
 }
@@ -73,7 +79,11 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut raw = Vec::new();
     let _ = s.read_to_end(&mut raw);
     let text = String::from_utf8_lossy(&raw).into_owned();
@@ -82,7 +92,10 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (status, body)
 }
 
