@@ -43,8 +43,7 @@ pub fn run(args: DemoArgs, mut config: Config) -> anyhow::Result<()> {
     })?;
     config.binance_ws_url = sim.ws_url();
     config.binance_rest_url = sim.rest_url();
-    let layout = crate::topology::plan_for_host(&config)?;
-    engine::log_sink_modes(&config);
+    let layout = engine::prepare(&config)?;
     engine::install_signal_handlers();
 
     let mut engine = match Engine::start(&config, &layout) {

@@ -305,14 +305,22 @@ pub fn log_sink_modes(config: &Config) {
     }
 }
 
-/// `alphapulse run`: the engine until SIGINT/SIGTERM.
-pub fn run(config: Config) -> anyhow::Result<()> {
-    let layout = crate::topology::plan_for_host(&config)?;
+/// Plans the layout for this host and checks the host can run it (io_uring, locked
+/// memory, cores); logs the sink modes. Shared by `run` and `demo`.
+pub fn prepare(config: &Config) -> anyhow::Result<Layout> {
+    let layout = crate::topology::plan_for_host(config)?;
     let report = crate::topology::check_host(&layout)?;
     for w in &report.warnings {
         tracing::warn!("{w}");
     }
-    log_sink_modes(&config);
+    tracing::info!(layout = %layout, "core layout");
+    log_sink_modes(config);
+    Ok(layout)
+}
+
+/// `alphapulse run`: the engine until SIGINT/SIGTERM.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    let layout = prepare(&config)?;
     install_signal_handlers();
     let mut engine = Engine::start(&config, &layout)?;
     tracing::info!(dashboard = %engine.dashboard_addr(), shards = layout.shards.len(), "engine running");

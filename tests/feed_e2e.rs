@@ -365,6 +365,53 @@ fn health_readiness_status_and_candles_api() {
     assert_eq!(http_get(addr, "/nope").0, 404);
 }
 
+#[test]
+fn microsecond_time_unit_is_normalised() {
+    let run = start(
+        sim_config(&SYMS),
+        |c| c.feed.time_unit_microsecond = true,
+        &SYMS,
+        &[Interval::M1],
+    );
+    assert!(wait_until(Duration::from_secs(30), || SYMS
+        .iter()
+        .all(|s| closed(&run, s, Interval::M1).len() >= 3)));
+    for s in SYMS {
+        let c = closed(&run, s, Interval::M1);
+        // Open and close times stay milliseconds (as REST returns them); event times are
+        // microseconds inside the candle's span.
+        assert_match_rest(&run, s, Interval::M1, &c);
+        for k in &c {
+            assert!(k.event_time_us >= k.open_time_ms * 1000 && k.event_time_us <= (k.close_time_ms + 1) * 1000 + 999);
+        }
+    }
+}
+
+#[test]
+fn streams_spread_over_several_connections() {
+    let names = ["BTCUSDT", "ETHUSDT", "ADAUSDT", "BNBUSDT", "XRPUSDT"];
+    let tfs = [Interval::M1, Interval::M3, Interval::M5];
+    let run = start(
+        sim_config(&names),
+        |c| {
+            c.feed.max_streams_per_connection = 4;
+            c.binance_max_connections = 5;
+        },
+        &names,
+        &tfs,
+    );
+    // 15 streams at most 4 per connection: 4 connections, each fully subscribed.
+    let shard = &run.engine.status().shards[0];
+    assert_eq!(shard.slots, 4);
+    assert!(wait_until(Duration::from_secs(30), || run.engine.status().ready()));
+    assert_eq!(shard.stats.connections_active.get(), 4);
+    assert_eq!(shard.stats.streams_subscribed.get(), 15);
+    assert!(wait_until(Duration::from_secs(30), || names
+        .iter()
+        .all(|s| closed(&run, s, Interval::M1).len() >= 2)));
+    assert_eq!(shard.stats.duplicates.get(), 0, "no stream is on two connections");
+}
+
 /// Builder sugar for tweaking a simulator config in place.
 trait SimConfigExt: Sized {
     fn with(self, f: impl FnOnce(&mut Self)) -> Self;
