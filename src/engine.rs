@@ -127,6 +127,7 @@ impl Engine {
             let name = format!("shard-{}", plan.index);
             let handle = LocalExecutorBuilder::new(placement(layout, plan.core))
                 .name(&name)
+                .io_memory(crate::topology::ENGINE_IO_MEMORY_BYTES)
                 .spawn(move || async move {
                     let state = ShardState::new(
                         plan.index as u16,
@@ -186,6 +187,7 @@ impl Engine {
             let addr = config.dashboard_addr;
             LocalExecutorBuilder::new(placement(layout, layout.dashboard_core))
                 .name("dashboard")
+                .io_memory(crate::topology::ENGINE_IO_MEMORY_BYTES)
                 .spawn(move || async move {
                     match glommio::net::TcpListener::bind(addr) {
                         Ok(listener) => {

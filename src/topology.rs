@@ -41,9 +41,13 @@ pub const MANY_CORES: usize = 8;
 
 /// glommio refuses to start an executor when the memlock limit is below 512 KiB.
 pub const GLOMMIO_MIN_MEMLOCK_BYTES: u64 = 512 * 1024;
-/// Locked memory one glommio executor registers with io_uring by default: its 10 MiB
-/// I/O buffer arena plus room for its three rings.
-pub const GLOMMIO_MEMLOCK_PER_EXECUTOR_BYTES: u64 = (10 << 20) + (256 << 10);
+/// The I/O buffer arena each engine executor registers with io_uring. glommio's default
+/// is 10 MiB, for DMA file I/O; the engine does none (sockets use their own buffers),
+/// so 1 MiB keeps the locked-memory need small without giving up registered buffers.
+pub const ENGINE_IO_MEMORY_BYTES: usize = 1 << 20;
+/// Locked memory one engine executor registers with io_uring: its I/O buffer arena
+/// plus room for its three rings.
+pub const GLOMMIO_MEMLOCK_PER_EXECUTOR_BYTES: u64 = ENGINE_IO_MEMORY_BYTES as u64 + (256 << 10);
 /// glommio needs Linux 5.8 for the io_uring operations it uses.
 pub const MIN_KERNEL: (u32, u32) = (5, 8);
 /// From Linux 5.12, io_uring rings are charged to the memory cgroup rather than to
@@ -1272,15 +1276,16 @@ mod tests {
              executor below 512 KiB): run 'ulimit -l 512' before starting, set \
              LimitMEMLOCK=512K in the systemd unit, or raise memlock in /etc/security/limits.conf"
         );
-        // 8 MiB is enough for glommio to start but not for two executors' buffers.
-        facts.memlock_limit_bytes = Some(8 << 20);
+        // 2 MiB is enough for glommio to start but not for two executors' buffers
+        // (2 × 1.25 MiB).
+        facts.memlock_limit_bytes = Some(2 << 20);
         let report = evaluate_host(&facts, &layout).unwrap();
         assert_eq!(report.warnings.len(), 1);
         assert!(report.warnings[0]
-            .starts_with("the memlock limit is 8192 KiB but 2 executors want 20992 KiB"));
+            .starts_with("the memlock limit is 2048 KiB but 2 executors want 2560 KiB"));
         facts.kernel_release = "5.10.0".to_owned();
         assert!(host_err(facts.clone(), &layout).starts_with(
-            "the memlock limit is 8192 KiB but 20992 KiB are needed (2 glommio executors"
+            "the memlock limit is 2048 KiB but 2560 KiB are needed (2 glommio executors"
         ));
         facts.memlock_limit_bytes = Some(64 << 20);
         assert!(evaluate_host(&facts, &layout).unwrap().warnings.is_empty());

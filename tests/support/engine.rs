@@ -75,9 +75,12 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     cond()
 }
 
-/// `GET path` with `Connection: close`; returns (status, body).
+/// `GET path` with `Connection: close`; returns (status, body), or status 0 when the
+/// server cannot be reached (so callers can poll for it to come up).
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).expect("connect");
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(5)) else {
+        return (0, String::new());
+    };
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
         s,
@@ -107,4 +110,17 @@ pub fn http_json(addr: SocketAddr, path: &str) -> serde_json::Value {
 
 pub fn rest_addr(sim: &SimHandle) -> SocketAddr {
     sim.local_addr()
+}
+
+/// Kills and reaps a child process when dropped, so a failing assertion never leaves an
+/// engine running (or holding the test harness's output pipes open).
+pub struct ChildGuard(pub std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }

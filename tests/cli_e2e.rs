@@ -1,0 +1,122 @@
+//! The binary as a user runs it: `alphapulse demo` and `alphapulse run` against the
+//! simulator, in child processes, bounded in time.
+
+#[path = "support/engine.rs"]
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+fn alphapulse() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_alphapulse"));
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("ALPHAPULSE_PIN_CORES", "false")
+        .env("ALPHAPULSE_LOG", "warn")
+        .current_dir(std::env::temp_dir());
+    c
+}
+
+/// Reads the child's stdout lines on a thread, so the test can wait with a deadline.
+fn lines_of(child: &mut std::process::Child) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    let out = child.stdout.take().expect("piped stdout");
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+#[test]
+fn demo_prints_its_url_serves_it_and_closes_candles() {
+    let mut child = support::ChildGuard(
+        alphapulse()
+            .env("DASHBOARD_ADDR", "127.0.0.1:0")
+            .args(["demo", "--seconds", "6"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn demo"),
+    );
+    let lines = lines_of(&mut child.0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut url = None;
+    let mut last_summary = String::new();
+    while Instant::now() < deadline {
+        match lines.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) => {
+                if let Some(rest) = line.split("dashboard at http://").nth(1) {
+                    let addr: std::net::SocketAddr = rest.split('/').next().unwrap().parse().unwrap();
+                    assert_eq!(support::http_get(addr, "/healthz").0, 200);
+                    url = Some(addr);
+                }
+                if line.starts_with("t=") {
+                    last_summary = line;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let status = child.0.wait().expect("demo exits");
+    assert!(status.success(), "demo exit status {status}");
+    assert!(url.is_some(), "the demo printed no dashboard URL");
+    // `t=5s shard0 360 msg/s | candles closed 27 | reconnects 0 | gaps 0 | ready`
+    let closed: u64 = last_summary
+        .split("candles closed ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(closed > 0, "no candle closed: {last_summary:?}");
+    assert!(last_summary.ends_with("ready"), "{last_summary:?}");
+}
+
+#[test]
+fn run_follows_an_external_simulator_and_stops_on_sigterm() {
+    let sim = alphapulse::simulator::start(support::sim_config(&["BTCUSDT"])).expect("simulator");
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let dashboard: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut child = support::ChildGuard(
+        alphapulse()
+            .env("BINANCE_WS_URL", sim.ws_url())
+            .env("BINANCE_REST_URL", sim.rest_url())
+            .env("SYMBOLS", "BTCUSDT")
+            .env("TIMEFRAMES", "1m")
+            .env("DASHBOARD_ADDR", dashboard.to_string())
+            .arg("run")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn run"),
+    );
+    let ready = support::wait_until(Duration::from_secs(30), || support::http_get(dashboard, "/readyz").0 == 200);
+    let closed = ready
+        && support::wait_until(Duration::from_secs(20), || {
+            let (code, body) = support::http_get(dashboard, "/api/candles?symbol=BTCUSDT&timeframe=1m");
+            code == 200 && body.contains("\"closed\":true")
+        });
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            break Some(s);
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(ready, "the engine never became ready");
+    assert!(closed, "no closed candle served");
+    let status = status.expect("run stops within 15 s of SIGTERM");
+    assert!(status.success(), "run exit status {status}");
+}
