@@ -1144,3 +1144,182 @@ fn stats_track_connections_and_stop_is_clean() {
     });
     assert!(matches!(err, Err(simulator::SimError::Bind { .. })));
 }
+
+/// Counts server frames in a byte stream without copying payloads: what a client that
+/// only drains the socket costs.
+struct FrameCounter {
+    /// Payload bytes of the current frame still to skip.
+    skip: usize,
+    /// A partial frame header carried over from the previous read.
+    carry: Vec<u8>,
+    frames: u64,
+    lags_ms: Vec<i64>,
+}
+
+/// One frame in this many has its event time compared with the clock on arrival.
+const LAG_SAMPLE_EVERY: u64 = 4096;
+
+impl FrameCounter {
+    /// Arrival time minus the frame's `E` (ms): how late the open-loop schedule runs.
+    fn sample_lag(&mut self, payload: &[u8]) {
+        let Some(at) = payload.windows(4).position(|w| w == b"\"E\":") else {
+            return;
+        };
+        let digits: String = payload[at + 4..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .map(|&b| b as char)
+            .collect();
+        if let Ok(event_ms) = digits.parse::<i64>() {
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            self.lags_ms.push(now_ms - event_ms);
+        }
+    }
+
+    /// Payload length and header length of the frame header at the start of `h`, once
+    /// `h` holds the whole header.
+    fn header(h: &[u8]) -> Option<(usize, usize)> {
+        if h.len() < 2 {
+            return None;
+        }
+        let (len, at) = match h[1] & 0x7f {
+            126 if h.len() >= 4 => (usize::from(u16::from_be_bytes([h[2], h[3]])), 4),
+            127 if h.len() >= 10 => (u64::from_be_bytes(h[2..10].try_into().ok()?) as usize, 10),
+            126 | 127 => return None,
+            n => (usize::from(n), 2),
+        };
+        Some((len, at))
+    }
+
+    fn feed(&mut self, data: &[u8]) {
+        let mut i = 0;
+        while i < data.len() {
+            if self.skip > 0 {
+                let n = self.skip.min(data.len() - i);
+                self.skip -= n;
+                i += n;
+                continue;
+            }
+            if !self.carry.is_empty() || data.len() - i < 10 {
+                // A header split across reads: assemble it byte by byte.
+                self.carry.push(data[i]);
+                i += 1;
+                if let Some((len, at)) = Self::header(&self.carry) {
+                    if self.carry.len() == at {
+                        self.frames += u64::from(self.carry[0] & 0x0f == 0x1);
+                        self.skip = len;
+                        self.carry.clear();
+                    }
+                }
+                continue;
+            }
+            if let Some((len, at)) = Self::header(&data[i..]) {
+                self.frames += u64::from(data[i] & 0x0f == 0x1);
+                if self.frames % LAG_SAMPLE_EVERY == 0 && i + at + len <= data.len() {
+                    self.sample_lag(&data[i + at..i + at + len]);
+                }
+                i += at;
+                self.skip = len;
+            }
+        }
+    }
+}
+
+/// Frames per second the simulator sustains on one connection to a client that drains
+/// as fast as it can. Run it optimised:
+/// `cargo test --release --test simulator -- --ignored --nocapture throughput`
+#[test]
+#[ignore = "benchmark: run explicitly in release mode"]
+fn throughput_one_connection() {
+    let rate: f64 = std::env::var("SIM_BENCH_TRADE_RATE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_500_000.0);
+    let seconds: u64 = std::env::var("SIM_BENCH_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let sim = start(SimConfig {
+        symbols: vec![alphapulse::market::Symbol::new("BTCUSDT").unwrap()],
+        trade_rate: rate,
+        ..config()
+    });
+    let addr = sim.local_addr();
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    write!(
+        s,
+        "GET /ws/btcusdt@trade HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = vec![0u8; 4 << 20];
+    let mut head = Vec::new();
+    let mut counter = FrameCounter {
+        skip: 0,
+        carry: Vec::new(),
+        frames: 0,
+        lags_ms: Vec::new(),
+    };
+    // Handshake, then a sample frame to check what is being counted.
+    loop {
+        let n = s.read(&mut buf).unwrap();
+        head.extend_from_slice(&buf[..n]);
+        if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+            let mut rest = head.split_off(end + 4);
+            while rest.len() < 128 {
+                let n = s.read(&mut buf).unwrap();
+                rest.extend_from_slice(&buf[..n]);
+            }
+            assert_eq!(rest[0], 0x81, "first frame is text");
+            let len = usize::from(rest[1] & 0x7f);
+            if len < 126 && rest.len() >= 2 + len {
+                let sample: Value = serde_json::from_slice(&rest[2..2 + len]).unwrap();
+                assert_eq!(sample["e"], "trade");
+            }
+            counter.feed(&rest);
+            break;
+        }
+    }
+    let warmup_end = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < warmup_end {
+        let n = s.read(&mut buf).unwrap();
+        counter.feed(&buf[..n]);
+    }
+    let (frames_before, sent_before) = (counter.frames, sim.stats().frames_sent);
+    let began = Instant::now();
+    let mut bytes = 0u64;
+    while began.elapsed() < Duration::from_secs(seconds) {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "connection closed: {:?}", sim.stats());
+        bytes += n as u64;
+        counter.feed(&buf[..n]);
+    }
+    let secs = began.elapsed().as_secs_f64();
+    let lags = &mut counter.lags_ms;
+    lags.sort_unstable();
+    let pct = |p: f64| {
+        lags.get(((lags.len() as f64 - 1.0) * p) as usize)
+            .copied()
+            .unwrap_or(-1)
+    };
+    println!(
+        "arrival - E over {} sampled frames: p50 {} ms, p99 {} ms, max {} ms",
+        lags.len(),
+        pct(0.5),
+        pct(0.99),
+        pct(1.0)
+    );
+    let received = counter.frames - frames_before;
+    let stats = sim.stats();
+    println!(
+        "trade rate {rate}/s: received {:.0} frames/s ({:.1} MB/s, {:.0} B/frame); server wrote {:.0} frames/s; slow-client drops {}",
+        received as f64 / secs,
+        bytes as f64 / secs / 1e6,
+        bytes as f64 / received.max(1) as f64,
+        (stats.frames_sent - sent_before) as f64 / secs,
+        stats.slow_client_disconnects,
+    );
+    sim.stop();
+}

@@ -107,7 +107,7 @@ impl Kline {
     /// The candle in the crate's shared vocabulary (what the engine's parser produces
     /// from the same frame).
     pub fn to_candle(
-        &self,
+        self,
         symbol: Symbol,
         interval: Interval,
         closed: bool,

@@ -35,7 +35,7 @@ mod control;
 mod faults;
 mod http;
 mod hub;
-mod kline;
+pub mod kline;
 pub mod market;
 mod render;
 pub mod replay;
