@@ -991,6 +991,15 @@ fn rest_endpoints_parameters_and_errors() {
         assert!(r.headers.contains_key("x-mbx-used-weight-1m"));
     }
     assert_eq!(http_get(addr, "/api/v3/nothing").status, 404);
+
+    // Keep-alive with two pipelined requests on one connection.
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET /api/v3/ping HTTP/1.1\r\nHost: x\r\n\r\nGET /api/v3/time HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    assert_eq!(raw.matches("HTTP/1.1 200 OK").count(), 2, "{raw}");
+    assert!(raw.contains("serverTime"));
     sim.stop();
 }
 

@@ -289,6 +289,20 @@ mod tests {
     }
 
     #[test]
+    fn converts_to_the_shared_candle_exactly() {
+        let mut k = Kline::empty(Interval::M1, 60_000, 6_000_001_000_000);
+        k.add_fill(&fill(6_000_001_000_000, 125_000, true, 9, 2));
+        let c = k.to_candle(Symbol::new("BTCUSDT").unwrap(), Interval::M1, true, 5);
+        assert_eq!(c.open.to_string(), "60000.01000000");
+        assert_eq!(c.volume.to_string(), "0.00125000");
+        assert_eq!(c.quote_volume.to_string(), "75.00001250");
+        assert_eq!(
+            (c.trades, c.first_trade_id, c.last_trade_id, c.closed),
+            (2, 9, 10, true)
+        );
+    }
+
+    #[test]
     fn history_is_bounded_and_selection_follows_binance() {
         let mut s = KlineSeries::new(Interval::M1, 0, 10, 3);
         for _ in 0..5 {

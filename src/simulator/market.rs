@@ -1067,6 +1067,48 @@ mod tests {
     }
 
     #[test]
+    fn calendar_candles_close_on_their_boundaries() {
+        // 2024-01-31T23:58:00Z: a day, a month and (Monday 2024-02-05) no week ends here.
+        let start = 1_706_745_480_000;
+        let cfg = MarketConfig {
+            start_time_ms: start,
+            ..config(2.0)
+        };
+        let mut market = Market::new(&cfg);
+        let wanted = [Interval::D1, Interval::Mo1, Interval::W1, Interval::H4]
+            .iter()
+            .map(|&i| StreamId::new(0, StreamKind::Kline(i)))
+            .collect();
+        let mut rec = Recorder {
+            wanted,
+            ..Recorder::default()
+        };
+        market.advance_to((start + 240_000) * NS_PER_MS, &mut rec);
+        let closes: Vec<(Interval, i64, i64)> = rec
+            .klines
+            .iter()
+            .filter(|k| k.closed)
+            .map(|k| (k.interval, k.kline.open_time_ms, k.time_ns / NS_PER_MS))
+            .collect();
+        let feb_1 = 1_706_745_600_000;
+        assert_eq!(
+            closes,
+            vec![
+                (Interval::H4, feb_1 - 4 * 3_600_000, feb_1),
+                (Interval::D1, feb_1 - 86_400_000, feb_1),
+                (Interval::Mo1, 1_704_067_200_000, feb_1),
+            ]
+        );
+        let month = market.symbols()[0].series(Interval::Mo1).history()[0];
+        assert_eq!(month.close_time_ms, feb_1 - 1);
+        assert!(month.trades > 0);
+        assert_eq!(
+            market.symbols()[0].current_kline(Interval::W1).open_time_ms,
+            1_706_486_400_000
+        );
+    }
+
+    #[test]
     fn symbol_specs_split_assets() {
         let spec = SymbolSpec::for_symbol(Symbol::new("BTCUSDT").unwrap());
         assert_eq!(
