@@ -423,6 +423,32 @@ fn control_methods_and_error_replies() {
         r["result"],
         serde_json::json!(["btcusdt@aggTrade", "ethusdt@kline_1m"])
     );
+    // A client ping is answered with the same payload; a client close is echoed.
+    ws.send(Message::Ping(b"hello".to_vec().into())).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        assert!(Instant::now() < deadline, "no pong");
+        match ws.read() {
+            Ok(Message::Pong(payload)) => {
+                assert_eq!(payload.as_ref(), b"hello");
+                break;
+            }
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::WouldBlock => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    ws.close(None).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        assert!(Instant::now() < deadline, "close not echoed");
+        match ws.read() {
+            Ok(Message::Close(_)) | Err(tungstenite::Error::ConnectionClosed) => break,
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::WouldBlock => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
     assert!(sim.stats().control_requests >= 20);
     // Requests that fail to parse (no id, bad id) are not counted as SUBSCRIBEs.
     assert_eq!(sim.stats().subscribe_requests, 3);
@@ -1125,12 +1151,19 @@ fn stats_track_connections_and_stop_is_clean() {
     });
     let mut ws = connect(&sim, "/ws/btcusdt@trade");
     assert!(next_json(&mut ws, Duration::from_secs(3)).is_some());
+    // Counters are updated after each socket write returns, which can be just after
+    // the client has read the frame.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while sim.stats().frames_sent == 0 {
+        assert!(Instant::now() < deadline, "frames_sent stays 0");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let stats = sim.stats();
     assert_eq!(
         (stats.connections_accepted, stats.connections_active),
         (1, 1)
     );
-    assert!(stats.frames_sent >= 1 && stats.bytes_sent > 0 && stats.trades_generated > 0);
+    assert!(stats.bytes_sent > 0 && stats.trades_generated > 0);
     drop(ws);
     let deadline = Instant::now() + Duration::from_secs(3);
     while sim.stats().connections_active != 0 {
