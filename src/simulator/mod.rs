@@ -9,7 +9,7 @@
 //!
 //! # Layout
 //! - [`market`]: the seeded market model (trades, aggTrades, klines, book), pure.
-//! - `book`, `kline`: the order book and kline aggregation it is built from.
+//! - [`kline`], `book`: the kline aggregation and order book it is built from.
 //! - `stream`, `control`, `render`, `ws`, `http`, `rest`: stream names, control
 //!   messages, JSON rendering, WebSocket framing, HTTP parsing, REST endpoints; pure.
 //! - [`replay`]: capture formats and pacing.
