@@ -31,6 +31,10 @@ use super::stats::Counters;
 use super::stream::{canonical_name, canonical_replay_name, parse_stream, StreamKind};
 use super::ws::{self, Incoming, WsError};
 
+/// Distinct stream names a replay will track. Clients may subscribe to names the capture
+/// does not contain (they just receive nothing); past this many, new names are refused
+/// so that subscribe/unsubscribe churn cannot grow the table without bound.
+const MAX_REPLAY_STREAM_NAMES: usize = 65_536;
 /// Replayed frames sent per scheduling slice, so that `--replay-speed 0` does not hold
 /// the core for the whole file at once.
 const REPLAY_BURST_FRAMES: usize = 10_000;
@@ -329,6 +333,9 @@ impl Hub {
             let canonical = canonical_replay_name(name).ok()?;
             if let Some(&id) = self.disp.ids.get(&canonical) {
                 return Some(id);
+            }
+            if self.disp.names.len() >= MAX_REPLAY_STREAM_NAMES {
+                return None;
             }
             let id = StreamId(self.disp.names.len() as u32);
             self.disp.ids.insert(canonical.clone(), id);

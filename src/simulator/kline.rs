@@ -107,7 +107,7 @@ impl Kline {
     /// The candle in the crate's shared vocabulary (what the engine's parser produces
     /// from the same frame).
     pub fn to_candle(
-        &self,
+        self,
         symbol: Symbol,
         interval: Interval,
         closed: bool,
@@ -286,6 +286,20 @@ mod tests {
         assert_eq!((direct.first_trade_id, direct.last_trade_id), (1, 7));
         assert_eq!(direct.volume, 15);
         assert_eq!(direct.taker_buy_base, 6);
+    }
+
+    #[test]
+    fn converts_to_the_shared_candle_exactly() {
+        let mut k = Kline::empty(Interval::M1, 60_000, 6_000_001_000_000);
+        k.add_fill(&fill(6_000_001_000_000, 125_000, true, 9, 2));
+        let c = k.to_candle(Symbol::new("BTCUSDT").unwrap(), Interval::M1, true, 5);
+        assert_eq!(c.open.to_string(), "60000.01000000");
+        assert_eq!(c.volume.to_string(), "0.00125000");
+        assert_eq!(c.quote_volume.to_string(), "75.00001250");
+        assert_eq!(
+            (c.trades, c.first_trade_id, c.last_trade_id, c.closed),
+            (2, 9, 10, true)
+        );
     }
 
     #[test]

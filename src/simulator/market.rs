@@ -120,19 +120,21 @@ impl SymbolSpec {
     /// Realistic decimals and magnitudes for well-known symbols; any other symbol gets
     /// 4 price / 2 quantity decimals and a price between 1 and 100 derived from its name.
     pub fn for_symbol(symbol: Symbol) -> SymbolSpec {
-        let (price_decimals, qty_decimals, price_text) = match symbol.as_str() {
-            "BTCUSDT" | "BTCFDUSD" | "BTCUSDC" => (2, 5, 60_000_00),
-            "ETHUSDT" | "ETHUSDC" => (2, 4, 3_000_00),
-            "BNBUSDT" => (2, 3, 550_00),
-            "SOLUSDT" => (2, 3, 150_00),
-            "ADAUSDT" => (4, 1, 4500),
-            "XRPUSDT" => (4, 0, 5500),
-            "DOGEUSDT" => (5, 0, 12_000),
-            "ETHBTC" => (5, 4, 5_000),
-            "BNBBTC" => (6, 3, 9_000),
+        // (tick decimals, step decimals, starting price in units of 10^-8)
+        let (price_decimals, qty_decimals, initial_price) = match symbol.as_str() {
+            "BTCUSDT" | "BTCFDUSD" | "BTCUSDC" => (2, 5, 60_000 * UNIT),
+            "ETHUSDT" | "ETHUSDC" => (2, 4, 3_000 * UNIT),
+            "BNBUSDT" => (2, 3, 550 * UNIT),
+            "SOLUSDT" => (2, 3, 150 * UNIT),
+            "ADAUSDT" => (4, 1, 45 * UNIT / 100),
+            "XRPUSDT" => (4, 0, 55 * UNIT / 100),
+            "DOGEUSDT" => (5, 0, 12 * UNIT / 100),
+            "ETHBTC" => (5, 4, 5 * UNIT / 100),
+            "BNBBTC" => (6, 3, 9 * UNIT / 1_000),
             _ => {
+                // 1.00 to 99.99, from the name.
                 let cents = 100 + (symbol.stable_hash() % 9_900) as i64;
-                (4, 2, cents * 100)
+                (4, 2, cents * UNIT / 100)
             }
         };
         let (base_asset, quote_asset) = split_symbol(symbol.as_str());
@@ -142,7 +144,7 @@ impl SymbolSpec {
             quote_asset,
             price_decimals,
             qty_decimals,
-            initial_price: price_text * pow10(UNIT_SCALE - price_decimals),
+            initial_price,
         }
     }
 
@@ -985,7 +987,7 @@ mod tests {
             .iter()
             .filter(|d| d.2 % (1_000 * NS_PER_MS) != 0)
             .collect();
-        assert!(fast.windows(2).all(|w| w[1].0 >= w[0].1 + 1));
+        assert!(fast.windows(2).all(|w| w[1].0 > w[0].1));
         assert!(rec.partials > 0 && !rec.tickers.is_empty());
     }
 
@@ -1062,6 +1064,48 @@ mod tests {
             assert!(t.qty > 0);
             assert!(t.price >= spec.initial_price / PRICE_BAND_FACTOR - spec.tick());
         }
+    }
+
+    #[test]
+    fn calendar_candles_close_on_their_boundaries() {
+        // 2024-01-31T23:58:00Z: a day, a month and (Monday 2024-02-05) no week ends here.
+        let start = 1_706_745_480_000;
+        let cfg = MarketConfig {
+            start_time_ms: start,
+            ..config(2.0)
+        };
+        let mut market = Market::new(&cfg);
+        let wanted = [Interval::D1, Interval::Mo1, Interval::W1, Interval::H4]
+            .iter()
+            .map(|&i| StreamId::new(0, StreamKind::Kline(i)))
+            .collect();
+        let mut rec = Recorder {
+            wanted,
+            ..Recorder::default()
+        };
+        market.advance_to((start + 240_000) * NS_PER_MS, &mut rec);
+        let closes: Vec<(Interval, i64, i64)> = rec
+            .klines
+            .iter()
+            .filter(|k| k.closed)
+            .map(|k| (k.interval, k.kline.open_time_ms, k.time_ns / NS_PER_MS))
+            .collect();
+        let feb_1 = 1_706_745_600_000;
+        assert_eq!(
+            closes,
+            vec![
+                (Interval::H4, feb_1 - 4 * 3_600_000, feb_1),
+                (Interval::D1, feb_1 - 86_400_000, feb_1),
+                (Interval::Mo1, 1_704_067_200_000, feb_1),
+            ]
+        );
+        let month = market.symbols()[0].series(Interval::Mo1).history()[0];
+        assert_eq!(month.close_time_ms, feb_1 - 1);
+        assert!(month.trades > 0);
+        assert_eq!(
+            market.symbols()[0].current_kline(Interval::W1).open_time_ms,
+            1_706_486_400_000
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //!
 //! # Layout
 //! - [`market`]: the seeded market model (trades, aggTrades, klines, book), pure.
-//! - `book`, `kline`: the order book and kline aggregation it is built from.
+//! - [`kline`], `book`: the kline aggregation and order book it is built from.
 //! - `stream`, `control`, `render`, `ws`, `http`, `rest`: stream names, control
 //!   messages, JSON rendering, WebSocket framing, HTTP parsing, REST endpoints; pure.
 //! - [`replay`]: capture formats and pacing.
@@ -35,7 +35,7 @@ mod control;
 mod faults;
 mod http;
 mod hub;
-mod kline;
+pub mod kline;
 pub mod market;
 mod render;
 pub mod replay;
@@ -72,6 +72,14 @@ const SIM_IO_MEMORY_BYTES: usize = 512 * 1024;
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default outbox limit per connection (`--max-outbox-mb`).
 const DEFAULT_MAX_OUTBOX_MB: usize = 256;
+/// Longest duration setting accepted (about 31 years): deadlines computed from it stay
+/// far inside what `Instant` can represent.
+const MAX_SETTING_SECONDS: f64 = 1e9;
+/// Fastest simulated clock: a simulated day in under a wall second. Faster clocks would
+/// outrun any client and, within a few years of simulated time, the nanosecond range.
+const MAX_SPEED: f64 = 100_000.0;
+/// Latest start time accepted (2200-01-01): simulated nanoseconds stay inside `i64`.
+const MAX_START_TIME_MS: i64 = 7_258_118_400_000;
 
 /// Settings of the simulator (see the `simulate` flags for each).
 #[derive(Debug, Clone)]
@@ -157,8 +165,29 @@ impl SimConfig {
         if self.symbols.is_empty() && self.replay.is_none() {
             return bad("--symbols: give at least one symbol");
         }
-        if !(self.speed.is_finite() && self.speed > 0.0) {
-            return bad("--speed: must be a positive number");
+        if !(self.speed.is_finite() && self.speed > 0.0 && self.speed <= MAX_SPEED) {
+            return bad("--speed: must be positive and at most 100000");
+        }
+        if self
+            .start_time_ms
+            .is_some_and(|t| !(0..=MAX_START_TIME_MS).contains(&t))
+        {
+            return bad("--start-time: epoch milliseconds between 0 and 7258118400000 (year 2200)");
+        }
+        let durations = [
+            self.ping_interval,
+            self.pong_timeout,
+            self.max_connection_age,
+            self.shutdown_grace,
+            self.stall_for,
+        ];
+        let optional = [self.drop_every, self.stall_every];
+        if durations
+            .iter()
+            .chain(optional.iter().flatten())
+            .any(|d| d.as_secs_f64() > MAX_SETTING_SECONDS)
+        {
+            return bad("durations: at most 1000000000 seconds");
         }
         if !(self.trade_rate.is_finite()
             && self.trade_rate > 0.0
@@ -301,8 +330,12 @@ fn parse_fraction(text: &str) -> Result<f64, String> {
 }
 
 fn parse_seconds(text: &str) -> Result<Duration, String> {
-    let v = parse_non_negative(text).map_err(|_| "expected seconds >= 0".to_string())?;
-    Duration::try_from_secs_f64(v).map_err(|e| e.to_string())
+    match text.parse::<f64>() {
+        Ok(v) if (0.0..=MAX_SETTING_SECONDS).contains(&v) => {
+            Duration::try_from_secs_f64(v).map_err(|e| e.to_string())
+        }
+        _ => Err("expected seconds, from 0 to 1000000000".into()),
+    }
 }
 
 impl From<&SimulateArgs> for SimConfig {
@@ -520,4 +553,69 @@ pub fn run_cli(args: SimulateArgs) -> anyhow::Result<()> {
     handle.stop();
     eprintln!("simulator stopped: {stats:?}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: SimulateArgs,
+    }
+
+    #[test]
+    fn flags_map_onto_the_config() {
+        let cli = Cli::try_parse_from([
+            "simulate",
+            "--listen",
+            "127.0.0.1:0",
+            "--symbols",
+            "btcusdt,SOLUSDT",
+            "--speed",
+            "60",
+            "--ping-interval",
+            "0.5",
+            "--no-pong-check",
+            "--drop-every",
+            "3",
+            "--malformed-rate",
+            "0.25",
+            "--max-outbox-mb",
+            "8",
+        ])
+        .unwrap();
+        let c = cli.args.to_config();
+        assert_eq!(
+            c.symbols.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+            ["BTCUSDT", "SOLUSDT"]
+        );
+        assert_eq!(c.speed, 60.0);
+        assert_eq!(c.ping_interval, Duration::from_millis(500));
+        assert!(!c.pong_check && !c.ignore_pongs);
+        assert_eq!(c.drop_every, Some(Duration::from_secs(3)));
+        assert_eq!(c.max_outbox_bytes, 8 << 20);
+        assert_eq!(c.kline_push_ms, 2000);
+        assert_eq!(c.max_streams, 1024);
+        assert!(c.validate().is_ok());
+        let defaults = Cli::try_parse_from(["simulate"]).unwrap().args.to_config();
+        assert_eq!(defaults.listen.port(), 9443);
+        assert_eq!(defaults.pong_timeout, Duration::from_secs(60));
+        assert_eq!(defaults.max_connection_age, Duration::from_secs(86_400));
+        for bad in [
+            ["simulate", "--speed", "0"],
+            ["simulate", "--malformed-rate", "2"],
+            ["simulate", "--symbols", "BTC-USDT"],
+            ["simulate", "--ping-interval", "-1"],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
+        }
+        let too_fast = SimConfig {
+            speed: 1e9,
+            ..SimConfig::default()
+        };
+        assert!(matches!(too_fast.validate(), Err(SimError::Config(_))));
+    }
 }
