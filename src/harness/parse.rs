@@ -121,6 +121,10 @@ pub struct CaseReport {
     pub serde_json_ns: f64,
     /// `serde_json_ns / alphapulse_ns`.
     pub speedup: f64,
+    /// The fastest repetition of each, for a machine that is not quiet: other work on
+    /// the core only ever adds time.
+    pub alphapulse_min_ns: f64,
+    pub serde_json_min_ns: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -202,6 +206,9 @@ pub fn measure_case(case: Case, iterations: u64, repetitions: u32) -> anyhow::Re
         alphapulse_ns,
         serde_json_ns,
         speedup: serde_json_ns / alphapulse_ns,
+        // `median` sorted the samples.
+        alphapulse_min_ns: ours.first().copied().unwrap_or(f64::NAN),
+        serde_json_min_ns: baseline.first().copied().unwrap_or(f64::NAN),
     })
 }
 
@@ -636,7 +643,14 @@ mod tests {
         let names: Vec<&str> = cases.iter().filter_map(|c| c["case"].as_str()).collect();
         assert_eq!(names, Case::ALL.map(Case::name));
         for case in &cases {
-            for key in ["copy_ns", "alphapulse_ns", "serde_json_ns", "speedup"] {
+            for key in [
+                "copy_ns",
+                "alphapulse_ns",
+                "serde_json_ns",
+                "speedup",
+                "alphapulse_min_ns",
+                "serde_json_min_ns",
+            ] {
                 let value = case[key].as_f64().unwrap_or(-1.0);
                 assert!(value.is_finite() && value > 0.0, "{key} in {case}");
             }

@@ -131,6 +131,7 @@ impl Parser {
                     tape: &tape.0,
                     time_unit: *time_unit,
                     stats: &mut *stats,
+                    stream: None,
                 };
                 walk.message(levels, recycled_names(names))
             }
@@ -205,7 +206,7 @@ const KEY_COUNT: usize = Key::asks as usize + 1;
 impl Key {
     /// Matches a key by its bytes; one-letter keys (all of the event fields) go through
     /// a single jump on the byte.
-    #[inline]
+    #[inline(always)]
     fn from_json(key: &str) -> Option<Key> {
         Some(match key.as_bytes() {
             [letter] => match letter {
@@ -385,11 +386,19 @@ struct Fields {
 }
 
 impl Fields {
+    const EMPTY: Fields = Fields {
+        seen: 0,
+        unknown: 0,
+        at: [0; KEY_COUNT],
+    };
+
+    #[inline(always)]
     fn has(&self, key: Key) -> bool {
         self.seen & key.bit() != 0
     }
 
     /// Keys present that the shape `known` does not list, plus keys we know nowhere.
+    #[inline(always)]
     fn unknown_beyond(&self, known: u64) -> u64 {
         u64::from((self.seen & !known).count_ones()) + u64::from(self.unknown)
     }
@@ -400,24 +409,27 @@ struct Walk<'t, 'a> {
     tape: &'t [Node<'a>],
     time_unit: TimeUnit,
     stats: &'t mut ParseStats,
+    /// The combined-stream name, once the envelope has been read.
+    stream: Option<&'a str>,
 }
 
 impl<'a> Walk<'_, 'a> {
+    #[inline(always)]
     fn message(
         &mut self,
         levels: &'a mut Vec<Level>,
         names: &'a mut Vec<&'a str>,
     ) -> Result<Message<'a>, ParseError> {
-        let root = self.object(0).map_err(|_| ParseError::NotObject)?;
+        let mut root = Fields::EMPTY;
+        self.object(0, &mut root)
+            .map_err(|_| ParseError::NotObject)?;
         if root.has(Key::stream) || root.has(Key::data) {
             self.stats.unknown_fields += root.unknown_beyond(ENVELOPE_KEYS);
             let stream = self.str(&root, Key::stream)?;
-            let data = self.object_field(&root, Key::data)?;
-            let event = self.event(&data, levels)?;
-            return Ok(Message::Event {
-                stream: Some(stream),
-                event,
-            });
+            let mut data = Fields::EMPTY;
+            self.object_field(&root, Key::data, &mut data)?;
+            self.stream = Some(stream);
+            return self.event(&data, levels);
         }
         if root.has(Key::result) {
             self.stats.unknown_fields += root.unknown_beyond(REPLY_KEYS);
@@ -425,7 +437,8 @@ impl<'a> Walk<'_, 'a> {
         }
         if root.has(Key::error) {
             self.stats.unknown_fields += root.unknown_beyond(ERROR_KEYS);
-            let body = self.object_field(&root, Key::error)?;
+            let mut body = Fields::EMPTY;
+            self.object_field(&root, Key::error, &mut body)?;
             self.stats.unknown_fields += body.unknown_beyond(ERROR_BODY_KEYS);
             return Ok(Message::Error {
                 id: self.optional_id(&root)?,
@@ -442,14 +455,15 @@ impl<'a> Walk<'_, 'a> {
                 msg: self.str(&root, Key::msg)?,
             });
         }
-        let event = self.event(&root, levels)?;
-        Ok(Message::Event {
-            stream: None,
-            event,
-        })
+        self.event(&root, levels)
     }
 
-    fn event(&mut self, obj: &Fields, levels: &'a mut Vec<Level>) -> Result<Event<'a>, ParseError> {
+    #[inline(always)]
+    fn event(
+        &mut self,
+        obj: &Fields,
+        levels: &'a mut Vec<Level>,
+    ) -> Result<Message<'a>, ParseError> {
         if obj.has(Key::e) {
             let event_type = self.str(obj, Key::e)?;
             return match event_type.as_bytes() {
@@ -460,13 +474,13 @@ impl<'a> Walk<'_, 'a> {
                 b"bookTicker" => self.book_ticker(obj, BOOK_TICKER_KEYS),
                 b"serverShutdown" => {
                     self.stats.unknown_fields += obj.unknown_beyond(SHUTDOWN_KEYS);
-                    Ok(Event::ServerShutdown {
+                    self.emit(Event::ServerShutdown {
                         event_time_us: self.event_time_us(obj)?,
                     })
                 }
                 _ => {
                     self.stats.unknown_events += 1;
-                    Ok(Event::Unknown { event_type })
+                    self.emit(Event::Unknown { event_type })
                 }
             };
         }
@@ -479,14 +493,26 @@ impl<'a> Walk<'_, 'a> {
         Err(ParseError::MissingField("e"))
     }
 
-    fn kline(&mut self, obj: &Fields) -> Result<Event<'a>, ParseError> {
+    /// The message for an event, built where the caller will return it: an event is a
+    /// few hundred bytes, and building it in place saves a copy per frame.
+    #[inline(always)]
+    fn emit(&self, event: Event<'a>) -> Result<Message<'a>, ParseError> {
+        Ok(Message::Event {
+            stream: self.stream,
+            event,
+        })
+    }
+
+    #[inline(always)]
+    fn kline(&mut self, obj: &Fields) -> Result<Message<'a>, ParseError> {
         self.stats.unknown_fields += obj.unknown_beyond(KLINE_KEYS);
-        let k = self.object_field(obj, Key::k)?;
+        let mut k = Fields::EMPTY;
+        self.object_field(obj, Key::k, &mut k)?;
         self.stats.unknown_fields += k.unknown_beyond(KLINE_BODY_KEYS);
         let interval_text = self.str(&k, Key::i)?;
         let interval =
             Interval::parse(interval_text).map_err(|_| ParseError::OutOfRange(Key::i.name()))?;
-        Ok(Event::Kline(Candle {
+        self.emit(Event::Kline(Candle {
             symbol: self.symbol(obj, Key::s)?,
             interval,
             open_time_ms: self.time_ms(&k, Key::t)?,
@@ -507,9 +533,10 @@ impl<'a> Walk<'_, 'a> {
         }))
     }
 
-    fn trade(&mut self, obj: &Fields) -> Result<Event<'a>, ParseError> {
+    #[inline(always)]
+    fn trade(&mut self, obj: &Fields) -> Result<Message<'a>, ParseError> {
         self.stats.unknown_fields += obj.unknown_beyond(TRADE_KEYS);
-        Ok(Event::Trade(Trade {
+        self.emit(Event::Trade(Trade {
             symbol: self.symbol(obj, Key::s)?,
             trade_id: self.u64(obj, Key::t)?,
             price: self.decimal(obj, Key::p)?,
@@ -520,9 +547,10 @@ impl<'a> Walk<'_, 'a> {
         }))
     }
 
-    fn agg_trade(&mut self, obj: &Fields) -> Result<Event<'a>, ParseError> {
+    #[inline(always)]
+    fn agg_trade(&mut self, obj: &Fields) -> Result<Message<'a>, ParseError> {
         self.stats.unknown_fields += obj.unknown_beyond(AGG_TRADE_KEYS);
-        Ok(Event::AggTrade(AggTrade {
+        self.emit(Event::AggTrade(AggTrade {
             symbol: self.symbol(obj, Key::s)?,
             agg_trade_id: self.u64(obj, Key::a)?,
             price: self.decimal(obj, Key::p)?,
@@ -535,9 +563,10 @@ impl<'a> Walk<'_, 'a> {
         }))
     }
 
-    fn book_ticker(&mut self, obj: &Fields, known: u64) -> Result<Event<'a>, ParseError> {
+    #[inline(always)]
+    fn book_ticker(&mut self, obj: &Fields, known: u64) -> Result<Message<'a>, ParseError> {
         self.stats.unknown_fields += obj.unknown_beyond(known);
-        Ok(Event::BookTicker(BookTicker {
+        self.emit(Event::BookTicker(BookTicker {
             symbol: self.symbol(obj, Key::s)?,
             update_id: self.u64(obj, Key::u)?,
             bid_price: self.decimal(obj, Key::b)?,
@@ -551,14 +580,14 @@ impl<'a> Walk<'_, 'a> {
         &mut self,
         obj: &Fields,
         levels: &'a mut Vec<Level>,
-    ) -> Result<Event<'a>, ParseError> {
+    ) -> Result<Message<'a>, ParseError> {
         self.stats.unknown_fields += obj.unknown_beyond(DEPTH_KEYS);
         let symbol = self.symbol(obj, Key::s)?;
         let event_time_us = self.event_time_us(obj)?;
         let first_update_id = self.u64(obj, Key::U)?;
         let final_update_id = self.u64(obj, Key::u)?;
         let (bids, asks) = self.book_sides(obj, Key::b, Key::a, levels)?;
-        Ok(Event::DepthUpdate(DepthUpdate {
+        self.emit(Event::DepthUpdate(DepthUpdate {
             symbol,
             event_time_us,
             first_update_id,
@@ -572,11 +601,11 @@ impl<'a> Walk<'_, 'a> {
         &mut self,
         obj: &Fields,
         levels: &'a mut Vec<Level>,
-    ) -> Result<Event<'a>, ParseError> {
+    ) -> Result<Message<'a>, ParseError> {
         self.stats.unknown_fields += obj.unknown_beyond(PARTIAL_DEPTH_KEYS);
         let last_update_id = self.u64(obj, Key::lastUpdateId)?;
         let (bids, asks) = self.book_sides(obj, Key::bids, Key::asks, levels)?;
-        Ok(Event::PartialDepth(PartialDepth {
+        self.emit(Event::PartialDepth(PartialDepth {
             last_update_id,
             bids,
             asks,
@@ -670,16 +699,15 @@ impl<'a> Walk<'_, 'a> {
         }
     }
 
-    /// Records where each known key of the object at `start` sits.
-    fn object(&self, start: usize) -> Result<Fields, ParseError> {
+    /// Records where each known key of the object at `start` sits. `fields` is filled
+    /// in place rather than returned: it is large, and moving it out of a `Result` is a
+    /// measurable copy on every object.
+    #[inline(always)]
+    fn object(&self, start: usize, fields: &mut Fields) -> Result<(), ParseError> {
         let Some(&Node::Object { len, .. }) = self.tape.get(start) else {
             return Err(ParseError::NotObject);
         };
-        let mut fields = Fields {
-            seen: 0,
-            unknown: 0,
-            at: [0; KEY_COUNT],
-        };
+        *fields = Fields::EMPTY;
         let mut at = start + 1;
         for _ in 0..len {
             let Some(&Node::String(key)) = self.tape.get(at) else {
@@ -700,15 +728,17 @@ impl<'a> Walk<'_, 'a> {
                 _ => value + 1,
             };
         }
-        Ok(fields)
+        Ok(())
     }
 
-    fn object_field(&self, obj: &Fields, key: Key) -> Result<Fields, ParseError> {
+    #[inline(always)]
+    fn object_field(&self, obj: &Fields, key: Key, fields: &mut Fields) -> Result<(), ParseError> {
         let at = self.index(obj, key)?;
-        self.object(at)
+        self.object(at, fields)
             .map_err(|_| ParseError::WrongType(key.name()))
     }
 
+    #[inline(always)]
     fn index(&self, obj: &Fields, key: Key) -> Result<usize, ParseError> {
         if obj.has(key) {
             Ok(obj.at[key as usize] as usize)
@@ -717,6 +747,7 @@ impl<'a> Walk<'_, 'a> {
         }
     }
 
+    #[inline(always)]
     fn node(&self, obj: &Fields, key: Key) -> Result<Node<'a>, ParseError> {
         let at = self.index(obj, key)?;
         self.tape
@@ -725,6 +756,7 @@ impl<'a> Walk<'_, 'a> {
             .ok_or(ParseError::MissingField(key.name()))
     }
 
+    #[inline(always)]
     fn str(&self, obj: &Fields, key: Key) -> Result<&'a str, ParseError> {
         match self.node(obj, key)? {
             Node::String(s) => Ok(s),
@@ -732,6 +764,7 @@ impl<'a> Walk<'_, 'a> {
         }
     }
 
+    #[inline(always)]
     fn u64(&self, obj: &Fields, key: Key) -> Result<u64, ParseError> {
         match self.node(obj, key)? {
             Node::Static(StaticNode::U64(n)) => Ok(n),
@@ -742,6 +775,7 @@ impl<'a> Walk<'_, 'a> {
         }
     }
 
+    #[inline(always)]
     fn i64(&self, obj: &Fields, key: Key) -> Result<i64, ParseError> {
         match self.node(obj, key)? {
             Node::Static(StaticNode::I64(n)) => Ok(n),
@@ -752,6 +786,7 @@ impl<'a> Walk<'_, 'a> {
         }
     }
 
+    #[inline(always)]
     fn bool(&self, obj: &Fields, key: Key) -> Result<bool, ParseError> {
         match self.node(obj, key)? {
             Node::Static(StaticNode::Bool(b)) => Ok(b),
@@ -759,10 +794,12 @@ impl<'a> Walk<'_, 'a> {
         }
     }
 
+    #[inline(always)]
     fn decimal(&self, obj: &Fields, key: Key) -> Result<Decimal, ParseError> {
         decimal_value(self.str(obj, key)?, key.name())
     }
 
+    #[inline(always)]
     fn symbol(&self, obj: &Fields, key: Key) -> Result<Symbol, ParseError> {
         Symbol::new(self.str(obj, key)?).map_err(|e| match e {
             SymbolError::TooLong => ParseError::OutOfRange(key.name()),
@@ -771,6 +808,7 @@ impl<'a> Walk<'_, 'a> {
     }
 
     /// A timestamp that must not be negative, in the connection's unit.
+    #[inline(always)]
     fn timestamp(&self, obj: &Fields, key: Key) -> Result<i64, ParseError> {
         let t = self.i64(obj, key)?;
         if t < 0 {
@@ -780,6 +818,7 @@ impl<'a> Walk<'_, 'a> {
     }
 
     /// `E`, normalised to microseconds.
+    #[inline(always)]
     fn event_time_us(&self, obj: &Fields) -> Result<i64, ParseError> {
         let t = self.timestamp(obj, Key::E)?;
         match self.time_unit {
@@ -791,6 +830,7 @@ impl<'a> Walk<'_, 'a> {
     }
 
     /// A record time (kline open/close, trade time), normalised to milliseconds.
+    #[inline(always)]
     fn time_ms(&self, obj: &Fields, key: Key) -> Result<i64, ParseError> {
         let t = self.timestamp(obj, key)?;
         Ok(match self.time_unit {
@@ -800,6 +840,7 @@ impl<'a> Walk<'_, 'a> {
     }
 }
 
+#[inline(always)]
 fn decimal_value(text: &str, name: &'static str) -> Result<Decimal, ParseError> {
     parse_decimal(text).map_err(|e| match e {
         DecimalError::Invalid => ParseError::WrongType(name),
