@@ -4,6 +4,9 @@
 //! Runs on: the calling thread (a command-line tool, no engine). Owns: one [`Parser`] and
 //! one work buffer per measurement. In: the arguments. Out: one JSON object on stdout.
 //!
+//! Our parser is measured twice: as the engine runs it (its fast path takes Binance's
+//! own layouts) and with the fast path off (every frame through simd-json).
+//!
 //! How it measures: simd-json rewrites its input, so every iteration first copies the
 //! original frame into a reusable work buffer; both parsers pay that copy, and its cost
 //! is also measured alone (`copy_ns`). Results go through [`black_box`]. Each figure is
@@ -117,10 +120,15 @@ pub struct CaseReport {
     pub frame_bytes: usize,
     /// Copying the frame into the work buffer alone (included in the two figures below).
     pub copy_ns: f64,
+    /// Our parser as the engine runs it (the fast path takes Binance's layouts).
     pub alphapulse_ns: f64,
+    /// Our parser with the fast path off: every frame through simd-json.
+    pub alphapulse_general_ns: f64,
     pub serde_json_ns: f64,
     /// `serde_json_ns / alphapulse_ns`.
     pub speedup: f64,
+    /// `serde_json_ns / alphapulse_general_ns`.
+    pub general_speedup: f64,
     /// The fastest repetition of each, for a machine that is not quiet: other work on
     /// the core only ever adds time.
     pub alphapulse_min_ns: f64,
@@ -189,23 +197,29 @@ pub fn measure_case(case: Case, iterations: u64, repetitions: u32) -> anyhow::Re
     check_agreement(case, &frame)?;
     // One short untimed round warms caches, branch predictors and the parser's scratch.
     let warm_up = (iterations / 10).max(1);
-    measure_ours(&frame, warm_up);
+    measure_ours(&frame, warm_up, true);
+    measure_ours(&frame, warm_up, false);
     measure_serde_json(case, &frame, warm_up);
 
-    let (mut copy, mut ours, mut baseline) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut copy, mut ours, mut general, mut baseline) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..repetitions {
         copy.push(measure_copy(&frame, iterations));
-        ours.push(measure_ours(&frame, iterations));
+        ours.push(measure_ours(&frame, iterations, true));
+        general.push(measure_ours(&frame, iterations, false));
         baseline.push(measure_serde_json(case, &frame, iterations));
     }
     let (alphapulse_ns, serde_json_ns) = (median(&mut ours), median(&mut baseline));
+    let alphapulse_general_ns = median(&mut general);
     Ok(CaseReport {
         case: case.name(),
         frame_bytes: frame.len(),
         copy_ns: median(&mut copy),
         alphapulse_ns,
+        alphapulse_general_ns,
         serde_json_ns,
         speedup: serde_json_ns / alphapulse_ns,
+        general_speedup: serde_json_ns / alphapulse_general_ns,
         // `median` sorted the samples.
         alphapulse_min_ns: ours.first().copied().unwrap_or(f64::NAN),
         serde_json_min_ns: baseline.first().copied().unwrap_or(f64::NAN),
@@ -219,9 +233,11 @@ pub fn measure_copy(frame: &[u8], iterations: u64) -> f64 {
     })
 }
 
-/// Nanoseconds per message for [`Parser::parse`], frame copy included.
-pub fn measure_ours(frame: &[u8], iterations: u64) -> f64 {
+/// Nanoseconds per message for [`Parser::parse`], frame copy included; `fast_path`
+/// false sends every frame through simd-json.
+pub fn measure_ours(frame: &[u8], iterations: u64, fast_path: bool) -> f64 {
     let mut parser = Parser::new(TimeUnit::Millisecond);
+    parser.set_fast_path(fast_path);
     time_per_message(frame, iterations, |work| {
         let _ = black_box(parser.parse(work));
     })
@@ -269,7 +285,15 @@ fn median(samples: &mut [f64]) -> f64 {
 
 /// Decodes the frame with both parsers and fails unless they produce the same values.
 pub fn check_agreement(case: Case, frame: &[u8]) -> anyhow::Result<()> {
+    for fast_path in [true, false] {
+        check_agreement_on_path(case, frame, fast_path)?;
+    }
+    Ok(())
+}
+
+fn check_agreement_on_path(case: Case, frame: &[u8], fast_path: bool) -> anyhow::Result<()> {
     let mut parser = Parser::new(TimeUnit::Millisecond);
+    parser.set_fast_path(fast_path);
     let mut work = frame.to_vec();
     let ours = parser
         .parse(&mut work)
@@ -307,6 +331,14 @@ pub fn check_agreement(case: Case, frame: &[u8]) -> anyhow::Result<()> {
     };
     if !same {
         bail!("{}: serde_json and our parser disagree", case.name());
+    }
+    // The figure labelled as the fast path must be the fast path's.
+    let fast_frames = parser.stats.fast_path_frames;
+    if fast_frames != u64::from(fast_path) {
+        bail!(
+            "{}: fast path on: {fast_path}, frames it took: {fast_frames}",
+            case.name()
+        );
     }
     Ok(())
 }
@@ -646,8 +678,10 @@ mod tests {
             for key in [
                 "copy_ns",
                 "alphapulse_ns",
+                "alphapulse_general_ns",
                 "serde_json_ns",
                 "speedup",
+                "general_speedup",
                 "alphapulse_min_ns",
                 "serde_json_min_ns",
             ] {

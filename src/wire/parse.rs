@@ -10,16 +10,23 @@
 //! After the first few frames have grown the scratch, parsing allocates nothing on the
 //! heap (`tests/wire.rs` proves it with a counting allocator).
 //!
-//! How a frame is read: simd-json turns it into a tape (a flat array of nodes); each
-//! object is then walked once, recording where each key we know sits (keys are matched
-//! by their bytes), and the fields of the recognised shape are read from those places.
-//! Fields are accepted in any order; a field we do not know is skipped and counted in
-//! [`ParseStats::unknown_fields`], an event type we do not know becomes
-//! [`Event::Unknown`] and is counted in [`ParseStats::unknown_events`]. Prices and
-//! quantities go through an exact decimal-string parser ([`decimal`]) rather than
-//! `Decimal::from_str`, which was the larger cost of a kline.
+//! How a frame is read: first the fast path ([`fast`]) tries Binance's own layout of
+//! each market event (kline, trade, aggTrade, bookTicker, depth diff, partial depth),
+//! key by key in Binance's order, decoding values where they stand; it takes the events
+//! as Binance writes them (every frame of the recorded capture) and declines anything
+//! else. The general path handles all other frames: simd-json turns the frame into a
+//! tape (a flat array of nodes); each object is walked once, recording where each key
+//! we know sits (keys are matched by their bytes), and the fields of the recognised
+//! shape are read from those places. Both paths decode a frame to the same message.
+//!
+//! In the general path fields are accepted in any order; a field we do not know is
+//! skipped and counted in [`ParseStats::unknown_fields`], an event type we do not know
+//! becomes [`Event::Unknown`] and is counted in [`ParseStats::unknown_events`]. Prices
+//! and quantities go through an exact decimal-string parser ([`decimal`]), about twice
+//! as fast as `Decimal::from_str` on Binance's eight-decimal strings.
 
 mod decimal;
+mod fast;
 
 use simd_json::{Buffers, Node, StaticNode, Tape};
 
@@ -63,11 +70,15 @@ pub struct ParseStats {
     pub unknown_fields: u64,
     /// Events whose `e` we do not handle, returned as [`Event::Unknown`].
     pub unknown_events: u64,
+    /// Frames decoded by the fast path for Binance's exact layouts; the rest went
+    /// through simd-json. A drop in this share means Binance changed its layout.
+    pub fast_path_frames: u64,
 }
 
 /// Parses Binance frames; keep one per connection and reuse it for every frame.
 pub struct Parser {
     time_unit: TimeUnit,
+    fast_path: bool,
     pub stats: ParseStats,
     buffers: Buffers,
     /// The tape's storage between frames, always empty here (see [`Parser::parse`]).
@@ -88,6 +99,7 @@ impl Parser {
     pub fn new(time_unit: TimeUnit) -> Parser {
         Parser {
             time_unit,
+            fast_path: true,
             stats: ParseStats::default(),
             buffers: Buffers::with_max_depth(INITIAL_FRAME_CAPACITY, MAX_NESTING_DEPTH),
             tape: Vec::with_capacity(INITIAL_FRAME_CAPACITY / 4),
@@ -105,11 +117,18 @@ impl Parser {
         self.time_unit = time_unit;
     }
 
+    /// Turns the fast path for Binance's exact layouts on (the default) or off, so that
+    /// every frame goes through simd-json; for measuring and comparing the two paths.
+    pub fn set_fast_path(&mut self, enabled: bool) {
+        self.fast_path = enabled;
+    }
+
     /// Decodes one text frame. The frame is modified in place (JSON string escapes are
     /// resolved into it), and the result borrows from it and from this parser.
     pub fn parse<'a>(&'a mut self, frame: &'a mut [u8]) -> Result<Message<'a>, ParseError> {
         let Parser {
             time_unit,
+            fast_path,
             stats,
             buffers,
             tape: tape_store,
@@ -120,6 +139,14 @@ impl Parser {
         if frame.len() > MAX_FRAME_BYTES {
             stats.errors += 1;
             return Err(ParseError::TooLarge(frame.len()));
+        }
+
+        if *fast_path {
+            levels.clear();
+            if let Some(decoded) = fast::read(frame, *time_unit, levels) {
+                stats.fast_path_frames += 1;
+                return fast_message(decoded, frame, levels);
+            }
         }
 
         // The tape's nodes borrow from the frame, so its storage is lent to this call
@@ -145,6 +172,81 @@ impl Parser {
     }
 }
 
+/// The message for a frame the fast path decoded, borrowing its stream name from the
+/// frame and its depth levels from the level scratch.
+#[inline(always)]
+fn fast_message<'a>(
+    decoded: fast::Fast,
+    frame: &'a [u8],
+    levels: &'a [Level],
+) -> Result<Message<'a>, ParseError> {
+    // The fast path checked the name's bytes to be printable ASCII and the level count
+    // against the scratch, so neither error below can happen; they only keep this
+    // function free of panics.
+    let stream = match decoded.stream {
+        Some(range) => Some(
+            frame
+                .get(range)
+                .and_then(|name| std::str::from_utf8(name).ok())
+                .ok_or(ParseError::WrongType("stream"))?,
+        ),
+        None => None,
+    };
+    let sides = |bid_count: usize| {
+        levels
+            .split_at_checked(bid_count)
+            .ok_or(ParseError::OutOfRange("b"))
+    };
+    let event = match decoded.event {
+        fast::FastEvent::Kline(candle) => Event::Kline(candle),
+        fast::FastEvent::Trade(trade) => Event::Trade(trade),
+        fast::FastEvent::AggTrade(trade) => Event::AggTrade(trade),
+        fast::FastEvent::BookTicker(ticker) => Event::BookTicker(ticker),
+        fast::FastEvent::DepthUpdate {
+            symbol,
+            event_time_us,
+            first_update_id,
+            final_update_id,
+            bid_count,
+        } => {
+            let (bids, asks) = sides(bid_count)?;
+            Event::DepthUpdate(DepthUpdate {
+                symbol,
+                event_time_us,
+                first_update_id,
+                final_update_id,
+                bids,
+                asks,
+            })
+        }
+        fast::FastEvent::PartialDepth {
+            last_update_id,
+            bid_count,
+        } => {
+            let (bids, asks) = sides(bid_count)?;
+            Event::PartialDepth(PartialDepth {
+                last_update_id,
+                bids,
+                asks,
+            })
+        }
+    };
+    Ok(Message::Event { stream, event })
+}
+
+/// Shows the settings and counters only: the scratch holds nothing meaningful between
+/// frames, and the name store must never be read outside a parse (see
+/// [`recycled_names`]).
+impl std::fmt::Debug for Parser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parser")
+            .field("time_unit", &self.time_unit)
+            .field("fast_path", &self.fast_path)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Lends the name store to one frame, empty, with the frame's lifetime.
 fn recycled_names<'a>(store: &'a mut Vec<&'static str>) -> &'a mut Vec<&'a str> {
     store.clear();
@@ -152,8 +254,9 @@ fn recycled_names<'a>(store: &'a mut Vec<&'static str>) -> &'a mut Vec<&'a str> 
     // so no reference in it changes lifetime. Whatever is pushed through the returned
     // borrow lives at least `'a` and can be read only through that borrow (or the
     // `Message` made from it), which ends with `'a`. The store is private, never read
-    // directly (`Parser` has no `Debug` or accessor for it) and cleared here before every
-    // reuse, so a reference that outlived its frame is never read; `&str` needs no drop.
+    // directly (`Parser`'s `Debug` skips it, nothing else exposes it) and cleared here
+    // before every reuse, so a reference that outlived its frame is never read; `&str`
+    // needs no drop.
     unsafe { std::mem::transmute::<&'a mut Vec<&'static str>, &'a mut Vec<&'a str>>(store) }
 }
 
@@ -807,37 +910,45 @@ impl<'a> Walk<'_, 'a> {
         })
     }
 
-    /// A timestamp that must not be negative, in the connection's unit.
-    #[inline(always)]
-    fn timestamp(&self, obj: &Fields, key: Key) -> Result<i64, ParseError> {
-        let t = self.i64(obj, key)?;
-        if t < 0 {
-            return Err(ParseError::OutOfRange(key.name()));
-        }
-        Ok(t)
-    }
-
     /// `E`, normalised to microseconds.
     #[inline(always)]
     fn event_time_us(&self, obj: &Fields) -> Result<i64, ParseError> {
-        let t = self.timestamp(obj, Key::E)?;
-        match self.time_unit {
-            TimeUnit::Millisecond => t
-                .checked_mul(US_PER_MS)
-                .ok_or(ParseError::OutOfRange(Key::E.name())),
-            TimeUnit::Microsecond => Ok(t),
-        }
+        event_time_us(self.i64(obj, Key::E)?, self.time_unit)
+            .ok_or(ParseError::OutOfRange(Key::E.name()))
     }
 
     /// A record time (kline open/close, trade time), normalised to milliseconds.
     #[inline(always)]
     fn time_ms(&self, obj: &Fields, key: Key) -> Result<i64, ParseError> {
-        let t = self.timestamp(obj, key)?;
-        Ok(match self.time_unit {
-            TimeUnit::Millisecond => t,
-            TimeUnit::Microsecond => t / US_PER_MS,
-        })
+        record_time_ms(self.i64(obj, key)?, self.time_unit)
+            .ok_or(ParseError::OutOfRange(key.name()))
     }
+}
+
+/// An event time (`E`) in the connection's unit, as microseconds; `None` when negative
+/// or beyond `i64` once converted.
+#[inline(always)]
+fn event_time_us(raw: i64, time_unit: TimeUnit) -> Option<i64> {
+    if raw < 0 {
+        return None;
+    }
+    match time_unit {
+        TimeUnit::Millisecond => raw.checked_mul(US_PER_MS),
+        TimeUnit::Microsecond => Some(raw),
+    }
+}
+
+/// A record time (kline open/close, trade time) in the connection's unit, as
+/// milliseconds; `None` when negative.
+#[inline(always)]
+fn record_time_ms(raw: i64, time_unit: TimeUnit) -> Option<i64> {
+    if raw < 0 {
+        return None;
+    }
+    Some(match time_unit {
+        TimeUnit::Millisecond => raw,
+        TimeUnit::Microsecond => raw / US_PER_MS,
+    })
 }
 
 #[inline(always)]
@@ -936,6 +1047,7 @@ mod tests {
                 errors: 1,
                 unknown_fields: 2,
                 unknown_events: 1,
+                fast_path_frames: 0,
             }
         );
     }

@@ -47,7 +47,12 @@ const POW10: [u64; U64_SAFE_DIGITS + 1] = {
 
 /// Parses a plain decimal string exactly, keeping its scale (`"0.0010"` has scale 4).
 pub(crate) fn parse_decimal(text: &str) -> Result<Decimal, DecimalError> {
-    let bytes = text.as_bytes();
+    parse_decimal_bytes(text.as_bytes())
+}
+
+/// [`parse_decimal`] on raw bytes; anything that is not ASCII is simply invalid.
+#[inline]
+pub(crate) fn parse_decimal_bytes(bytes: &[u8]) -> Result<Decimal, DecimalError> {
     let (negative, body) = match bytes {
         [b'-', rest @ ..] => (true, rest),
         _ => (false, bytes),
