@@ -18,7 +18,8 @@
 //! and strings borrowed, prices through `rust_decimal::serde::str`, then turned into the
 //! same records ([`Candle`], [`Trade`], …) with the same time units. Depth levels land in
 //! a `Vec`, as derived serde has no other place to put them. Before timing, each case
-//! checks that both produce equal values.
+//! checks that the baseline and both of our paths produce equal values, and that the
+//! fast-path figure is really the fast path's.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -655,6 +656,34 @@ mod tests {
         assert_eq!(book.asks.len(), PARTIAL_DEPTH_LEVELS);
         assert_eq!(book.bids[0].price.to_string(), "16541.77000000");
         assert_eq!(book.asks[1].price.to_string(), "16541.79000000");
+    }
+
+    #[test]
+    fn arguments_parse_with_defaults_and_limits() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: ParseBenchArgs,
+        }
+        use clap::Parser as _;
+        let defaults = Cli::try_parse_from(["bench"]).map(|c| c.args);
+        assert!(matches!(
+            defaults,
+            Ok(ParseBenchArgs {
+                iterations: 100_000,
+                repetitions: 7
+            })
+        ));
+        let set = Cli::try_parse_from(["bench", "--iterations", "5", "--repetitions", "3"]);
+        assert!(matches!(
+            set.map(|c| c.args),
+            Ok(ParseBenchArgs {
+                iterations: 5,
+                repetitions: 3
+            })
+        ));
+        assert!(Cli::try_parse_from(["bench", "--iterations", "0"]).is_err());
+        assert!(Cli::try_parse_from(["bench", "--repetitions", "0"]).is_err());
     }
 
     #[test]

@@ -123,8 +123,8 @@ impl Parser {
         self.fast_path = enabled;
     }
 
-    /// Decodes one text frame. The frame is modified in place (JSON string escapes are
-    /// resolved into it), and the result borrows from it and from this parser.
+    /// Decodes one text frame. The frame may be modified in place (simd-json resolves
+    /// JSON string escapes into it), and the result borrows from it and from this parser.
     pub fn parse<'a>(&'a mut self, frame: &'a mut [u8]) -> Result<Message<'a>, ParseError> {
         let Parser {
             time_unit,
@@ -145,7 +145,11 @@ impl Parser {
             levels.clear();
             if let Some(decoded) = fast::read(frame, *time_unit, levels) {
                 stats.fast_path_frames += 1;
-                return fast_message(decoded, frame, levels);
+                let message = fast_message(decoded, frame, levels);
+                if message.is_err() {
+                    stats.errors += 1;
+                }
+                return message;
             }
         }
 
