@@ -22,6 +22,7 @@
 //! fast-path figure is really the fast path's.
 
 use std::hint::black_box;
+use std::io::Write;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
@@ -160,7 +161,9 @@ pub struct ParseBenchReport {
 
 pub fn run(args: ParseBenchArgs) -> anyhow::Result<()> {
     let report = report(&args)?;
-    println!("{}", serde_json::to_string(&report)?);
+    // Written rather than printed, so that a closed stdout is an error, not a panic.
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", serde_json::to_string(&report)?)?;
     Ok(())
 }
 
