@@ -89,14 +89,36 @@ fn sym(text: &str) -> Symbol {
     Symbol::new(text).unwrap_or_else(|e| panic!("{text}: {e}"))
 }
 
-/// Parses `text` with a fresh millisecond parser and hands the message to `check`.
-fn with_message(text: &str, check: impl FnOnce(Message<'_>)) {
-    let mut parser = Parser::new(TimeUnit::Millisecond);
+/// The same frame behind one leading space: still the same JSON, but no longer in
+/// Binance's exact layout, so the parser's fast path declines it and simd-json decodes
+/// it. Comparing a frame with its spaced twin compares the two paths.
+fn general_path_twin(frame: &[u8]) -> Vec<u8> {
+    let mut twin = Vec::with_capacity(frame.len() + 1);
+    twin.push(b' ');
+    twin.extend_from_slice(frame);
+    twin
+}
+
+/// Parses `text` through both paths of a fresh parser in `time_unit`, checks that they
+/// agree, and hands each message to `check`.
+fn with_message_in(time_unit: TimeUnit, text: &str, check: impl Fn(Message<'_>)) {
+    let mut parser = Parser::new(time_unit);
     let mut frame = text.as_bytes().to_vec();
-    match parser.parse(&mut frame) {
-        Ok(message) => check(message),
-        Err(e) => panic!("{text}: {e}"),
+    let mut twin = general_path_twin(text.as_bytes());
+    let mut general = Parser::new(time_unit);
+    match (parser.parse(&mut frame), general.parse(&mut twin)) {
+        (Ok(a), Ok(b)) => {
+            assert_eq!(format!("{a:?}"), format!("{b:?}"), "the two paths differ");
+            check(a);
+            check(b);
+        }
+        (a, b) => panic!("{text}: {a:?} / {b:?}"),
     }
+    assert_eq!(general.stats.fast_path_frames, 0);
+}
+
+fn with_message(text: &str, check: impl Fn(Message<'_>)) {
+    with_message_in(TimeUnit::Millisecond, text, check);
 }
 
 fn parse_err(text: &[u8]) -> ParseError {
@@ -174,19 +196,18 @@ fn kline_in_microseconds_keeps_record_times_in_milliseconds() {
         .replace("1672515782136", "1672515782136789")
         .replace("1672515780000", "1672515780000000")
         .replace("1672515839999", "1672515839999999");
-    let mut parser = Parser::new(TimeUnit::Microsecond);
-    let mut frame = text.into_bytes();
-    let message = parser.parse(&mut frame);
-    let Ok(Message::Event {
-        event: Event::Kline(c),
-        ..
-    }) = message
-    else {
-        panic!("{message:?}");
-    };
-    assert_eq!(c.event_time_us, 1_672_515_782_136_789);
-    assert_eq!(c.open_time_ms, 1_672_515_780_000);
-    assert_eq!(c.close_time_ms, 1_672_515_839_999);
+    with_message_in(TimeUnit::Microsecond, &text, |message| {
+        let Message::Event {
+            event: Event::Kline(c),
+            ..
+        } = message
+        else {
+            panic!("{message:?}");
+        };
+        assert_eq!(c.event_time_us, 1_672_515_782_136_789);
+        assert_eq!(c.open_time_ms, 1_672_515_780_000);
+        assert_eq!(c.close_time_ms, 1_672_515_839_999);
+    });
 }
 
 #[test]
@@ -212,18 +233,17 @@ fn trade_fixture_decodes_field_by_field() {
 #[test]
 fn trade_times_in_microseconds() {
     let text = fixture_text("trade.json").replace("1672515782136", "1672515782136123");
-    let mut parser = Parser::new(TimeUnit::Microsecond);
-    let mut frame = text.into_bytes();
-    let message = parser.parse(&mut frame);
-    let Ok(Message::Event {
-        event: Event::Trade(t),
-        ..
-    }) = message
-    else {
-        panic!("{message:?}");
-    };
-    assert_eq!(t.event_time_us, 1_672_515_782_136_123);
-    assert_eq!(t.trade_time_ms, 1_672_515_782_136);
+    with_message_in(TimeUnit::Microsecond, &text, |message| {
+        let Message::Event {
+            event: Event::Trade(t),
+            ..
+        } = message
+        else {
+            panic!("{message:?}");
+        };
+        assert_eq!(t.event_time_us, 1_672_515_782_136_123);
+        assert_eq!(t.trade_time_ms, 1_672_515_782_136);
+    });
 }
 
 #[test]
@@ -671,6 +691,8 @@ fn every_captured_frame_parses_and_agrees_with_serde_json() {
     let frames = captured_frames();
     assert_eq!(frames.len(), 265);
     let mut parser = Parser::new(TimeUnit::Millisecond);
+    let mut general = Parser::new(TimeUnit::Millisecond);
+    general.set_fast_path(false);
     let mut ours: HashMap<&str, u32> = HashMap::new();
     let mut independent: HashMap<&str, u32> = HashMap::new();
     for (_, text) in &frames {
@@ -686,6 +708,14 @@ fn every_captured_frame_parses_and_agrees_with_serde_json() {
         };
         *ours.entry(our_kind(event)).or_default() += 1;
         assert_agrees_with_serde_json(&message, &json);
+        let mut same = text.as_bytes().to_vec();
+        match general.parse(&mut same) {
+            Ok(slow) => {
+                assert_agrees_with_serde_json(&slow, &json);
+                assert_eq!(format!("{slow:?}"), format!("{message:?}"));
+            }
+            Err(e) => panic!("{e}: {text}"),
+        }
     }
     assert_eq!(ours, independent);
     // The figures the serde_json scan gives, pinned so a silent change shows up.
@@ -695,9 +725,14 @@ fn every_captured_frame_parses_and_agrees_with_serde_json() {
     assert_eq!(ours.get("aggTrade"), Some(&2));
     assert_eq!(ours.len(), 4);
     assert_eq!(parser.stats.frames, 265);
+    // Every real frame is in Binance's exact layout, so all took the fast path.
+    assert_eq!(parser.stats.fast_path_frames, 265);
     assert_eq!(parser.stats.errors, 0);
     assert_eq!(parser.stats.unknown_fields, 0);
     assert_eq!(parser.stats.unknown_events, 0);
+    assert_eq!(general.stats.fast_path_frames, 0);
+    assert_eq!(general.stats.errors, 0);
+    assert_eq!(general.stats.unknown_fields, 0);
 }
 
 #[test]
@@ -1100,42 +1135,70 @@ fn fields_in_any_order_and_duplicates_take_the_last() {
     });
 }
 
-/// Random byte damage to real frames: whatever comes out, nothing panics, and the same
-/// parser keeps working afterwards.
+/// Random byte damage to real frames: nothing panics, the parser keeps working, and
+/// whenever the fast path accepts a damaged frame, the general path (fed the same frame
+/// behind a space) decodes it to the same message; when either rejects, both do.
 #[test]
-fn damaged_frames_never_panic() {
+fn damaged_frames_never_panic_and_both_paths_agree() {
     let mut originals: Vec<Vec<u8>> = captured_frames()
         .into_iter()
-        .step_by(8)
+        .step_by(4)
         .map(|(_, text)| text.into_bytes())
         .collect();
-    originals.push(fixture("kline.json"));
-    originals.push(fixture("list_subscriptions_response.json"));
-    const DAMAGE: &[u8] = b"{}[]\",:0-.e\\ \x00\xff";
+    for name in [
+        "kline.json",
+        "trade.json",
+        "aggtrade.json",
+        "bookticker.json",
+        "diff_depth.json",
+        "partial_depth.json",
+        "list_subscriptions_response.json",
+    ] {
+        originals.push(fixture(name));
+    }
+    // Structure breakers, and digits, letters and signs that keep the structure but
+    // change values (the fast path's own validation is what these exercise).
+    const DAMAGE: &[u8] = b"{}[]\",:.e\\ \x00\xff\x7f0123456789-+aZ";
     let mut rng = fastrand::Rng::with_seed(0xbad_f00d);
     let mut parser = Parser::new(TimeUnit::Millisecond);
+    let mut general = Parser::new(TimeUnit::Millisecond);
     let (mut ok, mut rejected) = (0u32, 0u32);
-    for _ in 0..20_000 {
+    for _ in 0..30_000 {
         let mut frame = originals[rng.usize(0..originals.len())].clone();
-        for _ in 0..rng.usize(1..4) {
+        for _ in 0..rng.usize(1..3) {
             let at = rng.usize(0..frame.len());
-            match rng.u8(0..3) {
-                0 => frame[at] = DAMAGE[rng.usize(0..DAMAGE.len())],
-                1 => frame.truncate(at),
-                _ => frame.insert(at, DAMAGE[rng.usize(0..DAMAGE.len())]),
+            match rng.u8(0..8) {
+                0 => frame.truncate(at),
+                1 | 2 => frame.insert(at, DAMAGE[rng.usize(0..DAMAGE.len())]),
+                _ => frame[at] = DAMAGE[rng.usize(0..DAMAGE.len())],
             }
             if frame.is_empty() {
                 break;
             }
         }
-        match parser.parse(&mut frame) {
-            Ok(_) => ok += 1,
-            Err(_) => rejected += 1,
+        let mut twin = general_path_twin(&frame);
+        let text = String::from_utf8_lossy(&frame).into_owned();
+        match (parser.parse(&mut frame), general.parse(&mut twin)) {
+            (Ok(a), Ok(b)) => {
+                assert_eq!(format!("{a:?}"), format!("{b:?}"), "{text}");
+                ok += 1;
+            }
+            (Err(a), Err(b)) => {
+                assert_eq!(a.reason(), b.reason(), "{text}");
+                rejected += 1;
+            }
+            (a, b) => panic!("the paths disagree on {text}: {a:?} / {b:?}"),
         }
     }
     assert!(
-        ok > 100 && rejected > 10_000,
+        ok > 3_000 && rejected > 3_000,
         "ok {ok}, rejected {rejected}"
+    );
+    // Damaged frames the fast path still accepted, each checked against simd-json above.
+    assert!(
+        parser.stats.fast_path_frames > 2_000,
+        "{}",
+        parser.stats.fast_path_frames
     );
     let mut clean = fixture("kline.json");
     assert!(parser.parse(&mut clean).is_ok());
@@ -1172,6 +1235,8 @@ fn parsing_allocates_nothing_once_warm() {
     let longest = frames.iter().map(Vec::len).max().unwrap_or(0);
 
     let mut parser = Parser::new(TimeUnit::Millisecond);
+    let mut general = Parser::new(TimeUnit::Millisecond);
+    general.set_fast_path(false);
     let mut work = vec![0u8; longest];
     let parse_all = |parser: &mut Parser, work: &mut [u8]| {
         let mut ok = 0u32;
@@ -1186,15 +1251,20 @@ fn parsing_allocates_nothing_once_warm() {
     };
     // Warm-up grows every scratch buffer to what these frames need.
     assert_eq!(parse_all(&mut parser, &mut work), frames.len() as u32);
+    assert_eq!(parse_all(&mut general, &mut work), frames.len() as u32);
 
     let mut ok = 0;
     let allocations = allocations_during(|| {
         for _ in 0..50 {
             ok += parse_all(&mut parser, &mut work);
+            ok += parse_all(&mut general, &mut work);
         }
     });
-    assert_eq!(ok, 50 * frames.len() as u32);
+    assert_eq!(ok, 100 * frames.len() as u32);
     assert_eq!(allocations, 0, "allocations over {ok} warm frames");
+    // Both paths were exercised.
+    assert!(parser.stats.fast_path_frames > 50 * 265);
+    assert_eq!(general.stats.fast_path_frames, 0);
 
     // The counter itself works: a fresh parser does allocate.
     let cold = allocations_during(|| {

@@ -4,6 +4,9 @@
 //! Runs on: the calling thread (a command-line tool, no engine). Owns: one [`Parser`] and
 //! one work buffer per measurement. In: the arguments. Out: one JSON object on stdout.
 //!
+//! Our parser is measured twice: as the engine runs it (its fast path takes Binance's
+//! own layouts) and with the fast path off (every frame through simd-json).
+//!
 //! How it measures: simd-json rewrites its input, so every iteration first copies the
 //! original frame into a reusable work buffer; both parsers pay that copy, and its cost
 //! is also measured alone (`copy_ns`). Results go through [`black_box`]. Each figure is
@@ -15,9 +18,11 @@
 //! and strings borrowed, prices through `rust_decimal::serde::str`, then turned into the
 //! same records ([`Candle`], [`Trade`], …) with the same time units. Depth levels land in
 //! a `Vec`, as derived serde has no other place to put them. Before timing, each case
-//! checks that both produce equal values.
+//! checks that the baseline and both of our paths produce equal values, and that the
+//! fast-path figure is really the fast path's.
 
 use std::hint::black_box;
+use std::io::Write;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
@@ -117,10 +122,19 @@ pub struct CaseReport {
     pub frame_bytes: usize,
     /// Copying the frame into the work buffer alone (included in the two figures below).
     pub copy_ns: f64,
+    /// Our parser as the engine runs it (the fast path takes Binance's layouts).
     pub alphapulse_ns: f64,
+    /// Our parser with the fast path off: every frame through simd-json.
+    pub alphapulse_general_ns: f64,
     pub serde_json_ns: f64,
     /// `serde_json_ns / alphapulse_ns`.
     pub speedup: f64,
+    /// `serde_json_ns / alphapulse_general_ns`.
+    pub general_speedup: f64,
+    /// The fastest repetition of each, for a machine that is not quiet: other work on
+    /// the core only ever adds time.
+    pub alphapulse_min_ns: f64,
+    pub serde_json_min_ns: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -147,7 +161,9 @@ pub struct ParseBenchReport {
 
 pub fn run(args: ParseBenchArgs) -> anyhow::Result<()> {
     let report = report(&args)?;
-    println!("{}", serde_json::to_string(&report)?);
+    // Written rather than printed, so that a closed stdout is an error, not a panic.
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", serde_json::to_string(&report)?)?;
     Ok(())
 }
 
@@ -185,23 +201,32 @@ pub fn measure_case(case: Case, iterations: u64, repetitions: u32) -> anyhow::Re
     check_agreement(case, &frame)?;
     // One short untimed round warms caches, branch predictors and the parser's scratch.
     let warm_up = (iterations / 10).max(1);
-    measure_ours(&frame, warm_up);
+    measure_ours(&frame, warm_up, true);
+    measure_ours(&frame, warm_up, false);
     measure_serde_json(case, &frame, warm_up);
 
-    let (mut copy, mut ours, mut baseline) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut copy, mut ours, mut general, mut baseline) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..repetitions {
         copy.push(measure_copy(&frame, iterations));
-        ours.push(measure_ours(&frame, iterations));
+        ours.push(measure_ours(&frame, iterations, true));
+        general.push(measure_ours(&frame, iterations, false));
         baseline.push(measure_serde_json(case, &frame, iterations));
     }
     let (alphapulse_ns, serde_json_ns) = (median(&mut ours), median(&mut baseline));
+    let alphapulse_general_ns = median(&mut general);
     Ok(CaseReport {
         case: case.name(),
         frame_bytes: frame.len(),
         copy_ns: median(&mut copy),
         alphapulse_ns,
+        alphapulse_general_ns,
         serde_json_ns,
         speedup: serde_json_ns / alphapulse_ns,
+        general_speedup: serde_json_ns / alphapulse_general_ns,
+        // `median` sorted the samples.
+        alphapulse_min_ns: ours.first().copied().unwrap_or(f64::NAN),
+        serde_json_min_ns: baseline.first().copied().unwrap_or(f64::NAN),
     })
 }
 
@@ -212,9 +237,11 @@ pub fn measure_copy(frame: &[u8], iterations: u64) -> f64 {
     })
 }
 
-/// Nanoseconds per message for [`Parser::parse`], frame copy included.
-pub fn measure_ours(frame: &[u8], iterations: u64) -> f64 {
+/// Nanoseconds per message for [`Parser::parse`], frame copy included; `fast_path`
+/// false sends every frame through simd-json.
+pub fn measure_ours(frame: &[u8], iterations: u64, fast_path: bool) -> f64 {
     let mut parser = Parser::new(TimeUnit::Millisecond);
+    parser.set_fast_path(fast_path);
     time_per_message(frame, iterations, |work| {
         let _ = black_box(parser.parse(work));
     })
@@ -262,7 +289,15 @@ fn median(samples: &mut [f64]) -> f64 {
 
 /// Decodes the frame with both parsers and fails unless they produce the same values.
 pub fn check_agreement(case: Case, frame: &[u8]) -> anyhow::Result<()> {
+    for fast_path in [true, false] {
+        check_agreement_on_path(case, frame, fast_path)?;
+    }
+    Ok(())
+}
+
+fn check_agreement_on_path(case: Case, frame: &[u8], fast_path: bool) -> anyhow::Result<()> {
     let mut parser = Parser::new(TimeUnit::Millisecond);
+    parser.set_fast_path(fast_path);
     let mut work = frame.to_vec();
     let ours = parser
         .parse(&mut work)
@@ -300,6 +335,14 @@ pub fn check_agreement(case: Case, frame: &[u8]) -> anyhow::Result<()> {
     };
     if !same {
         bail!("{}: serde_json and our parser disagree", case.name());
+    }
+    // The figure labelled as the fast path must be the fast path's.
+    let fast_frames = parser.stats.fast_path_frames;
+    if fast_frames != u64::from(fast_path) {
+        bail!(
+            "{}: fast path on: {fast_path}, frames it took: {fast_frames}",
+            case.name()
+        );
     }
     Ok(())
 }
@@ -619,6 +662,34 @@ mod tests {
     }
 
     #[test]
+    fn arguments_parse_with_defaults_and_limits() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: ParseBenchArgs,
+        }
+        use clap::Parser as _;
+        let defaults = Cli::try_parse_from(["bench"]).map(|c| c.args);
+        assert!(matches!(
+            defaults,
+            Ok(ParseBenchArgs {
+                iterations: 100_000,
+                repetitions: 7
+            })
+        ));
+        let set = Cli::try_parse_from(["bench", "--iterations", "5", "--repetitions", "3"]);
+        assert!(matches!(
+            set.map(|c| c.args),
+            Ok(ParseBenchArgs {
+                iterations: 5,
+                repetitions: 3
+            })
+        ));
+        assert!(Cli::try_parse_from(["bench", "--iterations", "0"]).is_err());
+        assert!(Cli::try_parse_from(["bench", "--repetitions", "0"]).is_err());
+    }
+
+    #[test]
     fn report_is_one_json_object_with_every_case() {
         let args = ParseBenchArgs {
             iterations: 20,
@@ -636,7 +707,16 @@ mod tests {
         let names: Vec<&str> = cases.iter().filter_map(|c| c["case"].as_str()).collect();
         assert_eq!(names, Case::ALL.map(Case::name));
         for case in &cases {
-            for key in ["copy_ns", "alphapulse_ns", "serde_json_ns", "speedup"] {
+            for key in [
+                "copy_ns",
+                "alphapulse_ns",
+                "alphapulse_general_ns",
+                "serde_json_ns",
+                "speedup",
+                "general_speedup",
+                "alphapulse_min_ns",
+                "serde_json_min_ns",
+            ] {
                 let value = case[key].as_f64().unwrap_or(-1.0);
                 assert!(value.is_finite() && value > 0.0, "{key} in {case}");
             }

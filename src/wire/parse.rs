@@ -10,16 +10,23 @@
 //! After the first few frames have grown the scratch, parsing allocates nothing on the
 //! heap (`tests/wire.rs` proves it with a counting allocator).
 //!
-//! How a frame is read: simd-json turns it into a tape (a flat array of nodes); each
-//! object is then walked once, recording where each key we know sits (keys are matched
-//! by their bytes), and the fields of the recognised shape are read from those places.
-//! Fields are accepted in any order; a field we do not know is skipped and counted in
-//! [`ParseStats::unknown_fields`], an event type we do not know becomes
-//! [`Event::Unknown`] and is counted in [`ParseStats::unknown_events`]. Prices and
-//! quantities go through an exact decimal-string parser ([`decimal`]) rather than
-//! `Decimal::from_str`, which was the larger cost of a kline.
+//! How a frame is read: first the fast path ([`fast`]) tries Binance's own layout of
+//! each market event (kline, trade, aggTrade, bookTicker, depth diff, partial depth),
+//! key by key in Binance's order, decoding values where they stand; it takes the events
+//! as Binance writes them (every frame of the recorded capture) and declines anything
+//! else. The general path handles all other frames: simd-json turns the frame into a
+//! tape (a flat array of nodes); each object is walked once, recording where each key
+//! we know sits (keys are matched by their bytes), and the fields of the recognised
+//! shape are read from those places. Both paths decode a frame to the same message.
+//!
+//! In the general path fields are accepted in any order; a field we do not know is
+//! skipped and counted in [`ParseStats::unknown_fields`], an event type we do not know
+//! becomes [`Event::Unknown`] and is counted in [`ParseStats::unknown_events`]. Prices
+//! and quantities go through an exact decimal-string parser ([`decimal`]), about twice
+//! as fast as `Decimal::from_str` on Binance's eight-decimal strings.
 
 mod decimal;
+mod fast;
 
 use simd_json::{Buffers, Node, StaticNode, Tape};
 
@@ -63,11 +70,15 @@ pub struct ParseStats {
     pub unknown_fields: u64,
     /// Events whose `e` we do not handle, returned as [`Event::Unknown`].
     pub unknown_events: u64,
+    /// Frames decoded by the fast path for Binance's exact layouts; the rest went
+    /// through simd-json. A drop in this share means Binance changed its layout.
+    pub fast_path_frames: u64,
 }
 
 /// Parses Binance frames; keep one per connection and reuse it for every frame.
 pub struct Parser {
     time_unit: TimeUnit,
+    fast_path: bool,
     pub stats: ParseStats,
     buffers: Buffers,
     /// The tape's storage between frames, always empty here (see [`Parser::parse`]).
@@ -88,6 +99,7 @@ impl Parser {
     pub fn new(time_unit: TimeUnit) -> Parser {
         Parser {
             time_unit,
+            fast_path: true,
             stats: ParseStats::default(),
             buffers: Buffers::with_max_depth(INITIAL_FRAME_CAPACITY, MAX_NESTING_DEPTH),
             tape: Vec::with_capacity(INITIAL_FRAME_CAPACITY / 4),
@@ -105,11 +117,18 @@ impl Parser {
         self.time_unit = time_unit;
     }
 
-    /// Decodes one text frame. The frame is modified in place (JSON string escapes are
-    /// resolved into it), and the result borrows from it and from this parser.
+    /// Turns the fast path for Binance's exact layouts on (the default) or off, so that
+    /// every frame goes through simd-json; for measuring and comparing the two paths.
+    pub fn set_fast_path(&mut self, enabled: bool) {
+        self.fast_path = enabled;
+    }
+
+    /// Decodes one text frame. The frame may be modified in place (simd-json resolves
+    /// JSON string escapes into it), and the result borrows from it and from this parser.
     pub fn parse<'a>(&'a mut self, frame: &'a mut [u8]) -> Result<Message<'a>, ParseError> {
         let Parser {
             time_unit,
+            fast_path,
             stats,
             buffers,
             tape: tape_store,
@@ -122,6 +141,18 @@ impl Parser {
             return Err(ParseError::TooLarge(frame.len()));
         }
 
+        if *fast_path {
+            levels.clear();
+            if let Some(decoded) = fast::read(frame, *time_unit, levels) {
+                stats.fast_path_frames += 1;
+                let message = fast_message(decoded, frame, levels);
+                if message.is_err() {
+                    stats.errors += 1;
+                }
+                return message;
+            }
+        }
+
         // The tape's nodes borrow from the frame, so its storage is lent to this call
         // under the frame's lifetime and handed back empty before returning.
         let mut tape = Tape(std::mem::take(tape_store)).reset::<'a>();
@@ -131,6 +162,7 @@ impl Parser {
                     tape: &tape.0,
                     time_unit: *time_unit,
                     stats: &mut *stats,
+                    stream: None,
                 };
                 walk.message(levels, recycled_names(names))
             }
@@ -144,6 +176,81 @@ impl Parser {
     }
 }
 
+/// The message for a frame the fast path decoded, borrowing its stream name from the
+/// frame and its depth levels from the level scratch.
+#[inline(always)]
+fn fast_message<'a>(
+    decoded: fast::Fast,
+    frame: &'a [u8],
+    levels: &'a [Level],
+) -> Result<Message<'a>, ParseError> {
+    // The fast path checked the name's bytes to be printable ASCII and the level count
+    // against the scratch, so neither error below can happen; they only keep this
+    // function free of panics.
+    let stream = match decoded.stream {
+        Some(range) => Some(
+            frame
+                .get(range)
+                .and_then(|name| std::str::from_utf8(name).ok())
+                .ok_or(ParseError::WrongType("stream"))?,
+        ),
+        None => None,
+    };
+    let sides = |bid_count: usize| {
+        levels
+            .split_at_checked(bid_count)
+            .ok_or(ParseError::OutOfRange("b"))
+    };
+    let event = match decoded.event {
+        fast::FastEvent::Kline(candle) => Event::Kline(candle),
+        fast::FastEvent::Trade(trade) => Event::Trade(trade),
+        fast::FastEvent::AggTrade(trade) => Event::AggTrade(trade),
+        fast::FastEvent::BookTicker(ticker) => Event::BookTicker(ticker),
+        fast::FastEvent::DepthUpdate {
+            symbol,
+            event_time_us,
+            first_update_id,
+            final_update_id,
+            bid_count,
+        } => {
+            let (bids, asks) = sides(bid_count)?;
+            Event::DepthUpdate(DepthUpdate {
+                symbol,
+                event_time_us,
+                first_update_id,
+                final_update_id,
+                bids,
+                asks,
+            })
+        }
+        fast::FastEvent::PartialDepth {
+            last_update_id,
+            bid_count,
+        } => {
+            let (bids, asks) = sides(bid_count)?;
+            Event::PartialDepth(PartialDepth {
+                last_update_id,
+                bids,
+                asks,
+            })
+        }
+    };
+    Ok(Message::Event { stream, event })
+}
+
+/// Shows the settings and counters only: the scratch holds nothing meaningful between
+/// frames, and the name store must never be read outside a parse (see
+/// [`recycled_names`]).
+impl std::fmt::Debug for Parser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parser")
+            .field("time_unit", &self.time_unit)
+            .field("fast_path", &self.fast_path)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Lends the name store to one frame, empty, with the frame's lifetime.
 fn recycled_names<'a>(store: &'a mut Vec<&'static str>) -> &'a mut Vec<&'a str> {
     store.clear();
@@ -151,8 +258,9 @@ fn recycled_names<'a>(store: &'a mut Vec<&'static str>) -> &'a mut Vec<&'a str> 
     // so no reference in it changes lifetime. Whatever is pushed through the returned
     // borrow lives at least `'a` and can be read only through that borrow (or the
     // `Message` made from it), which ends with `'a`. The store is private, never read
-    // directly (`Parser` has no `Debug` or accessor for it) and cleared here before every
-    // reuse, so a reference that outlived its frame is never read; `&str` needs no drop.
+    // directly (`Parser`'s `Debug` skips it, nothing else exposes it) and cleared here
+    // before every reuse, so a reference that outlived its frame is never read; `&str`
+    // needs no drop.
     unsafe { std::mem::transmute::<&'a mut Vec<&'static str>, &'a mut Vec<&'a str>>(store) }
 }
 
@@ -205,7 +313,7 @@ const KEY_COUNT: usize = Key::asks as usize + 1;
 impl Key {
     /// Matches a key by its bytes; one-letter keys (all of the event fields) go through
     /// a single jump on the byte.
-    #[inline]
+    #[inline(always)]
     fn from_json(key: &str) -> Option<Key> {
         Some(match key.as_bytes() {
             [letter] => match letter {
@@ -385,11 +493,19 @@ struct Fields {
 }
 
 impl Fields {
+    const EMPTY: Fields = Fields {
+        seen: 0,
+        unknown: 0,
+        at: [0; KEY_COUNT],
+    };
+
+    #[inline(always)]
     fn has(&self, key: Key) -> bool {
         self.seen & key.bit() != 0
     }
 
     /// Keys present that the shape `known` does not list, plus keys we know nowhere.
+    #[inline(always)]
     fn unknown_beyond(&self, known: u64) -> u64 {
         u64::from((self.seen & !known).count_ones()) + u64::from(self.unknown)
     }
@@ -400,24 +516,27 @@ struct Walk<'t, 'a> {
     tape: &'t [Node<'a>],
     time_unit: TimeUnit,
     stats: &'t mut ParseStats,
+    /// The combined-stream name, once the envelope has been read.
+    stream: Option<&'a str>,
 }
 
 impl<'a> Walk<'_, 'a> {
+    #[inline(always)]
     fn message(
         &mut self,
         levels: &'a mut Vec<Level>,
         names: &'a mut Vec<&'a str>,
     ) -> Result<Message<'a>, ParseError> {
-        let root = self.object(0).map_err(|_| ParseError::NotObject)?;
+        let mut root = Fields::EMPTY;
+        self.object(0, &mut root)
+            .map_err(|_| ParseError::NotObject)?;
         if root.has(Key::stream) || root.has(Key::data) {
             self.stats.unknown_fields += root.unknown_beyond(ENVELOPE_KEYS);
             let stream = self.str(&root, Key::stream)?;
-            let data = self.object_field(&root, Key::data)?;
-            let event = self.event(&data, levels)?;
-            return Ok(Message::Event {
-                stream: Some(stream),
-                event,
-            });
+            let mut data = Fields::EMPTY;
+            self.object_field(&root, Key::data, &mut data)?;
+            self.stream = Some(stream);
+            return self.event(&data, levels);
         }
         if root.has(Key::result) {
             self.stats.unknown_fields += root.unknown_beyond(REPLY_KEYS);
@@ -425,7 +544,8 @@ impl<'a> Walk<'_, 'a> {
         }
         if root.has(Key::error) {
             self.stats.unknown_fields += root.unknown_beyond(ERROR_KEYS);
-            let body = self.object_field(&root, Key::error)?;
+            let mut body = Fields::EMPTY;
+            self.object_field(&root, Key::error, &mut body)?;
             self.stats.unknown_fields += body.unknown_beyond(ERROR_BODY_KEYS);
             return Ok(Message::Error {
                 id: self.optional_id(&root)?,
@@ -442,14 +562,15 @@ impl<'a> Walk<'_, 'a> {
                 msg: self.str(&root, Key::msg)?,
             });
         }
-        let event = self.event(&root, levels)?;
-        Ok(Message::Event {
-            stream: None,
-            event,
-        })
+        self.event(&root, levels)
     }
 
-    fn event(&mut self, obj: &Fields, levels: &'a mut Vec<Level>) -> Result<Event<'a>, ParseError> {
+    #[inline(always)]
+    fn event(
+        &mut self,
+        obj: &Fields,
+        levels: &'a mut Vec<Level>,
+    ) -> Result<Message<'a>, ParseError> {
         if obj.has(Key::e) {
             let event_type = self.str(obj, Key::e)?;
             return match event_type.as_bytes() {
@@ -460,13 +581,13 @@ impl<'a> Walk<'_, 'a> {
                 b"bookTicker" => self.book_ticker(obj, BOOK_TICKER_KEYS),
                 b"serverShutdown" => {
                     self.stats.unknown_fields += obj.unknown_beyond(SHUTDOWN_KEYS);
-                    Ok(Event::ServerShutdown {
+                    self.emit(Event::ServerShutdown {
                         event_time_us: self.event_time_us(obj)?,
                     })
                 }
                 _ => {
                     self.stats.unknown_events += 1;
-                    Ok(Event::Unknown { event_type })
+                    self.emit(Event::Unknown { event_type })
                 }
             };
         }
@@ -479,14 +600,26 @@ impl<'a> Walk<'_, 'a> {
         Err(ParseError::MissingField("e"))
     }
 
-    fn kline(&mut self, obj: &Fields) -> Result<Event<'a>, ParseError> {
+    /// The message for an event, built where the caller will return it: an event is a
+    /// few hundred bytes, and building it in place saves a copy per frame.
+    #[inline(always)]
+    fn emit(&self, event: Event<'a>) -> Result<Message<'a>, ParseError> {
+        Ok(Message::Event {
+            stream: self.stream,
+            event,
+        })
+    }
+
+    #[inline(always)]
+    fn kline(&mut self, obj: &Fields) -> Result<Message<'a>, ParseError> {
         self.stats.unknown_fields += obj.unknown_beyond(KLINE_KEYS);
-        let k = self.object_field(obj, Key::k)?;
+        let mut k = Fields::EMPTY;
+        self.object_field(obj, Key::k, &mut k)?;
         self.stats.unknown_fields += k.unknown_beyond(KLINE_BODY_KEYS);
         let interval_text = self.str(&k, Key::i)?;
         let interval =
             Interval::parse(interval_text).map_err(|_| ParseError::OutOfRange(Key::i.name()))?;
-        Ok(Event::Kline(Candle {
+        self.emit(Event::Kline(Candle {
             symbol: self.symbol(obj, Key::s)?,
             interval,
             open_time_ms: self.time_ms(&k, Key::t)?,
@@ -507,9 +640,10 @@ impl<'a> Walk<'_, 'a> {
         }))
     }
 
-    fn trade(&mut self, obj: &Fields) -> Result<Event<'a>, ParseError> {
+    #[inline(always)]
+    fn trade(&mut self, obj: &Fields) -> Result<Message<'a>, ParseError> {
         self.stats.unknown_fields += obj.unknown_beyond(TRADE_KEYS);
-        Ok(Event::Trade(Trade {
+        self.emit(Event::Trade(Trade {
             symbol: self.symbol(obj, Key::s)?,
             trade_id: self.u64(obj, Key::t)?,
             price: self.decimal(obj, Key::p)?,
@@ -520,9 +654,10 @@ impl<'a> Walk<'_, 'a> {
         }))
     }
 
-    fn agg_trade(&mut self, obj: &Fields) -> Result<Event<'a>, ParseError> {
+    #[inline(always)]
+    fn agg_trade(&mut self, obj: &Fields) -> Result<Message<'a>, ParseError> {
         self.stats.unknown_fields += obj.unknown_beyond(AGG_TRADE_KEYS);
-        Ok(Event::AggTrade(AggTrade {
+        self.emit(Event::AggTrade(AggTrade {
             symbol: self.symbol(obj, Key::s)?,
             agg_trade_id: self.u64(obj, Key::a)?,
             price: self.decimal(obj, Key::p)?,
@@ -535,9 +670,10 @@ impl<'a> Walk<'_, 'a> {
         }))
     }
 
-    fn book_ticker(&mut self, obj: &Fields, known: u64) -> Result<Event<'a>, ParseError> {
+    #[inline(always)]
+    fn book_ticker(&mut self, obj: &Fields, known: u64) -> Result<Message<'a>, ParseError> {
         self.stats.unknown_fields += obj.unknown_beyond(known);
-        Ok(Event::BookTicker(BookTicker {
+        self.emit(Event::BookTicker(BookTicker {
             symbol: self.symbol(obj, Key::s)?,
             update_id: self.u64(obj, Key::u)?,
             bid_price: self.decimal(obj, Key::b)?,
@@ -551,14 +687,14 @@ impl<'a> Walk<'_, 'a> {
         &mut self,
         obj: &Fields,
         levels: &'a mut Vec<Level>,
-    ) -> Result<Event<'a>, ParseError> {
+    ) -> Result<Message<'a>, ParseError> {
         self.stats.unknown_fields += obj.unknown_beyond(DEPTH_KEYS);
         let symbol = self.symbol(obj, Key::s)?;
         let event_time_us = self.event_time_us(obj)?;
         let first_update_id = self.u64(obj, Key::U)?;
         let final_update_id = self.u64(obj, Key::u)?;
         let (bids, asks) = self.book_sides(obj, Key::b, Key::a, levels)?;
-        Ok(Event::DepthUpdate(DepthUpdate {
+        self.emit(Event::DepthUpdate(DepthUpdate {
             symbol,
             event_time_us,
             first_update_id,
@@ -572,11 +708,11 @@ impl<'a> Walk<'_, 'a> {
         &mut self,
         obj: &Fields,
         levels: &'a mut Vec<Level>,
-    ) -> Result<Event<'a>, ParseError> {
+    ) -> Result<Message<'a>, ParseError> {
         self.stats.unknown_fields += obj.unknown_beyond(PARTIAL_DEPTH_KEYS);
         let last_update_id = self.u64(obj, Key::lastUpdateId)?;
         let (bids, asks) = self.book_sides(obj, Key::bids, Key::asks, levels)?;
-        Ok(Event::PartialDepth(PartialDepth {
+        self.emit(Event::PartialDepth(PartialDepth {
             last_update_id,
             bids,
             asks,
@@ -670,16 +806,15 @@ impl<'a> Walk<'_, 'a> {
         }
     }
 
-    /// Records where each known key of the object at `start` sits.
-    fn object(&self, start: usize) -> Result<Fields, ParseError> {
+    /// Records where each known key of the object at `start` sits. `fields` is filled
+    /// in place rather than returned: it is large, and moving it out of a `Result` is a
+    /// measurable copy on every object.
+    #[inline(always)]
+    fn object(&self, start: usize, fields: &mut Fields) -> Result<(), ParseError> {
         let Some(&Node::Object { len, .. }) = self.tape.get(start) else {
             return Err(ParseError::NotObject);
         };
-        let mut fields = Fields {
-            seen: 0,
-            unknown: 0,
-            at: [0; KEY_COUNT],
-        };
+        *fields = Fields::EMPTY;
         let mut at = start + 1;
         for _ in 0..len {
             let Some(&Node::String(key)) = self.tape.get(at) else {
@@ -700,15 +835,17 @@ impl<'a> Walk<'_, 'a> {
                 _ => value + 1,
             };
         }
-        Ok(fields)
+        Ok(())
     }
 
-    fn object_field(&self, obj: &Fields, key: Key) -> Result<Fields, ParseError> {
+    #[inline(always)]
+    fn object_field(&self, obj: &Fields, key: Key, fields: &mut Fields) -> Result<(), ParseError> {
         let at = self.index(obj, key)?;
-        self.object(at)
+        self.object(at, fields)
             .map_err(|_| ParseError::WrongType(key.name()))
     }
 
+    #[inline(always)]
     fn index(&self, obj: &Fields, key: Key) -> Result<usize, ParseError> {
         if obj.has(key) {
             Ok(obj.at[key as usize] as usize)
@@ -717,6 +854,7 @@ impl<'a> Walk<'_, 'a> {
         }
     }
 
+    #[inline(always)]
     fn node(&self, obj: &Fields, key: Key) -> Result<Node<'a>, ParseError> {
         let at = self.index(obj, key)?;
         self.tape
@@ -725,6 +863,7 @@ impl<'a> Walk<'_, 'a> {
             .ok_or(ParseError::MissingField(key.name()))
     }
 
+    #[inline(always)]
     fn str(&self, obj: &Fields, key: Key) -> Result<&'a str, ParseError> {
         match self.node(obj, key)? {
             Node::String(s) => Ok(s),
@@ -732,6 +871,7 @@ impl<'a> Walk<'_, 'a> {
         }
     }
 
+    #[inline(always)]
     fn u64(&self, obj: &Fields, key: Key) -> Result<u64, ParseError> {
         match self.node(obj, key)? {
             Node::Static(StaticNode::U64(n)) => Ok(n),
@@ -742,6 +882,7 @@ impl<'a> Walk<'_, 'a> {
         }
     }
 
+    #[inline(always)]
     fn i64(&self, obj: &Fields, key: Key) -> Result<i64, ParseError> {
         match self.node(obj, key)? {
             Node::Static(StaticNode::I64(n)) => Ok(n),
@@ -752,6 +893,7 @@ impl<'a> Walk<'_, 'a> {
         }
     }
 
+    #[inline(always)]
     fn bool(&self, obj: &Fields, key: Key) -> Result<bool, ParseError> {
         match self.node(obj, key)? {
             Node::Static(StaticNode::Bool(b)) => Ok(b),
@@ -759,10 +901,12 @@ impl<'a> Walk<'_, 'a> {
         }
     }
 
+    #[inline(always)]
     fn decimal(&self, obj: &Fields, key: Key) -> Result<Decimal, ParseError> {
         decimal_value(self.str(obj, key)?, key.name())
     }
 
+    #[inline(always)]
     fn symbol(&self, obj: &Fields, key: Key) -> Result<Symbol, ParseError> {
         Symbol::new(self.str(obj, key)?).map_err(|e| match e {
             SymbolError::TooLong => ParseError::OutOfRange(key.name()),
@@ -770,36 +914,48 @@ impl<'a> Walk<'_, 'a> {
         })
     }
 
-    /// A timestamp that must not be negative, in the connection's unit.
-    fn timestamp(&self, obj: &Fields, key: Key) -> Result<i64, ParseError> {
-        let t = self.i64(obj, key)?;
-        if t < 0 {
-            return Err(ParseError::OutOfRange(key.name()));
-        }
-        Ok(t)
-    }
-
     /// `E`, normalised to microseconds.
+    #[inline(always)]
     fn event_time_us(&self, obj: &Fields) -> Result<i64, ParseError> {
-        let t = self.timestamp(obj, Key::E)?;
-        match self.time_unit {
-            TimeUnit::Millisecond => t
-                .checked_mul(US_PER_MS)
-                .ok_or(ParseError::OutOfRange(Key::E.name())),
-            TimeUnit::Microsecond => Ok(t),
-        }
+        event_time_us(self.i64(obj, Key::E)?, self.time_unit)
+            .ok_or(ParseError::OutOfRange(Key::E.name()))
     }
 
     /// A record time (kline open/close, trade time), normalised to milliseconds.
+    #[inline(always)]
     fn time_ms(&self, obj: &Fields, key: Key) -> Result<i64, ParseError> {
-        let t = self.timestamp(obj, key)?;
-        Ok(match self.time_unit {
-            TimeUnit::Millisecond => t,
-            TimeUnit::Microsecond => t / US_PER_MS,
-        })
+        record_time_ms(self.i64(obj, key)?, self.time_unit)
+            .ok_or(ParseError::OutOfRange(key.name()))
     }
 }
 
+/// An event time (`E`) in the connection's unit, as microseconds; `None` when negative
+/// or beyond `i64` once converted.
+#[inline(always)]
+fn event_time_us(raw: i64, time_unit: TimeUnit) -> Option<i64> {
+    if raw < 0 {
+        return None;
+    }
+    match time_unit {
+        TimeUnit::Millisecond => raw.checked_mul(US_PER_MS),
+        TimeUnit::Microsecond => Some(raw),
+    }
+}
+
+/// A record time (kline open/close, trade time) in the connection's unit, as
+/// milliseconds; `None` when negative.
+#[inline(always)]
+fn record_time_ms(raw: i64, time_unit: TimeUnit) -> Option<i64> {
+    if raw < 0 {
+        return None;
+    }
+    Some(match time_unit {
+        TimeUnit::Millisecond => raw,
+        TimeUnit::Microsecond => raw / US_PER_MS,
+    })
+}
+
+#[inline(always)]
 fn decimal_value(text: &str, name: &'static str) -> Result<Decimal, ParseError> {
     parse_decimal(text).map_err(|e| match e {
         DecimalError::Invalid => ParseError::WrongType(name),
@@ -895,6 +1051,7 @@ mod tests {
                 errors: 1,
                 unknown_fields: 2,
                 unknown_events: 1,
+                fast_path_frames: 0,
             }
         );
     }

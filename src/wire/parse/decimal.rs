@@ -47,11 +47,19 @@ const POW10: [u64; U64_SAFE_DIGITS + 1] = {
 
 /// Parses a plain decimal string exactly, keeping its scale (`"0.0010"` has scale 4).
 pub(crate) fn parse_decimal(text: &str) -> Result<Decimal, DecimalError> {
-    let bytes = text.as_bytes();
+    parse_decimal_bytes(text.as_bytes())
+}
+
+/// [`parse_decimal`] on raw bytes; anything that is not ASCII is simply invalid.
+#[inline]
+pub(crate) fn parse_decimal_bytes(bytes: &[u8]) -> Result<Decimal, DecimalError> {
     let (negative, body) = match bytes {
         [b'-', rest @ ..] => (true, rest),
         _ => (false, bytes),
     };
+    if let Some(decimal) = eight_fraction_digits(body, negative) {
+        return decimal;
+    }
     let (int_digits, frac_digits) = match body.iter().position(|&b| b == b'.') {
         Some(dot) => {
             let frac = &body[dot + 1..];
@@ -83,6 +91,44 @@ pub(crate) fn parse_decimal(text: &str) -> Result<Decimal, DecimalError> {
         ));
     }
     parse_long(int_digits, frac_digits, negative)
+}
+
+/// The fast path for Binance's spot format, eight fractional digits after at most eleven
+/// integer digits (`"25877.00000000"`): the dot is found at its expected place instead of
+/// by a scan, and the fraction is one eight-digit word. `None` if the text does not have
+/// that form, so the general path decides.
+#[inline(always)]
+fn eight_fraction_digits(body: &[u8], negative: bool) -> Option<Result<Decimal, DecimalError>> {
+    const INT_MAX_DIGITS: usize = U64_SAFE_DIGITS - 8;
+    let dot = body.len().checked_sub(9)?;
+    if dot == 0 || dot > INT_MAX_DIGITS || body[dot] != b'.' {
+        return None;
+    }
+    let int = if dot <= 8 {
+        // The body has at least ten bytes, so its first eight can be read as one word;
+        // the integer digits are its low `dot` bytes. Shifting them to the top and
+        // filling the bottom with '0' gives the same number with leading zeros.
+        let head = u64::from_le_bytes(first_eight(body));
+        let shift = 8 * (8 - dot as u32);
+        let zeros = ASCII_ZEROS & ((1u64 << shift) - 1);
+        eight_digits((head << shift) | zeros)
+    } else {
+        digits_u64(&body[..dot])
+    };
+    let frac = eight_digits(u64::from_le_bytes(first_eight(&body[dot + 1..])));
+    let parsed = int.zip(frac);
+    let Some((int, frac)) = parsed else {
+        return Some(Err(DecimalError::Invalid));
+    };
+    // At most 19 digits in all, so this fits in a u64.
+    let mantissa = int * POW10[8] + frac;
+    Some(Ok(Decimal::from_parts(
+        mantissa as u32,
+        (mantissa >> 32) as u32,
+        0,
+        negative,
+        8,
+    )))
 }
 
 /// The rare path for more than 19 digits: digit by digit into a u128, every character
@@ -118,15 +164,24 @@ fn parse_long(
     ))
 }
 
+/// Eight '0' characters as one word.
+const ASCII_ZEROS: u64 = 0x3030_3030_3030_3030;
+
+/// The first eight bytes of a slice the caller knows to be at least that long.
+#[inline(always)]
+fn first_eight(bytes: &[u8]) -> [u8; 8] {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&bytes[..8]);
+    word
+}
+
 /// Reads up to 19 ASCII digits as a number; `None` if any byte is not a digit.
 #[inline(always)]
 fn digits_u64(digits: &[u8]) -> Option<u64> {
     let mut value = 0u64;
     let mut chunks = digits.chunks_exact(8);
     for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        value = value * 100_000_000 + eight_digits(u64::from_le_bytes(word))?;
+        value = value * 100_000_000 + eight_digits(u64::from_le_bytes(first_eight(chunk)))?;
     }
     for &b in chunks.remainder() {
         let digit = b.wrapping_sub(b'0');
@@ -150,7 +205,7 @@ fn eight_digits(word: u64) -> Option<u64> {
     if high | carried != 0x3333_3333_3333_3333 {
         return None;
     }
-    let mut v = word - 0x3030_3030_3030_3030;
+    let mut v = word - ASCII_ZEROS;
     // Pairs of digits, then all eight; the products deliberately wrap, keeping only
     // the lanes that hold the combined value.
     v = v.wrapping_mul(10) + (v >> 8);
