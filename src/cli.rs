@@ -45,7 +45,7 @@ pub enum Command {
     /// Simulator, engine and dashboard in one process; prints the dashboard URL.
     Demo(crate::demo::DemoArgs),
     /// The Binance-compatible exchange simulator alone.
-    Simulate(crate::simulator::SimulateArgs),
+    Simulate(Box<crate::simulator::SimulateArgs>),
     /// Validate or print the effective configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -115,7 +115,7 @@ fn dispatch(cli: Cli, env: Result<HashMap<String, String>, ConfigError>) -> Resu
     match cli.command {
         Command::Run => crate::engine::run(load()?).map_err(Failure::Runtime),
         Command::Demo(args) => crate::demo::run(args, load()?).map_err(Failure::Runtime),
-        Command::Simulate(args) => crate::simulator::run_cli(args).map_err(Failure::Runtime),
+        Command::Simulate(args) => crate::simulator::run_cli(*args).map_err(Failure::Runtime),
         Command::Config(ConfigCommand::Check) => {
             let config = load()?;
             let layout = plan_layout(&config)?;

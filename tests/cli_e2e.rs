@@ -51,7 +51,8 @@ fn demo_prints_its_url_serves_it_and_closes_candles() {
         match lines.recv_timeout(Duration::from_millis(200)) {
             Ok(line) => {
                 if let Some(rest) = line.split("dashboard at http://").nth(1) {
-                    let addr: std::net::SocketAddr = rest.split('/').next().unwrap().parse().unwrap();
+                    let addr: std::net::SocketAddr =
+                        rest.split('/').next().unwrap().parse().unwrap();
                     assert_eq!(support::http_get(addr, "/healthz").0, 200);
                     url = Some(addr);
                 }
@@ -97,10 +98,13 @@ fn run_follows_an_external_simulator_and_stops_on_sigterm() {
             .spawn()
             .expect("spawn run"),
     );
-    let ready = support::wait_until(Duration::from_secs(30), || support::http_get(dashboard, "/readyz").0 == 200);
+    let ready = support::wait_until(Duration::from_secs(30), || {
+        support::http_get(dashboard, "/readyz").0 == 200
+    });
     let closed = ready
         && support::wait_until(Duration::from_secs(20), || {
-            let (code, body) = support::http_get(dashboard, "/api/candles?symbol=BTCUSDT&timeframe=1m");
+            let (code, body) =
+                support::http_get(dashboard, "/api/candles?symbol=BTCUSDT&timeframe=1m");
             code == 200 && body.contains("\"closed\":true")
         });
     // SAFETY: kill(2) on our own child's pid.

@@ -382,7 +382,10 @@ fn microsecond_time_unit_is_normalised() {
         // microseconds inside the candle's span.
         assert_match_rest(&run, s, Interval::M1, &c);
         for k in &c {
-            assert!(k.event_time_us >= k.open_time_ms * 1000 && k.event_time_us <= (k.close_time_ms + 1) * 1000 + 999);
+            assert!(
+                k.event_time_us >= k.open_time_ms * 1000
+                    && k.event_time_us <= (k.close_time_ms + 1) * 1000 + 999
+            );
         }
     }
 }
@@ -403,13 +406,20 @@ fn streams_spread_over_several_connections() {
     // 15 streams at most 4 per connection: 4 connections, each fully subscribed.
     let shard = &run.engine.status().shards[0];
     assert_eq!(shard.slots, 4);
-    assert!(wait_until(Duration::from_secs(30), || run.engine.status().ready()));
+    assert!(wait_until(Duration::from_secs(30), || run
+        .engine
+        .status()
+        .ready()));
     assert_eq!(shard.stats.connections_active.get(), 4);
     assert_eq!(shard.stats.streams_subscribed.get(), 15);
     assert!(wait_until(Duration::from_secs(30), || names
         .iter()
         .all(|s| closed(&run, s, Interval::M1).len() >= 2)));
-    assert_eq!(shard.stats.duplicates.get(), 0, "no stream is on two connections");
+    assert_eq!(
+        shard.stats.duplicates.get(),
+        0,
+        "no stream is on two connections"
+    );
 }
 
 /// Builder sugar for tweaking a simulator config in place.

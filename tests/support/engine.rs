@@ -31,12 +31,14 @@ pub fn sim_config(names: &[&str]) -> SimConfig {
 /// An engine configuration pointed at `sim`, unpinned (tests share cores), dashboard on
 /// a free port.
 pub fn engine_config(sim: &SimHandle, names: &[&str], timeframes: &[Interval]) -> Config {
-    let mut c = Config::default();
-    c.binance_ws_url = sim.ws_url();
-    c.binance_rest_url = sim.rest_url();
-    c.symbols = symbols(names);
-    c.timeframes = timeframes.to_vec();
-    c.dashboard_addr = "127.0.0.1:0".parse().unwrap();
+    let mut c = Config {
+        binance_ws_url: sim.ws_url(),
+        binance_rest_url: sim.rest_url(),
+        symbols: symbols(names),
+        timeframes: timeframes.to_vec(),
+        dashboard_addr: "127.0.0.1:0".parse().unwrap(),
+        ..Config::default()
+    };
     c.engine.pin_cores = false;
     c.feed.backoff_initial_ms = 50;
     c.feed.backoff_max_ms = 500;
