@@ -47,6 +47,11 @@ pub struct IngestReport {
     pub messages: u64,
     pub msgs_per_s: f64,
     pub shard_cpu_s: f64,
+    /// User-space share of the shard's CPU time (parsing, candles, rings, framing).
+    pub shard_user_cpu_s: f64,
+    /// Kernel share (TCP receive, io_uring) of the shard's CPU time.
+    pub shard_system_cpu_s: f64,
+    pub shard_user_ns_per_msg: f64,
     pub shard_cpu_utilisation: f64,
     pub msgs_per_shard_cpu_s: f64,
     pub bytes_per_s: f64,
@@ -124,7 +129,7 @@ pub fn measure(args: &IngestBenchArgs, mut config: Config) -> anyhow::Result<Ing
     );
     std::thread::sleep(Duration::from_secs_f64(args.warmup));
 
-    let cpu0 = thread_cpu_seconds("shard-0");
+    let cpu0 = thread_cpu_split("shard-0");
     let (m0, b0, s0, a0) = (
         stats.messages.get(),
         stats.bytes.get(),
@@ -140,13 +145,14 @@ pub fn measure(args: &IngestBenchArgs, mut config: Config) -> anyhow::Result<Ing
         sim.stats().frames_sent,
         stats.allocations.get(),
     );
-    let cpu1 = thread_cpu_seconds("shard-0");
+    let cpu1 = thread_cpu_split("shard-0");
 
     let messages = m1 - m0;
-    let shard_cpu_s = match (cpu0, cpu1) {
-        (Some(a), Some(b)) => b - a,
-        _ => f64::NAN,
+    let (shard_user_s, shard_system_s) = match (cpu0, cpu1) {
+        (Some(a), Some(b)) => (b.0 - a.0, b.1 - a.1),
+        _ => (f64::NAN, f64::NAN),
     };
+    let shard_cpu_s = shard_user_s + shard_system_s;
     let report = IngestReport {
         seconds: elapsed,
         symbols: args.symbols,
@@ -154,6 +160,9 @@ pub fn measure(args: &IngestBenchArgs, mut config: Config) -> anyhow::Result<Ing
         messages,
         msgs_per_s: messages as f64 / elapsed,
         shard_cpu_s,
+        shard_user_cpu_s: shard_user_s,
+        shard_system_cpu_s: shard_system_s,
+        shard_user_ns_per_msg: shard_user_s * 1e9 / messages.max(1) as f64,
         shard_cpu_utilisation: shard_cpu_s / elapsed,
         msgs_per_shard_cpu_s: messages as f64 / shard_cpu_s,
         bytes_per_s: (b1 - b0) as f64 / elapsed,
@@ -171,6 +180,11 @@ pub fn measure(args: &IngestBenchArgs, mut config: Config) -> anyhow::Result<Ing
 /// an executor's threads `<name>-<id>`), from `/proc/self/task/<tid>/stat` (fields 14
 /// and 15, in clock ticks).
 pub fn thread_cpu_seconds(name: &str) -> Option<f64> {
+    thread_cpu_split(name).map(|(user, system)| user + system)
+}
+
+/// (user, system) CPU seconds of the threads named `name`; see [`thread_cpu_seconds`].
+pub fn thread_cpu_split(name: &str) -> Option<(f64, f64)> {
     // SAFETY: sysconf has no preconditions.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     let ticks = if ticks > 0 { ticks as f64 } else { 100.0 };
@@ -199,7 +213,9 @@ pub fn thread_cpu_seconds(name: &str) -> Option<f64> {
         ) else {
             continue;
         };
-        *total.get_or_insert(0.0) += (utime + stime) / ticks;
+        let t = total.get_or_insert((0.0, 0.0));
+        t.0 += utime / ticks;
+        t.1 += stime / ticks;
     }
     total
 }
