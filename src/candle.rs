@@ -137,29 +137,9 @@ impl SeqGate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::market::Decimal;
 
     fn candle(open: i64, event_us: i64, closed: bool) -> Candle {
-        let d = Decimal::new(1, 0);
-        Candle {
-            symbol: Symbol::new("BTCUSDT").unwrap(),
-            interval: Interval::M1,
-            open_time_ms: open,
-            close_time_ms: Interval::M1.close_time(open),
-            open: d,
-            high: d,
-            low: d,
-            close: d,
-            volume: d,
-            quote_volume: d,
-            taker_buy_base: d,
-            taker_buy_quote: d,
-            trades: 1,
-            first_trade_id: 1,
-            last_trade_id: 1,
-            closed,
-            event_time_us: event_us,
-        }
+        crate::market::testing::candle("BTCUSDT", open, event_us, closed)
     }
 
     const M: i64 = 60_000;

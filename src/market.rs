@@ -379,6 +379,36 @@ pub struct Level {
     pub quantity: Decimal,
 }
 
+/// Constructors for unit tests across the crate.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// A 1m candle of `symbol` with every price and quantity 1, opening at `open_ms`.
+    pub fn candle(symbol: &str, open_ms: i64, event_time_us: i64, closed: bool) -> Candle {
+        let one = Decimal::new(1, 0);
+        Candle {
+            symbol: Symbol::new(symbol).unwrap(),
+            interval: Interval::M1,
+            open_time_ms: open_ms,
+            close_time_ms: Interval::M1.close_time(open_ms),
+            open: one,
+            high: one,
+            low: one,
+            close: one,
+            volume: one,
+            quote_volume: one,
+            taker_buy_base: one,
+            taker_buy_quote: one,
+            trades: 1,
+            first_trade_id: 1,
+            last_trade_id: 1,
+            closed,
+            event_time_us,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -249,30 +249,12 @@ impl ShardState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::market::Decimal;
     use crate::ring::ring;
 
     fn kline(open: i64, event_us: i64, closed: bool) -> Event<'static> {
-        let d = Decimal::new(1, 0);
-        Event::Kline(Candle {
-            symbol: Symbol::new("BTCUSDT").unwrap(),
-            interval: Interval::M1,
-            open_time_ms: open,
-            close_time_ms: open + 59_999,
-            open: d,
-            high: d,
-            low: d,
-            close: d,
-            volume: d,
-            quote_volume: d,
-            taker_buy_base: d,
-            taker_buy_quote: d,
-            trades: 0,
-            first_trade_id: -1,
-            last_trade_id: -1,
-            closed,
-            event_time_us: event_us,
-        })
+        Event::Kline(crate::market::testing::candle(
+            "BTCUSDT", open, event_us, closed,
+        ))
     }
 
     #[test]

@@ -162,29 +162,9 @@ impl RecentStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::market::Decimal;
 
     fn c(open: i64, closed: bool) -> Candle {
-        let d = Decimal::new(5, 1);
-        Candle {
-            symbol: Symbol::new("ETHUSDT").unwrap(),
-            interval: Interval::M1,
-            open_time_ms: open,
-            close_time_ms: open + 59_999,
-            open: d,
-            high: d,
-            low: d,
-            close: d,
-            volume: d,
-            quote_volume: d,
-            taker_buy_base: d,
-            taker_buy_quote: d,
-            trades: 3,
-            first_trade_id: 1,
-            last_trade_id: 3,
-            closed,
-            event_time_us: open * 1000,
-        }
+        crate::market::testing::candle("ETHUSDT", open, open * 1000, closed)
     }
 
     #[test]

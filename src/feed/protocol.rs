@@ -302,14 +302,7 @@ mod tests {
                 "btcusdt@depth20"
             ]
         );
-        let klines_only = StreamKinds {
-            kline: true,
-            trade: false,
-            agg_trade: false,
-            book_ticker: false,
-            diff_depth_ms: None,
-            partial_depth_levels: None,
-        };
+        let klines_only = StreamKinds::default();
         assert_eq!(
             streams_for(&syms, &[Interval::M5], &klines_only),
             ["btcusdt@kline_5m"]

@@ -310,6 +310,48 @@ enum Key {
 
 const KEY_COUNT: usize = Key::asks as usize + 1;
 
+/// Every [`Key`] as written on the wire, indexed by the key's discriminant.
+const KEY_NAMES: [&str; KEY_COUNT] = [
+    "e",
+    "E",
+    "s",
+    "k",
+    "t",
+    "T",
+    "i",
+    "f",
+    "L",
+    "o",
+    "c",
+    "h",
+    "l",
+    "v",
+    "n",
+    "x",
+    "q",
+    "V",
+    "Q",
+    "B",
+    "u",
+    "U",
+    "b",
+    "a",
+    "A",
+    "p",
+    "m",
+    "M",
+    "stream",
+    "data",
+    "result",
+    "id",
+    "error",
+    "code",
+    "msg",
+    "lastUpdateId",
+    "bids",
+    "asks",
+];
+
 impl Key {
     /// Matches a key by its bytes; one-letter keys (all of the event fields) go through
     /// a single jump on the byte.
@@ -363,47 +405,7 @@ impl Key {
 
     /// The key as written on the wire, for error messages.
     fn name(self) -> &'static str {
-        const NAMES: [&str; KEY_COUNT] = [
-            "e",
-            "E",
-            "s",
-            "k",
-            "t",
-            "T",
-            "i",
-            "f",
-            "L",
-            "o",
-            "c",
-            "h",
-            "l",
-            "v",
-            "n",
-            "x",
-            "q",
-            "V",
-            "Q",
-            "B",
-            "u",
-            "U",
-            "b",
-            "a",
-            "A",
-            "p",
-            "m",
-            "M",
-            "stream",
-            "data",
-            "result",
-            "id",
-            "error",
-            "code",
-            "msg",
-            "lastUpdateId",
-            "bids",
-            "asks",
-        ];
-        NAMES[self as usize]
+        KEY_NAMES[self as usize]
     }
 
     const fn bit(self) -> u64 {
@@ -987,7 +989,7 @@ mod tests {
 
     #[test]
     fn every_key_round_trips_through_its_name() {
-        for (slot, &name) in NAMES_FOR_TEST.iter().enumerate() {
+        for (slot, &name) in KEY_NAMES.iter().enumerate() {
             let key = Key::from_json(name).unwrap_or_else(|| panic!("{name}"));
             assert_eq!(key as usize, slot);
             assert_eq!(key.name(), name);
@@ -996,47 +998,6 @@ mod tests {
         assert_eq!(Key::from_json("streams"), None);
         assert_eq!(Key::from_json(""), None);
     }
-
-    const NAMES_FOR_TEST: [&str; KEY_COUNT] = [
-        "e",
-        "E",
-        "s",
-        "k",
-        "t",
-        "T",
-        "i",
-        "f",
-        "L",
-        "o",
-        "c",
-        "h",
-        "l",
-        "v",
-        "n",
-        "x",
-        "q",
-        "V",
-        "Q",
-        "B",
-        "u",
-        "U",
-        "b",
-        "a",
-        "A",
-        "p",
-        "m",
-        "M",
-        "stream",
-        "data",
-        "result",
-        "id",
-        "error",
-        "code",
-        "msg",
-        "lastUpdateId",
-        "bids",
-        "asks",
-    ];
 
     #[test]
     fn stats_count_frames_errors_and_unknowns() {
