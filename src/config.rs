@@ -165,6 +165,9 @@ pub struct FeedConfig {
     /// Start the replacement connection this long before `max_connection_age_s`, so the
     /// old one is retired before Binance cuts it. Must exceed `rotation_overlap_s`.
     pub rotate_before_s: f64,
+    /// A PEM file of extra root certificates trusted for `wss://`, besides the built-in
+    /// (webpki) roots: for TLS-intercepting proxies and private test exchanges.
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 /// Engine-wide settings.
@@ -227,6 +230,7 @@ impl Default for FeedConfig {
             backoff_stable_s: 60.0,
             max_frame_bytes: 1 << 20,
             rotate_before_s: 300.0,
+            tls_ca_file: None,
         }
     }
 }
@@ -632,6 +636,7 @@ enum Field {
     BackoffMaxMs,
     BackoffStableS,
     MaxFrameBytes,
+    TlsCaFile,
     StreamKline,
     StreamTrade,
     StreamAggTrade,
@@ -654,7 +659,7 @@ const DIFF_DEPTH_MS: &[u32] = &[100, 1000];
 const PARTIAL_DEPTH_LEVELS: &[u32] = &[5, 10, 20];
 
 impl Field {
-    const ALL: [Field; 39] = [
+    const ALL: [Field; 40] = [
         Field::DatabaseUrl,
         Field::RedisUrl,
         Field::WebsocketUpdateIntervalS,
@@ -684,6 +689,7 @@ impl Field {
         Field::BackoffMaxMs,
         Field::BackoffStableS,
         Field::MaxFrameBytes,
+        Field::TlsCaFile,
         Field::StreamKline,
         Field::StreamTrade,
         Field::StreamAggTrade,
@@ -728,6 +734,7 @@ impl Field {
             Field::BackoffMaxMs => "feed.backoff_max_ms",
             Field::BackoffStableS => "feed.backoff_stable_s",
             Field::MaxFrameBytes => "feed.max_frame_bytes",
+            Field::TlsCaFile => "feed.tls_ca_file",
             Field::StreamKline => "feed.streams.kline",
             Field::StreamTrade => "feed.streams.trade",
             Field::StreamAggTrade => "feed.streams.agg_trade",
@@ -758,6 +765,7 @@ impl Field {
             Field::Timeframes => "TIMEFRAMES",
             Field::DashboardAddr => "DASHBOARD_ADDR",
             Field::ShardMap => "SHARD_MAP",
+            Field::TlsCaFile => "BINANCE_TLS_CA_FILE",
             Field::DashboardToken => "DASHBOARD_TOKEN",
             Field::DashboardAllowedOrigins => "DASHBOARD_ALLOWED_ORIGINS",
             Field::RedisChannelPrefix => "REDIS_CHANNEL_PREFIX",
@@ -849,6 +857,7 @@ impl Field {
             Field::BackoffMaxMs => count(1, 600_000),
             Field::BackoffStableS => seconds(1.0, 3600.0),
             Field::MaxFrameBytes => count(4096, MAX_FRAME_BYTES_LIMIT),
+            Field::TlsCaFile => Rule::Path,
             Field::StreamDiffDepthMs => Rule::Choice(DIFF_DEPTH_MS),
             Field::StreamPartialDepthLevels => Rule::Choice(PARTIAL_DEPTH_LEVELS),
             Field::RecentCandles => count(1, MAX_RECENT_CANDLES),
@@ -894,6 +903,9 @@ impl Field {
             Field::BackoffMaxMs => Setting::Count(f.backoff_max_ms),
             Field::BackoffStableS => Setting::Seconds(f.backoff_stable_s),
             Field::MaxFrameBytes => count(f.max_frame_bytes),
+            Field::TlsCaFile => {
+                Setting::Text(f.tls_ca_file.as_ref().map(|p| p.display().to_string()))
+            }
             Field::StreamKline => Setting::Flag(s.kline),
             Field::StreamTrade => Setting::Flag(s.trade),
             Field::StreamAggTrade => Setting::Flag(s.agg_trade),
@@ -970,6 +982,7 @@ impl Field {
             Field::BackoffMaxMs => raw.count().map(|v| f.backoff_max_ms = v),
             Field::BackoffStableS => raw.seconds().map(|v| f.backoff_stable_s = v),
             Field::MaxFrameBytes => usize_of(raw).map(|v| f.max_frame_bytes = v),
+            Field::TlsCaFile => raw.opt_text().map(|v| f.tls_ca_file = v.map(PathBuf::from)),
             Field::StreamKline => raw.flag().map(|v| f.streams.kline = v),
             Field::StreamTrade => raw.flag().map(|v| f.streams.trade = v),
             Field::StreamAggTrade => raw.flag().map(|v| f.streams.agg_trade = v),

@@ -39,7 +39,7 @@ pub enum EngineError {
         role: &'static str,
         source: std::io::Error,
     },
-    #[error("bad BINANCE_WS_URL: {0}")]
+    #[error("{0}")]
     Feed(#[from] feed::FeedError),
 }
 
@@ -69,6 +69,9 @@ impl Engine {
     pub fn start(config: &Config, layout: &Layout) -> Result<Engine, EngineError> {
         // Validate the URL before any thread starts, so a typo is one clear error.
         feed::connection::Endpoint::new(&config.binance_ws_url, config.feed.time_unit_microsecond)?;
+        // TLS settings (and any extra CA file) are read here, on the control plane:
+        // file reads never run on a shard's executor.
+        let tls = feed::connection::tls_config(config.feed.tls_ca_file.as_deref())?;
         let stop = Arc::new(AtomicBool::new(false));
         let store = Arc::new(Mutex::new(RecentStore::new(config.engine.recent_candles)));
         let per_shard_connections =
@@ -124,6 +127,7 @@ impl Engine {
         for (plan, assignments, tx, stats) in plans {
             let config = config.clone();
             let stop = stop.clone();
+            let tls = tls.clone();
             let name = format!("shard-{}", plan.index);
             let handle = LocalExecutorBuilder::new(placement(layout, plan.core))
                 .name(&name)
@@ -152,7 +156,8 @@ impl Engine {
                             }
                         })
                     };
-                    if let Err(e) = feed::run(&config, state.clone(), assignments, stop).await {
+                    if let Err(e) = feed::run(&config, state.clone(), assignments, tls, stop).await
+                    {
                         tracing::error!(shard = plan.index, error = %e, "feed stopped");
                     }
                     flusher.await;

@@ -70,6 +70,8 @@ pub enum FeedError {
     },
     #[error("WebSocket handshake failed: {0}")]
     Handshake(#[from] tungstenite::Error),
+    #[error("cannot use the CA file {path} (feed.tls_ca_file): {why}")]
+    CaFile { path: String, why: String },
     #[error("connect timed out after {0:?}")]
     Timeout(Duration),
 }
@@ -141,23 +143,41 @@ impl Endpoint {
     }
 }
 
-/// TLS client settings with the built-in (webpki) root certificates.
-pub fn tls_config() -> Arc<rustls::ClientConfig> {
-    let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+/// TLS client settings: the built-in (webpki) root certificates, plus the certificates
+/// of `extra_ca_file` (PEM) when given. Reads the file, so call it off the executors.
+pub fn tls_config(
+    extra_ca_file: Option<&std::path::Path>,
+) -> Result<Arc<rustls::ClientConfig>, FeedError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+
+    let mut roots =
+        rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = extra_ca_file {
+        let bad = |why: String| FeedError::CaFile {
+            path: path.display().to_string(),
+            why,
+        };
+        let mut added = 0;
+        for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(e.to_string()))? {
+            let cert = cert.map_err(|e| bad(e.to_string()))?;
+            roots.add(cert).map_err(|e| bad(e.to_string()))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(bad("no certificates in the file".into()));
+        }
+    }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map(|b| b.with_root_certificates(roots).with_no_client_auth());
-    match config {
-        Ok(c) => Arc::new(c),
-        // The ring provider supports the default versions; this arm is unreachable in
-        // practice, and an empty-roots config would fail every handshake loudly.
-        Err(_) => Arc::new(
-            rustls::ClientConfig::builder()
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth(),
-        ),
-    }
+        .map_err(|e| FeedError::Tls {
+            host: String::new(),
+            source: std::io::Error::other(e),
+        })?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 /// The byte stream under the WebSocket: plain TCP or TLS over TCP.

@@ -42,6 +42,7 @@ pub async fn run(
     config: &Config,
     shard: Rc<RefCell<ShardState>>,
     assignments: Vec<Vec<String>>,
+    tls: Arc<futures_rustls::rustls::ClientConfig>,
     stop: Arc<AtomicBool>,
 ) -> Result<(), FeedError> {
     let endpoint =
@@ -52,7 +53,7 @@ pub async fn run(
         time_unit: endpoint.time_unit,
         next_request_id: Rc::new(Cell::new(1)),
     };
-    let ctx = Rc::new(pool::PoolCtx::new(session, endpoint, stop));
+    let ctx = Rc::new(pool::PoolCtx::new(session, endpoint, tls, stop));
     let tasks: Vec<_> = assignments
         .into_iter()
         .enumerate()

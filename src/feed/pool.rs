@@ -46,11 +46,16 @@ pub struct PoolCtx {
 }
 
 impl PoolCtx {
-    pub fn new(session: SessionCtx, endpoint: Endpoint, stop: Arc<AtomicBool>) -> PoolCtx {
+    pub fn new(
+        session: SessionCtx,
+        endpoint: Endpoint,
+        tls: Arc<rustls::ClientConfig>,
+        stop: Arc<AtomicBool>,
+    ) -> PoolCtx {
         PoolCtx {
             session,
             endpoint,
-            tls: connection::tls_config(),
+            tls,
             stop,
             limiter: RefCell::new(AttemptLimiter::new(
                 BINANCE_ATTEMPT_WINDOW,
