@@ -23,10 +23,13 @@ pub struct Gap {
 impl Gap {
     /// How many candles the gap spans.
     pub fn candles(&self) -> u64 {
+        let span = self.to_open_ms.saturating_sub(self.from_open_ms).max(0);
+        if let Some(len) = self.interval.fixed_ms() {
+            return (span as u64).div_ceil(len as u64);
+        }
+        // Calendar months: walk them, bounded (the cap only guards corrupt times).
         let mut n = 0u64;
         let mut t = self.from_open_ms;
-        // Bounded: a gap never spans more than this many candles in practice; the cap
-        // only protects against a corrupt open time turning this into a long loop.
         while t < self.to_open_ms && n < MAX_GAP_CANDLES_COUNTED {
             t = self.interval.next_open(t);
             n += 1;
@@ -35,8 +38,26 @@ impl Gap {
     }
 }
 
-/// Upper bound for [`Gap::candles`].
-pub const MAX_GAP_CANDLES_COUNTED: u64 = 10_000_000;
+/// Upper bound for [`Gap::candles`] over calendar months.
+pub const MAX_GAP_CANDLES_COUNTED: u64 = 100_000;
+
+/// Open gaps remembered per (symbol, interval), so a close that arrives late (from the
+/// lagging connection of a rotation) still fills its place. Older gaps are left to the
+/// backfill, which has them recorded.
+pub const MAX_OPEN_GAPS: usize = 16;
+
+/// How far a candle's open time may lie after its event time before the kline is
+/// rejected as implausible (exchange clocks do not run ahead of their own candles).
+pub const MAX_OPEN_AFTER_EVENT_MS: i64 = 60_000;
+
+/// True when a kline's times are consistent: the open time on the interval's grid, the
+/// close time Binance's (next open − 1 ms), and the open not after the event time.
+pub fn plausible(c: &Candle) -> bool {
+    c.open_time_ms >= 0
+        && c.interval.open_time(c.open_time_ms) == c.open_time_ms
+        && c.close_time_ms == c.interval.close_time(c.open_time_ms)
+        && c.open_time_ms <= (c.event_time_us / 1000).saturating_add(MAX_OPEN_AFTER_EVENT_MS)
+}
 
 /// What one kline update did to the state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +78,8 @@ pub enum KlineOutcome {
 pub struct CandleTrack {
     live: Option<Candle>,
     last_closed_open_ms: Option<i64>,
+    /// Gaps not yet filled, `[from, to)` open times, oldest first (bounded).
+    open_gaps: Vec<(i64, i64)>,
 }
 
 impl CandleTrack {
@@ -72,10 +95,13 @@ impl CandleTrack {
     pub fn apply(&mut self, c: &Candle) -> KlineOutcome {
         if let Some(last) = self.last_closed_open_ms {
             if c.open_time_ms <= last {
-                return if c.closed {
-                    KlineOutcome::Duplicate
+                if !c.closed {
+                    return KlineOutcome::Stale;
+                }
+                return if self.fill_gap(c) {
+                    KlineOutcome::Closed { gap: None }
                 } else {
-                    KlineOutcome::Stale
+                    KlineOutcome::Duplicate
                 };
             }
         }
@@ -105,11 +131,44 @@ impl CandleTrack {
                 to_open_ms: c.open_time_ms,
             })
         });
+        if let Some(g) = gap {
+            if self.open_gaps.len() >= MAX_OPEN_GAPS {
+                self.open_gaps.remove(0);
+            }
+            self.open_gaps.push((g.from_open_ms, g.to_open_ms));
+        }
         self.last_closed_open_ms = Some(c.open_time_ms);
         if self.live.is_some_and(|l| l.open_time_ms <= c.open_time_ms) {
             self.live = None;
         }
         KlineOutcome::Closed { gap }
+    }
+
+    /// A closed candle older than the newest close: accepted once if it lies in an open
+    /// gap (which then shrinks or splits), otherwise it is a duplicate.
+    fn fill_gap(&mut self, c: &Candle) -> bool {
+        let t = c.open_time_ms;
+        let Some(i) = self
+            .open_gaps
+            .iter()
+            .position(|&(from, to)| from <= t && t < to)
+        else {
+            return false;
+        };
+        let (from, to) = self.open_gaps.remove(i);
+        let after = c.interval.next_open(t);
+        if after < to {
+            self.open_gaps.insert(i, (after, to));
+        }
+        if from < t {
+            self.open_gaps.insert(i, (from, t));
+        }
+        true
+    }
+
+    /// Gaps not filled yet, `[from, to)` open times.
+    pub fn open_gaps(&self) -> &[(i64, i64)] {
+        &self.open_gaps
     }
 }
 
@@ -177,8 +236,69 @@ mod tests {
         };
         assert_eq!((gap.from_open_ms, gap.to_open_ms), (M, 4 * M));
         assert_eq!(gap.candles(), 3);
-        // An older closed candle arriving late (other connection) is a duplicate, not data.
+        // A close that arrives late (the lagging connection of a rotation) fills its
+        // place in the gap once; a second copy is a duplicate.
+        assert_eq!(
+            t.apply(&candle(2 * M, 3, true)),
+            KlineOutcome::Closed { gap: None }
+        );
         assert_eq!(t.apply(&candle(2 * M, 3, true)), KlineOutcome::Duplicate);
+        assert_eq!(t.open_gaps(), &[(M, 2 * M), (3 * M, 4 * M)]);
+        assert_eq!(
+            t.apply(&candle(M, 4, true)),
+            KlineOutcome::Closed { gap: None }
+        );
+        assert_eq!(
+            t.apply(&candle(3 * M, 4, true)),
+            KlineOutcome::Closed { gap: None }
+        );
+        assert!(t.open_gaps().is_empty());
+        // Outside any gap, an old close is a duplicate.
+        assert_eq!(t.apply(&candle(0, 5, true)), KlineOutcome::Duplicate);
+    }
+
+    #[test]
+    fn open_gaps_are_bounded() {
+        let mut t = CandleTrack::default();
+        for i in 0..(MAX_OPEN_GAPS as i64 + 5) {
+            t.apply(&candle(i * 2 * M, 1, true));
+        }
+        assert_eq!(t.open_gaps().len(), MAX_OPEN_GAPS);
+        // The oldest gaps were dropped (left to the backfill): their candles are duplicates.
+        assert_eq!(t.apply(&candle(M, 2, true)), KlineOutcome::Duplicate);
+    }
+
+    #[test]
+    fn implausible_kline_times_are_rejected() {
+        let ok = candle(2 * M, 2 * M * 1000 + 5, false);
+        assert!(plausible(&ok));
+        let mut off_grid = ok;
+        off_grid.open_time_ms += 1;
+        off_grid.close_time_ms += 1;
+        assert!(!plausible(&off_grid));
+        let mut bad_close = ok;
+        bad_close.close_time_ms += 1;
+        assert!(!plausible(&bad_close));
+        let mut future = ok;
+        future.open_time_ms += 10 * M;
+        future.close_time_ms += 10 * M;
+        assert!(!plausible(&future));
+        let mut negative = ok;
+        negative.open_time_ms = -M;
+        assert!(!plausible(&negative));
+        let far = candle(i64::MAX / 4 / M * M, i64::MAX, true);
+        assert!(!plausible(&far) || far.open_time_ms <= i64::MAX / 1000);
+    }
+
+    #[test]
+    fn gap_counts_use_arithmetic_for_fixed_intervals() {
+        let g = Gap {
+            symbol: Symbol::new("BTCUSDT").unwrap(),
+            interval: Interval::M1,
+            from_open_ms: 0,
+            to_open_ms: 1_000_000 * M,
+        };
+        assert_eq!(g.candles(), 1_000_000);
     }
 
     #[test]

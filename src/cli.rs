@@ -113,12 +113,20 @@ fn dispatch(cli: Cli, env: Result<HashMap<String, String>, ConfigError>) -> Resu
     let path = cli.config.as_deref();
     let load = || -> Result<Config, Failure> { Ok(config::load(path, env_ref(&env)?)?) };
     match cli.command {
-        Command::Run => crate::engine::run(load()?).map_err(Failure::Runtime),
-        Command::Demo(args) => crate::demo::run(args, load()?).map_err(Failure::Runtime),
+        Command::Run => {
+            let config = load()?;
+            check_layout(&config)?;
+            crate::engine::run(config).map_err(Failure::Runtime)
+        }
+        Command::Demo(args) => {
+            let config = load()?;
+            check_layout(&config)?;
+            crate::demo::run(args, config).map_err(Failure::Runtime)
+        }
         Command::Simulate(args) => crate::simulator::run_cli(*args).map_err(Failure::Runtime),
         Command::Config(ConfigCommand::Check) => {
             let config = load()?;
-            let layout = plan_layout(&config)?;
+            let layout = check_layout(&config)?;
             print!("{}", check_summary(&config, &layout));
             Ok(())
         }
@@ -139,6 +147,15 @@ fn env_ref(
     env: &Result<HashMap<String, String>, ConfigError>,
 ) -> Result<&HashMap<String, String>, Failure> {
     env.as_ref().map_err(|e| Failure::Usage(e.to_string()))
+}
+
+/// The layout for this host, with its exchange connections planned: a bad shard map or
+/// more connections than `BINANCE_MAX_CONNECTIONS` allows are configuration errors
+/// (exit 2), found before anything starts.
+fn check_layout(config: &Config) -> Result<topology::Layout, Failure> {
+    let layout = plan_layout(config)?;
+    crate::engine::plan_connections(config, &layout).map_err(|e| Failure::Usage(e.to_string()))?;
+    Ok(layout)
 }
 
 fn plan_layout(config: &Config) -> Result<topology::Layout, Failure> {

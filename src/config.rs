@@ -1991,7 +1991,7 @@ mod tests {
                 "{field:?}"
             );
         }
-        assert_eq!(env_names.len(), 20);
+        assert_eq!(env_names.len(), 21);
     }
 
     #[test]

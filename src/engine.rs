@@ -30,6 +30,11 @@ pub enum EngineError {
         shard: usize,
         source: feed::protocol::CapacityError,
     },
+    #[error(
+        "the shards need {needed} exchange connections but BINANCE_MAX_CONNECTIONS={allowed}: \
+         raise it, raise feed.max_streams_per_connection (at most 1024), or use fewer shards"
+    )]
+    TooManyConnections { needed: usize, allowed: usize },
     #[error("cannot start the {role} executor: {why}")]
     Executor { role: String, why: String },
     #[error("cannot listen on {addr}: {why}; set DASHBOARD_ADDR to a free address")]
@@ -42,6 +47,9 @@ pub enum EngineError {
     #[error("{0}")]
     Feed(#[from] feed::FeedError),
 }
+
+/// How long a stopping shard waits for the sink to take its last records.
+const SHUTDOWN_HANDOVER: Duration = Duration::from_secs(10);
 
 /// How often the shard flushes records waiting for ring space when its sockets are quiet.
 const FLUSH_EVERY: Duration = Duration::from_millis(2);
@@ -65,6 +73,34 @@ fn placement(layout: &Layout, core: Option<usize>) -> Placement {
     }
 }
 
+/// The streams of each shard's connections: as few connections as each shard's
+/// streams need, together within `BINANCE_MAX_CONNECTIONS`. A configuration error
+/// otherwise (checked by `config check` as well as at startup).
+pub fn plan_connections(
+    config: &Config,
+    layout: &Layout,
+) -> Result<Vec<Vec<Vec<String>>>, EngineError> {
+    let mut out = Vec::with_capacity(layout.shards.len());
+    for plan in &layout.shards {
+        let assignments =
+            feed::plan_connections(config, &plan.symbols, config.binance_max_connections).map_err(
+                |source| EngineError::Capacity {
+                    shard: plan.index,
+                    source,
+                },
+            )?;
+        out.push(assignments);
+    }
+    let needed: usize = out.iter().map(Vec::len).sum();
+    if needed > config.binance_max_connections {
+        return Err(EngineError::TooManyConnections {
+            needed,
+            allowed: config.binance_max_connections,
+        });
+    }
+    Ok(out)
+}
+
 impl Engine {
     pub fn start(config: &Config, layout: &Layout) -> Result<Engine, EngineError> {
         // Validate the URL before any thread starts, so a typo is one clear error.
@@ -74,18 +110,18 @@ impl Engine {
         let tls = feed::connection::tls_config(config.feed.tls_ca_file.as_deref())?;
         let stop = Arc::new(AtomicBool::new(false));
         let store = Arc::new(Mutex::new(RecentStore::new(config.engine.recent_candles)));
-        let per_shard_connections =
-            (config.binance_max_connections / layout.shards.len().max(1)).max(1);
+        // Binance counts connection attempts per IP: one limiter for every shard, and
+        // each instance of a scale-out deployment takes its share.
+        let limiter = Arc::new(Mutex::new(feed::backoff::AttemptLimiter::new(
+            feed::backoff::BINANCE_ATTEMPT_WINDOW,
+            feed::backoff::DEFAULT_ATTEMPT_LIMIT / config.engine.instance_count.max(1) as usize,
+        )));
 
         let mut views = Vec::new();
         let mut consumers = Vec::new();
         let mut plans = Vec::new();
-        for plan in &layout.shards {
-            let assignments = feed::plan_connections(config, &plan.symbols, per_shard_connections)
-                .map_err(|source| EngineError::Capacity {
-                    shard: plan.index,
-                    source,
-                })?;
+        let connection_plan = plan_connections(config, layout)?;
+        for (plan, assignments) in layout.shards.iter().zip(connection_plan) {
             let (tx, rx) = ring::ring::<Envelope>(
                 format!("shard{}->memory", plan.index),
                 config.max_queue_size,
@@ -128,6 +164,7 @@ impl Engine {
             let config = config.clone();
             let stop = stop.clone();
             let tls = tls.clone();
+            let limiter = limiter.clone();
             let name = format!("shard-{}", plan.index);
             let handle = LocalExecutorBuilder::new(placement(layout, plan.core))
                 .name(&name)
@@ -156,17 +193,26 @@ impl Engine {
                             }
                         })
                     };
-                    if let Err(e) = feed::run(&config, state.clone(), assignments, tls, stop).await
+                    if let Err(e) =
+                        feed::run(&config, state.clone(), assignments, tls, limiter, stop).await
                     {
                         tracing::error!(shard = plan.index, error = %e, "feed stopped");
                     }
                     flusher.await;
-                    // Hand over anything still waiting for ring space before exiting.
-                    for _ in 0..1000 {
-                        if state.borrow_mut().flush() == 0 {
-                            break;
-                        }
+                    // Hand over anything still waiting for ring space before exiting;
+                    // the sink keeps draining until every shard has stopped.
+                    let deadline = std::time::Instant::now() + SHUTDOWN_HANDOVER;
+                    let mut left = state.borrow_mut().flush();
+                    while left > 0 && std::time::Instant::now() < deadline {
                         glommio::timer::sleep(Duration::from_millis(1)).await;
+                        left = state.borrow_mut().flush();
+                    }
+                    if left > 0 {
+                        tracing::error!(
+                            shard = plan.index,
+                            records = left,
+                            "shutdown: records still waiting for the sink were dropped"
+                        );
                     }
                 })
                 .map_err(|e| EngineError::Executor {

@@ -246,7 +246,7 @@ impl Interval {
     /// Open time (ms) of the candle after the one opening at `open_ms`.
     pub fn next_open(self, open_ms: i64) -> i64 {
         match self.fixed_ms() {
-            Some(len) => open_ms + len,
+            Some(len) => open_ms.saturating_add(len),
             None => {
                 let (y, m, _) = civil_from_days(open_ms.div_euclid(DAY_MS));
                 let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };

@@ -81,6 +81,8 @@ pub struct ShardStats {
     pub depth_updates: Counter,
     pub partial_depths: Counter,
     pub duplicates: Counter,
+    /// Klines whose times are inconsistent (see `candle::plausible`), dropped.
+    pub implausible_klines: Counter,
     pub stale: Counter,
     pub candles_closed: Counter,
     pub gaps: Counter,

@@ -163,6 +163,12 @@ impl ShardState {
     }
 
     fn on_kline(&mut self, c: &Candle, recv_ns: u64) {
+        if !crate::candle::plausible(c) {
+            // Times off the interval's grid or ahead of the event: counted, not kept, so
+            // one corrupt kline cannot poison the series.
+            self.stats.implausible_klines.inc();
+            return;
+        }
         let (Some(&sym), Some(tf)) = (
             self.symbols.get(&c.symbol),
             self.interval_slot[c.interval as usize],
@@ -252,8 +258,12 @@ mod tests {
     use crate::ring::ring;
 
     fn kline(open: i64, event_us: i64, closed: bool) -> Event<'static> {
+        // Event times are offsets into the candle, as the exchange stamps them.
         Event::Kline(crate::market::testing::candle(
-            "BTCUSDT", open, event_us, closed,
+            "BTCUSDT",
+            open,
+            open * 1000 + event_us,
+            closed,
         ))
     }
 
@@ -307,6 +317,14 @@ mod tests {
             matches!(recs[1].record, Record::Gap(g) if g.from_open_ms == 60_000 && g.to_open_ms == 180_000)
         );
         assert!(recs.iter().all(|e| e.shard == 3));
+        // A kline whose times are off the grid is counted and dropped.
+        let mut skewed = kline(5 * 60_000, 1, true);
+        if let Event::Kline(c) = &mut skewed {
+            c.open_time_ms += 7;
+        }
+        s.on_event(&skewed, None, 0);
+        assert_eq!(stats.implausible_klines.get(), 1);
+        assert_eq!(stats.candles_closed.get(), 2);
         // A kline of a symbol this shard does not own is counted, not stored.
         let mut other = kline(0, 1, true);
         if let Event::Kline(c) = &mut other {

@@ -52,21 +52,18 @@ impl RecentStore {
     /// replays and rotations never double a row.
     pub fn insert_closed(&mut self, c: &Candle) {
         let s = self.series.entry((c.symbol, c.interval)).or_default();
-        if s.closed
-            .iter()
-            .rev()
-            .take(8)
-            .any(|x| x.open_time_ms == c.open_time_ms)
-        {
-            self.duplicates_ignored += 1;
-            return;
-        }
-        // Keep open-time order even if a late candle arrives (backfill).
-        let pos = s
+        // The series is kept in open-time order, so one binary search finds both a
+        // duplicate and the place of a late candle (gap fill, backfill).
+        let pos = match s
             .closed
-            .iter()
-            .rposition(|x| x.open_time_ms < c.open_time_ms)
-            .map_or(0, |p| p + 1);
+            .binary_search_by_key(&c.open_time_ms, |x| x.open_time_ms)
+        {
+            Ok(_) => {
+                self.duplicates_ignored += 1;
+                return;
+            }
+            Err(pos) => pos,
+        };
         s.closed.insert(pos, *c);
         if s.live.is_some_and(|l| l.open_time_ms <= c.open_time_ms) {
             s.live = None;
@@ -113,28 +110,49 @@ impl RecentStore {
         self.outages.iter()
     }
 
-    /// Closed candles, newest first, optionally filtered, at most `limit`.
+    /// Closed candles, newest first, optionally filtered, at most `limit`. Work and
+    /// memory stay O(limit) per series visited: one series is looked up directly, and
+    /// across series the candidates are cut back to `limit` as they accumulate.
     pub fn closed(
         &self,
         symbol: Option<Symbol>,
         interval: Option<Interval>,
         limit: usize,
     ) -> Vec<Candle> {
-        let mut out: Vec<Candle> = self
-            .series
-            .iter()
-            .filter(|((s, i), _)| {
-                symbol.is_none_or(|x| x == *s) && interval.is_none_or(|x| x == *i)
-            })
-            .flat_map(|(_, series)| series.closed.iter().rev().take(limit).copied())
-            .collect();
-        out.sort_by(|a, b| {
+        if let (Some(s), Some(i)) = (symbol, interval) {
+            return self
+                .series
+                .get(&(s, i))
+                .map(|series| series.closed.iter().rev().take(limit).copied().collect())
+                .unwrap_or_default();
+        }
+        let newest_first = |a: &Candle, b: &Candle| {
             b.open_time_ms
                 .cmp(&a.open_time_ms)
                 .then(a.symbol.cmp(&b.symbol))
-        });
+                .then(a.interval.cmp(&b.interval))
+        };
+        let mut out: Vec<Candle> = Vec::new();
+        for ((s, i), series) in &self.series {
+            if symbol.is_some_and(|x| x != *s) || interval.is_some_and(|x| x != *i) {
+                continue;
+            }
+            out.extend(series.closed.iter().rev().take(limit).copied());
+            if out.len() > limit.saturating_mul(2) {
+                out.sort_by(newest_first);
+                out.truncate(limit);
+            }
+        }
+        out.sort_by(newest_first);
         out.truncate(limit);
         out
+    }
+
+    /// The newest closed candle of one series.
+    pub fn last_closed(&self, symbol: Symbol, interval: Interval) -> Option<Candle> {
+        self.series
+            .get(&(symbol, interval))
+            .and_then(|s| s.closed.back().copied())
     }
 
     pub fn live(&self, symbol: Option<Symbol>, interval: Option<Interval>) -> Vec<Candle> {
@@ -183,6 +201,35 @@ mod tests {
         assert_eq!(got, [4, 3, 2]);
         assert_eq!(s.closed(None, Some(Interval::H1), 10).len(), 0);
         assert_eq!(s.closed(None, None, 1).len(), 1);
+    }
+
+    #[test]
+    fn old_duplicates_are_found_anywhere_in_the_series() {
+        let mut s = RecentStore::new(100);
+        for i in 0..50 {
+            s.insert_closed(&c(i * 60_000, true));
+        }
+        s.insert_closed(&c(3 * 60_000, true));
+        assert_eq!(s.duplicates_ignored, 1);
+        assert_eq!(s.closed_total, 50);
+        let last = s
+            .last_closed("ETHUSDT".parse().unwrap(), Interval::M1)
+            .unwrap();
+        assert_eq!(last.open_time_ms, 49 * 60_000);
+        // Unfiltered queries over many series stay bounded by the limit.
+        let mut many = RecentStore::new(100);
+        for sym in ["AAAUSDT", "BBBUSDT", "CCCUSDT"] {
+            for i in 0..40 {
+                let mut k = c(i * 60_000, true);
+                k.symbol = sym.parse().unwrap();
+                many.insert_closed(&k);
+            }
+        }
+        let got = many.closed(None, None, 5);
+        assert_eq!(got.len(), 5);
+        assert!(got
+            .iter()
+            .all(|k| k.open_time_ms == 39 * 60_000 || k.open_time_ms == 38 * 60_000));
     }
 
     #[test]

@@ -183,7 +183,7 @@ fn max_age_rotation_loses_and_doubles_nothing() {
     let run = start(
         SimConfigExt::with(sim_config(&SYMS), |c| {
             c.max_connection_age = Duration::from_secs(3);
-            c.shutdown_grace = Duration::from_secs(2);
+            c.shutdown_grace = Duration::from_secs(5);
         }),
         |c| c.feed.rotation_overlap_s = 0.3,
         &SYMS,
@@ -211,6 +211,47 @@ fn max_age_rotation_loses_and_doubles_nothing() {
         0,
         "no candle lost across rotations"
     );
+    assert_eq!(
+        run.engine.status().store.lock().unwrap().duplicates_ignored,
+        0
+    );
+    for s in SYMS {
+        let c = closed(&run, s, Interval::M1);
+        assert_contiguous(&c);
+        assert_match_rest(&run, s, Interval::M1, &c);
+    }
+}
+
+#[test]
+fn the_engines_own_age_limit_rotates_make_before_break() {
+    let run = start(
+        sim_config(&SYMS),
+        |c| {
+            c.feed.max_connection_age_s = 4.0;
+            c.feed.rotate_before_s = 2.0;
+            c.feed.rotation_overlap_s = 0.3;
+        },
+        &SYMS,
+        &[Interval::M1],
+    );
+    assert!(
+        wait_until(Duration::from_secs(40), || shard_sum(&run, |s| s
+            .rotations
+            .get())
+            >= 3
+            && SYMS
+                .iter()
+                .all(|s| closed(&run, s, Interval::M1).len() >= 8)),
+        "{}",
+        run.engine.status().snapshot()
+    );
+    assert_eq!(
+        run.sim.stats().server_shutdowns_sent,
+        0,
+        "rotations came from the engine"
+    );
+    assert_eq!(shard_sum(&run, |s| s.reconnects.get()), 0);
+    assert_eq!(shard_sum(&run, |s| s.gaps.get()), 0);
     assert_eq!(
         run.engine.status().store.lock().unwrap().duplicates_ignored,
         0

@@ -117,6 +117,7 @@ fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
 
 #[test]
 fn wss_with_a_trusted_ca_delivers_candles_and_an_untrusted_one_is_refused() {
+    let _serial = serial();
     let sim = alphapulse::simulator::start(sim_config(&["BTCUSDT"])).expect("simulator");
     let key = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
     let cert_pem = key.cert.pem();

@@ -129,6 +129,14 @@ impl Response {
 
     /// Serialises the status line, headers and body.
     pub fn to_bytes(&self, keep_alive: bool) -> Vec<u8> {
+        let mut out = self.head_bytes(keep_alive);
+        out.extend_from_slice(&self.body);
+        out
+    }
+
+    /// The status line and headers alone (a HEAD response: `Content-Length` still
+    /// names the body a GET would get).
+    pub fn head_bytes(&self, keep_alive: bool) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.body.len() + 160);
         out.extend_from_slice(
             format!(
@@ -141,7 +149,6 @@ impl Response {
             )
             .as_bytes(),
         );
-        out.extend_from_slice(&self.body);
         out
     }
 }
@@ -223,5 +230,7 @@ mod tests {
         assert!(text.contains("Content-Length: 21\r\n"));
         assert!(text.contains("Connection: close\r\n"));
         assert!(text.ends_with("{\"error\":\"not found\"}"));
+        let head = String::from_utf8(r.head_bytes(true)).unwrap();
+        assert!(head.ends_with("\r\n\r\n") && head.contains("Content-Length: 21\r\n"));
     }
 }

@@ -27,8 +27,6 @@ use crate::market::{Interval, Symbol};
 pub const HEAD_DEADLINE: Duration = Duration::from_secs(10);
 /// An idle keep-alive connection is closed after this.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Largest request body accepted (the API takes none; this only drains small ones).
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Concurrent HTTP connections; more are refused with 503 until some close.
 pub const MAX_HTTP_CONNECTIONS: usize = 4096;
 /// Default and largest `limit` of list endpoints (DESIGN.md).
@@ -79,8 +77,11 @@ async fn handle_connection(mut stream: TcpStream, ctx: &StatusContext, stop: &At
     let mut buf = Vec::with_capacity(2048);
     let mut chunk = [0u8; 4096];
     loop {
-        // Read one request head, within the head deadline (idle timeout before the first byte).
-        let started = Instant::now();
+        // Read one request head: an idle keep-alive connection may wait IDLE_TIMEOUT for
+        // its next request; once the first byte is in, the head must complete within
+        // HEAD_DEADLINE of it (slowloris).
+        let idle_since = Instant::now();
+        let mut first_byte_at: Option<Instant> = (!buf.is_empty()).then(Instant::now);
         let req = loop {
             match http::parse_head(&buf) {
                 Ok(Some(req)) => break req,
@@ -98,12 +99,10 @@ async fn handle_connection(mut stream: TcpStream, ctx: &StatusContext, stop: &At
                     return;
                 }
             }
-            let limit = if buf.is_empty() {
-                IDLE_TIMEOUT
-            } else {
-                HEAD_DEADLINE
+            let left = match first_byte_at {
+                None => IDLE_TIMEOUT.saturating_sub(idle_since.elapsed()),
+                Some(t) => HEAD_DEADLINE.saturating_sub(t.elapsed()),
             };
-            let left = limit.saturating_sub(started.elapsed());
             if left.is_zero() || stop.load(Ordering::Relaxed) {
                 return;
             }
@@ -115,34 +114,30 @@ async fn handle_connection(mut stream: TcpStream, ctx: &StatusContext, stop: &At
             match read {
                 None => continue,
                 Some(Ok(0)) | Some(Err(_)) => return,
-                Some(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+                Some(Ok(n)) => {
+                    first_byte_at.get_or_insert_with(Instant::now);
+                    buf.extend_from_slice(&chunk[..n]);
+                }
             }
         };
-        if req.content_length > MAX_BODY_BYTES {
+        if req.content_length > 0 {
+            // No route takes a body; refusing one (and closing) means no client can
+            // hold a connection open by announcing a body it never sends.
             let _ = stream
-                .write_all(&Response::error(413, "request body too large").to_bytes(false))
+                .write_all(&Response::error(413, "request bodies are not accepted").to_bytes(false))
                 .await;
             return;
         }
-        // Drain a small body (not used by any route).
-        let mut needed = req.head_len + req.content_length;
-        while buf.len() < needed {
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
         let response = route(&req, ctx);
-        if stream
-            .write_all(&response.to_bytes(req.keep_alive))
-            .await
-            .is_err()
-            || !req.keep_alive
-        {
+        let bytes = if req.method == "HEAD" {
+            response.head_bytes(req.keep_alive)
+        } else {
+            response.to_bytes(req.keep_alive)
+        };
+        if stream.write_all(&bytes).await.is_err() || !req.keep_alive {
             return;
         }
-        needed = needed.min(buf.len());
-        buf.drain(..needed);
+        buf.drain(..req.head_len.min(buf.len()));
     }
 }
 

@@ -173,6 +173,7 @@ fn shard_json(s: &ShardView) -> Value {
             "partial_depth": st.partial_depths.get(),
         },
         "duplicates": st.duplicates.get(),
+        "implausible_klines": st.implausible_klines.get(),
         "stale": st.stale.get(),
         "candles_closed": st.candles_closed.get(),
         "gaps": st.gaps.get(),

@@ -72,6 +72,8 @@ pub enum FeedError {
     Handshake(#[from] tungstenite::Error),
     #[error("cannot use the CA file {path} (feed.tls_ca_file): {why}")]
     CaFile { path: String, why: String },
+    #[error("the engine is stopping")]
+    Stopped,
     #[error("connect timed out after {0:?}")]
     Timeout(Duration),
 }
@@ -472,6 +474,8 @@ async fn session_loop(
             // Never-lost records are waiting at their bound: stop reading (TCP
             // backpressure) until the sink drains the ring.
             stats.backpressure_pauses.inc();
+            // Not reading is our choice, not the exchange's silence.
+            last_rx = Instant::now();
             glommio::timer::sleep(Duration::from_millis(1)).await;
             continue;
         }
@@ -531,20 +535,28 @@ async fn session_loop(
                                     acked += streams.len();
                                 }
                             }
-                            if queue.is_empty()
-                                && pending.is_empty()
-                                && acked > 0
-                                && handle.phase.get() != Phase::Live
-                            {
-                                handle.phase.set(Phase::Live);
-                                stats.connections_live.inc();
-                            }
                         }
-                        Ok(Message::Error { code, msg, .. }) => {
+                        Ok(Message::Error { id, code, msg }) => {
+                            // A rejected request is final: resending the same streams
+                            // would be rejected again. Count it, say which, go on.
+                            let rejected = match id {
+                                Some(RequestId::Number(id)) => pending.ack(id),
+                                _ => None,
+                            };
                             stats.subscribe_errors.inc();
-                            tracing::warn!(code, msg, "exchange rejected a request");
+                            tracing::warn!(code, msg, streams = ?rejected, "exchange rejected a request");
                         }
                         Err(e) => stats.parse_error(e.reason()),
+                    }
+                    if queue.is_empty()
+                        && pending.is_empty()
+                        && handle.phase.get() == Phase::Subscribing
+                    {
+                        if acked == 0 {
+                            return SessionEnd::SubscribeFailed;
+                        }
+                        handle.phase.set(Phase::Live);
+                        stats.connections_live.inc();
                     }
                     // Parser counters are cumulative per connection; publish the deltas.
                     let p = &parser.stats;

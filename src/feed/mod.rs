@@ -43,6 +43,7 @@ pub async fn run(
     shard: Rc<RefCell<ShardState>>,
     assignments: Vec<Vec<String>>,
     tls: Arc<futures_rustls::rustls::ClientConfig>,
+    limiter: Arc<std::sync::Mutex<backoff::AttemptLimiter>>,
     stop: Arc<AtomicBool>,
 ) -> Result<(), FeedError> {
     let endpoint =
@@ -53,7 +54,7 @@ pub async fn run(
         time_unit: endpoint.time_unit,
         next_request_id: Rc::new(Cell::new(1)),
     };
-    let ctx = Rc::new(pool::PoolCtx::new(session, endpoint, tls, stop));
+    let ctx = Rc::new(pool::PoolCtx::new(session, endpoint, tls, limiter, stop));
     let tasks: Vec<_> = assignments
         .into_iter()
         .enumerate()

@@ -11,16 +11,16 @@
 //! for the overlap time, then the old one closes. Events seen on both are de-duplicated
 //! by the shard on their natural keys, so nothing is lost or doubled.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_rustls::rustls;
 use glommio::task::JoinHandle;
 
-use super::backoff::{AttemptLimiter, Backoff, BINANCE_ATTEMPT_WINDOW, DEFAULT_ATTEMPT_LIMIT};
+use super::backoff::{AttemptLimiter, Backoff};
 use super::connection::{self, ConnHandle, Endpoint, Phase, SessionCtx, SessionEnd};
 use crate::metrics::ShardStats;
 
@@ -41,7 +41,9 @@ pub struct PoolCtx {
     pub endpoint: Endpoint,
     pub tls: Arc<rustls::ClientConfig>,
     pub stop: Arc<AtomicBool>,
-    limiter: RefCell<AttemptLimiter>,
+    /// Shared by every shard of the process: Binance counts attempts per IP. Locked
+    /// only around a connection attempt (control path, never per message).
+    limiter: Arc<Mutex<AttemptLimiter>>,
     next_conn_id: Cell<u64>,
 }
 
@@ -50,6 +52,7 @@ impl PoolCtx {
         session: SessionCtx,
         endpoint: Endpoint,
         tls: Arc<rustls::ClientConfig>,
+        limiter: Arc<Mutex<AttemptLimiter>>,
         stop: Arc<AtomicBool>,
     ) -> PoolCtx {
         PoolCtx {
@@ -57,10 +60,7 @@ impl PoolCtx {
             endpoint,
             tls,
             stop,
-            limiter: RefCell::new(AttemptLimiter::new(
-                BINANCE_ATTEMPT_WINDOW,
-                DEFAULT_ATTEMPT_LIMIT,
-            )),
+            limiter,
             next_conn_id: Cell::new(1),
         }
     }
@@ -88,15 +88,28 @@ impl PoolCtx {
     /// One connection attempt (respecting the attempt limiter); spawns its session.
     async fn open(self: &Rc<Self>, streams: &[String]) -> Result<Live, connection::FeedError> {
         let stats = self.stats();
+        let mut warned = false;
         loop {
-            let wait = self.limiter.borrow_mut().delay(Instant::now());
+            if self.stopping() {
+                return Err(connection::FeedError::Stopped);
+            }
+            let wait = {
+                let mut limiter = self.limiter.lock().unwrap_or_else(|p| p.into_inner());
+                let wait = limiter.delay(Instant::now());
+                if wait.is_zero() {
+                    limiter.record(Instant::now());
+                }
+                wait
+            };
             if wait.is_zero() {
                 break;
             }
-            tracing::warn!(?wait, "connection attempts at their limit; waiting");
+            if !warned {
+                tracing::warn!(?wait, "connection attempts at their limit; waiting");
+                warned = true;
+            }
             self.pause(wait).await;
         }
-        self.limiter.borrow_mut().record(Instant::now());
         stats.connection_attempts.inc();
         let ws = connection::connect(&self.endpoint, &self.session.feed, &self.tls).await?;
         let id = self.next_conn_id.get();
@@ -187,17 +200,29 @@ pub async fn supervise(ctx: Rc<PoolCtx>, slot: usize, streams: Vec<String>) {
 
         if let Some(reason) = live.handle.rotate.get() {
             tracing::info!(slot, conn = live.handle.id, ?reason, "rotating connection");
-            match rotate(&ctx, &streams, overlap).await {
-                Some(next) => {
+            match rotate(&ctx, live, &streams, overlap).await {
+                Rotation::Replaced(next) => {
                     stats.rotations.inc();
                     if let Some(old) = current.replace(next) {
                         old.handle.close.set(true);
                         let _ = old.task.await;
                     }
                 }
-                None => {
+                Rotation::OldEnded(next) => {
+                    // The old connection went before the replacement was ready: its
+                    // last event starts an outage that the replacement's first ends.
+                    stats.rotations.inc();
+                    if let Some(old) = current.replace(next) {
+                        let last = old.handle.last_event_us.get();
+                        if outage_from_us.is_none() && last != 0 {
+                            outage_from_us = Some(last);
+                        }
+                        let _ = old.task.await;
+                    }
+                }
+                Rotation::Failed => {
                     // No replacement could be made live: keep the old connection until
-                    // it ends, then fall back to reconnecting. Try again later.
+                    // it ends (then reconnect as usual); try again after a backoff.
                     live.handle.rotate.set(None);
                     ctx.pause(backoff.next_delay(fastrand::f64())).await;
                 }
@@ -213,14 +238,24 @@ pub async fn supervise(ctx: Rc<PoolCtx>, slot: usize, streams: Vec<String>) {
     }
 }
 
-/// Opens a replacement and waits until it is live, then lets both overlap. Returns
-/// `None` (and closes the replacement) if it does not become live in time.
-async fn rotate(ctx: &Rc<PoolCtx>, streams: &[String], overlap: Duration) -> Option<Live> {
+/// How a rotation ended.
+enum Rotation {
+    /// The replacement is live and overlapped with the old connection.
+    Replaced(Live),
+    /// The old connection ended first; the replacement takes over at once.
+    OldEnded(Live),
+    /// No replacement became live in time (it was closed).
+    Failed,
+}
+
+/// Opens a replacement, waits until it is live (every subscription acknowledged), then
+/// lets both connections overlap. Watches the old connection throughout.
+async fn rotate(ctx: &Rc<PoolCtx>, old: &Live, streams: &[String], overlap: Duration) -> Rotation {
     let next = match ctx.open(streams).await {
         Ok(next) => next,
         Err(e) => {
             tracing::warn!(error = %e, "replacement connection failed");
-            return None;
+            return Rotation::Failed;
         }
     };
     let deadline = Instant::now() + REPLACEMENT_DEADLINE;
@@ -228,13 +263,24 @@ async fn rotate(ctx: &Rc<PoolCtx>, streams: &[String], overlap: Duration) -> Opt
         && Instant::now() < deadline
         && !ctx.stopping()
     {
+        if old.handle.phase.get() == Phase::Ended {
+            return Rotation::OldEnded(next);
+        }
         glommio::timer::sleep(SUPERVISE_EVERY).await;
     }
     if next.handle.phase.get() != Phase::Live {
         next.handle.close.set(true);
         let _ = next.task.await;
-        return None;
+        return Rotation::Failed;
     }
     ctx.pause(overlap).await;
-    Some(next)
+    match (next.handle.phase.get(), old.handle.phase.get()) {
+        (Phase::Live, Phase::Ended) => Rotation::OldEnded(next),
+        (Phase::Live, _) => Rotation::Replaced(next),
+        _ => {
+            // The replacement died during the overlap: keep the old one.
+            let _ = next.task.await;
+            Rotation::Failed
+        }
+    }
 }

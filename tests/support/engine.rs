@@ -46,8 +46,18 @@ pub fn engine_config(sim: &SimHandle, names: &[&str], timeframes: &[Interval]) -
 }
 
 pub struct Running {
-    pub sim: SimHandle,
+    // Field order is drop order: the engine stops before the simulator, and the
+    // serialisation guard is released last.
     pub engine: Engine,
+    pub sim: SimHandle,
+    _serial: std::sync::MutexGuard<'static, ()>,
+}
+
+/// End-to-end tests measure timing-sensitive behaviour (rotations within a grace
+/// period, pings within a timeout) on a 2-core machine: they run one at a time.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 pub fn start(
@@ -56,13 +66,18 @@ pub fn start(
     names: &[&str],
     tfs: &[Interval],
 ) -> Running {
+    let serial = serial();
     let sim = simulator::start(sim).expect("simulator starts");
     let mut config = engine_config(&sim, names, tfs);
     tweak(&mut config);
     let layout = alphapulse::topology::plan(&config, None, &alphapulse::topology::allowed_cores())
         .expect("layout");
     let engine = Engine::start(&config, &layout).expect("engine starts");
-    Running { sim, engine }
+    Running {
+        engine,
+        sim,
+        _serial: serial,
+    }
 }
 
 /// Polls `cond` every 20 ms until it holds or `timeout` passes; returns whether it held.
