@@ -155,6 +155,8 @@ fn env_ref(
 fn check_layout(config: &Config) -> Result<topology::Layout, Failure> {
     let layout = plan_layout(config)?;
     crate::engine::plan_connections(config, &layout).map_err(|e| Failure::Usage(e.to_string()))?;
+    crate::feed::connection::tls_config(config.feed.tls_ca_file.as_deref())
+        .map_err(|e| Failure::Usage(e.to_string()))?;
     Ok(layout)
 }
 

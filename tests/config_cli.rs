@@ -228,9 +228,19 @@ fn the_shipped_shard_maps_check_ok_unpinned() {
 
     let metal = format!("{root}/shards/bare-metal-16core.toml");
     let symbols: Vec<String> = (0..24).map(|i| format!("S{i}USDT")).collect();
-    let out = run(
+    // Each shard owns its sockets: twelve shards need at least twelve connections.
+    let line = usage_error(&run(
         &["config", "check"],
         &[("SHARD_MAP", &metal), ("SYMBOLS", &symbols.join(","))],
+    ));
+    assert!(line.contains("need 12 exchange connections"), "{line}");
+    let out = run(
+        &["config", "check"],
+        &[
+            ("SHARD_MAP", &metal),
+            ("SYMBOLS", &symbols.join(",")),
+            ("BINANCE_MAX_CONNECTIONS", "12"),
+        ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(
@@ -373,4 +383,38 @@ fn help_and_version_exit_0() {
     let out = run(&["--version"], &[]);
     assert_eq!(out.status.code(), Some(0));
     assert!(stdout(&out).starts_with("alphapulse "));
+}
+
+#[test]
+fn too_many_connections_or_a_missing_ca_file_exit_2_before_starting() {
+    let symbols: Vec<String> = (0..300).map(|i| format!("S{i:03}USDT")).collect();
+    let symbols = symbols.join(",");
+    // 300 symbols × 2 timeframes = 600 streams; 2 connections × 200 streams hold 400.
+    for command in [&["config", "check"][..], &["run"][..]] {
+        let out = run(
+            command,
+            &[
+                ("SYMBOLS", symbols.as_str()),
+                ("TIMEFRAMES", "1m,5m"),
+                ("BINANCE_MAX_CONNECTIONS", "2"),
+                ("ALPHAPULSE_PIN_CORES", "false"),
+            ],
+        );
+        let line = usage_error(&out);
+        assert!(
+            line.contains("BINANCE_MAX_CONNECTIONS"),
+            "{command:?}: {line}"
+        );
+    }
+    for command in [&["config", "check"][..], &["run"][..]] {
+        let out = run(
+            command,
+            &[
+                ("BINANCE_TLS_CA_FILE", "/nonexistent/ca.pem"),
+                ("ALPHAPULSE_PIN_CORES", "false"),
+            ],
+        );
+        let line = usage_error(&out);
+        assert!(line.contains("feed.tls_ca_file"), "{command:?}: {line}");
+    }
 }
