@@ -64,6 +64,30 @@ fn assert_match_rest(run: &Running, symbol: &str, tf: Interval, candles: &[Candl
     }
 }
 
+/// After rotations: no reconnect, no gap, no duplicate row, and every closed candle
+/// contiguous and equal to the simulator's REST klines.
+fn assert_rotations_lost_and_doubled_nothing(run: &Running) {
+    assert_eq!(
+        shard_sum(run, |s| s.reconnects.get()),
+        0,
+        "rotations are not reconnects"
+    );
+    assert_eq!(
+        shard_sum(run, |s| s.gaps.get()),
+        0,
+        "no candle lost across rotations"
+    );
+    assert_eq!(
+        run.engine.status().store.lock().unwrap().duplicates_ignored,
+        0
+    );
+    for s in SYMS {
+        let c = closed(run, s, Interval::M1);
+        assert_contiguous(&c);
+        assert_match_rest(run, s, Interval::M1, &c);
+    }
+}
+
 fn total_closed(run: &Running) -> u64 {
     run.engine
         .status()
@@ -201,25 +225,7 @@ fn max_age_rotation_loses_and_doubles_nothing() {
         run.engine.status().snapshot()
     );
     assert!(run.sim.stats().server_shutdowns_sent >= 3);
-    assert_eq!(
-        shard_sum(&run, |s| s.reconnects.get()),
-        0,
-        "rotations are not reconnects"
-    );
-    assert_eq!(
-        shard_sum(&run, |s| s.gaps.get()),
-        0,
-        "no candle lost across rotations"
-    );
-    assert_eq!(
-        run.engine.status().store.lock().unwrap().duplicates_ignored,
-        0
-    );
-    for s in SYMS {
-        let c = closed(&run, s, Interval::M1);
-        assert_contiguous(&c);
-        assert_match_rest(&run, s, Interval::M1, &c);
-    }
+    assert_rotations_lost_and_doubled_nothing(&run);
 }
 
 #[test]
@@ -250,17 +256,7 @@ fn the_engines_own_age_limit_rotates_make_before_break() {
         0,
         "rotations came from the engine"
     );
-    assert_eq!(shard_sum(&run, |s| s.reconnects.get()), 0);
-    assert_eq!(shard_sum(&run, |s| s.gaps.get()), 0);
-    assert_eq!(
-        run.engine.status().store.lock().unwrap().duplicates_ignored,
-        0
-    );
-    for s in SYMS {
-        let c = closed(&run, s, Interval::M1);
-        assert_contiguous(&c);
-        assert_match_rest(&run, s, Interval::M1, &c);
-    }
+    assert_rotations_lost_and_doubled_nothing(&run);
 }
 
 #[test]
