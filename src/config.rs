@@ -71,8 +71,9 @@ pub const MAX_TOKEN_LEN: usize = 256;
 /// Longest Redis channel prefix.
 pub const MAX_CHANNEL_PREFIX_LEN: usize = 64;
 
-/// The whole effective configuration.
-#[derive(Debug, Clone, PartialEq)]
+/// The whole effective configuration. Its `Debug` output is the redacted TOML of
+/// `config print`, so logging a configuration never leaks the token or a password.
+#[derive(Clone, PartialEq)]
 pub struct Config {
     /// PostgreSQL/TimescaleDB URL (`DATABASE_URL`); `None` keeps candles and signals
     /// in memory only.
@@ -243,6 +244,12 @@ impl Default for EngineConfig {
             instance_index: 0,
             instance_count: 1,
         }
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.to_toml_redacted())
     }
 }
 
@@ -2034,5 +2041,26 @@ mod tests {
         );
         kinds.kline = false;
         assert_eq!(kinds.per_symbol(4), 5);
+    }
+}
+
+#[cfg(test)]
+mod debug_tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_secrets() {
+        let c = Config {
+            dashboard_token: Some("s3cret-token-of-some-length".into()),
+            database_url: Some("postgres://user:hunter2@127.0.0.1/db".into()),
+            ..Config::default()
+        };
+        let text = format!("{c:?}");
+        assert!(!text.contains("s3cret-token-of-some-length"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(
+            text.contains("127.0.0.1"),
+            "the rest is still shown: {text}"
+        );
     }
 }
