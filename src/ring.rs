@@ -162,18 +162,20 @@ mod tests {
     fn crosses_threads_in_order() {
         let (tx, rx) = ring::<u64>("t", 64);
         let n = 200_000u64;
+        // Both sides give up at the deadline, so a failure can never hang the test.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         let producer = std::thread::spawn(move || {
             let mut i = 0;
-            while i < n {
+            while i < n && std::time::Instant::now() < deadline {
                 if tx.push(i).is_ok() {
                     i += 1;
                 } else {
-                    std::hint::spin_loop();
+                    std::thread::yield_now();
                 }
             }
+            i
         });
         let mut expect = 0;
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while expect < n && std::time::Instant::now() < deadline {
             if let Some(v) = rx.pop() {
                 assert_eq!(v, expect);
@@ -182,7 +184,7 @@ mod tests {
                 std::thread::yield_now();
             }
         }
-        producer.join().unwrap();
+        assert_eq!(producer.join().unwrap(), n);
         assert_eq!(expect, n);
     }
 }

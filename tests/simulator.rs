@@ -529,7 +529,8 @@ fn streams_over_the_limit_are_refused() {
 fn pings_arrive_at_the_interval_and_answered_ones_keep_the_connection() {
     let sim = start(SimConfig {
         ping_interval: Duration::from_millis(300),
-        pong_timeout: Duration::from_millis(800),
+        // Generous against a loaded machine descheduling this reader for a while.
+        pong_timeout: Duration::from_millis(2_000),
         ..config()
     });
     let mut ws = connect(&sim, "/ws");
@@ -544,14 +545,16 @@ fn pings_arrive_at_the_interval_and_answered_ones_keep_the_connection() {
         // Reading flushes tungstenite's automatic pong.
     }
     assert!(
-        (5..=9).contains(&pings.len()),
+        (4..=9).contains(&pings.len()),
         "{} pings in 2.2 s",
         pings.len()
     );
+    // Pings are scheduled every 300 ms: never much sooner (the schedule), and the
+    // upper bound only allows for this reader being descheduled.
     for pair in pings.windows(2) {
         let gap = pair[1] - pair[0];
         assert!(
-            gap > Duration::from_millis(150) && gap < Duration::from_millis(600),
+            gap > Duration::from_millis(150) && gap < Duration::from_millis(1_200),
             "{gap:?}"
         );
     }
