@@ -442,7 +442,11 @@ async fn session_loop(
                 window.record(Instant::now());
                 stats.subscribe_requests.inc();
                 if let Some(req) = queue.pop_front() {
-                    pending.sent(req.id, Instant::now(), req.streams);
+                    if !pending.sent(req.id, Instant::now(), req.streams) {
+                        // More requests in flight than any subscription plan needs:
+                        // acknowledgements have stopped coming.
+                        return SessionEnd::SubscribeFailed;
+                    }
                 }
             }
         }
@@ -453,13 +457,10 @@ async fn session_loop(
                 return SessionEnd::SubscribeFailed;
             }
             let id = ctx.next_request_id.get();
-            ctx.next_request_id.set(id + 1);
-            queue.extend(protocol::subscribe_batches(
-                "SUBSCRIBE",
-                &streams,
-                feed.subscribe_batch_bytes,
-                id,
-            ));
+            let again =
+                protocol::subscribe_batches("SUBSCRIBE", &streams, feed.subscribe_batch_bytes, id);
+            ctx.next_request_id.set(id + again.len() as u64);
+            queue.extend(again);
         }
         if now.saturating_duration_since(last_rx) >= silence {
             stats.silent_drops.inc();
