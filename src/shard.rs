@@ -106,9 +106,8 @@ impl ShardState {
         self.overflow.len() >= MAX_OVERFLOW
     }
 
-    /// Applies one market event received at `recv_ns`. `stream_symbol` is the symbol of
-    /// the combined-stream name, used for events that carry none (partial depth).
-    pub fn on_event(&mut self, event: &Event<'_>, stream_symbol: Option<Symbol>, recv_ns: u64) {
+    /// Applies one market event received at `recv_ns`.
+    pub fn on_event(&mut self, event: &Event<'_>, recv_ns: u64) {
         let stats = &*self.stats;
         match event {
             Event::Kline(c) => {
@@ -151,11 +150,12 @@ impl ShardState {
                     }
                 }
             }
-            Event::PartialDepth(p) => {
-                stats.partial_depths.inc();
+            Event::PartialDepth(_) => {
                 // Partial depth snapshots repeat `lastUpdateId` when the book is quiet,
                 // so they are not de-duplicated: a repeat is the same snapshot again.
-                let _ = (p, stream_symbol);
+                // They carry no symbol; the combined-stream name has it, for whoever
+                // keeps books from them.
+                stats.partial_depths.inc();
             }
             Event::ServerShutdown { .. } => stats.server_shutdowns.inc(),
             Event::Unknown { .. } => stats.unknown_events.inc(),
@@ -274,8 +274,8 @@ mod tests {
         let sym = [Symbol::new("BTCUSDT").unwrap()];
         let mut s = ShardState::new(0, &sym, &[Interval::M1], tx, stats.clone());
         for i in 0..10 {
-            s.on_event(&kline(i * 60_000, i, false), None, 0);
-            s.on_event(&kline(i * 60_000, i + 1, true), None, 0);
+            s.on_event(&kline(i * 60_000, i, false), 0);
+            s.on_event(&kline(i * 60_000, i + 1, true), 0);
         }
         // The ring holds 2; the rest wait, in order; live updates behind them conflate.
         let mut got = Vec::new();
@@ -305,9 +305,9 @@ mod tests {
         let stats = Arc::new(ShardStats::default());
         let sym = [Symbol::new("BTCUSDT").unwrap()];
         let mut s = ShardState::new(3, &sym, &[Interval::M1], tx, stats.clone());
-        s.on_event(&kline(0, 1, true), None, 0);
-        s.on_event(&kline(0, 1, true), None, 0);
-        s.on_event(&kline(3 * 60_000, 2, true), None, 0);
+        s.on_event(&kline(0, 1, true), 0);
+        s.on_event(&kline(0, 1, true), 0);
+        s.on_event(&kline(3 * 60_000, 2, true), 0);
         assert_eq!(stats.duplicates.get(), 1);
         assert_eq!(stats.gaps.get(), 1);
         assert_eq!(stats.gap_candles.get(), 2);
@@ -322,7 +322,7 @@ mod tests {
         if let Event::Kline(c) = &mut skewed {
             c.open_time_ms += 7;
         }
-        s.on_event(&skewed, None, 0);
+        s.on_event(&skewed, 0);
         assert_eq!(stats.implausible_klines.get(), 1);
         assert_eq!(stats.candles_closed.get(), 2);
         // A kline of a symbol this shard does not own is counted, not stored.
@@ -330,7 +330,7 @@ mod tests {
         if let Event::Kline(c) = &mut other {
             c.symbol = Symbol::new("ETHUSDT").unwrap();
         }
-        s.on_event(&other, None, 0);
+        s.on_event(&other, 0);
         assert_eq!(stats.unknown_events.get(), 1);
     }
 }

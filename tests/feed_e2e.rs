@@ -64,6 +64,20 @@ fn assert_match_rest(run: &Running, symbol: &str, tf: Interval, candles: &[Candl
     }
 }
 
+/// Waits (bounded) for `rotations` rotations and `closed` closed 1m candles per symbol.
+fn wait_for_rotations(run: &Running, rotations: u64, closed_per_symbol: usize) {
+    assert!(
+        wait_until(Duration::from_secs(40), || {
+            shard_sum(run, |s| s.rotations.get()) >= rotations
+                && SYMS
+                    .iter()
+                    .all(|s| closed(run, s, Interval::M1).len() >= closed_per_symbol)
+        }),
+        "{}",
+        run.engine.status().snapshot()
+    );
+}
+
 /// After rotations: no reconnect, no gap, no duplicate row, and every closed candle
 /// contiguous and equal to the simulator's REST klines.
 fn assert_rotations_lost_and_doubled_nothing(run: &Running) {
@@ -213,17 +227,7 @@ fn max_age_rotation_loses_and_doubles_nothing() {
         &SYMS,
         &[Interval::M1],
     );
-    assert!(
-        wait_until(Duration::from_secs(40), || shard_sum(&run, |s| s
-            .rotations
-            .get())
-            >= 3
-            && SYMS
-                .iter()
-                .all(|s| closed(&run, s, Interval::M1).len() >= 10)),
-        "{}",
-        run.engine.status().snapshot()
-    );
+    wait_for_rotations(&run, 3, 10);
     assert!(run.sim.stats().server_shutdowns_sent >= 3);
     assert_rotations_lost_and_doubled_nothing(&run);
 }
@@ -240,17 +244,7 @@ fn the_engines_own_age_limit_rotates_make_before_break() {
         &SYMS,
         &[Interval::M1],
     );
-    assert!(
-        wait_until(Duration::from_secs(40), || shard_sum(&run, |s| s
-            .rotations
-            .get())
-            >= 3
-            && SYMS
-                .iter()
-                .all(|s| closed(&run, s, Interval::M1).len() >= 8)),
-        "{}",
-        run.engine.status().snapshot()
-    );
+    wait_for_rotations(&run, 3, 8);
     assert_eq!(
         run.sim.stats().server_shutdowns_sent,
         0,

@@ -15,6 +15,9 @@ use crate::ring::RingView;
 use crate::shard::Envelope;
 use crate::store::RecentStore;
 
+/// Recent gaps and outages listed in `/api/status` (the totals count all of them).
+pub const STATUS_RECENT_ITEMS: usize = 20;
+
 /// One shard as the control plane sees it.
 pub struct ShardView {
     pub index: usize,
@@ -55,7 +58,12 @@ impl StatusContext {
             .map(|s| s.stats.connections_active.get())
             .sum();
         let store = self.store.lock().unwrap_or_else(|p| p.into_inner());
-        let gaps: Vec<GapRecord> = store.gaps().rev().take(20).map(GapRecord::from).collect();
+        let gaps: Vec<GapRecord> = store
+            .gaps()
+            .rev()
+            .take(STATUS_RECENT_ITEMS)
+            .map(GapRecord::from)
+            .collect();
         let last_closed: Vec<CandleRecord> = self
             .shards
             .iter()
@@ -89,7 +97,7 @@ impl StatusContext {
             "gaps": { "total": store.gaps_total, "recent": gaps },
             "outages": {
                 "total": store.outages_total,
-                "recent": store.outages().rev().take(20).map(|o| json!({
+                "recent": store.outages().rev().take(STATUS_RECENT_ITEMS).map(|o| json!({
                     "slot": o.slot,
                     "from_event_time_us": o.from_event_us,
                     "to_event_time_us": o.to_event_us,

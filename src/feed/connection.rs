@@ -29,7 +29,6 @@ use tungstenite::Message as WsMessage;
 use super::protocol::{self, PendingRequests, Request, SendWindow};
 use crate::clock::mono_ns;
 use crate::config::FeedConfig;
-use crate::market::Symbol;
 use crate::shard::ShardState;
 use crate::wire::{Event, Message, Parser, ReplyResult, RequestId, TimeUnit};
 
@@ -523,10 +522,8 @@ async fn session_loop(
                     buf.clear();
                     buf.extend_from_slice(text.as_bytes());
                     match parser.parse(&mut buf) {
-                        Ok(Message::Event { stream, event }) => {
-                            let stream_symbol =
-                                stream.and_then(protocol::split_stream).map(|(s, _)| s);
-                            on_event(ctx, handle, &event, stream_symbol, recv_ns);
+                        Ok(Message::Event { event, .. }) => {
+                            on_event(ctx, handle, &event, recv_ns);
                         }
                         Ok(Message::Reply { id, result }) => {
                             if let (RequestId::Number(id), ReplyResult::Null) = (id, result) {
@@ -599,13 +596,7 @@ pub fn rotate_age(max_age_s: f64, rotate_before_s: f64) -> Duration {
     Duration::from_secs_f64((max_age_s - rotate_before_s).max(0.5))
 }
 
-fn on_event(
-    ctx: &SessionCtx,
-    handle: &ConnHandle,
-    event: &Event<'_>,
-    stream_symbol: Option<Symbol>,
-    recv_ns: u64,
-) {
+fn on_event(ctx: &SessionCtx, handle: &ConnHandle, event: &Event<'_>, recv_ns: u64) {
     let event_us = match event {
         Event::Kline(c) => c.event_time_us,
         Event::Trade(t) => t.event_time_us,
@@ -623,9 +614,7 @@ fn on_event(
         }
         handle.last_event_us.set(event_us);
     }
-    ctx.shard
-        .borrow_mut()
-        .on_event(event, stream_symbol, recv_ns);
+    ctx.shard.borrow_mut().on_event(event, recv_ns);
 }
 
 #[cfg(test)]

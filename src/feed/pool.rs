@@ -26,6 +26,8 @@ use crate::metrics::ShardStats;
 
 /// How often a supervisor looks at its connections.
 const SUPERVISE_EVERY: Duration = Duration::from_millis(20);
+/// Longest single sleep of a pause, so a stop request is noticed within it.
+const PAUSE_STEP: Duration = Duration::from_millis(100);
 /// A replacement that is not live within this is abandoned; the old connection stays.
 const REPLACEMENT_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -81,7 +83,7 @@ impl PoolCtx {
             if left.is_zero() {
                 break;
             }
-            glommio::timer::sleep(left.min(SUPERVISE_EVERY * 5)).await;
+            glommio::timer::sleep(left.min(PAUSE_STEP)).await;
         }
     }
 

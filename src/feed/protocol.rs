@@ -260,13 +260,6 @@ impl PendingRequests {
     }
 }
 
-/// Parses the stream name of a combined-stream envelope: `btcusdt@kline_1m` →
-/// (`BTCUSDT`, kind `kline_1m`). Used to attribute partial-depth events, which carry no symbol.
-pub fn split_stream(name: &str) -> Option<(Symbol, &str)> {
-    let (sym, kind) = name.split_once('@')?;
-    Some((Symbol::new(sym).ok()?, kind))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -416,13 +409,5 @@ mod tests {
             assert!(p.sent(i, t0, vec![]));
         }
         assert!(!p.sent(999, t0, vec![]), "bounded");
-    }
-
-    #[test]
-    fn stream_names_split() {
-        let (s, k) = split_stream("nknusdt@depth@100ms").unwrap();
-        assert_eq!(s.as_str(), "NKNUSDT");
-        assert_eq!(k, "depth@100ms");
-        assert!(split_stream("!serverShutdown").is_none());
     }
 }
