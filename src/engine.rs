@@ -2,8 +2,9 @@
 //!
 //! Runs on: the main thread (control plane). Owns: the role threads and executors.
 //! Shard cores each get a glommio executor (pinned when the layout pins) running their
-//! feed; the memory sink runs on a plain thread on the writer core; the dashboard gets a
-//! glommio executor on its core. Roles talk only through the rings and read-only views.
+//! feed; each sink role (see [`SinkRole`]) drains its own ring from every shard on a
+//! plain thread pinned to its core; the dashboard gets a glommio executor on its core.
+//! Roles talk only through the rings and read-only views.
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -15,10 +16,10 @@ use std::time::{Duration, Instant};
 use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 
 use crate::config::Config;
-use crate::dashboard::status::{ShardView, StatusContext};
+use crate::dashboard::status::{ShardView, SinkStatus, StatusContext};
 use crate::feed;
 use crate::metrics::ShardStats;
-use crate::ring;
+use crate::ring::{self, Consumer, Producer};
 use crate::shard::{Envelope, ShardState};
 use crate::store::RecentStore;
 use crate::topology::Layout;
@@ -54,13 +55,26 @@ const SHUTDOWN_HANDOVER: Duration = Duration::from_secs(10);
 /// How often the shard flushes records waiting for ring space when its sockets are quiet.
 const FLUSH_EVERY: Duration = Duration::from_millis(2);
 
+/// A role that drains one ring from every shard.
+pub struct SinkRole {
+    /// Names the role's thread and its rings (`shard{i}->{name}`).
+    pub name: &'static str,
+    /// Its core, when the layout pins.
+    pub core: Option<usize>,
+    /// The role's body: drains the rings until the stop flag is set and the rings are
+    /// empty. The flag is set only after every shard has handed its records over.
+    pub run: Box<dyn FnOnce(Vec<Consumer<Envelope>>, Arc<AtomicBool>) + Send>,
+    /// Its section of `/api/status`, if it has one.
+    pub status: Option<Arc<dyn SinkStatus>>,
+}
+
 /// A running engine.
 pub struct Engine {
     stop: Arc<AtomicBool>,
     shards: Vec<ExecutorJoinHandle<()>>,
     dashboard: Option<ExecutorJoinHandle<()>>,
-    sink: Option<std::thread::JoinHandle<()>>,
-    /// Stops the sink; set only after the shards have handed everything over.
+    sinks: Vec<std::thread::JoinHandle<()>>,
+    /// Stops the sinks; set only after the shards have handed everything over.
     sink_stop: Option<Arc<AtomicBool>>,
     dashboard_addr: SocketAddr,
     status: Arc<StatusContext>,
@@ -117,15 +131,32 @@ impl Engine {
             feed::backoff::DEFAULT_ATTEMPT_LIMIT / config.engine.instance_count.max(1) as usize,
         )));
 
+        let mut roles = vec![SinkRole {
+            name: "memory",
+            core: layout.writer_core.filter(|_| layout.pinned),
+            run: {
+                let store = store.clone();
+                Box::new(move |rings, stop| crate::sinks::memory::run(rings, store, stop))
+            },
+            status: None,
+        }];
+        roles.extend(sink_roles(config, layout));
+
         let mut views = Vec::new();
-        let mut consumers = Vec::new();
+        let mut consumers: Vec<Vec<Consumer<Envelope>>> =
+            roles.iter().map(|_| Vec::new()).collect();
         let mut plans = Vec::new();
         let connection_plan = plan_connections(config, layout)?;
         for (plan, assignments) in layout.shards.iter().zip(connection_plan) {
-            let (tx, rx) = ring::ring::<Envelope>(
-                format!("shard{}->memory", plan.index),
-                config.max_queue_size,
-            );
+            let mut producers: Vec<Producer<Envelope>> = Vec::new();
+            for (role, rings) in roles.iter().zip(&mut consumers) {
+                let (tx, rx) = ring::ring::<Envelope>(
+                    format!("shard{}->{}", plan.index, role.name),
+                    config.max_queue_size,
+                );
+                producers.push(tx);
+                rings.push(rx);
+            }
             let stats = Arc::new(ShardStats::default());
             views.push(ShardView {
                 index: plan.index,
@@ -134,30 +165,32 @@ impl Engine {
                 slots: assignments.len(),
                 streams: assignments.iter().map(Vec::len).sum(),
                 stats: stats.clone(),
-                rings: vec![tx.view()],
+                rings: producers.iter().map(Producer::view).collect(),
             });
-            consumers.push(rx);
-            plans.push((plan.clone(), assignments, tx, stats));
+            plans.push((plan.clone(), assignments, producers, stats));
         }
 
+        let sink_status: Vec<Arc<dyn SinkStatus>> =
+            roles.iter().filter_map(|r| r.status.clone()).collect();
         let sink_stop = Arc::new(AtomicBool::new(false));
-        let sink = {
-            let store = store.clone();
+        let mut sinks = Vec::new();
+        for (role, rings) in roles.into_iter().zip(consumers) {
             let sink_stop = sink_stop.clone();
-            let core = layout.writer_core.filter(|_| layout.pinned);
-            std::thread::Builder::new()
-                .name("memory-sink".into())
+            let (core, run) = (role.core, role.run);
+            let handle = std::thread::Builder::new()
+                .name(format!("{}-sink", role.name))
                 .spawn(move || {
                     if let Some(id) = core {
                         core_affinity::set_for_current(core_affinity::CoreId { id });
                     }
-                    crate::sinks::memory::run(consumers, store, sink_stop);
+                    run(rings, sink_stop);
                 })
                 .map_err(|source| EngineError::Thread {
-                    role: "memory sink",
+                    role: role.name,
                     source,
-                })?
-        };
+                })?;
+            sinks.push(handle);
+        }
 
         let mut shards = Vec::new();
         for (plan, assignments, tx, stats) in plans {
@@ -229,6 +262,7 @@ impl Engine {
             timeframes: config.timeframes.clone(),
             database_state: "memory",
             redis_state: "off",
+            sink_status,
         });
 
         let (addr_tx, addr_rx) = mpsc::channel();
@@ -263,7 +297,7 @@ impl Engine {
             stop,
             shards,
             dashboard: Some(dashboard),
-            sink: Some(sink),
+            sinks,
             sink_stop: Some(sink_stop),
             dashboard_addr: config.dashboard_addr,
             status,
@@ -308,7 +342,7 @@ impl Engine {
         if let Some(s) = self.sink_stop.take() {
             s.store(true, Ordering::Relaxed);
         }
-        if let Some(h) = self.sink.take() {
+        for h in self.sinks.drain(..) {
             let _ = h.join();
         }
     }
@@ -318,6 +352,12 @@ impl Drop for Engine {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// The sink roles the configuration asks for, besides the memory store (which always
+/// runs: it answers the API without a database and keeps the dashboard's recent view).
+fn sink_roles(_config: &Config, _layout: &Layout) -> Vec<SinkRole> {
+    Vec::new()
 }
 
 /// Set by SIGINT/SIGTERM.

@@ -11,6 +11,7 @@
 //! - [`candle`]: live candle state and gap detection (pure).
 //! - [`ring`]: bounded lock-free rings carrying fixed-size messages between cores.
 //! - [`shard`]: one shard core: its feed, parser and candle state.
+//! - [`signals`]: the signal vocabulary, indicators and signal rules.
 //! - [`store`]: the bounded in-memory store of recent closed candles.
 //! - [`dashboard`]: the HTTP/WebSocket listener on the dashboard core.
 //! - [`simulator`]: the Binance-compatible exchange simulator.
@@ -36,6 +37,7 @@ pub mod metrics;
 pub mod record;
 pub mod ring;
 pub mod shard;
+pub mod signals;
 pub mod simulator;
 pub mod sinks;
 pub mod store;

@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::candle::Gap;
 use crate::market::Candle;
+use crate::signals::Signal;
 
 /// `type:"candle"` record.
 #[derive(Debug, Serialize)]
@@ -69,6 +70,46 @@ impl From<&Gap> for GapRecord {
             from_open_time: g.from_open_ms,
             to_open_time: g.to_open_ms,
             candles: g.candles(),
+        }
+    }
+}
+
+/// `type:"signal"` record.
+#[derive(Debug, Serialize)]
+pub struct SignalRecord {
+    #[serde(rename = "type")]
+    pub kind_tag: &'static str,
+    pub timestamp: i64,
+    pub symbol: String,
+    pub timeframe: &'static str,
+    pub kind: &'static str,
+    pub direction: &'static str,
+    pub confidence: f64,
+    pub price: String,
+    pub indicators: serde_json::Map<String, serde_json::Value>,
+    pub event_time: i64,
+}
+
+impl From<&Signal> for SignalRecord {
+    fn from(s: &Signal) -> Self {
+        SignalRecord {
+            kind_tag: "signal",
+            timestamp: s.timestamp_ms,
+            symbol: s.symbol.to_string(),
+            timeframe: s.interval.as_str(),
+            kind: s.kind.as_str(),
+            direction: s.direction.as_str(),
+            confidence: s.confidence,
+            price: s.price.to_string(),
+            // A value that is not finite has no JSON number: it is left out.
+            indicators: s
+                .indicators
+                .iter()
+                .filter_map(|(n, v)| {
+                    serde_json::Number::from_f64(v).map(|x| (n.to_string(), x.into()))
+                })
+                .collect(),
+            event_time: s.event_time_us / 1000,
         }
     }
 }

@@ -4,10 +4,11 @@
 //! Runs on: its own pinned glommio executor (see [`crate::engine`]); its connection
 //! tasks ([`crate::feed`]) hand every parsed message to [`ShardState::on_event`] on the
 //! same thread, so the state needs no locks. In: parsed events. Out: fixed-size
-//! [`Envelope`]s on the ring to the sinks (closed candles and gaps are never lost: when
-//! the ring is full they wait in a bounded overflow, and past that the shard stops
-//! reading its sockets; live candles are conflated: dropped and counted when the ring is
-//! full, since the next update supersedes them).
+//! [`Envelope`]s on one ring per sink (memory store, database writer, Redis publisher,
+//! dashboard), each record copied to every ring. Closed candles, signals and gaps are
+//! never lost: when a sink's ring is full they wait in that ring's bounded overflow, and
+//! past that the shard stops reading its sockets. Live candles are conflated: dropped and
+//! counted when a ring is full, since the next update supersedes them.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use crate::clock::mono_ns;
 use crate::market::{Candle, Interval, Symbol};
 use crate::metrics::ShardStats;
 use crate::ring::Producer;
+use crate::signals::Signal;
 use crate::wire::Event;
 
 /// What a shard sends to the sinks.
@@ -24,6 +26,7 @@ use crate::wire::Event;
 pub enum Record {
     ClosedCandle(Candle),
     LiveCandle(Candle),
+    Signal(Signal),
     Gap(Gap),
     /// A connection was down between these exchange times (µs): candles of its streams
     /// that closed inside the span may be missing; the backfill checks them.
@@ -47,9 +50,45 @@ pub struct Envelope {
     pub record: Record,
 }
 
-/// Never-lost records that may wait on the shard while its ring is full. Past this the
-/// shard stops reading its sockets (TCP backpressure) instead of growing memory.
+/// Never-lost records that may wait on the shard while a sink's ring is full. Past this
+/// the shard stops reading its sockets (TCP backpressure) instead of growing memory.
 pub const MAX_OVERFLOW: usize = 65_536;
+
+/// One sink's ring, with the never-lost records waiting for room in it.
+struct Outlet {
+    ring: Producer<Envelope>,
+    overflow: VecDeque<Envelope>,
+}
+
+impl Outlet {
+    /// Sends a never-lost record, keeping order behind anything already waiting.
+    fn send_kept(&mut self, env: Envelope) {
+        if self.overflow.is_empty() {
+            if let Err(env) = self.ring.push(env) {
+                self.overflow.push_back(env);
+            }
+        } else {
+            self.overflow.push_back(env);
+        }
+    }
+
+    /// Sends a conflated record; false when it was dropped.
+    fn send_latest(&mut self, env: Envelope) -> bool {
+        // Behind a queue of never-lost records, or with the ring full, a live update is
+        // dropped: the next one supersedes it.
+        self.overflow.is_empty() && self.ring.push(env).is_ok()
+    }
+
+    fn flush(&mut self) -> usize {
+        while let Some(env) = self.overflow.pop_front() {
+            if let Err(env) = self.ring.push(env) {
+                self.overflow.push_front(env);
+                break;
+            }
+        }
+        self.overflow.len()
+    }
+}
 
 #[derive(Clone, Copy, Debug, Default)]
 struct SymbolSeq {
@@ -67,17 +106,17 @@ pub struct ShardState {
     timeframes: usize,
     tracks: Vec<CandleTrack>,
     seq: Vec<SymbolSeq>,
-    out: Producer<Envelope>,
-    overflow: VecDeque<Envelope>,
+    outlets: Vec<Outlet>,
     stats: Arc<ShardStats>,
 }
 
 impl ShardState {
+    /// A shard owning `symbols` × `timeframes`, sending to one ring per sink in `outs`.
     pub fn new(
         index: u16,
         symbols: &[Symbol],
         timeframes: &[Interval],
-        out: Producer<Envelope>,
+        outs: Vec<Producer<Envelope>>,
         stats: Arc<ShardStats>,
     ) -> ShardState {
         let mut interval_slot = [None; Interval::ALL.len()];
@@ -91,8 +130,13 @@ impl ShardState {
             timeframes: timeframes.len(),
             tracks: vec![CandleTrack::default(); symbols.len() * timeframes.len()],
             seq: vec![SymbolSeq::default(); symbols.len()],
-            out,
-            overflow: VecDeque::new(),
+            outlets: outs
+                .into_iter()
+                .map(|ring| Outlet {
+                    ring,
+                    overflow: VecDeque::new(),
+                })
+                .collect(),
             stats,
         }
     }
@@ -101,9 +145,12 @@ impl ShardState {
         &self.stats
     }
 
-    /// True while never-lost records wait at their bound: readers should pause.
+    /// True while never-lost records wait at their bound for some sink: readers should
+    /// pause.
     pub fn backpressured(&self) -> bool {
-        self.overflow.len() >= MAX_OVERFLOW
+        self.outlets
+            .iter()
+            .any(|o| o.overflow.len() >= MAX_OVERFLOW)
     }
 
     /// Applies one market event received at `recv_ns`.
@@ -183,11 +230,7 @@ impl ShardState {
         match outcome {
             KlineOutcome::Live => {
                 let env = self.envelope(recv_ns, parsed_ns, Record::LiveCandle(*c));
-                // Latest value wins: behind a queue of never-lost records, or with the
-                // ring full, a live update is dropped (the next one supersedes it).
-                if !self.overflow.is_empty() || self.out.push(env).is_err() {
-                    self.stats.live_conflated.inc();
-                }
+                self.send_latest(env);
             }
             KlineOutcome::Closed { gap } => {
                 self.stats.candles_closed.inc();
@@ -214,16 +257,26 @@ impl ShardState {
         }
     }
 
-    /// Sends a never-lost record, keeping order behind anything already waiting.
+    /// Sends a never-lost record to every sink, keeping order behind anything waiting.
     fn send_kept(&mut self, env: Envelope) {
-        if self.overflow.is_empty() {
-            if let Err(env) = self.out.push(env) {
-                self.overflow.push_back(env);
-            }
-        } else {
-            self.overflow.push_back(env);
+        for o in &mut self.outlets {
+            o.send_kept(env);
         }
-        self.stats.overflow_depth.set(self.overflow.len() as u64);
+        self.note_overflow();
+    }
+
+    /// Sends a latest-value record to every sink; each drop is counted.
+    fn send_latest(&mut self, env: Envelope) {
+        for o in &mut self.outlets {
+            if !o.send_latest(env) {
+                self.stats.live_conflated.inc();
+            }
+        }
+    }
+
+    fn note_overflow(&self) {
+        let deepest = self.outlets.iter().map(|o| o.overflow.len()).max();
+        self.stats.overflow_depth.set(deepest.unwrap_or(0) as u64);
     }
 
     /// Records the span of a reconnect on connection slot `slot` (never lost).
@@ -241,14 +294,9 @@ impl ShardState {
     /// Moves waiting records into the ring while it has room; called after each read
     /// and periodically. Returns how many are still waiting.
     pub fn flush(&mut self) -> usize {
-        while let Some(env) = self.overflow.pop_front() {
-            if let Err(env) = self.out.push(env) {
-                self.overflow.push_front(env);
-                break;
-            }
-        }
-        self.stats.overflow_depth.set(self.overflow.len() as u64);
-        self.overflow.len()
+        let left = self.outlets.iter_mut().map(Outlet::flush).sum();
+        self.note_overflow();
+        left
     }
 }
 
@@ -272,7 +320,7 @@ mod tests {
         let (tx, rx) = ring("t", 2);
         let stats = Arc::new(ShardStats::default());
         let sym = [Symbol::new("BTCUSDT").unwrap()];
-        let mut s = ShardState::new(0, &sym, &[Interval::M1], tx, stats.clone());
+        let mut s = ShardState::new(0, &sym, &[Interval::M1], vec![tx], stats.clone());
         for i in 0..10 {
             s.on_event(&kline(i * 60_000, i, false), 0);
             s.on_event(&kline(i * 60_000, i + 1, true), 0);
@@ -300,11 +348,43 @@ mod tests {
     }
 
     #[test]
+    fn every_sink_gets_every_closed_candle_and_a_full_one_holds_back_only_itself() {
+        let (fast_tx, fast_rx) = ring("fast", 1024);
+        let (slow_tx, slow_rx) = ring("slow", 1);
+        let stats = Arc::new(ShardStats::default());
+        let sym = [Symbol::new("BTCUSDT").unwrap()];
+        let mut s = ShardState::new(0, &sym, &[Interval::M1], vec![fast_tx, slow_tx], stats);
+        for i in 0..5 {
+            s.on_event(&kline(i * 60_000, i + 1, true), 0);
+        }
+        // The fast sink has everything at once; the slow one one record, four waiting.
+        assert_eq!(fast_rx.view().depth(), 5);
+        assert_eq!(slow_rx.view().depth(), 1);
+        assert_eq!(s.flush(), 4);
+        let mut slow = Vec::new();
+        for _ in 0..10 {
+            while let Some(e) = slow_rx.pop() {
+                slow.push(e.record);
+            }
+            s.flush();
+        }
+        let opens: Vec<i64> = slow
+            .iter()
+            .filter_map(|r| match r {
+                Record::ClosedCandle(c) => Some(c.open_time_ms / 60_000),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(opens, [0, 1, 2, 3, 4]);
+        assert_eq!(s.flush(), 0);
+    }
+
+    #[test]
     fn gaps_and_duplicates_are_counted() {
         let (tx, rx) = ring("t", 64);
         let stats = Arc::new(ShardStats::default());
         let sym = [Symbol::new("BTCUSDT").unwrap()];
-        let mut s = ShardState::new(3, &sym, &[Interval::M1], tx, stats.clone());
+        let mut s = ShardState::new(3, &sym, &[Interval::M1], vec![tx], stats.clone());
         s.on_event(&kline(0, 1, true), 0);
         s.on_event(&kline(0, 1, true), 0);
         s.on_event(&kline(3 * 60_000, 2, true), 0);

@@ -1,15 +1,16 @@
-//! The bounded in-memory store of recent candles and recorded gaps.
+//! The bounded in-memory store of recent candles, signals and recorded gaps.
 //!
 //! Written by the memory sink (on the writer core) in batches, read by the dashboard's
-//! API handlers. Bounded: `recent_candles` closed candles per (symbol, timeframe), one
-//! live candle each, and the last [`MAX_GAPS_KEPT`] gaps; older entries are evicted and
-//! counted.
+//! API handlers. Bounded: `recent_candles` closed candles and as many signals per
+//! (symbol, timeframe), one live candle each, and the last [`MAX_GAPS_KEPT`] gaps; older
+//! entries are evicted and counted.
 
 use std::collections::{HashMap, VecDeque};
 
 use crate::candle::Gap;
 use crate::market::{Candle, Interval, Symbol};
 use crate::shard::Outage;
+use crate::signals::Signal;
 
 /// Gaps kept for the status API (the backfill consumes them from the ring later).
 pub const MAX_GAPS_KEPT: usize = 10_000;
@@ -18,6 +19,8 @@ pub const MAX_GAPS_KEPT: usize = 10_000;
 struct Series {
     closed: VecDeque<Candle>,
     live: Option<Candle>,
+    /// In (timestamp, kind) order.
+    signals: VecDeque<Signal>,
 }
 
 /// Recent candles per (symbol, timeframe).
@@ -28,6 +31,7 @@ pub struct RecentStore {
     outages: VecDeque<Outage>,
     pub outages_total: u64,
     pub closed_total: u64,
+    pub signals_total: u64,
     pub duplicates_ignored: u64,
     pub evicted: u64,
     pub gaps_total: u64,
@@ -42,6 +46,7 @@ impl RecentStore {
             outages: VecDeque::new(),
             outages_total: 0,
             closed_total: 0,
+            signals_total: 0,
             duplicates_ignored: 0,
             evicted: 0,
             gaps_total: 0,
@@ -71,6 +76,25 @@ impl RecentStore {
         self.closed_total += 1;
         while s.closed.len() > self.per_series {
             s.closed.pop_front();
+            self.evicted += 1;
+        }
+    }
+
+    /// Adds a signal; one already present (same timestamp and kind) is ignored.
+    pub fn insert_signal(&mut self, sig: &Signal) {
+        let s = self.series.entry((sig.symbol, sig.interval)).or_default();
+        let key = |x: &Signal| (x.timestamp_ms, x.kind);
+        let pos = match s.signals.binary_search_by_key(&key(sig), key) {
+            Ok(_) => {
+                self.duplicates_ignored += 1;
+                return;
+            }
+            Err(pos) => pos,
+        };
+        s.signals.insert(pos, *sig);
+        self.signals_total += 1;
+        while s.signals.len() > self.per_series {
+            s.signals.pop_front();
             self.evicted += 1;
         }
     }
@@ -110,34 +134,64 @@ impl RecentStore {
         self.outages.iter()
     }
 
-    /// Closed candles, newest first, optionally filtered, at most `limit`. Work and
-    /// memory stay O(limit) per series visited: one series is looked up directly, and
-    /// across series the candidates are cut back to `limit` as they accumulate.
+    /// Closed candles, newest first, optionally filtered, at most `limit`.
     pub fn closed(
         &self,
         symbol: Option<Symbol>,
         interval: Option<Interval>,
         limit: usize,
     ) -> Vec<Candle> {
+        self.newest(
+            symbol,
+            interval,
+            limit,
+            |s| &s.closed,
+            |c| (c.open_time_ms, c.symbol, c.interval),
+        )
+    }
+
+    /// Signals, newest first, optionally filtered, at most `limit`.
+    pub fn signals(
+        &self,
+        symbol: Option<Symbol>,
+        interval: Option<Interval>,
+        limit: usize,
+    ) -> Vec<Signal> {
+        self.newest(
+            symbol,
+            interval,
+            limit,
+            |s| &s.signals,
+            |x| (x.timestamp_ms, x.symbol, x.interval, x.kind),
+        )
+    }
+
+    /// The newest `limit` items of the matching series, each series kept in ascending
+    /// `key` order. Work and memory stay O(limit) per series visited: one series is looked
+    /// up directly, and across series the candidates are cut back to `limit` as they
+    /// accumulate.
+    fn newest<T: Copy, K: Ord>(
+        &self,
+        symbol: Option<Symbol>,
+        interval: Option<Interval>,
+        limit: usize,
+        items: impl Fn(&Series) -> &VecDeque<T>,
+        key: impl Fn(&T) -> K,
+    ) -> Vec<T> {
         if let (Some(s), Some(i)) = (symbol, interval) {
             return self
                 .series
                 .get(&(s, i))
-                .map(|series| series.closed.iter().rev().take(limit).copied().collect())
+                .map(|series| items(series).iter().rev().take(limit).copied().collect())
                 .unwrap_or_default();
         }
-        let newest_first = |a: &Candle, b: &Candle| {
-            b.open_time_ms
-                .cmp(&a.open_time_ms)
-                .then(a.symbol.cmp(&b.symbol))
-                .then(a.interval.cmp(&b.interval))
-        };
-        let mut out: Vec<Candle> = Vec::new();
+        let newest_first = |a: &T, b: &T| key(b).cmp(&key(a));
+        let mut out: Vec<T> = Vec::new();
         for ((s, i), series) in &self.series {
             if symbol.is_some_and(|x| x != *s) || interval.is_some_and(|x| x != *i) {
                 continue;
             }
-            out.extend(series.closed.iter().rev().take(limit).copied());
+            out.extend(items(series).iter().rev().take(limit).copied());
             if out.len() > limit.saturating_mul(2) {
                 out.sort_by(newest_first);
                 out.truncate(limit);
@@ -230,6 +284,46 @@ mod tests {
         assert!(got
             .iter()
             .all(|k| k.open_time_ms == 39 * 60_000 || k.open_time_ms == 38 * 60_000));
+    }
+
+    #[test]
+    fn signals_are_bounded_deduplicated_and_newest_first() {
+        use crate::signals::{Direction, IndicatorValues, SignalKind};
+        let sig = |sym: &str, t: i64, kind| Signal {
+            symbol: sym.parse().unwrap(),
+            interval: Interval::M1,
+            kind,
+            direction: Direction::Buy,
+            confidence: 0.5,
+            price: "1.5".parse().unwrap(),
+            timestamp_ms: t,
+            event_time_us: t * 1000,
+            indicators: IndicatorValues::new(),
+        };
+        let mut s = RecentStore::new(3);
+        for t in [1, 3, 2, 2, 4] {
+            s.insert_signal(&sig("BTCUSDT", t, SignalKind::Rsi));
+        }
+        s.insert_signal(&sig("BTCUSDT", 4, SignalKind::EmaCross));
+        s.insert_signal(&sig("ETHUSDT", 5, SignalKind::Rsi));
+        assert_eq!(s.duplicates_ignored, 1);
+        assert_eq!(s.signals_total, 6);
+        let got: Vec<_> = s
+            .signals(Some("BTCUSDT".parse().unwrap()), Some(Interval::M1), 10)
+            .iter()
+            .map(|x| (x.timestamp_ms, x.kind))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (4, SignalKind::Rsi),
+                (4, SignalKind::EmaCross),
+                (3, SignalKind::Rsi)
+            ]
+        );
+        let all = s.signals(None, None, 2);
+        assert_eq!(all[0].symbol.as_str(), "ETHUSDT");
+        assert_eq!(all.len(), 2);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! Runs on: the dashboard core's glommio executor. Owns: the listening socket and one
 //! task per client connection. In: requests; read-only views of every role's counters
 //! and the recent store. Out: JSON responses. Routes so far: `/healthz`, `/readyz`,
-//! `/api/status`, `/api/candles`; the dashboard work grows this server (WebSocket,
+//! `/api/status`, `/api/candles`, `/api/signals`; the dashboard work grows this server (WebSocket,
 //! signals, the page) on the same skeleton: [`serve`] takes its listener and stop flag
 //! as arguments so tests pass their own.
 
@@ -162,6 +162,12 @@ pub fn route(req: &Request, ctx: &StatusContext) -> Response {
             }
             Err(resp) => resp,
         },
+        "/api/signals" => match list_params(&req.query) {
+            Ok((symbol, interval, limit)) => {
+                Response::json(200, &ctx.signals(symbol, interval, limit))
+            }
+            Err(resp) => resp,
+        },
         "/" => Response {
             status: 200,
             content_type: "text/html; charset=utf-8",
@@ -175,6 +181,7 @@ const INDEX_HTML: &str = "<!doctype html><meta charset=utf-8><title>AlphaPulse</
 <h1>AlphaPulse engine</h1><ul>\
 <li><a href=/api/status>/api/status</a></li>\
 <li><a href=/api/candles>/api/candles</a></li>\
+<li><a href=/api/signals>/api/signals</a></li>\
 <li><a href=/healthz>/healthz</a> · <a href=/readyz>/readyz</a></li></ul>";
 
 type ListParams = (Option<Symbol>, Option<Interval>, usize);

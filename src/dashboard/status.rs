@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use crate::market::{Interval, Symbol};
 use crate::metrics::{ShardStats, PARSE_ERROR_REASONS};
-use crate::record::{CandleRecord, GapRecord};
+use crate::record::{CandleRecord, GapRecord, SignalRecord};
 use crate::ring::RingView;
 use crate::shard::Envelope;
 use crate::store::RecentStore;
@@ -30,6 +30,14 @@ pub struct ShardView {
     pub rings: Vec<RingView<Envelope>>,
 }
 
+/// A sink role's section of `/api/status` (`sinks.<name>`), rendered on request from
+/// its own relaxed counters.
+pub trait SinkStatus: Send + Sync {
+    /// The key under `sinks`, e.g. "database", "spool", "redis".
+    fn name(&self) -> &'static str;
+    fn status(&self) -> Value;
+}
+
 /// Everything `/api/status` reports.
 pub struct StatusContext {
     pub started: Instant,
@@ -39,6 +47,8 @@ pub struct StatusContext {
     /// Where closed candles go now, e.g. "memory".
     pub database_state: &'static str,
     pub redis_state: &'static str,
+    /// Sections of the sink roles that run; each replaces the placeholder of its name.
+    pub sink_status: Vec<Arc<dyn SinkStatus>>,
 }
 
 impl StatusContext {
@@ -103,13 +113,38 @@ impl StatusContext {
                     "to_event_time_us": o.to_event_us,
                 })).collect::<Vec<_>>(),
             },
-            "sinks": {
-                "database": { "state": self.database_state },
-                "spool": { "state": "off" },
-                "redis": { "state": self.redis_state },
-                "memory": { "closed_candles": store.closed_total },
-            },
+            "signals": { "total": store.signals_total },
+            "sinks": self.sinks_json(&store),
         })
+    }
+
+    fn sinks_json(&self, store: &RecentStore) -> Value {
+        let mut sinks = json!({
+            "database": { "state": self.database_state },
+            "spool": { "state": "off" },
+            "redis": { "state": self.redis_state },
+            "memory": { "closed_candles": store.closed_total, "signals": store.signals_total },
+        });
+        for s in &self.sink_status {
+            sinks[s.name()] = s.status();
+        }
+        sinks
+    }
+
+    /// `/api/signals`: signals newest first.
+    pub fn signals(
+        &self,
+        symbol: Option<Symbol>,
+        interval: Option<Interval>,
+        limit: usize,
+    ) -> Value {
+        let store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        let signals: Vec<SignalRecord> = store
+            .signals(symbol, interval, limit)
+            .iter()
+            .map(SignalRecord::from)
+            .collect();
+        json!({ "signals": signals })
     }
 
     /// `/api/candles`: closed candles newest first, plus the live ones matching.

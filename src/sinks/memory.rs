@@ -46,6 +46,7 @@ fn apply(store: &Mutex<RecentStore>, batch: &[Envelope]) {
         match &env.record {
             Record::ClosedCandle(c) => store.insert_closed(c),
             Record::LiveCandle(c) => store.update_live(c),
+            Record::Signal(x) => store.insert_signal(x),
             Record::Gap(g) => store.record_gap(g),
             Record::Outage(o) => store.record_outage(o),
         }
