@@ -7,6 +7,13 @@ need_apt=()
 command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+# Tests start private PostgreSQL and Redis servers from these binaries (initdb, pg_ctl,
+# redis-server), on free loopback ports; no running service is needed or touched.
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+# The dashboard's browser test drives headless Chromium; promtool checks /metrics.
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""
