@@ -41,6 +41,9 @@ pub struct Outage {
     pub to_event_us: i64,
 }
 
+/// The `shard` of records that came from another instance (through the Redis bridge).
+pub const REMOTE_SHARD: u16 = u16::MAX;
+
 /// A record with the stage times of its journey (monotonic ns, [`mono_ns`]).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Envelope {

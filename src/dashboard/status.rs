@@ -30,6 +30,23 @@ pub struct ShardView {
     pub rings: Vec<RingView<Envelope>>,
 }
 
+/// A list read of the API (`/api/candles`, `/api/signals`, the WebSocket `get_signals`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListQuery {
+    pub symbol: Option<Symbol>,
+    pub interval: Option<Interval>,
+    /// 1..=1000 (validated by the caller).
+    pub limit: usize,
+    /// Inclusive time range in ms (open time of candles, timestamp of signals).
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+}
+
+/// Why a list read failed (the API answers 503 with this text).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ListError(pub String);
+
 /// A sink role's section of `/api/status` (`sinks.<name>`), rendered on request from
 /// its own relaxed counters.
 pub trait SinkStatus: Send + Sync {
@@ -131,6 +148,26 @@ impl StatusContext {
         sinks
     }
 
+    /// Closed candles newest first, for the API. Answered by the in-memory store; the
+    /// database query worker answers instead when one runs. Async so that a worker on
+    /// another thread is awaited without blocking the dashboard's executor.
+    pub async fn list_candles(&self, q: ListQuery) -> Result<Vec<CandleRecord>, ListError> {
+        let store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = store.closed(q.symbol, q.interval, 1000.max(q.limit));
+        out.retain(|c| in_range(c.open_time_ms, &q));
+        out.truncate(q.limit);
+        Ok(out.iter().map(CandleRecord::from).collect())
+    }
+
+    /// Signals newest first, for the API; see [`StatusContext::list_candles`].
+    pub async fn list_signals(&self, q: ListQuery) -> Result<Vec<SignalRecord>, ListError> {
+        let store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = store.signals(q.symbol, q.interval, 1000.max(q.limit));
+        out.retain(|x| in_range(x.timestamp_ms, &q));
+        out.truncate(q.limit);
+        Ok(out.iter().map(SignalRecord::from).collect())
+    }
+
     /// `/api/signals`: signals newest first.
     pub fn signals(
         &self,
@@ -167,6 +204,10 @@ impl StatusContext {
             .collect();
         json!({ "candles": closed, "live": live })
     }
+}
+
+fn in_range(t_ms: i64, q: &ListQuery) -> bool {
+    q.from_ms.is_none_or(|f| t_ms >= f) && q.to_ms.is_none_or(|t| t_ms <= t)
 }
 
 fn shard_json(s: &ShardView) -> Value {
