@@ -18,6 +18,7 @@ use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 use crate::config::Config;
 use crate::dashboard::status::{ShardView, SinkStatus, StatusContext};
 use crate::feed;
+use crate::latency::{Collector, Recorder, Registry, Snapshot};
 use crate::metrics::ShardStats;
 use crate::ring::{self, Consumer, Producer};
 use crate::shard::{Envelope, ShardState};
@@ -63,9 +64,19 @@ pub struct SinkRole {
     pub core: Option<usize>,
     /// The role's body: drains the rings until the stop flag is set and the rings are
     /// empty. The flag is set only after every shard has handed its records over.
-    pub run: Box<dyn FnOnce(Vec<Consumer<Envelope>>, Arc<AtomicBool>) + Send>,
+    pub run: Box<dyn FnOnce(SinkIo) + Send>,
     /// Its section of `/api/status`, if it has one.
     pub status: Option<Arc<dyn SinkStatus>>,
+}
+
+/// What a sink role's body gets from the engine.
+pub struct SinkIo {
+    /// One ring from every shard.
+    pub rings: Vec<Consumer<Envelope>>,
+    /// Set once every shard has handed its records over: drain what is left, return.
+    pub stop: Arc<AtomicBool>,
+    /// The role's stage latencies (`ring_hop` at least), labelled with its name.
+    pub latency: Recorder,
 }
 
 /// A running engine.
@@ -78,6 +89,8 @@ pub struct Engine {
     sink_stop: Option<Arc<AtomicBool>>,
     dashboard_addr: SocketAddr,
     status: Arc<StatusContext>,
+    collector: Option<std::thread::JoinHandle<()>>,
+    collector_stop: Arc<AtomicBool>,
 }
 
 fn placement(layout: &Layout, core: Option<usize>) -> Placement {
@@ -131,12 +144,23 @@ impl Engine {
             feed::backoff::DEFAULT_ATTEMPT_LIMIT / config.engine.instance_count.max(1) as usize,
         )));
 
+        let latency = Registry::new();
+        let collector = Collector::new(latency.clone());
+        let latency_snapshot: Arc<Mutex<Snapshot>> = collector.snapshot();
+        let collector_stop = Arc::new(AtomicBool::new(false));
+        let collector =
+            collector
+                .spawn(collector_stop.clone())
+                .map_err(|source| EngineError::Thread {
+                    role: "latency collector",
+                    source,
+                })?;
         let mut roles = vec![SinkRole {
             name: "memory",
             core: layout.writer_core.filter(|_| layout.pinned),
             run: {
                 let store = store.clone();
-                Box::new(move |rings, stop| crate::sinks::memory::run(rings, store, stop))
+                Box::new(move |io: SinkIo| crate::sinks::memory::run(io, store))
             },
             status: None,
         }];
@@ -175,7 +199,11 @@ impl Engine {
         let sink_stop = Arc::new(AtomicBool::new(false));
         let mut sinks = Vec::new();
         for (role, rings) in roles.into_iter().zip(consumers) {
-            let sink_stop = sink_stop.clone();
+            let io = SinkIo {
+                rings,
+                stop: sink_stop.clone(),
+                latency: latency.recorder(role.name),
+            };
             let (core, run) = (role.core, role.run);
             let handle = std::thread::Builder::new()
                 .name(format!("{}-sink", role.name))
@@ -183,7 +211,7 @@ impl Engine {
                     if let Some(id) = core {
                         core_affinity::set_for_current(core_affinity::CoreId { id });
                     }
-                    run(rings, sink_stop);
+                    run(io);
                 })
                 .map_err(|source| EngineError::Thread {
                     role: role.name,
@@ -194,6 +222,7 @@ impl Engine {
 
         let mut shards = Vec::new();
         for (plan, assignments, tx, stats) in plans {
+            let recorder = latency.recorder(format!("shard{}", plan.index));
             let config = config.clone();
             let stop = stop.clone();
             let tls = tls.clone();
@@ -203,13 +232,14 @@ impl Engine {
                 .name(&name)
                 .io_memory(crate::topology::ENGINE_IO_MEMORY_BYTES)
                 .spawn(move || async move {
-                    let state = ShardState::new(
+                    let mut state = ShardState::new(
                         plan.index as u16,
                         &plan.symbols,
                         &config.timeframes,
                         tx,
                         stats,
                     );
+                    state.set_latency(recorder);
                     let state = Rc::new(RefCell::new(state));
                     let flusher = {
                         let state = state.clone();
@@ -263,6 +293,7 @@ impl Engine {
             database_state: "memory",
             redis_state: "off",
             sink_status,
+            latency: latency_snapshot,
         });
 
         let (addr_tx, addr_rx) = mpsc::channel();
@@ -301,6 +332,8 @@ impl Engine {
             sink_stop: Some(sink_stop),
             dashboard_addr: config.dashboard_addr,
             status,
+            collector: Some(collector),
+            collector_stop,
         };
         match bound {
             Ok(addr) => {
@@ -343,6 +376,11 @@ impl Engine {
             s.store(true, Ordering::Relaxed);
         }
         for h in self.sinks.drain(..) {
+            let _ = h.join();
+        }
+        // Last: the roles handed their final figures over as they stopped.
+        self.collector_stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.collector.take() {
             let _ = h.join();
         }
     }

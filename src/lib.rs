@@ -21,6 +21,7 @@
 //! - [`record`]: the JSON records served on the API.
 //! - [`sinks`]: the roles that drain the rings (the memory sink today).
 //! - [`metrics`]: counters each role publishes; [`clock`]: time sources.
+//! - [`latency`]: per-stage HDR histograms (lock-free recorders, the collector, reports).
 
 pub mod alloc;
 pub mod candle;
@@ -32,6 +33,7 @@ pub mod demo;
 pub mod engine;
 pub mod feed;
 pub mod harness;
+pub mod latency;
 pub mod market;
 pub mod metrics;
 pub mod record;

@@ -14,7 +14,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use crate::candle::{CandleTrack, Gap, KlineOutcome, SeqGate};
-use crate::clock::mono_ns;
+use crate::clock::{mono_ns, wall_us};
+use crate::latency::{Recorder, Stage};
 use crate::market::{Candle, Interval, Symbol};
 use crate::metrics::ShardStats;
 use crate::ring::Producer;
@@ -111,6 +112,11 @@ pub struct ShardState {
     seq: Vec<SymbolSeq>,
     outlets: Vec<Outlet>,
     stats: Arc<ShardStats>,
+    /// Stage latencies of this core (absent in unit tests that do not look at them).
+    latency: Option<Recorder>,
+    /// Wall-clock µs minus monotonic µs, refreshed at every flush: turns a receive time
+    /// into wall time without a clock read per message.
+    wall_offset_us: i64,
 }
 
 impl ShardState {
@@ -141,6 +147,37 @@ impl ShardState {
                 })
                 .collect(),
             stats,
+            latency: None,
+            wall_offset_us: wall_offset_us(),
+        }
+    }
+
+    /// Records this core's stage latencies into `recorder`.
+    pub fn set_latency(&mut self, recorder: Recorder) {
+        self.latency = Some(recorder);
+    }
+
+    /// Both stages of an event that ends at the shard (trades, depth): exchange to
+    /// receive, and receive to applied.
+    #[inline]
+    fn note_event_latency(&mut self, event_time_us: i64, recv_ns: u64) {
+        if self.latency.is_some() {
+            self.note_exchange_latency(event_time_us, recv_ns);
+            let now = mono_ns();
+            if let Some(rec) = &mut self.latency {
+                rec.record_span(Stage::RecvToParsed, recv_ns, now);
+            }
+        }
+    }
+
+    /// Exchange event time (µs) to our receive time (`recv_ns`, monotonic).
+    #[inline]
+    fn note_exchange_latency(&mut self, event_time_us: i64, recv_ns: u64) {
+        if let Some(rec) = &mut self.latency {
+            let recv_wall_us = (recv_ns / 1000) as i64 + self.wall_offset_us;
+            // Clocks of two hosts: a negative span (our clock behind) is recorded as 0.
+            let span_us = recv_wall_us.saturating_sub(event_time_us).max(0) as u64;
+            rec.record(Stage::ExchangeToRecv, span_us.saturating_mul(1000));
         }
     }
 
@@ -163,6 +200,7 @@ impl ShardState {
             Event::Kline(c) => {
                 stats.klines.inc();
                 stats.last_event_time_us.set(c.event_time_us);
+                self.note_exchange_latency(c.event_time_us, recv_ns);
                 self.on_kline(c, recv_ns);
             }
             Event::Trade(t) => {
@@ -173,6 +211,7 @@ impl ShardState {
                         stats.duplicates.inc();
                     }
                 }
+                self.note_event_latency(t.event_time_us, recv_ns);
             }
             Event::AggTrade(t) => {
                 stats.agg_trades.inc();
@@ -182,6 +221,7 @@ impl ShardState {
                         stats.duplicates.inc();
                     }
                 }
+                self.note_event_latency(t.event_time_us, recv_ns);
             }
             Event::BookTicker(b) => {
                 stats.book_tickers.inc();
@@ -199,6 +239,7 @@ impl ShardState {
                         stats.duplicates.inc();
                     }
                 }
+                self.note_event_latency(d.event_time_us, recv_ns);
             }
             Event::PartialDepth(_) => {
                 // Partial depth snapshots repeat `lastUpdateId` when the book is quiet,
@@ -230,6 +271,9 @@ impl ShardState {
         let slot = sym * self.timeframes + tf as usize;
         let outcome = self.tracks[slot].apply(c);
         let parsed_ns = mono_ns();
+        if let Some(rec) = &mut self.latency {
+            rec.record_span(Stage::RecvToParsed, recv_ns, parsed_ns);
+        }
         match outcome {
             KlineOutcome::Live => {
                 let env = self.envelope(recv_ns, parsed_ns, Record::LiveCandle(*c));
@@ -299,8 +343,16 @@ impl ShardState {
     pub fn flush(&mut self) -> usize {
         let left = self.outlets.iter_mut().map(Outlet::flush).sum();
         self.note_overflow();
+        self.wall_offset_us = wall_offset_us();
+        if let Some(rec) = &mut self.latency {
+            rec.maybe_handoff(mono_ns());
+        }
         left
     }
+}
+
+fn wall_offset_us() -> i64 {
+    wall_us() - (mono_ns() / 1000) as i64
 }
 
 #[cfg(test)]

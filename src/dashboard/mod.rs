@@ -156,6 +156,7 @@ pub fn route(req: &Request, ctx: &StatusContext) -> Response {
             }
         }
         "/api/status" => Response::json(200, &ctx.snapshot()),
+        "/api/performance" => Response::json(200, &ctx.performance(0, 0)),
         "/api/candles" => match list_params(&req.query) {
             Ok((symbol, interval, limit)) => {
                 Response::json(200, &ctx.candles(symbol, interval, limit))

@@ -5,11 +5,13 @@
 //! also reads). In: envelopes from all shards. Out: the store, updated once per drained
 //! batch under one lock.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::ring::Consumer;
+use crate::clock::mono_ns;
+use crate::engine::SinkIo;
+use crate::latency::Stage;
 use crate::shard::{Envelope, Record};
 use crate::store::RecentStore;
 
@@ -19,8 +21,13 @@ pub const DRAIN_BATCH: usize = 4096;
 /// long enough that an idle sink costs nothing.
 const IDLE_SLEEP: Duration = Duration::from_micros(500);
 
-/// Drains `rings` into `store` until `stop` is set, then drains what is left.
-pub fn run(rings: Vec<Consumer<Envelope>>, store: Arc<Mutex<RecentStore>>, stop: Arc<AtomicBool>) {
+/// Drains the rings into `store` until the stop flag is set, then drains what is left.
+pub fn run(io: SinkIo, store: Arc<Mutex<RecentStore>>) {
+    let SinkIo {
+        rings,
+        stop,
+        mut latency,
+    } = io;
     let mut batch = Vec::with_capacity(DRAIN_BATCH);
     loop {
         let stopping = stop.load(Ordering::Relaxed);
@@ -28,6 +35,11 @@ pub fn run(rings: Vec<Consumer<Envelope>>, store: Arc<Mutex<RecentStore>>, stop:
         for ring in &rings {
             ring.drain_into(&mut batch, DRAIN_BATCH);
         }
+        let now = mono_ns();
+        for env in &batch {
+            latency.record_span(Stage::RingHop, env.parsed_ns, now);
+        }
+        latency.maybe_handoff(now);
         if !batch.is_empty() {
             apply(&store, &batch);
         } else if stopping {

@@ -1,0 +1,451 @@
+//! Per-stage latency histograms (HdrHistogram), recorded without locks on the hot path.
+//!
+//! Runs on: every role thread records into its own [`Recorder`] (plain histograms it
+//! owns: no locks, no atomics, no allocation per value). Every [`HANDOFF_INTERVAL`] the
+//! owner hands its filled histograms to the control plane through a lock-free queue and
+//! takes cleared ones back from a second queue, so the hot path never allocates. The
+//! [`Collector`] (a control-plane thread) merges them at a fixed interval into cumulative
+//! histograms (since start) and a sliding window of the last [`WINDOW_SECONDS`] seconds,
+//! per stage and per recorder, and publishes a [`Snapshot`] that the dashboard reads.
+//!
+//! Values are nanoseconds, kept to [`SIGNIFICANT_DIGITS`] significant digits between 1 ns
+//! and [`MAX_TRACKED_NS`]; reports print microseconds.
+
+pub mod report;
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crossbeam_queue::ArrayQueue;
+use hdrhistogram::Histogram;
+
+/// One stage of an event's journey (DESIGN.md "/api/performance").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Stage {
+    /// Exchange event time to our socket read (wall clocks of both sides: meaningful with
+    /// `timeUnit=MICROSECOND` and synchronized clocks; always against the simulator).
+    ExchangeToRecv,
+    /// Socket read to the typed event (parse, candle update).
+    RecvToParsed,
+    /// Typed event to the signals computed on a closed candle.
+    ParsedToSignal,
+    /// Enqueued on a shard's ring to dequeued by the sink (per sink recorder).
+    RingHop,
+    /// Socket read to the database commit that made the row durable.
+    RecvToDbCommit,
+    /// Socket read to the Redis pipeline flush that published it.
+    RecvToRedisPublish,
+    /// Socket read to the write of the frame to a dashboard client.
+    RecvToDashboardSend,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 7] = [
+        Stage::ExchangeToRecv,
+        Stage::RecvToParsed,
+        Stage::ParsedToSignal,
+        Stage::RingHop,
+        Stage::RecvToDbCommit,
+        Stage::RecvToRedisPublish,
+        Stage::RecvToDashboardSend,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::ExchangeToRecv => "exchange_to_recv",
+            Stage::RecvToParsed => "recv_to_parsed",
+            Stage::ParsedToSignal => "parsed_to_signal",
+            Stage::RingHop => "ring_hop",
+            Stage::RecvToDbCommit => "recv_to_db_commit",
+            Stage::RecvToRedisPublish => "recv_to_redis_publish",
+            Stage::RecvToDashboardSend => "recv_to_dashboard_send",
+        }
+    }
+}
+
+const STAGES: usize = Stage::ALL.len();
+
+/// 2 significant digits (1% resolution) keeps a histogram at about 32 KiB, so every role
+/// thread can own one per stage in cache; 3 digits would cost 200 KiB each.
+pub const SIGNIFICANT_DIGITS: u8 = 2;
+/// Values above this (100 s) are recorded as this: a stalled stage stays visible as the
+/// max instead of being dropped.
+pub const MAX_TRACKED_NS: u64 = 100_000_000_000;
+/// How often recorders hand their histograms to the collector.
+pub const HANDOFF_INTERVAL: Duration = Duration::from_millis(500);
+/// The collector's merge interval.
+pub const COLLECT_INTERVAL: Duration = Duration::from_secs(1);
+/// The "recent" window of `/api/performance`, in collector intervals (seconds).
+pub const WINDOW_SECONDS: usize = 10;
+/// Filled histogram sets that may wait for the collector per recorder; when full, the
+/// recorder keeps accumulating into its current set (nothing is lost, only merged later).
+const HANDOFF_SLOTS: usize = 4;
+
+/// A histogram with this module's range and precision.
+pub fn new_histogram() -> Histogram<u64> {
+    // The bounds are constants within hdrhistogram's limits, so this cannot fail; a
+    // failure would be a programming error caught by the unit tests.
+    Histogram::new_with_bounds(1, MAX_TRACKED_NS, SIGNIFICANT_DIGITS)
+        .expect("histogram bounds are valid constants")
+}
+
+/// One histogram per stage.
+pub struct StageSet {
+    hists: [Histogram<u64>; STAGES],
+}
+
+impl StageSet {
+    pub fn new() -> StageSet {
+        StageSet {
+            hists: std::array::from_fn(|_| new_histogram()),
+        }
+    }
+
+    pub fn get(&self, stage: Stage) -> &Histogram<u64> {
+        &self.hists[stage as usize]
+    }
+
+    #[inline]
+    pub fn record(&mut self, stage: Stage, ns: u64) {
+        self.hists[stage as usize].saturating_record(ns.clamp(1, MAX_TRACKED_NS));
+    }
+
+    pub fn add(&mut self, other: &StageSet) {
+        for (a, b) in self.hists.iter_mut().zip(&other.hists) {
+            // Same bounds on both sides, so adding cannot fail.
+            let _ = a.add(b);
+        }
+    }
+
+    pub fn reset(&mut self) {
+        for h in &mut self.hists {
+            h.reset();
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.hists.iter().all(|h| h.is_empty())
+    }
+}
+
+impl Default for StageSet {
+    fn default() -> Self {
+        StageSet::new()
+    }
+}
+
+struct Link {
+    label: String,
+    full: ArrayQueue<Box<StageSet>>,
+    spare: ArrayQueue<Box<StageSet>>,
+}
+
+/// A role thread's recorder. Not `Sync`: one owner records.
+pub struct Recorder {
+    current: Box<StageSet>,
+    dirty: bool,
+    last_handoff_ns: u64,
+    link: Arc<Link>,
+}
+
+impl Recorder {
+    /// Records `ns` for `stage`: a few array operations, no lock, no allocation.
+    #[inline]
+    pub fn record(&mut self, stage: Stage, ns: u64) {
+        self.current.record(stage, ns);
+        self.dirty = true;
+    }
+
+    /// Records `to_ns - from_ns` (0 when the clock reads are out of order).
+    #[inline]
+    pub fn record_span(&mut self, stage: Stage, from_ns: u64, to_ns: u64) {
+        self.record(stage, to_ns.saturating_sub(from_ns));
+    }
+
+    /// Hands the filled histograms over when [`HANDOFF_INTERVAL`] has passed; call it
+    /// from the role's periodic work with the time it already read.
+    pub fn maybe_handoff(&mut self, now_ns: u64) {
+        if !self.dirty
+            || now_ns.saturating_sub(self.last_handoff_ns) < HANDOFF_INTERVAL.as_nanos() as u64
+        {
+            return;
+        }
+        self.handoff(now_ns);
+    }
+
+    /// Hands the filled histograms over now (also on drop, so a stopping role's last
+    /// figures are kept).
+    pub fn handoff(&mut self, now_ns: u64) {
+        // A spare comes back cleared from the collector; only before the first return
+        // (or if the collector fell behind) is one allocated, off the per-value path.
+        let Some(spare) = self.link.spare.pop() else {
+            if self.link.full.is_full() {
+                return;
+            }
+            let filled = std::mem::replace(&mut self.current, Box::new(StageSet::new()));
+            let _ = self.link.full.push(filled);
+            self.after_handoff(now_ns);
+            return;
+        };
+        let filled = std::mem::replace(&mut self.current, spare);
+        if let Err(filled) = self.link.full.push(filled) {
+            // The collector is behind: keep accumulating into the filled set.
+            let spare = std::mem::replace(&mut self.current, filled);
+            let _ = self.link.spare.push(spare);
+            return;
+        }
+        self.after_handoff(now_ns);
+    }
+
+    fn after_handoff(&mut self, now_ns: u64) {
+        self.dirty = false;
+        self.last_handoff_ns = now_ns;
+    }
+
+    pub fn label(&self) -> &str {
+        &self.link.label
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        if self.dirty {
+            self.handoff(u64::MAX);
+        }
+    }
+}
+
+/// Where recorders register (at startup, off the hot path) and the collector finds them.
+#[derive(Default)]
+pub struct Registry {
+    links: Mutex<Vec<Arc<Link>>>,
+}
+
+impl Registry {
+    pub fn new() -> Arc<Registry> {
+        Arc::new(Registry::default())
+    }
+
+    /// A recorder labelled `label` (e.g. `shard0`, `writer`, `dashboard`).
+    pub fn recorder(&self, label: impl Into<String>) -> Recorder {
+        let link = Arc::new(Link {
+            label: label.into(),
+            full: ArrayQueue::new(HANDOFF_SLOTS),
+            spare: ArrayQueue::new(HANDOFF_SLOTS),
+        });
+        let _ = link.spare.push(Box::new(StageSet::new()));
+        self.links
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(link.clone());
+        Recorder {
+            current: Box::new(StageSet::new()),
+            dirty: false,
+            last_handoff_ns: 0,
+            link,
+        }
+    }
+
+    fn links(&self) -> Vec<Arc<Link>> {
+        self.links.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// Latency figures of one stage, in microseconds (DESIGN.md `/api/performance`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct StageFigures {
+    pub count: u64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+    pub mean: f64,
+}
+
+impl StageFigures {
+    pub fn of(h: &Histogram<u64>) -> StageFigures {
+        if h.is_empty() {
+            return StageFigures::default();
+        }
+        let us = |ns: u64| ns as f64 / 1000.0;
+        StageFigures {
+            count: h.len(),
+            p50: us(h.value_at_quantile(0.50)),
+            p90: us(h.value_at_quantile(0.90)),
+            p99: us(h.value_at_quantile(0.99)),
+            p999: us(h.value_at_quantile(0.999)),
+            max: us(h.max()),
+            mean: h.mean() / 1000.0,
+        }
+    }
+}
+
+/// Merged histograms, as the control plane last saw them.
+#[derive(Default)]
+pub struct Snapshot {
+    /// Since start, all recorders merged.
+    pub cumulative: StageSet,
+    /// The last [`WINDOW_SECONDS`] collector intervals, all recorders merged.
+    pub window: StageSet,
+    /// Since start, per recorder label.
+    pub per_recorder: Vec<(String, StageSet)>,
+}
+
+/// Merges every recorder's hand-offs at [`COLLECT_INTERVAL`]; runs on a control-plane
+/// thread (see [`Collector::spawn`]).
+pub struct Collector {
+    registry: Arc<Registry>,
+    snapshot: Arc<Mutex<Snapshot>>,
+    recent: VecDeque<StageSet>,
+}
+
+impl Collector {
+    pub fn new(registry: Arc<Registry>) -> Collector {
+        Collector {
+            registry,
+            snapshot: Arc::new(Mutex::new(Snapshot::default())),
+            recent: VecDeque::with_capacity(WINDOW_SECONDS + 1),
+        }
+    }
+
+    /// The published snapshot (locked briefly by readers; never by recorders).
+    pub fn snapshot(&self) -> Arc<Mutex<Snapshot>> {
+        self.snapshot.clone()
+    }
+
+    /// One merge: takes every hand-off waiting, returns the sets to their recorders
+    /// cleared, and updates the snapshot.
+    pub fn collect(&mut self) {
+        let mut interval = StageSet::new();
+        let mut per: Vec<(String, StageSet)> = Vec::new();
+        for link in self.registry.links() {
+            let mut mine: Option<StageSet> = None;
+            while let Some(mut set) = link.full.pop() {
+                if !set.is_empty() {
+                    interval.add(&set);
+                    mine.get_or_insert_with(StageSet::new).add(&set);
+                }
+                set.reset();
+                let _ = link.spare.push(set);
+            }
+            if let Some(m) = mine {
+                per.push((link.label.clone(), m));
+            }
+        }
+        if self.recent.len() == WINDOW_SECONDS {
+            self.recent.pop_front();
+        }
+        let mut window = StageSet::new();
+        for s in &self.recent {
+            window.add(s);
+        }
+        window.add(&interval);
+        let mut snap = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+        snap.cumulative.add(&interval);
+        snap.window = window;
+        for (label, set) in per {
+            match snap.per_recorder.iter_mut().find(|(l, _)| *l == label) {
+                Some((_, s)) => s.add(&set),
+                None => snap.per_recorder.push((label, set)),
+            }
+        }
+        drop(snap);
+        self.recent.push_back(interval);
+    }
+
+    /// Runs [`Collector::collect`] every [`COLLECT_INTERVAL`] until `stop`, then once more.
+    pub fn spawn(mut self, stop: Arc<AtomicBool>) -> std::io::Result<std::thread::JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name("latency-collector".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let mut slept = Duration::ZERO;
+                    while slept < COLLECT_INTERVAL && !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(50));
+                        slept += Duration::from_millis(50);
+                    }
+                    self.collect();
+                }
+                self.collect();
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorded_values_reach_the_snapshot_once() {
+        let reg = Registry::new();
+        let mut a = reg.recorder("shard0");
+        let mut b = reg.recorder("writer");
+        let mut col = Collector::new(reg.clone());
+        for v in 1..=1000u64 {
+            a.record(Stage::RecvToParsed, v * 1000);
+        }
+        b.record(Stage::RingHop, 5_000);
+        a.handoff(1);
+        b.handoff(1);
+        col.collect();
+        // A second hand-off of nothing and a second collect add nothing.
+        a.maybe_handoff(u64::MAX);
+        col.collect();
+        let snap = col.snapshot();
+        let snap = snap.lock().unwrap();
+        let f = StageFigures::of(snap.cumulative.get(Stage::RecvToParsed));
+        assert_eq!(f.count, 1000);
+        // 2 significant digits: within 1% of the exact percentile.
+        assert!((f.p50 - 500.0).abs() <= 5.0, "{f:?}");
+        assert!((f.p99 - 990.0).abs() <= 10.0, "{f:?}");
+        assert!((f.max - 1000.0).abs() <= 10.0, "{f:?}");
+        assert_eq!(snap.cumulative.get(Stage::RingHop).len(), 1);
+        assert_eq!(snap.per_recorder.len(), 2);
+        // The window holds the last intervals only.
+        assert_eq!(snap.window.get(Stage::RecvToParsed).len(), 1000);
+    }
+
+    #[test]
+    fn the_window_forgets_old_intervals_and_sets_are_recycled() {
+        let reg = Registry::new();
+        let mut a = reg.recorder("shard0");
+        let mut col = Collector::new(reg.clone());
+        a.record(Stage::RingHop, 100);
+        a.handoff(1);
+        col.collect();
+        for _ in 0..WINDOW_SECONDS {
+            col.collect();
+        }
+        let snap = col.snapshot();
+        {
+            let s = snap.lock().unwrap();
+            assert_eq!(s.window.get(Stage::RingHop).len(), 0);
+            assert_eq!(s.cumulative.get(Stage::RingHop).len(), 1);
+        }
+        // Many hand-offs without a collector: nothing recorded is lost.
+        for i in 0..100u64 {
+            a.record(Stage::RingHop, 100);
+            a.handoff(i + 2);
+        }
+        col.collect();
+        a.handoff(1000);
+        col.collect();
+        assert_eq!(
+            snap.lock().unwrap().cumulative.get(Stage::RingHop).len(),
+            101
+        );
+    }
+
+    #[test]
+    fn out_of_range_values_are_clamped_not_lost() {
+        let mut s = StageSet::new();
+        s.record(Stage::ExchangeToRecv, 0);
+        s.record(Stage::ExchangeToRecv, u64::MAX);
+        let h = s.get(Stage::ExchangeToRecv);
+        assert_eq!(h.len(), 2);
+        assert!(h.max() >= MAX_TRACKED_NS / 100 * 99);
+    }
+}
