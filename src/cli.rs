@@ -68,6 +68,12 @@ pub enum BenchCommand {
     Parse(crate::harness::parse::ParseBenchArgs),
     /// End-to-end ingest through the engine against the simulator.
     Ingest(crate::harness::ingest::IngestBenchArgs),
+    /// End-to-end latency at a fixed open-loop rate, measured at real clients, with HDR
+    /// histogram reports.
+    Latency(crate::harness::latency::LatencyBenchArgs),
+    /// The client process of `bench latency` (started by it).
+    #[command(hide = true)]
+    LatencyClient(crate::harness::latency::LatencyClientArgs),
 }
 
 /// Why a command stopped: bad input (exit 2) or a runtime failure (exit 1).
@@ -139,6 +145,25 @@ fn dispatch(cli: Cli, env: Result<HashMap<String, String>, ConfigError>) -> Resu
         }
         Command::Bench(BenchCommand::Ingest(args)) => {
             crate::harness::ingest::run(args, load()?).map_err(Failure::Runtime)
+        }
+        Command::Bench(BenchCommand::Latency(args)) => {
+            let base = load()?;
+            let compare = if args.compare.is_empty() {
+                None
+            } else {
+                let mut env = env_ref(&env)?.clone();
+                for kv in &args.compare {
+                    let (k, v) = kv.split_once('=').ok_or_else(|| {
+                        Failure::Usage(format!("--compare {kv}: expected NAME=VALUE"))
+                    })?;
+                    env.insert(k.to_string(), v.to_string());
+                }
+                Some(config::load(path, &env)?)
+            };
+            crate::harness::latency::run(args, base, compare).map_err(Failure::Runtime)
+        }
+        Command::Bench(BenchCommand::LatencyClient(args)) => {
+            crate::harness::latency::run_client(args).map_err(Failure::Runtime)
         }
     }
 }

@@ -69,3 +69,79 @@ fn performance_reports_the_stages_the_engine_ran() {
             <= p["stages"]["recv_to_parsed"]["count"].as_u64().unwrap()
     );
 }
+
+#[test]
+fn bench_latency_writes_every_report() {
+    let _serial = support::serial();
+    let out = std::env::temp_dir().join(format!("alphapulse-latency-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_alphapulse"))
+        .args(["bench", "latency", "--rate", "500", "--symbols", "5"])
+        .args([
+            "--duration",
+            "3",
+            "--warmup",
+            "1",
+            "--redis",
+            "auto",
+            "--out",
+        ])
+        .arg(&out)
+        .env("ALPHAPULSE_PIN_CORES", "false")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the binary starts");
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("bench latency did not finish in 90 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut table = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut table).unwrap();
+    assert!(status.success(), "{table}");
+    for stage in [
+        "exchange_to_recv",
+        "recv_to_parsed",
+        "parsed_to_signal",
+        "ring_hop",
+        "recv_to_db_commit",
+        "recv_to_redis_publish",
+        "recv_to_dashboard_send",
+        "exchange_to_dashboard_client",
+    ] {
+        let text = std::fs::read_to_string(out.join(format!("{stage}.hgrm")))
+            .unwrap_or_else(|e| panic!("{stage}.hgrm: {e}"));
+        assert!(
+            text.starts_with("       Value     Percentile TotalCount 1/(1-Percentile)"),
+            "{stage}: {text}"
+        );
+        assert!(text.contains("#[Mean    =") && text.contains("#[Max     ="));
+        assert!(
+            table.contains(stage),
+            "{stage} missing from the table:\n{table}"
+        );
+    }
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let run = &summary["run"];
+    assert_eq!(run["unit"], "us");
+    assert_eq!(run["intended_rate"], 500.0);
+    // The engine's own stages saw the load (a functional check, not a speed check).
+    for stage in ["exchange_to_recv", "recv_to_parsed", "ring_hop"] {
+        assert!(
+            run["stages"][stage]["count"].as_u64().unwrap() > 100,
+            "{stage}: {run:#}"
+        );
+    }
+    let svg = std::fs::read_to_string(out.join("latency.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("<polyline"));
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -67,10 +67,10 @@ pub fn hgrm(h: &Histogram<u64>, unit_ns: f64) -> String {
 
 /// The plot's x axis ends at 1/(1-p) = 10^DECADES (99.9999%).
 const DECADES: u32 = 6;
-const WIDTH: f64 = 900.0;
+const WIDTH: f64 = 1000.0;
 const HEIGHT: f64 = 520.0;
 const LEFT: f64 = 80.0;
-const RIGHT: f64 = 180.0;
+const RIGHT: f64 = 280.0;
 const TOP: f64 = 40.0;
 const BOTTOM: f64 = 60.0;
 const COLOURS: [&str; 8] = [

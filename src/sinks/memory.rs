@@ -7,19 +7,16 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use crate::clock::mono_ns;
 use crate::engine::SinkIo;
 use crate::latency::Stage;
 use crate::shard::{Envelope, Record};
+use crate::sinks::idle::Idle;
 use crate::store::RecentStore;
 
 /// Messages taken from the rings per batch; bounds the time the store lock is held.
 pub const DRAIN_BATCH: usize = 4096;
-/// Sleep when every ring was empty: short enough that the status page is current,
-/// long enough that an idle sink costs nothing.
-const IDLE_SLEEP: Duration = Duration::from_micros(500);
 
 /// Drains the rings into `store` until the stop flag is set, then drains what is left.
 pub fn run(io: SinkIo, store: Arc<Mutex<RecentStore>>) {
@@ -29,6 +26,7 @@ pub fn run(io: SinkIo, store: Arc<Mutex<RecentStore>>) {
         mut latency,
     } = io;
     let mut batch = Vec::with_capacity(DRAIN_BATCH);
+    let mut idle = Idle::new();
     loop {
         let stopping = stop.load(Ordering::Relaxed);
         batch.clear();
@@ -41,11 +39,12 @@ pub fn run(io: SinkIo, store: Arc<Mutex<RecentStore>>) {
         }
         latency.maybe_handoff(now);
         if !batch.is_empty() {
+            idle.worked();
             apply(&store, &batch);
         } else if stopping {
             return;
         } else {
-            std::thread::sleep(IDLE_SLEEP);
+            idle.wait();
         }
     }
 }

@@ -2,5 +2,7 @@
 //!
 //! - [`memory`]: the in-memory recent store (runs until the database writer lands, and
 //!   whenever no `DATABASE_URL` is set).
+//! - [`idle`]: how a sink thread waits on empty rings (spin, yield, bounded sleep).
 
+pub mod idle;
 pub mod memory;
