@@ -264,6 +264,9 @@ fn run_chromium(browser: &Path, url: &str, extra: &[String]) -> String {
         "--disable-dev-shm-usage",
         "--hide-scrollbars",
         "--mute-audio",
+        // The page's console goes to stderr, so a script error fails the test.
+        "--enable-logging=stderr",
+        "--v=0",
         "--window-size=1440,1000",
         &format!("--virtual-time-budget={VIRTUAL_TIME_BUDGET_MS}"),
     ])
@@ -303,6 +306,15 @@ fn run_chromium(browser: &Path, url: &str, extra: &[String]) -> String {
         let lines: Vec<&str> = stderr.lines().collect();
         lines[lines.len().saturating_sub(20)..].join("\n")
     };
+    let script_errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains(":CONSOLE") && l.contains("Uncaught"))
+        .collect();
+    assert!(
+        script_errors.is_empty(),
+        "the page threw:\n{}",
+        script_errors.join("\n")
+    );
     match status {
         Some(s) if s.success() => stdout,
         Some(s) => panic!("chromium exited with {s}; its stderr ends:\n{tail}"),
