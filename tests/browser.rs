@@ -40,30 +40,16 @@ const DEMO_SECONDS: &str = "120";
 
 #[test]
 fn the_dashboard_page_renders_live_prices_in_chromium() {
-    let Some(browser) = chromium() else {
-        if std::env::var("ALPHAPULSE_SKIP_BROWSER").as_deref() == Ok("1") {
-            eprintln!(
-                "SKIPPED: no Chromium found (/usr/bin/chromium or chromium on PATH) and \
-                 ALPHAPULSE_SKIP_BROWSER=1"
-            );
-            return;
-        }
-        panic!(
-            "no Chromium found (/usr/bin/chromium or chromium on PATH): run scripts/setup.sh, \
-             or set ALPHAPULSE_SKIP_BROWSER=1 to skip this test"
-        );
+    let Some(browser) = browser_or_skip() else {
+        return;
     };
     let expect_signal = std::env::var("ALPHAPULSE_BROWSER_EXPECT_SIGNAL").as_deref() == Ok("1");
     let artifacts = artifacts_dir();
     std::fs::create_dir_all(&artifacts).expect("create the artifacts directory");
 
     let _serial = support::serial();
-    let (_demo, addr) = start_demo();
-    let ready = support::wait_until(Duration::from_secs(30), || {
-        let (code, body) = support::http_get(addr, "/api/candles?timeframe=1m&limit=1");
-        code == 200 && body.contains("\"closed\":true")
-    });
-    assert!(ready, "the demo served no closed candle within 30 s");
+    let (_demo, addr) = start_demo("127.0.0.1:0");
+    wait_for_closed_candle(addr);
     let url = format!("http://{addr}/");
 
     let first = dump_dom(&browser, &url);
@@ -137,6 +123,98 @@ fn the_dashboard_page_renders_live_prices_in_chromium() {
     eprintln!("artifacts: {}", artifacts.display());
 }
 
+/// The page stays open while the engine is killed and started again on the same
+/// address: it reports the engine unreachable, then recovers by itself (no reload),
+/// shows the new engine's prices and keeps updating. Driven live over the DevTools
+/// protocol, in real time.
+#[test]
+fn the_page_recovers_by_itself_when_the_engine_restarts() {
+    let Some(browser) = browser_or_skip() else {
+        return;
+    };
+    let _serial = support::serial();
+    let want = free_loopback_addr();
+    let (demo, addr) = start_demo(&want.to_string());
+    assert_eq!(addr, want, "the demo did not listen where it was asked to");
+    wait_for_closed_candle(addr);
+    let mut page = LivePage::open(&browser, &format!("http://{addr}/"));
+
+    let first = page.wait_for("a price from the engine", |s| {
+        s.ready && s.status == "ok" && s.open_time.is_some()
+    });
+    page.wait_for("a newer candle on the open page", |s| {
+        s.open_time > first.open_time && s.updates > first.updates
+    });
+
+    drop(demo);
+    page.wait_for("the engine reported unreachable", |s| {
+        s.status == "unreachable"
+    });
+
+    let (_demo, again) = start_demo(&want.to_string());
+    assert_eq!(
+        again, want,
+        "the restarted demo did not take the same address"
+    );
+    wait_for_closed_candle(addr);
+    let back = page.wait_for("the engine reported back", |s| s.status == "ok");
+    let series = format!(
+        "/api/candles?symbol={}&timeframe={}&limit=1",
+        back.symbol, back.timeframe
+    );
+    // The page shows the new engine's candles: its newest is at least the newest closed
+    // one the new engine had before the read, and no later than the newest it has after.
+    let newest = |body: &serde_json::Value, key: &str| -> Option<i64> {
+        body[key]
+            .as_array()?
+            .iter()
+            .filter_map(|c| c["open_time"].as_i64())
+            .max()
+    };
+    let before = support::http_json(addr, &series);
+    let floor = newest(&before, "candles").expect("the new engine has closed candles");
+    let shown = page.wait_for("the new engine's newest candle", |s| {
+        s.ready && s.open_time.is_some_and(|t| t >= floor)
+    });
+    let after = support::http_json(addr, &series);
+    let ceiling = newest(&after, "live")
+        .into_iter()
+        .chain(newest(&after, "candles"))
+        .max()
+        .expect("the new engine has candles");
+    assert!(
+        shown.open_time.is_some_and(|t| t <= ceiling),
+        "the page shows a candle the new engine does not have: {shown:?}, newest {ceiling}"
+    );
+    page.wait_for("live updates again", |s| s.open_time > shown.open_time);
+    page.finish();
+}
+
+/// A loopback address with a port that was free a moment ago.
+fn free_loopback_addr() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("its address")
+}
+
+/// Chromium, or `None` (with the reason printed) when it is absent and
+/// `ALPHAPULSE_SKIP_BROWSER=1`; absent otherwise fails, since the set-up installs it.
+fn browser_or_skip() -> Option<PathBuf> {
+    if let Some(browser) = chromium() {
+        return Some(browser);
+    }
+    if std::env::var("ALPHAPULSE_SKIP_BROWSER").as_deref() == Ok("1") {
+        eprintln!(
+            "SKIPPED: no Chromium found (/usr/bin/chromium or chromium on PATH) and \
+             ALPHAPULSE_SKIP_BROWSER=1"
+        );
+        return None;
+    }
+    panic!(
+        "no Chromium found (/usr/bin/chromium or chromium on PATH): run scripts/setup.sh, \
+         or set ALPHAPULSE_SKIP_BROWSER=1 to skip this test"
+    );
+}
+
 /// Chromium: Debian's `/usr/bin/chromium`, else `chromium` or `chromium-browser` on PATH.
 fn chromium() -> Option<PathBuf> {
     let fixed = Path::new("/usr/bin/chromium");
@@ -163,15 +241,24 @@ fn save(path: &Path, bytes: &[u8]) {
     std::fs::write(path, bytes).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
 
-/// Starts `alphapulse demo` on a free port and returns it with its dashboard address.
-fn start_demo() -> (support::ChildGuard, SocketAddr) {
+fn wait_for_closed_candle(addr: SocketAddr) {
+    let ready = support::wait_until(Duration::from_secs(30), || {
+        let (code, body) = support::http_get(addr, "/api/candles?timeframe=1m&limit=1");
+        code == 200 && body.contains("\"closed\":true")
+    });
+    assert!(ready, "the demo served no closed candle within 30 s");
+}
+
+/// Starts `alphapulse demo` with its dashboard on `dashboard_addr` (port 0: any free
+/// port) and returns it with the address it printed.
+fn start_demo(dashboard_addr: &str) -> (support::ChildGuard, SocketAddr) {
     let mut child = support::ChildGuard(
         Command::new(env!("CARGO_BIN_EXE_alphapulse"))
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("ALPHAPULSE_PIN_CORES", "false")
             .env("ALPHAPULSE_LOG", "warn")
-            .env("DASHBOARD_ADDR", "127.0.0.1:0")
+            .env("DASHBOARD_ADDR", dashboard_addr)
             .current_dir(std::env::temp_dir())
             .args(["demo", "--speed", DEMO_SPEED, "--seconds", DEMO_SECONDS])
             .stdout(Stdio::piped())
@@ -249,8 +336,8 @@ impl Drop for GroupGuard {
 
 /// Runs headless Chromium on `url` with `extra` flags; returns its stdout. Panics with
 /// the end of its stderr if it fails or overruns [`CHROMIUM_TIMEOUT`].
-fn run_chromium(browser: &Path, url: &str, extra: &[String]) -> String {
-    let profile = Profile::new();
+/// Headless Chromium with its own profile, isolated from the network beyond loopback.
+fn chromium_command(browser: &Path, profile: &Profile) -> Command {
     let mut cmd = Command::new(browser);
     cmd.args([
         "--headless",
@@ -268,15 +355,31 @@ fn run_chromium(browser: &Path, url: &str, extra: &[String]) -> String {
         "--enable-logging=stderr",
         "--v=0",
         "--window-size=1440,1000",
-        &format!("--virtual-time-budget={VIRTUAL_TIME_BUDGET_MS}"),
     ])
     .arg(format!("--user-data-dir={}", profile.0.display()))
-    .args(extra)
-    .arg(url)
     .stdin(Stdio::null())
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())
     .process_group(0);
+    cmd
+}
+
+/// The page's uncaught script errors among Chromium's stderr lines.
+fn script_errors(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| l.contains(":CONSOLE") && l.contains("Uncaught"))
+        .collect()
+}
+
+/// Runs headless Chromium on `url` with `extra` flags; returns its stdout. Panics with
+/// the end of its stderr if it fails or overruns [`CHROMIUM_TIMEOUT`].
+fn run_chromium(browser: &Path, url: &str, extra: &[String]) -> String {
+    let profile = Profile::new();
+    let mut cmd = chromium_command(browser, &profile);
+    cmd.arg(format!("--virtual-time-budget={VIRTUAL_TIME_BUDGET_MS}"))
+        .args(extra)
+        .arg(url);
     let mut guard = GroupGuard(cmd.spawn().expect("spawn chromium"));
     let mut out = guard.0.stdout.take().expect("piped stdout");
     let mut err = guard.0.stderr.take().expect("piped stderr");
@@ -306,15 +409,8 @@ fn run_chromium(browser: &Path, url: &str, extra: &[String]) -> String {
         let lines: Vec<&str> = stderr.lines().collect();
         lines[lines.len().saturating_sub(20)..].join("\n")
     };
-    let script_errors: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.contains(":CONSOLE") && l.contains("Uncaught"))
-        .collect();
-    assert!(
-        script_errors.is_empty(),
-        "the page threw:\n{}",
-        script_errors.join("\n")
-    );
+    let errors = script_errors(&stderr);
+    assert!(errors.is_empty(), "the page threw:\n{}", errors.join("\n"));
     match status {
         Some(s) if s.success() => stdout,
         Some(s) => panic!("chromium exited with {s}; its stderr ends:\n{tail}"),
@@ -369,4 +465,175 @@ fn number(dom: &str, id: &str) -> u64 {
         .replace(',', "")
         .parse()
         .unwrap_or_else(|_| panic!("{id} is {:?}, not a number", e.text))
+}
+
+/// How long [`LivePage::wait_for`] waits for the page to reach a state.
+const PAGE_WAIT: Duration = Duration::from_secs(20);
+/// Wall-clock bound of one DevTools answer.
+const CDP_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the page shows, read from its `data-testid` elements.
+#[derive(Debug, Clone, Default)]
+struct PageState {
+    ready: bool,
+    status: String,
+    feed: String,
+    price: String,
+    open_time: Option<i64>,
+    updates: u64,
+    symbol: String,
+    timeframe: String,
+}
+
+const READ_PAGE_JS: &str = r#"(() => {
+  const q = (id) => document.querySelector('[data-testid="' + id + '"]');
+  const p = q("last-price");
+  return JSON.stringify({
+    ready: document.body.getAttribute("data-ready") === "1",
+    status: q("engine-status").textContent,
+    feed: q("feed-mode").textContent,
+    price: p.textContent,
+    open_time: p.getAttribute("data-open-time"),
+    updates: q("update-count").textContent,
+    symbol: q("symbol-select").value,
+    timeframe: q("timeframe-select").value,
+  });
+})()"#;
+
+/// One open page in headless Chromium, read over the DevTools protocol (a WebSocket
+/// carrying JSON commands; only `Runtime.evaluate` is used).
+struct LivePage {
+    cdp: tungstenite::WebSocket<std::net::TcpStream>,
+    next_id: u64,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    // Field order is drop order: the connection closes before the browser is killed.
+    _browser: GroupGuard,
+    _profile: Profile,
+}
+
+impl LivePage {
+    fn open(browser: &Path, url: &str) -> LivePage {
+        let profile = Profile::new();
+        let mut cmd = chromium_command(browser, &profile);
+        cmd.args([
+            "--remote-debugging-address=127.0.0.1",
+            "--remote-debugging-port=0",
+        ])
+        .arg(url)
+        .stdout(Stdio::null());
+        let mut guard = GroupGuard(cmd.spawn().expect("spawn chromium"));
+        let err = guard.0.stderr.take().expect("piped stderr");
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        let log = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                // "DevTools listening on ws://127.0.0.1:PORT/devtools/browser/ID"
+                if let Some(rest) = line.split("DevTools listening on ws://").nth(1) {
+                    let _ = tx.send(rest.split('/').next().unwrap_or("").to_string());
+                }
+                let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let devtools: SocketAddr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .ok()
+            .and_then(|a| a.parse().ok())
+            .expect("chromium announced its DevTools address");
+        let mut page_ws = None;
+        support::wait_until(Duration::from_secs(10), || {
+            let (code, body) = support::http_get(devtools, "/json/list");
+            let targets: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            page_ws = targets.as_array().and_then(|ts| {
+                ts.iter()
+                    .find(|t| t["type"] == "page")
+                    .and_then(|t| t["webSocketDebuggerUrl"].as_str())
+                    .map(str::to_string)
+            });
+            code == 200 && page_ws.is_some()
+        });
+        let page_ws = page_ws.expect("chromium lists the page");
+        let stream = std::net::TcpStream::connect(devtools).expect("connect to DevTools");
+        stream
+            .set_read_timeout(Some(CDP_READ_TIMEOUT))
+            .expect("set a read timeout");
+        let (cdp, _) = tungstenite::client(page_ws.as_str(), stream).expect("DevTools handshake");
+        LivePage {
+            cdp,
+            next_id: 0,
+            stderr,
+            _browser: guard,
+            _profile: profile,
+        }
+    }
+
+    /// Evaluates `expression` in the page and returns its value.
+    fn eval(&mut self, expression: &str) -> serde_json::Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let command = serde_json::json!({
+            "id": id,
+            "method": "Runtime.evaluate",
+            "params": { "expression": expression, "returnByValue": true },
+        });
+        self.cdp
+            .send(tungstenite::Message::Text(command.to_string().into()))
+            .expect("send a DevTools command");
+        // Events may come first; the answer carries our id. Bounded by the read timeout.
+        loop {
+            let msg = self.cdp.read().expect("a DevTools answer");
+            let Ok(text) = msg.to_text() else { continue };
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else {
+                continue;
+            };
+            if v["id"].as_u64() == Some(id) {
+                return v["result"]["result"]["value"].clone();
+            }
+        }
+    }
+
+    fn state(&mut self) -> PageState {
+        let text = self.eval(READ_PAGE_JS);
+        let v: serde_json::Value =
+            serde_json::from_str(text.as_str().unwrap_or("{}")).unwrap_or_default();
+        let s = |k: &str| v[k].as_str().unwrap_or("").trim().to_string();
+        PageState {
+            ready: v["ready"].as_bool().unwrap_or(false),
+            status: s("status"),
+            feed: s("feed"),
+            price: s("price"),
+            open_time: s("open_time").parse().ok(),
+            updates: s("updates").replace(',', "").parse().unwrap_or(0),
+            symbol: s("symbol"),
+            timeframe: s("timeframe"),
+        }
+    }
+
+    /// Polls the page until `cond` holds; fails naming `what` after [`PAGE_WAIT`].
+    fn wait_for(&mut self, what: &str, cond: impl Fn(&PageState) -> bool) -> PageState {
+        let deadline = Instant::now() + PAGE_WAIT;
+        loop {
+            let state = self.state();
+            if cond(&state) {
+                return state;
+            }
+            if Instant::now() > deadline {
+                panic!("the page never showed {what} within {PAGE_WAIT:?}; it shows {state:?}");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Fails if the page threw a script error while it was open.
+    fn finish(self) {
+        let log = self
+            .stderr
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let errors = script_errors(&log);
+        assert!(errors.is_empty(), "the page threw:\n{}", errors.join("\n"));
+    }
 }

@@ -612,7 +612,7 @@
         break;
       case "status": {
         const s = isObject(data) ? data : m;
-        if (Array.isArray(s.shards)) renderStatus(s);
+        if (Array.isArray(s.shards) && renderStatus(s)) onEngineRestart();
         break;
       }
       case "error":
@@ -701,9 +701,7 @@
     status.textContent = String(s.status || "unknown");
     status.className = s.status === "ok" ? "ok" : "warn";
     const uptime = num(s.uptime_s);
-    if (uptime !== null && state.uptime !== null && uptime + 1 < state.uptime) {
-      onEngineRestart();
-    }
+    const restarted = uptime !== null && state.uptime !== null && uptime + 1 < state.uptime;
     state.uptime = uptime;
     setText("uptime", fmtDuration(uptime));
 
@@ -722,6 +720,7 @@
     renderShards(s.shards || [], now);
     renderCompleteness(s);
     renderSinks(s.sinks);
+    return restarted;
   }
 
   function renderShards(shards, now) {
@@ -867,11 +866,11 @@
   }
 
   function onEngineRestart() {
-    // A new engine has new counters and maybe new history: start the rates afresh and
-    // reload what the chart shows.
+    // A new engine has new counters and its own history (a restarted demo even starts
+    // its market afresh): start the rates anew and show what this engine has.
     state.prevTotal = null;
     state.prevShards.clear();
-    loadHistory(false);
+    loadHistory(true);
     loadFeed();
   }
 
@@ -880,8 +879,7 @@
     if (status.status === "fulfilled" && isObject(status.value)) {
       const wasDown = state.engineUp === false;
       state.engineUp = true;
-      renderStatus(status.value);
-      if (wasDown) onEngineRestart();
+      if (renderStatus(status.value) || wasDown) onEngineRestart();
     } else {
       state.engineUp = false;
       const node = $("engine-status");
