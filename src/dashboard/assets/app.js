@@ -26,7 +26,11 @@
   const WS_BACKOFF_MAX_MS = 10000; // an engine that is away is retried at least this often
   const WS_PING_MS = 15000; // keeps proxies from closing an idle connection
   const WS_SILENCE_MS = 40000; // no message for this long: the connection is dead
+  // No candle of the selection over an open WebSocket for this long: poll as well, so a
+  // server that does not push candles (or a quiet market) still shows fresh prices.
+  const WS_CANDLE_SILENCE_MS = 5000;
   const FETCH_TIMEOUT_MS = 5000;
+  const THROUGHPUT_POINTS = 300; // 10 minutes of the status poll
   const DEFAULT_TIMEFRAMES = ["1m", "5m", "15m", "1h", "4h", "1d"];
 
   const params = new URLSearchParams(window.location.search);
@@ -53,6 +57,7 @@
     wsBackoffMs: WS_BACKOFF_INITIAL_MS,
     wsTimer: null,
     wsLastMessageAt: 0,
+    wsLastCandleAt: 0,
     engineUp: null, // null until the first status answer
     uptime: null,
     prevTotal: null, // {total, at} of the last status, for msg/s
@@ -192,6 +197,9 @@
   let chart = null;
   let series = null;
   let markers = null;
+  let spark = null;
+  let sparkChart = null;
+  const sparkPoints = [];
 
   function setupChart() {
     const lib = window.LightweightCharts;
@@ -223,6 +231,57 @@
       chart = series = markers = null;
       showChartError("The chart could not start: " + e.message);
     }
+  }
+
+  // A small msg/s history under the throughput figure.
+  function setupSpark() {
+    const lib = window.LightweightCharts;
+    const box = $("throughput-chart");
+    if (!lib || !box) return;
+    try {
+      const c = lib.createChart(box, {
+        autoSize: true,
+        layout: {
+          background: { type: "solid", color: "#161b22" },
+          textColor: "#8b949e",
+          // The page footer credits the library; one logo (on the main chart) is enough.
+          attributionLogo: false,
+        },
+        grid: { vertLines: { visible: false }, horzLines: { visible: false } },
+        rightPriceScale: { visible: false },
+        leftPriceScale: { visible: false },
+        timeScale: { visible: false },
+        crosshair: { vertLine: { visible: false }, horzLine: { visible: false } },
+        handleScroll: false,
+        handleScale: false,
+      });
+      sparkChart = c;
+      spark = c.addSeries(lib.AreaSeries, {
+        lineColor: "#58a6ff",
+        topColor: "rgba(88, 166, 255, 0.35)",
+        bottomColor: "rgba(88, 166, 255, 0.02)",
+        lineWidth: 1,
+        priceLineVisible: false,
+        lastValueVisible: false,
+      });
+    } catch (e) {
+      spark = null;
+    }
+  }
+
+  function pushSpark(value) {
+    if (!spark || value === null || value === undefined) return;
+    const time = Math.floor(Date.now() / 1000);
+    const last = sparkPoints[sparkPoints.length - 1];
+    if (last && last.time >= time) return;
+    sparkPoints.push({ time, value });
+    if (sparkPoints.length > THROUGHPUT_POINTS) {
+      sparkPoints.splice(0, sparkPoints.length - THROUGHPUT_POINTS);
+      spark.setData(sparkPoints);
+    } else {
+      spark.update({ time, value });
+    }
+    sparkChart.timeScale().fitContent();
   }
 
   function showChartError(text) {
@@ -499,9 +558,12 @@
     }
   }
 
-  // While the WebSocket is down: the newest candles and signals, every second.
+  // While the WebSocket is down (or brings no candles): the newest candles and signals,
+  // every second.
   async function pollLive() {
-    if (state.wsOpen || !state.historyLoaded) return;
+    if (!state.historyLoaded) return;
+    const wsFeeding = state.wsOpen && Date.now() - state.wsLastCandleAt < WS_CANDLE_SILENCE_MS;
+    if (wsFeeding) return;
     const gen = state.generation;
     try {
       const body = await getJson("/api/candles", {
@@ -509,7 +571,7 @@
         timeframe: state.timeframe,
         limit: FALLBACK_CANDLES,
       });
-      if (gen !== state.generation || state.wsOpen) return;
+      if (gen !== state.generation) return;
       for (const c of candleList(body)) applyLiveCandle(c);
     } catch (e) {
       // The status poll reports an unreachable engine; nothing more to say here.
@@ -541,6 +603,7 @@
     ws.onopen = () => {
       state.wsOpen = true;
       state.wsLastMessageAt = Date.now();
+      state.wsLastCandleAt = Date.now();
       renderFeedMode();
       subscribeSelection(ws, "subscribe");
       send(ws, { type: "subscribe", subscription: "signals" });
@@ -599,13 +662,13 @@
       case "signal": {
         const records = Array.isArray(data) ? data : [isObject(data) ? data : m];
         for (const r of records) {
-          if (m.type === "candle") applyLiveCandle(r);
+          if (m.type === "candle") applyWsCandle(r);
           else addSignal(r, true);
         }
         break;
       }
       case "candles":
-        if (Array.isArray(data)) for (const c of data) applyLiveCandle(c);
+        if (Array.isArray(data)) for (const c of data) applyWsCandle(c);
         break;
       case "signals":
         if (Array.isArray(data)) for (const s of data) addSignal(s, true);
@@ -623,12 +686,20 @@
     }
   }
 
+  function applyWsCandle(c) {
+    if (isObject(c) && c.symbol === state.symbol && c.timeframe === state.timeframe) {
+      state.wsLastCandleAt = Date.now();
+    }
+    applyLiveCandle(c);
+  }
+
   function renderFeedMode() {
     const node = $("feed-mode");
     let text;
     let cls;
     if (state.wsOpen) {
-      text = "websocket";
+      const quiet = Date.now() - state.wsLastCandleAt >= WS_CANDLE_SILENCE_MS;
+      text = quiet ? "websocket + polling" : "websocket";
       cls = "ok";
     } else if (state.engineUp === false) {
       text = "offline, retrying";
@@ -709,6 +780,7 @@
     const perSecond = rate(state.prevTotal, total, now);
     if (perSecond !== undefined) {
       setText("throughput", perSecond === null ? "n/a" : fmtNum(perSecond, 0));
+      pushSpark(perSecond);
       state.prevTotal = total === null ? null : { value: total, at: now };
     }
     setText("total-messages", fmtInt(total));
@@ -894,6 +966,7 @@
 
   function start() {
     setupChart();
+    setupSpark();
     renderPerformance(null);
     $("symbol").addEventListener("change", (e) => select(e.target.value, state.timeframe));
     $("timeframe").addEventListener("change", (e) => select(state.symbol, e.target.value));
