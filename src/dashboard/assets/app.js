@@ -377,7 +377,15 @@
     }
   }
 
+  // The quote is drawn on the next tick: a burst of updates costs one redraw.
+  let quoteDirty = false;
   function renderQuote() {
+    quoteDirty = true;
+  }
+
+  function drawQuote() {
+    if (!quoteDirty) return;
+    quoteDirty = false;
     const newest = state.newestTime === null ? null : state.candles.get(state.newestTime);
     const priceNode = $("last-price");
     setText("candle-count", state.candles.size);
@@ -425,6 +433,12 @@
     if (s.symbol === state.symbol && s.timeframe === state.timeframe && !state.marks.has(key)) {
       state.marks.set(key, s);
       state.marksDirty = true;
+      if (state.marks.size > 2 * MAX_MARKERS) {
+        const oldest = Array.from(state.marks.entries())
+          .sort((a, b) => num(a[1].timestamp) - num(b[1].timestamp))
+          .slice(0, state.marks.size - MAX_MARKERS);
+        for (const [k] of oldest) state.marks.delete(k);
+      }
     }
     if (state.feed.has(key)) return;
     state.feed.set(key, Object.assign({}, s, { _fresh: !!live }));
@@ -976,8 +990,10 @@
     setInterval(pollStatus, STATUS_POLL_MS);
     setInterval(pollLive, FALLBACK_POLL_MS);
     setInterval(wsWatchdog, WS_PING_MS);
-    // Drawing is batched: a burst of records costs one redraw of the feed and markers.
+    // Drawing is batched: a burst of records costs one redraw of the quote, the feed
+    // and the markers.
     setInterval(() => {
+      drawQuote();
       renderFeed();
       renderMarkers();
     }, 250);
