@@ -529,10 +529,10 @@
 
   // Loads the selection's history; `fresh` clears what is shown first (a new selection).
   async function loadHistory(fresh) {
-    const gen = ++state.generation;
     const symbol = state.symbol;
     const timeframe = state.timeframe;
     if (!symbol || !timeframe) return;
+    const gen = ++state.generation;
     if (fresh) {
       state.candles.clear();
       state.marks.clear();
