@@ -151,7 +151,7 @@ fn the_page_recovers_by_itself_when_the_engine_restarts() {
 
     drop(demo);
     page.wait_for("the engine reported unreachable", |s| {
-        s.status == "unreachable"
+        s.status == "unreachable" && s.feed.starts_with("offline")
     });
 
     let (_demo, again) = start_demo(&want.to_string(), RESTARTED_DEMO_SPEED);
@@ -185,7 +185,11 @@ fn the_page_recovers_by_itself_when_the_engine_restarts() {
             .iter()
             .map(|k| after[*k].as_array().map_or(0, Vec::len))
             .sum::<usize>();
-        s.ready && s.open_time >= Some(floor) && s.open_time <= ceiling && s.candles <= count
+        s.ready
+            && s.price.parse::<f64>().is_ok_and(|p| p > 0.0)
+            && s.open_time >= Some(floor)
+            && s.open_time <= ceiling
+            && s.candles <= count
     });
     page.wait_for("live updates again", |s| s.open_time > shown.open_time);
     page.finish();
