@@ -149,6 +149,15 @@ fn the_page_recovers_by_itself_when_the_engine_restarts() {
         s.open_time > first.open_time && s.updates > first.updates
     });
 
+    // Another symbol and timeframe, picked as a user would.
+    page.choose("symbol-select", "ETHUSDT");
+    page.choose("timeframe-select", "5m");
+    let picked = wait_for_engine_series(&mut page, addr, "ETHUSDT 5m candles");
+    assert_eq!(
+        (picked.symbol.as_str(), picked.timeframe.as_str()),
+        ("ETHUSDT", "5m")
+    );
+
     drop(demo);
     page.wait_for("the engine reported unreachable", |s| {
         s.status == "unreachable" && s.feed.starts_with("offline")
@@ -160,15 +169,18 @@ fn the_page_recovers_by_itself_when_the_engine_restarts() {
         "the restarted demo did not take the same address"
     );
     wait_for_closed_candle(addr);
-    let back = page.wait_for("the engine reported back", |s| s.status == "ok");
-    let series = format!(
-        "/api/candles?symbol={}&timeframe={}&limit=1000",
-        back.symbol, back.timeframe
-    );
-    // The page shows the new engine's candles, and only those: its newest is at least
-    // the newest closed one the new engine had before, and no later than the newest it
-    // has after the page was read; and it has no more candles than the new engine (a
-    // page that kept the old engine's candles would have more).
+    page.wait_for("the engine reported back", |s| s.status == "ok");
+    let shown = wait_for_engine_series(&mut page, addr, "the new engine's candles");
+    page.wait_for("live updates again", |s| s.open_time > shown.open_time);
+    page.finish();
+}
+
+/// Waits until the page shows the engine's candles of the page's selection, and only
+/// those: its newest is at least the newest closed one the engine had before, and no
+/// later than the newest it has after the page was read; and the page has no more
+/// candles than the engine (a page that kept another series' or an old engine's candles
+/// would fail one of these).
+fn wait_for_engine_series(page: &mut LivePage, addr: SocketAddr, what: &str) -> PageState {
     let newest = |body: &serde_json::Value, key: &str| -> Option<i64> {
         body[key]
             .as_array()?
@@ -176,9 +188,13 @@ fn the_page_recovers_by_itself_when_the_engine_restarts() {
             .filter_map(|c| c["open_time"].as_i64())
             .max()
     };
-    let before = support::http_json(addr, &series);
-    let floor = newest(&before, "candles").expect("the new engine has closed candles");
-    let shown = page.wait_for("the new engine's newest candle", |s| {
+    let selected = page.state();
+    let series = format!(
+        "/api/candles?symbol={}&timeframe={}&limit=1000",
+        selected.symbol, selected.timeframe
+    );
+    let floor = newest(&support::http_json(addr, &series), "candles");
+    page.wait_for(what, |s| {
         let after = support::http_json(addr, &series);
         let ceiling = newest(&after, "live").max(newest(&after, "candles"));
         let count = ["candles", "live"]
@@ -186,13 +202,14 @@ fn the_page_recovers_by_itself_when_the_engine_restarts() {
             .map(|k| after[*k].as_array().map_or(0, Vec::len))
             .sum::<usize>();
         s.ready
+            && (s.symbol.as_str(), s.timeframe.as_str())
+                == (selected.symbol.as_str(), selected.timeframe.as_str())
             && s.price.parse::<f64>().is_ok_and(|p| p > 0.0)
-            && s.open_time >= Some(floor)
+            && s.open_time.is_some()
+            && s.open_time >= floor
             && s.open_time <= ceiling
             && s.candles <= count
-    });
-    page.wait_for("live updates again", |s| s.open_time > shown.open_time);
-    page.finish();
+    })
 }
 
 /// A loopback address with a port that was free a moment ago.
@@ -599,6 +616,19 @@ impl LivePage {
                 return v["result"]["result"]["value"].clone();
             }
         }
+    }
+
+    /// Picks `value` in the `<select>` with `data-testid="{testid}"`, as a user would.
+    fn choose(&mut self, testid: &str, value: &str) {
+        let js = format!(
+            "(() => {{ const s = document.querySelector('[data-testid=\"{testid}\"]'); \
+             s.value = {value:?}; s.dispatchEvent(new Event('change')); return s.value; }})()"
+        );
+        assert_eq!(
+            self.eval(&js).as_str(),
+            Some(value),
+            "{testid} offers {value}"
+        );
     }
 
     fn state(&mut self) -> PageState {
