@@ -9,6 +9,11 @@
 //! `data-testid` elements; the test checks that a price rendered, that live updates
 //! arrived, and that the newest candle moved on between the two loads.
 //!
+//! A second test keeps one page open and reads it live over the DevTools protocol
+//! (`--remote-debugging-port`, `Runtime.evaluate`): prices move on in real time, picking
+//! another symbol and timeframe shows that series, and after the demo is killed and
+//! started again on the same address the page says so and recovers by itself.
+//!
 //! Signals: checked when `ALPHAPULSE_BROWSER_EXPECT_SIGNAL=1`, or whenever the engine's
 //! `/api/status` reports that it has made some.
 //!
