@@ -8,6 +8,7 @@
 //! as arguments so tests pass their own.
 
 pub mod http;
+pub mod page;
 pub mod status;
 
 use std::rc::Rc;
@@ -146,6 +147,13 @@ pub fn route(req: &Request, ctx: &StatusContext) -> Response {
     if req.method != "GET" && req.method != "HEAD" {
         return Response::error(405, "only GET is supported");
     }
+    if let Some((content_type, body)) = page::asset(&req.path) {
+        return Response {
+            status: 200,
+            content_type,
+            body: body.to_vec(),
+        };
+    }
     match req.path.as_str() {
         "/healthz" => Response::json(200, &serde_json::json!({ "status": "ok" })),
         "/readyz" => {
@@ -169,21 +177,9 @@ pub fn route(req: &Request, ctx: &StatusContext) -> Response {
             }
             Err(resp) => resp,
         },
-        "/" => Response {
-            status: 200,
-            content_type: "text/html; charset=utf-8",
-            body: INDEX_HTML.as_bytes().to_vec(),
-        },
         _ => Response::error(404, "not found"),
     }
 }
-
-const INDEX_HTML: &str = "<!doctype html><meta charset=utf-8><title>AlphaPulse</title>\
-<h1>AlphaPulse engine</h1><ul>\
-<li><a href=/api/status>/api/status</a></li>\
-<li><a href=/api/candles>/api/candles</a></li>\
-<li><a href=/api/signals>/api/signals</a></li>\
-<li><a href=/healthz>/healthz</a> · <a href=/readyz>/readyz</a></li></ul>";
 
 type ListParams = (Option<Symbol>, Option<Interval>, usize);
 

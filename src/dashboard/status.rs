@@ -116,6 +116,7 @@ impl StatusContext {
             "active_connections": active_connections,
             "active_clients": 0,
             "shards": shards,
+            "timeframes": self.timeframes.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
             "candles": {
                 "closed_total": store.closed_total,
                 "series": store.series_count(),
