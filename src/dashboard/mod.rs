@@ -329,12 +329,18 @@ pub async fn serve(
 
 /// Drains every feed at a fixed short interval and broadcasts what it finds.
 async fn drain(server: Rc<Server>, feeds: Vec<Consumer<Envelope>>, stop: Arc<AtomicBool>) {
-    let mut batch = Vec::with_capacity(DRAIN_BATCH);
+    // A burst (every symbol's candle closing at the top of the hour) is spread over
+    // drain rounds: per round, all feeds together queue at most a quarter of a client's
+    // outbox, and the client tasks write between rounds. So a client that reads keeps
+    // up with any burst and only one that does not read reaches its bound; the records
+    // wait in the rings meanwhile (the shards hold never-lost records when a ring fills).
+    let per_feed = (server.opts.client_queue_messages / 4 / feeds.len().max(1)).clamp(1, DRAIN_BATCH);
+    let mut batch = Vec::with_capacity(per_feed);
     loop {
         let stopping = stop.load(Ordering::Relaxed);
         for feed in &feeds {
             batch.clear();
-            feed.drain_into(&mut batch, DRAIN_BATCH);
+            feed.drain_into(&mut batch, per_feed);
             for env in &batch {
                 server.hub.stats.records_in.inc();
                 broadcast_record(&server.hub, &env.record);
