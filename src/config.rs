@@ -1027,10 +1027,16 @@ impl Field {
             Field::DashConformanceEcho => Setting::Flag(c.dashboard.conformance_echo),
             Field::DashAllowPublic => Setting::Flag(c.dashboard.allow_public_without_token),
             Field::DashTlsCert => Setting::Text(
-                c.dashboard.tls_cert_file.as_ref().map(|p| p.display().to_string()),
+                c.dashboard
+                    .tls_cert_file
+                    .as_ref()
+                    .map(|p| p.display().to_string()),
             ),
             Field::DashTlsKey => Setting::Text(
-                c.dashboard.tls_key_file.as_ref().map(|p| p.display().to_string()),
+                c.dashboard
+                    .tls_key_file
+                    .as_ref()
+                    .map(|p| p.display().to_string()),
             ),
             Field::DashMaxMessageBytes => count(c.dashboard.max_message_bytes),
             Field::DashMaxFrameBytes => count(c.dashboard.max_frame_bytes),
@@ -1118,8 +1124,12 @@ impl Field {
             Field::InstanceCount => u32_of(raw).map(|v| e.instance_count = v),
             Field::DashConformanceEcho => raw.flag().map(|v| d.conformance_echo = v),
             Field::DashAllowPublic => raw.flag().map(|v| d.allow_public_without_token = v),
-            Field::DashTlsCert => raw.opt_text().map(|v| d.tls_cert_file = v.map(PathBuf::from)),
-            Field::DashTlsKey => raw.opt_text().map(|v| d.tls_key_file = v.map(PathBuf::from)),
+            Field::DashTlsCert => raw
+                .opt_text()
+                .map(|v| d.tls_cert_file = v.map(PathBuf::from)),
+            Field::DashTlsKey => raw
+                .opt_text()
+                .map(|v| d.tls_key_file = v.map(PathBuf::from)),
             Field::DashMaxMessageBytes => usize_of(raw).map(|v| d.max_message_bytes = v),
             Field::DashMaxFrameBytes => usize_of(raw).map(|v| d.max_frame_bytes = v),
             Field::DashClientQueue => usize_of(raw).map(|v| d.client_queue_messages = v),

@@ -174,7 +174,10 @@ fn commands_errors_and_filters() {
     let mut ws = connect(d.addr, "/ws");
     send(&mut ws, json!({"type": "ping", "id": 7}));
     let pong = next_json(&mut ws);
-    assert_eq!((pong["type"].as_str(), pong["id"].as_i64()), (Some("pong"), Some(7)));
+    assert_eq!(
+        (pong["type"].as_str(), pong["id"].as_i64()),
+        (Some("pong"), Some(7))
+    );
 
     // Malformed and unknown commands get an error; the connection stays open.
     ws.send(Message::text("{not json")).unwrap();
@@ -182,9 +185,18 @@ fn commands_errors_and_filters() {
     assert_eq!(e["type"], "error");
     assert!(e["error"].as_str().unwrap().contains("malformed"), "{e}");
     send(&mut ws, json!({"type": "dance"}));
-    assert!(next_json(&mut ws)["error"].as_str().unwrap().contains("unknown command"));
-    send(&mut ws, json!({"type": "subscribe", "subscription": "trades"}));
-    assert!(next_json(&mut ws)["error"].as_str().unwrap().contains("unknown subscription"));
+    assert!(next_json(&mut ws)["error"]
+        .as_str()
+        .unwrap()
+        .contains("unknown command"));
+    send(
+        &mut ws,
+        json!({"type": "subscribe", "subscription": "trades"}),
+    );
+    assert!(next_json(&mut ws)["error"]
+        .as_str()
+        .unwrap()
+        .contains("unknown subscription"));
     ws.send(Message::binary(vec![1u8, 2, 3])).unwrap();
     assert_eq!(next_json(&mut ws)["type"], "error");
 
@@ -194,11 +206,17 @@ fn commands_errors_and_filters() {
         json!({"type": "subscribe", "subscription": "signals", "symbol": "ETHUSDT"}),
     );
     let ack = next_json(&mut ws);
-    assert_eq!((ack["type"].as_str(), ack["symbol"].as_str()), (Some("subscribed"), Some("ETHUSDT")));
+    assert_eq!(
+        (ack["type"].as_str(), ack["symbol"].as_str()),
+        (Some("subscribed"), Some("ETHUSDT"))
+    );
     d.local.push(env(signal_of("BTCUSDT", 1))).unwrap();
     d.local.push(env(signal_of("ETHUSDT", 2))).unwrap();
     let s = next_json(&mut ws);
-    assert_eq!((s["type"].as_str(), s["symbol"].as_str()), (Some("signal"), Some("ETHUSDT")));
+    assert_eq!(
+        (s["type"].as_str(), s["symbol"].as_str()),
+        (Some("signal"), Some("ETHUSDT"))
+    );
 
     // Candles of 1m: live and closed; records from another instance count too.
     send(
@@ -207,22 +225,38 @@ fn commands_errors_and_filters() {
     );
     assert_eq!(next_json(&mut ws)["type"], "subscribed");
     d.local
-        .push(env(Record::LiveCandle(synthetic_candle(3, 1_000_000, false))))
+        .push(env(Record::LiveCandle(synthetic_candle(
+            3, 1_000_000, false,
+        ))))
         .unwrap();
     let c = next_json(&mut ws);
-    assert_eq!((c["type"].as_str(), c["closed"].as_bool()), (Some("candle"), Some(false)));
+    assert_eq!(
+        (c["type"].as_str(), c["closed"].as_bool()),
+        (Some("candle"), Some(false))
+    );
     let mut remote = env(Record::ClosedCandle(synthetic_candle(4, 2_000_000, true)));
     remote.shard = REMOTE_SHARD;
     d.remote.push(remote).unwrap();
     let c = next_json(&mut ws);
-    assert_eq!((c["type"].as_str(), c["closed"].as_bool()), (Some("candle"), Some(true)));
+    assert_eq!(
+        (c["type"].as_str(), c["closed"].as_bool()),
+        (Some("candle"), Some(true))
+    );
 
     // Unsubscribed: nothing more of that topic (the ping reply comes first).
-    send(&mut ws, json!({"type": "unsubscribe", "subscription": "candles"}));
+    send(
+        &mut ws,
+        json!({"type": "unsubscribe", "subscription": "candles"}),
+    );
     let u = next_json(&mut ws);
-    assert_eq!((u["type"].as_str(), u["removed"].as_u64()), (Some("unsubscribed"), Some(1)));
+    assert_eq!(
+        (u["type"].as_str(), u["removed"].as_u64()),
+        (Some("unsubscribed"), Some(1))
+    );
     d.local
-        .push(env(Record::LiveCandle(synthetic_candle(5, 3_000_000, false))))
+        .push(env(Record::LiveCandle(synthetic_candle(
+            5, 3_000_000, false,
+        ))))
         .unwrap();
     std::thread::sleep(Duration::from_millis(50));
     send(&mut ws, json!({"type": "ping"}));
@@ -247,7 +281,10 @@ fn commands_errors_and_filters() {
     assert_eq!(data.len(), 1, "{r}");
     assert_eq!(data[0]["symbol"], "BTCUSDT");
     send(&mut ws, json!({"type": "get_signals", "limit": 5000}));
-    assert!(next_json(&mut ws)["error"].as_str().unwrap().contains("limit"));
+    assert!(next_json(&mut ws)["error"]
+        .as_str()
+        .unwrap()
+        .contains("limit"));
 }
 
 #[test]
@@ -283,7 +320,11 @@ fn ws_signals_pushes_every_signal_in_order() {
     for i in 0..200i64 {
         let s = next_json(&mut ws);
         assert_eq!(s["type"], "signal");
-        assert_eq!(s["event_time"].as_i64(), Some((1_000_000 + i) / 1000), "{s}");
+        assert_eq!(
+            s["event_time"].as_i64(),
+            Some((1_000_000 + i) / 1000),
+            "{s}"
+        );
     }
 }
 
@@ -303,10 +344,16 @@ fn a_client_that_never_reads_is_cut_off_and_others_stay_on_time() {
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         );
     }
-    let req = format!("ws://{}/ws/signals", d.addr).into_client_request().unwrap();
+    let req = format!("ws://{}/ws/signals", d.addr)
+        .into_client_request()
+        .unwrap();
     let (stuck_ws, _) = tungstenite::client(req, MaybeTlsStream::Plain(stuck)).unwrap();
     let mut good = connect(d.addr, "/ws/signals");
-    assert!(wait_until(Duration::from_secs(2), || d.stats.active_clients.get() == 2));
+    assert!(wait_until(Duration::from_secs(2), || d
+        .stats
+        .active_clients
+        .get()
+        == 2));
 
     // Broadcast until the stuck client is disconnected, reading on the good one.
     let mut sent = 0u64;
@@ -325,7 +372,11 @@ fn a_client_that_never_reads_is_cut_off_and_others_stay_on_time() {
         }
     }
     assert_eq!(d.stats.disconnected_slow.get(), 1, "sent {sent}");
-    assert!(wait_until(Duration::from_secs(3), || d.stats.active_clients.get() == 1));
+    assert!(wait_until(Duration::from_secs(3), || d
+        .stats
+        .active_clients
+        .get()
+        == 1));
     // The good client still gets every signal, and a new one promptly.
     while received < sent {
         next_json(&mut good);
@@ -334,7 +385,11 @@ fn a_client_that_never_reads_is_cut_off_and_others_stay_on_time() {
     let t = Instant::now();
     d.local.push(env(signal_of("BTCUSDT", 999_999))).unwrap();
     assert_eq!(next_json(&mut good)["type"], "signal");
-    assert!(t.elapsed() < Duration::from_millis(500), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        t.elapsed()
+    );
     // The backlog the server held for the stuck client stayed at its bound: it was
     // dropped, not grown.
     assert!(d.stats.dropped.get() <= 64 + 1, "{}", d.stats.dropped.get());
@@ -346,10 +401,18 @@ fn max_clients_is_enforced_before_the_upgrade() {
     let d = start(|o| o.max_clients = 2);
     let _a = connect(d.addr, "/ws");
     let _b = connect(d.addr, "/ws");
-    assert!(wait_until(Duration::from_secs(2), || d.stats.active_clients.get() == 2));
+    assert!(wait_until(Duration::from_secs(2), || d
+        .stats
+        .active_clients
+        .get()
+        == 2));
     assert_eq!(connect_with(d.addr, "/ws", &[]).err(), Some(503));
     drop(_a);
-    assert!(wait_until(Duration::from_secs(3), || d.stats.active_clients.get() == 1));
+    assert!(wait_until(Duration::from_secs(3), || d
+        .stats
+        .active_clients
+        .get()
+        == 1));
     assert!(connect_with(d.addr, "/ws", &[]).is_ok());
 }
 
@@ -361,7 +424,12 @@ fn token_and_origin_are_checked() {
     });
     assert_eq!(connect_with(d.addr, "/ws", &[]).err(), Some(401));
     assert_eq!(
-        connect_with(d.addr, "/ws", &[("Authorization", "Bearer wrong-token-000000")]).err(),
+        connect_with(
+            d.addr,
+            "/ws",
+            &[("Authorization", "Bearer wrong-token-000000")]
+        )
+        .err(),
         Some(401)
     );
     let bearer = format!("Bearer {TOKEN}");
@@ -378,7 +446,10 @@ fn token_and_origin_are_checked() {
 
     assert_eq!(http_get(d.addr, "/api/status").0, 401);
     assert_eq!(http_get(d.addr, "/metrics").0, 401);
-    assert_eq!(http_get(d.addr, &format!("/api/status?token={TOKEN}")).0, 200);
+    assert_eq!(
+        http_get(d.addr, &format!("/api/status?token={TOKEN}")).0,
+        200
+    );
     assert_eq!(http_get(d.addr, "/healthz").0, 200);
     assert!(d.stats.unauthorized.get() >= 4);
 }
@@ -428,7 +499,11 @@ fn a_client_that_stops_answering_pings_is_dropped() {
         }
     }
     assert_eq!(d.stats.disconnected_idle.get(), 1);
-    assert!(wait_until(Duration::from_secs(2), || d.stats.active_clients.get() == 1));
+    assert!(wait_until(Duration::from_secs(2), || d
+        .stats
+        .active_clients
+        .get()
+        == 1));
 }
 
 fn raw(addr: SocketAddr) -> TcpStream {
@@ -473,10 +548,17 @@ fn header_floods_and_slow_heads_are_cut_off() {
 fn connections_per_address_are_capped() {
     let d = start(|o| o.max_connections_per_ip = 3);
     let held: Vec<TcpStream> = (0..3).map(|_| raw(d.addr)).collect();
-    assert!(wait_until(Duration::from_secs(2), || d.stats.open_connections.get() == 3));
+    assert!(wait_until(Duration::from_secs(2), || d
+        .stats
+        .open_connections
+        .get()
+        == 3));
     assert_eq!(http_get(d.addr, "/healthz").0, 429);
     drop(held);
-    assert!(wait_until(Duration::from_secs(3), || http_get(d.addr, "/healthz").0 == 200));
+    assert!(wait_until(Duration::from_secs(3), || http_get(
+        d.addr, "/healthz"
+    )
+    .0 == 200));
 }
 
 #[test]
@@ -488,7 +570,10 @@ fn http_routes_validate_and_report() {
     let (code, body) = http_get(d.addr, "/api/signals?from=yesterday");
     assert_eq!(code, 400);
     assert!(body.contains("from"), "{body}");
-    let (code, body) = http_get(d.addr, "/api/candles?symbol=BTCUSDT&timeframe=1m&from=0&to=9");
+    let (code, body) = http_get(
+        d.addr,
+        "/api/candles?symbol=BTCUSDT&timeframe=1m&from=0&to=9",
+    );
     assert_eq!(code, 200, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
     assert!(v["candles"].is_array());
@@ -508,8 +593,14 @@ fn http_routes_validate_and_report() {
     }
     let (code, body) = http_get(d.addr, "/metrics");
     assert_eq!(code, 200);
-    assert!(body.contains("# TYPE alphapulse_dashboard_clients gauge"), "{body}");
-    assert!(body.contains("alphapulse_dashboard_messages_sent_total "), "{body}");
+    assert!(
+        body.contains("# TYPE alphapulse_dashboard_clients gauge"),
+        "{body}"
+    );
+    assert!(
+        body.contains("alphapulse_dashboard_messages_sent_total "),
+        "{body}"
+    );
     assert_eq!(http_get(d.addr, "/ws").0, 426);
     assert_eq!(http_get(d.addr, "/ws/echo").0, 404);
 }
@@ -534,7 +625,10 @@ fn the_engine_feeds_the_dashboard_through_its_rings() {
     );
     let addr = run.engine.dashboard_addr();
     let mut ws = connect(addr, "/ws");
-    send(&mut ws, json!({"type": "subscribe", "subscription": "candles", "symbol": "BTCUSDT"}));
+    send(
+        &mut ws,
+        json!({"type": "subscribe", "subscription": "candles", "symbol": "BTCUSDT"}),
+    );
     assert_eq!(next_json(&mut ws)["type"], "subscribed");
     // At speed 60 a 1m candle closes every second; live updates come with every trade.
     let deadline = Instant::now() + Duration::from_secs(10);

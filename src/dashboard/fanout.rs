@@ -394,11 +394,25 @@ mod tests {
         hub.add(only_eth.clone());
         let m = text("sig");
         assert_eq!(
-            hub.broadcast(Topic::Signals, Some(btc), Some(Interval::M1), &m, None, None),
+            hub.broadcast(
+                Topic::Signals,
+                Some(btc),
+                Some(Interval::M1),
+                &m,
+                None,
+                None
+            ),
             1
         );
         assert_eq!(
-            hub.broadcast(Topic::Signals, Some(eth), Some(Interval::M1), &m, None, None),
+            hub.broadcast(
+                Topic::Signals,
+                Some(eth),
+                Some(Interval::M1),
+                &m,
+                None,
+                None
+            ),
             2
         );
         assert_eq!(only_eth.outbox.borrow().len(), 1);

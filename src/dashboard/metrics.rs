@@ -31,7 +31,10 @@ impl<'a> Family<'a> {
                 if i > 0 {
                     self.out.push(',');
                 }
-                let v = v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+                let v = v
+                    .replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+                    .replace('\n', "\\n");
                 let _ = write!(self.out, "{k}=\"{v}\"");
             }
             self.out.push('}');
@@ -45,18 +48,40 @@ pub fn render(ctx: &StatusContext, dash: &DashboardStats) -> String {
     let mut out = String::with_capacity(8192);
     out.push_str("# AlphaPulse engine metrics\n");
     let shard_counters: [(&str, &str, fn(&crate::metrics::ShardStats) -> u64); 8] = [
-        ("alphapulse_messages_received_total", "Exchange messages received", |s| s.messages.get()),
-        ("alphapulse_bytes_received_total", "Exchange bytes received", |s| s.bytes.get()),
-        ("alphapulse_parse_errors_total", "Messages that failed to parse", |s| s.parse_errors_total()),
-        ("alphapulse_candles_closed_total", "Candles closed", |s| s.candles_closed.get()),
-        ("alphapulse_gaps_total", "Candle gaps detected", |s| s.gaps.get()),
-        ("alphapulse_reconnects_total", "Exchange reconnects", |s| s.reconnects.get()),
-        ("alphapulse_live_conflated_total", "Live candle updates dropped for a full ring", |s| {
-            s.live_conflated.get()
+        (
+            "alphapulse_messages_received_total",
+            "Exchange messages received",
+            |s| s.messages.get(),
+        ),
+        (
+            "alphapulse_bytes_received_total",
+            "Exchange bytes received",
+            |s| s.bytes.get(),
+        ),
+        (
+            "alphapulse_parse_errors_total",
+            "Messages that failed to parse",
+            |s| s.parse_errors_total(),
+        ),
+        ("alphapulse_candles_closed_total", "Candles closed", |s| {
+            s.candles_closed.get()
         }),
-        ("alphapulse_backpressure_pauses_total", "Times a shard paused reading for a full ring", |s| {
-            s.backpressure_pauses.get()
+        ("alphapulse_gaps_total", "Candle gaps detected", |s| {
+            s.gaps.get()
         }),
+        ("alphapulse_reconnects_total", "Exchange reconnects", |s| {
+            s.reconnects.get()
+        }),
+        (
+            "alphapulse_live_conflated_total",
+            "Live candle updates dropped for a full ring",
+            |s| s.live_conflated.get(),
+        ),
+        (
+            "alphapulse_backpressure_pauses_total",
+            "Times a shard paused reading for a full ring",
+            |s| s.backpressure_pauses.get(),
+        ),
     ];
     for (name, help, get) in shard_counters {
         let mut f = Family::new(&mut out, name, "counter", help);
@@ -72,7 +97,10 @@ pub fn render(ctx: &StatusContext, dash: &DashboardStats) -> String {
             "Exchange connections open",
         );
         for s in &ctx.shards {
-            f.sample(&[("shard", &s.index.to_string())], s.stats.connections_active.get() as f64);
+            f.sample(
+                &[("shard", &s.index.to_string())],
+                s.stats.connections_active.get() as f64,
+            );
         }
     }
     {
@@ -84,7 +112,10 @@ pub fn render(ctx: &StatusContext, dash: &DashboardStats) -> String {
         );
         for s in &ctx.shards {
             for r in &s.rings {
-                f.sample(&[("shard", &s.index.to_string()), ("ring", r.name())], r.depth() as f64);
+                f.sample(
+                    &[("shard", &s.index.to_string()), ("ring", r.name())],
+                    r.depth() as f64,
+                );
             }
         }
     }
@@ -97,26 +128,69 @@ pub fn render(ctx: &StatusContext, dash: &DashboardStats) -> String {
         );
         for s in &ctx.shards {
             for r in &s.rings {
-                f.sample(&[("shard", &s.index.to_string()), ("ring", r.name())], r.capacity() as f64);
+                f.sample(
+                    &[("shard", &s.index.to_string()), ("ring", r.name())],
+                    r.capacity() as f64,
+                );
             }
         }
     }
     let gauges: [(&str, &str, u64); 2] = [
-        ("alphapulse_dashboard_clients", "WebSocket clients connected", dash.active_clients.get()),
-        ("alphapulse_dashboard_connections", "Dashboard connections open", dash.open_connections.get()),
+        (
+            "alphapulse_dashboard_clients",
+            "WebSocket clients connected",
+            dash.active_clients.get(),
+        ),
+        (
+            "alphapulse_dashboard_connections",
+            "Dashboard connections open",
+            dash.open_connections.get(),
+        ),
     ];
     for (name, help, v) in gauges {
         Family::new(&mut out, name, "gauge", help).sample(&[], v as f64);
     }
     let counters: [(&str, &str, u64); 8] = [
-        ("alphapulse_dashboard_messages_sent_total", "WebSocket messages sent", dash.messages_sent.get()),
-        ("alphapulse_dashboard_dropped_total", "Queued updates conflated or dropped", dash.dropped.get()),
-        ("alphapulse_dashboard_disconnected_slow_total", "Clients disconnected for a full send queue", dash.disconnected_slow.get()),
-        ("alphapulse_dashboard_disconnected_idle_total", "Clients disconnected for not answering pings", dash.disconnected_idle.get()),
-        ("alphapulse_dashboard_rate_limited_total", "Clients closed for sending too fast", dash.rate_limited.get()),
-        ("alphapulse_dashboard_refused_total", "WebSocket upgrades refused for the client limit", dash.refused_full.get()),
-        ("alphapulse_dashboard_unauthorized_total", "Requests without the right token", dash.unauthorized.get()),
-        ("alphapulse_dashboard_broadcasts_total", "Broadcasts fanned out", dash.broadcasts.get()),
+        (
+            "alphapulse_dashboard_messages_sent_total",
+            "WebSocket messages sent",
+            dash.messages_sent.get(),
+        ),
+        (
+            "alphapulse_dashboard_dropped_total",
+            "Queued updates conflated or dropped",
+            dash.dropped.get(),
+        ),
+        (
+            "alphapulse_dashboard_disconnected_slow_total",
+            "Clients disconnected for a full send queue",
+            dash.disconnected_slow.get(),
+        ),
+        (
+            "alphapulse_dashboard_disconnected_idle_total",
+            "Clients disconnected for not answering pings",
+            dash.disconnected_idle.get(),
+        ),
+        (
+            "alphapulse_dashboard_rate_limited_total",
+            "Clients closed for sending too fast",
+            dash.rate_limited.get(),
+        ),
+        (
+            "alphapulse_dashboard_refused_total",
+            "WebSocket upgrades refused for the client limit",
+            dash.refused_full.get(),
+        ),
+        (
+            "alphapulse_dashboard_unauthorized_total",
+            "Requests without the right token",
+            dash.unauthorized.get(),
+        ),
+        (
+            "alphapulse_dashboard_broadcasts_total",
+            "Broadcasts fanned out",
+            dash.broadcasts.get(),
+        ),
     ];
     for (name, help, v) in counters {
         Family::new(&mut out, name, "counter", help).sample(&[], v as f64);

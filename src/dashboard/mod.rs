@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 
 use async_tungstenite::WebSocketStream;
 use futures_lite::future;
-use futures_rustls::rustls;
 use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use futures_rustls::rustls;
 use glommio::net::TcpListener;
 use serde_json::{json, Value};
 use tungstenite::protocol::{Role, WebSocketConfig};
@@ -299,11 +299,12 @@ pub async fn serve(
             match tls {
                 None => handle_connection(stream, &server, &stop).await,
                 Some(acceptor) => {
-                    let handshake = future::or(async { Some(acceptor.accept(stream).await) }, async {
-                        glommio::timer::sleep(server.opts.head_deadline).await;
-                        None
-                    })
-                    .await;
+                    let handshake =
+                        future::or(async { Some(acceptor.accept(stream).await) }, async {
+                            glommio::timer::sleep(server.opts.head_deadline).await;
+                            None
+                        })
+                        .await;
                     if let Some(Ok(tls_stream)) = handshake {
                         handle_connection(tls_stream, &server, &stop).await;
                     }
@@ -334,7 +335,8 @@ async fn drain(server: Rc<Server>, feeds: Vec<Consumer<Envelope>>, stop: Arc<Ato
     // outbox, and the client tasks write between rounds. So a client that reads keeps
     // up with any burst and only one that does not read reaches its bound; the records
     // wait in the rings meanwhile (the shards hold never-lost records when a ring fills).
-    let per_feed = (server.opts.client_queue_messages / 4 / feeds.len().max(1)).clamp(1, DRAIN_BATCH);
+    let per_feed =
+        (server.opts.client_queue_messages / 4 / feeds.len().max(1)).clamp(1, DRAIN_BATCH);
     let mut batch = Vec::with_capacity(per_feed);
     loop {
         let stopping = stop.load(Ordering::Relaxed);
@@ -359,15 +361,33 @@ fn broadcast_record(hub: &Hub, record: &Record) {
         Record::Signal(s) => {
             if hub.any_subscriber(Topic::Signals) {
                 let msg = encode(&SignalRecord::from(s));
-                hub.broadcast(Topic::Signals, Some(s.symbol), Some(s.interval), &msg, None, None);
+                hub.broadcast(
+                    Topic::Signals,
+                    Some(s.symbol),
+                    Some(s.interval),
+                    &msg,
+                    None,
+                    None,
+                );
             }
         }
         Record::LiveCandle(c) | Record::ClosedCandle(c) => {
             if hub.any_subscriber(Topic::Candles) {
                 let msg = encode(&CandleRecord::from(c));
                 let key = Key::Live(c.symbol, c.interval);
-                let (key, supersedes) = if c.closed { (None, Some(key)) } else { (Some(key), None) };
-                hub.broadcast(Topic::Candles, Some(c.symbol), Some(c.interval), &msg, key, supersedes);
+                let (key, supersedes) = if c.closed {
+                    (None, Some(key))
+                } else {
+                    (Some(key), None)
+                };
+                hub.broadcast(
+                    Topic::Candles,
+                    Some(c.symbol),
+                    Some(c.interval),
+                    &msg,
+                    key,
+                    supersedes,
+                );
             }
         }
         Record::Gap(_) | Record::Outage(_) => {}
@@ -382,7 +402,11 @@ fn encode<T: serde::Serialize>(record: &T) -> Message {
 async fn push_status(server: Rc<Server>, stop: Arc<AtomicBool>) {
     let mut next = Instant::now() + server.opts.update_interval;
     while !stop.load(Ordering::Relaxed) {
-        glommio::timer::sleep(next.saturating_duration_since(Instant::now()).min(STOP_POLL)).await;
+        glommio::timer::sleep(
+            next.saturating_duration_since(Instant::now())
+                .min(STOP_POLL),
+        )
+        .await;
         if Instant::now() < next {
             continue;
         }
@@ -398,16 +422,29 @@ async fn push_status(server: Rc<Server>, stop: Arc<AtomicBool>) {
 
 /// Samples the message rates once a second for `/api/performance`.
 async fn sample_rates(server: Rc<Server>, stop: Arc<AtomicBool>) {
-    let received = |s: &Server| -> u64 { s.ctx.shards.iter().map(|x| x.stats.messages.get()).sum() };
-    let mut last = (Instant::now(), received(&server), server.hub.stats.messages_sent.get());
+    let received =
+        |s: &Server| -> u64 { s.ctx.shards.iter().map(|x| x.stats.messages.get()).sum() };
+    let mut last = (
+        Instant::now(),
+        received(&server),
+        server.hub.stats.messages_sent.get(),
+    );
     let mut next = Instant::now() + Duration::from_secs(1);
     while !stop.load(Ordering::Relaxed) {
-        glommio::timer::sleep(next.saturating_duration_since(Instant::now()).min(STOP_POLL)).await;
+        glommio::timer::sleep(
+            next.saturating_duration_since(Instant::now())
+                .min(STOP_POLL),
+        )
+        .await;
         if Instant::now() < next {
             continue;
         }
         next += Duration::from_secs(1);
-        let now = (Instant::now(), received(&server), server.hub.stats.messages_sent.get());
+        let now = (
+            Instant::now(),
+            received(&server),
+            server.hub.stats.messages_sent.get(),
+        );
         let dt = now.0.duration_since(last.0).as_secs_f64().max(1e-3);
         server.rates.set(Rates {
             received_per_s: now.1.saturating_sub(last.1) as f64 / dt,
@@ -551,7 +588,10 @@ fn upgrade_refusal(req: &Request, server: &Server) -> Option<Response> {
     let opts = &server.opts;
     let stats = &server.hub.stats;
     if !req.websocket || req.method != "GET" {
-        return Some(Response::error(426, "this endpoint needs a WebSocket upgrade"));
+        return Some(Response::error(
+            426,
+            "this endpoint needs a WebSocket upgrade",
+        ));
     }
     if req.ws_version.as_deref() != Some("13") || req.ws_key.is_none() {
         return Some(Response::error(
@@ -563,7 +603,11 @@ fn upgrade_refusal(req: &Request, server: &Server) -> Option<Response> {
         stats.unauthorized.inc();
         return Some(Response::error(401, "missing or wrong token"));
     }
-    if !security::origin_ok(req.origin.as_deref(), req.host.as_deref(), &opts.allowed_origins) {
+    if !security::origin_ok(
+        req.origin.as_deref(),
+        req.host.as_deref(),
+        &opts.allowed_origins,
+    ) {
         stats.forbidden_origin.inc();
         return Some(Response::error(403, "origin not allowed"));
     }
@@ -576,7 +620,11 @@ fn upgrade_refusal(req: &Request, server: &Server) -> Option<Response> {
 
 fn authorized(req: &Request, opts: &Options) -> bool {
     let query_token = http::query_param(&req.query, "token");
-    security::token_ok(opts.token.as_deref(), req.bearer.as_deref(), query_token.as_deref())
+    security::token_ok(
+        opts.token.as_deref(),
+        req.bearer.as_deref(),
+        query_token.as_deref(),
+    )
 }
 
 /// Maps a request to its response.
@@ -611,7 +659,11 @@ pub(crate) async fn route(req: &Request, server: &Server) -> Response {
                 Ok(candles) => {
                     let live: Vec<CandleRecord> = {
                         let store = ctx.store.lock().unwrap_or_else(|p| p.into_inner());
-                        store.live(q.symbol, q.interval).iter().map(CandleRecord::from).collect()
+                        store
+                            .live(q.symbol, q.interval)
+                            .iter()
+                            .map(CandleRecord::from)
+                            .collect()
                     };
                     Response::json(200, &json!({ "candles": candles, "live": live }))
                 }

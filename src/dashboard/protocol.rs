@@ -58,7 +58,12 @@ impl Filter {
 
     /// Does a message of `topic` about (`symbol`, `interval`) pass this filter? Status
     /// messages are about no symbol and pass any status subscription.
-    pub fn matches(&self, topic: Topic, symbol: Option<Symbol>, interval: Option<Interval>) -> bool {
+    pub fn matches(
+        &self,
+        topic: Topic,
+        symbol: Option<Symbol>,
+        interval: Option<Interval>,
+    ) -> bool {
         self.topic == topic
             && (self.symbol.is_none() || symbol.is_none() || self.symbol == symbol)
             && (self.interval.is_none() || interval.is_none() || self.interval == interval)
@@ -210,7 +215,9 @@ mod tests {
             }))
         );
         assert_eq!(
-            parse_command(r#"{"type":"get_signals","symbol":"BTCUSDT","timeframe":"1h","limit":5,"from":1,"to":2}"#),
+            parse_command(
+                r#"{"type":"get_signals","symbol":"BTCUSDT","timeframe":"1h","limit":5,"from":1,"to":2}"#
+            ),
             Ok(Command::GetSignals(ListQuery {
                 symbol: Some(sym("BTCUSDT")),
                 interval: Some(Interval::H1),
@@ -233,9 +240,18 @@ mod tests {
             (r#"{"kind":"x"}"#, "missing \"type\""),
             (r#"{"type":"dance"}"#, "unknown command type"),
             (r#"{"type":"subscribe"}"#, "missing \"subscription\""),
-            (r#"{"type":"subscribe","subscription":"trades"}"#, "unknown subscription"),
-            (r#"{"type":"subscribe","subscription":"signals","symbol":"a-b"}"#, "invalid symbol"),
-            (r#"{"type":"subscribe","subscription":"signals","timeframe":"7m"}"#, "invalid timeframe"),
+            (
+                r#"{"type":"subscribe","subscription":"trades"}"#,
+                "unknown subscription",
+            ),
+            (
+                r#"{"type":"subscribe","subscription":"signals","symbol":"a-b"}"#,
+                "invalid symbol",
+            ),
+            (
+                r#"{"type":"subscribe","subscription":"signals","timeframe":"7m"}"#,
+                "invalid timeframe",
+            ),
             (r#"{"type":"get_signals","limit":0}"#, "invalid limit"),
             (r#"{"type":"get_signals","limit":1001}"#, "invalid limit"),
             (r#"{"type":"get_signals","from":"x"}"#, "invalid from"),

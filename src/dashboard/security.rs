@@ -131,9 +131,21 @@ mod tests {
     fn origins() {
         let allowed = vec!["https://dash.example.com".to_string()];
         assert!(origin_ok(None, Some("h:1"), &allowed));
-        assert!(origin_ok(Some("http://127.0.0.1:8000"), Some("127.0.0.1:8000"), &[]));
-        assert!(origin_ok(Some("https://dash.example.com"), Some("x"), &allowed));
-        assert!(!origin_ok(Some("https://evil.example"), Some("127.0.0.1:8000"), &allowed));
+        assert!(origin_ok(
+            Some("http://127.0.0.1:8000"),
+            Some("127.0.0.1:8000"),
+            &[]
+        ));
+        assert!(origin_ok(
+            Some("https://dash.example.com"),
+            Some("x"),
+            &allowed
+        ));
+        assert!(!origin_ok(
+            Some("https://evil.example"),
+            Some("127.0.0.1:8000"),
+            &allowed
+        ));
         assert!(!origin_ok(Some("null"), Some("127.0.0.1:8000"), &allowed));
     }
 

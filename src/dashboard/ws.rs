@@ -129,7 +129,9 @@ where
                 }
                 let reply = match text {
                     Some(t) => answer(&server, &client, t.as_str()).await,
-                    None => protocol::error_message("binary messages are not supported; send JSON text"),
+                    None => {
+                        protocol::error_message("binary messages are not supported; send JSON text")
+                    }
                 };
                 client.reply(Message::text(reply), &stats);
             }

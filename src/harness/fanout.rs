@@ -14,11 +14,11 @@
 //! Printed JSON: delivered messages/s, delivery latency p50/p99/p99.9/max in µs, the
 //! server's RSS per connected client, and the fan-out counters.
 
+use std::cell::RefCell;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::rc::Rc;
-use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -90,7 +90,11 @@ pub fn synthetic_signal(seq: u64, sent_us: i64) -> Signal {
         symbol: bench_symbol(),
         interval: Interval::M1,
         kind: SignalKind::EmaCross,
-        direction: if seq % 2 == 0 { Direction::Buy } else { Direction::Sell },
+        direction: if seq % 2 == 0 {
+            Direction::Buy
+        } else {
+            Direction::Sell
+        },
         confidence: 0.5,
         price: Decimal::new(4_200_000 + (seq % 1000) as i64, 2),
         timestamp_ms: sent_us / 1000,
@@ -257,6 +261,7 @@ pub fn run(args: FanoutArgs) -> anyhow::Result<()> {
             .ok_or_else(|| anyhow!("client process: {line}"))?,
         _ => return Err(anyhow!("the client process ended before connecting")),
     };
+    eprintln!("fanout: {connected} clients connected; broadcasting");
     std::thread::sleep(Duration::from_millis(500));
     let rss_connected = rss_bytes();
 
@@ -294,8 +299,10 @@ pub fn run(args: FanoutArgs) -> anyhow::Result<()> {
     std::thread::sleep(Duration::from_millis(1000));
     let rss_busy = rss_bytes();
     let sent = stats.messages_sent.get() - sent_before;
+    eprintln!("fanout: {injected} broadcasts injected; stopping the server");
     stop.store(true, Ordering::Relaxed);
     let _ = server.join();
+    eprintln!("fanout: server stopped; waiting for the client report");
     let report: serde_json::Value = match lines.next() {
         Some(Ok(line)) => serde_json::from_str(&line).context("client report")?,
         _ => return Err(anyhow!("the client process ended without a report")),
@@ -396,7 +403,7 @@ async fn client_thread(
         let (connected, failed) = (connected.clone(), failed.clone());
         tasks.push(glommio::spawn_local(async move {
             let ws = {
-                let Ok(_permit) = slots.acquire(1).await else {
+                let Ok(_permit) = slots.acquire_permit(1).await else {
                     return;
                 };
                 let mut attempt = None;
