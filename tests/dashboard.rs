@@ -553,7 +553,11 @@ fn connections_per_address_are_capped() {
         .open_connections
         .get()
         == 3));
-    assert_eq!(http_get(d.addr, "/healthz").0, 429);
+    // The refusal is written at once, maybe before the request: read it regardless.
+    let mut s = raw(d.addr);
+    let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(read_all(s).starts_with("HTTP/1.1 429"));
+    assert_eq!(d.stats.refused_per_ip.get(), 1);
     drop(held);
     assert!(wait_until(Duration::from_secs(3), || http_get(
         d.addr, "/healthz"
@@ -649,4 +653,91 @@ fn the_engine_feeds_the_dashboard_through_its_rings() {
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["active_clients"], 1, "{body}");
     assert_eq!(run.engine.dashboard_stats().active_clients.get(), 1);
+}
+
+#[test]
+fn tls_serves_https_and_wss_from_the_configured_files() {
+    use futures_rustls::rustls;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+
+    let key = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let dir = std::env::temp_dir().join(format!("alphapulse-dash-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, key.cert.pem()).unwrap();
+    std::fs::write(&key_path, key.signing_key.serialize_pem()).unwrap();
+    let mut config = Config::default();
+    config.dashboard.tls_cert_file = Some(cert_path);
+    config.dashboard.tls_key_file = Some(key_path);
+    let tls = Options::from_config(&config).unwrap().tls;
+    let _ = std::fs::remove_dir_all(&dir);
+    let d = start(|o| o.tls = tls);
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(key.cert.pem().as_bytes()).unwrap())
+        .unwrap();
+    let client = Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    );
+    let tls_stream = || {
+        let conn = rustls::ClientConnection::new(
+            client.clone(),
+            ServerName::try_from("localhost").unwrap(),
+        )
+        .unwrap();
+        rustls::StreamOwned::new(conn, raw(d.addr))
+    };
+    let mut s = tls_stream();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut text = Vec::new();
+    let _ = s.read_to_end(&mut text);
+    assert!(String::from_utf8_lossy(&text).starts_with("HTTP/1.1 200"));
+
+    let req = "wss://localhost/ws".into_client_request().unwrap();
+    let (mut ws, _) = tungstenite::client(req, tls_stream()).unwrap();
+    ws.send(Message::text(r#"{"type":"ping"}"#)).unwrap();
+    match ws.read().unwrap() {
+        Message::Text(t) => assert!(t.as_str().contains("pong"), "{t}"),
+        other => panic!("{other:?}"),
+    }
+    // Plain HTTP on the TLS port gets no answer.
+    assert_eq!(http_get(d.addr, "/healthz").0, 0);
+}
+
+#[test]
+fn a_public_address_without_a_token_is_refused_at_startup() {
+    let dir = std::env::temp_dir();
+    let run = |extra: &[(&str, &str)]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_alphapulse"));
+        cmd.args(["config", "check"])
+            .current_dir(&dir)
+            .env_clear()
+            .env("DASHBOARD_ADDR", "0.0.0.0:8000")
+            .env("ALPHAPULSE_PIN_CORES", "false");
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("DASHBOARD_TOKEN") && err.contains("DASHBOARD_ALLOW_PUBLIC"),
+        "{err}"
+    );
+    assert_eq!(run(&[("DASHBOARD_TOKEN", TOKEN)]).status.code(), Some(0));
+    assert_eq!(
+        run(&[("DASHBOARD_ALLOW_PUBLIC", "true")]).status.code(),
+        Some(0)
+    );
 }

@@ -182,6 +182,12 @@ pub const KICK_SLOW: Kick = Kick {
     reason: "too slow: send queue overflow",
 };
 
+/// Close 1001: the server is stopping.
+pub const KICK_SHUTDOWN: Kick = Kick {
+    code: 1001,
+    reason: "server shutting down",
+};
+
 /// One WebSocket client as the fan-out sees it.
 pub struct Client {
     pub outbox: RefCell<Outbox>,
@@ -285,6 +291,13 @@ impl Hub {
     pub fn remove(&self, id: u64) {
         self.clients.borrow_mut().remove(&id);
         self.stats.active_clients.set(self.len() as u64);
+    }
+
+    /// Asks every client to close (their tasks send the close frame).
+    pub fn kick_all(&self, why: Kick) {
+        for c in self.clients.borrow().values() {
+            c.kick(why);
+        }
     }
 
     /// Is anyone subscribed to `topic` (so the broadcast is worth serializing)?

@@ -43,11 +43,14 @@ impl<'a> Family<'a> {
     }
 }
 
+/// Reads one counter of a shard.
+type ShardCounter = fn(&crate::metrics::ShardStats) -> u64;
+
 /// The whole exposition.
 pub fn render(ctx: &StatusContext, dash: &DashboardStats) -> String {
     let mut out = String::with_capacity(8192);
     out.push_str("# AlphaPulse engine metrics\n");
-    let shard_counters: [(&str, &str, fn(&crate::metrics::ShardStats) -> u64); 8] = [
+    let shard_counters: [(&str, &str, ShardCounter); 8] = [
         (
             "alphapulse_messages_received_total",
             "Exchange messages received",

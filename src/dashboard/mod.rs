@@ -56,6 +56,10 @@ pub const MAX_HTTP_CONNECTIONS: usize = 120_000;
 /// Default and largest `limit` of list endpoints (DESIGN.md).
 pub const DEFAULT_LIST_LIMIT: usize = 100;
 pub const MAX_LIST_LIMIT: usize = 1000;
+/// How long a stopping server waits for its clients' close frames to leave.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
+/// How long a refused connection is read from before it is closed (see [`refuse`]).
+const REFUSAL_LINGER: Duration = Duration::from_millis(200);
 /// How often the accept loop checks the stop flag.
 const STOP_POLL: Duration = Duration::from_millis(100);
 /// How often the shards' dashboard rings are drained: short, since this is the
@@ -274,26 +278,21 @@ pub async fn serve(
             let stats = server.hub.stats.clone();
             let mut stream = stream;
             if stats.open_connections.get() as usize >= MAX_HTTP_CONNECTIONS {
-                let _ = stream
-                    .write_all(&Response::error(503, "too many connections").to_bytes(false))
-                    .await;
+                refuse(&mut stream, Response::error(503, "too many connections")).await;
                 return;
             }
-            if let Some(ip) = ip {
+            let admitted = ip.is_none_or(|ip| {
                 let mut per_ip = server.per_ip.borrow_mut();
                 let n = per_ip.entry(ip).or_insert(0);
-                if *n >= server.opts.max_connections_per_ip {
-                    drop(per_ip);
-                    stats.refused_per_ip.inc();
-                    let _ = stream
-                        .write_all(
-                            &Response::error(429, "too many connections from this address")
-                                .to_bytes(false),
-                        )
-                        .await;
-                    return;
-                }
-                *n += 1;
+                let ok = *n < server.opts.max_connections_per_ip;
+                *n += usize::from(ok);
+                ok
+            });
+            if !admitted {
+                stats.refused_per_ip.inc();
+                let why = Response::error(429, "too many connections from this address");
+                refuse(&mut stream, why).await;
+                return;
             }
             stats.open_connections.inc();
             match tls {
@@ -326,6 +325,34 @@ pub async fn serve(
     let _ = drainer.await;
     let _ = pusher.await;
     let _ = sampler.await;
+    // Tell the clients (close 1001) so they reconnect elsewhere or later, and give their
+    // tasks a bounded time to send it.
+    server.hub.kick_all(fanout::KICK_SHUTDOWN);
+    let deadline = Instant::now() + SHUTDOWN_GRACE;
+    while !server.hub.is_empty() && Instant::now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Answers a connection refused at accept, then reads (briefly, bounded) what the
+/// client sends: closing with its request unread would reset the connection and could
+/// destroy the answer before the client reads it.
+async fn refuse(stream: &mut glommio::net::TcpStream, response: Response) {
+    if stream.write_all(&response.to_bytes(false)).await.is_err() {
+        return;
+    }
+    let mut sink = [0u8; 1024];
+    let _ = future::or(
+        async {
+            while let Ok(n) = stream.read(&mut sink).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        },
+        glommio::timer::sleep(REFUSAL_LINGER),
+    )
+    .await;
 }
 
 /// Drains every feed at a fixed short interval and broadcasts what it finds.
@@ -398,9 +425,10 @@ fn encode<T: serde::Serialize>(record: &T) -> Message {
     Message::text(serde_json::to_string(record).unwrap_or_default())
 }
 
-/// Pushes the status to its subscribers every `WEBSOCKET_UPDATE_INTERVAL`.
-async fn push_status(server: Rc<Server>, stop: Arc<AtomicBool>) {
-    let mut next = Instant::now() + server.opts.update_interval;
+/// Runs `tick` every `period` until `stop` is set (the flag is checked at least every
+/// [`STOP_POLL`]).
+async fn every(period: Duration, stop: &AtomicBool, mut tick: impl FnMut()) {
+    let mut next = Instant::now() + period;
     while !stop.load(Ordering::Relaxed) {
         glommio::timer::sleep(
             next.saturating_duration_since(Instant::now())
@@ -410,48 +438,41 @@ async fn push_status(server: Rc<Server>, stop: Arc<AtomicBool>) {
         if Instant::now() < next {
             continue;
         }
-        next += server.opts.update_interval;
+        next += period;
+        tick();
+    }
+}
+
+/// Pushes the status to its subscribers every `WEBSOCKET_UPDATE_INTERVAL`.
+async fn push_status(server: Rc<Server>, stop: Arc<AtomicBool>) {
+    every(server.opts.update_interval, &stop, || {
         if server.hub.any_subscriber(Topic::Status) {
             let msg = server.status_message();
             server
                 .hub
                 .broadcast(Topic::Status, None, None, &msg, Some(Key::Status), None);
         }
-    }
+    })
+    .await;
 }
 
 /// Samples the message rates once a second for `/api/performance`.
 async fn sample_rates(server: Rc<Server>, stop: Arc<AtomicBool>) {
-    let received =
-        |s: &Server| -> u64 { s.ctx.shards.iter().map(|x| x.stats.messages.get()).sum() };
-    let mut last = (
-        Instant::now(),
-        received(&server),
-        server.hub.stats.messages_sent.get(),
-    );
-    let mut next = Instant::now() + Duration::from_secs(1);
-    while !stop.load(Ordering::Relaxed) {
-        glommio::timer::sleep(
-            next.saturating_duration_since(Instant::now())
-                .min(STOP_POLL),
-        )
-        .await;
-        if Instant::now() < next {
-            continue;
-        }
-        next += Duration::from_secs(1);
-        let now = (
-            Instant::now(),
-            received(&server),
-            server.hub.stats.messages_sent.get(),
-        );
+    let sample = |s: &Server| {
+        let received: u64 = s.ctx.shards.iter().map(|x| x.stats.messages.get()).sum();
+        (Instant::now(), received, s.hub.stats.messages_sent.get())
+    };
+    let mut last = sample(&server);
+    every(Duration::from_secs(1), &stop, || {
+        let now = sample(&server);
         let dt = now.0.duration_since(last.0).as_secs_f64().max(1e-3);
         server.rates.set(Rates {
             received_per_s: now.1.saturating_sub(last.1) as f64 / dt,
             sent_per_s: now.2.saturating_sub(last.2) as f64 / dt,
         });
         last = now;
-    }
+    })
+    .await;
 }
 
 async fn handle_connection<S>(mut stream: S, server: &Rc<Server>, stop: &AtomicBool)

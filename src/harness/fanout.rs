@@ -35,6 +35,7 @@ use crate::config::Config;
 use crate::dashboard::fanout::DashboardStats;
 use crate::dashboard::status::StatusContext;
 use crate::dashboard::Options;
+use crate::harness::ingest::thread_cpu_split;
 use crate::market::{Candle, Interval, Symbol};
 use crate::ring;
 use crate::shard::{Envelope, Record};
@@ -266,6 +267,7 @@ pub fn run(args: FanoutArgs) -> anyhow::Result<()> {
     let rss_connected = rss_bytes();
 
     let sent_before = stats.messages_sent.get();
+    let cpu_before = thread_cpu_split("dashboard");
     let started = Instant::now();
     let period = Duration::from_secs_f64(1.0 / args.rate.max(0.1));
     let mut next = Instant::now();
@@ -299,6 +301,11 @@ pub fn run(args: FanoutArgs) -> anyhow::Result<()> {
     std::thread::sleep(Duration::from_millis(1000));
     let rss_busy = rss_bytes();
     let sent = stats.messages_sent.get() - sent_before;
+    let (user_s, system_s) = match (cpu_before, thread_cpu_split("dashboard")) {
+        (Some(a), Some(b)) => (b.0 - a.0, b.1 - a.1),
+        _ => (f64::NAN, f64::NAN),
+    };
+    let cpu_s = user_s + system_s;
     eprintln!("fanout: {injected} broadcasts injected; stopping the server");
     stop.store(true, Ordering::Relaxed);
     let _ = server.join();
@@ -322,6 +329,16 @@ pub fn run(args: FanoutArgs) -> anyhow::Result<()> {
         "client_received_msgs": received,
         "delivered_msgs_per_s": received as f64 / elapsed,
         "latency_us": report["latency_us"],
+        // The dashboard thread's own CPU time over the broadcast window: on a shared
+        // machine this, not the wall clock, says what one dedicated core sustains.
+        "server_cpu_s": cpu_s,
+        "server_user_cpu_s": user_s,
+        "server_system_cpu_s": system_s,
+        "server_cpu_utilisation": cpu_s / elapsed,
+        "server_cpu_ns_per_msg": cpu_s * 1e9 / sent.max(1) as f64,
+        "msgs_per_server_cpu_s": sent as f64 / cpu_s,
+        "load_average_1m": std::fs::read_to_string("/proc/loadavg").ok()
+            .and_then(|l| l.split_whitespace().next()?.parse::<f64>().ok()),
         "server_rss_idle_bytes": rss_idle,
         "server_rss_connected_bytes": rss_connected,
         "server_rss_busy_bytes": rss_busy,
