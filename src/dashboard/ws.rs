@@ -30,8 +30,11 @@ pub const MAX_SUBSCRIPTIONS: usize = 64;
 /// How long a closing connection may take to flush its close frame; a client that does
 /// not read is not waited for longer than this.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
-/// How often a client's liveness clocks are checked.
-const TICK: Duration = Duration::from_millis(250);
+/// Bounds of how often a client's liveness clocks are checked: a quarter of the ping
+/// interval, so 10,000 clients at the default 20 s cost 2,000 wake-ups a second, not
+/// the 40,000 a fixed short tick would.
+const MIN_TICK: Duration = Duration::from_millis(50);
+const MAX_TICK: Duration = Duration::from_secs(5);
 
 /// Close 1008: the client sends commands faster than its rate limit.
 const KICK_RATE: Kick = Kick {
@@ -68,7 +71,9 @@ where
     let mut rate = super::security::RateLimit::new(opts.max_inbound_msgs_per_s, Instant::now());
     let mut last_heard = Instant::now();
     let mut last_ping = Instant::now();
-    let mut tick = glommio::timer::Timer::new(TICK);
+    let tick_every =
+        (opts.ws_ping_interval.min(opts.ws_idle_timeout) / 4).clamp(MIN_TICK, MAX_TICK);
+    let mut tick = glommio::timer::Timer::new(tick_every);
     let mut need_flush = false;
     loop {
         let event = futures_lite::future::poll_fn(|cx| {
@@ -136,7 +141,7 @@ where
                 client.reply(Message::text(reply), &stats);
             }
             Event::Tick => {
-                tick = glommio::timer::Timer::new(TICK);
+                tick = glommio::timer::Timer::new(tick_every);
                 if last_heard.elapsed() > opts.ws_idle_timeout {
                     stats.disconnected_idle.inc();
                     client.kick(KICK_IDLE);
