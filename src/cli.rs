@@ -34,6 +34,9 @@ pub struct Cli {
     /// TOML configuration file; environment variables and `.env` override it.
     #[arg(short = 'c', long = "config", value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
+    /// Serve `/ws/echo` for WebSocket conformance runs (`dashboard.conformance_echo`).
+    #[arg(long, global = true)]
+    pub conformance_echo: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -74,6 +77,11 @@ pub enum BenchCommand {
     /// The client process of `bench latency` (started by it).
     #[command(hide = true)]
     LatencyClient(crate::harness::latency::LatencyClientArgs),
+    /// Dashboard fan-out: N WebSocket clients, broadcasts at a fixed rate.
+    Fanout(crate::harness::fanout::FanoutArgs),
+    /// The client side of `bench fanout` (run by it in a separate process).
+    #[command(hide = true)]
+    FanoutClients(crate::harness::fanout::ClientArgs),
 }
 
 /// Why a command stopped: bad input (exit 2) or a runtime failure (exit 1).
@@ -117,7 +125,12 @@ pub fn main() -> i32 {
 
 fn dispatch(cli: Cli, env: Result<HashMap<String, String>, ConfigError>) -> Result<(), Failure> {
     let path = cli.config.as_deref();
-    let load = || -> Result<Config, Failure> { Ok(config::load(path, env_ref(&env)?)?) };
+    let echo = cli.conformance_echo;
+    let load = || -> Result<Config, Failure> {
+        let mut config = config::load(path, env_ref(&env)?)?;
+        config.dashboard.conformance_echo |= echo;
+        Ok(config)
+    };
     match cli.command {
         Command::Run => {
             let config = load()?;
@@ -165,6 +178,12 @@ fn dispatch(cli: Cli, env: Result<HashMap<String, String>, ConfigError>) -> Resu
         Command::Bench(BenchCommand::LatencyClient(args)) => {
             crate::harness::latency::run_client(args).map_err(Failure::Runtime)
         }
+        Command::Bench(BenchCommand::Fanout(args)) => {
+            crate::harness::fanout::run(args).map_err(Failure::Runtime)
+        }
+        Command::Bench(BenchCommand::FanoutClients(args)) => {
+            crate::harness::fanout::run_clients(args).map_err(Failure::Runtime)
+        }
     }
 }
 
@@ -179,6 +198,8 @@ fn env_ref(
 /// (exit 2), found before anything starts.
 fn check_layout(config: &Config) -> Result<topology::Layout, Failure> {
     let layout = plan_layout(config)?;
+    crate::dashboard::check_exposure(config).map_err(|e| Failure::Usage(e.to_string()))?;
+    crate::dashboard::Options::from_config(config).map_err(|e| Failure::Usage(e.to_string()))?;
     crate::engine::plan_connections(config, &layout).map_err(|e| Failure::Usage(e.to_string()))?;
     crate::feed::connection::tls_config(config.feed.tls_ca_file.as_deref())
         .map_err(|e| Failure::Usage(e.to_string()))?;

@@ -117,6 +117,57 @@ pub struct Config {
     pub feed: FeedConfig,
     /// Engine-wide settings (`[engine]`).
     pub engine: EngineConfig,
+    /// Dashboard server limits and options (`[dashboard]`).
+    pub dashboard: DashboardConfig,
+}
+
+/// Dashboard server settings: limits that keep one core serving many clients, TLS, and
+/// the conformance endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DashboardConfig {
+    /// Serve `/ws/echo` (echoes every message) for WebSocket conformance runs
+    /// (`--conformance-echo`). Off in production: it is an open echo service.
+    pub conformance_echo: bool,
+    /// Allow binding a non-loopback `DASHBOARD_ADDR` without `DASHBOARD_TOKEN`
+    /// (`DASHBOARD_ALLOW_PUBLIC`), e.g. behind an authenticating proxy.
+    pub allow_public_without_token: bool,
+    /// PEM certificate chain for HTTPS/WSS (`DASHBOARD_TLS_CERT`); with `tls_key_file`.
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key for HTTPS/WSS (`DASHBOARD_TLS_KEY`); with `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
+    /// Largest WebSocket message a client may send; larger closes with 1009.
+    pub max_message_bytes: usize,
+    /// Largest WebSocket frame a client may send; larger closes with 1009.
+    pub max_frame_bytes: usize,
+    /// Messages a client may have waiting to be sent; past this it is disconnected
+    /// (close 1008) rather than holding memory for a reader that does not keep up.
+    pub client_queue_messages: usize,
+    /// Open connections (HTTP and WebSocket) from one IP address.
+    pub max_connections_per_ip: usize,
+    /// Commands per second one WebSocket client may send; faster closes with 1008.
+    pub max_inbound_msgs_per_s: u32,
+}
+
+impl Default for DashboardConfig {
+    fn default() -> Self {
+        DashboardConfig {
+            conformance_echo: false,
+            allow_public_without_token: false,
+            tls_cert_file: None,
+            tls_key_file: None,
+            // Commands are small JSON objects: 64 KiB is generous and bounds the memory
+            // a client can make the server hold while it assembles a message.
+            max_message_bytes: 64 << 10,
+            max_frame_bytes: 16 << 10,
+            // Ten seconds of backlog at 100 broadcasts/s; frames are shared, so each
+            // entry costs a pointer, not a copy.
+            client_queue_messages: 1024,
+            // A few browser tabs and tools per address; fan-out benchmarks raise it.
+            max_connections_per_ip: 64,
+            // A person or a tool sends a handful of commands; more is a flood.
+            max_inbound_msgs_per_s: 20,
+        }
+    }
 }
 
 /// Which Binance streams to subscribe to for every symbol.
@@ -278,6 +329,7 @@ impl Default for Config {
             redis_channel_prefix: DEFAULT_REDIS_CHANNEL_PREFIX.to_owned(),
             feed: FeedConfig::default(),
             engine: EngineConfig::default(),
+            dashboard: DashboardConfig::default(),
         }
     }
 }
@@ -490,6 +542,17 @@ impl Config {
                     .to_owned(),
             });
         }
+        let dash = &self.dashboard;
+        if dash.tls_cert_file.is_some() != dash.tls_key_file.is_some() {
+            return Err(ConfigError::Conflict {
+                key: name(Field::DashTlsCert).to_owned(),
+                problem: format!(
+                    "{} and {} must be set together (or neither, for plain HTTP)",
+                    name(Field::DashTlsCert),
+                    name(Field::DashTlsKey)
+                ),
+            });
+        }
         let needed = self.instance_stream_count();
         let capacity = self.binance_max_connections * feed.max_streams_per_connection;
         if needed > capacity {
@@ -597,7 +660,7 @@ fn apply_env(
 }
 
 /// The TOML tables, in print order; `""` is the top level.
-const TABLES: [&str; 4] = ["", "feed", "feed.streams", "engine"];
+const TABLES: [&str; 5] = ["", "feed", "feed.streams", "engine", "dashboard"];
 
 fn table_parent(table: &str) -> Option<&str> {
     if table.is_empty() {
@@ -654,6 +717,15 @@ enum Field {
     RecentCandles,
     InstanceIndex,
     InstanceCount,
+    DashConformanceEcho,
+    DashAllowPublic,
+    DashTlsCert,
+    DashTlsKey,
+    DashMaxMessageBytes,
+    DashMaxFrameBytes,
+    DashClientQueue,
+    DashMaxPerIp,
+    DashInboundRate,
 }
 
 const WS_SCHEMES: &[&str] = &["ws", "wss"];
@@ -666,7 +738,7 @@ const DIFF_DEPTH_MS: &[u32] = &[100, 1000];
 const PARTIAL_DEPTH_LEVELS: &[u32] = &[5, 10, 20];
 
 impl Field {
-    const ALL: [Field; 40] = [
+    const ALL: [Field; 49] = [
         Field::DatabaseUrl,
         Field::RedisUrl,
         Field::WebsocketUpdateIntervalS,
@@ -707,6 +779,15 @@ impl Field {
         Field::RecentCandles,
         Field::InstanceIndex,
         Field::InstanceCount,
+        Field::DashConformanceEcho,
+        Field::DashAllowPublic,
+        Field::DashTlsCert,
+        Field::DashTlsKey,
+        Field::DashMaxMessageBytes,
+        Field::DashMaxFrameBytes,
+        Field::DashClientQueue,
+        Field::DashMaxPerIp,
+        Field::DashInboundRate,
     ];
 
     /// The dotted TOML key.
@@ -752,6 +833,15 @@ impl Field {
             Field::RecentCandles => "engine.recent_candles",
             Field::InstanceIndex => "engine.instance_index",
             Field::InstanceCount => "engine.instance_count",
+            Field::DashConformanceEcho => "dashboard.conformance_echo",
+            Field::DashAllowPublic => "dashboard.allow_public_without_token",
+            Field::DashTlsCert => "dashboard.tls_cert_file",
+            Field::DashTlsKey => "dashboard.tls_key_file",
+            Field::DashMaxMessageBytes => "dashboard.max_message_bytes",
+            Field::DashMaxFrameBytes => "dashboard.max_frame_bytes",
+            Field::DashClientQueue => "dashboard.client_queue_messages",
+            Field::DashMaxPerIp => "dashboard.max_connections_per_ip",
+            Field::DashInboundRate => "dashboard.max_inbound_msgs_per_s",
         }
     }
 
@@ -779,6 +869,9 @@ impl Field {
             Field::PinCores => "ALPHAPULSE_PIN_CORES",
             Field::InstanceIndex => "INSTANCE_INDEX",
             Field::InstanceCount => "INSTANCE_COUNT",
+            Field::DashAllowPublic => "DASHBOARD_ALLOW_PUBLIC",
+            Field::DashTlsCert => "DASHBOARD_TLS_CERT",
+            Field::DashTlsKey => "DASHBOARD_TLS_KEY",
             _ => return None,
         })
     }
@@ -870,6 +963,14 @@ impl Field {
             Field::RecentCandles => count(1, MAX_RECENT_CANDLES),
             Field::InstanceIndex => count(0, MAX_INSTANCES - 1),
             Field::InstanceCount => count(1, MAX_INSTANCES),
+            Field::DashConformanceEcho | Field::DashAllowPublic => Rule::Flag,
+            Field::DashTlsCert | Field::DashTlsKey => Rule::Path,
+            // Below 1 KiB not even a command fits; above 16 MiB a client could make the
+            // one dashboard core hold a large share of memory per connection.
+            Field::DashMaxMessageBytes | Field::DashMaxFrameBytes => count(1024, 16 << 20),
+            Field::DashClientQueue => count(8, 1 << 20),
+            Field::DashMaxPerIp => count(1, MAX_WEBSOCKET_CLIENTS),
+            Field::DashInboundRate => count(1, 10_000),
         }
     }
 
@@ -923,6 +1024,25 @@ impl Field {
             Field::RecentCandles => count(e.recent_candles),
             Field::InstanceIndex => Setting::Count(u64::from(e.instance_index)),
             Field::InstanceCount => Setting::Count(u64::from(e.instance_count)),
+            Field::DashConformanceEcho => Setting::Flag(c.dashboard.conformance_echo),
+            Field::DashAllowPublic => Setting::Flag(c.dashboard.allow_public_without_token),
+            Field::DashTlsCert => Setting::Text(
+                c.dashboard
+                    .tls_cert_file
+                    .as_ref()
+                    .map(|p| p.display().to_string()),
+            ),
+            Field::DashTlsKey => Setting::Text(
+                c.dashboard
+                    .tls_key_file
+                    .as_ref()
+                    .map(|p| p.display().to_string()),
+            ),
+            Field::DashMaxMessageBytes => count(c.dashboard.max_message_bytes),
+            Field::DashMaxFrameBytes => count(c.dashboard.max_frame_bytes),
+            Field::DashClientQueue => count(c.dashboard.client_queue_messages),
+            Field::DashMaxPerIp => count(c.dashboard.max_connections_per_ip),
+            Field::DashInboundRate => Setting::Count(u64::from(c.dashboard.max_inbound_msgs_per_s)),
         }
     }
 
@@ -950,7 +1070,7 @@ impl Field {
         let u32_of = |raw: Raw<'_>| -> Result<u32, Why> {
             u32::try_from(raw.count()?).map_err(|_| Why::Type)
         };
-        let (f, e) = (&mut c.feed, &mut c.engine);
+        let (f, e, d) = (&mut c.feed, &mut c.engine, &mut c.dashboard);
         let result = match self {
             Field::DatabaseUrl => raw.opt_text().map(|v| c.database_url = v),
             Field::RedisUrl => raw.opt_text().map(|v| c.redis_url = v),
@@ -1002,6 +1122,19 @@ impl Field {
             Field::RecentCandles => usize_of(raw).map(|v| e.recent_candles = v),
             Field::InstanceIndex => u32_of(raw).map(|v| e.instance_index = v),
             Field::InstanceCount => u32_of(raw).map(|v| e.instance_count = v),
+            Field::DashConformanceEcho => raw.flag().map(|v| d.conformance_echo = v),
+            Field::DashAllowPublic => raw.flag().map(|v| d.allow_public_without_token = v),
+            Field::DashTlsCert => raw
+                .opt_text()
+                .map(|v| d.tls_cert_file = v.map(PathBuf::from)),
+            Field::DashTlsKey => raw
+                .opt_text()
+                .map(|v| d.tls_key_file = v.map(PathBuf::from)),
+            Field::DashMaxMessageBytes => usize_of(raw).map(|v| d.max_message_bytes = v),
+            Field::DashMaxFrameBytes => usize_of(raw).map(|v| d.max_frame_bytes = v),
+            Field::DashClientQueue => usize_of(raw).map(|v| d.client_queue_messages = v),
+            Field::DashMaxPerIp => usize_of(raw).map(|v| d.max_connections_per_ip = v),
+            Field::DashInboundRate => u32_of(raw).map(|v| d.max_inbound_msgs_per_s = v),
         };
         result.map_err(fail)
     }
@@ -1998,7 +2131,7 @@ mod tests {
                 "{field:?}"
             );
         }
-        assert_eq!(env_names.len(), 21);
+        assert_eq!(env_names.len(), 24);
     }
 
     #[test]

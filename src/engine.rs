@@ -48,6 +48,8 @@ pub enum EngineError {
     },
     #[error("{0}")]
     Feed(#[from] feed::FeedError),
+    #[error("{0}")]
+    Dashboard(#[from] crate::dashboard::DashboardError),
 }
 
 /// How long a stopping shard waits for the sink to take its last records.
@@ -91,6 +93,7 @@ pub struct Engine {
     status: Arc<StatusContext>,
     collector: Option<std::thread::JoinHandle<()>>,
     collector_stop: Arc<AtomicBool>,
+    dashboard_stats: Arc<crate::dashboard::fanout::DashboardStats>,
 }
 
 fn placement(layout: &Layout, core: Option<usize>) -> Placement {
@@ -130,6 +133,19 @@ pub fn plan_connections(
 
 impl Engine {
     pub fn start(config: &Config, layout: &Layout) -> Result<Engine, EngineError> {
+        Engine::start_with_remote(config, layout, Vec::new())
+    }
+
+    /// [`Engine::start`], with extra dashboard feeds: rings of records from other
+    /// instances (`shard == REMOTE_SHARD`), which the dashboard broadcasts like its own.
+    pub fn start_with_remote(
+        config: &Config,
+        layout: &Layout,
+        remote_feeds: Vec<Consumer<Envelope>>,
+    ) -> Result<Engine, EngineError> {
+        // TLS files of the dashboard are read here, on the control plane.
+        let dashboard_options = crate::dashboard::Options::from_config(config)?;
+        let mut dashboard_feeds = remote_feeds;
         // Validate the URL before any thread starts, so a typo is one clear error.
         feed::connection::Endpoint::new(&config.binance_ws_url, config.feed.time_unit_microsecond)?;
         // TLS settings (and any extra CA file) are read here, on the control plane:
@@ -181,6 +197,14 @@ impl Engine {
                 producers.push(tx);
                 rings.push(rx);
             }
+            // The dashboard drains its rings on its own executor (not on a sink thread):
+            // one more ring per shard, made here rather than as a SinkRole.
+            let (tx, rx) = ring::ring::<Envelope>(
+                format!("shard{}->dashboard", plan.index),
+                config.max_queue_size,
+            );
+            producers.push(tx);
+            dashboard_feeds.push(rx);
             let stats = Arc::new(ShardStats::default());
             views.push(ShardView {
                 index: plan.index,
@@ -296,9 +320,11 @@ impl Engine {
             latency: latency_snapshot,
         });
 
+        let dashboard_stats = Arc::new(crate::dashboard::fanout::DashboardStats::default());
         let (addr_tx, addr_rx) = mpsc::channel();
         let dashboard = {
             let status = status.clone();
+            let stats = dashboard_stats.clone();
             let stop = stop.clone();
             let addr = config.dashboard_addr;
             LocalExecutorBuilder::new(placement(layout, layout.dashboard_core))
@@ -308,7 +334,15 @@ impl Engine {
                     match glommio::net::TcpListener::bind(addr) {
                         Ok(listener) => {
                             let _ = addr_tx.send(listener.local_addr().map_err(|e| e.to_string()));
-                            crate::dashboard::serve(listener, status, stop).await;
+                            crate::dashboard::serve(
+                                listener,
+                                status,
+                                dashboard_feeds,
+                                dashboard_options,
+                                stats,
+                                stop,
+                            )
+                            .await;
                         }
                         Err(e) => {
                             let _ = addr_tx.send(Err(e.to_string()));
@@ -334,6 +368,7 @@ impl Engine {
             status,
             collector: Some(collector),
             collector_stop,
+            dashboard_stats,
         };
         match bound {
             Ok(addr) => {
@@ -356,6 +391,11 @@ impl Engine {
 
     pub fn status(&self) -> &Arc<StatusContext> {
         &self.status
+    }
+
+    /// The dashboard's client and fan-out counters.
+    pub fn dashboard_stats(&self) -> &Arc<crate::dashboard::fanout::DashboardStats> {
+        &self.dashboard_stats
     }
 
     /// Asks every role to stop (returns at once).

@@ -13,7 +13,8 @@
 //! - [`shard`]: one shard core: its feed, parser and candle state.
 //! - [`signals`]: the signal vocabulary, indicators and signal rules.
 //! - [`store`]: the bounded in-memory store of recent closed candles.
-//! - [`dashboard`]: the HTTP/WebSocket listener on the dashboard core.
+//! - [`dashboard`]: the HTTP/WebSocket server on the dashboard core: routes, the
+//!   WebSocket protocol, fan-out to bounded per-client outboxes, access checks, metrics.
 //! - [`simulator`]: the Binance-compatible exchange simulator.
 //! - [`engine`]: starts and stops every role on its core.
 //! - [`harness`]: the `alphapulse bench` commands.

@@ -19,6 +19,16 @@ pub struct Request {
     pub content_length: usize,
     /// Bytes of the buffer the head used.
     pub head_len: usize,
+    /// `Upgrade: websocket` with `Connection: upgrade`.
+    pub websocket: bool,
+    /// `Sec-WebSocket-Key`, for the handshake answer.
+    pub ws_key: Option<String>,
+    /// `Sec-WebSocket-Version` (13 is the only one there is).
+    pub ws_version: Option<String>,
+    pub origin: Option<String>,
+    pub host: Option<String>,
+    /// The token of `Authorization: Bearer <token>`.
+    pub bearer: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,9 +48,32 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Request>, HeadError> {
             let version = req.version.unwrap_or(1);
             let mut keep_alive = version >= 1;
             let mut content_length = 0usize;
+            let (mut upgrade, mut connection_upgrade) = (false, false);
+            let (mut ws_key, mut ws_version, mut origin, mut host, mut bearer) =
+                (None, None, None, None, None);
+            let text = |v: &[u8]| String::from_utf8_lossy(v).trim().to_string();
             for h in req.headers.iter() {
+                if h.name.eq_ignore_ascii_case("upgrade") {
+                    upgrade = text(h.value).eq_ignore_ascii_case("websocket");
+                } else if h.name.eq_ignore_ascii_case("sec-websocket-key") {
+                    ws_key = Some(text(h.value));
+                } else if h.name.eq_ignore_ascii_case("sec-websocket-version") {
+                    ws_version = Some(text(h.value));
+                } else if h.name.eq_ignore_ascii_case("origin") {
+                    origin = Some(text(h.value));
+                } else if h.name.eq_ignore_ascii_case("host") {
+                    host = Some(text(h.value));
+                } else if h.name.eq_ignore_ascii_case("authorization") {
+                    let v = text(h.value);
+                    if let Some((scheme, token)) = v.split_once(' ') {
+                        if scheme.eq_ignore_ascii_case("bearer") {
+                            bearer = Some(token.trim().to_string());
+                        }
+                    }
+                }
                 if h.name.eq_ignore_ascii_case("connection") {
                     let v = String::from_utf8_lossy(h.value).to_ascii_lowercase();
+                    connection_upgrade = v.split(',').any(|t| t.trim() == "upgrade");
                     if v.contains("close") {
                         keep_alive = false;
                     } else if v.contains("keep-alive") {
@@ -65,6 +98,12 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Request>, HeadError> {
                 keep_alive,
                 content_length,
                 head_len,
+                websocket: upgrade && connection_upgrade,
+                ws_key,
+                ws_version,
+                origin,
+                host,
+                bearer,
             }))
         }
         Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD_BYTES => Err(HeadError::TooLarge),
@@ -127,6 +166,15 @@ impl Response {
         Response::json(status, &serde_json::json!({ "error": message }))
     }
 
+    /// `text/plain` (Prometheus exposition format).
+    pub fn text(status: u16, content_type: &'static str, body: String) -> Response {
+        Response {
+            status,
+            content_type,
+            body: body.into_bytes(),
+        }
+    }
+
     /// Serialises the status line, headers and body.
     pub fn to_bytes(&self, keep_alive: bool) -> Vec<u8> {
         let mut out = self.head_bytes(keep_alive);
@@ -156,6 +204,11 @@ impl Response {
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        101 => "Switching Protocols",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        426 => "Upgrade Required",
+        429 => "Too Many Requests",
         400 => "Bad Request",
         404 => "Not Found",
         405 => "Method Not Allowed",

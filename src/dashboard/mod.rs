@@ -1,44 +1,253 @@
-//! The dashboard listener: HTTP/1.1 with keep-alive on the dashboard core.
+//! The dashboard server: HTTP/1.1 with keep-alive and WebSockets on the dashboard core.
 //!
-//! Runs on: the dashboard core's glommio executor. Owns: the listening socket and one
-//! task per client connection. In: requests; read-only views of every role's counters
-//! and the recent store. Out: JSON responses. Routes so far: `/healthz`, `/readyz`,
-//! `/api/status`, `/api/candles`, `/api/signals`; the dashboard work grows this server (WebSocket,
-//! signals, the page) on the same skeleton: [`serve`] takes its listener and stop flag
-//! as arguments so tests pass their own.
+//! Runs on: the dashboard core's glommio executor. Owns: the listening socket, one task
+//! per connection, the fan-out hub ([`fanout`]) and the task that drains the shards'
+//! dashboard rings. In: requests and WebSocket commands; records from every shard's
+//! dashboard ring (and from other instances, `shard == REMOTE_SHARD`); read-only views
+//! of every role's counters and the recent store. Out: JSON responses, Prometheus text,
+//! WebSocket pushes. [`serve`] takes its listener, rings and stop flag as arguments, so
+//! tests and the fan-out benchmark pass their own.
 
+pub mod fanout;
 pub mod http;
+pub mod metrics;
 pub mod page;
+pub mod protocol;
+pub mod security;
 pub mod status;
+mod ws;
 
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::Path;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_tungstenite::WebSocketStream;
 use futures_lite::future;
-use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::{TcpListener, TcpStream};
+use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use futures_rustls::rustls;
+use glommio::net::TcpListener;
+use serde_json::{json, Value};
+use tungstenite::protocol::{Role, WebSocketConfig};
+use tungstenite::Message;
 
+use self::fanout::{DashboardStats, Hub, Key};
 use self::http::{HeadError, Request, Response};
+use self::protocol::{Filter, Topic};
+pub use self::security::check_exposure;
+use self::status::ListQuery;
 pub use self::status::StatusContext;
+use crate::config::Config;
 use crate::market::{Interval, Symbol};
+use crate::record::{CandleRecord, SignalRecord};
+use crate::ring::Consumer;
+use crate::shard::{Envelope, Record};
 
 /// A request head must arrive within this (slowloris protection).
 pub const HEAD_DEADLINE: Duration = Duration::from_secs(10);
 /// An idle keep-alive connection is closed after this.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Concurrent HTTP connections; more are refused with 503 until some close.
-pub const MAX_HTTP_CONNECTIONS: usize = 4096;
+/// Concurrent connections; more are refused with 503 until some close. Above the
+/// largest `WEBSOCKET_MAX_CLIENTS`, so that setting is what limits WebSocket clients.
+pub const MAX_HTTP_CONNECTIONS: usize = 120_000;
 /// Default and largest `limit` of list endpoints (DESIGN.md).
 pub const DEFAULT_LIST_LIMIT: usize = 100;
 pub const MAX_LIST_LIMIT: usize = 1000;
+/// How long a stopping server waits for its clients' close frames to leave.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
+/// How long a refused connection is read from before it is closed (see [`refuse`]).
+const REFUSAL_LINGER: Duration = Duration::from_millis(200);
 /// How often the accept loop checks the stop flag.
 const STOP_POLL: Duration = Duration::from_millis(100);
+/// How often the shards' dashboard rings are drained: short, since this is the
+/// dashboard's share of every record's delivery latency.
+pub const DRAIN_INTERVAL: Duration = Duration::from_millis(1);
+/// Records taken from one ring per drain, so one busy shard cannot starve the others.
+const DRAIN_BATCH: usize = 4096;
+/// WebSocket clients are pinged this often; any frame from them counts as alive.
+pub const WS_PING_INTERVAL: Duration = Duration::from_secs(20);
+/// A client heard from (not even a pong) for this long is disconnected.
+pub const WS_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// The socket read buffer of one WebSocket client: commands are small, and 10,000
+/// clients times tungstenite's 128 KiB default would be over a gigabyte.
+const WS_READ_BUFFER_BYTES: usize = 4096;
+/// Messages are batched into one write up to this size.
+const WS_WRITE_BUFFER_BYTES: usize = 8192;
+/// Limits of the conformance echo endpoint: the suite sends messages of up to 16 MiB.
+const ECHO_MAX_MESSAGE_BYTES: usize = 16 << 20;
 
-/// Serves until `stop` is set.
-pub async fn serve(listener: TcpListener, ctx: Arc<StatusContext>, stop: Arc<AtomicBool>) {
-    let open = Rc::new(std::cell::Cell::new(0usize));
+/// Why the dashboard cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum DashboardError {
+    #[error("dashboard TLS: cannot read {path}: {why}")]
+    TlsFile { path: String, why: String },
+    #[error("dashboard TLS: {0}")]
+    Tls(String),
+}
+
+/// Everything the server needs besides its sockets, taken from [`Config`] (tests and
+/// benchmarks adjust the timeouts).
+#[derive(Clone)]
+pub struct Options {
+    pub token: Option<String>,
+    pub allowed_origins: Vec<String>,
+    pub max_clients: usize,
+    pub update_interval: Duration,
+    pub max_message_bytes: usize,
+    pub max_frame_bytes: usize,
+    pub client_queue_messages: usize,
+    pub max_connections_per_ip: usize,
+    pub max_inbound_msgs_per_s: u32,
+    pub conformance_echo: bool,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub head_deadline: Duration,
+    pub idle_timeout: Duration,
+    pub ws_ping_interval: Duration,
+    pub ws_idle_timeout: Duration,
+    pub drain_interval: Duration,
+}
+
+impl Options {
+    /// The options of `config`; reads the TLS files if configured (call on the control
+    /// plane: file reads never run on the dashboard's executor).
+    pub fn from_config(config: &Config) -> Result<Options, DashboardError> {
+        let d = &config.dashboard;
+        let tls = match (&d.tls_cert_file, &d.tls_key_file) {
+            (Some(cert), Some(key)) => Some(tls_config(cert, key)?),
+            _ => None,
+        };
+        Ok(Options {
+            token: config.dashboard_token.clone(),
+            allowed_origins: config.dashboard_allowed_origins.clone(),
+            max_clients: config.websocket_max_clients,
+            update_interval: Duration::from_secs_f64(config.websocket_update_interval_s),
+            max_message_bytes: d.max_message_bytes,
+            max_frame_bytes: d.max_frame_bytes,
+            client_queue_messages: d.client_queue_messages,
+            max_connections_per_ip: d.max_connections_per_ip,
+            max_inbound_msgs_per_s: d.max_inbound_msgs_per_s,
+            conformance_echo: d.conformance_echo,
+            tls,
+            head_deadline: HEAD_DEADLINE,
+            idle_timeout: IDLE_TIMEOUT,
+            ws_ping_interval: WS_PING_INTERVAL,
+            ws_idle_timeout: WS_IDLE_TIMEOUT,
+            drain_interval: DRAIN_INTERVAL,
+        })
+    }
+
+    fn ws_config(&self, echo: bool) -> WebSocketConfig {
+        let (message, frame) = if echo {
+            (ECHO_MAX_MESSAGE_BYTES, ECHO_MAX_MESSAGE_BYTES)
+        } else {
+            (self.max_message_bytes, self.max_frame_bytes)
+        };
+        WebSocketConfig::default()
+            .read_buffer_size(WS_READ_BUFFER_BYTES)
+            .write_buffer_size(WS_WRITE_BUFFER_BYTES)
+            .max_message_size(Some(message))
+            .max_frame_size(Some(frame))
+    }
+}
+
+/// The rustls server configuration from PEM files.
+fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, DashboardError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |path: &Path, why: String| DashboardError::TlsFile {
+        path: path.display().to_string(),
+        why,
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| bad(cert, e.to_string()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| bad(cert, e.to_string()))?;
+    if certs.is_empty() {
+        return Err(bad(cert, "no certificates in the file".into()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| bad(key, e.to_string()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| DashboardError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| DashboardError::Tls(e.to_string()))?;
+    Ok(Arc::new(config))
+}
+
+/// Throughput over the last second, sampled by the rates task.
+#[derive(Clone, Copy, Default)]
+struct Rates {
+    received_per_s: f64,
+    sent_per_s: f64,
+}
+
+/// The server's state on the dashboard core.
+pub(crate) struct Server {
+    ctx: Arc<StatusContext>,
+    hub: Hub,
+    opts: Options,
+    per_ip: RefCell<HashMap<IpAddr, usize>>,
+    rates: Cell<Rates>,
+}
+
+impl Server {
+    /// The `/api/status` document with the dashboard's own figures filled in.
+    fn status_json(&self) -> Value {
+        let mut v = self.ctx.snapshot();
+        let stats = &self.hub.stats;
+        v["active_clients"] = json!(stats.active_clients.get());
+        v["dashboard"] = stats.to_json();
+        v
+    }
+
+    /// A `{"type":"status",…}` push.
+    fn status_message(&self) -> Message {
+        let mut v = self.status_json();
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert("type".into(), json!("status"));
+        }
+        Message::text(v.to_string())
+    }
+
+    fn performance_json(&self) -> Value {
+        let stats = &self.hub.stats;
+        let rates = self.rates.get();
+        let mut p = self
+            .ctx
+            .performance(stats.active_clients.get(), stats.messages_sent.get());
+        p["throughput"]["messages_received_per_s"] = json!(rates.received_per_s);
+        p["throughput"]["messages_sent_per_s"] = json!(rates.sent_per_s);
+        p["dashboard"] = stats.to_json();
+        p
+    }
+}
+
+/// Serves until `stop` is set: connections on `listener`, records from `feeds`.
+pub async fn serve(
+    listener: TcpListener,
+    ctx: Arc<StatusContext>,
+    feeds: Vec<Consumer<Envelope>>,
+    opts: Options,
+    stats: Arc<DashboardStats>,
+    stop: Arc<AtomicBool>,
+) {
+    let tls = opts.tls.clone().map(futures_rustls::TlsAcceptor::from);
+    let server = Rc::new(Server {
+        ctx,
+        hub: Hub::new(stats),
+        opts,
+        per_ip: RefCell::new(HashMap::new()),
+        rates: Cell::new(Rates::default()),
+    });
+    let drainer = glommio::spawn_local(drain(server.clone(), feeds, stop.clone()));
+    let pusher = glommio::spawn_local(push_status(server.clone(), stop.clone()));
+    let sampler = glommio::spawn_local(sample_rates(server.clone(), stop.clone()));
     while !stop.load(Ordering::Relaxed) {
         let accepted = future::or(async { Some(listener.accept().await) }, async {
             glommio::timer::sleep(STOP_POLL).await;
@@ -55,32 +264,223 @@ pub async fn serve(listener: TcpListener, ctx: Arc<StatusContext>, stop: Arc<Ato
             }
         };
         let _ = stream.set_nodelay(true);
-        let ctx = ctx.clone();
-        let open = open.clone();
+        let server = server.clone();
+        let tls = tls.clone();
         let stop = stop.clone();
         glommio::spawn_local(async move {
-            if open.get() >= MAX_HTTP_CONNECTIONS {
-                let mut stream = stream;
-                let _ = stream
-                    .write_all(&Response::error(503, "too many connections").to_bytes(false))
-                    .await;
+            let ip = stream.peer_addr().map(|a| a.ip()).ok();
+            let stats = server.hub.stats.clone();
+            let mut stream = stream;
+            if stats.open_connections.get() as usize >= MAX_HTTP_CONNECTIONS {
+                refuse(&mut stream, Response::error(503, "too many connections")).await;
                 return;
             }
-            open.set(open.get() + 1);
-            handle_connection(stream, &ctx, &stop).await;
-            open.set(open.get() - 1);
+            let admitted = ip.is_none_or(|ip| {
+                let mut per_ip = server.per_ip.borrow_mut();
+                let n = per_ip.entry(ip).or_insert(0);
+                let ok = *n < server.opts.max_connections_per_ip;
+                *n += usize::from(ok);
+                ok
+            });
+            if !admitted {
+                stats.refused_per_ip.inc();
+                let why = Response::error(429, "too many connections from this address");
+                refuse(&mut stream, why).await;
+                return;
+            }
+            stats.open_connections.inc();
+            match tls {
+                None => handle_connection(stream, &server, &stop).await,
+                Some(acceptor) => {
+                    let handshake =
+                        future::or(async { Some(acceptor.accept(stream).await) }, async {
+                            glommio::timer::sleep(server.opts.head_deadline).await;
+                            None
+                        })
+                        .await;
+                    if let Some(Ok(tls_stream)) = handshake {
+                        handle_connection(tls_stream, &server, &stop).await;
+                    }
+                }
+            }
+            stats.open_connections.dec();
+            if let Some(ip) = ip {
+                let mut per_ip = server.per_ip.borrow_mut();
+                if let Some(n) = per_ip.get_mut(&ip) {
+                    *n -= 1;
+                    if *n == 0 {
+                        per_ip.remove(&ip);
+                    }
+                }
+            }
         })
         .detach();
     }
+    let _ = drainer.await;
+    let _ = pusher.await;
+    let _ = sampler.await;
+    // Tell the clients (close 1001) so they reconnect elsewhere or later, and give their
+    // tasks a bounded time to send it.
+    server.hub.kick_all(fanout::KICK_SHUTDOWN);
+    let deadline = Instant::now() + SHUTDOWN_GRACE;
+    while !server.hub.is_empty() && Instant::now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(10)).await;
+    }
 }
 
-async fn handle_connection(mut stream: TcpStream, ctx: &StatusContext, stop: &AtomicBool) {
+/// Answers a connection refused at accept, then reads (briefly, bounded) what the
+/// client sends: closing with its request unread would reset the connection and could
+/// destroy the answer before the client reads it.
+async fn refuse(stream: &mut glommio::net::TcpStream, response: Response) {
+    if stream.write_all(&response.to_bytes(false)).await.is_err() {
+        return;
+    }
+    let mut sink = [0u8; 1024];
+    let _ = future::or(
+        async {
+            while let Ok(n) = stream.read(&mut sink).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        },
+        glommio::timer::sleep(REFUSAL_LINGER),
+    )
+    .await;
+}
+
+/// Drains every feed at a fixed short interval and broadcasts what it finds.
+async fn drain(server: Rc<Server>, feeds: Vec<Consumer<Envelope>>, stop: Arc<AtomicBool>) {
+    // A burst (every symbol's candle closing at the top of the hour) is spread over
+    // drain rounds: per round, all feeds together queue at most a quarter of a client's
+    // outbox, and the client tasks write between rounds. So a client that reads keeps
+    // up with any burst and only one that does not read reaches its bound; the records
+    // wait in the rings meanwhile (the shards hold never-lost records when a ring fills).
+    let per_feed =
+        (server.opts.client_queue_messages / 4 / feeds.len().max(1)).clamp(1, DRAIN_BATCH);
+    let mut batch = Vec::with_capacity(per_feed);
+    loop {
+        let stopping = stop.load(Ordering::Relaxed);
+        for feed in &feeds {
+            batch.clear();
+            feed.drain_into(&mut batch, per_feed);
+            for env in &batch {
+                server.hub.stats.records_in.inc();
+                broadcast_record(&server.hub, &env.record);
+            }
+        }
+        if stopping {
+            return;
+        }
+        glommio::timer::sleep(server.opts.drain_interval).await;
+    }
+}
+
+/// One record to its subscribers: serialized once, shared by all of them.
+fn broadcast_record(hub: &Hub, record: &Record) {
+    match record {
+        Record::Signal(s) => {
+            if hub.any_subscriber(Topic::Signals) {
+                let msg = encode(&SignalRecord::from(s));
+                hub.broadcast(
+                    Topic::Signals,
+                    Some(s.symbol),
+                    Some(s.interval),
+                    &msg,
+                    None,
+                    None,
+                );
+            }
+        }
+        Record::LiveCandle(c) | Record::ClosedCandle(c) => {
+            if hub.any_subscriber(Topic::Candles) {
+                let msg = encode(&CandleRecord::from(c));
+                let key = Key::Live(c.symbol, c.interval);
+                let (key, supersedes) = if c.closed {
+                    (None, Some(key))
+                } else {
+                    (Some(key), None)
+                };
+                hub.broadcast(
+                    Topic::Candles,
+                    Some(c.symbol),
+                    Some(c.interval),
+                    &msg,
+                    key,
+                    supersedes,
+                );
+            }
+        }
+        Record::Gap(_) | Record::Outage(_) => {}
+    }
+}
+
+fn encode<T: serde::Serialize>(record: &T) -> Message {
+    Message::text(serde_json::to_string(record).unwrap_or_default())
+}
+
+/// Runs `tick` every `period` until `stop` is set (the flag is checked at least every
+/// [`STOP_POLL`]).
+async fn every(period: Duration, stop: &AtomicBool, mut tick: impl FnMut()) {
+    let mut next = Instant::now() + period;
+    while !stop.load(Ordering::Relaxed) {
+        glommio::timer::sleep(
+            next.saturating_duration_since(Instant::now())
+                .min(STOP_POLL),
+        )
+        .await;
+        if Instant::now() < next {
+            continue;
+        }
+        next += period;
+        tick();
+    }
+}
+
+/// Pushes the status to its subscribers every `WEBSOCKET_UPDATE_INTERVAL`.
+async fn push_status(server: Rc<Server>, stop: Arc<AtomicBool>) {
+    every(server.opts.update_interval, &stop, || {
+        if server.hub.any_subscriber(Topic::Status) {
+            let msg = server.status_message();
+            server
+                .hub
+                .broadcast(Topic::Status, None, None, &msg, Some(Key::Status), None);
+        }
+    })
+    .await;
+}
+
+/// Samples the message rates once a second for `/api/performance`.
+async fn sample_rates(server: Rc<Server>, stop: Arc<AtomicBool>) {
+    let sample = |s: &Server| {
+        let received: u64 = s.ctx.shards.iter().map(|x| x.stats.messages.get()).sum();
+        (Instant::now(), received, s.hub.stats.messages_sent.get())
+    };
+    let mut last = sample(&server);
+    every(Duration::from_secs(1), &stop, || {
+        let now = sample(&server);
+        let dt = now.0.duration_since(last.0).as_secs_f64().max(1e-3);
+        server.rates.set(Rates {
+            received_per_s: now.1.saturating_sub(last.1) as f64 / dt,
+            sent_per_s: now.2.saturating_sub(last.2) as f64 / dt,
+        });
+        last = now;
+    })
+    .await;
+}
+
+async fn handle_connection<S>(mut stream: S, server: &Rc<Server>, stop: &AtomicBool)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let opts = &server.opts;
+    let stats = &server.hub.stats;
     let mut buf = Vec::with_capacity(2048);
     let mut chunk = [0u8; 4096];
     loop {
-        // Read one request head: an idle keep-alive connection may wait IDLE_TIMEOUT for
+        // Read one request head: an idle keep-alive connection may wait idle_timeout for
         // its next request; once the first byte is in, the head must complete within
-        // HEAD_DEADLINE of it (slowloris).
+        // head_deadline of it (slowloris).
         let idle_since = Instant::now();
         let mut first_byte_at: Option<Instant> = (!buf.is_empty()).then(Instant::now);
         let req = loop {
@@ -88,12 +488,14 @@ async fn handle_connection(mut stream: TcpStream, ctx: &StatusContext, stop: &At
                 Ok(Some(req)) => break req,
                 Ok(None) => {}
                 Err(HeadError::TooLarge) => {
+                    stats.heads_refused.inc();
                     let _ = stream
                         .write_all(&Response::error(431, "request head too large").to_bytes(false))
                         .await;
                     return;
                 }
                 Err(HeadError::Malformed) => {
+                    stats.heads_refused.inc();
                     let _ = stream
                         .write_all(&Response::error(400, "malformed request").to_bytes(false))
                         .await;
@@ -101,10 +503,16 @@ async fn handle_connection(mut stream: TcpStream, ctx: &StatusContext, stop: &At
                 }
             }
             let left = match first_byte_at {
-                None => IDLE_TIMEOUT.saturating_sub(idle_since.elapsed()),
-                Some(t) => HEAD_DEADLINE.saturating_sub(t.elapsed()),
+                None => opts.idle_timeout.saturating_sub(idle_since.elapsed()),
+                Some(t) => opts.head_deadline.saturating_sub(t.elapsed()),
             };
             if left.is_zero() || stop.load(Ordering::Relaxed) {
+                if first_byte_at.is_some() {
+                    stats.heads_refused.inc();
+                    let _ = stream
+                        .write_all(&Response::error(408, "request head too slow").to_bytes(false))
+                        .await;
+                }
                 return;
             }
             let read = future::or(async { Some(stream.read(&mut chunk).await) }, async {
@@ -129,7 +537,38 @@ async fn handle_connection(mut stream: TcpStream, ctx: &StatusContext, stop: &At
                 .await;
             return;
         }
-        let response = route(&req, ctx);
+        if let Some(endpoint) = ws_endpoint(&req.path, opts.conformance_echo) {
+            match upgrade_refusal(&req, server) {
+                Some(refusal) => {
+                    let _ = stream.write_all(&refusal.to_bytes(false)).await;
+                }
+                None => {
+                    let key = req.ws_key.as_deref().unwrap_or_default();
+                    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+                    let head = format!(
+                        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+                    );
+                    if stream.write_all(head.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    let rest = buf.split_off(req.head_len.min(buf.len()));
+                    let echo = endpoint == WsEndpoint::Echo;
+                    let ws = WebSocketStream::from_partially_read(
+                        stream,
+                        rest,
+                        Role::Server,
+                        Some(opts.ws_config(echo)),
+                    )
+                    .await;
+                    match endpoint {
+                        WsEndpoint::Echo => ws::run_echo(ws).await,
+                        WsEndpoint::Api(subs) => ws::run_client(ws, server.clone(), subs).await,
+                    }
+                }
+            }
+            return;
+        }
+        let response = route(&req, server).await;
         let bytes = if req.method == "HEAD" {
             response.head_bytes(req.keep_alive)
         } else {
@@ -142,8 +581,69 @@ async fn handle_connection(mut stream: TcpStream, ctx: &StatusContext, stop: &At
     }
 }
 
+#[derive(Debug, PartialEq)]
+enum WsEndpoint {
+    /// `/ws`, `/ws/status`, `/ws/signals` with their initial subscriptions.
+    Api(Vec<Filter>),
+    Echo,
+}
+
+fn ws_endpoint(path: &str, echo_enabled: bool) -> Option<WsEndpoint> {
+    match path {
+        "/ws" => Some(WsEndpoint::Api(Vec::new())),
+        "/ws/status" => Some(WsEndpoint::Api(vec![Filter::all(Topic::Status)])),
+        "/ws/signals" => Some(WsEndpoint::Api(vec![Filter::all(Topic::Signals)])),
+        "/ws/echo" if echo_enabled => Some(WsEndpoint::Echo),
+        _ => None,
+    }
+}
+
+/// Why an upgrade is refused (answered before any upgrade), or `None` to accept.
+fn upgrade_refusal(req: &Request, server: &Server) -> Option<Response> {
+    let opts = &server.opts;
+    let stats = &server.hub.stats;
+    if !req.websocket || req.method != "GET" {
+        return Some(Response::error(
+            426,
+            "this endpoint needs a WebSocket upgrade",
+        ));
+    }
+    if req.ws_version.as_deref() != Some("13") || req.ws_key.is_none() {
+        return Some(Response::error(
+            400,
+            "a WebSocket upgrade needs Sec-WebSocket-Version: 13 and Sec-WebSocket-Key",
+        ));
+    }
+    if !authorized(req, opts) {
+        stats.unauthorized.inc();
+        return Some(Response::error(401, "missing or wrong token"));
+    }
+    if !security::origin_ok(
+        req.origin.as_deref(),
+        req.host.as_deref(),
+        &opts.allowed_origins,
+    ) {
+        stats.forbidden_origin.inc();
+        return Some(Response::error(403, "origin not allowed"));
+    }
+    if server.hub.len() >= opts.max_clients {
+        stats.refused_full.inc();
+        return Some(Response::error(503, "too many WebSocket clients"));
+    }
+    None
+}
+
+fn authorized(req: &Request, opts: &Options) -> bool {
+    let query_token = http::query_param(&req.query, "token");
+    security::token_ok(
+        opts.token.as_deref(),
+        req.bearer.as_deref(),
+        query_token.as_deref(),
+    )
+}
+
 /// Maps a request to its response.
-pub fn route(req: &Request, ctx: &StatusContext) -> Response {
+pub(crate) async fn route(req: &Request, server: &Server) -> Response {
     if req.method != "GET" && req.method != "HEAD" {
         return Response::error(405, "only GET is supported");
     }
@@ -154,6 +654,12 @@ pub fn route(req: &Request, ctx: &StatusContext) -> Response {
             body: body.to_vec(),
         };
     }
+    let protected = req.path.starts_with("/api/") || req.path == "/metrics";
+    if protected && !authorized(req, &server.opts) {
+        server.hub.stats.unauthorized.inc();
+        return Response::error(401, "missing or wrong token");
+    }
+    let ctx = &server.ctx;
     match req.path.as_str() {
         "/healthz" => Response::json(200, &serde_json::json!({ "status": "ok" })),
         "/readyz" => {
@@ -163,18 +669,35 @@ pub fn route(req: &Request, ctx: &StatusContext) -> Response {
                 Response::json(503, &serde_json::json!({ "status": "starting" }))
             }
         }
-        "/api/status" => Response::json(200, &ctx.snapshot()),
-        "/api/performance" => Response::json(200, &ctx.performance(0, 0)),
-        "/api/candles" => match list_params(&req.query) {
-            Ok((symbol, interval, limit)) => {
-                Response::json(200, &ctx.candles(symbol, interval, limit))
-            }
+        "/api/status" => Response::json(200, &server.status_json()),
+        "/api/performance" => Response::json(200, &server.performance_json()),
+        "/metrics" => Response::text(
+            200,
+            "text/plain; version=0.0.4; charset=utf-8",
+            metrics::render(ctx, &server.hub.stats),
+        ),
+        "/api/candles" => match list_query(&req.query) {
+            Ok(q) => match ctx.list_candles(q).await {
+                Ok(candles) => {
+                    let live: Vec<CandleRecord> = {
+                        let store = ctx.store.lock().unwrap_or_else(|p| p.into_inner());
+                        store
+                            .live(q.symbol, q.interval)
+                            .iter()
+                            .map(CandleRecord::from)
+                            .collect()
+                    };
+                    Response::json(200, &json!({ "candles": candles, "live": live }))
+                }
+                Err(e) => Response::error(503, &format!("candles unavailable: {e}")),
+            },
             Err(resp) => resp,
         },
-        "/api/signals" => match list_params(&req.query) {
-            Ok((symbol, interval, limit)) => {
-                Response::json(200, &ctx.signals(symbol, interval, limit))
-            }
+        "/api/signals" => match list_query(&req.query) {
+            Ok(q) => match ctx.list_signals(q).await {
+                Ok(signals) => Response::json(200, &json!({ "signals": signals })),
+                Err(e) => Response::error(503, &format!("signals unavailable: {e}")),
+            },
             Err(resp) => resp,
         },
         _ => Response::error(404, "not found"),
@@ -216,9 +739,55 @@ pub fn list_params(query: &str) -> Result<ListParams, Response> {
     Ok((symbol, interval, limit))
 }
 
+/// [`list_params`] plus the optional `from` / `to` times (ms); a bad one is a 400
+/// naming it.
+pub fn list_query(query: &str) -> Result<ListQuery, Response> {
+    let (symbol, interval, limit) = list_params(query)?;
+    let time = |name: &str| -> Result<Option<i64>, Response> {
+        match http::query_param(query, name) {
+            Some(t) if !t.is_empty() => t.parse::<i64>().map(Some).map_err(|_| {
+                Response::error(
+                    400,
+                    &format!("invalid parameter {name}: expected a time in milliseconds"),
+                )
+            }),
+            _ => Ok(None),
+        }
+    };
+    Ok(ListQuery {
+        symbol,
+        interval,
+        limit,
+        from_ms: time("from")?,
+        to_ms: time("to")?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn list_query_reads_the_time_range() {
+        let q = list_query("from=5&to=9").ok().unwrap();
+        assert_eq!((q.from_ms, q.to_ms, q.limit), (Some(5), Some(9), 100));
+        for (q, name) in [("from=x", "from"), ("to=1.5", "to")] {
+            let body = String::from_utf8(list_query(q).err().unwrap().body).unwrap();
+            assert!(body.contains(name), "{body}");
+        }
+    }
+
+    #[test]
+    fn websocket_endpoints() {
+        assert_eq!(ws_endpoint("/ws", false), Some(WsEndpoint::Api(vec![])));
+        assert_eq!(
+            ws_endpoint("/ws/signals", false),
+            Some(WsEndpoint::Api(vec![Filter::all(Topic::Signals)]))
+        );
+        assert_eq!(ws_endpoint("/ws/echo", false), None);
+        assert_eq!(ws_endpoint("/ws/echo", true), Some(WsEndpoint::Echo));
+        assert_eq!(ws_endpoint("/api/status", true), None);
+    }
 
     #[test]
     fn list_params_validate_and_name_the_parameter() {

@@ -1,0 +1,443 @@
+//! Fan-out: one broadcast, serialized once, queued for every subscriber.
+//!
+//! Runs on: the dashboard core's executor (single-threaded: `Rc`/`RefCell`, no locks).
+//! Owns: the registry of WebSocket clients and each client's bounded outbox. In:
+//! records drained from the shards' dashboard rings and the periodic status. Out:
+//! shared `Message`s (the payload is reference-counted, so a broadcast to 10,000
+//! clients is one serialization and 10,000 pointer copies) that each client's
+//! connection task writes at its own pace.
+//!
+//! A client that does not keep up is never waited for: latest-value data (live candles,
+//! status) conflates in its outbox (only the newest update per key waits), and when its
+//! backlog passes the bound it is disconnected with close 1008 and a reason saying why.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+use std::task::Waker;
+
+use tungstenite::Message;
+
+use super::protocol::{Filter, Topic};
+use crate::market::{Interval, Symbol};
+use crate::metrics::Counter;
+
+/// The dashboard's counters (read by `/api/status`, `/api/performance`, `/metrics`).
+#[derive(Default, Debug)]
+pub struct DashboardStats {
+    /// WebSocket clients connected now.
+    pub active_clients: Counter,
+    /// HTTP and WebSocket connections open now.
+    pub open_connections: Counter,
+    pub clients_total: Counter,
+    /// Messages handed to client sockets.
+    pub messages_sent: Counter,
+    /// Queued updates replaced by a newer one (conflation) or dropped with a slow client.
+    pub dropped: Counter,
+    pub disconnected_slow: Counter,
+    /// Clients that stopped answering pings.
+    pub disconnected_idle: Counter,
+    pub rate_limited: Counter,
+    pub oversized: Counter,
+    /// Upgrades refused: too many clients, too many connections from one address.
+    pub refused_full: Counter,
+    pub refused_per_ip: Counter,
+    pub unauthorized: Counter,
+    pub forbidden_origin: Counter,
+    /// Requests cut off for a head that was too large or too slow.
+    pub heads_refused: Counter,
+    pub broadcasts: Counter,
+    pub records_in: Counter,
+}
+
+impl DashboardStats {
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "active_clients": self.active_clients.get(),
+            "open_connections": self.open_connections.get(),
+            "clients_total": self.clients_total.get(),
+            "messages_sent": self.messages_sent.get(),
+            "dropped": self.dropped.get(),
+            "disconnected_slow": self.disconnected_slow.get(),
+            "disconnected_idle": self.disconnected_idle.get(),
+            "rate_limited": self.rate_limited.get(),
+            "oversized": self.oversized.get(),
+            "refused_full": self.refused_full.get(),
+            "refused_per_ip": self.refused_per_ip.get(),
+            "unauthorized": self.unauthorized.get(),
+            "forbidden_origin": self.forbidden_origin.get(),
+            "heads_refused": self.heads_refused.get(),
+            "broadcasts": self.broadcasts.get(),
+            "records_in": self.records_in.get(),
+        })
+    }
+}
+
+/// What conflates: only the newest value per key is worth sending.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Key {
+    Live(Symbol, Interval),
+    Status,
+}
+
+enum Slot {
+    Frame(Message),
+    Latest(Key),
+}
+
+/// One client's bounded queue of messages waiting to be written.
+pub struct Outbox {
+    slots: VecDeque<Slot>,
+    latest: HashMap<Key, Message>,
+    bound: usize,
+}
+
+/// The outbox is past its bound: the client cannot keep up.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Overflow;
+
+/// What a push did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Pushed {
+    Queued,
+    /// Replaced an older update of the same key (which is counted as dropped).
+    Conflated,
+}
+
+impl Outbox {
+    pub fn new(bound: usize) -> Outbox {
+        Outbox {
+            slots: VecDeque::new(),
+            latest: HashMap::new(),
+            bound,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Queues a message; `key` makes it conflate with an update of the same key still
+    /// waiting.
+    pub fn push(&mut self, msg: Message, key: Option<Key>) -> Result<Pushed, Overflow> {
+        if let Some(key) = key {
+            if let Some(old) = self.latest.get_mut(&key) {
+                *old = msg;
+                return Ok(Pushed::Conflated);
+            }
+        }
+        if self.slots.len() >= self.bound {
+            return Err(Overflow);
+        }
+        match key {
+            Some(key) => {
+                self.latest.insert(key, msg);
+                self.slots.push_back(Slot::Latest(key));
+            }
+            None => self.slots.push_back(Slot::Frame(msg)),
+        }
+        Ok(Pushed::Queued)
+    }
+
+    /// Drops a waiting update of `key` (a closed candle supersedes its live updates, and
+    /// must not be overtaken by them). True if one was waiting.
+    pub fn supersede(&mut self, key: Key) -> bool {
+        if self.latest.remove(&key).is_some() {
+            self.slots
+                .retain(|s| !matches!(s, Slot::Latest(k) if *k == key));
+            true
+        } else {
+            false
+        }
+    }
+
+    pub fn pop(&mut self) -> Option<Message> {
+        loop {
+            match self.slots.pop_front()? {
+                Slot::Frame(m) => return Some(m),
+                Slot::Latest(k) => {
+                    if let Some(m) = self.latest.remove(&k) {
+                        return Some(m);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Why the server ends a client's connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Kick {
+    pub code: u16,
+    pub reason: &'static str,
+}
+
+/// Close 1008: the client's backlog passed its bound.
+pub const KICK_SLOW: Kick = Kick {
+    code: 1008,
+    reason: "too slow: send queue overflow",
+};
+
+/// Close 1001: the server is stopping.
+pub const KICK_SHUTDOWN: Kick = Kick {
+    code: 1001,
+    reason: "server shutting down",
+};
+
+/// One WebSocket client as the fan-out sees it.
+pub struct Client {
+    pub outbox: RefCell<Outbox>,
+    pub subs: RefCell<Vec<Filter>>,
+    waker: RefCell<Option<Waker>>,
+    kicked: Cell<Option<Kick>>,
+}
+
+impl Client {
+    pub fn new(queue_bound: usize, subs: Vec<Filter>) -> Client {
+        Client {
+            outbox: RefCell::new(Outbox::new(queue_bound)),
+            subs: RefCell::new(subs),
+            waker: RefCell::new(None),
+            kicked: Cell::new(None),
+        }
+    }
+
+    /// The connection task parks here between writes.
+    pub fn register(&self, waker: &Waker) {
+        let mut w = self.waker.borrow_mut();
+        if !w.as_ref().is_some_and(|old| old.will_wake(waker)) {
+            *w = Some(waker.clone());
+        }
+    }
+
+    pub fn wake(&self) {
+        if let Some(w) = self.waker.borrow().as_ref() {
+            w.wake_by_ref();
+        }
+    }
+
+    pub fn kicked(&self) -> Option<Kick> {
+        self.kicked.get()
+    }
+
+    pub fn kick(&self, why: Kick) {
+        if self.kicked.get().is_none() {
+            self.kicked.set(Some(why));
+            self.wake();
+        }
+    }
+
+    fn wants(&self, topic: Topic, symbol: Option<Symbol>, interval: Option<Interval>) -> bool {
+        self.subs
+            .borrow()
+            .iter()
+            .any(|f| f.matches(topic, symbol, interval))
+    }
+
+    /// Queues a reply to this client alone (it counts toward the same bound).
+    pub fn reply(&self, msg: Message, stats: &DashboardStats) {
+        if self.outbox.borrow_mut().push(msg, None).is_err() {
+            self.kick_slow(stats);
+        }
+        self.wake();
+    }
+
+    fn kick_slow(&self, stats: &DashboardStats) {
+        if self.kicked.get().is_none() {
+            stats.disconnected_slow.inc();
+            stats.dropped.add(self.outbox.borrow().len() as u64);
+            self.kick(KICK_SLOW);
+        }
+    }
+}
+
+/// Every connected client, by id.
+pub struct Hub {
+    clients: RefCell<HashMap<u64, Rc<Client>>>,
+    next_id: Cell<u64>,
+    pub stats: std::sync::Arc<DashboardStats>,
+}
+
+impl Hub {
+    pub fn new(stats: std::sync::Arc<DashboardStats>) -> Hub {
+        Hub {
+            clients: RefCell::new(HashMap::new()),
+            next_id: Cell::new(0),
+            stats,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.clients.borrow().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.clients.borrow().is_empty()
+    }
+
+    pub fn add(&self, client: Rc<Client>) -> u64 {
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        self.clients.borrow_mut().insert(id, client);
+        self.stats.active_clients.set(self.len() as u64);
+        self.stats.clients_total.inc();
+        id
+    }
+
+    pub fn remove(&self, id: u64) {
+        self.clients.borrow_mut().remove(&id);
+        self.stats.active_clients.set(self.len() as u64);
+    }
+
+    /// Asks every client to close (their tasks send the close frame).
+    pub fn kick_all(&self, why: Kick) {
+        for c in self.clients.borrow().values() {
+            c.kick(why);
+        }
+    }
+
+    /// Is anyone subscribed to `topic` (so the broadcast is worth serializing)?
+    pub fn any_subscriber(&self, topic: Topic) -> bool {
+        self.clients
+            .borrow()
+            .values()
+            .any(|c| c.subs.borrow().iter().any(|f| f.topic == topic))
+    }
+
+    /// Queues `msg` for every client subscribed to it. `key` conflates; `supersedes`
+    /// drops a waiting update that this message replaces. Returns the clients reached.
+    pub fn broadcast(
+        &self,
+        topic: Topic,
+        symbol: Option<Symbol>,
+        interval: Option<Interval>,
+        msg: &Message,
+        key: Option<Key>,
+        supersedes: Option<Key>,
+    ) -> usize {
+        self.stats.broadcasts.inc();
+        let mut reached = 0;
+        for client in self.clients.borrow().values() {
+            if client.kicked().is_some() || !client.wants(topic, symbol, interval) {
+                continue;
+            }
+            let pushed = {
+                let mut out = client.outbox.borrow_mut();
+                if let Some(k) = supersedes {
+                    if out.supersede(k) {
+                        self.stats.dropped.inc();
+                    }
+                }
+                out.push(msg.clone(), key)
+            };
+            match pushed {
+                Ok(Pushed::Queued) => client.wake(),
+                Ok(Pushed::Conflated) => self.stats.dropped.inc(),
+                Err(Overflow) => client.kick_slow(&self.stats),
+            }
+            reached += 1;
+        }
+        reached
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(s: &str) -> Message {
+        Message::text(s)
+    }
+
+    fn drain(o: &mut Outbox) -> Vec<String> {
+        std::iter::from_fn(|| o.pop())
+            .map(|m| m.into_text().unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn latest_values_conflate_in_place_and_frames_keep_order() {
+        let sym = Symbol::new("BTCUSDT").unwrap();
+        let live = Key::Live(sym, Interval::M1);
+        let mut o = Outbox::new(10);
+        assert_eq!(o.push(text("a"), None), Ok(Pushed::Queued));
+        assert_eq!(o.push(text("live1"), Some(live)), Ok(Pushed::Queued));
+        assert_eq!(o.push(text("b"), None), Ok(Pushed::Queued));
+        assert_eq!(o.push(text("live2"), Some(live)), Ok(Pushed::Conflated));
+        assert_eq!(o.push(text("s1"), Some(Key::Status)), Ok(Pushed::Queued));
+        assert_eq!(drain(&mut o), ["a", "live2", "b", "s1"]);
+        // A closed candle supersedes its live updates: nothing stale overtakes it.
+        o.push(text("live3"), Some(live)).unwrap();
+        assert!(o.supersede(live));
+        o.push(text("closed"), None).unwrap();
+        o.push(text("live4"), Some(live)).unwrap();
+        assert_eq!(drain(&mut o), ["closed", "live4"]);
+    }
+
+    #[test]
+    fn the_bound_holds_but_conflation_never_overflows() {
+        let mut o = Outbox::new(2);
+        o.push(text("1"), None).unwrap();
+        o.push(text("2"), Some(Key::Status)).unwrap();
+        assert_eq!(o.push(text("3"), None), Err(Overflow));
+        assert_eq!(o.push(text("2b"), Some(Key::Status)), Ok(Pushed::Conflated));
+        assert_eq!(o.len(), 2);
+    }
+
+    #[test]
+    fn broadcast_reaches_matching_subscribers_and_kicks_the_slow() {
+        let stats = std::sync::Arc::new(DashboardStats::default());
+        let hub = Hub::new(stats.clone());
+        let btc = Symbol::new("BTCUSDT").unwrap();
+        let eth = Symbol::new("ETHUSDT").unwrap();
+        let all = Rc::new(Client::new(2, vec![Filter::all(Topic::Signals)]));
+        let only_eth = Rc::new(Client::new(
+            100,
+            vec![Filter {
+                topic: Topic::Signals,
+                symbol: Some(eth),
+                interval: None,
+            }],
+        ));
+        hub.add(all.clone());
+        hub.add(only_eth.clone());
+        let m = text("sig");
+        assert_eq!(
+            hub.broadcast(
+                Topic::Signals,
+                Some(btc),
+                Some(Interval::M1),
+                &m,
+                None,
+                None
+            ),
+            1
+        );
+        assert_eq!(
+            hub.broadcast(
+                Topic::Signals,
+                Some(eth),
+                Some(Interval::M1),
+                &m,
+                None,
+                None
+            ),
+            2
+        );
+        assert_eq!(only_eth.outbox.borrow().len(), 1);
+        assert_eq!(all.kicked(), None);
+        hub.broadcast(Topic::Signals, Some(btc), None, &m, None, None);
+        assert_eq!(all.kicked(), Some(KICK_SLOW));
+        assert_eq!(stats.disconnected_slow.get(), 1);
+        // A kicked client gets nothing more.
+        assert_eq!(
+            hub.broadcast(Topic::Signals, Some(eth), None, &m, None, None),
+            1
+        );
+        assert_eq!(stats.active_clients.get(), 2);
+    }
+}

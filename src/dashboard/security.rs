@@ -1,0 +1,175 @@
+//! Access checks and limits of the dashboard: the token, WebSocket origins, the
+//! non-loopback rule, the inbound rate limit.
+//!
+//! Pure: decisions on values, no sockets or clocks (times are passed in), so each rule
+//! is tested directly. The listener ([`super::serve`]) applies them.
+
+use std::time::Instant;
+
+use crate::config::Config;
+
+/// Why the dashboard must not start as configured.
+#[derive(Debug, thiserror::Error)]
+pub enum ExposureError {
+    #[error(
+        "DASHBOARD_ADDR={addr} is reachable from other machines but DASHBOARD_TOKEN is not set: \
+         set DASHBOARD_TOKEN, bind 127.0.0.1, or set DASHBOARD_ALLOW_PUBLIC=true \
+         (dashboard.allow_public_without_token) if a proxy in front authenticates"
+    )]
+    PublicWithoutToken { addr: std::net::SocketAddr },
+}
+
+/// A non-loopback dashboard without a token would serve the API to anyone who can
+/// reach the port: refused unless explicitly allowed.
+pub fn check_exposure(config: &Config) -> Result<(), ExposureError> {
+    let addr = config.dashboard_addr;
+    if !addr.ip().is_loopback()
+        && config.dashboard_token.is_none()
+        && !config.dashboard.allow_public_without_token
+    {
+        return Err(ExposureError::PublicWithoutToken { addr });
+    }
+    Ok(())
+}
+
+/// Compares in time that depends only on the lengths, so the response time does not
+/// tell an attacker how many leading bytes of a guess were right.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
+}
+
+/// Does the request carry the token (bearer header or `token` query parameter)?
+pub fn token_ok(expected: Option<&str>, bearer: Option<&str>, query_token: Option<&str>) -> bool {
+    let Some(expected) = expected else {
+        return true;
+    };
+    // Both candidates are compared, always, so timing does not reveal which was used.
+    let header = bearer.is_some_and(|t| constant_time_eq(t.as_bytes(), expected.as_bytes()));
+    let query = query_token.is_some_and(|t| constant_time_eq(t.as_bytes(), expected.as_bytes()));
+    header | query
+}
+
+/// May a WebSocket be opened from `origin`? Non-browser clients send none; a browser
+/// sends the page's origin, which must be the dashboard itself (`Host`) or one of the
+/// allowed origins.
+pub fn origin_ok(origin: Option<&str>, host: Option<&str>, allowed: &[String]) -> bool {
+    let Some(origin) = origin else {
+        return true;
+    };
+    let origin = origin.trim_end_matches('/');
+    if allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)) {
+        return true;
+    }
+    match (origin.split_once("://"), host) {
+        (Some((scheme, rest)), Some(host)) => {
+            matches!(scheme.to_ascii_lowercase().as_str(), "http" | "https")
+                && rest.eq_ignore_ascii_case(host)
+        }
+        _ => false,
+    }
+}
+
+/// A token bucket: `rate` per second, bursts up to `burst`.
+#[derive(Debug, Clone)]
+pub struct RateLimit {
+    rate_per_s: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl RateLimit {
+    pub fn new(rate_per_s: u32, now: Instant) -> RateLimit {
+        // A page opening subscribes to several topics at once: allow a burst of twice
+        // the steady rate.
+        let burst = f64::from(rate_per_s.max(1)) * 2.0;
+        RateLimit {
+            rate_per_s: f64::from(rate_per_s.max(1)),
+            burst,
+            tokens: burst,
+            last: now,
+        }
+    }
+
+    /// Takes one token; false when the client is over its rate.
+    pub fn allow(&mut self, now: Instant) -> bool {
+        let dt = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + dt * self.rate_per_s).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn tokens_compare_exactly() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+        let t = Some("0123456789abcdef");
+        assert!(token_ok(None, None, None));
+        assert!(!token_ok(t, None, None));
+        assert!(token_ok(t, Some("0123456789abcdef"), None));
+        assert!(token_ok(t, None, Some("0123456789abcdef")));
+        assert!(!token_ok(t, Some("0123456789abcdeF"), Some("x")));
+    }
+
+    #[test]
+    fn origins() {
+        let allowed = vec!["https://dash.example.com".to_string()];
+        assert!(origin_ok(None, Some("h:1"), &allowed));
+        assert!(origin_ok(
+            Some("http://127.0.0.1:8000"),
+            Some("127.0.0.1:8000"),
+            &[]
+        ));
+        assert!(origin_ok(
+            Some("https://dash.example.com"),
+            Some("x"),
+            &allowed
+        ));
+        assert!(!origin_ok(
+            Some("https://evil.example"),
+            Some("127.0.0.1:8000"),
+            &allowed
+        ));
+        assert!(!origin_ok(Some("null"), Some("127.0.0.1:8000"), &allowed));
+    }
+
+    #[test]
+    fn public_binding_needs_a_token_or_an_explicit_allowance() {
+        let mut c = Config::default();
+        assert!(check_exposure(&c).is_ok());
+        c.dashboard_addr = "0.0.0.0:8000".parse().unwrap();
+        let e = check_exposure(&c).unwrap_err().to_string();
+        assert!(e.contains("DASHBOARD_TOKEN"), "{e}");
+        c.dashboard.allow_public_without_token = true;
+        assert!(check_exposure(&c).is_ok());
+        c.dashboard.allow_public_without_token = false;
+        c.dashboard_token = Some("0123456789abcdef".into());
+        assert!(check_exposure(&c).is_ok());
+    }
+
+    #[test]
+    fn rate_limit_allows_bursts_then_the_steady_rate() {
+        let t0 = Instant::now();
+        let mut r = RateLimit::new(5, t0);
+        assert_eq!((0..20).filter(|_| r.allow(t0)).count(), 10);
+        assert!(!r.allow(t0));
+        assert!(r.allow(t0 + Duration::from_millis(200)));
+        assert!(!r.allow(t0 + Duration::from_millis(200)));
+    }
+}

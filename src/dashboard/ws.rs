@@ -1,0 +1,286 @@
+//! One WebSocket client's connection: commands in, its outbox out.
+//!
+//! Runs on: the dashboard core's executor, one task per client. Owns: the client's
+//! socket (through async-tungstenite) and its rate limit and liveness clocks. In:
+//! command frames from the client; broadcasts queued by the fan-out ([`super::fanout`]).
+//! Out: replies and broadcasts, written as fast as the client reads and never faster;
+//! a close frame saying why when the server ends the connection.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use async_tungstenite::WebSocketStream;
+use futures_lite::io::{AsyncRead, AsyncWrite};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use serde_json::json;
+use tungstenite::error::Error as WsError;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::CloseFrame;
+use tungstenite::Message;
+
+use super::fanout::{Client, Kick};
+use super::protocol::{self, Command, Filter, Topic};
+use super::Server;
+
+/// Subscriptions one client may hold: every topic for a few dozen symbol filters.
+pub const MAX_SUBSCRIPTIONS: usize = 64;
+/// How long a closing connection may take to flush its close frame; a client that does
+/// not read is not waited for longer than this.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// Bounds of how often a client's liveness clocks are checked: a quarter of the ping
+/// interval, so 10,000 clients at the default 20 s cost 2,000 wake-ups a second, not
+/// the 40,000 a fixed short tick would.
+const MIN_TICK: Duration = Duration::from_millis(50);
+const MAX_TICK: Duration = Duration::from_secs(5);
+
+/// Close 1008: the client sends commands faster than its rate limit.
+const KICK_RATE: Kick = Kick {
+    code: 1008,
+    reason: "rate limit exceeded: too many messages",
+};
+/// Close 1008: nothing heard (not even a pong) for the idle timeout.
+const KICK_IDLE: Kick = Kick {
+    code: 1008,
+    reason: "idle: no pong to pings",
+};
+
+enum Event {
+    Inbound(Message),
+    Ended,
+    Failed(WsError),
+    Kicked(Kick),
+    Tick,
+}
+
+/// Serves one dashboard client until it leaves, falls behind, or misbehaves.
+pub(super) async fn run_client<S>(mut ws: WebSocketStream<S>, server: Rc<Server>, subs: Vec<Filter>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let opts = &server.opts;
+    let stats = server.hub.stats.clone();
+    let client = Rc::new(Client::new(opts.client_queue_messages, subs.clone()));
+    let id = server.hub.add(client.clone());
+    let _leave = scopeguard(|| server.hub.remove(id));
+    if subs.iter().any(|f| f.topic == Topic::Status) {
+        client.reply(server.status_message(), &stats);
+    }
+    let mut rate = super::security::RateLimit::new(opts.max_inbound_msgs_per_s, Instant::now());
+    let mut last_heard = Instant::now();
+    let mut last_ping = Instant::now();
+    let tick_every =
+        (opts.ws_ping_interval.min(opts.ws_idle_timeout) / 4).clamp(MIN_TICK, MAX_TICK);
+    let mut tick = glommio::timer::Timer::new(tick_every);
+    let mut need_flush = false;
+    loop {
+        let event = futures_lite::future::poll_fn(|cx| {
+            if let Some(k) = client.kicked() {
+                return Poll::Ready(Event::Kicked(k));
+            }
+            client.register(cx.waker());
+            // Write what is waiting, as far as the socket takes it.
+            while !client.outbox.borrow().is_empty() {
+                match Pin::new(&mut ws).poll_ready(cx) {
+                    Poll::Ready(Ok(())) => {
+                        let Some(msg) = client.outbox.borrow_mut().pop() else {
+                            break;
+                        };
+                        if let Err(e) = Pin::new(&mut ws).start_send(msg) {
+                            return Poll::Ready(Event::Failed(e));
+                        }
+                        stats.messages_sent.inc();
+                        need_flush = true;
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Event::Failed(e)),
+                    Poll::Pending => break,
+                }
+            }
+            if need_flush {
+                match Pin::new(&mut ws).poll_flush(cx) {
+                    Poll::Ready(Ok(())) => need_flush = false,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Event::Failed(e)),
+                    Poll::Pending => {}
+                }
+            }
+            match Pin::new(&mut ws).poll_next(cx) {
+                Poll::Ready(Some(Ok(m))) => return Poll::Ready(Event::Inbound(m)),
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Event::Failed(e)),
+                Poll::Ready(None) => return Poll::Ready(Event::Ended),
+                Poll::Pending => {}
+            }
+            match Pin::new(&mut tick).poll(cx) {
+                Poll::Ready(_) => Poll::Ready(Event::Tick),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await;
+        match event {
+            Event::Inbound(msg) => {
+                last_heard = Instant::now();
+                // Tungstenite answers pings and closes on its next write or flush.
+                need_flush = true;
+                let text = match msg {
+                    Message::Text(t) => Some(t),
+                    Message::Binary(_) => None,
+                    _ => continue,
+                };
+                if !rate.allow(Instant::now()) {
+                    stats.rate_limited.inc();
+                    client.kick(KICK_RATE);
+                    continue;
+                }
+                let reply = match text {
+                    Some(t) => answer(&server, &client, t.as_str()).await,
+                    None => {
+                        protocol::error_message("binary messages are not supported; send JSON text")
+                    }
+                };
+                client.reply(Message::text(reply), &stats);
+            }
+            Event::Tick => {
+                tick = glommio::timer::Timer::new(tick_every);
+                if last_heard.elapsed() > opts.ws_idle_timeout {
+                    stats.disconnected_idle.inc();
+                    client.kick(KICK_IDLE);
+                } else if last_ping.elapsed() >= opts.ws_ping_interval {
+                    last_ping = Instant::now();
+                    client.reply(Message::Ping(Default::default()), &stats);
+                }
+            }
+            Event::Kicked(k) => {
+                close_with(&mut ws, k.code, k.reason).await;
+                return;
+            }
+            Event::Ended => return,
+            Event::Failed(e) => {
+                if let Some((code, reason)) = close_for(&e) {
+                    if code == 1009 {
+                        stats.oversized.inc();
+                    }
+                    close_with(&mut ws, code, reason).await;
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// The reply to one command.
+async fn answer(server: &Server, client: &Client, text: &str) -> String {
+    match protocol::parse_command(text) {
+        Err(why) => protocol::error_message(&why),
+        Ok(Command::Subscribe(f)) => {
+            let mut subs = client.subs.borrow_mut();
+            if !subs.contains(&f) {
+                if subs.len() >= MAX_SUBSCRIPTIONS {
+                    return protocol::error_message(&format!(
+                        "too many subscriptions: at most {MAX_SUBSCRIPTIONS} per connection"
+                    ));
+                }
+                subs.push(f);
+            }
+            drop(subs);
+            if f.topic == Topic::Status {
+                // The current status at once, so a new subscriber need not wait a whole
+                // interval; queued before the acknowledgement.
+                client.reply(server.status_message(), &server.hub.stats);
+            }
+            f.to_json("subscribed").to_string()
+        }
+        Ok(Command::Unsubscribe(f)) => {
+            let mut subs = client.subs.borrow_mut();
+            let before = subs.len();
+            subs.retain(|s| {
+                !(s.topic == f.topic
+                    && (f.symbol.is_none() || s.symbol == f.symbol)
+                    && (f.interval.is_none() || s.interval == f.interval))
+            });
+            let mut reply = f.to_json("unsubscribed");
+            reply["removed"] = json!(before - subs.len());
+            reply.to_string()
+        }
+        Ok(Command::GetSignals(q)) => match server.ctx.list_signals(q).await {
+            Ok(signals) => json!({ "type": "signals", "data": signals }).to_string(),
+            Err(e) => protocol::error_message(&format!("signals unavailable: {e}")),
+        },
+        Ok(Command::Ping(id)) => {
+            let mut pong = json!({ "type": "pong", "time": crate::clock::wall_ms() });
+            if let Some(id) = id {
+                pong["id"] = id;
+            }
+            pong.to_string()
+        }
+    }
+}
+
+/// The close code for a failed read, if the peer can still be told.
+fn close_for(e: &WsError) -> Option<(u16, &'static str)> {
+    match e {
+        WsError::Capacity(_) => Some((1009, "message or frame too big")),
+        WsError::Protocol(_) => Some((1002, "protocol error")),
+        WsError::Utf8(_) => Some((1007, "invalid UTF-8 in a text message")),
+        _ => None,
+    }
+}
+
+/// Sends a close frame and gives it [`CLOSE_GRACE`] to leave; then the socket is
+/// dropped, whether the client read it or not.
+pub(super) async fn close_with<S>(ws: &mut WebSocketStream<S>, code: u16, reason: &'static str)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let frame = CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason.into(),
+    };
+    let _ = futures_lite::future::or(
+        async {
+            let _ = ws.close(Some(frame)).await;
+            // Wait (within the grace) for the client's answering close, so the close
+            // frame is not lost to a reset of unread data.
+            while let Some(Ok(_)) = ws.next().await {}
+        },
+        async {
+            glommio::timer::sleep(CLOSE_GRACE).await;
+        },
+    )
+    .await;
+}
+
+/// `/ws/echo`: every text and binary message back, for conformance runs.
+pub(super) async fn run_echo<S>(mut ws: WebSocketStream<S>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    while let Some(msg) = ws.next().await {
+        let sent = match msg {
+            Ok(m @ (Message::Text(_) | Message::Binary(_))) => ws.send(m).await,
+            Ok(_) => ws.flush().await,
+            Err(e) => {
+                if let Some((code, reason)) = close_for(&e) {
+                    close_with(&mut ws, code, reason).await;
+                }
+                return;
+            }
+        };
+        if sent.is_err() {
+            return;
+        }
+    }
+}
+
+/// Runs `f` when dropped (the client leaves the hub however its task ends).
+fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
+}

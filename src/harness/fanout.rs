@@ -1,0 +1,494 @@
+//! `alphapulse bench fanout`: how the dashboard core fans out to many WebSocket clients.
+//!
+//! This process runs the dashboard server ([`crate::dashboard::serve`]) on one glommio
+//! executor, exactly as the engine does, with a synthetic feed: a thread injects records
+//! into the dashboard's ring at a fixed rate, alternating a signal and a closed candle,
+//! each carrying its injection time (wall clock, µs: the signal in its `sent_us`
+//! indicator, the candle in its `trades` field). The clients run in a second process
+//! (this binary again, `bench fanout-clients`), spread over a few threads, each a glommio
+//! executor holding thousands of connections; they subscribe to signals and candles and
+//! record, per message, receive time minus injection time (same host clock). So the
+//! latency includes the ring hop and the drain interval, the serialization, the fan-out
+//! and both kernels' TCP paths.
+//!
+//! Printed JSON: delivered messages/s, delivery latency p50/p99/p99.9/max in µs, the
+//! server's RSS per connected client, and the fan-out counters.
+
+use std::cell::RefCell;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context};
+use futures_util::StreamExt;
+use glommio::{LocalExecutorBuilder, Placement};
+use hdrhistogram::Histogram;
+use rust_decimal::Decimal;
+use serde_json::json;
+
+use crate::clock::wall_us;
+use crate::config::Config;
+use crate::dashboard::fanout::DashboardStats;
+use crate::dashboard::status::StatusContext;
+use crate::dashboard::Options;
+use crate::harness::ingest::thread_cpu_split;
+use crate::market::{Candle, Interval, Symbol};
+use crate::ring;
+use crate::shard::{Envelope, Record};
+use crate::signals::{Direction, IndicatorValues, Signal, SignalKind};
+use crate::store::RecentStore;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct FanoutArgs {
+    /// WebSocket clients to connect.
+    #[arg(long, default_value_t = 1000)]
+    pub clients: usize,
+    /// Broadcasts per second (each goes to every client).
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+    /// Measured seconds of broadcasting.
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
+    /// Client threads in the client process.
+    #[arg(long, default_value_t = 2)]
+    pub client_threads: usize,
+    /// Pin the dashboard executor to this core (default: unpinned).
+    #[arg(long)]
+    pub core: Option<usize>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClientArgs {
+    /// Server address (host:port).
+    #[arg(long)]
+    pub addr: SocketAddr,
+    #[arg(long)]
+    pub clients: usize,
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Give up connecting after this many seconds.
+    #[arg(long, default_value_t = 120.0)]
+    pub connect_timeout_s: f64,
+}
+
+/// The longest latency the histograms hold (µs); anything slower is clamped to it.
+const MAX_LATENCY_US: u64 = 60_000_000;
+/// Records injected per ring push burst cannot exceed the ring; ample for 100/s.
+const BENCH_RING: usize = 65_536;
+/// Concurrent connection attempts per client thread, so the server's accept queue
+/// does not overflow into SYN retries (which take a second each).
+const CONNECTS_IN_FLIGHT: usize = 64;
+
+/// A synthetic signal carrying its injection time (`sent_us` indicator).
+pub fn synthetic_signal(seq: u64, sent_us: i64) -> Signal {
+    let mut indicators = IndicatorValues::new();
+    indicators.push("sent_us", sent_us as f64);
+    Signal {
+        symbol: bench_symbol(),
+        interval: Interval::M1,
+        kind: SignalKind::EmaCross,
+        direction: if seq % 2 == 0 {
+            Direction::Buy
+        } else {
+            Direction::Sell
+        },
+        confidence: 0.5,
+        price: Decimal::new(4_200_000 + (seq % 1000) as i64, 2),
+        timestamp_ms: sent_us / 1000,
+        event_time_us: sent_us,
+        indicators,
+    }
+}
+
+/// A synthetic candle; its `trades` field carries the injection time (µs).
+pub fn synthetic_candle(seq: u64, sent_us: i64, closed: bool) -> Candle {
+    let p = Decimal::new(4_200_000 + (seq % 1000) as i64, 2);
+    let open_ms = (sent_us / 1000 / 60_000) * 60_000;
+    Candle {
+        symbol: bench_symbol(),
+        interval: Interval::M1,
+        open_time_ms: open_ms,
+        close_time_ms: open_ms + 59_999,
+        open: p,
+        high: p,
+        low: p,
+        close: p,
+        volume: Decimal::ONE,
+        quote_volume: p,
+        taker_buy_base: Decimal::ONE,
+        taker_buy_quote: p,
+        trades: sent_us as u64,
+        first_trade_id: seq as i64,
+        last_trade_id: seq as i64,
+        closed,
+        event_time_us: sent_us,
+    }
+}
+
+fn bench_symbol() -> Symbol {
+    Symbol::new("BTCUSDT").unwrap_or_else(|_| unreachable!("a valid literal symbol"))
+}
+
+/// The injection time (µs) a bench message carries, read without parsing the JSON.
+pub fn sent_us_of(text: &str) -> Option<i64> {
+    let key = if text.contains("\"type\":\"signal\"") {
+        "\"sent_us\":"
+    } else {
+        "\"trades\":"
+    };
+    let start = text.find(key)? + key.len();
+    let digits: &str = &text[start..];
+    let end = digits
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(digits.len());
+    digits[..end].parse::<f64>().ok().map(|v| v as i64)
+}
+
+/// Raises the soft limit of open files to the hard limit (10,000 sockets need it).
+pub fn raise_nofile_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+    lim.rlim_cur
+}
+
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map(|pages| pages * 4096)
+        .unwrap_or(0)
+}
+
+/// Kills the client process if the bench ends early.
+struct ChildGuard(Option<Child>);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The server side: runs the dashboard, starts the clients, injects, reports.
+pub fn run(args: FanoutArgs) -> anyhow::Result<()> {
+    let nofile = raise_nofile_limit();
+    if (nofile as usize) < args.clients + 64 {
+        return Err(anyhow!(
+            "the open-file limit is {nofile}, too low for {} clients: raise `ulimit -Hn`",
+            args.clients
+        ));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let stats = Arc::new(DashboardStats::default());
+    let (tx, rx) = ring::ring::<Envelope>("bench->dashboard", BENCH_RING);
+    let mut opts = Options::from_config(&Config::default())?;
+    opts.max_clients = args.clients + 16;
+    opts.max_connections_per_ip = args.clients + 16;
+    let ctx = Arc::new(StatusContext {
+        started: Instant::now(),
+        shards: Vec::new(),
+        store: Arc::new(Mutex::new(RecentStore::new(16))),
+        timeframes: vec![Interval::M1],
+        database_state: "memory",
+        redis_state: "off",
+        sink_status: Vec::new(),
+        latency: Default::default(),
+    });
+    let (addr_tx, addr_rx) = mpsc::channel();
+    let placement = match args.core {
+        Some(c) => Placement::Fixed(c),
+        None => Placement::Unbound,
+    };
+    let server = {
+        let (stop, stats) = (stop.clone(), stats.clone());
+        LocalExecutorBuilder::new(placement)
+            .name("dashboard")
+            .io_memory(crate::topology::ENGINE_IO_MEMORY_BYTES)
+            .spawn(move || async move {
+                match glommio::net::TcpListener::bind("127.0.0.1:0") {
+                    Ok(l) => {
+                        let _ = addr_tx.send(l.local_addr().map_err(|e| e.to_string()));
+                        crate::dashboard::serve(l, ctx, vec![rx], opts, stats, stop).await;
+                    }
+                    Err(e) => {
+                        let _ = addr_tx.send(Err(e.to_string()));
+                    }
+                }
+            })
+            .map_err(|e| anyhow!("cannot start the dashboard executor: {e}"))?
+    };
+    let addr = addr_rx
+        .recv_timeout(Duration::from_secs(10))
+        .map_err(|e| anyhow!("{e}"))?
+        .map_err(|e| anyhow!("cannot listen: {e}"))?;
+    let rss_idle = rss_bytes();
+
+    let exe = std::env::current_exe().context("cannot find this binary")?;
+    let mut child = ChildGuard(Some(
+        Command::new(exe)
+            .args(["bench", "fanout-clients", "--addr", &addr.to_string()])
+            .args(["--clients", &args.clients.to_string()])
+            .args(["--threads", &args.client_threads.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("cannot start the client process")?,
+    ));
+    let stdout = child
+        .0
+        .as_mut()
+        .and_then(|c| c.stdout.take())
+        .ok_or_else(|| anyhow!("no client stdout"))?;
+    let mut lines = BufReader::new(stdout).lines();
+
+    // The client process says "connected N" once every client has subscribed.
+    let connected: usize = match lines.next() {
+        Some(Ok(line)) => line
+            .strip_prefix("connected ")
+            .and_then(|n| n.trim().parse().ok())
+            .ok_or_else(|| anyhow!("client process: {line}"))?,
+        _ => return Err(anyhow!("the client process ended before connecting")),
+    };
+    eprintln!("fanout: {connected} clients connected; broadcasting");
+    std::thread::sleep(Duration::from_millis(500));
+    let rss_connected = rss_bytes();
+
+    let sent_before = stats.messages_sent.get();
+    let cpu_before = thread_cpu_split("dashboard");
+    let started = Instant::now();
+    let period = Duration::from_secs_f64(1.0 / args.rate.max(0.1));
+    let mut next = Instant::now();
+    let mut seq = 0u64;
+    let mut injected = 0u64;
+    while started.elapsed().as_secs_f64() < args.seconds {
+        let now = Instant::now();
+        if now < next {
+            std::thread::sleep(next - now);
+        }
+        next += period;
+        let sent = wall_us();
+        let record = if seq % 2 == 0 {
+            Record::Signal(synthetic_signal(seq, sent))
+        } else {
+            Record::ClosedCandle(synthetic_candle(seq, sent, true))
+        };
+        seq += 1;
+        let env = Envelope {
+            shard: 0,
+            recv_ns: 0,
+            parsed_ns: 0,
+            record,
+        };
+        if tx.push(env).is_ok() {
+            injected += 1;
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    // Let the last broadcasts arrive, then close the server: the clients then report.
+    std::thread::sleep(Duration::from_millis(1000));
+    let rss_busy = rss_bytes();
+    let sent = stats.messages_sent.get() - sent_before;
+    let (user_s, system_s) = match (cpu_before, thread_cpu_split("dashboard")) {
+        (Some(a), Some(b)) => (b.0 - a.0, b.1 - a.1),
+        _ => (f64::NAN, f64::NAN),
+    };
+    let cpu_s = user_s + system_s;
+    eprintln!("fanout: {injected} broadcasts injected; stopping the server");
+    stop.store(true, Ordering::Relaxed);
+    let _ = server.join();
+    eprintln!("fanout: server stopped; waiting for the client report");
+    let report: serde_json::Value = match lines.next() {
+        Some(Ok(line)) => serde_json::from_str(&line).context("client report")?,
+        _ => return Err(anyhow!("the client process ended without a report")),
+    };
+    if let Some(mut c) = child.0.take() {
+        let _ = c.wait();
+    }
+    let received = report["received"].as_u64().unwrap_or(0);
+    let out = json!({
+        "clients": args.clients,
+        "connected": connected,
+        "broadcasts_per_s": args.rate,
+        "seconds": elapsed,
+        "broadcasts": injected,
+        "expected_msgs": injected * connected as u64,
+        "server_sent_msgs": sent,
+        "client_received_msgs": received,
+        "delivered_msgs_per_s": received as f64 / elapsed,
+        "latency_us": report["latency_us"],
+        // The dashboard thread's own CPU time over the broadcast window: on a shared
+        // machine this, not the wall clock, says what one dedicated core sustains.
+        "server_cpu_s": cpu_s,
+        "server_user_cpu_s": user_s,
+        "server_system_cpu_s": system_s,
+        "server_cpu_utilisation": cpu_s / elapsed,
+        "server_cpu_ns_per_msg": cpu_s * 1e9 / sent.max(1) as f64,
+        "msgs_per_server_cpu_s": sent as f64 / cpu_s,
+        "load_average_1m": std::fs::read_to_string("/proc/loadavg").ok()
+            .and_then(|l| l.split_whitespace().next()?.parse::<f64>().ok()),
+        "server_rss_idle_bytes": rss_idle,
+        "server_rss_connected_bytes": rss_connected,
+        "server_rss_busy_bytes": rss_busy,
+        "server_rss_per_client_bytes": rss_busy.saturating_sub(rss_idle) / connected.max(1) as u64,
+        "dashboard": stats.to_json(),
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+/// The client side: connects, subscribes, records latencies until the server closes.
+pub fn run_clients(args: ClientArgs) -> anyhow::Result<()> {
+    raise_nofile_limit();
+    let threads = args.threads.max(1);
+    let connected = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let failed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut handles = Vec::new();
+    for t in 0..threads {
+        let n = args.clients / threads + usize::from(t < args.clients % threads);
+        let (connected, failed) = (connected.clone(), failed.clone());
+        let addr = args.addr;
+        let deadline = Instant::now() + Duration::from_secs_f64(args.connect_timeout_s);
+        let h = LocalExecutorBuilder::new(Placement::Unbound)
+            .name(&format!("fanout-client-{t}"))
+            .io_memory(crate::topology::ENGINE_IO_MEMORY_BYTES)
+            .spawn(move || async move { client_thread(addr, n, deadline, connected, failed).await })
+            .map_err(|e| anyhow!("cannot start a client executor: {e}"))?;
+        handles.push(h);
+    }
+    let start = Instant::now();
+    loop {
+        let done = connected.load(Ordering::Relaxed) + failed.load(Ordering::Relaxed);
+        if done >= args.clients || start.elapsed().as_secs_f64() > args.connect_timeout_s {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    println!("connected {}", connected.load(Ordering::Relaxed));
+    let mut hist = Histogram::<u64>::new_with_bounds(1, MAX_LATENCY_US, 3)?;
+    let mut received = 0u64;
+    for h in handles {
+        if let Ok((r, hh)) = h.join() {
+            received += r;
+            let _ = hist.add(&hh);
+        }
+    }
+    let q = |p: f64| hist.value_at_quantile(p);
+    println!(
+        "{}",
+        json!({
+            "received": received,
+            "failed_connections": failed.load(Ordering::Relaxed),
+            "latency_us": {
+                "count": hist.len(),
+                "p50": q(0.5), "p90": q(0.9), "p99": q(0.99), "p999": q(0.999),
+                "max": hist.max(),
+            }
+        })
+    );
+    Ok(())
+}
+
+async fn client_thread(
+    addr: SocketAddr,
+    n: usize,
+    deadline: Instant,
+    connected: Arc<std::sync::atomic::AtomicUsize>,
+    failed: Arc<std::sync::atomic::AtomicUsize>,
+) -> (u64, Histogram<u64>) {
+    let hist = Rc::new(RefCell::new(
+        Histogram::<u64>::new_with_bounds(1, MAX_LATENCY_US, 3)
+            .unwrap_or_else(|_| unreachable!("valid bounds")),
+    ));
+    let received = Rc::new(std::cell::Cell::new(0u64));
+    let slots = Rc::new(glommio::sync::Semaphore::new(CONNECTS_IN_FLIGHT as u64));
+    let mut tasks = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (hist, received, slots) = (hist.clone(), received.clone(), slots.clone());
+        let (connected, failed) = (connected.clone(), failed.clone());
+        tasks.push(glommio::spawn_local(async move {
+            let ws = {
+                let Ok(_permit) = slots.acquire_permit(1).await else {
+                    return;
+                };
+                let mut attempt = None;
+                while Instant::now() < deadline {
+                    if let Ok(stream) = glommio::net::TcpStream::connect(addr).await {
+                        let url = format!("ws://{addr}/ws");
+                        if let Ok((ws, _)) = async_tungstenite::client_async(url, stream).await {
+                            attempt = Some(ws);
+                            break;
+                        }
+                    }
+                    glommio::timer::sleep(Duration::from_millis(50)).await;
+                }
+                let Some(mut ws) = attempt else {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                    return;
+                };
+                for topic in ["signals", "candles"] {
+                    let cmd = json!({"type": "subscribe", "subscription": topic}).to_string();
+                    if ws.send(tungstenite::Message::text(cmd)).await.is_err() {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                }
+                ws
+            };
+            let mut ws = ws;
+            let mut acks = 0;
+            while let Some(Ok(msg)) = ws.next().await {
+                let tungstenite::Message::Text(t) = msg else {
+                    continue;
+                };
+                if acks < 2 {
+                    if t.as_str().contains("\"subscribed\"") {
+                        acks += 1;
+                        if acks == 2 {
+                            connected.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    continue;
+                }
+                if let Some(sent) = sent_us_of(t.as_str()) {
+                    let latency = (wall_us() - sent).clamp(1, MAX_LATENCY_US as i64) as u64;
+                    let _ = hist.borrow_mut().record(latency);
+                    received.set(received.get() + 1);
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await;
+    }
+    let h = hist.borrow().clone();
+    (received.get(), h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{CandleRecord, SignalRecord};
+
+    #[test]
+    fn the_send_time_survives_the_records() {
+        let t = 1_764_000_000_123_456;
+        let s = serde_json::to_string(&SignalRecord::from(&synthetic_signal(1, t))).unwrap();
+        assert_eq!(sent_us_of(&s), Some(t), "{s}");
+        let c = serde_json::to_string(&CandleRecord::from(&synthetic_candle(2, t, true))).unwrap();
+        assert_eq!(sent_us_of(&c), Some(t), "{c}");
+    }
+}
