@@ -140,7 +140,7 @@ impl Engine {
             },
             status: None,
         }];
-        roles.extend(sink_roles(config, layout));
+        roles.extend(sink_roles(config, layout, &store));
 
         let mut views = Vec::new();
         let mut consumers: Vec<Vec<Consumer<Envelope>>> =
@@ -356,8 +356,19 @@ impl Drop for Engine {
 
 /// The sink roles the configuration asks for, besides the memory store (which always
 /// runs: it answers the API without a database and keeps the dashboard's recent view).
-fn sink_roles(_config: &Config, _layout: &Layout) -> Vec<SinkRole> {
-    Vec::new()
+fn sink_roles(config: &Config, layout: &Layout, store: &Arc<Mutex<RecentStore>>) -> Vec<SinkRole> {
+    let mut roles = Vec::new();
+    if let Some(settings) = crate::sinks::redis::RedisSettings::from_config(config) {
+        // The dashboard core's ring for bridged records is not taken yet: the bridge
+        // updates the shared store, which the dashboard reads.
+        roles.push(crate::sinks::redis::role(
+            settings,
+            layout,
+            store.clone(),
+            None,
+        ));
+    }
+    roles
 }
 
 /// Set by SIGINT/SIGTERM.
@@ -389,12 +400,15 @@ pub fn log_sink_modes(config: &Config) {
     } else {
         tracing::warn!("DATABASE_URL is set, but the database writer is not built yet: keeping recent candles in memory");
     }
-    if config.redis_url.is_none() {
-        tracing::info!("no REDIS_URL: publishing nowhere");
-    } else {
-        tracing::warn!(
-            "REDIS_URL is set, but the Redis publisher is not built yet: publishing nowhere"
-        );
+    match &config.redis_url {
+        None => tracing::info!("no REDIS_URL: publishing nowhere"),
+        Some(url) => match crate::sinks::redis::resp::Target::parse(url) {
+            Ok(_) => tracing::info!(
+                prefix = %config.redis_channel_prefix,
+                "REDIS_URL is set: publishing signals and candles on Redis, showing other instances' symbols"
+            ),
+            Err(e) => tracing::error!(error = %e, "REDIS_URL is set but unusable: publishing nowhere"),
+        },
     }
 }
 

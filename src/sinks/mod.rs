@@ -2,5 +2,8 @@
 //!
 //! - [`memory`]: the in-memory recent store (runs until the database writer lands, and
 //!   whenever no `DATABASE_URL` is set).
+//! - [`redis`]: the Redis publisher (pipelined pub/sub) and the cross-instance bridge
+//!   (runs when `REDIS_URL` is set).
 
 pub mod memory;
+pub mod redis;
