@@ -68,6 +68,8 @@ pub enum BenchCommand {
     Parse(crate::harness::parse::ParseBenchArgs),
     /// End-to-end ingest through the engine against the simulator.
     Ingest(crate::harness::ingest::IngestBenchArgs),
+    /// Redis publishes per second, pipelined (the publisher path) against unpipelined.
+    Redis(crate::harness::redis::RedisBenchArgs),
 }
 
 /// Why a command stopped: bad input (exit 2) or a runtime failure (exit 1).
@@ -139,6 +141,9 @@ fn dispatch(cli: Cli, env: Result<HashMap<String, String>, ConfigError>) -> Resu
         }
         Command::Bench(BenchCommand::Ingest(args)) => {
             crate::harness::ingest::run(args, load()?).map_err(Failure::Runtime)
+        }
+        Command::Bench(BenchCommand::Redis(args)) => {
+            crate::harness::redis::run(args).map_err(Failure::Runtime)
         }
     }
 }

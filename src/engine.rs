@@ -407,7 +407,9 @@ pub fn log_sink_modes(config: &Config) {
                 prefix = %config.redis_channel_prefix,
                 "REDIS_URL is set: publishing signals and candles on Redis, showing other instances' symbols"
             ),
-            Err(e) => tracing::error!(error = %e, "REDIS_URL is set but unusable: publishing nowhere"),
+            Err(e) => {
+                tracing::error!(error = %e, "REDIS_URL is set but unusable: publishing nowhere")
+            }
         },
     }
 }

@@ -1,3 +1,4 @@
 //! The `alphapulse bench` commands: measurements printed as JSON.
 pub mod ingest;
 pub mod parse;
+pub mod redis;

@@ -410,9 +410,7 @@ impl Publisher {
         self.queued = 0;
         self.ensure_connected();
         let result = match &mut self.link {
-            Link::Up { conn, .. } => conn
-                .write_all(&self.out)
-                .and_then(|()| conn.replies(n)),
+            Link::Up { conn, .. } => conn.write_all(&self.out).and_then(|()| conn.replies(n)),
             Link::Down { .. } => {
                 self.stats.dropped.add(n as u64);
                 self.out.clear();

@@ -183,7 +183,13 @@ fn interval(s: &str) -> Result<Interval, RecordError> {
 
 fn decimal(name: &'static str, s: &str) -> Result<Decimal, RecordError> {
     // Exact parsing keeps the scale, so the record re-serializes as received.
-    field(name, s, Decimal::from_str_exact(s).or_else(|_| Decimal::from_str(s)).ok())
+    field(
+        name,
+        s,
+        Decimal::from_str_exact(s)
+            .or_else(|_| Decimal::from_str(s))
+            .ok(),
+    )
 }
 
 /// Parses a candle or signal record (as published by [`write_candle`] /
@@ -332,7 +338,10 @@ pub(crate) mod tests {
         let bad_tf = text.replace("\"1m\"", "\"7q\"");
         assert!(matches!(
             parse(bad_tf.as_bytes(), &mut names),
-            Err(RecordError::Field { field: "timeframe", .. })
+            Err(RecordError::Field {
+                field: "timeframe",
+                ..
+            })
         ));
         let bad_price = text.replacen("\"open\":\"", "\"open\":\"x", 1);
         assert!(parse(bad_price.as_bytes(), &mut names).is_err());

@@ -147,7 +147,10 @@ fn parse_at(buf: &[u8], at: usize, depth: usize) -> Result<Option<(Value<'_>, us
             if &buf[next + n..next + n + 2] != b"\r\n" {
                 return Err(RespError::Protocol("bulk string not terminated"));
             }
-            Ok(Some((Value::Bulk(Some(&buf[next..next + n])), next + n + 2)))
+            Ok(Some((
+                Value::Bulk(Some(&buf[next..next + n])),
+                next + n + 2,
+            )))
         }
         b'*' => {
             let n = int(head)?;
@@ -277,10 +280,7 @@ impl Conn {
         if let Some(password) = &target.password {
             let mut cmd = Vec::new();
             match &target.username {
-                Some(user) => command(
-                    &mut cmd,
-                    &[b"AUTH", user.as_bytes(), password.as_bytes()],
-                ),
+                Some(user) => command(&mut cmd, &[b"AUTH", user.as_bytes(), password.as_bytes()]),
                 None => command(&mut cmd, &[b"AUTH", password.as_bytes()]),
             }
             conn.write_all(&cmd)?;
@@ -344,7 +344,12 @@ impl Conn {
                 self.end += n;
                 Ok(true)
             }
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 Ok(false)
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(true),
