@@ -38,6 +38,10 @@ pub struct RedisBenchArgs {
     /// Distinct symbols (each a channel per timeframe).
     #[arg(long, default_value_t = 200)]
     pub symbols: usize,
+    /// Pattern subscribers on `{prefix}:*` reading everything during both runs, as the
+    /// bridge of every instance does in a deployment (0: publish to no one).
+    #[arg(long, default_value_t = 1)]
+    pub subscribers: usize,
     /// Ring capacity (MAX_QUEUE_SIZE).
     #[arg(long, default_value_t = 10_000)]
     pub ring: usize,
@@ -173,44 +177,71 @@ pub fn run(args: RedisBenchArgs) -> anyhow::Result<()> {
         .collect::<Result<_, _>>()?;
     let prefix = format!("alphapulse-bench-{}", std::process::id());
 
-    let pipelined = pipelined(&args, &url, &prefix, &symbols)?;
-    let baseline = unpipelined(&args, &url, &prefix, &symbols)?;
-    let ratio = pipelined.0 / baseline.0;
+    let stop_subscribers = Arc::new(AtomicBool::new(false));
+    let subscribers: Vec<_> = (0..args.subscribers)
+        .map(|_| subscriber(&url, &prefix, stop_subscribers.clone()))
+        .collect::<anyhow::Result<_>>()?;
+    let pipelined = pipelined(&args, &url, &prefix, &symbols);
+    let baseline = unpipelined(&args, &url, &prefix, &symbols);
+    stop_subscribers.store(true, Ordering::Relaxed);
+    let received: u64 = subscribers.into_iter().map(|h| h.join().unwrap_or(0)).sum();
+    let (pipelined, baseline) = (pipelined?, baseline?);
+    let ratio = pipelined.publishes_per_s / baseline.0;
     let report = json!({
         "redis": {
             "server": if private.is_some() { "private redis-server on loopback" } else { "given by --redis-url" },
             "pipelined": {
                 "publishes": args.records,
-                "seconds": pipelined.1,
-                "publishes_per_s": pipelined.0.round(),
-                "pipelines": pipelined.2,
-                "avg_pipeline": (args.records as f64 / pipelined.2.max(1) as f64).round(),
-                "dropped": pipelined.3,
+                "seconds": pipelined.seconds,
+                "publishes_per_s": pipelined.publishes_per_s.round(),
+                "pipelines": pipelined.pipelines,
+                "avg_pipeline": (args.records as f64 / pipelined.pipelines.max(1) as f64).round(),
+                "dropped": pipelined.dropped,
                 "shards": args.shards,
-                "payload_bytes": pipelined.4,
+                "payload_bytes": pipelined.payload_bytes,
+                "allocations_per_publish": pipelined.allocations_per_publish,
             },
             "unpipelined": {
                 "publishes": args.unpipelined,
                 "seconds": baseline.1,
                 "publishes_per_s": baseline.0.round(),
             },
+            "subscribers": args.subscribers,
+            "messages_received_by_subscribers": received,
             "ratio": (ratio * 10.0).round() / 10.0,
             "target_publishes_per_s": 500_000,
             "target_ratio": 5.0,
-            "target_met": pipelined.0 >= 500_000.0 && ratio >= 5.0,
+            "target_met": pipelined.publishes_per_s >= 500_000.0 && ratio >= 5.0,
         }
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }
 
-/// (publishes/s, seconds, pipelines, dropped, payload bytes of one record).
+struct Pipelined {
+    publishes_per_s: f64,
+    seconds: f64,
+    pipelines: u64,
+    dropped: u64,
+    payload_bytes: usize,
+    allocations_per_publish: f64,
+}
+
+fn env(record: Record) -> Envelope {
+    Envelope {
+        shard: 0,
+        recv_ns: 0,
+        parsed_ns: 0,
+        record,
+    }
+}
+
 fn pipelined(
     args: &RedisBenchArgs,
     url: &str,
     prefix: &str,
     symbols: &[Symbol],
-) -> anyhow::Result<(f64, f64, u64, u64, usize)> {
+) -> anyhow::Result<Pipelined> {
     let shards = args.shards.max(1);
     let mut producers: Vec<Producer<Envelope>> = Vec::new();
     let mut consumers = Vec::new();
@@ -236,6 +267,26 @@ fn pipelined(
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+    // Warm-up: the pipeline buffer and connection are sized by a first round, so the
+    // allocation count below is of steady publishing.
+    let warm = args.records.min(2 * crate::sinks::redis::DRAIN_BATCH);
+    for i in 0..warm {
+        let c = sample_candle(symbols[i % symbols.len()], Interval::M1, 0, true, i as u64);
+        while producers[0].push(env(Record::ClosedCandle(c))).is_err() {
+            std::thread::yield_now();
+        }
+    }
+    let done = |s: &PublisherStats| s.published.get() + s.dropped.get() + s.refused.get();
+    while done(&stats) < warm as u64 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(Duration::from_millis(5));
+    let base = (
+        done(&stats),
+        stats.published.get(),
+        stats.pipelines.get(),
+        stats.allocations.get(),
+    );
     let total = args.records;
     let mut payload = Vec::new();
     records::write_candle(
@@ -279,24 +330,55 @@ fn pipelined(
             break;
         }
     }
-    let done = |s: &PublisherStats| s.published.get() + s.dropped.get() + s.refused.get();
-    while done(&stats) < sent as u64 && started.elapsed() < RUN_LIMIT {
+    while done(&stats) - base.0 < sent as u64 && started.elapsed() < RUN_LIMIT {
         std::thread::sleep(Duration::from_micros(200));
     }
     let seconds = started.elapsed().as_secs_f64();
+    // The publisher records its allocation count after each pipeline.
+    std::thread::sleep(Duration::from_millis(5));
+    let allocations = stats.allocations.get() - base.3;
     stop.store(true, Ordering::Relaxed);
     let _ = publisher.join();
-    if done(&stats) < total as u64 {
+    if done(&stats) - base.0 < total as u64 {
         bail!("the run did not finish within {RUN_LIMIT:?}");
     }
-    let published = stats.published.get();
-    Ok((
-        published as f64 / seconds,
+    let published = stats.published.get() - base.1;
+    Ok(Pipelined {
+        publishes_per_s: published as f64 / seconds,
         seconds,
-        stats.pipelines.get(),
-        stats.dropped.get() + stats.refused.get(),
-        payload.len(),
-    ))
+        pipelines: stats.pipelines.get() - base.2,
+        dropped: stats.dropped.get() + stats.refused.get(),
+        payload_bytes: payload.len(),
+        allocations_per_publish: allocations as f64 / published.max(1) as f64,
+    })
+}
+
+/// A pattern subscriber that reads and counts messages until `stop`.
+fn subscriber(
+    url: &str,
+    prefix: &str,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<std::thread::JoinHandle<u64>> {
+    let target = Target::parse(url)?;
+    let mut conn = Conn::connect(&target, Duration::from_secs(1), Duration::from_secs(5))?;
+    let mut cmd = Vec::new();
+    let pattern = format!("{prefix}:*");
+    resp::command(&mut cmd, &[b"PSUBSCRIBE", pattern.as_bytes()]);
+    conn.write_all(&cmd)?;
+    // The confirmation: from here on every publish reaches this subscriber.
+    conn.next(|_| ())?;
+    conn.set_read_timeout(Duration::from_millis(50))?;
+    Ok(std::thread::spawn(move || {
+        let mut n = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            match conn.next(|_| ()) {
+                Ok(Some(())) => n += 1,
+                Ok(None) => {}
+                Err(_) => break,
+            }
+        }
+        n
+    }))
 }
 
 /// (publishes/s, seconds): one PUBLISH, then its reply, per record.

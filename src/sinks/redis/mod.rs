@@ -128,6 +128,9 @@ pub struct PublisherStats {
     pub pipelines: Counter,
     /// Acknowledged publishes per second, over the last whole second.
     pub published_per_s: Counter,
+    /// Heap allocations made by the publisher thread so far (counted when the binary's
+    /// counting allocator is installed): flat while publishing, once warm.
+    pub allocations: Counter,
     last_error: Mutex<String>,
 }
 
@@ -171,6 +174,7 @@ impl SinkStatus for RedisStatus {
             "connect_failures": p.connect_failures.get(),
             "timeouts": p.timeouts.get(),
             "pipelines": p.pipelines.get(),
+            "allocations": p.allocations.get(),
             "last_error": if last_error.is_empty() { Value::Null } else { Value::from(last_error) },
             "bridge": self.bridge.as_ref().map(|b| b.status()),
         })
@@ -437,6 +441,9 @@ impl Publisher {
     /// Keeps the connection state current while idle (reconnects on schedule).
     pub fn tick(&mut self) {
         self.ensure_connected();
+        self.stats
+            .allocations
+            .set(crate::alloc::thread_allocations());
         let now = Instant::now();
         let elapsed = now.duration_since(self.rate_window.0);
         if elapsed >= Duration::from_secs(1) {
