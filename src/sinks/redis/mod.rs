@@ -527,3 +527,53 @@ impl Drop for Publisher {
         self.stats.connected.set(0);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::market::testing::candle;
+
+    fn env(record: Record) -> Envelope {
+        Envelope {
+            shard: 0,
+            recv_ns: 0,
+            parsed_ns: 0,
+            record,
+        }
+    }
+
+    #[test]
+    fn without_redis_every_publish_is_dropped_and_counted_and_live_updates_conflate() {
+        // Port 1 on loopback refuses at once: the publisher is down throughout.
+        let mut settings = RedisSettings::new("redis://127.0.0.1:1", "t");
+        settings.backoff_initial = Duration::from_millis(1);
+        let stats = Arc::new(PublisherStats::default());
+        let mut p = Publisher::new(settings, stats.clone());
+        let sig = records::tests::signal("ETHUSDT", 60_000, crate::signals::SignalKind::Rsi);
+        let batch = [
+            env(Record::LiveCandle(candle("BTCUSDT", 0, 1_000, false))),
+            env(Record::LiveCandle(candle("BTCUSDT", 0, 2_000, false))),
+            // The close supersedes the live update still waiting.
+            env(Record::ClosedCandle(candle("BTCUSDT", 0, 3_000, true))),
+            env(Record::LiveCandle(candle("BTCUSDT", 60_000, 61_000, false))),
+            env(Record::Signal(sig)),
+        ];
+        p.publish(&batch);
+        p.flush_live();
+        assert_eq!(stats.connected.get(), 0);
+        assert!(stats.connect_failures.get() >= 1);
+        assert_eq!(stats.published.get(), 0);
+        // One closed candle, a signal on two channels, one live update.
+        assert_eq!(stats.dropped.get(), 4);
+        assert_eq!(stats.conflated.get(), 2);
+        let status = RedisStatus {
+            prefix: "t".into(),
+            publisher: stats,
+            bridge: None,
+        }
+        .status();
+        assert_eq!(status["connected"], false);
+        assert_eq!(status["dropped"], 4);
+        assert!(status["last_error"].is_string());
+    }
+}

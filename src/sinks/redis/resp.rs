@@ -233,6 +233,7 @@ pub struct Conn {
     start: usize,
     end: usize,
     read_timeout: Duration,
+    write_timeout: Duration,
 }
 
 impl Conn {
@@ -276,6 +277,7 @@ impl Conn {
             start: 0,
             end: 0,
             read_timeout: io_timeout,
+            write_timeout: io_timeout,
         };
         if let Some(password) = &target.password {
             let mut cmd = Vec::new();
@@ -306,16 +308,12 @@ impl Conn {
             Stream::Tcp(s) => s.write_all(bytes),
             Stream::Unix(s) => s.write_all(bytes),
         };
-        r.map_err(|e| self.timeout_or(e))
-    }
-
-    fn timeout_or(&self, e: io::Error) -> RespError {
-        match e.kind() {
+        r.map_err(|e| match e.kind() {
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
-                RespError::Timeout(self.read_timeout)
+                RespError::Timeout(self.write_timeout)
             }
             _ => RespError::Io(e),
-        }
+        })
     }
 
     /// Reads more bytes into the buffer; `Ok(false)` when the read timed out.
