@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde_json::json;
 
+use crate::harness::ingest::thread_cpu_seconds;
 use crate::market::{Candle, Decimal, Interval, Symbol};
 use crate::ring::{self, Producer};
 use crate::shard::{Envelope, Record};
@@ -45,6 +46,22 @@ pub struct RedisBenchArgs {
     /// Ring capacity (MAX_QUEUE_SIZE).
     #[arg(long, default_value_t = 10_000)]
     pub ring: usize,
+}
+
+/// The publisher thread's name, to find its CPU time.
+const PUBLISHER_THREAD: &str = "redis-publisher";
+
+/// CPU seconds (user + system) of process `pid`, from `/proc/<pid>/stat`.
+fn process_cpu_seconds(pid: u32) -> Option<f64> {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name: utime and stime are the 12th and 13th.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let user: f64 = fields.next()?.parse().ok()?;
+    let system: f64 = fields.next()?.parse().ok()?;
+    Some((user + system) / ticks)
 }
 
 /// Longest the measured run may take before the bench gives up.
@@ -181,7 +198,8 @@ pub fn run(args: RedisBenchArgs) -> anyhow::Result<()> {
     let subscribers: Vec<_> = (0..args.subscribers)
         .map(|_| subscriber(&url, &prefix, stop_subscribers.clone()))
         .collect::<anyhow::Result<_>>()?;
-    let pipelined = pipelined(&args, &url, &prefix, &symbols);
+    let server_pid = private.as_ref().map(|p| p.child.id());
+    let pipelined = pipelined(&args, &url, &prefix, &symbols, server_pid);
     let baseline = unpipelined(&args, &url, &prefix, &symbols);
     stop_subscribers.store(true, Ordering::Relaxed);
     let received: u64 = subscribers.into_iter().map(|h| h.join().unwrap_or(0)).sum();
@@ -200,6 +218,10 @@ pub fn run(args: RedisBenchArgs) -> anyhow::Result<()> {
                 "shards": args.shards,
                 "payload_bytes": pipelined.payload_bytes,
                 "allocations_per_publish": pipelined.allocations_per_publish,
+                "publisher_cpu_s": pipelined.publisher_cpu_s,
+                "publishes_per_publisher_cpu_s": pipelined.publisher_cpu_s.map(|c| (args.records as f64 / c).round()),
+                "redis_server_cpu_s": pipelined.server_cpu_s,
+                "publishes_per_redis_server_cpu_s": pipelined.server_cpu_s.map(|c| (args.records as f64 / c).round()),
             },
             "unpipelined": {
                 "publishes": args.unpipelined,
@@ -225,6 +247,10 @@ struct Pipelined {
     dropped: u64,
     payload_bytes: usize,
     allocations_per_publish: f64,
+    /// CPU seconds the publisher thread used in the measured window.
+    publisher_cpu_s: Option<f64>,
+    /// CPU seconds the private redis-server used in the measured window.
+    server_cpu_s: Option<f64>,
 }
 
 fn env(record: Record) -> Envelope {
@@ -241,6 +267,7 @@ fn pipelined(
     url: &str,
     prefix: &str,
     symbols: &[Symbol],
+    server_pid: Option<u32>,
 ) -> anyhow::Result<Pipelined> {
     let shards = args.shards.max(1);
     let mut producers: Vec<Producer<Envelope>> = Vec::new();
@@ -255,7 +282,9 @@ fn pipelined(
     let settings = RedisSettings::new(url, prefix);
     let publisher = {
         let (stats, stop) = (stats.clone(), stop.clone());
-        std::thread::spawn(move || crate::sinks::redis::run(consumers, settings, stats, stop))
+        std::thread::Builder::new()
+            .name(PUBLISHER_THREAD.into())
+            .spawn(move || crate::sinks::redis::run(consumers, settings, stats, stop))?
     };
     // Wait for the connection, so the measurement is of publishing, not connecting.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -281,6 +310,10 @@ fn pipelined(
         std::thread::sleep(Duration::from_millis(1));
     }
     std::thread::sleep(Duration::from_millis(5));
+    let cpu_base = (
+        thread_cpu_seconds(PUBLISHER_THREAD),
+        server_pid.and_then(process_cpu_seconds),
+    );
     let base = (
         done(&stats),
         stats.published.get(),
@@ -337,6 +370,13 @@ fn pipelined(
     // The publisher records its allocation count after each pipeline.
     std::thread::sleep(Duration::from_millis(5));
     let allocations = stats.allocations.get() - base.3;
+    let publisher_cpu_s = thread_cpu_seconds(PUBLISHER_THREAD)
+        .zip(cpu_base.0)
+        .map(|(end, start)| end - start);
+    let server_cpu_s = server_pid
+        .and_then(process_cpu_seconds)
+        .zip(cpu_base.1)
+        .map(|(end, start)| end - start);
     stop.store(true, Ordering::Relaxed);
     let _ = publisher.join();
     if done(&stats) - base.0 < total as u64 {
@@ -350,6 +390,8 @@ fn pipelined(
         dropped: stats.dropped.get() + stats.refused.get(),
         payload_bytes: payload.len(),
         allocations_per_publish: allocations as f64 / published.max(1) as f64,
+        publisher_cpu_s,
+        server_cpu_s,
     })
 }
 

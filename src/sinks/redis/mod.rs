@@ -319,11 +319,14 @@ impl Publisher {
                 Record::ClosedCandle(c) => {
                     // A pending live update of this candle (or an older one) is
                     // superseded by its close.
-                    if let Some(l) = self.live.get(&(c.symbol, c.interval)) {
-                        if l.open_time_ms <= c.open_time_ms {
-                            self.live.remove(&(c.symbol, c.interval));
-                            self.stats.conflated.inc();
-                        }
+                    let key = (c.symbol, c.interval);
+                    if self
+                        .live
+                        .get(&key)
+                        .is_some_and(|l| l.open_time_ms <= c.open_time_ms)
+                    {
+                        self.live.remove(&key);
+                        self.stats.conflated.inc();
                     }
                     self.queue_candle(c);
                 }
