@@ -411,10 +411,13 @@ fn subscriber(
     conn.next(|_| ())?;
     conn.set_read_timeout(Duration::from_millis(50))?;
     Ok(std::thread::spawn(move || {
+        // After `stop`, keep reading until a quiet read timeout, so that messages still
+        // in flight are counted.
         let mut n = 0u64;
-        while !stop.load(Ordering::Relaxed) {
+        loop {
             match conn.next(|_| ()) {
                 Ok(Some(())) => n += 1,
+                Ok(None) if stop.load(Ordering::Relaxed) => break,
                 Ok(None) => {}
                 Err(_) => break,
             }
