@@ -82,6 +82,8 @@ pub enum BenchCommand {
     /// The client side of `bench fanout` (run by it in a separate process).
     #[command(hide = true)]
     FanoutClients(crate::harness::fanout::ClientArgs),
+    /// Redis publishes per second, pipelined (the publisher path) against unpipelined.
+    Redis(crate::harness::redis::RedisBenchArgs),
 }
 
 /// Why a command stopped: bad input (exit 2) or a runtime failure (exit 1).
@@ -183,6 +185,9 @@ fn dispatch(cli: Cli, env: Result<HashMap<String, String>, ConfigError>) -> Resu
         }
         Command::Bench(BenchCommand::FanoutClients(args)) => {
             crate::harness::fanout::run_clients(args).map_err(Failure::Runtime)
+        }
+        Command::Bench(BenchCommand::Redis(args)) => {
+            crate::harness::redis::run(args).map_err(Failure::Runtime)
         }
     }
 }

@@ -180,7 +180,15 @@ impl Engine {
             },
             status: None,
         }];
-        roles.extend(sink_roles(config, layout));
+        let (bridge_tx, bridge_rx) =
+            ring::ring::<Envelope>("bridge->dashboard", config.max_queue_size);
+        let bridge_rx = Some(bridge_rx);
+        let roles_before = roles.len();
+        roles.extend(sink_roles(config, layout, &store, bridge_tx));
+        // Records from other instances reach the dashboard only when the bridge runs.
+        if roles.len() > roles_before {
+            dashboard_feeds.extend(bridge_rx);
+        }
 
         let mut views = Vec::new();
         let mut consumers: Vec<Vec<Consumer<Envelope>>> =
@@ -434,8 +442,24 @@ impl Drop for Engine {
 
 /// The sink roles the configuration asks for, besides the memory store (which always
 /// runs: it answers the API without a database and keeps the dashboard's recent view).
-fn sink_roles(_config: &Config, _layout: &Layout) -> Vec<SinkRole> {
-    Vec::new()
+fn sink_roles(
+    config: &Config,
+    layout: &Layout,
+    store: &Arc<Mutex<RecentStore>>,
+    bridge_to_dashboard: Producer<Envelope>,
+) -> Vec<SinkRole> {
+    let mut roles = Vec::new();
+    if let Some(settings) = crate::sinks::redis::RedisSettings::from_config(config) {
+        // The bridge updates the shared store (the API reads it) and hands other
+        // instances' records to the dashboard core for its WebSocket clients.
+        roles.push(crate::sinks::redis::role(
+            settings,
+            layout,
+            store.clone(),
+            Some(bridge_to_dashboard),
+        ));
+    }
+    roles
 }
 
 /// Set by SIGINT/SIGTERM.
@@ -467,12 +491,17 @@ pub fn log_sink_modes(config: &Config) {
     } else {
         tracing::warn!("DATABASE_URL is set, but the database writer is not built yet: keeping recent candles in memory");
     }
-    if config.redis_url.is_none() {
-        tracing::info!("no REDIS_URL: publishing nowhere");
-    } else {
-        tracing::warn!(
-            "REDIS_URL is set, but the Redis publisher is not built yet: publishing nowhere"
-        );
+    match &config.redis_url {
+        None => tracing::info!("no REDIS_URL: publishing nowhere"),
+        Some(url) => match crate::sinks::redis::resp::Target::parse(url) {
+            Ok(_) => tracing::info!(
+                prefix = %config.redis_channel_prefix,
+                "REDIS_URL is set: publishing signals and candles on Redis, showing other instances' symbols"
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "REDIS_URL is set but unusable: publishing nowhere")
+            }
+        },
     }
 }
 

@@ -3,3 +3,4 @@ pub mod fanout;
 pub mod ingest;
 pub mod latency;
 pub mod parse;
+pub mod redis;

@@ -1,0 +1,615 @@
+//! The Redis publisher: every signal and candle update broadcast on Redis pub/sub.
+//!
+//! Runs on: its own thread, pinned to the publisher core when the layout pins (a plain
+//! thread: the socket is blocking, with timeouts). Owns: one connection to Redis, the
+//! pipeline buffer and the pending live candles. In: envelopes from every shard's ring.
+//! Out: `PUBLISH` commands, one pipeline per drained batch, on the DESIGN.md channels
+//! `{prefix}:signals`, `{prefix}:signals:{SYMBOL}:{TF}` and `{prefix}:candles:{SYMBOL}:{TF}`.
+//!
+//! Loss classes: signals and closed candles are published in order, every one, while
+//! Redis is up. Live candle updates are conflated per (symbol, timeframe): the latest
+//! wins, held until the rings are idle or [`LIVE_FLUSH_MS`] passes. Pub/sub is
+//! at-most-once, so while Redis is down, restarting or hung the publisher keeps
+//! draining the rings (the shards never wait for Redis), drops what it cannot send and
+//! counts every dropped `PUBLISH` exactly, and reconnects with capped, jittered backoff.
+//!
+//! The [`bridge`] runs beside it: it subscribes to the other instances' records.
+
+pub mod bridge;
+pub mod records;
+pub mod resp;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::clock::mono_ns;
+use crate::config::Config;
+use crate::dashboard::status::SinkStatus;
+use crate::engine::{SinkIo, SinkRole};
+use crate::feed::backoff::Backoff;
+use crate::latency::{Recorder, Stage};
+use crate::market::{Candle, Interval, Symbol};
+use crate::metrics::Counter;
+use crate::ring::Producer;
+use crate::shard::{Envelope, Record};
+use crate::store::RecentStore;
+use crate::topology::Layout;
+use resp::{Conn, RespError, Target};
+
+/// Records taken from each ring per batch: one pipeline carries at most this many per
+/// shard, which bounds the pipeline buffer and the time between replies.
+pub const DRAIN_BATCH: usize = 4096;
+/// Longest a live candle update waits to be conflated with newer ones while the rings
+/// are busy; when they are idle it goes out at once.
+pub const LIVE_FLUSH_MS: u64 = 20;
+/// Pipeline bytes after which the buffer is sent mid-batch: bounds memory and keeps a
+/// write well inside the socket buffers Redis drains.
+const MAX_PIPELINE_BYTES: usize = 4 << 20;
+/// Sleep when every ring was empty: short, so that a lone signal is not delayed; long
+/// enough that an idle publisher costs nothing.
+const IDLE_SLEEP: Duration = Duration::from_micros(200);
+
+/// How the publisher reaches Redis. Timeouts are settings so that tests can use short
+/// ones; [`RedisSettings::from_config`] gives the production values.
+#[derive(Clone, Debug)]
+pub struct RedisSettings {
+    pub url: String,
+    pub prefix: String,
+    /// A local Redis accepts in microseconds; a remote one within a round trip or two.
+    pub connect_timeout: Duration,
+    /// A write or reply that stalls this long means Redis is hung: the connection is
+    /// dropped and rebuilt. Long enough for a Redis busy with a slow command.
+    pub io_timeout: Duration,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+}
+
+/// Defaults of [`RedisSettings`].
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+pub const IO_TIMEOUT: Duration = Duration::from_secs(1);
+pub const BACKOFF_INITIAL: Duration = Duration::from_millis(100);
+/// Reconnects are cheap for Redis; a short cap brings publishing back soon after a
+/// restart.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+impl RedisSettings {
+    pub fn new(url: impl Into<String>, prefix: impl Into<String>) -> RedisSettings {
+        RedisSettings {
+            url: url.into(),
+            prefix: prefix.into(),
+            connect_timeout: CONNECT_TIMEOUT,
+            io_timeout: IO_TIMEOUT,
+            backoff_initial: BACKOFF_INITIAL,
+            backoff_max: BACKOFF_MAX,
+        }
+    }
+
+    /// `None` without `REDIS_URL`: nothing is published.
+    pub fn from_config(config: &Config) -> Option<RedisSettings> {
+        let url = config.redis_url.as_ref()?;
+        Some(RedisSettings::new(
+            url.clone(),
+            config.redis_channel_prefix.clone(),
+        ))
+    }
+
+    fn backoff(&self) -> Backoff {
+        // A connection that stayed up a minute was a real recovery, not a flap.
+        Backoff::new(
+            self.backoff_initial,
+            self.backoff_max,
+            Duration::from_secs(60),
+        )
+    }
+}
+
+/// The publisher's figures (single writer: the publisher thread). Counts are of
+/// `PUBLISH` commands: a signal is two (the all-signals channel and its own).
+#[derive(Debug, Default)]
+pub struct PublisherStats {
+    /// 1 while a connection is up.
+    pub connected: Counter,
+    /// Acknowledged by Redis.
+    pub published: Counter,
+    /// Not sent because Redis was down, or lost with a failed connection.
+    pub dropped: Counter,
+    /// Refused by Redis with an error reply.
+    pub refused: Counter,
+    /// Live candle updates superseded before they were sent.
+    pub conflated: Counter,
+    /// Connections made after the first.
+    pub reconnects: Counter,
+    pub connect_failures: Counter,
+    /// Connections dropped because a write or reply stalled past the timeout.
+    pub timeouts: Counter,
+    /// Pipelines sent.
+    pub pipelines: Counter,
+    /// Acknowledged publishes per second, over the last whole second.
+    pub published_per_s: Counter,
+    /// Heap allocations made by the publisher thread so far (counted when the binary's
+    /// counting allocator is installed): flat while publishing, once warm.
+    pub allocations: Counter,
+    last_error: Mutex<String>,
+}
+
+impl PublisherStats {
+    fn set_error(&self, e: &RespError) {
+        let mut last = self.last_error.lock().unwrap_or_else(|p| p.into_inner());
+        *last = e.to_string();
+    }
+}
+
+/// The `sinks.redis` section of `/api/status`.
+pub struct RedisStatus {
+    pub prefix: String,
+    pub publisher: Arc<PublisherStats>,
+    pub bridge: Option<Arc<bridge::BridgeStats>>,
+}
+
+impl SinkStatus for RedisStatus {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
+    fn status(&self) -> Value {
+        let p = &*self.publisher;
+        let connected = p.connected.get() == 1;
+        let last_error = p
+            .last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        json!({
+            "state": if connected { "connected" } else { "disconnected" },
+            "connected": connected,
+            "channel_prefix": self.prefix,
+            "published": p.published.get(),
+            "published_per_s": p.published_per_s.get(),
+            "dropped": p.dropped.get(),
+            "refused": p.refused.get(),
+            "conflated": p.conflated.get(),
+            "reconnects": p.reconnects.get(),
+            "connect_failures": p.connect_failures.get(),
+            "timeouts": p.timeouts.get(),
+            "pipelines": p.pipelines.get(),
+            "allocations": p.allocations.get(),
+            "last_error": if last_error.is_empty() { Value::Null } else { Value::from(last_error) },
+            "bridge": self.bridge.as_ref().map(|b| b.status()),
+        })
+    }
+}
+
+/// The publisher role for the engine, with the bridge beside it: the bridge inserts
+/// other instances' records into `store` and forwards them to `dashboard` (when the
+/// dashboard core takes them); records of `layout`'s own symbols are skipped.
+pub fn role(
+    settings: RedisSettings,
+    layout: &Layout,
+    store: Arc<Mutex<RecentStore>>,
+    dashboard: Option<Producer<Envelope>>,
+) -> SinkRole {
+    let stats = Arc::new(PublisherStats::default());
+    let local: Vec<Symbol> = layout
+        .shards
+        .iter()
+        .flat_map(|s| s.symbols.iter().copied())
+        .collect();
+    let bridge = bridge::Bridge::new(settings.clone(), &local, store, dashboard);
+    let status = RedisStatus {
+        prefix: settings.prefix.clone(),
+        publisher: stats.clone(),
+        bridge: Some(bridge.stats()),
+    };
+    let core = layout.publisher_core.filter(|_| layout.pinned);
+    SinkRole {
+        name: "redis",
+        core,
+        run: Box::new(move |io: SinkIo| {
+            let bridge_stop = Arc::new(AtomicBool::new(false));
+            let handle = {
+                let stop = bridge_stop.clone();
+                std::thread::Builder::new()
+                    .name("redis-bridge".into())
+                    .spawn(move || {
+                        if let Some(id) = core {
+                            core_affinity::set_for_current(core_affinity::CoreId { id });
+                        }
+                        bridge.run(stop);
+                    })
+            };
+            if let Err(e) = &handle {
+                tracing::error!(error = %e, "cannot start the Redis bridge thread: other instances' symbols will not show");
+            }
+            run(io, settings, stats);
+            bridge_stop.store(true, Ordering::Relaxed);
+            if let Ok(h) = handle {
+                let _ = h.join();
+            }
+        }),
+        status: Some(Arc::new(status)),
+    }
+}
+
+/// Drains the rings and publishes until the stop flag is set and the rings are empty.
+pub fn run(io: SinkIo, settings: RedisSettings, stats: Arc<PublisherStats>) {
+    let SinkIo {
+        rings,
+        stop,
+        latency,
+    } = io;
+    let mut publisher = Publisher::new(settings, stats);
+    publisher.latency = Some(latency);
+    let mut batch = Vec::with_capacity(DRAIN_BATCH * rings.len().max(1));
+    loop {
+        let stopping = stop.load(Ordering::Relaxed);
+        batch.clear();
+        for ring in &rings {
+            ring.drain_into(&mut batch, DRAIN_BATCH);
+        }
+        if !batch.is_empty() {
+            if let Some(rec) = &mut publisher.latency {
+                let now = mono_ns();
+                for env in &batch {
+                    rec.record_span(Stage::RingHop, env.parsed_ns, now);
+                }
+                rec.maybe_handoff(now);
+            }
+            publisher.publish(&batch);
+        } else {
+            // Idle: what waits for conflation goes out now.
+            publisher.flush_live();
+            if stopping {
+                return;
+            }
+            publisher.tick();
+            std::thread::sleep(IDLE_SLEEP);
+        }
+    }
+}
+
+enum Link {
+    Up { conn: Conn, since: Instant },
+    Down { retry_at: Instant },
+}
+
+/// The publishing state: connection, pipeline, pending live candles. Public so the
+/// benchmark drives exactly this path.
+pub struct Publisher {
+    settings: RedisSettings,
+    target: Result<Target, String>,
+    stats: Arc<PublisherStats>,
+    link: Link,
+    ever_connected: bool,
+    backoff: Backoff,
+    /// The pipeline being built.
+    out: Vec<u8>,
+    /// Commands in `out`.
+    queued: usize,
+    /// One payload, serialized once and written to each of its channels.
+    payload: Vec<u8>,
+    /// Latest live candle per series (with its receive time), waiting to be sent.
+    live: HashMap<(Symbol, Interval), (Candle, u64)>,
+    /// Receive times (monotonic ns) of the records in the pipeline being built.
+    pending_recv_ns: Vec<u64>,
+    /// Records `recv_to_redis_publish` when set (the engine's publisher; not the bench).
+    pub latency: Option<Recorder>,
+    live_since: Option<Instant>,
+    rate_window: (Instant, u64),
+}
+
+impl Publisher {
+    pub fn new(settings: RedisSettings, stats: Arc<PublisherStats>) -> Publisher {
+        let target = Target::parse(&settings.url).map_err(|e| e.to_string());
+        if let Err(e) = &target {
+            tracing::error!(error = %e, "the Redis publisher cannot connect: nothing will be published");
+        }
+        let backoff = settings.backoff();
+        Publisher {
+            settings,
+            target,
+            stats,
+            link: Link::Down {
+                retry_at: Instant::now(),
+            },
+            ever_connected: false,
+            backoff,
+            out: Vec::with_capacity(1 << 20),
+            queued: 0,
+            payload: Vec::with_capacity(1024),
+            live: HashMap::new(),
+            pending_recv_ns: Vec::with_capacity(4096),
+            latency: None,
+            live_since: None,
+            rate_window: (Instant::now(), 0),
+        }
+    }
+
+    /// Publishes one drained batch as one pipeline (live candles held for conflation).
+    pub fn publish(&mut self, batch: &[Envelope]) {
+        for env in batch {
+            match &env.record {
+                Record::ClosedCandle(c) => {
+                    // A pending live update of this candle (or an older one) is
+                    // superseded by its close.
+                    let key = (c.symbol, c.interval);
+                    if self
+                        .live
+                        .get(&key)
+                        .is_some_and(|(l, _)| l.open_time_ms <= c.open_time_ms)
+                    {
+                        self.live.remove(&key);
+                        self.stats.conflated.inc();
+                    }
+                    self.queue_candle(c);
+                    self.pending_recv_ns.push(env.recv_ns);
+                }
+                Record::LiveCandle(c) => {
+                    if self
+                        .live
+                        .insert((c.symbol, c.interval), (*c, env.recv_ns))
+                        .is_some()
+                    {
+                        self.stats.conflated.inc();
+                    }
+                    self.live_since.get_or_insert_with(Instant::now);
+                }
+                Record::Signal(s) => {
+                    self.payload.clear();
+                    records::write_signal(&mut self.payload, s);
+                    let prefix = self.settings.prefix.as_bytes();
+                    resp::publish(&mut self.out, &[prefix, b":signals"], &self.payload);
+                    resp::publish(
+                        &mut self.out,
+                        &[
+                            prefix,
+                            b":signals:",
+                            s.symbol.as_str().as_bytes(),
+                            b":",
+                            s.interval.as_str().as_bytes(),
+                        ],
+                        &self.payload,
+                    );
+                    self.queued += 2;
+                    self.pending_recv_ns.push(env.recv_ns);
+                }
+                // Gaps and outages have no channel: the backfill and status own them.
+                Record::Gap(_) | Record::Outage(_) => {}
+            }
+            if self.out.len() >= MAX_PIPELINE_BYTES {
+                self.send();
+            }
+        }
+        if self
+            .live_since
+            .is_some_and(|t| t.elapsed() >= Duration::from_millis(LIVE_FLUSH_MS))
+        {
+            self.queue_live();
+        }
+        self.send();
+        self.tick();
+    }
+
+    /// Sends the pending live candles now.
+    pub fn flush_live(&mut self) {
+        if !self.live.is_empty() {
+            self.queue_live();
+            self.send();
+        }
+    }
+
+    fn queue_live(&mut self) {
+        let mut live = std::mem::take(&mut self.live);
+        for (c, recv_ns) in live.values() {
+            self.queue_candle(c);
+            self.pending_recv_ns.push(*recv_ns);
+        }
+        // Keep the map's capacity: the same series come back.
+        live.clear();
+        self.live = live;
+        self.live_since = None;
+    }
+
+    fn queue_candle(&mut self, c: &Candle) {
+        self.payload.clear();
+        records::write_candle(&mut self.payload, c);
+        resp::publish(
+            &mut self.out,
+            &[
+                self.settings.prefix.as_bytes(),
+                b":candles:",
+                c.symbol.as_str().as_bytes(),
+                b":",
+                c.interval.as_str().as_bytes(),
+            ],
+            &self.payload,
+        );
+        self.queued += 1;
+    }
+
+    /// Sends the pipeline and reads its replies; without a connection (or when it
+    /// fails) the commands are dropped and counted.
+    fn send(&mut self) {
+        if self.queued == 0 {
+            return;
+        }
+        let n = self.queued;
+        self.queued = 0;
+        self.ensure_connected();
+        let result = match &mut self.link {
+            Link::Up { conn, .. } => conn.write_all(&self.out).and_then(|()| conn.replies(n)),
+            Link::Down { .. } => {
+                self.stats.dropped.add(n as u64);
+                self.out.clear();
+                self.pending_recv_ns.clear();
+                return;
+            }
+        };
+        self.out.clear();
+        if result.is_ok() {
+            if let Some(rec) = &mut self.latency {
+                let now = mono_ns();
+                for r in &self.pending_recv_ns {
+                    rec.record_span(Stage::RecvToRedisPublish, *r, now);
+                }
+            }
+        }
+        self.pending_recv_ns.clear();
+        match result {
+            Ok(refused) => {
+                self.stats.pipelines.inc();
+                self.stats.published.add((n - refused) as u64);
+                self.stats.refused.add(refused as u64);
+            }
+            Err(e) => {
+                // Whatever was not acknowledged is counted as dropped: pub/sub is
+                // at-most-once, and a reply that never came cannot be told from a
+                // publish that never happened.
+                self.stats.dropped.add(n as u64);
+                self.lost(e);
+            }
+        }
+    }
+
+    /// Keeps the connection state current while idle (reconnects on schedule).
+    pub fn tick(&mut self) {
+        self.ensure_connected();
+        self.stats
+            .allocations
+            .set(crate::alloc::thread_allocations());
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.rate_window.0);
+        if elapsed >= Duration::from_secs(1) {
+            let published = self.stats.published.get();
+            let rate = (published - self.rate_window.1) as f64 / elapsed.as_secs_f64();
+            self.stats.published_per_s.set(rate.round() as u64);
+            self.rate_window = (now, published);
+        }
+    }
+
+    fn ensure_connected(&mut self) {
+        let Link::Down { retry_at } = self.link else {
+            return;
+        };
+        let now = Instant::now();
+        if now < retry_at {
+            return;
+        }
+        let Ok(target) = &self.target else {
+            // A bad URL never heals: stay down without retrying.
+            self.link = Link::Down {
+                retry_at: now + Duration::from_secs(3600),
+            };
+            return;
+        };
+        match Conn::connect(
+            target,
+            self.settings.connect_timeout,
+            self.settings.io_timeout,
+        ) {
+            Ok(conn) => {
+                if self.ever_connected {
+                    self.stats.reconnects.inc();
+                    tracing::info!("reconnected to Redis");
+                } else {
+                    tracing::info!("connected to Redis: publishing");
+                }
+                self.ever_connected = true;
+                self.stats.connected.set(1);
+                self.link = Link::Up {
+                    conn,
+                    since: Instant::now(),
+                };
+            }
+            Err(e) => {
+                self.stats.connect_failures.inc();
+                self.stats.set_error(&e);
+                let delay = self.backoff.next_delay(fastrand::f64());
+                tracing::debug!(error = %e, ?delay, "Redis connect failed");
+                self.link = Link::Down {
+                    retry_at: Instant::now() + delay,
+                };
+            }
+        }
+    }
+
+    fn lost(&mut self, e: RespError) {
+        if matches!(e, RespError::Timeout(_)) {
+            self.stats.timeouts.inc();
+        }
+        tracing::warn!(error = %e, "Redis connection lost: dropping publishes until it is back");
+        self.stats.set_error(&e);
+        self.stats.connected.set(0);
+        let now = Instant::now();
+        if let Link::Up { since, .. } = self.link {
+            self.backoff.connection_ended(since, now);
+        }
+        let delay = self.backoff.next_delay(fastrand::f64());
+        self.link = Link::Down {
+            retry_at: now + delay,
+        };
+    }
+
+    pub fn stats(&self) -> &Arc<PublisherStats> {
+        &self.stats
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.stats.connected.set(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::market::testing::candle;
+
+    fn env(record: Record) -> Envelope {
+        Envelope {
+            shard: 0,
+            recv_ns: 0,
+            parsed_ns: 0,
+            record,
+        }
+    }
+
+    #[test]
+    fn without_redis_every_publish_is_dropped_and_counted_and_live_updates_conflate() {
+        // Port 1 on loopback refuses at once: the publisher is down throughout.
+        let mut settings = RedisSettings::new("redis://127.0.0.1:1", "t");
+        settings.backoff_initial = Duration::from_millis(1);
+        let stats = Arc::new(PublisherStats::default());
+        let mut p = Publisher::new(settings, stats.clone());
+        let sig = records::tests::signal("ETHUSDT", 60_000, crate::signals::SignalKind::Rsi);
+        let batch = [
+            env(Record::LiveCandle(candle("BTCUSDT", 0, 1_000, false))),
+            env(Record::LiveCandle(candle("BTCUSDT", 0, 2_000, false))),
+            // The close supersedes the live update still waiting.
+            env(Record::ClosedCandle(candle("BTCUSDT", 0, 3_000, true))),
+            env(Record::LiveCandle(candle("BTCUSDT", 60_000, 61_000, false))),
+            env(Record::Signal(sig)),
+        ];
+        p.publish(&batch);
+        p.flush_live();
+        assert_eq!(stats.connected.get(), 0);
+        assert!(stats.connect_failures.get() >= 1);
+        assert_eq!(stats.published.get(), 0);
+        // One closed candle, a signal on two channels, one live update.
+        assert_eq!(stats.dropped.get(), 4);
+        assert_eq!(stats.conflated.get(), 2);
+        let status = RedisStatus {
+            prefix: "t".into(),
+            publisher: stats,
+            bridge: None,
+        }
+        .status();
+        assert_eq!(status["connected"], false);
+        assert_eq!(status["dropped"], 4);
+        assert!(status["last_error"].is_string());
+    }
+}

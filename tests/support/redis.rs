@@ -1,0 +1,221 @@
+//! A private `redis-server` for tests: a free loopback port, a temp dir, no persistence,
+//! killed on drop; stop/start/pause/resume for fault tests. And a pattern subscriber
+//! that records every message it gets.
+
+#![allow(dead_code)]
+
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use alphapulse::sinks::redis::resp::{self, Conn, Target};
+
+pub struct RedisServer {
+    pub port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    l.local_addr().unwrap().port()
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "alphapulse-redis-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let mut server = RedisServer {
+            port: free_port(),
+            dir,
+            child: None,
+        };
+        server.resume_from_stop();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server (again) on its port and waits until it accepts.
+    pub fn resume_from_stop(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.dir.to_str().unwrap(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts (is it installed?)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.ping() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis-server did not come up on port {}", self.port);
+    }
+
+    fn ping(&self) -> bool {
+        let Ok(target) = Target::parse(&self.url()) else {
+            return false;
+        };
+        let Ok(mut c) = Conn::connect(
+            &target,
+            Duration::from_millis(200),
+            Duration::from_millis(500),
+        ) else {
+            return false;
+        };
+        let mut cmd = Vec::new();
+        resp::command(&mut cmd, &[b"PING"]);
+        c.write_all(&cmd).is_ok()
+            && matches!(
+                c.next(|v| matches!(v, resp::Value::Simple(b"PONG"))),
+                Ok(Some(true))
+            )
+    }
+
+    /// Kills the server (SIGKILL: no goodbye to clients).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        // The port is free once nothing listens.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open, nothing is answered.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, sig: i32) {
+        if let Some(c) = &self.child {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe { libc::kill(c.id() as i32, sig) };
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.resume();
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One message a subscriber received.
+#[derive(Clone, Debug)]
+pub struct Message {
+    pub channel: String,
+    pub payload: String,
+}
+
+/// A pattern subscriber on its own thread, recording every message; stops on drop.
+pub struct Subscriber {
+    pub messages: Arc<Mutex<Vec<Message>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Subscriber {
+    /// Subscribes to `pattern` and returns once Redis confirmed the subscription.
+    pub fn start(url: &str, pattern: &str) -> Subscriber {
+        let target = Target::parse(url).unwrap();
+        let mut conn = Conn::connect(&target, Duration::from_secs(2), Duration::from_secs(5))
+            .expect("subscriber connects");
+        let mut cmd = Vec::new();
+        resp::command(&mut cmd, &[b"PSUBSCRIBE", pattern.as_bytes()]);
+        conn.write_all(&cmd).unwrap();
+        let confirmed = conn
+            .next(|v| matches!(v, resp::Value::Array(Some(ref items)) if items.first() == Some(&resp::Value::Bulk(Some(b"psubscribe")))))
+            .unwrap();
+        assert_eq!(confirmed, Some(true), "PSUBSCRIBE confirmed");
+        conn.set_read_timeout(Duration::from_millis(50)).unwrap();
+        let messages = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let messages = messages.clone();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let got = conn.next(|v| match v {
+                        resp::Value::Array(Some(items)) => match items.as_slice() {
+                            [_, _, resp::Value::Bulk(Some(ch)), resp::Value::Bulk(Some(p))] => {
+                                Some(Message {
+                                    channel: String::from_utf8_lossy(ch).into_owned(),
+                                    payload: String::from_utf8_lossy(p).into_owned(),
+                                })
+                            }
+                            _ => None,
+                        },
+                        _ => None,
+                    });
+                    match got {
+                        Ok(Some(Some(m))) => messages.lock().unwrap().push(m),
+                        Ok(_) => {}
+                        Err(_) => break,
+                    }
+                }
+            })
+        };
+        Subscriber {
+            messages,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn snapshot(&self) -> Vec<Message> {
+        self.messages.lock().unwrap().clone()
+    }
+
+    pub fn count(&self, f: impl Fn(&Message) -> bool) -> usize {
+        self.messages
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| f(m))
+            .count()
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
