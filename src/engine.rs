@@ -329,6 +329,8 @@ impl Engine {
         });
 
         let dashboard_stats = Arc::new(crate::dashboard::fanout::DashboardStats::default());
+        let mut dashboard_options = dashboard_options;
+        dashboard_options.latency = Some(latency.clone());
         let (addr_tx, addr_rx) = mpsc::channel();
         let dashboard = {
             let status = status.clone();

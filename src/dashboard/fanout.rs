@@ -81,14 +81,16 @@ pub enum Key {
 }
 
 enum Slot {
-    Frame(Message),
+    /// A message and the receive time (monotonic ns) of the record it carries, 0 for
+    /// replies and status pushes.
+    Frame(Message, u64),
     Latest(Key),
 }
 
 /// One client's bounded queue of messages waiting to be written.
 pub struct Outbox {
     slots: VecDeque<Slot>,
-    latest: HashMap<Key, Message>,
+    latest: HashMap<Key, (Message, u64)>,
     bound: usize,
 }
 
@@ -124,9 +126,19 @@ impl Outbox {
     /// Queues a message; `key` makes it conflate with an update of the same key still
     /// waiting.
     pub fn push(&mut self, msg: Message, key: Option<Key>) -> Result<Pushed, Overflow> {
+        self.push_timed(msg, key, 0)
+    }
+
+    /// [`Outbox::push`] of a record received at `recv_ns`, for the send-latency stage.
+    pub fn push_timed(
+        &mut self,
+        msg: Message,
+        key: Option<Key>,
+        recv_ns: u64,
+    ) -> Result<Pushed, Overflow> {
         if let Some(key) = key {
             if let Some(old) = self.latest.get_mut(&key) {
-                *old = msg;
+                *old = (msg, recv_ns);
                 return Ok(Pushed::Conflated);
             }
         }
@@ -135,10 +147,10 @@ impl Outbox {
         }
         match key {
             Some(key) => {
-                self.latest.insert(key, msg);
+                self.latest.insert(key, (msg, recv_ns));
                 self.slots.push_back(Slot::Latest(key));
             }
-            None => self.slots.push_back(Slot::Frame(msg)),
+            None => self.slots.push_back(Slot::Frame(msg, recv_ns)),
         }
         Ok(Pushed::Queued)
     }
@@ -156,9 +168,14 @@ impl Outbox {
     }
 
     pub fn pop(&mut self) -> Option<Message> {
+        self.pop_timed().map(|(m, _)| m)
+    }
+
+    /// The next message and the receive time of its record (0: none).
+    pub fn pop_timed(&mut self) -> Option<(Message, u64)> {
         loop {
             match self.slots.pop_front()? {
-                Slot::Frame(m) => return Some(m),
+                Slot::Frame(m, t) => return Some((m, t)),
                 Slot::Latest(k) => {
                     if let Some(m) = self.latest.remove(&k) {
                         return Some(m);
@@ -260,6 +277,8 @@ pub struct Hub {
     clients: RefCell<HashMap<u64, Rc<Client>>>,
     next_id: Cell<u64>,
     pub stats: std::sync::Arc<DashboardStats>,
+    /// The dashboard core's stage latencies (`ring_hop`, `recv_to_dashboard_send`).
+    pub latency: RefCell<Option<crate::latency::Recorder>>,
 }
 
 impl Hub {
@@ -268,6 +287,7 @@ impl Hub {
             clients: RefCell::new(HashMap::new()),
             next_id: Cell::new(0),
             stats,
+            latency: RefCell::new(None),
         }
     }
 
@@ -319,6 +339,18 @@ impl Hub {
         key: Option<Key>,
         supersedes: Option<Key>,
     ) -> usize {
+        self.broadcast_timed(topic, (symbol, interval), msg, (key, supersedes), 0)
+    }
+
+    /// [`Hub::broadcast`] of a record received at `recv_ns` (monotonic ns).
+    pub fn broadcast_timed(
+        &self,
+        topic: Topic,
+        (symbol, interval): (Option<Symbol>, Option<Interval>),
+        msg: &Message,
+        (key, supersedes): (Option<Key>, Option<Key>),
+        recv_ns: u64,
+    ) -> usize {
         self.stats.broadcasts.inc();
         let mut reached = 0;
         for client in self.clients.borrow().values() {
@@ -332,7 +364,7 @@ impl Hub {
                         self.stats.dropped.inc();
                     }
                 }
-                out.push(msg.clone(), key)
+                out.push_timed(msg.clone(), key, recv_ns)
             };
             match pushed {
                 Ok(Pushed::Queued) => client.wake(),

@@ -45,7 +45,7 @@ use crate::config::Config;
 use crate::market::{Interval, Symbol};
 use crate::record::{CandleRecord, SignalRecord};
 use crate::ring::Consumer;
-use crate::shard::{Envelope, Record};
+use crate::shard::{Envelope, Record, REMOTE_SHARD};
 
 /// A request head must arrive within this (slowloris protection).
 pub const HEAD_DEADLINE: Duration = Duration::from_secs(10);
@@ -93,6 +93,8 @@ pub enum DashboardError {
 /// benchmarks adjust the timeouts).
 #[derive(Clone)]
 pub struct Options {
+    /// Where the dashboard core registers its stage-latency recorder (the engine's).
+    pub latency: Option<Arc<crate::latency::Registry>>,
     pub token: Option<String>,
     pub allowed_origins: Vec<String>,
     pub max_clients: usize,
@@ -121,6 +123,7 @@ impl Options {
             _ => None,
         };
         Ok(Options {
+            latency: None,
             token: config.dashboard_token.clone(),
             allowed_origins: config.dashboard_allowed_origins.clone(),
             max_clients: config.websocket_max_clients,
@@ -238,9 +241,11 @@ pub async fn serve(
     stop: Arc<AtomicBool>,
 ) {
     let tls = opts.tls.clone().map(futures_rustls::TlsAcceptor::from);
+    let hub = Hub::new(stats);
+    *hub.latency.borrow_mut() = opts.latency.as_ref().map(|r| r.recorder("dashboard"));
     let server = Rc::new(Server {
         ctx,
-        hub: Hub::new(stats),
+        hub,
         opts,
         per_ip: RefCell::new(HashMap::new()),
         rates: Cell::new(Rates::default()),
@@ -364,10 +369,29 @@ async fn drain(server: Rc<Server>, feeds: Vec<Consumer<Envelope>>, stop: Arc<Ato
         for feed in &feeds {
             batch.clear();
             feed.drain_into(&mut batch, per_feed);
+            if !batch.is_empty() {
+                if let Some(rec) = server.hub.latency.borrow_mut().as_mut() {
+                    let now = crate::clock::mono_ns();
+                    for env in batch.iter().filter(|e| e.shard != REMOTE_SHARD) {
+                        rec.record_span(crate::latency::Stage::RingHop, env.parsed_ns, now);
+                    }
+                    rec.maybe_handoff(now);
+                }
+            }
             for env in &batch {
                 server.hub.stats.records_in.inc();
-                broadcast_record(&server.hub, &env.record);
+                // Records of other instances carry no receive time of ours.
+                let recv_ns = if env.shard == REMOTE_SHARD {
+                    0
+                } else {
+                    env.recv_ns
+                };
+                broadcast_record(&server.hub, &env.record, recv_ns);
             }
+        }
+        // Sends are recorded by the client tasks: hand them over even when no record came.
+        if let Some(rec) = server.hub.latency.borrow_mut().as_mut() {
+            rec.maybe_handoff(crate::clock::mono_ns());
         }
         if stopping {
             return;
@@ -377,18 +401,17 @@ async fn drain(server: Rc<Server>, feeds: Vec<Consumer<Envelope>>, stop: Arc<Ato
 }
 
 /// One record to its subscribers: serialized once, shared by all of them.
-fn broadcast_record(hub: &Hub, record: &Record) {
+fn broadcast_record(hub: &Hub, record: &Record, recv_ns: u64) {
     match record {
         Record::Signal(s) => {
             if hub.any_subscriber(Topic::Signals) {
                 let msg = encode(&SignalRecord::from(s));
-                hub.broadcast(
+                hub.broadcast_timed(
                     Topic::Signals,
-                    Some(s.symbol),
-                    Some(s.interval),
+                    (Some(s.symbol), Some(s.interval)),
                     &msg,
-                    None,
-                    None,
+                    (None, None),
+                    recv_ns,
                 );
             }
         }
@@ -401,13 +424,12 @@ fn broadcast_record(hub: &Hub, record: &Record) {
                 } else {
                     (Some(key), None)
                 };
-                hub.broadcast(
+                hub.broadcast_timed(
                     Topic::Candles,
-                    Some(c.symbol),
-                    Some(c.interval),
+                    (Some(c.symbol), Some(c.interval)),
                     &msg,
-                    key,
-                    supersedes,
+                    (key, supersedes),
+                    recv_ns,
                 );
             }
         }

@@ -85,11 +85,20 @@ where
             while !client.outbox.borrow().is_empty() {
                 match Pin::new(&mut ws).poll_ready(cx) {
                     Poll::Ready(Ok(())) => {
-                        let Some(msg) = client.outbox.borrow_mut().pop() else {
+                        let Some((msg, recv_ns)) = client.outbox.borrow_mut().pop_timed() else {
                             break;
                         };
                         if let Err(e) = Pin::new(&mut ws).start_send(msg) {
                             return Poll::Ready(Event::Failed(e));
+                        }
+                        if recv_ns != 0 {
+                            if let Some(rec) = server.hub.latency.borrow_mut().as_mut() {
+                                rec.record_span(
+                                    crate::latency::Stage::RecvToDashboardSend,
+                                    recv_ns,
+                                    crate::clock::mono_ns(),
+                                );
+                            }
                         }
                         stats.messages_sent.inc();
                         need_flush = true;

@@ -253,8 +253,8 @@ fn measure(
     std::thread::sleep(Duration::from_secs_f64(args.duration));
     let seconds = t0.elapsed().as_secs_f64();
     let m1 = messages(&engine);
-    // Let the collector merge the last interval before reading.
-    std::thread::sleep(crate::latency::COLLECT_INTERVAL + Duration::from_millis(200));
+    // Both snapshots lag the recorders by up to a hand-off plus a merge interval, by
+    // the same amount at a steady rate: the window is as long as the clients', shifted.
     let end = cumulative(&engine);
 
     let mut stages: Vec<(String, Histogram<u64>)> = Vec::new();
