@@ -70,6 +70,9 @@ pub const MIN_TOKEN_LEN: usize = 16;
 pub const MAX_TOKEN_LEN: usize = 256;
 /// Longest Redis channel prefix.
 pub const MAX_CHANNEL_PREFIX_LEN: usize = 64;
+/// Largest database spool: a bound well beyond any outage worth riding out in place
+/// (a day of 1000 symbols x 4 timeframes is under 1 GiB), below typical disk sizes.
+pub const MAX_SPOOL_BYTES: u64 = 1 << 40;
 
 /// The whole effective configuration. Its `Debug` output is the redacted TOML of
 /// `config print`, so logging a configuration never leaks the token or a password.
@@ -117,6 +120,44 @@ pub struct Config {
     pub feed: FeedConfig,
     /// Engine-wide settings (`[engine]`).
     pub engine: EngineConfig,
+    /// Database writer settings (`[database]`).
+    pub database: DatabaseConfig,
+}
+
+/// Database writer settings (used only with `DATABASE_URL`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatabaseConfig {
+    /// Apply the migrations when the engine starts (`alphapulse migrate` always does).
+    pub migrate_on_start: bool,
+    /// Directory of the on-disk spool that holds batches while the database is away.
+    pub spool_dir: PathBuf,
+    /// Bound of the spool; past it new batches are dropped, counted and logged.
+    pub spool_max_bytes: u64,
+    /// Also upsert in-progress candles (conflated per candle within each batch).
+    pub live_candles: bool,
+    /// TimescaleDB: compress chunks older than this many days; 0 disables compression.
+    pub compress_after_days: u32,
+    /// TimescaleDB: drop chunks older than this many days; 0 keeps everything.
+    pub retention_days: u32,
+    /// First delay before reconnecting to the database; doubles (with jitter).
+    pub retry_initial_ms: u64,
+    /// Cap of the reconnect delay.
+    pub retry_max_ms: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            migrate_on_start: true,
+            spool_dir: PathBuf::from("spool"),
+            spool_max_bytes: 1 << 30,
+            live_candles: false,
+            compress_after_days: 7,
+            retention_days: 0,
+            retry_initial_ms: 100,
+            retry_max_ms: 5_000,
+        }
+    }
 }
 
 /// Which Binance streams to subscribe to for every symbol.
@@ -278,6 +319,7 @@ impl Default for Config {
             redis_channel_prefix: DEFAULT_REDIS_CHANNEL_PREFIX.to_owned(),
             feed: FeedConfig::default(),
             engine: EngineConfig::default(),
+            database: DatabaseConfig::default(),
         }
     }
 }
@@ -460,6 +502,18 @@ impl Config {
                 ),
             });
         }
+        let db = &self.database;
+        if db.retry_initial_ms > db.retry_max_ms {
+            return Err(ConfigError::Invalid {
+                key: name(Field::DbRetryInitialMs).to_owned(),
+                value: db.retry_initial_ms.to_string(),
+                expected: format!(
+                    "expected at most {} ({})",
+                    name(Field::DbRetryMaxMs),
+                    db.retry_max_ms
+                ),
+            });
+        }
         if feed.rotate_before_s >= feed.max_connection_age_s {
             return Err(ConfigError::Invalid {
                 key: name(Field::RotateBeforeS).to_owned(),
@@ -597,7 +651,7 @@ fn apply_env(
 }
 
 /// The TOML tables, in print order; `""` is the top level.
-const TABLES: [&str; 4] = ["", "feed", "feed.streams", "engine"];
+const TABLES: [&str; 5] = ["", "feed", "feed.streams", "engine", "database"];
 
 fn table_parent(table: &str) -> Option<&str> {
     if table.is_empty() {
@@ -654,6 +708,14 @@ enum Field {
     RecentCandles,
     InstanceIndex,
     InstanceCount,
+    DbMigrateOnStart,
+    DbSpoolDir,
+    DbSpoolMaxBytes,
+    DbLiveCandles,
+    DbCompressAfterDays,
+    DbRetentionDays,
+    DbRetryInitialMs,
+    DbRetryMaxMs,
 }
 
 const WS_SCHEMES: &[&str] = &["ws", "wss"];
@@ -666,7 +728,7 @@ const DIFF_DEPTH_MS: &[u32] = &[100, 1000];
 const PARTIAL_DEPTH_LEVELS: &[u32] = &[5, 10, 20];
 
 impl Field {
-    const ALL: [Field; 40] = [
+    const ALL: [Field; 48] = [
         Field::DatabaseUrl,
         Field::RedisUrl,
         Field::WebsocketUpdateIntervalS,
@@ -707,6 +769,14 @@ impl Field {
         Field::RecentCandles,
         Field::InstanceIndex,
         Field::InstanceCount,
+        Field::DbMigrateOnStart,
+        Field::DbSpoolDir,
+        Field::DbSpoolMaxBytes,
+        Field::DbLiveCandles,
+        Field::DbCompressAfterDays,
+        Field::DbRetentionDays,
+        Field::DbRetryInitialMs,
+        Field::DbRetryMaxMs,
     ];
 
     /// The dotted TOML key.
@@ -752,6 +822,14 @@ impl Field {
             Field::RecentCandles => "engine.recent_candles",
             Field::InstanceIndex => "engine.instance_index",
             Field::InstanceCount => "engine.instance_count",
+            Field::DbMigrateOnStart => "database.migrate_on_start",
+            Field::DbSpoolDir => "database.spool_dir",
+            Field::DbSpoolMaxBytes => "database.spool_max_bytes",
+            Field::DbLiveCandles => "database.live_candles",
+            Field::DbCompressAfterDays => "database.compress_after_days",
+            Field::DbRetentionDays => "database.retention_days",
+            Field::DbRetryInitialMs => "database.retry_initial_ms",
+            Field::DbRetryMaxMs => "database.retry_max_ms",
         }
     }
 
@@ -779,6 +857,10 @@ impl Field {
             Field::PinCores => "ALPHAPULSE_PIN_CORES",
             Field::InstanceIndex => "INSTANCE_INDEX",
             Field::InstanceCount => "INSTANCE_COUNT",
+            Field::DbMigrateOnStart => "DATABASE_MIGRATE_ON_START",
+            Field::DbSpoolDir => "DATABASE_SPOOL_DIR",
+            Field::DbSpoolMaxBytes => "DATABASE_SPOOL_MAX_BYTES",
+            Field::DbLiveCandles => "DATABASE_LIVE_CANDLES",
             _ => return None,
         })
     }
@@ -853,7 +935,9 @@ impl Field {
             | Field::StreamTrade
             | Field::StreamAggTrade
             | Field::StreamBookTicker
-            | Field::PinCores => Rule::Flag,
+            | Field::PinCores
+            | Field::DbMigrateOnStart
+            | Field::DbLiveCandles => Rule::Flag,
             // Rotating more often than once a minute would spend the connection-attempt
             // budget (300 per 5 minutes) on rotations alone.
             Field::MaxConnectionAgeS => seconds(60.0, BINANCE_MAX_CONNECTION_AGE_S),
@@ -870,6 +954,13 @@ impl Field {
             Field::RecentCandles => count(1, MAX_RECENT_CANDLES),
             Field::InstanceIndex => count(0, MAX_INSTANCES - 1),
             Field::InstanceCount => count(1, MAX_INSTANCES),
+            Field::DbSpoolDir => Rule::Path,
+            // One spooled batch must fit: 1 MiB holds thousands of rows.
+            Field::DbSpoolMaxBytes => count(1 << 20, MAX_SPOOL_BYTES),
+            // Ten years: longer horizons are not a policy but an archive.
+            Field::DbCompressAfterDays | Field::DbRetentionDays => count(0, 3650),
+            Field::DbRetryInitialMs => count(1, 60_000),
+            Field::DbRetryMaxMs => count(1, 600_000),
         }
     }
 
@@ -923,6 +1014,14 @@ impl Field {
             Field::RecentCandles => count(e.recent_candles),
             Field::InstanceIndex => Setting::Count(u64::from(e.instance_index)),
             Field::InstanceCount => Setting::Count(u64::from(e.instance_count)),
+            Field::DbMigrateOnStart => Setting::Flag(c.database.migrate_on_start),
+            Field::DbSpoolDir => Setting::Text(Some(c.database.spool_dir.display().to_string())),
+            Field::DbSpoolMaxBytes => Setting::Count(c.database.spool_max_bytes),
+            Field::DbLiveCandles => Setting::Flag(c.database.live_candles),
+            Field::DbCompressAfterDays => Setting::Count(u64::from(c.database.compress_after_days)),
+            Field::DbRetentionDays => Setting::Count(u64::from(c.database.retention_days)),
+            Field::DbRetryInitialMs => Setting::Count(c.database.retry_initial_ms),
+            Field::DbRetryMaxMs => Setting::Count(c.database.retry_max_ms),
         }
     }
 
@@ -950,7 +1049,7 @@ impl Field {
         let u32_of = |raw: Raw<'_>| -> Result<u32, Why> {
             u32::try_from(raw.count()?).map_err(|_| Why::Type)
         };
-        let (f, e) = (&mut c.feed, &mut c.engine);
+        let (f, e, d) = (&mut c.feed, &mut c.engine, &mut c.database);
         let result = match self {
             Field::DatabaseUrl => raw.opt_text().map(|v| c.database_url = v),
             Field::RedisUrl => raw.opt_text().map(|v| c.redis_url = v),
@@ -1002,6 +1101,14 @@ impl Field {
             Field::RecentCandles => usize_of(raw).map(|v| e.recent_candles = v),
             Field::InstanceIndex => u32_of(raw).map(|v| e.instance_index = v),
             Field::InstanceCount => u32_of(raw).map(|v| e.instance_count = v),
+            Field::DbMigrateOnStart => raw.flag().map(|v| d.migrate_on_start = v),
+            Field::DbSpoolDir => raw.text().map(|v| d.spool_dir = PathBuf::from(v)),
+            Field::DbSpoolMaxBytes => raw.count().map(|v| d.spool_max_bytes = v),
+            Field::DbLiveCandles => raw.flag().map(|v| d.live_candles = v),
+            Field::DbCompressAfterDays => u32_of(raw).map(|v| d.compress_after_days = v),
+            Field::DbRetentionDays => u32_of(raw).map(|v| d.retention_days = v),
+            Field::DbRetryInitialMs => raw.count().map(|v| d.retry_initial_ms = v),
+            Field::DbRetryMaxMs => raw.count().map(|v| d.retry_max_ms = v),
         };
         result.map_err(fail)
     }

@@ -47,6 +47,8 @@ pub enum EngineError {
     },
     #[error("{0}")]
     Feed(#[from] feed::FeedError),
+    #[error("{0}")]
+    Database(#[from] crate::sinks::db::DbError),
 }
 
 /// How long a stopping shard waits for the sink to take its last records.
@@ -140,7 +142,21 @@ impl Engine {
             },
             status: None,
         }];
-        roles.extend(sink_roles(config, layout));
+        roles.extend(sink_roles(config, layout)?);
+        // The query worker shares the writer core: both are control-plane database work.
+        let queries = match &config.database_url {
+            Some(url) => Some(
+                crate::sinks::db::query::QueryClient::spawn(
+                    url.clone(),
+                    layout.writer_core.filter(|_| layout.pinned),
+                )
+                .map_err(|source| EngineError::Thread {
+                    role: "db-query",
+                    source,
+                })?,
+            ),
+            None => None,
+        };
 
         let mut views = Vec::new();
         let mut consumers: Vec<Vec<Consumer<Envelope>>> =
@@ -260,9 +276,14 @@ impl Engine {
             shards: views,
             store,
             timeframes: config.timeframes.clone(),
-            database_state: "memory",
+            database_state: if queries.is_some() {
+                "postgres"
+            } else {
+                "memory"
+            },
             redis_state: "off",
             sink_status,
+            queries,
         });
 
         let (addr_tx, addr_rx) = mpsc::channel();
@@ -356,8 +377,12 @@ impl Drop for Engine {
 
 /// The sink roles the configuration asks for, besides the memory store (which always
 /// runs: it answers the API without a database and keeps the dashboard's recent view).
-fn sink_roles(_config: &Config, _layout: &Layout) -> Vec<SinkRole> {
-    Vec::new()
+fn sink_roles(config: &Config, layout: &Layout) -> Result<Vec<SinkRole>, EngineError> {
+    let mut roles = Vec::new();
+    if let Some(role) = crate::sinks::db::writer_role(config, layout)? {
+        roles.push(role);
+    }
+    Ok(roles)
 }
 
 /// Set by SIGINT/SIGTERM.
@@ -387,7 +412,11 @@ pub fn log_sink_modes(config: &Config) {
     if config.database_url.is_none() {
         tracing::info!("no DATABASE_URL: keeping recent candles in memory");
     } else {
-        tracing::warn!("DATABASE_URL is set, but the database writer is not built yet: keeping recent candles in memory");
+        tracing::info!(
+            spool_dir = %config.database.spool_dir.display(),
+            live_candles = config.database.live_candles,
+            "DATABASE_URL is set: writing candles and signals to the database"
+        );
     }
     if config.redis_url.is_none() {
         tracing::info!("no REDIS_URL: publishing nowhere");

@@ -53,6 +53,11 @@ pub trait SinkStatus: Send + Sync {
     /// The key under `sinks`, e.g. "database", "spool", "redis".
     fn name(&self) -> &'static str;
     fn status(&self) -> Value;
+    /// Every section the role fills; a role with more than one (the database writer
+    /// fills `database` and `spool`) overrides this.
+    fn sections(&self) -> Vec<(&'static str, Value)> {
+        vec![(self.name(), self.status())]
+    }
 }
 
 /// Everything `/api/status` reports.
@@ -66,6 +71,9 @@ pub struct StatusContext {
     pub redis_state: &'static str,
     /// Sections of the sink roles that run; each replaces the placeholder of its name.
     pub sink_status: Vec<Arc<dyn SinkStatus>>,
+    /// The database query worker, when `DATABASE_URL` is set: it answers the list
+    /// reads instead of the in-memory store.
+    pub queries: Option<crate::sinks::db::query::QueryClient>,
 }
 
 impl StatusContext {
@@ -143,7 +151,9 @@ impl StatusContext {
             "memory": { "closed_candles": store.closed_total, "signals": store.signals_total },
         });
         for s in &self.sink_status {
-            sinks[s.name()] = s.status();
+            for (name, section) in s.sections() {
+                sinks[name] = section;
+            }
         }
         sinks
     }
@@ -152,6 +162,9 @@ impl StatusContext {
     /// database query worker answers instead when one runs. Async so that a worker on
     /// another thread is awaited without blocking the dashboard's executor.
     pub async fn list_candles(&self, q: ListQuery) -> Result<Vec<CandleRecord>, ListError> {
+        if let Some(db) = &self.queries {
+            return db.candles(q).await;
+        }
         let store = self.store.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = store.closed(q.symbol, q.interval, 1000.max(q.limit));
         out.retain(|c| in_range(c.open_time_ms, &q));
@@ -161,6 +174,9 @@ impl StatusContext {
 
     /// Signals newest first, for the API; see [`StatusContext::list_candles`].
     pub async fn list_signals(&self, q: ListQuery) -> Result<Vec<SignalRecord>, ListError> {
+        if let Some(db) = &self.queries {
+            return db.signals(q).await;
+        }
         let store = self.store.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = store.signals(q.symbol, q.interval, 1000.max(q.limit));
         out.retain(|x| in_range(x.timestamp_ms, &q));

@@ -1,3 +1,4 @@
 //! The `alphapulse bench` commands: measurements printed as JSON.
+pub mod db;
 pub mod ingest;
 pub mod parse;
