@@ -157,8 +157,8 @@ fn dispatch(cli: Cli, env: Result<HashMap<String, String>, ConfigError>) -> Resu
                         .into(),
                 ));
             };
-            let report = crate::sinks::db::migrate_now(&settings)
-                .map_err(|e| Failure::Runtime(e.into()))?;
+            let report =
+                crate::sinks::db::migrate_now(&settings).map_err(|e| Failure::Runtime(e.into()))?;
             if report.applied.is_empty() {
                 println!("database schema is current");
             } else {

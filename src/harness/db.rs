@@ -61,7 +61,10 @@ pub fn run(args: DbBenchArgs, config: Config) -> anyhow::Result<()> {
         admin.batch_execute(&format!("DROP DATABASE IF EXISTS {scratch}"))?;
     }
     let report = result?;
-    println!("{}", serde_json::to_string_pretty(&json!({ "db": report }))?);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&json!({ "db": report }))?
+    );
     Ok(())
 }
 
@@ -92,8 +95,8 @@ fn scratch_url(url: &str, db: &str) -> anyhow::Result<String> {
 fn measure(args: &DbBenchArgs, url: &str, config: &Config) -> anyhow::Result<serde_json::Value> {
     let mut config = config.clone();
     config.database_url = Some(url.to_owned());
-    let settings = DbSettings::from_config(&config)
-        .ok_or_else(|| anyhow::anyhow!("no database URL"))?;
+    let settings =
+        DbSettings::from_config(&config).ok_or_else(|| anyhow::anyhow!("no database URL"))?;
     let mut client = copy::connect(url, CONNECT_TIMEOUT)?;
     schema::migrate(&mut client, &settings)?;
     let mut conn = WriteConn::new(client)?;
@@ -263,7 +266,10 @@ mod tests {
             scratch_url("postgres://u:p@h:5/app?sslmode=disable", "x").unwrap(),
             "postgres://u:p@h:5/x?sslmode=disable"
         );
-        assert_eq!(scratch_url("postgres://h:5", "x").unwrap(), "postgres://h:5/x");
+        assert_eq!(
+            scratch_url("postgres://h:5", "x").unwrap(),
+            "postgres://h:5/x"
+        );
         assert_eq!(
             scratch_url("host=h port=5", "x").unwrap(),
             "host=h port=5 dbname=x"

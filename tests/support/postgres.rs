@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -34,6 +35,34 @@ fn server_bin() -> PathBuf {
     versions.pop().expect("a PostgreSQL version with initdb").1
 }
 
+/// PostgreSQL refuses to run as root. Under root (containers, CI) the server runs as
+/// the `postgres` system user (or `nobody`), which then owns the temporary directory.
+fn server_user() -> Option<(u32, u32)> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return None;
+    }
+    for name in [c"postgres", c"nobody"] {
+        // SAFETY: a NUL-terminated name; the result is read at once, before any other
+        // getpw* call on this thread could reuse its storage.
+        let pw = unsafe { libc::getpwnam(name.as_ptr()) };
+        if !pw.is_null() {
+            // SAFETY: non-null, as checked.
+            let pw = unsafe { &*pw };
+            return Some((pw.pw_uid, pw.pw_gid));
+        }
+    }
+    panic!("running as root and neither a postgres nor a nobody user exists")
+}
+
+fn command(bin: &Path, name: &str) -> Command {
+    let mut c = Command::new(bin.join(name));
+    if let Some((uid, gid)) = server_user() {
+        c.uid(uid).gid(gid);
+    }
+    c
+}
+
 fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     l.local_addr().expect("local addr").port()
@@ -47,8 +76,11 @@ impl Postgres {
         let dir = std::env::temp_dir().join(format!("alphapulse-pg-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("temp dir");
+        if let Some((uid, gid)) = server_user() {
+            std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).expect("chown temp dir");
+        }
         let bin = server_bin();
-        let out = Command::new(bin.join("initdb"))
+        let out = command(&bin, "initdb")
             .args(["-D"])
             .arg(dir.join("data"))
             .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])
@@ -80,14 +112,17 @@ impl Postgres {
     /// Starts the server (again) on the same port and data directory; waits until it
     /// accepts connections.
     pub fn start(&mut self) {
-        // Small shared memory and no fsync: a test server, fast to start and stop.
+        // Small shared memory and no fsync: a test server, fast to start and stop. An
+        // immediate stop kills the processes but not the host, so the page cache keeps
+        // what was written; `synchronous_commit` stays on, or the server itself would
+        // forget commits it acknowledged just before the stop.
         let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off \
              -c full_page_writes=off -c shared_buffers=32MB -c max_connections=20",
             self.port,
             self.dir.display()
         );
-        let status = Command::new(self.bin.join("pg_ctl"))
+        let status = command(&self.bin, "pg_ctl")
             .arg("-D")
             .arg(self.dir.join("data"))
             .arg("-l")
@@ -115,7 +150,7 @@ impl Postgres {
         if !self.running {
             return;
         }
-        let _ = Command::new(self.bin.join("pg_ctl"))
+        let _ = command(&self.bin, "pg_ctl")
             .arg("-D")
             .arg(self.dir.join("data"))
             .args(["-m", mode, "-w", "-t", "30", "stop"])

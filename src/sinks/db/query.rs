@@ -27,8 +27,14 @@ pub const QUERY_QUEUE: usize = 64;
 const STATEMENT_TIMEOUT_MS: u64 = 5_000;
 
 enum Request {
-    Candles(ListQuery, oneshot::Sender<Result<Vec<CandleRecord>, ListError>>),
-    Signals(ListQuery, oneshot::Sender<Result<Vec<SignalRecord>, ListError>>),
+    Candles(
+        ListQuery,
+        oneshot::Sender<Result<Vec<CandleRecord>, ListError>>,
+    ),
+    Signals(
+        ListQuery,
+        oneshot::Sender<Result<Vec<SignalRecord>, ListError>>,
+    ),
 }
 
 /// The dashboard's handle on the worker; cheap to clone. The worker stops when the

@@ -70,7 +70,11 @@ impl Writer {
         }
         stats.spool_max_bytes.set(settings.spool_max_bytes);
         stats.batch_target.set(settings.batch_size as u64);
-        let backoff = Backoff::new(settings.retry_initial, settings.retry_max, STABLE_CONNECTION);
+        let backoff = Backoff::new(
+            settings.retry_initial,
+            settings.retry_max,
+            STABLE_CONNECTION,
+        );
         let w = Writer {
             settings,
             stats,
