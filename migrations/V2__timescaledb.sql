@@ -15,10 +15,12 @@ BEGIN
         CREATE EXTENSION IF NOT EXISTS timescaledb;
         PERFORM create_hypertable('candles', 'open_time',
             chunk_time_interval => INTERVAL '7 days',
-            if_not_exists => TRUE, migrate_data => TRUE);
+            if_not_exists => TRUE, migrate_data => TRUE,
+            create_default_indexes => FALSE);
         PERFORM create_hypertable('signals', 'timestamp',
             chunk_time_interval => INTERVAL '30 days',
-            if_not_exists => TRUE, migrate_data => TRUE);
+            if_not_exists => TRUE, migrate_data => TRUE,
+            create_default_indexes => FALSE);
         EXECUTE 'ALTER TABLE candles SET (timescaledb.compress, '
              || 'timescaledb.compress_segmentby = ''symbol, timeframe'', '
              || 'timescaledb.compress_orderby = ''open_time DESC'')';
