@@ -42,39 +42,8 @@ const CANDLE_TYPES: [Type; 15] = [
     Type::TIMESTAMPTZ,
 ];
 
-/// The fast path, step 1: stored rows the staged ones supersede are updated in place.
-const UPDATE_SUPERSEDED: &str = "
-UPDATE candles AS c SET
-    close_time = s.close_time, open = s.open, high = s.high, low = s.low, close = s.close,
-    volume = s.volume, quote_volume = s.quote_volume, taker_buy_base = s.taker_buy_base,
-    taker_buy_quote = s.taker_buy_quote, trades = s.trades, closed = s.closed,
-    event_time = s.event_time
-FROM candles_stage AS s
-WHERE c.symbol = s.symbol AND c.timeframe = s.timeframe AND c.open_time = s.open_time
-  AND (s.closed, s.event_time) > (c.closed, c.event_time)";
-
-/// The fast path, step 2: keys not stored yet are inserted plainly, without the
-/// speculative insertion `ON CONFLICT` pays per row (measured here at ~1.7x the cost).
-const INSERT_NEW: &str = "
-INSERT INTO candles (symbol, timeframe, open_time, close_time, open, high, low, close,
-    volume, quote_volume, taker_buy_base, taker_buy_quote, trades, closed, event_time)
-SELECT symbol, timeframe, open_time, close_time, open, high, low, close,
-    volume, quote_volume, taker_buy_base, taker_buy_quote, trades, closed, event_time
-FROM candles_stage AS s
-WHERE NOT EXISTS (SELECT 1 FROM candles AS c
-    WHERE c.symbol = s.symbol AND c.timeframe = s.timeframe AND c.open_time = s.open_time)";
-
-/// Both fast-path joins must probe the primary key row by row: a hash or merge join
-/// would read the whole `candles` table for every batch once it is large.
-const INDEX_PROBES_ONLY: &str = "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off";
-
-/// SQLSTATE unique_violation: another writer inserted one of our keys between the fast
-/// path's two steps.
-const UNIQUE_VIOLATION: &str = "23505";
-
-/// The safe path, used when the fast path met a concurrent writer: the conflict rule
-/// of the module doc as one `INSERT … ON CONFLICT`: the stored row changes only when
-/// the incoming one supersedes it.
+/// The conflict rule of the module doc, as SQL: the stored row changes only when the
+/// incoming one supersedes it.
 const UPSERT_CANDLES: &str = "
 INSERT INTO candles AS c (symbol, timeframe, open_time, close_time, open, high, low, close,
     volume, quote_volume, taker_buy_base, taker_buy_quote, trades, closed, event_time)
@@ -173,7 +142,7 @@ impl WriteConn {
                 w.write(&row)?;
             }
             w.finish()?;
-            done.candles = upsert_candles(&mut tx)?;
+            done.candles = tx.execute(UPSERT_CANDLES, &[])?;
         }
         if !batch.signals.is_empty() {
             let sink = tx.copy_in(&format!(
@@ -205,26 +174,5 @@ impl WriteConn {
         }
         tx.commit()?;
         Ok(done)
-    }
-}
-
-/// Moves the staged candles into `candles` (see [`UPDATE_SUPERSEDED`] and
-/// [`INSERT_NEW`]), falling back to [`UPSERT_CANDLES`] if another writer raced us.
-/// Returns the rows inserted or updated.
-fn upsert_candles(tx: &mut postgres::Transaction<'_>) -> Result<u64, DbError> {
-    let fast = (|| {
-        let mut sp = tx.transaction()?;
-        sp.batch_execute(INDEX_PROBES_ONLY)?;
-        let updated = sp.execute(UPDATE_SUPERSEDED, &[])?;
-        let inserted = sp.execute(INSERT_NEW, &[])?;
-        sp.commit()?;
-        Ok::<u64, postgres::Error>(updated + inserted)
-    })();
-    match fast {
-        Ok(n) => Ok(n),
-        Err(e) if e.code().is_some_and(|c| c.code() == UNIQUE_VIOLATION) => {
-            Ok(tx.execute(UPSERT_CANDLES, &[])?)
-        }
-        Err(e) => Err(e.into()),
     }
 }
