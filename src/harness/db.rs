@@ -2,12 +2,18 @@
 //! multi-row `INSERT … ON CONFLICT` baseline in the same run.
 //!
 //! Connects to `--url` (or `DATABASE_URL`), creates a scratch database next to the one
-//! named there, applies the migrations to it, and writes synthetic closed candles:
+//! named there, applies the migrations to it, and writes synthetic closed candles with
+//! new keys, in `--rounds` alternating rounds (so a change in machine load between the
+//! two does not masquerade as a speed difference):
 //! 1. through the writer's real path (in-batch merge, binary COPY into the staging
-//!    table, one upsert per batch), into an empty table, then the same candles again
-//!    with later event times (every row updated);
+//!    table, one upsert per batch);
 //! 2. through the baseline: multi-row `INSERT … VALUES … ON CONFLICT DO UPDATE`
-//!    statements of `--insert-rows` rows each, into the emptied table.
+//!    statements of `--insert-rows` rows each (same conflict rule), one transaction
+//!    each, as a client without COPY would write.
+//!
+//! Both write into the same table (disjoint symbols), so index depth grows alike.
+//! Finally the writer's candles are written again with later event times: every row
+//! updated (`update_rows_per_s`).
 //!
 //! The scratch database is dropped at the end. Prints one JSON object.
 
@@ -39,6 +45,9 @@ pub struct DbBenchArgs {
     /// Rows per baseline INSERT statement.
     #[arg(long, default_value_t = 1000)]
     pub insert_rows: usize,
+    /// Alternating writer/baseline rounds the rows are split into.
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
     /// Keep the scratch database afterwards.
     #[arg(long)]
     pub keep: bool,
@@ -101,11 +110,24 @@ fn measure(args: &DbBenchArgs, url: &str, config: &Config) -> anyhow::Result<ser
     schema::migrate(&mut client, &settings)?;
     let mut conn = WriteConn::new(client)?;
 
-    let candles = synthetic(args.rows, 0);
-    let t = Instant::now();
-    write_all(&mut conn, &candles, args.batch_rows)?;
-    let insert_s = t.elapsed().as_secs_f64();
-    let updated = synthetic(args.rows, 1);
+    let rounds = args.rounds.max(1);
+    let (mut writer_s, mut baseline_s) = (0.0, 0.0);
+    for round in 0..rounds {
+        let (from, to) = (args.rows * round / rounds, args.rows * (round + 1) / rounds);
+        let candles = synthetic('B', from, to - from, 0);
+        let t = Instant::now();
+        write_all(&mut conn, &candles, args.batch_rows)?;
+        writer_s += t.elapsed().as_secs_f64();
+        let (from, to) = (
+            args.baseline_rows * round / rounds,
+            args.baseline_rows * (round + 1) / rounds,
+        );
+        let base = synthetic('Z', from, to - from, 0);
+        let t = Instant::now();
+        baseline(conn.client(), &base, args.insert_rows.max(1))?;
+        baseline_s += t.elapsed().as_secs_f64();
+    }
+    let updated = synthetic('B', 0, args.rows, 1);
     let t = Instant::now();
     write_all(&mut conn, &updated, args.batch_rows)?;
     let update_s = t.elapsed().as_secs_f64();
@@ -113,19 +135,17 @@ fn measure(args: &DbBenchArgs, url: &str, config: &Config) -> anyhow::Result<ser
         .client()
         .query_one("SELECT count(*) FROM candles", &[])?
         .get(0);
-    anyhow::ensure!(stored as usize == args.rows, "writer stored {stored} rows");
+    anyhow::ensure!(
+        stored as usize == args.rows + args.baseline_rows,
+        "stored {stored} rows"
+    );
 
-    conn.client().batch_execute("TRUNCATE candles")?;
-    let base = synthetic(args.baseline_rows, 0);
-    let t = Instant::now();
-    baseline(conn.client(), &base, args.insert_rows.max(1))?;
-    let baseline_s = t.elapsed().as_secs_f64();
-
-    let rows_per_s = args.rows as f64 / insert_s;
+    let rows_per_s = args.rows as f64 / writer_s;
     let baseline_rows_per_s = args.baseline_rows as f64 / baseline_s;
     Ok(json!({
         "rows": args.rows,
         "batch_rows": args.batch_rows,
+        "rounds": rounds,
         "rows_per_s": rows_per_s.round(),
         "update_rows_per_s": (args.rows as f64 / update_s).round(),
         "baseline": {
@@ -222,14 +242,15 @@ fn baseline(
     Ok(())
 }
 
-/// `n` distinct closed 1m candles over [`BENCH_SYMBOLS`] symbols, with realistic
-/// 8-decimal prices; `version` shifts the event times (a later version supersedes).
-pub fn synthetic(n: usize, version: i64) -> Vec<Candle> {
+/// Candles `first..first + n` of a series of distinct closed 1m candles over
+/// [`BENCH_SYMBOLS`] symbols named `{prefix}000USDT`…, with realistic 8-decimal prices;
+/// `version` shifts the event times (a later version supersedes).
+pub fn synthetic(prefix: char, first: usize, n: usize, version: i64) -> Vec<Candle> {
     let symbols: Vec<Symbol> = (0..BENCH_SYMBOLS)
-        .filter_map(|i| Symbol::new(&format!("B{i:03}USDT")).ok())
+        .filter_map(|i| Symbol::new(&format!("{prefix}{i:03}USDT")).ok())
         .collect();
     let start_ms = 1_700_000_000_000 / 60_000 * 60_000;
-    (0..n)
+    (first..first + n)
         .map(|i| {
             let open_time_ms = start_ms + (i / BENCH_SYMBOLS) as i64 * 60_000;
             let price = Decimal::new(4_325_112_000_000 + (i as i64 % 9973) * 1_000_000, 8);
