@@ -57,6 +57,9 @@ const SHUTDOWN_HANDOVER: Duration = Duration::from_secs(10);
 /// How often the shard flushes records waiting for ring space when its sockets are quiet.
 const FLUSH_EVERY: Duration = Duration::from_millis(2);
 
+/// A sink role's body (see [`SinkRole::run`]).
+pub type SinkRun = Box<dyn FnOnce(Vec<Consumer<Envelope>>, Arc<AtomicBool>) + Send>;
+
 /// A role that drains one ring from every shard.
 pub struct SinkRole {
     /// Names the role's thread and its rings (`shard{i}->{name}`).
@@ -65,7 +68,7 @@ pub struct SinkRole {
     pub core: Option<usize>,
     /// The role's body: drains the rings until the stop flag is set and the rings are
     /// empty. The flag is set only after every shard has handed its records over.
-    pub run: Box<dyn FnOnce(Vec<Consumer<Envelope>>, Arc<AtomicBool>) + Send>,
+    pub run: SinkRun,
     /// Its section of `/api/status`, if it has one.
     pub status: Option<Arc<dyn SinkStatus>>,
 }

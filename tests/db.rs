@@ -301,6 +301,9 @@ fn replays_out_of_order_updates_and_duplicate_keys_keep_the_newest_rows_once() {
     assert_eq!(rows, 5);
 }
 
+/// Open time, open, high, low, close, volume, trades, closed: what is compared.
+type KlineRow = (i64, String, String, String, String, String, i64, bool);
+
 /// The simulator's closed 1m klines of `symbol` in `[from_ms, to_ms]`, from REST.
 fn sim_klines(sim_rest: &str, symbol: &str, from_ms: i64, to_ms: i64) -> Vec<serde_json::Value> {
     let url = format!(
@@ -335,7 +338,7 @@ fn assert_matches_simulator(
             &[&symbol, &(from_ms as f64), &(to_ms as f64)],
         )
         .unwrap();
-    let got: Vec<(i64, String, String, String, String, String, i64, bool)> = rows
+    let got: Vec<KlineRow> = rows
         .iter()
         .map(|r| {
             (
@@ -350,7 +353,7 @@ fn assert_matches_simulator(
             )
         })
         .collect();
-    let want: Vec<(i64, String, String, String, String, String, i64, bool)> = expected
+    let want: Vec<KlineRow> = expected
         .iter()
         .filter(|k| k[0].as_i64().unwrap() <= to_ms)
         .map(|k| {

@@ -180,7 +180,7 @@ impl Writer {
                 }
             }
         }
-        self.to_spool(batch);
+        self.spool_batch(batch);
     }
 
     fn committed(&mut self, rows: u64, done: Committed) {
@@ -204,7 +204,7 @@ impl Writer {
         tracing::error!(rows, error = %e, "database rejected a batch; dropped");
     }
 
-    fn to_spool(&mut self, batch: &Batch) {
+    fn spool_batch(&mut self, batch: &Batch) {
         let rows = batch.rows() as u64;
         match self.spool.append(batch) {
             Ok(Append::Stored) => {
