@@ -1971,8 +1971,10 @@ mod tests {
         assert!(e.starts_with("unknown key feed.streams.depth in"), "{e}");
         let e = err_toml("[engine]\ncores = 4\n");
         assert!(e.starts_with("unknown key engine.cores in"), "{e}");
+        // The URL is a top-level key (DATABASE_URL); [database] holds the writer's.
         let e = err_toml("[database]\nurl = \"x\"\n");
-        assert!(e.starts_with("unknown key database in"), "{e}");
+        assert!(e.starts_with("unknown key database.url in"), "{e}");
+        assert!(e.contains("spool_dir"), "{e}");
         let e = err_toml("feed = 3\n");
         assert_eq!(e, "feed=3: expected a table ([feed])");
     }
@@ -2105,7 +2107,44 @@ mod tests {
                 "{field:?}"
             );
         }
-        assert_eq!(env_names.len(), 21);
+        assert_eq!(env_names.len(), 25);
+    }
+
+    #[test]
+    fn database_writer_settings_load_from_toml_and_environment() {
+        let env: HashMap<String, String> = [
+            ("DATABASE_SPOOL_DIR", "/var/lib/alphapulse/spool"),
+            ("DATABASE_LIVE_CANDLES", "true"),
+            ("DATABASE_MIGRATE_ON_START", "false"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let c = load(None, &env).unwrap();
+        assert_eq!(
+            c.database.spool_dir,
+            PathBuf::from("/var/lib/alphapulse/spool")
+        );
+        assert!(c.database.live_candles && !c.database.migrate_on_start);
+        let c =
+            Config::from_toml_str("[database]\nretention_days = 90\nspool_max_bytes = 2097152\n")
+                .unwrap();
+        assert_eq!(
+            (c.database.retention_days, c.database.spool_max_bytes),
+            (90, 2 << 20)
+        );
+        let e = Config::from_toml_str("[database]\nspool_max_bytes = 10\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("database.spool_max_bytes=10: expected"),
+            "{e}"
+        );
+        let e = Config::from_toml_str("[database]\nretry_initial_ms = 900\nretry_max_ms = 100\n")
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "database.retry_initial_ms=900: expected at most database.retry_max_ms (100)"
+        );
     }
 
     #[test]
