@@ -597,3 +597,30 @@ fn a_killed_engine_replays_its_spool_at_the_next_start() {
     );
     let _ = std::fs::remove_dir_all(&spool);
 }
+
+#[test]
+fn migrate_command_applies_once_and_names_a_missing_url() {
+    let pg = Postgres::start_new();
+    let migrate = |url: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_alphapulse"));
+        c.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("ALPHAPULSE_LOG", "warn")
+            .current_dir(std::env::temp_dir())
+            .arg("migrate");
+        if let Some(url) = url {
+            c.env("DATABASE_URL", url);
+        }
+        c.output().expect("run alphapulse migrate")
+    };
+    let first = migrate(Some(&pg.url()));
+    let out = String::from_utf8_lossy(&first.stdout);
+    assert!(first.status.success(), "{out}");
+    assert!(out.contains("applied V1__candles_and_signals"), "{out}");
+    assert!(out.contains("timescaledb: off"), "{out}");
+    let again = migrate(Some(&pg.url()));
+    assert!(String::from_utf8_lossy(&again.stdout).contains("database schema is current"));
+    let missing = migrate(None);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("DATABASE_URL is not set"));
+}
