@@ -19,7 +19,8 @@
 //! - [`harness`]: the `alphapulse bench` commands.
 //! - [`cli`]: the `alphapulse` command line (argument parsing and dispatch).
 //! - [`record`]: the JSON records served on the API.
-//! - [`sinks`]: the roles that drain the rings (the memory sink today).
+//! - [`sinks`]: the roles that drain the rings: the memory store, the database writer
+//!   and its query worker.
 //! - [`metrics`]: counters each role publishes; [`clock`]: time sources.
 
 pub mod alloc;

@@ -82,6 +82,11 @@ pub struct Committed {
     pub signals: u64,
 }
 
+/// How long sent data may stay unacknowledged by the server before the connection
+/// counts as lost (`tcp_user_timeout`): long enough for a busy server's pauses, short
+/// enough that the writer turns to the spool while the rings still have room.
+const UNACKNOWLEDGED_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// A connection ready to take batches.
 pub struct WriteConn {
     client: Client,
@@ -93,6 +98,12 @@ pub fn connect(url: &str, connect_timeout: std::time::Duration) -> Result<Client
     let mut config: postgres::Config = url.parse().map_err(DbError::Postgres)?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(connect_timeout);
+    }
+    // A server that vanishes without closing the connection (host down, network cut)
+    // would otherwise hold a write for the kernel's default of ~15 minutes while the
+    // rings fill: unacknowledged data fails the write after this instead.
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(UNACKNOWLEDGED_WRITE_TIMEOUT);
     }
     if config.get_application_name().is_none() {
         config.application_name("alphapulse");
