@@ -70,6 +70,8 @@ struct Loaded {
     seq: u64,
     data: Vec<u8>,
     pos: usize,
+    /// Bytes and rows of the record at `pos`, once [`Spool::front`] has read it.
+    front: Option<(usize, u64)>,
 }
 
 pub struct Spool {
@@ -242,13 +244,17 @@ impl Spool {
                     seq: seg.seq,
                     data,
                     pos: 0,
+                    front: None,
                 });
             }
             let Some(loaded) = self.loaded.as_mut() else {
                 return Ok(None);
             };
             match read_record(&loaded.data[loaded.pos..]) {
-                Record::Batch(batch, _) => return Ok(Some(batch)),
+                Record::Batch(batch, len) => {
+                    loaded.front = Some((len, batch.rows() as u64));
+                    return Ok(Some(batch));
+                }
                 Record::End => self.drop_front_segment(),
                 Record::Damaged => {
                     self.corrupt_records += 1;
@@ -268,9 +274,8 @@ impl Spool {
         let Some(loaded) = self.loaded.as_mut() else {
             return;
         };
-        if let Record::Batch(batch, len) = read_record(&loaded.data[loaded.pos..]) {
+        if let Some((len, rows)) = loaded.front.take() {
             loaded.pos += len;
-            let rows = batch.rows() as u64;
             self.rows = self.rows.saturating_sub(rows);
             if let Some(seg) = self.segments.front_mut() {
                 seg.rows = seg.rows.saturating_sub(rows);
