@@ -624,3 +624,113 @@ fn migrate_command_applies_once_and_names_a_missing_url() {
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("DATABASE_URL is not set"));
 }
+
+fn envelope(record: alphapulse::shard::Record) -> alphapulse::shard::Envelope {
+    alphapulse::shard::Envelope {
+        shard: 0,
+        recv_ns: 0,
+        parsed_ns: 0,
+        record,
+    }
+}
+
+#[test]
+fn the_writer_loop_drains_rings_and_conflates_live_candles_when_asked() {
+    use alphapulse::shard::Record;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let pg = Postgres::start_new();
+    let spool = temp_spool("loop");
+    let mut s = settings(&pg);
+    s.spool_dir = spool.clone();
+    s.live_candles = true;
+    s.batch_timeout = Duration::from_millis(20);
+    let stats = Arc::new(alphapulse::sinks::db::DbStats::default());
+    let writer = alphapulse::sinks::db::writer::Writer::new(
+        s.clone(),
+        alphapulse::sinks::db::spool::Spool::open(&spool, s.spool_max_bytes).unwrap(),
+        stats.clone(),
+        false,
+    );
+    let (tx, rx) = alphapulse::ring::ring("test->database", 4096);
+    let stop = Arc::new(AtomicBool::new(false));
+    let thread = {
+        let stop = stop.clone();
+        std::thread::spawn(move || writer.run(vec![rx], stop))
+    };
+    // 200 live updates of one candle, then 2000 closed candles of other minutes.
+    for i in 0..200 {
+        let c = candle(T0, T0 * 1000 + i, false, &format!("{i}.5"));
+        tx.push(envelope(Record::LiveCandle(c))).unwrap();
+    }
+    for i in 1..=2000 {
+        let open = T0 + i * 60_000;
+        let c = candle(open, open * 1000 + 59_000_000, true, "7.0");
+        while tx.push(envelope(Record::ClosedCandle(c))).is_err() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    let mut c = pg.client();
+    let rows = |c: &mut postgres::Client| -> i64 {
+        c.query_one("SELECT count(*) FROM candles", &[])
+            .map(|r| r.get(0))
+            .unwrap_or(0)
+    };
+    assert!(support::wait_until(Duration::from_secs(20), || rows(
+        &mut c
+    ) == 2001));
+    stop.store(true, Ordering::Relaxed);
+    thread.join().unwrap();
+    let live: (String, bool) = c
+        .query_one(
+            "SELECT close::text, closed FROM candles ORDER BY open_time LIMIT 1",
+            &[],
+        )
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!(
+        live,
+        ("199.5".to_owned(), false),
+        "the newest live state is kept"
+    );
+    assert_eq!(stats.rows_offered.get(), 2200);
+    assert!(
+        stats.max_batch_rows.get() > s.batch_size as u64,
+        "batches grew under load (largest {})",
+        stats.max_batch_rows.get()
+    );
+    assert_eq!(stats.spool_rows.get(), 0);
+    let _ = std::fs::remove_dir_all(&spool);
+}
+
+#[test]
+fn at_its_bound_the_spool_refuses_batches_and_counts_the_rows() {
+    use std::sync::Arc;
+    let spool = temp_spool("bound");
+    let config = alphapulse::config::Config {
+        // Nothing listens on port 1: every connection attempt fails at once.
+        database_url: Some("postgres://postgres@127.0.0.1:1/none".into()),
+        ..Default::default()
+    };
+    let mut s = DbSettings::from_config(&config).unwrap();
+    s.spool_dir = spool.clone();
+    let stats = Arc::new(alphapulse::sinks::db::DbStats::default());
+    let mut writer = alphapulse::sinks::db::writer::Writer::new(
+        s,
+        alphapulse::sinks::db::spool::Spool::open(&spool, 2000).unwrap(),
+        stats.clone(),
+        false,
+    );
+    for i in 0..20 {
+        let open = T0 + i * 60_000;
+        writer.commit(&batch(&[candle(open, open * 1000, true, "1.0")], &[]));
+    }
+    let (stored, dropped) = (stats.spooled_rows.get(), stats.spool_dropped_rows.get());
+    assert!(
+        stored > 0 && dropped > 0,
+        "stored {stored}, dropped {dropped}"
+    );
+    assert_eq!(stored + dropped, 20);
+    assert!(stats.spool_bytes.get() <= 2000);
+    let _ = std::fs::remove_dir_all(&spool);
+}
