@@ -55,6 +55,8 @@ pub enum Command {
     /// Measurements, printed as JSON.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Apply the database migrations to DATABASE_URL.
+    Migrate,
 }
 
 #[derive(Debug, Subcommand)]
@@ -84,6 +86,9 @@ pub enum BenchCommand {
     FanoutClients(crate::harness::fanout::ClientArgs),
     /// Redis publishes per second, pipelined (the publisher path) against unpipelined.
     Redis(crate::harness::redis::RedisBenchArgs),
+    /// Database writer throughput (binary COPY + upsert) against a plain multi-row
+    /// INSERT baseline, into a scratch database.
+    Db(crate::harness::db::DbBenchArgs),
 }
 
 /// Why a command stopped: bad input (exit 2) or a runtime failure (exit 1).
@@ -188,6 +193,37 @@ fn dispatch(cli: Cli, env: Result<HashMap<String, String>, ConfigError>) -> Resu
         }
         Command::Bench(BenchCommand::Redis(args)) => {
             crate::harness::redis::run(args).map_err(Failure::Runtime)
+        }
+        Command::Bench(BenchCommand::Db(args)) => {
+            crate::harness::db::run(args, load()?).map_err(Failure::Runtime)
+        }
+        Command::Migrate => {
+            let config = load()?;
+            let Some(settings) = crate::sinks::db::DbSettings::from_config(&config) else {
+                return Err(Failure::Usage(
+                    "DATABASE_URL is not set; set it to the database to migrate, \
+                     e.g. postgres://user:password@localhost/alphapulse"
+                        .into(),
+                ));
+            };
+            let report =
+                crate::sinks::db::migrate_now(&settings).map_err(|e| Failure::Runtime(e.into()))?;
+            if report.applied.is_empty() {
+                println!("database schema is current");
+            } else {
+                for name in &report.applied {
+                    println!("applied {name}");
+                }
+            }
+            println!(
+                "timescaledb: {}",
+                if report.timescaledb {
+                    "on (hypertables, compression and retention policies)"
+                } else {
+                    "off (plain PostgreSQL tables)"
+                }
+            );
+            Ok(())
         }
     }
 }

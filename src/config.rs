@@ -70,6 +70,9 @@ pub const MIN_TOKEN_LEN: usize = 16;
 pub const MAX_TOKEN_LEN: usize = 256;
 /// Longest Redis channel prefix.
 pub const MAX_CHANNEL_PREFIX_LEN: usize = 64;
+/// Largest database spool: a bound well beyond any outage worth riding out in place
+/// (a day of 1000 symbols x 4 timeframes is under 1 GiB), below typical disk sizes.
+pub const MAX_SPOOL_BYTES: u64 = 1 << 40;
 
 /// The whole effective configuration. Its `Debug` output is the redacted TOML of
 /// `config print`, so logging a configuration never leaks the token or a password.
@@ -119,6 +122,8 @@ pub struct Config {
     pub engine: EngineConfig,
     /// Dashboard server limits and options (`[dashboard]`).
     pub dashboard: DashboardConfig,
+    /// Database writer settings (`[database]`).
+    pub database: DatabaseConfig,
 }
 
 /// Dashboard server settings: limits that keep one core serving many clients, TLS, and
@@ -166,6 +171,42 @@ impl Default for DashboardConfig {
             max_connections_per_ip: 64,
             // A person or a tool sends a handful of commands; more is a flood.
             max_inbound_msgs_per_s: 20,
+        }
+    }
+}
+
+/// Database writer settings (used only with `DATABASE_URL`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatabaseConfig {
+    /// Apply the migrations when the engine starts (`alphapulse migrate` always does).
+    pub migrate_on_start: bool,
+    /// Directory of the on-disk spool that holds batches while the database is away.
+    pub spool_dir: PathBuf,
+    /// Bound of the spool; past it new batches are dropped, counted and logged.
+    pub spool_max_bytes: u64,
+    /// Also upsert in-progress candles (conflated per candle within each batch).
+    pub live_candles: bool,
+    /// TimescaleDB: compress chunks older than this many days; 0 disables compression.
+    pub compress_after_days: u32,
+    /// TimescaleDB: drop chunks older than this many days; 0 keeps everything.
+    pub retention_days: u32,
+    /// First delay before reconnecting to the database; doubles (with jitter).
+    pub retry_initial_ms: u64,
+    /// Cap of the reconnect delay.
+    pub retry_max_ms: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            migrate_on_start: true,
+            spool_dir: PathBuf::from("spool"),
+            spool_max_bytes: 1 << 30,
+            live_candles: false,
+            compress_after_days: 7,
+            retention_days: 0,
+            retry_initial_ms: 100,
+            retry_max_ms: 5_000,
         }
     }
 }
@@ -330,6 +371,7 @@ impl Default for Config {
             feed: FeedConfig::default(),
             engine: EngineConfig::default(),
             dashboard: DashboardConfig::default(),
+            database: DatabaseConfig::default(),
         }
     }
 }
@@ -512,6 +554,18 @@ impl Config {
                 ),
             });
         }
+        let db = &self.database;
+        if db.retry_initial_ms > db.retry_max_ms {
+            return Err(ConfigError::Invalid {
+                key: name(Field::DbRetryInitialMs).to_owned(),
+                value: db.retry_initial_ms.to_string(),
+                expected: format!(
+                    "expected at most {} ({})",
+                    name(Field::DbRetryMaxMs),
+                    db.retry_max_ms
+                ),
+            });
+        }
         if feed.rotate_before_s >= feed.max_connection_age_s {
             return Err(ConfigError::Invalid {
                 key: name(Field::RotateBeforeS).to_owned(),
@@ -660,7 +714,14 @@ fn apply_env(
 }
 
 /// The TOML tables, in print order; `""` is the top level.
-const TABLES: [&str; 5] = ["", "feed", "feed.streams", "engine", "dashboard"];
+const TABLES: [&str; 6] = [
+    "",
+    "feed",
+    "feed.streams",
+    "engine",
+    "dashboard",
+    "database",
+];
 
 fn table_parent(table: &str) -> Option<&str> {
     if table.is_empty() {
@@ -726,6 +787,14 @@ enum Field {
     DashClientQueue,
     DashMaxPerIp,
     DashInboundRate,
+    DbMigrateOnStart,
+    DbSpoolDir,
+    DbSpoolMaxBytes,
+    DbLiveCandles,
+    DbCompressAfterDays,
+    DbRetentionDays,
+    DbRetryInitialMs,
+    DbRetryMaxMs,
 }
 
 const WS_SCHEMES: &[&str] = &["ws", "wss"];
@@ -738,7 +807,7 @@ const DIFF_DEPTH_MS: &[u32] = &[100, 1000];
 const PARTIAL_DEPTH_LEVELS: &[u32] = &[5, 10, 20];
 
 impl Field {
-    const ALL: [Field; 49] = [
+    const ALL: [Field; 57] = [
         Field::DatabaseUrl,
         Field::RedisUrl,
         Field::WebsocketUpdateIntervalS,
@@ -788,6 +857,14 @@ impl Field {
         Field::DashClientQueue,
         Field::DashMaxPerIp,
         Field::DashInboundRate,
+        Field::DbMigrateOnStart,
+        Field::DbSpoolDir,
+        Field::DbSpoolMaxBytes,
+        Field::DbLiveCandles,
+        Field::DbCompressAfterDays,
+        Field::DbRetentionDays,
+        Field::DbRetryInitialMs,
+        Field::DbRetryMaxMs,
     ];
 
     /// The dotted TOML key.
@@ -842,6 +919,14 @@ impl Field {
             Field::DashClientQueue => "dashboard.client_queue_messages",
             Field::DashMaxPerIp => "dashboard.max_connections_per_ip",
             Field::DashInboundRate => "dashboard.max_inbound_msgs_per_s",
+            Field::DbMigrateOnStart => "database.migrate_on_start",
+            Field::DbSpoolDir => "database.spool_dir",
+            Field::DbSpoolMaxBytes => "database.spool_max_bytes",
+            Field::DbLiveCandles => "database.live_candles",
+            Field::DbCompressAfterDays => "database.compress_after_days",
+            Field::DbRetentionDays => "database.retention_days",
+            Field::DbRetryInitialMs => "database.retry_initial_ms",
+            Field::DbRetryMaxMs => "database.retry_max_ms",
         }
     }
 
@@ -872,6 +957,10 @@ impl Field {
             Field::DashAllowPublic => "DASHBOARD_ALLOW_PUBLIC",
             Field::DashTlsCert => "DASHBOARD_TLS_CERT",
             Field::DashTlsKey => "DASHBOARD_TLS_KEY",
+            Field::DbMigrateOnStart => "DATABASE_MIGRATE_ON_START",
+            Field::DbSpoolDir => "DATABASE_SPOOL_DIR",
+            Field::DbSpoolMaxBytes => "DATABASE_SPOOL_MAX_BYTES",
+            Field::DbLiveCandles => "DATABASE_LIVE_CANDLES",
             _ => return None,
         })
     }
@@ -946,7 +1035,9 @@ impl Field {
             | Field::StreamTrade
             | Field::StreamAggTrade
             | Field::StreamBookTicker
-            | Field::PinCores => Rule::Flag,
+            | Field::PinCores
+            | Field::DbMigrateOnStart
+            | Field::DbLiveCandles => Rule::Flag,
             // Rotating more often than once a minute would spend the connection-attempt
             // budget (300 per 5 minutes) on rotations alone.
             Field::MaxConnectionAgeS => seconds(60.0, BINANCE_MAX_CONNECTION_AGE_S),
@@ -971,6 +1062,13 @@ impl Field {
             Field::DashClientQueue => count(8, 1 << 20),
             Field::DashMaxPerIp => count(1, MAX_WEBSOCKET_CLIENTS),
             Field::DashInboundRate => count(1, 10_000),
+            Field::DbSpoolDir => Rule::Path,
+            // One spooled batch must fit: 1 MiB holds thousands of rows.
+            Field::DbSpoolMaxBytes => count(1 << 20, MAX_SPOOL_BYTES),
+            // Ten years: longer horizons are not a policy but an archive.
+            Field::DbCompressAfterDays | Field::DbRetentionDays => count(0, 3650),
+            Field::DbRetryInitialMs => count(1, 60_000),
+            Field::DbRetryMaxMs => count(1, 600_000),
         }
     }
 
@@ -1043,6 +1141,14 @@ impl Field {
             Field::DashClientQueue => count(c.dashboard.client_queue_messages),
             Field::DashMaxPerIp => count(c.dashboard.max_connections_per_ip),
             Field::DashInboundRate => Setting::Count(u64::from(c.dashboard.max_inbound_msgs_per_s)),
+            Field::DbMigrateOnStart => Setting::Flag(c.database.migrate_on_start),
+            Field::DbSpoolDir => Setting::Text(Some(c.database.spool_dir.display().to_string())),
+            Field::DbSpoolMaxBytes => Setting::Count(c.database.spool_max_bytes),
+            Field::DbLiveCandles => Setting::Flag(c.database.live_candles),
+            Field::DbCompressAfterDays => Setting::Count(u64::from(c.database.compress_after_days)),
+            Field::DbRetentionDays => Setting::Count(u64::from(c.database.retention_days)),
+            Field::DbRetryInitialMs => Setting::Count(c.database.retry_initial_ms),
+            Field::DbRetryMaxMs => Setting::Count(c.database.retry_max_ms),
         }
     }
 
@@ -1070,7 +1176,12 @@ impl Field {
         let u32_of = |raw: Raw<'_>| -> Result<u32, Why> {
             u32::try_from(raw.count()?).map_err(|_| Why::Type)
         };
-        let (f, e, d) = (&mut c.feed, &mut c.engine, &mut c.dashboard);
+        let (f, e, d, db) = (
+            &mut c.feed,
+            &mut c.engine,
+            &mut c.dashboard,
+            &mut c.database,
+        );
         let result = match self {
             Field::DatabaseUrl => raw.opt_text().map(|v| c.database_url = v),
             Field::RedisUrl => raw.opt_text().map(|v| c.redis_url = v),
@@ -1135,6 +1246,14 @@ impl Field {
             Field::DashClientQueue => usize_of(raw).map(|v| d.client_queue_messages = v),
             Field::DashMaxPerIp => usize_of(raw).map(|v| d.max_connections_per_ip = v),
             Field::DashInboundRate => u32_of(raw).map(|v| d.max_inbound_msgs_per_s = v),
+            Field::DbMigrateOnStart => raw.flag().map(|v| db.migrate_on_start = v),
+            Field::DbSpoolDir => raw.text().map(|v| db.spool_dir = PathBuf::from(v)),
+            Field::DbSpoolMaxBytes => raw.count().map(|v| db.spool_max_bytes = v),
+            Field::DbLiveCandles => raw.flag().map(|v| db.live_candles = v),
+            Field::DbCompressAfterDays => u32_of(raw).map(|v| db.compress_after_days = v),
+            Field::DbRetentionDays => u32_of(raw).map(|v| db.retention_days = v),
+            Field::DbRetryInitialMs => raw.count().map(|v| db.retry_initial_ms = v),
+            Field::DbRetryMaxMs => raw.count().map(|v| db.retry_max_ms = v),
         };
         result.map_err(fail)
     }
@@ -1997,8 +2116,10 @@ mod tests {
         assert!(e.starts_with("unknown key feed.streams.depth in"), "{e}");
         let e = err_toml("[engine]\ncores = 4\n");
         assert!(e.starts_with("unknown key engine.cores in"), "{e}");
+        // The URL is a top-level key (DATABASE_URL); [database] holds the writer's.
         let e = err_toml("[database]\nurl = \"x\"\n");
-        assert!(e.starts_with("unknown key database in"), "{e}");
+        assert!(e.starts_with("unknown key database.url in"), "{e}");
+        assert!(e.contains("spool_dir"), "{e}");
         let e = err_toml("feed = 3\n");
         assert_eq!(e, "feed=3: expected a table ([feed])");
     }
@@ -2131,7 +2252,44 @@ mod tests {
                 "{field:?}"
             );
         }
-        assert_eq!(env_names.len(), 24);
+        assert_eq!(env_names.len(), 28);
+    }
+
+    #[test]
+    fn database_writer_settings_load_from_toml_and_environment() {
+        let env: HashMap<String, String> = [
+            ("DATABASE_SPOOL_DIR", "/var/lib/alphapulse/spool"),
+            ("DATABASE_LIVE_CANDLES", "true"),
+            ("DATABASE_MIGRATE_ON_START", "false"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let c = load(None, &env).unwrap();
+        assert_eq!(
+            c.database.spool_dir,
+            PathBuf::from("/var/lib/alphapulse/spool")
+        );
+        assert!(c.database.live_candles && !c.database.migrate_on_start);
+        let c =
+            Config::from_toml_str("[database]\nretention_days = 90\nspool_max_bytes = 2097152\n")
+                .unwrap();
+        assert_eq!(
+            (c.database.retention_days, c.database.spool_max_bytes),
+            (90, 2 << 20)
+        );
+        let e = Config::from_toml_str("[database]\nspool_max_bytes = 10\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("database.spool_max_bytes=10: expected"),
+            "{e}"
+        );
+        let e = Config::from_toml_str("[database]\nretry_initial_ms = 900\nretry_max_ms = 100\n")
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "database.retry_initial_ms=900: expected at most database.retry_max_ms (100)"
+        );
     }
 
     #[test]

@@ -50,6 +50,8 @@ pub enum EngineError {
     Feed(#[from] feed::FeedError),
     #[error("{0}")]
     Dashboard(#[from] crate::dashboard::DashboardError),
+    #[error("{0}")]
+    Database(#[from] crate::sinks::db::DbError),
 }
 
 /// How long a stopping shard waits for the sink to take its last records.
@@ -57,6 +59,9 @@ const SHUTDOWN_HANDOVER: Duration = Duration::from_secs(10);
 
 /// How often the shard flushes records waiting for ring space when its sockets are quiet.
 const FLUSH_EVERY: Duration = Duration::from_millis(2);
+
+/// A sink role's body (see [`SinkRole::run`]).
+pub type SinkRun = Box<dyn FnOnce(SinkIo) + Send>;
 
 /// A role that drains one ring from every shard.
 pub struct SinkRole {
@@ -66,7 +71,7 @@ pub struct SinkRole {
     pub core: Option<usize>,
     /// The role's body: drains the rings until the stop flag is set and the rings are
     /// empty. The flag is set only after every shard has handed its records over.
-    pub run: Box<dyn FnOnce(SinkIo) + Send>,
+    pub run: SinkRun,
     /// Its section of `/api/status`, if it has one.
     pub status: Option<Arc<dyn SinkStatus>>,
 }
@@ -184,11 +189,25 @@ impl Engine {
             ring::ring::<Envelope>("bridge->dashboard", config.max_queue_size);
         let bridge_rx = Some(bridge_rx);
         let roles_before = roles.len();
-        roles.extend(sink_roles(config, layout, &store, bridge_tx));
+        roles.extend(sink_roles(config, layout, &store, bridge_tx)?);
         // Records from other instances reach the dashboard only when the bridge runs.
-        if roles.len() > roles_before {
+        if roles.iter().skip(roles_before).any(|r| r.name == "redis") {
             dashboard_feeds.extend(bridge_rx);
         }
+        // The query worker shares the writer core: both are control-plane database work.
+        let queries = match &config.database_url {
+            Some(url) => Some(
+                crate::sinks::db::query::QueryClient::spawn(
+                    url.clone(),
+                    layout.writer_core.filter(|_| layout.pinned),
+                )
+                .map_err(|source| EngineError::Thread {
+                    role: "db-query",
+                    source,
+                })?,
+            ),
+            None => None,
+        };
 
         let mut views = Vec::new();
         let mut consumers: Vec<Vec<Consumer<Envelope>>> =
@@ -322,10 +341,15 @@ impl Engine {
             shards: views,
             store,
             timeframes: config.timeframes.clone(),
-            database_state: "memory",
+            database_state: if queries.is_some() {
+                "postgres"
+            } else {
+                "memory"
+            },
             redis_state: "off",
             sink_status,
             latency: latency_snapshot,
+            queries,
         });
 
         let dashboard_stats = Arc::new(crate::dashboard::fanout::DashboardStats::default());
@@ -449,8 +473,11 @@ fn sink_roles(
     layout: &Layout,
     store: &Arc<Mutex<RecentStore>>,
     bridge_to_dashboard: Producer<Envelope>,
-) -> Vec<SinkRole> {
+) -> Result<Vec<SinkRole>, EngineError> {
     let mut roles = Vec::new();
+    if let Some(role) = crate::sinks::db::writer_role(config, layout)? {
+        roles.push(role);
+    }
     if let Some(settings) = crate::sinks::redis::RedisSettings::from_config(config) {
         // The bridge updates the shared store (the API reads it) and hands other
         // instances' records to the dashboard core for its WebSocket clients.
@@ -461,7 +488,7 @@ fn sink_roles(
             Some(bridge_to_dashboard),
         ));
     }
-    roles
+    Ok(roles)
 }
 
 /// Set by SIGINT/SIGTERM.
@@ -491,7 +518,11 @@ pub fn log_sink_modes(config: &Config) {
     if config.database_url.is_none() {
         tracing::info!("no DATABASE_URL: keeping recent candles in memory");
     } else {
-        tracing::warn!("DATABASE_URL is set, but the database writer is not built yet: keeping recent candles in memory");
+        tracing::info!(
+            spool_dir = %config.database.spool_dir.display(),
+            live_candles = config.database.live_candles,
+            "DATABASE_URL is set: writing candles and signals to the database"
+        );
     }
     match &config.redis_url {
         None => tracing::info!("no REDIS_URL: publishing nowhere"),

@@ -20,8 +20,8 @@
 //! - [`harness`]: the `alphapulse bench` commands.
 //! - [`cli`]: the `alphapulse` command line (argument parsing and dispatch).
 //! - [`record`]: the JSON records served on the API.
-//! - [`sinks`]: the roles that drain the rings (the memory sink, the Redis publisher and
-//!   its cross-instance bridge).
+//! - [`sinks`]: the roles that drain the rings: the memory store, the database writer
+//!   and its query worker, the Redis publisher and its cross-instance bridge.
 //! - [`metrics`]: counters each role publishes; [`clock`]: time sources.
 //! - [`latency`]: per-stage HDR histograms (lock-free recorders, the collector, reports).
 

@@ -70,6 +70,7 @@ fn start(tweak: impl FnOnce(&mut Options)) -> Dash {
         redis_state: "off",
         sink_status: Vec::new(),
         latency: Default::default(),
+        queries: None,
     });
     let (local, local_rx) = ring::ring::<Envelope>("test->dashboard", 1 << 17);
     let (remote, remote_rx) = ring::ring::<Envelope>("remote->dashboard", 1024);

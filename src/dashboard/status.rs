@@ -53,6 +53,11 @@ pub trait SinkStatus: Send + Sync {
     /// The key under `sinks`, e.g. "database", "spool", "redis".
     fn name(&self) -> &'static str;
     fn status(&self) -> Value;
+    /// Every section the role fills; a role with more than one (the database writer
+    /// fills `database` and `spool`) overrides this.
+    fn sections(&self) -> Vec<(&'static str, Value)> {
+        vec![(self.name(), self.status())]
+    }
 }
 
 /// Everything `/api/status` reports.
@@ -68,6 +73,9 @@ pub struct StatusContext {
     pub sink_status: Vec<Arc<dyn SinkStatus>>,
     /// Stage latency histograms, merged by the collector.
     pub latency: Arc<Mutex<crate::latency::Snapshot>>,
+    /// The database query worker, when `DATABASE_URL` is set: it answers the list
+    /// reads instead of the in-memory store.
+    pub queries: Option<crate::sinks::db::query::QueryClient>,
 }
 
 impl StatusContext {
@@ -146,7 +154,9 @@ impl StatusContext {
             "memory": { "closed_candles": store.closed_total, "signals": store.signals_total },
         });
         for s in &self.sink_status {
-            sinks[s.name()] = s.status();
+            for (name, section) in s.sections() {
+                sinks[name] = section;
+            }
         }
         sinks
     }
@@ -155,6 +165,9 @@ impl StatusContext {
     /// database query worker answers instead when one runs. Async so that a worker on
     /// another thread is awaited without blocking the dashboard's executor.
     pub async fn list_candles(&self, q: ListQuery) -> Result<Vec<CandleRecord>, ListError> {
+        if let Some(db) = &self.queries {
+            return db.candles(q).await;
+        }
         let store = self.store.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = store.closed(q.symbol, q.interval, 1000.max(q.limit));
         out.retain(|c| in_range(c.open_time_ms, &q));
@@ -164,6 +177,9 @@ impl StatusContext {
 
     /// Signals newest first, for the API; see [`StatusContext::list_candles`].
     pub async fn list_signals(&self, q: ListQuery) -> Result<Vec<SignalRecord>, ListError> {
+        if let Some(db) = &self.queries {
+            return db.signals(q).await;
+        }
         let store = self.store.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = store.signals(q.symbol, q.interval, 1000.max(q.limit));
         out.retain(|x| in_range(x.timestamp_ms, &q));
@@ -248,43 +264,6 @@ impl StatusContext {
             "recent": { "window_s": WINDOW_SECONDS, "stages": stages(&snap.window) },
             "per_core": per_core,
         })
-    }
-
-    /// `/api/signals`: signals newest first.
-    pub fn signals(
-        &self,
-        symbol: Option<Symbol>,
-        interval: Option<Interval>,
-        limit: usize,
-    ) -> Value {
-        let store = self.store.lock().unwrap_or_else(|p| p.into_inner());
-        let signals: Vec<SignalRecord> = store
-            .signals(symbol, interval, limit)
-            .iter()
-            .map(SignalRecord::from)
-            .collect();
-        json!({ "signals": signals })
-    }
-
-    /// `/api/candles`: closed candles newest first, plus the live ones matching.
-    pub fn candles(
-        &self,
-        symbol: Option<Symbol>,
-        interval: Option<Interval>,
-        limit: usize,
-    ) -> Value {
-        let store = self.store.lock().unwrap_or_else(|p| p.into_inner());
-        let closed: Vec<CandleRecord> = store
-            .closed(symbol, interval, limit)
-            .iter()
-            .map(CandleRecord::from)
-            .collect();
-        let live: Vec<CandleRecord> = store
-            .live(symbol, interval)
-            .iter()
-            .map(CandleRecord::from)
-            .collect();
-        json!({ "candles": closed, "live": live })
     }
 }
 

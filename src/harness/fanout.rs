@@ -208,6 +208,7 @@ pub fn run(args: FanoutArgs) -> anyhow::Result<()> {
         redis_state: "off",
         sink_status: Vec::new(),
         latency: Default::default(),
+        queries: None,
     });
     let (addr_tx, addr_rx) = mpsc::channel();
     let placement = match args.core {

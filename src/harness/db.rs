@@ -1,0 +1,299 @@
+//! `alphapulse bench db`: database writer throughput, measured against a plain
+//! multi-row `INSERT … ON CONFLICT` baseline in the same run.
+//!
+//! Connects to `--url` (or `DATABASE_URL`), creates a scratch database next to the one
+//! named there, applies the migrations to it, and writes synthetic closed candles with
+//! new keys, in `--rounds` alternating rounds (so a change in machine load between the
+//! two does not masquerade as a speed difference):
+//! 1. through the writer's real path (in-batch merge, binary COPY into the staging
+//!    table, one upsert per batch);
+//! 2. through the baseline: multi-row `INSERT … VALUES … ON CONFLICT DO UPDATE`
+//!    statements of `--insert-rows` rows each (same conflict rule), one transaction
+//!    each, as a client without COPY would write.
+//!
+//! Both write into the same table (disjoint symbols), so index depth grows alike.
+//! Finally the writer's candles are written again with later event times: every row
+//! updated (`update_rows_per_s`).
+//!
+//! The scratch database is dropped at the end. Prints one JSON object.
+
+use std::time::Instant;
+
+use postgres::types::ToSql;
+use serde_json::json;
+
+use crate::config::Config;
+use crate::market::{Candle, Decimal, Interval, Symbol};
+use crate::sinks::db::copy::{self, WriteConn};
+use crate::sinks::db::rows::{Batch, PgTime};
+use crate::sinks::db::{schema, DbSettings, CONNECT_TIMEOUT, MAX_BATCH_ROWS};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DbBenchArgs {
+    /// Server to use (a scratch database is created there); default DATABASE_URL.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Candle rows written through the writer's path.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub rows: usize,
+    /// Candle rows written through the baseline (it is slower; fewer rows suffice).
+    #[arg(long, default_value_t = 200_000)]
+    pub baseline_rows: usize,
+    /// Rows per writer batch (the writer's batches grow to this under load).
+    #[arg(long, default_value_t = MAX_BATCH_ROWS)]
+    pub batch_rows: usize,
+    /// Rows per baseline INSERT statement.
+    #[arg(long, default_value_t = 1000)]
+    pub insert_rows: usize,
+    /// Alternating writer/baseline rounds the rows are split into.
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
+    /// Keep the scratch database afterwards.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+/// Symbols the synthetic candles spread over.
+const BENCH_SYMBOLS: usize = 100;
+
+pub fn run(args: DbBenchArgs, config: Config) -> anyhow::Result<()> {
+    let url = args
+        .url
+        .clone()
+        .or(config.database_url.clone())
+        .ok_or_else(|| anyhow::anyhow!("bench db needs --url or DATABASE_URL"))?;
+    let scratch = format!("alphapulse_bench_{}", std::process::id());
+    let mut admin = copy::connect(&url, CONNECT_TIMEOUT)?;
+    admin.batch_execute(&format!("CREATE DATABASE {scratch}"))?;
+    let result = measure(&args, &scratch_url(&url, &scratch)?, &config);
+    if !args.keep {
+        admin.batch_execute(&format!("DROP DATABASE IF EXISTS {scratch}"))?;
+    }
+    let report = result?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&json!({ "db": report }))?
+    );
+    Ok(())
+}
+
+/// `url` with its database name replaced by `db`.
+fn scratch_url(url: &str, db: &str) -> anyhow::Result<String> {
+    // Validates the connection string before any surgery on it.
+    let _: postgres::Config = url.parse()?;
+    // Key-value connection strings take a dbname parameter; URLs take a path.
+    if url.contains("://") {
+        let (head, query) = match url.split_once('?') {
+            Some((h, q)) => (h, Some(q)),
+            None => (url, None),
+        };
+        let after_scheme = head.find("://").map_or(0, |i| i + 3);
+        let base = match head[after_scheme..].find('/') {
+            Some(i) => &head[..after_scheme + i],
+            None => head,
+        };
+        Ok(match query {
+            Some(q) => format!("{base}/{db}?{q}"),
+            None => format!("{base}/{db}"),
+        })
+    } else {
+        Ok(format!("{url} dbname={db}"))
+    }
+}
+
+fn measure(args: &DbBenchArgs, url: &str, config: &Config) -> anyhow::Result<serde_json::Value> {
+    let mut config = config.clone();
+    config.database_url = Some(url.to_owned());
+    let settings =
+        DbSettings::from_config(&config).ok_or_else(|| anyhow::anyhow!("no database URL"))?;
+    let mut client = copy::connect(url, CONNECT_TIMEOUT)?;
+    schema::migrate(&mut client, &settings)?;
+    let mut conn = WriteConn::new(client)?;
+
+    let rounds = args.rounds.max(1);
+    let (mut writer_s, mut baseline_s) = (0.0, 0.0);
+    for round in 0..rounds {
+        let (from, to) = (args.rows * round / rounds, args.rows * (round + 1) / rounds);
+        let candles = synthetic('B', from, to - from, 0);
+        let t = Instant::now();
+        write_all(&mut conn, &candles, args.batch_rows)?;
+        writer_s += t.elapsed().as_secs_f64();
+        let (from, to) = (
+            args.baseline_rows * round / rounds,
+            args.baseline_rows * (round + 1) / rounds,
+        );
+        let base = synthetic('Z', from, to - from, 0);
+        let t = Instant::now();
+        baseline(conn.client(), &base, args.insert_rows.max(1))?;
+        baseline_s += t.elapsed().as_secs_f64();
+    }
+    let updated = synthetic('B', 0, args.rows, 1);
+    let t = Instant::now();
+    write_all(&mut conn, &updated, args.batch_rows)?;
+    let update_s = t.elapsed().as_secs_f64();
+    let stored: i64 = conn
+        .client()
+        .query_one("SELECT count(*) FROM candles", &[])?
+        .get(0);
+    anyhow::ensure!(
+        stored as usize == args.rows + args.baseline_rows,
+        "stored {stored} rows"
+    );
+
+    let rows_per_s = args.rows as f64 / writer_s;
+    let baseline_rows_per_s = args.baseline_rows as f64 / baseline_s;
+    Ok(json!({
+        "rows": args.rows,
+        "batch_rows": args.batch_rows,
+        "rounds": rounds,
+        "rows_per_s": rows_per_s.round(),
+        "update_rows_per_s": (args.rows as f64 / update_s).round(),
+        "baseline": {
+            "method": format!("multi-row INSERT ... ON CONFLICT DO UPDATE, {} rows per statement", args.insert_rows),
+            "rows": args.baseline_rows,
+            "rows_per_s": baseline_rows_per_s.round(),
+        },
+        "speedup": (rows_per_s / baseline_rows_per_s * 100.0).round() / 100.0,
+    }))
+}
+
+fn write_all(conn: &mut WriteConn, candles: &[Candle], batch_rows: usize) -> anyhow::Result<()> {
+    let mut batch = Batch::new();
+    for chunk in candles.chunks(batch_rows.max(1)) {
+        batch.clear();
+        for c in chunk {
+            batch.push_candle(*c);
+        }
+        conn.write(&batch)?;
+    }
+    Ok(())
+}
+
+/// The baseline: one multi-row upsert statement per `per_statement` rows.
+fn baseline(
+    client: &mut postgres::Client,
+    candles: &[Candle],
+    per_statement: usize,
+) -> anyhow::Result<()> {
+    const COLUMNS: usize = 15;
+    for chunk in candles.chunks(per_statement) {
+        let mut sql = String::from(
+            "INSERT INTO candles AS c (symbol, timeframe, open_time, close_time, open, high, \
+             low, close, volume, quote_volume, taker_buy_base, taker_buy_quote, trades, \
+             closed, event_time) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push('(');
+            for j in 0..COLUMNS {
+                if j > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!("${}", i * COLUMNS + j + 1));
+            }
+            sql.push(')');
+        }
+        sql.push_str(
+            " ON CONFLICT (symbol, timeframe, open_time) DO UPDATE SET \
+             close_time = EXCLUDED.close_time, open = EXCLUDED.open, high = EXCLUDED.high, \
+             low = EXCLUDED.low, close = EXCLUDED.close, volume = EXCLUDED.volume, \
+             quote_volume = EXCLUDED.quote_volume, taker_buy_base = EXCLUDED.taker_buy_base, \
+             taker_buy_quote = EXCLUDED.taker_buy_quote, trades = EXCLUDED.trades, \
+             closed = EXCLUDED.closed, event_time = EXCLUDED.event_time \
+             WHERE (EXCLUDED.closed, EXCLUDED.event_time) > (c.closed, c.event_time)",
+        );
+        let owned: Vec<(&str, &str, PgTime, PgTime, i64, PgTime)> = chunk
+            .iter()
+            .map(|c| {
+                (
+                    c.symbol.as_str(),
+                    c.interval.as_str(),
+                    PgTime::from_ms(c.open_time_ms),
+                    PgTime::from_ms(c.close_time_ms),
+                    c.trades as i64,
+                    PgTime(c.event_time_us),
+                )
+            })
+            .collect();
+        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(chunk.len() * COLUMNS);
+        for (c, o) in chunk.iter().zip(&owned) {
+            params.extend_from_slice(&[
+                &o.0,
+                &o.1,
+                &o.2,
+                &o.3,
+                &c.open,
+                &c.high,
+                &c.low,
+                &c.close,
+                &c.volume,
+                &c.quote_volume,
+                &c.taker_buy_base,
+                &c.taker_buy_quote,
+                &o.4,
+                &c.closed,
+                &o.5,
+            ]);
+        }
+        client.execute(sql.as_str(), &params)?;
+    }
+    Ok(())
+}
+
+/// Candles `first..first + n` of a series of distinct closed 1m candles over
+/// [`BENCH_SYMBOLS`] symbols named `{prefix}000USDT`…, with realistic 8-decimal prices;
+/// `version` shifts the event times (a later version supersedes).
+pub fn synthetic(prefix: char, first: usize, n: usize, version: i64) -> Vec<Candle> {
+    let symbols: Vec<Symbol> = (0..BENCH_SYMBOLS)
+        .filter_map(|i| Symbol::new(&format!("{prefix}{i:03}USDT")).ok())
+        .collect();
+    let start_ms = 1_700_000_000_000 / 60_000 * 60_000;
+    (first..first + n)
+        .map(|i| {
+            let open_time_ms = start_ms + (i / BENCH_SYMBOLS) as i64 * 60_000;
+            let price = Decimal::new(4_325_112_000_000 + (i as i64 % 9973) * 1_000_000, 8);
+            Candle {
+                symbol: symbols[i % BENCH_SYMBOLS],
+                interval: Interval::M1,
+                open_time_ms,
+                close_time_ms: Interval::M1.close_time(open_time_ms),
+                open: price,
+                high: price + Decimal::new(150_000_000, 8),
+                low: price - Decimal::new(120_000_000, 8),
+                close: price + Decimal::new(30_000_000, 8),
+                volume: Decimal::new(123_456_789, 5),
+                quote_volume: Decimal::new(53_396_123_456_789, 8),
+                taker_buy_base: Decimal::new(61_728_394, 5),
+                taker_buy_quote: Decimal::new(26_698_061_728_394, 8),
+                trades: 1200 + (i as u64 % 500),
+                first_trade_id: i as i64 * 2000,
+                last_trade_id: i as i64 * 2000 + 1199,
+                closed: true,
+                event_time_us: (open_time_ms + 60_000) * 1000 + version,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scratch_url_replaces_the_database() {
+        assert_eq!(
+            scratch_url("postgres://u:p@h:5/app?sslmode=disable", "x").unwrap(),
+            "postgres://u:p@h:5/x?sslmode=disable"
+        );
+        assert_eq!(
+            scratch_url("postgres://h:5", "x").unwrap(),
+            "postgres://h:5/x"
+        );
+        assert_eq!(
+            scratch_url("host=h port=5", "x").unwrap(),
+            "host=h port=5 dbname=x"
+        );
+    }
+}

@@ -1,0 +1,189 @@
+//! One write connection: binary `COPY` of a batch into per-connection staging tables,
+//! then one `INSERT … SELECT … ON CONFLICT` per table, in one transaction.
+//!
+//! Runs on the writer thread (and in `bench db`). In: a merged [`Batch`]. Out: rows in
+//! `candles` and `signals`, written idempotently:
+//! - a candle replaces the stored one only if it supersedes it (closed beats live, then
+//!   the later exchange event time wins), so a closed candle never doubles and an older
+//!   update never overwrites a newer one, whatever order replays arrive in;
+//! - a signal is inserted once (`ON CONFLICT DO NOTHING`).
+
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::types::{ToSql, Type};
+use postgres::{Client, NoTls};
+
+use super::rows::{Batch, JsonbText, PgTime};
+use super::DbError;
+
+/// Staging tables: temporary (never WAL-logged, private to the connection), emptied at
+/// every commit.
+const CREATE_STAGING: &str = "
+CREATE TEMP TABLE IF NOT EXISTS candles_stage (LIKE candles) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS signals_stage (LIKE signals) ON COMMIT DELETE ROWS;";
+
+const CANDLE_COLUMNS: &str = "symbol, timeframe, open_time, close_time, open, high, low, close, \
+     volume, quote_volume, taker_buy_base, taker_buy_quote, trades, closed, event_time";
+
+const CANDLE_TYPES: [Type; 15] = [
+    Type::TEXT,
+    Type::TEXT,
+    Type::TIMESTAMPTZ,
+    Type::TIMESTAMPTZ,
+    Type::NUMERIC,
+    Type::NUMERIC,
+    Type::NUMERIC,
+    Type::NUMERIC,
+    Type::NUMERIC,
+    Type::NUMERIC,
+    Type::NUMERIC,
+    Type::NUMERIC,
+    Type::INT8,
+    Type::BOOL,
+    Type::TIMESTAMPTZ,
+];
+
+/// The conflict rule of the module doc, as SQL: the stored row changes only when the
+/// incoming one supersedes it.
+const UPSERT_CANDLES: &str = "
+INSERT INTO candles AS c (symbol, timeframe, open_time, close_time, open, high, low, close,
+    volume, quote_volume, taker_buy_base, taker_buy_quote, trades, closed, event_time)
+SELECT symbol, timeframe, open_time, close_time, open, high, low, close,
+    volume, quote_volume, taker_buy_base, taker_buy_quote, trades, closed, event_time
+FROM candles_stage
+ON CONFLICT (symbol, timeframe, open_time) DO UPDATE SET
+    close_time = EXCLUDED.close_time, open = EXCLUDED.open, high = EXCLUDED.high,
+    low = EXCLUDED.low, close = EXCLUDED.close, volume = EXCLUDED.volume,
+    quote_volume = EXCLUDED.quote_volume, taker_buy_base = EXCLUDED.taker_buy_base,
+    taker_buy_quote = EXCLUDED.taker_buy_quote, trades = EXCLUDED.trades,
+    closed = EXCLUDED.closed, event_time = EXCLUDED.event_time
+WHERE (EXCLUDED.closed, EXCLUDED.event_time) > (c.closed, c.event_time)";
+
+const SIGNAL_COLUMNS: &str =
+    "\"timestamp\", symbol, timeframe, kind, direction, confidence, price, indicators, event_time";
+
+const SIGNAL_TYPES: [Type; 9] = [
+    Type::TIMESTAMPTZ,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::FLOAT8,
+    Type::NUMERIC,
+    Type::JSONB,
+    Type::TIMESTAMPTZ,
+];
+
+/// What one committed batch changed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Committed {
+    /// Candle rows inserted or updated (rows an older update did not change are not counted).
+    pub candles: u64,
+    /// Signal rows inserted (replays are not counted).
+    pub signals: u64,
+}
+
+/// How long sent data may stay unacknowledged by the server before the connection
+/// counts as lost (`tcp_user_timeout`): long enough for a busy server's pauses, short
+/// enough that the writer turns to the spool while the rings still have room.
+const UNACKNOWLEDGED_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// A connection ready to take batches.
+pub struct WriteConn {
+    client: Client,
+}
+
+/// Connects with `DATABASE_URL`, bounding the connect time so an unreachable server
+/// cannot stall the writer past its retry schedule.
+pub fn connect(url: &str, connect_timeout: std::time::Duration) -> Result<Client, DbError> {
+    let mut config: postgres::Config = url.parse().map_err(DbError::Postgres)?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(connect_timeout);
+    }
+    // A server that vanishes without closing the connection (host down, network cut)
+    // would otherwise hold a write for the kernel's default of ~15 minutes while the
+    // rings fill: unacknowledged data fails the write after this instead.
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(UNACKNOWLEDGED_WRITE_TIMEOUT);
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("alphapulse");
+    }
+    Ok(config.connect(NoTls)?)
+}
+
+impl WriteConn {
+    /// Prepares the staging tables on `client` (the schema must exist).
+    pub fn new(mut client: Client) -> Result<WriteConn, DbError> {
+        client.batch_execute(CREATE_STAGING)?;
+        Ok(WriteConn { client })
+    }
+
+    pub fn client(&mut self) -> &mut Client {
+        &mut self.client
+    }
+
+    /// Writes `batch` in one transaction: all of it or none of it.
+    pub fn write(&mut self, batch: &Batch) -> Result<Committed, DbError> {
+        let mut tx = self.client.transaction()?;
+        let mut done = Committed::default();
+        if !batch.candles.is_empty() {
+            let sink = tx.copy_in(&format!(
+                "COPY candles_stage ({CANDLE_COLUMNS}) FROM STDIN (FORMAT binary)"
+            ))?;
+            let mut w = BinaryCopyInWriter::new(sink, &CANDLE_TYPES);
+            for c in &batch.candles {
+                let trades = i64::try_from(c.trades).unwrap_or(i64::MAX);
+                let row: [&(dyn ToSql + Sync); 15] = [
+                    &c.symbol.as_str(),
+                    &c.interval.as_str(),
+                    &PgTime::from_ms(c.open_time_ms),
+                    &PgTime::from_ms(c.close_time_ms),
+                    &c.open,
+                    &c.high,
+                    &c.low,
+                    &c.close,
+                    &c.volume,
+                    &c.quote_volume,
+                    &c.taker_buy_base,
+                    &c.taker_buy_quote,
+                    &trades,
+                    &c.closed,
+                    &PgTime(c.event_time_us),
+                ];
+                w.write(&row)?;
+            }
+            w.finish()?;
+            done.candles = tx.execute(UPSERT_CANDLES, &[])?;
+        }
+        if !batch.signals.is_empty() {
+            let sink = tx.copy_in(&format!(
+                "COPY signals_stage ({SIGNAL_COLUMNS}) FROM STDIN (FORMAT binary)"
+            ))?;
+            let mut w = BinaryCopyInWriter::new(sink, &SIGNAL_TYPES);
+            for s in &batch.signals {
+                let row: [&(dyn ToSql + Sync); 9] = [
+                    &PgTime::from_ms(s.timestamp_ms),
+                    &s.symbol.as_str(),
+                    &s.interval.as_str(),
+                    &s.kind.as_str(),
+                    &s.direction.as_str(),
+                    &s.confidence,
+                    &s.price,
+                    &JsonbText(&s.indicators_json),
+                    &PgTime(s.event_time_us),
+                ];
+                w.write(&row)?;
+            }
+            w.finish()?;
+            done.signals = tx.execute(
+                &format!(
+                    "INSERT INTO signals ({SIGNAL_COLUMNS}) SELECT {SIGNAL_COLUMNS} \
+                     FROM signals_stage ON CONFLICT DO NOTHING"
+                ),
+                &[],
+            )?;
+        }
+        tx.commit()?;
+        Ok(done)
+    }
+}

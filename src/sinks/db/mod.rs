@@ -1,0 +1,234 @@
+//! The database writer role: persists every closed candle and every signal to
+//! PostgreSQL/TimescaleDB, fast, exactly once, and without losing anything while the
+//! database is away.
+//!
+//! Runs on: its own thread pinned to the writer core (a plain thread: the sync
+//! `postgres` client blocks, so it never runs on a glommio executor). Owns: one write
+//! connection, the micro-batch being built, and the on-disk spool. In: envelopes from
+//! every shard's ring. Out: rows in `candles` and `signals`, and the `database` and
+//! `spool` sections of `/api/status`.
+//!
+//! - [`rows`]: the batch (in-batch merge), its spool encoding, PostgreSQL encodings.
+//! - [`copy`]: binary COPY into staging tables and the idempotent upserts.
+//! - [`spool`]: the bounded, checksummed, append-only spool.
+//! - [`writer`]: the loop: batching with growth under load, retry with capped jittered
+//!   backoff, spooling and in-order replay.
+//! - [`schema`]: the migrations and TimescaleDB policies.
+//! - [`query`]: the query worker the dashboard reads through.
+
+pub mod copy;
+pub mod query;
+pub mod rows;
+pub mod schema;
+pub mod spool;
+pub mod writer;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::config::Config;
+use crate::dashboard::status::SinkStatus;
+use crate::engine::SinkIo;
+use crate::metrics::{Counter, Gauge};
+
+/// Largest batch the writer grows to under load. Past this a batch only adds latency
+/// and memory: one COPY of 50k candle rows already amortises the round trips.
+pub const MAX_BATCH_ROWS: usize = 50_000;
+/// How long a connection attempt may take before it counts as failed.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database: {0}")]
+    Postgres(#[from] postgres::Error),
+    #[error("database migrations failed: {0}")]
+    Migrate(String),
+    #[error("{0}")]
+    Spool(#[from] spool::SpoolError),
+}
+
+/// The writer's settings, taken from [`Config`] once.
+#[derive(Debug, Clone)]
+pub struct DbSettings {
+    pub url: String,
+    /// Rows per batch when the writer is idle (`BATCH_SIZE`); batches grow from here.
+    pub batch_size: usize,
+    /// A partial batch is written after this long (`BATCH_TIMEOUT`).
+    pub batch_timeout: Duration,
+    pub spool_dir: PathBuf,
+    pub spool_max_bytes: u64,
+    pub migrate_on_start: bool,
+    /// Also upsert in-progress candles (conflated per candle within a batch).
+    pub live_candles: bool,
+    pub compress_after_days: u32,
+    pub retention_days: u32,
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+}
+
+impl DbSettings {
+    /// The settings, or `None` without `DATABASE_URL`.
+    pub fn from_config(config: &Config) -> Option<DbSettings> {
+        let db = &config.database;
+        Some(DbSettings {
+            url: config.database_url.clone()?,
+            batch_size: config.batch_size,
+            batch_timeout: Duration::from_secs_f64(config.batch_timeout_s),
+            spool_dir: db.spool_dir.clone(),
+            spool_max_bytes: db.spool_max_bytes,
+            migrate_on_start: db.migrate_on_start,
+            live_candles: db.live_candles,
+            compress_after_days: db.compress_after_days,
+            retention_days: db.retention_days,
+            retry_initial: Duration::from_millis(db.retry_initial_ms),
+            retry_max: Duration::from_millis(db.retry_max_ms),
+        })
+    }
+}
+
+/// The writer's figures; the writer thread is the only writer of each.
+#[derive(Debug, Default)]
+pub struct DbStats {
+    pub connected: Counter,
+    pub last_commit_unix_ms: Gauge,
+    pub rows_committed: Counter,
+    pub candles_written: Counter,
+    pub signals_written: Counter,
+    /// Rows offered to batches, duplicates included.
+    pub rows_offered: Counter,
+    pub batches: Counter,
+    pub last_batch_rows: Counter,
+    pub max_batch_rows: Counter,
+    /// The current batch target (grows under load, shrinks when idle).
+    pub batch_target: Counter,
+    /// Rows per second committed over the last second.
+    pub rows_per_s: Counter,
+    pub write_errors: Counter,
+    pub connect_failures: Counter,
+    pub last_error: std::sync::Mutex<Option<String>>,
+    pub live_skipped: Counter,
+    pub spool_rows: Counter,
+    pub spool_bytes: Counter,
+    pub spool_segments: Counter,
+    pub spooled_rows: Counter,
+    pub replayed_rows: Counter,
+    /// Rows dropped because the spool was at its bound.
+    pub spool_dropped_rows: Counter,
+    pub spool_corrupt_records: Counter,
+    pub spool_max_bytes: Counter,
+    pub timescaledb: Counter,
+}
+
+impl DbStats {
+    pub fn set_error(&self, e: &dyn std::fmt::Display) {
+        let mut slot = self.last_error.lock().unwrap_or_else(|p| p.into_inner());
+        *slot = Some(e.to_string());
+    }
+}
+
+/// `sinks.database` and `sinks.spool` of `/api/status`.
+pub struct DatabaseStatus(pub Arc<DbStats>);
+
+impl SinkStatus for DatabaseStatus {
+    fn name(&self) -> &'static str {
+        "database"
+    }
+    fn sections(&self) -> Vec<(&'static str, Value)> {
+        vec![("database", self.status()), ("spool", self.spool())]
+    }
+    fn status(&self) -> Value {
+        let s = &self.0;
+        let connected = s.connected.get() == 1;
+        let last_error = s
+            .last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let last_commit = s.last_commit_unix_ms.get();
+        json!({
+            "state": if connected { "connected" } else { "disconnected" },
+            "connected": connected,
+            "timescaledb": s.timescaledb.get() == 1,
+            "last_commit_unix_ms": (last_commit > 0).then_some(last_commit),
+            "rows_per_s": s.rows_per_s.get(),
+            "rows_committed": s.rows_committed.get(),
+            "candles_written": s.candles_written.get(),
+            "signals_written": s.signals_written.get(),
+            "rows_offered": s.rows_offered.get(),
+            "batches": s.batches.get(),
+            "batch_rows_last": s.last_batch_rows.get(),
+            "batch_rows_max": s.max_batch_rows.get(),
+            "batch_target": s.batch_target.get(),
+            "live_candles_skipped": s.live_skipped.get(),
+            "errors": s.write_errors.get(),
+            "connect_failures": s.connect_failures.get(),
+            "last_error": last_error,
+        })
+    }
+}
+
+impl DatabaseStatus {
+    fn spool(&self) -> Value {
+        let s = &self.0;
+        json!({
+            "state": if s.spool_rows.get() > 0 { "holding" } else { "empty" },
+            "rows": s.spool_rows.get(),
+            "bytes": s.spool_bytes.get(),
+            "segments": s.spool_segments.get(),
+            "max_bytes": s.spool_max_bytes.get(),
+            "spooled_rows": s.spooled_rows.get(),
+            "replayed_rows": s.replayed_rows.get(),
+            "dropped_rows": s.spool_dropped_rows.get(),
+            "corrupt_records": s.spool_corrupt_records.get(),
+        })
+    }
+}
+
+/// `alphapulse migrate`: connects and applies the migrations.
+pub fn migrate_now(settings: &DbSettings) -> Result<schema::MigrateReport, DbError> {
+    let mut client = copy::connect(&settings.url, CONNECT_TIMEOUT)?;
+    schema::migrate(&mut client, settings)
+}
+
+/// The writer's [`SinkRole`] when `DATABASE_URL` is set. Runs on the control plane
+/// before any role starts: opens the spool (a bad spool directory is a startup error)
+/// and, unless configured off, applies the migrations. A database that cannot be
+/// reached now is not an error: the writer spools and migrates once it connects.
+pub fn writer_role(
+    config: &Config,
+    layout: &crate::topology::Layout,
+) -> Result<Option<crate::engine::SinkRole>, DbError> {
+    let Some(settings) = DbSettings::from_config(config) else {
+        return Ok(None);
+    };
+    let spool = spool::Spool::open(&settings.spool_dir, settings.spool_max_bytes)?;
+    let stats = Arc::new(DbStats::default());
+    let mut migrated = false;
+    if settings.migrate_on_start {
+        match migrate_now(&settings) {
+            Ok(report) => {
+                if !report.applied.is_empty() {
+                    tracing::info!(applied = ?report.applied, "database migrations applied");
+                }
+                stats.timescaledb.set(u64::from(report.timescaledb));
+                migrated = true;
+            }
+            Err(e @ DbError::Migrate(_)) => return Err(e),
+            Err(e) => tracing::warn!(
+                error = %e,
+                "database unreachable at startup: spooling, and migrating once it connects"
+            ),
+        }
+    }
+    let status: Arc<dyn SinkStatus> = Arc::new(DatabaseStatus(stats.clone()));
+    let writer = writer::Writer::new(settings, spool, stats, migrated);
+    Ok(Some(crate::engine::SinkRole {
+        name: "database",
+        core: layout.writer_core.filter(|_| layout.pinned),
+        run: Box::new(move |io: SinkIo| writer.run(io)),
+        status: Some(status),
+    }))
+}

@@ -1,0 +1,264 @@
+//! The query worker: answers the API's list reads (`/api/candles`, `/api/signals`, the
+//! WebSocket `get_signals`) from the database.
+//!
+//! Runs on: its own plain thread with its own connection (the sync client blocks, so it
+//! never runs on the dashboard's glommio executor). In: [`Request`]s on a bounded
+//! channel, each with a oneshot reply. Out: records, newest first. The dashboard awaits
+//! the reply's future, so its executor keeps serving while the query runs; glommio
+//! accepts wakes from foreign threads.
+
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+
+use futures_channel::oneshot;
+use postgres::types::ToSql;
+use postgres::Client;
+
+use super::copy;
+use super::rows::PgTime;
+use crate::dashboard::status::{ListError, ListQuery};
+use crate::market::Interval;
+use crate::record::{CandleRecord, SignalRecord};
+use crate::signals::{Direction, SignalKind};
+
+/// Reads waiting for the worker. Past this the API answers "busy" at once instead of
+/// queueing behind a slow database.
+pub const QUERY_QUEUE: usize = 64;
+/// A read that takes longer is cancelled by the server (the API answers an error).
+const STATEMENT_TIMEOUT_MS: u64 = 5_000;
+
+enum Request {
+    Candles(
+        ListQuery,
+        oneshot::Sender<Result<Vec<CandleRecord>, ListError>>,
+    ),
+    Signals(
+        ListQuery,
+        oneshot::Sender<Result<Vec<SignalRecord>, ListError>>,
+    ),
+}
+
+/// The dashboard's handle on the worker; cheap to clone. The worker stops when the
+/// last handle is dropped.
+#[derive(Clone)]
+pub struct QueryClient {
+    tx: SyncSender<Request>,
+}
+
+impl QueryClient {
+    /// Starts the worker thread (pinned to `core` if given) for `url`. It connects on
+    /// the first read and again after any failure.
+    pub fn spawn(url: String, core: Option<usize>) -> std::io::Result<QueryClient> {
+        let (tx, rx) = sync_channel(QUERY_QUEUE);
+        std::thread::Builder::new()
+            .name("db-query".into())
+            .spawn(move || {
+                if let Some(id) = core {
+                    core_affinity::set_for_current(core_affinity::CoreId { id });
+                }
+                serve(&url, rx);
+            })?;
+        Ok(QueryClient { tx })
+    }
+
+    pub async fn candles(&self, q: ListQuery) -> Result<Vec<CandleRecord>, ListError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Candles(q, reply))?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    pub async fn signals(&self, q: ListQuery) -> Result<Vec<SignalRecord>, ListError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Signals(q, reply))?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    fn send(&self, req: Request) -> Result<(), ListError> {
+        self.tx.try_send(req).map_err(|e| match e {
+            TrySendError::Full(_) => ListError(format!(
+                "database reads are queued to their limit ({QUERY_QUEUE}); try again"
+            )),
+            TrySendError::Disconnected(_) => stopped(),
+        })
+    }
+}
+
+fn stopped() -> ListError {
+    ListError("the database query worker has stopped".into())
+}
+
+fn serve(url: &str, rx: Receiver<Request>) {
+    let mut client: Option<Client> = None;
+    while let Ok(req) = rx.recv() {
+        if client.is_none() {
+            client = connect(url);
+        }
+        let Some(c) = client.as_mut() else {
+            let down = || ListError("database unavailable".into());
+            match req {
+                Request::Candles(_, reply) => drop(reply.send(Err(down()))),
+                Request::Signals(_, reply) => drop(reply.send(Err(down()))),
+            }
+            continue;
+        };
+        let failed = match req {
+            Request::Candles(q, reply) => {
+                let r = candles(c, &q);
+                let failed = r.is_err();
+                let _ = reply.send(r.map_err(|e| ListError(e.to_string())));
+                failed
+            }
+            Request::Signals(q, reply) => {
+                let r = signals(c, &q);
+                let failed = r.is_err();
+                let _ = reply.send(r.map_err(|e| ListError(e.to_string())));
+                failed
+            }
+        };
+        if failed && client.as_ref().is_some_and(|c| c.is_closed()) {
+            client = None;
+        }
+    }
+}
+
+fn connect(url: &str) -> Option<Client> {
+    match copy::connect(url, super::CONNECT_TIMEOUT) {
+        Ok(mut c) => {
+            let set = format!("SET statement_timeout = {STATEMENT_TIMEOUT_MS}");
+            c.batch_execute(&set).ok()?;
+            Some(c)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "query worker: database unreachable");
+            None
+        }
+    }
+}
+
+/// `WHERE` conditions and their parameters for `q`, on the time column `time`.
+struct Filter {
+    sql: String,
+    symbol: Option<String>,
+    timeframe: Option<&'static str>,
+    from: Option<PgTime>,
+    to: Option<PgTime>,
+    limit: i64,
+}
+
+impl Filter {
+    fn new(q: &ListQuery, time: &str, mut conditions: Vec<String>) -> Filter {
+        let mut f = Filter {
+            sql: String::new(),
+            symbol: q.symbol.map(|s| s.to_string()),
+            timeframe: q.interval.map(Interval::as_str),
+            from: q.from_ms.map(PgTime::from_ms),
+            to: q.to_ms.map(PgTime::from_ms),
+            limit: q.limit as i64,
+        };
+        let mut n = 1;
+        let mut next = || {
+            n += 1;
+            n
+        };
+        if f.symbol.is_some() {
+            conditions.push(format!("symbol = ${}", next()));
+        }
+        if f.timeframe.is_some() {
+            conditions.push(format!("timeframe = ${}", next()));
+        }
+        if f.from.is_some() {
+            conditions.push(format!("{time} >= ${}", next()));
+        }
+        if f.to.is_some() {
+            conditions.push(format!("{time} <= ${}", next()));
+        }
+        if !conditions.is_empty() {
+            f.sql = format!("WHERE {}", conditions.join(" AND "));
+        }
+        f
+    }
+
+    /// `$1` is the limit; the rest follow the order of the conditions.
+    fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        let mut p: Vec<&(dyn ToSql + Sync)> = vec![&self.limit];
+        if let Some(s) = &self.symbol {
+            p.push(s);
+        }
+        if let Some(t) = &self.timeframe {
+            p.push(t);
+        }
+        if let Some(t) = &self.from {
+            p.push(t);
+        }
+        if let Some(t) = &self.to {
+            p.push(t);
+        }
+        p
+    }
+}
+
+fn candles(c: &mut Client, q: &ListQuery) -> Result<Vec<CandleRecord>, postgres::Error> {
+    let f = Filter::new(q, "open_time", vec!["closed".into()]);
+    let sql = format!(
+        "SELECT symbol, timeframe, open_time, close_time, open::text, high::text, low::text, \
+         close::text, volume::text, quote_volume::text, taker_buy_base::text, \
+         taker_buy_quote::text, trades, closed, event_time FROM candles {} \
+         ORDER BY open_time DESC LIMIT $1",
+        f.sql
+    );
+    let rows = c.query(&sql, &f.params())?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            let timeframe = Interval::parse(r.get::<_, &str>(1)).ok()?.as_str();
+            Some(CandleRecord {
+                kind: "candle",
+                symbol: r.get(0),
+                timeframe,
+                open_time: r.get::<_, PgTime>(2).as_ms(),
+                close_time: r.get::<_, PgTime>(3).as_ms(),
+                open: r.get(4),
+                high: r.get(5),
+                low: r.get(6),
+                close: r.get(7),
+                volume: r.get(8),
+                quote_volume: r.get(9),
+                taker_buy_base: r.get(10),
+                taker_buy_quote: r.get(11),
+                trades: r.get::<_, i64>(12).max(0) as u64,
+                closed: r.get(13),
+                event_time: r.get::<_, PgTime>(14).as_ms(),
+            })
+        })
+        .collect())
+}
+
+fn signals(c: &mut Client, q: &ListQuery) -> Result<Vec<SignalRecord>, postgres::Error> {
+    let f = Filter::new(q, "\"timestamp\"", Vec::new());
+    let sql = format!(
+        "SELECT \"timestamp\", symbol, timeframe, kind, direction, confidence, price::text, \
+         indicators, event_time FROM signals {} ORDER BY \"timestamp\" DESC LIMIT $1",
+        f.sql
+    );
+    let rows = c.query(&sql, &f.params())?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            let indicators = match r.get::<_, serde_json::Value>(7) {
+                serde_json::Value::Object(m) => m,
+                _ => serde_json::Map::new(),
+            };
+            Some(SignalRecord {
+                kind_tag: "signal",
+                timestamp: r.get::<_, PgTime>(0).as_ms(),
+                symbol: r.get(1),
+                timeframe: Interval::parse(r.get::<_, &str>(2)).ok()?.as_str(),
+                kind: SignalKind::parse(r.get::<_, &str>(3))?.as_str(),
+                direction: Direction::parse(r.get::<_, &str>(4))?.as_str(),
+                confidence: r.get(5),
+                price: r.get(6),
+                indicators,
+                event_time: r.get::<_, PgTime>(8).as_ms(),
+            })
+        })
+        .collect())
+}

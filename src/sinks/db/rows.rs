@@ -1,0 +1,397 @@
+//! The rows the writer stores: a write batch (candles and signals, duplicates merged),
+//! its compact binary form for the spool, and the PostgreSQL encodings of times and
+//! `jsonb` that the binary COPY needs.
+//!
+//! Pure: no sockets, files or clocks. Runs on the writer thread.
+
+use std::collections::HashMap;
+use std::error::Error as StdError;
+
+use bytes::{BufMut, BytesMut};
+use postgres::types::{to_sql_checked, FromSql, IsNull, ToSql, Type};
+
+use crate::market::{Candle, Decimal, Interval, Symbol};
+use crate::signals::{Direction, Signal, SignalKind};
+
+/// A signal as the database stores it: the indicators rendered once to JSON text, so
+/// the row owns everything it needs (and can be spooled and read back unchanged).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SignalRow {
+    pub symbol: Symbol,
+    pub interval: Interval,
+    pub kind: SignalKind,
+    pub direction: Direction,
+    pub confidence: f64,
+    pub price: Decimal,
+    pub timestamp_ms: i64,
+    pub event_time_us: i64,
+    /// A JSON object of numbers (non-finite values left out, as in the JSON record).
+    pub indicators_json: String,
+}
+
+impl From<&Signal> for SignalRow {
+    fn from(s: &Signal) -> Self {
+        let indicators: serde_json::Map<String, serde_json::Value> = s
+            .indicators
+            .iter()
+            .filter_map(|(n, v)| serde_json::Number::from_f64(v).map(|x| (n.to_owned(), x.into())))
+            .collect();
+        SignalRow {
+            symbol: s.symbol,
+            interval: s.interval,
+            kind: s.kind,
+            direction: s.direction,
+            confidence: s.confidence,
+            price: s.price,
+            timestamp_ms: s.timestamp_ms,
+            event_time_us: s.event_time_us,
+            indicators_json: serde_json::Value::Object(indicators).to_string(),
+        }
+    }
+}
+
+type CandleKey = (Symbol, Interval, i64);
+type SignalKey = (Symbol, Interval, SignalKind, i64);
+
+/// One write: candles and signals with at most one row per key, so the upsert never
+/// touches a row twice in one statement.
+#[derive(Default, Debug)]
+pub struct Batch {
+    pub candles: Vec<Candle>,
+    pub signals: Vec<SignalRow>,
+    candle_index: HashMap<CandleKey, usize>,
+    signal_index: HashMap<SignalKey, usize>,
+    /// Rows offered, duplicates included.
+    pub offered: u64,
+}
+
+/// True when `a` should replace `b`: a closed candle beats a live one, then the later
+/// exchange event wins. The database applies the same rule on conflict.
+pub fn supersedes(a: &Candle, b: &Candle) -> bool {
+    (a.closed, a.event_time_us) > (b.closed, b.event_time_us)
+}
+
+impl Batch {
+    pub fn new() -> Batch {
+        Batch::default()
+    }
+
+    /// Distinct rows held.
+    pub fn rows(&self) -> usize {
+        self.candles.len() + self.signals.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows() == 0
+    }
+
+    /// Adds a candle, merging with a row of the same key: the newer state is kept.
+    pub fn push_candle(&mut self, c: Candle) {
+        self.offered += 1;
+        let key = (c.symbol, c.interval, c.open_time_ms);
+        match self.candle_index.get(&key) {
+            Some(&i) => {
+                if supersedes(&c, &self.candles[i]) {
+                    self.candles[i] = c;
+                }
+            }
+            None => {
+                self.candle_index.insert(key, self.candles.len());
+                self.candles.push(c);
+            }
+        }
+    }
+
+    /// Adds a signal; a second signal with the same key is the same signal (a replay)
+    /// and is dropped here, as the database would.
+    pub fn push_signal(&mut self, s: SignalRow) {
+        self.offered += 1;
+        let key = (s.symbol, s.interval, s.kind, s.timestamp_ms);
+        if let std::collections::hash_map::Entry::Vacant(e) = self.signal_index.entry(key) {
+            e.insert(self.signals.len());
+            self.signals.push(s);
+        }
+    }
+
+    /// Empties the batch, keeping its allocations.
+    pub fn clear(&mut self) {
+        self.candles.clear();
+        self.signals.clear();
+        self.candle_index.clear();
+        self.signal_index.clear();
+        self.offered = 0;
+    }
+
+    /// The batch in the spool's binary form (see [`Batch::decode`]).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&(self.candles.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(self.signals.len() as u32).to_le_bytes());
+        for c in &self.candles {
+            put_symbol(out, c.symbol);
+            out.push(c.interval as u8);
+            for t in [c.open_time_ms, c.close_time_ms, c.event_time_us] {
+                out.extend_from_slice(&t.to_le_bytes());
+            }
+            for d in [
+                c.open,
+                c.high,
+                c.low,
+                c.close,
+                c.volume,
+                c.quote_volume,
+                c.taker_buy_base,
+                c.taker_buy_quote,
+            ] {
+                out.extend_from_slice(&d.serialize());
+            }
+            out.extend_from_slice(&c.trades.to_le_bytes());
+            out.extend_from_slice(&c.first_trade_id.to_le_bytes());
+            out.extend_from_slice(&c.last_trade_id.to_le_bytes());
+            out.push(u8::from(c.closed));
+        }
+        for s in &self.signals {
+            put_symbol(out, s.symbol);
+            out.push(s.interval as u8);
+            out.push(s.kind as u8);
+            out.push(matches!(s.direction, Direction::Sell) as u8);
+            out.extend_from_slice(&s.confidence.to_le_bytes());
+            out.extend_from_slice(&s.price.serialize());
+            out.extend_from_slice(&s.timestamp_ms.to_le_bytes());
+            out.extend_from_slice(&s.event_time_us.to_le_bytes());
+            out.extend_from_slice(&(s.indicators_json.len() as u32).to_le_bytes());
+            out.extend_from_slice(s.indicators_json.as_bytes());
+        }
+    }
+
+    /// Reads a batch written by [`Batch::encode`]; `None` if the bytes are not one.
+    pub fn decode(bytes: &[u8]) -> Option<Batch> {
+        let mut r = Reader(bytes);
+        let candles = r.u32()? as usize;
+        let signals = r.u32()? as usize;
+        let mut batch = Batch::new();
+        for _ in 0..candles {
+            let symbol = r.symbol()?;
+            let interval = *Interval::ALL.get(r.u8()? as usize)?;
+            let (open_time_ms, close_time_ms, event_time_us) = (r.i64()?, r.i64()?, r.i64()?);
+            let mut d = [Decimal::ZERO; 8];
+            for slot in &mut d {
+                *slot = r.decimal()?;
+            }
+            let c = Candle {
+                symbol,
+                interval,
+                open_time_ms,
+                close_time_ms,
+                open: d[0],
+                high: d[1],
+                low: d[2],
+                close: d[3],
+                volume: d[4],
+                quote_volume: d[5],
+                taker_buy_base: d[6],
+                taker_buy_quote: d[7],
+                trades: r.i64()? as u64,
+                first_trade_id: r.i64()?,
+                last_trade_id: r.i64()?,
+                closed: r.u8()? != 0,
+                event_time_us,
+            };
+            batch.push_candle(c);
+        }
+        for _ in 0..signals {
+            let symbol = r.symbol()?;
+            let interval = *Interval::ALL.get(r.u8()? as usize)?;
+            let kind = *SignalKind::ALL.get(r.u8()? as usize)?;
+            let direction = if r.u8()? == 0 {
+                Direction::Buy
+            } else {
+                Direction::Sell
+            };
+            let confidence = f64::from_bits(r.i64()? as u64);
+            let price = r.decimal()?;
+            let timestamp_ms = r.i64()?;
+            let event_time_us = r.i64()?;
+            let len = r.u32()? as usize;
+            let indicators_json = String::from_utf8(r.take(len)?.to_vec()).ok()?;
+            batch.push_signal(SignalRow {
+                symbol,
+                interval,
+                kind,
+                direction,
+                confidence,
+                price,
+                timestamp_ms,
+                event_time_us,
+                indicators_json,
+            });
+        }
+        r.0.is_empty().then_some(batch)
+    }
+}
+
+fn put_symbol(out: &mut Vec<u8>, s: Symbol) {
+    let text = s.as_str().as_bytes();
+    out.push(text.len() as u8);
+    out.extend_from_slice(text);
+}
+
+/// A cursor over spooled bytes; every read fails cleanly at the end.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Some(head)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        Some(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+    fn i64(&mut self) -> Option<i64> {
+        Some(i64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    fn decimal(&mut self) -> Option<Decimal> {
+        Some(Decimal::deserialize(self.take(16)?.try_into().ok()?))
+    }
+    fn symbol(&mut self) -> Option<Symbol> {
+        let len = self.u8()? as usize;
+        let text = std::str::from_utf8(self.take(len)?).ok()?;
+        Symbol::new(text).ok()
+    }
+}
+
+/// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
+const PG_EPOCH_OFFSET_US: i64 = 946_684_800_000_000;
+
+/// A `timestamptz` from Unix microseconds, in PostgreSQL's binary form (no calendar
+/// arithmetic and no extra time crate on the write path).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PgTime(pub i64);
+
+impl PgTime {
+    pub fn from_ms(ms: i64) -> PgTime {
+        PgTime(ms.saturating_mul(1000))
+    }
+    pub fn as_ms(self) -> i64 {
+        self.0.div_euclid(1000)
+    }
+}
+
+impl ToSql for PgTime {
+    fn to_sql(
+        &self,
+        _: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+        out.put_i64(self.0 - PG_EPOCH_OFFSET_US);
+        Ok(IsNull::No)
+    }
+    fn accepts(ty: &Type) -> bool {
+        matches!(*ty, Type::TIMESTAMPTZ | Type::TIMESTAMP)
+    }
+    to_sql_checked!();
+}
+
+impl<'a> FromSql<'a> for PgTime {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn StdError + Sync + Send>> {
+        let bytes: [u8; 8] = raw.try_into()?;
+        Ok(PgTime(i64::from_be_bytes(bytes) + PG_EPOCH_OFFSET_US))
+    }
+    fn accepts(ty: &Type) -> bool {
+        matches!(*ty, Type::TIMESTAMPTZ | Type::TIMESTAMP)
+    }
+}
+
+/// JSON text sent as `jsonb` (binary format: a version byte, then the text), so the
+/// indicators are not parsed and re-serialised on the way in.
+#[derive(Clone, Copy, Debug)]
+pub struct JsonbText<'a>(pub &'a str);
+
+/// The only `jsonb` binary format version PostgreSQL defines.
+const JSONB_VERSION: u8 = 1;
+
+impl ToSql for JsonbText<'_> {
+    fn to_sql(
+        &self,
+        _: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+        out.put_u8(JSONB_VERSION);
+        out.put_slice(self.0.as_bytes());
+        Ok(IsNull::No)
+    }
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::JSONB
+    }
+    to_sql_checked!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::market::testing::candle;
+    use crate::signals::IndicatorValues;
+
+    fn signal(ts: i64) -> SignalRow {
+        let mut ind = IndicatorValues::new();
+        ind.push("rsi", 28.5);
+        ind.push("bad", f64::NAN);
+        SignalRow::from(&Signal {
+            symbol: Symbol::new("ETHUSDT").unwrap(),
+            interval: Interval::H1,
+            kind: SignalKind::Rsi,
+            direction: Direction::Sell,
+            confidence: 0.75,
+            price: "1234.5600".parse().unwrap(),
+            timestamp_ms: ts,
+            event_time_us: ts * 1000 + 7,
+            indicators: ind,
+        })
+    }
+
+    #[test]
+    fn duplicates_merge_to_the_newest_state() {
+        let mut b = Batch::new();
+        b.push_candle(candle("BTCUSDT", 0, 5, false));
+        b.push_candle(candle("BTCUSDT", 0, 9, true));
+        b.push_candle(candle("BTCUSDT", 0, 12, false)); // live after closed: ignored
+        b.push_candle(candle("BTCUSDT", 60_000, 3, false));
+        b.push_signal(signal(1));
+        b.push_signal(signal(1));
+        assert_eq!((b.rows(), b.offered), (3, 6));
+        assert!(b.candles[0].closed);
+        assert_eq!(b.candles[0].event_time_us, 9);
+        assert_eq!(b.signals[0].indicators_json, r#"{"rsi":28.5}"#);
+    }
+
+    #[test]
+    fn spool_form_round_trips_and_rejects_damage() {
+        let mut b = Batch::new();
+        b.push_candle(candle("BTCUSDT", 60_000, 11, true));
+        b.push_signal(signal(120_000));
+        let mut bytes = Vec::new();
+        b.encode(&mut bytes);
+        let back = Batch::decode(&bytes).expect("decodes");
+        assert_eq!(back.candles, b.candles);
+        assert_eq!(back.signals, b.signals);
+        assert!(Batch::decode(&bytes[..bytes.len() - 1]).is_none());
+        bytes.push(0);
+        assert!(Batch::decode(&bytes).is_none());
+    }
+
+    #[test]
+    fn times_convert_to_postgres_epoch_and_back() {
+        let t = PgTime::from_ms(1_700_000_000_123);
+        let mut out = BytesMut::new();
+        t.to_sql(&Type::TIMESTAMPTZ, &mut out).unwrap();
+        let back = PgTime::from_sql(&Type::TIMESTAMPTZ, &out).unwrap();
+        assert_eq!(back.as_ms(), 1_700_000_000_123);
+        assert_eq!(PgTime(-1).as_ms(), -1);
+    }
+}

@@ -1,0 +1,387 @@
+//! The writer loop: drains every shard's ring into micro-batches, writes them, and
+//! spools them while the database is away.
+//!
+//! Runs on the writer thread. In: envelopes (closed candles, signals and, when
+//! configured, live candles; gaps and outages are not stored here). Out: committed
+//! batches, or spooled ones.
+//!
+//! Batching: a batch is written when it holds the batch target's rows or its first row
+//! is `BATCH_TIMEOUT` old. The target starts at `BATCH_SIZE`, doubles (up to
+//! [`MAX_BATCH_ROWS`]) whenever a full batch leaves rows waiting in the rings, and
+//! halves back when a batch is written by timeout: big batches under load, small and
+//! prompt ones when idle.
+//!
+//! Order and outages: once anything is spooled, every later batch is spooled too and
+//! the spool is replayed oldest first, so the database sees batches in the order they
+//! were made. A failed write closes the connection; reconnects follow a capped,
+//! jittered exponential backoff. The shards never wait for any of this: they only see
+//! their ring to this thread, which keeps draining throughout.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::copy::{self, Committed, WriteConn};
+use super::rows::{Batch, SignalRow};
+use super::spool::{Append, Spool};
+use super::{schema, DbError, DbSettings, DbStats, CONNECT_TIMEOUT, MAX_BATCH_ROWS};
+use crate::clock::mono_ns;
+use crate::engine::SinkIo;
+use crate::feed::backoff::Backoff;
+use crate::latency::Stage;
+use crate::shard::{Envelope, Record};
+
+/// Sleep when the rings are empty and nothing is due: well under the smallest
+/// `BATCH_TIMEOUT` (1 ms), so a partial batch is never late by more than this.
+const IDLE_SLEEP: Duration = Duration::from_micros(500);
+/// Time spent replaying the spool per loop turn, so the rings keep being drained
+/// (into the spool) while a long backlog replays.
+const REPLAY_SLICE: Duration = Duration::from_millis(50);
+/// At shutdown, how long the writer keeps replaying the spool before leaving the rest
+/// for the next start.
+const SHUTDOWN_REPLAY: Duration = Duration::from_secs(5);
+/// A connection must last this long before the reconnect backoff starts over.
+const STABLE_CONNECTION: Duration = Duration::from_secs(10);
+
+pub struct Writer {
+    settings: DbSettings,
+    stats: Arc<DbStats>,
+    conn: Option<WriteConn>,
+    connected_at: Instant,
+    spool: Spool,
+    backoff: Backoff,
+    next_attempt: Instant,
+    /// Whether this process has applied the migrations (at startup or since).
+    migrated: bool,
+    /// Set while the spool refuses batches, so the loss is logged once per episode.
+    dropping: bool,
+    rate_mark: (Instant, u64),
+}
+
+impl Writer {
+    /// A writer over an opened spool; `migrated` says whether startup applied the
+    /// migrations already.
+    pub fn new(settings: DbSettings, spool: Spool, stats: Arc<DbStats>, migrated: bool) -> Writer {
+        let now = Instant::now();
+        if !spool.is_empty() {
+            tracing::info!(
+                rows = spool.rows(),
+                bytes = spool.bytes(),
+                "spool holds rows from an earlier run: replaying them first once the database is reachable"
+            );
+        }
+        stats.spool_max_bytes.set(settings.spool_max_bytes);
+        stats.batch_target.set(settings.batch_size as u64);
+        let backoff = Backoff::new(
+            settings.retry_initial,
+            settings.retry_max,
+            STABLE_CONNECTION,
+        );
+        let w = Writer {
+            settings,
+            stats,
+            conn: None,
+            connected_at: now,
+            spool,
+            backoff,
+            next_attempt: now,
+            migrated,
+            dropping: false,
+            rate_mark: (now, 0),
+        };
+        w.publish_spool();
+        w
+    }
+
+    /// Drains the rings until the stop flag is set and they are empty, then writes (or
+    /// spools) what is left and replays the spool for a bounded time. Records the ring
+    /// hop of every record and, for rows committed straight from the rings, the time from
+    /// receipt to the commit (`recv_to_db_commit`; rows that go through the spool have
+    /// no such figure: their commit waits for the database to come back).
+    pub fn run(mut self, io: SinkIo) {
+        let SinkIo {
+            rings,
+            stop,
+            mut latency,
+        } = io;
+        let mut batch = Batch::new();
+        let mut batch_recv_ns: Vec<u64> = Vec::new();
+        let mut envs: Vec<Envelope> = Vec::new();
+        let mut target = self.settings.batch_size.max(1);
+        let mut started: Option<Instant> = None;
+        loop {
+            let stopping = stop.load(Ordering::Relaxed);
+            envs.clear();
+            let room = target.saturating_sub(batch.rows()).max(1);
+            for ring in &rings {
+                ring.drain_into(&mut envs, room);
+            }
+            let now = mono_ns();
+            for env in &envs {
+                latency.record_span(Stage::RingHop, env.parsed_ns, now);
+                if self.add(&mut batch, env) {
+                    batch_recv_ns.push(env.recv_ns);
+                }
+            }
+            latency.maybe_handoff(now);
+            if started.is_none() && !batch.is_empty() {
+                started = Some(Instant::now());
+            }
+            let backlog: usize = rings.iter().map(|r| r.view().depth()).sum();
+            let full = batch.rows() >= target;
+            let late = started.is_some_and(|t| t.elapsed() >= self.settings.batch_timeout);
+            let last = stopping && backlog == 0;
+            if full || ((late || last) && !batch.is_empty()) {
+                let committed_before = self.stats.batches.get();
+                self.commit(&batch);
+                if self.stats.batches.get() > committed_before {
+                    let now = mono_ns();
+                    for r in &batch_recv_ns {
+                        latency.record_span(Stage::RecvToDbCommit, *r, now);
+                    }
+                }
+                batch_recv_ns.clear();
+                batch.clear();
+                started = None;
+                target = if full && backlog > 0 {
+                    (target * 2).min(MAX_BATCH_ROWS)
+                } else if !full {
+                    (target / 2).max(self.settings.batch_size.max(1))
+                } else {
+                    target
+                };
+                self.stats.batch_target.set(target as u64);
+            }
+            let replayed = self.maintain(REPLAY_SLICE);
+            self.update_rate();
+            if last && batch.is_empty() {
+                self.finish();
+                return;
+            }
+            if envs.is_empty() && !replayed {
+                std::thread::sleep(IDLE_SLEEP);
+            }
+        }
+    }
+
+    /// Adds a record's row to the batch; false when the record has no row here.
+    fn add(&mut self, batch: &mut Batch, env: &Envelope) -> bool {
+        match &env.record {
+            Record::ClosedCandle(c) => batch.push_candle(*c),
+            Record::LiveCandle(c) => {
+                if self.settings.live_candles {
+                    batch.push_candle(*c);
+                } else {
+                    self.stats.live_skipped.inc();
+                    return false;
+                }
+            }
+            Record::Signal(s) => batch.push_signal(SignalRow::from(s)),
+            Record::Gap(_) | Record::Outage(_) => return false,
+        }
+        self.stats.rows_offered.inc();
+        true
+    }
+
+    /// Writes `batch` now if the database is up and nothing is spooled ahead of it;
+    /// spools it otherwise.
+    pub fn commit(&mut self, batch: &Batch) {
+        let rows = batch.rows() as u64;
+        self.stats.last_batch_rows.set(rows);
+        if rows > self.stats.max_batch_rows.get() {
+            self.stats.max_batch_rows.set(rows);
+        }
+        if self.spool.is_empty() {
+            if let Some(conn) = self.conn.as_mut() {
+                match conn.write(batch) {
+                    Ok(done) => {
+                        self.committed(rows, done);
+                        return;
+                    }
+                    Err(e) if is_rejected(&e) => {
+                        self.rejected(rows, &e);
+                        return;
+                    }
+                    Err(e) => self.lost_connection(&e),
+                }
+            }
+        }
+        self.spool_batch(batch);
+    }
+
+    fn committed(&mut self, rows: u64, done: Committed) {
+        let s = &self.stats;
+        s.batches.inc();
+        s.rows_committed.add(rows);
+        s.candles_written.add(done.candles);
+        s.signals_written.add(done.signals);
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        s.last_commit_unix_ms.set(now_ms);
+    }
+
+    /// The database refused the batch itself (bad data, not a lost connection):
+    /// retrying would fail forever, so it is dropped, counted and logged.
+    fn rejected(&mut self, rows: u64, e: &DbError) {
+        self.stats.write_errors.inc();
+        self.stats.spool_dropped_rows.add(rows);
+        self.stats.set_error(e);
+        tracing::error!(rows, error = %e, "database rejected a batch; dropped");
+    }
+
+    fn spool_batch(&mut self, batch: &Batch) {
+        let rows = batch.rows() as u64;
+        match self.spool.append(batch) {
+            Ok(Append::Stored) => {
+                self.stats.spooled_rows.add(rows);
+                self.dropping = false;
+            }
+            Ok(Append::Full) => self.dropped(rows, "the spool is full (database.spool_max_bytes)"),
+            Err(e) => self.dropped(rows, &e.to_string()),
+        }
+        self.publish_spool();
+    }
+
+    fn dropped(&mut self, rows: u64, why: &str) {
+        self.stats.spool_dropped_rows.add(rows);
+        if !self.dropping {
+            tracing::error!(
+                rows,
+                spool_bytes = self.spool.bytes(),
+                "database unavailable and {why}: dropping batches until it has room (counted in sinks.spool.dropped_rows)"
+            );
+            self.dropping = true;
+        }
+    }
+
+    fn lost_connection(&mut self, e: &DbError) {
+        self.stats.write_errors.inc();
+        self.stats.set_error(e);
+        self.stats.connected.set(0);
+        self.conn = None;
+        let now = Instant::now();
+        self.backoff.connection_ended(self.connected_at, now);
+        self.next_attempt = now + self.backoff.next_delay(fastrand::f64());
+        tracing::warn!(error = %e, "database write failed: spooling until it is back");
+    }
+
+    /// Reconnects when due; replays spooled batches for up to `budget`. Returns whether
+    /// anything was replayed.
+    fn maintain(&mut self, budget: Duration) -> bool {
+        if self.conn.is_none() && Instant::now() >= self.next_attempt {
+            self.connect();
+        }
+        let mut replayed = false;
+        let deadline = Instant::now() + budget;
+        while self.conn.is_some() && Instant::now() < deadline {
+            let batch = match self.spool.front() {
+                Ok(Some(b)) => b,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, "spool unreadable");
+                    break;
+                }
+            };
+            let Some(conn) = self.conn.as_mut() else {
+                break;
+            };
+            let rows = batch.rows() as u64;
+            match conn.write(&batch) {
+                Ok(done) => {
+                    self.committed(rows, done);
+                    self.stats.replayed_rows.add(rows);
+                    self.spool.commit_front();
+                }
+                Err(e) if is_rejected(&e) => {
+                    self.rejected(rows, &e);
+                    self.spool.commit_front();
+                }
+                Err(e) => self.lost_connection(&e),
+            }
+            replayed = true;
+            if self.spool.is_empty() {
+                tracing::info!("spool replayed: the database is current");
+            }
+        }
+        if replayed {
+            self.publish_spool();
+        }
+        replayed
+    }
+
+    fn connect(&mut self) {
+        match self.open_connection() {
+            Ok(conn) => {
+                self.conn = Some(conn);
+                self.connected_at = Instant::now();
+                self.stats.connected.set(1);
+                tracing::info!(spooled_rows = self.spool.rows(), "database connected");
+            }
+            Err(e) => {
+                self.stats.connect_failures.inc();
+                self.stats.set_error(&e);
+                let delay = self.backoff.next_delay(fastrand::f64());
+                self.next_attempt = Instant::now() + delay;
+                if self.backoff.attempts() <= 1 {
+                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "database unreachable: spooling and retrying");
+                } else {
+                    tracing::debug!(error = %e, retry_in_ms = delay.as_millis() as u64, "database still unreachable");
+                }
+            }
+        }
+    }
+
+    fn open_connection(&mut self) -> Result<WriteConn, DbError> {
+        let mut client = copy::connect(&self.settings.url, CONNECT_TIMEOUT)?;
+        if !self.migrated && self.settings.migrate_on_start {
+            let report = schema::migrate(&mut client, &self.settings)?;
+            self.stats.timescaledb.set(u64::from(report.timescaledb));
+            self.migrated = true;
+        }
+        WriteConn::new(client)
+    }
+
+    fn publish_spool(&self) {
+        let s = &self.stats;
+        s.spool_rows.set(self.spool.rows());
+        s.spool_bytes.set(self.spool.bytes());
+        s.spool_segments.set(self.spool.segments() as u64);
+        s.spool_corrupt_records.set(self.spool.corrupt_records);
+    }
+
+    fn update_rate(&mut self) {
+        let (at, rows) = self.rate_mark;
+        let elapsed = at.elapsed();
+        if elapsed >= Duration::from_secs(1) {
+            let now_rows = self.stats.rows_committed.get();
+            let rate = (now_rows - rows) as f64 / elapsed.as_secs_f64();
+            self.stats.rows_per_s.set(rate as u64);
+            self.rate_mark = (Instant::now(), now_rows);
+        }
+    }
+
+    fn finish(&mut self) {
+        let deadline = Instant::now() + SHUTDOWN_REPLAY;
+        while !self.spool.is_empty() && self.conn.is_some() && Instant::now() < deadline {
+            self.maintain(REPLAY_SLICE);
+        }
+        if !self.spool.is_empty() {
+            tracing::warn!(
+                rows = self.spool.rows(),
+                "stopping with rows in the spool: they are replayed at the next start"
+            );
+        }
+    }
+}
+
+/// True for errors about the batch's content (SQLSTATE classes 22 data exception and
+/// 23 integrity violation): the server is fine, the rows are not.
+fn is_rejected(e: &DbError) -> bool {
+    match e {
+        DbError::Postgres(pg) => pg
+            .as_db_error()
+            .is_some_and(|db| matches!(&db.code().code()[..2], "22" | "23")),
+        _ => false,
+    }
+}

@@ -1,0 +1,742 @@
+//! The database writer against a real, private PostgreSQL: migrations, values and
+//! types, idempotent and newest-wins writes, the query worker, and outages (the server
+//! stopped mid-run, the engine killed with rows in its spool).
+
+#[path = "support/postgres.rs"]
+mod pg;
+#[path = "support/engine.rs"]
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use alphapulse::dashboard::status::ListQuery;
+use alphapulse::market::{Candle, Decimal, Interval, Symbol};
+use alphapulse::signals::{Direction, IndicatorValues, Signal, SignalKind};
+use alphapulse::sinks::db::copy::{self, WriteConn};
+use alphapulse::sinks::db::query::QueryClient;
+use alphapulse::sinks::db::rows::{Batch, SignalRow};
+use alphapulse::sinks::db::{migrate_now, DbSettings, CONNECT_TIMEOUT};
+use pg::Postgres;
+
+fn settings(pg: &Postgres) -> DbSettings {
+    let config = alphapulse::config::Config {
+        database_url: Some(pg.url()),
+        ..Default::default()
+    };
+    DbSettings::from_config(&config).unwrap()
+}
+
+fn conn(pg: &Postgres) -> WriteConn {
+    migrate_now(&settings(pg)).expect("migrations");
+    WriteConn::new(copy::connect(&pg.url(), CONNECT_TIMEOUT).unwrap()).unwrap()
+}
+
+fn dec(s: &str) -> Decimal {
+    s.parse().unwrap()
+}
+
+fn candle(open_ms: i64, event_us: i64, closed: bool, close: &str) -> Candle {
+    Candle {
+        symbol: Symbol::new("BTCUSDT").unwrap(),
+        interval: Interval::M1,
+        open_time_ms: open_ms,
+        close_time_ms: open_ms + 59_999,
+        open: dec("0.01634790"),
+        high: dec("0.01640000"),
+        low: dec("0.01575800"),
+        close: dec(close),
+        volume: dec("148976.11427815"),
+        quote_volume: dec("2434.19055334"),
+        taker_buy_base: dec("1756.87402397"),
+        taker_buy_quote: dec("28.46694368"),
+        trades: 308,
+        first_trade_id: 100,
+        last_trade_id: 407,
+        closed,
+        event_time_us: event_us,
+    }
+}
+
+fn signal(ts_ms: i64) -> SignalRow {
+    let mut indicators = IndicatorValues::new();
+    indicators.push("rsi", 27.25);
+    indicators.push("ema_fast", 43_251.5);
+    SignalRow::from(&Signal {
+        symbol: Symbol::new("BTCUSDT").unwrap(),
+        interval: Interval::M1,
+        kind: SignalKind::Rsi,
+        direction: Direction::Buy,
+        confidence: 0.8,
+        price: dec("43251.12000000"),
+        timestamp_ms: ts_ms,
+        event_time_us: ts_ms * 1000 + 5,
+        indicators,
+    })
+}
+
+fn batch(candles: &[Candle], signals: &[SignalRow]) -> Batch {
+    let mut b = Batch::new();
+    for c in candles {
+        b.push_candle(*c);
+    }
+    for s in signals {
+        b.push_signal(s.clone());
+    }
+    b
+}
+
+/// Every candle row as text, in key order: a full picture of the table to compare.
+fn candle_rows(client: &mut postgres::Client) -> Vec<String> {
+    client
+        .query(
+            "SELECT c::text FROM candles c ORDER BY symbol, timeframe, open_time",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+const T0: i64 = 1_700_000_040_000; // a minute boundary
+
+#[test]
+fn migrations_apply_from_empty_and_rerun_changes_nothing() {
+    let pg = Postgres::start_new();
+    let first = migrate_now(&settings(&pg)).expect("first run");
+    assert_eq!(first.applied.len(), 2, "{first:?}");
+    assert!(!first.timescaledb, "no TimescaleDB on this server");
+    let again = migrate_now(&settings(&pg)).expect("second run");
+    assert!(again.applied.is_empty(), "{again:?}");
+    let mut c = pg.client();
+    let types: Vec<(String, String, String)> = c
+        .query(
+            "SELECT table_name::text, column_name::text, data_type::text FROM information_schema.columns \
+             WHERE table_name IN ('candles', 'signals') ORDER BY table_name, ordinal_position",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let ty = |t: &str, col: &str| {
+        types
+            .iter()
+            .find(|(a, b, _)| a == t && b == col)
+            .map(|x| x.2.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(ty("candles", "open_time"), "timestamp with time zone");
+    assert_eq!(ty("candles", "open"), "numeric");
+    assert_eq!(ty("candles", "taker_buy_quote"), "numeric");
+    assert_eq!(ty("signals", "timestamp"), "timestamp with time zone");
+    assert_eq!(ty("signals", "indicators"), "jsonb");
+    assert_eq!(ty("signals", "price"), "numeric");
+    // The seed's troubleshooting query keeps working.
+    let n: i64 = c
+        .query_one(
+            "SELECT COUNT(*) FROM signals WHERE timestamp > NOW() - INTERVAL '1 hour';",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+}
+
+#[test]
+fn candles_and_signals_land_exactly_and_read_back_through_the_query_worker() {
+    let pg = Postgres::start_new();
+    let mut w = conn(&pg);
+    let done = w
+        .write(&batch(
+            &[candle(T0, T0 * 1000 + 60_000_000, true, "0.01577100")],
+            &[signal(T0 + 59_999)],
+        ))
+        .unwrap();
+    assert_eq!((done.candles, done.signals), (1, 1));
+    let mut c = pg.client();
+    let row = c
+        .query_one(
+            "SELECT open::text, close::text, volume::text, trades, closed, \
+             extract(epoch from open_time)::float8, extract(epoch from close_time)::float8 FROM candles",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "0.01634790");
+    assert_eq!(row.get::<_, String>(1), "0.01577100");
+    assert_eq!(row.get::<_, String>(2), "148976.11427815");
+    assert_eq!(row.get::<_, i64>(3), 308);
+    assert!(row.get::<_, bool>(4));
+    assert_eq!(row.get::<_, f64>(5), T0 as f64 / 1000.0);
+    assert_eq!(row.get::<_, f64>(6), (T0 + 59_999) as f64 / 1000.0);
+    let s = c
+        .query_one(
+            "SELECT kind, direction, confidence, price::text, indicators->>'rsi', \
+             jsonb_typeof(indicators) FROM signals",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(s.get::<_, String>(0), "rsi");
+    assert_eq!(s.get::<_, String>(1), "buy");
+    assert_eq!(s.get::<_, f64>(2), 0.8);
+    assert_eq!(s.get::<_, String>(3), "43251.12000000");
+    assert_eq!(s.get::<_, String>(4), "27.25");
+    assert_eq!(s.get::<_, String>(5), "object");
+
+    // The API's reads, through the query worker, give the JSON records back.
+    let q = QueryClient::spawn(pg.url(), None).unwrap();
+    let all = ListQuery {
+        symbol: Some(Symbol::new("BTCUSDT").unwrap()),
+        interval: Some(Interval::M1),
+        limit: 10,
+        from_ms: None,
+        to_ms: None,
+    };
+    let candles = futures_lite::future::block_on(q.candles(all)).unwrap();
+    assert_eq!(candles.len(), 1);
+    assert_eq!(candles[0].open, "0.01634790");
+    assert_eq!(candles[0].open_time, T0);
+    assert_eq!(candles[0].event_time, T0 + 60_000);
+    let signals = futures_lite::future::block_on(q.signals(all)).unwrap();
+    assert_eq!(signals.len(), 1);
+    assert_eq!(signals[0].timestamp, T0 + 59_999);
+    assert_eq!(signals[0].indicators["ema_fast"], 43_251.5);
+    let later = ListQuery {
+        from_ms: Some(T0 + 1),
+        ..all
+    };
+    assert!(futures_lite::future::block_on(q.candles(later))
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn replays_out_of_order_updates_and_duplicate_keys_keep_the_newest_rows_once() {
+    let pg = Postgres::start_new();
+    let mut w = conn(&pg);
+    let mut c = pg.client();
+    // A stream of live updates then the closing update, for three candles, with signals.
+    let stream: Vec<Batch> = (0..3)
+        .map(|i| {
+            let open = T0 + i * 60_000;
+            batch(
+                &[
+                    candle(open, open * 1000 + 1_000_000, false, "1.0"),
+                    candle(open, open * 1000 + 59_000_000, true, "2.0"),
+                ],
+                &[signal(open + 59_999)],
+            )
+        })
+        .collect();
+    for b in &stream {
+        w.write(b).unwrap();
+    }
+    let once = candle_rows(&mut c);
+    assert_eq!(once.len(), 3);
+    for b in &stream {
+        let done = w.write(b).unwrap();
+        assert_eq!(
+            (done.candles, done.signals),
+            (0, 0),
+            "a replay changes nothing"
+        );
+    }
+    assert_eq!(candle_rows(&mut c), once);
+    let signals: i64 = c
+        .query_one("SELECT count(*) FROM signals", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(signals, 3);
+
+    // Out of order: an older live update and an older closed state arrive late.
+    let open = T0 + 10 * 60_000;
+    w.write(&batch(&[candle(open, 30, false, "3.0")], &[]))
+        .unwrap();
+    w.write(&batch(&[candle(open, 20, false, "2.0")], &[]))
+        .unwrap();
+    let close_of = |c: &mut postgres::Client| -> (String, bool) {
+        let r = c
+            .query_one(
+                "SELECT close::text, closed FROM candles WHERE open_time = to_timestamp($1::float8 / 1000)",
+                &[&(open as f64)],
+            )
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!(
+        close_of(&mut c),
+        ("3.0".into(), false),
+        "older live update ignored"
+    );
+    w.write(&batch(&[candle(open, 40, true, "4.0")], &[]))
+        .unwrap();
+    w.write(&batch(&[candle(open, 50, false, "5.0")], &[]))
+        .unwrap();
+    w.write(&batch(&[candle(open, 35, true, "3.5")], &[]))
+        .unwrap();
+    assert_eq!(
+        close_of(&mut c),
+        ("4.0".into(), true),
+        "closed beats live; newest closed wins"
+    );
+
+    // Duplicate keys inside one batch: merged first, so the upsert succeeds.
+    let open = T0 + 20 * 60_000;
+    let dup = batch(
+        &[
+            candle(open, 10, false, "1.0"),
+            candle(open, 30, true, "3.0"),
+            candle(open, 20, false, "2.0"),
+        ],
+        &[signal(open), signal(open)],
+    );
+    let done = w.write(&dup).unwrap();
+    assert_eq!((done.candles, done.signals), (1, 1));
+    let rows: i64 = c
+        .query_one("SELECT count(*) FROM candles", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 5);
+}
+
+/// Open time, open, high, low, close, volume, trades, closed: what is compared.
+type KlineRow = (i64, String, String, String, String, String, i64, bool);
+
+/// The simulator's closed 1m klines of `symbol` in `[from_ms, to_ms]`, from REST.
+fn sim_klines(sim_rest: &str, symbol: &str, from_ms: i64, to_ms: i64) -> Vec<serde_json::Value> {
+    let url = format!(
+        "{sim_rest}/api/v3/klines?symbol={symbol}&interval=1m&startTime={from_ms}&endTime={to_ms}&limit=1000"
+    );
+    let body = ureq::get(&url)
+        .call()
+        .expect("klines")
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    serde_json::from_str::<Vec<serde_json::Value>>(&body).unwrap()
+}
+
+/// Checks that the database holds exactly the simulator's klines for `symbol` with open
+/// times in `[from_ms, to_ms]`: every one, once, with the same values.
+fn assert_matches_simulator(
+    client: &mut postgres::Client,
+    sim_rest: &str,
+    symbol: &str,
+    from_ms: i64,
+    to_ms: i64,
+) -> usize {
+    let expected = sim_klines(sim_rest, symbol, from_ms, to_ms);
+    let rows = client
+        .query(
+            "SELECT (extract(epoch from open_time) * 1000)::int8, open::text, high::text, low::text, \
+             close::text, volume::text, trades, closed FROM candles \
+             WHERE symbol = $1 AND timeframe = '1m' \
+               AND open_time BETWEEN to_timestamp($2::float8 / 1000) AND to_timestamp($3::float8 / 1000) \
+             ORDER BY open_time",
+            &[&symbol, &(from_ms as f64), &(to_ms as f64)],
+        )
+        .unwrap();
+    let got: Vec<KlineRow> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.get(0),
+                r.get(1),
+                r.get(2),
+                r.get(3),
+                r.get(4),
+                r.get(5),
+                r.get(6),
+                r.get(7),
+            )
+        })
+        .collect();
+    let want: Vec<KlineRow> = expected
+        .iter()
+        .filter(|k| k[0].as_i64().unwrap() <= to_ms)
+        .map(|k| {
+            let s = |i: usize| k[i].as_str().unwrap().to_owned();
+            (
+                k[0].as_i64().unwrap(),
+                s(1),
+                s(2),
+                s(3),
+                s(4),
+                s(5),
+                k[8].as_i64().unwrap(),
+                true,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got, want,
+        "database vs simulator klines {from_ms}..={to_ms}"
+    );
+    let dupes: i64 = client
+        .query_one(
+            "SELECT count(*) - count(DISTINCT (symbol, timeframe, open_time)) FROM candles",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(dupes, 0);
+    want.len()
+}
+
+fn db_count(pg: &Postgres) -> i64 {
+    postgres::Client::connect(&pg.url(), postgres::NoTls)
+        .ok()
+        .and_then(|mut c| {
+            c.query_one("SELECT count(*) FROM candles WHERE closed", &[])
+                .ok()
+        })
+        .map_or(0, |r| r.get(0))
+}
+
+fn temp_spool(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "alphapulse-test-spool-{name}-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+#[test]
+fn a_database_outage_mid_run_loses_and_doubles_nothing() {
+    let mut pg = Postgres::start_new();
+    let spool = temp_spool("outage");
+    let url = pg.url();
+    let run = support::start(
+        support::sim_config(&["BTCUSDT"]),
+        |c| {
+            c.database_url = Some(url.clone());
+            c.database.spool_dir = spool.clone();
+            c.batch_timeout_s = 0.05;
+            c.database.retry_initial_ms = 50;
+            c.database.retry_max_ms = 200;
+        },
+        &["BTCUSDT"],
+        &[Interval::M1],
+    );
+    let addr = run.engine.dashboard_addr();
+    assert!(
+        support::wait_until(Duration::from_secs(20), || db_count(&pg) >= 2),
+        "closed candles reach the database"
+    );
+    pg.stop_immediate();
+    // The engine keeps going: closed candles pile up in the spool.
+    assert!(
+        support::wait_until(Duration::from_secs(15), || {
+            support::http_json(addr, "/api/status")["sinks"]["spool"]["rows"]
+                .as_u64()
+                .unwrap_or(0)
+                >= 3
+        }),
+        "the spool holds rows while the database is down"
+    );
+    let status = support::http_json(addr, "/api/status");
+    assert_eq!(status["sinks"]["database"]["connected"], false);
+    pg.start();
+    assert!(
+        support::wait_until(Duration::from_secs(20), || {
+            let s = support::http_json(addr, "/api/status");
+            s["sinks"]["spool"]["rows"] == 0 && s["sinks"]["database"]["connected"] == true
+        }),
+        "the spool replays once the database is back"
+    );
+    // One more candle through the live path, then compare everything the engine closed.
+    let closed_now = db_count(&pg);
+    assert!(support::wait_until(Duration::from_secs(10), || db_count(
+        &pg
+    )
+        > closed_now));
+    let store = run.engine.status().store.clone();
+    let closed = store.lock().unwrap().closed(
+        Some(Symbol::new("BTCUSDT").unwrap()),
+        Some(Interval::M1),
+        1000,
+    );
+    let (first, last) = (
+        closed.last().unwrap().open_time_ms,
+        closed.first().unwrap().open_time_ms,
+    );
+    // Wait for the writer to commit the newest one the store has.
+    let mut c = pg.client();
+    assert!(support::wait_until(Duration::from_secs(5), || {
+        c.query_one(
+            "SELECT count(*) FROM candles WHERE open_time = to_timestamp($1::float8 / 1000)",
+            &[&(last as f64)],
+        )
+        .map(|r| r.get::<_, i64>(0) == 1)
+        .unwrap_or(false)
+    }));
+    let n = assert_matches_simulator(&mut c, &run.sim.rest_url(), "BTCUSDT", first, last);
+    assert_eq!(n, closed.len(), "every candle the engine closed is stored");
+    assert!(n >= 6, "the run spanned the outage ({n} candles)");
+    let api = support::http_json(addr, "/api/candles?symbol=BTCUSDT&timeframe=1m&limit=5");
+    assert_eq!(api["candles"].as_array().map(Vec::len), Some(5));
+    drop(run);
+    let _ = std::fs::remove_dir_all(&spool);
+}
+
+fn engine_child(
+    sim: &alphapulse::simulator::SimHandle,
+    pg: &Postgres,
+    spool: &PathBuf,
+    dashboard: std::net::SocketAddr,
+) -> support::ChildGuard {
+    support::ChildGuard(
+        Command::new(env!("CARGO_BIN_EXE_alphapulse"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("ALPHAPULSE_PIN_CORES", "false")
+            .env("ALPHAPULSE_LOG", "warn")
+            .env("BINANCE_WS_URL", sim.ws_url())
+            .env("BINANCE_REST_URL", sim.rest_url())
+            .env("SYMBOLS", "BTCUSDT")
+            .env("TIMEFRAMES", "1m")
+            .env("DASHBOARD_ADDR", dashboard.to_string())
+            .env("DATABASE_URL", pg.url())
+            .env("DATABASE_SPOOL_DIR", spool)
+            .env("BATCH_TIMEOUT", "0.05")
+            .current_dir(std::env::temp_dir())
+            .arg("run")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn alphapulse run"),
+    )
+}
+
+fn free_addr() -> std::net::SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+#[test]
+fn a_killed_engine_replays_its_spool_at_the_next_start() {
+    let _serial = support::serial();
+    let mut pg = Postgres::start_new();
+    let spool = temp_spool("kill");
+    let sim = alphapulse::simulator::start(support::sim_config(&["BTCUSDT"])).expect("simulator");
+    let dashboard = free_addr();
+    let mut child = engine_child(&sim, &pg, &spool, dashboard);
+    assert!(
+        support::wait_until(Duration::from_secs(30), || db_count(&pg) >= 2),
+        "closed candles reach the database"
+    );
+    let first: i64 = pg
+        .client()
+        .query_one(
+            "SELECT (extract(epoch from min(open_time)) * 1000)::int8 FROM candles",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    pg.stop_immediate();
+    let spool_rows = || {
+        let (code, body) = support::http_get(dashboard, "/api/status");
+        if code != 200 {
+            return (0, None);
+        }
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let last = v["candles"]["last_closed"][0]["open_time"].as_i64();
+        (v["sinks"]["spool"]["rows"].as_u64().unwrap_or(0), last)
+    };
+    assert!(
+        support::wait_until(Duration::from_secs(15), || spool_rows().0 >= 3),
+        "the spool holds rows"
+    );
+    // The newest candle the engine has closed; give the writer a few batch timeouts to
+    // spool it, then kill the engine without warning.
+    let last = spool_rows().1.expect("a closed candle in the status");
+    std::thread::sleep(Duration::from_millis(400));
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGKILL) };
+    let _ = child.0.wait();
+    let left = std::fs::read_dir(&spool).map(|d| d.count()).unwrap_or(0);
+    assert!(left > 0, "the killed engine left its spool on disk");
+
+    pg.start();
+    let dashboard = free_addr();
+    let _child = engine_child(&sim, &pg, &spool, dashboard);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut c = pg.client();
+    let stored = |c: &mut postgres::Client, t: i64| {
+        c.query_one(
+            "SELECT count(*) FROM candles WHERE open_time = to_timestamp($1::float8 / 1000)",
+            &[&(t as f64)],
+        )
+        .map(|r| r.get::<_, i64>(0))
+        .unwrap_or(0)
+    };
+    while stored(&mut c, last) == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let n = assert_matches_simulator(&mut c, &sim.rest_url(), "BTCUSDT", first, last);
+    assert!(n >= 4, "{n} candles spanned the outage");
+    // And the restarted engine keeps writing new candles (those that closed while it
+    // was dead are the backfill's business, not the writer's).
+    let now = sim.sim_now_ms();
+    assert!(
+        support::wait_until(Duration::from_secs(15), || {
+            c.query_one(
+                "SELECT count(*) FROM candles WHERE open_time >= to_timestamp($1::float8 / 1000)",
+                &[&(now as f64)],
+            )
+            .map(|r| r.get::<_, i64>(0) > 0)
+            .unwrap_or(false)
+        }),
+        "the restarted engine writes new candles"
+    );
+    assert!(
+        std::fs::read_dir(&spool).map(|d| d.count()).unwrap_or(0) == 0,
+        "spool replayed and removed"
+    );
+    let _ = std::fs::remove_dir_all(&spool);
+}
+
+#[test]
+fn migrate_command_applies_once_and_names_a_missing_url() {
+    let pg = Postgres::start_new();
+    let migrate = |url: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_alphapulse"));
+        c.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("ALPHAPULSE_LOG", "warn")
+            .current_dir(std::env::temp_dir())
+            .arg("migrate");
+        if let Some(url) = url {
+            c.env("DATABASE_URL", url);
+        }
+        c.output().expect("run alphapulse migrate")
+    };
+    let first = migrate(Some(&pg.url()));
+    let out = String::from_utf8_lossy(&first.stdout);
+    assert!(first.status.success(), "{out}");
+    assert!(out.contains("applied V1__candles_and_signals"), "{out}");
+    assert!(out.contains("timescaledb: off"), "{out}");
+    let again = migrate(Some(&pg.url()));
+    assert!(String::from_utf8_lossy(&again.stdout).contains("database schema is current"));
+    let missing = migrate(None);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("DATABASE_URL is not set"));
+}
+
+fn envelope(record: alphapulse::shard::Record) -> alphapulse::shard::Envelope {
+    alphapulse::shard::Envelope {
+        shard: 0,
+        recv_ns: 0,
+        parsed_ns: 0,
+        record,
+    }
+}
+
+#[test]
+fn the_writer_loop_drains_rings_and_conflates_live_candles_when_asked() {
+    use alphapulse::shard::Record;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let pg = Postgres::start_new();
+    let spool = temp_spool("loop");
+    let mut s = settings(&pg);
+    s.spool_dir = spool.clone();
+    s.live_candles = true;
+    s.batch_timeout = Duration::from_millis(20);
+    let stats = Arc::new(alphapulse::sinks::db::DbStats::default());
+    let writer = alphapulse::sinks::db::writer::Writer::new(
+        s.clone(),
+        alphapulse::sinks::db::spool::Spool::open(&spool, s.spool_max_bytes).unwrap(),
+        stats.clone(),
+        false,
+    );
+    let (tx, rx) = alphapulse::ring::ring("test->database", 4096);
+    let stop = Arc::new(AtomicBool::new(false));
+    let thread = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            writer.run(alphapulse::engine::SinkIo {
+                rings: vec![rx],
+                stop,
+                latency: alphapulse::latency::Registry::new().recorder("database"),
+            })
+        })
+    };
+    // 200 live updates of one candle, then 2000 closed candles of other minutes.
+    for i in 0..200 {
+        let c = candle(T0, T0 * 1000 + i, false, &format!("{i}.5"));
+        tx.push(envelope(Record::LiveCandle(c))).unwrap();
+    }
+    for i in 1..=2000 {
+        let open = T0 + i * 60_000;
+        let c = candle(open, open * 1000 + 59_000_000, true, "7.0");
+        while tx.push(envelope(Record::ClosedCandle(c))).is_err() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    let mut c = pg.client();
+    let rows = |c: &mut postgres::Client| -> i64 {
+        c.query_one("SELECT count(*) FROM candles", &[])
+            .map(|r| r.get(0))
+            .unwrap_or(0)
+    };
+    assert!(support::wait_until(Duration::from_secs(20), || rows(
+        &mut c
+    ) == 2001));
+    stop.store(true, Ordering::Relaxed);
+    thread.join().unwrap();
+    let live: (String, bool) = c
+        .query_one(
+            "SELECT close::text, closed FROM candles ORDER BY open_time LIMIT 1",
+            &[],
+        )
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!(
+        live,
+        ("199.5".to_owned(), false),
+        "the newest live state is kept"
+    );
+    assert_eq!(stats.rows_offered.get(), 2200);
+    assert!(
+        stats.max_batch_rows.get() > s.batch_size as u64,
+        "batches grew under load (largest {})",
+        stats.max_batch_rows.get()
+    );
+    assert_eq!(stats.spool_rows.get(), 0);
+    let _ = std::fs::remove_dir_all(&spool);
+}
+
+#[test]
+fn at_its_bound_the_spool_refuses_batches_and_counts_the_rows() {
+    use std::sync::Arc;
+    let spool = temp_spool("bound");
+    let config = alphapulse::config::Config {
+        // Nothing listens on port 1: every connection attempt fails at once.
+        database_url: Some("postgres://postgres@127.0.0.1:1/none".into()),
+        ..Default::default()
+    };
+    let mut s = DbSettings::from_config(&config).unwrap();
+    s.spool_dir = spool.clone();
+    let stats = Arc::new(alphapulse::sinks::db::DbStats::default());
+    let mut writer = alphapulse::sinks::db::writer::Writer::new(
+        s,
+        alphapulse::sinks::db::spool::Spool::open(&spool, 2000).unwrap(),
+        stats.clone(),
+        false,
+    );
+    for i in 0..20 {
+        let open = T0 + i * 60_000;
+        writer.commit(&batch(&[candle(open, open * 1000, true, "1.0")], &[]));
+    }
+    let (stored, dropped) = (stats.spooled_rows.get(), stats.spool_dropped_rows.get());
+    assert!(
+        stored > 0 && dropped > 0,
+        "stored {stored}, dropped {dropped}"
+    );
+    assert_eq!(stored + dropped, 20);
+    assert!(stats.spool_bytes.get() <= 2000);
+    let _ = std::fs::remove_dir_all(&spool);
+}
