@@ -117,6 +117,9 @@ pub struct Config {
     pub feed: FeedConfig,
     /// Engine-wide settings (`[engine]`).
     pub engine: EngineConfig,
+    /// Indicators, signal rules and warm start (`[signals]`, see
+    /// [`crate::signals::params`]).
+    pub signals: crate::signals::params::SignalsConfig,
 }
 
 /// Which Binance streams to subscribe to for every symbol.
@@ -278,6 +281,7 @@ impl Default for Config {
             redis_channel_prefix: DEFAULT_REDIS_CHANNEL_PREFIX.to_owned(),
             feed: FeedConfig::default(),
             engine: EngineConfig::default(),
+            signals: crate::signals::params::SignalsConfig::default(),
         }
     }
 }
@@ -413,6 +417,7 @@ impl Config {
                 }
             }
         }
+        out.push_str(&self.signals.to_toml());
         out
     }
 
@@ -490,6 +495,7 @@ impl Config {
                     .to_owned(),
             });
         }
+        self.signals.validate()?;
         let needed = self.instance_stream_count();
         let capacity = self.binance_max_connections * feed.max_streams_per_connection;
         if needed > capacity {
@@ -513,7 +519,7 @@ impl Config {
 
 /// Applies a TOML document over `config`, rejecting unknown keys.
 fn apply_toml(config: &mut Config, text: &str, file: &str) -> Result<(), ConfigError> {
-    let table: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+    let mut table: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Syntax {
         file: file.to_owned(),
         line: e
             .span()
@@ -521,6 +527,11 @@ fn apply_toml(config: &mut Config, text: &str, file: &str) -> Result<(), ConfigE
             .unwrap_or(1),
         message: e.message().replace('\n', " "),
     })?;
+    // `[signals]` has a table per timeframe, which the flat field table cannot list:
+    // its own module reads it.
+    if let Some(signals) = table.remove("signals") {
+        config.signals.apply_toml(&signals)?;
+    }
     let mut entries = Vec::new();
     collect_entries(&table, "", file, &mut entries)?;
     for (field, value) in entries {
