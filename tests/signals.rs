@@ -7,7 +7,8 @@ mod support;
 
 use std::path::PathBuf;
 
-use alphapulse::market::Decimal;
+use alphapulse::market::{Decimal, Interval};
+use std::time::Duration;
 use alphapulse::signals::params::SignalParams;
 use alphapulse::signals::rules::{Bar, Fired, SignalEngine, Snapshot};
 use alphapulse::signals::{Direction, SignalKind};
@@ -333,4 +334,260 @@ fn every_signal_is_bounded_and_the_same_sequence_gives_the_same_signals() {
         assert!(!f.indicators.is_empty());
         assert!(f.indicators.iter().all(|(_, v)| v.is_finite()), "{f:?}");
     }
+}
+
+// ---- The shard hook: warm batches, live candles, signals on the rings ----
+
+use std::sync::Arc;
+
+use alphapulse::market::{Candle, Symbol};
+use alphapulse::metrics::ShardStats;
+use alphapulse::shard::{Record, ShardState};
+use alphapulse::signals::params::SignalsConfig;
+use alphapulse::signals::warm::WarmBatch;
+use alphapulse::wire::Event;
+
+fn dec(x: f64) -> Decimal {
+    Decimal::from_str_exact(&format!("{x:.2}")).unwrap()
+}
+
+/// A closed 1h BTCUSDT candle from a reference bar.
+fn candle(b: &Bar) -> Candle {
+    let tf = Interval::H1;
+    Candle {
+        symbol: Symbol::new("BTCUSDT").unwrap(),
+        interval: tf,
+        open_time_ms: b.open_time_ms,
+        close_time_ms: tf.close_time(b.open_time_ms),
+        open: dec(b.open),
+        high: dec(b.high),
+        low: dec(b.low),
+        close: dec(b.close),
+        volume: Decimal::from_str_exact(&format!("{:.5}", b.volume)).unwrap(),
+        quote_volume: Decimal::ZERO,
+        taker_buy_base: Decimal::ZERO,
+        taker_buy_quote: Decimal::ZERO,
+        trades: 1,
+        first_trade_id: 1,
+        last_trade_id: 1,
+        closed: true,
+        event_time_us: tf.close_time(b.open_time_ms) * 1000,
+    }
+}
+
+fn shard() -> (ShardState, alphapulse::ring::Consumer<alphapulse::shard::Envelope>) {
+    let (tx, rx) = alphapulse::ring::ring("t", 1 << 16);
+    let sym = [Symbol::new("BTCUSDT").unwrap()];
+    let s = ShardState::new(0, &sym, &[Interval::H1], vec![tx], Arc::new(ShardStats::default()))
+        .with_signals(&SignalsConfig::default(), None);
+    (s, rx)
+}
+
+fn signals_of(rx: &alphapulse::ring::Consumer<alphapulse::shard::Envelope>) -> Vec<alphapulse::signals::Signal> {
+    std::iter::from_fn(|| rx.pop())
+        .filter_map(|e| match e.record {
+            Record::Signal(s) => Some(s),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_warm_started_shard_equals_one_fed_live_and_history_fires_nothing() {
+    let bars = reference_bars();
+    let sym = Symbol::new("BTCUSDT").unwrap();
+    let (mut live, live_rx) = shard();
+    for b in &bars {
+        live.on_event(&Event::Kline(candle(b)), 0);
+    }
+    let live_signals = signals_of(&live_rx);
+    assert!(!live_signals.is_empty());
+    assert_eq!(live.stats().signals_total() as usize, live_signals.len());
+
+    // The second shard sees candles 0..300 as history (after two live candles that the
+    // history also holds, as when the fetch lands a moment late), then 300.. live.
+    let (mut warm, warm_rx) = shard();
+    for b in &bars[298..300] {
+        warm.on_event(&Event::Kline(candle(b)), 0);
+    }
+    let history: Vec<Bar> = bars[..300].iter().map(|b| Bar::from_candle(&candle(b))).collect();
+    warm.apply_warm(&WarmBatch { symbol: sym, interval: Interval::H1, bars: history });
+    let before = signals_of(&warm_rx).len();
+    for b in &bars[300..] {
+        warm.on_event(&Event::Kline(candle(b)), 0);
+    }
+    let a = live.signal_engine(sym, Interval::H1).unwrap().snapshot();
+    let b = warm.signal_engine(sym, Interval::H1).unwrap().snapshot();
+    assert_eq!(a, b, "same candles, same indicators");
+    // History made no signals; live candles made exactly the live shard's signals.
+    let warm_signals = signals_of(&warm_rx);
+    let cut = candle(&bars[299]).close_time_ms;
+    let expected: Vec<_> = live_signals.iter().filter(|s| s.timestamp_ms > cut).copied().collect();
+    assert_eq!(warm_signals, expected);
+    assert!(before <= 5, "only the two cold live candles could have fired, and did not");
+    assert_eq!(warm.stats().signal_warm_series.get(), 1);
+    assert_eq!(warm.stats().signal_warm_candles.get(), 300);
+}
+
+#[test]
+fn a_long_gap_resets_the_series() {
+    let bars = reference_bars();
+    let sym = Symbol::new("BTCUSDT").unwrap();
+    let (mut s, _rx) = shard();
+    for b in &bars[..100] {
+        s.on_event(&Event::Kline(candle(b)), 0);
+    }
+    assert!(s.signal_engine(sym, Interval::H1).unwrap().snapshot().macd.is_some());
+    // 40 candles missing (more than rewarm_after_candles = 30): start over.
+    s.on_event(&Event::Kline(candle(&bars[141])), 0);
+    assert_eq!(s.stats().signal_rewarms.get(), 1);
+    let e = s.signal_engine(sym, Interval::H1).unwrap();
+    assert_eq!(e.applied(), 1);
+    assert_eq!(e.snapshot().ema_fast, None);
+    // A short gap (5 candles) is bridged.
+    s.on_event(&Event::Kline(candle(&bars[147])), 0);
+    assert_eq!(s.stats().signal_rewarms.get(), 1);
+    assert_eq!(s.signal_engine(sym, Interval::H1).unwrap().applied(), 2);
+}
+
+// ---- End to end with the simulator ----
+
+use support::*;
+
+fn signals_in_store(engine: &alphapulse::engine::Engine) -> Vec<alphapulse::signals::Signal> {
+    let store = engine.status().store.lock().unwrap();
+    let mut v = store.signals(None, None, 100_000);
+    v.reverse();
+    v
+}
+
+fn shard_sum(engine: &alphapulse::engine::Engine, f: impl Fn(&ShardStats) -> u64) -> u64 {
+    engine.status().shards.iter().map(|s| f(&s.stats)).sum()
+}
+
+const E2E_SYMS: [&str; 2] = ["BTCUSDT", "ETHUSDT"];
+
+#[test]
+fn warm_start_from_rest_klines_matches_live_and_signals_reach_the_api() {
+    let mut sim = sim_config(&E2E_SYMS);
+    // Ten 1m candles a second: enough history in a few seconds.
+    sim.speed = 600.0;
+    sim.trade_rate = 1.0;
+    let run = start(sim, |_| {}, &E2E_SYMS, &[Interval::M1]);
+    let closed = |e: &alphapulse::engine::Engine| shard_sum(e, |s| s.candles_closed.get());
+    assert!(
+        wait_until(Duration::from_secs(30), || closed(&run.engine) >= 2 * 60),
+        "{}",
+        run.engine.status().snapshot()
+    );
+
+    // The REST klines, parsed as the warm start parses them, equal the live candles.
+    let live: Vec<Candle> = {
+        let store = run.engine.status().store.lock().unwrap();
+        let mut v = store.closed(Some(Symbol::new("BTCUSDT").unwrap()), Some(Interval::M1), 1000);
+        v.reverse();
+        v
+    };
+    let path = format!(
+        "/api/v3/klines?symbol=BTCUSDT&interval=1m&startTime={}&limit=1000",
+        live[0].open_time_ms
+    );
+    let (status, body) = http_get(rest_addr(&run.sim), &path);
+    assert_eq!(status, 200);
+    let rest = alphapulse::signals::warm::parse_klines(&body).unwrap();
+    let live_bars: Vec<Bar> = live.iter().map(Bar::from_candle).collect();
+    assert!(rest.len() >= live_bars.len());
+    assert_eq!(rest[..live_bars.len()], live_bars[..]);
+
+    // A second engine starts now: it warms from the simulator's REST klines (everything
+    // since the simulator started, under warm_candles) and must then make exactly the
+    // signals of the engine that saw every candle live.
+    let mut config = engine_config(&run.sim, &E2E_SYMS, &[Interval::M1]);
+    config.signals.warm_candles = 500;
+    let layout = alphapulse::topology::plan(&config, None, &alphapulse::topology::allowed_cores())
+        .expect("layout");
+    let mut second = alphapulse::engine::Engine::start(&config, &layout).expect("engine starts");
+    assert!(
+        wait_until(Duration::from_secs(20), || shard_sum(&second, |s| s
+            .signal_warm_series
+            .get())
+            >= 2),
+        "{}",
+        second.status().snapshot()
+    );
+    let warmed_at_ms = run.sim.sim_now_ms();
+    let warm = &second.status().snapshot()["signals"]["warm"];
+    assert_eq!(warm["failures"], 0, "{warm}");
+    assert!(warm["candles_fetched"].as_u64().unwrap() >= 2 * 60, "{warm}");
+
+    // Forty more candles each, then compare the signals made after the warm start.
+    let target = closed(&run.engine) + 2 * 40;
+    assert!(wait_until(Duration::from_secs(30), || closed(&run.engine) >= target
+        && closed(&second) >= 2 * 40));
+    let end_ms = run.sim.sim_now_ms() - 5 * 60_000;
+    let window = |v: Vec<alphapulse::signals::Signal>| -> Vec<_> {
+        v.into_iter()
+            .filter(|s| s.timestamp_ms > warmed_at_ms + 60_000 && s.timestamp_ms < end_ms)
+            .map(|s| (s.symbol, s.timestamp_ms, s.kind, s.direction, s.confidence, s.price, s.indicators))
+            .collect::<Vec<_>>()
+    };
+    let mut a = window(signals_in_store(&run.engine));
+    let mut b = window(signals_in_store(&second));
+    a.sort_by_key(|x| (x.0, x.1, x.2));
+    b.sort_by_key(|x| (x.0, x.1, x.2));
+    assert!(!a.is_empty(), "no signal in the compared window");
+    assert_eq!(a, b, "a warm-started engine makes the signals of one that saw every candle");
+    second.shutdown();
+
+    // Signals reach /api/signals and are counted per kind in /api/status.
+    let addr = run.engine.dashboard_addr();
+    let api = http_json(addr, "/api/signals?limit=1000");
+    let listed = api["signals"].as_array().unwrap();
+    assert!(!listed.is_empty());
+    let first = &listed[0];
+    assert_eq!(first["type"], "signal");
+    assert!(first["indicators"].as_object().is_some_and(|o| !o.is_empty()), "{first}");
+    assert!(SignalKind::parse(first["kind"].as_str().unwrap()).is_some());
+    let status = http_json(addr, "/api/status");
+    let made = status["signals"]["made"].as_u64().unwrap();
+    let by_kind: u64 = status["signals"]["by_kind"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert!(made > 0);
+    assert_eq!(by_kind, made);
+    let per_shard: u64 = status["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["signals"]["total"].as_u64().unwrap())
+        .sum();
+    assert_eq!(per_shard, made);
+}
+
+#[test]
+fn a_failed_warm_start_is_counted_and_the_engine_runs_on() {
+    // REST points at a port nothing listens on.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}", dead.local_addr().unwrap());
+    drop(dead);
+    let run = start(
+        sim_config(&E2E_SYMS),
+        |c| c.binance_rest_url = dead_url.clone(),
+        &E2E_SYMS,
+        &[Interval::M1],
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let s = run.engine.status().snapshot();
+            s["signals"]["warm"]["failures"] == 2
+                && shard_sum(&run.engine, |s| s.candles_closed.get()) >= 2
+        }),
+        "{}",
+        run.engine.status().snapshot()
+    );
+    let s = run.engine.status().snapshot();
+    assert!(s["signals"]["warm"]["last_error"].as_str().is_some(), "{s}");
 }

@@ -66,6 +66,8 @@ pub struct StatusContext {
     pub redis_state: &'static str,
     /// Sections of the sink roles that run; each replaces the placeholder of its name.
     pub sink_status: Vec<Arc<dyn SinkStatus>>,
+    /// The signals warm-start thread's figures, when it runs.
+    pub signal_warm: Option<Arc<crate::signals::warm::WarmStats>>,
 }
 
 impl StatusContext {
@@ -130,8 +132,29 @@ impl StatusContext {
                     "to_event_time_us": o.to_event_us,
                 })).collect::<Vec<_>>(),
             },
-            "signals": { "total": store.signals_total },
+            "signals": self.signals_json(store.signals_total),
             "sinks": self.sinks_json(&store),
+        })
+    }
+
+    /// Signals made per kind by all shards, plus the warm start's figures.
+    fn signals_json(&self, stored: u64) -> Value {
+        let by_kind: serde_json::Map<String, Value> = crate::signals::SignalKind::ALL
+            .iter()
+            .map(|k| {
+                let n: u64 = self
+                    .shards
+                    .iter()
+                    .map(|s| s.stats.signals[*k as usize].get())
+                    .sum();
+                (k.as_str().to_owned(), json!(n))
+            })
+            .collect();
+        json!({
+            "total": stored,
+            "made": self.shards.iter().map(|s| s.stats.signals_total()).sum::<u64>(),
+            "by_kind": by_kind,
+            "warm": self.signal_warm.as_ref().map(|w| w.status()),
         })
     }
 
@@ -260,6 +283,17 @@ fn shard_json(s: &ShardView) -> Value {
         "implausible_klines": st.implausible_klines.get(),
         "stale": st.stale.get(),
         "candles_closed": st.candles_closed.get(),
+        "signals": {
+            "total": st.signals_total(),
+            "by_kind": crate::signals::SignalKind::ALL
+                .iter()
+                .map(|k| (k.as_str().to_owned(), json!(st.signals[*k as usize].get())))
+                .collect::<serde_json::Map<String, Value>>(),
+            "warm_series": st.signal_warm_series.get(),
+            "warm_candles": st.signal_warm_candles.get(),
+            "rewarms": st.signal_rewarms.get(),
+            "warm_requests_dropped": st.signal_warm_requests_dropped.get(),
+        },
         "gaps": st.gaps.get(),
         "gap_candles": st.gap_candles.get(),
         "server_shutdowns": st.server_shutdowns.get(),
