@@ -8,10 +8,10 @@ mod support;
 use std::path::PathBuf;
 
 use alphapulse::market::{Decimal, Interval};
-use std::time::Duration;
 use alphapulse::signals::params::SignalParams;
 use alphapulse::signals::rules::{Bar, Fired, SignalEngine, Snapshot};
 use alphapulse::signals::{Direction, SignalKind};
+use std::time::Duration;
 
 fn data(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -164,7 +164,10 @@ fn rsi_of_a_series_without_losses_is_100_and_values_are_absent_before_warm() {
     assert!(snaps[..8].iter().all(|s| s.ema_fast.is_none()));
     assert!(snaps[8].ema_fast.is_some());
     assert!(snaps[..32].iter().all(|s| s.macd.is_none()));
-    assert!(snaps[33].macd.is_some(), "12/26/9: the signal line at candle 34");
+    assert!(
+        snaps[33].macd.is_some(),
+        "12/26/9: the signal line at candle 34"
+    );
     assert!(snaps[..19].iter().all(|s| s.bollinger.is_none()));
 }
 
@@ -180,14 +183,22 @@ fn zero_volume_never_spikes_and_a_gap_is_bridged_not_invented() {
     // A gap of missing candles: the next candle is the next value, and late or repeated
     // candles are skipped.
     let mut e = SignalEngine::new(&p);
-    let gapped: Vec<Bar> = (0..30).map(|i| bar(i * 3, 10.0, 10.0 + i as f64, 1.0)).collect();
+    let gapped: Vec<Bar> = (0..30)
+        .map(|i| bar(i * 3, 10.0, 10.0 + i as f64, 1.0))
+        .collect();
     for b in &gapped {
         assert!(e.update(b, |_| {}));
     }
     let contiguous = {
         let mut c = SignalEngine::new(&p);
         for (i, b) in gapped.iter().enumerate() {
-            c.update(&Bar { open_time_ms: i as i64 * 60_000, ..*b }, |_| {});
+            c.update(
+                &Bar {
+                    open_time_ms: i as i64 * 60_000,
+                    ..*b
+                },
+                |_| {},
+            );
         }
         c.snapshot()
     };
@@ -209,14 +220,21 @@ fn ema_cross_fires_on_crossings_only() {
     assert_eq!(crosses.len(), 1, "{crosses:?}");
     assert_eq!(crosses[0].1, Direction::Buy);
     assert!(crosses[0].0 > 40);
-    let f = fired.iter().find(|(_, f)| f.kind == SignalKind::EmaCross).unwrap().1;
+    let f = fired
+        .iter()
+        .find(|(_, f)| f.kind == SignalKind::EmaCross)
+        .unwrap()
+        .1;
     assert!(f.indicators.get("ema_fast").unwrap() > f.indicators.get("ema_slow").unwrap());
     assert!((0.5..=1.0).contains(&f.confidence));
     // Then falling again: one sell.
     closes.extend((0..40).map(|i| 240.0 - 3.0 * f64::from(i)));
     let (_, fired) = run(&SignalParams::default(), &series(&closes));
     let crosses = kinds(&fired, SignalKind::EmaCross);
-    assert_eq!(crosses.iter().map(|c| c.1).collect::<Vec<_>>(), [Direction::Buy, Direction::Sell]);
+    assert_eq!(
+        crosses.iter().map(|c| c.1).collect::<Vec<_>>(),
+        [Direction::Buy, Direction::Sell]
+    );
 
     // A steady trend never crosses.
     let trend: Vec<f64> = (0..100).map(|i| 100.0 + f64::from(i)).collect();
@@ -235,7 +253,11 @@ fn rsi_fires_when_leaving_oversold_and_overbought() {
     let (i, dir) = rsi[0];
     assert_eq!(dir, Direction::Buy);
     assert!(snaps[i - 1].rsi.unwrap() < 30.0 && snaps[i].rsi.unwrap() >= 30.0);
-    let f = fired.iter().find(|(_, f)| f.kind == SignalKind::Rsi).unwrap().1;
+    let f = fired
+        .iter()
+        .find(|(_, f)| f.kind == SignalKind::Rsi)
+        .unwrap()
+        .1;
     // The fall had no gains: RSI reached 0, the deepest excursion, full confidence.
     assert_eq!(f.indicators.get("rsi_extreme"), Some(0.0));
     assert_eq!(f.confidence, 1.0);
@@ -244,7 +266,13 @@ fn rsi_fires_when_leaving_oversold_and_overbought() {
     let mut closes: Vec<f64> = (0..30).map(|i| 100.0 + f64::from(i)).collect();
     closes.extend((0..10).map(|i| 128.0 - 3.0 * f64::from(i)));
     let (_, fired) = run(&SignalParams::default(), &series(&closes));
-    assert_eq!(kinds(&fired, SignalKind::Rsi).iter().map(|r| r.1).collect::<Vec<_>>(), [Direction::Sell]);
+    assert_eq!(
+        kinds(&fired, SignalKind::Rsi)
+            .iter()
+            .map(|r| r.1)
+            .collect::<Vec<_>>(),
+        [Direction::Sell]
+    );
 
     // Staying oversold fires nothing.
     let fall: Vec<f64> = (0..60).map(|i| 100.0 - f64::from(i)).collect();
@@ -256,7 +284,9 @@ fn rsi_fires_when_leaving_oversold_and_overbought() {
 fn macd_cross_fires_on_crossings_only() {
     // An accelerating fall keeps the line below its signal (a straight fall would hold
     // them level), then a rise crosses it once.
-    let mut closes: Vec<f64> = (0..50).map(|i| 200.0 - f64::from(i) - 0.02 * f64::from(i * i)).collect();
+    let mut closes: Vec<f64> = (0..50)
+        .map(|i| 200.0 - f64::from(i) - 0.02 * f64::from(i * i))
+        .collect();
     closes.extend((0..30).map(|i| 102.0 + 2.0 * f64::from(i)));
     let (snaps, fired) = run(&SignalParams::default(), &series(&closes));
     let crosses = kinds(&fired, SignalKind::MacdCross);
@@ -264,8 +294,15 @@ fn macd_cross_fires_on_crossings_only() {
     let (i, dir) = crosses[0];
     assert_eq!(dir, Direction::Buy);
     assert!(snaps[i - 1].macd.unwrap().histogram < 0.0 && snaps[i].macd.unwrap().histogram > 0.0);
-    let f = fired.iter().find(|(_, f)| f.kind == SignalKind::MacdCross).unwrap().1;
-    assert_eq!(f.indicators.get("macd_hist"), Some(snaps[i].macd.unwrap().histogram));
+    let f = fired
+        .iter()
+        .find(|(_, f)| f.kind == SignalKind::MacdCross)
+        .unwrap()
+        .1;
+    assert_eq!(
+        f.indicators.get("macd_hist"),
+        Some(snaps[i].macd.unwrap().histogram)
+    );
 
     let trend: Vec<f64> = (0..100).map(|i| 100.0 + 0.5 * f64::from(i)).collect();
     let (_, fired) = run(&SignalParams::default(), &series(&trend));
@@ -276,21 +313,34 @@ fn macd_cross_fires_on_crossings_only() {
 fn bollinger_fires_when_the_close_leaves_a_band() {
     // A quiet oscillation, then one close far below: a buy; the next candle still
     // outside fires nothing more; a jump far above: a sell.
-    let mut closes: Vec<f64> = (0..30).map(|i| 100.0 + if i % 2 == 0 { 1.0 } else { -1.0 }).collect();
+    let mut closes: Vec<f64> = (0..30)
+        .map(|i| 100.0 + if i % 2 == 0 { 1.0 } else { -1.0 })
+        .collect();
     closes.push(90.0);
     closes.push(89.0);
     let (_, fired) = run(&SignalParams::default(), &series(&closes));
     assert_eq!(kinds(&fired, SignalKind::Bollinger), [(30, Direction::Buy)]);
-    let f = fired.iter().find(|(_, f)| f.kind == SignalKind::Bollinger).unwrap().1;
+    let f = fired
+        .iter()
+        .find(|(_, f)| f.kind == SignalKind::Bollinger)
+        .unwrap()
+        .1;
     assert!(90.0 < f.indicators.get("bb_lower").unwrap());
 
-    let mut closes: Vec<f64> = (0..30).map(|i| 100.0 + if i % 2 == 0 { 1.0 } else { -1.0 }).collect();
+    let mut closes: Vec<f64> = (0..30)
+        .map(|i| 100.0 + if i % 2 == 0 { 1.0 } else { -1.0 })
+        .collect();
     closes.push(110.0);
     let (_, fired) = run(&SignalParams::default(), &series(&closes));
-    assert_eq!(kinds(&fired, SignalKind::Bollinger), [(30, Direction::Sell)]);
+    assert_eq!(
+        kinds(&fired, SignalKind::Bollinger),
+        [(30, Direction::Sell)]
+    );
 
     // Inside the bands: nothing.
-    let quiet: Vec<f64> = (0..60).map(|i| 100.0 + if i % 2 == 0 { 1.0 } else { -1.0 }).collect();
+    let quiet: Vec<f64> = (0..60)
+        .map(|i| 100.0 + if i % 2 == 0 { 1.0 } else { -1.0 })
+        .collect();
     let (_, fired) = run(&SignalParams::default(), &series(&quiet));
     assert!(kinds(&fired, SignalKind::Bollinger).is_empty());
 }
@@ -306,7 +356,11 @@ fn volume_spike_needs_k_times_the_previous_average_and_a_direction() {
     let (_, fired) = run(&p, &bars);
     let spikes = kinds(&fired, SignalKind::VolumeSpike);
     assert_eq!(spikes, [(25, Direction::Buy), (28, Direction::Sell)]);
-    let f = fired.iter().find(|(_, f)| f.kind == SignalKind::VolumeSpike).unwrap().1;
+    let f = fired
+        .iter()
+        .find(|(_, f)| f.kind == SignalKind::VolumeSpike)
+        .unwrap()
+        .1;
     assert_eq!(f.indicators.get("volume_sma"), Some(100.0));
     assert_eq!(f.indicators.get("volume"), Some(301.0));
     assert!((f.confidence - (0.5 + 0.5 * (3.01 - 3.0) / 3.0)).abs() < 1e-12);
@@ -375,15 +429,26 @@ fn candle(b: &Bar) -> Candle {
     }
 }
 
-fn shard() -> (ShardState, alphapulse::ring::Consumer<alphapulse::shard::Envelope>) {
+fn shard() -> (
+    ShardState,
+    alphapulse::ring::Consumer<alphapulse::shard::Envelope>,
+) {
     let (tx, rx) = alphapulse::ring::ring("t", 1 << 16);
     let sym = [Symbol::new("BTCUSDT").unwrap()];
-    let s = ShardState::new(0, &sym, &[Interval::H1], vec![tx], Arc::new(ShardStats::default()))
-        .with_signals(&SignalsConfig::default(), None);
+    let s = ShardState::new(
+        0,
+        &sym,
+        &[Interval::H1],
+        vec![tx],
+        Arc::new(ShardStats::default()),
+    )
+    .with_signals(&SignalsConfig::default(), None);
     (s, rx)
 }
 
-fn signals_of(rx: &alphapulse::ring::Consumer<alphapulse::shard::Envelope>) -> Vec<alphapulse::signals::Signal> {
+fn signals_of(
+    rx: &alphapulse::ring::Consumer<alphapulse::shard::Envelope>,
+) -> Vec<alphapulse::signals::Signal> {
     std::iter::from_fn(|| rx.pop())
         .filter_map(|e| match e.record {
             Record::Signal(s) => Some(s),
@@ -410,8 +475,15 @@ fn a_warm_started_shard_equals_one_fed_live_and_history_fires_nothing() {
     for b in &bars[298..300] {
         warm.on_event(&Event::Kline(candle(b)), 0);
     }
-    let history: Vec<Bar> = bars[..300].iter().map(|b| Bar::from_candle(&candle(b))).collect();
-    warm.apply_warm(&WarmBatch { symbol: sym, interval: Interval::H1, bars: history });
+    let history: Vec<Bar> = bars[..300]
+        .iter()
+        .map(|b| Bar::from_candle(&candle(b)))
+        .collect();
+    warm.apply_warm(&WarmBatch {
+        symbol: sym,
+        interval: Interval::H1,
+        bars: history,
+    });
     let before = signals_of(&warm_rx).len();
     for b in &bars[300..] {
         warm.on_event(&Event::Kline(candle(b)), 0);
@@ -422,9 +494,16 @@ fn a_warm_started_shard_equals_one_fed_live_and_history_fires_nothing() {
     // History made no signals; live candles made exactly the live shard's signals.
     let warm_signals = signals_of(&warm_rx);
     let cut = candle(&bars[299]).close_time_ms;
-    let expected: Vec<_> = live_signals.iter().filter(|s| s.timestamp_ms > cut).copied().collect();
+    let expected: Vec<_> = live_signals
+        .iter()
+        .filter(|s| s.timestamp_ms > cut)
+        .copied()
+        .collect();
     assert_eq!(warm_signals, expected);
-    assert!(before <= 5, "only the two cold live candles could have fired, and did not");
+    assert!(
+        before <= 5,
+        "only the two cold live candles could have fired, and did not"
+    );
     assert_eq!(warm.stats().signal_warm_series.get(), 1);
     assert_eq!(warm.stats().signal_warm_candles.get(), 300);
 }
@@ -437,7 +516,12 @@ fn a_long_gap_resets_the_series() {
     for b in &bars[..100] {
         s.on_event(&Event::Kline(candle(b)), 0);
     }
-    assert!(s.signal_engine(sym, Interval::H1).unwrap().snapshot().macd.is_some());
+    assert!(s
+        .signal_engine(sym, Interval::H1)
+        .unwrap()
+        .snapshot()
+        .macd
+        .is_some());
     // 40 candles missing (more than rewarm_after_candles = 30): start over.
     s.on_event(&Event::Kline(candle(&bars[141])), 0);
     assert_eq!(s.stats().signal_rewarms.get(), 1);
@@ -484,7 +568,11 @@ fn warm_start_from_rest_klines_matches_live_and_signals_reach_the_api() {
     // The REST klines, parsed as the warm start parses them, equal the live candles.
     let live: Vec<Candle> = {
         let store = run.engine.status().store.lock().unwrap();
-        let mut v = store.closed(Some(Symbol::new("BTCUSDT").unwrap()), Some(Interval::M1), 1000);
+        let mut v = store.closed(
+            Some(Symbol::new("BTCUSDT").unwrap()),
+            Some(Interval::M1),
+            1000,
+        );
         v.reverse();
         v
     };
@@ -518,17 +606,31 @@ fn warm_start_from_rest_klines_matches_live_and_signals_reach_the_api() {
     let warmed_at_ms = run.sim.sim_now_ms();
     let warm = &second.status().snapshot()["signals"]["warm"];
     assert_eq!(warm["failures"], 0, "{warm}");
-    assert!(warm["candles_fetched"].as_u64().unwrap() >= 2 * 60, "{warm}");
+    assert!(
+        warm["candles_fetched"].as_u64().unwrap() >= 2 * 60,
+        "{warm}"
+    );
 
     // Forty more candles each, then compare the signals made after the warm start.
     let target = closed(&run.engine) + 2 * 40;
-    assert!(wait_until(Duration::from_secs(30), || closed(&run.engine) >= target
+    assert!(wait_until(Duration::from_secs(30), || closed(&run.engine)
+        >= target
         && closed(&second) >= 2 * 40));
     let end_ms = run.sim.sim_now_ms() - 5 * 60_000;
     let window = |v: Vec<alphapulse::signals::Signal>| -> Vec<_> {
         v.into_iter()
             .filter(|s| s.timestamp_ms > warmed_at_ms + 60_000 && s.timestamp_ms < end_ms)
-            .map(|s| (s.symbol, s.timestamp_ms, s.kind, s.direction, s.confidence, s.price, s.indicators))
+            .map(|s| {
+                (
+                    s.symbol,
+                    s.timestamp_ms,
+                    s.kind,
+                    s.direction,
+                    s.confidence,
+                    s.price,
+                    s.indicators,
+                )
+            })
             .collect::<Vec<_>>()
     };
     let mut a = window(signals_in_store(&run.engine));
@@ -536,7 +638,10 @@ fn warm_start_from_rest_klines_matches_live_and_signals_reach_the_api() {
     a.sort_by_key(|x| (x.0, x.1, x.2));
     b.sort_by_key(|x| (x.0, x.1, x.2));
     assert!(!a.is_empty(), "no signal in the compared window");
-    assert_eq!(a, b, "a warm-started engine makes the signals of one that saw every candle");
+    assert_eq!(
+        a, b,
+        "a warm-started engine makes the signals of one that saw every candle"
+    );
     second.shutdown();
 
     // Signals reach /api/signals and are counted per kind in /api/status.
@@ -546,7 +651,12 @@ fn warm_start_from_rest_klines_matches_live_and_signals_reach_the_api() {
     assert!(!listed.is_empty());
     let first = &listed[0];
     assert_eq!(first["type"], "signal");
-    assert!(first["indicators"].as_object().is_some_and(|o| !o.is_empty()), "{first}");
+    assert!(
+        first["indicators"]
+            .as_object()
+            .is_some_and(|o| !o.is_empty()),
+        "{first}"
+    );
     assert!(SignalKind::parse(first["kind"].as_str().unwrap()).is_some());
     let status = http_json(addr, "/api/status");
     let made = status["signals"]["made"].as_u64().unwrap();

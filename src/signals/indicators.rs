@@ -251,9 +251,7 @@ impl Rsi {
 
     #[inline]
     pub fn update(&mut self, close: f64) -> Option<f64> {
-        let Some(prev) = self.prev.replace(close) else {
-            return None;
-        };
+        let prev = self.prev.replace(close)?;
         let change = close - prev;
         let gain = self.gain.update(change.max(0.0));
         let loss = self.loss.update((-change).max(0.0));
@@ -289,9 +287,7 @@ impl Atr {
 
     #[inline]
     pub fn update(&mut self, high: f64, low: f64, close: f64) -> Option<f64> {
-        let Some(pc) = self.prev_close.replace(close) else {
-            return None;
-        };
+        let pc = self.prev_close.replace(close)?;
         let tr = (high - low).max((high - pc).abs()).max((low - pc).abs());
         self.avg.update(tr)
     }

@@ -277,7 +277,12 @@ fn check_params(p: &SignalParams, table: &str) -> Result<(), ConfigError> {
         }
     };
     must_exceed("ema_slow", p.ema_slow.into(), "ema_fast", p.ema_fast.into())?;
-    must_exceed("macd_slow", p.macd_slow.into(), "macd_fast", p.macd_fast.into())?;
+    must_exceed(
+        "macd_slow",
+        p.macd_slow.into(),
+        "macd_fast",
+        p.macd_fast.into(),
+    )?;
     must_exceed(
         "rsi_overbought",
         p.rsi_overbought,
@@ -306,7 +311,12 @@ fn as_table<'a>(v: &'a toml::Value, key: &str) -> Result<&'a toml::Table, Config
 fn unknown(name: &str, table: &str, top: bool) -> ConfigError {
     let mut allowed: Vec<&str> = Vec::new();
     if top {
-        allowed.extend(["enabled", "warm_candles", "rewarm_after_candles", "timeframes"]);
+        allowed.extend([
+            "enabled",
+            "warm_candles",
+            "rewarm_after_candles",
+            "timeframes",
+        ]);
     }
     allowed.extend(PARAM_KEYS);
     ConfigError::UnknownKey {
@@ -361,10 +371,8 @@ mod tests {
 
     #[test]
     fn overrides_start_from_the_files_defaults() {
-        let c = parse(
-            "[signals.timeframes.\"1h\"]\nrsi_oversold = 25\n[signals]\nema_fast = 5\n",
-        )
-        .unwrap();
+        let c = parse("[signals.timeframes.\"1h\"]\nrsi_oversold = 25\n[signals]\nema_fast = 5\n")
+            .unwrap();
         let h1 = c.params(Interval::H1);
         assert_eq!((h1.ema_fast, h1.rsi_oversold), (5, 25.0));
         assert_eq!(c.params(Interval::M1).rsi_oversold, 30.0);
@@ -376,11 +384,21 @@ mod tests {
     #[test]
     fn errors_name_the_key() {
         let e = parse("[signals.timeframes.\"1h\"]\nema_slow = 3\n").unwrap_err();
-        assert!(e.to_string().starts_with("signals.timeframes.1h.ema_slow=3"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("signals.timeframes.1h.ema_slow=3"),
+            "{e}"
+        );
         let e = parse("[signals]\nvolume_spike_k = 0.5\n").unwrap_err();
-        assert!(e.to_string().starts_with("signals.volume_spike_k=0.5"), "{e}");
+        assert!(
+            e.to_string().starts_with("signals.volume_spike_k=0.5"),
+            "{e}"
+        );
         let e = parse("[signals]\nrsi_oversld = 20\n").unwrap_err();
-        assert!(e.to_string().contains("unknown key signals.rsi_oversld"), "{e}");
+        assert!(
+            e.to_string().contains("unknown key signals.rsi_oversld"),
+            "{e}"
+        );
         let e = parse("[signals.timeframes.\"2m\"]\nema_fast = 3\n").unwrap_err();
         assert!(e.to_string().starts_with("signals.timeframes.2m=2m"), "{e}");
     }

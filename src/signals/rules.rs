@@ -238,7 +238,10 @@ impl SignalEngine {
     /// is not after the last one applied.
     #[inline]
     pub fn update(&mut self, bar: &Bar, mut fire: impl FnMut(Fired)) -> bool {
-        if self.last_open_ms.is_some_and(|last| bar.open_time_ms <= last) {
+        if self
+            .last_open_ms
+            .is_some_and(|last| bar.open_time_ms <= last)
+        {
             return false;
         }
         self.last_open_ms = Some(bar.open_time_ms);

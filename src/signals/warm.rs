@@ -217,7 +217,10 @@ pub fn parse_klines(body: &str) -> Result<Vec<Bar>, String> {
             volume: dec(5)?,
         });
     }
-    if bars.windows(2).any(|w| w[1].open_time_ms <= w[0].open_time_ms) {
+    if bars
+        .windows(2)
+        .any(|w| w[1].open_time_ms <= w[0].open_time_ms)
+    {
         return Err("rows are not in open-time order".into());
     }
     Ok(bars)
@@ -340,10 +343,11 @@ fn fetch(
         if budget.minute == wall_minute() && budget.used + KLINES_WEIGHT > WEIGHT_BUDGET_1M {
             // Binance's weight window is the calendar minute: wait for the next one.
             stats.budget_waits.inc();
-            let secs = 60 - (std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs())
-                % 60);
+            let secs = 60
+                - (std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs())
+                    % 60);
             sleep_unless_stopped(Duration::from_secs(secs), stop);
         }
         let mut resp = agent.get(&url).call().map_err(|source| WarmError::Http {
@@ -406,14 +410,27 @@ mod tests {
     #[test]
     fn the_open_candle_is_left_out_and_order_is_checked() {
         let row = |t: i64, c: &str| {
-            format!("[{t},\"1.0\",\"2.0\",\"0.5\",\"{c}\",\"10.5\",{},\"0\",1,\"0\",\"0\",\"0\"]", t + 59_999)
+            format!(
+                "[{t},\"1.0\",\"2.0\",\"0.5\",\"{c}\",\"10.5\",{},\"0\",1,\"0\",\"0\",\"0\"]",
+                t + 59_999
+            )
         };
-        let body = format!("[{},{},{}]", row(0, "1.5"), row(60_000, "1.25"), row(120_000, "9"));
+        let body = format!(
+            "[{},{},{}]",
+            row(0, "1.5"),
+            row(60_000, "1.25"),
+            row(120_000, "9")
+        );
         let bars = parse_klines(&body).unwrap();
         assert_eq!(bars.len(), 2);
         assert_eq!(bars[1].close, 1.25);
         assert_eq!(bars[0].volume, 10.5);
-        let body = format!("[{},{},{}]", row(60_000, "1"), row(0, "1"), row(120_000, "1"));
+        let body = format!(
+            "[{},{},{}]",
+            row(60_000, "1"),
+            row(0, "1"),
+            row(120_000, "1")
+        );
         assert!(parse_klines(&body).is_err());
         assert!(parse_klines("[[1,2]]").unwrap().is_empty());
         assert!(parse_klines("[[1,2],[1]]").is_err());
