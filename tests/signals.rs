@@ -701,3 +701,152 @@ fn a_failed_warm_start_is_counted_and_the_engine_runs_on() {
     let s = run.engine.status().snapshot();
     assert!(s["signals"]["warm"]["last_error"].as_str().is_some(), "{s}");
 }
+
+#[test]
+fn the_example_configuration_documents_the_signal_defaults_and_an_override() {
+    use alphapulse::config::Config;
+    let text = include_str!("../alphapulse.example.toml");
+    let c = Config::from_toml_str(text).unwrap();
+    assert_eq!(c.signals, SignalsConfig::default());
+    let uncommented = text
+        .replace(
+            "# [signals.timeframes.\"1h\"]",
+            "[signals.timeframes.\"1h\"]",
+        )
+        .replace("# rsi_oversold = 25.0", "rsi_oversold = 25.0")
+        .replace("# rsi_overbought = 75.0", "rsi_overbought = 75.0");
+    let c = Config::from_toml_str(&uncommented).unwrap();
+    assert_eq!(c.signals.params(Interval::H1).rsi_oversold, 25.0);
+    assert_eq!(c.signals.params(Interval::M1).rsi_oversold, 30.0);
+    // The printed configuration reads back the same.
+    assert_eq!(Config::from_toml_str(&c.to_toml_redacted()).unwrap(), c);
+    // A bad value names its key.
+    let bad = uncommented.replace("rsi_overbought = 75.0", "rsi_overbought = 20.0");
+    let e = Config::from_toml_str(&bad).unwrap_err().to_string();
+    assert!(
+        e.starts_with("signals.timeframes.1h.rsi_overbought=20"),
+        "{e}"
+    );
+}
+
+// ---- The warm thread against a scripted REST server: Retry-After is obeyed ----
+
+use std::io::{Read as _, Write as _};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use alphapulse::signals::warm::{self, WarmLink, WarmPlan, WarmRequest, WarmStats};
+
+/// Serves `answers` in turn (status, extra headers, body), one per connection; counts
+/// requests.
+fn scripted_rest(answers: Vec<(u16, &'static str, String)>) -> (String, Arc<AtomicUsize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for (status, headers, body) in answers {
+            let Ok((mut s, _)) = listener.accept() else {
+                return;
+            };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            seen.fetch_add(1, Ordering::SeqCst);
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (url, count)
+}
+
+fn klines_body(n: i64) -> String {
+    let rows: Vec<String> = (0..n)
+        .map(|i| {
+            let t = i * 60_000;
+            format!(
+                "[{t},\"1.0\",\"2.0\",\"0.5\",\"1.5\",\"10\",{},\"0\",1,\"0\",\"0\",\"0\"]",
+                t + 59_999
+            )
+        })
+        .collect();
+    format!("[{}]", rows.join(","))
+}
+
+fn warm_plan(url: String, series: &[&str]) -> (WarmPlan, WarmLink) {
+    let link = WarmLink::default();
+    let reqs = series
+        .iter()
+        .map(|s| WarmRequest {
+            symbol: Symbol::new(s).unwrap(),
+            interval: Interval::M1,
+        })
+        .collect();
+    (
+        WarmPlan {
+            rest_url: url,
+            candles: 10,
+            shards: vec![(reqs, link.clone())],
+        },
+        link,
+    )
+}
+
+#[test]
+fn the_warm_thread_waits_out_retry_after_and_stops_asking_a_banning_server() {
+    // A 429 asking for one second, then the klines.
+    let (url, count) = scripted_rest(vec![
+        (
+            429,
+            "Retry-After: 1\r\nX-MBX-USED-WEIGHT-1M: 6000\r\n",
+            "{}".into(),
+        ),
+        (200, "X-MBX-USED-WEIGHT-1M: 4\r\n", klines_body(3)),
+    ]);
+    let (plan, link) = warm_plan(url, &["BTCUSDT"]);
+    let stats = Arc::new(WarmStats::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = std::time::Instant::now();
+    let h = warm::spawn(
+        plan,
+        warm::agent(None).unwrap(),
+        stats.clone(),
+        stop.clone(),
+    )
+    .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || !link.deliveries.is_empty()),
+        "{}",
+        stats.status()
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "Retry-After was not obeyed"
+    );
+    let batch = link.deliveries.pop().unwrap();
+    assert_eq!(batch.bars.len(), 2, "the open candle is left out");
+    assert_eq!(stats.rate_limited.get(), 1);
+    assert_eq!(stats.used_weight_1m.get(), 4);
+    assert_eq!(count.load(Ordering::SeqCst), 2);
+    stop.store(true, Ordering::Relaxed);
+    h.join().unwrap();
+
+    // A 418 ban longer than MAX_RETRY_AFTER_S fails this series and the next one
+    // without sending the next request.
+    let (url, count) = scripted_rest(vec![(418, "Retry-After: 3600\r\n", "{}".into())]);
+    let (plan, _link) = warm_plan(url, &["BTCUSDT", "ETHUSDT"]);
+    let stats = Arc::new(WarmStats::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let h = warm::spawn(
+        plan,
+        warm::agent(None).unwrap(),
+        stats.clone(),
+        stop.clone(),
+    )
+    .unwrap();
+    assert!(wait_until(Duration::from_secs(10), || stats.failures.get() == 2));
+    assert_eq!(count.load(Ordering::SeqCst), 1);
+    stop.store(true, Ordering::Relaxed);
+    h.join().unwrap();
+}

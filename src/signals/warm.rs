@@ -296,11 +296,14 @@ fn run(plan: WarmPlan, agent: ureq::Agent, stats: &WarmStats, stop: &AtomicBool)
     }
 }
 
-/// The weight used in the current minute, as the exchange last reported it.
+/// The weight used in the current minute, as the exchange last reported it, and how
+/// long the exchange asked us to stay away.
 #[derive(Default)]
 struct Budget {
     used: u32,
     minute: u64,
+    /// Set by a 429/418: no request for any series before this instant.
+    blocked_until: Option<Instant>,
 }
 
 fn wall_minute() -> u64 {
@@ -340,6 +343,29 @@ fn fetch(
     let mut attempt = 0;
     loop {
         attempt += 1;
+        // A Retry-After applies to every request from this IP, not just the one that
+        // got it: wait it out here, or fail this series at once if the ban is long
+        // (the series warms from live candles; nothing is sent to a banning server).
+        if let Some(until) = budget.blocked_until {
+            let left = until.saturating_duration_since(Instant::now());
+            if left > Duration::from_secs(MAX_RETRY_AFTER_S) {
+                return Err(WarmError::RateLimited {
+                    url,
+                    status: 418,
+                    retry_after_s: left.as_secs(),
+                });
+            }
+            if !sleep_unless_stopped(left, stop) {
+                return Err(WarmError::Status {
+                    url,
+                    status: 0,
+                    body: "stopped while rate limited".into(),
+                });
+            }
+            // Retry-After ends where the exchange's weight window resets.
+            budget.blocked_until = None;
+            budget.used = 0;
+        }
         if budget.minute == wall_minute() && budget.used + KLINES_WEIGHT > WEIGHT_BUDGET_1M {
             // Binance's weight window is the calendar minute: wait for the next one.
             stats.budget_waits.inc();
@@ -369,6 +395,7 @@ fn fetch(
         if status == 429 || status == 418 {
             stats.rate_limited.inc();
             let retry_after_s = header("retry-after").unwrap_or(60);
+            budget.blocked_until = Some(Instant::now() + Duration::from_secs(retry_after_s));
             let err = WarmError::RateLimited {
                 url: url.clone(),
                 status,
@@ -378,9 +405,6 @@ fn fetch(
                 return Err(err);
             }
             tracing::warn!(error = %err, "warm start waits as the exchange asks");
-            if !sleep_unless_stopped(Duration::from_secs(retry_after_s), stop) {
-                return Err(err);
-            }
             continue;
         }
         let body = resp
