@@ -9,6 +9,11 @@
 //! never lost: when a sink's ring is full they wait in that ring's bounded overflow, and
 //! past that the shard stops reading its sockets. Live candles are conflated: dropped and
 //! counted when a ring is full, since the next update supersedes them.
+//!
+//! Each closed candle also updates its (symbol, timeframe)'s signal engine
+//! ([`crate::signals::rules`]); the signals it makes go out as never-lost records. Warm
+//! batches from the warm thread ([`crate::signals::warm`]) arrive on a bounded queue
+//! that the periodic flusher drains on this executor ([`ShardState::apply_warm_deliveries`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
