@@ -117,6 +117,8 @@ pub struct ShardStats {
     pub signal_warm_candles: Counter,
     /// Series reset after a gap longer than `signals.rewarm_after_candles`.
     pub signal_rewarms: Counter,
+    /// Warm batches that did not meet the live candles, fetched again.
+    pub signal_warm_holes: Counter,
     /// Re-warm requests dropped because the warm thread's queue was full.
     pub signal_warm_requests_dropped: Counter,
 }

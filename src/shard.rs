@@ -122,6 +122,12 @@ struct SignalSlot {
     tail: [Bar; WARM_TAIL],
     tail_len: usize,
     tail_next: usize,
+    /// Set when a warm batch was applied and no live candle has followed it yet: the
+    /// next live candle must continue the history without a hole.
+    check_continuity: bool,
+    /// A hole between history and live candles was already re-fetched once in this warm
+    /// cycle; a second hole is bridged, so a lagging REST API cannot cause a loop.
+    hole_refetched: bool,
 }
 
 impl SignalSlot {
@@ -216,6 +222,8 @@ impl ShardState {
                     tail: [Bar::default(); WARM_TAIL],
                     tail_len: 0,
                     tail_next: 0,
+                    check_continuity: false,
+                    hole_refetched: false,
                 });
             }
         }
@@ -279,12 +287,44 @@ impl ShardState {
             replay[n] = *bar;
             n += 1;
         }
+        let mut hole = false;
         for bar in &replay[..n] {
+            if let Some(last) = s.engine.last_open_ms() {
+                hole |= bar.open_time_ms > batch.interval.next_open(last);
+            }
             // Live candles the batch already had are skipped (not after the last).
             s.engine.update(bar, |_| {});
         }
+        s.check_continuity = !hole;
         self.stats.signal_warm_series.inc();
         self.stats.signal_warm_candles.add(applied);
+        if hole {
+            self.refetch_hole(slot, batch.symbol, batch.interval);
+        }
+    }
+
+    /// History and live candles do not meet (the fetch ran before the live stream
+    /// delivered the candles in between): fetch again, once per warm cycle. Until the
+    /// batch comes, the series bridges the hole.
+    fn refetch_hole(&mut self, slot: usize, symbol: Symbol, interval: Interval) {
+        let Some(signals) = self.signals.as_mut() else {
+            return;
+        };
+        let s = &mut signals.slots[slot];
+        if s.hole_refetched {
+            return;
+        }
+        s.hole_refetched = true;
+        self.stats.signal_warm_holes.inc();
+        if let Some(link) = &signals.link {
+            if link
+                .requests
+                .push(WarmRequest { symbol, interval })
+                .is_err()
+            {
+                self.stats.signal_warm_requests_dropped.inc();
+            }
+        }
     }
 
     /// Updates the series' signal engine with a closed candle and sends what fired.
@@ -307,6 +347,8 @@ impl ShardState {
             // the recent history again.
             s.engine.reset();
             s.forget();
+            s.check_continuity = false;
+            s.hole_refetched = false;
             self.stats.signal_rewarms.inc();
             if let Some(link) = &signals.link {
                 let req = WarmRequest {
@@ -318,6 +360,18 @@ impl ShardState {
                 }
             }
         }
+        let hole = s.check_continuity
+            && s.engine
+                .last_open_ms()
+                .is_some_and(|last| c.open_time_ms > c.interval.next_open(last));
+        s.check_continuity = false;
+        if hole {
+            self.refetch_hole(slot, c.symbol, c.interval);
+        }
+        let Some(signals) = self.signals.as_mut() else {
+            return;
+        };
+        let s = &mut signals.slots[slot];
         let bar = Bar::from_candle(c);
         let mut fired: [Option<Fired>; SignalKind::ALL.len()] = [None; SignalKind::ALL.len()];
         let mut n = 0;

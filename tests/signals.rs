@@ -509,6 +509,51 @@ fn a_warm_started_shard_equals_one_fed_live_and_history_fires_nothing() {
 }
 
 #[test]
+fn a_hole_between_history_and_live_candles_is_fetched_again_once() {
+    let bars = reference_bars();
+    let sym = Symbol::new("BTCUSDT").unwrap();
+    let link = alphapulse::signals::warm::WarmLink::default();
+    let (tx, _rx) = alphapulse::ring::ring("t", 1 << 16);
+    let mut s = ShardState::new(
+        0,
+        &[sym],
+        &[Interval::H1],
+        vec![tx],
+        Arc::new(ShardStats::default()),
+    )
+    .with_signals(&SignalsConfig::default(), Some(link.clone()));
+    let batch = |n: usize| WarmBatch {
+        symbol: sym,
+        interval: Interval::H1,
+        bars: bars[..n]
+            .iter()
+            .map(|b| Bar::from_candle(&candle(b)))
+            .collect(),
+    };
+    // History up to candle 299, but the first live candle is 303.
+    s.apply_warm(&batch(300));
+    s.on_event(&Event::Kline(candle(&bars[303])), 0);
+    assert_eq!(s.stats().signal_warm_holes.get(), 1);
+    let req = link.requests.pop().expect("a re-fetch");
+    assert_eq!((req.symbol, req.interval), (sym, Interval::H1));
+    s.on_event(&Event::Kline(candle(&bars[304])), 0);
+    // The second fetch has everything up to 303; 304 comes from the live tail.
+    s.apply_warm(&batch(304));
+    let mut live = SignalEngine::new(&SignalParams::default());
+    for b in &bars[..305] {
+        live.update(&Bar::from_candle(&candle(b)), |_| {});
+    }
+    assert_eq!(
+        s.signal_engine(sym, Interval::H1).unwrap().snapshot(),
+        live.snapshot()
+    );
+    // Another hole in the same warm cycle is bridged, not fetched again.
+    s.apply_warm(&batch(250));
+    assert_eq!(s.stats().signal_warm_holes.get(), 1);
+    assert!(link.requests.pop().is_none());
+}
+
+#[test]
 fn a_long_gap_resets_the_series() {
     let bars = reference_bars();
     let sym = Symbol::new("BTCUSDT").unwrap();
@@ -619,7 +664,9 @@ fn warm_start_from_rest_klines_matches_live_and_signals_reach_the_api() {
     let end_ms = run.sim.sim_now_ms() - 5 * 60_000;
     let window = |v: Vec<alphapulse::signals::Signal>| -> Vec<_> {
         v.into_iter()
-            .filter(|s| s.timestamp_ms > warmed_at_ms + 60_000 && s.timestamp_ms < end_ms)
+            // From ten candles after the warm start: time for a hole between history
+            // and live candles to be fetched again (see the shard's `refetch_hole`).
+            .filter(|s| s.timestamp_ms > warmed_at_ms + 10 * 60_000 && s.timestamp_ms < end_ms)
             .map(|s| {
                 (
                     s.symbol,

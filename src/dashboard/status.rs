@@ -292,6 +292,7 @@ fn shard_json(s: &ShardView) -> Value {
             "warm_series": st.signal_warm_series.get(),
             "warm_candles": st.signal_warm_candles.get(),
             "rewarms": st.signal_rewarms.get(),
+            "warm_holes": st.signal_warm_holes.get(),
             "warm_requests_dropped": st.signal_warm_requests_dropped.get(),
         },
         "gaps": st.gaps.get(),
