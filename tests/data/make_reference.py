@@ -2,7 +2,7 @@
 """Reference indicator values for tests/signals.rs, computed with TA-Lib, independently
 of the Rust code.
 
-    pip install TA-Lib numpy          # the PyPI wheels bundle the TA-Lib C library
+    pip install TA-Lib numpy          # the TA-Lib wheels bundle its C library
     python3 tests/data/make_reference.py            # rewrites indicators_reference.csv
     python3 tests/data/make_reference.py --candles  # also regenerates candles.csv
 
