@@ -124,6 +124,9 @@ pub struct Config {
     pub dashboard: DashboardConfig,
     /// Database writer settings (`[database]`).
     pub database: DatabaseConfig,
+    /// Indicators, signal rules and warm start (`[signals]`, see
+    /// [`crate::signals::params`]).
+    pub signals: crate::signals::params::SignalsConfig,
 }
 
 /// Dashboard server settings: limits that keep one core serving many clients, TLS, and
@@ -372,6 +375,7 @@ impl Default for Config {
             engine: EngineConfig::default(),
             dashboard: DashboardConfig::default(),
             database: DatabaseConfig::default(),
+            signals: crate::signals::params::SignalsConfig::default(),
         }
     }
 }
@@ -507,6 +511,7 @@ impl Config {
                 }
             }
         }
+        out.push_str(&self.signals.to_toml());
         out
     }
 
@@ -607,6 +612,7 @@ impl Config {
                 ),
             });
         }
+        self.signals.validate()?;
         let needed = self.instance_stream_count();
         let capacity = self.binance_max_connections * feed.max_streams_per_connection;
         if needed > capacity {
@@ -630,7 +636,7 @@ impl Config {
 
 /// Applies a TOML document over `config`, rejecting unknown keys.
 fn apply_toml(config: &mut Config, text: &str, file: &str) -> Result<(), ConfigError> {
-    let table: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+    let mut table: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Syntax {
         file: file.to_owned(),
         line: e
             .span()
@@ -638,6 +644,11 @@ fn apply_toml(config: &mut Config, text: &str, file: &str) -> Result<(), ConfigE
             .unwrap_or(1),
         message: e.message().replace('\n', " "),
     })?;
+    // `[signals]` has a table per timeframe, which the flat field table cannot list:
+    // its own module reads it.
+    if let Some(signals) = table.remove("signals") {
+        config.signals.apply_toml(&signals)?;
+    }
     let mut entries = Vec::new();
     collect_entries(&table, "", file, &mut entries)?;
     for (field, value) in entries {

@@ -22,6 +22,7 @@ use crate::latency::{Collector, Recorder, Registry, Snapshot};
 use crate::metrics::ShardStats;
 use crate::ring::{self, Consumer, Producer};
 use crate::shard::{Envelope, ShardState};
+use crate::signals::warm::{self, WarmLink, WarmPlan, WarmRequest, WarmStats};
 use crate::store::RecentStore;
 use crate::topology::Layout;
 
@@ -52,6 +53,8 @@ pub enum EngineError {
     Dashboard(#[from] crate::dashboard::DashboardError),
     #[error("{0}")]
     Database(#[from] crate::sinks::db::DbError),
+    #[error("signals warm start: {0}")]
+    Warm(#[from] warm::WarmError),
 }
 
 /// How long a stopping shard waits for the sink to take its last records.
@@ -92,6 +95,8 @@ pub struct Engine {
     shards: Vec<ExecutorJoinHandle<()>>,
     dashboard: Option<ExecutorJoinHandle<()>>,
     sinks: Vec<std::thread::JoinHandle<()>>,
+    /// The signals warm-start thread, if warm starts run.
+    warm: Option<std::thread::JoinHandle<()>>,
     /// Stops the sinks; set only after the shards have handed everything over.
     sink_stop: Option<Arc<AtomicBool>>,
     dashboard_addr: SocketAddr,
@@ -209,6 +214,21 @@ impl Engine {
             None => None,
         };
 
+        // Signals warm start: one control-plane thread fetching REST klines for every
+        // shard's series, delivering through bounded queues the shards drain.
+        let warm_on = config.signals.enabled && config.signals.warm_candles > 0;
+        let warm_agent = if warm_on {
+            Some(warm::agent(config.feed.tls_ca_file.as_deref())?)
+        } else {
+            None
+        };
+        let warm_stats = Arc::new(WarmStats::default());
+        let mut warm_plan = WarmPlan {
+            rest_url: config.binance_rest_url.clone(),
+            candles: config.signals.warm_candles,
+            shards: Vec::new(),
+        };
+
         let mut views = Vec::new();
         let mut consumers: Vec<Vec<Consumer<Envelope>>> =
             roles.iter().map(|_| Vec::new()).collect();
@@ -242,7 +262,22 @@ impl Engine {
                 stats: stats.clone(),
                 rings: producers.iter().map(Producer::view).collect(),
             });
-            plans.push((plan.clone(), assignments, producers, stats));
+            let link = warm_on.then(|| {
+                let link = WarmLink::default();
+                let series = plan
+                    .symbols
+                    .iter()
+                    .flat_map(|s| {
+                        config.timeframes.iter().map(|tf| WarmRequest {
+                            symbol: *s,
+                            interval: *tf,
+                        })
+                    })
+                    .collect();
+                warm_plan.shards.push((series, link.clone()));
+                link
+            });
+            plans.push((plan.clone(), assignments, producers, stats, link));
         }
 
         let sink_status: Vec<Arc<dyn SinkStatus>> =
@@ -272,7 +307,7 @@ impl Engine {
         }
 
         let mut shards = Vec::new();
-        for (plan, assignments, tx, stats) in plans {
+        for (plan, assignments, tx, stats, warm_link) in plans {
             let recorder = latency.recorder(format!("shard{}", plan.index));
             let config = config.clone();
             let stop = stop.clone();
@@ -289,7 +324,8 @@ impl Engine {
                         &config.timeframes,
                         tx,
                         stats,
-                    );
+                    )
+                    .with_signals(&config.signals, warm_link);
                     state.set_latency(recorder);
                     let state = Rc::new(RefCell::new(state));
                     let flusher = {
@@ -299,6 +335,7 @@ impl Engine {
                             while !stop.load(Ordering::Relaxed) {
                                 glommio::timer::sleep(FLUSH_EVERY).await;
                                 let mut state = state.borrow_mut();
+                                state.apply_warm_deliveries();
                                 state.flush();
                                 state
                                     .stats()
@@ -350,7 +387,12 @@ impl Engine {
             sink_status,
             latency: latency_snapshot,
             queries,
+            signal_warm: warm_on.then(|| warm_stats.clone()),
         });
+        let warm = match warm_agent {
+            Some(agent) => Some(warm::spawn(warm_plan, agent, warm_stats, stop.clone())?),
+            None => None,
+        };
 
         let dashboard_stats = Arc::new(crate::dashboard::fanout::DashboardStats::default());
         let mut dashboard_options = dashboard_options;
@@ -397,6 +439,7 @@ impl Engine {
             shards,
             dashboard: Some(dashboard),
             sinks,
+            warm,
             sink_stop: Some(sink_stop),
             dashboard_addr: config.dashboard_addr,
             status,
@@ -444,6 +487,9 @@ impl Engine {
             let _ = h.join();
         }
         if let Some(h) = self.dashboard.take() {
+            let _ = h.join();
+        }
+        if let Some(h) = self.warm.take() {
             let _ = h.join();
         }
         if let Some(s) = self.sink_stop.take() {

@@ -11,7 +11,8 @@
 //! - [`candle`]: live candle state and gap detection (pure).
 //! - [`ring`]: bounded lock-free rings carrying fixed-size messages between cores.
 //! - [`shard`]: one shard core: its feed, parser and candle state.
-//! - [`signals`]: the signal vocabulary, indicators and signal rules.
+//! - [`signals`]: the signal vocabulary, indicators, signal rules, their per-timeframe
+//!   settings and the warm start from REST klines.
 //! - [`store`]: the bounded in-memory store of recent closed candles.
 //! - [`dashboard`]: the HTTP/WebSocket server on the dashboard core: routes, the
 //!   WebSocket protocol, fan-out to bounded per-client outboxes, access checks, metrics.

@@ -110,6 +110,17 @@ pub struct ShardStats {
     pub allocations: Counter,
     /// Exchange event time of the latest message, µs.
     pub last_event_time_us: Gauge,
+    /// Signals made, per kind, in the order of `SignalKind::ALL`.
+    pub signals: [Counter; crate::signals::SignalKind::ALL.len()],
+    /// Series warmed from REST klines, and the candles that warmed them.
+    pub signal_warm_series: Counter,
+    pub signal_warm_candles: Counter,
+    /// Series reset after a gap longer than `signals.rewarm_after_candles`.
+    pub signal_rewarms: Counter,
+    /// Warm batches that did not meet the live candles, fetched again.
+    pub signal_warm_holes: Counter,
+    /// Re-warm requests dropped because the warm thread's queue was full.
+    pub signal_warm_requests_dropped: Counter,
 }
 
 impl ShardStats {
@@ -121,5 +132,9 @@ impl ShardStats {
 
     pub fn parse_errors_total(&self) -> u64 {
         self.parse_errors.iter().map(Counter::get).sum()
+    }
+
+    pub fn signals_total(&self) -> u64 {
+        self.signals.iter().map(Counter::get).sum()
     }
 }

@@ -9,6 +9,11 @@
 //! never lost: when a sink's ring is full they wait in that ring's bounded overflow, and
 //! past that the shard stops reading its sockets. Live candles are conflated: dropped and
 //! counted when a ring is full, since the next update supersedes them.
+//!
+//! Each closed candle also updates its (symbol, timeframe)'s signal engine
+//! ([`crate::signals::rules`]); the signals it makes go out as never-lost records. Warm
+//! batches from the warm thread ([`crate::signals::warm`]) arrive on a bounded queue
+//! that the periodic flusher drains on this executor ([`ShardState::apply_warm_deliveries`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -19,7 +24,10 @@ use crate::latency::{Recorder, Stage};
 use crate::market::{Candle, Interval, Symbol};
 use crate::metrics::ShardStats;
 use crate::ring::Producer;
-use crate::signals::Signal;
+use crate::signals::params::SignalsConfig;
+use crate::signals::rules::{Bar, Fired, SignalEngine};
+use crate::signals::warm::{WarmBatch, WarmLink, WarmRequest};
+use crate::signals::{Signal, SignalKind};
 use crate::wire::Event;
 
 /// What a shard sends to the sinks.
@@ -102,6 +110,53 @@ struct SymbolSeq {
     book_ticker: SeqGate,
 }
 
+/// Live candles remembered per series while its warm start may still arrive: the warm
+/// batch is fetched a moment before it is applied, so the few candles that closed in
+/// between are replayed after it. More than a handful means the batch is stale anyway.
+const WARM_TAIL: usize = 8;
+
+/// The signal engine of one (symbol, timeframe) and its last live candles.
+struct SignalSlot {
+    engine: SignalEngine,
+    /// A ring of the last live candles: `tail_len` of them, the next written at
+    /// `tail_next`.
+    tail: [Bar; WARM_TAIL],
+    tail_len: usize,
+    tail_next: usize,
+    /// Set when a warm batch was applied and no live candle has followed it yet: the
+    /// next live candle must continue the history without a hole.
+    check_continuity: bool,
+    /// A hole between history and live candles was already re-fetched once in this warm
+    /// cycle; a second hole is bridged, so a lagging REST API cannot cause a loop.
+    hole_refetched: bool,
+}
+
+impl SignalSlot {
+    fn remember(&mut self, bar: Bar) {
+        self.tail[self.tail_next] = bar;
+        self.tail_next = (self.tail_next + 1) % WARM_TAIL;
+        self.tail_len = (self.tail_len + 1).min(WARM_TAIL);
+    }
+
+    fn forget(&mut self) {
+        self.tail_len = 0;
+        self.tail_next = 0;
+    }
+
+    /// The remembered candles, oldest first.
+    fn tail(&self) -> impl Iterator<Item = &Bar> {
+        let start = (self.tail_next + WARM_TAIL - self.tail_len) % WARM_TAIL;
+        (0..self.tail_len).map(move |i| &self.tail[(start + i) % WARM_TAIL])
+    }
+}
+
+/// The shard's signal engines and its link to the warm thread.
+struct Signals {
+    slots: Vec<SignalSlot>,
+    rewarm_after_candles: u64,
+    link: Option<WarmLink>,
+}
+
 /// The state one shard core owns.
 pub struct ShardState {
     index: u16,
@@ -117,6 +172,11 @@ pub struct ShardState {
     /// Wall-clock µs minus monotonic µs, refreshed at every flush: turns a receive time
     /// into wall time without a clock read per message.
     wall_offset_us: i64,
+    /// Indicators and rules per (symbol, timeframe), indexed like `tracks`; `None`
+    /// when signals are off.
+    signals: Option<Signals>,
+    symbol_list: Vec<Symbol>,
+    timeframe_list: Vec<Interval>,
 }
 
 impl ShardState {
@@ -149,6 +209,9 @@ impl ShardState {
             stats,
             latency: None,
             wall_offset_us: wall_offset_us(),
+            signals: None,
+            symbol_list: symbols.to_vec(),
+            timeframe_list: timeframes.to_vec(),
         }
     }
 
@@ -170,6 +233,126 @@ impl ShardState {
         }
     }
 
+    /// Turns on indicators and signal rules for every (symbol, timeframe), with the
+    /// warm thread's queues if warm starts run. Every series starts cold; the warm
+    /// thread fetches them all at startup.
+    pub fn with_signals(mut self, config: &SignalsConfig, link: Option<WarmLink>) -> ShardState {
+        if !config.enabled {
+            return self;
+        }
+        let mut slots = Vec::with_capacity(self.tracks.len());
+        for _ in &self.symbol_list {
+            for tf in &self.timeframe_list {
+                slots.push(SignalSlot {
+                    engine: SignalEngine::new(&config.params(*tf)),
+                    tail: [Bar::default(); WARM_TAIL],
+                    tail_len: 0,
+                    tail_next: 0,
+                    check_continuity: false,
+                    hole_refetched: false,
+                });
+            }
+        }
+        self.signals = Some(Signals {
+            slots,
+            rewarm_after_candles: u64::from(config.rewarm_after_candles),
+            link,
+        });
+        self
+    }
+
+    /// The signal engine of a series, to read its indicators (tests, status).
+    pub fn signal_engine(&self, symbol: Symbol, interval: Interval) -> Option<&SignalEngine> {
+        let slot = self.slot_of(symbol, interval)?;
+        Some(&self.signals.as_ref()?.slots.get(slot)?.engine)
+    }
+
+    fn slot_of(&self, symbol: Symbol, interval: Interval) -> Option<usize> {
+        let sym = *self.symbols.get(&symbol)?;
+        let tf = self.interval_slot[interval as usize]?;
+        Some(sym * self.timeframes + tf as usize)
+    }
+
+    /// Applies the warm batches the warm thread has delivered; called by the periodic
+    /// flusher on this shard's executor. Returns how many batches were applied.
+    pub fn apply_warm_deliveries(&mut self) -> usize {
+        let Some(link) = self.signals.as_ref().and_then(|s| s.link.clone()) else {
+            return 0;
+        };
+        let mut applied = 0;
+        while let Some(batch) = link.deliveries.pop() {
+            self.apply_warm(&batch);
+            applied += 1;
+        }
+        applied
+    }
+
+    /// Warms one series from history: its indicators are rebuilt from the batch, then
+    /// the live candles that closed since (those the batch does not have). Nothing
+    /// fires: these candles are history, and live ones already had their signals.
+    pub fn apply_warm(&mut self, batch: &WarmBatch) {
+        let Some(slot) = self.slot_of(batch.symbol, batch.interval) else {
+            return;
+        };
+        let Some(signals) = self.signals.as_mut() else {
+            return;
+        };
+        let s = &mut signals.slots[slot];
+        if s.engine.applied() > 0 {
+            s.engine.reset();
+        }
+        let mut applied = 0u64;
+        for bar in &batch.bars {
+            if s.engine.update(bar, |_| {}) {
+                applied += 1;
+            }
+        }
+        let mut replay = [Bar::default(); WARM_TAIL];
+        let mut n = 0;
+        for bar in s.tail() {
+            replay[n] = *bar;
+            n += 1;
+        }
+        let mut hole = false;
+        for bar in &replay[..n] {
+            if let Some(last) = s.engine.last_open_ms() {
+                hole |= bar.open_time_ms > batch.interval.next_open(last);
+            }
+            // Live candles the batch already had are skipped (not after the last).
+            s.engine.update(bar, |_| {});
+        }
+        s.check_continuity = !hole;
+        self.stats.signal_warm_series.inc();
+        self.stats.signal_warm_candles.add(applied);
+        if hole {
+            self.refetch_hole(slot, batch.symbol, batch.interval);
+        }
+    }
+
+    /// History and live candles do not meet (the fetch ran before the live stream
+    /// delivered the candles in between): fetch again, once per warm cycle. Until the
+    /// batch comes, the series bridges the hole.
+    fn refetch_hole(&mut self, slot: usize, symbol: Symbol, interval: Interval) {
+        let Some(signals) = self.signals.as_mut() else {
+            return;
+        };
+        let s = &mut signals.slots[slot];
+        if s.hole_refetched {
+            return;
+        }
+        s.hole_refetched = true;
+        self.stats.signal_warm_holes.inc();
+        if let Some(link) = &signals.link {
+            if link
+                .requests
+                .push(WarmRequest { symbol, interval })
+                .is_err()
+            {
+                self.stats.signal_warm_requests_dropped.inc();
+            }
+        }
+    }
+
     /// Exchange event time (µs) to our receive time (`recv_ns`, monotonic).
     #[inline]
     fn note_exchange_latency(&mut self, event_time_us: i64, recv_ns: u64) {
@@ -178,6 +361,86 @@ impl ShardState {
             // Clocks of two hosts: a negative span (our clock behind) is recorded as 0.
             let span_us = recv_wall_us.saturating_sub(event_time_us).max(0) as u64;
             rec.record(Stage::ExchangeToRecv, span_us.saturating_mul(1000));
+        }
+    }
+
+    /// Updates the series' signal engine with a closed candle and sends what fired.
+    /// `gap` is the run of missing candles before it, if any: past
+    /// `rewarm_after_candles` the series starts over and asks to be warmed again.
+    fn on_closed_for_signals(
+        &mut self,
+        slot: usize,
+        c: &Candle,
+        gap: Option<&Gap>,
+        recv_ns: u64,
+        parsed_ns: u64,
+    ) {
+        let Some(signals) = self.signals.as_mut() else {
+            return;
+        };
+        let s = &mut signals.slots[slot];
+        if gap.is_some_and(|g| g.candles() > signals.rewarm_after_candles) {
+            // Indicators computed across a long hole mislead: start over, and fetch
+            // the recent history again.
+            s.engine.reset();
+            s.forget();
+            s.check_continuity = false;
+            s.hole_refetched = false;
+            self.stats.signal_rewarms.inc();
+            if let Some(link) = &signals.link {
+                let req = WarmRequest {
+                    symbol: c.symbol,
+                    interval: c.interval,
+                };
+                if link.requests.push(req).is_err() {
+                    self.stats.signal_warm_requests_dropped.inc();
+                }
+            }
+        }
+        let hole = s.check_continuity
+            && s.engine
+                .last_open_ms()
+                .is_some_and(|last| c.open_time_ms > c.interval.next_open(last));
+        s.check_continuity = false;
+        if hole {
+            self.refetch_hole(slot, c.symbol, c.interval);
+        }
+        let Some(signals) = self.signals.as_mut() else {
+            return;
+        };
+        let s = &mut signals.slots[slot];
+        let bar = Bar::from_candle(c);
+        let mut fired: [Option<Fired>; SignalKind::ALL.len()] = [None; SignalKind::ALL.len()];
+        let mut n = 0;
+        let applied = s.engine.update(&bar, |f| {
+            if n < fired.len() {
+                fired[n] = Some(f);
+                n += 1;
+            }
+        });
+        if !applied {
+            return;
+        }
+        s.remember(bar);
+        if let Some(rec) = &mut self.latency {
+            // Every indicator and rule of the series, for this closed candle.
+            rec.record_span(Stage::ParsedToSignal, parsed_ns, mono_ns());
+        }
+        for f in fired.into_iter().flatten() {
+            self.stats.signals[f.kind as usize].inc();
+            let signal = Signal {
+                symbol: c.symbol,
+                interval: c.interval,
+                kind: f.kind,
+                direction: f.direction,
+                confidence: f.confidence,
+                price: c.close,
+                timestamp_ms: c.close_time_ms,
+                event_time_us: c.event_time_us,
+                indicators: f.indicators,
+            };
+            let env = self.envelope(recv_ns, parsed_ns, Record::Signal(signal));
+            self.send_kept(env);
         }
     }
 
@@ -289,6 +552,7 @@ impl ShardState {
                 }
                 let env = self.envelope(recv_ns, parsed_ns, Record::ClosedCandle(*c));
                 self.send_kept(env);
+                self.on_closed_for_signals(slot, c, gap.as_ref(), recv_ns, parsed_ns);
             }
             KlineOutcome::Duplicate => self.stats.duplicates.inc(),
             KlineOutcome::Stale => self.stats.stale.inc(),

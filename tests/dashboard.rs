@@ -61,17 +61,7 @@ fn start(tweak: impl FnOnce(&mut Options)) -> Dash {
     opts.update_interval = Duration::from_millis(300);
     tweak(&mut opts);
     let store = Arc::new(Mutex::new(RecentStore::new(100)));
-    let ctx = Arc::new(StatusContext {
-        started: Instant::now(),
-        shards: Vec::new(),
-        store: store.clone(),
-        timeframes: vec![Interval::M1],
-        database_state: "memory",
-        redis_state: "off",
-        sink_status: Vec::new(),
-        latency: Default::default(),
-        queries: None,
-    });
+    let ctx = Arc::new(StatusContext::detached(store.clone(), vec![Interval::M1]));
     let (local, local_rx) = ring::ring::<Envelope>("test->dashboard", 1 << 17);
     let (remote, remote_rx) = ring::ring::<Envelope>("remote->dashboard", 1024);
     let stats = Arc::new(DashboardStats::default());

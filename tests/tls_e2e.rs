@@ -131,6 +131,8 @@ fn wss_with_a_trusted_ca_delivers_candles_and_an_untrusted_one_is_refused() {
     // Trusted: the engine resolves `localhost`, completes TLS and the WebSocket handshake.
     let mut config = engine_config(&sim, &["BTCUSDT"], &[Interval::M1]);
     config.binance_ws_url = format!("wss://localhost:{}", term.addr.port());
+    // The signals warm start fetches REST klines over the same TLS and CA file.
+    config.binance_rest_url = format!("https://localhost:{}", term.addr.port());
     config.feed.tls_ca_file = Some(ca_file.clone());
     let layout =
         alphapulse::topology::plan(&config, None, &alphapulse::topology::allowed_cores()).unwrap();
@@ -140,6 +142,12 @@ fn wss_with_a_trusted_ca_delivers_candles_and_an_untrusted_one_is_refused() {
     });
     assert!(closed, "{}", engine.status().snapshot());
     assert_eq!(engine.status().shards[0].stats.parse_errors_total(), 0);
+    let warm = engine.status().snapshot()["signals"]["warm"].clone();
+    assert_eq!(
+        (warm["series_warmed"].as_u64(), warm["failures"].as_u64()),
+        (Some(1), Some(0)),
+        "{warm}"
+    );
     drop(engine);
 
     // Untrusted (built-in roots only): every attempt fails the TLS handshake.
@@ -152,6 +160,10 @@ fn wss_with_a_trusted_ca_delivers_candles_and_an_untrusted_one_is_refused() {
         >= 2));
     assert_eq!(stats.messages.get(), 0);
     assert_eq!(stats.connections_active.get(), 0);
+    assert!(wait_until(Duration::from_secs(10), || engine
+        .status()
+        .snapshot()["signals"]["warm"]["failures"]
+        == 1));
     drop(engine);
 
     // A CA file that holds no certificate is a clear startup error.

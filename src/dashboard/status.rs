@@ -76,9 +76,28 @@ pub struct StatusContext {
     /// The database query worker, when `DATABASE_URL` is set: it answers the list
     /// reads instead of the in-memory store.
     pub queries: Option<crate::sinks::db::query::QueryClient>,
+    /// The signals warm-start thread's figures, when it runs.
+    pub signal_warm: Option<Arc<crate::signals::warm::WarmStats>>,
 }
 
 impl StatusContext {
+    /// A context with no shards and no sinks over `store`: for a dashboard server run
+    /// on its own (the fan-out benchmark, tests).
+    pub fn detached(store: Arc<Mutex<RecentStore>>, timeframes: Vec<Interval>) -> StatusContext {
+        StatusContext {
+            started: Instant::now(),
+            shards: Vec::new(),
+            store,
+            timeframes,
+            database_state: "memory",
+            redis_state: "off",
+            sink_status: Vec::new(),
+            latency: Default::default(),
+            queries: None,
+            signal_warm: None,
+        }
+    }
+
     /// Ready once every connection slot of every shard is live (all subscriptions acknowledged).
     pub fn ready(&self) -> bool {
         self.shards
@@ -141,8 +160,29 @@ impl StatusContext {
                     "to_event_time_us": o.to_event_us,
                 })).collect::<Vec<_>>(),
             },
-            "signals": { "total": store.signals_total },
+            "signals": self.signals_json(store.signals_total),
             "sinks": self.sinks_json(&store),
+        })
+    }
+
+    /// Signals made per kind by all shards, plus the warm start's figures.
+    fn signals_json(&self, stored: u64) -> Value {
+        let by_kind: serde_json::Map<String, Value> = crate::signals::SignalKind::ALL
+            .iter()
+            .map(|k| {
+                let n: u64 = self
+                    .shards
+                    .iter()
+                    .map(|s| s.stats.signals[*k as usize].get())
+                    .sum();
+                (k.as_str().to_owned(), json!(n))
+            })
+            .collect();
+        json!({
+            "total": stored,
+            "made": self.shards.iter().map(|s| s.stats.signals_total()).sum::<u64>(),
+            "by_kind": by_kind,
+            "warm": self.signal_warm.as_ref().map(|w| w.status()),
         })
     }
 
@@ -321,6 +361,18 @@ fn shard_json(s: &ShardView) -> Value {
         "implausible_klines": st.implausible_klines.get(),
         "stale": st.stale.get(),
         "candles_closed": st.candles_closed.get(),
+        "signals": {
+            "total": st.signals_total(),
+            "by_kind": crate::signals::SignalKind::ALL
+                .iter()
+                .map(|k| (k.as_str().to_owned(), json!(st.signals[*k as usize].get())))
+                .collect::<serde_json::Map<String, Value>>(),
+            "warm_series": st.signal_warm_series.get(),
+            "warm_candles": st.signal_warm_candles.get(),
+            "rewarms": st.signal_rewarms.get(),
+            "warm_holes": st.signal_warm_holes.get(),
+            "warm_requests_dropped": st.signal_warm_requests_dropped.get(),
+        },
         "gaps": st.gaps.get(),
         "gap_candles": st.gap_candles.get(),
         "server_shutdowns": st.server_shutdowns.get(),

@@ -199,17 +199,10 @@ pub fn run(args: FanoutArgs) -> anyhow::Result<()> {
     let mut opts = Options::from_config(&Config::default())?;
     opts.max_clients = args.clients + 16;
     opts.max_connections_per_ip = args.clients + 16;
-    let ctx = Arc::new(StatusContext {
-        started: Instant::now(),
-        shards: Vec::new(),
-        store: Arc::new(Mutex::new(RecentStore::new(16))),
-        timeframes: vec![Interval::M1],
-        database_state: "memory",
-        redis_state: "off",
-        sink_status: Vec::new(),
-        latency: Default::default(),
-        queries: None,
-    });
+    let ctx = Arc::new(StatusContext::detached(
+        Arc::new(Mutex::new(RecentStore::new(16))),
+        vec![Interval::M1],
+    ));
     let (addr_tx, addr_rx) = mpsc::channel();
     let placement = match args.core {
         Some(c) => Placement::Fixed(c),

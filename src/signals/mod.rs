@@ -2,7 +2,16 @@
 //!
 //! This module holds the signal vocabulary shared by every role (the shard that makes
 //! signals, the sinks that store and publish them, the dashboard that shows them). The
-//! indicator and rule engine lives in submodules.
+//! indicator and rule engine lives in submodules:
+//! - [`indicators`]: incremental SMA, EMA, RSI, MACD, Bollinger bands, ATR (pure).
+//! - [`rules`]: the signal rules and the per-(symbol, timeframe) [`rules::SignalEngine`].
+//! - [`params`]: the `[signals]` configuration, per timeframe.
+//! - [`warm`]: warm start from REST klines, on a control-plane thread.
+
+pub mod indicators;
+pub mod params;
+pub mod rules;
+pub mod warm;
 
 use crate::market::{Decimal, Interval, Symbol};
 

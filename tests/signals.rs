@@ -1,0 +1,899 @@
+//! Indicators against TA-Lib reference values, edge cases, each signal rule on
+//! constructed series, determinism, and (end to end with the simulator) warm start and
+//! signals reaching the API.
+
+#[path = "support/engine.rs"]
+mod support;
+
+use std::path::PathBuf;
+
+use alphapulse::market::{Decimal, Interval};
+use alphapulse::signals::params::SignalParams;
+use alphapulse::signals::rules::{Bar, Fired, SignalEngine, Snapshot};
+use alphapulse::signals::{Direction, SignalKind};
+use std::time::Duration;
+
+fn data(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+}
+
+/// The committed candle series, parsed as the engine parses prices (exact decimals).
+fn reference_bars() -> Vec<Bar> {
+    let text = std::fs::read_to_string(data("candles.csv")).expect("tests/data/candles.csv");
+    text.lines()
+        .skip(1)
+        .map(|line| {
+            let f: Vec<&str> = line.split(',').collect();
+            let d = |i: usize| {
+                alphapulse::signals::rules::decimal_to_f64(f[i].parse::<Decimal>().unwrap())
+            };
+            Bar {
+                open_time_ms: f[0].parse().unwrap(),
+                open: d(1),
+                high: d(2),
+                low: d(3),
+                close: d(4),
+                volume: d(5),
+            }
+        })
+        .collect()
+}
+
+fn run(params: &SignalParams, bars: &[Bar]) -> (Vec<Snapshot>, Vec<(usize, Fired)>) {
+    let mut e = SignalEngine::new(params);
+    let mut snaps = Vec::new();
+    let mut fired = Vec::new();
+    for (i, b) in bars.iter().enumerate() {
+        assert!(e.update(b, |f| fired.push((i, f))));
+        snaps.push(e.snapshot());
+    }
+    (snaps, fired)
+}
+
+const TOLERANCE: f64 = 1e-9;
+
+fn close_enough(ours: f64, reference: f64) -> bool {
+    (ours - reference).abs() <= TOLERANCE * reference.abs()
+}
+
+#[test]
+fn indicators_match_talib_reference_values() {
+    let bars = reference_bars();
+    assert!(bars.len() >= 300);
+    let (snaps, _) = run(&SignalParams::default(), &bars);
+    let text = std::fs::read_to_string(data("indicators_reference.csv")).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let mut compared = 0;
+    for (i, line) in lines.enumerate() {
+        let cols: Vec<&str> = line.split(',').collect();
+        assert_eq!(cols[0].parse::<i64>().unwrap(), bars[i].open_time_ms);
+        let s = &snaps[i];
+        for (name, text) in header.iter().zip(&cols).skip(1) {
+            let ours = match *name {
+                "sma20" => s.sma,
+                "ema9" => s.ema_fast,
+                "ema21" => s.ema_slow,
+                "rsi14" => s.rsi,
+                "macd" => s.macd_line,
+                "macd_signal" => s.macd.map(|m| m.signal),
+                "macd_hist" => s.macd.map(|m| m.histogram),
+                "bb_upper" => s.bollinger.map(|b| b.upper),
+                "bb_middle" => s.bollinger.map(|b| b.middle),
+                "bb_lower" => s.bollinger.map(|b| b.lower),
+                "atr14" => s.atr,
+                "volume_sma20" => s.volume_sma,
+                other => panic!("unknown reference column {other}"),
+            };
+            if text.is_empty() {
+                assert_eq!(ours, None, "{name} at candle {i} must not be warm yet");
+                continue;
+            }
+            let reference: f64 = text.parse().unwrap();
+            let ours = ours.unwrap_or_else(|| panic!("{name} at candle {i} must be warm"));
+            assert!(
+                close_enough(ours, reference),
+                "{name} at candle {i}: ours {ours}, TA-Lib {reference}, relative error {}",
+                ((ours - reference) / reference).abs()
+            );
+            compared += 1;
+        }
+    }
+    // Every column has values over most of the series.
+    assert!(compared > 12 * 450, "compared only {compared} values");
+}
+
+fn bar(i: i64, open: f64, close: f64, volume: f64) -> Bar {
+    Bar {
+        open_time_ms: i * 60_000,
+        open,
+        high: open.max(close) + 0.5,
+        low: open.min(close) - 0.5,
+        close,
+        volume,
+    }
+}
+
+/// Candles whose closes follow `closes`, each opening at the previous close.
+fn series(closes: &[f64]) -> Vec<Bar> {
+    let mut prev = closes[0];
+    closes
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| {
+            let b = bar(i as i64, prev, c, 100.0);
+            prev = c;
+            b
+        })
+        .collect()
+}
+
+fn kinds(fired: &[(usize, Fired)], kind: SignalKind) -> Vec<(usize, Direction)> {
+    fired
+        .iter()
+        .filter(|(_, f)| f.kind == kind)
+        .map(|(i, f)| (*i, f.direction))
+        .collect()
+}
+
+#[test]
+fn flat_prices_give_neutral_rsi_zero_deviation_and_no_signals() {
+    let bars: Vec<Bar> = (0..100).map(|i| bar(i, 10.0, 10.0, 0.0)).collect();
+    let (snaps, fired) = run(&SignalParams::default(), &bars);
+    let last = snaps.last().unwrap();
+    assert_eq!(last.rsi, Some(50.0), "no gains and no losses: neutral");
+    assert_eq!(last.bollinger.unwrap().std_dev, 0.0);
+    assert_eq!(last.sma, Some(10.0));
+    assert_eq!(last.volume_sma, Some(0.0));
+    assert_eq!(last.macd.unwrap().line, 0.0);
+    // The candles have a 1.0 range: ATR is that, not zero.
+    assert_eq!(last.atr, Some(1.0));
+    assert!(fired.is_empty(), "{fired:?}");
+}
+
+#[test]
+fn rsi_of_a_series_without_losses_is_100_and_values_are_absent_before_warm() {
+    let closes: Vec<f64> = (0..40).map(|i| 100.0 + f64::from(i)).collect();
+    let (snaps, _) = run(&SignalParams::default(), &series(&closes));
+    // RSI(14) needs 14 changes: absent for the first 14 candles, 100 from the 15th.
+    assert!(snaps[..14].iter().all(|s| s.rsi.is_none()));
+    assert_eq!(snaps[14].rsi, Some(100.0));
+    assert_eq!(snaps[39].rsi, Some(100.0));
+    assert!(snaps[..8].iter().all(|s| s.ema_fast.is_none()));
+    assert!(snaps[8].ema_fast.is_some());
+    assert!(snaps[..32].iter().all(|s| s.macd.is_none()));
+    assert!(
+        snaps[33].macd.is_some(),
+        "12/26/9: the signal line at candle 34"
+    );
+    assert!(snaps[..19].iter().all(|s| s.bollinger.is_none()));
+}
+
+#[test]
+fn zero_volume_never_spikes_and_a_gap_is_bridged_not_invented() {
+    let p = SignalParams::default();
+    // Zero volume throughout, then volume: no baseline, no spike.
+    let mut bars: Vec<Bar> = (0..30).map(|i| bar(i, 10.0, 10.0, 0.0)).collect();
+    bars.push(bar(30, 10.0, 11.0, 1000.0));
+    let (_, fired) = run(&p, &bars);
+    assert!(kinds(&fired, SignalKind::VolumeSpike).is_empty());
+
+    // A gap of missing candles: the next candle is the next value, and late or repeated
+    // candles are skipped.
+    let mut e = SignalEngine::new(&p);
+    let gapped: Vec<Bar> = (0..30)
+        .map(|i| bar(i * 3, 10.0, 10.0 + i as f64, 1.0))
+        .collect();
+    for b in &gapped {
+        assert!(e.update(b, |_| {}));
+    }
+    let contiguous = {
+        let mut c = SignalEngine::new(&p);
+        for (i, b) in gapped.iter().enumerate() {
+            c.update(
+                &Bar {
+                    open_time_ms: i as i64 * 60_000,
+                    ..*b
+                },
+                |_| {},
+            );
+        }
+        c.snapshot()
+    };
+    assert_eq!(e.snapshot(), contiguous);
+    let before = e.snapshot();
+    assert!(!e.update(&gapped[10], |_| panic!("a late candle fires nothing")));
+    assert!(!e.update(&gapped[29], |_| panic!("a repeat fires nothing")));
+    assert_eq!(e.snapshot(), before);
+    assert_eq!(e.applied(), 30);
+}
+
+#[test]
+fn ema_cross_fires_on_crossings_only() {
+    // Falling, then rising: the fast EMA crosses above the slow one once.
+    let mut closes: Vec<f64> = (0..40).map(|i| 200.0 - f64::from(i)).collect();
+    closes.extend((0..40).map(|i| 161.0 + 2.0 * f64::from(i)));
+    let (_, fired) = run(&SignalParams::default(), &series(&closes));
+    let crosses = kinds(&fired, SignalKind::EmaCross);
+    assert_eq!(crosses.len(), 1, "{crosses:?}");
+    assert_eq!(crosses[0].1, Direction::Buy);
+    assert!(crosses[0].0 > 40);
+    let f = fired
+        .iter()
+        .find(|(_, f)| f.kind == SignalKind::EmaCross)
+        .unwrap()
+        .1;
+    assert!(f.indicators.get("ema_fast").unwrap() > f.indicators.get("ema_slow").unwrap());
+    assert!((0.5..=1.0).contains(&f.confidence));
+    // Then falling again: one sell.
+    closes.extend((0..40).map(|i| 240.0 - 3.0 * f64::from(i)));
+    let (_, fired) = run(&SignalParams::default(), &series(&closes));
+    let crosses = kinds(&fired, SignalKind::EmaCross);
+    assert_eq!(
+        crosses.iter().map(|c| c.1).collect::<Vec<_>>(),
+        [Direction::Buy, Direction::Sell]
+    );
+
+    // A steady trend never crosses.
+    let trend: Vec<f64> = (0..100).map(|i| 100.0 + f64::from(i)).collect();
+    let (_, fired) = run(&SignalParams::default(), &series(&trend));
+    assert!(kinds(&fired, SignalKind::EmaCross).is_empty());
+}
+
+#[test]
+fn rsi_fires_when_leaving_oversold_and_overbought() {
+    // A long fall drives RSI below 30; a recovery brings it back above: one buy.
+    let mut closes: Vec<f64> = (0..30).map(|i| 100.0 - f64::from(i)).collect();
+    closes.extend((0..10).map(|i| 71.0 + 3.0 * f64::from(i)));
+    let (snaps, fired) = run(&SignalParams::default(), &series(&closes));
+    let rsi = kinds(&fired, SignalKind::Rsi);
+    assert_eq!(rsi.len(), 1, "{rsi:?}");
+    let (i, dir) = rsi[0];
+    assert_eq!(dir, Direction::Buy);
+    assert!(snaps[i - 1].rsi.unwrap() < 30.0 && snaps[i].rsi.unwrap() >= 30.0);
+    let f = fired
+        .iter()
+        .find(|(_, f)| f.kind == SignalKind::Rsi)
+        .unwrap()
+        .1;
+    // The fall had no gains: RSI reached 0, the deepest excursion, full confidence.
+    assert_eq!(f.indicators.get("rsi_extreme"), Some(0.0));
+    assert_eq!(f.confidence, 1.0);
+
+    // A rise then a fall: one sell.
+    let mut closes: Vec<f64> = (0..30).map(|i| 100.0 + f64::from(i)).collect();
+    closes.extend((0..10).map(|i| 128.0 - 3.0 * f64::from(i)));
+    let (_, fired) = run(&SignalParams::default(), &series(&closes));
+    assert_eq!(
+        kinds(&fired, SignalKind::Rsi)
+            .iter()
+            .map(|r| r.1)
+            .collect::<Vec<_>>(),
+        [Direction::Sell]
+    );
+
+    // Staying oversold fires nothing.
+    let fall: Vec<f64> = (0..60).map(|i| 100.0 - f64::from(i)).collect();
+    let (_, fired) = run(&SignalParams::default(), &series(&fall));
+    assert!(kinds(&fired, SignalKind::Rsi).is_empty());
+}
+
+#[test]
+fn macd_cross_fires_on_crossings_only() {
+    // An accelerating fall keeps the line below its signal (a straight fall would hold
+    // them level), then a rise crosses it once.
+    let mut closes: Vec<f64> = (0..50)
+        .map(|i| 200.0 - f64::from(i) - 0.02 * f64::from(i * i))
+        .collect();
+    closes.extend((0..30).map(|i| 102.0 + 2.0 * f64::from(i)));
+    let (snaps, fired) = run(&SignalParams::default(), &series(&closes));
+    let crosses = kinds(&fired, SignalKind::MacdCross);
+    assert_eq!(crosses.len(), 1, "{crosses:?}");
+    let (i, dir) = crosses[0];
+    assert_eq!(dir, Direction::Buy);
+    assert!(snaps[i - 1].macd.unwrap().histogram < 0.0 && snaps[i].macd.unwrap().histogram > 0.0);
+    let f = fired
+        .iter()
+        .find(|(_, f)| f.kind == SignalKind::MacdCross)
+        .unwrap()
+        .1;
+    assert_eq!(
+        f.indicators.get("macd_hist"),
+        Some(snaps[i].macd.unwrap().histogram)
+    );
+
+    let trend: Vec<f64> = (0..100).map(|i| 100.0 + 0.5 * f64::from(i)).collect();
+    let (_, fired) = run(&SignalParams::default(), &series(&trend));
+    assert!(kinds(&fired, SignalKind::MacdCross).is_empty());
+}
+
+#[test]
+fn bollinger_fires_when_the_close_leaves_a_band() {
+    // A quiet oscillation, then one close far below: a buy; the next candle still
+    // outside fires nothing more; a jump far above: a sell.
+    let mut closes: Vec<f64> = (0..30)
+        .map(|i| 100.0 + if i % 2 == 0 { 1.0 } else { -1.0 })
+        .collect();
+    closes.push(90.0);
+    closes.push(89.0);
+    let (_, fired) = run(&SignalParams::default(), &series(&closes));
+    assert_eq!(kinds(&fired, SignalKind::Bollinger), [(30, Direction::Buy)]);
+    let f = fired
+        .iter()
+        .find(|(_, f)| f.kind == SignalKind::Bollinger)
+        .unwrap()
+        .1;
+    assert!(90.0 < f.indicators.get("bb_lower").unwrap());
+
+    let mut closes: Vec<f64> = (0..30)
+        .map(|i| 100.0 + if i % 2 == 0 { 1.0 } else { -1.0 })
+        .collect();
+    closes.push(110.0);
+    let (_, fired) = run(&SignalParams::default(), &series(&closes));
+    assert_eq!(
+        kinds(&fired, SignalKind::Bollinger),
+        [(30, Direction::Sell)]
+    );
+
+    // Inside the bands: nothing.
+    let quiet: Vec<f64> = (0..60)
+        .map(|i| 100.0 + if i % 2 == 0 { 1.0 } else { -1.0 })
+        .collect();
+    let (_, fired) = run(&SignalParams::default(), &series(&quiet));
+    assert!(kinds(&fired, SignalKind::Bollinger).is_empty());
+}
+
+#[test]
+fn volume_spike_needs_k_times_the_previous_average_and_a_direction() {
+    let p = SignalParams::default();
+    let mut bars: Vec<Bar> = (0..25).map(|i| bar(i, 10.0, 10.0, 100.0)).collect();
+    bars.push(bar(25, 10.0, 10.5, 301.0)); // just over 3x: buy
+    bars.push(bar(26, 10.5, 10.0, 250.0)); // 2.4x of the new average: nothing
+    bars.push(bar(27, 10.0, 10.0, 2000.0)); // huge but no direction: nothing
+    bars.push(bar(28, 10.0, 9.0, 2000.0)); // a down candle: sell
+    let (_, fired) = run(&p, &bars);
+    let spikes = kinds(&fired, SignalKind::VolumeSpike);
+    assert_eq!(spikes, [(25, Direction::Buy), (28, Direction::Sell)]);
+    let f = fired
+        .iter()
+        .find(|(_, f)| f.kind == SignalKind::VolumeSpike)
+        .unwrap()
+        .1;
+    assert_eq!(f.indicators.get("volume_sma"), Some(100.0));
+    assert_eq!(f.indicators.get("volume"), Some(301.0));
+    assert!((f.confidence - (0.5 + 0.5 * (3.01 - 3.0) / 3.0)).abs() < 1e-12);
+    // Exactly 3x is not above 3x.
+    let mut bars: Vec<Bar> = (0..25).map(|i| bar(i, 10.0, 10.0, 100.0)).collect();
+    bars.push(bar(25, 10.0, 11.0, 300.0));
+    let (_, fired) = run(&p, &bars);
+    assert!(kinds(&fired, SignalKind::VolumeSpike).is_empty());
+}
+
+#[test]
+fn every_signal_is_bounded_and_the_same_sequence_gives_the_same_signals() {
+    let bars = reference_bars();
+    let (_, first) = run(&SignalParams::default(), &bars);
+    let (_, second) = run(&SignalParams::default(), &bars);
+    assert_eq!(first, second);
+    for kind in SignalKind::ALL {
+        assert!(
+            first.iter().any(|(_, f)| f.kind == kind),
+            "the reference series triggers {kind:?}"
+        );
+    }
+    for (_, f) in &first {
+        assert!((0.0..=1.0).contains(&f.confidence), "{f:?}");
+        assert!(!f.indicators.is_empty());
+        assert!(f.indicators.iter().all(|(_, v)| v.is_finite()), "{f:?}");
+    }
+}
+
+// ---- The shard hook: warm batches, live candles, signals on the rings ----
+
+use std::sync::Arc;
+
+use alphapulse::market::{Candle, Symbol};
+use alphapulse::metrics::ShardStats;
+use alphapulse::shard::{Record, ShardState};
+use alphapulse::signals::params::SignalsConfig;
+use alphapulse::signals::warm::WarmBatch;
+use alphapulse::wire::Event;
+
+fn dec(x: f64) -> Decimal {
+    Decimal::from_str_exact(&format!("{x:.2}")).unwrap()
+}
+
+/// A closed 1h BTCUSDT candle from a reference bar.
+fn candle(b: &Bar) -> Candle {
+    let tf = Interval::H1;
+    Candle {
+        symbol: Symbol::new("BTCUSDT").unwrap(),
+        interval: tf,
+        open_time_ms: b.open_time_ms,
+        close_time_ms: tf.close_time(b.open_time_ms),
+        open: dec(b.open),
+        high: dec(b.high),
+        low: dec(b.low),
+        close: dec(b.close),
+        volume: Decimal::from_str_exact(&format!("{:.5}", b.volume)).unwrap(),
+        quote_volume: Decimal::ZERO,
+        taker_buy_base: Decimal::ZERO,
+        taker_buy_quote: Decimal::ZERO,
+        trades: 1,
+        first_trade_id: 1,
+        last_trade_id: 1,
+        closed: true,
+        event_time_us: tf.close_time(b.open_time_ms) * 1000,
+    }
+}
+
+fn shard() -> (
+    ShardState,
+    alphapulse::ring::Consumer<alphapulse::shard::Envelope>,
+) {
+    let (tx, rx) = alphapulse::ring::ring("t", 1 << 16);
+    let sym = [Symbol::new("BTCUSDT").unwrap()];
+    let s = ShardState::new(
+        0,
+        &sym,
+        &[Interval::H1],
+        vec![tx],
+        Arc::new(ShardStats::default()),
+    )
+    .with_signals(&SignalsConfig::default(), None);
+    (s, rx)
+}
+
+fn signals_of(
+    rx: &alphapulse::ring::Consumer<alphapulse::shard::Envelope>,
+) -> Vec<alphapulse::signals::Signal> {
+    std::iter::from_fn(|| rx.pop())
+        .filter_map(|e| match e.record {
+            Record::Signal(s) => Some(s),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_warm_started_shard_equals_one_fed_live_and_history_fires_nothing() {
+    let bars = reference_bars();
+    let sym = Symbol::new("BTCUSDT").unwrap();
+    let (mut live, live_rx) = shard();
+    for b in &bars {
+        live.on_event(&Event::Kline(candle(b)), 0);
+    }
+    let live_signals = signals_of(&live_rx);
+    assert!(!live_signals.is_empty());
+    assert_eq!(live.stats().signals_total() as usize, live_signals.len());
+
+    // The second shard sees candles 0..300 as history (after two live candles that the
+    // history also holds, as when the fetch lands a moment late), then 300.. live.
+    let (mut warm, warm_rx) = shard();
+    for b in &bars[298..300] {
+        warm.on_event(&Event::Kline(candle(b)), 0);
+    }
+    let history: Vec<Bar> = bars[..300]
+        .iter()
+        .map(|b| Bar::from_candle(&candle(b)))
+        .collect();
+    warm.apply_warm(&WarmBatch {
+        symbol: sym,
+        interval: Interval::H1,
+        bars: history,
+    });
+    let before = signals_of(&warm_rx).len();
+    for b in &bars[300..] {
+        warm.on_event(&Event::Kline(candle(b)), 0);
+    }
+    let a = live.signal_engine(sym, Interval::H1).unwrap().snapshot();
+    let b = warm.signal_engine(sym, Interval::H1).unwrap().snapshot();
+    assert_eq!(a, b, "same candles, same indicators");
+    // History made no signals; live candles made exactly the live shard's signals.
+    let warm_signals = signals_of(&warm_rx);
+    let cut = candle(&bars[299]).close_time_ms;
+    let expected: Vec<_> = live_signals
+        .iter()
+        .filter(|s| s.timestamp_ms > cut)
+        .copied()
+        .collect();
+    assert_eq!(warm_signals, expected);
+    assert!(
+        before <= 5,
+        "only the two cold live candles could have fired, and did not"
+    );
+    assert_eq!(warm.stats().signal_warm_series.get(), 1);
+    assert_eq!(warm.stats().signal_warm_candles.get(), 300);
+}
+
+#[test]
+fn a_hole_between_history_and_live_candles_is_fetched_again_once() {
+    let bars = reference_bars();
+    let sym = Symbol::new("BTCUSDT").unwrap();
+    let link = alphapulse::signals::warm::WarmLink::default();
+    let (tx, _rx) = alphapulse::ring::ring("t", 1 << 16);
+    let mut s = ShardState::new(
+        0,
+        &[sym],
+        &[Interval::H1],
+        vec![tx],
+        Arc::new(ShardStats::default()),
+    )
+    .with_signals(&SignalsConfig::default(), Some(link.clone()));
+    let batch = |n: usize| WarmBatch {
+        symbol: sym,
+        interval: Interval::H1,
+        bars: bars[..n]
+            .iter()
+            .map(|b| Bar::from_candle(&candle(b)))
+            .collect(),
+    };
+    // History up to candle 299, but the first live candle is 303.
+    s.apply_warm(&batch(300));
+    s.on_event(&Event::Kline(candle(&bars[303])), 0);
+    assert_eq!(s.stats().signal_warm_holes.get(), 1);
+    let req = link.requests.pop().expect("a re-fetch");
+    assert_eq!((req.symbol, req.interval), (sym, Interval::H1));
+    s.on_event(&Event::Kline(candle(&bars[304])), 0);
+    // The second fetch has everything up to 303; 304 comes from the live tail.
+    s.apply_warm(&batch(304));
+    let mut live = SignalEngine::new(&SignalParams::default());
+    for b in &bars[..305] {
+        live.update(&Bar::from_candle(&candle(b)), |_| {});
+    }
+    assert_eq!(
+        s.signal_engine(sym, Interval::H1).unwrap().snapshot(),
+        live.snapshot()
+    );
+    // Another hole in the same warm cycle is bridged, not fetched again.
+    s.apply_warm(&batch(250));
+    assert_eq!(s.stats().signal_warm_holes.get(), 1);
+    assert!(link.requests.pop().is_none());
+}
+
+#[test]
+fn a_long_gap_resets_the_series() {
+    let bars = reference_bars();
+    let sym = Symbol::new("BTCUSDT").unwrap();
+    let (mut s, _rx) = shard();
+    for b in &bars[..100] {
+        s.on_event(&Event::Kline(candle(b)), 0);
+    }
+    assert!(s
+        .signal_engine(sym, Interval::H1)
+        .unwrap()
+        .snapshot()
+        .macd
+        .is_some());
+    // 40 candles missing (more than rewarm_after_candles = 30): start over.
+    s.on_event(&Event::Kline(candle(&bars[141])), 0);
+    assert_eq!(s.stats().signal_rewarms.get(), 1);
+    let e = s.signal_engine(sym, Interval::H1).unwrap();
+    assert_eq!(e.applied(), 1);
+    assert_eq!(e.snapshot().ema_fast, None);
+    // A short gap (5 candles) is bridged.
+    s.on_event(&Event::Kline(candle(&bars[147])), 0);
+    assert_eq!(s.stats().signal_rewarms.get(), 1);
+    assert_eq!(s.signal_engine(sym, Interval::H1).unwrap().applied(), 2);
+}
+
+// ---- End to end with the simulator ----
+
+use support::*;
+
+fn signals_in_store(engine: &alphapulse::engine::Engine) -> Vec<alphapulse::signals::Signal> {
+    let store = engine.status().store.lock().unwrap();
+    let mut v = store.signals(None, None, 100_000);
+    v.reverse();
+    v
+}
+
+fn shard_sum(engine: &alphapulse::engine::Engine, f: impl Fn(&ShardStats) -> u64) -> u64 {
+    engine.status().shards.iter().map(|s| f(&s.stats)).sum()
+}
+
+const E2E_SYMS: [&str; 2] = ["BTCUSDT", "ETHUSDT"];
+
+#[test]
+fn warm_start_from_rest_klines_matches_live_and_signals_reach_the_api() {
+    let mut sim = sim_config(&E2E_SYMS);
+    // Ten 1m candles a second: enough history in a few seconds.
+    sim.speed = 600.0;
+    sim.trade_rate = 1.0;
+    let run = start(sim, |_| {}, &E2E_SYMS, &[Interval::M1]);
+    let closed = |e: &alphapulse::engine::Engine| shard_sum(e, |s| s.candles_closed.get());
+    assert!(
+        wait_until(Duration::from_secs(30), || closed(&run.engine) >= 2 * 60),
+        "{}",
+        run.engine.status().snapshot()
+    );
+
+    // The REST klines, parsed as the warm start parses them, equal the live candles.
+    let live: Vec<Candle> = {
+        let store = run.engine.status().store.lock().unwrap();
+        let mut v = store.closed(
+            Some(Symbol::new("BTCUSDT").unwrap()),
+            Some(Interval::M1),
+            1000,
+        );
+        v.reverse();
+        v
+    };
+    let path = format!(
+        "/api/v3/klines?symbol=BTCUSDT&interval=1m&startTime={}&limit=1000",
+        live[0].open_time_ms
+    );
+    let (status, body) = http_get(rest_addr(&run.sim), &path);
+    assert_eq!(status, 200);
+    let rest = alphapulse::signals::warm::parse_klines(&body).unwrap();
+    let live_bars: Vec<Bar> = live.iter().map(Bar::from_candle).collect();
+    assert!(rest.len() >= live_bars.len());
+    assert_eq!(rest[..live_bars.len()], live_bars[..]);
+
+    // A second engine starts now: it warms from the simulator's REST klines (everything
+    // since the simulator started, under warm_candles) and must then make exactly the
+    // signals of the engine that saw every candle live.
+    let mut config = engine_config(&run.sim, &E2E_SYMS, &[Interval::M1]);
+    config.signals.warm_candles = 500;
+    let layout = alphapulse::topology::plan(&config, None, &alphapulse::topology::allowed_cores())
+        .expect("layout");
+    let mut second = alphapulse::engine::Engine::start(&config, &layout).expect("engine starts");
+    assert!(
+        wait_until(Duration::from_secs(20), || shard_sum(&second, |s| s
+            .signal_warm_series
+            .get())
+            >= 2),
+        "{}",
+        second.status().snapshot()
+    );
+    let warmed_at_ms = run.sim.sim_now_ms();
+    let warm = &second.status().snapshot()["signals"]["warm"];
+    assert_eq!(warm["failures"], 0, "{warm}");
+    assert!(
+        warm["candles_fetched"].as_u64().unwrap() >= 2 * 60,
+        "{warm}"
+    );
+
+    // Forty more candles each, then compare the signals made after the warm start.
+    let target = closed(&run.engine) + 2 * 40;
+    assert!(wait_until(Duration::from_secs(30), || closed(&run.engine)
+        >= target
+        && closed(&second) >= 2 * 40));
+    let end_ms = run.sim.sim_now_ms() - 5 * 60_000;
+    let window = |v: Vec<alphapulse::signals::Signal>| -> Vec<_> {
+        v.into_iter()
+            // From ten candles after the warm start: time for a hole between history
+            // and live candles to be fetched again (see the shard's `refetch_hole`).
+            .filter(|s| s.timestamp_ms > warmed_at_ms + 10 * 60_000 && s.timestamp_ms < end_ms)
+            .map(|s| {
+                (
+                    s.symbol,
+                    s.timestamp_ms,
+                    s.kind,
+                    s.direction,
+                    s.confidence,
+                    s.price,
+                    s.indicators,
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut a = window(signals_in_store(&run.engine));
+    let mut b = window(signals_in_store(&second));
+    a.sort_by_key(|x| (x.0, x.1, x.2));
+    b.sort_by_key(|x| (x.0, x.1, x.2));
+    assert!(!a.is_empty(), "no signal in the compared window");
+    assert_eq!(
+        a, b,
+        "a warm-started engine makes the signals of one that saw every candle"
+    );
+    second.shutdown();
+
+    // Signals reach /api/signals and are counted per kind in /api/status.
+    let addr = run.engine.dashboard_addr();
+    let api = http_json(addr, "/api/signals?limit=1000");
+    let listed = api["signals"].as_array().unwrap();
+    assert!(!listed.is_empty());
+    let first = &listed[0];
+    assert_eq!(first["type"], "signal");
+    assert!(
+        first["indicators"]
+            .as_object()
+            .is_some_and(|o| !o.is_empty()),
+        "{first}"
+    );
+    assert!(SignalKind::parse(first["kind"].as_str().unwrap()).is_some());
+    let status = http_json(addr, "/api/status");
+    let made = status["signals"]["made"].as_u64().unwrap();
+    let by_kind: u64 = status["signals"]["by_kind"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert!(made > 0);
+    assert_eq!(by_kind, made);
+    let per_shard: u64 = status["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["signals"]["total"].as_u64().unwrap())
+        .sum();
+    assert_eq!(per_shard, made);
+}
+
+#[test]
+fn a_failed_warm_start_is_counted_and_the_engine_runs_on() {
+    // REST points at a port nothing listens on.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}", dead.local_addr().unwrap());
+    drop(dead);
+    let run = start(
+        sim_config(&E2E_SYMS),
+        |c| c.binance_rest_url = dead_url.clone(),
+        &E2E_SYMS,
+        &[Interval::M1],
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let s = run.engine.status().snapshot();
+            s["signals"]["warm"]["failures"] == 2
+                && shard_sum(&run.engine, |s| s.candles_closed.get()) >= 2
+        }),
+        "{}",
+        run.engine.status().snapshot()
+    );
+    let s = run.engine.status().snapshot();
+    assert!(s["signals"]["warm"]["last_error"].as_str().is_some(), "{s}");
+}
+
+#[test]
+fn the_example_configuration_documents_the_signal_defaults_and_an_override() {
+    use alphapulse::config::Config;
+    let text = include_str!("../alphapulse.example.toml");
+    let c = Config::from_toml_str(text).unwrap();
+    assert_eq!(c.signals, SignalsConfig::default());
+    let uncommented = text
+        .replace(
+            "# [signals.timeframes.\"1h\"]",
+            "[signals.timeframes.\"1h\"]",
+        )
+        .replace("# rsi_oversold = 25.0", "rsi_oversold = 25.0")
+        .replace("# rsi_overbought = 75.0", "rsi_overbought = 75.0");
+    let c = Config::from_toml_str(&uncommented).unwrap();
+    assert_eq!(c.signals.params(Interval::H1).rsi_oversold, 25.0);
+    assert_eq!(c.signals.params(Interval::M1).rsi_oversold, 30.0);
+    // The printed configuration reads back the same.
+    assert_eq!(Config::from_toml_str(&c.to_toml_redacted()).unwrap(), c);
+    // A bad value names its key.
+    let bad = uncommented.replace("rsi_overbought = 75.0", "rsi_overbought = 20.0");
+    let e = Config::from_toml_str(&bad).unwrap_err().to_string();
+    assert!(
+        e.starts_with("signals.timeframes.1h.rsi_overbought=20"),
+        "{e}"
+    );
+}
+
+// ---- The warm thread against a scripted REST server: Retry-After is obeyed ----
+
+use std::io::{Read as _, Write as _};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use alphapulse::signals::warm::{self, WarmLink, WarmPlan, WarmRequest, WarmStats};
+
+/// Serves `answers` in turn (status, extra headers, body), one per connection; counts
+/// requests.
+fn scripted_rest(answers: Vec<(u16, &'static str, String)>) -> (String, Arc<AtomicUsize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for (status, headers, body) in answers {
+            let Ok((mut s, _)) = listener.accept() else {
+                return;
+            };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            seen.fetch_add(1, Ordering::SeqCst);
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (url, count)
+}
+
+fn klines_body(n: i64) -> String {
+    let rows: Vec<String> = (0..n)
+        .map(|i| {
+            let t = i * 60_000;
+            format!(
+                "[{t},\"1.0\",\"2.0\",\"0.5\",\"1.5\",\"10\",{},\"0\",1,\"0\",\"0\",\"0\"]",
+                t + 59_999
+            )
+        })
+        .collect();
+    format!("[{}]", rows.join(","))
+}
+
+fn warm_plan(url: String, series: &[&str]) -> (WarmPlan, WarmLink) {
+    let link = WarmLink::default();
+    let reqs = series
+        .iter()
+        .map(|s| WarmRequest {
+            symbol: Symbol::new(s).unwrap(),
+            interval: Interval::M1,
+        })
+        .collect();
+    (
+        WarmPlan {
+            rest_url: url,
+            candles: 10,
+            shards: vec![(reqs, link.clone())],
+        },
+        link,
+    )
+}
+
+#[test]
+fn the_warm_thread_waits_out_retry_after_and_stops_asking_a_banning_server() {
+    // A 429 asking for one second, then the klines.
+    let (url, count) = scripted_rest(vec![
+        (
+            429,
+            "Retry-After: 1\r\nX-MBX-USED-WEIGHT-1M: 6000\r\n",
+            "{}".into(),
+        ),
+        (200, "X-MBX-USED-WEIGHT-1M: 4\r\n", klines_body(3)),
+    ]);
+    let (plan, link) = warm_plan(url, &["BTCUSDT"]);
+    let stats = Arc::new(WarmStats::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = std::time::Instant::now();
+    let h = warm::spawn(
+        plan,
+        warm::agent(None).unwrap(),
+        stats.clone(),
+        stop.clone(),
+    )
+    .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || !link.deliveries.is_empty()),
+        "{}",
+        stats.status()
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "Retry-After was not obeyed"
+    );
+    let batch = link.deliveries.pop().unwrap();
+    assert_eq!(batch.bars.len(), 2, "the open candle is left out");
+    assert_eq!(stats.rate_limited.get(), 1);
+    assert_eq!(stats.used_weight_1m.get(), 4);
+    assert_eq!(count.load(Ordering::SeqCst), 2);
+    stop.store(true, Ordering::Relaxed);
+    h.join().unwrap();
+
+    // A 418 ban longer than MAX_RETRY_AFTER_S fails this series and the next one
+    // without sending the next request.
+    let (url, count) = scripted_rest(vec![(418, "Retry-After: 3600\r\n", "{}".into())]);
+    let (plan, _link) = warm_plan(url, &["BTCUSDT", "ETHUSDT"]);
+    let stats = Arc::new(WarmStats::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let h = warm::spawn(
+        plan,
+        warm::agent(None).unwrap(),
+        stats.clone(),
+        stop.clone(),
+    )
+    .unwrap();
+    assert!(wait_until(Duration::from_secs(10), || stats.failures.get() == 2));
+    assert_eq!(count.load(Ordering::SeqCst), 1);
+    stop.store(true, Ordering::Relaxed);
+    h.join().unwrap();
+}
