@@ -3,7 +3,10 @@
 //!
 //! `cargo bench --bench parse`
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+#[path = "common.rs"]
+mod common;
+
+use criterion::{BatchSize, Criterion, Throughput};
 use std::hint::black_box;
 
 use alphapulse::harness::parse::Case;
@@ -38,5 +41,8 @@ fn parse(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, parse);
-criterion_main!(benches);
+fn main() {
+    let mut c = common::criterion();
+    parse(&mut c);
+    c.final_summary();
+}

@@ -3,7 +3,10 @@
 //!
 //! `cargo bench --bench records`
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+#[path = "common.rs"]
+mod common;
+
+use criterion::{Criterion, Throughput};
 use std::hint::black_box;
 
 use alphapulse::market::{Candle, Interval, Symbol};
@@ -73,5 +76,8 @@ fn records(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, records);
-criterion_main!(benches);
+fn main() {
+    let mut c = common::criterion();
+    records(&mut c);
+    c.final_summary();
+}

@@ -4,10 +4,13 @@
 //!
 //! `cargo bench --bench ring`
 
+#[path = "common.rs"]
+mod common;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{Criterion, Throughput};
 use std::hint::black_box;
 
 use alphapulse::market::{Candle, Interval, Symbol};
@@ -99,5 +102,8 @@ fn ring_hop(c: &mut Criterion) {
     let _ = echo.join();
 }
 
-criterion_group!(benches, ring_hop);
-criterion_main!(benches);
+fn main() {
+    let mut c = common::criterion();
+    ring_hop(&mut c);
+    c.final_summary();
+}

@@ -156,3 +156,71 @@ fn bench_latency_writes_every_report() {
     assert!(svg.starts_with("<svg") && svg.contains("<polyline"));
     let _ = std::fs::remove_dir_all(&out);
 }
+
+#[test]
+fn metrics_carry_stage_latencies_and_process_figures_and_pass_promtool() {
+    let run = start(
+        sim_config(&["BTCUSDT"]),
+        |_| {},
+        &["BTCUSDT"],
+        &[Interval::M1],
+    );
+    let addr = run.engine.dashboard_addr();
+    let ok = wait_until(Duration::from_secs(20), || {
+        support::http_get(addr, "/metrics").1.contains(
+            "alphapulse_stage_latency_seconds_count{stage=\"recv_to_parsed\",core=\"shard0\"}",
+        )
+    });
+    let (code, body) = support::http_get(addr, "/metrics");
+    assert_eq!(code, 200);
+    assert!(ok, "no stage latency in /metrics:\n{body}");
+    for needle in [
+        "# TYPE alphapulse_stage_latency_seconds summary",
+        "alphapulse_stage_latency_seconds{stage=\"recv_to_parsed\",core=\"shard0\",quantile=\"0.99\"}",
+        "alphapulse_stage_latency_seconds_sum{stage=\"ring_hop\",core=\"memory\"}",
+        "alphapulse_build_info{version=",
+        "process_resident_memory_bytes ",
+        "alphapulse_thread_cpu_seconds_total{thread=\"shard-0\",mode=\"user\"}",
+        "alphapulse_spool_bytes ",
+        "alphapulse_ring_depth{shard=\"0\",ring=\"shard0->memory\"}",
+    ] {
+        assert!(body.contains(needle), "missing {needle}:\n{body}");
+    }
+    // Quantiles are in seconds and ordered.
+    let q = |quantile: &str| -> f64 {
+        let key = format!(
+            "alphapulse_stage_latency_seconds{{stage=\"recv_to_parsed\",core=\"shard0\",quantile=\"{quantile}\"}} "
+        );
+        let line = body.lines().find(|l| l.starts_with(&key)).unwrap();
+        line[key.len()..].parse().unwrap()
+    };
+    assert!(q("0.5") > 0.0 && q("0.5") <= q("0.99") && q("0.99") <= q("1") && q("1") < 10.0);
+    // setup installs promtool; without it only the line shapes are checked.
+    let Ok(mut child) = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    else {
+        eprintln!("promtool not installed: run scripts/setup.sh for the full check");
+        assert!(body
+            .lines()
+            .all(|l| l.starts_with('#') || l.rsplit_once(' ').is_some()));
+        return;
+    };
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

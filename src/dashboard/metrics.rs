@@ -198,6 +198,165 @@ pub fn render(ctx: &StatusContext, dash: &DashboardStats) -> String {
     for (name, help, v) in counters {
         Family::new(&mut out, name, "counter", help).sample(&[], v as f64);
     }
+    render_sinks(&mut out, ctx);
+    render_latency(&mut out, ctx);
+    render_process(&mut out);
+    out
+}
+
+/// The sink roles' figures: the spool's size by name, and every numeric figure of each
+/// sink's status section as `alphapulse_sink_figure{sink, figure}`.
+fn render_sinks(out: &mut String, ctx: &StatusContext) {
+    let sections: Vec<(&'static str, serde_json::Value)> =
+        ctx.sink_status.iter().flat_map(|s| s.sections()).collect();
+    let spool = sections.iter().find(|(n, _)| *n == "spool").map(|(_, v)| v);
+    for (name, field, help) in [
+        (
+            "alphapulse_spool_bytes",
+            "bytes",
+            "Bytes held in the database spool",
+        ),
+        (
+            "alphapulse_spool_rows",
+            "rows",
+            "Rows held in the database spool",
+        ),
+    ] {
+        let mut f = Family::new(out, name, "gauge", help);
+        f.sample(&[], spool.and_then(|v| v[field].as_f64()).unwrap_or(0.0));
+    }
+    let mut f = Family::new(
+        out,
+        "alphapulse_sink_figure",
+        "gauge",
+        "Numeric figures of each sink role's status section (see /api/status sinks)",
+    );
+    for (sink, v) in &sections {
+        let Some(obj) = v.as_object() else { continue };
+        for (figure, x) in obj {
+            let value = match x {
+                serde_json::Value::Number(n) => n.as_f64(),
+                serde_json::Value::Bool(b) => Some(if *b { 1.0 } else { 0.0 }),
+                _ => None,
+            };
+            if let Some(value) = value {
+                f.sample(&[("sink", sink), ("figure", figure)], value);
+            }
+        }
+    }
+}
+
+/// Stage latencies since start, per stage and per core, as summaries in seconds.
+fn render_latency(out: &mut String, ctx: &StatusContext) {
+    use crate::latency::Stage;
+    const QUANTILES: [(f64, &str); 5] = [
+        (0.5, "0.5"),
+        (0.9, "0.9"),
+        (0.99, "0.99"),
+        (0.999, "0.999"),
+        (1.0, "1"),
+    ];
+    let name = "alphapulse_stage_latency_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Latency of each stage of an event's journey, since start, per core"
+    );
+    let _ = writeln!(out, "# TYPE {name} summary");
+    let snap = ctx.latency.lock().unwrap_or_else(|p| p.into_inner());
+    for (core, set) in &snap.per_recorder {
+        for stage in Stage::ALL {
+            let h = set.get(stage);
+            if h.is_empty() {
+                continue;
+            }
+            let labels = format!("stage=\"{}\",core=\"{}\"", stage.as_str(), core);
+            for (q, qs) in QUANTILES {
+                let v = h.value_at_quantile(q) as f64 / 1e9;
+                let _ = writeln!(out, "{name}{{{labels},quantile=\"{qs}\"}} {v}");
+            }
+            let sum = h.mean() * h.len() as f64 / 1e9;
+            let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+            let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.len());
+        }
+    }
+}
+
+/// Build information, memory and CPU time of the process and of each role thread (from
+/// `/proc`; absent where it cannot be read).
+fn render_process(out: &mut String) {
+    let mut f = Family::new(
+        out,
+        "alphapulse_build_info",
+        "gauge",
+        "Always 1; the labels say which build runs",
+    );
+    f.sample(&[("version", env!("CARGO_PKG_VERSION"))], 1.0);
+    if let Some(rss) = resident_bytes() {
+        Family::new(
+            out,
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes",
+        )
+        .sample(&[], rss as f64);
+    }
+    let threads = thread_cpu_seconds();
+    let mut f = Family::new(
+        out,
+        "alphapulse_thread_cpu_seconds_total",
+        "counter",
+        "CPU time of each role thread, by mode",
+    );
+    for (thread, user, system) in &threads {
+        f.sample(&[("thread", thread), ("mode", "user")], *user);
+        f.sample(&[("thread", thread), ("mode", "system")], *system);
+    }
+    let total: f64 = threads.iter().map(|(_, u, s)| u + s).sum();
+    Family::new(
+        out,
+        "process_cpu_seconds_total",
+        "counter",
+        "Total user and system CPU time spent in seconds",
+    )
+    .sample(&[], total);
+}
+
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * page.max(4096) as u64)
+}
+
+/// (thread name, user s, system s) per thread; threads of one name (glommio adds a
+/// numeric suffix) are summed.
+fn thread_cpu_seconds() -> Vec<(String, f64, f64)> {
+    let mut out: Vec<(String, f64, f64)> = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        let Some((user, system)) = crate::harness::ingest::task_cpu(&entry.path()) else {
+            continue;
+        };
+        // glommio names an executor's thread `<name>-<executor id>`: the role is the name.
+        let comm = comm.trim();
+        let name = match comm.rsplit_once('-') {
+            Some((role, id)) if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) => role,
+            _ => comm,
+        }
+        .to_string();
+        match out.iter_mut().find(|(n, _, _)| *n == name) {
+            Some(t) => {
+                t.1 += user;
+                t.2 += system;
+            }
+            None => out.push((name, user, system)),
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
     out
 }
 

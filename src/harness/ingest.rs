@@ -185,9 +185,6 @@ pub fn thread_cpu_seconds(name: &str) -> Option<f64> {
 
 /// (user, system) CPU seconds of the threads named `name`; see [`thread_cpu_seconds`].
 pub fn thread_cpu_split(name: &str) -> Option<(f64, f64)> {
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let ticks = if ticks > 0 { ticks as f64 } else { 100.0 };
     let mut total = None;
     for entry in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
         let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
@@ -199,23 +196,26 @@ pub fn thread_cpu_split(name: &str) -> Option<(f64, f64)> {
         if !matches {
             continue;
         }
-        let Some(stat) = std::fs::read_to_string(entry.path().join("stat")).ok() else {
-            continue;
-        };
-        // The command name may contain spaces; fields start after the closing ')'.
-        let Some(close) = stat.rfind(')') else {
-            continue;
-        };
-        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        let (Some(Ok(utime)), Some(Ok(stime))) = (
-            fields.get(11).map(|f| f.parse::<f64>()),
-            fields.get(12).map(|f| f.parse::<f64>()),
-        ) else {
+        let Some((user, system)) = task_cpu(&entry.path()) else {
             continue;
         };
         let t = total.get_or_insert((0.0, 0.0));
-        t.0 += utime / ticks;
-        t.1 += stime / ticks;
+        t.0 += user;
+        t.1 += system;
     }
     total
+}
+
+/// User and system CPU seconds of one `/proc/<pid>/task/<tid>` directory.
+pub fn task_cpu(task: &std::path::Path) -> Option<(f64, f64)> {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let ticks = if ticks > 0 { ticks as f64 } else { 100.0 };
+    let stat = std::fs::read_to_string(task.join("stat")).ok()?;
+    // The command name may contain spaces; fields start after the closing ')'.
+    let close = stat.rfind(')')?;
+    let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime / ticks, stime / ticks))
 }
