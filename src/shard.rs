@@ -62,6 +62,18 @@ pub struct Envelope {
     pub record: Record,
 }
 
+impl Envelope {
+    /// A record with no stage times (tests, benchmarks, synthetic feeds).
+    pub fn untimed(shard: u16, record: Record) -> Envelope {
+        Envelope {
+            shard,
+            recv_ns: 0,
+            parsed_ns: 0,
+            record,
+        }
+    }
+}
+
 /// Never-lost records that may wait on the shard while a sink's ring is full. Past this
 /// the shard stops reading its sockets (TCP backpressure) instead of growing memory.
 pub const MAX_OVERFLOW: usize = 65_536;

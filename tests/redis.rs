@@ -30,12 +30,7 @@ fn sym(s: &str) -> Symbol {
 }
 
 fn env(record: Record) -> Envelope {
-    Envelope {
-        shard: 0,
-        recv_ns: 0,
-        parsed_ns: 0,
-        record,
-    }
+    Envelope::untimed(0, record)
 }
 
 /// Short timeouts and backoff, so fault tests take seconds.

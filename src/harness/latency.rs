@@ -20,7 +20,7 @@
 //! `ALPHAPULSE_PIN_CORES=false`) right after the first and reports the ratios.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -32,6 +32,7 @@ use serde_json::{json, Value};
 
 use crate::config::Config;
 use crate::engine::Engine;
+use crate::harness::redis::PrivateRedis;
 use crate::latency::report::{hgrm, percentile_svg};
 use crate::latency::{new_histogram, Stage, StageFigures, StageSet};
 use crate::market::{Interval, Symbol};
@@ -624,51 +625,6 @@ fn read_resp_array(
         }
     }
     Ok(())
-}
-
-/// A private `redis-server` on a free loopback port, in memory only, stopped on drop.
-pub struct PrivateRedis {
-    child: Child,
-    port: u16,
-}
-
-impl PrivateRedis {
-    pub fn start() -> anyhow::Result<PrivateRedis> {
-        let port = free_port()?;
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("cannot start redis-server")?;
-        let me = PrivateRedis { child, port };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "redis-server did not listen within 10 s"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(me)
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> std::io::Result<u16> {
-    let l = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
-    Ok(l.local_addr()?.port())
 }
 
 fn which(program: &str) -> Option<PathBuf> {

@@ -122,15 +122,16 @@ pub fn sample_signal(
     }
 }
 
-/// A private redis-server, killed on drop.
-struct PrivateRedis {
+/// A private redis-server on a free loopback port, in memory only, killed on drop
+/// (shared by the Redis and latency benchmarks).
+pub struct PrivateRedis {
     child: Child,
     dir: std::path::PathBuf,
     url: String,
 }
 
 impl PrivateRedis {
-    fn start() -> anyhow::Result<PrivateRedis> {
+    pub fn start() -> anyhow::Result<PrivateRedis> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
@@ -168,6 +169,12 @@ impl PrivateRedis {
             std::thread::sleep(Duration::from_millis(20));
         }
         Ok(server)
+    }
+}
+
+impl PrivateRedis {
+    pub fn url(&self) -> String {
+        self.url.clone()
     }
 }
 
@@ -254,12 +261,7 @@ struct Pipelined {
 }
 
 fn env(record: Record) -> Envelope {
-    Envelope {
-        shard: 0,
-        recv_ns: 0,
-        parsed_ns: 0,
-        record,
-    }
+    Envelope::untimed(0, record)
 }
 
 fn pipelined(

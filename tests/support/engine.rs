@@ -141,3 +141,34 @@ impl Drop for ChildGuard {
         }
     }
 }
+
+/// Checks a `/metrics` body with `promtool check metrics` (scripts/setup.sh installs it);
+/// without promtool only the line shapes are checked, and the test says so.
+pub fn check_metrics_text(body: &str) {
+    let Ok(mut child) = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    else {
+        eprintln!("promtool not installed: run scripts/setup.sh for the full check");
+        assert!(body
+            .lines()
+            .all(|l| l.starts_with('#') || l.rsplit_once(' ').is_some()));
+        return;
+    };
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(body.as_bytes())
+        .expect("promtool reads its input");
+    let out = child.wait_with_output().expect("promtool runs");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

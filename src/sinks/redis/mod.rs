@@ -570,12 +570,7 @@ mod tests {
     use crate::market::testing::candle;
 
     fn env(record: Record) -> Envelope {
-        Envelope {
-            shard: 0,
-            recv_ns: 0,
-            parsed_ns: 0,
-            record,
-        }
+        Envelope::untimed(0, record)
     }
 
     #[test]
