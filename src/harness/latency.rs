@@ -248,7 +248,7 @@ fn measure(
     }
 
     std::thread::sleep(Duration::from_secs_f64(args.warmup));
-    let start = cumulative(&engine);
+    let (start, start_hops) = cumulative(&engine);
     let m0 = messages(&engine);
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs_f64(args.duration));
@@ -256,7 +256,7 @@ fn measure(
     let m1 = messages(&engine);
     // Both snapshots lag the recorders by up to a hand-off plus a merge interval, by
     // the same amount at a steady rate: the window is as long as the clients', shifted.
-    let end = cumulative(&engine);
+    let (end, end_hops) = cumulative(&engine);
 
     let mut stages: Vec<(String, Histogram<u64>)> = Vec::new();
     for st in Stage::ALL {
@@ -264,6 +264,12 @@ fn measure(
         // The start is a prefix of the end (cumulative), so this cannot underflow.
         let _ = h.subtract(start.get(st));
         stages.push((st.as_str().to_string(), h));
+    }
+    for (name, mut h) in end_hops {
+        if let Some((_, before)) = start_hops.iter().find(|(n, _)| *n == name) {
+            let _ = h.subtract(before);
+        }
+        stages.push((name, h));
     }
     let mut client_counts = Vec::new();
     for (name, client) in clients {
@@ -294,7 +300,9 @@ fn measure(
     })
 }
 
-fn cumulative(engine: &Engine) -> StageSet {
+/// The engine's cumulative histograms: all cores merged, and each sink's ring hops
+/// (`ring_hop_<sink>`), which differ by how each sink waits for records.
+fn cumulative(engine: &Engine) -> (StageSet, Vec<(String, Histogram<u64>)>) {
     let snap = engine
         .status()
         .latency
@@ -302,7 +310,13 @@ fn cumulative(engine: &Engine) -> StageSet {
         .unwrap_or_else(|p| p.into_inner());
     let mut copy = StageSet::new();
     copy.add(&snap.cumulative);
-    copy
+    let hops = snap
+        .per_recorder
+        .iter()
+        .filter(|(_, set)| !set.get(Stage::RingHop).is_empty())
+        .map(|(label, set)| (format!("ring_hop_{label}"), set.get(Stage::RingHop).clone()))
+        .collect();
+    (copy, hops)
 }
 
 fn messages(engine: &Engine) -> u64 {

@@ -15,6 +15,12 @@ pub struct SimClock {
 }
 
 /// Wall-clock epoch milliseconds (REST rate-limit windows use real minutes).
+fn wall_epoch_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
 pub fn wall_epoch_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -27,7 +33,8 @@ impl SimClock {
     /// that real instant, so the clock tracks real time exactly.
     pub fn new(start_ms: Option<i64>, speed: f64) -> SimClock {
         let now = Instant::now();
-        let now_ms = wall_epoch_ms();
+        let now_ns = wall_epoch_ns();
+        let now_ms = now_ns.div_euclid(1_000_000);
         match start_ms {
             Some(start) => SimClock {
                 anchor: now,
@@ -36,9 +43,14 @@ impl SimClock {
             },
             None => {
                 let start = now_ms - now_ms.rem_euclid(1_000);
+                // At speed 1 simulated time is wall time, to the nanosecond: event times
+                // are the intended send times the latency harness measures from, so the
+                // anchor must not lose the sub-millisecond part of "now".
                 let anchor = if speed == 1.0 {
-                    now.checked_sub(Duration::from_millis((now_ms - start) as u64))
-                        .unwrap_or(now)
+                    now.checked_sub(Duration::from_nanos(
+                        (now_ns - start.saturating_mul(1_000_000)).max(0) as u64,
+                    ))
+                    .unwrap_or(now)
                 } else {
                     now
                 };
@@ -91,6 +103,15 @@ mod tests {
         let real = wall_epoch_ms();
         assert_eq!(clock.start_ns() % 1_000_000_000, 0);
         assert!((clock.sim_now_ms() - real).abs() < 50);
+        // To well under a millisecond: the latency harness measures from these times.
+        let closest_ns = (0..50)
+            .map(|_| (clock.sim_now_ns() - wall_epoch_ns()).abs())
+            .min()
+            .unwrap();
+        assert!(
+            closest_ns < 200_000,
+            "simulated time is {closest_ns} ns off"
+        );
     }
 
     #[test]
