@@ -1,5 +1,6 @@
 //! Criterion: JSON serialization of the DESIGN.md records (what the publisher and the
-//! dashboard do once per event), from the in-memory candle and signal.
+//! dashboard do once per event), from the in-memory candle and signal: serde_json of the
+//! record structs (the baseline) and the allocation-light writers the sinks use.
 //!
 //! `cargo bench --bench records`
 
@@ -12,6 +13,7 @@ use std::hint::black_box;
 use alphapulse::market::{Candle, Interval, Symbol};
 use alphapulse::record::{CandleRecord, SignalRecord};
 use alphapulse::signals::{Direction, IndicatorValues, Signal, SignalKind};
+use alphapulse::sinks::redis::records::{write_candle, write_signal};
 
 fn candle() -> Candle {
     let d = |s: &str| s.parse().expect("a valid decimal");
@@ -70,6 +72,22 @@ fn records(c: &mut Criterion) {
         b.iter(|| {
             buf.clear();
             let _ = serde_json::to_writer(&mut buf, &SignalRecord::from(black_box(&s)));
+            black_box(&buf);
+        })
+    });
+    // The same bytes through the allocation-light writers that the publisher and the
+    // dashboard use.
+    g.bench_function("candle_writer", |b| {
+        b.iter(|| {
+            buf.clear();
+            write_candle(&mut buf, black_box(&k));
+            black_box(&buf);
+        })
+    });
+    g.bench_function("signal_writer", |b| {
+        b.iter(|| {
+            buf.clear();
+            write_signal(&mut buf, black_box(&s));
             black_box(&buf);
         })
     });
