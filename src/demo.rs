@@ -83,21 +83,22 @@ pub fn run(args: DemoArgs, mut config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `t=12s shard0 1234 msg/s | candles closed 36 | reconnects 0 | gaps 0 | ready`
+/// `t=12s shard0 1234 msg/s | candles closed 36 | signals 4 | reconnects 0 | gaps 0 | ready`
 fn summary_line(engine: &Engine, last: &mut [u64]) -> String {
     let status = engine.status();
     let mut line = format!("t={:.0}s", status.started.elapsed().as_secs_f64());
-    let (mut closed, mut reconnects, mut gaps) = (0, 0, 0);
+    let (mut closed, mut signals, mut reconnects, mut gaps) = (0, 0, 0, 0);
     for (shard, prev) in status.shards.iter().zip(last.iter_mut()) {
         let now = shard.stats.messages.get();
         line.push_str(&format!(" shard{} {} msg/s", shard.index, now - *prev));
         *prev = now;
         closed += shard.stats.candles_closed.get();
+        signals += shard.stats.signals.iter().map(|c| c.get()).sum::<u64>();
         reconnects += shard.stats.reconnects.get();
         gaps += shard.stats.gaps.get();
     }
     line.push_str(&format!(
-        " | candles closed {closed} | reconnects {reconnects} | gaps {gaps} | {}",
+        " | candles closed {closed} | signals {signals} | reconnects {reconnects} | gaps {gaps} | {}",
         if status.ready() { "ready" } else { "starting" }
     ));
     line

@@ -59,7 +59,7 @@ fn demo_prints_its_url_serves_it_and_closes_candles() {
                     url = Some(addr);
                 }
                 if line.starts_with("t=") {
-                    // `t=5s shard0 360 msg/s | candles closed 27 | reconnects 0 | gaps 0 | ready`
+                    // `t=5s shard0 360 msg/s | candles closed 27 | signals 2 | reconnects 0 | gaps 0 | ready`
                     let closed: u64 = line
                         .split("candles closed ")
                         .nth(1)
