@@ -190,15 +190,7 @@ impl Engine {
             },
             status: None,
         }];
-        let (bridge_tx, bridge_rx) =
-            ring::ring::<Envelope>("bridge->dashboard", config.max_queue_size);
-        let bridge_rx = Some(bridge_rx);
-        let roles_before = roles.len();
-        roles.extend(sink_roles(config, layout, &store, bridge_tx)?);
-        // Records from other instances reach the dashboard only when the bridge runs.
-        if roles.iter().skip(roles_before).any(|r| r.name == "redis") {
-            dashboard_feeds.extend(bridge_rx);
-        }
+        roles.extend(sink_roles(config, layout, &store, &mut dashboard_feeds)?);
         // The query worker shares the writer core: both are control-plane database work.
         let queries = match &config.database_url {
             Some(url) => Some(
@@ -518,7 +510,7 @@ fn sink_roles(
     config: &Config,
     layout: &Layout,
     store: &Arc<Mutex<RecentStore>>,
-    bridge_to_dashboard: Producer<Envelope>,
+    dashboard_feeds: &mut Vec<Consumer<Envelope>>,
 ) -> Result<Vec<SinkRole>, EngineError> {
     let mut roles = Vec::new();
     if let Some(role) = crate::sinks::db::writer_role(config, layout)? {
@@ -527,11 +519,14 @@ fn sink_roles(
     if let Some(settings) = crate::sinks::redis::RedisSettings::from_config(config) {
         // The bridge updates the shared store (the API reads it) and hands other
         // instances' records to the dashboard core for its WebSocket clients.
+        let (to_dashboard, from_bridge) =
+            ring::ring::<Envelope>("bridge->dashboard", config.max_queue_size);
+        dashboard_feeds.push(from_bridge);
         roles.push(crate::sinks::redis::role(
             settings,
             layout,
             store.clone(),
-            Some(bridge_to_dashboard),
+            Some(to_dashboard),
         ));
     }
     Ok(roles)

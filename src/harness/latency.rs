@@ -92,6 +92,10 @@ const WS_CLIENT_STAGE: &str = "exchange_to_dashboard_client";
 const REDIS_CLIENT_STAGE: &str = "exchange_to_redis_subscriber";
 /// How long the clients may take to connect and report beyond the run.
 const CLIENT_GRACE: Duration = Duration::from_secs(20);
+/// How long the engine may take to connect and have every subscription acknowledged.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// A client wakes this often while no message comes, to check its deadline.
+const CLIENT_READ_TIMEOUT: Duration = Duration::from_millis(200);
 
 pub fn run(args: LatencyBenchArgs, base: Config, compare: Option<Config>) -> anyhow::Result<()> {
     anyhow::ensure!(
@@ -224,13 +228,14 @@ fn measure(
     config.redis_url = redis_url.clone().or(config.redis_url);
     let layout = crate::engine::prepare(&config)?;
     let mut engine = Engine::start(&config, &layout)?;
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + READY_TIMEOUT;
     while !engine.status().ready() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     anyhow::ensure!(
         engine.status().ready(),
-        "the engine did not subscribe within 30 s"
+        "the engine did not subscribe within {} s",
+        READY_TIMEOUT.as_secs()
     );
 
     let exe = std::env::current_exe().context("cannot find this executable")?;
@@ -526,7 +531,7 @@ fn ws_client(
         .ok_or_else(|| anyhow::anyhow!("expected a ws:// URL, got {url}"))?;
     let stream = TcpStream::connect(addr)?;
     stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(Duration::from_millis(200)))?;
+    stream.set_read_timeout(Some(CLIENT_READ_TIMEOUT))?;
     let (mut ws, _) = tungstenite::client(url, stream)
         .map_err(|e| anyhow::anyhow!("WebSocket handshake with {url}: {e}"))?;
     ws.send(tungstenite::Message::text(
@@ -564,7 +569,7 @@ fn redis_client(
         .ok_or_else(|| anyhow::anyhow!("expected a redis:// URL, got {url}"))?;
     let mut stream = TcpStream::connect(addr)?;
     stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(Duration::from_millis(200)))?;
+    stream.set_read_timeout(Some(CLIENT_READ_TIMEOUT))?;
     let pattern = format!("{prefix}:candles:*");
     write!(
         stream,

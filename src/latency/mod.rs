@@ -79,6 +79,8 @@ pub const HANDOFF_INTERVAL: Duration = Duration::from_millis(500);
 pub const COLLECT_INTERVAL: Duration = Duration::from_secs(1);
 /// The "recent" window of `/api/performance`, in collector intervals (seconds).
 pub const WINDOW_SECONDS: usize = 10;
+/// How often the collector thread checks its stop flag while it waits.
+const STOP_POLL: Duration = Duration::from_millis(50);
 /// Filled histogram sets that may wait for the collector per recorder; when full, the
 /// recorder keeps accumulating into its current set (nothing is lost, only merged later).
 const HANDOFF_SLOTS: usize = 4;
@@ -364,8 +366,8 @@ impl Collector {
                 while !stop.load(Ordering::Relaxed) {
                     let mut slept = Duration::ZERO;
                     while slept < COLLECT_INTERVAL && !stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(Duration::from_millis(50));
-                        slept += Duration::from_millis(50);
+                        std::thread::sleep(STOP_POLL);
+                        slept += STOP_POLL;
                     }
                     self.collect();
                 }
