@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`alloc`]: per-thread allocation counting (the binary's global allocator).
+//! - [`digits`]: integers written as decimal text into byte buffers (pure).
 //! - [`market`]: the shared vocabulary (symbols, intervals, exact decimals, candles).
 //! - [`wire`]: the zero-copy simd-json parser for Binance frames (pure).
 //! - [`config`]: one typed configuration, from TOML, environment and `.env`.
@@ -33,6 +34,7 @@ pub mod clock;
 pub mod config;
 pub mod dashboard;
 pub mod demo;
+pub mod digits;
 pub mod engine;
 pub mod feed;
 pub mod harness;

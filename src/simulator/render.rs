@@ -5,6 +5,7 @@
 //! caller's buffer. No serde and no allocation per event: numbers are formatted by hand,
 //! decimals from exact integers in units of 10^-8.
 
+pub use crate::digits::{push_i64, push_u64};
 use crate::wire::TimeUnit;
 
 use super::book::BookLevel;
@@ -13,29 +14,6 @@ use super::market::{Event, UNIT_SCALE};
 
 const NS_PER_MS: i64 = 1_000_000;
 const NS_PER_US: i64 = 1_000;
-
-/// Appends an unsigned integer in decimal.
-pub fn push_u64(out: &mut Vec<u8>, mut v: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
-}
-
-/// Appends a signed integer in decimal.
-pub fn push_i64(out: &mut Vec<u8>, v: i64) {
-    if v < 0 {
-        out.push(b'-');
-    }
-    push_u64(out, v.unsigned_abs());
-}
 
 /// Appends `v × 10^-8` with exactly 8 decimals, as Binance prints prices and amounts
 /// (`"60000.01000000"`).

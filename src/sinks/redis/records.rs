@@ -13,6 +13,7 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
+use crate::digits::{push_i64, push_u64};
 use crate::market::{Candle, Decimal, Interval, Symbol};
 use crate::signals::{Direction, IndicatorValues, Signal, SignalKind, MAX_SIGNAL_INDICATORS};
 
@@ -24,9 +25,9 @@ pub fn write_candle(out: &mut Vec<u8>, c: &Candle) {
     out.extend_from_slice(b"\",\"timeframe\":\"");
     out.extend_from_slice(c.interval.as_str().as_bytes());
     out.extend_from_slice(b"\",\"open_time\":");
-    write_i64(out, c.open_time_ms);
+    push_i64(out, c.open_time_ms);
     out.extend_from_slice(b",\"close_time\":");
-    write_i64(out, c.close_time_ms);
+    push_i64(out, c.close_time_ms);
     for (name, d) in [
         (&b",\"open\":\""[..], &c.open),
         (b"\",\"high\":\"", &c.high),
@@ -41,37 +42,14 @@ pub fn write_candle(out: &mut Vec<u8>, c: &Candle) {
         write_decimal(out, d);
     }
     out.extend_from_slice(b"\",\"trades\":");
-    write_u64(out, c.trades);
+    push_u64(out, c.trades);
     out.extend_from_slice(if c.closed {
         b",\"closed\":true,\"event_time\":"
     } else {
         b",\"closed\":false,\"event_time\":"
     });
-    write_i64(out, c.event_time_us / 1000);
+    push_i64(out, c.event_time_us / 1000);
     out.push(b'}');
-}
-
-/// Appends the decimal digits of `v`.
-fn write_u64(out: &mut Vec<u8>, v: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    let mut v = v;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
-}
-
-fn write_i64(out: &mut Vec<u8>, v: i64) {
-    if v < 0 {
-        out.push(b'-');
-    }
-    write_u64(out, v.unsigned_abs());
 }
 
 /// Appends `d` exactly as its `Display` writes it (scale kept: `42000.10` stays so).
@@ -370,7 +348,7 @@ pub(crate) mod tests {
         let mut out = Vec::new();
         for v in [0, 1, -1, i64::MAX, i64::MIN, 1_700_000_000_000] {
             out.clear();
-            write_i64(&mut out, v);
+            push_i64(&mut out, v);
             assert_eq!(std::str::from_utf8(&out).unwrap(), v.to_string());
         }
     }

@@ -11,6 +11,8 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
+use crate::digits::push_usize;
+
 /// Largest reply or pushed message accepted. Records are well under 2 KiB; anything far
 /// larger is not ours and would only grow the read buffer.
 pub const MAX_FRAME_BYTES: usize = 1 << 20;
@@ -72,21 +74,6 @@ pub fn publish(out: &mut Vec<u8>, channel: &[&[u8]], payload: &[u8]) {
     }
     out.extend_from_slice(b"\r\n");
     bulk(out, payload);
-}
-
-fn push_usize(out: &mut Vec<u8>, n: usize) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
 }
 
 /// One parsed RESP2 value, borrowing from the read buffer.
