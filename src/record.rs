@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::candle::Gap;
 use crate::market::Candle;
-use crate::signals::Signal;
+use crate::signals::{IndicatorValues, Signal};
 
 /// `type:"candle"` record.
 #[derive(Debug, Serialize)]
@@ -90,6 +90,15 @@ pub struct SignalRecord {
     pub event_time: i64,
 }
 
+/// The `indicators` object of a signal record. A value that is not finite has no JSON
+/// number: it is left out.
+pub fn indicators_object(values: &IndicatorValues) -> serde_json::Map<String, serde_json::Value> {
+    values
+        .iter()
+        .filter_map(|(n, v)| serde_json::Number::from_f64(v).map(|x| (n.to_string(), x.into())))
+        .collect()
+}
+
 impl From<&Signal> for SignalRecord {
     fn from(s: &Signal) -> Self {
         SignalRecord {
@@ -101,14 +110,7 @@ impl From<&Signal> for SignalRecord {
             direction: s.direction.as_str(),
             confidence: s.confidence,
             price: s.price.to_string(),
-            // A value that is not finite has no JSON number: it is left out.
-            indicators: s
-                .indicators
-                .iter()
-                .filter_map(|(n, v)| {
-                    serde_json::Number::from_f64(v).map(|x| (n.to_string(), x.into()))
-                })
-                .collect(),
+            indicators: indicators_object(&s.indicators),
             event_time: s.event_time_us / 1000,
         }
     }

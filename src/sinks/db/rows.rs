@@ -31,11 +31,7 @@ pub struct SignalRow {
 
 impl From<&Signal> for SignalRow {
     fn from(s: &Signal) -> Self {
-        let indicators: serde_json::Map<String, serde_json::Value> = s
-            .indicators
-            .iter()
-            .filter_map(|(n, v)| serde_json::Number::from_f64(v).map(|x| (n.to_owned(), x.into())))
-            .collect();
+        let indicators = crate::record::indicators_object(&s.indicators);
         SignalRow {
             symbol: s.symbol,
             interval: s.interval,
