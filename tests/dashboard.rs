@@ -572,14 +572,7 @@ fn http_routes_validate_and_report() {
     let (code, body) = http_get(d.addr, "/api/performance");
     assert_eq!(code, 200);
     let v: Value = serde_json::from_str(&body).unwrap();
-    for key in [
-        "active_clients",
-        "messages_sent",
-        "avg_latency_ms",
-        "total_messages_received",
-        "active_connections",
-        "throughput",
-    ] {
+    for key in support::PERFORMANCE_FIELDS {
         assert!(v.get(key).is_some(), "{key} missing: {v}");
     }
     let (code, body) = http_get(d.addr, "/metrics");

@@ -23,14 +23,7 @@ fn performance_reports_the_stages_the_engine_ran() {
     });
     let p = http_json(addr, "/api/performance");
     assert!(ok, "stages never filled: {p:#}");
-    for key in [
-        "active_clients",
-        "messages_sent",
-        "avg_latency_ms",
-        "total_messages_received",
-        "active_connections",
-        "throughput",
-    ] {
+    for key in support::PERFORMANCE_FIELDS {
         assert!(p.get(key).is_some(), "missing {key}: {p:#}");
     }
     assert!(p["total_messages_received"].as_u64().unwrap() > 0);

@@ -172,3 +172,13 @@ pub fn check_metrics_text(body: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The fields DESIGN.md requires of `/api/performance` (besides the stages).
+pub const PERFORMANCE_FIELDS: [&str; 6] = [
+    "active_clients",
+    "messages_sent",
+    "avg_latency_ms",
+    "total_messages_received",
+    "active_connections",
+    "throughput",
+];
