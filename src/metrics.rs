@@ -138,3 +138,75 @@ impl ShardStats {
         self.signals.iter().map(Counter::get).sum()
     }
 }
+
+/// The process's memory and CPU time per role thread, read from `/proc` by the control
+/// plane (the latency collector samples it every second).
+#[derive(Clone, Debug, Default)]
+pub struct ProcessSample {
+    pub rss_bytes: Option<u64>,
+    /// (thread role name, user s, system s), sorted by name.
+    pub threads: Vec<(String, f64, f64)>,
+}
+
+impl ProcessSample {
+    /// Reads `/proc/self` (blocking file reads: call it off the glommio executors).
+    pub fn read() -> ProcessSample {
+        ProcessSample {
+            rss_bytes: resident_bytes(),
+            threads: thread_cpu_seconds(),
+        }
+    }
+}
+
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * page.max(4096) as u64)
+}
+
+/// (thread name, user s, system s) per thread; threads of one name (glommio adds a
+/// numeric suffix) are summed.
+fn thread_cpu_seconds() -> Vec<(String, f64, f64)> {
+    let mut out: Vec<(String, f64, f64)> = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        let Some((user, system)) = task_cpu(&entry.path()) else {
+            continue;
+        };
+        // glommio names an executor's thread `<name>-<executor id>`: the role is the name.
+        let comm = comm.trim();
+        let name = match comm.rsplit_once('-') {
+            Some((role, id)) if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) => role,
+            _ => comm,
+        }
+        .to_string();
+        match out.iter_mut().find(|(n, _, _)| *n == name) {
+            Some(t) => {
+                t.1 += user;
+                t.2 += system;
+            }
+            None => out.push((name, user, system)),
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// User and system CPU seconds of one `/proc/<pid>/task/<tid>` directory.
+pub fn task_cpu(task: &std::path::Path) -> Option<(f64, f64)> {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let ticks = if ticks > 0 { ticks as f64 } else { 100.0 };
+    let stat = std::fs::read_to_string(task.join("stat")).ok()?;
+    // The command name may contain spaces; fields start after the closing ')'.
+    let close = stat.rfind(')')?;
+    let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime / ticks, stime / ticks))
+}

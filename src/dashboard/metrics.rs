@@ -8,6 +8,7 @@ use std::fmt::Write;
 
 use super::fanout::DashboardStats;
 use super::status::StatusContext;
+use crate::metrics::ProcessSample;
 
 /// One metric family: its `# HELP` / `# TYPE` lines, then a sample per label set.
 pub struct Family<'a> {
@@ -200,7 +201,13 @@ pub fn render(ctx: &StatusContext, dash: &DashboardStats) -> String {
     }
     render_sinks(&mut out, ctx);
     render_latency(&mut out, ctx);
-    render_process(&mut out);
+    let process = ctx
+        .latency
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .process
+        .clone();
+    render_process(&mut out, &process);
     out
 }
 
@@ -281,9 +288,10 @@ fn render_latency(out: &mut String, ctx: &StatusContext) {
     }
 }
 
-/// Build information, memory and CPU time of the process and of each role thread (from
-/// `/proc`; absent where it cannot be read).
-fn render_process(out: &mut String) {
+/// Build information, memory and CPU time of the process and of each role thread, as
+/// the control plane last sampled them from `/proc` (no file is read here, on the
+/// dashboard's executor; absent where `/proc` cannot be read).
+fn render_process(out: &mut String, process: &ProcessSample) {
     let mut f = Family::new(
         out,
         "alphapulse_build_info",
@@ -291,7 +299,7 @@ fn render_process(out: &mut String) {
         "Always 1; the labels say which build runs",
     );
     f.sample(&[("version", env!("CARGO_PKG_VERSION"))], 1.0);
-    if let Some(rss) = resident_bytes() {
+    if let Some(rss) = process.rss_bytes {
         Family::new(
             out,
             "process_resident_memory_bytes",
@@ -300,14 +308,14 @@ fn render_process(out: &mut String) {
         )
         .sample(&[], rss as f64);
     }
-    let threads = thread_cpu_seconds();
+    let threads = &process.threads;
     let mut f = Family::new(
         out,
         "alphapulse_thread_cpu_seconds_total",
         "counter",
         "CPU time of each role thread, by mode",
     );
-    for (thread, user, system) in &threads {
+    for (thread, user, system) in threads {
         f.sample(&[("thread", thread), ("mode", "user")], *user);
         f.sample(&[("thread", thread), ("mode", "system")], *system);
     }
@@ -319,45 +327,6 @@ fn render_process(out: &mut String) {
         "Total user and system CPU time spent in seconds",
     )
     .sample(&[], total);
-}
-
-fn resident_bytes() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    Some(pages * page.max(4096) as u64)
-}
-
-/// (thread name, user s, system s) per thread; threads of one name (glommio adds a
-/// numeric suffix) are summed.
-fn thread_cpu_seconds() -> Vec<(String, f64, f64)> {
-    let mut out: Vec<(String, f64, f64)> = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
-        return out;
-    };
-    for entry in dir.flatten() {
-        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
-        let Some((user, system)) = crate::harness::ingest::task_cpu(&entry.path()) else {
-            continue;
-        };
-        // glommio names an executor's thread `<name>-<executor id>`: the role is the name.
-        let comm = comm.trim();
-        let name = match comm.rsplit_once('-') {
-            Some((role, id)) if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) => role,
-            _ => comm,
-        }
-        .to_string();
-        match out.iter_mut().find(|(n, _, _)| *n == name) {
-            Some(t) => {
-                t.1 += user;
-                t.2 += system;
-            }
-            None => out.push((name, user, system)),
-        }
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
 }
 
 #[cfg(test)]

@@ -196,7 +196,7 @@ pub fn thread_cpu_split(name: &str) -> Option<(f64, f64)> {
         if !matches {
             continue;
         }
-        let Some((user, system)) = task_cpu(&entry.path()) else {
+        let Some((user, system)) = crate::metrics::task_cpu(&entry.path()) else {
             continue;
         };
         let t = total.get_or_insert((0.0, 0.0));
@@ -204,18 +204,4 @@ pub fn thread_cpu_split(name: &str) -> Option<(f64, f64)> {
         t.1 += system;
     }
     total
-}
-
-/// User and system CPU seconds of one `/proc/<pid>/task/<tid>` directory.
-pub fn task_cpu(task: &std::path::Path) -> Option<(f64, f64)> {
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let ticks = if ticks > 0 { ticks as f64 } else { 100.0 };
-    let stat = std::fs::read_to_string(task.join("stat")).ok()?;
-    // The command name may contain spaces; fields start after the closing ')'.
-    let close = stat.rfind(')')?;
-    let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime / ticks, stime / ticks))
 }

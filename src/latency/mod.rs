@@ -294,6 +294,8 @@ pub struct Snapshot {
     pub window: StageSet,
     /// Since start, per recorder label.
     pub per_recorder: Vec<(String, StageSet)>,
+    /// The process's memory and per-thread CPU, sampled with each merge.
+    pub process: crate::metrics::ProcessSample,
 }
 
 /// Merges every recorder's hand-offs at [`COLLECT_INTERVAL`]; runs on a control-plane
@@ -321,6 +323,11 @@ impl Collector {
     /// One merge: takes every hand-off waiting, returns the sets to their recorders
     /// cleared, and updates the snapshot.
     pub fn collect(&mut self) {
+        self.collect_with(None);
+    }
+
+    /// [`Collector::collect`], publishing `process` in the same snapshot update.
+    fn collect_with(&mut self, process: Option<crate::metrics::ProcessSample>) {
         let mut interval = StageSet::new();
         let mut per: Vec<(String, StageSet)> = Vec::new();
         for link in self.registry.links() {
@@ -347,6 +354,9 @@ impl Collector {
         window.add(&interval);
         let mut snap = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
         snap.cumulative.add(&interval);
+        if let Some(p) = process {
+            snap.process = p;
+        }
         snap.window = window;
         for (label, set) in per {
             match snap.per_recorder.iter_mut().find(|(l, _)| *l == label) {
@@ -358,7 +368,9 @@ impl Collector {
         self.recent.push_back(interval);
     }
 
-    /// Runs [`Collector::collect`] every [`COLLECT_INTERVAL`] until `stop`, then once more.
+    /// Runs [`Collector::collect`] every [`COLLECT_INTERVAL`] until `stop`, then once more;
+    /// each run also samples the process's memory and CPU from `/proc` (here, on the
+    /// control plane, so `/metrics` reads no file on the dashboard's executor).
     pub fn spawn(mut self, stop: Arc<AtomicBool>) -> std::io::Result<std::thread::JoinHandle<()>> {
         std::thread::Builder::new()
             .name("latency-collector".into())
@@ -369,7 +381,7 @@ impl Collector {
                         std::thread::sleep(STOP_POLL);
                         slept += STOP_POLL;
                     }
-                    self.collect();
+                    self.collect_with(Some(crate::metrics::ProcessSample::read()));
                 }
                 self.collect();
             })
