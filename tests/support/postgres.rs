@@ -38,13 +38,20 @@ fn server_bin() -> PathBuf {
 /// PostgreSQL refuses to run as root. Under root (containers, CI) the server runs as
 /// the `postgres` system user (or `nobody`), which then owns the temporary directory.
 fn server_user() -> Option<(u32, u32)> {
+    // getpwnam returns a static buffer that a concurrent call (tests run on several
+    // threads) may overwrite mid-read: look the user up once, under the OnceLock.
+    static USER: std::sync::OnceLock<Option<(u32, u32)>> = std::sync::OnceLock::new();
+    *USER.get_or_init(lookup_server_user)
+}
+
+fn lookup_server_user() -> Option<(u32, u32)> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return None;
     }
     for name in [c"postgres", c"nobody"] {
-        // SAFETY: a NUL-terminated name; the result is read at once, before any other
-        // getpw* call on this thread could reuse its storage.
+        // SAFETY: a NUL-terminated name; the result is read at once, and no other
+        // getpw* call runs meanwhile (this runs once, inside the OnceLock).
         let pw = unsafe { libc::getpwnam(name.as_ptr()) };
         if !pw.is_null() {
             // SAFETY: non-null, as checked.
