@@ -23,28 +23,18 @@ pub struct Gap {
 impl Gap {
     /// How many candles the gap spans.
     pub fn candles(&self) -> u64 {
-        let span = self.to_open_ms.saturating_sub(self.from_open_ms).max(0);
-        if let Some(len) = self.interval.fixed_ms() {
-            return (span as u64).div_ceil(len as u64);
-        }
-        // Calendar months: walk them, bounded (the cap only guards corrupt times).
-        let mut n = 0u64;
-        let mut t = self.from_open_ms;
-        while t < self.to_open_ms && n < MAX_GAP_CANDLES_COUNTED {
-            t = self.interval.next_open(t);
-            n += 1;
-        }
-        n
+        span_candles(self.interval, self.from_open_ms, self.to_open_ms)
     }
 }
 
 /// Upper bound for [`Gap::candles`] over calendar months.
 pub const MAX_GAP_CANDLES_COUNTED: u64 = 100_000;
 
-/// Open gaps remembered per (symbol, interval), so a close that arrives late (from the
-/// lagging connection of a rotation) still fills its place. Older gaps are left to the
-/// backfill, which has them recorded.
-pub const MAX_OPEN_GAPS: usize = 16;
+/// Open gaps remembered per (symbol, interval) until the backfill fills them (or the
+/// exchange confirms them absent). Past this the oldest is forgotten: its candles stay
+/// counted as missing (completeness never claims them), and a late copy of one is
+/// treated as a duplicate.
+pub const MAX_OPEN_GAPS: usize = 64;
 
 /// How far a candle's open time may lie after its event time before the kline is
 /// rejected as implausible (exchange clocks do not run ahead of their own candles).
@@ -73,18 +63,56 @@ pub enum KlineOutcome {
     Stale,
 }
 
+/// A gap not filled yet: open times `[from, to)`, and whether the backfill was asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpenGap {
+    pub from: i64,
+    pub to: i64,
+    pub requested: bool,
+}
+
+/// Completeness figures of one series (see [`CandleTrack::completeness`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Completeness {
+    /// Candles that should exist from the first to the newest closed one, less those
+    /// the exchange confirmed it does not have.
+    pub expected: u64,
+    /// Of those, candles not seen (open gaps, and gaps forgotten past the bound).
+    pub missing: u64,
+    pub open_gaps: u64,
+    pub confirmed_absent: u64,
+    pub gaps_detected: u64,
+    /// Gap spans closed (filled or confirmed absent); a gap filled from the middle
+    /// counts its two remaining pieces.
+    pub gaps_filled: u64,
+    /// Candles that arrived into a gap (backfilled, or late from another connection).
+    pub candles_filled: u64,
+    /// Closed candles accepted in all (live, backfilled, history).
+    pub closed: u64,
+}
+
 /// State of one (symbol, interval).
 #[derive(Clone, Debug, Default)]
 pub struct CandleTrack {
     live: Option<Candle>,
+    first_closed_open_ms: Option<i64>,
     last_closed_open_ms: Option<i64>,
-    /// Gaps not yet filled, `[from, to)` open times, oldest first (bounded).
-    open_gaps: Vec<(i64, i64)>,
+    /// Gaps not yet filled, oldest first (bounded).
+    open_gaps: Vec<OpenGap>,
+    /// Set when a gap was recorded that the backfill has not been asked for.
+    unrequested: bool,
+    figures: Completeness,
+    /// Missing candles of gaps forgotten past [`MAX_OPEN_GAPS`].
+    forgotten: u64,
 }
 
 impl CandleTrack {
     pub fn live(&self) -> Option<&Candle> {
         self.live.as_ref()
+    }
+
+    pub fn first_closed_open_ms(&self) -> Option<i64> {
+        self.first_closed_open_ms
     }
 
     pub fn last_closed_open_ms(&self) -> Option<i64> {
@@ -98,11 +126,11 @@ impl CandleTrack {
                 if !c.closed {
                     return KlineOutcome::Stale;
                 }
-                return if self.fill_gap(c) {
-                    KlineOutcome::Closed { gap: None }
-                } else {
-                    KlineOutcome::Duplicate
-                };
+                if self.fill_gap(c) || self.extend_back(c) {
+                    self.figures.closed += 1;
+                    return KlineOutcome::Closed { gap: None };
+                }
+                return KlineOutcome::Duplicate;
             }
         }
         if !c.closed {
@@ -132,44 +160,173 @@ impl CandleTrack {
             })
         });
         if let Some(g) = gap {
-            if self.open_gaps.len() >= MAX_OPEN_GAPS {
-                self.open_gaps.remove(0);
-            }
-            self.open_gaps.push((g.from_open_ms, g.to_open_ms));
+            self.record_gap(g.from_open_ms, g.to_open_ms, c.interval);
         }
         self.last_closed_open_ms = Some(c.open_time_ms);
+        if self.first_closed_open_ms.is_none() {
+            self.first_closed_open_ms = Some(c.open_time_ms);
+        }
+        self.figures.closed += 1;
         if self.live.is_some_and(|l| l.open_time_ms <= c.open_time_ms) {
             self.live = None;
         }
         KlineOutcome::Closed { gap }
     }
 
+    fn record_gap(&mut self, from: i64, to: i64, interval: Interval) {
+        if self.open_gaps.len() >= MAX_OPEN_GAPS {
+            let old = self.open_gaps.remove(0);
+            self.forgotten += span_candles(interval, old.from, old.to);
+        }
+        let at = self.open_gaps.partition_point(|g| g.from < from);
+        self.open_gaps.insert(
+            at,
+            OpenGap {
+                from,
+                to,
+                requested: false,
+            },
+        );
+        self.unrequested = true;
+        self.figures.gaps_detected += 1;
+    }
+
+    /// A closed candle older than the first one seen (history from a warm start or a
+    /// catch-up after a restart): the series now starts there, and the candles between
+    /// it and the old first one, if any, are a gap.
+    fn extend_back(&mut self, c: &Candle) -> bool {
+        let Some(first) = self.first_closed_open_ms else {
+            return false;
+        };
+        if c.open_time_ms >= first {
+            return false;
+        }
+        let after = c.interval.next_open(c.open_time_ms);
+        if after < first {
+            self.record_gap(after, first, c.interval);
+        }
+        self.first_closed_open_ms = Some(c.open_time_ms);
+        true
+    }
+
     /// A closed candle older than the newest close: accepted once if it lies in an open
     /// gap (which then shrinks or splits), otherwise it is a duplicate.
     fn fill_gap(&mut self, c: &Candle) -> bool {
         let t = c.open_time_ms;
-        let Some(i) = self
-            .open_gaps
-            .iter()
-            .position(|&(from, to)| from <= t && t < to)
-        else {
+        let Some(i) = self.open_gaps.iter().position(|g| g.from <= t && t < g.to) else {
             return false;
         };
-        let (from, to) = self.open_gaps.remove(i);
         let after = c.interval.next_open(t);
-        if after < to {
-            self.open_gaps.insert(i, (after, to));
-        }
-        if from < t {
-            self.open_gaps.insert(i, (from, t));
-        }
+        self.cut(i, t, after);
+        self.figures.candles_filled += 1;
         true
     }
 
-    /// Gaps not filled yet, `[from, to)` open times.
-    pub fn open_gaps(&self) -> &[(i64, i64)] {
+    /// Takes `[from, to)` out of open gap `i`, keeping the pieces on either side.
+    fn cut(&mut self, i: usize, from: i64, to: i64) {
+        let g = self.open_gaps.remove(i);
+        let mut pieces = 0;
+        if to < g.to {
+            self.open_gaps.insert(i, OpenGap { from: to, ..g });
+            pieces += 1;
+        }
+        if g.from < from {
+            self.open_gaps.insert(i, OpenGap { to: from, ..g });
+            pieces += 1;
+        }
+        if pieces == 0 {
+            self.figures.gaps_filled += 1;
+        }
+    }
+
+    /// The exchange has no candles with open times in `[from, to)`: what of it was an
+    /// open gap is closed and counted as confirmed absent (not missing). Returns the
+    /// candles newly confirmed.
+    pub fn confirm_absent(&mut self, interval: Interval, from: i64, to: i64) -> u64 {
+        let mut confirmed = 0;
+        let mut i = 0;
+        while i < self.open_gaps.len() {
+            let g = self.open_gaps[i];
+            let (lo, hi) = (g.from.max(from), g.to.min(to));
+            if lo >= hi {
+                i += 1;
+                continue;
+            }
+            confirmed += span_candles(interval, lo, hi);
+            let before = self.open_gaps.len();
+            self.cut(i, lo, hi);
+            // Skip the piece kept before the cut, if any.
+            i += 1 + self.open_gaps.len() - before;
+        }
+        self.figures.confirmed_absent += confirmed;
+        confirmed
+    }
+
+    /// Gaps the backfill has not been asked for, now marked as asked.
+    pub fn take_unrequested(&mut self) -> impl Iterator<Item = (i64, i64)> + '_ {
+        let any = std::mem::take(&mut self.unrequested);
+        self.open_gaps
+            .iter_mut()
+            .filter(move |g| any && !g.requested)
+            .map(|g| {
+                g.requested = true;
+                (g.from, g.to)
+            })
+    }
+
+    /// Marks the open gaps overlapping `[from, to)` as not asked for (the request
+    /// failed); they are asked again at the next [`Self::take_unrequested`].
+    pub fn unrequest(&mut self, from: i64, to: i64) {
+        for g in &mut self.open_gaps {
+            if g.from < to && from < g.to {
+                g.requested = false;
+                self.unrequested = true;
+            }
+        }
+    }
+
+    pub fn has_unrequested(&self) -> bool {
+        self.unrequested
+    }
+
+    /// Gaps not filled yet.
+    pub fn open_gaps(&self) -> &[OpenGap] {
         &self.open_gaps
     }
+
+    /// The series' completeness now.
+    pub fn completeness(&self, interval: Interval) -> Completeness {
+        let mut f = self.figures;
+        f.open_gaps = self.open_gaps.len() as u64;
+        f.missing = self.forgotten
+            + self
+                .open_gaps
+                .iter()
+                .map(|g| span_candles(interval, g.from, g.to))
+                .sum::<u64>();
+        f.expected = match (self.first_closed_open_ms, self.last_closed_open_ms) {
+            (Some(first), Some(last)) => span_candles(interval, first, interval.next_open(last))
+                .saturating_sub(f.confirmed_absent),
+            _ => 0,
+        };
+        f
+    }
+}
+
+/// Candles with open times in `[from, to)`.
+pub fn span_candles(interval: Interval, from: i64, to: i64) -> u64 {
+    let span = to.saturating_sub(from).max(0);
+    if let Some(len) = interval.fixed_ms() {
+        return (span as u64).div_ceil(len as u64);
+    }
+    // Calendar months: walk them, bounded (the cap only guards corrupt times).
+    let mut n = 0u64;
+    let mut t = from;
+    while t < to && n < MAX_GAP_CANDLES_COUNTED {
+        t = interval.next_open(t);
+        n += 1;
+    }
+    n
 }
 
 /// A monotonic sequence gate: accepts each id once, in increasing order. Trades,
@@ -202,6 +359,10 @@ mod tests {
     }
 
     const M: i64 = 60_000;
+
+    fn spans(t: &CandleTrack) -> Vec<(i64, i64)> {
+        t.open_gaps().iter().map(|g| (g.from, g.to)).collect()
+    }
 
     #[test]
     fn closes_once_and_clears_live() {
@@ -243,7 +404,7 @@ mod tests {
             KlineOutcome::Closed { gap: None }
         );
         assert_eq!(t.apply(&candle(2 * M, 3, true)), KlineOutcome::Duplicate);
-        assert_eq!(t.open_gaps(), &[(M, 2 * M), (3 * M, 4 * M)]);
+        assert_eq!(spans(&t), [(M, 2 * M), (3 * M, 4 * M)]);
         assert_eq!(
             t.apply(&candle(M, 4, true)),
             KlineOutcome::Closed { gap: None }
@@ -264,8 +425,12 @@ mod tests {
             t.apply(&candle(i * 2 * M, 1, true));
         }
         assert_eq!(t.open_gaps().len(), MAX_OPEN_GAPS);
-        // The oldest gaps were dropped (left to the backfill): their candles are duplicates.
+        // The oldest gaps were forgotten: their candles stay missing, and a late copy is
+        // a duplicate.
         assert_eq!(t.apply(&candle(M, 2, true)), KlineOutcome::Duplicate);
+        let c = t.completeness(Interval::M1);
+        assert_eq!(c.missing, MAX_OPEN_GAPS as u64 + 5 - 1);
+        assert_eq!(c.open_gaps, MAX_OPEN_GAPS as u64);
     }
 
     #[test]

@@ -248,6 +248,12 @@ pub struct FeedConfig {
     pub max_connection_age_s: f64,
     /// How long the old and new connection overlap during a rotation.
     pub rotation_overlap_s: f64,
+    /// REST request weight per minute this process may use, of Binance's 6,000 (warm
+    /// starts and backfill share it; the rest is left to other clients of the IP).
+    pub rest_weight_per_minute: u64,
+    /// How long a series' signals wait for the backfill of a gap before computing
+    /// across it (closed candles are stored either way).
+    pub backfill_hold_s: f64,
     /// A connection that delivers nothing for this long is dropped by the watchdog.
     pub silence_timeout_s: f64,
     /// First reconnect delay after a failure; doubles (with jitter) on each failure.
@@ -319,6 +325,8 @@ impl Default for FeedConfig {
             time_unit_microsecond: false,
             max_connection_age_s: BINANCE_MAX_CONNECTION_AGE_S,
             rotation_overlap_s: 5.0,
+            rest_weight_per_minute: 3000,
+            backfill_hold_s: 30.0,
             // Binance pings every 20 s, so a live connection is never silent for 30 s.
             silence_timeout_s: 30.0,
             backoff_initial_ms: 250,
@@ -773,6 +781,8 @@ enum Field {
     MaxConnectionAgeS,
     RotateBeforeS,
     RotationOverlapS,
+    RestWeightPerMinute,
+    BackfillHoldS,
     SilenceTimeoutS,
     BackoffInitialMs,
     BackoffMaxMs,
@@ -818,7 +828,7 @@ const DIFF_DEPTH_MS: &[u32] = &[100, 1000];
 const PARTIAL_DEPTH_LEVELS: &[u32] = &[5, 10, 20];
 
 impl Field {
-    const ALL: [Field; 57] = [
+    const ALL: [Field; 59] = [
         Field::DatabaseUrl,
         Field::RedisUrl,
         Field::WebsocketUpdateIntervalS,
@@ -843,6 +853,8 @@ impl Field {
         Field::MaxConnectionAgeS,
         Field::RotateBeforeS,
         Field::RotationOverlapS,
+        Field::RestWeightPerMinute,
+        Field::BackfillHoldS,
         Field::SilenceTimeoutS,
         Field::BackoffInitialMs,
         Field::BackoffMaxMs,
@@ -905,6 +917,8 @@ impl Field {
             Field::MaxConnectionAgeS => "feed.max_connection_age_s",
             Field::RotateBeforeS => "feed.rotate_before_s",
             Field::RotationOverlapS => "feed.rotation_overlap_s",
+            Field::RestWeightPerMinute => "feed.rest_weight_per_minute",
+            Field::BackfillHoldS => "feed.backfill_hold_s",
             Field::SilenceTimeoutS => "feed.silence_timeout_s",
             Field::BackoffInitialMs => "feed.backoff_initial_ms",
             Field::BackoffMaxMs => "feed.backoff_max_ms",
@@ -1054,6 +1068,8 @@ impl Field {
             Field::MaxConnectionAgeS => seconds(60.0, BINANCE_MAX_CONNECTION_AGE_S),
             Field::RotateBeforeS => seconds(1.0, 3600.0),
             Field::RotationOverlapS => seconds(0.0, 600.0),
+            Field::RestWeightPerMinute => count(2, 6000),
+            Field::BackfillHoldS => seconds(0.0, 3600.0),
             Field::SilenceTimeoutS => seconds(1.0, 3600.0),
             Field::BackoffInitialMs => count(1, 60_000),
             Field::BackoffMaxMs => count(1, 600_000),
@@ -1115,6 +1131,8 @@ impl Field {
             Field::MaxConnectionAgeS => Setting::Seconds(f.max_connection_age_s),
             Field::RotateBeforeS => Setting::Seconds(f.rotate_before_s),
             Field::RotationOverlapS => Setting::Seconds(f.rotation_overlap_s),
+            Field::RestWeightPerMinute => Setting::Count(f.rest_weight_per_minute),
+            Field::BackfillHoldS => Setting::Seconds(f.backfill_hold_s),
             Field::SilenceTimeoutS => Setting::Seconds(f.silence_timeout_s),
             Field::BackoffInitialMs => Setting::Count(f.backoff_initial_ms),
             Field::BackoffMaxMs => Setting::Count(f.backoff_max_ms),
@@ -1226,6 +1244,8 @@ impl Field {
             Field::MaxConnectionAgeS => raw.seconds().map(|v| f.max_connection_age_s = v),
             Field::RotateBeforeS => raw.seconds().map(|v| f.rotate_before_s = v),
             Field::RotationOverlapS => raw.seconds().map(|v| f.rotation_overlap_s = v),
+            Field::RestWeightPerMinute => raw.count().map(|v| f.rest_weight_per_minute = v),
+            Field::BackfillHoldS => raw.seconds().map(|v| f.backfill_hold_s = v),
             Field::SilenceTimeoutS => raw.seconds().map(|v| f.silence_timeout_s = v),
             Field::BackoffInitialMs => raw.count().map(|v| f.backoff_initial_ms = v),
             Field::BackoffMaxMs => raw.count().map(|v| f.backoff_max_ms = v),

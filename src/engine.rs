@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 
+use crate::backfill::{self, RestPlan, RestStats, ShardLink};
 use crate::config::Config;
 use crate::dashboard::status::{ShardView, SinkStatus, StatusContext};
 use crate::feed;
@@ -22,7 +23,6 @@ use crate::latency::{Collector, Recorder, Registry, Snapshot};
 use crate::metrics::ShardStats;
 use crate::ring::{self, Consumer, Producer};
 use crate::shard::{Envelope, ShardState};
-use crate::signals::warm::{self, WarmLink, WarmPlan, WarmRequest, WarmStats};
 use crate::store::RecentStore;
 use crate::topology::Layout;
 
@@ -53,8 +53,8 @@ pub enum EngineError {
     Dashboard(#[from] crate::dashboard::DashboardError),
     #[error("{0}")]
     Database(#[from] crate::sinks::db::DbError),
-    #[error("signals warm start: {0}")]
-    Warm(#[from] warm::WarmError),
+    #[error("REST client: {0}")]
+    Rest(#[from] backfill::RestError),
 }
 
 /// How long a stopping shard waits for the sink to take its last records.
@@ -95,8 +95,8 @@ pub struct Engine {
     shards: Vec<ExecutorJoinHandle<()>>,
     dashboard: Option<ExecutorJoinHandle<()>>,
     sinks: Vec<std::thread::JoinHandle<()>>,
-    /// The signals warm-start thread, if warm starts run.
-    warm: Option<std::thread::JoinHandle<()>>,
+    /// The REST thread (warm starts and backfill).
+    rest: Option<std::thread::JoinHandle<()>>,
     /// Stops the sinks; set only after the shards have handed everything over.
     sink_stop: Option<Arc<AtomicBool>>,
     dashboard_addr: SocketAddr,
@@ -206,18 +206,21 @@ impl Engine {
             None => None,
         };
 
-        // Signals warm start: one control-plane thread fetching REST klines for every
-        // shard's series, delivering through bounded queues the shards drain.
-        let warm_on = config.signals.enabled && config.signals.warm_candles > 0;
-        let warm_agent = if warm_on {
-            Some(warm::agent(config.feed.tls_ca_file.as_deref())?)
+        // REST: one control-plane thread for warm starts, gap backfill and catch-up,
+        // delivering through bounded queues the shards drain.
+        let warm_candles = if config.signals.enabled {
+            config.signals.warm_candles
         } else {
-            None
+            0
         };
-        let warm_stats = Arc::new(WarmStats::default());
-        let mut warm_plan = WarmPlan {
+        let rest_agent = backfill::agent(config.feed.tls_ca_file.as_deref())?;
+        let rest_stats = Arc::new(RestStats::default());
+        let mut rest_plan = RestPlan {
             rest_url: config.binance_rest_url.clone(),
-            candles: config.signals.warm_candles,
+            warm_candles,
+            weight_share: config.feed.rest_weight_per_minute as f64
+                / f64::from(backfill::scheduler::EXCHANGE_WEIGHT_1M),
+            database_url: config.database_url.clone(),
             shards: Vec::new(),
         };
 
@@ -254,21 +257,13 @@ impl Engine {
                 stats: stats.clone(),
                 rings: producers.iter().map(Producer::view).collect(),
             });
-            let link = warm_on.then(|| {
-                let link = WarmLink::default();
-                let series = plan
-                    .symbols
-                    .iter()
-                    .flat_map(|s| {
-                        config.timeframes.iter().map(|tf| WarmRequest {
-                            symbol: *s,
-                            interval: *tf,
-                        })
-                    })
-                    .collect();
-                warm_plan.shards.push((series, link.clone()));
-                link
-            });
+            let link = ShardLink::default();
+            let series = plan
+                .symbols
+                .iter()
+                .flat_map(|s| config.timeframes.iter().map(|tf| (*s, *tf)))
+                .collect();
+            rest_plan.shards.push((series, link.clone()));
             plans.push((plan.clone(), assignments, producers, stats, link));
         }
 
@@ -299,7 +294,7 @@ impl Engine {
         }
 
         let mut shards = Vec::new();
-        for (plan, assignments, tx, stats, warm_link) in plans {
+        for (plan, assignments, tx, stats, rest_link) in plans {
             let recorder = latency.recorder(format!("shard{}", plan.index));
             let config = config.clone();
             let stop = stop.clone();
@@ -317,7 +312,9 @@ impl Engine {
                         tx,
                         stats,
                     )
-                    .with_signals(&config.signals, warm_link);
+                    .with_signals(&config.signals)
+                    .with_rest(rest_link);
+                    state.set_hold(Duration::from_secs_f64(config.feed.backfill_hold_s));
                     state.set_latency(recorder);
                     let state = Rc::new(RefCell::new(state));
                     let flusher = {
@@ -327,7 +324,7 @@ impl Engine {
                             while !stop.load(Ordering::Relaxed) {
                                 glommio::timer::sleep(FLUSH_EVERY).await;
                                 let mut state = state.borrow_mut();
-                                state.apply_warm_deliveries();
+                                state.apply_rest_deliveries();
                                 state.flush();
                                 state
                                     .stats()
@@ -379,12 +376,14 @@ impl Engine {
             sink_status,
             latency: latency_snapshot,
             queries,
-            signal_warm: warm_on.then(|| warm_stats.clone()),
+            rest: rest_stats.clone(),
         });
-        let warm = match warm_agent {
-            Some(agent) => Some(warm::spawn(warm_plan, agent, warm_stats, stop.clone())?),
-            None => None,
-        };
+        let rest = Some(backfill::spawn(
+            rest_plan,
+            rest_agent,
+            rest_stats,
+            stop.clone(),
+        )?);
 
         let dashboard_stats = Arc::new(crate::dashboard::fanout::DashboardStats::default());
         let mut dashboard_options = dashboard_options;
@@ -431,7 +430,7 @@ impl Engine {
             shards,
             dashboard: Some(dashboard),
             sinks,
-            warm,
+            rest,
             sink_stop: Some(sink_stop),
             dashboard_addr: config.dashboard_addr,
             status,
@@ -481,7 +480,7 @@ impl Engine {
         if let Some(h) = self.dashboard.take() {
             let _ = h.join();
         }
-        if let Some(h) = self.warm.take() {
+        if let Some(h) = self.rest.take() {
             let _ = h.join();
         }
         if let Some(s) = self.sink_stop.take() {

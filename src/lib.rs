@@ -9,11 +9,13 @@
 //! - [`topology`]: shard maps, core layout planning and startup host checks.
 //! - [`feed`]: Binance WebSocket client: subscription planner, backoff, connections,
 //!   the connection pool with make-before-break rotation.
-//! - [`candle`]: live candle state and gap detection (pure).
+//! - [`candle`]: live candle state, gap detection and completeness (pure).
+//! - [`backfill`]: the REST thread and its scheduler: warm starts, gap backfill and
+//!   catch-up within Binance's weight and Retry-After rules.
 //! - [`ring`]: bounded lock-free rings carrying fixed-size messages between cores.
 //! - [`shard`]: one shard core: its feed, parser and candle state.
 //! - [`signals`]: the signal vocabulary, indicators, signal rules, their per-timeframe
-//!   settings and the warm start from REST klines.
+//!   settings.
 //! - [`store`]: the bounded in-memory store of recent closed candles.
 //! - [`dashboard`]: the HTTP/WebSocket server on the dashboard core: routes, the
 //!   WebSocket protocol, fan-out to bounded per-client outboxes, access checks, metrics.
@@ -28,6 +30,7 @@
 //! - [`latency`]: per-stage HDR histograms (lock-free recorders, the collector, reports).
 
 pub mod alloc;
+pub mod backfill;
 pub mod candle;
 pub mod cli;
 pub mod clock;

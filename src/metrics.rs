@@ -121,6 +121,95 @@ pub struct ShardStats {
     pub signal_warm_holes: Counter,
     /// Re-warm requests dropped because the warm thread's queue was full.
     pub signal_warm_requests_dropped: Counter,
+    /// Closed candles whose signals waited for a gap before them to be backfilled, and
+    /// holes the signals were computed across (the gap could not be filled in time).
+    pub signal_held: Counter,
+    pub signal_holes_bridged: Counter,
+    /// Backfill: requests made, requests dropped (queue full), batches applied, closed
+    /// candles it stored, and requests that failed for good.
+    pub backfill_requests: Counter,
+    pub backfill_requests_dropped: Counter,
+    pub backfill_batches: Counter,
+    pub backfill_candles: Counter,
+    pub backfill_failures: Counter,
+    /// Completeness per (symbol, timeframe), set once when the shard starts.
+    pub series: std::sync::OnceLock<Box<[SeriesStats]>>,
+}
+
+/// Completeness of one (symbol, timeframe), written by its shard after every change.
+#[derive(Debug)]
+pub struct SeriesStats {
+    pub symbol: crate::market::Symbol,
+    pub interval: crate::market::Interval,
+    pub expected: Counter,
+    pub missing: Counter,
+    pub open_gaps: Counter,
+    pub confirmed_absent: Counter,
+    pub gaps_detected: Counter,
+    pub gaps_filled: Counter,
+    pub candles_filled: Counter,
+    pub candles_backfilled: Counter,
+    /// Open times (ms) of the first and newest closed candle; close time of the newest.
+    pub first_open_ms: Gauge,
+    pub last_open_ms: Gauge,
+    pub last_close_ms: Gauge,
+}
+
+impl SeriesStats {
+    pub fn new(symbol: crate::market::Symbol, interval: crate::market::Interval) -> SeriesStats {
+        SeriesStats {
+            symbol,
+            interval,
+            expected: Counter::default(),
+            missing: Counter::default(),
+            open_gaps: Counter::default(),
+            confirmed_absent: Counter::default(),
+            gaps_detected: Counter::default(),
+            gaps_filled: Counter::default(),
+            candles_filled: Counter::default(),
+            candles_backfilled: Counter::default(),
+            first_open_ms: Gauge::default(),
+            last_open_ms: Gauge::default(),
+            last_close_ms: Gauge::default(),
+        }
+    }
+
+    /// Share of the expected candles present (1 when none is expected yet).
+    pub fn ratio(&self) -> f64 {
+        let expected = self.expected.get();
+        if expected == 0 {
+            return 1.0;
+        }
+        expected.saturating_sub(self.missing.get()) as f64 / expected as f64
+    }
+
+    /// Seconds since the newest closed candle closed, by the wall clock; 0 before the
+    /// first close, and 0 when the exchange clock runs ahead of ours (as an accelerated
+    /// simulation's does).
+    pub fn last_closed_age_s(&self, now_ms: i64) -> f64 {
+        let close = self.last_close_ms.get();
+        if close <= 0 {
+            return 0.0;
+        }
+        ((now_ms - close - 1).max(0)) as f64 / 1000.0
+    }
+
+    pub fn set(&self, c: &crate::candle::Completeness, first: Option<i64>, last: Option<i64>) {
+        self.expected.set(c.expected);
+        self.missing.set(c.missing);
+        self.open_gaps.set(c.open_gaps);
+        self.confirmed_absent.set(c.confirmed_absent);
+        self.gaps_detected.set(c.gaps_detected);
+        self.gaps_filled.set(c.gaps_filled);
+        self.candles_filled.set(c.candles_filled);
+        if let Some(f) = first {
+            self.first_open_ms.set(f);
+        }
+        if let Some(l) = last {
+            self.last_open_ms.set(l);
+            self.last_close_ms.set(self.interval.close_time(l));
+        }
+    }
 }
 
 impl ShardStats {

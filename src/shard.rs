@@ -11,22 +11,29 @@
 //! counted when a ring is full, since the next update supersedes them.
 //!
 //! Each closed candle also updates its (symbol, timeframe)'s signal engine
-//! ([`crate::signals::rules`]); the signals it makes go out as never-lost records. Warm
-//! batches from the warm thread ([`crate::signals::warm`]) arrive on a bounded queue
-//! that the periodic flusher drains on this executor ([`ShardState::apply_warm_deliveries`]).
+//! ([`crate::signals::rules`]); the signals it makes go out as never-lost records.
+//!
+//! Completeness: every gap a series shows (a close that skips open times, history that
+//! does not reach the first live candle) is asked of the REST thread
+//! ([`crate::backfill`]) at once; its answers arrive on a bounded queue that the
+//! periodic flusher drains on this executor ([`ShardState::apply_rest_deliveries`]).
+//! Backfilled candles take the live path (records to every sink, then signals). The
+//! signal engine takes candles strictly in open-time order: a candle after a hole waits
+//! (bounded, in time and count) until the hole is filled, confirmed absent by the
+//! exchange, or given up on, so signals are those of a run that never lost a candle.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
+use crate::backfill::{RestBatch, ShardLink, Want};
 use crate::candle::{CandleTrack, Gap, KlineOutcome, SeqGate};
 use crate::clock::{mono_ns, wall_us};
 use crate::latency::{Recorder, Stage};
 use crate::market::{Candle, Interval, Symbol};
-use crate::metrics::ShardStats;
+use crate::metrics::{SeriesStats, ShardStats};
 use crate::ring::Producer;
 use crate::signals::params::SignalsConfig;
 use crate::signals::rules::{Bar, Fired, SignalEngine};
-use crate::signals::warm::{WarmBatch, WarmLink, WarmRequest};
 use crate::signals::{Signal, SignalKind};
 use crate::wire::Event;
 
@@ -40,6 +47,9 @@ pub enum Record {
     /// A connection was down between these exchange times (µs): candles of its streams
     /// that closed inside the span may be missing; the backfill checks them.
     Outage(Outage),
+    /// The exchange has no candles with open times in this span (asked by the
+    /// backfill): recorded, never asked again.
+    Absent(Gap),
 }
 
 /// The span of a reconnect, in exchange time.
@@ -122,51 +132,34 @@ struct SymbolSeq {
     book_ticker: SeqGate,
 }
 
-/// Live candles remembered per series while its warm start may still arrive: the warm
-/// batch is fetched a moment before it is applied, so the few candles that closed in
-/// between are replayed after it. More than a handful means the batch is stale anyway.
-const WARM_TAIL: usize = 8;
+/// Closed candles a series' signals may hold while waiting for the candles before them;
+/// past this the hole is given up on.
+pub const MAX_HELD_CANDLES: usize = 512;
 
-/// The signal engine of one (symbol, timeframe) and its last live candles.
+/// How long signals wait for a hole by default (see [`ShardState::set_hold`]).
+pub const DEFAULT_HOLD: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// After a backfill request fails for good, how long before the shard asks again.
+const RETRY_FAILED_AFTER_NS: u64 = 30_000_000_000;
+
+/// The signal engine of one (symbol, timeframe) and the candles waiting for it.
 struct SignalSlot {
     engine: SignalEngine,
-    /// A ring of the last live candles: `tail_len` of them, the next written at
-    /// `tail_next`.
-    tail: [Bar; WARM_TAIL],
-    tail_len: usize,
-    tail_next: usize,
-    /// Set when a warm batch was applied and no live candle has followed it yet: the
-    /// next live candle must continue the history without a hole.
-    check_continuity: bool,
-    /// A hole between history and live candles was already re-fetched once in this warm
-    /// cycle; a second hole is bridged, so a lagging REST API cannot cause a loop.
-    hole_refetched: bool,
+    /// Closed candles after a hole (or before the warm start), by open time.
+    held: BTreeMap<i64, Candle>,
+    /// No candle is applied until the warm start's history has been (or has failed).
+    awaiting_warm: bool,
+    /// When the current hole began to hold candles (monotonic ns).
+    held_since_ns: Option<u64>,
 }
 
-impl SignalSlot {
-    fn remember(&mut self, bar: Bar) {
-        self.tail[self.tail_next] = bar;
-        self.tail_next = (self.tail_next + 1) % WARM_TAIL;
-        self.tail_len = (self.tail_len + 1).min(WARM_TAIL);
-    }
-
-    fn forget(&mut self) {
-        self.tail_len = 0;
-        self.tail_next = 0;
-    }
-
-    /// The remembered candles, oldest first.
-    fn tail(&self) -> impl Iterator<Item = &Bar> {
-        let start = (self.tail_next + WARM_TAIL - self.tail_len) % WARM_TAIL;
-        (0..self.tail_len).map(move |i| &self.tail[(start + i) % WARM_TAIL])
-    }
-}
-
-/// The shard's signal engines and its link to the warm thread.
+/// The shard's signal engines.
 struct Signals {
     slots: Vec<SignalSlot>,
     rewarm_after_candles: u64,
-    link: Option<WarmLink>,
+    warm_candles: u32,
+    /// Slots holding candles now (so the periodic check is free when none is).
+    holding: usize,
 }
 
 /// The state one shard core owns.
@@ -187,6 +180,12 @@ pub struct ShardState {
     /// Indicators and rules per (symbol, timeframe), indexed like `tracks`; `None`
     /// when signals are off.
     signals: Option<Signals>,
+    /// The REST thread (warm starts and backfill); `None`: no REST at all, so holes
+    /// are computed across at once.
+    link: Option<ShardLink>,
+    hold_ns: u64,
+    /// After a failed backfill: open gaps are asked again from this time (mono ns).
+    retry_gaps_at_ns: Option<u64>,
     symbol_list: Vec<Symbol>,
     timeframe_list: Vec<Interval>,
 }
@@ -204,6 +203,12 @@ impl ShardState {
         for (i, tf) in timeframes.iter().enumerate() {
             interval_slot[*tf as usize] = Some(i as u8);
         }
+        let series: Box<[SeriesStats]> = symbols
+            .iter()
+            .flat_map(|s| timeframes.iter().map(|tf| SeriesStats::new(*s, *tf)))
+            .collect();
+        // Set once; a second state on the same stats (tests) keeps the first.
+        let _ = stats.series.set(series);
         ShardState {
             index,
             symbols: symbols.iter().enumerate().map(|(i, s)| (*s, i)).collect(),
@@ -222,6 +227,9 @@ impl ShardState {
             latency: None,
             wall_offset_us: wall_offset_us(),
             signals: None,
+            link: None,
+            hold_ns: DEFAULT_HOLD.as_nanos() as u64,
+            retry_gaps_at_ns: None,
             symbol_list: symbols.to_vec(),
             timeframe_list: timeframes.to_vec(),
         }
@@ -230,6 +238,19 @@ impl ShardState {
     /// Records this core's stage latencies into `recorder`.
     pub fn set_latency(&mut self, recorder: Recorder) {
         self.latency = Some(recorder);
+    }
+
+    /// Connects the shard to the REST thread: gaps are backfilled, and (with signals
+    /// on and `warm_candles` > 0) every series waits for its warm start.
+    pub fn with_rest(mut self, link: ShardLink) -> ShardState {
+        self.link = Some(link);
+        self.arm_warm_waits();
+        self
+    }
+
+    /// How long signals wait for the candles of a hole before computing across it.
+    pub fn set_hold(&mut self, hold: std::time::Duration) {
+        self.hold_ns = hold.as_nanos().min(u128::from(u64::MAX)) as u64;
     }
 
     /// Both stages of an event that ends at the shard (trades, depth): exchange to
@@ -245,10 +266,10 @@ impl ShardState {
         }
     }
 
-    /// Turns on indicators and signal rules for every (symbol, timeframe), with the
-    /// warm thread's queues if warm starts run. Every series starts cold; the warm
-    /// thread fetches them all at startup.
-    pub fn with_signals(mut self, config: &SignalsConfig, link: Option<WarmLink>) -> ShardState {
+    /// Turns on indicators and signal rules for every (symbol, timeframe). Every
+    /// series starts cold; with a REST link ([`Self::with_rest`]) each waits for its
+    /// warm start.
+    pub fn with_signals(mut self, config: &SignalsConfig) -> ShardState {
         if !config.enabled {
             return self;
         }
@@ -257,20 +278,33 @@ impl ShardState {
             for tf in &self.timeframe_list {
                 slots.push(SignalSlot {
                     engine: SignalEngine::new(&config.params(*tf)),
-                    tail: [Bar::default(); WARM_TAIL],
-                    tail_len: 0,
-                    tail_next: 0,
-                    check_continuity: false,
-                    hole_refetched: false,
+                    held: BTreeMap::new(),
+                    awaiting_warm: false,
+                    held_since_ns: None,
                 });
             }
         }
         self.signals = Some(Signals {
             slots,
             rewarm_after_candles: u64::from(config.rewarm_after_candles),
-            link,
+            warm_candles: config.warm_candles,
+            holding: 0,
         });
+        self.arm_warm_waits();
         self
+    }
+
+    fn arm_warm_waits(&mut self) {
+        if self.link.is_none() {
+            return;
+        }
+        if let Some(signals) = self.signals.as_mut() {
+            if signals.warm_candles > 0 {
+                for s in &mut signals.slots {
+                    s.awaiting_warm = true;
+                }
+            }
+        }
     }
 
     /// The signal engine of a series, to read its indicators (tests, status).
@@ -279,144 +313,251 @@ impl ShardState {
         Some(&self.signals.as_ref()?.slots.get(slot)?.engine)
     }
 
+    /// The candle state of a series (tests, status).
+    pub fn track(&self, symbol: Symbol, interval: Interval) -> Option<&CandleTrack> {
+        self.tracks.get(self.slot_of(symbol, interval)?)
+    }
+
     fn slot_of(&self, symbol: Symbol, interval: Interval) -> Option<usize> {
         let sym = *self.symbols.get(&symbol)?;
         let tf = self.interval_slot[interval as usize]?;
         Some(sym * self.timeframes + tf as usize)
     }
 
-    /// Applies the warm batches the warm thread has delivered; called by the periodic
-    /// flusher on this shard's executor. Returns how many batches were applied.
-    pub fn apply_warm_deliveries(&mut self) -> usize {
-        let Some(link) = self.signals.as_ref().and_then(|s| s.link.clone()) else {
+    /// Applies the batches the REST thread has delivered; called by the periodic
+    /// flusher on this shard's executor. Returns how many were applied.
+    pub fn apply_rest_deliveries(&mut self) -> usize {
+        let Some(link) = self.link.clone() else {
             return 0;
         };
         let mut applied = 0;
         while let Some(batch) = link.deliveries.pop() {
-            self.apply_warm(&batch);
+            self.apply_rest(&batch);
             applied += 1;
         }
         applied
     }
 
-    /// Warms one series from history: its indicators are rebuilt from the batch, then
-    /// the live candles that closed since (those the batch does not have). Nothing
-    /// fires: these candles are history, and live ones already had their signals.
-    pub fn apply_warm(&mut self, batch: &WarmBatch) {
-        let Some(slot) = self.slot_of(batch.symbol, batch.interval) else {
+    /// Applies one REST answer. History (a warm start) is stored and rebuilds the
+    /// series' indicators without firing; backfilled candles take the live path.
+    /// Spans the exchange has no candles for are closed as confirmed absent.
+    pub fn apply_rest(&mut self, batch: &RestBatch) {
+        let req = batch.request;
+        let Some(slot) = self.slot_of(req.symbol, req.interval) else {
             return;
         };
-        let Some(signals) = self.signals.as_mut() else {
-            return;
-        };
-        let s = &mut signals.slots[slot];
-        if s.engine.applied() > 0 {
-            s.engine.reset();
-        }
-        let mut applied = 0u64;
-        for bar in &batch.bars {
-            if s.engine.update(bar, |_| {}) {
-                applied += 1;
-            }
-        }
-        let mut replay = [Bar::default(); WARM_TAIL];
-        let mut n = 0;
-        for bar in s.tail() {
-            replay[n] = *bar;
-            n += 1;
-        }
-        let mut hole = false;
-        for bar in &replay[..n] {
-            if let Some(last) = s.engine.last_open_ms() {
-                hole |= bar.open_time_ms > batch.interval.next_open(last);
-            }
-            // Live candles the batch already had are skipped (not after the last).
-            s.engine.update(bar, |_| {});
-        }
-        s.check_continuity = !hole;
-        self.stats.signal_warm_series.inc();
-        self.stats.signal_warm_candles.add(applied);
-        if hole {
-            self.refetch_hole(slot, batch.symbol, batch.interval);
-        }
-    }
-
-    /// History and live candles do not meet (the fetch ran before the live stream
-    /// delivered the candles in between): fetch again, once per warm cycle. Until the
-    /// batch comes, the series bridges the hole.
-    fn refetch_hole(&mut self, slot: usize, symbol: Symbol, interval: Interval) {
-        let Some(signals) = self.signals.as_mut() else {
-            return;
-        };
-        let s = &mut signals.slots[slot];
-        if s.hole_refetched {
-            return;
-        }
-        s.hole_refetched = true;
-        self.stats.signal_warm_holes.inc();
-        if let Some(link) = &signals.link {
-            if link
-                .requests
-                .push(WarmRequest { symbol, interval })
-                .is_err()
+        self.stats.backfill_batches.inc();
+        if batch.failed {
+            if let Want::Range {
+                from_open_ms,
+                to_open_ms,
+            } = req.want
             {
-                self.stats.signal_warm_requests_dropped.inc();
+                self.stats.backfill_failures.inc();
+                self.tracks[slot].unrequest(from_open_ms, to_open_ms.unwrap_or(i64::MAX));
+                self.retry_gaps_at_ns = Some(mono_ns() + RETRY_FAILED_AFTER_NS);
             }
-        }
-    }
-
-    /// Exchange event time (µs) to our receive time (`recv_ns`, monotonic).
-    #[inline]
-    fn note_exchange_latency(&mut self, event_time_us: i64, recv_ns: u64) {
-        if let Some(rec) = &mut self.latency {
-            let recv_wall_us = (recv_ns / 1000) as i64 + self.wall_offset_us;
-            // Clocks of two hosts: a negative span (our clock behind) is recorded as 0.
-            let span_us = recv_wall_us.saturating_sub(event_time_us).max(0) as u64;
-            rec.record(Stage::ExchangeToRecv, span_us.saturating_mul(1000));
-        }
-    }
-
-    /// Updates the series' signal engine with a closed candle and sends what fired.
-    /// `gap` is the run of missing candles before it, if any: past
-    /// `rewarm_after_candles` the series starts over and asks to be warmed again.
-    fn on_closed_for_signals(
-        &mut self,
-        slot: usize,
-        c: &Candle,
-        gap: Option<&Gap>,
-        recv_ns: u64,
-        parsed_ns: u64,
-    ) {
-        let Some(signals) = self.signals.as_mut() else {
+            if batch.is_history() {
+                self.warm_from(slot, &[]);
+            }
+            self.publish_series(slot);
             return;
-        };
-        let s = &mut signals.slots[slot];
-        if gap.is_some_and(|g| g.candles() > signals.rewarm_after_candles) {
-            // Indicators computed across a long hole mislead: start over, and fetch
-            // the recent history again.
-            s.engine.reset();
-            s.forget();
-            s.check_continuity = false;
-            s.hole_refetched = false;
-            self.stats.signal_rewarms.inc();
-            if let Some(link) = &signals.link {
-                let req = WarmRequest {
-                    symbol: c.symbol,
-                    interval: c.interval,
-                };
-                if link.requests.push(req).is_err() {
-                    self.stats.signal_warm_requests_dropped.inc();
+        }
+        let now = mono_ns();
+        let history = batch.is_history();
+        let mut stored = 0u64;
+        for c in &batch.candles {
+            match self.tracks[slot].apply(c) {
+                KlineOutcome::Closed { gap } => {
+                    stored += 1;
+                    self.stats.candles_closed.inc();
+                    if let Some(gap) = gap {
+                        self.note_gap(gap);
+                    }
+                    let env = self.envelope(0, 0, Record::ClosedCandle(*c));
+                    self.send_kept(env);
+                    if !history {
+                        self.signal_candle(slot, c, None);
+                    }
+                }
+                KlineOutcome::Duplicate | KlineOutcome::Stale | KlineOutcome::Live => {
+                    if !history {
+                        // Stored already (a live copy won the race), but the signals
+                        // may still be waiting for it.
+                        self.signal_candle(slot, c, None);
+                    }
                 }
             }
         }
-        let hole = s.check_continuity
-            && s.engine
-                .last_open_ms()
-                .is_some_and(|last| c.open_time_ms > c.interval.next_open(last));
-        s.check_continuity = false;
-        if hole {
-            self.refetch_hole(slot, c.symbol, c.interval);
+        self.stats.backfill_candles.add(stored);
+        if let Some(series) = self.series(slot) {
+            series.candles_backfilled.add(stored);
         }
+        for &(from, to) in &batch.absent {
+            if self.tracks[slot].confirm_absent(req.interval, from, to) > 0 {
+                let gap = Gap {
+                    symbol: req.symbol,
+                    interval: req.interval,
+                    from_open_ms: from,
+                    to_open_ms: to,
+                };
+                let env = self.envelope(now, now, Record::Absent(gap));
+                self.send_kept(env);
+            }
+        }
+        if history {
+            let bars: Vec<Bar> = batch.candles.iter().map(Bar::from_candle).collect();
+            self.warm_from(slot, &bars);
+        } else {
+            self.drain_held(slot, now);
+        }
+        self.request_gaps(slot);
+        self.publish_series(slot);
+    }
+
+    /// Rebuilds a series' indicators from history (nothing fires), then applies the
+    /// candles held while the warm start was on its way.
+    fn warm_from(&mut self, slot: usize, bars: &[Bar]) {
+        let Some(signals) = self.signals.as_mut() else {
+            return;
+        };
+        let s = &mut signals.slots[slot];
+        s.awaiting_warm = false;
+        if !bars.is_empty() {
+            if s.engine.applied() > 0 {
+                s.engine.reset();
+            }
+            let mut applied = 0u64;
+            for bar in bars {
+                if s.engine.update(bar, |_| {}) {
+                    applied += 1;
+                }
+            }
+            self.stats.signal_warm_series.inc();
+            self.stats.signal_warm_candles.add(applied);
+        }
+        self.drain_held(slot, mono_ns());
+    }
+
+    /// A closed candle for the series' signals (live or backfilled, never history):
+    /// applied now if it is the next one, else held until the hole before it is
+    /// resolved. `timing` is the (receive, parsed) time of a live candle.
+    fn signal_candle(&mut self, slot: usize, c: &Candle, timing: Option<(u64, u64)>) {
+        let Some(signals) = self.signals.as_mut() else {
+            return;
+        };
+        let s = &mut signals.slots[slot];
+        let next = s.engine.last_open_ms().map(|l| c.interval.next_open(l));
+        if next.is_some_and(|n| c.open_time_ms < n) {
+            return; // applied already
+        }
+        if !s.awaiting_warm && s.held.is_empty() && next.is_none_or(|n| n == c.open_time_ms) {
+            self.fire(slot, c, timing);
+            return;
+        }
+        if s.held.len() >= MAX_HELD_CANDLES {
+            // Waited too long in count: give up on the hole (or the warm start).
+            s.awaiting_warm = false;
+            self.bridge(slot);
+        }
+        let Some(signals) = self.signals.as_mut() else {
+            return;
+        };
+        let s = &mut signals.slots[slot];
+        if s.held.insert(c.open_time_ms, *c).is_none() {
+            self.stats.signal_held.inc();
+        }
+        self.drain_held(slot, mono_ns());
+    }
+
+    /// Applies held candles that are next in line; notes when a hole remains. A hole
+    /// that no open gap of the series covers (confirmed absent, or never coming) is
+    /// computed across at once, as it would have been live.
+    fn drain_held(&mut self, slot: usize, now_ns: u64) {
+        loop {
+            let Some(signals) = self.signals.as_mut() else {
+                return;
+            };
+            let s = &mut signals.slots[slot];
+            if s.awaiting_warm {
+                break;
+            }
+            let Some((&open, &c)) = s.held.first_key_value() else {
+                break;
+            };
+            let next = s.engine.last_open_ms().map(|l| c.interval.next_open(l));
+            if next.is_some_and(|n| open < n) {
+                s.held.pop_first();
+                continue;
+            }
+            if next.is_none_or(|n| n == open) {
+                s.held.pop_first();
+                self.fire(slot, &c, None);
+                continue;
+            }
+            // A hole [next, open): wait only while the backfill may still fill it.
+            let from = next.unwrap_or(open);
+            let coming = self.link.is_some()
+                && self.tracks[slot]
+                    .open_gaps()
+                    .iter()
+                    .any(|g| g.from < open && from < g.to);
+            if coming {
+                break;
+            }
+            self.bridge(slot);
+        }
+        let holding = {
+            let Some(signals) = self.signals.as_mut() else {
+                return;
+            };
+            let s = &mut signals.slots[slot];
+            let was = s.held_since_ns.is_some();
+            let now_holding = !s.held.is_empty();
+            s.held_since_ns = match (was, now_holding) {
+                (_, false) => None,
+                (false, true) => Some(now_ns),
+                (true, true) => s.held_since_ns,
+            };
+            (was, now_holding)
+        };
+        if let Some(signals) = self.signals.as_mut() {
+            match holding {
+                (false, true) => signals.holding += 1,
+                (true, false) => signals.holding = signals.holding.saturating_sub(1),
+                _ => {}
+            }
+        }
+    }
+
+    /// Gives up on the hole before the first held candle: applies it across the hole
+    /// (or, past `rewarm_after_candles`, starts the series over and warms it again).
+    fn bridge(&mut self, slot: usize) {
+        let Some(signals) = self.signals.as_mut() else {
+            return;
+        };
+        let rewarm_after = signals.rewarm_after_candles;
+        let s = &mut signals.slots[slot];
+        let Some((_, c)) = s.held.pop_first() else {
+            return;
+        };
+        if let Some(last) = s.engine.last_open_ms() {
+            let missing =
+                crate::candle::span_candles(c.interval, c.interval.next_open(last), c.open_time_ms);
+            if missing > 0 {
+                self.stats.signal_holes_bridged.inc();
+            }
+            if missing > rewarm_after {
+                // Indicators computed across a long hole mislead: start over.
+                s.engine.reset();
+                self.stats.signal_rewarms.inc();
+            }
+        }
+        self.fire(slot, &c, None);
+    }
+
+    /// Applies one closed candle to the series' signal engine and sends what fired.
+    fn fire(&mut self, slot: usize, c: &Candle, timing: Option<(u64, u64)>) {
         let Some(signals) = self.signals.as_mut() else {
             return;
         };
@@ -433,10 +574,12 @@ impl ShardState {
         if !applied {
             return;
         }
-        s.remember(bar);
-        if let Some(rec) = &mut self.latency {
-            // Every indicator and rule of the series, for this closed candle.
-            rec.record_span(Stage::ParsedToSignal, parsed_ns, mono_ns());
+        let (recv_ns, parsed_ns) = timing.unwrap_or((0, 0));
+        if timing.is_some() {
+            if let Some(rec) = &mut self.latency {
+                // Every indicator and rule of the series, for this closed candle.
+                rec.record_span(Stage::ParsedToSignal, parsed_ns, mono_ns());
+            }
         }
         for f in fired.into_iter().flatten() {
             self.stats.signals[f.kind as usize].inc();
@@ -453,6 +596,65 @@ impl ShardState {
             };
             let env = self.envelope(recv_ns, parsed_ns, Record::Signal(signal));
             self.send_kept(env);
+        }
+    }
+
+    /// Asks the REST thread for the series' gaps not asked yet.
+    fn request_gaps(&mut self, slot: usize) {
+        if !self.tracks[slot].has_unrequested() {
+            return;
+        }
+        let Some(link) = &self.link else {
+            // No REST: nothing to ask; mark them asked so this stays cheap.
+            self.tracks[slot].take_unrequested().for_each(drop);
+            return;
+        };
+        let link = link.clone();
+        let gaps: Vec<(i64, i64)> = self.tracks[slot].take_unrequested().collect();
+        for (from, to) in gaps {
+            if !self.ask_range(&link, slot, from, to) {
+                self.tracks[slot].unrequest(from, to);
+                self.retry_gaps_at_ns = Some(mono_ns() + RETRY_FAILED_AFTER_NS);
+            }
+        }
+    }
+
+    fn series_key(&self, slot: usize) -> (Symbol, Interval) {
+        (
+            self.symbol_list[slot / self.timeframes],
+            self.timeframe_list[slot % self.timeframes],
+        )
+    }
+
+    fn series(&self, slot: usize) -> Option<&SeriesStats> {
+        self.stats.series.get()?.get(slot)
+    }
+
+    /// Writes the series' completeness figures for the control plane.
+    fn publish_series(&self, slot: usize) {
+        if let Some(series) = self.series(slot) {
+            let t = &self.tracks[slot];
+            series.set(
+                &t.completeness(series.interval),
+                t.first_closed_open_ms(),
+                t.last_closed_open_ms(),
+            );
+        }
+    }
+
+    fn note_gap(&self, gap: Gap) {
+        self.stats.gaps.inc();
+        self.stats.gap_candles.add(gap.candles());
+    }
+
+    /// Exchange event time (µs) to our receive time (`recv_ns`, monotonic).
+    #[inline]
+    fn note_exchange_latency(&mut self, event_time_us: i64, recv_ns: u64) {
+        if let Some(rec) = &mut self.latency {
+            let recv_wall_us = (recv_ns / 1000) as i64 + self.wall_offset_us;
+            // Clocks of two hosts: a negative span (our clock behind) is recorded as 0.
+            let span_us = recv_wall_us.saturating_sub(event_time_us).max(0) as u64;
+            rec.record(Stage::ExchangeToRecv, span_us.saturating_mul(1000));
         }
     }
 
@@ -557,14 +759,15 @@ impl ShardState {
             KlineOutcome::Closed { gap } => {
                 self.stats.candles_closed.inc();
                 if let Some(gap) = gap {
-                    self.stats.gaps.inc();
-                    self.stats.gap_candles.add(gap.candles());
+                    self.note_gap(gap);
                     let env = self.envelope(recv_ns, parsed_ns, Record::Gap(gap));
                     self.send_kept(env);
                 }
                 let env = self.envelope(recv_ns, parsed_ns, Record::ClosedCandle(*c));
                 self.send_kept(env);
-                self.on_closed_for_signals(slot, c, gap.as_ref(), recv_ns, parsed_ns);
+                self.signal_candle(slot, c, Some((recv_ns, parsed_ns)));
+                self.request_gaps(slot);
+                self.publish_series(slot);
             }
             KlineOutcome::Duplicate => self.stats.duplicates.inc(),
             KlineOutcome::Stale => self.stats.stale.inc(),
@@ -602,7 +805,9 @@ impl ShardState {
         self.stats.overflow_depth.set(deepest.unwrap_or(0) as u64);
     }
 
-    /// Records the span of a reconnect on connection slot `slot` (never lost).
+    /// Records the span of a reconnect on connection slot `slot` (never lost), and asks
+    /// the backfill for the candles of every series that closed while it was down,
+    /// without waiting for the next close to reveal the gap.
     pub fn record_outage(&mut self, slot: usize, from_event_us: i64, to_event_us: i64) {
         let now = mono_ns();
         let outage = Outage {
@@ -612,11 +817,50 @@ impl ShardState {
         };
         let env = self.envelope(now, now, Record::Outage(outage));
         self.send_kept(env);
+        let Some(link) = self.link.clone() else {
+            return;
+        };
+        let to_ms = to_event_us / 1000;
+        for i in 0..self.tracks.len() {
+            let (_, interval) = self.series_key(i);
+            let Some(last) = self.tracks[i].last_closed_open_ms() else {
+                continue;
+            };
+            // The newest candle that had closed when the connection came back.
+            let open_now = interval.open_time(to_ms);
+            let from = interval.next_open(last);
+            if from >= open_now {
+                continue;
+            }
+            self.ask_range(&link, i, from, open_now);
+        }
+    }
+
+    /// Asks the REST thread for the series' closed candles in `[from, to)`; false (and
+    /// counted) when its queue is full.
+    fn ask_range(&self, link: &ShardLink, slot: usize, from: i64, to: i64) -> bool {
+        let (symbol, interval) = self.series_key(slot);
+        let req = crate::backfill::Request {
+            symbol,
+            interval,
+            want: Want::Range {
+                from_open_ms: from,
+                to_open_ms: Some(to),
+            },
+        };
+        let asked = link.requests.push(req).is_ok();
+        if asked {
+            self.stats.backfill_requests.inc();
+        } else {
+            self.stats.backfill_requests_dropped.inc();
+        }
+        asked
     }
 
     /// Moves waiting records into the ring while it has room; called after each read
     /// and periodically. Returns how many are still waiting.
     pub fn flush(&mut self) -> usize {
+        self.check_holds();
         let left = self.outlets.iter_mut().map(Outlet::flush).sum();
         self.note_overflow();
         self.wall_offset_us = wall_offset_us();
@@ -624,6 +868,42 @@ impl ShardState {
             rec.maybe_handoff(mono_ns());
         }
         left
+    }
+}
+
+impl ShardState {
+    /// Gives up on holes held past the hold time, and asks again for gaps whose
+    /// backfill failed once the retry time has come. Free when nothing is held.
+    fn check_holds(&mut self) {
+        if let Some(at) = self.retry_gaps_at_ns {
+            if mono_ns() >= at {
+                self.retry_gaps_at_ns = None;
+                for slot in 0..self.tracks.len() {
+                    self.request_gaps(slot);
+                }
+            }
+        }
+        if self.signals.as_ref().is_none_or(|s| s.holding == 0) {
+            return;
+        }
+        let now = mono_ns();
+        for slot in 0..self.tracks.len() {
+            let expired = self.signals.as_ref().is_some_and(|s| {
+                s.slots[slot]
+                    .held_since_ns
+                    .is_some_and(|t| now.saturating_sub(t) >= self.hold_ns)
+            });
+            if expired {
+                if let Some(signals) = self.signals.as_mut() {
+                    let s = &mut signals.slots[slot];
+                    s.awaiting_warm = false;
+                    s.held_since_ns = None;
+                    signals.holding = signals.holding.saturating_sub(1);
+                }
+                self.bridge(slot);
+                self.drain_held(slot, now);
+            }
+        }
     }
 }
 

@@ -28,6 +28,8 @@ pub struct RecentStore {
     per_series: usize,
     series: HashMap<(Symbol, Interval), Series>,
     gaps: VecDeque<Gap>,
+    absences: VecDeque<Gap>,
+    pub absences_total: u64,
     outages: VecDeque<Outage>,
     pub outages_total: u64,
     pub closed_total: u64,
@@ -43,6 +45,8 @@ impl RecentStore {
             per_series: per_series.max(1),
             series: HashMap::new(),
             gaps: VecDeque::new(),
+            absences: VecDeque::new(),
+            absences_total: 0,
             outages: VecDeque::new(),
             outages_total: 0,
             closed_total: 0,
@@ -120,6 +124,19 @@ impl RecentStore {
             self.gaps.pop_front();
         }
         self.gaps.push_back(*g);
+    }
+
+    /// A span the exchange confirmed it has no candles for.
+    pub fn record_absent(&mut self, g: &Gap) {
+        self.absences_total += 1;
+        if self.absences.len() >= MAX_GAPS_KEPT {
+            self.absences.pop_front();
+        }
+        self.absences.push_back(*g);
+    }
+
+    pub fn absences(&self) -> impl DoubleEndedIterator<Item = &Gap> {
+        self.absences.iter()
     }
 
     pub fn record_outage(&mut self, o: &Outage) {

@@ -394,11 +394,11 @@ fn every_signal_is_bounded_and_the_same_sequence_gives_the_same_signals() {
 
 use std::sync::Arc;
 
+use alphapulse::backfill::{Request, RestBatch, ShardLink, Want};
 use alphapulse::market::{Candle, Symbol};
 use alphapulse::metrics::ShardStats;
 use alphapulse::shard::{Record, ShardState};
 use alphapulse::signals::params::SignalsConfig;
-use alphapulse::signals::warm::WarmBatch;
 use alphapulse::wire::Event;
 
 fn dec(x: f64) -> Decimal {
@@ -442,8 +442,49 @@ fn shard() -> (
         vec![tx],
         Arc::new(ShardStats::default()),
     )
-    .with_signals(&SignalsConfig::default(), None);
+    .with_signals(&SignalsConfig::default());
     (s, rx)
+}
+
+/// A shard connected to a REST link (which the test plays), and the link.
+fn linked_shard() -> (
+    ShardState,
+    alphapulse::ring::Consumer<alphapulse::shard::Envelope>,
+    ShardLink,
+) {
+    let (tx, rx) = alphapulse::ring::ring("t", 1 << 16);
+    let link = ShardLink::default();
+    let s = ShardState::new(
+        0,
+        &[Symbol::new("BTCUSDT").unwrap()],
+        &[Interval::H1],
+        vec![tx],
+        Arc::new(ShardStats::default()),
+    )
+    .with_signals(&SignalsConfig::default())
+    .with_rest(link.clone());
+    (s, rx, link)
+}
+
+/// A REST answer for BTCUSDT 1h: `bars` as candles.
+fn rest_batch(want: Want, bars: &[Bar], absent: Vec<(i64, i64)>) -> RestBatch {
+    RestBatch {
+        request: Request {
+            symbol: Symbol::new("BTCUSDT").unwrap(),
+            interval: Interval::H1,
+            want,
+        },
+        candles: bars.iter().map(candle).collect(),
+        absent,
+        failed: false,
+    }
+}
+
+fn warm_want() -> Want {
+    Want::Warm {
+        candles: 300,
+        end_open_ms: None,
+    }
 }
 
 fn signals_of(
@@ -471,19 +512,11 @@ fn a_warm_started_shard_equals_one_fed_live_and_history_fires_nothing() {
 
     // The second shard sees candles 0..300 as history (after two live candles that the
     // history also holds, as when the fetch lands a moment late), then 300.. live.
-    let (mut warm, warm_rx) = shard();
+    let (mut warm, warm_rx, _link) = linked_shard();
     for b in &bars[298..300] {
         warm.on_event(&Event::Kline(candle(b)), 0);
     }
-    let history: Vec<Bar> = bars[..300]
-        .iter()
-        .map(|b| Bar::from_candle(&candle(b)))
-        .collect();
-    warm.apply_warm(&WarmBatch {
-        symbol: sym,
-        interval: Interval::H1,
-        bars: history,
-    });
+    warm.apply_rest(&rest_batch(warm_want(), &bars[..300], vec![]));
     let before = signals_of(&warm_rx).len();
     for b in &bars[300..] {
         warm.on_event(&Event::Kline(candle(b)), 0);
@@ -508,49 +541,119 @@ fn a_warm_started_shard_equals_one_fed_live_and_history_fires_nothing() {
     assert_eq!(warm.stats().signal_warm_candles.get(), 300);
 }
 
+/// Signals (kind, close time, direction) of a shard's ring after `after_ms`.
+fn fired_after(
+    rx: &alphapulse::ring::Consumer<alphapulse::shard::Envelope>,
+    after_ms: i64,
+) -> Vec<alphapulse::signals::Signal> {
+    signals_of(rx)
+        .into_iter()
+        .filter(|s| s.timestamp_ms > after_ms)
+        .collect()
+}
+
 #[test]
-fn a_hole_between_history_and_live_candles_is_fetched_again_once() {
+fn signals_wait_for_a_backfilled_gap_and_equal_a_run_without_it() {
     let bars = reference_bars();
     let sym = Symbol::new("BTCUSDT").unwrap();
-    let link = alphapulse::signals::warm::WarmLink::default();
-    let (tx, _rx) = alphapulse::ring::ring("t", 1 << 16);
-    let mut s = ShardState::new(
-        0,
-        &[sym],
-        &[Interval::H1],
-        vec![tx],
-        Arc::new(ShardStats::default()),
-    )
-    .with_signals(&SignalsConfig::default(), Some(link.clone()));
-    let batch = |n: usize| WarmBatch {
-        symbol: sym,
-        interval: Interval::H1,
-        bars: bars[..n]
-            .iter()
-            .map(|b| Bar::from_candle(&candle(b)))
-            .collect(),
-    };
-    // History up to candle 299, but the first live candle is 303.
-    s.apply_warm(&batch(300));
-    s.on_event(&Event::Kline(candle(&bars[303])), 0);
-    assert_eq!(s.stats().signal_warm_holes.get(), 1);
-    let req = link.requests.pop().expect("a re-fetch");
-    assert_eq!((req.symbol, req.interval), (sym, Interval::H1));
-    s.on_event(&Event::Kline(candle(&bars[304])), 0);
-    // The second fetch has everything up to 303; 304 comes from the live tail.
-    s.apply_warm(&batch(304));
-    let mut live = SignalEngine::new(&SignalParams::default());
-    for b in &bars[..305] {
-        live.update(&Bar::from_candle(&candle(b)), |_| {});
+    let (mut live, live_rx) = shard();
+    for b in &bars[..320] {
+        live.on_event(&Event::Kline(candle(b)), 0);
     }
+    let cut = candle(&bars[299]).close_time_ms;
+    let expected = fired_after(&live_rx, cut);
+
+    let (mut s, rx, link) = linked_shard();
+    s.apply_rest(&rest_batch(warm_want(), &bars[..300], vec![]));
+    // Candles 300..303 are lost (a reconnect); 303 reveals the gap.
+    for b in &bars[303..310] {
+        s.on_event(&Event::Kline(candle(b)), 0);
+    }
+    let req = link.requests.pop().expect("the gap is asked for");
+    assert_eq!(
+        req.want,
+        Want::Range {
+            from_open_ms: bars[300].open_time_ms,
+            to_open_ms: Some(bars[303].open_time_ms)
+        }
+    );
+    assert!(link.requests.pop().is_none(), "asked once");
+    // Nothing after the hole fired yet: the signals wait for the backfill.
+    assert!(fired_after(&rx, cut).is_empty());
+    assert_eq!(s.stats().signal_held.get(), 7);
+    s.apply_rest(&rest_batch(req.want, &bars[300..303], vec![]));
+    for b in &bars[310..320] {
+        s.on_event(&Event::Kline(candle(b)), 0);
+    }
+    assert_eq!(fired_after(&rx, cut), expected);
     assert_eq!(
         s.signal_engine(sym, Interval::H1).unwrap().snapshot(),
-        live.snapshot()
+        live.signal_engine(sym, Interval::H1).unwrap().snapshot()
     );
-    // Another hole in the same warm cycle is bridged, not fetched again.
-    s.apply_warm(&batch(250));
-    assert_eq!(s.stats().signal_warm_holes.get(), 1);
-    assert!(link.requests.pop().is_none());
+    let t = s.track(sym, Interval::H1).unwrap();
+    let c = t.completeness(Interval::H1);
+    assert_eq!((c.missing, c.open_gaps, c.gaps_filled), (0, 0, 1));
+    assert_eq!(c.expected, 320);
+    assert_eq!(s.stats().signal_holes_bridged.get(), 0);
+}
+
+#[test]
+fn a_gap_the_exchange_confirms_absent_is_closed_and_computed_across() {
+    let bars = reference_bars();
+    let sym = Symbol::new("BTCUSDT").unwrap();
+    let (mut s, rx, link) = linked_shard();
+    s.apply_rest(&rest_batch(warm_want(), &bars[..300], vec![]));
+    for b in &bars[305..307] {
+        s.on_event(&Event::Kline(candle(b)), 0);
+    }
+    let req = link.requests.pop().unwrap();
+    // The exchange has 300 only; 301..305 do not exist.
+    let absent = (bars[301].open_time_ms, bars[305].open_time_ms);
+    s.apply_rest(&rest_batch(req.want, &bars[300..301], vec![absent]));
+    let e = s.signal_engine(sym, Interval::H1).unwrap();
+    assert_eq!(e.last_open_ms(), Some(bars[306].open_time_ms));
+    assert_eq!(s.stats().signal_holes_bridged.get(), 1);
+    let c = s
+        .track(sym, Interval::H1)
+        .unwrap()
+        .completeness(Interval::H1);
+    assert_eq!((c.missing, c.open_gaps, c.confirmed_absent), (0, 0, 4));
+    assert_eq!(c.expected, 307 - 4);
+    let absences: Vec<_> = std::iter::from_fn(|| rx.pop())
+        .filter_map(|e| match e.record {
+            Record::Absent(g) => Some((g.from_open_ms, g.to_open_ms)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(absences, vec![absent]);
+}
+
+#[test]
+fn a_gap_the_backfill_cannot_fill_is_given_up_after_the_hold_time() {
+    let bars = reference_bars();
+    let sym = Symbol::new("BTCUSDT").unwrap();
+    let (mut s, _rx, link) = linked_shard();
+    s.apply_rest(&rest_batch(warm_want(), &bars[..300], vec![]));
+    s.on_event(&Event::Kline(candle(&bars[302])), 0);
+    assert!(link.requests.pop().is_some());
+    s.flush();
+    let e = s.signal_engine(sym, Interval::H1).unwrap();
+    assert_eq!(
+        e.last_open_ms(),
+        Some(bars[299].open_time_ms),
+        "still waiting"
+    );
+    s.set_hold(Duration::ZERO);
+    s.flush();
+    let e = s.signal_engine(sym, Interval::H1).unwrap();
+    assert_eq!(e.last_open_ms(), Some(bars[302].open_time_ms));
+    assert_eq!(s.stats().signal_holes_bridged.get(), 1);
+    // The gap itself stays open (and counted) until filled.
+    let c = s
+        .track(sym, Interval::H1)
+        .unwrap()
+        .completeness(Interval::H1);
+    assert_eq!((c.missing, c.open_gaps), (2, 1));
 }
 
 #[test]
@@ -627,7 +730,13 @@ fn warm_start_from_rest_klines_matches_live_and_signals_reach_the_api() {
     );
     let (status, body) = http_get(rest_addr(&run.sim), &path);
     assert_eq!(status, 200);
-    let rest = alphapulse::signals::warm::parse_klines(&body).unwrap();
+    let mut rest: Vec<Bar> =
+        alphapulse::backfill::klines::parse(&body, Symbol::new("BTCUSDT").unwrap(), Interval::M1)
+            .unwrap()
+            .iter()
+            .map(Bar::from_candle)
+            .collect();
+    rest.pop(); // the open candle
     let live_bars: Vec<Bar> = live.iter().map(Bar::from_candle).collect();
     assert!(rest.len() >= live_bars.len());
     assert_eq!(rest[..live_bars.len()], live_bars[..]);
@@ -776,28 +885,32 @@ fn the_example_configuration_documents_the_signal_defaults_and_an_override() {
     );
 }
 
-// ---- The warm thread against a scripted REST server: Retry-After is obeyed ----
+// ---- The REST thread against a scripted REST server ----
 
 use std::io::{Read as _, Write as _};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
-use alphapulse::signals::warm::{self, WarmLink, WarmPlan, WarmRequest, WarmStats};
+use alphapulse::backfill::{self, RestPlan, RestStats};
 
-/// Serves `answers` in turn (status, extra headers, body), one per connection; counts
-/// requests.
-fn scripted_rest(answers: Vec<(u16, &'static str, String)>) -> (String, Arc<AtomicUsize>) {
+/// Serves `answers` in turn (status, extra headers, body), one per connection; keeps
+/// each request's first line.
+fn scripted_rest(answers: Vec<(u16, &'static str, String)>) -> (String, Arc<Mutex<Vec<String>>>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let count = Arc::new(AtomicUsize::new(0));
-    let seen = count.clone();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
     std::thread::spawn(move || {
         for (status, headers, body) in answers {
             let Ok((mut s, _)) = listener.accept() else {
                 return;
             };
             let mut buf = [0u8; 4096];
-            let _ = s.read(&mut buf);
-            seen.fetch_add(1, Ordering::SeqCst);
+            let n = s.read(&mut buf).unwrap_or(0);
+            let text = String::from_utf8_lossy(&buf[..n]);
+            log.lock()
+                .unwrap()
+                .push(text.lines().next().unwrap_or("").to_owned());
             let _ = write!(
                 s,
                 "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -805,11 +918,11 @@ fn scripted_rest(answers: Vec<(u16, &'static str, String)>) -> (String, Arc<Atom
             );
         }
     });
-    (url, count)
+    (url, seen)
 }
 
-fn klines_body(n: i64) -> String {
-    let rows: Vec<String> = (0..n)
+fn klines_body(opens: impl Iterator<Item = i64>) -> String {
+    let rows: Vec<String> = opens
         .map(|i| {
             let t = i * 60_000;
             format!(
@@ -821,79 +934,185 @@ fn klines_body(n: i64) -> String {
     format!("[{}]", rows.join(","))
 }
 
-fn warm_plan(url: String, series: &[&str]) -> (WarmPlan, WarmLink) {
-    let link = WarmLink::default();
-    let reqs = series
+fn rest_plan(url: String, series: &[&str], warm: u32) -> (RestPlan, ShardLink) {
+    let link = ShardLink::default();
+    let series = series
         .iter()
-        .map(|s| WarmRequest {
-            symbol: Symbol::new(s).unwrap(),
-            interval: Interval::M1,
-        })
+        .map(|s| (Symbol::new(s).unwrap(), Interval::M1))
         .collect();
     (
-        WarmPlan {
+        RestPlan {
             rest_url: url,
-            candles: 10,
-            shards: vec![(reqs, link.clone())],
+            warm_candles: warm,
+            weight_share: 0.5,
+            database_url: None,
+            shards: vec![(series, link.clone())],
         },
         link,
     )
 }
 
+struct RestThread {
+    stats: Arc<RestStats>,
+    stop: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RestThread {
+    fn start(plan: RestPlan) -> RestThread {
+        let stats = Arc::new(RestStats::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let handle = backfill::spawn(
+            plan,
+            backfill::agent(None).unwrap(),
+            stats.clone(),
+            stop.clone(),
+        )
+        .unwrap();
+        RestThread {
+            stats,
+            stop,
+            handle: Some(handle),
+        }
+    }
+}
+
+impl Drop for RestThread {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let started = std::time::Instant::now();
+        if let Some(h) = self.handle.take() {
+            h.join().unwrap();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "the REST thread stops promptly, even while waiting"
+        );
+    }
+}
+
 #[test]
-fn the_warm_thread_waits_out_retry_after_and_stops_asking_a_banning_server() {
+fn the_rest_thread_obeys_retry_after_and_a_ban_stops_every_request() {
     // A 429 asking for one second, then the klines.
-    let (url, count) = scripted_rest(vec![
+    let (url, seen) = scripted_rest(vec![
         (
             429,
-            "Retry-After: 1\r\nX-MBX-USED-WEIGHT-1M: 6000\r\n",
+            "Retry-After: 1\r\nX-MBX-USED-WEIGHT-1M: 2000\r\n",
             "{}".into(),
         ),
-        (200, "X-MBX-USED-WEIGHT-1M: 4\r\n", klines_body(3)),
+        (200, "X-MBX-USED-WEIGHT-1M: 4\r\n", klines_body(0..3)),
     ]);
-    let (plan, link) = warm_plan(url, &["BTCUSDT"]);
-    let stats = Arc::new(WarmStats::default());
-    let stop = Arc::new(AtomicBool::new(false));
+    let (plan, link) = rest_plan(url, &["BTCUSDT"], 10);
     let started = std::time::Instant::now();
-    let h = warm::spawn(
-        plan,
-        warm::agent(None).unwrap(),
-        stats.clone(),
-        stop.clone(),
-    )
-    .unwrap();
+    let t = RestThread::start(plan);
     assert!(
         wait_until(Duration::from_secs(10), || !link.deliveries.is_empty()),
         "{}",
-        stats.status()
+        t.stats.status()
     );
     assert!(
         started.elapsed() >= Duration::from_millis(900),
         "Retry-After was not obeyed"
     );
     let batch = link.deliveries.pop().unwrap();
-    assert_eq!(batch.bars.len(), 2, "the open candle is left out");
-    assert_eq!(stats.rate_limited.get(), 1);
-    assert_eq!(stats.used_weight_1m.get(), 4);
-    assert_eq!(count.load(Ordering::SeqCst), 2);
-    stop.store(true, Ordering::Relaxed);
-    h.join().unwrap();
+    assert!(batch.is_history());
+    assert_eq!(batch.candles.len(), 2, "the open candle is left out");
+    assert_eq!(t.stats.rate_limited.get(), 1);
+    assert_eq!(t.stats.used_weight_1m.get(), 4);
+    assert_eq!(t.stats.series_warmed.get(), 1);
+    assert_eq!(seen.lock().unwrap().len(), 2);
+    drop(t);
 
-    // A 418 ban longer than MAX_RETRY_AFTER_S fails this series and the next one
-    // without sending the next request.
-    let (url, count) = scripted_rest(vec![(418, "Retry-After: 3600\r\n", "{}".into())]);
-    let (plan, _link) = warm_plan(url, &["BTCUSDT", "ETHUSDT"]);
-    let stats = Arc::new(WarmStats::default());
-    let stop = Arc::new(AtomicBool::new(false));
-    let h = warm::spawn(
-        plan,
-        warm::agent(None).unwrap(),
-        stats.clone(),
-        stop.clone(),
-    )
-    .unwrap();
-    assert!(wait_until(Duration::from_secs(10), || stats.failures.get() == 2));
-    assert_eq!(count.load(Ordering::SeqCst), 1);
-    stop.store(true, Ordering::Relaxed);
-    h.join().unwrap();
+    // A 418 (IP ban) for an hour: nothing more is sent, for any series, and the thread
+    // still stops at once.
+    let (url, seen) = scripted_rest(vec![(418, "Retry-After: 3600\r\n", "{}".into())]);
+    let (plan, _link) = rest_plan(url, &["BTCUSDT", "ETHUSDT"], 10);
+    let t = RestThread::start(plan);
+    assert!(wait_until(Duration::from_secs(10), || t
+        .stats
+        .rate_limited
+        .get()
+        == 1));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(seen.lock().unwrap().len(), 1);
+    assert_eq!(t.stats.status()["blocked"], true);
+    assert_eq!(t.stats.queued_normal.get(), 2, "both series wait");
+}
+
+#[test]
+fn gap_backfill_goes_before_warm_starts_and_absent_spans_are_confirmed() {
+    // Answers: the gap (candles 2 and 4 of [1, 6) exist), then two warm starts.
+    let (url, seen) = scripted_rest(vec![
+        (
+            200,
+            "X-MBX-USED-WEIGHT-1M: 2\r\n",
+            klines_body([2, 4].into_iter()),
+        ),
+        (200, "X-MBX-USED-WEIGHT-1M: 4\r\n", klines_body(0..3)),
+        (200, "X-MBX-USED-WEIGHT-1M: 6\r\n", klines_body(0..3)),
+    ]);
+    let (plan, link) = rest_plan(url, &["BTCUSDT", "ETHUSDT"], 10);
+    // The gap is asked before the thread starts: it finds two warm starts queued too.
+    link.requests
+        .push(Request {
+            symbol: Symbol::new("ETHUSDT").unwrap(),
+            interval: Interval::M1,
+            want: Want::Range {
+                from_open_ms: 60_000,
+                to_open_ms: Some(6 * 60_000),
+            },
+        })
+        .unwrap();
+    let t = RestThread::start(plan);
+    assert!(wait_until(Duration::from_secs(10), || link
+        .deliveries
+        .len()
+        == 3));
+    let first = link.deliveries.pop().unwrap();
+    let lines = seen.lock().unwrap().clone();
+    assert!(
+        lines[0].contains("startTime=60000&endTime=359999"),
+        "urgent first: {lines:?}"
+    );
+    assert!(!first.is_history());
+    let opens: Vec<i64> = first.candles.iter().map(|c| c.open_time_ms).collect();
+    assert_eq!(opens, [120_000, 240_000]);
+    assert_eq!(
+        first.absent,
+        [(60_000, 120_000), (180_000, 240_000), (300_000, 360_000)]
+    );
+    assert_eq!(t.stats.absent_ranges.get(), 3);
+    assert_eq!(t.stats.absent_candles.get(), 3);
+    assert!(link.deliveries.pop().unwrap().is_history());
+}
+
+#[test]
+fn the_weight_share_holds_requests_until_the_next_minute() {
+    // Another client of the IP has used 5,999 of the minute: past our share of 3,000.
+    let (url, seen) = scripted_rest(vec![
+        (200, "X-MBX-USED-WEIGHT-1M: 5999\r\n", klines_body(0..3)),
+        (200, "X-MBX-USED-WEIGHT-1M: 2\r\n", klines_body(0..3)),
+    ]);
+    let (plan, _link) = rest_plan(url, &["BTCUSDT", "ETHUSDT"], 10);
+    let minute = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            / 60
+    };
+    let m0 = minute();
+    let t = RestThread::start(plan);
+    assert!(wait_until(Duration::from_secs(10), || seen
+        .lock()
+        .unwrap()
+        .len()
+        == 1));
+    std::thread::sleep(Duration::from_millis(1000));
+    if minute() == m0 {
+        assert_eq!(seen.lock().unwrap().len(), 1, "the second request waits");
+        assert_eq!(t.stats.budget_waits.get(), 1);
+    } else {
+        eprintln!("a minute boundary passed during the test: the wait was not observable");
+    }
 }

@@ -434,7 +434,7 @@ fn broadcast_record(hub: &Hub, record: &Record, recv_ns: u64) {
                 );
             }
         }
-        Record::Gap(_) | Record::Outage(_) => {}
+        Record::Gap(_) | Record::Outage(_) | Record::Absent(_) => {}
     }
 }
 

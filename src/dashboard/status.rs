@@ -76,8 +76,8 @@ pub struct StatusContext {
     /// The database query worker, when `DATABASE_URL` is set: it answers the list
     /// reads instead of the in-memory store.
     pub queries: Option<crate::sinks::db::query::QueryClient>,
-    /// The signals warm-start thread's figures, when it runs.
-    pub signal_warm: Option<Arc<crate::signals::warm::WarmStats>>,
+    /// The REST thread's figures (warm starts, backfill).
+    pub rest: Arc<crate::backfill::RestStats>,
 }
 
 impl StatusContext {
@@ -94,7 +94,7 @@ impl StatusContext {
             sink_status: Vec::new(),
             latency: Default::default(),
             queries: None,
-            signal_warm: None,
+            rest: Default::default(),
         }
     }
 
@@ -161,6 +161,7 @@ impl StatusContext {
                 })).collect::<Vec<_>>(),
             },
             "signals": self.signals_json(store.signals_total),
+            "completeness": self.completeness_json(&store),
             "sinks": self.sinks_json(&store),
         })
     }
@@ -182,7 +183,80 @@ impl StatusContext {
             "total": stored,
             "made": self.shards.iter().map(|s| s.stats.signals_total()).sum::<u64>(),
             "by_kind": by_kind,
-            "warm": self.signal_warm.as_ref().map(|w| w.status()),
+            "warm": {
+                "series_warmed": self.rest.series_warmed.get(),
+                "candles_fetched": self.rest.warm_candles.get(),
+                "failures": self.rest.failures.get(),
+                "pending": self.rest.queued_normal.get(),
+                "last_error": self.rest.status()["last_error"].clone(),
+            },
+            "held": self.shards.iter().map(|s| s.stats.signal_held.get()).sum::<u64>(),
+            "holes_bridged": self.shards.iter().map(|s| s.stats.signal_holes_bridged.get()).sum::<u64>(),
+        })
+    }
+
+    /// Per (symbol, timeframe): the share of expected closed candles present, open
+    /// gaps, the newest closed candle's age, gaps filled, and the reconnects and
+    /// rotations of the shard that owns it; plus the REST thread's figures.
+    pub fn completeness_json(&self, store: &RecentStore) -> Value {
+        let now_ms = crate::clock::wall_us() / 1000;
+        let mut expected = 0u64;
+        let mut missing = 0u64;
+        let mut series = Vec::new();
+        for shard in &self.shards {
+            let Some(all) = shard.stats.series.get() else {
+                continue;
+            };
+            for s in all.iter() {
+                expected += s.expected.get();
+                missing += s.missing.get();
+                let first = s.first_open_ms.get();
+                let last = s.last_open_ms.get();
+                series.push(json!({
+                    "symbol": s.symbol.as_str(),
+                    "timeframe": s.interval.as_str(),
+                    "shard": shard.index,
+                    "ratio": s.ratio(),
+                    "expected": s.expected.get(),
+                    "present": s.expected.get().saturating_sub(s.missing.get()),
+                    "missing": s.missing.get(),
+                    "open_gaps": s.open_gaps.get(),
+                    "confirmed_absent": s.confirmed_absent.get(),
+                    "first_open_time": (first > 0).then_some(first),
+                    "last_closed_open_time": (last > 0).then_some(last),
+                    "last_closed_age_s": s.last_closed_age_s(now_ms),
+                    "gaps_detected": s.gaps_detected.get(),
+                    "gaps_filled": s.gaps_filled.get(),
+                    "candles_filled": s.candles_filled.get(),
+                    "candles_backfilled": s.candles_backfilled.get(),
+                    "reconnects": shard.stats.reconnects.get(),
+                    "rotations": shard.stats.rotations.get(),
+                }));
+            }
+        }
+        let ratio = if expected == 0 {
+            1.0
+        } else {
+            expected.saturating_sub(missing) as f64 / expected as f64
+        };
+        let mut backfill = self.rest.status();
+        backfill["requests_made"] = json!(self
+            .shards
+            .iter()
+            .map(|s| s.stats.backfill_requests.get())
+            .sum::<u64>());
+        backfill["requests_dropped"] = json!(self
+            .shards
+            .iter()
+            .map(|s| s.stats.backfill_requests_dropped.get())
+            .sum::<u64>());
+        backfill["absences_recorded"] = json!(store.absences_total);
+        json!({
+            "ratio": ratio,
+            "expected": expected,
+            "missing": missing,
+            "series": series,
+            "backfill": backfill,
         })
     }
 

@@ -6,12 +6,13 @@
 //! - [`indicators`]: incremental SMA, EMA, RSI, MACD, Bollinger bands, ATR (pure).
 //! - [`rules`]: the signal rules and the per-(symbol, timeframe) [`rules::SignalEngine`].
 //! - [`params`]: the `[signals]` configuration, per timeframe.
-//! - [`warm`]: warm start from REST klines, on a control-plane thread.
+//!
+//! Warm starts from REST klines are fetched by [`crate::backfill`] and applied by the
+//! shard ([`crate::shard`]).
 
 pub mod indicators;
 pub mod params;
 pub mod rules;
-pub mod warm;
 
 use crate::market::{Decimal, Interval, Symbol};
 

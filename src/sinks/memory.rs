@@ -60,6 +60,7 @@ fn apply(store: &Mutex<RecentStore>, batch: &[Envelope]) {
             Record::Signal(x) => store.insert_signal(x),
             Record::Gap(g) => store.record_gap(g),
             Record::Outage(o) => store.record_outage(o),
+            Record::Absent(g) => store.record_absent(g),
         }
     }
 }

@@ -177,7 +177,8 @@ impl Writer {
                 }
             }
             Record::Signal(s) => batch.push_signal(SignalRow::from(s)),
-            Record::Gap(_) | Record::Outage(_) => return false,
+            // Absences are written by the REST thread that learns them.
+            Record::Gap(_) | Record::Outage(_) | Record::Absent(_) => return false,
         }
         self.stats.rows_offered.inc();
         true

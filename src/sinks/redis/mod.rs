@@ -376,8 +376,8 @@ impl Publisher {
                     self.queued += 2;
                     self.pending_recv_ns.push(env.recv_ns);
                 }
-                // Gaps and outages have no channel: the backfill and status own them.
-                Record::Gap(_) | Record::Outage(_) => {}
+                // Gaps, outages and absences have no channel: status owns them.
+                Record::Gap(_) | Record::Outage(_) | Record::Absent(_) => {}
             }
             if self.out.len() >= MAX_PIPELINE_BYTES {
                 self.send();

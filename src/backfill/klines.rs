@@ -1,0 +1,148 @@
+//! `GET /api/v3/klines` answers as exact candles, and the ranges they leave out.
+//!
+//! Pure. A row is `[openTime, open, high, low, close, volume, closeTime, quoteVolume,
+//! trades, takerBuyBase, takerBuyQuote, ignore]`; prices and quantities are decimal
+//! strings kept exactly as sent. REST rows carry no event time: a fetched candle's
+//! `event_time_us` is its close time (the instant it became final).
+
+use crate::market::{Candle, Decimal, Interval, Symbol};
+
+/// Most rows one call returns (the exchange's `limit` maximum).
+pub const MAX_LIMIT: u32 = 1000;
+
+/// Parses an answer into candles of `symbol`/`interval`, oldest first. Every row is
+/// returned, including a last one that may still be open; see [`closed_before`].
+pub fn parse(body: &str, symbol: Symbol, interval: Interval) -> Result<Vec<Candle>, String> {
+    let rows: Vec<serde_json::Value> = serde_json::from_str(body).map_err(|e| e.to_string())?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let cell = |i: usize| row.get(i).ok_or_else(|| format!("row without field {i}"));
+        let dec = |i: usize| -> Result<Decimal, String> {
+            let text = cell(i)?.as_str().ok_or("a price is not a string")?;
+            text.parse().map_err(|_| format!("bad decimal {text:?}"))
+        };
+        let int = |i: usize| -> Result<i64, String> {
+            cell(i)?
+                .as_i64()
+                .ok_or_else(|| format!("field {i} is not an integer"))
+        };
+        let open_time_ms = int(0)?;
+        let close_time_ms = int(6)?;
+        if open_time_ms < 0 || interval.open_time(open_time_ms) != open_time_ms {
+            return Err(format!(
+                "open time {open_time_ms} is off the {interval} grid"
+            ));
+        }
+        if close_time_ms != interval.close_time(open_time_ms) {
+            return Err(format!(
+                "close time {close_time_ms} does not end the candle opened at {open_time_ms}"
+            ));
+        }
+        out.push(Candle {
+            symbol,
+            interval,
+            open_time_ms,
+            close_time_ms,
+            open: dec(1)?,
+            high: dec(2)?,
+            low: dec(3)?,
+            close: dec(4)?,
+            volume: dec(5)?,
+            quote_volume: dec(7)?,
+            trades: u64::try_from(int(8)?).map_err(|_| "negative trade count")?,
+            taker_buy_base: dec(9)?,
+            taker_buy_quote: dec(10)?,
+            first_trade_id: -1,
+            last_trade_id: -1,
+            closed: true,
+            event_time_us: close_time_ms.saturating_mul(1000),
+        });
+    }
+    if out
+        .windows(2)
+        .any(|w| w[1].open_time_ms <= w[0].open_time_ms)
+    {
+        return Err("rows are not in open-time order".into());
+    }
+    Ok(out)
+}
+
+/// How many of `candles` (oldest first) had closed before `now_ms`, exchange time.
+pub fn closed_before(candles: &[Candle], now_ms: i64) -> usize {
+    candles.partition_point(|c| c.close_time_ms < now_ms)
+}
+
+/// The runs of open times in `[from, to)` that `candles` (oldest first, all inside the
+/// range) do not have, as `[from, to)` spans.
+pub fn missing_runs(candles: &[Candle], interval: Interval, from: i64, to: i64) -> Vec<(i64, i64)> {
+    let mut runs = Vec::new();
+    let mut expected = from;
+    for c in candles {
+        if c.open_time_ms < expected || c.open_time_ms >= to {
+            continue;
+        }
+        if c.open_time_ms > expected {
+            runs.push((expected, c.open_time_ms));
+        }
+        expected = interval.next_open(c.open_time_ms);
+    }
+    if expected < to {
+        runs.push((expected, to));
+    }
+    runs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(t: i64, close: &str) -> String {
+        format!(
+            "[{t},\"1.0\",\"2.0\",\"0.5\",\"{close}\",\"10.50\",{},\"12.25\",3,\"4.0\",\"5.0\",\"0\"]",
+            t + 59_999
+        )
+    }
+
+    fn btc() -> Symbol {
+        Symbol::new("BTCUSDT").unwrap()
+    }
+
+    #[test]
+    fn rows_become_exact_candles() {
+        let body = format!("[{},{}]", row(0, "1.50"), row(60_000, "1.25"));
+        let c = parse(&body, btc(), Interval::M1).unwrap();
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0].close.to_string(), "1.50");
+        assert_eq!(c[0].volume.to_string(), "10.50");
+        assert_eq!(c[1].quote_volume.to_string(), "12.25");
+        assert_eq!(c[1].trades, 3);
+        assert_eq!(c[1].close_time_ms, 119_999);
+        assert!(c[1].closed);
+        assert_eq!(closed_before(&c, 119_999), 1);
+        assert_eq!(closed_before(&c, 120_000), 2);
+    }
+
+    #[test]
+    fn bad_answers_are_errors() {
+        assert!(parse("{}", btc(), Interval::M1).is_err());
+        assert!(parse("[[1,2]]", btc(), Interval::M1).is_err());
+        let off_grid = row(7, "1");
+        assert!(parse(&format!("[{off_grid}]"), btc(), Interval::M1).is_err());
+        let unordered = format!("[{},{}]", row(60_000, "1"), row(0, "1"));
+        assert!(parse(&unordered, btc(), Interval::M1).is_err());
+        assert!(parse("[]", btc(), Interval::M1).unwrap().is_empty());
+    }
+
+    #[test]
+    fn missing_runs_cover_exactly_the_absent_opens() {
+        let m = 60_000;
+        let body = format!("[{},{}]", row(2 * m, "1"), row(3 * m, "1"));
+        let c = parse(&body, btc(), Interval::M1).unwrap();
+        assert_eq!(
+            missing_runs(&c, Interval::M1, 0, 6 * m),
+            vec![(0, 2 * m), (4 * m, 6 * m)]
+        );
+        assert_eq!(missing_runs(&c, Interval::M1, 2 * m, 4 * m), vec![]);
+        assert_eq!(missing_runs(&[], Interval::M1, 0, m), vec![(0, m)]);
+    }
+}
