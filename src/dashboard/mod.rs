@@ -112,6 +112,12 @@ pub struct Options {
     pub ws_ping_interval: Duration,
     pub ws_idle_timeout: Duration,
     pub drain_interval: Duration,
+    /// The symbols this dashboard serves, listed as `symbols` in `/api/status` (the
+    /// page's symbol list): with Redis, every symbol of the deployment (its own from
+    /// its shards, the other instances' through the bridge); without, its own slice.
+    pub symbols: Vec<Symbol>,
+    /// This instance's slice (`INSTANCE_INDEX`, `INSTANCE_COUNT`), shown in the status.
+    pub instance: (u32, u32),
 }
 
 impl Options {
@@ -141,6 +147,12 @@ impl Options {
             ws_ping_interval: WS_PING_INTERVAL,
             ws_idle_timeout: WS_IDLE_TIMEOUT,
             drain_interval: DRAIN_INTERVAL,
+            symbols: if config.redis_url.is_some() {
+                config.symbols.clone()
+            } else {
+                config.instance_symbols()
+            },
+            instance: (config.engine.instance_index, config.engine.instance_count),
         })
     }
 
@@ -207,6 +219,10 @@ impl Server {
         let stats = &self.hub.stats;
         v["active_clients"] = json!(stats.active_clients.get());
         v["dashboard"] = stats.to_json();
+        let symbols: Vec<&str> = self.opts.symbols.iter().map(Symbol::as_str).collect();
+        v["symbols"] = json!(symbols);
+        let (index, count) = self.opts.instance;
+        v["instance"] = json!({ "index": index, "count": count });
         v
     }
 

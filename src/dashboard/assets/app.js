@@ -729,9 +729,12 @@
   // ---- status and performance -----------------------------------------------------
 
   function populateSelectors(s) {
+    // Every symbol this dashboard serves (with scale-out, other instances' too); an
+    // older engine lists only its shards' symbols.
     const symbols = [];
-    for (const shard of s.shards || []) {
-      for (const sym of shard.symbols || []) if (!symbols.includes(String(sym))) symbols.push(String(sym));
+    const listed = Array.isArray(s.symbols) && s.symbols.length ? [s.symbols] : (s.shards || []).map((sh) => sh.symbols || []);
+    for (const list of listed) {
+      for (const sym of list) if (!symbols.includes(String(sym))) symbols.push(String(sym));
     }
     let timeframes = Array.isArray(s.timeframes) ? s.timeframes.map(String) : [];
     if (!timeframes.length) {

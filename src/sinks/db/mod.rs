@@ -46,7 +46,7 @@ pub enum DbError {
     Postgres(#[from] postgres::Error),
     #[error("database migrations failed: {0}")]
     Migrate(String),
-    #[error("{0}")]
+    #[error(transparent)]
     Spool(#[from] spool::SpoolError),
 }
 

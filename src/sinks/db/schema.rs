@@ -6,9 +6,22 @@
 //! client and the settings. Out: the tables of DESIGN.md "Database", and one log line
 //! saying whether TimescaleDB features are on.
 
+use std::time::{Duration, Instant};
+
 use postgres::Client;
 
 use super::{DbError, DbSettings};
+
+/// The PostgreSQL advisory lock every AlphaPulse process holds while it migrates
+/// (any fixed number; this one spells "alphapul"): instances that start together
+/// against an empty database would otherwise run the same `CREATE TABLE` at once, and
+/// all but one would fail.
+const MIGRATION_LOCK_KEY: i64 = 0x616c_7068_6170_756c;
+/// How long a process waits for another one's migration before it gives up: the
+/// migrations take well under a second, so this only ends a wait on a stuck migrator.
+const MIGRATION_LOCK_WAIT: Duration = Duration::from_secs(60);
+/// How often the lock is tried while another process holds it.
+const MIGRATION_LOCK_POLL: Duration = Duration::from_millis(100);
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -24,8 +37,37 @@ pub struct MigrateReport {
 }
 
 /// Applies the migrations (idempotent: applied ones are skipped) and, on TimescaleDB,
-/// the compression and retention policies of `settings`.
+/// the compression and retention policies of `settings`, under the migration lock, so
+/// several processes migrating one database at once apply each migration once.
 pub fn migrate(client: &mut Client, settings: &DbSettings) -> Result<MigrateReport, DbError> {
+    lock_migrations(client)?;
+    let result = migrate_locked(client, settings);
+    // An unlock that fails means the connection broke, which releases the lock too.
+    let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY]);
+    result
+}
+
+/// Takes the migration lock, waiting at most [`MIGRATION_LOCK_WAIT`] for another
+/// process to release it.
+fn lock_migrations(client: &mut Client) -> Result<(), DbError> {
+    let deadline = Instant::now() + MIGRATION_LOCK_WAIT;
+    loop {
+        let row = client.query_one("SELECT pg_try_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])?;
+        if row.get::<_, bool>(0) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(DbError::Migrate(format!(
+                "another process has held the migration lock (advisory lock {MIGRATION_LOCK_KEY}) \
+                 for {} s; find it in pg_locks and stop it",
+                MIGRATION_LOCK_WAIT.as_secs()
+            )));
+        }
+        std::thread::sleep(MIGRATION_LOCK_POLL);
+    }
+}
+
+fn migrate_locked(client: &mut Client, settings: &DbSettings) -> Result<MigrateReport, DbError> {
     let report = embedded::migrations::runner()
         .set_abort_divergent(true)
         .run(client)

@@ -22,6 +22,7 @@
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use super::rows::Batch;
@@ -43,6 +44,11 @@ pub enum SpoolError {
         dir: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "spool directory {dir} is in use by another running engine; give each instance \
+         its own database.spool_dir (DATABASE_SPOOL_DIR)"
+    )]
+    InUse { dir: PathBuf },
     #[error("spool file {path}: {source}")]
     File {
         path: PathBuf,
@@ -76,6 +82,8 @@ struct Loaded {
 
 pub struct Spool {
     dir: PathBuf,
+    /// Holds the directory's lock (see [`lock_dir`]) while the spool is open.
+    _lock: File,
     max_bytes: u64,
     segments: VecDeque<Segment>,
     /// Open for appends: always the last segment.
@@ -98,6 +106,7 @@ impl Spool {
             source,
         };
         std::fs::create_dir_all(dir).map_err(dir_err)?;
+        let lock = lock_dir(dir)?;
         let mut found = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(dir_err)? {
             let entry = entry.map_err(dir_err)?;
@@ -114,6 +123,7 @@ impl Spool {
         found.sort_unstable();
         let mut spool = Spool {
             dir: dir.to_owned(),
+            _lock: lock,
             max_bytes,
             segments: VecDeque::new(),
             active: None,
@@ -341,6 +351,30 @@ fn scan(mut data: &[u8]) -> (u64, u64) {
     (rows, records)
 }
 
+/// Locks `dir` for this spool: two engines sharing a directory (two instances started
+/// in one working directory with the default `spool`) would each replay and delete the
+/// other's segments. The lock is a `flock` on the directory itself, so it adds no file
+/// and ends with the process however the process ends.
+fn lock_dir(dir: &Path) -> Result<File, SpoolError> {
+    let dir_err = |source| SpoolError::Dir {
+        dir: dir.to_owned(),
+        source,
+    };
+    let file = File::open(dir).map_err(dir_err)?;
+    // SAFETY: flock(2) on a descriptor this function owns.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            SpoolError::InUse {
+                dir: dir.to_owned(),
+            }
+        } else {
+            dir_err(e)
+        });
+    }
+    Ok(file)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -406,6 +440,23 @@ mod tests {
         assert_eq!(s.rows(), 1);
         assert_eq!(drain(&mut s), [0]);
         assert_eq!(s.corrupt_records, 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_directory_serves_one_open_spool_at_a_time() {
+        let dir = temp_dir("lock");
+        let first = Spool::open(&dir, 1 << 20).unwrap();
+        let second = Spool::open(&dir, 1 << 20)
+            .err()
+            .expect("the directory is in use");
+        assert!(matches!(second, SpoolError::InUse { .. }), "{second}");
+        assert!(
+            second.to_string().contains("DATABASE_SPOOL_DIR"),
+            "{second}"
+        );
+        drop(first);
+        Spool::open(&dir, 1 << 20).expect("free again once the first spool closed");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
