@@ -973,6 +973,97 @@ fn the_seccomp_profile_allows_io_uring_and_keeps_denying_by_default() {
     }
 }
 
+/// A Python interpreter with the libseccomp bindings, for seccomp-run.py.
+fn python_with_seccomp() -> Option<&'static str> {
+    ["python3", "/usr/bin/python3"].into_iter().find(|python| {
+        Command::new(python)
+            .args(["-c", "import seccomp"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+}
+
+/// Runs the binary under `profile` (seccomp-run.py); stops it after `limit`. Output goes
+/// to files, so a chatty child never blocks on a full pipe.
+fn run_under_profile(python: &str, profile: &Path, args: &[&str], limit: Duration) -> Output {
+    let dir = TempDir::new("seccomp");
+    let (out_path, err_path) = (dir.0.join("stdout"), dir.0.join("stderr"));
+    let child = Command::new(python)
+        .arg(deploy_dir().join("seccomp-run.py"))
+        .arg(profile)
+        .arg(BIN)
+        .args(args)
+        .current_dir(&dir.0)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("ALPHAPULSE_PIN_CORES", "false")
+        .env("DASHBOARD_ADDR", "127.0.0.1:0")
+        // Nothing listens there: `run` fails its connections and keeps retrying.
+        .env("BINANCE_WS_URL", "ws://127.0.0.1:9")
+        .env("BINANCE_REST_URL", "http://127.0.0.1:9")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .expect("python runs seccomp-run.py");
+    let mut guard = support::ChildGuard(child);
+    let mut status = None;
+    support::wait_until(limit, || {
+        status = guard.0.try_wait().ok().flatten();
+        status.is_some()
+    });
+    let status = status.unwrap_or_else(|| {
+        let _ = guard.0.kill();
+        guard.0.wait().expect("the child is reaped")
+    });
+    Output {
+        status,
+        stdout: std::fs::read(&out_path).unwrap_or_default(),
+        stderr: std::fs::read(&err_path).unwrap_or_default(),
+    }
+}
+
+#[test]
+fn the_engine_runs_under_the_seccomp_profile_and_not_without_its_io_uring_rule() {
+    let Some(python) = python_with_seccomp() else {
+        eprintln!(
+            "skipped: no Python with the libseccomp bindings (python3-seccomp; scripts/setup.sh installs it)"
+        );
+        return;
+    };
+    let _serial = support::serial();
+    let profile_path = deploy_dir().join("seccomp-io-uring.json");
+
+    // The whole engine, the simulator and the dashboard run under the profile.
+    let out = run_under_profile(
+        python,
+        &profile_path,
+        &["demo", "--seconds", "3"],
+        Duration::from_secs(30),
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("| ready"),
+        "the feed never became ready:\n{stdout}"
+    );
+
+    // The same profile without its io_uring rule stops the engine at its host check.
+    let mut profile: Value = serde_json::from_str(&read(&profile_path)).unwrap();
+    let rules = profile["syscalls"].as_array_mut().unwrap();
+    let before = rules.len();
+    rules.retain(|r| !r["names"].to_string().contains("io_uring_setup"));
+    assert_eq!(rules.len(), before - 1);
+    let dir = TempDir::new("profile");
+    let stock = dir.0.join("without-io-uring.json");
+    std::fs::write(&stock, profile.to_string()).unwrap();
+    let out = run_under_profile(python, &stock, &["run"], Duration::from_secs(20));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("io_uring_setup"), "{stderr}");
+}
+
 // ---------------------------------------------------------------------------------------
 // Prometheus and Grafana
 
