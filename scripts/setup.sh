@@ -14,6 +14,8 @@ command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 # The dashboard's browser test drives headless Chromium; promtool checks /metrics.
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+# tests/deploy.rs runs the engine under the containers' seccomp profile with libseccomp.
+/usr/bin/python3 -c 'import seccomp' >/dev/null 2>&1 || need_apt+=(python3-seccomp)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""
