@@ -504,7 +504,7 @@ impl Rig {
             match result {
                 Ok(counts) => break counts,
                 Err(why) if Instant::now() >= deadline => {
-                    self.report("FAIL", 0, 0);
+                    self.report("FAIL", None);
                     panic!("[{name}] the database does not match the simulator:\n{why}")
                 }
                 Err(_) => std::thread::sleep(POLL),
@@ -513,7 +513,7 @@ impl Rig {
         self.checked_sim_ms = Some(check_sim_ms);
         self.assert_alive();
         self.assert_no_panic();
-        self.report("PASS", candles, signals);
+        self.report("PASS", Some((candles, signals)));
     }
 
     /// Steps 2 and 3 once more over the windows the latest [`Rig::prove`] checked,
@@ -648,7 +648,7 @@ impl Rig {
     }
 
     /// Prints what happened in the run, from the engine's status.
-    fn report(&self, verdict: &str, candles: usize, signals: usize) {
+    fn report(&self, verdict: &str, matched: Option<(usize, usize)>) {
         let Some(s) = self.status() else {
             return;
         };
@@ -661,12 +661,15 @@ impl Rig {
                 .sum()
         };
         let mut line = format!(
-            "[{}] {verdict} in {:.1} s: {candles} candles and {signals} signals match; \
+            "[{}] {verdict} in {:.1} s{}; \
              this engine: reconnects={} rotations={} server_shutdowns={} silent_drops={} \
              gaps={} gap_candles={} duplicates={} stale={} signal warm_series={} warm_holes={} \
              rewarms={}",
             self.name,
             self.started.elapsed().as_secs_f64(),
+            matched.map_or(String::new(), |(c, s)| format!(
+                ": {c} candles and {s} signals match"
+            )),
             sum("reconnects"),
             sum("rotations"),
             sum("server_shutdowns"),
