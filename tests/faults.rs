@@ -1,0 +1,323 @@
+//! The fault suite: the engine as a separate process against a private PostgreSQL,
+//! redis-server and the built-in simulator, under one fault per scenario (and several
+//! at once in the last). Every scenario ends with the same proof ([`faults::Rig::prove`]):
+//! completeness 100% in `/api/status`, every closed candle stored once and equal to the
+//! simulator's REST klines, the signals equal to a fault-free run's, the engine alive and
+//! without a panic. Scenarios run one at a time (the rig holds the `serial()` guard).
+//! tests/FAULTS.md describes each scenario.
+
+#[path = "support/faults.rs"]
+mod faults;
+#[path = "support/postgres.rs"]
+mod pg;
+#[path = "support/redis.rs"]
+mod redis_server;
+#[path = "support/engine.rs"]
+mod support;
+
+use std::time::Duration;
+
+use faults::{sim_config, Rig};
+
+/// Reconnects 1.2 to 2.4 s after a drop (backoff with equal jitter), so that every
+/// outage spans at least one 1m candle close: the live stream has gaps to fill.
+const RECONNECT_SLOWLY: &[faults::Setting] = &[
+    ("feed", "backoff_initial_ms", "2400"),
+    ("feed", "backoff_max_ms", "2400"),
+];
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+#[test]
+fn baseline_without_faults() {
+    let mut rig = Rig::start("baseline", sim_config(), &[]);
+    rig.run_for(secs(12));
+    rig.prove();
+}
+
+#[test]
+fn connections_dropped_repeatedly() {
+    let sim = alphapulse::simulator::SimConfig {
+        drop_every: Some(secs(3)),
+        ..sim_config()
+    };
+    let mut rig = Rig::start("drops", sim, RECONNECT_SLOWLY);
+    rig.run_for(secs(15));
+    let drops = rig.sim.stats().drops_injected;
+    assert!(
+        drops >= 3,
+        "the simulator dropped the connections {drops} times"
+    );
+    assert!(rig.shard_total("reconnects") >= 3, "the engine reconnected");
+    let missed = rig.shard_total("gap_candles");
+    assert!(
+        missed >= 2,
+        "the outages cost the live stream {missed} candles"
+    );
+    rig.prove();
+}
+
+#[test]
+fn stalled_stream_trips_the_liveness_timeout() {
+    // Output stops for 3 s every 6 s: no data and no pings, so only the engine's own
+    // watchdog (feed.silence_timeout_s = 1.5) can notice.
+    let sim = alphapulse::simulator::SimConfig {
+        stall_every: Some(secs(6)),
+        stall_for: secs(3),
+        ..sim_config()
+    };
+    let mut rig = Rig::start("stall", sim, &[]);
+    rig.run_for(secs(15));
+    assert!(rig.sim.stats().stalls_injected >= 2, "stalls happened");
+    let silent = rig.shard_total("silent_drops");
+    assert!(
+        silent >= 2,
+        "the watchdog dropped silent connections {silent} times"
+    );
+    rig.prove();
+}
+
+#[test]
+fn pongs_ignored_by_the_exchange() {
+    // The simulator treats every pong as lost and disconnects after 2 s without one.
+    let sim = alphapulse::simulator::SimConfig {
+        ignore_pongs: true,
+        pong_check: true,
+        ping_interval: Duration::from_millis(500),
+        pong_timeout: secs(2),
+        ..sim_config()
+    };
+    let mut rig = Rig::start("pongs", sim, &[]);
+    rig.run_for(secs(15));
+    let cut = rig.sim.stats().pong_timeout_disconnects;
+    assert!(
+        cut >= 3,
+        "the simulator cut {cut} connections for missing pongs"
+    );
+    rig.prove();
+}
+
+#[test]
+fn server_shutdown_at_max_connection_age() {
+    // Every connection gets `serverShutdown` at 4 s of age and is closed 1 s later.
+    let sim = alphapulse::simulator::SimConfig {
+        max_connection_age: secs(4),
+        shutdown_grace: secs(1),
+        ..sim_config()
+    };
+    let mut rig = Rig::start("server-shutdown", sim, &[]);
+    rig.run_for(secs(15));
+    let sent = rig.sim.stats().server_shutdowns_sent;
+    assert!(sent >= 3, "the simulator announced {sent} shutdowns");
+    assert!(
+        rig.shard_total("server_shutdowns") >= 3,
+        "the engine saw them"
+    );
+    rig.prove();
+}
+
+#[test]
+fn engine_rotates_at_its_own_max_age() {
+    // The shortest age the configuration allows (60 s) minus 55 s: the engine starts a
+    // replacement every 5 s, make-before-break with 1 s of overlap.
+    let mut rig = Rig::start(
+        "max-age-rotation",
+        sim_config(),
+        &[
+            ("feed", "max_connection_age_s", "60.0"),
+            ("feed", "rotate_before_s", "55.0"),
+            ("feed", "rotation_overlap_s", "1.0"),
+        ],
+    );
+    rig.run_for(secs(15));
+    let rotations = rig.shard_total("rotations");
+    assert!(rotations >= 2, "the engine rotated {rotations} times");
+    rig.prove();
+}
+
+#[test]
+fn postgres_stopped_and_restarted() {
+    let mut rig = Rig::start("postgres-restart", sim_config(), &[]);
+    rig.run_for(secs(4));
+    rig.pg.stop_immediate();
+    println!("[postgres-restart] PostgreSQL stopped");
+    assert!(
+        rig.wait_status(secs(10), |s| s["sinks"]["database"]["connected"] == false
+            && s["sinks"]["spool"]["rows"].as_u64().unwrap_or(0) > 0),
+        "the engine noticed the outage and spools"
+    );
+    rig.run_for(secs(5));
+    rig.pg.start();
+    println!("[postgres-restart] PostgreSQL started again");
+    rig.run_for(secs(6));
+    rig.prove();
+}
+
+#[test]
+fn redis_stopped_and_restarted() {
+    let mut rig = Rig::start("redis-restart", sim_config(), &[]);
+    rig.run_for(secs(3));
+    rig.redis.stop();
+    println!("[redis-restart] redis-server stopped");
+    assert!(
+        rig.wait_status(secs(10), |s| s["sinks"]["redis"]["connected"] == false),
+        "the engine noticed Redis is gone"
+    );
+    rig.run_for(secs(5));
+    rig.redis.resume_from_stop();
+    println!("[redis-restart] redis-server started again");
+    assert!(
+        rig.wait_status(secs(15), |s| s["sinks"]["redis"]["connected"] == true),
+        "the publisher reconnects"
+    );
+    rig.run_for(secs(4));
+    rig.prove();
+}
+
+#[test]
+fn dashboard_client_that_stops_reading() {
+    // Kline updates 8 times as often as Binance's (1440 a second over the 6 streams, as
+    // for about 700 symbols × 4 timeframes), so the stuck client's socket buffers fill
+    // within seconds and its outbox starts conflating.
+    let sim = alphapulse::simulator::SimConfig {
+        kline_push_ms: 250,
+        ..sim_config()
+    };
+    let mut rig = Rig::start("slow-client", sim, &[]);
+    let client = rig.slow_client();
+    let mut dashboard = serde_json::Value::Null;
+    let stuck = rig.wait_status(secs(30), |s| {
+        dashboard = s["dashboard"].clone();
+        dashboard["dropped"].as_u64().unwrap_or(0) >= 1000
+    });
+    assert!(stuck, "the client never fell behind: {dashboard}");
+    println!("[slow-client] the client fell behind: {dashboard}");
+    rig.run_for(secs(8));
+    rig.prove();
+    drop(client);
+}
+
+#[test]
+fn engine_killed_and_restarted() {
+    let mut rig = Rig::start("sigkill", sim_config(), &[]);
+    rig.run_for(secs(6));
+    rig.kill_engine();
+    // Three 1m candles close while no engine runs.
+    std::thread::sleep(secs(3));
+    rig.restart_engine();
+    rig.run_for(secs(8));
+    rig.prove();
+}
+
+#[test]
+fn several_faults_at_once() {
+    let sim = alphapulse::simulator::SimConfig {
+        drop_every: Some(secs(4)),
+        ..sim_config()
+    };
+    let mut rig = Rig::start("several", sim, RECONNECT_SLOWLY);
+    let client = rig.slow_client();
+    rig.run_for(secs(3));
+    rig.pg.stop_immediate();
+    println!("[several] PostgreSQL stopped");
+    rig.run_for(secs(5));
+    rig.pg.start();
+    println!("[several] PostgreSQL started again");
+    rig.run_for(secs(7));
+    assert!(rig.sim.stats().drops_injected >= 3, "drops happened");
+    rig.prove();
+    drop(client);
+}
+
+/// The proof itself can fail: after a clean run it notices a changed price, a changed
+/// confidence, a missing candle and a missing signal.
+#[test]
+fn the_proof_notices_a_tampered_database() {
+    use alphapulse::market::Interval;
+    let mut rig = Rig::start("tamper", sim_config(), &[]);
+    rig.run_for(secs(12));
+    rig.prove();
+    // Nothing may repair the rows behind the check's back.
+    rig.kill_engine();
+    let mut db = rig.pg.client();
+    let (first, last) = rig.candle_window(Interval::M1);
+    let (from, to) = rig.signal_window(Interval::M1);
+    let epoch = |ms: i64| format!("('epoch'::timestamptz + {ms} * interval '1 millisecond')");
+    let candle = format!(
+        "symbol = 'BTCUSDT' AND timeframe = '1m' AND open_time = {}",
+        epoch((first + last) / 2 / 60_000 * 60_000)
+    );
+    let changed = db
+        .execute(
+            &format!("UPDATE candles SET close = close + 0.00000001 WHERE {candle}"),
+            &[],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    let err = rig.recheck_store().expect_err("a changed close is noticed");
+    assert!(
+        err.contains("differing 1") || err.contains("stored"),
+        "{err}"
+    );
+    db.execute(
+        &format!("UPDATE candles SET close = close - 0.00000001 WHERE {candle}"),
+        &[],
+    )
+    .unwrap();
+    rig.recheck_store().expect("restored");
+
+    let signal = db
+        .query_one(
+            &format!(
+                "SELECT symbol, timeframe, kind, \"timestamp\", confidence FROM signals \
+                 WHERE timeframe = '1m' AND \"timestamp\" > {} AND \"timestamp\" <= {} \
+                 ORDER BY \"timestamp\" LIMIT 1",
+                epoch(from),
+                epoch(to)
+            ),
+            &[],
+        )
+        .expect("a compared 1m signal");
+    let (symbol, kind, ts, confidence): (String, String, std::time::SystemTime, f64) =
+        (signal.get(0), signal.get(2), signal.get(3), signal.get(4));
+    let key = "symbol = $1 AND timeframe = '1m' AND kind = $2 AND \"timestamp\" = $3";
+    db.execute(
+        &format!("UPDATE signals SET confidence = $4 WHERE {key}"),
+        &[&symbol, &kind, &ts, &(confidence * 0.999)],
+    )
+    .unwrap();
+    let err = rig
+        .recheck_store()
+        .expect_err("a changed confidence is noticed");
+    assert!(err.contains("signals"), "{err}");
+    db.execute(
+        &format!("UPDATE signals SET confidence = $4 WHERE {key}"),
+        &[&symbol, &kind, &ts, &confidence],
+    )
+    .unwrap();
+    rig.recheck_store().expect("restored");
+
+    db.execute(
+        &format!("DELETE FROM signals WHERE {key}"),
+        &[&symbol, &kind, &ts],
+    )
+    .unwrap();
+    let err = rig
+        .recheck_store()
+        .expect_err("a missing signal is noticed");
+    assert!(
+        err.contains("signals") && err.contains("missing 1"),
+        "{err}"
+    );
+    db.execute(&format!("DELETE FROM candles WHERE {candle}"), &[])
+        .unwrap();
+    let err = rig
+        .recheck_store()
+        .expect_err("a missing candle is noticed");
+    assert!(
+        err.contains("candles") && err.contains("missing 1"),
+        "{err}"
+    );
+}
