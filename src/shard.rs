@@ -358,7 +358,11 @@ impl ShardState {
                 self.retry_gaps_at_ns = Some(mono_ns() + RETRY_FAILED_AFTER_NS);
             }
             if batch.is_history() {
-                self.warm_from(slot, &[]);
+                // No history: the series warms from live candles.
+                if let Some(signals) = self.signals.as_mut() {
+                    signals.slots[slot].awaiting_warm = false;
+                }
+                self.drain_held(slot, mono_ns());
             }
             self.publish_series(slot);
             return;
@@ -422,7 +426,7 @@ impl ShardState {
             return;
         };
         let s = &mut signals.slots[slot];
-        s.awaiting_warm = false;
+        let was_awaiting = std::mem::replace(&mut s.awaiting_warm, false);
         if !bars.is_empty() {
             if s.engine.applied() > 0 {
                 s.engine.reset();
@@ -433,8 +437,12 @@ impl ShardState {
                     applied += 1;
                 }
             }
-            self.stats.signal_warm_series.inc();
             self.stats.signal_warm_candles.add(applied);
+        }
+        // Counted even when the exchange had no history yet (a new market): the
+        // series is warm as far as it can be.
+        if was_awaiting || !bars.is_empty() {
+            self.stats.signal_warm_series.inc();
         }
         self.drain_held(slot, mono_ns());
     }

@@ -27,10 +27,9 @@ use serde_json::Value;
 const BIN: &str = env!("CARGO_BIN_EXE_alphapulse");
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
-/// Completeness metrics being added to the engine in parallel with the dashboard. The
-/// dashboard may query them before `/metrics` exports them; once they land, delete this
-/// list so the dashboard is checked against `/metrics` alone.
-const PENDING_COMPLETENESS_METRICS: [&str; 11] = [
+/// Completeness and REST metrics the dashboard must show (it is checked against
+/// `/metrics` like every other name).
+const COMPLETENESS_METRICS: [&str; 11] = [
     "alphapulse_completeness_ratio",
     "alphapulse_missing_candles",
     "alphapulse_open_gaps",
@@ -1489,13 +1488,13 @@ fn probes_healthchecks_dashboard_and_docs_match_a_running_engine() {
     for (title, expr) in dashboard_queries() {
         for name in metric_names(&expr) {
             assert!(
-                exported.contains(&name) || PENDING_COMPLETENESS_METRICS.contains(&name.as_str()),
+                exported.contains(&name),
                 "panel '{title}' queries {name}, which /metrics does not export"
             );
             used.insert(name);
         }
     }
-    for name in PENDING_COMPLETENESS_METRICS {
+    for name in COMPLETENESS_METRICS {
         assert!(used.contains(name), "the dashboard does not show {name}");
     }
     // The families a dashboard must show (issue: latency, throughput, rings, spool,

@@ -51,7 +51,7 @@ type ShardCounter = fn(&crate::metrics::ShardStats) -> u64;
 pub fn render(ctx: &StatusContext, dash: &DashboardStats) -> String {
     let mut out = String::with_capacity(8192);
     out.push_str("# AlphaPulse engine metrics\n");
-    let shard_counters: [(&str, &str, ShardCounter); 8] = [
+    let shard_counters: [(&str, &str, ShardCounter); 9] = [
         (
             "alphapulse_messages_received_total",
             "Exchange messages received",
@@ -76,6 +76,11 @@ pub fn render(ctx: &StatusContext, dash: &DashboardStats) -> String {
         ("alphapulse_reconnects_total", "Exchange reconnects", |s| {
             s.reconnects.get()
         }),
+        (
+            "alphapulse_rotations_total",
+            "Make-before-break connection rotations",
+            |s| s.rotations.get(),
+        ),
         (
             "alphapulse_live_conflated_total",
             "Live candle updates dropped for a full ring",
@@ -208,7 +213,115 @@ pub fn render(ctx: &StatusContext, dash: &DashboardStats) -> String {
         .process
         .clone();
     render_process(&mut out, &process);
+    render_completeness(&mut out, ctx);
     out
+}
+
+/// Completeness per (symbol, timeframe) and the REST thread's figures.
+fn render_completeness(out: &mut String, ctx: &StatusContext) {
+    type Figure = fn(&crate::metrics::SeriesStats, i64) -> f64;
+    let families: [(&'static str, &str, &str, Figure); 7] = [
+        (
+            "alphapulse_completeness_ratio",
+            "gauge",
+            "Share of the expected closed candles present (1 = complete)",
+            |s, _| s.ratio(),
+        ),
+        (
+            "alphapulse_missing_candles",
+            "gauge",
+            "Closed candles expected but not present (open gaps)",
+            |s, _| s.missing.get() as f64,
+        ),
+        (
+            "alphapulse_open_gaps",
+            "gauge",
+            "Gaps waiting for the backfill",
+            |s, _| s.open_gaps.get() as f64,
+        ),
+        (
+            "alphapulse_last_closed_age_seconds",
+            "gauge",
+            "Wall seconds since the newest closed candle closed",
+            |s, now_ms| s.last_closed_age_s(now_ms),
+        ),
+        (
+            "alphapulse_gaps_filled_total",
+            "counter",
+            "Gaps closed by the backfill (or confirmed absent)",
+            |s, _| s.gaps_filled.get() as f64,
+        ),
+        (
+            "alphapulse_candles_backfilled_total",
+            "counter",
+            "Closed candles stored from REST (backfill, catch-up, warm history)",
+            |s, _| s.candles_backfilled.get() as f64,
+        ),
+        (
+            "alphapulse_confirmed_absent_candles_total",
+            "counter",
+            "Candles the exchange confirmed it does not have",
+            |s, _| s.confirmed_absent.get() as f64,
+        ),
+    ];
+    let now_ms = crate::clock::wall_us() / 1000;
+    for (name, kind, help, get) in families {
+        let mut f = Family::new(out, name, kind, help);
+        for shard in &ctx.shards {
+            for s in shard.stats.series.get().into_iter().flatten() {
+                f.sample(
+                    &[
+                        ("symbol", s.symbol.as_str()),
+                        ("timeframe", s.interval.as_str()),
+                    ],
+                    get(s, now_ms),
+                );
+            }
+        }
+    }
+    let rest = &ctx.rest;
+    let mut f = Family::new(
+        out,
+        "alphapulse_rest_requests_total",
+        "counter",
+        "REST klines requests sent, by purpose",
+    );
+    f.sample(&[("purpose", "warm")], rest.warm_requests.get() as f64);
+    f.sample(&[("purpose", "backfill")], rest.backfill_requests.get() as f64);
+    for (name, kind, help, value) in [
+        (
+            "alphapulse_rest_rate_limited_total",
+            "counter",
+            "REST answers 429/418 obeyed (Retry-After)",
+            rest.rate_limited.get() as f64,
+        ),
+        (
+            "alphapulse_rest_failures_total",
+            "counter",
+            "REST requests that failed for good after their retries",
+            rest.failures.get() as f64,
+        ),
+        (
+            "alphapulse_rest_used_weight_1m",
+            "gauge",
+            "X-MBX-USED-WEIGHT-1M after the latest REST answer",
+            rest.used_weight_1m.get() as f64,
+        ),
+        (
+            "alphapulse_rest_weight_share_1m",
+            "gauge",
+            "REST weight per minute this process may use",
+            rest.weight_share_1m.get() as f64,
+        ),
+        (
+            "alphapulse_rest_queued",
+            "gauge",
+            "REST requests waiting (urgent and normal)",
+            (rest.queued_urgent.get() + rest.queued_normal.get()) as f64,
+        ),
+    ] {
+        Family::new(out, name, kind, help).sample(&[], value);
+    }
 }
 
 /// The sink roles' figures: the spool's size by name, and every numeric figure of each

@@ -43,7 +43,7 @@ use super::support::{self, ChildGuard};
 /// REST backfill of candle gaps). While false, an engine without the field passes step
 /// 1 with a printed note; an engine that has it must still reach 100%. Flip to true once
 /// the backfill is merged, so an engine that stops reporting fails.
-pub const COMPLETENESS_STATUS_REQUIRED: bool = false;
+pub const COMPLETENESS_STATUS_REQUIRED: bool = true;
 
 /// The symbols and timeframes of every scenario: 3 × 2 series.
 pub const SYMBOLS: [&str; 3] = ["BTCUSDT", "ETHUSDT", "SOLUSDT"];
@@ -316,6 +316,15 @@ impl Rig {
 
     /// A shard counter of `/api/status` summed over the shards (0 while the engine does
     /// not answer), e.g. "reconnects".
+    /// Closed candles the REST backfill fetched for gaps and catch-up (not warm history).
+    pub fn backfilled_candles(&self) -> u64 {
+        self.status().map_or(0, |s| {
+            s["completeness"]["backfill"]["backfill_candles"]
+                .as_u64()
+                .unwrap_or(0)
+        })
+    }
+
     pub fn shard_total(&self, key: &str) -> u64 {
         self.status().map_or(0, |s| {
             s["shards"].as_array().map_or(0, |shards| {
