@@ -299,6 +299,19 @@ impl Exchange {
     }
 }
 
+/// This connection's entry in the exchange's log.
+struct Entry<'a> {
+    log: &'a Mutex<Vec<ConnLog>>,
+    index: usize,
+}
+
+impl Entry<'_> {
+    fn update(&self, f: impl FnOnce(&mut ConnLog)) {
+        let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut log[self.index]);
+    }
+}
+
 /// Serves one accepted connection until the engine drops it, a fatal frame was sent and
 /// the engine dropped it (or failed to within the timeout), or the test stops.
 fn serve(mut s: TcpStream, sh: &Shared) {
@@ -313,27 +326,22 @@ fn serve(mut s: TcpStream, sh: &Shared) {
         });
         log.len() - 1
     };
-    let update = |f: &mut dyn FnMut(&mut ConnLog)| {
-        let mut log = sh.log.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut log[index]);
+    let entry = Entry {
+        log: &sh.log,
+        index,
     };
     let _ = s.set_nonblocking(false);
     let _ = s.set_read_timeout(Some(Duration::from_millis(5)));
     let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
-    let by_engine = serve_inner(&mut s, sh, index, &update);
-    update(&mut |c| {
+    let by_engine = serve_inner(&mut s, sh, &entry);
+    entry.update(|c| {
         c.ended_at = Some(Instant::now());
         c.ended_by_engine = by_engine;
     });
 }
 
 /// Returns true when the engine ended the connection.
-fn serve_inner(
-    s: &mut TcpStream,
-    sh: &Shared,
-    index: usize,
-    update: &dyn Fn(&mut dyn FnMut(&mut ConnLog)),
-) -> bool {
+fn serve_inner(s: &mut TcpStream, sh: &Shared, entry: &Entry<'_>) -> bool {
     let Some((head, mut buf)) = read_head(s) else {
         return true;
     };
@@ -345,7 +353,11 @@ fn serve_inner(
         let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
         return wait_for_engine_to_leave(s, &mut buf, sh);
     }
-    assert!(head.starts_with("GET /stream"), "conn {index}: {head}");
+    assert!(
+        head.starts_with("GET /stream"),
+        "conn {}: {head}",
+        entry.index
+    );
     let key = header(&head, "sec-websocket-key").unwrap_or_default();
     let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
     let answer = format!(
@@ -382,28 +394,30 @@ fn serve_inner(
                         }
                         subscribed = !reject;
                         if subscribed {
-                            update(&mut |c| c.subscribed_at = Some(Instant::now()));
+                            entry.update(|c| c.subscribed_at = Some(Instant::now()));
                         }
                     }
                 }
-                OP_PONG => update(&mut |c| c.pongs.push(frame.payload.clone())),
+                OP_PONG => entry.update(|c| c.pongs.push(frame.payload)),
                 OP_CLOSE => return true,
                 _ => {}
             }
         }
-        while subscribed {
-            match sh.rx.try_recv() {
-                Ok(Out::Bytes(bytes)) => {
+        if !subscribed {
+            continue;
+        }
+        while let Ok(out) = sh.rx.try_recv() {
+            match out {
+                Out::Bytes(bytes) => {
                     if s.write_all(&bytes).is_err() {
                         return true;
                     }
                 }
-                Ok(Out::Fatal(bytes)) => {
+                Out::Fatal(bytes) => {
                     // The engine may drop the connection before the frame is all written.
                     let _ = s.write_all(&bytes);
                     return wait_for_engine_to_leave(s, &mut buf, sh);
                 }
-                Err(_) => break,
             }
         }
     }

@@ -599,6 +599,9 @@ async fn session_loop(
 }
 
 /// What one message from the exchange means to a session; see [`receive`].
+// Most messages are text frames, so the large variant is the usual one; boxing it would
+// allocate per message on the hot path. The value only lives for one call.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, PartialEq)]
 pub enum Received<'a> {
     /// A text frame, decoded, or why it could not be (counted; the connection stays).
