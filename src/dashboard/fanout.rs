@@ -46,6 +46,14 @@ pub struct DashboardStats {
     pub forbidden_origin: Counter,
     /// Requests cut off for a head that was too large or too slow.
     pub heads_refused: Counter,
+    /// WebSocket upgrades refused for a malformed handshake (426, 400).
+    pub bad_upgrades: Counter,
+    /// WebSocket messages answered with an error: malformed or unknown commands, binary
+    /// messages. The connection stays open.
+    pub commands_rejected: Counter,
+    /// WebSocket connections closed for a protocol violation (1002) or invalid UTF-8 in
+    /// a text message (1007).
+    pub protocol_errors: Counter,
     pub broadcasts: Counter,
     pub records_in: Counter,
 }
@@ -67,6 +75,9 @@ impl DashboardStats {
             "unauthorized": self.unauthorized.get(),
             "forbidden_origin": self.forbidden_origin.get(),
             "heads_refused": self.heads_refused.get(),
+            "bad_upgrades": self.bad_upgrades.get(),
+            "commands_rejected": self.commands_rejected.get(),
+            "protocol_errors": self.protocol_errors.get(),
             "broadcasts": self.broadcasts.get(),
             "records_in": self.records_in.get(),
         })

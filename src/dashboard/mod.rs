@@ -648,12 +648,14 @@ fn upgrade_refusal(req: &Request, server: &Server) -> Option<Response> {
     let opts = &server.opts;
     let stats = &server.hub.stats;
     if !req.websocket || req.method != "GET" {
+        stats.bad_upgrades.inc();
         return Some(Response::error(
             426,
             "this endpoint needs a WebSocket upgrade",
         ));
     }
     if req.ws_version.as_deref() != Some("13") || req.ws_key.is_none() {
+        stats.bad_upgrades.inc();
         return Some(Response::error(
             400,
             "a WebSocket upgrade needs Sec-WebSocket-Version: 13 and Sec-WebSocket-Key",

@@ -144,6 +144,7 @@ where
                 let reply = match text {
                     Some(t) => answer(&server, &client, t.as_str()).await,
                     None => {
+                        stats.commands_rejected.inc();
                         protocol::error_message("binary messages are not supported; send JSON text")
                     }
                 };
@@ -168,6 +169,8 @@ where
                 if let Some((code, reason)) = close_for(&e) {
                     if code == 1009 {
                         stats.oversized.inc();
+                    } else {
+                        stats.protocol_errors.inc();
                     }
                     close_with(&mut ws, code, reason).await;
                 }
@@ -180,7 +183,10 @@ where
 /// The reply to one command.
 async fn answer(server: &Server, client: &Client, text: &str) -> String {
     match protocol::parse_command(text) {
-        Err(why) => protocol::error_message(&why),
+        Err(why) => {
+            server.hub.stats.commands_rejected.inc();
+            protocol::error_message(&why)
+        }
         Ok(Command::Subscribe(f)) => {
             let mut subs = client.subs.borrow_mut();
             if !subs.contains(&f) {

@@ -40,7 +40,13 @@ impl Backoff {
         let ceiling = self.initial.saturating_mul(1u32 << exp).min(self.max);
         self.attempt = self.attempt.saturating_add(1);
         let half = ceiling / 2;
-        half + half.mul_f64(unit.clamp(0.0, 1.0))
+        // NaN survives `clamp` and would make `mul_f64` panic: treat it as no jitter.
+        let unit = if unit.is_nan() {
+            0.0
+        } else {
+            unit.clamp(0.0, 1.0)
+        };
+        half + half.mul_f64(unit)
     }
 
     /// Reports that the connection that was established at `connected_at` ended at

@@ -30,7 +30,7 @@ use super::protocol::{self, PendingRequests, Request, SendWindow};
 use crate::clock::mono_ns;
 use crate::config::FeedConfig;
 use crate::shard::ShardState;
-use crate::wire::{Event, Message, Parser, ReplyResult, RequestId, TimeUnit};
+use crate::wire::{Event, Message, ParseError, Parser, ReplyResult, RequestId, TimeUnit};
 
 /// How long a TCP connect, TLS and WebSocket handshake may take together.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -260,13 +260,12 @@ pub async fn connect(
         } else {
             FeedStream::Plain(tcp)
         };
-        let config = WebSocketConfig::default()
-            .max_message_size(Some(feed.max_frame_bytes))
-            .max_frame_size(Some(feed.max_frame_bytes))
-            .read_buffer_size(READ_BUFFER_BYTES);
-        let (ws, _response) =
-            async_tungstenite::client_async_with_config(ep.url.as_str(), stream, Some(config))
-                .await?;
+        let (ws, _response) = async_tungstenite::client_async_with_config(
+            ep.url.as_str(),
+            stream,
+            Some(ws_config(feed)),
+        )
+        .await?;
         Ok(ws)
     };
     let timeout = async {
@@ -274,6 +273,16 @@ pub async fn connect(
         Err(FeedError::Timeout(CONNECT_TIMEOUT))
     };
     future::or(attempt, timeout).await
+}
+
+/// The WebSocket limits of a feed connection: a frame or message over
+/// `feed.max_frame_bytes` fails the read (tungstenite's capacity error), which ends the
+/// session; the pool reconnects with backoff.
+pub fn ws_config(feed: &FeedConfig) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(feed.max_frame_bytes))
+        .max_frame_size(Some(feed.max_frame_bytes))
+        .read_buffer_size(READ_BUFFER_BYTES)
 }
 
 /// Resolves a host name off the executor: DNS lookups block, so they run on glommio's
@@ -514,14 +523,14 @@ async fn session_loop(
                 Some(Err(e)) => return SessionEnd::Error(e.to_string()),
                 Some(Ok(m)) => m,
             };
-            match msg {
-                WsMessage::Text(text) => {
-                    let recv_ns = mono_ns();
-                    stats.messages.inc();
-                    stats.bytes.add(text.len() as u64);
-                    buf.clear();
-                    buf.extend_from_slice(text.as_bytes());
-                    match parser.parse(&mut buf) {
+            if let WsMessage::Text(text) = &msg {
+                stats.messages.inc();
+                stats.bytes.add(text.len() as u64);
+            }
+            let recv_ns = mono_ns();
+            match receive(&mut parser, &mut buf, &msg) {
+                Received::Frame(parsed) => {
+                    match parsed {
                         Ok(Message::Event { event, .. }) => {
                             on_event(ctx, handle, &event, recv_ns);
                         }
@@ -563,8 +572,8 @@ async fn session_loop(
                         .add(p.unknown_fields - unknown_fields_seen);
                     unknown_fields_seen = p.unknown_fields;
                 }
-                WsMessage::Binary(_) => stats.binary_frames.inc(),
-                WsMessage::Ping(_) => {
+                Received::Binary => stats.binary_frames.inc(),
+                Received::Ping => {
                     // tungstenite queued the Pong with the same payload; flush it now
                     // rather than with the next write.
                     if let Err(e) = ws.flush().await {
@@ -573,8 +582,8 @@ async fn session_loop(
                     window.record(Instant::now());
                     stats.pings_answered.inc();
                 }
-                WsMessage::Pong(_) | WsMessage::Frame(_) => {}
-                WsMessage::Close(_) => return SessionEnd::ServerClosed,
+                Received::Ignored => {}
+                Received::Close => return SessionEnd::ServerClosed,
             }
             handled += 1;
             if handled >= READ_BATCH || handle.close.get() {
@@ -586,6 +595,42 @@ async fn session_loop(
                 None => break,
             }
         }
+    }
+}
+
+/// What one message from the exchange means to a session; see [`receive`].
+// Most messages are text frames, so the large variant is the usual one; boxing it would
+// allocate per message on the hot path. The value only lives for one call.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, PartialEq)]
+pub enum Received<'a> {
+    /// A text frame, decoded, or why it could not be (counted; the connection stays).
+    Frame(Result<Message<'a>, ParseError>),
+    /// A binary frame: Binance sends none. Counted and skipped; the connection stays.
+    Binary,
+    /// A ping: tungstenite has queued the pong with the same payload; send it now.
+    Ping,
+    /// The server's close frame: the session ends.
+    Close,
+    /// A pong or a raw frame: nothing to do.
+    Ignored,
+}
+
+/// Decides what one received message means, without touching the socket: a text
+/// frame is copied into `buf` (the parser rewrites it in place) and parsed. Frames
+/// tungstenite refused (invalid UTF-8 in a text frame, over the size limits, protocol
+/// violations) never get here: they end the read with an error, and the session.
+pub fn receive<'a>(parser: &'a mut Parser, buf: &'a mut Vec<u8>, msg: &WsMessage) -> Received<'a> {
+    match msg {
+        WsMessage::Text(text) => {
+            buf.clear();
+            buf.extend_from_slice(text.as_bytes());
+            Received::Frame(parser.parse(buf))
+        }
+        WsMessage::Binary(_) => Received::Binary,
+        WsMessage::Ping(_) => Received::Ping,
+        WsMessage::Close(_) => Received::Close,
+        WsMessage::Pong(_) | WsMessage::Frame(_) => Received::Ignored,
     }
 }
 
