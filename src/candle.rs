@@ -174,10 +174,7 @@ impl CandleTrack {
     }
 
     fn record_gap(&mut self, from: i64, to: i64, interval: Interval) {
-        if self.open_gaps.len() >= MAX_OPEN_GAPS {
-            let old = self.open_gaps.remove(0);
-            self.forgotten += span_candles(interval, old.from, old.to);
-        }
+        self.make_room(interval);
         let at = self.open_gaps.partition_point(|g| g.from < from);
         self.open_gaps.insert(
             at,
@@ -189,6 +186,15 @@ impl CandleTrack {
         );
         self.unrequested = true;
         self.figures.gaps_detected += 1;
+    }
+
+    /// Keeps the open gaps under [`MAX_OPEN_GAPS`] with room for one more: the oldest
+    /// are forgotten, their candles still counted as missing.
+    fn make_room(&mut self, interval: Interval) {
+        while self.open_gaps.len() >= MAX_OPEN_GAPS {
+            let old = self.open_gaps.remove(0);
+            self.forgotten += span_candles(interval, old.from, old.to);
+        }
     }
 
     /// A closed candle older than the first one seen (history from a warm start or a
@@ -219,6 +225,11 @@ impl CandleTrack {
         let after = c.interval.next_open(t);
         self.cut(i, t, after);
         self.figures.candles_filled += 1;
+        if self.open_gaps.len() > MAX_OPEN_GAPS {
+            // A fill inside a gap split it in two: one gap too many.
+            let old = self.open_gaps.remove(0);
+            self.forgotten += span_candles(c.interval, old.from, old.to);
+        }
         true
     }
 

@@ -287,7 +287,10 @@ fn render_completeness(out: &mut String, ctx: &StatusContext) {
         "REST klines requests sent, by purpose",
     );
     f.sample(&[("purpose", "warm")], rest.warm_requests.get() as f64);
-    f.sample(&[("purpose", "backfill")], rest.backfill_requests.get() as f64);
+    f.sample(
+        &[("purpose", "backfill")],
+        rest.backfill_requests.get() as f64,
+    );
     for (name, kind, help, value) in [
         (
             "alphapulse_rest_rate_limited_total",
