@@ -33,6 +33,9 @@ pub struct DemoArgs {
 
 /// Runs the demo until Ctrl-C (or `--seconds`).
 pub fn run(args: DemoArgs, mut config: Config) -> anyhow::Result<()> {
+    // The host check first: without io_uring the simulator's own executor could not
+    // start either, and the user gets the check's sentence rather than a panic.
+    let layout = engine::prepare(&config)?;
     let sim = simulator::start(SimConfig {
         listen: args.sim_listen,
         symbols: config.symbols.clone(),
@@ -43,7 +46,6 @@ pub fn run(args: DemoArgs, mut config: Config) -> anyhow::Result<()> {
     })?;
     config.binance_ws_url = sim.ws_url();
     config.binance_rest_url = sim.rest_url();
-    let layout = engine::prepare(&config)?;
     engine::install_signal_handlers();
 
     let mut engine = match Engine::start(&config, &layout) {

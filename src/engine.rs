@@ -47,11 +47,11 @@ pub enum EngineError {
         role: &'static str,
         source: std::io::Error,
     },
-    #[error("{0}")]
+    #[error(transparent)]
     Feed(#[from] feed::FeedError),
-    #[error("{0}")]
+    #[error(transparent)]
     Dashboard(#[from] crate::dashboard::DashboardError),
-    #[error("{0}")]
+    #[error(transparent)]
     Database(#[from] crate::sinks::db::DbError),
     #[error("REST client: {0}")]
     Rest(#[from] backfill::RestError),

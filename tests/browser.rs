@@ -89,6 +89,17 @@ fn the_dashboard_page_renders_live_prices_in_chromium() {
             dom.contains("data-testid=\"shard-row\""),
             "{name} load: no shard health row"
         );
+        // Completeness per series: the demo loses nothing, so it reads 100 %.
+        assert!(
+            dom.contains("data-testid=\"completeness-row\""),
+            "{name} load: no completeness row"
+        );
+        let complete = testid(dom, "completeness-ratio").map(|e| e.text);
+        assert_eq!(
+            complete.as_deref(),
+            Some("100 %"),
+            "{name} load: completeness"
+        );
     }
     // Live updates reached the page after its history loaded (over the WebSocket, or
     // by the polling fallback where the engine has no WebSocket).

@@ -4,7 +4,7 @@
 //! completeness 100% in `/api/status`, every closed candle stored once and equal to the
 //! simulator's REST klines, the signals equal to a fault-free run's, the engine alive and
 //! without a panic. Scenarios run one at a time (the rig holds the `serial()` guard).
-//! tests/FAULTS.md describes each scenario.
+//! tests/README.md ("Fault suite") describes each scenario.
 
 #[path = "support/faults.rs"]
 mod faults;

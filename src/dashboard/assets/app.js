@@ -887,6 +887,31 @@
     }
     if (!items.length) items.push(el("li", { class: "muted" }, "No gaps or outages."));
     $("completeness-recent").replaceChildren(...items);
+
+    // Per (symbol, timeframe): share present, open gaps, gaps filled, last close's age.
+    const c = isObject(s.completeness) ? s.completeness : {};
+    const ratio = num(c.ratio);
+    setText("completeness-ratio", ratio === null ? "n/a" : fmtNum(ratio * 100, 2) + " %").className =
+      ratio !== null && ratio < 1 ? "state-warn" : "state-ok";
+    setText("missing-candles", fmtInt(c.missing)).className = num(c.missing) > 0 ? "state-warn" : "";
+    const series = Array.isArray(c.series) ? c.series : [];
+    // Incomplete series first, then by name; a long list shows its first 50.
+    const sorted = series.slice().sort((a, b) => num(a.ratio) - num(b.ratio) ||
+      String(a.symbol + a.timeframe).localeCompare(String(b.symbol + b.timeframe)));
+    const rows = sorted.slice(0, 50).map((x) => {
+      const r = num(x.ratio);
+      return el(
+        "tr",
+        { "data-testid": "completeness-row" },
+        el("td", {}, x.symbol + " " + x.timeframe),
+        el("td", { class: r !== null && r < 1 ? "state-warn" : "state-ok" },
+          r === null ? "n/a" : fmtNum(r * 100, 2) + " %"),
+        el("td", { class: num(x.open_gaps) > 0 ? "state-warn" : "" }, fmtInt(x.open_gaps)),
+        el("td", {}, fmtInt(x.gaps_filled)),
+        el("td", {}, fmtNum(num(x.last_closed_age_s), 0) + " s ago")
+      );
+    });
+    $("completeness-rows").replaceChildren(...rows);
   }
 
   function renderSinks(sinks) {
