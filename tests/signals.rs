@@ -2,6 +2,8 @@
 //! constructed series, determinism, and (end to end with the simulator) warm start and
 //! signals reaching the API.
 
+#[path = "support/postgres.rs"]
+mod pg;
 #[path = "support/engine.rs"]
 mod support;
 
@@ -1115,4 +1117,82 @@ fn the_weight_share_holds_requests_until_the_next_minute() {
     } else {
         eprintln!("a minute boundary passed during the test: the wait was not observable");
     }
+}
+
+#[test]
+fn a_restart_resumes_after_the_newest_stored_candle_and_absences_are_recorded() {
+    let pg = pg::Postgres::start_new();
+    let config = alphapulse::config::Config {
+        database_url: Some(pg.url()),
+        ..Default::default()
+    };
+    let settings = alphapulse::sinks::db::DbSettings::from_config(&config).unwrap();
+    alphapulse::sinks::db::migrate_now(&settings).unwrap();
+    // The newest stored BTCUSDT 1m candle opened at minute 100.
+    let m = 60_000i64;
+    pg.client()
+        .execute(
+            "INSERT INTO candles VALUES ('BTCUSDT', '1m', to_timestamp(6000), \
+             to_timestamp(6059.999), 1, 1, 1, 1, 1, 1, 1, 1, 1, true, to_timestamp(6060))",
+            &[],
+        )
+        .unwrap();
+    // Warm history ends two candles before it (their signals may not have been stored);
+    // the catch-up from minute 98 finds 98, 99, 102 and the open 103: 100 and 101 are
+    // gone from the exchange.
+    let (url, seen) = scripted_rest(vec![
+        (200, "", klines_body(90..98)),
+        (200, "", klines_body([98, 99, 102, 103].into_iter())),
+    ]);
+    let (mut plan, link) = rest_plan(url, &["BTCUSDT"], 10);
+    plan.database_url = Some(pg.url());
+    let t = RestThread::start(plan);
+    assert!(
+        wait_until(Duration::from_secs(15), || link.deliveries.len() == 2),
+        "{}",
+        t.stats.status()
+    );
+    assert_eq!(t.stats.resumed_series.get(), 1);
+    let lines = seen.lock().unwrap().clone();
+    assert!(
+        lines[0].contains(&format!("endTime={}", 97 * m)),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].contains(&format!("startTime={}", 98 * m)),
+        "{lines:?}"
+    );
+    let warm = link.deliveries.pop().unwrap();
+    assert!(warm.is_history());
+    assert_eq!(
+        warm.candles.len(),
+        8,
+        "a history ending at endTime has no open row"
+    );
+    let catch_up = link.deliveries.pop().unwrap();
+    let opens: Vec<i64> = catch_up
+        .candles
+        .iter()
+        .map(|c| c.open_time_ms / m)
+        .collect();
+    assert_eq!(opens, [98, 99, 102], "the open candle is left out");
+    assert_eq!(catch_up.absent, [(100 * m, 102 * m)]);
+    assert!(wait_until(Duration::from_secs(10), || t
+        .stats
+        .absences_written
+        .get()
+        == 1));
+    let row = pg
+        .client()
+        .query_one(
+            "SELECT symbol, timeframe, (extract(epoch FROM from_open_time) * 1000)::bigint, \
+             (extract(epoch FROM to_open_time) * 1000)::bigint, candles FROM candle_absences",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "BTCUSDT");
+    assert_eq!(row.get::<_, String>(1), "1m");
+    assert_eq!(row.get::<_, i64>(2), 100 * m);
+    assert_eq!(row.get::<_, i64>(3), 102 * m);
+    assert_eq!(row.get::<_, i64>(4), 2);
 }
