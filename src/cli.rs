@@ -57,6 +57,9 @@ pub enum Command {
     Bench(BenchCommand),
     /// Apply the database migrations to DATABASE_URL.
     Migrate,
+    /// Host tuning: check it, plan it (for tuning/apply.sh), render the systemd unit.
+    #[command(subcommand)]
+    Tuning(crate::tuning::TuningCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -100,6 +103,16 @@ enum Failure {
 impl From<ConfigError> for Failure {
     fn from(e: ConfigError) -> Self {
         Failure::Usage(e.to_string())
+    }
+}
+
+impl From<crate::tuning::TuningError> for Failure {
+    fn from(e: crate::tuning::TuningError) -> Self {
+        if e.is_usage() {
+            Failure::Usage(e.to_string())
+        } else {
+            Failure::Runtime(e.into())
+        }
     }
 }
 
@@ -196,6 +209,15 @@ fn dispatch(cli: Cli, env: Result<HashMap<String, String>, ConfigError>) -> Resu
         }
         Command::Bench(BenchCommand::Db(args)) => {
             crate::harness::db::run(args, load()?).map_err(Failure::Runtime)
+        }
+        Command::Tuning(command) => {
+            let config = load()?;
+            let policy = env_ref(&env)?.get(crate::tuning::POLICY_ENV);
+            Ok(crate::tuning::run(
+                command,
+                &config,
+                policy.map(String::as_str),
+            )?)
         }
         Command::Migrate => {
             let config = load()?;

@@ -28,6 +28,8 @@
 //!   and its query worker, the Redis publisher and its cross-instance bridge.
 //! - [`metrics`]: counters each role publishes; [`clock`]: time sources.
 //! - [`latency`]: per-stage HDR histograms (lock-free recorders, the collector, reports).
+//! - [`tuning`]: `alphapulse tuning`: the host's low-latency settings checked against the
+//!   layout, the plan `tuning/apply.sh` applies, the engine's systemd unit.
 
 pub mod alloc;
 pub mod backfill;
@@ -52,4 +54,5 @@ pub mod simulator;
 pub mod sinks;
 pub mod store;
 pub mod topology;
+pub mod tuning;
 pub mod wire;
