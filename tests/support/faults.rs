@@ -64,6 +64,10 @@ const POLL: Duration = Duration::from_millis(250);
 /// process (they were in its memory, not yet written); the proof does not require them,
 /// but any that were stored must still be right.
 const KILL_IN_FLIGHT: Duration = Duration::from_secs(2);
+/// The restarted engine resumes two candles before the newest stored one and catches
+/// up from there, so it makes again every signal the killed process had in memory: the
+/// proof requires them all. (False would make that window optional.)
+const RESTART_REMAKES_SIGNALS: bool = true;
 /// Most differences listed in a failure message.
 const MAX_LISTED: usize = 12;
 
@@ -458,11 +462,13 @@ impl Rig {
         self.wait_ready();
         let warm = self.wait_warm();
         let killed = self.killed_at_sim_ms.take().expect("killed before");
-        let from = killed - (KILL_IN_FLIGHT.as_secs_f64() * SPEED * 1000.0) as i64;
-        // Up to the close of the candle in progress at the new warm start, of the
-        // longest timeframe.
-        let longest = TIMEFRAMES.iter().map(|t| iv_ms(*t)).max().unwrap_or(60_000);
-        self.optional_signals.push((from, warm + 2 * longest));
+        if !RESTART_REMAKES_SIGNALS {
+            let from = killed - (KILL_IN_FLIGHT.as_secs_f64() * SPEED * 1000.0) as i64;
+            // Up to the close of the candle in progress at the new warm start, of the
+            // longest timeframe.
+            let longest = TIMEFRAMES.iter().map(|t| iv_ms(*t)).max().unwrap_or(60_000);
+            self.optional_signals.push((from, warm + 2 * longest));
+        }
         println!("[{}] engine restarted, ready and warm", self.name);
     }
 
