@@ -277,6 +277,10 @@ pub struct FeedConfig {
 pub struct EngineConfig {
     /// Pin role threads to cores (off for laptops and containers).
     pub pin_cores: bool,
+    /// Consumers spin on their rings instead of parking until a producer rings: the
+    /// lowest hop between cores, at the price of a whole core each. Only for isolated
+    /// cores (the bare-metal shard map turns it on); off by default.
+    pub busy_poll: bool,
     /// Closed candles kept per (symbol, timeframe) by the in-memory store.
     pub recent_candles: usize,
     /// Instance slice for scale-out: this process takes symbols whose stable hash
@@ -343,6 +347,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             pin_cores: true,
+            busy_poll: false,
             recent_candles: 1000,
             instance_index: 0,
             instance_count: 1,
@@ -796,6 +801,7 @@ enum Field {
     StreamDiffDepthMs,
     StreamPartialDepthLevels,
     PinCores,
+    BusyPoll,
     RecentCandles,
     InstanceIndex,
     InstanceCount,
@@ -828,7 +834,7 @@ const DIFF_DEPTH_MS: &[u32] = &[100, 1000];
 const PARTIAL_DEPTH_LEVELS: &[u32] = &[5, 10, 20];
 
 impl Field {
-    const ALL: [Field; 59] = [
+    const ALL: [Field; 60] = [
         Field::DatabaseUrl,
         Field::RedisUrl,
         Field::WebsocketUpdateIntervalS,
@@ -868,6 +874,7 @@ impl Field {
         Field::StreamDiffDepthMs,
         Field::StreamPartialDepthLevels,
         Field::PinCores,
+        Field::BusyPoll,
         Field::RecentCandles,
         Field::InstanceIndex,
         Field::InstanceCount,
@@ -932,6 +939,7 @@ impl Field {
             Field::StreamDiffDepthMs => "feed.streams.diff_depth_ms",
             Field::StreamPartialDepthLevels => "feed.streams.partial_depth_levels",
             Field::PinCores => "engine.pin_cores",
+            Field::BusyPoll => "engine.busy_poll",
             Field::RecentCandles => "engine.recent_candles",
             Field::InstanceIndex => "engine.instance_index",
             Field::InstanceCount => "engine.instance_count",
@@ -1061,6 +1069,7 @@ impl Field {
             | Field::StreamAggTrade
             | Field::StreamBookTicker
             | Field::PinCores
+            | Field::BusyPoll
             | Field::DbMigrateOnStart
             | Field::DbLiveCandles => Rule::Flag,
             // Rotating more often than once a minute would spend the connection-attempt
@@ -1148,6 +1157,7 @@ impl Field {
             Field::StreamDiffDepthMs => Setting::Choice(s.diff_depth_ms),
             Field::StreamPartialDepthLevels => Setting::Choice(s.partial_depth_levels),
             Field::PinCores => Setting::Flag(e.pin_cores),
+            Field::BusyPoll => Setting::Flag(e.busy_poll),
             Field::RecentCandles => count(e.recent_candles),
             Field::InstanceIndex => Setting::Count(u64::from(e.instance_index)),
             Field::InstanceCount => Setting::Count(u64::from(e.instance_count)),
@@ -1261,6 +1271,7 @@ impl Field {
                 u32_of(raw).map(|v| f.streams.partial_depth_levels = Some(v))
             }
             Field::PinCores => raw.flag().map(|v| e.pin_cores = v),
+            Field::BusyPoll => raw.flag().map(|v| e.busy_poll = v),
             Field::RecentCandles => usize_of(raw).map(|v| e.recent_candles = v),
             Field::InstanceIndex => u32_of(raw).map(|v| e.instance_index = v),
             Field::InstanceCount => u32_of(raw).map(|v| e.instance_count = v),

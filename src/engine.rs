@@ -3,8 +3,10 @@
 //! Runs on: the main thread (control plane). Owns: the role threads and executors.
 //! Shard cores each get a glommio executor (pinned when the layout pins) running their
 //! feed; each sink role (see [`SinkRole`]) drains its own ring from every shard on a
-//! plain thread pinned to its core; the dashboard gets a glommio executor on its core.
-//! Roles talk only through the rings and read-only views.
+//! plain thread pinned to its core; the dashboard gets a glommio executor on its core
+//! and keeps the recent store. Roles talk only through the rings (each carrying only
+//! the record kinds its consumer takes, each consumer woken by one doorbell) and
+//! read-only views.
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -17,12 +19,13 @@ use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 
 use crate::backfill::{self, RestPlan, RestStats, ShardLink};
 use crate::config::Config;
+use crate::consumer::{LocalPark, Rings};
 use crate::dashboard::status::{ShardView, SinkStatus, StatusContext};
 use crate::feed;
 use crate::latency::{Collector, Recorder, Registry, Snapshot};
 use crate::metrics::ShardStats;
-use crate::ring::{self, Consumer, Producer};
-use crate::shard::{Envelope, ShardState};
+use crate::ring::{self, Consumer, Doorbell, Producer};
+use crate::shard::{Envelope, RecordKinds, ShardState};
 use crate::store::RecentStore;
 use crate::topology::Layout;
 
@@ -60,8 +63,11 @@ pub enum EngineError {
 /// How long a stopping shard waits for the sink to take its last records.
 const SHUTDOWN_HANDOVER: Duration = Duration::from_secs(10);
 
-/// How often the shard flushes records waiting for ring space when its sockets are quiet.
-const FLUSH_EVERY: Duration = Duration::from_millis(2);
+/// How often a shard retries records waiting for ring space (a sink fell behind).
+const OVERFLOW_RETRY: Duration = Duration::from_millis(1);
+/// How often a quiet shard does its housekeeping (hold timers, gap retries, latency
+/// hand-off) when no REST delivery wakes it sooner.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(100);
 
 /// A sink role's body (see [`SinkRole::run`]).
 pub type SinkRun = Box<dyn FnOnce(SinkIo) + Send>;
@@ -77,6 +83,8 @@ pub struct SinkRole {
     pub run: SinkRun,
     /// Its section of `/api/status`, if it has one.
     pub status: Option<Arc<dyn SinkStatus>>,
+    /// The record kinds it consumes: its rings carry only those.
+    pub kinds: RecordKinds,
 }
 
 /// What a sink role's body gets from the engine.
@@ -87,6 +95,17 @@ pub struct SinkIo {
     pub stop: Arc<AtomicBool>,
     /// The role's stage latencies (`ring_hop` at least), labelled with its name.
     pub latency: Recorder,
+    /// Spin on the rings instead of parking (`engine.busy_poll`).
+    pub busy_poll: bool,
+}
+
+impl SinkIo {
+    /// The rings as the consumer loop takes them, `per_ring` records per ring per turn,
+    /// recording every record's ring hop; and the stop flag.
+    pub fn into_rings(self, per_ring: usize) -> (Rings<Envelope>, Arc<AtomicBool>) {
+        let rings = Rings::new(self.rings, per_ring, Some(self.latency), self.busy_poll);
+        (rings, self.stop)
+    }
 }
 
 /// A running engine.
@@ -99,6 +118,8 @@ pub struct Engine {
     rest: Option<std::thread::JoinHandle<()>>,
     /// Stops the sinks; set only after the shards have handed everything over.
     sink_stop: Option<Arc<AtomicBool>>,
+    /// The sinks' doorbells: rung at stop so they do not wait for their stop poll.
+    sink_bells: Vec<Doorbell>,
     dashboard_addr: SocketAddr,
     status: Arc<StatusContext>,
     collector: Option<std::thread::JoinHandle<()>>,
@@ -181,16 +202,18 @@ impl Engine {
                     role: "latency collector",
                     source,
                 })?;
-        let mut roles = vec![SinkRole {
-            name: "memory",
-            core: layout.writer_core.filter(|_| layout.pinned),
-            run: {
-                let store = store.clone();
-                Box::new(move |io: SinkIo| crate::sinks::memory::run(io, store))
-            },
-            status: None,
-        }];
-        roles.extend(sink_roles(config, layout, &store, &mut dashboard_feeds)?);
+        // The dashboard core drains every shard's dashboard ring (and the bridge's) and
+        // is woken by one doorbell; it keeps the recent store, so its rings carry every
+        // record kind.
+        let dashboard_bell = Doorbell::new();
+        let roles = sink_roles(
+            config,
+            layout,
+            &store,
+            &mut dashboard_feeds,
+            &dashboard_bell,
+        )?;
+        let role_bells: Vec<Doorbell> = roles.iter().map(|_| Doorbell::new()).collect();
         // The query worker shares the writer core: both are control-plane database work.
         let queries = match &config.database_url {
             Some(url) => Some(
@@ -230,22 +253,24 @@ impl Engine {
         let mut plans = Vec::new();
         let connection_plan = plan_connections(config, layout)?;
         for (plan, assignments) in layout.shards.iter().zip(connection_plan) {
-            let mut producers: Vec<Producer<Envelope>> = Vec::new();
-            for (role, rings) in roles.iter().zip(&mut consumers) {
-                let (tx, rx) = ring::ring::<Envelope>(
+            let mut producers: Vec<(Producer<Envelope>, RecordKinds)> = Vec::new();
+            for ((role, rings), bell) in roles.iter().zip(&mut consumers).zip(&role_bells) {
+                let (tx, rx) = ring::ring_with::<Envelope>(
                     format!("shard{}->{}", plan.index, role.name),
                     config.max_queue_size,
+                    bell,
                 );
-                producers.push(tx);
+                producers.push((tx, role.kinds));
                 rings.push(rx);
             }
             // The dashboard drains its rings on its own executor (not on a sink thread):
             // one more ring per shard, made here rather than as a SinkRole.
-            let (tx, rx) = ring::ring::<Envelope>(
+            let (tx, rx) = ring::ring_with::<Envelope>(
                 format!("shard{}->dashboard", plan.index),
                 config.max_queue_size,
+                &dashboard_bell,
             );
-            producers.push(tx);
+            producers.push((tx, RecordKinds::ALL));
             dashboard_feeds.push(rx);
             let stats = Arc::new(ShardStats::default());
             views.push(ShardView {
@@ -255,7 +280,7 @@ impl Engine {
                 slots: assignments.len(),
                 streams: assignments.iter().map(Vec::len).sum(),
                 stats: stats.clone(),
-                rings: producers.iter().map(Producer::view).collect(),
+                rings: producers.iter().map(|(p, _)| p.view()).collect(),
             });
             let link = ShardLink::default();
             let series = plan
@@ -276,6 +301,7 @@ impl Engine {
                 rings,
                 stop: sink_stop.clone(),
                 latency: latency.recorder(role.name),
+                busy_poll: config.engine.busy_poll || layout.busy_poll,
             };
             let (core, run) = (role.core, role.run);
             let handle = std::thread::Builder::new()
@@ -305,7 +331,8 @@ impl Engine {
                 .name(&name)
                 .io_memory(crate::topology::ENGINE_IO_MEMORY_BYTES)
                 .spawn(move || async move {
-                    let mut state = ShardState::new(
+                    let deliveries = rest_link.clone();
+                    let mut state = ShardState::with_outlets(
                         plan.index as u16,
                         &plan.symbols,
                         &config.timeframes,
@@ -317,15 +344,27 @@ impl Engine {
                     state.set_hold(Duration::from_secs_f64(config.feed.backfill_hold_s));
                     state.set_latency(recorder);
                     let state = Rc::new(RefCell::new(state));
+                    // The sockets' reads flush the rings as they go; this task applies
+                    // REST deliveries as they are rung in, retries records waiting for
+                    // ring space, and does the housekeeping of a quiet shard.
                     let flusher = {
                         let state = state.clone();
                         let stop = stop.clone();
                         glommio::spawn_local(async move {
+                            let mut park = LocalPark::new();
+                            let bells = [deliveries.delivered.clone()];
+                            let mut waiting = 0;
                             while !stop.load(Ordering::Relaxed) {
-                                glommio::timer::sleep(FLUSH_EVERY).await;
+                                let wait = if waiting > 0 {
+                                    OVERFLOW_RETRY
+                                } else {
+                                    HOUSEKEEPING_EVERY
+                                };
+                                park.wait(&bells, || !deliveries.deliveries.is_empty(), wait)
+                                    .await;
                                 let mut state = state.borrow_mut();
                                 state.apply_rest_deliveries();
-                                state.flush();
+                                waiting = state.flush();
                                 state
                                     .stats()
                                     .allocations
@@ -388,6 +427,7 @@ impl Engine {
         let dashboard_stats = Arc::new(crate::dashboard::fanout::DashboardStats::default());
         let mut dashboard_options = dashboard_options;
         dashboard_options.latency = Some(latency.clone());
+        dashboard_options.busy_poll |= layout.busy_poll;
         let (addr_tx, addr_rx) = mpsc::channel();
         let dashboard = {
             let status = status.clone();
@@ -432,6 +472,7 @@ impl Engine {
             sinks,
             rest,
             sink_stop: Some(sink_stop),
+            sink_bells: role_bells,
             dashboard_addr: config.dashboard_addr,
             status,
             collector: Some(collector),
@@ -484,7 +525,10 @@ impl Engine {
             let _ = h.join();
         }
         if let Some(s) = self.sink_stop.take() {
-            s.store(true, Ordering::Relaxed);
+            s.store(true, Ordering::Release);
+            for bell in &self.sink_bells {
+                bell.wake_now();
+            }
         }
         for h in self.sinks.drain(..) {
             let _ = h.join();
@@ -503,13 +547,14 @@ impl Drop for Engine {
     }
 }
 
-/// The sink roles the configuration asks for, besides the memory store (which always
-/// runs: it answers the API without a database and keeps the dashboard's recent view).
+/// The sink roles the configuration asks for (the recent in-memory view is kept by the
+/// dashboard core).
 fn sink_roles(
     config: &Config,
     layout: &Layout,
     store: &Arc<Mutex<RecentStore>>,
     dashboard_feeds: &mut Vec<Consumer<Envelope>>,
+    dashboard_bell: &Doorbell,
 ) -> Result<Vec<SinkRole>, EngineError> {
     let mut roles = Vec::new();
     if let Some(role) = crate::sinks::db::writer_role(config, layout)? {
@@ -519,7 +564,7 @@ fn sink_roles(
         // The bridge updates the shared store (the API reads it) and hands other
         // instances' records to the dashboard core for its WebSocket clients.
         let (to_dashboard, from_bridge) =
-            ring::ring::<Envelope>("bridge->dashboard", config.max_queue_size);
+            ring::ring_with::<Envelope>("bridge->dashboard", config.max_queue_size, dashboard_bell);
         dashboard_feeds.push(from_bridge);
         roles.push(crate::sinks::redis::role(
             settings,

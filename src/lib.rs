@@ -12,11 +12,14 @@
 //! - [`candle`]: live candle state, gap detection and completeness (pure).
 //! - [`backfill`]: the REST thread and its scheduler: warm starts, gap backfill and
 //!   catch-up within Binance's weight and Retry-After rules.
-//! - [`ring`]: bounded lock-free rings carrying fixed-size messages between cores.
+//! - [`ring`]: bounded lock-free rings carrying fixed-size messages between cores, and
+//!   the doorbells that wake their consumers.
+//! - [`consumer`]: the one consumer loop every ring consumer waits in (park until rung).
 //! - [`shard`]: one shard core: its feed, parser and candle state.
 //! - [`signals`]: the signal vocabulary, indicators, signal rules, their per-timeframe
 //!   settings.
-//! - [`store`]: the bounded in-memory store of recent closed candles.
+//! - [`store`]: the bounded in-memory store of recent closed candles (kept by the
+//!   dashboard core).
 //! - [`dashboard`]: the HTTP/WebSocket server on the dashboard core: routes, the
 //!   WebSocket protocol, fan-out to bounded per-client outboxes, access checks, metrics.
 //! - [`simulator`]: the Binance-compatible exchange simulator.
@@ -24,8 +27,8 @@
 //! - [`harness`]: the `alphapulse bench` commands.
 //! - [`cli`]: the `alphapulse` command line (argument parsing and dispatch).
 //! - [`record`]: the JSON records served on the API.
-//! - [`sinks`]: the roles that drain the rings: the memory store, the database writer
-//!   and its query worker, the Redis publisher and its cross-instance bridge.
+//! - [`sinks`]: the roles that drain the rings: the database writer and its query
+//!   worker, the Redis publisher and its cross-instance bridge.
 //! - [`metrics`]: counters each role publishes; [`clock`]: time sources.
 //! - [`latency`]: per-stage HDR histograms (lock-free recorders, the collector, reports).
 //! - [`tuning`]: `alphapulse tuning`: the host's low-latency settings checked against the
@@ -37,6 +40,7 @@ pub mod candle;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod consumer;
 pub mod dashboard;
 pub mod demo;
 pub mod digits;

@@ -84,6 +84,51 @@ impl Envelope {
     }
 }
 
+impl crate::consumer::Stamped for Envelope {
+    fn enqueued_ns(&self) -> u64 {
+        // Records of other instances carry no time of ours; backfilled ones none at all.
+        if self.shard == REMOTE_SHARD {
+            0
+        } else {
+            self.parsed_ns
+        }
+    }
+}
+
+/// The record kinds one sink consumes: its ring carries only those, so no sink wakes
+/// for records it would drop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordKinds(u8);
+
+impl RecordKinds {
+    pub const CLOSED: RecordKinds = RecordKinds(1);
+    pub const LIVE: RecordKinds = RecordKinds(1 << 1);
+    pub const SIGNAL: RecordKinds = RecordKinds(1 << 2);
+    pub const GAP: RecordKinds = RecordKinds(1 << 3);
+    pub const OUTAGE: RecordKinds = RecordKinds(1 << 4);
+    pub const ABSENT: RecordKinds = RecordKinds(1 << 5);
+    pub const NONE: RecordKinds = RecordKinds(0);
+    pub const ALL: RecordKinds = RecordKinds(0b11_1111);
+    /// What a market-data consumer publishes: candles and signals.
+    pub const MARKET: RecordKinds = RecordKinds(0b111);
+
+    pub const fn with(self, other: RecordKinds) -> RecordKinds {
+        RecordKinds(self.0 | other.0)
+    }
+
+    pub fn has(self, record: &Record) -> bool {
+        let bit = match record {
+            Record::ClosedCandle(_) => RecordKinds::CLOSED,
+            Record::LiveCandle(_) => RecordKinds::LIVE,
+            Record::Signal(_) => RecordKinds::SIGNAL,
+            Record::Gap(_) => RecordKinds::GAP,
+            Record::Outage(_) => RecordKinds::OUTAGE,
+            Record::Absent(_) => RecordKinds::ABSENT,
+        };
+        self.0 & bit.0 != 0
+    }
+}
+
 /// Never-lost records that may wait on the shard while a sink's ring is full. Past this
 /// the shard stops reading its sockets (TCP backpressure) instead of growing memory.
 pub const MAX_OVERFLOW: usize = 65_536;
@@ -92,13 +137,18 @@ pub const MAX_OVERFLOW: usize = 65_536;
 struct Outlet {
     ring: Producer<Envelope>,
     overflow: VecDeque<Envelope>,
+    kinds: RecordKinds,
 }
 
 impl Outlet {
-    /// Sends a never-lost record, keeping order behind anything already waiting.
+    /// Sends a never-lost record, keeping order behind anything already waiting. The
+    /// consumer is woken at the next [`ShardState::flush`], once per batch.
     fn send_kept(&mut self, env: Envelope) {
+        if !self.kinds.has(&env.record) {
+            return;
+        }
         if self.overflow.is_empty() {
-            if let Err(env) = self.ring.push(env) {
+            if let Err(env) = self.ring.push_deferred(env) {
                 self.overflow.push_back(env);
             }
         } else {
@@ -106,20 +156,27 @@ impl Outlet {
         }
     }
 
-    /// Sends a conflated record; false when it was dropped.
+    /// Sends a conflated record; false when it was dropped (not when this sink does not
+    /// take the kind).
     fn send_latest(&mut self, env: Envelope) -> bool {
+        if !self.kinds.has(&env.record) {
+            return true;
+        }
         // Behind a queue of never-lost records, or with the ring full, a live update is
         // dropped: the next one supersedes it.
-        self.overflow.is_empty() && self.ring.push(env).is_ok()
+        self.overflow.is_empty() && self.ring.push_deferred(env).is_ok()
     }
 
+    /// Moves waiting records into the ring and wakes its consumer if anything was
+    /// pushed since the last flush.
     fn flush(&mut self) -> usize {
         while let Some(env) = self.overflow.pop_front() {
-            if let Err(env) = self.ring.push(env) {
+            if let Err(env) = self.ring.push_deferred(env) {
                 self.overflow.push_front(env);
                 break;
             }
         }
+        self.ring.ring();
         self.overflow.len()
     }
 }
@@ -191,12 +248,25 @@ pub struct ShardState {
 }
 
 impl ShardState {
-    /// A shard owning `symbols` × `timeframes`, sending to one ring per sink in `outs`.
+    /// A shard owning `symbols` × `timeframes`, sending every record to one ring per
+    /// sink in `outs`.
     pub fn new(
         index: u16,
         symbols: &[Symbol],
         timeframes: &[Interval],
         outs: Vec<Producer<Envelope>>,
+        stats: Arc<ShardStats>,
+    ) -> ShardState {
+        let outs = outs.into_iter().map(|r| (r, RecordKinds::ALL)).collect();
+        ShardState::with_outlets(index, symbols, timeframes, outs, stats)
+    }
+
+    /// [`ShardState::new`], each ring taking only the record kinds its sink consumes.
+    pub fn with_outlets(
+        index: u16,
+        symbols: &[Symbol],
+        timeframes: &[Interval],
+        outs: Vec<(Producer<Envelope>, RecordKinds)>,
         stats: Arc<ShardStats>,
     ) -> ShardState {
         let mut interval_slot = [None; Interval::ALL.len()];
@@ -218,9 +288,10 @@ impl ShardState {
             seq: vec![SymbolSeq::default(); symbols.len()],
             outlets: outs
                 .into_iter()
-                .map(|ring| Outlet {
+                .map(|(ring, kinds)| Outlet {
                     ring,
                     overflow: VecDeque::new(),
+                    kinds,
                 })
                 .collect(),
             stats,
@@ -342,6 +413,11 @@ impl ShardState {
     /// series' indicators without firing; backfilled candles take the live path.
     /// Spans the exchange has no candles for are closed as confirmed absent.
     pub fn apply_rest(&mut self, batch: &RestBatch) {
+        self.apply_rest_batch(batch);
+        self.ring_outlets();
+    }
+
+    fn apply_rest_batch(&mut self, batch: &RestBatch) {
         let req = batch.request;
         let Some(slot) = self.slot_of(req.symbol, req.interval) else {
             return;
@@ -808,6 +884,13 @@ impl ShardState {
         }
     }
 
+    /// Wakes every sink that has records it was not told about yet.
+    fn ring_outlets(&self) {
+        for o in &self.outlets {
+            o.ring.ring();
+        }
+    }
+
     fn note_overflow(&self) {
         let deepest = self.outlets.iter().map(|o| o.overflow.len()).max();
         self.stats.overflow_depth.set(deepest.unwrap_or(0) as u64);
@@ -825,6 +908,7 @@ impl ShardState {
         };
         let env = self.envelope(now, now, Record::Outage(outage));
         self.send_kept(env);
+        self.ring_outlets();
         let Some(link) = self.link.clone() else {
             return;
         };

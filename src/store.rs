@@ -1,7 +1,8 @@
 //! The bounded in-memory store of recent candles, signals and recorded gaps.
 //!
-//! Written by the memory sink (on the writer core) in batches, read by the dashboard's
-//! API handlers. Bounded: `recent_candles` closed candles and as many signals per
+//! Kept by the dashboard core (one lock per drained batch of its ring, which carries
+//! every record kind) and by the Redis bridge for other instances' symbols; read by the
+//! dashboard's API handlers and status. Bounded: `recent_candles` closed candles and as many signals per
 //! (symbol, timeframe), one live candle each, and the last [`MAX_GAPS_KEPT`] gaps; older
 //! entries are evicted and counted.
 
@@ -9,7 +10,7 @@ use std::collections::{HashMap, VecDeque};
 
 use crate::candle::Gap;
 use crate::market::{Candle, Interval, Symbol};
-use crate::shard::Outage;
+use crate::shard::{Outage, Record};
 use crate::signals::Signal;
 
 /// Gaps kept for the status API (the backfill consumes them from the ring later).
@@ -59,6 +60,18 @@ impl RecentStore {
 
     /// Adds a closed candle; a candle already present (same open time) is ignored, so
     /// replays and rotations never double a row.
+    /// Keeps one record of any kind.
+    pub fn apply(&mut self, record: &Record) {
+        match record {
+            Record::ClosedCandle(c) => self.insert_closed(c),
+            Record::LiveCandle(c) => self.update_live(c),
+            Record::Signal(x) => self.insert_signal(x),
+            Record::Gap(g) => self.record_gap(g),
+            Record::Outage(o) => self.record_outage(o),
+            Record::Absent(g) => self.record_absent(g),
+        }
+    }
+
     pub fn insert_closed(&mut self, c: &Candle) {
         let s = self.series.entry((c.symbol, c.interval)).or_default();
         // The series is kept in open-time order, so one binary search finds both a

@@ -64,6 +64,10 @@ pub struct ShardMap {
     pub publisher_core: usize,
     /// Core of the dashboard executor.
     pub dashboard_core: usize,
+    /// Consumers spin on their rings instead of parking (see `engine.busy_poll`): for
+    /// maps whose cores are isolated from the scheduler.
+    #[serde(default)]
+    pub busy_poll: bool,
     /// The shard cores, written as `[[shard]]` tables.
     #[serde(rename = "shard", default)]
     pub shards: Vec<ShardSpec>,
@@ -118,6 +122,8 @@ pub struct Layout {
     pub dashboard_core: Option<usize>,
     /// Whether role threads are pinned; when false every core above is `None`.
     pub pinned: bool,
+    /// The shard map asks consumers to spin (`busy_poll`); `engine.busy_poll` can also.
+    pub busy_poll: bool,
 }
 
 /// One shard: its index, its core (`None` when unpinned) and the symbols it owns.
@@ -299,6 +305,7 @@ fn unpin(layout: Layout) -> Layout {
         publisher_core: None,
         dashboard_core: None,
         pinned: false,
+        busy_poll: layout.busy_poll,
     }
 }
 
@@ -345,6 +352,7 @@ fn plan_from_cores(symbols: &[Symbol], allowed: &[usize]) -> Layout {
         publisher_core: Some(control[1]),
         dashboard_core: Some(control[2]),
         pinned: true,
+        busy_poll: false,
     }
 }
 
@@ -477,6 +485,7 @@ fn plan_from_map(
         publisher_core: Some(map.publisher_core),
         dashboard_core: Some(map.dashboard_core),
         pinned: true,
+        busy_poll: map.busy_poll,
     })
 }
 

@@ -661,6 +661,7 @@ fn the_writer_loop_drains_rings_and_conflates_live_candles_when_asked() {
                 rings: vec![rx],
                 stop,
                 latency: alphapulse::latency::Registry::new().recorder("database"),
+                busy_poll: false,
             })
         })
     };

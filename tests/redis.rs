@@ -61,6 +61,7 @@ impl Publisher {
                     rings,
                     stop,
                     latency: alphapulse::latency::Registry::new().recorder("redis"),
+                    busy_poll: false,
                 };
                 alphapulse::sinks::redis::run(io, settings, stats)
             })

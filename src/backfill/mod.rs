@@ -137,6 +137,8 @@ pub struct ShardLink {
     pub requests: Arc<ArrayQueue<Request>>,
     /// Thread → shard.
     pub deliveries: Arc<ArrayQueue<RestBatch>>,
+    /// Rung after each delivery: wakes the shard's flusher, which applies them.
+    pub delivered: crate::ring::Doorbell,
 }
 
 impl Default for ShardLink {
@@ -144,6 +146,7 @@ impl Default for ShardLink {
         ShardLink {
             requests: Arc::new(ArrayQueue::new(MAX_PENDING_REQUESTS)),
             deliveries: Arc::new(ArrayQueue::new(MAX_PENDING_BATCHES)),
+            delivered: crate::ring::Doorbell::new(),
         }
     }
 }
@@ -773,14 +776,16 @@ impl Thread {
     }
 
     fn deliver(&self, shard: usize, mut batch: RestBatch) {
-        let deliveries = &self.plan.shards[shard].1.deliveries;
-        while let Err(back) = deliveries.push(batch) {
+        let link = &self.plan.shards[shard].1;
+        while let Err(back) = link.deliveries.push(batch) {
             if self.stop.load(Ordering::Relaxed) {
                 return;
             }
             batch = back;
+            link.delivered.ring();
             std::thread::sleep(Duration::from_millis(2));
         }
+        link.delivered.ring();
     }
 }
 

@@ -64,9 +64,6 @@ const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
 const REFUSAL_LINGER: Duration = Duration::from_millis(200);
 /// How often the accept loop checks the stop flag.
 const STOP_POLL: Duration = Duration::from_millis(100);
-/// How often the shards' dashboard rings are drained: short, since this is the
-/// dashboard's share of every record's delivery latency.
-pub const DRAIN_INTERVAL: Duration = Duration::from_millis(1);
 /// Records taken from one ring per drain, so one busy shard cannot starve the others.
 const DRAIN_BATCH: usize = 4096;
 /// WebSocket clients are pinged this often; any frame from them counts as alive.
@@ -111,7 +108,8 @@ pub struct Options {
     pub idle_timeout: Duration,
     pub ws_ping_interval: Duration,
     pub ws_idle_timeout: Duration,
-    pub drain_interval: Duration,
+    /// Spin on the rings instead of parking (`engine.busy_poll`: isolated cores only).
+    pub busy_poll: bool,
     /// The symbols this dashboard serves, listed as `symbols` in `/api/status` (the
     /// page's symbol list): with Redis, every symbol of the deployment (its own from
     /// its shards, the other instances' through the bridge); without, its own slice.
@@ -146,7 +144,7 @@ impl Options {
             idle_timeout: IDLE_TIMEOUT,
             ws_ping_interval: WS_PING_INTERVAL,
             ws_idle_timeout: WS_IDLE_TIMEOUT,
-            drain_interval: DRAIN_INTERVAL,
+            busy_poll: config.engine.busy_poll,
             symbols: if config.redis_url.is_some() {
                 config.symbols.clone()
             } else {
@@ -371,7 +369,52 @@ async fn refuse(stream: &mut glommio::net::TcpStream, response: Response) {
     .await;
 }
 
-/// Drains every feed at a fixed short interval and broadcasts what it finds.
+/// The dashboard core's consumer: keeps the recent store and broadcasts every record.
+struct Drain {
+    server: Rc<Server>,
+}
+
+impl crate::consumer::Consume<Envelope> for Drain {
+    fn turn(&mut self, turn: crate::consumer::Turn<'_, Envelope>) -> crate::consumer::Next {
+        let batch = turn.batch;
+        let server = &self.server;
+        let now = crate::clock::mono_ns();
+        if let Some(rec) = server.hub.latency.borrow_mut().as_mut() {
+            for env in batch {
+                let at = crate::consumer::Stamped::enqueued_ns(env);
+                if at != 0 {
+                    rec.record_span(crate::latency::Stage::RingHop, at, now);
+                }
+            }
+            // Sends are recorded by the client tasks: hand them over even when no
+            // record came.
+            rec.maybe_handoff(now);
+        }
+        if batch.iter().any(|e| e.shard != REMOTE_SHARD) {
+            // The recent view the API answers from: one short lock per batch. Records
+            // of other instances were stored by the bridge that received them.
+            let mut store = server.ctx.store.lock().unwrap_or_else(|p| p.into_inner());
+            for env in batch.iter().filter(|e| e.shard != REMOTE_SHARD) {
+                store.apply(&env.record);
+            }
+        }
+        for env in batch {
+            server.hub.stats.records_in.inc();
+            // Records of other instances carry no receive time of ours.
+            let recv_ns = if env.shard == REMOTE_SHARD {
+                0
+            } else {
+                env.recv_ns
+            };
+            broadcast_record(&server.hub, &env.record, recv_ns);
+        }
+        // The latency hand-off and the stop flag want a look now and then even when idle.
+        crate::consumer::Next::At(Instant::now() + crate::latency::HANDOFF_INTERVAL)
+    }
+}
+
+/// Drains every feed as records arrive (woken by the producers' doorbells) and
+/// broadcasts them; between batches the client tasks write.
 async fn drain(server: Rc<Server>, feeds: Vec<Consumer<Envelope>>, stop: Arc<AtomicBool>) {
     // A burst (every symbol's candle closing at the top of the hour) is spread over
     // drain rounds: per round, all feeds together queue at most a quarter of a client's
@@ -380,41 +423,11 @@ async fn drain(server: Rc<Server>, feeds: Vec<Consumer<Envelope>>, stop: Arc<Ato
     // wait in the rings meanwhile (the shards hold never-lost records when a ring fills).
     let per_feed =
         (server.opts.client_queue_messages / 4 / feeds.len().max(1)).clamp(1, DRAIN_BATCH);
-    let mut batch = Vec::with_capacity(per_feed);
-    loop {
-        let stopping = stop.load(Ordering::Relaxed);
-        for feed in &feeds {
-            batch.clear();
-            feed.drain_into(&mut batch, per_feed);
-            if !batch.is_empty() {
-                if let Some(rec) = server.hub.latency.borrow_mut().as_mut() {
-                    let now = crate::clock::mono_ns();
-                    for env in batch.iter().filter(|e| e.shard != REMOTE_SHARD) {
-                        rec.record_span(crate::latency::Stage::RingHop, env.parsed_ns, now);
-                    }
-                    rec.maybe_handoff(now);
-                }
-            }
-            for env in &batch {
-                server.hub.stats.records_in.inc();
-                // Records of other instances carry no receive time of ours.
-                let recv_ns = if env.shard == REMOTE_SHARD {
-                    0
-                } else {
-                    env.recv_ns
-                };
-                broadcast_record(&server.hub, &env.record, recv_ns);
-            }
-        }
-        // Sends are recorded by the client tasks: hand them over even when no record came.
-        if let Some(rec) = server.hub.latency.borrow_mut().as_mut() {
-            rec.maybe_handoff(crate::clock::mono_ns());
-        }
-        if stopping {
-            return;
-        }
-        glommio::timer::sleep(server.opts.drain_interval).await;
-    }
+    let rings = crate::consumer::Rings::new(feeds, per_feed, None, server.opts.busy_poll);
+    let mut drain = Drain {
+        server: server.clone(),
+    };
+    crate::consumer::run_local(rings, &stop, &mut drain).await;
 }
 
 /// One record to its subscribers: serialized once, shared by all of them.

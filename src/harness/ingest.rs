@@ -112,6 +112,7 @@ pub fn measure(args: &IngestBenchArgs, mut config: Config) -> anyhow::Result<Ing
         publisher_core: allowed.first().copied(),
         dashboard_core: allowed.first().copied(),
         pinned: core.is_some(),
+        busy_poll: false,
     };
     let mut engine = Engine::start(&config, &layout)?;
     let shard = &engine.status().shards[0];

@@ -292,6 +292,7 @@ fn pipelined(
                     rings: consumers,
                     stop,
                     latency: crate::latency::Registry::new().recorder("redis"),
+                    busy_poll: false,
                 };
                 crate::sinks::redis::run(io, settings, stats)
             })?

@@ -728,6 +728,7 @@ pub fn memlock(facts: &HostFacts, layout: &Layout) -> Check {
         publisher_core: None,
         dashboard_core: None,
         pinned: false,
+        busy_poll: false,
     };
     let Some(limit) = facts.memlock_limit_bytes else {
         return pass(NAME, "unlimited".to_owned(), expected);
@@ -774,6 +775,7 @@ pub fn io_uring(facts: &HostFacts) -> Check {
         publisher_core: None,
         dashboard_core: None,
         pinned: false,
+        busy_poll: false,
     };
     match topology::evaluate_host(&facts, &nothing) {
         Ok(_) => pass(NAME, format!("usable ({sysctl})"), expected),

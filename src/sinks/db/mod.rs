@@ -33,6 +33,7 @@ use crate::config::Config;
 use crate::dashboard::status::SinkStatus;
 use crate::engine::SinkIo;
 use crate::metrics::{Counter, Gauge};
+use crate::shard::RecordKinds;
 
 /// Largest batch the writer grows to under load. Past this a batch only adds latency
 /// and memory: one COPY of 50k candle rows already amortises the round trips.
@@ -224,11 +225,21 @@ pub fn writer_role(
         }
     }
     let status: Arc<dyn SinkStatus> = Arc::new(DatabaseStatus(stats.clone()));
+    // Live candles reach the writer only when it stores them; gaps, outages and
+    // absences never (the REST thread records absences).
+    let kinds = if settings.live_candles {
+        RecordKinds::CLOSED
+            .with(RecordKinds::SIGNAL)
+            .with(RecordKinds::LIVE)
+    } else {
+        RecordKinds::CLOSED.with(RecordKinds::SIGNAL)
+    };
     let writer = writer::Writer::new(settings, spool, stats, migrated);
     Ok(Some(crate::engine::SinkRole {
         name: "database",
         core: layout.writer_core.filter(|_| layout.pinned),
         run: Box::new(move |io: SinkIo| writer.run(io)),
         status: Some(status),
+        kinds,
     }))
 }

@@ -17,7 +17,6 @@
 //! jittered exponential backoff. The shards never wait for any of this: they only see
 //! their ring to this thread, which keeps draining throughout.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -31,9 +30,8 @@ use crate::feed::backoff::Backoff;
 use crate::latency::Stage;
 use crate::shard::{Envelope, Record};
 
-/// Sleep when the rings are empty and nothing is due: well under the smallest
-/// `BATCH_TIMEOUT` (1 ms), so a partial batch is never late by more than this.
-const IDLE_SLEEP: Duration = Duration::from_micros(500);
+/// How often an idle writer looks at its connection and spool when nothing else is due.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(100);
 /// Time spent replaying the spool per loop turn, so the rings keep being drained
 /// (into the spool) while a long backlog replays.
 const REPLAY_SLICE: Duration = Duration::from_millis(50);
@@ -98,72 +96,19 @@ impl Writer {
     /// hop of every record and, for rows committed straight from the rings, the time from
     /// receipt to the commit (`recv_to_db_commit`; rows that go through the spool have
     /// no such figure: their commit waits for the database to come back).
-    pub fn run(mut self, io: SinkIo) {
-        let SinkIo {
-            rings,
-            stop,
-            mut latency,
-        } = io;
-        let mut batch = Batch::new();
-        let mut batch_recv_ns: Vec<u64> = Vec::new();
-        let mut envs: Vec<Envelope> = Vec::new();
-        let mut target = self.settings.batch_size.max(1);
-        let mut started: Option<Instant> = None;
-        loop {
-            let stopping = stop.load(Ordering::Relaxed);
-            envs.clear();
-            let room = target.saturating_sub(batch.rows()).max(1);
-            for ring in &rings {
-                ring.drain_into(&mut envs, room);
-            }
-            let now = mono_ns();
-            for env in &envs {
-                latency.record_span(Stage::RingHop, env.parsed_ns, now);
-                if self.add(&mut batch, env) {
-                    batch_recv_ns.push(env.recv_ns);
-                }
-            }
-            latency.maybe_handoff(now);
-            if started.is_none() && !batch.is_empty() {
-                started = Some(Instant::now());
-            }
-            let backlog: usize = rings.iter().map(|r| r.view().depth()).sum();
-            let full = batch.rows() >= target;
-            let late = started.is_some_and(|t| t.elapsed() >= self.settings.batch_timeout);
-            let last = stopping && backlog == 0;
-            if full || ((late || last) && !batch.is_empty()) {
-                let committed_before = self.stats.batches.get();
-                self.commit(&batch);
-                if self.stats.batches.get() > committed_before {
-                    let now = mono_ns();
-                    for r in &batch_recv_ns {
-                        latency.record_span(Stage::RecvToDbCommit, *r, now);
-                    }
-                }
-                batch_recv_ns.clear();
-                batch.clear();
-                started = None;
-                target = if full && backlog > 0 {
-                    (target * 2).min(MAX_BATCH_ROWS)
-                } else if !full {
-                    (target / 2).max(self.settings.batch_size.max(1))
-                } else {
-                    target
-                };
-                self.stats.batch_target.set(target as u64);
-            }
-            let replayed = self.maintain(REPLAY_SLICE);
-            self.update_rate();
-            if last && batch.is_empty() {
-                self.finish();
-                return;
-            }
-            if envs.is_empty() && !replayed {
-                std::thread::sleep(IDLE_SLEEP);
-            }
-        }
+    pub fn run(self, io: SinkIo) {
+        let target = self.settings.batch_size.max(1);
+        // A turn takes at most what fits the growing batch target from each ring.
+        let (rings, stop) = io.into_rings(MAX_BATCH_ROWS);
+        let mut turns = Turns {
+            writer: self,
+            batch: Batch::new(),
+            batch_recv_ns: Vec::new(),
+            target,
+            started: None,
+        };
+        crate::consumer::run_thread(rings, &stop, &mut turns);
     }
-
     /// Adds a record's row to the batch; false when the record has no row here.
     fn add(&mut self, batch: &mut Batch, env: &Envelope) -> bool {
         match &env.record {
@@ -384,5 +329,98 @@ fn is_rejected(e: &DbError) -> bool {
             .as_db_error()
             .is_some_and(|db| matches!(&db.code().code()[..2], "22" | "23")),
         _ => false,
+    }
+}
+
+/// The writer's side of the consumer loop: the batch being built and its timing.
+struct Turns {
+    writer: Writer,
+    batch: Batch,
+    /// Receive times of the batch's rows that came straight from the rings.
+    batch_recv_ns: Vec<u64>,
+    /// Rows per batch now: grows under load, shrinks back when idle.
+    target: usize,
+    /// When the batch's first row came.
+    started: Option<Instant>,
+}
+
+impl Turns {
+    /// Writes (or spools) the batch being built; `full` says why, for the target.
+    fn commit(
+        &mut self,
+        full: bool,
+        backlog: bool,
+        latency: &mut Option<&mut crate::latency::Recorder>,
+    ) {
+        let committed_before = self.writer.stats.batches.get();
+        self.writer.commit(&self.batch);
+        if self.writer.stats.batches.get() > committed_before {
+            if let Some(rec) = latency.as_deref_mut() {
+                let now = mono_ns();
+                for r in &self.batch_recv_ns {
+                    rec.record_span(Stage::RecvToDbCommit, *r, now);
+                }
+            }
+        }
+        self.batch_recv_ns.clear();
+        self.batch.clear();
+        self.started = None;
+        let floor = self.writer.settings.batch_size.max(1);
+        self.target = if full && backlog {
+            (self.target * 2).min(MAX_BATCH_ROWS)
+        } else if !full {
+            (self.target / 2).max(floor)
+        } else {
+            self.target
+        };
+        self.writer.stats.batch_target.set(self.target as u64);
+    }
+}
+
+impl crate::consumer::Consume<Envelope> for Turns {
+    fn turn(&mut self, turn: crate::consumer::Turn<'_, Envelope>) -> crate::consumer::Next {
+        let crate::consumer::Turn {
+            batch,
+            stopping,
+            mut latency,
+        } = turn;
+        for (i, env) in batch.iter().enumerate() {
+            if self.writer.add(&mut self.batch, env) {
+                self.batch_recv_ns.push(env.recv_ns);
+                self.started.get_or_insert_with(Instant::now);
+            }
+            if self.batch.rows() >= self.target {
+                // Full, with more waiting in this turn: the target grows.
+                let backlog = i + 1 < batch.len();
+                self.commit(true, backlog, &mut latency);
+            }
+        }
+        let timeout = self.writer.settings.batch_timeout;
+        let late = self.started.is_some_and(|t| t.elapsed() >= timeout);
+        if !self.batch.is_empty() && (late || (stopping && batch.is_empty())) {
+            self.commit(false, false, &mut latency);
+        }
+        let replayed = self.writer.maintain(REPLAY_SLICE);
+        self.writer.update_rate();
+        if replayed {
+            return crate::consumer::Next::Now;
+        }
+        // The partial batch's deadline, the next reconnect attempt, and a periodic look
+        // at the spool (a replay waits for a connection).
+        let mut next = crate::consumer::Next::At(Instant::now() + HOUSEKEEPING_EVERY);
+        if let Some(t) = self.started {
+            next = next.min(crate::consumer::Next::At(t + timeout));
+        }
+        if self.writer.conn.is_none() {
+            next = next.min(crate::consumer::Next::At(self.writer.next_attempt));
+        }
+        next
+    }
+
+    fn finish(&mut self) {
+        if !self.batch.is_empty() {
+            self.commit(false, false, &mut None);
+        }
+        self.writer.finish();
     }
 }

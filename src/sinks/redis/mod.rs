@@ -35,7 +35,7 @@ use crate::latency::{Recorder, Stage};
 use crate::market::{Candle, Interval, Symbol};
 use crate::metrics::Counter;
 use crate::ring::Producer;
-use crate::shard::{Envelope, Record};
+use crate::shard::{Envelope, Record, RecordKinds};
 use crate::store::RecentStore;
 use crate::topology::Layout;
 use resp::{Conn, RespError, Target};
@@ -49,9 +49,8 @@ pub const LIVE_FLUSH_MS: u64 = 20;
 /// Pipeline bytes after which the buffer is sent mid-batch: bounds memory and keeps a
 /// write well inside the socket buffers Redis drains.
 const MAX_PIPELINE_BYTES: usize = 4 << 20;
-/// Sleep when every ring was empty: short, so that a lone signal is not delayed; long
-/// enough that an idle publisher costs nothing.
-const IDLE_SLEEP: Duration = Duration::from_micros(200);
+/// How often an idle publisher looks at its connection and rate window.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(100);
 
 /// How the publisher reaches Redis. Timeouts are settings so that tests can use short
 /// ones; [`RedisSettings::from_config`] gives the production values.
@@ -231,43 +230,35 @@ pub fn role(
             }
         }),
         status: Some(Arc::new(status)),
+        // Candles and signals have channels; gaps, outages and absences do not.
+        kinds: RecordKinds::MARKET,
     }
 }
 
 /// Drains the rings and publishes until the stop flag is set and the rings are empty.
 pub fn run(io: SinkIo, settings: RedisSettings, stats: Arc<PublisherStats>) {
-    let SinkIo {
-        rings,
-        stop,
-        latency,
-    } = io;
+    let (rings, stop) = io.into_rings(DRAIN_BATCH);
     let mut publisher = Publisher::new(settings, stats);
-    publisher.latency = Some(latency);
-    let mut batch = Vec::with_capacity(DRAIN_BATCH * rings.len().max(1));
-    loop {
-        let stopping = stop.load(Ordering::Relaxed);
-        batch.clear();
-        for ring in &rings {
-            ring.drain_into(&mut batch, DRAIN_BATCH);
-        }
-        if !batch.is_empty() {
-            if let Some(rec) = &mut publisher.latency {
-                let now = mono_ns();
-                for env in &batch {
-                    rec.record_span(Stage::RingHop, env.parsed_ns, now);
-                }
-                rec.maybe_handoff(now);
-            }
-            publisher.publish(&batch);
-        } else {
+    crate::consumer::run_thread(rings, &stop, &mut publisher);
+}
+
+impl crate::consumer::Consume<Envelope> for Publisher {
+    fn turn(&mut self, turn: crate::consumer::Turn<'_, Envelope>) -> crate::consumer::Next {
+        self.record_acks = turn.latency.is_some();
+        if turn.batch.is_empty() {
             // Idle: what waits for conflation goes out now.
-            publisher.flush_live();
-            if stopping {
-                return;
-            }
-            publisher.tick();
-            std::thread::sleep(IDLE_SLEEP);
+            self.flush_live();
+            self.tick();
+        } else {
+            self.publish_batch(turn.batch);
         }
+        self.record_acked(turn.latency);
+        // Reconnects and the rate window want a look now and then.
+        let mut next = crate::consumer::Next::At(Instant::now() + HOUSEKEEPING_EVERY);
+        if let Link::Down { retry_at } = self.link {
+            next = next.min(crate::consumer::Next::At(retry_at));
+        }
+        next
     }
 }
 
@@ -295,8 +286,11 @@ pub struct Publisher {
     live: HashMap<(Symbol, Interval), (Candle, u64)>,
     /// Receive times (monotonic ns) of the records in the pipeline being built.
     pending_recv_ns: Vec<u64>,
-    /// Records `recv_to_redis_publish` when set (the engine's publisher; not the bench).
-    pub latency: Option<Recorder>,
+    /// (receive, acknowledged) times of published records not yet recorded as
+    /// `recv_to_redis_publish`; kept only while `record_acks` (the engine's publisher,
+    /// not the bench), and emptied every turn.
+    acked: Vec<(u64, u64)>,
+    record_acks: bool,
     live_since: Option<Instant>,
     rate_window: (Instant, u64),
 }
@@ -322,7 +316,8 @@ impl Publisher {
             payload: Vec::with_capacity(1024),
             live: HashMap::new(),
             pending_recv_ns: Vec::with_capacity(4096),
-            latency: None,
+            acked: Vec::with_capacity(4096),
+            record_acks: false,
             live_since: None,
             rate_window: (Instant::now(), 0),
         }
@@ -330,6 +325,20 @@ impl Publisher {
 
     /// Publishes one drained batch as one pipeline (live candles held for conflation).
     pub fn publish(&mut self, batch: &[Envelope]) {
+        self.publish_batch(batch);
+    }
+
+    /// Records the acknowledged publishes' `recv_to_redis_publish` into `latency`.
+    fn record_acked(&mut self, latency: Option<&mut Recorder>) {
+        if let Some(rec) = latency {
+            for (recv, acked) in self.acked.drain(..) {
+                rec.record_span(Stage::RecvToRedisPublish, recv, acked);
+            }
+        }
+        self.acked.clear();
+    }
+
+    fn publish_batch(&mut self, batch: &[Envelope]) {
         for env in batch {
             match &env.record {
                 Record::ClosedCandle(c) => {
@@ -449,13 +458,10 @@ impl Publisher {
             }
         };
         self.out.clear();
-        if result.is_ok() {
-            if let Some(rec) = &mut self.latency {
-                let now = mono_ns();
-                for r in &self.pending_recv_ns {
-                    rec.record_span(Stage::RecvToRedisPublish, *r, now);
-                }
-            }
+        if result.is_ok() && self.record_acks {
+            let now = mono_ns();
+            self.acked
+                .extend(self.pending_recv_ns.iter().map(|r| (*r, now)));
         }
         self.pending_recv_ns.clear();
         match result {
