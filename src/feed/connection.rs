@@ -2,6 +2,11 @@
 //! handshake), subscribe in paced batches, then read, parse and hand every event to the
 //! shard until the connection ends.
 //!
+//! Reads go into one large buffer per connection that is never zero-filled again after
+//! it is allocated ([`super::frames::FrameReader`]); frames are decoded and parsed in
+//! place in it (simd-json rewrites the text where it lies), so one socket read carries
+//! as many frames as arrived, and no frame is copied.
+//!
 //! Runs on: a shard core's glommio executor, as one task per connection. Owns: its socket,
 //! its read buffer and its parser. In: frames from the exchange. Out: events applied to
 //! the shard's [`ShardState`] on the same thread, and a [`SessionEnd`] that tells the pool
@@ -16,16 +21,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use async_tungstenite::WebSocketStream;
 use futures_lite::future;
-use futures_lite::io::{AsyncRead, AsyncWrite};
-use futures_lite::StreamExt;
+use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use futures_rustls::rustls;
-use futures_util::SinkExt;
 use glommio::net::TcpStream;
-use tungstenite::protocol::WebSocketConfig;
-use tungstenite::Message as WsMessage;
 
+use super::frames::{self, Frame, FrameReader};
 use super::protocol::{self, PendingRequests, Request, SendWindow};
 use crate::clock::mono_ns;
 use crate::config::FeedConfig;
@@ -38,10 +39,9 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Resending a SUBSCRIBE this many times without an answer ends the connection.
 pub const MAX_SUBSCRIBE_RETRIES: u32 = 3;
-/// Bytes tungstenite reads per socket read. Its default (128 KiB) zero-fills the whole
-/// buffer before every read, which dominated a busy shard's profile; 16 KiB still holds
-/// dozens of frames per read.
-const READ_BUFFER_BYTES: usize = 16 * 1024;
+/// Bytes one socket read may bring: a burst of a thousand kline frames (~330 bytes
+/// each) in one read. Allocated once per connection and never zero-filled again.
+pub const READ_BUFFER_BYTES: usize = 256 * 1024;
 /// The connection task re-checks its timers and the pool's requests at least this often.
 const TICK: Duration = Duration::from_millis(50);
 /// Messages handled back to back before the task looks at its timers again; bounds the
@@ -68,7 +68,7 @@ pub enum FeedError {
         source: std::io::Error,
     },
     #[error("WebSocket handshake failed: {0}")]
-    Handshake(#[from] tungstenite::Error),
+    Handshake(String),
     #[error("cannot use the CA file {path} (feed.tls_ca_file): {why}")]
     CaFile { path: String, why: String },
     #[error("the engine is stopping")]
@@ -225,7 +225,44 @@ impl AsyncWrite for FeedStream {
     }
 }
 
-pub type FeedSocket = WebSocketStream<FeedStream>;
+/// A connected exchange WebSocket: the stream, the frame reader over its read buffer,
+/// and the bytes of outgoing frames (masked, as a client's must be).
+pub struct FeedSocket {
+    stream: FeedStream,
+    reader: FrameReader,
+    out: Vec<u8>,
+}
+
+impl FeedSocket {
+    /// Sends one text frame (a SUBSCRIBE request).
+    pub async fn send_text(&mut self, text: &str) -> std::io::Result<()> {
+        frames::text(&mut self.out, text);
+        self.write_out().await
+    }
+
+    /// Sends a close frame (best effort: the caller bounds the wait).
+    pub async fn close(&mut self, code: u16) -> std::io::Result<()> {
+        frames::close(&mut self.out, code, "");
+        self.write_out().await
+    }
+
+    async fn write_out(&mut self) -> std::io::Result<()> {
+        let result = async {
+            self.stream.write_all(&self.out).await?;
+            self.stream.flush().await
+        }
+        .await;
+        self.out.clear();
+        result
+    }
+
+    /// Reads what the socket has into the frame buffer; Ok(0) at the end of the stream.
+    async fn read_more(&mut self) -> std::io::Result<usize> {
+        let n = self.stream.read(self.reader.spare()).await?;
+        self.reader.filled(n);
+        Ok(n)
+    }
+}
 
 /// Opens the socket and completes TLS and the WebSocket handshake, within [`CONNECT_TIMEOUT`].
 pub async fn connect(
@@ -260,13 +297,7 @@ pub async fn connect(
         } else {
             FeedStream::Plain(tcp)
         };
-        let (ws, _response) = async_tungstenite::client_async_with_config(
-            ep.url.as_str(),
-            stream,
-            Some(ws_config(feed)),
-        )
-        .await?;
-        Ok(ws)
+        handshake(ep, stream, feed).await
     };
     let timeout = async {
         glommio::timer::sleep(CONNECT_TIMEOUT).await;
@@ -275,14 +306,68 @@ pub async fn connect(
     future::or(attempt, timeout).await
 }
 
-/// The WebSocket limits of a feed connection: a frame or message over
-/// `feed.max_frame_bytes` fails the read (tungstenite's capacity error), which ends the
-/// session; the pool reconnects with backoff.
-pub fn ws_config(feed: &FeedConfig) -> WebSocketConfig {
-    WebSocketConfig::default()
-        .max_message_size(Some(feed.max_frame_bytes))
-        .max_frame_size(Some(feed.max_frame_bytes))
-        .read_buffer_size(READ_BUFFER_BYTES)
+/// The frame reader of a feed connection: a frame or message over
+/// `feed.max_frame_bytes` fails the read (a capacity error), which ends the session;
+/// the pool reconnects with backoff.
+pub fn frame_reader(feed: &FeedConfig) -> FrameReader {
+    FrameReader::new(
+        READ_BUFFER_BYTES,
+        feed.max_frame_bytes,
+        feed.max_frame_bytes,
+    )
+}
+
+/// The client's opening handshake (RFC 6455 §4.1) on a connected stream; the bytes
+/// after the server's response head are the first frames and stay in the reader.
+async fn handshake(
+    ep: &Endpoint,
+    mut stream: FeedStream,
+    feed: &FeedConfig,
+) -> Result<FeedSocket, FeedError> {
+    let bad = |why: String| FeedError::Handshake(why);
+    let authority = if (ep.tls && ep.port == 443) || (!ep.tls && ep.port == 80) {
+        ep.host.clone()
+    } else if ep.host.contains(':') {
+        format!("[{}]:{}", ep.host, ep.port)
+    } else {
+        format!("{}:{}", ep.host, ep.port)
+    };
+    let path = ep
+        .url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..]))
+        .unwrap_or("/");
+    let key = frames::new_key();
+    let request = frames::client_handshake_request(&authority, path, &key);
+    stream
+        .write_all(&request)
+        .await
+        .map_err(|e| bad(e.to_string()))?;
+    stream.flush().await.map_err(|e| bad(e.to_string()))?;
+    let mut reader = frame_reader(feed);
+    loop {
+        match frames::parse_handshake_response(reader.pending(), &key) {
+            Ok(Some(head)) => {
+                reader.discard(head);
+                break;
+            }
+            Ok(None) => {}
+            Err(e) => return Err(bad(e.to_string())),
+        }
+        let n = stream
+            .read(reader.spare())
+            .await
+            .map_err(|e| bad(e.to_string()))?;
+        if n == 0 {
+            return Err(bad("the server closed the connection".into()));
+        }
+        reader.filled(n);
+    }
+    Ok(FeedSocket {
+        stream,
+        reader,
+        out: Vec::with_capacity(4096),
+    })
 }
 
 /// Resolves a host name off the executor: DNS lookups block, so they run on glommio's
@@ -397,11 +482,13 @@ pub async fn run_session(
         end,
         SessionEnd::Requested | SessionEnd::Silent | SessionEnd::SubscribeFailed
     ) {
-        let close = ws.close(None);
-        let _ = future::or(async { close.await.map_err(|_| ()) }, async {
-            glommio::timer::sleep(Duration::from_millis(500)).await;
-            Err(())
-        })
+        let _ = future::or(
+            async { ws.close(frames::CLOSE_NORMAL).await.map_err(|_| ()) },
+            async {
+                glommio::timer::sleep(Duration::from_millis(500)).await;
+                Err(())
+            },
+        )
         .await;
     }
     handle.phase.set(Phase::Ended);
@@ -418,7 +505,6 @@ async fn session_loop(
     let feed = &ctx.feed;
     let stats = ctx.shard.borrow().stats().clone();
     let mut parser = Parser::new(ctx.time_unit);
-    let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let first_id = ctx.next_request_id.get();
     let mut queue: std::collections::VecDeque<Request> =
         protocol::subscribe_batches("SUBSCRIBE", &streams, feed.subscribe_batch_bytes, first_id)
@@ -444,7 +530,7 @@ async fn session_loop(
         // Send the next SUBSCRIBE batch when the pacing window allows it.
         if let Some(req) = queue.front() {
             if window.request_delay(now).is_zero() {
-                if let Err(e) = ws.send(WsMessage::text(req.text.clone())).await {
+                if let Err(e) = ws.send_text(&req.text).await {
                     return SessionEnd::Error(e.to_string());
                 }
                 window.record(Instant::now());
@@ -479,6 +565,8 @@ async fn session_loop(
         {
             handle.rotate.set(Some(RotateReason::MaxAge));
         }
+        // Hands the records of the last batch to the sinks (one wake-up per sink per
+        // batch), and pauses reading while never-lost records wait at their bound.
         if ctx.shard.borrow_mut().flush() > 0 && ctx.shard.borrow().backpressured() {
             // Never-lost records are waiting at their bound: stop reading (TCP
             // backpressure) until the sink drains the ring.
@@ -489,46 +577,22 @@ async fn session_loop(
             continue;
         }
 
-        // Wait for a frame, at most until the next timer needs attention.
-        let wait = if queue.is_empty() {
-            TICK
-        } else {
-            window
-                .request_delay(Instant::now())
-                .clamp(Duration::from_millis(1), TICK)
-        };
-        // One timer lives across iterations and is re-armed only when it fires or must
-        // fire sooner: creating and cancelling a timer per read cost more kernel time
-        // (io_uring timeout re-arming) than parsing the messages.
-        let now = Instant::now();
-        if tick_at <= now || tick_at > now + wait {
-            tick_at = now + wait;
-            tick.reset(wait);
-        }
-        let first = future::or(async { Some(ws.next().await) }, async {
-            (&mut tick).await;
-            None
-        })
-        .await;
-        let Some(mut next) = first else {
-            tick_at = Instant::now();
-            continue;
-        };
-        // One clock read per batch feeds the watchdog (not one per message).
-        last_rx = Instant::now();
+        // Handle what the last read brought, at most READ_BATCH messages before the
+        // timers and the flush above get a look.
         let mut handled = 0;
-        loop {
-            let msg = match next {
-                None => return SessionEnd::ServerClosed,
-                Some(Err(e)) => return SessionEnd::Error(e.to_string()),
-                Some(Ok(m)) => m,
+        while handled < READ_BATCH && !handle.close.get() {
+            let frame = match ws.reader.next() {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(e) => return SessionEnd::Error(e.to_string()),
             };
-            if let WsMessage::Text(text) = &msg {
+            handled += 1;
+            if let Frame::Text(text) = &frame {
                 stats.messages.inc();
                 stats.bytes.add(text.len() as u64);
             }
             let recv_ns = mono_ns();
-            match receive(&mut parser, &mut buf, &msg) {
+            match receive(&mut parser, frame, &mut ws.out) {
                 Received::Frame(parsed) => {
                     match parsed {
                         Ok(Message::Event { event, .. }) => {
@@ -574,9 +638,8 @@ async fn session_loop(
                 }
                 Received::Binary => stats.binary_frames.inc(),
                 Received::Ping => {
-                    // tungstenite queued the Pong with the same payload; flush it now
-                    // rather than with the next write.
-                    if let Err(e) = ws.flush().await {
+                    // The pong (same payload) is queued in `ws.out`: send it now.
+                    if let Err(e) = ws.write_out().await {
                         return SessionEnd::Error(e.to_string());
                     }
                     window.record(Instant::now());
@@ -585,15 +648,40 @@ async fn session_loop(
                 Received::Ignored => {}
                 Received::Close => return SessionEnd::ServerClosed,
             }
-            handled += 1;
-            if handled >= READ_BATCH || handle.close.get() {
-                break;
-            }
-            // Drain what is already buffered without re-arming timers per message.
-            match future::poll_once(ws.next()).await {
-                Some(m) => next = m,
-                None => break,
-            }
+        }
+        if handled > 0 {
+            // One clock read per batch feeds the watchdog (not one per message).
+            last_rx = Instant::now();
+            continue;
+        }
+
+        // Nothing buffered: wait for the socket, at most until the next timer needs
+        // attention.
+        let wait = if queue.is_empty() {
+            TICK
+        } else {
+            window
+                .request_delay(Instant::now())
+                .clamp(Duration::from_millis(1), TICK)
+        };
+        // One timer lives across iterations and is re-armed only when it fires or must
+        // fire sooner: creating and cancelling a timer per read cost more kernel time
+        // (io_uring timeout re-arming) than parsing the messages.
+        let now = Instant::now();
+        if tick_at <= now || tick_at > now + wait {
+            tick_at = now + wait;
+            tick.reset(wait);
+        }
+        let read = future::or(async { Some(ws.read_more().await) }, async {
+            (&mut tick).await;
+            None
+        })
+        .await;
+        match read {
+            None => tick_at = Instant::now(),
+            Some(Ok(0)) => return SessionEnd::ServerClosed,
+            Some(Ok(_)) => last_rx = Instant::now(),
+            Some(Err(e)) => return SessionEnd::Error(e.to_string()),
         }
     }
 }
@@ -608,29 +696,29 @@ pub enum Received<'a> {
     Frame(Result<Message<'a>, ParseError>),
     /// A binary frame: Binance sends none. Counted and skipped; the connection stays.
     Binary,
-    /// A ping: tungstenite has queued the pong with the same payload; send it now.
+    /// A ping: its pong (same payload) is queued in the session's output; send it now.
     Ping,
     /// The server's close frame: the session ends.
     Close,
-    /// A pong or a raw frame: nothing to do.
+    /// A pong: nothing to do.
     Ignored,
 }
 
-/// Decides what one received message means, without touching the socket: a text
-/// frame is copied into `buf` (the parser rewrites it in place) and parsed. Frames
-/// tungstenite refused (invalid UTF-8 in a text frame, over the size limits, protocol
-/// violations) never get here: they end the read with an error, and the session.
-pub fn receive<'a>(parser: &'a mut Parser, buf: &'a mut Vec<u8>, msg: &WsMessage) -> Received<'a> {
-    match msg {
-        WsMessage::Text(text) => {
-            buf.clear();
-            buf.extend_from_slice(text.as_bytes());
-            Received::Frame(parser.parse(buf))
+/// Decides what one received frame means, without touching the socket: a text frame is
+/// parsed where it lies in the read buffer (the parser rewrites it in place); a ping's
+/// pong is appended to `out`. Frames the reader refused (invalid UTF-8 in a text frame,
+/// over the size limits, protocol violations) never get here: they end the read with an
+/// error, and the session.
+pub fn receive<'a>(parser: &'a mut Parser, frame: Frame<'a>, out: &mut Vec<u8>) -> Received<'a> {
+    match frame {
+        Frame::Text(text) => Received::Frame(parser.parse(text)),
+        Frame::Binary(_) => Received::Binary,
+        Frame::Ping(payload) => {
+            frames::pong(out, payload);
+            Received::Ping
         }
-        WsMessage::Binary(_) => Received::Binary,
-        WsMessage::Ping(_) => Received::Ping,
-        WsMessage::Close(_) => Received::Close,
-        WsMessage::Pong(_) | WsMessage::Frame(_) => Received::Ignored,
+        Frame::Close(_) => Received::Close,
+        Frame::Pong(_) => Received::Ignored,
     }
 }
 

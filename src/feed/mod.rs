@@ -8,6 +8,7 @@
 
 pub mod backoff;
 pub mod connection;
+pub mod frames;
 pub mod pool;
 pub mod protocol;
 
