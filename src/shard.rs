@@ -129,6 +129,11 @@ impl RecordKinds {
     }
 }
 
+/// Longest a record waits on the shard for its batch to end before the sinks are rung
+/// anyway: bounds what a burst of many frames in one read adds to the first ones' hop,
+/// while a burst handled within it still costs each sink one wake-up.
+pub const RING_EVERY_NS: u64 = 20_000;
+
 /// Never-lost records that may wait on the shard while a sink's ring is full. Past this
 /// the shard stops reading its sockets (TCP backpressure) instead of growing memory.
 pub const MAX_OVERFLOW: usize = 65_536;
@@ -243,6 +248,8 @@ pub struct ShardState {
     hold_ns: u64,
     /// After a failed backfill: open gaps are asked again from this time (mono ns).
     retry_gaps_at_ns: Option<u64>,
+    /// When the sinks were last rung in the middle of a batch (mono ns).
+    rung_at_ns: u64,
     symbol_list: Vec<Symbol>,
     timeframe_list: Vec<Interval>,
 }
@@ -301,6 +308,7 @@ impl ShardState {
             link: None,
             hold_ns: DEFAULT_HOLD.as_nanos() as u64,
             retry_gaps_at_ns: None,
+            rung_at_ns: 0,
             symbol_list: symbols.to_vec(),
             timeframe_list: timeframes.to_vec(),
         }
@@ -873,6 +881,7 @@ impl ShardState {
             o.send_kept(env);
         }
         self.note_overflow();
+        self.ring_if_due(env.parsed_ns);
     }
 
     /// Sends a latest-value record to every sink; each drop is counted.
@@ -881,6 +890,18 @@ impl ShardState {
             if !o.send_latest(env) {
                 self.stats.live_conflated.inc();
             }
+        }
+        self.ring_if_due(env.parsed_ns);
+    }
+
+    /// Within a long batch, rings the sinks every [`RING_EVERY_NS`] (by the records'
+    /// own stamps: no clock read), so the first records of a big burst do not wait for
+    /// the last to be parsed; a short batch still rings once, at its flush.
+    #[inline]
+    fn ring_if_due(&mut self, now_ns: u64) {
+        if now_ns != 0 && now_ns.saturating_sub(self.rung_at_ns) >= RING_EVERY_NS {
+            self.rung_at_ns = now_ns;
+            self.ring_outlets();
         }
     }
 

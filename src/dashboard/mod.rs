@@ -64,8 +64,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
 const REFUSAL_LINGER: Duration = Duration::from_millis(200);
 /// How often the accept loop checks the stop flag.
 const STOP_POLL: Duration = Duration::from_millis(100);
-/// Records taken from one ring per drain, so one busy shard cannot starve the others.
-const DRAIN_BATCH: usize = 4096;
+/// Records taken from one ring per drain turn, so one busy shard cannot starve the
+/// others, and the client tasks write the first records of a burst while the later ones
+/// are still waiting to be serialized.
+const DRAIN_BATCH: usize = 64;
 /// WebSocket clients are pinged this often; any frame from them counts as alive.
 pub const WS_PING_INTERVAL: Duration = Duration::from_secs(20);
 /// A client heard from (not even a pong) for this long is disconnected.

@@ -520,6 +520,10 @@ async fn session_loop(
     let mut tick = glommio::timer::Timer::new(TICK);
     let mut tick_at = Instant::now() + TICK;
     let mut unknown_fields_seen = 0u64;
+    // When the latest socket read completed (mono ns): the receive time of every frame
+    // it completed. One clock read per read, and frames waiting behind others in a big
+    // read show that wait in `recv_to_parsed`, not in `exchange_to_recv`.
+    let mut read_ns = mono_ns();
 
     loop {
         if handle.close.get() {
@@ -591,7 +595,7 @@ async fn session_loop(
                 stats.messages.inc();
                 stats.bytes.add(text.len() as u64);
             }
-            let recv_ns = mono_ns();
+            let recv_ns = read_ns;
             match receive(&mut parser, frame, &mut ws.out) {
                 Received::Frame(parsed) => {
                     match parsed {
@@ -680,7 +684,10 @@ async fn session_loop(
         match read {
             None => tick_at = Instant::now(),
             Some(Ok(0)) => return SessionEnd::ServerClosed,
-            Some(Ok(_)) => last_rx = Instant::now(),
+            Some(Ok(_)) => {
+                read_ns = mono_ns();
+                last_rx = Instant::now();
+            }
             Some(Err(e)) => return SessionEnd::Error(e.to_string()),
         }
     }

@@ -136,6 +136,21 @@ struct RunResult {
     engine_messages: u64,
     seconds: f64,
     client_counts: Vec<(String, Value)>,
+    /// CPU seconds of the engine's threads in the window, by role.
+    cpu_by_role: std::collections::BTreeMap<&'static str, f64>,
+    /// CPU seconds of the simulator's thread in the window (not the engine's).
+    simulator_cpu_s: f64,
+}
+
+impl RunResult {
+    fn engine_cpu_s(&self) -> f64 {
+        self.cpu_by_role.values().sum()
+    }
+
+    /// Engine CPU (all threads) per kline update received, µs.
+    fn cpu_us_per_update(&self) -> f64 {
+        self.engine_cpu_s() * 1e6 / self.engine_messages.max(1) as f64
+    }
 }
 
 impl RunResult {
@@ -153,6 +168,15 @@ impl RunResult {
             "symbols": args.symbols,
             "seconds": self.seconds,
             "engine_messages_per_s": self.engine_messages as f64 / self.seconds,
+            "cpu": {
+                "engine_cpu_s": self.engine_cpu_s(),
+                "engine_cpu_us_per_update": self.cpu_us_per_update(),
+                "engine_cpu_share_of_a_core": self.engine_cpu_s() / self.seconds,
+                "per_role_cpu_us_per_update": self.cpu_by_role.iter()
+                    .map(|(r, s)| (r.to_string(), json!(s * 1e6 / self.engine_messages.max(1) as f64)))
+                    .collect::<serde_json::Map<_, _>>(),
+                "simulator_cpu_s": self.simulator_cpu_s,
+            },
             "stages": stages,
             "clients": self.client_counts.iter().cloned().collect::<serde_json::Map<_, _>>(),
         })
@@ -255,9 +279,11 @@ fn measure(
     std::thread::sleep(Duration::from_secs_f64(args.warmup));
     let (start, start_hops) = cumulative(&engine);
     let m0 = messages(&engine);
+    let cpu0 = crate::harness::cpu::snapshot();
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs_f64(args.duration));
     let seconds = t0.elapsed().as_secs_f64();
+    let cpu1 = crate::harness::cpu::snapshot();
     let m1 = messages(&engine);
     // Both snapshots lag the recorders by up to a hand-off plus a merge interval, by
     // the same amount at a steady rate: the window is as long as the clients', shifted.
@@ -302,6 +328,8 @@ fn measure(
         engine_messages: m1 - m0,
         seconds,
         client_counts,
+        cpu_by_role: crate::harness::cpu::by_role(&cpu0, &cpu1),
+        simulator_cpu_s: crate::harness::cpu::of_threads(&cpu0, &cpu1, "alphapulse-sim"),
     })
 }
 
@@ -358,6 +386,18 @@ fn print_table(title: &str, r: &RunResult) {
         r.engine_messages as f64 / r.seconds,
         r.seconds
     );
+    let roles: Vec<String> = r
+        .cpu_by_role
+        .iter()
+        .map(|(role, s)| format!("{role} {:.2}", s * 1e6 / r.engine_messages.max(1) as f64))
+        .collect();
+    println!(
+        "engine CPU {:.2} µs per update ({:.1} % of a core; by role, µs: {}); simulator {:.1} % of a core",
+        r.cpu_us_per_update(),
+        100.0 * r.engine_cpu_s() / r.seconds,
+        roles.join(", "),
+        100.0 * r.simulator_cpu_s / r.seconds,
+    );
 }
 
 fn print_ratios(a: &RunResult, b: &RunResult) -> Value {
@@ -372,6 +412,9 @@ fn print_ratios(a: &RunResult, b: &RunResult) -> Value {
         println!("{name:<30} {r50:>12.2} {r99:>12.2}");
         out.insert(name.clone(), json!({ "p50": r50, "p99": r99 }));
     }
+    let cpu = b.cpu_us_per_update() / a.cpu_us_per_update().max(1e-9);
+    println!("{:<30} {cpu:>12.2}", "engine CPU per update");
+    out.insert("engine_cpu_us_per_update".into(), json!(cpu));
     Value::Object(out)
 }
 
@@ -456,16 +499,21 @@ impl Drop for ClientProcess {
     }
 }
 
-/// The client process: measures exchange event time → receive time of every candle
+/// The client process: measures exchange event time → arrival time of every candle
 /// record it gets, and writes the histogram.
+///
+/// A record's arrival is the wall time of the socket read that brought its last byte,
+/// not the time this process got around to decoding it: a burst of records arrives in
+/// one read, and the client's own decoding of the first ones must not count against the
+/// system measured for the later ones.
 pub fn run_client(args: LatencyClientArgs) -> anyhow::Result<()> {
     let mut hist = new_histogram();
     let mut stats = ClientStats::default();
     let started = Instant::now();
     let measure_from = started + Duration::from_secs_f64(args.skip);
     let until = measure_from + Duration::from_secs_f64(args.duration);
-    let mut on_payload = |payload: &[u8], stats: &mut ClientStats| {
-        let now_us = crate::clock::wall_us();
+    let mut on_payload = |payload: &[u8], arrived_us: i64, stats: &mut ClientStats| {
+        let now_us = arrived_us;
         if Instant::now() < measure_from {
             return;
         }
@@ -502,28 +550,57 @@ struct ClientStats {
     error: Option<String>,
 }
 
+/// A socket that notes the wall time (µs) of its latest read that brought bytes.
+struct ArrivalStamped {
+    inner: TcpStream,
+    last_read_us: i64,
+}
+
+impl Read for ArrivalStamped {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0 {
+            self.last_read_us = crate::clock::wall_us();
+        }
+        Ok(n)
+    }
+}
+
+impl Write for ArrivalStamped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// The exchange event time of a candle record, in µs: the records carry it in ms, and
 /// the benchmark's pushes are on the millisecond grid, so the ms value is exact. Accepts
-/// a bare record or one wrapped in `data`.
+/// a bare record or one wrapped in `data`; signals and other messages give `None`. A
+/// scan for the two keys rather than a JSON parse, so the client keeps up with bursts.
 fn candle_event_time_us(payload: &[u8]) -> Option<i64> {
-    let v: Value = serde_json::from_slice(payload).ok()?;
-    let rec = if v.get("event_time").is_some() {
-        &v
-    } else {
-        v.get("data")?
-    };
-    if rec.get("type").and_then(Value::as_str) == Some("signal") {
+    let find = |needle: &[u8]| payload.windows(needle.len()).position(|w| w == needle);
+    if find(br#""type":"signal""#).is_some() || find(br#""open_time":"#).is_none() {
         return None;
     }
-    rec.get("open_time")?;
-    Some(rec.get("event_time")?.as_i64()? * 1000)
+    let key = br#""event_time":"#;
+    let at = find(key)? + key.len();
+    let digits: Vec<u8> = payload[at..]
+        .iter()
+        .copied()
+        .skip_while(|b| *b == b' ')
+        .take_while(u8::is_ascii_digit)
+        .collect();
+    let ms: i64 = std::str::from_utf8(&digits).ok()?.parse().ok()?;
+    Some(ms * 1000)
 }
 
 fn ws_client(
     url: &str,
     until: Instant,
     stats: &mut ClientStats,
-    on_payload: &mut dyn FnMut(&[u8], &mut ClientStats),
+    on_payload: &mut dyn FnMut(&[u8], i64, &mut ClientStats),
 ) -> anyhow::Result<()> {
     let addr = url
         .strip_prefix("ws://")
@@ -532,15 +609,21 @@ fn ws_client(
     let stream = TcpStream::connect(addr)?;
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(CLIENT_READ_TIMEOUT))?;
+    let stream = ArrivalStamped {
+        inner: stream,
+        last_read_us: 0,
+    };
     let (mut ws, _) = tungstenite::client(url, stream)
         .map_err(|e| anyhow::anyhow!("WebSocket handshake with {url}: {e}"))?;
     ws.send(tungstenite::Message::text(
         r#"{"type":"subscribe","subscription":"candles"}"#,
     ))?;
     while Instant::now() < until {
-        match ws.read() {
-            Ok(tungstenite::Message::Text(t)) => on_payload(t.as_bytes(), stats),
-            Ok(tungstenite::Message::Binary(b)) => on_payload(&b, stats),
+        let read = ws.read();
+        let arrived_us = ws.get_ref().last_read_us;
+        match read {
+            Ok(tungstenite::Message::Text(t)) => on_payload(t.as_bytes(), arrived_us, stats),
+            Ok(tungstenite::Message::Binary(b)) => on_payload(&b, arrived_us, stats),
             Ok(_) => {}
             Err(tungstenite::Error::Io(e))
                 if matches!(
@@ -561,7 +644,7 @@ fn redis_client(
     prefix: &str,
     until: Instant,
     stats: &mut ClientStats,
-    on_payload: &mut dyn FnMut(&[u8], &mut ClientStats),
+    on_payload: &mut dyn FnMut(&[u8], i64, &mut ClientStats),
 ) -> anyhow::Result<()> {
     let addr = url
         .strip_prefix("redis://")
@@ -576,7 +659,10 @@ fn redis_client(
         "*2\r\n$10\r\nPSUBSCRIBE\r\n${}\r\n{pattern}\r\n",
         pattern.len()
     )?;
-    let mut reader = BufReader::new(stream);
+    let mut reader = BufReader::new(ArrivalStamped {
+        inner: stream,
+        last_read_us: 0,
+    });
     let mut line = Vec::new();
     let mut parts: Vec<Vec<u8>> = Vec::new();
     while Instant::now() < until {
@@ -585,7 +671,8 @@ fn redis_client(
             Ok(()) => {
                 // ["pmessage", pattern, channel, payload]
                 if parts.len() == 4 && parts[0] == b"pmessage" {
-                    on_payload(&parts[3], stats);
+                    let arrived_us = reader.get_ref().last_read_us;
+                    on_payload(&parts[3], arrived_us, stats);
                 }
             }
             Err(e)
@@ -603,7 +690,7 @@ fn redis_client(
 /// middle of a message keeps the partial state in the reader's buffer only when it struck
 /// between messages; the subscriber's messages are small and arrive whole.
 fn read_resp_array(
-    reader: &mut BufReader<TcpStream>,
+    reader: &mut BufReader<ArrivalStamped>,
     line: &mut Vec<u8>,
     parts: &mut Vec<Vec<u8>>,
 ) -> std::io::Result<()> {

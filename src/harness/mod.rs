@@ -1,4 +1,5 @@
 //! The `alphapulse bench` commands: measurements printed as JSON.
+pub mod cpu;
 pub mod db;
 pub mod fanout;
 pub mod ingest;

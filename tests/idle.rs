@@ -1,0 +1,54 @@
+//! An idle engine sleeps: with the feed connected and no traffic, its threads wait on
+//! doorbells and long timers instead of polling, so it costs next to nothing.
+//!
+//! A behaviour check with a generous bound, not a speed measurement: the engine before
+//! the doorbells (consumers sleeping 0.2–1 ms between polls, a 1 ms dashboard drain
+//! timer, a 2 ms shard flusher) spent about a tenth of a core doing nothing.
+
+#[path = "support/engine.rs"]
+mod support;
+
+use std::time::Duration;
+
+use alphapulse::harness::cpu;
+use alphapulse::market::Interval;
+use support::*;
+
+const SYMS: [&str; 2] = ["BTCUSDT", "ETHUSDT"];
+/// How long the idle engine is watched.
+const WINDOW: Duration = Duration::from_secs(3);
+/// The bound: 5 % of one core (the target is under 1 % in a release build; this debug
+/// build measured 1.9 %, and a shared machine gets room).
+const MAX_IDLE_SHARE: f64 = 0.05;
+
+#[test]
+fn an_idle_engine_with_its_feed_connected_sleeps() {
+    let mut sim = sim_config(&SYMS);
+    // Wall-clock time, almost no trades and no kline pushes within the window: the
+    // connection is up and quiet (pings every 20 s).
+    sim.speed = 1.0;
+    sim.trade_rate = 0.01;
+    sim.kline_push_ms = 3_600_000;
+    let run = start(sim, |_| {}, &SYMS, &[Interval::M1]);
+    assert!(
+        wait_until(Duration::from_secs(30), || run.engine.status().ready()),
+        "the engine subscribed"
+    );
+    // Let the warm start's REST answers and the first hand-offs settle.
+    std::thread::sleep(Duration::from_secs(1));
+    let before = cpu::snapshot();
+    std::thread::sleep(WINDOW);
+    let after = cpu::snapshot();
+    let roles = cpu::by_role(&before, &after);
+    assert!(
+        roles.contains_key("shard") && roles.contains_key("dashboard"),
+        "{roles:?}"
+    );
+    let share = roles.values().sum::<f64>() / WINDOW.as_secs_f64();
+    eprintln!("idle engine: {:.3} % of a core, {roles:?}", share * 100.0);
+    assert!(
+        share < MAX_IDLE_SHARE,
+        "an idle engine used {:.2} % of a core: {roles:?}",
+        share * 100.0
+    );
+}
