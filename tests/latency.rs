@@ -171,12 +171,12 @@ fn metrics_carry_stage_latencies_and_process_figures_and_pass_promtool() {
     for needle in [
         "# TYPE alphapulse_stage_latency_seconds summary",
         "alphapulse_stage_latency_seconds{stage=\"recv_to_parsed\",core=\"shard0\",quantile=\"0.99\"}",
-        "alphapulse_stage_latency_seconds_sum{stage=\"ring_hop\",core=\"memory\"}",
+        "alphapulse_stage_latency_seconds_sum{stage=\"ring_hop\",core=\"dashboard\"}",
         "alphapulse_build_info{version=",
         "process_resident_memory_bytes ",
         "alphapulse_thread_cpu_seconds_total{thread=\"shard-0\",mode=\"user\"}",
         "alphapulse_spool_bytes ",
-        "alphapulse_ring_depth{shard=\"0\",ring=\"shard0->memory\"}",
+        "alphapulse_ring_depth{shard=\"0\",ring=\"shard0->dashboard\"}",
     ] {
         assert!(body.contains(needle), "missing {needle}:\n{body}");
     }
