@@ -985,6 +985,7 @@ impl Field {
             Field::DashboardAllowedOrigins => "DASHBOARD_ALLOWED_ORIGINS",
             Field::RedisChannelPrefix => "REDIS_CHANNEL_PREFIX",
             Field::PinCores => "ALPHAPULSE_PIN_CORES",
+            Field::BusyPoll => "ALPHAPULSE_BUSY_POLL",
             Field::InstanceIndex => "INSTANCE_INDEX",
             Field::InstanceCount => "INSTANCE_COUNT",
             Field::DashAllowPublic => "DASHBOARD_ALLOW_PUBLIC",

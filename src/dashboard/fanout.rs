@@ -3,9 +3,10 @@
 //! Runs on: the dashboard core's executor (single-threaded: `Rc`/`RefCell`, no locks).
 //! Owns: the registry of WebSocket clients and each client's bounded outbox. In:
 //! records drained from the shards' dashboard rings and the periodic status. Out:
-//! shared `Message`s (the payload is reference-counted, so a broadcast to 10,000
-//! clients is one serialization and 10,000 pointer copies) that each client's
-//! connection task writes at its own pace.
+//! shared, whole WebSocket frames ([`Frame`]: header and payload, reference-counted, so a
+//! broadcast to 10,000 clients is one serialization, one framing and 10,000 pointer
+//! copies) that each client's connection task writes at its own pace
+//! ([`super::send`]).
 //!
 //! A client that does not keep up is never waited for: latest-value data (live candles,
 //! status) conflates in its outbox (only the newest update per key waits), and when its
@@ -16,9 +17,8 @@ use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::task::Waker;
 
-use tungstenite::Message;
-
 use super::protocol::{Filter, Topic};
+pub use super::send::Frame;
 use crate::market::{Interval, Symbol};
 use crate::metrics::Counter;
 
@@ -94,14 +94,14 @@ pub enum Key {
 enum Slot {
     /// A message and the receive time (monotonic ns) of the record it carries, 0 for
     /// replies and status pushes.
-    Frame(Message, u64),
+    Frame(Frame, u64),
     Latest(Key),
 }
 
 /// One client's bounded queue of messages waiting to be written.
 pub struct Outbox {
     slots: VecDeque<Slot>,
-    latest: HashMap<Key, (Message, u64)>,
+    latest: HashMap<Key, (Frame, u64)>,
     bound: usize,
 }
 
@@ -136,14 +136,14 @@ impl Outbox {
 
     /// Queues a message; `key` makes it conflate with an update of the same key still
     /// waiting.
-    pub fn push(&mut self, msg: Message, key: Option<Key>) -> Result<Pushed, Overflow> {
+    pub fn push(&mut self, msg: Frame, key: Option<Key>) -> Result<Pushed, Overflow> {
         self.push_timed(msg, key, 0)
     }
 
     /// [`Outbox::push`] of a record received at `recv_ns`, for the send-latency stage.
     pub fn push_timed(
         &mut self,
-        msg: Message,
+        msg: Frame,
         key: Option<Key>,
         recv_ns: u64,
     ) -> Result<Pushed, Overflow> {
@@ -178,12 +178,12 @@ impl Outbox {
         }
     }
 
-    pub fn pop(&mut self) -> Option<Message> {
+    pub fn pop(&mut self) -> Option<Frame> {
         self.pop_timed().map(|(m, _)| m)
     }
 
     /// The next message and the receive time of its record (0: none).
-    pub fn pop_timed(&mut self) -> Option<(Message, u64)> {
+    pub fn pop_timed(&mut self) -> Option<(Frame, u64)> {
         loop {
             match self.slots.pop_front()? {
                 Slot::Frame(m, t) => return Some((m, t)),
@@ -267,7 +267,7 @@ impl Client {
     }
 
     /// Queues a reply to this client alone (it counts toward the same bound).
-    pub fn reply(&self, msg: Message, stats: &DashboardStats) {
+    pub fn reply(&self, msg: Frame, stats: &DashboardStats) {
         if self.outbox.borrow_mut().push(msg, None).is_err() {
             self.kick_slow(stats);
         }
@@ -346,7 +346,7 @@ impl Hub {
         topic: Topic,
         symbol: Option<Symbol>,
         interval: Option<Interval>,
-        msg: &Message,
+        msg: &Frame,
         key: Option<Key>,
         supersedes: Option<Key>,
     ) -> usize {
@@ -358,7 +358,7 @@ impl Hub {
         &self,
         topic: Topic,
         (symbol, interval): (Option<Symbol>, Option<Interval>),
-        msg: &Message,
+        msg: &Frame,
         (key, supersedes): (Option<Key>, Option<Key>),
         recv_ns: u64,
     ) -> usize {
@@ -392,13 +392,14 @@ impl Hub {
 mod tests {
     use super::*;
 
-    fn text(s: &str) -> Message {
-        Message::text(s)
+    fn text(s: &str) -> Frame {
+        super::super::send::text_frame(s)
     }
 
     fn drain(o: &mut Outbox) -> Vec<String> {
+        // The payload of each frame: short test texts have a 2-byte header.
         std::iter::from_fn(|| o.pop())
-            .map(|m| m.into_text().unwrap().to_string())
+            .map(|f| String::from_utf8(f[2..].to_vec()).unwrap())
             .collect()
     }
 

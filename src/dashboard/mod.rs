@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod page;
 pub mod protocol;
 pub mod security;
+pub mod send;
 pub mod status;
 mod ws;
 
@@ -33,7 +34,6 @@ use futures_rustls::rustls;
 use glommio::net::TcpListener;
 use serde_json::{json, Value};
 use tungstenite::protocol::{Role, WebSocketConfig};
-use tungstenite::Message;
 
 use self::fanout::{DashboardStats, Hub, Key};
 use self::http::{HeadError, Request, Response};
@@ -75,7 +75,8 @@ pub const WS_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// The socket read buffer of one WebSocket client: commands are small, and 10,000
 /// clients times tungstenite's 128 KiB default would be over a gigabyte.
 const WS_READ_BUFFER_BYTES: usize = 4096;
-/// Messages are batched into one write up to this size.
+/// tungstenite's write buffer: it writes only control frames (pongs, closes) and the
+/// echo endpoint's replies; broadcasts go through [`send::Sender`].
 const WS_WRITE_BUFFER_BYTES: usize = 8192;
 /// Limits of the conformance echo endpoint: the suite sends messages of up to 16 MiB.
 const ECHO_MAX_MESSAGE_BYTES: usize = 16 << 20;
@@ -226,13 +227,13 @@ impl Server {
         v
     }
 
-    /// A `{"type":"status",…}` push.
-    fn status_message(&self) -> Message {
+    /// A `{"type":"status",…}` push, framed.
+    fn status_message(&self) -> fanout::Frame {
         let mut v = self.status_json();
         if let Some(obj) = v.as_object_mut() {
             obj.insert("type".into(), json!("status"));
         }
-        Message::text(v.to_string())
+        send::text_frame(&v.to_string())
     }
 
     fn performance_json(&self) -> Value {
@@ -471,12 +472,10 @@ fn broadcast_record(hub: &Hub, record: &Record, recv_ns: u64) {
 
 /// A broadcast record written by the allocation-light record writers (the Redis
 /// publisher's: the same bytes as `serde_json`, tested, at a fraction of the cost; see
-/// `cargo bench --bench records`).
-fn encode_with(write: impl FnOnce(&mut Vec<u8>)) -> Message {
-    let mut out = Vec::with_capacity(512);
-    write(&mut out);
-    // The writers emit JSON text: valid UTF-8 by construction.
-    Message::text(String::from_utf8(out).unwrap_or_default())
+/// `cargo bench --bench records`), framed once for every client. The writers emit JSON
+/// text: valid UTF-8 by construction.
+fn encode_with(write: impl FnOnce(&mut Vec<u8>)) -> fanout::Frame {
+    send::text_frame_with(write)
 }
 
 /// Runs `tick` every `period` until `stop` is set (the flag is checked at least every
@@ -531,7 +530,7 @@ async fn sample_rates(server: Rc<Server>, stop: Arc<AtomicBool>) {
 
 async fn handle_connection<S>(mut stream: S, server: &Rc<Server>, stop: &AtomicBool)
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + send::VectoredWrite + Unpin,
 {
     let opts = &server.opts;
     let stats = &server.hub.stats;
@@ -612,17 +611,30 @@ where
                         return;
                     }
                     let rest = buf.split_off(req.head_len.min(buf.len()));
-                    let echo = endpoint == WsEndpoint::Echo;
-                    let ws = WebSocketStream::from_partially_read(
-                        stream,
-                        rest,
-                        Role::Server,
-                        Some(opts.ws_config(echo)),
-                    )
-                    .await;
                     match endpoint {
-                        WsEndpoint::Echo => ws::run_echo(ws).await,
-                        WsEndpoint::Api(subs) => ws::run_client(ws, server.clone(), subs).await,
+                        WsEndpoint::Echo => {
+                            let ws = WebSocketStream::from_partially_read(
+                                stream,
+                                rest,
+                                Role::Server,
+                                Some(opts.ws_config(true)),
+                            )
+                            .await;
+                            ws::run_echo(ws).await;
+                        }
+                        WsEndpoint::Api(subs) => {
+                            // The sender writes the socket; tungstenite reads it and
+                            // hands its control frames to the sender.
+                            let (sender, tap) = send::Sender::new(stream);
+                            let ws = WebSocketStream::from_partially_read(
+                                tap,
+                                rest,
+                                Role::Server,
+                                Some(opts.ws_config(false)),
+                            )
+                            .await;
+                            ws::run_client(ws, sender, server.clone(), subs).await;
+                        }
                     }
                 }
             }

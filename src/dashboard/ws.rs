@@ -1,9 +1,10 @@
 //! One WebSocket client's connection: commands in, its outbox out.
 //!
 //! Runs on: the dashboard core's executor, one task per client. Owns: the client's
-//! socket (through async-tungstenite) and its rate limit and liveness clocks. In:
-//! command frames from the client; broadcasts queued by the fan-out ([`super::fanout`]).
-//! Out: replies and broadcasts, written as fast as the client reads and never faster;
+//! socket (read through async-tungstenite, written by its [`Sender`]) and its rate limit
+//! and liveness clocks. In: command frames from the client; broadcasts queued by the
+//! fan-out ([`super::fanout`]). Out: replies and broadcasts, written as fast as the
+//! client reads and never faster, everything pending in one vectored write per wake-up;
 //! a close frame saying why when the server ends the connection.
 
 use std::future::Future;
@@ -23,6 +24,7 @@ use tungstenite::Message;
 
 use super::fanout::{Client, Kick};
 use super::protocol::{self, Command, Filter, Topic};
+use super::send::{self, Sender, TapIo, VectoredWrite, Written};
 use super::Server;
 
 /// Subscriptions one client may hold: every topic for a few dozen symbol filters.
@@ -51,14 +53,20 @@ enum Event {
     Inbound(Message),
     Ended,
     Failed(WsError),
+    /// The socket refused a write: the client is gone.
+    WriteFailed,
     Kicked(Kick),
     Tick,
 }
 
 /// Serves one dashboard client until it leaves, falls behind, or misbehaves.
-pub(super) async fn run_client<S>(mut ws: WebSocketStream<S>, server: Rc<Server>, subs: Vec<Filter>)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
+pub(super) async fn run_client<S>(
+    mut ws: WebSocketStream<TapIo<S>>,
+    mut sender: Sender<S>,
+    server: Rc<Server>,
+    subs: Vec<Filter>,
+) where
+    S: AsyncRead + AsyncWrite + VectoredWrite + Unpin,
 {
     let opts = &server.opts;
     let stats = server.hub.stats.clone();
@@ -75,43 +83,46 @@ where
         (opts.ws_ping_interval.min(opts.ws_idle_timeout) / 4).clamp(MIN_TICK, MAX_TICK);
     let mut tick = glommio::timer::Timer::new(tick_every);
     let mut need_flush = false;
+    let mut written = Written::default();
     loop {
         let event = futures_lite::future::poll_fn(|cx| {
             if let Some(k) = client.kicked() {
                 return Poll::Ready(Event::Kicked(k));
             }
             client.register(cx.waker());
-            // Write what is waiting, as far as the socket takes it.
-            while !client.outbox.borrow().is_empty() {
-                match Pin::new(&mut ws).poll_ready(cx) {
-                    Poll::Ready(Ok(())) => {
-                        let Some((msg, recv_ns)) = client.outbox.borrow_mut().pop_timed() else {
-                            break;
-                        };
-                        if let Err(e) = Pin::new(&mut ws).start_send(msg) {
-                            return Poll::Ready(Event::Failed(e));
-                        }
-                        if recv_ns != 0 {
-                            if let Some(rec) = server.hub.latency.borrow_mut().as_mut() {
-                                rec.record_span(
-                                    crate::latency::Stage::RecvToDashboardSend,
-                                    recv_ns,
-                                    crate::clock::mono_ns(),
-                                );
-                            }
-                        }
-                        stats.messages_sent.inc();
-                        need_flush = true;
-                    }
-                    Poll::Ready(Err(e)) => return Poll::Ready(Event::Failed(e)),
-                    Poll::Pending => break,
-                }
-            }
             if need_flush {
+                // tungstenite answers pings and closes as it reads: its control frames
+                // go to the sender, behind what is pending.
                 match Pin::new(&mut ws).poll_flush(cx) {
                     Poll::Ready(Ok(())) => need_flush = false,
                     Poll::Ready(Err(e)) => return Poll::Ready(Event::Failed(e)),
                     Poll::Pending => {}
+                }
+            }
+            // Everything waiting, in one vectored write per round, as far as the socket
+            // takes it.
+            loop {
+                {
+                    let mut outbox = client.outbox.borrow_mut();
+                    for _ in 0..sender.room() {
+                        let Some((frame, recv_ns)) = outbox.pop_timed() else {
+                            break;
+                        };
+                        sender.push(frame, recv_ns);
+                    }
+                }
+                if sender.is_idle() {
+                    break;
+                }
+                let result = sender.poll_write(cx, &mut written);
+                note_written(&server, &written);
+                match result {
+                    Poll::Ready(Ok(())) => {}
+                    Poll::Ready(Err(_)) => return Poll::Ready(Event::WriteFailed),
+                    Poll::Pending => break,
+                }
+                if client.outbox.borrow().is_empty() {
+                    break;
                 }
             }
             match Pin::new(&mut ws).poll_next(cx) {
@@ -148,7 +159,7 @@ where
                         protocol::error_message("binary messages are not supported; send JSON text")
                     }
                 };
-                client.reply(Message::text(reply), &stats);
+                client.reply(send::text_frame(&reply), &stats);
             }
             Event::Tick => {
                 tick = glommio::timer::Timer::new(tick_every);
@@ -157,14 +168,15 @@ where
                     client.kick(KICK_IDLE);
                 } else if last_ping.elapsed() >= opts.ws_ping_interval {
                     last_ping = Instant::now();
-                    client.reply(Message::Ping(Default::default()), &stats);
+                    client.reply(send::ping_frame(), &stats);
                 }
             }
             Event::Kicked(k) => {
-                close_with(&mut ws, k.code, k.reason).await;
+                sender.drop_unstarted();
+                close_client(&mut ws, &mut sender, k.code, k.reason).await;
                 return;
             }
-            Event::Ended => return,
+            Event::Ended | Event::WriteFailed => return,
             Event::Failed(e) => {
                 if let Some((code, reason)) = close_for(&e) {
                     if code == 1009 {
@@ -172,12 +184,63 @@ where
                     } else {
                         stats.protocol_errors.inc();
                     }
-                    close_with(&mut ws, code, reason).await;
+                    sender.drop_unstarted();
+                    close_client(&mut ws, &mut sender, code, reason).await;
                 }
                 return;
             }
         }
     }
+}
+
+/// Counts the frames a write completed and records their records' send latency.
+fn note_written(server: &Server, written: &Written) {
+    if written.count == 0 {
+        return;
+    }
+    server.hub.stats.messages_sent.add(written.count as u64);
+    if let Some(rec) = server.hub.latency.borrow_mut().as_mut() {
+        let mut now = 0;
+        for &recv_ns in written.times() {
+            if recv_ns != 0 {
+                if now == 0 {
+                    now = crate::clock::mono_ns();
+                }
+                rec.record_span(crate::latency::Stage::RecvToDashboardSend, recv_ns, now);
+            }
+        }
+    }
+}
+
+/// Sends a close frame (through tungstenite, which the sender writes out) and gives it
+/// [`CLOSE_GRACE`] to leave; then the socket is dropped, whether the client read it or
+/// not.
+async fn close_client<S>(
+    ws: &mut WebSocketStream<TapIo<S>>,
+    sender: &mut Sender<S>,
+    code: u16,
+    reason: &'static str,
+) where
+    S: AsyncRead + AsyncWrite + VectoredWrite + Unpin,
+{
+    let frame = CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason.into(),
+    };
+    let mut written = Written::default();
+    let _ = futures_lite::future::or(
+        async {
+            let _ = ws.close(Some(frame)).await;
+            let _ = futures_lite::future::poll_fn(|cx| sender.poll_write(cx, &mut written)).await;
+            // Wait (within the grace) for the client's answering close, so the close
+            // frame is not lost to a reset of unread data.
+            while let Some(Ok(_)) = ws.next().await {}
+        },
+        async {
+            glommio::timer::sleep(CLOSE_GRACE).await;
+        },
+    )
+    .await;
 }
 
 /// The reply to one command.
