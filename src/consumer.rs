@@ -23,8 +23,9 @@ use crate::ring::{
 };
 
 /// The longest a parked consumer sleeps without a ring or a deadline: how soon it
-/// notices the stop flag. Ten wake-ups a second cost nothing measurable.
-pub const STOP_POLL: Duration = Duration::from_millis(100);
+/// notices the stop flag when nobody rings it (the engine rings its sinks at stop).
+/// Four wake-ups a second cost nothing measurable.
+pub const STOP_POLL: Duration = Duration::from_millis(250);
 
 /// When the handler next needs a turn without new records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -67,7 +67,7 @@ const SHUTDOWN_HANDOVER: Duration = Duration::from_secs(10);
 const OVERFLOW_RETRY: Duration = Duration::from_millis(1);
 /// How often a quiet shard does its housekeeping (hold timers, gap retries, latency
 /// hand-off) when no REST delivery wakes it sooner.
-const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(100);
+const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(250);
 
 /// A sink role's body (see [`SinkRole::run`]).
 pub type SinkRun = Box<dyn FnOnce(SinkIo) + Send>;

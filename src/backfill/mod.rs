@@ -70,7 +70,7 @@ pub const MAX_PENDING_ABSENCES: usize = 10_000;
 /// Wait between attempts to record absences while the database is down.
 const ABSENCE_RETRY: Duration = Duration::from_secs(5);
 /// How often an idle thread looks for requests and for the stop flag.
-const IDLE_POLL: Duration = Duration::from_millis(20);
+const IDLE_POLL: Duration = Duration::from_millis(100);
 
 /// What a shard asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -63,7 +63,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
 /// How long a refused connection is read from before it is closed (see [`refuse`]).
 const REFUSAL_LINGER: Duration = Duration::from_millis(200);
 /// How often the accept loop checks the stop flag.
-const STOP_POLL: Duration = Duration::from_millis(100);
+const STOP_POLL: Duration = Duration::from_millis(250);
 /// Records taken from one ring per drain turn, so one busy shard cannot starve the
 /// others, and the client tasks write the first records of a burst while the later ones
 /// are still waiting to be serialized.

@@ -43,7 +43,7 @@ pub const MAX_SUBSCRIBE_RETRIES: u32 = 3;
 /// each) in one read. Allocated once per connection and never zero-filled again.
 pub const READ_BUFFER_BYTES: usize = 256 * 1024;
 /// The connection task re-checks its timers and the pool's requests at least this often.
-const TICK: Duration = Duration::from_millis(50);
+const TICK: Duration = Duration::from_millis(250);
 /// Messages handled back to back before the task looks at its timers again; bounds the
 /// time a busy connection can go without checking its watchdog or yielding.
 const READ_BATCH: usize = 256;

@@ -24,8 +24,9 @@ use super::backoff::{AttemptLimiter, Backoff};
 use super::connection::{self, ConnHandle, Endpoint, Phase, SessionCtx, SessionEnd};
 use crate::metrics::ShardStats;
 
-/// How often a supervisor looks at its connections.
-const SUPERVISE_EVERY: Duration = Duration::from_millis(20);
+/// How often a supervisor looks at its connections: rotations and reconnects are
+/// second-scale events, and a quiet shard should not wake fifty times a second.
+const SUPERVISE_EVERY: Duration = Duration::from_millis(100);
 /// Longest single sleep of a pause, so a stop request is noticed within it.
 const PAUSE_STEP: Duration = Duration::from_millis(100);
 /// A replacement that is not live within this is abandoned; the old connection stays.

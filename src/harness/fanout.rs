@@ -8,8 +8,9 @@
 //! (this binary again, `bench fanout-clients`), spread over a few threads, each a glommio
 //! executor holding thousands of connections; they subscribe to signals and candles and
 //! record, per message, receive time minus injection time (same host clock). So the
-//! latency includes the ring hop and the drain interval, the serialization, the fan-out
-//! and both kernels' TCP paths.
+//! latency includes the ring hop (a doorbell wake-up of the dashboard core), the
+//! serialization and framing (once per broadcast), the fan-out, one vectored write per
+//! client per wake-up, and both kernels' TCP paths.
 //!
 //! Printed JSON: delivered messages/s, delivery latency p50/p99/p99.9/max in µs, the
 //! server's RSS per connected client, and the fan-out counters.

@@ -80,7 +80,7 @@ pub const COLLECT_INTERVAL: Duration = Duration::from_secs(1);
 /// The "recent" window of `/api/performance`, in collector intervals (seconds).
 pub const WINDOW_SECONDS: usize = 10;
 /// How often the collector thread checks its stop flag while it waits.
-const STOP_POLL: Duration = Duration::from_millis(50);
+const STOP_POLL: Duration = Duration::from_millis(200);
 /// Filled histogram sets that may wait for the collector per recorder; when full, the
 /// recorder keeps accumulating into its current set (nothing is lost, only merged later).
 const HANDOFF_SLOTS: usize = 4;
