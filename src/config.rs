@@ -2295,7 +2295,7 @@ mod tests {
                 "{field:?}"
             );
         }
-        assert_eq!(env_names.len(), 28);
+        assert_eq!(env_names.len(), 29);
     }
 
     #[test]
