@@ -10,11 +10,14 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::Poll;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use async_tungstenite::WebSocketStream;
 use futures_lite::io::{AsyncRead, AsyncWrite};
+use futures_util::task::AtomicWaker;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use serde_json::json;
 use tungstenite::error::Error as WsError;
@@ -82,8 +85,15 @@ pub(super) async fn run_client<S>(
     let tick_every =
         (opts.ws_ping_interval.min(opts.ws_idle_timeout) / 4).clamp(MIN_TICK, MAX_TICK);
     let mut tick = glommio::timer::Timer::new(tick_every);
+    let mut tick_at = Instant::now() + tick_every;
+    // Polling a glommio timer re-inserts it into the reactor every time; a client is
+    // woken for every broadcast, so the timer is polled once to arm it, and after that
+    // only its deadline is looked at.
+    let mut tick_armed = false;
     let mut need_flush = false;
     let mut written = Written::default();
+    let readable = Arc::new(ReadFlag::default());
+    let read_waker = Waker::from(readable.clone());
     loop {
         let event = futures_lite::future::poll_fn(|cx| {
             if let Some(k) = client.kicked() {
@@ -125,16 +135,30 @@ pub(super) async fn run_client<S>(
                     break;
                 }
             }
-            match Pin::new(&mut ws).poll_next(cx) {
-                Poll::Ready(Some(Ok(m))) => return Poll::Ready(Event::Inbound(m)),
-                Poll::Ready(Some(Err(e))) => return Poll::Ready(Event::Failed(e)),
-                Poll::Ready(None) => return Poll::Ready(Event::Ended),
-                Poll::Pending => {}
+            // The read side only when the socket said it has something (or the last
+            // read returned a message): a broadcast's wake-up does not poll it.
+            readable.register(cx.waker());
+            if readable.take() {
+                let mut read_cx = Context::from_waker(&read_waker);
+                match Pin::new(&mut ws).poll_next(&mut read_cx) {
+                    Poll::Ready(Some(Ok(m))) => {
+                        readable.set();
+                        return Poll::Ready(Event::Inbound(m));
+                    }
+                    Poll::Ready(Some(Err(e))) => return Poll::Ready(Event::Failed(e)),
+                    Poll::Ready(None) => return Poll::Ready(Event::Ended),
+                    Poll::Pending => {}
+                }
             }
-            match Pin::new(&mut tick).poll(cx) {
-                Poll::Ready(_) => Poll::Ready(Event::Tick),
-                Poll::Pending => Poll::Pending,
+            if !tick_armed {
+                if Pin::new(&mut tick).poll(cx).is_ready() {
+                    return Poll::Ready(Event::Tick);
+                }
+                tick_armed = true;
+            } else if Instant::now() >= tick_at {
+                return Poll::Ready(Event::Tick);
             }
+            Poll::Pending
         })
         .await;
         match event {
@@ -163,6 +187,8 @@ pub(super) async fn run_client<S>(
             }
             Event::Tick => {
                 tick = glommio::timer::Timer::new(tick_every);
+                tick_at = Instant::now() + tick_every;
+                tick_armed = false;
                 if last_heard.elapsed() > opts.ws_idle_timeout {
                     stats.disconnected_idle.inc();
                     client.kick(KICK_IDLE);
@@ -190,6 +216,45 @@ pub(super) async fn run_client<S>(
                 return;
             }
         }
+    }
+}
+
+/// Set when the socket's read side woke the task (or may still hold a message); the
+/// waker given to the read side sets it and wakes the task.
+struct ReadFlag {
+    ready: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl Default for ReadFlag {
+    fn default() -> Self {
+        ReadFlag {
+            // The first poll reads: the handshake may have brought a command along.
+            ready: AtomicBool::new(true),
+            task: AtomicWaker::new(),
+        }
+    }
+}
+
+impl ReadFlag {
+    fn register(&self, waker: &Waker) {
+        self.task.register(waker);
+    }
+    fn set(&self) {
+        self.ready.store(true, Ordering::Release);
+    }
+    fn take(&self) -> bool {
+        self.ready.swap(false, Ordering::AcqRel)
+    }
+}
+
+impl Wake for ReadFlag {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.set();
+        self.task.wake();
     }
 }
 
