@@ -23,9 +23,10 @@ use crate::consumer::{LocalPark, Rings};
 use crate::dashboard::status::{ShardView, SinkStatus, StatusContext};
 use crate::feed;
 use crate::latency::{Collector, Recorder, Registry, Snapshot};
+use crate::message::{Envelope, RecordKinds};
 use crate::metrics::ShardStats;
 use crate::ring::{self, Consumer, Doorbell, Producer};
-use crate::shard::{Envelope, RecordKinds, ShardState};
+use crate::shard::ShardState;
 use crate::store::RecentStore;
 use crate::topology::Layout;
 

@@ -4,6 +4,8 @@
 //! - [`alloc`]: per-thread allocation counting (the binary's global allocator).
 //! - [`digits`]: integers written as decimal text into byte buffers (pure).
 //! - [`market`]: the shared vocabulary (symbols, intervals, exact decimals, candles).
+//! - [`message`]: the messages between cores (`Envelope`, `Record`, `Outage`, which
+//!   record kinds a ring carries).
 //! - [`wire`]: the zero-copy simd-json parser for Binance frames (pure).
 //! - [`config`]: one typed configuration, from TOML, environment and `.env`.
 //! - [`topology`]: shard maps, core layout planning and startup host checks.
@@ -49,6 +51,7 @@ pub mod feed;
 pub mod harness;
 pub mod latency;
 pub mod market;
+pub mod message;
 pub mod metrics;
 pub mod record;
 pub mod ring;

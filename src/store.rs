@@ -10,7 +10,7 @@ use std::collections::{HashMap, VecDeque};
 
 use crate::candle::Gap;
 use crate::market::{Candle, Interval, Symbol};
-use crate::shard::{Outage, Record};
+use crate::message::{Outage, Record};
 use crate::signals::Signal;
 
 /// Gaps kept for the status API (the backfill consumes them from the ring later).

@@ -43,9 +43,9 @@ use self::status::ListQuery;
 pub use self::status::StatusContext;
 use crate::config::Config;
 use crate::market::{Interval, Symbol};
+use crate::message::{Envelope, Record, REMOTE_SHARD};
 use crate::record::CandleRecord;
 use crate::ring::Consumer;
-use crate::shard::{Envelope, Record, REMOTE_SHARD};
 use crate::sinks::redis::records;
 
 /// A request head must arrive within this (slowloris protection).

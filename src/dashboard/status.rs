@@ -9,10 +9,10 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use crate::market::{Interval, Symbol};
+use crate::message::Envelope;
 use crate::metrics::{ShardStats, PARSE_ERROR_REASONS};
 use crate::record::{CandleRecord, GapRecord, SignalRecord};
 use crate::ring::RingView;
-use crate::shard::Envelope;
 use crate::store::RecentStore;
 
 /// Recent gaps and outages listed in `/api/status` (the totals count all of them).

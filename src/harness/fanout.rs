@@ -38,8 +38,8 @@ use crate::dashboard::status::StatusContext;
 use crate::dashboard::Options;
 use crate::harness::ingest::thread_cpu_split;
 use crate::market::{Candle, Interval, Symbol};
+use crate::message::{Envelope, Record};
 use crate::ring;
-use crate::shard::{Envelope, Record};
 use crate::signals::{Direction, IndicatorValues, Signal, SignalKind};
 use crate::store::RecentStore;
 

@@ -16,8 +16,8 @@ use serde_json::json;
 
 use crate::harness::ingest::thread_cpu_seconds;
 use crate::market::{Candle, Decimal, Interval, Symbol};
+use crate::message::{Envelope, Record};
 use crate::ring::{self, Producer};
-use crate::shard::{Envelope, Record};
 use crate::signals::{Direction, IndicatorValues, Signal, SignalKind};
 use crate::sinks::redis::resp::{self, Conn, Target};
 use crate::sinks::redis::{records, PublisherStats, RedisSettings};

@@ -32,8 +32,8 @@ use serde_json::{json, Value};
 use crate::config::Config;
 use crate::dashboard::status::SinkStatus;
 use crate::engine::SinkIo;
+use crate::message::RecordKinds;
 use crate::metrics::{Counter, Gauge};
-use crate::shard::RecordKinds;
 
 /// Largest batch the writer grows to under load. Past this a batch only adds latency
 /// and memory: one COPY of 50k candle rows already amortises the round trips.

@@ -28,7 +28,7 @@ use crate::clock::mono_ns;
 use crate::engine::SinkIo;
 use crate::feed::backoff::Backoff;
 use crate::latency::Stage;
-use crate::shard::{Envelope, Record};
+use crate::message::{Envelope, Record};
 
 /// How often an idle writer looks at its connection and spool when nothing else is due.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(100);

@@ -20,9 +20,9 @@ use super::resp::{self, Conn, RespError, Target};
 use super::RedisSettings;
 use crate::clock::mono_ns;
 use crate::market::Symbol;
+use crate::message::{Envelope, Record, REMOTE_SHARD};
 use crate::metrics::Counter;
 use crate::ring::Producer;
-use crate::shard::{Envelope, Record, REMOTE_SHARD};
 use crate::store::RecentStore;
 
 /// How often a quiet subscriber checks its stop flag.

@@ -1,0 +1,101 @@
+//! The messages between cores: what a shard sends its consumers over the rings.
+//!
+//! Vocabulary, below every role: the shard makes these, the sinks, the dashboard and the
+//! store take them, and none of them needs the others to read it. Fixed size and `Copy`,
+//! so a ring slot holds one whole message.
+
+use crate::candle::Gap;
+use crate::market::Candle;
+use crate::signals::Signal;
+
+/// What a shard sends to the sinks.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Record {
+    ClosedCandle(Candle),
+    LiveCandle(Candle),
+    Signal(Signal),
+    Gap(Gap),
+    /// A connection was down between these exchange times (µs): candles of its streams
+    /// that closed inside the span may be missing; the backfill checks them.
+    Outage(Outage),
+    /// The exchange has no candles with open times in this span (asked by the
+    /// backfill): recorded, never asked again.
+    Absent(Gap),
+}
+
+/// The span of a reconnect, in exchange time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outage {
+    pub slot: u16,
+    pub from_event_us: i64,
+    pub to_event_us: i64,
+}
+
+/// The `shard` of records that came from another instance (through the Redis bridge).
+pub const REMOTE_SHARD: u16 = u16::MAX;
+
+/// A record with the stage times of its journey (monotonic ns, [`mono_ns`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Envelope {
+    pub shard: u16,
+    pub recv_ns: u64,
+    pub parsed_ns: u64,
+    pub record: Record,
+}
+
+impl Envelope {
+    /// A record with no stage times (tests, benchmarks, synthetic feeds).
+    pub fn untimed(shard: u16, record: Record) -> Envelope {
+        Envelope {
+            shard,
+            recv_ns: 0,
+            parsed_ns: 0,
+            record,
+        }
+    }
+}
+
+impl crate::consumer::Stamped for Envelope {
+    fn enqueued_ns(&self) -> u64 {
+        // Records of other instances carry no time of ours; backfilled ones none at all.
+        if self.shard == REMOTE_SHARD {
+            0
+        } else {
+            self.parsed_ns
+        }
+    }
+}
+
+/// The record kinds one sink consumes: its ring carries only those, so no sink wakes
+/// for records it would drop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordKinds(u8);
+
+impl RecordKinds {
+    pub const CLOSED: RecordKinds = RecordKinds(1);
+    pub const LIVE: RecordKinds = RecordKinds(1 << 1);
+    pub const SIGNAL: RecordKinds = RecordKinds(1 << 2);
+    pub const GAP: RecordKinds = RecordKinds(1 << 3);
+    pub const OUTAGE: RecordKinds = RecordKinds(1 << 4);
+    pub const ABSENT: RecordKinds = RecordKinds(1 << 5);
+    pub const NONE: RecordKinds = RecordKinds(0);
+    pub const ALL: RecordKinds = RecordKinds(0b11_1111);
+    /// What a market-data consumer publishes: candles and signals.
+    pub const MARKET: RecordKinds = RecordKinds(0b111);
+
+    pub const fn with(self, other: RecordKinds) -> RecordKinds {
+        RecordKinds(self.0 | other.0)
+    }
+
+    pub fn has(self, record: &Record) -> bool {
+        let bit = match record {
+            Record::ClosedCandle(_) => RecordKinds::CLOSED,
+            Record::LiveCandle(_) => RecordKinds::LIVE,
+            Record::Signal(_) => RecordKinds::SIGNAL,
+            Record::Gap(_) => RecordKinds::GAP,
+            Record::Outage(_) => RecordKinds::OUTAGE,
+            Record::Absent(_) => RecordKinds::ABSENT,
+        };
+        self.0 & bit.0 != 0
+    }
+}
