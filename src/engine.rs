@@ -19,14 +19,15 @@ use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 
 use crate::backfill::{self, RestPlan, RestStats, ShardLink};
 use crate::config::Config;
-use crate::consumer::{LocalPark, Rings};
-use crate::dashboard::status::{ShardView, SinkStatus, StatusContext};
+use crate::consumer::LocalPark;
+use crate::dashboard::status::{ShardView, StatusContext};
 use crate::feed;
-use crate::latency::{Collector, Recorder, Registry, Snapshot};
+use crate::latency::{Collector, Registry, Snapshot};
 use crate::message::{Envelope, RecordKinds};
 use crate::metrics::ShardStats;
 use crate::ring::{self, Consumer, Doorbell, Producer};
 use crate::shard::ShardState;
+use crate::sinks::SinkStatus;
 use crate::store::RecentStore;
 use crate::topology::Layout;
 
@@ -70,44 +71,7 @@ const OVERFLOW_RETRY: Duration = Duration::from_millis(1);
 /// hand-off) when no REST delivery wakes it sooner.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(250);
 
-/// A sink role's body (see [`SinkRole::run`]).
-pub type SinkRun = Box<dyn FnOnce(SinkIo) + Send>;
-
-/// A role that drains one ring from every shard.
-pub struct SinkRole {
-    /// Names the role's thread and its rings (`shard{i}->{name}`).
-    pub name: &'static str,
-    /// Its core, when the layout pins.
-    pub core: Option<usize>,
-    /// The role's body: drains the rings until the stop flag is set and the rings are
-    /// empty. The flag is set only after every shard has handed its records over.
-    pub run: SinkRun,
-    /// Its section of `/api/status`, if it has one.
-    pub status: Option<Arc<dyn SinkStatus>>,
-    /// The record kinds it consumes: its rings carry only those.
-    pub kinds: RecordKinds,
-}
-
-/// What a sink role's body gets from the engine.
-pub struct SinkIo {
-    /// One ring from every shard.
-    pub rings: Vec<Consumer<Envelope>>,
-    /// Set once every shard has handed its records over: drain what is left, return.
-    pub stop: Arc<AtomicBool>,
-    /// The role's stage latencies (`ring_hop` at least), labelled with its name.
-    pub latency: Recorder,
-    /// Spin on the rings instead of parking (`engine.busy_poll`).
-    pub busy_poll: bool,
-}
-
-impl SinkIo {
-    /// The rings as the consumer loop takes them, `per_ring` records per ring per turn,
-    /// recording every record's ring hop; and the stop flag.
-    pub fn into_rings(self, per_ring: usize) -> (Rings<Envelope>, Arc<AtomicBool>) {
-        let rings = Rings::new(self.rings, per_ring, Some(self.latency), self.busy_poll);
-        (rings, self.stop)
-    }
-}
+pub use crate::sinks::{SinkIo, SinkRole, SinkRun};
 
 /// A running engine.
 pub struct Engine {

@@ -47,18 +47,7 @@ pub struct ListQuery {
 #[error("{0}")]
 pub struct ListError(pub String);
 
-/// A sink role's section of `/api/status` (`sinks.<name>`), rendered on request from
-/// its own relaxed counters.
-pub trait SinkStatus: Send + Sync {
-    /// The key under `sinks`, e.g. "database", "spool", "redis".
-    fn name(&self) -> &'static str;
-    fn status(&self) -> Value;
-    /// Every section the role fills; a role with more than one (the database writer
-    /// fills `database` and `spool`) overrides this.
-    fn sections(&self) -> Vec<(&'static str, Value)> {
-        vec![(self.name(), self.status())]
-    }
-}
+pub use crate::sinks::SinkStatus;
 
 /// Everything `/api/status` reports.
 pub struct StatusContext {

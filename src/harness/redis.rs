@@ -288,7 +288,7 @@ fn pipelined(
             .name(PUBLISHER_THREAD.into())
             .spawn(move || {
                 // The engine's publisher records its stage latencies: so does this one.
-                let io = crate::engine::SinkIo {
+                let io = crate::sinks::SinkIo {
                     rings: consumers,
                     stop,
                     latency: crate::latency::Registry::new().recorder("redis"),

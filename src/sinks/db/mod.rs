@@ -30,10 +30,10 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::config::Config;
-use crate::dashboard::status::SinkStatus;
-use crate::engine::SinkIo;
 use crate::message::RecordKinds;
 use crate::metrics::{Counter, Gauge};
+use crate::sinks::SinkIo;
+use crate::sinks::SinkStatus;
 
 /// Largest batch the writer grows to under load. Past this a batch only adds latency
 /// and memory: one COPY of 50k candle rows already amortises the round trips.
@@ -201,7 +201,7 @@ pub fn migrate_now(settings: &DbSettings) -> Result<schema::MigrateReport, DbErr
 pub fn writer_role(
     config: &Config,
     layout: &crate::topology::Layout,
-) -> Result<Option<crate::engine::SinkRole>, DbError> {
+) -> Result<Option<crate::sinks::SinkRole>, DbError> {
     let Some(settings) = DbSettings::from_config(config) else {
         return Ok(None);
     };
@@ -235,7 +235,7 @@ pub fn writer_role(
         RecordKinds::CLOSED.with(RecordKinds::SIGNAL)
     };
     let writer = writer::Writer::new(settings, spool, stats, migrated);
-    Ok(Some(crate::engine::SinkRole {
+    Ok(Some(crate::sinks::SinkRole {
         name: "database",
         core: layout.writer_core.filter(|_| layout.pinned),
         run: Box::new(move |io: SinkIo| writer.run(io)),

@@ -25,10 +25,10 @@ use super::rows::{Batch, SignalRow};
 use super::spool::{Append, Spool};
 use super::{schema, DbError, DbSettings, DbStats, CONNECT_TIMEOUT, MAX_BATCH_ROWS};
 use crate::clock::mono_ns;
-use crate::engine::SinkIo;
 use crate::feed::backoff::Backoff;
 use crate::latency::Stage;
 use crate::message::{Envelope, Record};
+use crate::sinks::SinkIo;
 
 /// How often an idle writer looks at its connection and spool when nothing else is due.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(100);

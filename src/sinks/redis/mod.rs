@@ -28,14 +28,14 @@ use serde_json::{json, Value};
 
 use crate::clock::mono_ns;
 use crate::config::Config;
-use crate::dashboard::status::SinkStatus;
-use crate::engine::{SinkIo, SinkRole};
 use crate::feed::backoff::Backoff;
 use crate::latency::{Recorder, Stage};
 use crate::market::{Candle, Interval, Symbol};
 use crate::message::{Envelope, Record, RecordKinds};
 use crate::metrics::Counter;
 use crate::ring::Producer;
+use crate::sinks::SinkStatus;
+use crate::sinks::{SinkIo, SinkRole};
 use crate::store::RecentStore;
 use crate::topology::Layout;
 use resp::{Conn, RespError, Target};
