@@ -13,12 +13,17 @@ pub fn mono_ns() -> u64 {
     origin.elapsed().as_nanos() as u64
 }
 
-/// Wall-clock microseconds since the Unix epoch.
-pub fn wall_us() -> i64 {
+/// Wall-clock nanoseconds since the Unix epoch (0 for a clock set before it). The one
+/// reader of the wall clock: every other wall time derives from it.
+pub fn wall_ns() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+/// Wall-clock microseconds since the Unix epoch.
+pub fn wall_us() -> i64 {
+    wall_ns() / 1_000
 }
 
 /// Wall-clock milliseconds since the Unix epoch.

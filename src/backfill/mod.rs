@@ -319,10 +319,9 @@ pub fn spawn(
         .map_err(RestError::Thread)
 }
 
+/// The scheduler counts in unsigned milliseconds of wall time.
 fn wall_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    crate::clock::wall_ms().max(0) as u64
 }
 
 struct Thread {

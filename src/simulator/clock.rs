@@ -5,7 +5,7 @@
 //! anchor is the wall-clock instant of the start time itself, so simulated time equals
 //! real epoch time and latency measured from event times `E` is real latency.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy, Debug)]
 pub struct SimClock {
@@ -15,17 +15,8 @@ pub struct SimClock {
 }
 
 /// Wall-clock epoch milliseconds (REST rate-limit windows use real minutes).
-fn wall_epoch_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64)
-}
-
-pub fn wall_epoch_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+pub use crate::clock::wall_ms as wall_epoch_ms;
+use crate::clock::wall_ns as wall_epoch_ns;
 
 impl SimClock {
     /// `start_ms`: the simulated time at the anchor. Without an explicit start time the

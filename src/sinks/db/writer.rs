@@ -18,7 +18,7 @@
 //! their ring to this thread, which keeps draining throughout.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use super::copy::{self, Committed, WriteConn};
 use super::rows::{Batch, SignalRow};
@@ -161,10 +161,7 @@ impl Writer {
         s.rows_committed.add(rows);
         s.candles_written.add(done.candles);
         s.signals_written.add(done.signals);
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        s.last_commit_unix_ms.set(now_ms);
+        s.last_commit_unix_ms.set(crate::clock::wall_ms());
     }
 
     /// The database refused the batch itself (bad data, not a lost connection):
