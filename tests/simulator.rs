@@ -8,30 +8,15 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+mod common;
+
 use alphapulse::simulator::{self, SimConfig, SimHandle};
+use common::fixtures_dir;
 use serde_json::Value;
 use tungstenite::protocol::WebSocket;
 use tungstenite::Message;
 
 type Ws = WebSocket<TcpStream>;
-
-/// The Binance fixtures: `ALPHAPULSE_FIXTURES`, or `shared/fixtures/binance` next to the
-/// repository. Missing fixtures fail the test loudly.
-fn fixtures_dir() -> PathBuf {
-    let dir = match std::env::var_os("ALPHAPULSE_FIXTURES") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../shared/fixtures/binance"
-        )),
-    };
-    assert!(
-        dir.is_dir(),
-        "Binance fixtures not found at {}: set ALPHAPULSE_FIXTURES or clone the repository next to shared/",
-        dir.display()
-    );
-    dir
-}
 
 fn config() -> SimConfig {
     SimConfig {

@@ -6,21 +6,18 @@ use std::path::PathBuf;
 /// Overrides where the Binance fixtures are read from.
 pub const FIXTURES_ENV: &str = "ALPHAPULSE_FIXTURES";
 
-/// The Binance fixture folder: `$ALPHAPULSE_FIXTURES` if set, otherwise the `shared/`
-/// folder the repository is cloned next to. Panics with the fix when the folder is
+/// The Binance fixture folder: `$ALPHAPULSE_FIXTURES` if set, otherwise the copy kept
+/// in this repository (`tests/data/binance`). Panics with the fix when the folder is
 /// missing, so no fixture test can pass by finding nothing to check.
 pub fn fixtures_dir() -> PathBuf {
     let dir = match std::env::var_os(FIXTURES_ENV) {
         Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../shared/fixtures/binance"
-        )),
+        None => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/binance")),
     };
     assert!(
         dir.join("kline.json").is_file(),
-        "Binance fixtures not found in {}: clone the repository next to its `shared/` \
-         folder or set {FIXTURES_ENV} to the fixture folder",
+        "Binance fixtures not found in {}: restore tests/data/binance or set \
+         {FIXTURES_ENV} to the fixture folder",
         dir.display()
     );
     dir
