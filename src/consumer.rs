@@ -141,11 +141,6 @@ impl<T: Stamped> Rings<T> {
     fn all_empty(&self) -> bool {
         self.rings.iter().all(Consumer::is_empty)
     }
-
-    /// The doorbells a stop request rings.
-    pub fn doorbells(&self) -> &[Doorbell] {
-        &self.bells
-    }
 }
 
 /// How long to sleep for `next`, bounded by [`STOP_POLL`].
@@ -167,12 +162,14 @@ pub fn run_thread<T: Stamped, C: Consume<T>>(
     loop {
         let stopping = stop.load(Ordering::Acquire);
         let (took, next) = rings.turn(consume, stopping);
-        if took || next == Next::Now {
-            continue;
-        }
-        if stopping && rings.all_empty() {
+        // A stopping consumer ends once its rings are empty, even with work of its own
+        // pending (a spool replay): `finish` bounds what it still does.
+        if stopping && !took && rings.all_empty() {
             consume.finish();
             return;
+        }
+        if took || next == Next::Now {
+            continue;
         }
         if rings.busy_poll {
             std::hint::spin_loop();
@@ -201,13 +198,13 @@ pub async fn run_local<T: Stamped, C: Consume<T>>(
     loop {
         let stopping = stop.load(Ordering::Acquire);
         let (took, next) = rings.turn(consume, stopping);
+        if stopping && !took && rings.all_empty() {
+            consume.finish();
+            return;
+        }
         if took || next == Next::Now {
             futures_lite::future::yield_now().await;
             continue;
-        }
-        if stopping && rings.all_empty() {
-            consume.finish();
-            return;
         }
         if rings.busy_poll {
             futures_lite::future::yield_now().await;

@@ -78,7 +78,6 @@ impl RecordKinds {
     pub const GAP: RecordKinds = RecordKinds(1 << 3);
     pub const OUTAGE: RecordKinds = RecordKinds(1 << 4);
     pub const ABSENT: RecordKinds = RecordKinds(1 << 5);
-    pub const NONE: RecordKinds = RecordKinds(0);
     pub const ALL: RecordKinds = RecordKinds(0b11_1111);
     /// What a market-data consumer publishes: candles and signals.
     pub const MARKET: RecordKinds = RecordKinds(0b111);

@@ -274,7 +274,8 @@ impl Client {
         self.wake();
     }
 
-    fn kick_slow(&self, stats: &DashboardStats) {
+    /// Cuts the client off as too slow (close 1008), counted once.
+    pub fn kick_slow(&self, stats: &DashboardStats) {
         if self.kicked.get().is_none() {
             stats.disconnected_slow.inc();
             stats.dropped.add(self.outbox.borrow().len() as u64);

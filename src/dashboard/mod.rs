@@ -157,6 +157,16 @@ impl Options {
         })
     }
 
+    /// The server side of a WebSocket over `io`, whose first bytes (`rest`) were read
+    /// with the upgrade request.
+    async fn websocket<T>(&self, io: T, rest: Vec<u8>, echo: bool) -> WebSocketStream<T>
+    where
+        T: AsyncRead + AsyncWrite + Unpin,
+    {
+        WebSocketStream::from_partially_read(io, rest, Role::Server, Some(self.ws_config(echo)))
+            .await
+    }
+
     fn ws_config(&self, echo: bool) -> WebSocketConfig {
         let (message, frame) = if echo {
             (ECHO_MAX_MESSAGE_BYTES, ECHO_MAX_MESSAGE_BYTES)
@@ -613,26 +623,14 @@ where
                     let rest = buf.split_off(req.head_len.min(buf.len()));
                     match endpoint {
                         WsEndpoint::Echo => {
-                            let ws = WebSocketStream::from_partially_read(
-                                stream,
-                                rest,
-                                Role::Server,
-                                Some(opts.ws_config(true)),
-                            )
-                            .await;
+                            let ws = opts.websocket(stream, rest, true).await;
                             ws::run_echo(ws).await;
                         }
                         WsEndpoint::Api(subs) => {
                             // The sender writes the socket; tungstenite reads it and
                             // hands its control frames to the sender.
                             let (sender, tap) = send::Sender::new(stream);
-                            let ws = WebSocketStream::from_partially_read(
-                                tap,
-                                rest,
-                                Role::Server,
-                                Some(opts.ws_config(false)),
-                            )
-                            .await;
+                            let ws = opts.websocket(tap, rest, false).await;
                             ws::run_client(ws, sender, server.clone(), subs).await;
                         }
                     }

@@ -23,7 +23,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 
 /// A whole server-to-client frame (header and payload), shared by every client it goes to.
@@ -37,6 +37,10 @@ const MAX_HEADER: usize = 10;
 /// Frames written per `sendmsg`: well under the kernel's IOV_MAX (1024), and more than
 /// one wake-up usually has.
 pub const MAX_IOVECS: usize = 64;
+/// Control bytes (tungstenite's pongs and closes) that may wait for a client that does
+/// not read: a client pinging without reading would grow them without end. Past this
+/// the client is cut off as too slow (counted in `disconnected_slow`).
+pub const MAX_CONTROL_BYTES: usize = 64 * 1024;
 
 /// A text frame whose payload `write` appends: written once, after room for the header,
 /// which is then put right before it, so nothing is copied.
@@ -45,9 +49,9 @@ pub fn text_frame_with(write: impl FnOnce(&mut Vec<u8>)) -> Frame {
     buf.resize(MAX_HEADER, 0);
     write(&mut buf);
     let len = buf.len() - MAX_HEADER;
-    let header = header(OP_TEXT, len);
-    let start = MAX_HEADER - header.len();
-    buf[start..MAX_HEADER].copy_from_slice(&header);
+    let (header, n) = header(OP_TEXT, len);
+    let start = MAX_HEADER - n;
+    buf[start..MAX_HEADER].copy_from_slice(&header[..n]);
     Bytes::from(buf).slice(start..)
 }
 
@@ -61,20 +65,22 @@ pub fn ping_frame() -> Frame {
     Bytes::from_static(&[FIN | OP_PING, 0])
 }
 
-/// The header of an unmasked FIN frame of `len` payload bytes.
-fn header(opcode: u8, len: usize) -> BytesMut {
-    let mut h = BytesMut::with_capacity(MAX_HEADER);
-    h.extend_from_slice(&[FIN | opcode]);
+/// The header of an unmasked FIN frame of `len` payload bytes, and its length.
+fn header(opcode: u8, len: usize) -> ([u8; MAX_HEADER], usize) {
+    let mut h = [0u8; MAX_HEADER];
+    h[0] = FIN | opcode;
     if len < 126 {
-        h.extend_from_slice(&[len as u8]);
+        h[1] = len as u8;
+        (h, 2)
     } else if len <= usize::from(u16::MAX) {
-        h.extend_from_slice(&[126]);
-        h.extend_from_slice(&(len as u16).to_be_bytes());
+        h[1] = 126;
+        h[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        (h, 4)
     } else {
-        h.extend_from_slice(&[127]);
-        h.extend_from_slice(&(len as u64).to_be_bytes());
+        h[1] = 127;
+        h[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        (h, 10)
     }
-    h
 }
 
 /// A socket the sender can write several frames to at once.
@@ -240,6 +246,17 @@ impl<S: VectoredWrite> Sender<S> {
     /// Room for more frames in this wake-up's write.
     pub fn room(&self) -> usize {
         MAX_IOVECS.saturating_sub(self.pending.len())
+    }
+
+    /// Control bytes waiting, pending included (see [`MAX_CONTROL_BYTES`]).
+    pub fn control_bytes(&self) -> usize {
+        let pending: usize = self
+            .pending
+            .iter()
+            .filter(|p| p.control)
+            .map(|p| p.frame.len())
+            .sum();
+        pending + self.control.borrow().len()
     }
 
     pub fn is_idle(&self) -> bool {

@@ -398,6 +398,9 @@ fn shard_json(s: &ShardView) -> Value {
                 "high_water": rs.high_water.load(Relaxed),
                 "pushed": rs.pushed.load(Relaxed),
                 "full": rs.full.load(Relaxed),
+                // Wake-ups the ring's consumer got from a parked state (shared by every
+                // ring of that consumer): low when it is busy, zero when idle.
+                "consumer_wakeups": r.wakeups(),
             })
         })
         .collect();

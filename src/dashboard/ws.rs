@@ -25,7 +25,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::Message;
 
-use super::fanout::{Client, Kick};
+use super::fanout::{self, Client, Kick};
 use super::protocol::{self, Command, Filter, Topic};
 use super::send::{self, Sender, TapIo, VectoredWrite, Written};
 use super::Server;
@@ -107,6 +107,10 @@ pub(super) async fn run_client<S>(
                     Poll::Ready(Ok(())) => need_flush = false,
                     Poll::Ready(Err(e)) => return Poll::Ready(Event::Failed(e)),
                     Poll::Pending => {}
+                }
+                if sender.control_bytes() > send::MAX_CONTROL_BYTES {
+                    client.kick_slow(&stats);
+                    return Poll::Ready(Event::Kicked(fanout::KICK_SLOW));
                 }
             }
             // Everything waiting, in one vectored write per round, as far as the socket

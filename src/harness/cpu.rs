@@ -79,16 +79,20 @@ pub fn role_of(name: &str) -> Option<&'static str> {
     Some(role)
 }
 
-/// CPU seconds per role between two snapshots (threads that started in between count
-/// from zero; threads that ended are not seen).
+/// CPU seconds `t` spent since `before` (a thread that started in between counts from
+/// zero; a thread that ended is not seen).
+fn since(before: &[ThreadCpu], t: &ThreadCpu) -> f64 {
+    let start = before.iter().find(|b| b.tid == t.tid).map_or(0, |b| b.ns);
+    t.ns.saturating_sub(start) as f64 / 1e9
+}
+
+/// CPU seconds per engine role between two snapshots.
 pub fn by_role(before: &[ThreadCpu], after: &[ThreadCpu]) -> BTreeMap<&'static str, f64> {
     let mut roles = BTreeMap::new();
     for t in after {
-        let Some(role) = role_of(&t.name) else {
-            continue;
-        };
-        let start = before.iter().find(|b| b.tid == t.tid).map_or(0, |b| b.ns);
-        *roles.entry(role).or_insert(0.0) += t.ns.saturating_sub(start) as f64 / 1e9;
+        if let Some(role) = role_of(&t.name) {
+            *roles.entry(role).or_insert(0.0) += since(before, t);
+        }
     }
     roles
 }
@@ -98,10 +102,7 @@ pub fn of_threads(before: &[ThreadCpu], after: &[ThreadCpu], prefix: &str) -> f6
     after
         .iter()
         .filter(|t| t.name.starts_with(prefix))
-        .map(|t| {
-            let start = before.iter().find(|b| b.tid == t.tid).map_or(0, |b| b.ns);
-            t.ns.saturating_sub(start) as f64 / 1e9
-        })
+        .map(|t| since(before, t))
         .sum()
 }
 
