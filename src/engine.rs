@@ -96,8 +96,13 @@ pub struct Engine {
 /// on an isolated core, a socket read or a doorbell then costs no wake-up.
 const BUSY_SPIN: Duration = Duration::from_secs(1);
 
+/// Whether consumers and executors spin: asked by the configuration or the shard map.
+fn busy_poll(config: &Config, layout: &Layout) -> bool {
+    config.engine.busy_poll || layout.busy_poll
+}
+
 fn spin_before_park(config: &Config, layout: &Layout) -> Duration {
-    if config.engine.busy_poll || layout.busy_poll {
+    if busy_poll(config, layout) {
         BUSY_SPIN
     } else {
         Duration::ZERO
@@ -278,7 +283,7 @@ impl Engine {
                 rings,
                 stop: sink_stop.clone(),
                 latency: latency.recorder(role.name),
-                busy_poll: config.engine.busy_poll || layout.busy_poll,
+                busy_poll: busy_poll(config, layout),
             };
             let (core, run) = (role.core, role.run);
             let handle = std::thread::Builder::new()
@@ -406,7 +411,7 @@ impl Engine {
         let dashboard_stats = Arc::new(crate::dashboard::fanout::DashboardStats::default());
         let mut dashboard_options = dashboard_options;
         dashboard_options.latency = Some(latency.clone());
-        dashboard_options.busy_poll |= layout.busy_poll;
+        dashboard_options.busy_poll = busy_poll(config, layout);
         let (addr_tx, addr_rx) = mpsc::channel();
         let dashboard = {
             let status = status.clone();
