@@ -348,7 +348,7 @@ def measure(name, rate, args, out_dir):
     sim_log = os.path.join(run_dir, "simulator.log")
     sim = start([args.alphapulse, "simulate", "--listen", f"127.0.0.1:{sim_port}",
                  "--symbols", ",".join(syms), "--kline-push-ms", str(push_ms),
-                 "--trade-rate", "2"], sim_log, cwd=run_dir)
+                 "--kline-phase", args.phase, "--trade-rate", "2"], sim_log, cwd=run_dir)
     wait_until("simulator", lambda: http_ok(f"http://127.0.0.1:{sim_port}/api/v3/ping"), sim,
                logfile=sim_log)
     system = start_system(name, args, run_dir, sim_port, port, syms)
@@ -399,6 +399,7 @@ def measure(name, rate, args, out_dir):
         "requested_rate": rate,
         "intended_rate": intended_rate,
         "kline_push_ms": push_ms,
+        "kline_phase": args.phase,
         "symbols": args.symbols,
         "pid": system.pid,
         "window_s": w1 - w0,
@@ -458,6 +459,9 @@ def main():
                     help="seconds the client ignores first [%(default)s]")
     ap.add_argument("--systems", default="engine,tokio,python", help="[%(default)s]")
     ap.add_argument("--symbols", type=int, default=100, help="[%(default)s]")
+    ap.add_argument("--phase", choices=("aligned", "spread"), default="aligned",
+                    help="when in each push period the symbols push: all at once or "
+                         "spread evenly (the simulator's --kline-phase) [%(default)s]")
     ap.add_argument("--out", default="bench/results/relays", help="[%(default)s]")
     ap.add_argument("--tokio-relay", default=os.path.join(
         HERE, "tokio-relay", "target", "release", "tokio-relay"))

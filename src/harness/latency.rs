@@ -3,7 +3,8 @@
 //!
 //! The simulator pushes kline updates for `--symbols` symbols at `--rate` updates per
 //! second in total (one 1m stream per symbol, pushed every `symbols / rate` seconds on
-//! the millisecond grid), with event times in microseconds equal to the intended send
+//! the millisecond grid; `--phase aligned`, the default, pushes every symbol at the same
+//! millisecond, `--phase spread` spreads them evenly over the period), with event times in microseconds equal to the intended send
 //! time: the simulator renders an event when it is due whatever happened before, so a
 //! stall shows up as latency instead of silently delaying the schedule (no coordinated
 //! omission). The engine runs in this process; two clients run as separate processes (the
@@ -36,7 +37,7 @@ use crate::harness::redis::PrivateRedis;
 use crate::latency::report::{hgrm, percentile_svg};
 use crate::latency::{new_histogram, Stage, StageFigures, StageSet};
 use crate::market::{Interval, Symbol};
-use crate::simulator::{self, SimConfig};
+use crate::simulator::{self, KlinePhase, SimConfig};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct LatencyBenchArgs {
@@ -46,6 +47,10 @@ pub struct LatencyBenchArgs {
     /// Simulated symbols (one 1m kline stream each).
     #[arg(long, default_value_t = 100)]
     pub symbols: usize,
+    /// When in each push period the symbols push: `aligned` (all at once, one burst of
+    /// `--symbols` updates per period) or `spread` (evenly over the period).
+    #[arg(long, value_enum, default_value_t = KlinePhase::Aligned)]
+    pub phase: KlinePhase,
     /// Measured seconds.
     #[arg(long, default_value_t = 30.0)]
     pub duration: f64,
@@ -133,6 +138,7 @@ struct RunResult {
     stages: Vec<(String, Histogram<u64>)>,
     intended_rate: f64,
     kline_push_ms: i64,
+    kline_phase: KlinePhase,
     engine_messages: u64,
     seconds: f64,
     client_counts: Vec<(String, Value)>,
@@ -165,6 +171,7 @@ impl RunResult {
             "requested_rate": args.rate,
             "intended_rate": self.intended_rate,
             "kline_push_ms": self.kline_push_ms,
+            "kline_phase": self.kline_phase.as_str(),
             "symbols": args.symbols,
             "seconds": self.seconds,
             "engine_messages_per_s": self.engine_messages as f64 / self.seconds,
@@ -223,6 +230,7 @@ fn measure(
         trade_rate: 2.0,
         speed: 1.0,
         kline_push_ms,
+        kline_phase: args.phase,
         ..SimConfig::default()
     })?;
     let _private_redis;
@@ -325,6 +333,7 @@ fn measure(
         stages,
         intended_rate,
         kline_push_ms,
+        kline_phase: args.phase,
         engine_messages: m1 - m0,
         seconds,
         client_counts,
@@ -381,8 +390,10 @@ fn print_table(title: &str, r: &RunResult) {
         );
     }
     println!(
-        "intended rate {:.0}/s, engine received {:.0} msg/s over {:.1} s",
+        "intended rate {:.0}/s (pushes every {} ms, {}), engine received {:.0} msg/s over {:.1} s",
         r.intended_rate,
+        r.kline_push_ms,
+        r.kline_phase.as_str(),
         r.engine_messages as f64 / r.seconds,
         r.seconds
     );

@@ -663,8 +663,92 @@ pub struct MarketConfig {
     pub start_time_ms: i64,
     /// Period of kline update pushes (simulated ms) for every interval but 1s.
     pub kline_push_ms: i64,
+    /// When in the period each symbol pushes.
+    pub kline_phase: KlinePhase,
     /// Closed candles kept per (symbol, interval).
     pub history_limit: usize,
+}
+
+/// When in each kline push period the symbols push their updates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum KlinePhase {
+    /// Every symbol at the same millisecond (the start of the period): one burst per
+    /// period, the hardest case for a consumer's latency.
+    #[default]
+    Aligned,
+    /// Symbol `i` of `n` at millisecond `i * period / n` of the period: the pushes spread
+    /// evenly over the period's milliseconds, as unrelated symbols arrive from an exchange.
+    Spread,
+}
+
+impl KlinePhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KlinePhase::Aligned => "aligned",
+            KlinePhase::Spread => "spread",
+        }
+    }
+}
+
+/// The kline push timer: the distinct millisecond offsets in the period at which some
+/// symbol pushes, and which symbols push at each.
+#[derive(Debug)]
+struct KlineSchedule {
+    period_ms: i64,
+    /// Distinct offsets in `[0, period_ms)`, ascending, each with its symbols.
+    slots: Vec<(i64, Vec<usize>)>,
+    /// Start of the current period and the next slot due in it.
+    period_start_ms: i64,
+    next_slot: usize,
+}
+
+impl KlineSchedule {
+    fn new(period_ms: i64, phase: KlinePhase, symbols: usize, start_time_ms: i64) -> Self {
+        let period_ms = period_ms.max(1);
+        let mut slots: Vec<(i64, Vec<usize>)> = Vec::new();
+        for i in 0..symbols {
+            let offset = match phase {
+                KlinePhase::Aligned => 0,
+                // i < symbols, so the offset is below the period.
+                KlinePhase::Spread => (i as i64).saturating_mul(period_ms) / symbols as i64,
+            };
+            match slots.last_mut() {
+                Some((last, members)) if *last == offset => members.push(i),
+                _ => slots.push((offset, vec![i])),
+            }
+        }
+        if slots.is_empty() {
+            slots.push((0, Vec::new()));
+        }
+        let mut schedule = KlineSchedule {
+            period_ms,
+            slots,
+            period_start_ms: start_time_ms.div_euclid(period_ms) * period_ms,
+            next_slot: 0,
+        };
+        // The first push comes strictly after the start, as every other timer's.
+        while schedule.next_ms() <= start_time_ms {
+            schedule.step();
+        }
+        schedule
+    }
+
+    fn next_ms(&self) -> i64 {
+        self.period_start_ms + self.slots[self.next_slot].0
+    }
+
+    /// The symbols due at the next push; then moves to the one after.
+    fn members(&self) -> &[usize] {
+        &self.slots[self.next_slot].1
+    }
+
+    fn step(&mut self) {
+        self.next_slot += 1;
+        if self.next_slot == self.slots.len() {
+            self.next_slot = 0;
+            self.period_start_ms += self.period_ms;
+        }
+    }
 }
 
 /// All symbols' markets and the shared timers.
@@ -675,9 +759,8 @@ pub struct Market {
     queue: BinaryHeap<Reverse<(i64, usize)>>,
     now_ns: i64,
     next_second_ms: i64,
-    next_push_ms: i64,
+    pushes: KlineSchedule,
     next_fast_depth_ms: i64,
-    kline_push_ms: i64,
     scratch: DepthScratch,
 }
 
@@ -704,15 +787,19 @@ impl Market {
             .map(|m| Reverse((m.next_aggregate_ns, m.index)))
             .collect();
         let next_after = |period: i64| (config.start_time_ms.div_euclid(period) + 1) * period;
-        let kline_push_ms = config.kline_push_ms.max(1);
+        let pushes = KlineSchedule::new(
+            config.kline_push_ms,
+            config.kline_phase,
+            symbols.len(),
+            config.start_time_ms,
+        );
         Market {
             symbols,
             queue,
             now_ns: start_ns,
             next_second_ms: next_after(1_000),
-            next_push_ms: next_after(kline_push_ms),
+            pushes,
             next_fast_depth_ms: next_after(DEPTH_FAST_MS),
-            kline_push_ms,
             scratch: DepthScratch::default(),
         }
     }
@@ -734,7 +821,7 @@ impl Market {
     pub fn next_event_ns(&self) -> i64 {
         let timer_ms = self
             .next_second_ms
-            .min(self.next_push_ms)
+            .min(self.pushes.next_ms())
             .min(self.next_fast_depth_ms);
         let trade = self.queue.peek().map_or(i64::MAX, |Reverse((t, _))| *t);
         (timer_ms * NS_PER_MS).min(trade)
@@ -763,7 +850,7 @@ impl Market {
             steps += 1;
             let timer_ms = self
                 .next_second_ms
-                .min(self.next_push_ms)
+                .min(self.pushes.next_ms())
                 .min(self.next_fast_depth_ms);
             let timer_ns = timer_ms.saturating_mul(NS_PER_MS);
             let trade = self.queue.peek().map(|Reverse(entry)| *entry);
@@ -794,11 +881,11 @@ impl Market {
             }
             self.next_second_ms += 1_000;
         }
-        if self.next_push_ms == time_ms {
-            for m in &mut self.symbols {
-                m.push_klines(time_ms, sink);
+        if self.pushes.next_ms() == time_ms {
+            for &i in self.pushes.members() {
+                self.symbols[i].push_klines(time_ms, sink);
             }
-            self.next_push_ms += self.kline_push_ms;
+            self.pushes.step();
         }
         if self.next_fast_depth_ms == time_ms {
             let slow = time_ms % DEPTH_SLOW_MS == 0;
@@ -868,6 +955,7 @@ mod tests {
             trade_rate: rate,
             start_time_ms: 1_700_000_000_500,
             kline_push_ms: 2_000,
+            kline_phase: KlinePhase::Aligned,
             history_limit: 10_000,
         }
     }
@@ -877,6 +965,68 @@ mod tests {
             .filter_map(StreamKind::from_index)
             .map(|k| StreamId::new(symbol_index, k))
             .collect()
+    }
+
+    /// Update pushes (not closes) of the 1m streams of every symbol: (time ms, symbol).
+    fn update_pushes(
+        phase: KlinePhase,
+        symbols: usize,
+        push_ms: i64,
+        seconds: i64,
+    ) -> Vec<(i64, usize)> {
+        let cfg = MarketConfig {
+            symbols: (0..symbols)
+                .map(|i| Symbol::new(&format!("S{i:03}USDT")).unwrap())
+                .collect(),
+            kline_push_ms: push_ms,
+            kline_phase: phase,
+            ..config(1.0)
+        };
+        let mut market = Market::new(&cfg);
+        let mut rec = Recorder {
+            wanted: (0..symbols)
+                .map(|i| StreamId::new(i, StreamKind::Kline(Interval::M1)))
+                .collect(),
+            ..Recorder::default()
+        };
+        market.advance_to((cfg.start_time_ms + seconds * 1_000) * NS_PER_MS, &mut rec);
+        rec.klines
+            .iter()
+            .filter(|k| !k.closed)
+            .map(|k| (k.time_ns / NS_PER_MS, k.symbol_index))
+            .collect()
+    }
+
+    #[test]
+    fn kline_pushes_align_or_spread_over_the_period() {
+        // Aligned: every symbol pushes at the same multiples of the period.
+        let aligned = update_pushes(KlinePhase::Aligned, 10, 100, 2);
+        assert!(aligned.len() >= 10 * 15, "{}", aligned.len());
+        for (t, _) in &aligned {
+            assert_eq!(t % 100, 0, "{t}");
+        }
+        // Spread: symbol i pushes at i * period / n into each period, once per period.
+        let spread = update_pushes(KlinePhase::Spread, 10, 100, 2);
+        assert!(spread.len() >= 10 * 15, "{}", spread.len());
+        for (t, i) in &spread {
+            assert_eq!(t.rem_euclid(100), *i as i64 * 10, "symbol {i} at {t}");
+        }
+        let mut times: Vec<i64> = spread.iter().map(|(t, _)| *t).collect();
+        times.dedup();
+        assert_eq!(times.len(), spread.len(), "one symbol per instant");
+        // Both push every symbol equally often (same rate, other timing).
+        for i in 0..10 {
+            let count = |v: &[(i64, usize)]| v.iter().filter(|(_, s)| *s == i).count() as i64;
+            assert!((count(&aligned) - count(&spread)).abs() <= 1, "symbol {i}");
+        }
+        // More symbols than milliseconds in the period: they share instants, evenly.
+        let shared = update_pushes(KlinePhase::Spread, 100, 10, 1);
+        for (t, i) in &shared {
+            assert_eq!(t.rem_euclid(10), *i as i64 / 10, "symbol {i} at {t}");
+        }
+        // The first push comes after the start, never at or before it.
+        let start = config(1.0).start_time_ms;
+        assert!(spread.iter().all(|(t, _)| *t > start));
     }
 
     #[test]

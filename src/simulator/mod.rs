@@ -56,6 +56,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 use crate::market::Symbol;
 
 pub use kline::DEFAULT_KLINE_HISTORY;
+pub use market::KlinePhase;
 pub use replay::ReplayError;
 pub use stats::SimStats;
 
@@ -119,6 +120,8 @@ pub struct SimConfig {
     pub max_incoming_rate: u32,
     /// Kline update period in simulated ms (the 1s interval pushes every second).
     pub kline_push_ms: i64,
+    /// When in the period each symbol pushes its kline updates.
+    pub kline_phase: KlinePhase,
     /// Closed candles kept per (symbol, interval).
     pub kline_history: usize,
     /// Unsent output per connection beyond which it is dropped as too slow.
@@ -153,6 +156,7 @@ impl Default for SimConfig {
             max_streams: 1024,
             max_incoming_rate: 5,
             kline_push_ms: 2000,
+            kline_phase: KlinePhase::Aligned,
             kline_history: DEFAULT_KLINE_HISTORY,
             max_outbox_bytes: DEFAULT_MAX_OUTBOX_MB * 1024 * 1024,
         }
@@ -296,6 +300,10 @@ pub struct SimulateArgs {
     /// Kline update period in simulated ms (the 1s interval pushes every 1000).
     #[arg(long, default_value_t = 2000)]
     pub kline_push_ms: i64,
+    /// When in the period each symbol pushes: `aligned` (all at the period's start, one
+    /// burst per period) or `spread` (evenly over the period's milliseconds).
+    #[arg(long, value_enum, default_value_t = KlinePhase::Aligned)]
+    pub kline_phase: KlinePhase,
     /// Closed candles kept per (symbol, interval) for REST.
     #[arg(long, default_value_t = DEFAULT_KLINE_HISTORY)]
     pub kline_history: usize,
@@ -363,6 +371,7 @@ impl From<&SimulateArgs> for SimConfig {
             max_streams: a.max_streams,
             max_incoming_rate: a.max_incoming_rate,
             kline_push_ms: a.kline_push_ms,
+            kline_phase: a.kline_phase,
             kline_history: a.kline_history,
             max_outbox_bytes: a.max_outbox_mb.saturating_mul(1024 * 1024),
         }
@@ -457,6 +466,7 @@ pub fn start(config: SimConfig) -> Result<SimHandle, SimError> {
             trade_rate: config.trade_rate,
             start_time_ms: clock.start_ns().div_euclid(1_000_000),
             kline_push_ms: config.kline_push_ms,
+            kline_phase: config.kline_phase,
             history_limit: config.kline_history,
         })
     });
@@ -585,6 +595,8 @@ mod tests {
             "0.25",
             "--max-outbox-mb",
             "8",
+            "--kline-phase",
+            "spread",
         ])
         .unwrap();
         let c = cli.args.to_config();
@@ -598,10 +610,12 @@ mod tests {
         assert_eq!(c.drop_every, Some(Duration::from_secs(3)));
         assert_eq!(c.max_outbox_bytes, 8 << 20);
         assert_eq!(c.kline_push_ms, 2000);
+        assert_eq!(c.kline_phase, KlinePhase::Spread);
         assert_eq!(c.max_streams, 1024);
         assert!(c.validate().is_ok());
         let defaults = Cli::try_parse_from(["simulate"]).unwrap().args.to_config();
         assert_eq!(defaults.listen.port(), 9443);
+        assert_eq!(defaults.kline_phase, KlinePhase::Aligned);
         assert_eq!(defaults.pong_timeout, Duration::from_secs(60));
         assert_eq!(defaults.max_connection_age, Duration::from_secs(86_400));
         for bad in [
@@ -609,6 +623,7 @@ mod tests {
             ["simulate", "--malformed-rate", "2"],
             ["simulate", "--symbols", "BTC-USDT"],
             ["simulate", "--ping-interval", "-1"],
+            ["simulate", "--kline-phase", "late"],
         ] {
             assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
         }

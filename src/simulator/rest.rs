@@ -316,6 +316,7 @@ mod tests {
             trade_rate: 20.0,
             start_time_ms: 1_700_000_000_000,
             kline_push_ms: 2_000,
+            kline_phase: Default::default(),
             history_limit: 100,
         });
         m.advance_to(
