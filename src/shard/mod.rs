@@ -1,0 +1,359 @@
+//! One shard core: the symbols it owns, their candle state and de-duplication gates,
+//! and the rings to the sink cores.
+//!
+//! Runs on: its own pinned glommio executor (see [`crate::engine`]); its connection
+//! tasks ([`crate::feed`]) hand every parsed message to [`ShardState::on_event`] on the
+//! same thread, so the state needs no locks. In: parsed events. Out: fixed-size
+//! [`Envelope`]s on one ring per sink (memory store, database writer, Redis publisher,
+//! dashboard), each record copied to every ring. Closed candles, signals and gaps are
+//! never lost: when a sink's ring is full they wait in that ring's bounded overflow, and
+//! past that the shard stops reading its sockets. Live candles are conflated: dropped and
+//! counted when a ring is full, since the next update supersedes them.
+//!
+//! Each closed candle also updates its (symbol, timeframe)'s signal engine
+//! ([`crate::signals::rules`]); the signals it makes go out as never-lost records.
+//!
+//! Completeness: every gap a series shows (a close that skips open times, history that
+//! does not reach the first live candle) is asked of the REST thread
+//! ([`crate::backfill`]) at once; its answers arrive on a bounded queue that the
+//! periodic flusher drains on this executor ([`ShardState::apply_rest_deliveries`]).
+//! Backfilled candles take the live path (records to every sink, then signals). The
+//! signal engine takes candles strictly in open-time order: a candle after a hole waits
+//! (bounded, in time and count) until the hole is filled, confirmed absent by the
+//! exchange, or given up on, so signals are those of a run that never lost a candle.
+//!
+//! Layout: `outlet` holds the rings to the sinks and their overflow; `gate` holds each
+//! series' signal engine and the candles waiting for a hole; `rest` is the link to the
+//! REST thread (asking ranges, applying its batches); this file is the state itself
+//! (events in, candles tracked, records out); `tests` are its unit tests.
+
+mod gate;
+mod outlet;
+mod rest;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use crate::backfill::ShardLink;
+use crate::candle::{CandleTrack, Gap, KlineOutcome, SeqGate};
+use crate::clock::{mono_ns, wall_us};
+use crate::latency::{Recorder, Stage};
+use crate::market::{Candle, Interval, Symbol};
+use crate::metrics::{SeriesStats, ShardStats};
+use crate::ring::Producer;
+use crate::wire::Event;
+
+use gate::Signals;
+use outlet::Outlet;
+
+pub use crate::message::{Envelope, Outage, Record, RecordKinds, REMOTE_SHARD};
+pub use gate::{DEFAULT_HOLD, MAX_HELD_CANDLES};
+pub use outlet::{MAX_OVERFLOW, RING_EVERY_NS};
+
+#[derive(Clone, Copy, Debug, Default)]
+struct SymbolSeq {
+    trade: SeqGate,
+    agg_trade: SeqGate,
+    depth: SeqGate,
+    book_ticker: SeqGate,
+}
+
+/// The state one shard core owns.
+pub struct ShardState {
+    index: u16,
+    symbols: HashMap<Symbol, usize>,
+    interval_slot: [Option<u8>; Interval::ALL.len()],
+    timeframes: usize,
+    tracks: Vec<CandleTrack>,
+    seq: Vec<SymbolSeq>,
+    outlets: Vec<Outlet>,
+    stats: Arc<ShardStats>,
+    /// Stage latencies of this core (absent in unit tests that do not look at them).
+    latency: Option<Recorder>,
+    /// Wall-clock µs minus monotonic µs, refreshed at every flush: turns a receive time
+    /// into wall time without a clock read per message.
+    wall_offset_us: i64,
+    /// Indicators and rules per (symbol, timeframe), indexed like `tracks`; `None`
+    /// when signals are off.
+    signals: Option<Signals>,
+    /// The REST thread (warm starts and backfill); `None`: no REST at all, so holes
+    /// are computed across at once.
+    link: Option<ShardLink>,
+    hold_ns: u64,
+    /// After a failed backfill: open gaps are asked again from this time (mono ns).
+    retry_gaps_at_ns: Option<u64>,
+    /// When the sinks were last rung in the middle of a batch (mono ns).
+    rung_at_ns: u64,
+    symbol_list: Vec<Symbol>,
+    timeframe_list: Vec<Interval>,
+}
+
+impl ShardState {
+    /// A shard owning `symbols` × `timeframes`, sending every record to one ring per
+    /// sink in `outs`.
+    pub fn new(
+        index: u16,
+        symbols: &[Symbol],
+        timeframes: &[Interval],
+        outs: Vec<Producer<Envelope>>,
+        stats: Arc<ShardStats>,
+    ) -> ShardState {
+        let outs = outs.into_iter().map(|r| (r, RecordKinds::ALL)).collect();
+        ShardState::with_outlets(index, symbols, timeframes, outs, stats)
+    }
+
+    /// [`ShardState::new`], each ring taking only the record kinds its sink consumes.
+    pub fn with_outlets(
+        index: u16,
+        symbols: &[Symbol],
+        timeframes: &[Interval],
+        outs: Vec<(Producer<Envelope>, RecordKinds)>,
+        stats: Arc<ShardStats>,
+    ) -> ShardState {
+        let mut interval_slot = [None; Interval::ALL.len()];
+        for (i, tf) in timeframes.iter().enumerate() {
+            interval_slot[*tf as usize] = Some(i as u8);
+        }
+        let series: Box<[SeriesStats]> = symbols
+            .iter()
+            .flat_map(|s| timeframes.iter().map(|tf| SeriesStats::new(*s, *tf)))
+            .collect();
+        // Set once; a second state on the same stats (tests) keeps the first.
+        let _ = stats.series.set(series);
+        ShardState {
+            index,
+            symbols: symbols.iter().enumerate().map(|(i, s)| (*s, i)).collect(),
+            interval_slot,
+            timeframes: timeframes.len(),
+            tracks: vec![CandleTrack::default(); symbols.len() * timeframes.len()],
+            seq: vec![SymbolSeq::default(); symbols.len()],
+            outlets: outs
+                .into_iter()
+                .map(|(ring, kinds)| Outlet {
+                    ring,
+                    overflow: VecDeque::new(),
+                    kinds,
+                })
+                .collect(),
+            stats,
+            latency: None,
+            wall_offset_us: wall_offset_us(),
+            signals: None,
+            link: None,
+            hold_ns: DEFAULT_HOLD.as_nanos() as u64,
+            retry_gaps_at_ns: None,
+            rung_at_ns: 0,
+            symbol_list: symbols.to_vec(),
+            timeframe_list: timeframes.to_vec(),
+        }
+    }
+
+    /// Records this core's stage latencies into `recorder`.
+    pub fn set_latency(&mut self, recorder: Recorder) {
+        self.latency = Some(recorder);
+    }
+
+    /// How long signals wait for the candles of a hole before computing across it.
+    pub fn set_hold(&mut self, hold: std::time::Duration) {
+        self.hold_ns = hold.as_nanos().min(u128::from(u64::MAX)) as u64;
+    }
+
+    /// Both stages of an event that ends at the shard (trades, depth): exchange to
+    /// receive, and receive to applied.
+    #[inline]
+    fn note_event_latency(&mut self, event_time_us: i64, recv_ns: u64) {
+        if self.latency.is_some() {
+            self.note_exchange_latency(event_time_us, recv_ns);
+            let now = mono_ns();
+            if let Some(rec) = &mut self.latency {
+                rec.record_span(Stage::RecvToParsed, recv_ns, now);
+            }
+        }
+    }
+
+    /// The candle state of a series (tests, status).
+    pub fn track(&self, symbol: Symbol, interval: Interval) -> Option<&CandleTrack> {
+        self.tracks.get(self.slot_of(symbol, interval)?)
+    }
+
+    fn slot_of(&self, symbol: Symbol, interval: Interval) -> Option<usize> {
+        let sym = *self.symbols.get(&symbol)?;
+        let tf = self.interval_slot[interval as usize]?;
+        Some(sym * self.timeframes + tf as usize)
+    }
+
+    fn series_key(&self, slot: usize) -> (Symbol, Interval) {
+        (
+            self.symbol_list[slot / self.timeframes],
+            self.timeframe_list[slot % self.timeframes],
+        )
+    }
+
+    fn series(&self, slot: usize) -> Option<&SeriesStats> {
+        self.stats.series.get()?.get(slot)
+    }
+
+    /// Writes the series' completeness figures for the control plane.
+    fn publish_series(&self, slot: usize) {
+        if let Some(series) = self.series(slot) {
+            let t = &self.tracks[slot];
+            series.set(
+                &t.completeness(series.interval),
+                t.first_closed_open_ms(),
+                t.last_closed_open_ms(),
+            );
+        }
+    }
+
+    fn note_gap(&self, gap: Gap) {
+        self.stats.gaps.inc();
+        self.stats.gap_candles.add(gap.candles());
+    }
+
+    /// Exchange event time (µs) to our receive time (`recv_ns`, monotonic).
+    #[inline]
+    fn note_exchange_latency(&mut self, event_time_us: i64, recv_ns: u64) {
+        if let Some(rec) = &mut self.latency {
+            let recv_wall_us = (recv_ns / 1000) as i64 + self.wall_offset_us;
+            // Clocks of two hosts: a negative span (our clock behind) is recorded as 0.
+            let span_us = recv_wall_us.saturating_sub(event_time_us).max(0) as u64;
+            rec.record(Stage::ExchangeToRecv, span_us.saturating_mul(1000));
+        }
+    }
+
+    pub fn stats(&self) -> &Arc<ShardStats> {
+        &self.stats
+    }
+
+    /// Applies one market event received at `recv_ns`.
+    pub fn on_event(&mut self, event: &Event<'_>, recv_ns: u64) {
+        let stats = &*self.stats;
+        match event {
+            Event::Kline(c) => {
+                stats.klines.inc();
+                stats.last_event_time_us.set(c.event_time_us);
+                self.note_exchange_latency(c.event_time_us, recv_ns);
+                self.on_kline(c, recv_ns);
+            }
+            Event::Trade(t) => {
+                stats.trades.inc();
+                stats.last_event_time_us.set(t.event_time_us);
+                if let Some(i) = self.symbols.get(&t.symbol) {
+                    if !self.seq[*i].trade.accept(t.trade_id) {
+                        stats.duplicates.inc();
+                    }
+                }
+                self.note_event_latency(t.event_time_us, recv_ns);
+            }
+            Event::AggTrade(t) => {
+                stats.agg_trades.inc();
+                stats.last_event_time_us.set(t.event_time_us);
+                if let Some(i) = self.symbols.get(&t.symbol) {
+                    if !self.seq[*i].agg_trade.accept(t.agg_trade_id) {
+                        stats.duplicates.inc();
+                    }
+                }
+                self.note_event_latency(t.event_time_us, recv_ns);
+            }
+            Event::BookTicker(b) => {
+                stats.book_tickers.inc();
+                if let Some(i) = self.symbols.get(&b.symbol) {
+                    if !self.seq[*i].book_ticker.accept(b.update_id) {
+                        stats.duplicates.inc();
+                    }
+                }
+            }
+            Event::DepthUpdate(d) => {
+                stats.depth_updates.inc();
+                stats.last_event_time_us.set(d.event_time_us);
+                if let Some(i) = self.symbols.get(&d.symbol) {
+                    if !self.seq[*i].depth.accept(d.final_update_id) {
+                        stats.duplicates.inc();
+                    }
+                }
+                self.note_event_latency(d.event_time_us, recv_ns);
+            }
+            Event::PartialDepth(_) => {
+                // Partial depth snapshots repeat `lastUpdateId` when the book is quiet,
+                // so they are not de-duplicated: a repeat is the same snapshot again.
+                // They carry no symbol; the combined-stream name has it, for whoever
+                // keeps books from them.
+                stats.partial_depths.inc();
+            }
+            Event::ServerShutdown { .. } => stats.server_shutdowns.inc(),
+            Event::Unknown { .. } => stats.unknown_events.inc(),
+        }
+    }
+
+    fn on_kline(&mut self, c: &Candle, recv_ns: u64) {
+        if !crate::candle::plausible(c) {
+            // Times off the interval's grid or ahead of the event: counted, not kept, so
+            // one corrupt kline cannot poison the series.
+            self.stats.implausible_klines.inc();
+            return;
+        }
+        let (Some(&sym), Some(tf)) = (
+            self.symbols.get(&c.symbol),
+            self.interval_slot[c.interval as usize],
+        ) else {
+            // A stream we did not ask for (or another shard's symbol): counted, ignored.
+            self.stats.unknown_events.inc();
+            return;
+        };
+        let slot = sym * self.timeframes + tf as usize;
+        let outcome = self.tracks[slot].apply(c);
+        let parsed_ns = mono_ns();
+        if let Some(rec) = &mut self.latency {
+            rec.record_span(Stage::RecvToParsed, recv_ns, parsed_ns);
+        }
+        match outcome {
+            KlineOutcome::Live => {
+                let env = self.envelope(recv_ns, parsed_ns, Record::LiveCandle(*c));
+                self.send_latest(env);
+            }
+            KlineOutcome::Closed { gap } => {
+                self.stats.candles_closed.inc();
+                if let Some(gap) = gap {
+                    self.note_gap(gap);
+                    let env = self.envelope(recv_ns, parsed_ns, Record::Gap(gap));
+                    self.send_kept(env);
+                }
+                let env = self.envelope(recv_ns, parsed_ns, Record::ClosedCandle(*c));
+                self.send_kept(env);
+                self.signal_candle(slot, c, Some((recv_ns, parsed_ns)));
+                self.request_gaps(slot);
+                self.publish_series(slot);
+            }
+            KlineOutcome::Duplicate => self.stats.duplicates.inc(),
+            KlineOutcome::Stale => self.stats.stale.inc(),
+        }
+    }
+
+    fn envelope(&self, recv_ns: u64, parsed_ns: u64, record: Record) -> Envelope {
+        Envelope {
+            shard: self.index,
+            recv_ns,
+            parsed_ns,
+            record,
+        }
+    }
+
+    /// Moves waiting records into the ring while it has room; called after each read
+    /// and periodically. Returns how many are still waiting.
+    pub fn flush(&mut self) -> usize {
+        self.check_holds();
+        let left = self.outlets.iter_mut().map(Outlet::flush).sum();
+        self.note_overflow();
+        self.wall_offset_us = wall_offset_us();
+        if let Some(rec) = &mut self.latency {
+            rec.maybe_handoff(mono_ns());
+        }
+        left
+    }
+}
+
+fn wall_offset_us() -> i64 {
+    wall_us() - (mono_ns() / 1000) as i64
+}

@@ -1,0 +1,116 @@
+//! The shard's outlets: one ring per sink, with the never-lost records waiting for room
+//! in it.
+
+use std::collections::VecDeque;
+
+use super::{Envelope, RecordKinds, ShardState};
+use crate::ring::Producer;
+
+/// Longest a record waits on the shard for its batch to end before the sinks are rung
+/// anyway: bounds what a burst of many frames in one read adds to the first ones' hop,
+/// while a burst handled within it still costs each sink one wake-up.
+pub const RING_EVERY_NS: u64 = 20_000;
+
+/// Never-lost records that may wait on the shard while a sink's ring is full. Past this
+/// the shard stops reading its sockets (TCP backpressure) instead of growing memory.
+pub const MAX_OVERFLOW: usize = 65_536;
+
+/// One sink's ring, with the never-lost records waiting for room in it.
+pub(super) struct Outlet {
+    pub(super) ring: Producer<Envelope>,
+    pub(super) overflow: VecDeque<Envelope>,
+    pub(super) kinds: RecordKinds,
+}
+
+impl Outlet {
+    /// Sends a never-lost record, keeping order behind anything already waiting. The
+    /// consumer is woken at the next [`ShardState::flush`], once per batch.
+    pub(super) fn send_kept(&mut self, env: Envelope) {
+        if !self.kinds.has(&env.record) {
+            return;
+        }
+        if self.overflow.is_empty() {
+            if let Err(env) = self.ring.push_deferred(env) {
+                self.overflow.push_back(env);
+            }
+        } else {
+            self.overflow.push_back(env);
+        }
+    }
+
+    /// Sends a conflated record; false when it was dropped (not when this sink does not
+    /// take the kind).
+    pub(super) fn send_latest(&mut self, env: Envelope) -> bool {
+        if !self.kinds.has(&env.record) {
+            return true;
+        }
+        // Behind a queue of never-lost records, or with the ring full, a live update is
+        // dropped: the next one supersedes it.
+        self.overflow.is_empty() && self.ring.push_deferred(env).is_ok()
+    }
+
+    /// Moves waiting records into the ring and wakes its consumer if anything was
+    /// pushed since the last flush.
+    pub(super) fn flush(&mut self) -> usize {
+        while let Some(env) = self.overflow.pop_front() {
+            if let Err(env) = self.ring.push_deferred(env) {
+                self.overflow.push_front(env);
+                break;
+            }
+        }
+        self.ring.ring();
+        self.overflow.len()
+    }
+}
+
+impl ShardState {
+    /// True while never-lost records wait at their bound for some sink: readers should
+    /// pause.
+    pub fn backpressured(&self) -> bool {
+        self.outlets
+            .iter()
+            .any(|o| o.overflow.len() >= MAX_OVERFLOW)
+    }
+
+    /// Sends a never-lost record to every sink, keeping order behind anything waiting.
+    pub(super) fn send_kept(&mut self, env: Envelope) {
+        for o in &mut self.outlets {
+            o.send_kept(env);
+        }
+        self.note_overflow();
+        self.ring_if_due(env.parsed_ns);
+    }
+
+    /// Sends a latest-value record to every sink; each drop is counted.
+    pub(super) fn send_latest(&mut self, env: Envelope) {
+        for o in &mut self.outlets {
+            if !o.send_latest(env) {
+                self.stats.live_conflated.inc();
+            }
+        }
+        self.ring_if_due(env.parsed_ns);
+    }
+
+    /// Within a long batch, rings the sinks every [`RING_EVERY_NS`] (by the records'
+    /// own stamps: no clock read), so the first records of a big burst do not wait for
+    /// the last to be parsed; a short batch still rings once, at its flush.
+    #[inline]
+    pub(super) fn ring_if_due(&mut self, now_ns: u64) {
+        if now_ns != 0 && now_ns.saturating_sub(self.rung_at_ns) >= RING_EVERY_NS {
+            self.rung_at_ns = now_ns;
+            self.ring_outlets();
+        }
+    }
+
+    /// Wakes every sink that has records it was not told about yet.
+    pub(super) fn ring_outlets(&self) {
+        for o in &self.outlets {
+            o.ring.ring();
+        }
+    }
+
+    pub(super) fn note_overflow(&self) {
+        let deepest = self.outlets.iter().map(|o| o.overflow.len()).max();
+        self.stats.overflow_depth.set(deepest.unwrap_or(0) as u64);
+    }
+}

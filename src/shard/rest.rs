@@ -1,0 +1,194 @@
+//! The shard's link to the REST thread: asking it for ranges of closed candles, and
+//! applying the batches it delivers (warm starts and backfills).
+
+use super::{Outage, Record, ShardState};
+use crate::backfill::{RestBatch, ShardLink, Want};
+use crate::candle::{Gap, KlineOutcome};
+use crate::clock::mono_ns;
+use crate::signals::rules::Bar;
+
+/// After a backfill request fails for good, how long before the shard asks again.
+pub(super) const RETRY_FAILED_AFTER_NS: u64 = 30_000_000_000;
+
+impl ShardState {
+    /// Connects the shard to the REST thread: gaps are backfilled, and (with signals
+    /// on and `warm_candles` > 0) every series waits for its warm start.
+    pub fn with_rest(mut self, link: ShardLink) -> ShardState {
+        self.link = Some(link);
+        self.arm_warm_waits();
+        self
+    }
+
+    /// Applies the batches the REST thread has delivered; called by the periodic
+    /// flusher on this shard's executor. Returns how many were applied.
+    pub fn apply_rest_deliveries(&mut self) -> usize {
+        let Some(link) = self.link.clone() else {
+            return 0;
+        };
+        let mut applied = 0;
+        while let Some(batch) = link.deliveries.pop() {
+            self.apply_rest(&batch);
+            applied += 1;
+        }
+        applied
+    }
+
+    /// Applies one REST answer. History (a warm start) is stored and rebuilds the
+    /// series' indicators without firing; backfilled candles take the live path.
+    /// Spans the exchange has no candles for are closed as confirmed absent.
+    pub fn apply_rest(&mut self, batch: &RestBatch) {
+        self.apply_rest_batch(batch);
+        self.ring_outlets();
+    }
+
+    pub(super) fn apply_rest_batch(&mut self, batch: &RestBatch) {
+        let req = batch.request;
+        let Some(slot) = self.slot_of(req.symbol, req.interval) else {
+            return;
+        };
+        self.stats.backfill_batches.inc();
+        if batch.failed {
+            if let Want::Range {
+                from_open_ms,
+                to_open_ms,
+            } = req.want
+            {
+                self.stats.backfill_failures.inc();
+                self.tracks[slot].unrequest(from_open_ms, to_open_ms.unwrap_or(i64::MAX));
+                self.retry_gaps_at_ns = Some(mono_ns() + RETRY_FAILED_AFTER_NS);
+            }
+            if batch.is_history() {
+                // No history: the series warms from live candles.
+                if let Some(signals) = self.signals.as_mut() {
+                    signals.slots[slot].awaiting_warm = false;
+                }
+                self.drain_held(slot, mono_ns());
+            }
+            self.publish_series(slot);
+            return;
+        }
+        let now = mono_ns();
+        let history = batch.is_history();
+        let mut stored = 0u64;
+        for c in &batch.candles {
+            match self.tracks[slot].apply(c) {
+                KlineOutcome::Closed { gap } => {
+                    stored += 1;
+                    self.stats.candles_closed.inc();
+                    if let Some(gap) = gap {
+                        self.note_gap(gap);
+                    }
+                    let env = self.envelope(0, 0, Record::ClosedCandle(*c));
+                    self.send_kept(env);
+                    if !history {
+                        self.signal_candle(slot, c, None);
+                    }
+                }
+                KlineOutcome::Duplicate | KlineOutcome::Stale | KlineOutcome::Live => {
+                    if !history {
+                        // Stored already (a live copy won the race), but the signals
+                        // may still be waiting for it.
+                        self.signal_candle(slot, c, None);
+                    }
+                }
+            }
+        }
+        self.stats.backfill_candles.add(stored);
+        if let Some(series) = self.series(slot) {
+            series.candles_backfilled.add(stored);
+        }
+        for &(from, to) in &batch.absent {
+            if self.tracks[slot].confirm_absent(req.interval, from, to) > 0 {
+                let gap = Gap {
+                    symbol: req.symbol,
+                    interval: req.interval,
+                    from_open_ms: from,
+                    to_open_ms: to,
+                };
+                let env = self.envelope(now, now, Record::Absent(gap));
+                self.send_kept(env);
+            }
+        }
+        if history {
+            let bars: Vec<Bar> = batch.candles.iter().map(Bar::from_candle).collect();
+            self.warm_from(slot, &bars);
+        } else {
+            self.drain_held(slot, now);
+        }
+        self.request_gaps(slot);
+        self.publish_series(slot);
+    }
+
+    /// Asks the REST thread for the series' gaps not asked yet.
+    pub(super) fn request_gaps(&mut self, slot: usize) {
+        if !self.tracks[slot].has_unrequested() {
+            return;
+        }
+        let Some(link) = &self.link else {
+            // No REST: nothing to ask; mark them asked so this stays cheap.
+            self.tracks[slot].take_unrequested().for_each(drop);
+            return;
+        };
+        let link = link.clone();
+        let gaps: Vec<(i64, i64)> = self.tracks[slot].take_unrequested().collect();
+        for (from, to) in gaps {
+            if !self.ask_range(&link, slot, from, to) {
+                self.tracks[slot].unrequest(from, to);
+                self.retry_gaps_at_ns = Some(mono_ns() + RETRY_FAILED_AFTER_NS);
+            }
+        }
+    }
+
+    /// Records the span of a reconnect on connection slot `slot` (never lost), and asks
+    /// the backfill for the candles of every series that closed while it was down,
+    /// without waiting for the next close to reveal the gap.
+    pub fn record_outage(&mut self, slot: usize, from_event_us: i64, to_event_us: i64) {
+        let now = mono_ns();
+        let outage = Outage {
+            slot: slot as u16,
+            from_event_us,
+            to_event_us,
+        };
+        let env = self.envelope(now, now, Record::Outage(outage));
+        self.send_kept(env);
+        self.ring_outlets();
+        let Some(link) = self.link.clone() else {
+            return;
+        };
+        let to_ms = to_event_us / 1000;
+        for i in 0..self.tracks.len() {
+            let (_, interval) = self.series_key(i);
+            let Some(last) = self.tracks[i].last_closed_open_ms() else {
+                continue;
+            };
+            // The newest candle that had closed when the connection came back.
+            let open_now = interval.open_time(to_ms);
+            let from = interval.next_open(last);
+            if from >= open_now {
+                continue;
+            }
+            self.ask_range(&link, i, from, open_now);
+        }
+    }
+
+    /// Asks the REST thread for the series' closed candles in `[from, to)`; false (and
+    /// counted) when its queue is full.
+    pub(super) fn ask_range(&self, link: &ShardLink, slot: usize, from: i64, to: i64) -> bool {
+        let (symbol, interval) = self.series_key(slot);
+        let req = crate::backfill::Request {
+            symbol,
+            interval,
+            want: Want::Range {
+                from_open_ms: from,
+                to_open_ms: Some(to),
+            },
+        };
+        let asked = link.requests.push(req).is_ok();
+        if asked {
+            self.stats.backfill_requests.inc();
+        } else {
+            self.stats.backfill_requests_dropped.inc();
+        }
+        asked
+    }
+}
