@@ -33,7 +33,7 @@ mod rest;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::backfill::ShardLink;
@@ -43,10 +43,13 @@ use crate::latency::{Recorder, Stage};
 use crate::market::{Candle, Interval, Symbol};
 use crate::metrics::{SeriesStats, ShardStats};
 use crate::ring::Producer;
+use crate::signals::params::SignalsConfig;
+use crate::signals::rules::SignalEngine;
+use crate::signals::{Signal, SignalKind};
 use crate::wire::Event;
 
-use gate::Signals;
-use outlet::Outlet;
+use gate::SignalGate;
+use outlet::Outlets;
 
 pub use crate::message::{Envelope, Outage, Record, RecordKinds, REMOTE_SHARD};
 pub use gate::{DEFAULT_HOLD, MAX_HELD_CANDLES};
@@ -68,7 +71,7 @@ pub struct ShardState {
     timeframes: usize,
     tracks: Vec<CandleTrack>,
     seq: Vec<SymbolSeq>,
-    outlets: Vec<Outlet>,
+    outlets: Outlets,
     stats: Arc<ShardStats>,
     /// Stage latencies of this core (absent in unit tests that do not look at them).
     latency: Option<Recorder>,
@@ -77,15 +80,15 @@ pub struct ShardState {
     wall_offset_us: i64,
     /// Indicators and rules per (symbol, timeframe), indexed like `tracks`; `None`
     /// when signals are off.
-    signals: Option<Signals>,
+    signals: Option<SignalGate>,
+    /// The signals a call of the gate made, until they are sent (kept, not reallocated).
+    fired: Vec<Signal>,
     /// The REST thread (warm starts and backfill); `None`: no REST at all, so holes
     /// are computed across at once.
     link: Option<ShardLink>,
     hold_ns: u64,
     /// After a failed backfill: open gaps are asked again from this time (mono ns).
     retry_gaps_at_ns: Option<u64>,
-    /// When the sinks were last rung in the middle of a batch (mono ns).
-    rung_at_ns: u64,
     symbol_list: Vec<Symbol>,
     timeframe_list: Vec<Interval>,
 }
@@ -129,22 +132,15 @@ impl ShardState {
             timeframes: timeframes.len(),
             tracks: vec![CandleTrack::default(); symbols.len() * timeframes.len()],
             seq: vec![SymbolSeq::default(); symbols.len()],
-            outlets: outs
-                .into_iter()
-                .map(|(ring, kinds)| Outlet {
-                    ring,
-                    overflow: VecDeque::new(),
-                    kinds,
-                })
-                .collect(),
+            outlets: Outlets::new(outs, stats.clone()),
             stats,
             latency: None,
             wall_offset_us: wall_offset_us(),
             signals: None,
+            fired: Vec::new(),
             link: None,
             hold_ns: DEFAULT_HOLD.as_nanos() as u64,
             retry_gaps_at_ns: None,
-            rung_at_ns: 0,
             symbol_list: symbols.to_vec(),
             timeframe_list: timeframes.to_vec(),
         }
@@ -171,6 +167,38 @@ impl ShardState {
                 rec.record_span(Stage::RecvToParsed, recv_ns, now);
             }
         }
+    }
+
+    /// Turns on indicators and signal rules for every (symbol, timeframe). Every
+    /// series starts cold; with a REST link ([`Self::with_rest`]) each waits for its
+    /// warm start.
+    pub fn with_signals(mut self, config: &SignalsConfig) -> ShardState {
+        if !config.enabled {
+            return self;
+        }
+        let series = self
+            .symbol_list
+            .iter()
+            .flat_map(|_| self.timeframe_list.iter().copied());
+        self.signals = Some(SignalGate::new(config, series, self.stats.clone()));
+        self.fired.reserve(SignalKind::ALL.len());
+        self.arm_warm_waits();
+        self
+    }
+
+    fn arm_warm_waits(&mut self) {
+        if self.link.is_none() {
+            return;
+        }
+        if let Some(gate) = self.signals.as_mut() {
+            gate.await_warm_starts();
+        }
+    }
+
+    /// The signal engine of a series, to read its indicators (tests, status).
+    pub fn signal_engine(&self, symbol: Symbol, interval: Interval) -> Option<&SignalEngine> {
+        let slot = self.slot_of(symbol, interval)?;
+        self.signals.as_ref()?.engine(slot)
     }
 
     /// The candle state of a series (tests, status).
@@ -311,19 +339,20 @@ impl ShardState {
         match outcome {
             KlineOutcome::Live => {
                 let env = self.envelope(recv_ns, parsed_ns, Record::LiveCandle(*c));
-                self.send_latest(env);
+                self.outlets.send_latest(env);
             }
             KlineOutcome::Closed { gap } => {
                 self.stats.candles_closed.inc();
                 if let Some(gap) = gap {
                     self.note_gap(gap);
                     let env = self.envelope(recv_ns, parsed_ns, Record::Gap(gap));
-                    self.send_kept(env);
+                    self.outlets.send_kept(env);
                 }
                 let env = self.envelope(recv_ns, parsed_ns, Record::ClosedCandle(*c));
-                self.send_kept(env);
-                self.signal_candle(slot, c, Some((recv_ns, parsed_ns)));
-                self.request_gaps(slot);
+                self.outlets.send_kept(env);
+                let now_ns = mono_ns();
+                self.signal_candle(slot, c, Some((recv_ns, parsed_ns)), now_ns);
+                self.request_gaps(slot, now_ns);
                 self.publish_series(slot);
             }
             KlineOutcome::Duplicate => self.stats.duplicates.inc(),
@@ -340,17 +369,84 @@ impl ShardState {
         }
     }
 
+    /// A closed candle for the series' signals (live or backfilled, never history):
+    /// applied now if it is the next one, else held until the hole before it is
+    /// resolved. `timing` is the (receive, parsed) time of a live candle.
+    fn signal_candle(&mut self, slot: usize, c: &Candle, timing: Option<(u64, u64)>, now_ns: u64) {
+        self.through_gate(timing, |gate, pending, out| {
+            gate.offer(slot, c, pending, now_ns, out)
+        });
+    }
+
+    /// Runs `f` on the signal gate (when signals are on), telling it which holes the
+    /// backfill may still fill, then sends the signals it made. `f` returns true when
+    /// the candle of `timing` was applied at once: its signals carry that timing.
+    fn through_gate(
+        &mut self,
+        timing: Option<(u64, u64)>,
+        f: impl FnOnce(&mut SignalGate, &dyn Fn(usize, i64, i64) -> bool, &mut Vec<Signal>) -> bool,
+    ) {
+        let Some(gate) = self.signals.as_mut() else {
+            return;
+        };
+        let linked = self.link.is_some();
+        let tracks = &self.tracks;
+        // Some open gap of the series overlaps [from, to): its backfill may be coming.
+        let pending = |slot: usize, from: i64, to: i64| {
+            linked
+                && tracks[slot]
+                    .open_gaps()
+                    .iter()
+                    .any(|g| g.from < to && from < g.to)
+        };
+        let at_once = f(gate, &pending, &mut self.fired);
+        let (recv_ns, parsed_ns) = match timing {
+            Some(t) if at_once => {
+                if let Some(rec) = &mut self.latency {
+                    // Every indicator and rule of the series, for this closed candle.
+                    rec.record_span(Stage::ParsedToSignal, t.1, mono_ns());
+                }
+                t
+            }
+            _ => (0, 0),
+        };
+        for signal in self.fired.drain(..) {
+            self.outlets.send_kept(Envelope {
+                shard: self.index,
+                recv_ns,
+                parsed_ns,
+                record: Record::Signal(signal),
+            });
+        }
+    }
+
+    /// True while never-lost records wait at their bound for some sink: readers should
+    /// pause.
+    pub fn backpressured(&self) -> bool {
+        self.outlets.backpressured()
+    }
+
     /// Moves waiting records into the ring while it has room; called after each read
     /// and periodically. Returns how many are still waiting.
     pub fn flush(&mut self) -> usize {
-        self.check_holds();
-        let left = self.outlets.iter_mut().map(Outlet::flush).sum();
-        self.note_overflow();
+        self.check_holds(mono_ns());
+        let left = self.outlets.flush();
         self.wall_offset_us = wall_offset_us();
         if let Some(rec) = &mut self.latency {
             rec.maybe_handoff(mono_ns());
         }
         left
+    }
+
+    /// Gives up on holes held past the hold time, and asks again for gaps whose
+    /// backfill failed once the retry time has come. Free when nothing is held.
+    fn check_holds(&mut self, now_ns: u64) {
+        self.retry_failed_gaps(now_ns);
+        let hold_ns = self.hold_ns;
+        self.through_gate(None, |gate, pending, out| {
+            gate.expire(now_ns, hold_ns, pending, out);
+            false
+        });
     }
 }
 

@@ -2,8 +2,10 @@
 //! in it.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
-use super::{Envelope, RecordKinds, ShardState};
+use super::{Envelope, RecordKinds};
+use crate::metrics::ShardStats;
 use crate::ring::Producer;
 
 /// Longest a record waits on the shard for its batch to end before the sinks are rung
@@ -16,16 +18,16 @@ pub const RING_EVERY_NS: u64 = 20_000;
 pub const MAX_OVERFLOW: usize = 65_536;
 
 /// One sink's ring, with the never-lost records waiting for room in it.
-pub(super) struct Outlet {
-    pub(super) ring: Producer<Envelope>,
-    pub(super) overflow: VecDeque<Envelope>,
-    pub(super) kinds: RecordKinds,
+struct Outlet {
+    ring: Producer<Envelope>,
+    overflow: VecDeque<Envelope>,
+    kinds: RecordKinds,
 }
 
 impl Outlet {
     /// Sends a never-lost record, keeping order behind anything already waiting. The
-    /// consumer is woken at the next [`ShardState::flush`], once per batch.
-    pub(super) fn send_kept(&mut self, env: Envelope) {
+    /// consumer is woken at the next [`super::ShardState::flush`], once per batch.
+    fn send_kept(&mut self, env: Envelope) {
         if !self.kinds.has(&env.record) {
             return;
         }
@@ -40,7 +42,7 @@ impl Outlet {
 
     /// Sends a conflated record; false when it was dropped (not when this sink does not
     /// take the kind).
-    pub(super) fn send_latest(&mut self, env: Envelope) -> bool {
+    fn send_latest(&mut self, env: Envelope) -> bool {
         if !self.kinds.has(&env.record) {
             return true;
         }
@@ -51,7 +53,7 @@ impl Outlet {
 
     /// Moves waiting records into the ring and wakes its consumer if anything was
     /// pushed since the last flush.
-    pub(super) fn flush(&mut self) -> usize {
+    fn flush(&mut self) -> usize {
         while let Some(env) = self.overflow.pop_front() {
             if let Err(env) = self.ring.push_deferred(env) {
                 self.overflow.push_front(env);
@@ -63,18 +65,42 @@ impl Outlet {
     }
 }
 
-impl ShardState {
-    /// True while never-lost records wait at their bound for some sink: readers should
-    /// pause.
-    pub fn backpressured(&self) -> bool {
-        self.outlets
-            .iter()
-            .any(|o| o.overflow.len() >= MAX_OVERFLOW)
+/// The shard's outlets: one per sink, each record copied to every one that takes its
+/// kind.
+pub(super) struct Outlets {
+    list: Vec<Outlet>,
+    stats: Arc<ShardStats>,
+    /// When the sinks were last rung in the middle of a batch (mono ns).
+    rung_at_ns: u64,
+}
+
+impl Outlets {
+    pub(super) fn new(
+        outs: Vec<(Producer<Envelope>, RecordKinds)>,
+        stats: Arc<ShardStats>,
+    ) -> Outlets {
+        Outlets {
+            list: outs
+                .into_iter()
+                .map(|(ring, kinds)| Outlet {
+                    ring,
+                    overflow: VecDeque::new(),
+                    kinds,
+                })
+                .collect(),
+            stats,
+            rung_at_ns: 0,
+        }
+    }
+
+    /// True while never-lost records wait at their bound for some sink.
+    pub(super) fn backpressured(&self) -> bool {
+        self.list.iter().any(|o| o.overflow.len() >= MAX_OVERFLOW)
     }
 
     /// Sends a never-lost record to every sink, keeping order behind anything waiting.
     pub(super) fn send_kept(&mut self, env: Envelope) {
-        for o in &mut self.outlets {
+        for o in &mut self.list {
             o.send_kept(env);
         }
         self.note_overflow();
@@ -83,7 +109,7 @@ impl ShardState {
 
     /// Sends a latest-value record to every sink; each drop is counted.
     pub(super) fn send_latest(&mut self, env: Envelope) {
-        for o in &mut self.outlets {
+        for o in &mut self.list {
             if !o.send_latest(env) {
                 self.stats.live_conflated.inc();
             }
@@ -95,22 +121,30 @@ impl ShardState {
     /// own stamps: no clock read), so the first records of a big burst do not wait for
     /// the last to be parsed; a short batch still rings once, at its flush.
     #[inline]
-    pub(super) fn ring_if_due(&mut self, now_ns: u64) {
+    fn ring_if_due(&mut self, now_ns: u64) {
         if now_ns != 0 && now_ns.saturating_sub(self.rung_at_ns) >= RING_EVERY_NS {
             self.rung_at_ns = now_ns;
-            self.ring_outlets();
+            self.ring();
         }
     }
 
     /// Wakes every sink that has records it was not told about yet.
-    pub(super) fn ring_outlets(&self) {
-        for o in &self.outlets {
+    pub(super) fn ring(&self) {
+        for o in &self.list {
             o.ring.ring();
         }
     }
 
-    pub(super) fn note_overflow(&self) {
-        let deepest = self.outlets.iter().map(|o| o.overflow.len()).max();
+    /// Moves waiting records into each ring while it has room and wakes the sinks;
+    /// returns how many are still waiting.
+    pub(super) fn flush(&mut self) -> usize {
+        let left = self.list.iter_mut().map(Outlet::flush).sum();
+        self.note_overflow();
+        left
+    }
+
+    fn note_overflow(&self) {
+        let deepest = self.list.iter().map(|o| o.overflow.len()).max();
         self.stats.overflow_depth.set(deepest.unwrap_or(0) as u64);
     }
 }

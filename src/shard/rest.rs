@@ -37,11 +37,11 @@ impl ShardState {
     /// series' indicators without firing; backfilled candles take the live path.
     /// Spans the exchange has no candles for are closed as confirmed absent.
     pub fn apply_rest(&mut self, batch: &RestBatch) {
-        self.apply_rest_batch(batch);
-        self.ring_outlets();
+        self.apply_rest_batch(batch, mono_ns());
+        self.outlets.ring();
     }
 
-    pub(super) fn apply_rest_batch(&mut self, batch: &RestBatch) {
+    fn apply_rest_batch(&mut self, batch: &RestBatch, now_ns: u64) {
         let req = batch.request;
         let Some(slot) = self.slot_of(req.symbol, req.interval) else {
             return;
@@ -55,19 +55,18 @@ impl ShardState {
             {
                 self.stats.backfill_failures.inc();
                 self.tracks[slot].unrequest(from_open_ms, to_open_ms.unwrap_or(i64::MAX));
-                self.retry_gaps_at_ns = Some(mono_ns() + RETRY_FAILED_AFTER_NS);
+                self.retry_gaps_at_ns = Some(now_ns + RETRY_FAILED_AFTER_NS);
             }
             if batch.is_history() {
                 // No history: the series warms from live candles.
-                if let Some(signals) = self.signals.as_mut() {
-                    signals.slots[slot].awaiting_warm = false;
-                }
-                self.drain_held(slot, mono_ns());
+                self.through_gate(None, |gate, pending, out| {
+                    gate.warm_failed(slot, pending, now_ns, out);
+                    false
+                });
             }
             self.publish_series(slot);
             return;
         }
-        let now = mono_ns();
         let history = batch.is_history();
         let mut stored = 0u64;
         for c in &batch.candles {
@@ -79,16 +78,16 @@ impl ShardState {
                         self.note_gap(gap);
                     }
                     let env = self.envelope(0, 0, Record::ClosedCandle(*c));
-                    self.send_kept(env);
+                    self.outlets.send_kept(env);
                     if !history {
-                        self.signal_candle(slot, c, None);
+                        self.signal_candle(slot, c, None, now_ns);
                     }
                 }
                 KlineOutcome::Duplicate | KlineOutcome::Stale | KlineOutcome::Live => {
                     if !history {
                         // Stored already (a live copy won the race), but the signals
                         // may still be waiting for it.
-                        self.signal_candle(slot, c, None);
+                        self.signal_candle(slot, c, None, now_ns);
                     }
                 }
             }
@@ -105,22 +104,28 @@ impl ShardState {
                     from_open_ms: from,
                     to_open_ms: to,
                 };
-                let env = self.envelope(now, now, Record::Absent(gap));
-                self.send_kept(env);
+                let env = self.envelope(now_ns, now_ns, Record::Absent(gap));
+                self.outlets.send_kept(env);
             }
         }
         if history {
             let bars: Vec<Bar> = batch.candles.iter().map(Bar::from_candle).collect();
-            self.warm_from(slot, &bars);
+            self.through_gate(None, |gate, pending, out| {
+                gate.warm(slot, &bars, pending, now_ns, out);
+                false
+            });
         } else {
-            self.drain_held(slot, now);
+            self.through_gate(None, |gate, pending, out| {
+                gate.drain(slot, pending, now_ns, out);
+                false
+            });
         }
-        self.request_gaps(slot);
+        self.request_gaps(slot, now_ns);
         self.publish_series(slot);
     }
 
     /// Asks the REST thread for the series' gaps not asked yet.
-    pub(super) fn request_gaps(&mut self, slot: usize) {
+    pub(super) fn request_gaps(&mut self, slot: usize, now_ns: u64) {
         if !self.tracks[slot].has_unrequested() {
             return;
         }
@@ -134,7 +139,19 @@ impl ShardState {
         for (from, to) in gaps {
             if !self.ask_range(&link, slot, from, to) {
                 self.tracks[slot].unrequest(from, to);
-                self.retry_gaps_at_ns = Some(mono_ns() + RETRY_FAILED_AFTER_NS);
+                self.retry_gaps_at_ns = Some(now_ns + RETRY_FAILED_AFTER_NS);
+            }
+        }
+    }
+
+    /// Asks again for the gaps whose backfill failed, once the retry time has come.
+    pub(super) fn retry_failed_gaps(&mut self, now_ns: u64) {
+        if let Some(at) = self.retry_gaps_at_ns {
+            if now_ns >= at {
+                self.retry_gaps_at_ns = None;
+                for slot in 0..self.tracks.len() {
+                    self.request_gaps(slot, now_ns);
+                }
             }
         }
     }
@@ -150,8 +167,8 @@ impl ShardState {
             to_event_us,
         };
         let env = self.envelope(now, now, Record::Outage(outage));
-        self.send_kept(env);
-        self.ring_outlets();
+        self.outlets.send_kept(env);
+        self.outlets.ring();
         let Some(link) = self.link.clone() else {
             return;
         };
