@@ -347,8 +347,8 @@ impl Engine {
                                 park.wait(&bells, || !deliveries.deliveries.is_empty(), wait)
                                     .await;
                                 let mut state = state.borrow_mut();
-                                state.apply_rest_deliveries();
-                                waiting = state.flush();
+                                state.apply_rest_deliveries(crate::clock::mono_ns());
+                                waiting = state.flush(crate::clock::mono_ns());
                                 state
                                     .stats()
                                     .allocations
@@ -365,10 +365,10 @@ impl Engine {
                     // Hand over anything still waiting for ring space before exiting;
                     // the sink keeps draining until every shard has stopped.
                     let deadline = std::time::Instant::now() + SHUTDOWN_HANDOVER;
-                    let mut left = state.borrow_mut().flush();
+                    let mut left = state.borrow_mut().flush(crate::clock::mono_ns());
                     while left > 0 && std::time::Instant::now() < deadline {
                         glommio::timer::sleep(Duration::from_millis(1)).await;
-                        left = state.borrow_mut().flush();
+                        left = state.borrow_mut().flush(crate::clock::mono_ns());
                     }
                     if left > 0 {
                         tracing::error!(

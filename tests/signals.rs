@@ -518,7 +518,7 @@ fn a_warm_started_shard_equals_one_fed_live_and_history_fires_nothing() {
     for b in &bars[298..300] {
         warm.on_event(&Event::Kline(candle(b)), 0);
     }
-    warm.apply_rest(&rest_batch(warm_want(), &bars[..300], vec![]));
+    warm.apply_rest(&rest_batch(warm_want(), &bars[..300], vec![]), 0);
     let before = signals_of(&warm_rx).len();
     for b in &bars[300..] {
         warm.on_event(&Event::Kline(candle(b)), 0);
@@ -566,7 +566,7 @@ fn signals_wait_for_a_backfilled_gap_and_equal_a_run_without_it() {
     let expected = fired_after(&live_rx, cut);
 
     let (mut s, rx, link) = linked_shard();
-    s.apply_rest(&rest_batch(warm_want(), &bars[..300], vec![]));
+    s.apply_rest(&rest_batch(warm_want(), &bars[..300], vec![]), 0);
     // Candles 300..303 are lost (a reconnect); 303 reveals the gap.
     for b in &bars[303..310] {
         s.on_event(&Event::Kline(candle(b)), 0);
@@ -583,7 +583,7 @@ fn signals_wait_for_a_backfilled_gap_and_equal_a_run_without_it() {
     // Nothing after the hole fired yet: the signals wait for the backfill.
     assert!(fired_after(&rx, cut).is_empty());
     assert_eq!(s.stats().signal_held.get(), 7);
-    s.apply_rest(&rest_batch(req.want, &bars[300..303], vec![]));
+    s.apply_rest(&rest_batch(req.want, &bars[300..303], vec![]), 0);
     for b in &bars[310..320] {
         s.on_event(&Event::Kline(candle(b)), 0);
     }
@@ -604,14 +604,14 @@ fn a_gap_the_exchange_confirms_absent_is_closed_and_computed_across() {
     let bars = reference_bars();
     let sym = Symbol::new("BTCUSDT").unwrap();
     let (mut s, rx, link) = linked_shard();
-    s.apply_rest(&rest_batch(warm_want(), &bars[..300], vec![]));
+    s.apply_rest(&rest_batch(warm_want(), &bars[..300], vec![]), 0);
     for b in &bars[305..307] {
         s.on_event(&Event::Kline(candle(b)), 0);
     }
     let req = link.requests.pop().unwrap();
     // The exchange has 300 only; 301..305 do not exist.
     let absent = (bars[301].open_time_ms, bars[305].open_time_ms);
-    s.apply_rest(&rest_batch(req.want, &bars[300..301], vec![absent]));
+    s.apply_rest(&rest_batch(req.want, &bars[300..301], vec![absent]), 0);
     let e = s.signal_engine(sym, Interval::H1).unwrap();
     assert_eq!(e.last_open_ms(), Some(bars[306].open_time_ms));
     assert_eq!(s.stats().signal_holes_bridged.get(), 1);
@@ -635,10 +635,10 @@ fn a_gap_the_backfill_cannot_fill_is_given_up_after_the_hold_time() {
     let bars = reference_bars();
     let sym = Symbol::new("BTCUSDT").unwrap();
     let (mut s, _rx, link) = linked_shard();
-    s.apply_rest(&rest_batch(warm_want(), &bars[..300], vec![]));
+    s.apply_rest(&rest_batch(warm_want(), &bars[..300], vec![]), 0);
     s.on_event(&Event::Kline(candle(&bars[302])), 0);
     assert!(link.requests.pop().is_some());
-    s.flush();
+    s.flush(0);
     let e = s.signal_engine(sym, Interval::H1).unwrap();
     assert_eq!(
         e.last_open_ms(),
@@ -646,7 +646,7 @@ fn a_gap_the_backfill_cannot_fill_is_given_up_after_the_hold_time() {
         "still waiting"
     );
     s.set_hold(Duration::ZERO);
-    s.flush();
+    s.flush(0);
     let e = s.signal_engine(sym, Interval::H1).unwrap();
     assert_eq!(e.last_open_ms(), Some(bars[302].open_time_ms));
     assert_eq!(s.stats().signal_holes_bridged.get(), 1);

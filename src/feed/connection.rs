@@ -571,7 +571,7 @@ async fn session_loop(
         }
         // Hands the records of the last batch to the sinks (one wake-up per sink per
         // batch), and pauses reading while never-lost records wait at their bound.
-        if ctx.shard.borrow_mut().flush() > 0 && ctx.shard.borrow().backpressured() {
+        if ctx.shard.borrow_mut().flush(mono_ns()) > 0 && ctx.shard.borrow().backpressured() {
             // Never-lost records are waiting at their bound: stop reading (TCP
             // backpressure) until the sink drains the ring.
             stats.backpressure_pauses.inc();

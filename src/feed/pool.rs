@@ -177,7 +177,11 @@ pub async fn supervise(ctx: Rc<PoolCtx>, slot: usize, streams: Vec<String>) {
         if let Some(from) = outage_from_us {
             let to = live.handle.first_event_us.get();
             if to != 0 {
-                ctx.session.shard.borrow_mut().record_outage(slot, from, to);
+                let now_ns = crate::clock::mono_ns();
+                ctx.session
+                    .shard
+                    .borrow_mut()
+                    .record_outage(slot, from, to, now_ns);
                 outage_from_us = None;
             }
         }

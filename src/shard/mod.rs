@@ -75,8 +75,9 @@ pub struct ShardState {
     stats: Arc<ShardStats>,
     /// Stage latencies of this core (absent in unit tests that do not look at them).
     latency: Option<Recorder>,
-    /// Wall-clock µs minus monotonic µs, refreshed at every flush: turns a receive time
-    /// into wall time without a clock read per message.
+    /// Wall-clock µs minus monotonic µs, read when a latency recorder is set and at
+    /// every flush after: turns a receive time into wall time without a clock read per
+    /// message. Only the exchange-to-receive latency uses it.
     wall_offset_us: i64,
     /// Indicators and rules per (symbol, timeframe), indexed like `tracks`; `None`
     /// when signals are off.
@@ -135,7 +136,7 @@ impl ShardState {
             outlets: Outlets::new(outs, stats.clone()),
             stats,
             latency: None,
-            wall_offset_us: wall_offset_us(),
+            wall_offset_us: 0,
             signals: None,
             fired: Vec::new(),
             link: None,
@@ -149,6 +150,7 @@ impl ShardState {
     /// Records this core's stage latencies into `recorder`.
     pub fn set_latency(&mut self, recorder: Recorder) {
         self.latency = Some(recorder);
+        self.wall_offset_us = wall_offset_us();
     }
 
     /// How long signals wait for the candles of a hole before computing across it.
@@ -350,9 +352,9 @@ impl ShardState {
                 }
                 let env = self.envelope(recv_ns, parsed_ns, Record::ClosedCandle(*c));
                 self.outlets.send_kept(env);
-                let now_ns = mono_ns();
-                self.signal_candle(slot, c, Some((recv_ns, parsed_ns)), now_ns);
-                self.request_gaps(slot, now_ns);
+                // The candle's receive time is the shard's now for its timers.
+                self.signal_candle(slot, c, Some((recv_ns, parsed_ns)), recv_ns);
+                self.request_gaps(slot, recv_ns);
                 self.publish_series(slot);
             }
             KlineOutcome::Duplicate => self.stats.duplicates.inc(),
@@ -427,13 +429,15 @@ impl ShardState {
     }
 
     /// Moves waiting records into the ring while it has room; called after each read
-    /// and periodically. Returns how many are still waiting.
-    pub fn flush(&mut self) -> usize {
-        self.check_holds(mono_ns());
+    /// and periodically, `now_ns` being the monotonic time ([`crate::clock::mono_ns`]
+    /// live): holds that have expired by then are given up on and failed gaps whose
+    /// retry is due are asked again. Returns how many records are still waiting.
+    pub fn flush(&mut self, now_ns: u64) -> usize {
+        self.check_holds(now_ns);
         let left = self.outlets.flush();
-        self.wall_offset_us = wall_offset_us();
         if let Some(rec) = &mut self.latency {
-            rec.maybe_handoff(mono_ns());
+            self.wall_offset_us = wall_offset_us();
+            rec.maybe_handoff(now_ns);
         }
         left
     }
@@ -450,6 +454,8 @@ impl ShardState {
     }
 }
 
+/// Read only for the exchange-to-receive latency (never for state), so a shard without
+/// a recorder never reads the clock outside its latency stamps.
 fn wall_offset_us() -> i64 {
     wall_us() - (mono_ns() / 1000) as i64
 }

@@ -4,7 +4,6 @@
 use super::{Outage, Record, ShardState};
 use crate::backfill::{RestBatch, ShardLink, Want};
 use crate::candle::{Gap, KlineOutcome};
-use crate::clock::mono_ns;
 use crate::signals::rules::Bar;
 
 /// After a backfill request fails for good, how long before the shard asks again.
@@ -19,15 +18,16 @@ impl ShardState {
         self
     }
 
-    /// Applies the batches the REST thread has delivered; called by the periodic
-    /// flusher on this shard's executor. Returns how many were applied.
-    pub fn apply_rest_deliveries(&mut self) -> usize {
+    /// Applies the batches the REST thread has delivered at `now_ns` (monotonic);
+    /// called by the periodic flusher on this shard's executor. Returns how many were
+    /// applied.
+    pub fn apply_rest_deliveries(&mut self, now_ns: u64) -> usize {
         let Some(link) = self.link.clone() else {
             return 0;
         };
         let mut applied = 0;
         while let Some(batch) = link.deliveries.pop() {
-            self.apply_rest(&batch);
+            self.apply_rest(&batch, now_ns);
             applied += 1;
         }
         applied
@@ -35,9 +35,10 @@ impl ShardState {
 
     /// Applies one REST answer. History (a warm start) is stored and rebuilds the
     /// series' indicators without firing; backfilled candles take the live path.
-    /// Spans the exchange has no candles for are closed as confirmed absent.
-    pub fn apply_rest(&mut self, batch: &RestBatch) {
-        self.apply_rest_batch(batch, mono_ns());
+    /// Spans the exchange has no candles for are closed as confirmed absent. `now_ns`
+    /// (monotonic) stamps the absences and starts the waits and retries it causes.
+    pub fn apply_rest(&mut self, batch: &RestBatch, now_ns: u64) {
+        self.apply_rest_batch(batch, now_ns);
         self.outlets.ring();
     }
 
@@ -158,15 +159,21 @@ impl ShardState {
 
     /// Records the span of a reconnect on connection slot `slot` (never lost), and asks
     /// the backfill for the candles of every series that closed while it was down,
-    /// without waiting for the next close to reveal the gap.
-    pub fn record_outage(&mut self, slot: usize, from_event_us: i64, to_event_us: i64) {
-        let now = mono_ns();
+    /// without waiting for the next close to reveal the gap. `now_ns` (monotonic)
+    /// stamps the record.
+    pub fn record_outage(
+        &mut self,
+        slot: usize,
+        from_event_us: i64,
+        to_event_us: i64,
+        now_ns: u64,
+    ) {
         let outage = Outage {
             slot: slot as u16,
             from_event_us,
             to_event_us,
         };
-        let env = self.envelope(now, now, Record::Outage(outage));
+        let env = self.envelope(now_ns, now_ns, Record::Outage(outage));
         self.outlets.send_kept(env);
         self.outlets.ring();
         let Some(link) = self.link.clone() else {

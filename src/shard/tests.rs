@@ -27,7 +27,7 @@ fn closed_candles_survive_a_full_ring_in_order() {
         while let Some(e) = rx.pop() {
             got.push(e.record);
         }
-        if s.flush() == 0 && rx.view().depth() == 0 {
+        if s.flush(0) == 0 && rx.view().depth() == 0 {
             break;
         }
     }
@@ -56,13 +56,13 @@ fn every_sink_gets_every_closed_candle_and_a_full_one_holds_back_only_itself() {
     // The fast sink has everything at once; the slow one one record, four waiting.
     assert_eq!(fast_rx.view().depth(), 5);
     assert_eq!(slow_rx.view().depth(), 1);
-    assert_eq!(s.flush(), 4);
+    assert_eq!(s.flush(0), 4);
     let mut slow = Vec::new();
     for _ in 0..10 {
         while let Some(e) = slow_rx.pop() {
             slow.push(e.record);
         }
-        s.flush();
+        s.flush(0);
     }
     let opens: Vec<i64> = slow
         .iter()
@@ -72,7 +72,7 @@ fn every_sink_gets_every_closed_candle_and_a_full_one_holds_back_only_itself() {
         })
         .collect();
     assert_eq!(opens, [0, 1, 2, 3, 4]);
-    assert_eq!(s.flush(), 0);
+    assert_eq!(s.flush(0), 0);
 }
 
 #[test]
@@ -108,4 +108,125 @@ fn gaps_and_duplicates_are_counted() {
     }
     s.on_event(&other, 0);
     assert_eq!(stats.unknown_events.get(), 1);
+}
+
+// ---- Timers, driven by the `now_ns` the caller passes (no sleeps, no clock) ----
+
+use super::rest::RETRY_FAILED_AFTER_NS;
+use crate::backfill::{Request, RestBatch, ShardLink, Want};
+use crate::signals::params::SignalsConfig;
+
+fn btc() -> Symbol {
+    Symbol::new("BTCUSDT").unwrap()
+}
+
+/// The closed 1m BTCUSDT candle of minute `minute`.
+fn closed(minute: i64) -> Candle {
+    let open = minute * 60_000;
+    crate::market::testing::candle("BTCUSDT", open, open * 1000 + 1, true)
+}
+
+/// A shard linked to a REST thread that the test plays, with signals on or off.
+fn linked(signals: bool) -> (ShardState, crate::ring::Consumer<Envelope>, ShardLink) {
+    let (tx, rx) = ring("t", 1024);
+    let link = ShardLink::default();
+    let stats = Arc::new(ShardStats::default());
+    let mut s = ShardState::new(0, &[btc()], &[Interval::M1], vec![tx], stats);
+    if signals {
+        s = s.with_signals(&SignalsConfig::default());
+    }
+    (s.with_rest(link.clone()), rx, link)
+}
+
+fn answer(want: Want, candles: Vec<Candle>, failed: bool) -> RestBatch {
+    RestBatch {
+        request: Request {
+            symbol: btc(),
+            interval: Interval::M1,
+            want,
+        },
+        candles,
+        absent: vec![],
+        failed,
+    }
+}
+
+fn signals_last_open(s: &ShardState) -> Option<i64> {
+    s.signal_engine(btc(), Interval::M1).unwrap().last_open_ms()
+}
+
+#[test]
+fn a_held_candle_is_released_exactly_when_its_hold_expires() {
+    let hold = std::time::Duration::from_secs(10);
+    let hold_ns = hold.as_nanos() as u64;
+    let (mut s, _rx, link) = linked(true);
+    s.set_hold(hold);
+    let warm = Want::Warm {
+        candles: 3,
+        end_open_ms: None,
+    };
+    s.apply_rest(&answer(warm, (0..3).map(closed).collect(), false), 1_000);
+    assert_eq!(signals_last_open(&s), Some(2 * 60_000));
+    // Minute 5 arrives live at t0: 3 and 4 are missing, asked for, and 5 waits.
+    let t0 = 5_000_000_000;
+    s.on_event(&Event::Kline(closed(5)), t0);
+    assert!(link.requests.pop().is_some(), "the hole is asked for");
+    // A later candle joins the wait without restarting its clock.
+    s.on_event(&Event::Kline(closed(6)), t0 + hold_ns / 2);
+    s.flush(t0 + hold_ns - 1);
+    assert_eq!(signals_last_open(&s), Some(2 * 60_000), "still held");
+    assert_eq!(s.stats().signal_holes_bridged.get(), 0);
+    s.flush(t0 + hold_ns);
+    assert_eq!(
+        signals_last_open(&s),
+        Some(6 * 60_000),
+        "released at the hold's end"
+    );
+    assert_eq!(s.stats().signal_holes_bridged.get(), 1);
+}
+
+#[test]
+fn a_failed_gap_request_is_retried_after_the_retry_time_and_not_before() {
+    let (mut s, _rx, link) = linked(false);
+    s.on_event(&Event::Kline(closed(0)), 1);
+    s.on_event(&Event::Kline(closed(3)), 2);
+    let req = link.requests.pop().expect("the gap is asked for");
+    let range = Want::Range {
+        from_open_ms: 60_000,
+        to_open_ms: Some(180_000),
+    };
+    assert_eq!(req.want, range);
+    let failed_at = 7_000_000_000;
+    s.apply_rest(&answer(req.want, vec![], true), failed_at);
+    assert_eq!(s.stats().backfill_failures.get(), 1);
+    s.flush(failed_at + RETRY_FAILED_AFTER_NS - 1);
+    assert!(link.requests.pop().is_none(), "not before the retry time");
+    s.flush(failed_at + RETRY_FAILED_AFTER_NS);
+    let again = link.requests.pop().expect("asked again at the retry time");
+    assert_eq!(again.want, range);
+    s.flush(failed_at + 2 * RETRY_FAILED_AFTER_NS);
+    assert!(link.requests.pop().is_none(), "asked once per failure");
+}
+
+#[test]
+fn an_outage_is_stamped_with_the_callers_time_and_asks_for_what_it_hid() {
+    let (mut s, rx, link) = linked(false);
+    s.on_event(&Event::Kline(closed(0)), 1);
+    // The connection was down from minute 0 until minute 4 (event times in µs).
+    s.record_outage(2, 60_000_000, 4 * 60_000_000 + 5, 42);
+    let outage = std::iter::from_fn(|| rx.pop())
+        .find(|e| matches!(e.record, Record::Outage(_)))
+        .expect("the outage is recorded");
+    assert_eq!((outage.recv_ns, outage.parsed_ns), (42, 42));
+    let req = link
+        .requests
+        .pop()
+        .expect("the hidden candles are asked for");
+    assert_eq!(
+        req.want,
+        Want::Range {
+            from_open_ms: 60_000,
+            to_open_ms: Some(4 * 60_000)
+        }
+    );
 }
