@@ -1,0 +1,677 @@
+//! Configuration: parsed and validated once into [`Config`], then handed to each role.
+//!
+//! Runs on the main thread before any executor starts; no role ever reads the
+//! environment or a file for its settings. In: an optional TOML file and a map of
+//! environment variables (the CLI merges the process environment over a `.env` file and
+//! passes the result in). Out: one validated [`Config`], or one [`ConfigError`] line
+//! naming the key, the bad value and what is allowed.
+//!
+//! Precedence, highest first: environment, `.env`, TOML file, built-in defaults.
+//!
+//! Every setting is described once, in the [`Field`] table: its TOML key, its
+//! environment name (if any) and its [`Rule`]. Loading, validation and `config print`
+//! all walk that table, so a setting cannot be loadable but unchecked, or checked but
+//! unprintable.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use crate::market::{Interval, Symbol};
+
+mod checks;
+mod fields;
+#[cfg(test)]
+mod tests;
+mod value;
+
+use checks::Rule;
+use fields::Field;
+use value::{Raw, Setting};
+
+/// Default `BINANCE_WS_URL`: Binance's spot market-data stream endpoint.
+pub const DEFAULT_BINANCE_WS_URL: &str = "wss://stream.binance.com:9443";
+/// Default `BINANCE_REST_URL`: Binance's spot REST endpoint (used for backfill).
+pub const DEFAULT_BINANCE_REST_URL: &str = "https://api.binance.com";
+/// Default `SYMBOLS`.
+pub const DEFAULT_SYMBOLS: [&str; 3] = ["BTCUSDT", "ETHUSDT", "ADAUSDT"];
+/// Default `TIMEFRAMES`.
+pub const DEFAULT_TIMEFRAMES: [Interval; 4] =
+    [Interval::M1, Interval::M5, Interval::M15, Interval::H1];
+/// Default `DASHBOARD_ADDR`: loopback only, so a fresh install exposes nothing.
+pub const DEFAULT_DASHBOARD_ADDR: &str = "127.0.0.1:8000";
+/// Default `REDIS_CHANNEL_PREFIX`.
+pub const DEFAULT_REDIS_CHANNEL_PREFIX: &str = "alphapulse";
+
+/// Binance accepts at most 1024 streams on one connection.
+pub const BINANCE_MAX_STREAMS_PER_CONNECTION: u64 = 1024;
+/// Binance disconnects a connection that sends more than 5 messages per second.
+pub const BINANCE_MAX_INCOMING_MSGS_PER_S: u64 = 5;
+/// Binance rejects control messages of 4096 bytes or more.
+pub const BINANCE_MAX_REQUEST_BYTES: u64 = 4096;
+/// Binance closes every connection after 24 hours.
+pub const BINANCE_MAX_CONNECTION_AGE_S: f64 = 86_400.0;
+
+/// Most symbols one configuration may name. Binance lists a few thousand spot symbols;
+/// this bound keeps per-symbol state and subscription plans bounded.
+pub const MAX_SYMBOLS: usize = 4096;
+/// Most connections the pool may hold. Binance allows 300 connection attempts per
+/// 5 minutes per IP; 100 connections reconnecting twice in a bad minute stay under it.
+pub const MAX_BINANCE_CONNECTIONS: u64 = 100;
+/// Most dashboard clients: each holds a bounded send queue on the one dashboard core.
+pub const MAX_WEBSOCKET_CLIENTS: u64 = 100_000;
+/// Largest write batch: bigger batches only add latency to the database write.
+pub const MAX_BATCH_SIZE: u64 = 100_000;
+/// Largest ring between cores, in messages; rings are allocated up front per
+/// shard→sink pair, so this bounds memory.
+pub const MAX_QUEUE_SIZE: u64 = 1 << 20;
+/// Most closed candles kept per (symbol, timeframe) in memory.
+pub const MAX_RECENT_CANDLES: u64 = 100_000;
+/// Most instances a deployment may be split into.
+pub const MAX_INSTANCES: u64 = 1024;
+/// Smallest SUBSCRIBE request that still fits one stream name with the JSON around it.
+pub const MIN_SUBSCRIBE_BATCH_BYTES: u64 = 128;
+/// Largest frame we may be told to accept; larger settings only invite memory blow-ups.
+pub const MAX_FRAME_BYTES_LIMIT: u64 = 64 << 20;
+/// Shortest dashboard token: anything shorter can be guessed.
+pub const MIN_TOKEN_LEN: usize = 16;
+/// Longest dashboard token, so a header or query string stays small.
+pub const MAX_TOKEN_LEN: usize = 256;
+/// Longest Redis channel prefix.
+pub const MAX_CHANNEL_PREFIX_LEN: usize = 64;
+/// Largest database spool: a bound well beyond any outage worth riding out in place
+/// (a day of 1000 symbols x 4 timeframes is under 1 GiB), below typical disk sizes.
+pub const MAX_SPOOL_BYTES: u64 = 1 << 40;
+
+/// The whole effective configuration. Its `Debug` output is the redacted TOML of
+/// `config print`, so logging a configuration never leaks the token or a password.
+#[derive(Clone, PartialEq)]
+pub struct Config {
+    /// PostgreSQL/TimescaleDB URL (`DATABASE_URL`); `None` keeps candles and signals
+    /// in memory only.
+    pub database_url: Option<String>,
+    /// Redis URL (`REDIS_URL`); `None` publishes nowhere.
+    pub redis_url: Option<String>,
+    /// Seconds between status pushes on `/ws/status` (`WEBSOCKET_UPDATE_INTERVAL`).
+    pub websocket_update_interval_s: f64,
+    /// Most dashboard WebSocket clients at once (`WEBSOCKET_MAX_CLIENTS`).
+    pub websocket_max_clients: usize,
+    /// Most Binance WebSocket connections the pool spreads streams over
+    /// (`BINANCE_MAX_CONNECTIONS`).
+    pub binance_max_connections: usize,
+    /// Rows per database write batch (`BATCH_SIZE`).
+    pub batch_size: usize,
+    /// Seconds a partial batch may wait before it is written anyway (`BATCH_TIMEOUT`).
+    pub batch_timeout_s: f64,
+    /// Capacity of each ring between cores, in messages (`MAX_QUEUE_SIZE`).
+    pub max_queue_size: usize,
+    /// Binance WebSocket base URL, `ws://` or `wss://` (`BINANCE_WS_URL`).
+    pub binance_ws_url: String,
+    /// Binance REST base URL, `http://` or `https://` (`BINANCE_REST_URL`).
+    pub binance_rest_url: String,
+    /// Symbols to follow, distinct, upper case (`SYMBOLS`).
+    pub symbols: Vec<Symbol>,
+    /// Kline intervals to follow, distinct (`TIMEFRAMES`).
+    pub timeframes: Vec<Interval>,
+    /// Address the dashboard listens on (`DASHBOARD_ADDR`).
+    pub dashboard_addr: SocketAddr,
+    /// Shard map file (`SHARD_MAP`); `None` plans the layout from the allowed cores.
+    pub shard_map: Option<PathBuf>,
+    /// Bearer token the dashboard API requires (`DASHBOARD_TOKEN`); `None` leaves it
+    /// open, which is only sensible on loopback.
+    pub dashboard_token: Option<String>,
+    /// Origins allowed to open dashboard WebSockets, besides the dashboard's own
+    /// (`DASHBOARD_ALLOWED_ORIGINS`, comma-separated).
+    pub dashboard_allowed_origins: Vec<String>,
+    /// Prefix of every Redis channel name (`REDIS_CHANNEL_PREFIX`).
+    pub redis_channel_prefix: String,
+    /// Binance feed settings (`[feed]`).
+    pub feed: FeedConfig,
+    /// Engine-wide settings (`[engine]`).
+    pub engine: EngineConfig,
+    /// Dashboard server limits and options (`[dashboard]`).
+    pub dashboard: DashboardConfig,
+    /// Database writer settings (`[database]`).
+    pub database: DatabaseConfig,
+    /// Indicators, signal rules and warm start (`[signals]`, see
+    /// [`crate::signals::params`]).
+    pub signals: crate::signals::params::SignalsConfig,
+}
+
+/// Dashboard server settings: limits that keep one core serving many clients, TLS, and
+/// the conformance endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DashboardConfig {
+    /// Serve `/ws/echo` (echoes every message) for WebSocket conformance runs
+    /// (`--conformance-echo`). Off in production: it is an open echo service.
+    pub conformance_echo: bool,
+    /// Allow binding a non-loopback `DASHBOARD_ADDR` without `DASHBOARD_TOKEN`
+    /// (`DASHBOARD_ALLOW_PUBLIC`), e.g. behind an authenticating proxy.
+    pub allow_public_without_token: bool,
+    /// PEM certificate chain for HTTPS/WSS (`DASHBOARD_TLS_CERT`); with `tls_key_file`.
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key for HTTPS/WSS (`DASHBOARD_TLS_KEY`); with `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
+    /// Largest WebSocket message a client may send; larger closes with 1009.
+    pub max_message_bytes: usize,
+    /// Largest WebSocket frame a client may send; larger closes with 1009.
+    pub max_frame_bytes: usize,
+    /// Messages a client may have waiting to be sent; past this it is disconnected
+    /// (close 1008) rather than holding memory for a reader that does not keep up.
+    pub client_queue_messages: usize,
+    /// Open connections (HTTP and WebSocket) from one IP address.
+    pub max_connections_per_ip: usize,
+    /// Commands per second one WebSocket client may send; faster closes with 1008.
+    pub max_inbound_msgs_per_s: u32,
+}
+
+impl Default for DashboardConfig {
+    fn default() -> Self {
+        DashboardConfig {
+            conformance_echo: false,
+            allow_public_without_token: false,
+            tls_cert_file: None,
+            tls_key_file: None,
+            // Commands are small JSON objects: 64 KiB is generous and bounds the memory
+            // a client can make the server hold while it assembles a message.
+            max_message_bytes: 64 << 10,
+            max_frame_bytes: 16 << 10,
+            // Ten seconds of backlog at 100 broadcasts/s; frames are shared, so each
+            // entry costs a pointer, not a copy.
+            client_queue_messages: 1024,
+            // A few browser tabs and tools per address; fan-out benchmarks raise it.
+            max_connections_per_ip: 64,
+            // A person or a tool sends a handful of commands; more is a flood.
+            max_inbound_msgs_per_s: 20,
+        }
+    }
+}
+
+/// Database writer settings (used only with `DATABASE_URL`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatabaseConfig {
+    /// Apply the migrations when the engine starts (`alphapulse migrate` always does).
+    pub migrate_on_start: bool,
+    /// Directory of the on-disk spool that holds batches while the database is away.
+    pub spool_dir: PathBuf,
+    /// Bound of the spool; past it new batches are dropped, counted and logged.
+    pub spool_max_bytes: u64,
+    /// Also upsert in-progress candles (conflated per candle within each batch).
+    pub live_candles: bool,
+    /// TimescaleDB: compress chunks older than this many days; 0 disables compression.
+    pub compress_after_days: u32,
+    /// TimescaleDB: drop chunks older than this many days; 0 keeps everything.
+    pub retention_days: u32,
+    /// First delay before reconnecting to the database; doubles (with jitter).
+    pub retry_initial_ms: u64,
+    /// Cap of the reconnect delay.
+    pub retry_max_ms: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            migrate_on_start: true,
+            spool_dir: PathBuf::from("spool"),
+            spool_max_bytes: 1 << 30,
+            live_candles: false,
+            compress_after_days: 7,
+            retention_days: 0,
+            retry_initial_ms: 100,
+            retry_max_ms: 5_000,
+        }
+    }
+}
+
+/// Which Binance streams to subscribe to for every symbol.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamKinds {
+    /// `<symbol>@kline_<tf>` for every configured timeframe.
+    pub kline: bool,
+    /// `<symbol>@trade`: every trade.
+    pub trade: bool,
+    /// `<symbol>@aggTrade`: trades aggregated by price and taker side.
+    pub agg_trade: bool,
+    /// `<symbol>@bookTicker`: best bid and offer.
+    pub book_ticker: bool,
+    /// `<symbol>@depth` (diff depth); `Some(100)` for `@depth@100ms`, `Some(1000)` for 1 s.
+    pub diff_depth_ms: Option<u32>,
+    /// `<symbol>@depth<levels>` partial book depth (5, 10 or 20 levels).
+    pub partial_depth_levels: Option<u32>,
+}
+
+/// Binance feed settings (limits are Binance's, defaults stay under them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedConfig {
+    /// Which streams every symbol gets (`[feed.streams]`).
+    pub streams: StreamKinds,
+    /// Streams per connection; Binance allows 1024.
+    pub max_streams_per_connection: usize,
+    /// Messages we send per second per connection (subscribes + pongs); Binance allows 5.
+    pub max_outgoing_msgs_per_s: u32,
+    /// Largest SUBSCRIBE request, bytes; Binance requires under 4096.
+    pub subscribe_batch_bytes: usize,
+    /// Ask for microsecond timestamps (`timeUnit=MICROSECOND`).
+    pub time_unit_microsecond: bool,
+    /// Rotate a connection (make-before-break) when it reaches this age; Binance: 24 h.
+    pub max_connection_age_s: f64,
+    /// How long the old and new connection overlap during a rotation.
+    pub rotation_overlap_s: f64,
+    /// REST request weight per minute this process may use, of Binance's 6,000 (warm
+    /// starts and backfill share it; the rest is left to other clients of the IP).
+    pub rest_weight_per_minute: u64,
+    /// How long a series' signals wait for the backfill of a gap before computing
+    /// across it (closed candles are stored either way).
+    pub backfill_hold_s: f64,
+    /// A connection that delivers nothing for this long is dropped by the watchdog.
+    pub silence_timeout_s: f64,
+    /// First reconnect delay after a failure; doubles (with jitter) on each failure.
+    pub backoff_initial_ms: u64,
+    /// Cap of the reconnect delay.
+    pub backoff_max_ms: u64,
+    /// A connection must stay up this long before the backoff resets.
+    pub backoff_stable_s: f64,
+    /// Largest frame accepted from the exchange.
+    pub max_frame_bytes: usize,
+    /// Start the replacement connection this long before `max_connection_age_s`, so the
+    /// old one is retired before Binance cuts it. Must exceed `rotation_overlap_s`.
+    pub rotate_before_s: f64,
+    /// A PEM file of extra root certificates trusted for `wss://`, besides the built-in
+    /// (webpki) roots: for TLS-intercepting proxies and private test exchanges.
+    pub tls_ca_file: Option<PathBuf>,
+}
+
+/// Engine-wide settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineConfig {
+    /// Pin role threads to cores (off for laptops and containers).
+    pub pin_cores: bool,
+    /// Consumers spin on their rings instead of parking until a producer rings: the
+    /// lowest hop between cores, at the price of a whole core each. Only for isolated
+    /// cores (the bare-metal shard map turns it on); off by default.
+    pub busy_poll: bool,
+    /// Closed candles kept per (symbol, timeframe) by the in-memory store.
+    pub recent_candles: usize,
+    /// Instance slice for scale-out: this process takes symbols whose stable hash
+    /// modulo `instance_count` equals `instance_index`.
+    pub instance_index: u32,
+    /// How many instances share the symbols (see `instance_index`).
+    pub instance_count: u32,
+}
+
+impl Default for StreamKinds {
+    fn default() -> Self {
+        StreamKinds {
+            kline: true,
+            trade: false,
+            agg_trade: false,
+            book_ticker: false,
+            diff_depth_ms: None,
+            partial_depth_levels: None,
+        }
+    }
+}
+
+impl StreamKinds {
+    /// How many streams one symbol needs with `timeframes` kline intervals.
+    pub fn per_symbol(&self, timeframes: usize) -> usize {
+        let flag = |on: bool| usize::from(on);
+        (if self.kline { timeframes } else { 0 })
+            + flag(self.trade)
+            + flag(self.agg_trade)
+            + flag(self.book_ticker)
+            + flag(self.diff_depth_ms.is_some())
+            + flag(self.partial_depth_levels.is_some())
+    }
+}
+
+impl Default for FeedConfig {
+    fn default() -> Self {
+        FeedConfig {
+            streams: StreamKinds::default(),
+            // Well under Binance's 1024, so one connection's loss hurts fewer streams
+            // and the subscription burst after a reconnect is short.
+            max_streams_per_connection: 200,
+            // One under Binance's 5, leaving room for a pong in the same second.
+            max_outgoing_msgs_per_s: 4,
+            subscribe_batch_bytes: 3072,
+            time_unit_microsecond: false,
+            max_connection_age_s: BINANCE_MAX_CONNECTION_AGE_S,
+            rotation_overlap_s: 5.0,
+            rest_weight_per_minute: 3000,
+            backfill_hold_s: 30.0,
+            // Binance pings every 20 s, so a live connection is never silent for 30 s.
+            silence_timeout_s: 30.0,
+            backoff_initial_ms: 250,
+            backoff_max_ms: 30_000,
+            backoff_stable_s: 60.0,
+            max_frame_bytes: 1 << 20,
+            rotate_before_s: 300.0,
+            tls_ca_file: None,
+        }
+    }
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            pin_cores: true,
+            busy_poll: false,
+            recent_candles: 1000,
+            instance_index: 0,
+            instance_count: 1,
+        }
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.to_toml_redacted())
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            database_url: None,
+            redis_url: None,
+            websocket_update_interval_s: 3.0,
+            websocket_max_clients: 1000,
+            binance_max_connections: 5,
+            batch_size: 50,
+            batch_timeout_s: 0.1,
+            max_queue_size: 10_000,
+            binance_ws_url: DEFAULT_BINANCE_WS_URL.to_owned(),
+            binance_rest_url: DEFAULT_BINANCE_REST_URL.to_owned(),
+            symbols: DEFAULT_SYMBOLS
+                .iter()
+                .filter_map(|s| Symbol::new(s).ok())
+                .collect(),
+            timeframes: DEFAULT_TIMEFRAMES.to_vec(),
+            dashboard_addr: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            shard_map: None,
+            dashboard_token: None,
+            dashboard_allowed_origins: Vec::new(),
+            redis_channel_prefix: DEFAULT_REDIS_CHANNEL_PREFIX.to_owned(),
+            feed: FeedConfig::default(),
+            engine: EngineConfig::default(),
+            dashboard: DashboardConfig::default(),
+            database: DatabaseConfig::default(),
+            signals: crate::signals::params::SignalsConfig::default(),
+        }
+    }
+}
+
+/// A configuration problem, displayed as one line that names the key, the bad value
+/// and what is allowed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A value has the wrong type or lies outside its allowed range.
+    #[error("{key}={value}: {expected}")]
+    Invalid {
+        key: String,
+        value: String,
+        expected: String,
+    },
+    /// Two settings contradict each other, or together exceed a limit.
+    #[error("{key}: {problem}")]
+    Conflict { key: String, problem: String },
+    /// The TOML file names a key we do not know.
+    #[error("unknown key {key} in {file}; allowed here: {allowed}")]
+    UnknownKey {
+        key: String,
+        file: String,
+        allowed: String,
+    },
+    /// The TOML file is not valid TOML.
+    #[error("{file} line {line}: {message}")]
+    Syntax {
+        file: String,
+        line: usize,
+        message: String,
+    },
+    /// The TOML file could not be read.
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The `.env` file could not be read or parsed.
+    #[error("{path}: {message}; fix the line or remove the file")]
+    DotEnv { path: PathBuf, message: String },
+}
+
+/// Loads the effective configuration: defaults, then the TOML file at `toml_path`, then
+/// `env` (the process environment already merged over `.env`, see [`layer_env`]).
+pub fn load(
+    toml_path: Option<&Path>,
+    env: &HashMap<String, String>,
+) -> Result<Config, ConfigError> {
+    let mut config = Config::default();
+    if let Some(path) = toml_path {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        apply_toml(&mut config, &text, &path.display().to_string())?;
+    }
+    let from_env = apply_env(&mut config, env)?;
+    config.check(&from_env)?;
+    Ok(config)
+}
+
+/// Merges the process environment over the variables of a `.env` file: the process
+/// environment wins, as in every dotenv implementation.
+pub fn layer_env(
+    dotenv: HashMap<String, String>,
+    process: HashMap<String, String>,
+) -> HashMap<String, String> {
+    let mut merged = dotenv;
+    merged.extend(process);
+    merged
+}
+
+impl Config {
+    /// Parses a TOML document over the defaults and validates the result (no
+    /// environment involved).
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+        let mut config = Config::default();
+        apply_toml(&mut config, text, "the configuration")?;
+        config.check(&HashSet::new())?;
+        Ok(config)
+    }
+
+    /// Checks every value and every relation between values. [`load`] and
+    /// [`Config::from_toml_str`] call this; code that builds a `Config` by hand may too.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.check(&HashSet::new())
+    }
+
+    /// The symbols this instance owns: those whose stable hash modulo `instance_count`
+    /// equals `instance_index`, in configuration order.
+    pub fn instance_symbols(&self) -> Vec<Symbol> {
+        let count = u64::from(self.engine.instance_count.max(1));
+        let index = u64::from(self.engine.instance_index);
+        self.symbols
+            .iter()
+            .copied()
+            .filter(|s| s.stable_hash() % count == index)
+            .collect()
+    }
+
+    /// Streams this instance subscribes to in total.
+    pub fn instance_stream_count(&self) -> usize {
+        self.instance_symbols().len() * self.feed.streams.per_symbol(self.timeframes.len())
+    }
+
+    /// The effective configuration as TOML that [`load`] accepts back. Passwords in
+    /// URLs are replaced by `REDACTED`; the dashboard token is left out (as a comment),
+    /// so the output is safe to paste into a ticket.
+    pub fn to_toml_redacted(&self) -> String {
+        let mut out = String::from(
+            "# Effective AlphaPulse configuration (`alphapulse config print`).\n\
+             # Secrets are redacted: URL passwords read REDACTED and the dashboard token is omitted.\n",
+        );
+        for table in TABLES {
+            if !table.is_empty() {
+                out.push_str(&format!("\n[{table}]\n"));
+            }
+            for field in Field::ALL.iter().filter(|f| f.table() == table) {
+                let name = field.leaf();
+                let rule = field.rule();
+                let setting = field.get(self);
+                if matches!(rule, Rule::Token) {
+                    if let Setting::Text(Some(_)) = setting {
+                        out.push_str(&format!(
+                            "# {name} is set but not shown; supply it with DASHBOARD_TOKEN.\n"
+                        ));
+                    }
+                    continue;
+                }
+                if let Some(value) = setting.to_toml(&rule) {
+                    out.push_str(&format!("{name} = {value}\n"));
+                }
+            }
+        }
+        out.push_str(&self.signals.to_toml());
+        out
+    }
+}
+
+/// Applies a TOML document over `config`, rejecting unknown keys.
+fn apply_toml(config: &mut Config, text: &str, file: &str) -> Result<(), ConfigError> {
+    let mut table: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+        file: file.to_owned(),
+        line: e
+            .span()
+            .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1)
+            .unwrap_or(1),
+        message: e.message().replace('\n', " "),
+    })?;
+    // `[signals]` has a table per timeframe, which the flat field table cannot list:
+    // its own module reads it.
+    if let Some(signals) = table.remove("signals") {
+        config.signals.apply_toml(&signals)?;
+    }
+    let mut entries = Vec::new();
+    collect_entries(&table, "", file, &mut entries)?;
+    for (field, value) in entries {
+        field.assign(config, Raw::Toml(value))?;
+    }
+    Ok(())
+}
+
+/// Walks a parsed TOML table against the [`Field`] table. Every key must be a known
+/// setting or one of the known sub-tables; anything else is an error naming the key
+/// (the same effect as serde's `deny_unknown_fields`, with the full dotted key).
+fn collect_entries<'a>(
+    table: &'a toml::Table,
+    prefix: &str,
+    file: &str,
+    out: &mut Vec<(Field, &'a toml::Value)>,
+) -> Result<(), ConfigError> {
+    for (key, value) in table {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        if let Some(field) = Field::ALL.iter().find(|f| f.toml_key() == path) {
+            out.push((*field, value));
+        } else if TABLES.contains(&path.as_str()) {
+            let Some(inner) = value.as_table() else {
+                return Err(ConfigError::Invalid {
+                    key: path.clone(),
+                    value: value.to_string(),
+                    expected: format!("expected a table ([{path}])"),
+                });
+            };
+            collect_entries(inner, &path, file, out)?;
+        } else {
+            let mut allowed: Vec<&str> = Field::ALL
+                .iter()
+                .filter(|f| f.table() == prefix)
+                .map(|f| f.leaf())
+                .collect();
+            allowed.extend(
+                TABLES
+                    .iter()
+                    .filter(|t| table_parent(t) == Some(prefix))
+                    .map(|t| t.rsplit('.').next().unwrap_or(t)),
+            );
+            return Err(ConfigError::UnknownKey {
+                key: path,
+                file: file.to_owned(),
+                allowed: allowed.join(", "),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Applies every known environment variable in `env`; returns which fields it set, so
+/// errors found later name the variable the user actually wrote.
+fn apply_env(
+    config: &mut Config,
+    env: &HashMap<String, String>,
+) -> Result<HashSet<Field>, ConfigError> {
+    let mut from_env = HashSet::new();
+    for field in Field::ALL {
+        let Some(name) = field.env_name() else {
+            continue;
+        };
+        if let Some(value) = env.get(name) {
+            field.assign(config, Raw::Env(value))?;
+            from_env.insert(field);
+        }
+    }
+    Ok(from_env)
+}
+
+/// The TOML tables, in print order; `""` is the top level.
+const TABLES: [&str; 6] = [
+    "",
+    "feed",
+    "feed.streams",
+    "engine",
+    "dashboard",
+    "database",
+];
+
+fn table_parent(table: &str) -> Option<&str> {
+    if table.is_empty() {
+        return None;
+    }
+    Some(
+        table
+            .rsplit_once('.')
+            .map(|(parent, _)| parent)
+            .unwrap_or(""),
+    )
+}
+
+impl fmt::Display for StreamKinds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut kinds = Vec::new();
+        if self.kline {
+            kinds.push("kline".to_owned());
+        }
+        if self.trade {
+            kinds.push("trade".to_owned());
+        }
+        if self.agg_trade {
+            kinds.push("aggTrade".to_owned());
+        }
+        if self.book_ticker {
+            kinds.push("bookTicker".to_owned());
+        }
+        if let Some(ms) = self.diff_depth_ms {
+            kinds.push(format!("depth@{ms}ms"));
+        }
+        if let Some(levels) = self.partial_depth_levels {
+            kinds.push(format!("depth{levels}"));
+        }
+        f.write_str(&kinds.join(", "))
+    }
+}
