@@ -9,7 +9,7 @@ use super::*;
 
 impl Config {
     pub(super) fn check(&self, from_env: &HashSet<Field>) -> Result<(), ConfigError> {
-        for field in Field::ALL {
+        for &field in Field::ALL {
             let setting = field.get(self);
             if let Err(problem) = field.rule().check(&setting) {
                 let expected = match problem {

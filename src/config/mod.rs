@@ -166,28 +166,6 @@ pub struct DashboardConfig {
     pub max_inbound_msgs_per_s: u32,
 }
 
-impl Default for DashboardConfig {
-    fn default() -> Self {
-        DashboardConfig {
-            conformance_echo: false,
-            allow_public_without_token: false,
-            tls_cert_file: None,
-            tls_key_file: None,
-            // Commands are small JSON objects: 64 KiB is generous and bounds the memory
-            // a client can make the server hold while it assembles a message.
-            max_message_bytes: 64 << 10,
-            max_frame_bytes: 16 << 10,
-            // Ten seconds of backlog at 100 broadcasts/s; frames are shared, so each
-            // entry costs a pointer, not a copy.
-            client_queue_messages: 1024,
-            // A few browser tabs and tools per address; fan-out benchmarks raise it.
-            max_connections_per_ip: 64,
-            // A person or a tool sends a handful of commands; more is a flood.
-            max_inbound_msgs_per_s: 20,
-        }
-    }
-}
-
 /// Database writer settings (used only with `DATABASE_URL`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DatabaseConfig {
@@ -207,21 +185,6 @@ pub struct DatabaseConfig {
     pub retry_initial_ms: u64,
     /// Cap of the reconnect delay.
     pub retry_max_ms: u64,
-}
-
-impl Default for DatabaseConfig {
-    fn default() -> Self {
-        DatabaseConfig {
-            migrate_on_start: true,
-            spool_dir: PathBuf::from("spool"),
-            spool_max_bytes: 1 << 30,
-            live_candles: false,
-            compress_after_days: 7,
-            retention_days: 0,
-            retry_initial_ms: 100,
-            retry_max_ms: 5_000,
-        }
-    }
 }
 
 /// Which Binance streams to subscribe to for every symbol.
@@ -300,19 +263,6 @@ pub struct EngineConfig {
     pub instance_count: u32,
 }
 
-impl Default for StreamKinds {
-    fn default() -> Self {
-        StreamKinds {
-            kline: true,
-            trade: false,
-            agg_trade: false,
-            book_ticker: false,
-            diff_depth_ms: None,
-            partial_depth_levels: None,
-        }
-    }
-}
-
 impl StreamKinds {
     /// How many streams one symbol needs with `timeframes` kline intervals.
     pub fn per_symbol(&self, timeframes: usize) -> usize {
@@ -326,80 +276,9 @@ impl StreamKinds {
     }
 }
 
-impl Default for FeedConfig {
-    fn default() -> Self {
-        FeedConfig {
-            streams: StreamKinds::default(),
-            // Well under Binance's 1024, so one connection's loss hurts fewer streams
-            // and the subscription burst after a reconnect is short.
-            max_streams_per_connection: 200,
-            // One under Binance's 5, leaving room for a pong in the same second.
-            max_outgoing_msgs_per_s: 4,
-            subscribe_batch_bytes: 3072,
-            time_unit_microsecond: false,
-            max_connection_age_s: BINANCE_MAX_CONNECTION_AGE_S,
-            rotation_overlap_s: 5.0,
-            rest_weight_per_minute: 3000,
-            backfill_hold_s: 30.0,
-            // Binance pings every 20 s, so a live connection is never silent for 30 s.
-            silence_timeout_s: 30.0,
-            backoff_initial_ms: 250,
-            backoff_max_ms: 30_000,
-            backoff_stable_s: 60.0,
-            max_frame_bytes: 1 << 20,
-            rotate_before_s: 300.0,
-            tls_ca_file: None,
-        }
-    }
-}
-
-impl Default for EngineConfig {
-    fn default() -> Self {
-        EngineConfig {
-            pin_cores: true,
-            busy_poll: false,
-            recent_candles: 1000,
-            instance_index: 0,
-            instance_count: 1,
-        }
-    }
-}
-
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.to_toml_redacted())
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            database_url: None,
-            redis_url: None,
-            websocket_update_interval_s: 3.0,
-            websocket_max_clients: 1000,
-            binance_max_connections: 5,
-            batch_size: 50,
-            batch_timeout_s: 0.1,
-            max_queue_size: 10_000,
-            binance_ws_url: DEFAULT_BINANCE_WS_URL.to_owned(),
-            binance_rest_url: DEFAULT_BINANCE_REST_URL.to_owned(),
-            symbols: DEFAULT_SYMBOLS
-                .iter()
-                .filter_map(|s| Symbol::new(s).ok())
-                .collect(),
-            timeframes: DEFAULT_TIMEFRAMES.to_vec(),
-            dashboard_addr: SocketAddr::from(([127, 0, 0, 1], 8000)),
-            shard_map: None,
-            dashboard_token: None,
-            dashboard_allowed_origins: Vec::new(),
-            redis_channel_prefix: DEFAULT_REDIS_CHANNEL_PREFIX.to_owned(),
-            feed: FeedConfig::default(),
-            engine: EngineConfig::default(),
-            dashboard: DashboardConfig::default(),
-            database: DatabaseConfig::default(),
-            signals: crate::signals::params::SignalsConfig::default(),
-        }
     }
 }
 
@@ -617,7 +496,7 @@ fn apply_env(
     env: &HashMap<String, String>,
 ) -> Result<HashSet<Field>, ConfigError> {
     let mut from_env = HashSet::new();
-    for field in Field::ALL {
+    for &field in Field::ALL {
         let Some(name) = field.env_name() else {
             continue;
         };

@@ -2,6 +2,8 @@
 //! with the redaction of secrets for errors and `config print`.
 
 use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use super::checks::{Rule, Why};
 use super::fields::Field;
@@ -201,5 +203,140 @@ impl Raw<'_> {
                     .map_err(|e| Why::Detail(format!("{item:?} is not an interval: {e}")))
             })
             .collect()
+    }
+}
+
+/// A type a setting may have: how a raw value is parsed into it and how it is shown.
+/// Only the type is checked here; ranges and formats are the [`Rule`]'s.
+pub(super) trait Value: Sized {
+    fn read(raw: Raw<'_>) -> Result<Self, Why>;
+    fn show(&self) -> Setting;
+}
+
+impl Value for u64 {
+    fn read(raw: Raw<'_>) -> Result<u64, Why> {
+        raw.count()
+    }
+    fn show(&self) -> Setting {
+        Setting::Count(*self)
+    }
+}
+
+impl Value for u32 {
+    fn read(raw: Raw<'_>) -> Result<u32, Why> {
+        u32::try_from(raw.count()?).map_err(|_| Why::Type)
+    }
+    fn show(&self) -> Setting {
+        Setting::Count(u64::from(*self))
+    }
+}
+
+impl Value for usize {
+    fn read(raw: Raw<'_>) -> Result<usize, Why> {
+        usize::try_from(raw.count()?).map_err(|_| Why::Type)
+    }
+    fn show(&self) -> Setting {
+        Setting::Count(*self as u64)
+    }
+}
+
+/// Durations in seconds are the only floating-point settings.
+impl Value for f64 {
+    fn read(raw: Raw<'_>) -> Result<f64, Why> {
+        raw.seconds()
+    }
+    fn show(&self) -> Setting {
+        Setting::Seconds(*self)
+    }
+}
+
+impl Value for bool {
+    fn read(raw: Raw<'_>) -> Result<bool, Why> {
+        raw.flag()
+    }
+    fn show(&self) -> Setting {
+        Setting::Flag(*self)
+    }
+}
+
+/// A choice among a few numbers, or none (the key left out).
+impl Value for Option<u32> {
+    fn read(raw: Raw<'_>) -> Result<Option<u32>, Why> {
+        u32::read(raw).map(Some)
+    }
+    fn show(&self) -> Setting {
+        Setting::Choice(*self)
+    }
+}
+
+impl Value for String {
+    fn read(raw: Raw<'_>) -> Result<String, Why> {
+        raw.text()
+    }
+    fn show(&self) -> Setting {
+        Setting::Text(Some(self.clone()))
+    }
+}
+
+impl Value for Option<String> {
+    fn read(raw: Raw<'_>) -> Result<Option<String>, Why> {
+        raw.opt_text()
+    }
+    fn show(&self) -> Setting {
+        Setting::Text(self.clone())
+    }
+}
+
+impl Value for PathBuf {
+    fn read(raw: Raw<'_>) -> Result<PathBuf, Why> {
+        raw.text().map(PathBuf::from)
+    }
+    fn show(&self) -> Setting {
+        Setting::Text(Some(self.display().to_string()))
+    }
+}
+
+impl Value for Option<PathBuf> {
+    fn read(raw: Raw<'_>) -> Result<Option<PathBuf>, Why> {
+        raw.opt_text().map(|v| v.map(PathBuf::from))
+    }
+    fn show(&self) -> Setting {
+        Setting::Text(self.as_ref().map(|p| p.display().to_string()))
+    }
+}
+
+impl Value for SocketAddr {
+    fn read(raw: Raw<'_>) -> Result<SocketAddr, Why> {
+        raw.text()?.parse().map_err(|_| Why::Type)
+    }
+    fn show(&self) -> Setting {
+        Setting::Text(Some(self.to_string()))
+    }
+}
+
+impl Value for Vec<String> {
+    fn read(raw: Raw<'_>) -> Result<Vec<String>, Why> {
+        raw.list()
+    }
+    fn show(&self) -> Setting {
+        Setting::List(self.clone())
+    }
+}
+
+impl Value for Vec<Symbol> {
+    fn read(raw: Raw<'_>) -> Result<Vec<Symbol>, Why> {
+        raw.symbols()
+    }
+    fn show(&self) -> Setting {
+        Setting::List(self.iter().map(|s| s.to_string()).collect())
+    }
+}
+
+impl Value for Vec<Interval> {
+    fn read(raw: Raw<'_>) -> Result<Vec<Interval>, Why> {
+        raw.timeframes()
+    }
+    fn show(&self) -> Setting {
+        Setting::List(self.iter().map(|t| t.to_string()).collect())
     }
 }
