@@ -105,7 +105,7 @@ impl Config {
                 ),
             });
         }
-        self.signals.validate()?;
+        signals::validate(&self.signals)?;
         let needed = self.instance_stream_count();
         let capacity = self.binance_max_connections * feed.max_streams_per_connection;
         if needed > capacity {

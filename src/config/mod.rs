@@ -8,10 +8,15 @@
 //!
 //! Precedence, highest first: environment, `.env`, TOML file, built-in defaults.
 //!
-//! Every setting is described once, in the [`Field`] table: its TOML key, its
-//! environment name (if any) and its [`Rule`]. Loading, validation and `config print`
-//! all walk that table, so a setting cannot be loadable but unchecked, or checked but
-//! unprintable.
+//! Every setting is described once, in one row of the [`Field`] table (`fields.rs`):
+//! its place in [`Config`] (which is its TOML key), its default, its environment name
+//! (if any) and its [`Rule`]. Loading, validation and `config print` all walk that
+//! table, so a setting cannot be loadable but unchecked, or checked but unprintable.
+//!
+//! Layout: this file holds the types, loading and printing; `fields.rs` the settings
+//! table; `value.rs` raw and typed values (and the redaction of secrets); `checks.rs`
+//! each rule and the checks across settings; [`signals`] the `[signals]` table, whose
+//! per-timeframe sub-tables the flat settings table cannot list; `tests.rs` the tests.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -19,9 +24,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use crate::market::{Interval, Symbol};
+use crate::signals::params::SignalsConfig;
 
 mod checks;
 mod fields;
+pub mod signals;
 #[cfg(test)]
 mod tests;
 mod value;
@@ -134,9 +141,8 @@ pub struct Config {
     pub dashboard: DashboardConfig,
     /// Database writer settings (`[database]`).
     pub database: DatabaseConfig,
-    /// Indicators, signal rules and warm start (`[signals]`, see
-    /// [`crate::signals::params`]).
-    pub signals: crate::signals::params::SignalsConfig,
+    /// Indicators, signal rules and warm start (`[signals]`, read by [`signals`]).
+    pub signals: SignalsConfig,
 }
 
 /// Dashboard server settings: limits that keep one core serving many clients, TLS, and
@@ -413,7 +419,7 @@ impl Config {
                 }
             }
         }
-        out.push_str(&self.signals.to_toml());
+        out.push_str(&signals::to_toml(&self.signals));
         out
     }
 }
@@ -430,8 +436,8 @@ fn apply_toml(config: &mut Config, text: &str, file: &str) -> Result<(), ConfigE
     })?;
     // `[signals]` has a table per timeframe, which the flat field table cannot list:
     // its own module reads it.
-    if let Some(signals) = table.remove("signals") {
-        config.signals.apply_toml(&signals)?;
+    if let Some(value) = table.remove("signals") {
+        signals::apply_toml(&mut config.signals, &value)?;
     }
     let mut entries = Vec::new();
     collect_entries(&table, "", file, &mut entries)?;

@@ -653,3 +653,53 @@ fn debug_output_never_shows_secrets() {
         "the rest is still shown: {text}"
     );
 }
+
+/// The `[signals]` table (formerly tested in `signals::params`).
+mod signals_table {
+    use super::super::signals;
+    use crate::config::ConfigError;
+    use crate::market::Interval;
+    use crate::signals::params::SignalsConfig;
+
+    fn parse(text: &str) -> Result<SignalsConfig, ConfigError> {
+        let table: toml::Table = toml::from_str(text).unwrap();
+        let mut c = SignalsConfig::default();
+        signals::apply_toml(&mut c, &table["signals"])?;
+        signals::validate(&c)?;
+        Ok(c)
+    }
+
+    #[test]
+    fn overrides_start_from_the_files_defaults() {
+        let c = parse("[signals.timeframes.\"1h\"]\nrsi_oversold = 25\n[signals]\nema_fast = 5\n")
+            .unwrap();
+        let h1 = c.params(Interval::H1);
+        assert_eq!((h1.ema_fast, h1.rsi_oversold), (5, 25.0));
+        assert_eq!(c.params(Interval::M1).rsi_oversold, 30.0);
+        // Printing and reading back gives the same settings.
+        let again = parse(&signals::to_toml(&c)).unwrap();
+        assert_eq!(again, c);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = parse("[signals.timeframes.\"1h\"]\nema_slow = 3\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("signals.timeframes.1h.ema_slow=3"),
+            "{e}"
+        );
+        let e = parse("[signals]\nvolume_spike_k = 0.5\n").unwrap_err();
+        assert!(
+            e.to_string().starts_with("signals.volume_spike_k=0.5"),
+            "{e}"
+        );
+        let e = parse("[signals]\nrsi_oversld = 20\n").unwrap_err();
+        assert!(
+            e.to_string().contains("unknown key signals.rsi_oversld"),
+            "{e}"
+        );
+        let e = parse("[signals.timeframes.\"2m\"]\nema_fast = 3\n").unwrap_err();
+        assert!(e.to_string().starts_with("signals.timeframes.2m=2m"), "{e}");
+    }
+}

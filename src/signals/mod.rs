@@ -5,7 +5,8 @@
 //! indicator and rule engine lives in submodules:
 //! - [`indicators`]: incremental SMA, EMA, RSI, MACD, Bollinger bands, ATR (pure).
 //! - [`rules`]: the signal rules and the per-(symbol, timeframe) [`rules::SignalEngine`].
-//! - [`params`]: the `[signals]` configuration, per timeframe.
+//! - [`params`]: indicator periods and rule thresholds per timeframe, and the warm-start
+//!   counts (read from the `[signals]` table by [`crate::config::signals`]).
 //!
 //! Warm starts from REST klines are fetched by [`crate::backfill`] and applied by the
 //! shard ([`crate::shard`]).

@@ -239,7 +239,7 @@ impl Rig {
                 text.push_str(&format!("{k} = {v}\n"));
             }
         }
-        text.push_str(&signals.to_toml());
+        text.push_str(&alphapulse::config::signals::to_toml(&signals));
         let toml = dir.join("engine.toml");
         std::fs::write(&toml, text).expect("write engine.toml");
         let mut rig = Rig {
