@@ -5,7 +5,7 @@
 //! - [`digits`]: integers written as decimal text into byte buffers (pure).
 //! - [`market`]: the shared vocabulary (symbols, intervals, exact decimals, candles).
 //! - [`message`]: the messages between cores (`Envelope`, `Record`, `Outage`, which
-//!   record kinds a ring carries).
+//!   record kinds a ring carries) and the shard ↔ REST link (`Request`, `RestBatch`).
 //! - [`wire`]: the zero-copy simd-json parser for Binance frames (pure).
 //! - [`config`]: one typed configuration, from TOML, environment and `.env`.
 //! - [`topology`]: shard maps, core layout planning and startup host checks.

@@ -34,12 +34,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crossbeam_queue::ArrayQueue;
-
 use crate::market::{Candle, Interval, Symbol};
 use crate::metrics::{Counter, Gauge};
 
 use scheduler::{Hold, Next, Priority, Scheduler};
+
+pub use crate::message::rest::{
+    Request, RestBatch, ShardLink, Want, MAX_PENDING_BATCHES, MAX_PENDING_REQUESTS,
+};
 
 /// Weight of one `/api/v3/klines` call (any limit up to 1000).
 pub const KLINES_WEIGHT: u32 = 2;
@@ -55,12 +57,6 @@ pub const RETRY_MAX: Duration = Duration::from_secs(30);
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest klines answer read: 1000 rows of about 200 bytes, with room to spare.
 pub const MAX_BODY_BYTES: u64 = 1 << 20;
-/// Requests a shard may have waiting for the thread; past this a request is dropped
-/// and counted (the gap stays open and is asked again on the next reconnect).
-pub const MAX_PENDING_REQUESTS: usize = 4096;
-/// Batches waiting for a shard to take them. The thread waits for room rather than
-/// dropping one: a shard drains its queue every few milliseconds.
-pub const MAX_PENDING_BATCHES: usize = 64;
 /// Candles re-fetched before the newest stored one at a restart: the signals of the
 /// last stored candles may not have reached the database before the process died.
 pub const RESTART_OVERLAP_CANDLES: i64 = 2;
@@ -72,82 +68,15 @@ const ABSENCE_RETRY: Duration = Duration::from_secs(5);
 /// How often an idle thread looks for requests and for the stop flag.
 const IDLE_POLL: Duration = Duration::from_millis(100);
 
-/// What a shard asks for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Want {
-    /// Recent closed candles as indicator history (they make no signals), `candles`
-    /// of them, ending with the candle opened at `end_open_ms` (or the newest closed).
-    Warm {
-        candles: u32,
-        end_open_ms: Option<i64>,
-    },
-    /// Closed candles with open times in `[from_open_ms, to_open_ms)`; without an end,
-    /// every candle closed so far.
-    Range {
-        from_open_ms: i64,
-        to_open_ms: Option<i64>,
-    },
-}
-
-/// One series' request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Request {
-    pub symbol: Symbol,
-    pub interval: Interval,
-    pub want: Want,
-}
-
-impl Request {
-    /// Filling a range live data has passed is urgent; history and open-ended
-    /// catch-up are not.
-    pub fn priority(&self) -> Priority {
-        match self.want {
-            Want::Range {
-                to_open_ms: Some(_),
-                ..
-            } => Priority::Urgent,
-            _ => Priority::Normal,
-        }
-    }
-}
-
-/// One answered page (or the end of a request that failed).
-#[derive(Clone, Debug, PartialEq)]
-pub struct RestBatch {
-    pub request: Request,
-    /// Closed candles, oldest first.
-    pub candles: Vec<Candle>,
-    /// Spans `[from, to)` of the requested range the exchange has no candles for.
-    pub absent: Vec<(i64, i64)>,
-    /// The request failed for good (after [`MAX_ATTEMPTS`]); `candles` is empty.
-    pub failed: bool,
-}
-
-impl RestBatch {
-    /// True when these candles are indicator history (a warm start).
-    pub fn is_history(&self) -> bool {
-        matches!(self.request.want, Want::Warm { .. })
-    }
-}
-
-/// The two bounded queues between one shard and the REST thread.
-#[derive(Clone)]
-pub struct ShardLink {
-    /// Shard → thread.
-    pub requests: Arc<ArrayQueue<Request>>,
-    /// Thread → shard.
-    pub deliveries: Arc<ArrayQueue<RestBatch>>,
-    /// Rung after each delivery: wakes the shard's flusher, which applies them.
-    pub delivered: crate::ring::Doorbell,
-}
-
-impl Default for ShardLink {
-    fn default() -> Self {
-        ShardLink {
-            requests: Arc::new(ArrayQueue::new(MAX_PENDING_REQUESTS)),
-            deliveries: Arc::new(ArrayQueue::new(MAX_PENDING_BATCHES)),
-            delivered: crate::ring::Doorbell::new(),
-        }
+/// Filling a range live data has passed is urgent; history and open-ended catch-up
+/// are not.
+pub fn priority(request: &Request) -> Priority {
+    match request.want {
+        Want::Range {
+            to_open_ms: Some(_),
+            ..
+        } => Priority::Urgent,
+        _ => Priority::Normal,
     }
 }
 
@@ -373,7 +302,7 @@ impl Thread {
             let now = Instant::now();
             for (at, job) in &self.retries {
                 if *at <= now {
-                    self.scheduler.push_front(*job, job.request.priority());
+                    self.scheduler.push_front(*job, priority(&job.request));
                 }
             }
             self.retries.retain(|(at, _)| *at > now);
@@ -459,7 +388,7 @@ impl Thread {
             }
         }
         for job in jobs {
-            self.scheduler.push(job, job.request.priority());
+            self.scheduler.push(job, priority(&job.request));
         }
     }
 
@@ -468,7 +397,7 @@ impl Thread {
             while let Some(request) = link.requests.pop() {
                 let job = Job { shard, request };
                 if !self.retries.iter().any(|(_, j)| *j == job) {
-                    self.scheduler.push(job, request.priority());
+                    self.scheduler.push(job, priority(&request));
                 }
             }
         }
@@ -524,7 +453,7 @@ impl Thread {
                 Ok(rows) => self.answered(job, rows),
                 Err(why) => self.failed(job, RestError::Malformed { url, why }),
             },
-            Call::RateLimited => self.scheduler.push_front(job, req.priority()),
+            Call::RateLimited => self.scheduler.push_front(job, priority(&req)),
             Call::Failed(e) => self.failed(job, e),
         }
     }
@@ -717,7 +646,7 @@ impl Thread {
                     shard: job.shard,
                     request: next,
                 },
-                next.priority(),
+                priority(&next),
             );
         }
     }

@@ -3,6 +3,11 @@
 //! Vocabulary, below every role: the shard makes these, the sinks, the dashboard and the
 //! store take them, and none of them needs the others to read it. Fixed size and `Copy`,
 //! so a ring slot holds one whole message.
+//!
+//! - [`rest`]: the link between a shard and the REST thread (requests, answered pages,
+//!   their bounded queues).
+
+pub mod rest;
 
 use crate::candle::Gap;
 use crate::market::Candle;
