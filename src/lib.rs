@@ -4,6 +4,7 @@
 //! - [`alloc`]: per-thread allocation counting (the binary's global allocator).
 //! - [`digits`]: integers written as decimal text into byte buffers (pure).
 //! - [`market`]: the shared vocabulary (symbols, intervals, exact decimals, candles).
+//! - [`tls`]: PEM certificates and keys for every TLS user (feed, REST, dashboard).
 //! - [`message`]: the messages between cores (`Envelope`, `Record`, `Outage`, which
 //!   record kinds a ring carries) and the shard ↔ REST link (`Request`, `RestBatch`).
 //! - [`wire`]: the zero-copy simd-json parser for Binance frames (pure).
@@ -60,6 +61,7 @@ pub mod signals;
 pub mod simulator;
 pub mod sinks;
 pub mod store;
+pub mod tls;
 pub mod topology;
 pub mod tuning;
 pub mod wire;

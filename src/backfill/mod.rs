@@ -177,29 +177,20 @@ pub enum RestError {
 /// The HTTP agent: rustls trusting the webpki roots, plus the certificates of
 /// `feed.tls_ca_file` when set (as the WebSocket feed does).
 pub fn agent(extra_ca_file: Option<&std::path::Path>) -> Result<ureq::Agent, RestError> {
-    use futures_rustls::rustls::pki_types::pem::PemObject;
-    use futures_rustls::rustls::pki_types::CertificateDer;
     use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
 
     let roots = match extra_ca_file {
         None => RootCerts::WebPki,
         Some(path) => {
-            let bad = |why: String| RestError::CaFile {
-                path: path.display().to_string(),
-                why,
-            };
-            let mut certs: Vec<Certificate<'static>> = webpki_root_certs::TLS_SERVER_ROOT_CERTS
+            let extra = crate::tls::certificates(path).map_err(|e| RestError::CaFile {
+                path: e.path.display().to_string(),
+                why: e.why,
+            })?;
+            let certs: Vec<Certificate<'static>> = webpki_root_certs::TLS_SERVER_ROOT_CERTS
                 .iter()
+                .chain(&extra)
                 .map(|c| Certificate::from_der(c.as_ref()).to_owned())
                 .collect();
-            let before = certs.len();
-            for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(e.to_string()))? {
-                let cert = cert.map_err(|e| bad(e.to_string()))?;
-                certs.push(Certificate::from_der(cert.as_ref()).to_owned());
-            }
-            if certs.len() == before {
-                return Err(bad("no certificates in the file".into()));
-            }
             RootCerts::Specific(Arc::new(certs))
         }
     };

@@ -183,22 +183,13 @@ impl Options {
 
 /// The rustls server configuration from PEM files.
 fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, DashboardError> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let bad = |path: &Path, why: String| DashboardError::TlsFile {
-        path: path.display().to_string(),
-        why,
+    let bad = |e: crate::tls::PemError| DashboardError::TlsFile {
+        path: e.path.display().to_string(),
+        why: e.why,
     };
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| bad(cert, e.to_string()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| bad(cert, e.to_string()))?;
-    if certs.is_empty() {
-        return Err(bad(cert, "no certificates in the file".into()));
-    }
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| bad(key, e.to_string()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
+    let certs = crate::tls::certificates(cert).map_err(bad)?;
+    let key = crate::tls::private_key(key).map_err(bad)?;
+    let config = rustls::ServerConfig::builder_with_provider(crate::tls::provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| DashboardError::Tls(e.to_string()))?
         .with_no_client_auth()

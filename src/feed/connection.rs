@@ -149,28 +149,11 @@ impl Endpoint {
 pub fn tls_config(
     extra_ca_file: Option<&std::path::Path>,
 ) -> Result<Arc<rustls::ClientConfig>, FeedError> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::CertificateDer;
-
-    let mut roots =
-        rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = extra_ca_file {
-        let bad = |why: String| FeedError::CaFile {
-            path: path.display().to_string(),
-            why,
-        };
-        let mut added = 0;
-        for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(e.to_string()))? {
-            let cert = cert.map_err(|e| bad(e.to_string()))?;
-            roots.add(cert).map_err(|e| bad(e.to_string()))?;
-            added += 1;
-        }
-        if added == 0 {
-            return Err(bad("no certificates in the file".into()));
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+    let roots = crate::tls::client_roots(extra_ca_file).map_err(|e| FeedError::CaFile {
+        path: e.path.display().to_string(),
+        why: e.why,
+    })?;
+    let config = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| FeedError::Tls {
             host: String::new(),
