@@ -8,8 +8,9 @@
 //! 1. through the writer's real path (in-batch merge, binary COPY into the staging
 //!    table, one upsert per batch);
 //! 2. through the baseline: multi-row `INSERT … VALUES … ON CONFLICT DO UPDATE`
-//!    statements of `--insert-rows` rows each (same conflict rule), one transaction
-//!    each, as a client without COPY would write.
+//!    statements of `--insert-rows` rows each (the writer's row encoding and conflict
+//!    rule, [`copy::CANDLE_CONFLICT`]), one transaction each, as a client without COPY
+//!    would write.
 //!
 //! Both write into the same table (disjoint symbols), so index depth grows alike.
 //! Finally the writer's candles are written again with later event times: every row
@@ -24,8 +25,8 @@ use serde_json::json;
 
 use crate::config::Config;
 use crate::market::{Candle, Decimal, Interval, Symbol};
-use crate::sinks::db::copy::{self, WriteConn};
-use crate::sinks::db::rows::{Batch, PgTime};
+use crate::sinks::db::copy::{self, CandleRow, WriteConn, CANDLE_COLUMNS, CANDLE_CONFLICT};
+use crate::sinks::db::rows::Batch;
 use crate::sinks::db::{schema, DbSettings, CONNECT_TIMEOUT, MAX_BATCH_ROWS};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -175,13 +176,9 @@ fn baseline(
     candles: &[Candle],
     per_statement: usize,
 ) -> anyhow::Result<()> {
-    const COLUMNS: usize = 15;
+    const COLUMNS: usize = CandleRow::COLUMNS;
     for chunk in candles.chunks(per_statement) {
-        let mut sql = String::from(
-            "INSERT INTO candles AS c (symbol, timeframe, open_time, close_time, open, high, \
-             low, close, volume, quote_volume, taker_buy_base, taker_buy_quote, trades, \
-             closed, event_time) VALUES ",
-        );
+        let mut sql = format!("INSERT INTO candles AS c ({CANDLE_COLUMNS}) VALUES ");
         for i in 0..chunk.len() {
             if i > 0 {
                 sql.push(',');
@@ -195,48 +192,10 @@ fn baseline(
             }
             sql.push(')');
         }
-        sql.push_str(
-            " ON CONFLICT (symbol, timeframe, open_time) DO UPDATE SET \
-             close_time = EXCLUDED.close_time, open = EXCLUDED.open, high = EXCLUDED.high, \
-             low = EXCLUDED.low, close = EXCLUDED.close, volume = EXCLUDED.volume, \
-             quote_volume = EXCLUDED.quote_volume, taker_buy_base = EXCLUDED.taker_buy_base, \
-             taker_buy_quote = EXCLUDED.taker_buy_quote, trades = EXCLUDED.trades, \
-             closed = EXCLUDED.closed, event_time = EXCLUDED.event_time \
-             WHERE (EXCLUDED.closed, EXCLUDED.event_time) > (c.closed, c.event_time)",
-        );
-        let owned: Vec<(&str, &str, PgTime, PgTime, i64, PgTime)> = chunk
-            .iter()
-            .map(|c| {
-                (
-                    c.symbol.as_str(),
-                    c.interval.as_str(),
-                    PgTime::from_ms(c.open_time_ms),
-                    PgTime::from_ms(c.close_time_ms),
-                    c.trades as i64,
-                    PgTime(c.event_time_us),
-                )
-            })
-            .collect();
-        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(chunk.len() * COLUMNS);
-        for (c, o) in chunk.iter().zip(&owned) {
-            params.extend_from_slice(&[
-                &o.0,
-                &o.1,
-                &o.2,
-                &o.3,
-                &c.open,
-                &c.high,
-                &c.low,
-                &c.close,
-                &c.volume,
-                &c.quote_volume,
-                &c.taker_buy_base,
-                &c.taker_buy_quote,
-                &o.4,
-                &c.closed,
-                &o.5,
-            ]);
-        }
+        sql.push(' ');
+        sql.push_str(CANDLE_CONFLICT);
+        let rows: Vec<CandleRow> = chunk.iter().map(CandleRow::new).collect();
+        let params: Vec<&(dyn ToSql + Sync)> = rows.iter().flat_map(|r| r.params()).collect();
         client.execute(sql.as_str(), &params)?;
     }
     Ok(())

@@ -14,6 +14,7 @@ use postgres::{Client, NoTls};
 
 use super::rows::{Batch, JsonbText, PgTime};
 use super::DbError;
+use crate::market::Candle;
 
 /// Staging tables: temporary (never WAL-logged, private to the connection), emptied at
 /// every commit.
@@ -21,10 +22,12 @@ const CREATE_STAGING: &str = "
 CREATE TEMP TABLE IF NOT EXISTS candles_stage (LIKE candles) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS signals_stage (LIKE signals) ON COMMIT DELETE ROWS;";
 
-const CANDLE_COLUMNS: &str = "symbol, timeframe, open_time, close_time, open, high, low, close, \
+/// The `candles` columns a row fills, in the order of [`CandleRow::params`].
+pub const CANDLE_COLUMNS: &str =
+    "symbol, timeframe, open_time, close_time, open, high, low, close, \
      volume, quote_volume, taker_buy_base, taker_buy_quote, trades, closed, event_time";
 
-const CANDLE_TYPES: [Type; 15] = [
+const CANDLE_TYPES: [Type; CandleRow::COLUMNS] = [
     Type::TEXT,
     Type::TEXT,
     Type::TIMESTAMPTZ,
@@ -42,21 +45,73 @@ const CANDLE_TYPES: [Type; 15] = [
     Type::TIMESTAMPTZ,
 ];
 
-/// The conflict rule of the module doc, as SQL: the stored row changes only when the
-/// incoming one supersedes it.
-const UPSERT_CANDLES: &str = "
-INSERT INTO candles AS c (symbol, timeframe, open_time, close_time, open, high, low, close,
-    volume, quote_volume, taker_buy_base, taker_buy_quote, trades, closed, event_time)
-SELECT symbol, timeframe, open_time, close_time, open, high, low, close,
-    volume, quote_volume, taker_buy_base, taker_buy_quote, trades, closed, event_time
-FROM candles_stage
-ON CONFLICT (symbol, timeframe, open_time) DO UPDATE SET
-    close_time = EXCLUDED.close_time, open = EXCLUDED.open, high = EXCLUDED.high,
-    low = EXCLUDED.low, close = EXCLUDED.close, volume = EXCLUDED.volume,
-    quote_volume = EXCLUDED.quote_volume, taker_buy_base = EXCLUDED.taker_buy_base,
-    taker_buy_quote = EXCLUDED.taker_buy_quote, trades = EXCLUDED.trades,
-    closed = EXCLUDED.closed, event_time = EXCLUDED.event_time
-WHERE (EXCLUDED.closed, EXCLUDED.event_time) > (c.closed, c.event_time)";
+/// The conflict rule of the module doc, as SQL, for an `INSERT INTO candles AS c`: the
+/// stored row changes only when the incoming one supersedes it.
+pub const CANDLE_CONFLICT: &str = "ON CONFLICT (symbol, timeframe, open_time) DO UPDATE SET \
+     close_time = EXCLUDED.close_time, open = EXCLUDED.open, high = EXCLUDED.high, \
+     low = EXCLUDED.low, close = EXCLUDED.close, volume = EXCLUDED.volume, \
+     quote_volume = EXCLUDED.quote_volume, taker_buy_base = EXCLUDED.taker_buy_base, \
+     taker_buy_quote = EXCLUDED.taker_buy_quote, trades = EXCLUDED.trades, \
+     closed = EXCLUDED.closed, event_time = EXCLUDED.event_time \
+     WHERE (EXCLUDED.closed, EXCLUDED.event_time) > (c.closed, c.event_time)";
+
+/// The upsert of the staged candles under [`CANDLE_CONFLICT`].
+fn upsert_candles() -> String {
+    format!(
+        "INSERT INTO candles AS c ({CANDLE_COLUMNS}) \
+         SELECT {CANDLE_COLUMNS} FROM candles_stage {CANDLE_CONFLICT}"
+    )
+}
+
+/// One candle as the values of [`CANDLE_COLUMNS`], encoded as the database takes them.
+pub struct CandleRow<'a> {
+    candle: &'a Candle,
+    symbol: &'a str,
+    interval: &'a str,
+    open_time: PgTime,
+    close_time: PgTime,
+    trades: i64,
+    event_time: PgTime,
+}
+
+impl<'a> CandleRow<'a> {
+    /// Columns per row.
+    pub const COLUMNS: usize = 15;
+
+    pub fn new(candle: &'a Candle) -> CandleRow<'a> {
+        CandleRow {
+            candle,
+            symbol: candle.symbol.as_str(),
+            interval: candle.interval.as_str(),
+            open_time: PgTime::from_ms(candle.open_time_ms),
+            close_time: PgTime::from_ms(candle.close_time_ms),
+            trades: i64::try_from(candle.trades).unwrap_or(i64::MAX),
+            event_time: PgTime(candle.event_time_us),
+        }
+    }
+
+    /// The row's values, in the order of [`CANDLE_COLUMNS`].
+    pub fn params(&self) -> [&(dyn ToSql + Sync); CandleRow::COLUMNS] {
+        let c = self.candle;
+        [
+            &self.symbol,
+            &self.interval,
+            &self.open_time,
+            &self.close_time,
+            &c.open,
+            &c.high,
+            &c.low,
+            &c.close,
+            &c.volume,
+            &c.quote_volume,
+            &c.taker_buy_base,
+            &c.taker_buy_quote,
+            &self.trades,
+            &c.closed,
+            &self.event_time,
+        ]
+    }
+}
 
 const SIGNAL_COLUMNS: &str =
     "\"timestamp\", symbol, timeframe, kind, direction, confidence, price, indicators, event_time";
@@ -90,6 +145,7 @@ const UNACKNOWLEDGED_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::f
 /// A connection ready to take batches.
 pub struct WriteConn {
     client: Client,
+    upsert_candles: String,
 }
 
 /// Connects with `DATABASE_URL`, bounding the connect time so an unreachable server
@@ -115,7 +171,10 @@ impl WriteConn {
     /// Prepares the staging tables on `client` (the schema must exist).
     pub fn new(mut client: Client) -> Result<WriteConn, DbError> {
         client.batch_execute(CREATE_STAGING)?;
-        Ok(WriteConn { client })
+        Ok(WriteConn {
+            client,
+            upsert_candles: upsert_candles(),
+        })
     }
 
     pub fn client(&mut self) -> &mut Client {
@@ -132,28 +191,10 @@ impl WriteConn {
             ))?;
             let mut w = BinaryCopyInWriter::new(sink, &CANDLE_TYPES);
             for c in &batch.candles {
-                let trades = i64::try_from(c.trades).unwrap_or(i64::MAX);
-                let row: [&(dyn ToSql + Sync); 15] = [
-                    &c.symbol.as_str(),
-                    &c.interval.as_str(),
-                    &PgTime::from_ms(c.open_time_ms),
-                    &PgTime::from_ms(c.close_time_ms),
-                    &c.open,
-                    &c.high,
-                    &c.low,
-                    &c.close,
-                    &c.volume,
-                    &c.quote_volume,
-                    &c.taker_buy_base,
-                    &c.taker_buy_quote,
-                    &trades,
-                    &c.closed,
-                    &PgTime(c.event_time_us),
-                ];
-                w.write(&row)?;
+                w.write(&CandleRow::new(c).params())?;
             }
             w.finish()?;
-            done.candles = tx.execute(UPSERT_CANDLES, &[])?;
+            done.candles = tx.execute(&self.upsert_candles, &[])?;
         }
         if !batch.signals.is_empty() {
             let sink = tx.copy_in(&format!(
