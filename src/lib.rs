@@ -4,6 +4,8 @@
 //! - [`alloc`]: per-thread allocation counting (the binary's global allocator).
 //! - [`digits`]: integers written as decimal text into byte buffers (pure).
 //! - [`market`]: the shared vocabulary (symbols, intervals, exact decimals, candles).
+//! - [`http`]: HTTP/1.x request heads, percent-decoding and query parameters (pure),
+//!   for the dashboard and the simulator.
 //! - [`tls`]: PEM certificates and keys for every TLS user (feed, REST, dashboard).
 //! - [`message`]: the messages between cores (`Envelope`, `Record`, `Outage`, which
 //!   record kinds a ring carries) and the shard ↔ REST link (`Request`, `RestBatch`).
@@ -50,6 +52,7 @@ pub mod digits;
 pub mod engine;
 pub mod feed;
 pub mod harness;
+pub mod http;
 pub mod latency;
 pub mod market;
 pub mod message;

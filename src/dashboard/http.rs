@@ -1,7 +1,11 @@
 //! HTTP/1.1 request parsing and response framing for the dashboard listener.
 //!
 //! Pure: works on byte buffers, never on a socket, so limits and edge cases are tested
-//! directly. The listener ([`super::serve`]) owns the sockets.
+//! directly. The listener ([`super::serve`]) owns the sockets. The head itself is
+//! parsed by [`crate::http`], shared with the simulator; the limits, the request type
+//! and the answers are the dashboard's.
+
+pub use crate::http::query_param;
 
 /// Largest request head (request line + headers) accepted; bigger is refused with 431.
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
@@ -41,108 +45,69 @@ pub enum HeadError {
 
 /// Parses the head at the start of `buf`: `Ok(None)` when more bytes are needed.
 pub fn parse_head(buf: &[u8]) -> Result<Option<Request>, HeadError> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    match req.parse(buf) {
-        Ok(httparse::Status::Complete(head_len)) => {
-            let version = req.version.unwrap_or(1);
-            let mut keep_alive = version >= 1;
-            let mut content_length = 0usize;
-            let (mut upgrade, mut connection_upgrade) = (false, false);
-            let (mut ws_key, mut ws_version, mut origin, mut host, mut bearer) =
-                (None, None, None, None, None);
-            let text = |v: &[u8]| String::from_utf8_lossy(v).trim().to_string();
-            for h in req.headers.iter() {
-                if h.name.eq_ignore_ascii_case("upgrade") {
-                    upgrade = text(h.value).eq_ignore_ascii_case("websocket");
-                } else if h.name.eq_ignore_ascii_case("sec-websocket-key") {
-                    ws_key = Some(text(h.value));
-                } else if h.name.eq_ignore_ascii_case("sec-websocket-version") {
-                    ws_version = Some(text(h.value));
-                } else if h.name.eq_ignore_ascii_case("origin") {
-                    origin = Some(text(h.value));
-                } else if h.name.eq_ignore_ascii_case("host") {
-                    host = Some(text(h.value));
-                } else if h.name.eq_ignore_ascii_case("authorization") {
-                    let v = text(h.value);
-                    if let Some((scheme, token)) = v.split_once(' ') {
-                        if scheme.eq_ignore_ascii_case("bearer") {
-                            bearer = Some(token.trim().to_string());
-                        }
-                    }
-                }
-                if h.name.eq_ignore_ascii_case("connection") {
-                    let v = String::from_utf8_lossy(h.value).to_ascii_lowercase();
-                    connection_upgrade = v.split(',').any(|t| t.trim() == "upgrade");
-                    if v.contains("close") {
-                        keep_alive = false;
-                    } else if v.contains("keep-alive") {
-                        keep_alive = true;
-                    }
-                } else if h.name.eq_ignore_ascii_case("content-length") {
-                    content_length = std::str::from_utf8(h.value)
-                        .ok()
-                        .and_then(|v| v.trim().parse().ok())
-                        .ok_or(HeadError::Malformed)?;
-                }
-            }
-            let target = req.path.unwrap_or("/");
-            let (path, query) = match target.split_once('?') {
-                Some((p, q)) => (p, q),
-                None => (target, ""),
-            };
-            Ok(Some(Request {
-                method: req.method.unwrap_or("").to_string(),
-                path: path.to_string(),
-                query: query.to_string(),
-                keep_alive,
-                content_length,
-                head_len,
-                websocket: upgrade && connection_upgrade,
-                ws_key,
-                ws_version,
-                origin,
-                host,
-                bearer,
-            }))
+    match crate::http::parse_head::<MAX_HEADERS, _>(buf, MAX_HEAD_BYTES, read_head) {
+        Ok(head) => head.transpose(),
+        Err(crate::http::HeadError::TooLarge | crate::http::HeadError::TooManyHeaders) => {
+            Err(HeadError::TooLarge)
         }
-        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD_BYTES => Err(HeadError::TooLarge),
-        Ok(httparse::Status::Partial) => Ok(None),
-        Err(httparse::Error::TooManyHeaders) => Err(HeadError::TooLarge),
-        Err(_) => Err(HeadError::Malformed),
+        Err(crate::http::HeadError::Malformed(_)) => Err(HeadError::Malformed),
     }
 }
 
-/// The value of query parameter `name`, percent-decoded (`+` is a space).
-pub fn query_param(query: &str, name: &str) -> Option<String> {
-    query.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (percent_decode(k) == name).then(|| percent_decode(v))
+/// The dashboard's reading of a complete head.
+fn read_head(req: &crate::http::Head<'_, '_>) -> Result<Request, HeadError> {
+    use crate::http::text;
+    let version = req.version.unwrap_or(1);
+    let mut keep_alive = version >= 1;
+    let mut content_length = 0usize;
+    let (mut upgrade, mut connection_upgrade) = (false, false);
+    let (mut ws_key, mut ws_version, mut origin, mut host, mut bearer) =
+        (None, None, None, None, None);
+    for h in req.headers {
+        if h.name.eq_ignore_ascii_case("upgrade") {
+            upgrade = text(h.value).eq_ignore_ascii_case("websocket");
+        } else if h.name.eq_ignore_ascii_case("sec-websocket-key") {
+            ws_key = Some(text(h.value).into_owned());
+        } else if h.name.eq_ignore_ascii_case("sec-websocket-version") {
+            ws_version = Some(text(h.value).into_owned());
+        } else if h.name.eq_ignore_ascii_case("origin") {
+            origin = Some(text(h.value).into_owned());
+        } else if h.name.eq_ignore_ascii_case("host") {
+            host = Some(text(h.value).into_owned());
+        } else if h.name.eq_ignore_ascii_case("authorization") {
+            let v = text(h.value);
+            if let Some((scheme, token)) = v.split_once(' ') {
+                if scheme.eq_ignore_ascii_case("bearer") {
+                    bearer = Some(token.trim().to_string());
+                }
+            }
+        }
+        if h.name.eq_ignore_ascii_case("connection") {
+            let v = String::from_utf8_lossy(h.value).to_ascii_lowercase();
+            connection_upgrade = v.split(',').any(|t| t.trim() == "upgrade");
+            if v.contains("close") {
+                keep_alive = false;
+            } else if v.contains("keep-alive") {
+                keep_alive = true;
+            }
+        } else if h.name.eq_ignore_ascii_case("content-length") {
+            content_length = crate::http::content_length(h.value).ok_or(HeadError::Malformed)?;
+        }
+    }
+    Ok(Request {
+        method: req.method.unwrap_or("").to_string(),
+        path: req.path.to_string(),
+        query: req.query.to_string(),
+        keep_alive,
+        content_length,
+        head_len: req.len,
+        websocket: upgrade && connection_upgrade,
+        ws_key,
+        ws_version,
+        origin,
+        host,
+        bearer,
     })
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A response ready to write.

@@ -1,5 +1,6 @@
-//! HTTP/1.1 on the simulator's single port: request heads (httparse), query strings,
-//! WebSocket upgrade checks and response rendering.
+//! HTTP/1.1 on the simulator's single port: request heads (parsed by [`crate::http`],
+//! shared with the dashboard), query strings, WebSocket upgrade checks and response
+//! rendering.
 //!
 //! Runs on: the simulator core (pure). In: bytes read from a client. Out: a parsed
 //! [`RequestHead`] and response bytes. Bodies are not supported (every endpoint is a
@@ -40,32 +41,31 @@ pub enum HttpError {
 /// Parses a request head at the front of `buf`. Returns the head and its length in
 /// bytes, or `None` when more bytes are needed.
 pub fn parse_head(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, HttpError> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut request = httparse::Request::new(&mut headers);
-    let len = match request.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => {
-            if buf.len() > MAX_HEAD_BYTES {
-                return Err(HttpError::TooLarge);
-            }
-            return Ok(None);
-        }
-        Err(e) => return Err(HttpError::Malformed(e.to_string())),
-    };
-    let target = request.path.unwrap_or("/");
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    // A head may fill `MAX_HEAD_BYTES` exactly and still wait for its end.
+    match crate::http::parse_head::<MAX_HEADERS, _>(buf, MAX_HEAD_BYTES + 1, read_head) {
+        Ok(head) => head.transpose(),
+        Err(crate::http::HeadError::TooLarge) => Err(HttpError::TooLarge),
+        Err(crate::http::HeadError::TooManyHeaders) => Err(HttpError::Malformed(
+            httparse::Error::TooManyHeaders.to_string(),
+        )),
+        Err(crate::http::HeadError::Malformed(e)) => Err(HttpError::Malformed(e.to_string())),
+    }
+}
+
+/// The simulator's reading of a complete head.
+fn read_head(request: &crate::http::Head<'_, '_>) -> Result<(RequestHead, usize), HttpError> {
     let mut head = RequestHead {
         method: request.method.unwrap_or("GET").to_string(),
-        path: percent_decode(path),
-        query: query.to_string(),
+        path: percent_decode(request.path),
+        query: request.query.to_string(),
         close: request.version == Some(0),
         ..RequestHead::default()
     };
     let mut upgrade = false;
     let mut connection_upgrade = false;
-    for h in request.headers.iter() {
-        let value = String::from_utf8_lossy(h.value);
-        let value = value.trim();
+    for h in request.headers {
+        let value = crate::http::text(h.value);
+        let value = &*value;
         if h.name.eq_ignore_ascii_case("upgrade") {
             upgrade = value.eq_ignore_ascii_case("websocket");
         } else if h.name.eq_ignore_ascii_case("connection") {
@@ -83,55 +83,17 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, HttpError>
         } else if h.name.eq_ignore_ascii_case("sec-websocket-version") {
             head.websocket_version = Some(value.to_string());
         } else if h.name.eq_ignore_ascii_case("content-length") {
-            head.content_length = value
-                .parse()
-                .map_err(|_| HttpError::Malformed("bad Content-Length".into()))?;
+            head.content_length = crate::http::content_length(h.value)
+                .ok_or_else(|| HttpError::Malformed("bad Content-Length".into()))?;
         }
     }
     head.wants_websocket = upgrade && connection_upgrade;
-    Ok(Some((head, len)))
+    Ok((head, request.len))
 }
 
 /// Decodes `%XX` escapes; invalid escapes stay as they are.
 pub fn percent_decode(text: &str) -> String {
-    decode(text, false)
-}
-
-/// Decodes a query component: `%XX` escapes, and `+` as a space.
-fn query_decode(text: &str) -> String {
-    decode(text, true)
-}
-
-fn decode(text: &str, plus_is_space: bool) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
-                        i += 3;
-                    }
-                    None => {
-                        out.push(b'%');
-                        i += 1;
-                    }
-                }
-            }
-            b'+' if plus_is_space => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    crate::http::percent_decode(text, false)
 }
 
 /// Query parameters in order, decoded.
@@ -139,10 +101,7 @@ pub fn query_pairs(query: &str) -> Vec<(String, String)> {
     query
         .split('&')
         .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (query_decode(k), query_decode(v))
-        })
+        .map(crate::http::query_pair)
         .collect()
 }
 
