@@ -225,7 +225,10 @@ impl Engine {
             warm_candles,
             weight_share: config.feed.rest_weight_per_minute as f64
                 / f64::from(backfill::scheduler::EXCHANGE_WEIGHT_1M),
-            database_url: config.database_url.clone(),
+            database: config.database_url.clone().map(|url| {
+                Box::new(crate::sinks::db::rest::RestDb::new(url))
+                    as Box<dyn backfill::RestDatabase>
+            }),
             shards: Vec::new(),
         };
 

@@ -947,7 +947,7 @@ fn rest_plan(url: String, series: &[&str], warm: u32) -> (RestPlan, ShardLink) {
             rest_url: url,
             warm_candles: warm,
             weight_share: 0.5,
-            database_url: None,
+            database: None,
             shards: vec![(series, link.clone())],
         },
         link,
@@ -1145,7 +1145,7 @@ fn a_restart_resumes_after_the_newest_stored_candle_and_absences_are_recorded() 
         (200, "", klines_body([98, 99, 102, 103].into_iter())),
     ]);
     let (mut plan, link) = rest_plan(url, &["BTCUSDT"], 10);
-    plan.database_url = Some(pg.url());
+    plan.database = Some(Box::new(alphapulse::sinks::db::rest::RestDb::new(pg.url())));
     let t = RestThread::start(plan);
     assert!(
         wait_until(Duration::from_secs(15), || link.deliveries.len() == 2),

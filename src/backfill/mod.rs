@@ -206,6 +206,22 @@ pub fn agent(extra_ca_file: Option<&std::path::Path>) -> Result<ureq::Agent, Res
         .into())
 }
 
+/// Why the database could not do what the REST thread asked.
+pub type DatabaseError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What the REST thread needs of the database. `sinks::db` owns the statements
+/// ([`crate::sinks::db::rest::RestDb`]); the engine hands them in, so this role talks
+/// no SQL.
+pub trait RestDatabase: Send {
+    /// The newest stored open time (ms) of each series that has candles.
+    fn newest_stored(
+        &mut self,
+        series: &[(Symbol, Interval)],
+    ) -> Result<Vec<(Symbol, Interval, i64)>, DatabaseError>;
+    /// Records one confirmed absence; recording it twice changes nothing.
+    fn record_absence(&mut self, gap: &crate::candle::Gap) -> Result<(), DatabaseError>;
+}
+
 /// The thread's work: where the exchange is, which series each shard has.
 pub struct RestPlan {
     pub rest_url: String,
@@ -213,8 +229,9 @@ pub struct RestPlan {
     pub warm_candles: u32,
     /// Share of the exchange's weight per minute this process may use.
     pub weight_share: f64,
-    /// Read the newest stored candle per series from here at startup.
-    pub database_url: Option<String>,
+    /// The database: the newest stored candle per series at startup, and the
+    /// confirmed absences. `None`: no database.
+    pub database: Option<Box<dyn RestDatabase>>,
     /// Per shard: its series and its link.
     pub shards: Vec<(Vec<(Symbol, Interval)>, ShardLink)>,
 }
@@ -254,9 +271,8 @@ struct Thread {
     retries: Vec<(Instant, Job)>,
     /// Failed attempts of jobs not yet done.
     attempts: Vec<(Job, u32)>,
-    /// Confirmed absences not yet in the database, and its connection.
+    /// Confirmed absences not yet in the database.
     absences: std::collections::VecDeque<crate::candle::Gap>,
-    db: Option<postgres::Client>,
     /// No database attempt before this (after a failure).
     db_retry_at: Instant,
 }
@@ -279,7 +295,6 @@ impl Thread {
             retries: Vec::new(),
             attempts: Vec::new(),
             absences: std::collections::VecDeque::new(),
-            db: None,
             db_retry_at: Instant::now(),
         }
     }
@@ -324,8 +339,14 @@ impl Thread {
     /// Warm starts for every series; with a database, resumed after the newest stored
     /// candle.
     fn queue_startup(&mut self) {
-        let stored = match &self.plan.database_url {
-            Some(url) => newest_stored(url, &self.plan.shards).unwrap_or_else(|e| {
+        let series: Vec<(Symbol, Interval)> = self
+            .plan
+            .shards
+            .iter()
+            .flat_map(|(series, _)| series.iter().copied())
+            .collect();
+        let stored = match self.plan.database.as_mut() {
+            Some(db) => db.newest_stored(&series).unwrap_or_else(|e| {
                 tracing::warn!(error = %e,
                     "cannot read the newest stored candles; starting as on an empty database");
                 self.stats.set_error(&e);
@@ -613,7 +634,7 @@ impl Thread {
                 to_open_ms: *to,
             };
             self.stats.absent_candles.add(gap.candles());
-            if self.plan.database_url.is_some() {
+            if self.plan.database.is_some() {
                 if self.absences.len() >= MAX_PENDING_ABSENCES {
                     self.absences.pop_front();
                     self.stats.absences_dropped.inc();
@@ -645,48 +666,22 @@ impl Thread {
     /// Writes confirmed absences to `candle_absences` (idempotent); while the
     /// database is down they wait, bounded, and are tried again every few seconds.
     fn record_absences(&mut self) {
-        let Some(url) = self.plan.database_url.as_deref() else {
+        let Some(db) = self.plan.database.as_mut() else {
             return;
         };
         if self.absences.is_empty() || Instant::now() < self.db_retry_at {
             return;
         }
-        let result = (|| -> Result<(), crate::sinks::db::DbError> {
-            if self.db.is_none() {
-                self.db = Some(crate::sinks::db::copy::connect(
-                    url,
-                    Duration::from_secs(2),
-                )?);
+        while let Some(g) = self.absences.front() {
+            if let Err(e) = db.record_absence(g) {
+                tracing::warn!(error = %e, pending = self.absences.len(),
+                    "cannot record confirmed absences yet; retrying");
+                self.stats.set_error(&e);
+                self.db_retry_at = Instant::now() + ABSENCE_RETRY;
+                return;
             }
-            let Some(db) = self.db.as_mut() else {
-                return Ok(());
-            };
-            while let Some(g) = self.absences.front() {
-                db.execute(
-                    "INSERT INTO candle_absences \
-                     (symbol, timeframe, from_open_time, to_open_time, candles) \
-                     VALUES ($1, $2, to_timestamp($3::bigint / 1000.0), \
-                             to_timestamp($4::bigint / 1000.0), $5) \
-                     ON CONFLICT DO NOTHING",
-                    &[
-                        &g.symbol.as_str(),
-                        &g.interval.as_str(),
-                        &g.from_open_ms,
-                        &g.to_open_ms,
-                        &(g.candles() as i64),
-                    ],
-                )?;
-                self.absences.pop_front();
-                self.stats.absences_written.inc();
-            }
-            Ok(())
-        })();
-        if let Err(e) = result {
-            tracing::warn!(error = %e, pending = self.absences.len(),
-                "cannot record confirmed absences yet; retrying");
-            self.stats.set_error(&e);
-            self.db = None;
-            self.db_retry_at = Instant::now() + ABSENCE_RETRY;
+            self.absences.pop_front();
+            self.stats.absences_written.inc();
         }
     }
 
@@ -712,26 +707,4 @@ enum Call {
     Body(String),
     RateLimited,
     Failed(RestError),
-}
-
-/// The newest stored open time per series, from the `candles` table.
-fn newest_stored(
-    url: &str,
-    shards: &[(Vec<(Symbol, Interval)>, ShardLink)],
-) -> Result<Vec<(Symbol, Interval, i64)>, crate::sinks::db::DbError> {
-    let mut client = crate::sinks::db::copy::connect(url, Duration::from_secs(5))?;
-    let stmt = client.prepare(
-        "SELECT (extract(epoch FROM max(open_time)) * 1000)::bigint \
-         FROM candles WHERE symbol = $1 AND timeframe = $2",
-    )?;
-    let mut out = Vec::new();
-    for (series, _) in shards {
-        for &(symbol, interval) in series {
-            let row = client.query_one(&stmt, &[&symbol.as_str(), &interval.as_str()])?;
-            if let Some(t) = row.get::<_, Option<i64>>(0) {
-                out.push((symbol, interval, t));
-            }
-        }
-    }
-    Ok(out)
 }

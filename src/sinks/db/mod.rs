@@ -15,9 +15,12 @@
 //!   backoff, spooling and in-order replay.
 //! - [`schema`]: the migrations and TimescaleDB policies.
 //! - [`query`]: the query worker the dashboard reads through.
+//! - [`rest`]: the REST thread's statements: newest stored candle per series, and
+//!   confirmed absences.
 
 pub mod copy;
 pub mod query;
+pub mod rest;
 pub mod rows;
 pub mod schema;
 pub mod spool;
@@ -226,7 +229,7 @@ pub fn writer_role(
     }
     let status: Arc<dyn SinkStatus> = Arc::new(DatabaseStatus(stats.clone()));
     // Live candles reach the writer only when it stores them; gaps, outages and
-    // absences never (the REST thread records absences).
+    // absences never (the REST thread records absences, through [`rest`]).
     let kinds = if settings.live_candles {
         RecordKinds::CLOSED
             .with(RecordKinds::SIGNAL)

@@ -41,6 +41,25 @@ const SHUTDOWN_REPLAY: Duration = Duration::from_secs(5);
 /// A connection must last this long before the reconnect backoff starts over.
 const STABLE_CONNECTION: Duration = Duration::from_secs(10);
 
+/// The time a writer turn runs at, read once by its caller: decisions within the turn
+/// (is the batch late, is a reconnect due, when to retry) all use it. Times that follow
+/// blocking I/O (a connect, a replayed batch) are read when the I/O is done.
+#[derive(Clone, Copy, Debug)]
+pub struct Now {
+    pub mono: Instant,
+    /// Unix ms, for `last_commit_unix_ms`.
+    pub wall_ms: i64,
+}
+
+impl Now {
+    pub fn read() -> Now {
+        Now {
+            mono: Instant::now(),
+            wall_ms: crate::clock::wall_ms(),
+        }
+    }
+}
+
 pub struct Writer {
     settings: DbSettings,
     stats: Arc<DbStats>,
@@ -132,6 +151,11 @@ impl Writer {
     /// Writes `batch` now if the database is up and nothing is spooled ahead of it;
     /// spools it otherwise.
     pub fn commit(&mut self, batch: &Batch) {
+        self.commit_at(batch, Now::read());
+    }
+
+    /// [`Writer::commit`] at `now`.
+    pub fn commit_at(&mut self, batch: &Batch, now: Now) {
         let rows = batch.rows() as u64;
         self.stats.last_batch_rows.set(rows);
         if rows > self.stats.max_batch_rows.get() {
@@ -141,27 +165,27 @@ impl Writer {
             if let Some(conn) = self.conn.as_mut() {
                 match conn.write(batch) {
                     Ok(done) => {
-                        self.committed(rows, done);
+                        self.committed(rows, done, now.wall_ms);
                         return;
                     }
                     Err(e) if is_rejected(&e) => {
                         self.rejected(rows, &e);
                         return;
                     }
-                    Err(e) => self.lost_connection(&e),
+                    Err(e) => self.lost_connection(&e, now.mono),
                 }
             }
         }
         self.spool_batch(batch);
     }
 
-    fn committed(&mut self, rows: u64, done: Committed) {
+    fn committed(&mut self, rows: u64, done: Committed, wall_ms: i64) {
         let s = &self.stats;
         s.batches.inc();
         s.rows_committed.add(rows);
         s.candles_written.add(done.candles);
         s.signals_written.add(done.signals);
-        s.last_commit_unix_ms.set(crate::clock::wall_ms());
+        s.last_commit_unix_ms.set(wall_ms);
     }
 
     /// The database refused the batch itself (bad data, not a lost connection):
@@ -198,24 +222,24 @@ impl Writer {
         }
     }
 
-    fn lost_connection(&mut self, e: &DbError) {
+    fn lost_connection(&mut self, e: &DbError, now: Instant) {
         self.stats.write_errors.inc();
         self.stats.set_error(e);
         self.stats.connected.set(0);
         self.conn = None;
-        let now = Instant::now();
         self.backoff.connection_ended(self.connected_at, now);
         self.next_attempt = now + self.backoff.next_delay(fastrand::f64());
         tracing::warn!(error = %e, "database write failed: spooling until it is back");
     }
 
-    /// Reconnects when due; replays spooled batches for up to `budget`. Returns whether
-    /// anything was replayed.
-    fn maintain(&mut self, budget: Duration) -> bool {
-        if self.conn.is_none() && Instant::now() >= self.next_attempt {
+    /// Reconnects when due at `now`; replays spooled batches for up to `budget`.
+    /// Returns whether anything was replayed.
+    fn maintain(&mut self, now: Now, budget: Duration) -> bool {
+        if self.conn.is_none() && now.mono >= self.next_attempt {
             self.connect();
         }
         let mut replayed = false;
+        // The budget is measured as it is spent: each replayed batch is blocking I/O.
         let deadline = Instant::now() + budget;
         while self.conn.is_some() && Instant::now() < deadline {
             let batch = match self.spool.front() {
@@ -232,7 +256,7 @@ impl Writer {
             let rows = batch.rows() as u64;
             match conn.write(&batch) {
                 Ok(done) => {
-                    self.committed(rows, done);
+                    self.committed(rows, done, crate::clock::wall_ms());
                     self.stats.replayed_rows.add(rows);
                     self.spool.commit_front();
                 }
@@ -240,7 +264,7 @@ impl Writer {
                     self.rejected(rows, &e);
                     self.spool.commit_front();
                 }
-                Err(e) => self.lost_connection(&e),
+                Err(e) => self.lost_connection(&e, Instant::now()),
             }
             replayed = true;
             if self.spool.is_empty() {
@@ -293,21 +317,21 @@ impl Writer {
         s.spool_corrupt_records.set(self.spool.corrupt_records);
     }
 
-    fn update_rate(&mut self) {
+    fn update_rate(&mut self, now: Instant) {
         let (at, rows) = self.rate_mark;
-        let elapsed = at.elapsed();
+        let elapsed = now.saturating_duration_since(at);
         if elapsed >= Duration::from_secs(1) {
             let now_rows = self.stats.rows_committed.get();
             let rate = (now_rows - rows) as f64 / elapsed.as_secs_f64();
             self.stats.rows_per_s.set(rate as u64);
-            self.rate_mark = (Instant::now(), now_rows);
+            self.rate_mark = (now, now_rows);
         }
     }
 
     fn finish(&mut self) {
         let deadline = Instant::now() + SHUTDOWN_REPLAY;
         while !self.spool.is_empty() && self.conn.is_some() && Instant::now() < deadline {
-            self.maintain(REPLAY_SLICE);
+            self.maintain(Now::read(), REPLAY_SLICE);
         }
         if !self.spool.is_empty() {
             tracing::warn!(
@@ -348,9 +372,10 @@ impl Turns {
         full: bool,
         backlog: bool,
         latency: &mut Option<&mut crate::latency::Recorder>,
+        now: Now,
     ) {
         let committed_before = self.writer.stats.batches.get();
-        self.writer.commit(&self.batch);
+        self.writer.commit_at(&self.batch, now);
         if self.writer.stats.batches.get() > committed_before {
             if let Some(rec) = latency.as_deref_mut() {
                 let now = mono_ns();
@@ -381,30 +406,33 @@ impl crate::consumer::Consume<Envelope> for Turns {
             stopping,
             mut latency,
         } = turn;
+        let now = Now::read();
         for (i, env) in batch.iter().enumerate() {
             if self.writer.add(&mut self.batch, env) {
                 self.batch_recv_ns.push(env.recv_ns);
-                self.started.get_or_insert_with(Instant::now);
+                self.started.get_or_insert(now.mono);
             }
             if self.batch.rows() >= self.target {
                 // Full, with more waiting in this turn: the target grows.
                 let backlog = i + 1 < batch.len();
-                self.commit(true, backlog, &mut latency);
+                self.commit(true, backlog, &mut latency, now);
             }
         }
         let timeout = self.writer.settings.batch_timeout;
-        let late = self.started.is_some_and(|t| t.elapsed() >= timeout);
+        let late = self
+            .started
+            .is_some_and(|t| now.mono.saturating_duration_since(t) >= timeout);
         if !self.batch.is_empty() && (late || (stopping && batch.is_empty())) {
-            self.commit(false, false, &mut latency);
+            self.commit(false, false, &mut latency, now);
         }
-        let replayed = self.writer.maintain(REPLAY_SLICE);
-        self.writer.update_rate();
+        let replayed = self.writer.maintain(now, REPLAY_SLICE);
+        self.writer.update_rate(now.mono);
         if replayed {
             return crate::consumer::Next::Now;
         }
         // The partial batch's deadline, the next reconnect attempt, and a periodic look
         // at the spool (a replay waits for a connection).
-        let mut next = crate::consumer::Next::At(Instant::now() + HOUSEKEEPING_EVERY);
+        let mut next = crate::consumer::Next::At(now.mono + HOUSEKEEPING_EVERY);
         if let Some(t) = self.started {
             next = next.min(crate::consumer::Next::At(t + timeout));
         }
@@ -416,7 +444,7 @@ impl crate::consumer::Consume<Envelope> for Turns {
 
     fn finish(&mut self) {
         if !self.batch.is_empty() {
-            self.commit(false, false, &mut None);
+            self.commit(false, false, &mut None, Now::read());
         }
         self.writer.finish();
     }
