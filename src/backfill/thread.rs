@@ -1,0 +1,415 @@
+//! The REST thread's loop: takes each shard's requests, asks the scheduler what to send
+//! and when, sends it ([`super::client`]), retries failures with capped back-off, and
+//! delivers each answered page to its shard with the spans it confirms absent.
+//!
+//! Runs on the `rest` thread ([`super::spawn`]). Owns the scheduler, the retry timers
+//! and the confirmed absences waiting for the database.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::client::{klines_url, Client};
+use super::scheduler::{Hold, Next, Scheduler};
+use super::{
+    klines, priority, RestError, RestPlan, RestStats, ABSENCE_RETRY, IDLE_POLL, KLINES_WEIGHT,
+    MAX_ATTEMPTS, MAX_PENDING_ABSENCES, MAX_WARM_ATTEMPTS, RESTART_OVERLAP_CANDLES, RETRY_INITIAL,
+    RETRY_MAX,
+};
+use crate::market::{Candle, Interval, Symbol};
+use crate::message::rest::{Request, RestBatch, Want};
+
+/// A queued job: a request and the shard it is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Job {
+    shard: usize,
+    request: Request,
+}
+
+/// The scheduler counts in unsigned milliseconds of wall time.
+fn wall_ms() -> u64 {
+    crate::clock::wall_ms().max(0) as u64
+}
+
+pub(super) struct Thread {
+    plan: RestPlan,
+    client: Client,
+    stats: Arc<RestStats>,
+    stop: Arc<AtomicBool>,
+    scheduler: Scheduler<Job>,
+    /// Failed jobs waiting for their next attempt, and when it is.
+    retries: Vec<(Instant, Job)>,
+    /// Failed attempts of jobs not yet done.
+    attempts: Vec<(Job, u32)>,
+    /// Confirmed absences not yet in the database.
+    absences: std::collections::VecDeque<crate::candle::Gap>,
+    /// No database attempt before this (after a failure).
+    db_retry_at: Instant,
+}
+
+impl Thread {
+    pub fn new(
+        plan: RestPlan,
+        client: Client,
+        stats: Arc<RestStats>,
+        stop: Arc<AtomicBool>,
+    ) -> Thread {
+        let scheduler = Scheduler::new(plan.weight_share, KLINES_WEIGHT);
+        stats.weight_share_1m.set(i64::from(scheduler.share_1m()));
+        Thread {
+            plan,
+            client,
+            stats,
+            stop,
+            scheduler,
+            retries: Vec::new(),
+            attempts: Vec::new(),
+            absences: std::collections::VecDeque::new(),
+            db_retry_at: Instant::now(),
+        }
+    }
+
+    pub fn run(mut self) {
+        self.queue_startup();
+        let mut was_budget_held = false;
+        while !self.stop.load(Ordering::Relaxed) {
+            self.take_requests();
+            self.record_absences();
+            let now = Instant::now();
+            for (at, job) in &self.retries {
+                if *at <= now {
+                    self.scheduler.push_front(*job, priority(&job.request));
+                }
+            }
+            self.retries.retain(|(at, _)| *at > now);
+            let queued = self.scheduler.queued();
+            self.stats.queued_urgent.set(queued[0] as u64);
+            self.stats.queued_normal.set(queued[1] as u64);
+            self.stats.retrying.set(self.retries.len() as u64);
+            let wall = wall_ms();
+            let hold = self.scheduler.hold(wall);
+            self.stats.blocked.set(u64::from(hold == Hold::RetryAfter));
+            match self.scheduler.next(wall) {
+                Next::Idle => std::thread::sleep(IDLE_POLL),
+                Next::Wait(ms) => {
+                    if hold == Hold::Budget && !was_budget_held {
+                        self.stats.budget_waits.inc();
+                    }
+                    was_budget_held = hold == Hold::Budget;
+                    std::thread::sleep(IDLE_POLL.min(Duration::from_millis(ms.max(1))));
+                }
+                Next::Send(job) => {
+                    was_budget_held = false;
+                    self.execute(job);
+                }
+            }
+        }
+    }
+
+    /// Warm starts for every series; with a database, resumed after the newest stored
+    /// candle.
+    fn queue_startup(&mut self) {
+        let series: Vec<(Symbol, Interval)> = self
+            .plan
+            .shards
+            .iter()
+            .flat_map(|(series, _)| series.iter().copied())
+            .collect();
+        let stored = match self.plan.database.as_mut() {
+            Some(db) => db.newest_stored(&series).unwrap_or_else(|e| {
+                tracing::warn!(error = %e,
+                    "cannot read the newest stored candles; starting as on an empty database");
+                self.stats.set_error(&e);
+                Vec::new()
+            }),
+            None => Vec::new(),
+        };
+        self.stats.resumed_series.set(stored.len() as u64);
+        let warm = self.plan.warm_candles;
+        let mut jobs = Vec::new();
+        for (shard, (series, _)) in self.plan.shards.iter().enumerate() {
+            for &(symbol, interval) in series {
+                let newest = stored
+                    .iter()
+                    .find(|(s, i, _)| *s == symbol && *i == interval)
+                    .map(|(_, _, t)| *t);
+                let mut push = |want| {
+                    jobs.push(Job {
+                        shard,
+                        request: Request {
+                            symbol,
+                            interval,
+                            want,
+                        },
+                    })
+                };
+                match newest {
+                    Some(last) => {
+                        let mut resume = last;
+                        for _ in 0..RESTART_OVERLAP_CANDLES {
+                            resume = interval.open_time(resume - 1);
+                        }
+                        if warm > 0 {
+                            let end = interval.open_time(resume - 1);
+                            push(Want::Warm {
+                                candles: warm,
+                                end_open_ms: Some(end),
+                            });
+                        }
+                        push(Want::Range {
+                            from_open_ms: resume,
+                            to_open_ms: None,
+                        });
+                    }
+                    None if warm > 0 => push(Want::Warm {
+                        candles: warm,
+                        end_open_ms: None,
+                    }),
+                    None => {}
+                }
+            }
+        }
+        for job in jobs {
+            self.scheduler.push(job, priority(&job.request));
+        }
+    }
+
+    fn take_requests(&mut self) {
+        for (shard, (_, link)) in self.plan.shards.iter().enumerate() {
+            while let Some(request) = link.requests.pop() {
+                let job = Job { shard, request };
+                if !self.retries.iter().any(|(_, j)| *j == job) {
+                    self.scheduler.push(job, priority(&request));
+                }
+            }
+        }
+    }
+
+    fn execute(&mut self, job: Job) {
+        let req = job.request;
+        let url = klines_url(&self.plan.rest_url, &req);
+        match &req.want {
+            Want::Warm { .. } => self.stats.warm_requests.inc(),
+            Want::Range { .. } => self.stats.backfill_requests.inc(),
+        }
+        match self.call(&url) {
+            Call::Body(body) => match klines::parse(&body, req.symbol, req.interval) {
+                Ok(rows) => self.answered(job, rows),
+                Err(why) => self.failed(job, RestError::Malformed { url, why }),
+            },
+            Call::RateLimited => self.scheduler.push_front(job, priority(&req)),
+            Call::Failed(e) => self.failed(job, e),
+        }
+    }
+
+    /// One GET: the body of a 200, or why not. Every answer's weight header and
+    /// Retry-After go to the scheduler.
+    fn call(&mut self, url: &str) -> Call {
+        let answer = match self.client.get(url) {
+            Ok(a) => a,
+            Err(e) => return Call::Failed(e),
+        };
+        let (status, used, retry_after) =
+            (answer.status, answer.used_weight_1m, answer.retry_after_s);
+        self.scheduler
+            .on_answer(wall_ms(), status, used, retry_after);
+        if let Some(w) = used {
+            self.stats.used_weight_1m.set(i64::from(w));
+        }
+        match answer.body {
+            None => {
+                self.stats.rate_limited.inc();
+                tracing::warn!(status, retry_after_s = ?retry_after, "REST rate limited; waiting as the exchange asks");
+                Call::RateLimited
+            }
+            Some(Ok(body)) => Call::Body(body),
+            Some(Err(e)) => Call::Failed(e),
+        }
+    }
+
+    fn failed(&mut self, job: Job, e: RestError) {
+        self.stats.set_error(&e);
+        self.stats.failed_attempts.inc();
+        let attempts = match self.attempts.iter_mut().find(|(j, _)| *j == job) {
+            Some((_, n)) => {
+                *n += 1;
+                *n
+            }
+            None => {
+                self.attempts.push((job, 1));
+                1
+            }
+        };
+        let max = match job.request.want {
+            Want::Warm { .. } => MAX_WARM_ATTEMPTS,
+            Want::Range { .. } => MAX_ATTEMPTS,
+        };
+        if attempts < max {
+            let delay = RETRY_INITIAL
+                .saturating_mul(1 << (attempts - 1).min(16))
+                .min(RETRY_MAX);
+            tracing::warn!(symbol = %job.request.symbol, timeframe = %job.request.interval,
+                attempt = attempts, error = %e, "REST request failed; retrying");
+            self.retries.push((Instant::now() + delay, job));
+            return;
+        }
+        self.attempts_done(job);
+        self.stats.failures.inc();
+        tracing::error!(symbol = %job.request.symbol, timeframe = %job.request.interval,
+            error = %e, "REST request failed for good; the gap stays open");
+        self.deliver(
+            job.shard,
+            RestBatch {
+                request: job.request,
+                candles: Vec::new(),
+                absent: Vec::new(),
+                failed: true,
+            },
+        );
+    }
+
+    /// A page came back: deliver its closed candles and the spans it confirms absent;
+    /// queue the next page when the range goes on.
+    fn answered(&mut self, job: Job, mut rows: Vec<Candle>) {
+        self.attempts_done(job);
+        let req = job.request;
+        let full_page = rows.len() >= klines::MAX_LIMIT as usize;
+        let (absent, more) = match req.want {
+            Want::Warm { end_open_ms, .. } => {
+                if end_open_ms.is_none() {
+                    // The newest row is the candle still open.
+                    rows.pop();
+                }
+                self.stats.series_warmed.inc();
+                self.stats.warm_candles.add(rows.len() as u64);
+                (Vec::new(), None)
+            }
+            Want::Range {
+                from_open_ms,
+                to_open_ms: Some(to),
+            } => {
+                rows.retain(|c| c.open_time_ms >= from_open_ms && c.open_time_ms < to);
+                let page_end = match rows.last() {
+                    Some(last) if full_page => req.interval.next_open(last.open_time_ms),
+                    _ => to,
+                };
+                let absent = klines::missing_runs(&rows, req.interval, from_open_ms, page_end);
+                let more = (page_end < to).then_some(Want::Range {
+                    from_open_ms: page_end,
+                    to_open_ms: Some(to),
+                });
+                self.stats.backfill_candles.add(rows.len() as u64);
+                (absent, more)
+            }
+            Want::Range {
+                from_open_ms,
+                to_open_ms: None,
+            } => {
+                rows.retain(|c| c.open_time_ms >= from_open_ms);
+                let (page_end, more) = match rows.last() {
+                    Some(last) if full_page => {
+                        let next = req.interval.next_open(last.open_time_ms);
+                        (
+                            next,
+                            Some(Want::Range {
+                                from_open_ms: next,
+                                to_open_ms: None,
+                            }),
+                        )
+                    }
+                    // The last page: its newest row is the open candle, left out, and
+                    // nothing after it can be confirmed absent yet.
+                    Some(_) => (rows.pop().map_or(from_open_ms, |c| c.open_time_ms), None),
+                    None => (from_open_ms, None),
+                };
+                let absent = klines::missing_runs(&rows, req.interval, from_open_ms, page_end);
+                self.stats.backfill_candles.add(rows.len() as u64);
+                (absent, more)
+            }
+        };
+        for (from, to) in &absent {
+            self.stats.absent_ranges.inc();
+            let gap = crate::candle::Gap {
+                symbol: req.symbol,
+                interval: req.interval,
+                from_open_ms: *from,
+                to_open_ms: *to,
+            };
+            self.stats.absent_candles.add(gap.candles());
+            if self.plan.database.is_some() {
+                if self.absences.len() >= MAX_PENDING_ABSENCES {
+                    self.absences.pop_front();
+                    self.stats.absences_dropped.inc();
+                }
+                self.absences.push_back(gap);
+            }
+        }
+        self.deliver(
+            job.shard,
+            RestBatch {
+                request: req,
+                candles: rows,
+                absent,
+                failed: false,
+            },
+        );
+        if let Some(want) = more {
+            let next = Request { want, ..req };
+            self.scheduler.push_front(
+                Job {
+                    shard: job.shard,
+                    request: next,
+                },
+                priority(&next),
+            );
+        }
+    }
+
+    /// Writes confirmed absences to `candle_absences` (idempotent); while the
+    /// database is down they wait, bounded, and are tried again every few seconds.
+    fn record_absences(&mut self) {
+        let Some(db) = self.plan.database.as_mut() else {
+            return;
+        };
+        if self.absences.is_empty() || Instant::now() < self.db_retry_at {
+            return;
+        }
+        while let Some(g) = self.absences.front() {
+            if let Err(e) = db.record_absence(g) {
+                tracing::warn!(error = %e, pending = self.absences.len(),
+                    "cannot record confirmed absences yet; retrying");
+                self.stats.set_error(&e);
+                self.db_retry_at = Instant::now() + ABSENCE_RETRY;
+                return;
+            }
+            self.absences.pop_front();
+            self.stats.absences_written.inc();
+        }
+    }
+
+    fn attempts_done(&mut self, job: Job) {
+        self.attempts.retain(|(j, _)| *j != job);
+    }
+
+    fn deliver(&self, shard: usize, mut batch: RestBatch) {
+        let link = &self.plan.shards[shard].1;
+        while let Err(back) = link.deliveries.push(batch) {
+            if self.stop.load(Ordering::Relaxed) {
+                return;
+            }
+            batch = back;
+            link.delivered.ring();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        link.delivered.ring();
+    }
+}
+
+enum Call {
+    Body(String),
+    RateLimited,
+    Failed(RestError),
+}
+
+#[cfg(test)]
+mod tests;

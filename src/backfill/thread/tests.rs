@@ -1,0 +1,316 @@
+use std::sync::Mutex;
+
+use super::*;
+use crate::backfill::scheduler::Priority;
+use crate::backfill::{DatabaseError, RestDatabase};
+use crate::candle::Gap;
+use crate::market::Decimal;
+use crate::message::rest::ShardLink;
+
+const M: i64 = 60_000;
+
+fn btc() -> Symbol {
+    Symbol::new("BTCUSDT").unwrap()
+}
+
+fn candle(open_ms: i64) -> Candle {
+    let one = Decimal::new(1, 0);
+    Candle {
+        symbol: btc(),
+        interval: Interval::M1,
+        open_time_ms: open_ms,
+        close_time_ms: Interval::M1.close_time(open_ms),
+        open: one,
+        high: one,
+        low: one,
+        close: one,
+        volume: one,
+        quote_volume: one,
+        taker_buy_base: one,
+        taker_buy_quote: one,
+        trades: 1,
+        first_trade_id: 0,
+        last_trade_id: 0,
+        closed: true,
+        event_time_us: (open_ms + M) * 1000,
+    }
+}
+
+fn minutes(opens: impl IntoIterator<Item = i64>) -> Vec<Candle> {
+    opens.into_iter().map(|m| candle(m * M)).collect()
+}
+
+/// A database that answers from memory, and can be down.
+#[derive(Default)]
+struct FakeDb {
+    stored: Vec<(Symbol, Interval, i64)>,
+    down: Arc<AtomicBool>,
+    recorded: Arc<Mutex<Vec<Gap>>>,
+}
+
+impl RestDatabase for FakeDb {
+    fn newest_stored(
+        &mut self,
+        series: &[(Symbol, Interval)],
+    ) -> Result<Vec<(Symbol, Interval, i64)>, DatabaseError> {
+        assert_eq!(series, [(btc(), Interval::M1)]);
+        Ok(self.stored.clone())
+    }
+    fn record_absence(&mut self, gap: &Gap) -> Result<(), DatabaseError> {
+        if self.down.load(Ordering::Relaxed) {
+            return Err("database down".into());
+        }
+        self.recorded.lock().unwrap().push(*gap);
+        Ok(())
+    }
+}
+
+/// A thread for one BTCUSDT 1m series that never sends anything: the tests drive its
+/// steps by hand.
+fn thread(warm: u32, db: Option<FakeDb>) -> (Thread, ShardLink) {
+    let link = ShardLink::default();
+    let plan = RestPlan {
+        rest_url: "http://127.0.0.1:9".into(),
+        warm_candles: warm,
+        weight_share: 1.0,
+        database: db.map(|d| Box::new(d) as Box<dyn RestDatabase>),
+        shards: vec![(vec![(btc(), Interval::M1)], link.clone())],
+    };
+    let client = Client::new(crate::backfill::agent(None).unwrap());
+    let t = Thread::new(
+        plan,
+        client,
+        Arc::new(RestStats::default()),
+        Arc::new(AtomicBool::new(false)),
+    );
+    (t, link)
+}
+
+/// Every job the scheduler would send now, in order.
+fn queued(t: &mut Thread) -> Vec<Want> {
+    let mut out = Vec::new();
+    loop {
+        match t.scheduler.next(wall_ms()) {
+            Next::Send(job) => out.push(job.request.want),
+            Next::Idle => return out,
+            Next::Wait(ms) => panic!("the budget should not hold {out:?} ({ms} ms)"),
+        }
+    }
+}
+
+fn job(want: Want) -> Job {
+    Job {
+        shard: 0,
+        request: Request {
+            symbol: btc(),
+            interval: Interval::M1,
+            want,
+        },
+    }
+}
+
+fn range(from: i64, to: Option<i64>) -> Want {
+    Want::Range {
+        from_open_ms: from * M,
+        to_open_ms: to.map(|t| t * M),
+    }
+}
+
+#[test]
+fn startup_warms_each_series_or_nothing() {
+    let (mut t, _) = thread(10, None);
+    t.queue_startup();
+    assert_eq!(
+        queued(&mut t),
+        [Want::Warm {
+            candles: 10,
+            end_open_ms: None
+        }]
+    );
+    let (mut t, _) = thread(0, None);
+    t.queue_startup();
+    assert_eq!(queued(&mut t), []);
+}
+
+#[test]
+fn startup_resumes_before_the_newest_stored_candle() {
+    let db = FakeDb {
+        stored: vec![(btc(), Interval::M1, 100 * M)],
+        ..FakeDb::default()
+    };
+    let (mut t, _) = thread(10, Some(db));
+    t.queue_startup();
+    assert_eq!(t.stats.resumed_series.get(), 1);
+    // Two candles of overlap: history ends at 97, the catch-up starts at 98.
+    assert_eq!(
+        queued(&mut t),
+        [
+            Want::Warm {
+                candles: 10,
+                end_open_ms: Some(97 * M)
+            },
+            range(98, None)
+        ]
+    );
+}
+
+#[test]
+fn requests_are_queued_once_and_not_while_waiting_for_a_retry() {
+    let (mut t, link) = thread(0, None);
+    let want = range(10, Some(20));
+    link.requests.push(job(want).request).unwrap();
+    link.requests.push(job(want).request).unwrap();
+    t.take_requests();
+    assert_eq!(queued(&mut t), [want]);
+    t.failed(job(want), RestError::Thread(std::io::Error::other("boom")));
+    assert_eq!(t.retries.len(), 1);
+    link.requests.push(job(want).request).unwrap();
+    t.take_requests();
+    assert_eq!(queued(&mut t), [], "the retry timer owns it");
+}
+
+#[test]
+fn failures_back_off_then_give_up_and_tell_the_shard() {
+    let (mut t, link) = thread(0, None);
+    let j = job(range(10, Some(20)));
+    let err = || RestError::Thread(std::io::Error::other("boom"));
+    let before = Instant::now();
+    t.failed(j, err());
+    let first = t.retries[0].0 - before;
+    assert!(
+        first >= RETRY_INITIAL && first < RETRY_INITIAL * 2,
+        "{first:?}"
+    );
+    for _ in 1..MAX_ATTEMPTS - 1 {
+        t.failed(j, err());
+    }
+    // Doubled per attempt, capped.
+    let last = t.retries.last().unwrap().0 - before;
+    assert!(last <= RETRY_MAX + Duration::from_secs(1), "{last:?}");
+    assert!(last > RETRY_INITIAL * 32, "{last:?}");
+    assert!(link.deliveries.is_empty());
+    t.failed(j, err());
+    let batch = link.deliveries.pop().expect("a failed batch");
+    assert!(batch.failed && batch.candles.is_empty());
+    assert_eq!(batch.request, j.request);
+    assert_eq!(t.stats.failures.get(), 1);
+    assert_eq!(t.stats.failed_attempts.get(), u64::from(MAX_ATTEMPTS));
+    assert!(t.attempts.is_empty());
+
+    // A warm start gives up sooner.
+    let w = job(Want::Warm {
+        candles: 5,
+        end_open_ms: None,
+    });
+    for _ in 0..MAX_WARM_ATTEMPTS {
+        t.failed(w, err());
+    }
+    assert!(link.deliveries.pop().unwrap().failed);
+    assert_eq!(t.stats.failures.get(), 2);
+}
+
+#[test]
+fn a_range_page_delivers_its_candles_and_the_spans_it_lacks() {
+    let (mut t, link) = thread(0, Some(FakeDb::default()));
+    // Rows outside the range are dropped.
+    t.answered(job(range(0, Some(5))), minutes([0, 1, 3, 5]));
+    let batch = link.deliveries.pop().unwrap();
+    assert!(!batch.failed && !batch.is_history());
+    let opens: Vec<i64> = batch.candles.iter().map(|c| c.open_time_ms / M).collect();
+    assert_eq!(opens, [0, 1, 3]);
+    assert_eq!(batch.absent, [(2 * M, 3 * M), (4 * M, 5 * M)]);
+    assert_eq!(t.stats.absent_ranges.get(), 2);
+    assert_eq!(t.stats.absent_candles.get(), 2);
+    assert_eq!(t.stats.backfill_candles.get(), 3);
+    assert_eq!(t.absences.len(), 2, "kept for the database");
+    assert_eq!(queued(&mut t), [], "the range is done");
+
+    // Without a database nothing waits to be recorded.
+    let (mut t, link) = thread(0, None);
+    t.answered(job(range(0, Some(2))), Vec::new());
+    assert_eq!(link.deliveries.pop().unwrap().absent, [(0, 2 * M)]);
+    assert!(t.absences.is_empty());
+}
+
+#[test]
+fn a_full_page_asks_for_the_next_one_first() {
+    let (mut t, link) = thread(0, None);
+    let page = klines::MAX_LIMIT as i64;
+    t.answered(job(range(0, Some(page + 500))), minutes(0..page));
+    let batch = link.deliveries.pop().unwrap();
+    assert_eq!(batch.candles.len(), page as usize);
+    assert!(
+        batch.absent.is_empty(),
+        "nothing past the page is judged yet"
+    );
+    assert_eq!(queued(&mut t), [range(page, Some(page + 500))]);
+
+    let (mut t, link) = thread(0, None);
+    t.answered(job(range(0, None)), minutes(0..page));
+    assert_eq!(link.deliveries.pop().unwrap().candles.len(), page as usize);
+    assert_eq!(queued(&mut t), [range(page, None)]);
+}
+
+#[test]
+fn the_open_candle_is_left_out_of_open_ended_answers() {
+    let (mut t, link) = thread(0, None);
+    // The last page of a catch-up: 3 is still open; 1 is missing.
+    t.answered(job(range(0, None)), minutes([0, 2, 3]));
+    let batch = link.deliveries.pop().unwrap();
+    let opens: Vec<i64> = batch.candles.iter().map(|c| c.open_time_ms / M).collect();
+    assert_eq!(opens, [0, 2]);
+    assert_eq!(batch.absent, [(M, 2 * M)]);
+    assert_eq!(queued(&mut t), []);
+
+    let warm = Want::Warm {
+        candles: 2,
+        end_open_ms: None,
+    };
+    t.answered(job(warm), minutes([7, 8, 9]));
+    let batch = link.deliveries.pop().unwrap();
+    assert!(batch.is_history());
+    assert_eq!(batch.candles.len(), 2);
+    assert_eq!(t.stats.series_warmed.get(), 1);
+    assert_eq!(t.stats.warm_candles.get(), 2);
+}
+
+#[test]
+fn absences_wait_while_the_database_is_down_then_are_recorded_in_order() {
+    let db = FakeDb::default();
+    let (down, recorded) = (db.down.clone(), db.recorded.clone());
+    let (mut t, _) = thread(0, Some(db));
+    t.answered(job(range(0, Some(4))), minutes([1]));
+    assert_eq!(t.absences.len(), 2);
+    down.store(true, Ordering::Relaxed);
+    t.record_absences();
+    assert_eq!(t.absences.len(), 2);
+    assert_eq!(t.stats.absences_written.get(), 0);
+    assert!(t.db_retry_at > Instant::now(), "no new attempt at once");
+    assert!(t
+        .stats
+        .last_error
+        .lock()
+        .unwrap()
+        .as_deref()
+        .is_some_and(|e| e.contains("database down")));
+    down.store(false, Ordering::Relaxed);
+    t.record_absences();
+    assert_eq!(t.absences.len(), 2, "waits out the retry delay");
+    t.db_retry_at = Instant::now();
+    t.record_absences();
+    assert!(t.absences.is_empty());
+    assert_eq!(t.stats.absences_written.get(), 2);
+    let spans: Vec<(i64, i64)> = recorded
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|g| (g.from_open_ms, g.to_open_ms))
+        .collect();
+    assert_eq!(spans, [(0, M), (2 * M, 4 * M)]);
+}
+
+#[test]
+fn priority_puts_bounded_ranges_first() {
+    assert_eq!(priority(&job(range(0, Some(1))).request), Priority::Urgent);
+    assert_eq!(priority(&job(range(0, None)).request), Priority::Normal);
+}
