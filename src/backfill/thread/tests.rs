@@ -4,7 +4,6 @@ use super::*;
 use crate::backfill::scheduler::Priority;
 use crate::backfill::{DatabaseError, RestDatabase};
 use crate::candle::Gap;
-use crate::market::Decimal;
 use crate::message::rest::ShardLink;
 
 const M: i64 = 60_000;
@@ -14,26 +13,7 @@ fn btc() -> Symbol {
 }
 
 fn candle(open_ms: i64) -> Candle {
-    let one = Decimal::new(1, 0);
-    Candle {
-        symbol: btc(),
-        interval: Interval::M1,
-        open_time_ms: open_ms,
-        close_time_ms: Interval::M1.close_time(open_ms),
-        open: one,
-        high: one,
-        low: one,
-        close: one,
-        volume: one,
-        quote_volume: one,
-        taker_buy_base: one,
-        taker_buy_quote: one,
-        trades: 1,
-        first_trade_id: 0,
-        last_trade_id: 0,
-        closed: true,
-        event_time_us: (open_ms + M) * 1000,
-    }
+    crate::market::testing::candle("BTCUSDT", open_ms, (open_ms + M) * 1000, true)
 }
 
 fn minutes(opens: impl IntoIterator<Item = i64>) -> Vec<Candle> {
