@@ -36,7 +36,7 @@ mod tests;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::backfill::ShardLink;
+use crate::message::rest::ShardLink;
 use crate::candle::{CandleTrack, Gap, KlineOutcome, SeqGate};
 use crate::clock::{mono_ns, wall_us};
 use crate::latency::{Recorder, Stage};

@@ -2,7 +2,7 @@
 //! applying the batches it delivers (warm starts and backfills).
 
 use super::{Outage, Record, ShardState};
-use crate::backfill::{RestBatch, ShardLink, Want};
+use crate::message::rest::{Request, RestBatch, ShardLink, Want};
 use crate::candle::{Gap, KlineOutcome};
 use crate::signals::rules::Bar;
 
@@ -199,7 +199,7 @@ impl ShardState {
     /// counted) when its queue is full.
     pub(super) fn ask_range(&self, link: &ShardLink, slot: usize, from: i64, to: i64) -> bool {
         let (symbol, interval) = self.series_key(slot);
-        let req = crate::backfill::Request {
+        let req = Request {
             symbol,
             interval,
             want: Want::Range {

@@ -113,7 +113,7 @@ fn gaps_and_duplicates_are_counted() {
 // ---- Timers, driven by the `now_ns` the caller passes (no sleeps, no clock) ----
 
 use super::rest::RETRY_FAILED_AFTER_NS;
-use crate::backfill::{Request, RestBatch, ShardLink, Want};
+use crate::message::rest::{Request, RestBatch, ShardLink, Want};
 use crate::signals::params::SignalsConfig;
 
 fn btc() -> Symbol {
