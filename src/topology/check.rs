@@ -148,14 +148,14 @@ pub fn evaluate_host(facts: &HostFacts, layout: &Layout) -> Result<HostReport, H
             let Some(core) = core else { continue };
             if facts.cores_configured > 0 && core >= facts.cores_configured {
                 return Err(HostError::CoreMissing {
-                    role,
+                    role: role.to_string(),
                     core,
                     configured: facts.cores_configured,
                 });
             }
             if !facts.allowed_cores.contains(&core) {
                 return Err(HostError::CoreNotAllowed {
-                    role,
+                    role: role.to_string(),
                     core,
                     allowed: core_ranges(&facts.allowed_cores),
                 });

@@ -93,6 +93,14 @@ impl ShardMap {
         ShardMap::parse(&text, &path.display().to_string())
     }
 
+    /// Every role the map places, with its core (see [`Role::with_cores`]).
+    pub fn roles(&self) -> Vec<(Role, usize)> {
+        Role::with_cores(
+            [self.writer_core, self.publisher_core, self.dashboard_core],
+            self.shards.iter().map(|s| s.core).enumerate(),
+        )
+    }
+
     /// Parses a shard map; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<ShardMap, TopologyError> {
         let map: ShardMap = toml::from_str(text).map_err(|e| TopologyError::Syntax {
@@ -141,16 +149,50 @@ impl Layout {
     }
 
     /// Every (role, core) pair, for checks and summaries.
-    pub fn roles(&self) -> Vec<(String, Option<usize>)> {
-        let mut roles: Vec<(String, Option<usize>)> = self
-            .shards
-            .iter()
-            .map(|s| (format!("shard {}", s.index), s.core))
-            .collect();
-        roles.push(("the writer".to_owned(), self.writer_core));
-        roles.push(("the publisher".to_owned(), self.publisher_core));
-        roles.push(("the dashboard".to_owned(), self.dashboard_core));
+    pub fn roles(&self) -> Vec<(Role, Option<usize>)> {
+        Role::with_cores(
+            [self.writer_core, self.publisher_core, self.dashboard_core],
+            self.shards.iter().map(|s| (s.index, s.core)),
+        )
+    }
+}
+
+/// A role the layout puts on a core; displayed as checks and errors name it
+/// (`the writer`, `shard 3`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Writer,
+    Publisher,
+    Dashboard,
+    Shard(usize),
+}
+
+impl Role {
+    /// The one list of (role, core) that every check and summary walks: the writer, the
+    /// publisher and the dashboard, then each `(index, core)` of `shards`. Checks stop
+    /// at the first role that fails, so this order decides which one an error names.
+    pub fn with_cores<C>(
+        [writer, publisher, dashboard]: [C; 3],
+        shards: impl IntoIterator<Item = (usize, C)>,
+    ) -> Vec<(Role, C)> {
+        let mut roles = vec![
+            (Role::Writer, writer),
+            (Role::Publisher, publisher),
+            (Role::Dashboard, dashboard),
+        ];
+        roles.extend(shards.into_iter().map(|(i, c)| (Role::Shard(i), c)));
         roles
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Role::Writer => f.write_str("the writer"),
+            Role::Publisher => f.write_str("the publisher"),
+            Role::Dashboard => f.write_str("the dashboard"),
+            Role::Shard(i) => write!(f, "shard {i}"),
+        }
     }
 }
 

@@ -137,21 +137,10 @@ fn plan_from_map(
         });
     }
     if pinned {
-        let mut roles: Vec<(String, usize)> = vec![
-            ("the writer".to_owned(), map.writer_core),
-            ("the publisher".to_owned(), map.publisher_core),
-            ("the dashboard".to_owned(), map.dashboard_core),
-        ];
-        roles.extend(
-            map.shards
-                .iter()
-                .enumerate()
-                .map(|(i, s)| (format!("shard {i}"), s.core)),
-        );
-        for (role, core) in roles {
+        for (role, core) in map.roles() {
             if !allowed.contains(&core) {
                 return Err(TopologyError::CoreNotAllowed {
-                    role,
+                    role: role.to_string(),
                     core,
                     allowed: core_ranges(allowed),
                 });

@@ -398,6 +398,32 @@ fn malformed_maps_are_rejected_with_the_line() {
 }
 
 #[test]
+fn a_map_and_its_layout_list_the_same_roles() {
+    let m = map(include_str!("../../shards/bare-metal-16core.toml"));
+    let layout = plan(&config_with(symbols(30)), Some(&m), &cores(16)).unwrap();
+    let from_layout: Vec<(String, Option<usize>)> = layout
+        .roles()
+        .into_iter()
+        .map(|(r, c)| (r.to_string(), c))
+        .collect();
+    let from_map: Vec<(String, Option<usize>)> = m
+        .roles()
+        .into_iter()
+        .map(|(r, c)| (r.to_string(), Some(c)))
+        .collect();
+    assert_eq!(from_layout, from_map);
+    assert_eq!(
+        from_layout[..4],
+        [
+            ("the writer".to_owned(), Some(1)),
+            ("the publisher".to_owned(), Some(2)),
+            ("the dashboard".to_owned(), Some(3)),
+            ("shard 0".to_owned(), Some(4)),
+        ]
+    );
+}
+
+#[test]
 fn core_ranges_read_like_a_cpu_list() {
     assert_eq!(core_ranges(&[0, 1, 2, 3, 8, 10, 11]), "0-3,8,10-11");
     assert_eq!(core_ranges(&[5]), "5");

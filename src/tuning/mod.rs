@@ -279,21 +279,14 @@ pub fn kernel_cmdline(cores: &[usize]) -> String {
 /// A map naming a core the host does not have is a configuration error, named as such
 /// (the planner would call it "not allowed").
 fn check_map_cores(map: &ShardMap, origin: &str, online: &[usize]) -> Result<(), TuningError> {
-    let mut roles = vec![
-        ("the writer".to_owned(), map.writer_core),
-        ("the publisher".to_owned(), map.publisher_core),
-        ("the dashboard".to_owned(), map.dashboard_core),
-    ];
-    roles.extend(
-        map.shards
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (format!("shard {i}"), s.core)),
-    );
-    match roles.into_iter().find(|(_, core)| !online.contains(core)) {
+    match map
+        .roles()
+        .into_iter()
+        .find(|(_, core)| !online.contains(core))
+    {
         Some((role, core)) => Err(TuningError::CoreMissing {
             map: origin.to_owned(),
-            role,
+            role: role.to_string(),
             core,
             online: core_ranges(online),
         }),
