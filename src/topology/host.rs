@@ -1,6 +1,15 @@
-//! What this host offers: the cores this process may use, the kernel release, the
-//! memlock limit and whether io_uring works. The only code in [`super`] that asks the
-//! kernel anything.
+//! What this host offers: the cores this process may use and the cores online, the
+//! kernel release, the memlock limit, whether io_uring works, and small `/proc` and
+//! `/sys` files. The only code in [`super`] that asks the kernel anything; the engine's
+//! startup check and `alphapulse tuning` both read the host through these probes, so
+//! each exists once.
+
+use std::io::Read;
+
+use super::parse_cpu_list;
+
+/// Largest file read: every file read here is a line or a short table.
+const MAX_FILE_BYTES: u64 = 64 << 10;
 
 /// The cores this process may run on (its `sched_getaffinity` mask), ascending. Falls
 /// back to `0..available_parallelism` if the kernel will not say.
@@ -24,8 +33,24 @@ pub fn allowed_cores() -> Vec<usize> {
     (0..n).collect()
 }
 
-/// What the host offers, gathered once by [`HostFacts::gather`]; [`evaluate_host`](super::evaluate_host)
-/// judges it, so every verdict can be tested with made-up facts.
+/// The CPUs the kernel has online (`/sys/devices/system/cpu/online`), or `0..N` from
+/// `sysconf` when that file cannot be read.
+pub fn online_cpus() -> Vec<usize> {
+    if let Ok(text) = read_file("/sys/devices/system/cpu/online") {
+        if let Ok(cpus) = parse_cpu_list(&text, None) {
+            if !cpus.is_empty() {
+                return cpus;
+            }
+        }
+    }
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    (0..usize::try_from(n).unwrap_or(1).max(1)).collect()
+}
+
+/// What the host offers, gathered once by [`HostFacts::gather`];
+/// [`evaluate_host`](super::evaluate_host) judges it, so every verdict can be tested
+/// with made-up facts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostFacts {
     /// `uname -r`.
@@ -49,7 +74,7 @@ impl HostFacts {
         let configured = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) };
         HostFacts {
             kernel_release: kernel_release(),
-            io_uring_disabled: std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+            io_uring_disabled: read_file("/proc/sys/kernel/io_uring_disabled")
                 .ok()
                 .and_then(|text| text.trim().parse().ok()),
             io_uring_probe: probe_io_uring(),
@@ -107,4 +132,22 @@ fn probe_io_uring() -> Result<(), i32> {
     // SAFETY: `fd` is the ring descriptor the kernel just gave us and nothing else owns it.
     unsafe { libc::close(fd as libc::c_int) };
     Ok(())
+}
+
+/// The whole of a small file, or why not.
+pub fn read_file(path: &str) -> Result<String, String> {
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_FILE_BYTES).read_to_string(&mut text))
+        .map(|_| text)
+        .map_err(|e| format!("cannot read {path}: {}", io_error_text(&e)))
+}
+
+/// An I/O error without the "(os error N)" suffix, for table cells.
+pub fn io_error_text(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.find(" (os error") {
+        Some(i) => text[..i].to_owned(),
+        None => text,
+    }
 }

@@ -29,7 +29,7 @@ mod plan;
 mod tests;
 
 pub use check::{check_host, evaluate_host, HostError, HostReport};
-pub use cpus::core_ranges;
+pub use cpus::{core_ranges, parse_cpu_list, MAX_CPU};
 pub use host::{allowed_cores, HostFacts};
 pub use plan::{plan, plan_for_host};
 

@@ -424,6 +424,26 @@ fn a_map_and_its_layout_list_the_same_roles() {
 }
 
 #[test]
+fn cpu_lists_parse_like_the_kernel() {
+    assert_eq!(
+        parse_cpu_list("0-3,8,10-11\n", None).unwrap(),
+        vec![0, 1, 2, 3, 8, 10, 11]
+    );
+    assert_eq!(parse_cpu_list("", None).unwrap(), Vec::<usize>::new());
+    assert_eq!(
+        parse_cpu_list("(null)\n", None).unwrap(),
+        Vec::<usize>::new()
+    );
+    assert_eq!(parse_cpu_list("5,1,1-2", None).unwrap(), vec![1, 2, 5]);
+    assert_eq!(parse_cpu_list("0-7:2/4", None).unwrap(), vec![0, 1, 4, 5]);
+    assert_eq!(parse_cpu_list("4-N", Some(7)).unwrap(), vec![4, 5, 6, 7]);
+    assert_eq!(parse_cpu_list("all", Some(2)).unwrap(), vec![0, 1, 2]);
+    for bad in ["x", "3-1", "1-", "0-7:5/4", "0-7:1/0", "99999", "4-N"] {
+        assert!(parse_cpu_list(bad, None).is_err(), "{bad}");
+    }
+}
+
+#[test]
 fn core_ranges_read_like_a_cpu_list() {
     assert_eq!(core_ranges(&[0, 1, 2, 3, 8, 10, 11]), "0-3,8,10-11");
     assert_eq!(core_ranges(&[5]), "5");
@@ -572,4 +592,13 @@ fn this_host_reports_real_facts() {
         .allowed_cores
         .iter()
         .all(|&c| c < facts.cores_configured));
+    assert!(!host::online_cpus().is_empty());
+}
+
+#[test]
+fn unreadable_files_say_why_in_one_line() {
+    assert_eq!(
+        host::read_file("/nonexistent/file"),
+        Err("cannot read /nonexistent/file: No such file or directory".to_owned())
+    );
 }

@@ -6,13 +6,10 @@
 //! the reason, never a failure: a container or an unusual kernel may hide a file the
 //! engine does not strictly need.
 
-use crate::topology::{self, core_ranges, HostFacts, Layout};
+use crate::topology::{self, core_ranges, parse_cpu_list, HostFacts, Layout, MAX_CPU};
 
 use super::{Check, Readout, Status};
 
-/// Highest CPU number a cpu list may name: the kernel's largest `NR_CPUS`. Bounds the
-/// work a malformed list can cause.
-pub const MAX_CPU: usize = 8191;
 /// Deepest idle-state exit latency allowed on engine cores, in microseconds. C1 (HLT,
 /// or MWAIT C1) wakes in 1-2 µs; C1E already takes about 10 µs and C6 50-200 µs, which a
 /// shard waiting for the next frame would pay on every wake-up.
@@ -41,73 +38,6 @@ pub fn socket_buffer_bytes(max_frame_bytes: u64) -> u64 {
     max_frame_bytes
         .saturating_mul(SOCKET_BUFFER_FRAMES)
         .max(SOCKET_BUFFER_MIN_BYTES)
-}
-
-/// Parses a kernel cpu list (`0-3,8,10-15:2/4`, as in sysfs and on the command line).
-/// `online_max` resolves `N` (the last CPU) and `all`. An empty list, or sysfs's
-/// `(null)`, is the empty set. The result is sorted and without repeats.
-pub fn parse_cpu_list(text: &str, online_max: Option<usize>) -> Result<Vec<usize>, String> {
-    let text = text.trim();
-    if text.is_empty() || text == "(null)" {
-        return Ok(Vec::new());
-    }
-    let last = || online_max.ok_or_else(|| format!("cpu list {text:?}: N needs the CPU count"));
-    let number = |s: &str| -> Result<usize, String> {
-        let n = if s == "N" {
-            last()?
-        } else {
-            s.parse::<usize>()
-                .map_err(|_| format!("cpu list {text:?}: {s:?} is not a CPU number"))?
-        };
-        if n > MAX_CPU {
-            return Err(format!("cpu list {text:?}: CPU {n} is above {MAX_CPU}"));
-        }
-        Ok(n)
-    };
-    let mut cpus = Vec::new();
-    for part in text.split(',') {
-        let part = part.trim();
-        if part == "all" {
-            cpus.extend(0..=last()?);
-            continue;
-        }
-        let (range, stride) = match part.split_once(':') {
-            Some((range, stride)) => {
-                let (used, group) = stride
-                    .split_once('/')
-                    .ok_or_else(|| format!("cpu list {text:?}: bad stride {stride:?}"))?;
-                let used: usize = used
-                    .parse()
-                    .map_err(|_| format!("cpu list {text:?}: bad stride {stride:?}"))?;
-                let group: usize = group
-                    .parse()
-                    .map_err(|_| format!("cpu list {text:?}: bad stride {stride:?}"))?;
-                if group == 0 || used == 0 || used > group {
-                    return Err(format!("cpu list {text:?}: bad stride {stride:?}"));
-                }
-                (range, Some((used, group)))
-            }
-            None => (part, None),
-        };
-        let (start, end) = match range.split_once('-') {
-            Some((a, b)) => (number(a)?, number(b)?),
-            None => {
-                let n = number(range)?;
-                (n, n)
-            }
-        };
-        if start > end {
-            return Err(format!("cpu list {text:?}: range {range} runs backwards"));
-        }
-        for cpu in start..=end {
-            if stride.is_none_or(|(used, group)| (cpu - start) % group < used) {
-                cpus.push(cpu);
-            }
-        }
-    }
-    cpus.sort_unstable();
-    cpus.dedup();
-    Ok(cpus)
 }
 
 /// Parses a hexadecimal CPU mask as in `/proc/irq/default_smp_affinity`
@@ -921,26 +851,6 @@ mod tests {
 
     fn gone(path: &str) -> Readout {
         Err(format!("cannot read {path}: No such file or directory"))
-    }
-
-    #[test]
-    fn cpu_lists_parse_like_the_kernel() {
-        assert_eq!(
-            parse_cpu_list("0-3,8,10-11\n", None).unwrap(),
-            vec![0, 1, 2, 3, 8, 10, 11]
-        );
-        assert_eq!(parse_cpu_list("", None).unwrap(), Vec::<usize>::new());
-        assert_eq!(
-            parse_cpu_list("(null)\n", None).unwrap(),
-            Vec::<usize>::new()
-        );
-        assert_eq!(parse_cpu_list("5,1,1-2", None).unwrap(), vec![1, 2, 5]);
-        assert_eq!(parse_cpu_list("0-7:2/4", None).unwrap(), vec![0, 1, 4, 5]);
-        assert_eq!(parse_cpu_list("4-N", Some(7)).unwrap(), vec![4, 5, 6, 7]);
-        assert_eq!(parse_cpu_list("all", Some(2)).unwrap(), vec![0, 1, 2]);
-        for bad in ["x", "3-1", "1-", "0-7:5/4", "0-7:1/0", "99999", "4-N"] {
-            assert!(parse_cpu_list(bad, None).is_err(), "{bad}");
-        }
     }
 
     #[test]

@@ -1,18 +1,17 @@
 //! Reads the `/proc` and `/sys` files the tuning checks judge: the only part of
-//! [`super`] that touches the machine.
-//!
-//! Every read is bounded ([`MAX_FILE_BYTES`], [`MAX_IRQS`], [`MAX_IDLE_STATES`]) and
+//! [`super`] that touches the machine. Single files are read with the engine's own
+//! host probe ([`read_file`](crate::topology::host::read_file)), as are the engine's
+//! facts ([`HostFacts`]).//!
+//! Every read is bounded (one file at most 64 KiB, [`MAX_IRQS`], [`MAX_IDLE_STATES`]) and
 //! every failure is kept as the reason text, so an unreadable file becomes an N/A row.
 
-use std::io::Read;
 use std::path::Path;
 
 use super::checks::IdleState;
 use super::Readout;
+use crate::topology::host::{io_error_text, read_file as read};
 use crate::topology::HostFacts;
 
-/// Largest file read: every file read here is a line or a short table.
-const MAX_FILE_BYTES: u64 = 64 << 10;
 /// Most IRQ directories looked at; hosts have a few hundred, large ones a few thousand.
 const MAX_IRQS: usize = 16_384;
 /// Most cpuidle states read per CPU; drivers expose fewer than ten.
@@ -75,28 +74,10 @@ impl HostSnapshot {
     }
 }
 
-/// The whole of a small file, or why not.
-pub fn read(path: &str) -> Readout {
-    let mut text = String::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_FILE_BYTES).read_to_string(&mut text))
-        .map(|_| text)
-        .map_err(|e| format!("cannot read {path}: {}", plain(&e)))
-}
-
-/// An I/O error without the "(os error N)" suffix, for table cells.
-fn plain(e: &std::io::Error) -> String {
-    let text = e.to_string();
-    match text.find(" (os error") {
-        Some(i) => text[..i].to_owned(),
-        None => text,
-    }
-}
-
 /// Each numbered `/proc/irq/N` with its `smp_affinity_list`.
 fn read_irqs() -> Result<Vec<(String, Readout)>, String> {
     let dir = std::fs::read_dir("/proc/irq")
-        .map_err(|e| format!("cannot list /proc/irq: {}", plain(&e)))?;
+        .map_err(|e| format!("cannot list /proc/irq: {}", io_error_text(&e)))?;
     let mut irqs = Vec::new();
     for entry in dir.flatten().take(MAX_IRQS) {
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -126,19 +107,4 @@ fn read_idle_states(dir: &str) -> Result<Vec<IdleState>, String> {
         states.push(IdleState::parse(&name, &latency, &disable)?);
     }
     Ok(states)
-}
-
-/// The CPUs the kernel has online (`/sys/devices/system/cpu/online`), or `0..N` from
-/// `sysconf` when that file cannot be read.
-pub fn online_cpus() -> Vec<usize> {
-    if let Ok(text) = read("/sys/devices/system/cpu/online") {
-        if let Ok(cpus) = super::checks::parse_cpu_list(&text, None) {
-            if !cpus.is_empty() {
-                return cpus;
-            }
-        }
-    }
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
-    (0..usize::try_from(n).unwrap_or(1).max(1)).collect()
 }

@@ -17,7 +17,8 @@
 //!
 //! Layout:
 //! - [`checks`]: every check as a pure function of file contents (unit-tested).
-//! - [`host`]: reads those files (the only I/O).
+//! - [`host`]: reads those files (the only I/O), with the probes of
+//!   [`topology::host`](crate::topology::host).
 //! - [`unit`]: renders the systemd unit and the plan lines.
 
 pub mod checks;
@@ -447,7 +448,7 @@ impl<'a> Report<'a> {
 
 /// Parses `--host-cpus`.
 fn host_cpus(list: &str) -> Result<Vec<usize>, TuningError> {
-    match checks::parse_cpu_list(list, None) {
+    match topology::parse_cpu_list(list, None) {
         Ok(cpus) if !cpus.is_empty() => Ok(cpus),
         Ok(_) => Err(TuningError::BadHostCpus(format!(
             "{list:?}: name at least one CPU, e.g. 0-15"
@@ -465,7 +466,11 @@ fn plan_for(config: &Config, host_cpus_arg: Option<&str>) -> Result<TuningPlan, 
             let cpus = host_cpus(list)?;
             TuningPlan::new(config, &cpus, &cpus)
         }
-        None => TuningPlan::new(config, &host::online_cpus(), &topology::allowed_cores()),
+        None => TuningPlan::new(
+            config,
+            &topology::host::online_cpus(),
+            &topology::allowed_cores(),
+        ),
     }
 }
 
