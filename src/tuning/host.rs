@@ -1,7 +1,8 @@
 //! Reads the `/proc` and `/sys` files the tuning checks judge: the only part of
 //! [`super`] that touches the machine. Single files are read with the engine's own
 //! host probe ([`read_file`](crate::topology::host::read_file)), as are the engine's
-//! facts ([`HostFacts`]).//!
+//! facts ([`HostFacts`]).
+//!
 //! Every read is bounded (one file at most 64 KiB, [`MAX_IRQS`], [`MAX_IDLE_STATES`]) and
 //! every failure is kept as the reason text, so an unreadable file becomes an N/A row.
 
