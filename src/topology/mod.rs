@@ -148,6 +148,22 @@ impl Layout {
         self.shards.len() + 1
     }
 
+    /// The same shape with no core assigned to any role.
+    pub fn unpinned(self) -> Layout {
+        Layout {
+            shards: self
+                .shards
+                .into_iter()
+                .map(|s| ShardPlan { core: None, ..s })
+                .collect(),
+            writer_core: None,
+            publisher_core: None,
+            dashboard_core: None,
+            pinned: false,
+            busy_poll: self.busy_poll,
+        }
+    }
+
     /// Every (role, core) pair, for checks and summaries.
     pub fn roles(&self) -> Vec<(Role, Option<usize>)> {
         Role::with_cores(

@@ -49,7 +49,7 @@ pub fn plan(
         Some(map) => plan_from_map(config, map, &symbols, &allowed, pinned)?,
         None => plan_from_cores(&symbols, &allowed),
     };
-    Ok(if pinned { layout } else { unpin(layout) })
+    Ok(if pinned { layout } else { layout.unpinned() })
 }
 
 /// Plans from the shard map named in the configuration (if any) and the cores this
@@ -60,21 +60,6 @@ pub fn plan_for_host(config: &Config) -> Result<Layout, TopologyError> {
         None => None,
     };
     plan(config, map.as_ref(), &allowed_cores())
-}
-
-fn unpin(layout: Layout) -> Layout {
-    Layout {
-        shards: layout
-            .shards
-            .into_iter()
-            .map(|s| ShardPlan { core: None, ..s })
-            .collect(),
-        writer_core: None,
-        publisher_core: None,
-        dashboard_core: None,
-        pinned: false,
-        busy_poll: layout.busy_poll,
-    }
 }
 
 /// Orders symbols by stable hash (ties by name), the order in which they are dealt.

@@ -100,21 +100,7 @@ pub fn memlock(facts: &HostFacts, layout: &Layout) -> Check {
         io_uring_probe: Ok(()),
         ..facts.clone()
     };
-    let unpinned = Layout {
-        shards: layout
-            .shards
-            .iter()
-            .map(|s| topology::ShardPlan {
-                core: None,
-                ..s.clone()
-            })
-            .collect(),
-        writer_core: None,
-        publisher_core: None,
-        dashboard_core: None,
-        pinned: false,
-        busy_poll: false,
-    };
+    let unpinned = layout.clone().unpinned();
     let Some(limit) = facts.memlock_limit_bytes else {
         return pass(NAME, "unlimited".to_owned(), expected);
     };
