@@ -11,10 +11,10 @@
 //!
 //! Layout:
 //! - this file: the shard map, the [`Layout`] and its errors;
-//! - [`plan`](mod@plan): the planning rules, from a map or from the allowed cores;
-//! - [`cpus`]: cpu lists as the kernel writes them (`0-3,8`);
+//! - `plan`: the planning rules, from a map or from the allowed cores;
+//! - `cpus`: cpu lists as the kernel writes them (`0-3,8`);
 //! - [`host`]: what this host offers ([`HostFacts`]), read from the kernel;
-//! - [`check`]: whether the host can run a layout, the engine's startup check.
+//! - `check`: whether the host can run a layout, the engine's startup check.
 
 use std::fmt;
 use std::path::{Path, PathBuf};

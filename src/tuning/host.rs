@@ -3,7 +3,7 @@
 //! host probe ([`read_file`](crate::topology::host::read_file)), as are the engine's
 //! facts ([`HostFacts`]).
 //!
-//! Every read is bounded (one file at most 64 KiB, [`MAX_IRQS`], [`MAX_IDLE_STATES`]) and
+//! Every read is bounded (one file at most 64 KiB, `MAX_IRQS`, `MAX_IDLE_STATES`) and
 //! every failure is kept as the reason text, so an unreadable file becomes an N/A row.
 
 use std::path::Path;

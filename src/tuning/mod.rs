@@ -19,7 +19,7 @@
 //! - [`checks`]: every check as a pure function of file contents (unit-tested).
 //! - [`host`]: reads those files (the only I/O), with the probes of
 //!   [`topology::host`](crate::topology::host).
-//! - [`unit`]: renders the systemd unit and the plan lines.
+//! - [`unit`](mod@unit): renders the systemd unit and the plan lines.
 
 pub mod checks;
 pub mod host;

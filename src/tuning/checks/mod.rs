@@ -7,11 +7,11 @@
 //! engine does not strictly need.
 //!
 //! Layout, by area of the host:
-//! - [`isolation`](mod@isolation): the kernel kept off the tuned cores (isolation, ticks, RCU, IRQs);
-//! - [`power`]: frequency governor and idle states;
-//! - [`memory`]: huge pages, swap, locked memory;
-//! - [`io`]: io_uring, busy polling, socket buffers, the clock source;
-//! - [`parse`]: the kernel's notations they read.
+//! - `isolation`: the kernel kept off the tuned cores (isolation, ticks, RCU, IRQs);
+//! - `power`: frequency governor and idle states;
+//! - `memory`: huge pages, swap, locked memory;
+//! - `io`: io_uring, busy polling, socket buffers, the clock source;
+//! - `parse`: the kernel's notations they read.
 
 mod io;
 mod isolation;
