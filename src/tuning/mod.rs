@@ -18,7 +18,7 @@
 //! Layout:
 //! - [`checks`]: every check as a pure function of file contents (unit-tested).
 //! - [`host`]: reads those files (the only I/O), with the probes of
-//!   [`topology::host`](crate::topology::host).
+//!   [`topology::host`].
 //! - [`unit`](mod@unit): renders the systemd unit and the plan lines.
 
 pub mod checks;
