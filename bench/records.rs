@@ -11,9 +11,8 @@ use criterion::{Criterion, Throughput};
 use std::hint::black_box;
 
 use alphapulse::market::{Candle, Interval, Symbol};
-use alphapulse::record::{CandleRecord, SignalRecord};
+use alphapulse::record::{write_candle, write_signal, CandleRecord, SignalRecord};
 use alphapulse::signals::{Direction, IndicatorValues, Signal, SignalKind};
-use alphapulse::sinks::redis::records::{write_candle, write_signal};
 
 fn candle() -> Candle {
     let d = |s: &str| s.parse().expect("a valid decimal");

@@ -31,7 +31,8 @@
 //! - [`engine`]: starts and stops every role on its core.
 //! - [`harness`]: the `alphapulse bench` commands.
 //! - [`cli`]: the `alphapulse` command line (argument parsing and dispatch).
-//! - [`record`]: the JSON records served on the API.
+//! - [`record`]: the one codec of the JSON records served on the API, WebSocket and Redis
+//!   (the serde shapes, the allocation-light writers, the reader).
 //! - [`sinks`]: the roles that drain the rings: the database writer and its query
 //!   worker, the Redis publisher and its cross-instance bridge.
 //! - [`metrics`]: counters each role publishes; [`clock`]: time sources.

@@ -44,9 +44,8 @@ pub use self::status::StatusContext;
 use crate::config::Config;
 use crate::market::{Interval, Symbol};
 use crate::message::{Envelope, Record, REMOTE_SHARD};
-use crate::record::CandleRecord;
+use crate::record::{self, CandleRecord};
 use crate::ring::Consumer;
-use crate::sinks::redis::records;
 
 /// A request head must arrive within this (slowloris protection).
 pub const HEAD_DEADLINE: Duration = Duration::from_secs(10);
@@ -439,7 +438,7 @@ fn broadcast_record(hub: &Hub, record: &Record, recv_ns: u64) {
     match record {
         Record::Signal(s) => {
             if hub.any_subscriber(Topic::Signals) {
-                let msg = encode_with(|out| records::write_signal(out, s));
+                let msg = encode_with(|out| record::write_signal(out, s));
                 hub.broadcast_timed(
                     Topic::Signals,
                     (Some(s.symbol), Some(s.interval)),
@@ -451,7 +450,7 @@ fn broadcast_record(hub: &Hub, record: &Record, recv_ns: u64) {
         }
         Record::LiveCandle(c) | Record::ClosedCandle(c) => {
             if hub.any_subscriber(Topic::Candles) {
-                let msg = encode_with(|out| records::write_candle(out, c));
+                let msg = encode_with(|out| record::write_candle(out, c));
                 let key = Key::Live(c.symbol, c.interval);
                 let (key, supersedes) = if c.closed {
                     (None, Some(key))

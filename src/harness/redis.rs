@@ -17,10 +17,11 @@ use serde_json::json;
 use crate::harness::ingest::thread_cpu_seconds;
 use crate::market::{Candle, Decimal, Interval, Symbol};
 use crate::message::{Envelope, Record};
+use crate::record;
 use crate::ring::{self, Producer};
 use crate::signals::{Direction, IndicatorValues, Signal, SignalKind};
 use crate::sinks::redis::resp::{self, Conn, Target};
-use crate::sinks::redis::{records, PublisherStats, RedisSettings};
+use crate::sinks::redis::{PublisherStats, RedisSettings};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct RedisBenchArgs {
@@ -333,7 +334,7 @@ fn pipelined(
     );
     let total = args.records;
     let mut payload = Vec::new();
-    records::write_candle(
+    record::write_candle(
         &mut payload,
         &sample_candle(symbols[0], Interval::M1, 0, true, 0),
     );
@@ -458,7 +459,7 @@ fn unpipelined(
             i as u64,
         );
         payload.clear();
-        records::write_candle(&mut payload, &c);
+        record::write_candle(&mut payload, &c);
         out.clear();
         resp::publish(
             &mut out,

@@ -15,13 +15,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::records::{self, Names, Remote};
 use super::resp::{self, Conn, RespError, Target};
 use super::RedisSettings;
 use crate::clock::mono_ns;
 use crate::market::Symbol;
 use crate::message::{Envelope, Record, REMOTE_SHARD};
 use crate::metrics::Counter;
+use crate::record::{self, Names, Remote};
 use crate::ring::Producer;
 use crate::store::RecentStore;
 
@@ -190,7 +190,7 @@ impl Bridge {
         if !(rest.starts_with(b"candles:") || rest.starts_with(b"signals:")) {
             return;
         }
-        let record = match records::parse(payload, &mut self.names) {
+        let record = match record::parse(payload, &mut self.names) {
             Ok(r) => r,
             Err(e) => {
                 self.stats.bad_records.inc();
@@ -272,15 +272,15 @@ mod tests {
         );
         let mut payload = Vec::new();
         let mine = crate::market::testing::candle("BTCUSDT", 0, 1000, true);
-        records::write_candle(&mut payload, &mine);
+        record::write_candle(&mut payload, &mine);
         b.on_message(b"ap:candles:BTCUSDT:1m", &payload, "ap:");
         let theirs = crate::market::testing::candle("ETHUSDT", 0, 1000, true);
         payload.clear();
-        records::write_candle(&mut payload, &theirs);
+        record::write_candle(&mut payload, &theirs);
         b.on_message(b"ap:candles:ETHUSDT:1m", &payload, "ap:");
-        let sig = records::tests::signal("ETHUSDT", 60_000, SignalKind::Rsi);
+        let sig = record::tests::signal("ETHUSDT", 60_000, SignalKind::Rsi);
         payload.clear();
-        records::write_signal(&mut payload, &sig);
+        record::write_signal(&mut payload, &sig);
         b.on_message(b"ap:signals", &payload, "ap:");
         b.on_message(b"ap:signals:ETHUSDT:1m", &payload, "ap:");
         b.on_message(b"ap:candles:ETHUSDT:1m", b"garbage", "ap:");

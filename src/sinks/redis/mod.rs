@@ -16,7 +16,6 @@
 //! The [`bridge`] runs beside it: it subscribes to the other instances' records.
 
 pub mod bridge;
-pub mod records;
 pub mod resp;
 
 use std::collections::HashMap;
@@ -33,6 +32,7 @@ use crate::latency::{Recorder, Stage};
 use crate::market::{Candle, Interval, Symbol};
 use crate::message::{Envelope, Record, RecordKinds};
 use crate::metrics::Counter;
+use crate::record;
 use crate::ring::Producer;
 use crate::sinks::SinkStatus;
 use crate::sinks::{SinkIo, SinkRole};
@@ -368,7 +368,7 @@ impl Publisher {
                 }
                 Record::Signal(s) => {
                     self.payload.clear();
-                    records::write_signal(&mut self.payload, s);
+                    record::write_signal(&mut self.payload, s);
                     let prefix = self.settings.prefix.as_bytes();
                     resp::publish(&mut self.out, &[prefix, b":signals"], &self.payload);
                     resp::publish(
@@ -424,7 +424,7 @@ impl Publisher {
 
     fn queue_candle(&mut self, c: &Candle) {
         self.payload.clear();
-        records::write_candle(&mut self.payload, c);
+        record::write_candle(&mut self.payload, c);
         resp::publish(
             &mut self.out,
             &[
@@ -586,7 +586,7 @@ mod tests {
         settings.backoff_initial = Duration::from_millis(1);
         let stats = Arc::new(PublisherStats::default());
         let mut p = Publisher::new(settings, stats.clone());
-        let sig = records::tests::signal("ETHUSDT", 60_000, crate::signals::SignalKind::Rsi);
+        let sig = record::tests::signal("ETHUSDT", 60_000, crate::signals::SignalKind::Rsi);
         let batch = [
             env(Record::LiveCandle(candle("BTCUSDT", 0, 1_000, false))),
             env(Record::LiveCandle(candle("BTCUSDT", 0, 2_000, false))),

@@ -1,7 +1,19 @@
-//! The JSON records of DESIGN.md ("Records"), as served on the API, WebSocket and Redis.
-//! Decimal fields are strings, exactly as received; times are milliseconds.
+//! The JSON records of DESIGN.md ("Records"), as served on the API, WebSocket and Redis:
+//! the one codec for them. Decimal fields are strings, exactly as received; times are
+//! milliseconds.
+//!
+//! Pure. The serde structs here are the records' reference shape (the API's list reads
+//! and status build them); [`write`] appends the same bytes without building them (the
+//! dashboard's fan-out and the Redis publisher), and [`read`] parses a record back (the
+//! Redis bridge).
 
 use serde::Serialize;
+
+pub mod read;
+pub mod write;
+
+pub use read::{parse, Names, RecordError, Remote, MAX_INTERNED_NAMES};
+pub use write::{write_candle, write_decimal, write_signal};
 
 use crate::candle::Gap;
 use crate::market::Candle;
@@ -115,3 +127,6 @@ impl From<&Signal> for SignalRecord {
         }
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests;
