@@ -168,9 +168,9 @@ impl Engine {
         let store = Arc::new(Mutex::new(RecentStore::new(config.engine.recent_candles)));
         // Binance counts connection attempts per IP: one limiter for every shard, and
         // each instance of a scale-out deployment takes its share.
-        let limiter = Arc::new(Mutex::new(feed::backoff::AttemptLimiter::new(
-            feed::backoff::BINANCE_ATTEMPT_WINDOW,
-            feed::backoff::DEFAULT_ATTEMPT_LIMIT / config.engine.instance_count.max(1) as usize,
+        let limiter = Arc::new(Mutex::new(crate::backoff::AttemptLimiter::new(
+            crate::backoff::BINANCE_ATTEMPT_WINDOW,
+            crate::backoff::DEFAULT_ATTEMPT_LIMIT / config.engine.instance_count.max(1) as usize,
         )));
 
         let latency = Registry::new();

@@ -2,6 +2,8 @@
 //!
 //! # Layout
 //! - [`alloc`]: per-thread allocation counting (the binary's global allocator).
+//! - [`backoff`]: reconnect pacing: capped, jittered backoff and the connection-attempt
+//!   limit (pure; the feed and the sinks reconnect with it).
 //! - [`digits`]: integers written as decimal text into byte buffers (pure).
 //! - [`market`]: the shared vocabulary (symbols, intervals, exact decimals, candles).
 //! - [`http`]: HTTP/1.x request heads, percent-decoding and query parameters (pure),
@@ -12,7 +14,7 @@
 //! - [`wire`]: the zero-copy simd-json parser for Binance frames (pure).
 //! - [`config`]: one typed configuration, from TOML, environment and `.env`.
 //! - [`topology`]: shard maps, core layout planning and startup host checks.
-//! - [`feed`]: Binance WebSocket client: subscription planner, backoff, connections,
+//! - [`feed`]: Binance WebSocket client: subscription planner, connections,
 //!   the connection pool with make-before-break rotation.
 //! - [`candle`]: live candle state, gap detection and completeness (pure).
 //! - [`backfill`]: the REST thread and its scheduler: warm starts, gap backfill and
@@ -42,6 +44,7 @@
 
 pub mod alloc;
 pub mod backfill;
+pub mod backoff;
 pub mod candle;
 pub mod cli;
 pub mod clock;

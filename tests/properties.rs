@@ -5,9 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use alphapulse::backoff::{AttemptLimiter, Backoff, BINANCE_ATTEMPT_WINDOW};
 use alphapulse::candle::{CandleTrack, KlineOutcome, MAX_OPEN_GAPS};
 use alphapulse::config::StreamKinds;
-use alphapulse::feed::backoff::{AttemptLimiter, Backoff, BINANCE_ATTEMPT_WINDOW};
 use alphapulse::feed::protocol::{
     assign_streams, streams_for, subscribe_batches, BINANCE_MAX_REQUEST_BYTES,
     BINANCE_MAX_STREAMS_PER_CONNECTION,

@@ -2,11 +2,11 @@
 //!
 //! - [`protocol`]: stream names, assignment to connections, SUBSCRIBE batches, pacing,
 //!   acknowledgements (pure).
-//! - [`backoff`]: reconnect delays and the connection-attempt limit (pure).
+//! - [`crate::backoff`] (below the feed, shared with the sinks): reconnect delays and the
+//!   connection-attempt limit (pure).
 //! - [`connection`]: one socket: connect, subscribe, read, parse, hand events to the shard.
 //! - [`pool`]: supervisors that reconnect and rotate connections make-before-break.
 
-pub mod backoff;
 pub mod connection;
 pub mod frames;
 pub mod pool;
@@ -44,7 +44,7 @@ pub async fn run(
     shard: Rc<RefCell<ShardState>>,
     assignments: Vec<Vec<String>>,
     tls: Arc<futures_rustls::rustls::ClientConfig>,
-    limiter: Arc<std::sync::Mutex<backoff::AttemptLimiter>>,
+    limiter: Arc<std::sync::Mutex<crate::backoff::AttemptLimiter>>,
     stop: Arc<AtomicBool>,
 ) -> Result<(), FeedError> {
     let endpoint =

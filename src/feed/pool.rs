@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use futures_rustls::rustls;
 use glommio::task::JoinHandle;
 
-use super::backoff::{AttemptLimiter, Backoff};
 use super::connection::{self, ConnHandle, Endpoint, Phase, SessionCtx, SessionEnd};
+use crate::backoff::{AttemptLimiter, Backoff};
 use crate::metrics::ShardStats;
 
 /// How often a supervisor looks at its connections: rotations and reconnects are

@@ -25,9 +25,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::backoff::Backoff;
 use crate::clock::mono_ns;
 use crate::config::Config;
-use crate::feed::backoff::Backoff;
 use crate::latency::{Recorder, Stage};
 use crate::market::{Candle, Interval, Symbol};
 use crate::message::{Envelope, Record, RecordKinds};
