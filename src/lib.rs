@@ -26,7 +26,8 @@
 //! - [`signals`]: the signal vocabulary, indicators, signal rules, their per-timeframe
 //!   settings.
 //! - [`store`]: the bounded in-memory store of recent closed candles (kept by the
-//!   dashboard core).
+//!   dashboard core), and the API's list reads behind `RecordSource` (answered by it or
+//!   by the database query worker).
 //! - [`dashboard`]: the HTTP/WebSocket server on the dashboard core: routes, the
 //!   WebSocket protocol, fan-out to bounded per-client outboxes, access checks, metrics.
 //! - [`simulator`]: the Binance-compatible exchange simulator.

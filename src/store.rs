@@ -1,4 +1,5 @@
-//! The bounded in-memory store of recent candles, signals and recorded gaps.
+//! The bounded in-memory store of recent candles, signals and recorded gaps, and the
+//! API's list reads ([`ListQuery`]) over any [`RecordSource`].
 //!
 //! Kept by the dashboard core (one lock per drained batch of its ring, which carries
 //! every record kind) and by the Redis bridge for other instances' symbols; read by the
@@ -7,14 +8,72 @@
 //! entries are evicted and counted.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::sync::Mutex;
 
 use crate::candle::Gap;
 use crate::market::{Candle, Interval, Symbol};
 use crate::message::{Outage, Record};
+use crate::record::{CandleRecord, SignalRecord};
 use crate::signals::Signal;
 
 /// Gaps kept for the status API (the backfill consumes them from the ring later).
 pub const MAX_GAPS_KEPT: usize = 10_000;
+
+/// A list read of the API (`/api/candles`, `/api/signals`, the WebSocket `get_signals`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListQuery {
+    pub symbol: Option<Symbol>,
+    pub interval: Option<Interval>,
+    /// 1..=1000 (validated by the caller).
+    pub limit: usize,
+    /// Inclusive time range in ms (open time of candles, timestamp of signals).
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+}
+
+impl ListQuery {
+    /// Whether `t_ms` lies in the query's inclusive time range.
+    pub fn in_range(&self, t_ms: i64) -> bool {
+        self.from_ms.is_none_or(|f| t_ms >= f) && self.to_ms.is_none_or(|t| t_ms <= t)
+    }
+}
+
+/// Why a list read failed (the API answers 503 with this text).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ListError(pub String);
+
+/// What answers the API's list reads: the in-memory store (behind its lock), or the
+/// database query worker's client when a database is configured. Records come newest
+/// first, at most `limit`, within the query's time range. The reads are futures so that
+/// a source on another thread is awaited without blocking the dashboard's executor.
+pub trait RecordSource {
+    /// Closed candles.
+    fn candles(&self, q: ListQuery) -> impl Future<Output = Result<Vec<CandleRecord>, ListError>>;
+
+    /// Signals.
+    fn signals(&self, q: ListQuery) -> impl Future<Output = Result<Vec<SignalRecord>, ListError>>;
+}
+
+/// The in-memory answer, ready at once (the lock is held only while copying).
+impl RecordSource for Mutex<RecentStore> {
+    async fn candles(&self, q: ListQuery) -> Result<Vec<CandleRecord>, ListError> {
+        let store = self.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = store.closed(q.symbol, q.interval, 1000.max(q.limit));
+        out.retain(|c| q.in_range(c.open_time_ms));
+        out.truncate(q.limit);
+        Ok(out.iter().map(CandleRecord::from).collect())
+    }
+
+    async fn signals(&self, q: ListQuery) -> Result<Vec<SignalRecord>, ListError> {
+        let store = self.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = store.signals(q.symbol, q.interval, 1000.max(q.limit));
+        out.retain(|x| q.in_range(x.timestamp_ms));
+        out.truncate(q.limit);
+        Ok(out.iter().map(SignalRecord::from).collect())
+    }
+}
 
 #[derive(Default)]
 struct Series {

@@ -11,13 +11,13 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use alphapulse::dashboard::status::ListQuery;
 use alphapulse::market::{Candle, Decimal, Interval, Symbol};
 use alphapulse::signals::{Direction, IndicatorValues, Signal, SignalKind};
 use alphapulse::sinks::db::copy::{self, WriteConn};
 use alphapulse::sinks::db::query::QueryClient;
 use alphapulse::sinks::db::rows::{Batch, SignalRow};
 use alphapulse::sinks::db::{migrate_now, DbSettings, CONNECT_TIMEOUT};
+use alphapulse::store::{ListQuery, RecordSource};
 use pg::Postgres;
 
 fn settings(pg: &Postgres) -> DbSettings {

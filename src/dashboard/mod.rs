@@ -39,13 +39,13 @@ use self::fanout::{DashboardStats, Hub, Key};
 use self::http::{HeadError, Request, Response};
 use self::protocol::{Filter, Topic};
 pub use self::security::check_exposure;
-use self::status::ListQuery;
 pub use self::status::StatusContext;
 use crate::config::Config;
 use crate::market::{Interval, Symbol};
 use crate::message::{Envelope, Record, REMOTE_SHARD};
 use crate::record::{self, CandleRecord};
 use crate::ring::Consumer;
+use crate::store::ListQuery;
 
 /// A request head must arrive within this (slowloris protection).
 pub const HEAD_DEADLINE: Duration = Duration::from_secs(10);

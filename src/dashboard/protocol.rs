@@ -7,9 +7,9 @@
 
 use serde_json::{json, Value};
 
-use super::status::ListQuery;
 use super::{DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
 use crate::market::{Interval, Symbol};
+use crate::store::ListQuery;
 
 /// What a client can subscribe to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

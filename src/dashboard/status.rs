@@ -13,7 +13,7 @@ use crate::message::Envelope;
 use crate::metrics::{ShardStats, PARSE_ERROR_REASONS};
 use crate::record::{CandleRecord, GapRecord, SignalRecord};
 use crate::ring::RingView;
-use crate::store::RecentStore;
+use crate::store::{ListError, ListQuery, RecentStore, RecordSource};
 
 /// Recent gaps and outages listed in `/api/status` (the totals count all of them).
 pub const STATUS_RECENT_ITEMS: usize = 20;
@@ -29,23 +29,6 @@ pub struct ShardView {
     pub stats: Arc<ShardStats>,
     pub rings: Vec<RingView<Envelope>>,
 }
-
-/// A list read of the API (`/api/candles`, `/api/signals`, the WebSocket `get_signals`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ListQuery {
-    pub symbol: Option<Symbol>,
-    pub interval: Option<Interval>,
-    /// 1..=1000 (validated by the caller).
-    pub limit: usize,
-    /// Inclusive time range in ms (open time of candles, timestamp of signals).
-    pub from_ms: Option<i64>,
-    pub to_ms: Option<i64>,
-}
-
-/// Why a list read failed (the API answers 503 with this text).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ListError(pub String);
 
 pub use crate::sinks::SinkStatus;
 
@@ -264,30 +247,21 @@ impl StatusContext {
         sinks
     }
 
-    /// Closed candles newest first, for the API. Answered by the in-memory store; the
-    /// database query worker answers instead when one runs. Async so that a worker on
-    /// another thread is awaited without blocking the dashboard's executor.
+    /// Closed candles newest first, for the API, from the [`RecordSource`] that answers
+    /// list reads: the database query worker when one runs, else the in-memory store.
     pub async fn list_candles(&self, q: ListQuery) -> Result<Vec<CandleRecord>, ListError> {
-        if let Some(db) = &self.queries {
-            return db.candles(q).await;
+        match &self.queries {
+            Some(db) => db.candles(q).await,
+            None => self.store.candles(q).await,
         }
-        let store = self.store.lock().unwrap_or_else(|p| p.into_inner());
-        let mut out = store.closed(q.symbol, q.interval, 1000.max(q.limit));
-        out.retain(|c| in_range(c.open_time_ms, &q));
-        out.truncate(q.limit);
-        Ok(out.iter().map(CandleRecord::from).collect())
     }
 
     /// Signals newest first, for the API; see [`StatusContext::list_candles`].
     pub async fn list_signals(&self, q: ListQuery) -> Result<Vec<SignalRecord>, ListError> {
-        if let Some(db) = &self.queries {
-            return db.signals(q).await;
+        match &self.queries {
+            Some(db) => db.signals(q).await,
+            None => self.store.signals(q).await,
         }
-        let store = self.store.lock().unwrap_or_else(|p| p.into_inner());
-        let mut out = store.signals(q.symbol, q.interval, 1000.max(q.limit));
-        out.retain(|x| in_range(x.timestamp_ms, &q));
-        out.truncate(q.limit);
-        Ok(out.iter().map(SignalRecord::from).collect())
     }
 
     /// `/api/performance`: stage latencies in µs (cumulative since start, and the last
@@ -368,10 +342,6 @@ impl StatusContext {
             "per_core": per_core,
         })
     }
-}
-
-fn in_range(t_ms: i64, q: &ListQuery) -> bool {
-    q.from_ms.is_none_or(|f| t_ms >= f) && q.to_ms.is_none_or(|t| t_ms <= t)
 }
 
 fn shard_json(s: &ShardView) -> Value {

@@ -15,10 +15,10 @@ use postgres::Client;
 
 use super::copy;
 use super::rows::PgTime;
-use crate::dashboard::status::{ListError, ListQuery};
 use crate::market::Interval;
 use crate::record::{CandleRecord, SignalRecord};
 use crate::signals::{Direction, SignalKind};
+use crate::store::{ListError, ListQuery, RecordSource};
 
 /// Reads waiting for the worker. Past this the API answers "busy" at once instead of
 /// queueing behind a slow database.
@@ -60,18 +60,6 @@ impl QueryClient {
         Ok(QueryClient { tx })
     }
 
-    pub async fn candles(&self, q: ListQuery) -> Result<Vec<CandleRecord>, ListError> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Request::Candles(q, reply))?;
-        answer.await.map_err(|_| stopped())?
-    }
-
-    pub async fn signals(&self, q: ListQuery) -> Result<Vec<SignalRecord>, ListError> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Request::Signals(q, reply))?;
-        answer.await.map_err(|_| stopped())?
-    }
-
     fn send(&self, req: Request) -> Result<(), ListError> {
         self.tx.try_send(req).map_err(|e| match e {
             TrySendError::Full(_) => ListError(format!(
@@ -79,6 +67,21 @@ impl QueryClient {
             )),
             TrySendError::Disconnected(_) => stopped(),
         })
+    }
+}
+
+/// The database's answer, awaited on the worker's reply.
+impl RecordSource for QueryClient {
+    async fn candles(&self, q: ListQuery) -> Result<Vec<CandleRecord>, ListError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Candles(q, reply))?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    async fn signals(&self, q: ListQuery) -> Result<Vec<SignalRecord>, ListError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Signals(q, reply))?;
+        answer.await.map_err(|_| stopped())?
     }
 }
 
