@@ -10,6 +10,8 @@
 //! Fan-out is open-loop: events are rendered when they are due, whatever the state of
 //! a client's socket. Output waits in the connection's buffer; a client whose unsent
 //! output exceeds the outbox limit is disconnected (and counted), never waited for.
+//! The connections and that fan-out (the market's [`Sink`](super::market::Sink)) are
+//! in [`dispatch`].
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -17,19 +19,22 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+mod dispatch;
+
 use crate::wire::TimeUnit;
 
 use super::clock::{wall_epoch_ms, SimClock};
 use super::control::{self, ControlError, Request};
 use super::faults::FaultPlan;
 use super::http::{RequestHead, Response};
-use super::market::{Event, Market, Sink, StreamId};
-use super::render::{render_event, render_server_shutdown, time_in};
+use super::market::{Market, StreamId};
+use super::render::{render_server_shutdown, time_in};
 use super::replay::Playback;
 use super::rest::{self, WeightLimiter};
 use super::stats::Counters;
 use super::stream::{canonical_name, canonical_replay_name, parse_stream, StreamKind};
 use super::ws::{self, Incoming, WsError};
+use dispatch::{wake, Conn, ConnState, Dispatcher};
 
 /// Distinct stream names a replay will track. Clients may subscribe to names the capture
 /// does not contain (they just receive nothing); past this many, new names are refused
@@ -54,42 +59,6 @@ pub struct Settings {
     pub faults: FaultPlan,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ConnState {
-    Open,
-    /// `serverShutdown` was sent; the close frame follows at `close_at`.
-    ShutdownSent {
-        close_at: Instant,
-    },
-    /// A close frame is queued; the writer flushes it and ends the connection.
-    Closing,
-    /// Dropped abruptly: the tasks end without writing anything more.
-    Killed,
-}
-
-/// One WebSocket connection.
-#[derive(Debug)]
-struct Conn {
-    /// Accept order, for the seeded malformed-frame schedule.
-    seq: u64,
-    out: Vec<u8>,
-    /// Data frames in `out`, counted when written.
-    frames_pending: u64,
-    writer: Option<Waker>,
-    killer: Option<Waker>,
-    state: ConnState,
-    combined: bool,
-    unit: TimeUnit,
-    /// Subscriptions in the order they were made (LIST_SUBSCRIPTIONS order).
-    streams: Vec<StreamId>,
-    connected: Instant,
-    last_pong: Instant,
-    next_ping: Instant,
-    /// Arrival times of the last `max_incoming_rate` messages.
-    incoming: VecDeque<Instant>,
-    data_frames: u64,
-}
-
 /// What a writer task should do next.
 pub enum Output {
     /// Write the buffer swapped in; it holds this many data frames.
@@ -106,137 +75,6 @@ pub struct WsTarget {
     pub combined: bool,
     pub unit: TimeUnit,
     pub streams: Vec<String>,
-}
-
-/// Connections, subscriptions and rendering: the [`Sink`] the market emits into.
-#[derive(Debug)]
-struct Dispatcher {
-    conns: Vec<Option<Conn>>,
-    free: Vec<usize>,
-    /// Subscribed connection ids per stream id.
-    subs: Vec<Vec<u32>>,
-    /// Canonical stream name per stream id.
-    names: Vec<String>,
-    /// Stream ids by canonical name (replay mode allocates ids on demand).
-    ids: HashMap<String, StreamId>,
-    /// Upper-case symbol per symbol index.
-    symbols: Vec<String>,
-    /// The current event rendered once per (combined, unit) variant.
-    scratch: [Vec<u8>; 4],
-    rendered: [bool; 4],
-    damaged: Vec<u8>,
-    faults: FaultPlan,
-    max_outbox_bytes: usize,
-    stats: Arc<Counters>,
-}
-
-impl Dispatcher {
-    fn conn_mut(&mut self, id: usize) -> Option<&mut Conn> {
-        self.conns.get_mut(id).and_then(Option::as_mut)
-    }
-
-    /// Appends one data frame for a connection; returns false if the connection is
-    /// gone, closing, or was just dropped for a full outbox.
-    fn push_data(conn: &mut Conn, payload: &[u8], d: DataCtx<'_>) -> bool {
-        if !matches!(conn.state, ConnState::Open | ConnState::ShutdownSent { .. }) {
-            return false;
-        }
-        if conn.out.len() + payload.len() > d.max_outbox_bytes {
-            conn.state = ConnState::Killed;
-            wake(&mut conn.killer);
-            wake(&mut conn.writer);
-            Counters::add(&d.stats.slow_client_disconnects, 1);
-            return false;
-        }
-        let frame_no = conn.data_frames;
-        conn.data_frames += 1;
-        match d.faults.malformed(conn.seq, frame_no) {
-            Some(damage) => {
-                d.damaged.clear();
-                damage.apply(payload, d.damaged);
-                ws::push_frame(&mut conn.out, ws::OP_TEXT, d.damaged);
-                Counters::add(&d.stats.malformed_injected, 1);
-            }
-            None => ws::push_frame(&mut conn.out, ws::OP_TEXT, payload),
-        }
-        conn.frames_pending += 1;
-        wake(&mut conn.writer);
-        true
-    }
-
-    /// Sends a replayed frame to the connections subscribed to its stream.
-    fn send_replayed(&mut self, stream: StreamId, frame: &str, data: &str) {
-        let Some(subs) = self.subs.get(stream.0 as usize) else {
-            return;
-        };
-        for &cid in subs {
-            let Some(conn) = self.conns.get_mut(cid as usize).and_then(Option::as_mut) else {
-                continue;
-            };
-            let payload = if conn.combined { frame } else { data };
-            let ctx = DataCtx {
-                faults: &self.faults,
-                damaged: &mut self.damaged,
-                max_outbox_bytes: self.max_outbox_bytes,
-                stats: &self.stats,
-            };
-            Dispatcher::push_data(conn, payload.as_bytes(), ctx);
-        }
-    }
-}
-
-/// What `push_data` needs besides the connection (split borrows of the dispatcher).
-struct DataCtx<'a> {
-    faults: &'a FaultPlan,
-    damaged: &'a mut Vec<u8>,
-    max_outbox_bytes: usize,
-    stats: &'a Counters,
-}
-
-impl Sink for Dispatcher {
-    fn wants(&self, stream: StreamId) -> bool {
-        self.subs
-            .get(stream.0 as usize)
-            .is_some_and(|s| !s.is_empty())
-    }
-
-    fn emit(&mut self, stream: StreamId, event: &Event<'_>) {
-        let Some(subs) = self.subs.get(stream.0 as usize) else {
-            return;
-        };
-        let symbol = self
-            .symbols
-            .get(event.symbol_index())
-            .map_or("", String::as_str);
-        let name = self.names.get(stream.0 as usize).map_or("", String::as_str);
-        self.rendered = [false; 4];
-        for &cid in subs {
-            let Some(conn) = self.conns.get_mut(cid as usize).and_then(Option::as_mut) else {
-                continue;
-            };
-            let micro = conn.unit == TimeUnit::Microsecond;
-            let variant = usize::from(conn.combined) * 2 + usize::from(micro);
-            let buf = &mut self.scratch[variant];
-            if !self.rendered[variant] {
-                buf.clear();
-                render_event(buf, event, symbol, conn.combined.then_some(name), conn.unit);
-                self.rendered[variant] = true;
-            }
-            let ctx = DataCtx {
-                faults: &self.faults,
-                damaged: &mut self.damaged,
-                max_outbox_bytes: self.max_outbox_bytes,
-                stats: &self.stats,
-            };
-            Dispatcher::push_data(conn, buf, ctx);
-        }
-    }
-}
-
-fn wake(slot: &mut Option<Waker>) {
-    if let Some(w) = slot.take() {
-        w.wake();
-    }
 }
 
 /// The simulator's state.
