@@ -3,9 +3,9 @@
 //! milliseconds.
 //!
 //! Pure. The serde structs here are the records' reference shape (the API's list reads
-//! and status build them); [`write`] appends the same bytes without building them (the
-//! dashboard's fan-out and the Redis publisher), and [`read`] parses a record back (the
-//! Redis bridge).
+//! and status build them); [`mod@write`] appends the same bytes without building them
+//! (the dashboard's fan-out and the Redis publisher), and [`read`] parses a record back
+//! (the Redis bridge).
 
 use serde::Serialize;
 

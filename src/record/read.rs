@@ -113,8 +113,9 @@ fn decimal(name: &'static str, s: &str) -> Result<Decimal, RecordError> {
     )
 }
 
-/// Parses a candle or signal record (as published by [`write_candle`](super::write_candle) /
-/// [`write_signal`](super::write_signal)). Event times come back at the record's millisecond precision.
+/// Parses a candle or signal record (as published by
+/// [`write_candle`](super::write_candle) / [`write_signal`](super::write_signal)). Event
+/// times come back at the record's millisecond precision.
 pub fn parse(payload: &[u8], names: &mut Names) -> Result<Remote, RecordError> {
     match serde_json::from_slice::<Incoming>(payload)? {
         Incoming::Candle(c) => Ok(Remote::Candle(Candle {

@@ -17,7 +17,8 @@
 //! else. The general path ([`tape`]) handles all other frames: simd-json turns the frame
 //! into a tape (a flat array of nodes); each object is walked once, recording where
 //! each key we know sits (keys are matched by their bytes), and the fields of the
-//! recognised shape are read from those places. Both paths decode a frame to the same message.
+//! recognised shape are read from those places. Both paths decode a frame to the same
+//! message.
 //!
 //! In the general path fields are accepted in any order; a field we do not know is
 //! skipped and counted in [`ParseStats::unknown_fields`], an event type we do not know

@@ -3,9 +3,10 @@
 //!
 //! Runs on: its own plain thread with its own connection (the sync client blocks, so it
 //! never runs on the dashboard's glommio executor). In: [`Request`]s on a bounded
-//! channel, each with a oneshot reply. Out: records, newest first. The dashboard awaits
-//! the reply's future, so its executor keeps serving while the query runs; glommio
-//! accepts wakes from foreign threads.
+//! channel, each with a oneshot reply. Out: records, newest first, through the
+//! [`RecordSource`] the [`QueryClient`] implements. The dashboard awaits the reply's
+//! future, so its executor keeps serving while the query runs; glommio accepts wakes
+//! from foreign threads.
 
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 
