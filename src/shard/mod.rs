@@ -36,11 +36,11 @@ mod tests;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::message::rest::ShardLink;
 use crate::candle::{CandleTrack, Gap, KlineOutcome, SeqGate};
 use crate::clock::{mono_ns, wall_us};
 use crate::latency::{Recorder, Stage};
 use crate::market::{Candle, Interval, Symbol};
+use crate::message::rest::ShardLink;
 use crate::metrics::{SeriesStats, ShardStats};
 use crate::ring::Producer;
 use crate::signals::params::SignalsConfig;

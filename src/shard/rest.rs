@@ -2,8 +2,8 @@
 //! applying the batches it delivers (warm starts and backfills).
 
 use super::{Outage, Record, ShardState};
-use crate::message::rest::{Request, RestBatch, ShardLink, Want};
 use crate::candle::{Gap, KlineOutcome};
+use crate::message::rest::{Request, RestBatch, ShardLink, Want};
 use crate::signals::rules::Bar;
 
 /// After a backfill request fails for good, how long before the shard asks again.
