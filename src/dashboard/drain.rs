@@ -1,0 +1,177 @@
+//! The dashboard core's background tasks: the consumer of the shards' rings (it keeps
+//! the recent store and broadcasts every record, serialized and framed once, to its
+//! subscribers), the periodic status push and the rate sampler.
+
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::message::{Envelope, Record, REMOTE_SHARD};
+use crate::record;
+use crate::ring::Consumer;
+
+use super::fanout::{self, Hub, Key};
+use super::protocol::Topic;
+use super::send;
+use super::{Rates, Server, DRAIN_BATCH, STOP_POLL};
+
+/// The dashboard core's consumer: keeps the recent store and broadcasts every record.
+struct Drain {
+    server: Rc<Server>,
+}
+
+impl crate::consumer::Consume<Envelope> for Drain {
+    fn turn(&mut self, turn: crate::consumer::Turn<'_, Envelope>) -> crate::consumer::Next {
+        let batch = turn.batch;
+        let server = &self.server;
+        let now = crate::clock::mono_ns();
+        if let Some(rec) = server.hub.latency.borrow_mut().as_mut() {
+            for env in batch {
+                let at = crate::consumer::Stamped::enqueued_ns(env);
+                if at != 0 {
+                    rec.record_span(crate::latency::Stage::RingHop, at, now);
+                }
+            }
+            // Sends are recorded by the client tasks: hand them over even when no
+            // record came.
+            rec.maybe_handoff(now);
+        }
+        if batch.iter().any(|e| e.shard != REMOTE_SHARD) {
+            // The recent view the API answers from: one short lock per batch. Records
+            // of other instances were stored by the bridge that received them.
+            let mut store = server.ctx.store.lock().unwrap_or_else(|p| p.into_inner());
+            for env in batch.iter().filter(|e| e.shard != REMOTE_SHARD) {
+                store.apply(&env.record);
+            }
+        }
+        for env in batch {
+            server.hub.stats.records_in.inc();
+            // Records of other instances carry no receive time of ours.
+            let recv_ns = if env.shard == REMOTE_SHARD {
+                0
+            } else {
+                env.recv_ns
+            };
+            broadcast_record(&server.hub, &env.record, recv_ns);
+        }
+        // The latency hand-off and the stop flag want a look now and then even when idle.
+        crate::consumer::Next::At(Instant::now() + crate::latency::HANDOFF_INTERVAL)
+    }
+}
+
+/// Drains every feed as records arrive (woken by the producers' doorbells) and
+/// broadcasts them; between batches the client tasks write.
+pub(super) async fn drain(
+    server: Rc<Server>,
+    feeds: Vec<Consumer<Envelope>>,
+    stop: Arc<AtomicBool>,
+) {
+    // A burst (every symbol's candle closing at the top of the hour) is spread over
+    // drain rounds: per round, all feeds together queue at most a quarter of a client's
+    // outbox, and the client tasks write between rounds. So a client that reads keeps
+    // up with any burst and only one that does not read reaches its bound; the records
+    // wait in the rings meanwhile (the shards hold never-lost records when a ring fills).
+    let per_feed =
+        (server.opts.client_queue_messages / 4 / feeds.len().max(1)).clamp(1, DRAIN_BATCH);
+    let rings = crate::consumer::Rings::new(feeds, per_feed, None, server.opts.busy_poll);
+    let mut drain = Drain {
+        server: server.clone(),
+    };
+    crate::consumer::run_local(rings, &stop, &mut drain).await;
+}
+
+/// One record to its subscribers: serialized once, shared by all of them.
+fn broadcast_record(hub: &Hub, record: &Record, recv_ns: u64) {
+    match record {
+        Record::Signal(s) => {
+            if hub.any_subscriber(Topic::Signals) {
+                let msg = encode_with(|out| record::write_signal(out, s));
+                hub.broadcast_timed(
+                    Topic::Signals,
+                    (Some(s.symbol), Some(s.interval)),
+                    &msg,
+                    (None, None),
+                    recv_ns,
+                );
+            }
+        }
+        Record::LiveCandle(c) | Record::ClosedCandle(c) => {
+            if hub.any_subscriber(Topic::Candles) {
+                let msg = encode_with(|out| record::write_candle(out, c));
+                let key = Key::Live(c.symbol, c.interval);
+                let (key, supersedes) = if c.closed {
+                    (None, Some(key))
+                } else {
+                    (Some(key), None)
+                };
+                hub.broadcast_timed(
+                    Topic::Candles,
+                    (Some(c.symbol), Some(c.interval)),
+                    &msg,
+                    (key, supersedes),
+                    recv_ns,
+                );
+            }
+        }
+        Record::Gap(_) | Record::Outage(_) | Record::Absent(_) => {}
+    }
+}
+
+/// A broadcast record written by the allocation-light record writers (the Redis
+/// publisher's: the same bytes as `serde_json`, tested, at a fraction of the cost; see
+/// `cargo bench --bench records`), framed once for every client. The writers emit JSON
+/// text: valid UTF-8 by construction.
+fn encode_with(write: impl FnOnce(&mut Vec<u8>)) -> fanout::Frame {
+    send::text_frame_with(write)
+}
+
+/// Runs `tick` every `period` until `stop` is set (the flag is checked at least every
+/// [`STOP_POLL`]).
+async fn every(period: Duration, stop: &AtomicBool, mut tick: impl FnMut()) {
+    let mut next = Instant::now() + period;
+    while !stop.load(Ordering::Relaxed) {
+        glommio::timer::sleep(
+            next.saturating_duration_since(Instant::now())
+                .min(STOP_POLL),
+        )
+        .await;
+        if Instant::now() < next {
+            continue;
+        }
+        next += period;
+        tick();
+    }
+}
+
+/// Pushes the status to its subscribers every `WEBSOCKET_UPDATE_INTERVAL`.
+pub(super) async fn push_status(server: Rc<Server>, stop: Arc<AtomicBool>) {
+    every(server.opts.update_interval, &stop, || {
+        if server.hub.any_subscriber(Topic::Status) {
+            let msg = server.status_message();
+            server
+                .hub
+                .broadcast(Topic::Status, None, None, &msg, Some(Key::Status), None);
+        }
+    })
+    .await;
+}
+
+/// Samples the message rates once a second for `/api/performance`.
+pub(super) async fn sample_rates(server: Rc<Server>, stop: Arc<AtomicBool>) {
+    let sample = |s: &Server| {
+        let received: u64 = s.ctx.shards.iter().map(|x| x.stats.messages.get()).sum();
+        (Instant::now(), received, s.hub.stats.messages_sent.get())
+    };
+    let mut last = sample(&server);
+    every(Duration::from_secs(1), &stop, || {
+        let now = sample(&server);
+        let dt = now.0.duration_since(last.0).as_secs_f64().max(1e-3);
+        server.rates.set(Rates {
+            received_per_s: now.1.saturating_sub(last.1) as f64 / dt,
+            sent_per_s: now.2.saturating_sub(last.2) as f64 / dt,
+        });
+        last = now;
+    })
+    .await;
+}

@@ -1,0 +1,177 @@
+//! HTTP routes: a request head to its response, and the list endpoints' parameters.
+
+use serde_json::json;
+
+use crate::market::{Interval, Symbol};
+use crate::record::CandleRecord;
+use crate::store::ListQuery;
+
+use super::http::{self, Request, Response};
+use super::{metrics, page, security, Options, Server, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
+
+pub(super) fn authorized(req: &Request, opts: &Options) -> bool {
+    let query_token = http::query_param(&req.query, "token");
+    security::token_ok(
+        opts.token.as_deref(),
+        req.bearer.as_deref(),
+        query_token.as_deref(),
+    )
+}
+
+/// Maps a request to its response.
+pub(crate) async fn route(req: &Request, server: &Server) -> Response {
+    if req.method != "GET" && req.method != "HEAD" {
+        return Response::error(405, "only GET is supported");
+    }
+    if let Some((content_type, body)) = page::asset(&req.path) {
+        return Response {
+            status: 200,
+            content_type,
+            body: body.to_vec(),
+        };
+    }
+    let protected = req.path.starts_with("/api/") || req.path == "/metrics";
+    if protected && !authorized(req, &server.opts) {
+        server.hub.stats.unauthorized.inc();
+        return Response::error(401, "missing or wrong token");
+    }
+    let ctx = &server.ctx;
+    match req.path.as_str() {
+        "/healthz" => Response::json(200, &serde_json::json!({ "status": "ok" })),
+        "/readyz" => {
+            if ctx.ready() {
+                Response::json(200, &serde_json::json!({ "status": "ready" }))
+            } else {
+                Response::json(503, &serde_json::json!({ "status": "starting" }))
+            }
+        }
+        "/api/status" => Response::json(200, &server.status_json()),
+        "/api/performance" => Response::json(200, &server.performance_json()),
+        "/metrics" => Response::text(
+            200,
+            "text/plain; version=0.0.4; charset=utf-8",
+            metrics::render(ctx, &server.hub.stats),
+        ),
+        "/api/candles" => match list_query(&req.query) {
+            Ok(q) => match ctx.list_candles(q).await {
+                Ok(candles) => {
+                    let live: Vec<CandleRecord> = {
+                        let store = ctx.store.lock().unwrap_or_else(|p| p.into_inner());
+                        store
+                            .live(q.symbol, q.interval)
+                            .iter()
+                            .map(CandleRecord::from)
+                            .collect()
+                    };
+                    Response::json(200, &json!({ "candles": candles, "live": live }))
+                }
+                Err(e) => Response::error(503, &format!("candles unavailable: {e}")),
+            },
+            Err(resp) => resp,
+        },
+        "/api/signals" => match list_query(&req.query) {
+            Ok(q) => match ctx.list_signals(q).await {
+                Ok(signals) => Response::json(200, &json!({ "signals": signals })),
+                Err(e) => Response::error(503, &format!("signals unavailable: {e}")),
+            },
+            Err(resp) => resp,
+        },
+        _ => Response::error(404, "not found"),
+    }
+}
+
+type ListParams = (Option<Symbol>, Option<Interval>, usize);
+
+/// Validates `symbol`, `timeframe` and `limit`; a bad one is a 400 naming it.
+pub fn list_params(query: &str) -> Result<ListParams, Response> {
+    let symbol = match http::query_param(query, "symbol") {
+        Some(s) if !s.is_empty() => Some(
+            Symbol::new(&s)
+                .map_err(|e| Response::error(400, &format!("invalid parameter symbol: {e}")))?,
+        ),
+        _ => None,
+    };
+    let interval = match http::query_param(query, "timeframe") {
+        Some(t) if !t.is_empty() => Some(
+            Interval::parse(&t)
+                .map_err(|e| Response::error(400, &format!("invalid parameter timeframe: {e}")))?,
+        ),
+        _ => None,
+    };
+    let limit = match http::query_param(query, "limit") {
+        Some(l) if !l.is_empty() => match l.parse::<usize>() {
+            Ok(n) if (1..=MAX_LIST_LIMIT).contains(&n) => n,
+            _ => {
+                return Err(Response::error(
+                    400,
+                    &format!(
+                    "invalid parameter limit: expected a whole number from 1 to {MAX_LIST_LIMIT}"
+                ),
+                ))
+            }
+        },
+        _ => DEFAULT_LIST_LIMIT,
+    };
+    Ok((symbol, interval, limit))
+}
+
+/// [`list_params`] plus the optional `from` / `to` times (ms); a bad one is a 400
+/// naming it.
+pub fn list_query(query: &str) -> Result<ListQuery, Response> {
+    let (symbol, interval, limit) = list_params(query)?;
+    let time = |name: &str| -> Result<Option<i64>, Response> {
+        match http::query_param(query, name) {
+            Some(t) if !t.is_empty() => t.parse::<i64>().map(Some).map_err(|_| {
+                Response::error(
+                    400,
+                    &format!("invalid parameter {name}: expected a time in milliseconds"),
+                )
+            }),
+            _ => Ok(None),
+        }
+    };
+    Ok(ListQuery {
+        symbol,
+        interval,
+        limit,
+        from_ms: time("from")?,
+        to_ms: time("to")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_query_reads_the_time_range() {
+        let q = list_query("from=5&to=9").ok().unwrap();
+        assert_eq!((q.from_ms, q.to_ms, q.limit), (Some(5), Some(9), 100));
+        for (q, name) in [("from=x", "from"), ("to=1.5", "to")] {
+            let body = String::from_utf8(list_query(q).err().unwrap().body).unwrap();
+            assert!(body.contains(name), "{body}");
+        }
+    }
+
+    #[test]
+    fn list_params_validate_and_name_the_parameter() {
+        assert_eq!(list_params("").ok(), Some((None, None, 100)));
+        let (s, i, l) = list_params("symbol=btcusdt&timeframe=1h&limit=1000")
+            .ok()
+            .unwrap();
+        assert_eq!(s.unwrap().as_str(), "BTCUSDT");
+        assert_eq!(i, Some(Interval::H1));
+        assert_eq!(l, 1000);
+        for (q, name) in [
+            ("limit=0", "limit"),
+            ("limit=1001", "limit"),
+            ("timeframe=7m", "timeframe"),
+            ("symbol=a-b", "symbol"),
+        ] {
+            let r = list_params(q).err().unwrap();
+            assert_eq!(r.status, 400);
+            let body = String::from_utf8(r.body).unwrap();
+            assert!(body.contains(name), "{body}");
+        }
+    }
+}
