@@ -304,6 +304,45 @@ impl Engine {
             sinks.push(handle);
         }
 
+        let status = Arc::new(StatusContext {
+            started: Instant::now(),
+            shards: views,
+            store,
+            timeframes: config.timeframes.clone(),
+            database_state: if queries.is_some() {
+                "postgres"
+            } else {
+                "memory"
+            },
+            redis_state: "off",
+            sink_status,
+            latency: latency_snapshot,
+            queries,
+            rest: rest_stats.clone(),
+        });
+        let dashboard_stats = Arc::new(crate::dashboard::fanout::DashboardStats::default());
+        let mut dashboard_options = dashboard_options;
+        dashboard_options.latency = Some(latency.clone());
+        dashboard_options.busy_poll = busy_poll(config, layout);
+        let (addr_tx, addr_rx) = mpsc::channel();
+        let dashboard_job = DashboardJob {
+            addr: config.dashboard_addr,
+            status: status.clone(),
+            feeds: dashboard_feeds,
+            options: dashboard_options,
+            stats: dashboard_stats.clone(),
+            stop: stop.clone(),
+            bound: addr_tx,
+        };
+        // With `engine.dashboard_on_shard` the dashboard runs on the first shard's
+        // executor: its records then reach it without a wake-up across cores.
+        let (mut cohosted, own_dashboard) =
+            if config.engine.dashboard_on_shard && !layout.shards.is_empty() {
+                (Some(dashboard_job), None)
+            } else {
+                (None, Some(dashboard_job))
+            };
+
         let mut shards = Vec::new();
         for (plan, assignments, tx, stats, rest_link) in plans {
             let recorder = latency.recorder(format!("shard{}", plan.index));
@@ -313,11 +352,13 @@ impl Engine {
             let tls = tls.clone();
             let limiter = limiter.clone();
             let name = format!("shard-{}", plan.index);
+            let dashboard_here = if plan.index == 0 { cohosted.take() } else { None };
             let handle = LocalExecutorBuilder::new(placement(layout, plan.core))
                 .name(&name)
                 .spin_before_park(spin)
                 .io_memory(crate::topology::ENGINE_IO_MEMORY_BYTES)
                 .spawn(move || async move {
+                    let dashboard = dashboard_here.map(|job| glommio::spawn_local(job.run()));
                     let deliveries = rest_link.clone();
                     let mut state = ShardState::with_outlets(
                         plan.index as u16,
@@ -380,6 +421,9 @@ impl Engine {
                             "shutdown: records still waiting for the sink were dropped"
                         );
                     }
+                    if let Some(dashboard) = dashboard {
+                        dashboard.await;
+                    }
                 })
                 .map_err(|e| EngineError::Executor {
                     role: name.clone(),
@@ -388,22 +432,6 @@ impl Engine {
             shards.push(handle);
         }
 
-        let status = Arc::new(StatusContext {
-            started: Instant::now(),
-            shards: views,
-            store,
-            timeframes: config.timeframes.clone(),
-            database_state: if queries.is_some() {
-                "postgres"
-            } else {
-                "memory"
-            },
-            redis_state: "off",
-            sink_status,
-            latency: latency_snapshot,
-            queries,
-            rest: rest_stats.clone(),
-        });
         let rest = Some(backfill::spawn(
             rest_plan,
             rest_agent,
@@ -411,43 +439,19 @@ impl Engine {
             stop.clone(),
         )?);
 
-        let dashboard_stats = Arc::new(crate::dashboard::fanout::DashboardStats::default());
-        let mut dashboard_options = dashboard_options;
-        dashboard_options.latency = Some(latency.clone());
-        dashboard_options.busy_poll = busy_poll(config, layout);
-        let (addr_tx, addr_rx) = mpsc::channel();
-        let dashboard = {
-            let status = status.clone();
-            let stats = dashboard_stats.clone();
-            let stop = stop.clone();
-            let addr = config.dashboard_addr;
-            LocalExecutorBuilder::new(placement(layout, layout.dashboard_core))
-                .name("dashboard")
-                .spin_before_park(spin_before_park(config, layout))
-                .io_memory(crate::topology::ENGINE_IO_MEMORY_BYTES)
-                .spawn(move || async move {
-                    match glommio::net::TcpListener::bind(addr) {
-                        Ok(listener) => {
-                            let _ = addr_tx.send(listener.local_addr().map_err(|e| e.to_string()));
-                            crate::dashboard::serve(
-                                listener,
-                                status,
-                                dashboard_feeds,
-                                dashboard_options,
-                                stats,
-                                stop,
-                            )
-                            .await;
-                        }
-                        Err(e) => {
-                            let _ = addr_tx.send(Err(e.to_string()));
-                        }
-                    }
-                })
-                .map_err(|e| EngineError::Executor {
-                    role: "dashboard".into(),
-                    why: e.to_string(),
-                })?
+        let dashboard = match own_dashboard {
+            Some(job) => Some(
+                LocalExecutorBuilder::new(placement(layout, layout.dashboard_core))
+                    .name("dashboard")
+                    .spin_before_park(spin_before_park(config, layout))
+                    .io_memory(crate::topology::ENGINE_IO_MEMORY_BYTES)
+                    .spawn(move || job.run())
+                    .map_err(|e| EngineError::Executor {
+                        role: "dashboard".into(),
+                        why: e.to_string(),
+                    })?,
+            ),
+            None => None,
         };
         let bound = addr_rx
             .recv_timeout(Duration::from_secs(10))
@@ -456,7 +460,7 @@ impl Engine {
         let mut engine = Engine {
             stop,
             shards,
-            dashboard: Some(dashboard),
+            dashboard,
             sinks,
             rest,
             sink_stop: Some(sink_stop),
@@ -525,6 +529,43 @@ impl Engine {
         self.collector_stop.store(true, Ordering::Relaxed);
         if let Some(h) = self.collector.take() {
             let _ = h.join();
+        }
+    }
+}
+
+/// The dashboard server and what it needs, run on its own executor or on the first
+/// shard's (`engine.dashboard_on_shard`).
+struct DashboardJob {
+    addr: SocketAddr,
+    status: Arc<StatusContext>,
+    feeds: Vec<Consumer<Envelope>>,
+    options: crate::dashboard::Options,
+    stats: Arc<crate::dashboard::fanout::DashboardStats>,
+    stop: Arc<AtomicBool>,
+    /// Where the bound address (or why binding failed) goes.
+    bound: mpsc::Sender<Result<SocketAddr, String>>,
+}
+
+impl DashboardJob {
+    async fn run(self) {
+        match glommio::net::TcpListener::bind(self.addr) {
+            Ok(listener) => {
+                let _ = self
+                    .bound
+                    .send(listener.local_addr().map_err(|e| e.to_string()));
+                crate::dashboard::serve(
+                    listener,
+                    self.status,
+                    self.feeds,
+                    self.options,
+                    self.stats,
+                    self.stop,
+                )
+                .await;
+            }
+            Err(e) => {
+                let _ = self.bound.send(Err(e.to_string()));
+            }
         }
     }
 }

@@ -601,9 +601,20 @@ fn the_echo_endpoint_echoes_when_enabled() {
 
 #[test]
 fn the_engine_feeds_the_dashboard_through_its_rings() {
+    engine_feeds_the_dashboard(false);
+}
+
+/// `engine.dashboard_on_shard`: the dashboard runs on the shard's executor, with the
+/// same answers, and the engine still stops cleanly.
+#[test]
+fn the_dashboard_can_run_on_the_shards_executor() {
+    engine_feeds_the_dashboard(true);
+}
+
+fn engine_feeds_the_dashboard(on_shard: bool) {
     let run = support::start(
         support::sim_config(&["BTCUSDT"]),
-        |_| {},
+        |c| c.engine.dashboard_on_shard = on_shard,
         &["BTCUSDT"],
         &[Interval::M1],
     );
@@ -633,6 +644,17 @@ fn the_engine_feeds_the_dashboard_through_its_rings() {
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["active_clients"], 1, "{body}");
     assert_eq!(run.engine.dashboard_stats().active_clients.get(), 1);
+    // The recent store is kept by the dashboard's drain, wherever it runs.
+    let candles = support::http_json(addr, "/api/candles?symbol=BTCUSDT&timeframe=1m&limit=1");
+    assert_eq!(candles["candles"].as_array().map(Vec::len), Some(1), "{candles}");
+    drop(ws);
+    let stopped = Instant::now();
+    drop(run);
+    assert!(
+        stopped.elapsed() < Duration::from_secs(10),
+        "the engine took {:?} to stop",
+        stopped.elapsed()
+    );
 }
 
 #[test]

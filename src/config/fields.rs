@@ -199,6 +199,8 @@ settings! {
     EngineConfig at {engine}, nested {} {
         PinCores: pin_cores = true, env "ALPHAPULSE_PIN_CORES", Rule::Flag;
         BusyPoll: busy_poll = false, env "ALPHAPULSE_BUSY_POLL", Rule::Flag;
+        DashboardOnShard: dashboard_on_shard = false,
+            env "ALPHAPULSE_DASHBOARD_ON_SHARD", Rule::Flag;
         RecentCandles: recent_candles = 1000, env _, count(1, MAX_RECENT_CANDLES);
         InstanceIndex: instance_index = 0, env "INSTANCE_INDEX", count(0, MAX_INSTANCES - 1);
         InstanceCount: instance_count = 1, env "INSTANCE_COUNT", count(1, MAX_INSTANCES);

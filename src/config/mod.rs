@@ -260,6 +260,11 @@ pub struct EngineConfig {
     /// lowest hop between cores, at the price of a whole core each. Only for isolated
     /// cores (the bare-metal shard map turns it on); off by default.
     pub busy_poll: bool,
+    /// The dashboard runs on the first shard's executor instead of its own core: the
+    /// shard's records then reach it without a wake-up across cores (the cost of one
+    /// update arriving alone on a host where waking a core is expensive), at the price
+    /// of its fan-out work sharing the shard's core. For hosts with few cores.
+    pub dashboard_on_shard: bool,
     /// Closed candles kept per (symbol, timeframe) by the in-memory store.
     pub recent_candles: usize,
     /// Instance slice for scale-out: this process takes symbols whose stable hash

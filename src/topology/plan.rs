@@ -16,6 +16,8 @@
 //!
 //!    There are never more shards than symbols, so no shard is empty.
 //! 4. With `pin_cores = false` the same shape is planned but no core is assigned.
+//! 5. With `engine.dashboard_on_shard` the dashboard takes the first shard's core (it
+//!    runs on that shard's executor).
 
 use std::collections::{HashMap, HashSet};
 
@@ -45,10 +47,15 @@ pub fn plan(
         });
     }
     let pinned = config.engine.pin_cores;
-    let layout = match map {
+    let mut layout = match map {
         Some(map) => plan_from_map(config, map, &symbols, &allowed, pinned)?,
         None => plan_from_cores(&symbols, &allowed),
     };
+    if config.engine.dashboard_on_shard {
+        if let Some(first) = layout.shards.first() {
+            layout.dashboard_core = first.core;
+        }
+    }
     Ok(if pinned { layout } else { layout.unpinned() })
 }
 

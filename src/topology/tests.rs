@@ -87,6 +87,21 @@ fn two_cores_put_the_shard_on_the_second() {
 }
 
 #[test]
+fn the_dashboard_can_take_the_first_shards_core() {
+    let mut config = config_with(symbols(4));
+    config.engine.dashboard_on_shard = true;
+    let layout = plan(&config, None, &cores(2)).unwrap();
+    assert_eq!(layout.shards[0].core, Some(1));
+    assert_eq!(layout.dashboard_core, Some(1));
+    assert_eq!(layout.writer_core, Some(0));
+    let layout = plan(&config, None, &cores(6)).unwrap();
+    assert_eq!(layout.dashboard_core, layout.shards[0].core);
+    config.engine.pin_cores = false;
+    let layout = plan(&config, None, &cores(2)).unwrap();
+    assert_eq!(layout.dashboard_core, None);
+}
+
+#[test]
 fn small_hosts_share_core_zero_and_never_plan_empty_shards() {
     let config = config_with(symbols(2));
     let layout = plan(&config, None, &cores(6)).unwrap();
