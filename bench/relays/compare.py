@@ -36,6 +36,7 @@ ENGINE_ENV_DROP = (
     "INSTANCE_INDEX", "INSTANCE_COUNT", "BINANCE_TLS_CA_FILE", "DASHBOARD_ALLOW_PUBLIC",
     "DASHBOARD_TLS_CERT", "DASHBOARD_TLS_KEY", "DATABASE_MIGRATE_ON_START",
     "DATABASE_SPOOL_DIR", "DATABASE_SPOOL_MAX_BYTES", "DATABASE_LIVE_CANDLES",
+    "ALPHAPULSE_BUSY_POLL", "ALPHAPULSE_DASHBOARD_ON_SHARD",
 )
 ENGINE_TOML = """\
 # Written by bench/relays/compare.py: kline streams only, microsecond event times,
@@ -308,6 +309,7 @@ def start_system(name, args, run_dir, sim_port, port, syms):
             "DASHBOARD_ADDR": listen,
             "ALPHAPULSE_PIN_CORES": "false",
         })
+        env.update(dict(kv.split("=", 1) for kv in args.engine_env))
         env.setdefault("ALPHAPULSE_LOG", "warn")
         # Run in the run directory: no `.env` of the caller's working directory is read.
         check = subprocess.run(
@@ -462,6 +464,9 @@ def main():
     ap.add_argument("--phase", choices=("aligned", "spread"), default="aligned",
                     help="when in each push period the symbols push: all at once or "
                          "spread evenly (the simulator's --kline-phase) [%(default)s]")
+    ap.add_argument("--engine-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="an engine setting for the run, as an environment variable "
+                         "(repeatable), e.g. ALPHAPULSE_DASHBOARD_ON_SHARD=true")
     ap.add_argument("--out", default="bench/results/relays", help="[%(default)s]")
     ap.add_argument("--tokio-relay", default=os.path.join(
         HERE, "tokio-relay", "target", "release", "tokio-relay"))
@@ -480,6 +485,9 @@ def main():
     if not os.access(args.alphapulse, os.X_OK):
         ap.error(f"--alphapulse: {args.alphapulse} is not an executable "
                  "(cargo build --release, or give the path)")
+    for kv in args.engine_env:
+        if "=" not in kv or not kv.split("=", 1)[0]:
+            ap.error(f"--engine-env: expected NAME=VALUE, got {kv!r}")
     if not 1 <= args.symbols <= 1000 or any(r <= 0 for r in rates):
         ap.error("--symbols must be 1..1000 and --rates positive")
     out_dir = os.path.abspath(args.out)
@@ -513,6 +521,8 @@ def main():
         "host": {"cpus": os.cpu_count(), "loadavg": os.getloadavg()},
         "alphapulse": version(args.alphapulse),
         "duration_s": args.duration,
+        "kline_phase": args.phase,
+        "engine_env": args.engine_env,
         "warmup_s": args.warmup,
         "symbols": args.symbols,
         "units": {"latency_us": "µs, exchange event time → client receive time",
