@@ -352,7 +352,11 @@ impl Engine {
             let tls = tls.clone();
             let limiter = limiter.clone();
             let name = format!("shard-{}", plan.index);
-            let dashboard_here = if plan.index == 0 { cohosted.take() } else { None };
+            let dashboard_here = if plan.index == 0 {
+                cohosted.take()
+            } else {
+                None
+            };
             let handle = LocalExecutorBuilder::new(placement(layout, plan.core))
                 .name(&name)
                 .spin_before_park(spin)

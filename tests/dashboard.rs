@@ -646,7 +646,11 @@ fn engine_feeds_the_dashboard(on_shard: bool) {
     assert_eq!(run.engine.dashboard_stats().active_clients.get(), 1);
     // The recent store is kept by the dashboard's drain, wherever it runs.
     let candles = support::http_json(addr, "/api/candles?symbol=BTCUSDT&timeframe=1m&limit=1");
-    assert_eq!(candles["candles"].as_array().map(Vec::len), Some(1), "{candles}");
+    assert_eq!(
+        candles["candles"].as_array().map(Vec::len),
+        Some(1),
+        "{candles}"
+    );
     drop(ws);
     let stopped = Instant::now();
     drop(run);
