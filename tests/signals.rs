@@ -1043,7 +1043,8 @@ fn the_rest_thread_obeys_retry_after_and_a_ban_stops_every_request() {
 
 #[test]
 fn gap_backfill_goes_before_warm_starts_and_absent_spans_are_confirmed() {
-    // Answers: the gap (candles 2 and 4 of [1, 6) exist), then two warm starts.
+    // Answers: the gap (candles 2 and 4 of [1, 6) exist), then two warm starts, then
+    // the second looks at the three lacking spans, empty again.
     let (url, seen) = scripted_rest(vec![
         (
             200,
@@ -1052,6 +1053,9 @@ fn gap_backfill_goes_before_warm_starts_and_absent_spans_are_confirmed() {
         ),
         (200, "X-MBX-USED-WEIGHT-1M: 4\r\n", klines_body(0..3)),
         (200, "X-MBX-USED-WEIGHT-1M: 6\r\n", klines_body(0..3)),
+        (200, "", "[]".into()),
+        (200, "", "[]".into()),
+        (200, "", "[]".into()),
     ]);
     let (plan, link) = rest_plan(url, &["BTCUSDT", "ETHUSDT"], 10);
     // The gap is asked before the thread starts: it finds two warm starts queued too.
@@ -1066,10 +1070,10 @@ fn gap_backfill_goes_before_warm_starts_and_absent_spans_are_confirmed() {
         })
         .unwrap();
     let t = RestThread::start(plan);
-    assert!(wait_until(Duration::from_secs(10), || link
+    assert!(wait_until(Duration::from_secs(15), || link
         .deliveries
         .len()
-        == 3));
+        == 6));
     let first = link.deliveries.pop().unwrap();
     let lines = seen.lock().unwrap().clone();
     assert!(
@@ -1079,13 +1083,24 @@ fn gap_backfill_goes_before_warm_starts_and_absent_spans_are_confirmed() {
     assert!(!first.is_history());
     let opens: Vec<i64> = first.candles.iter().map(|c| c.open_time_ms).collect();
     assert_eq!(opens, [120_000, 240_000]);
+    assert_eq!(first.absent, [], "one empty answer is not proof");
+    assert!(link.deliveries.pop().unwrap().is_history());
+    assert!(link.deliveries.pop().unwrap().is_history());
+    let absent: Vec<(i64, i64)> = std::iter::from_fn(|| link.deliveries.pop())
+        .flat_map(|b| b.absent)
+        .collect();
     assert_eq!(
-        first.absent,
+        absent,
         [(60_000, 120_000), (180_000, 240_000), (300_000, 360_000)]
+    );
+    let lines = seen.lock().unwrap().clone();
+    assert!(
+        lines[3].contains("startTime=60000&endTime=119999"),
+        "the second look asks for the span again: {lines:?}"
     );
     assert_eq!(t.stats.absent_ranges.get(), 3);
     assert_eq!(t.stats.absent_candles.get(), 3);
-    assert!(link.deliveries.pop().unwrap().is_history());
+    assert_eq!(t.stats.unconfirmed_ranges.get(), 3);
 }
 
 #[test]
@@ -1140,15 +1155,17 @@ fn a_restart_resumes_after_the_newest_stored_candle_and_absences_are_recorded() 
     // Warm history ends two candles before it (their signals may not have been stored);
     // the catch-up from minute 98 finds 98, 99, 102 and the open 103: 100 and 101 are
     // gone from the exchange.
+    // The second look at 100 and 101 finds them missing still.
     let (url, seen) = scripted_rest(vec![
         (200, "", klines_body(90..98)),
         (200, "", klines_body([98, 99, 102, 103].into_iter())),
+        (200, "", "[]".into()),
     ]);
     let (mut plan, link) = rest_plan(url, &["BTCUSDT"], 10);
     plan.database = Some(Box::new(alphapulse::sinks::db::rest::RestDb::new(pg.url())));
     let t = RestThread::start(plan);
     assert!(
-        wait_until(Duration::from_secs(15), || link.deliveries.len() == 2),
+        wait_until(Duration::from_secs(15), || link.deliveries.len() == 3),
         "{}",
         t.stats.status()
     );
@@ -1176,7 +1193,9 @@ fn a_restart_resumes_after_the_newest_stored_candle_and_absences_are_recorded() 
         .map(|c| c.open_time_ms / m)
         .collect();
     assert_eq!(opens, [98, 99, 102], "the open candle is left out");
-    assert_eq!(catch_up.absent, [(100 * m, 102 * m)]);
+    assert_eq!(catch_up.absent, []);
+    let check = link.deliveries.pop().unwrap();
+    assert_eq!(check.absent, [(100 * m, 102 * m)]);
     assert!(wait_until(Duration::from_secs(10), || t
         .stats
         .absences_written

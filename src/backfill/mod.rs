@@ -20,9 +20,11 @@
 //!   close is behind the reconnect time, for the candles in between (urgent), rather
 //!   than waiting for the next close to reveal the gap (up to a day on `1d`).
 //!
-//! A range the exchange answers without some candles is **confirmed absent**: the
-//! delivery says so, the shard stops waiting for it, and the database records it
-//! (`candle_absences`); it is never asked again. A request that fails (exchange down,
+//! A span the exchange answers without candles is asked again a few seconds later
+//! ([`ABSENCE_CHECK_DELAY`]); what the second answer lacks too is **confirmed absent**:
+//! the delivery says so, the shard stops waiting for it, and the database records it
+//! (`candle_absences`); it is never asked again. Only candles whose close time the
+//! exchange's own time has passed are delivered, as closed (see `thread`). A request that fails (exchange down,
 //! bad answer) is retried with capped back-off up to [`MAX_ATTEMPTS`] times; then the
 //! shard is told, keeps the gap open (and counted), and asks again on the next
 //! reconnect.
@@ -74,6 +76,13 @@ pub const RESTART_OVERLAP_CANDLES: i64 = 2;
 /// Confirmed absences waiting for the database; past this the oldest is dropped and
 /// counted (the counter and the shard's figures still have it).
 pub const MAX_PENDING_ABSENCES: usize = 10_000;
+/// Wait before asking again for a span an answer lacked. One empty answer proves
+/// little: the exchange's REST view can trail its stream by a moment. Well inside the
+/// shard's hold on later signals (`shard::gate::DEFAULT_HOLD`).
+pub const ABSENCE_CHECK_DELAY: Duration = Duration::from_secs(3);
+/// Spans waiting for their second look; past this a check is queued at once (the
+/// scheduler still paces it), so memory stays bounded during a long empty stretch.
+pub const MAX_PENDING_CHECKS: usize = 4096;
 /// Wait between attempts to record absences while the database is down.
 pub(crate) const ABSENCE_RETRY: Duration = Duration::from_secs(5);
 /// How often an idle thread looks for requests and for the stop flag.
@@ -109,9 +118,15 @@ pub struct RestStats {
     pub rate_limited: Counter,
     /// Times the thread waited for the minute's weight share.
     pub budget_waits: Counter,
-    /// Ranges the exchange confirmed it has no candles for, and their candles.
+    /// Ranges the exchange confirmed it has no candles for (two answers lacked them),
+    /// and their candles.
     pub absent_ranges: Counter,
     pub absent_candles: Counter,
+    /// Spans one answer lacked, asked again before anything is confirmed; candles the
+    /// second answers had (the first answer was wrong); checks waiting for their time.
+    pub unconfirmed_ranges: Counter,
+    pub unconfirmed_candles_found: Counter,
+    pub pending_checks: Counter,
     /// `X-MBX-USED-WEIGHT-1M` after the latest answer.
     pub used_weight_1m: Gauge,
     /// The configured share, as weight per minute.
@@ -149,6 +164,9 @@ impl RestStats {
             "budget_waits": self.budget_waits.get(),
             "absent_ranges": self.absent_ranges.get(),
             "absent_candles": self.absent_candles.get(),
+            "unconfirmed_ranges": self.unconfirmed_ranges.get(),
+            "unconfirmed_candles_found": self.unconfirmed_candles_found.get(),
+            "pending_checks": self.pending_checks.get(),
             "used_weight_1m": self.used_weight_1m.get(),
             "weight_share_1m": self.weight_share_1m.get(),
             "queued_urgent": self.queued_urgent.get(),

@@ -4,6 +4,18 @@
 //!
 //! Runs on the `rest` thread ([`super::spawn`]). Owns the scheduler, the retry timers
 //! and the confirmed absences waiting for the database.
+//!
+//! Two rules keep what it delivers true:
+//! - **Only closed candles.** A row is delivered (and so stored) as closed only when its
+//!   close time is before the exchange's time as the thread knows it: the newest open
+//!   time any answer has shown (the exchange had opened that candle when it answered),
+//!   and, for a bounded range, the range's end (the shard asks for one only behind the
+//!   live stream, from the exchange's own event times). The local clock is not used: a
+//!   simulated exchange runs at its own speed. So the newest row of an open-ended page
+//!   is held back, full page or not; a full page's next page starts at it.
+//! - **An empty answer is not proof.** Spans a page lacks are asked again after
+//!   [`ABSENCE_CHECK_DELAY`], through the same scheduler; only spans the second answer
+//!   lacks too are delivered as absent and recorded.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -12,9 +24,9 @@ use std::time::{Duration, Instant};
 use super::client::{klines_url, Client};
 use super::scheduler::{Hold, Next, Scheduler};
 use super::{
-    klines, priority, RestError, RestPlan, RestStats, ABSENCE_RETRY, IDLE_POLL, KLINES_WEIGHT,
-    MAX_ATTEMPTS, MAX_PENDING_ABSENCES, MAX_WARM_ATTEMPTS, RESTART_OVERLAP_CANDLES, RETRY_INITIAL,
-    RETRY_MAX,
+    klines, priority, RestError, RestPlan, RestStats, ABSENCE_CHECK_DELAY, ABSENCE_RETRY,
+    IDLE_POLL, KLINES_WEIGHT, MAX_ATTEMPTS, MAX_PENDING_ABSENCES, MAX_PENDING_CHECKS,
+    MAX_WARM_ATTEMPTS, RESTART_OVERLAP_CANDLES, RETRY_INITIAL, RETRY_MAX,
 };
 use crate::market::{Candle, Interval, Symbol};
 use crate::message::rest::{Request, RestBatch, Want};
@@ -24,6 +36,9 @@ use crate::message::rest::{Request, RestBatch, Want};
 pub(super) struct Job {
     shard: usize,
     request: Request,
+    /// A second look at a span an earlier answer lacked: what this answer lacks too is
+    /// confirmed absent.
+    check: bool,
 }
 
 /// The scheduler counts in unsigned milliseconds of wall time.
@@ -41,6 +56,10 @@ pub(super) struct Thread {
     retries: Vec<(Instant, Job)>,
     /// Failed attempts of jobs not yet done.
     attempts: Vec<(Job, u32)>,
+    /// Second looks at lacking spans, and when each is due.
+    checks: Vec<(Instant, Job)>,
+    /// The exchange's time as far as its answers show (ms): the newest open time seen.
+    exchange_ms: i64,
     /// Confirmed absences not yet in the database.
     absences: std::collections::VecDeque<crate::candle::Gap>,
     /// No database attempt before this (after a failure).
@@ -64,6 +83,8 @@ impl Thread {
             scheduler,
             retries: Vec::new(),
             attempts: Vec::new(),
+            checks: Vec::new(),
+            exchange_ms: 0,
             absences: std::collections::VecDeque::new(),
             db_retry_at: Instant::now(),
         }
@@ -75,13 +96,7 @@ impl Thread {
         while !self.stop.load(Ordering::Relaxed) {
             self.take_requests();
             self.record_absences();
-            let now = Instant::now();
-            for (at, job) in &self.retries {
-                if *at <= now {
-                    self.scheduler.push_front(*job, priority(&job.request));
-                }
-            }
-            self.retries.retain(|(at, _)| *at > now);
+            self.release_due(Instant::now());
             let queued = self.scheduler.queued();
             self.stats.queued_urgent.set(queued[0] as u64);
             self.stats.queued_normal.set(queued[1] as u64);
@@ -104,6 +119,17 @@ impl Thread {
                 }
             }
         }
+    }
+
+    /// Queues the retries and the second looks due at `now`.
+    fn release_due(&mut self, now: Instant) {
+        for job in take_due(&mut self.retries, now) {
+            self.scheduler.push_front(job, priority(&job.request));
+        }
+        for job in take_due(&mut self.checks, now) {
+            self.scheduler.push(job, priority(&job.request));
+        }
+        self.stats.pending_checks.set(self.checks.len() as u64);
     }
 
     /// Warm starts for every series; with a database, resumed after the newest stored
@@ -141,6 +167,7 @@ impl Thread {
                             interval,
                             want,
                         },
+                        check: false,
                     })
                 };
                 match newest {
@@ -177,7 +204,11 @@ impl Thread {
     fn take_requests(&mut self) {
         for (shard, (_, link)) in self.plan.shards.iter().enumerate() {
             while let Some(request) = link.requests.pop() {
-                let job = Job { shard, request };
+                let job = Job {
+                    shard,
+                    request,
+                    check: false,
+                };
                 if !self.retries.iter().any(|(_, j)| *j == job) {
                     self.scheduler.push(job, priority(&request));
                 }
@@ -268,18 +299,25 @@ impl Thread {
         );
     }
 
-    /// A page came back: deliver its closed candles and the spans it confirms absent;
-    /// queue the next page when the range goes on.
+    /// A page came back: deliver its closed candles, ask again for the spans it lacks
+    /// (or, on a second look, confirm them absent), and queue the next page when the
+    /// range goes on.
     fn answered(&mut self, job: Job, mut rows: Vec<Candle>) {
         self.attempts_done(job);
         let req = job.request;
         let full_page = rows.len() >= klines::MAX_LIMIT as usize;
-        let (absent, more) = match req.want {
+        if let Some(newest) = rows.last() {
+            // The exchange had opened its newest row when it answered.
+            self.exchange_ms = self.exchange_ms.max(newest.open_time_ms);
+        }
+        let (lacking, more) = match req.want {
             Want::Warm { end_open_ms, .. } => {
-                if end_open_ms.is_none() {
-                    // The newest row is the candle still open.
-                    rows.pop();
-                }
+                // A history with an end stops candles before one already stored, which
+                // the exchange had opened; without one, its newest row is still open.
+                let now_ms = end_open_ms.map_or(self.exchange_ms, |end| {
+                    self.exchange_ms.max(req.interval.next_open(end))
+                });
+                rows.truncate(klines::closed_before(&rows, now_ms));
                 self.stats.series_warmed.inc();
                 self.stats.warm_candles.add(rows.len() as u64);
                 (Vec::new(), None)
@@ -289,61 +327,55 @@ impl Thread {
                 to_open_ms: Some(to),
             } => {
                 rows.retain(|c| c.open_time_ms >= from_open_ms && c.open_time_ms < to);
+                // Behind the live stream: every candle before `to` had closed.
+                rows.truncate(klines::closed_before(&rows, self.exchange_ms.max(to)));
                 let page_end = match rows.last() {
                     Some(last) if full_page => req.interval.next_open(last.open_time_ms),
                     _ => to,
                 };
-                let absent = klines::missing_runs(&rows, req.interval, from_open_ms, page_end);
+                let lacking = klines::missing_runs(&rows, req.interval, from_open_ms, page_end);
                 let more = (page_end < to).then_some(Want::Range {
                     from_open_ms: page_end,
                     to_open_ms: Some(to),
                 });
-                self.stats.backfill_candles.add(rows.len() as u64);
-                (absent, more)
+                (lacking, more)
             }
             Want::Range {
                 from_open_ms,
                 to_open_ms: None,
             } => {
                 rows.retain(|c| c.open_time_ms >= from_open_ms);
-                let (page_end, more) = match rows.last() {
-                    Some(last) if full_page => {
-                        let next = req.interval.next_open(last.open_time_ms);
-                        (
-                            next,
-                            Some(Want::Range {
-                                from_open_ms: next,
-                                to_open_ms: None,
-                            }),
-                        )
-                    }
-                    // The last page: its newest row is the open candle, left out, and
-                    // nothing after it can be confirmed absent yet.
-                    Some(_) => (rows.pop().map_or(from_open_ms, |c| c.open_time_ms), None),
-                    None => (from_open_ms, None),
+                let closed = klines::closed_before(&rows, self.exchange_ms);
+                let held = rows.get(closed).map(|c| c.open_time_ms);
+                rows.truncate(closed);
+                // Nothing at or after a row not yet closed can be judged: a full page
+                // goes on from it, any other page ends the catch-up there.
+                let page_end = match (held, rows.last()) {
+                    (Some(open), _) => open,
+                    (None, Some(last)) => req.interval.next_open(last.open_time_ms),
+                    (None, None) => from_open_ms,
                 };
-                let absent = klines::missing_runs(&rows, req.interval, from_open_ms, page_end);
-                self.stats.backfill_candles.add(rows.len() as u64);
-                (absent, more)
+                let more = (full_page && page_end > from_open_ms).then_some(Want::Range {
+                    from_open_ms: page_end,
+                    to_open_ms: None,
+                });
+                let lacking = klines::missing_runs(&rows, req.interval, from_open_ms, page_end);
+                (lacking, more)
             }
         };
-        for (from, to) in &absent {
-            self.stats.absent_ranges.inc();
-            let gap = crate::candle::Gap {
-                symbol: req.symbol,
-                interval: req.interval,
-                from_open_ms: *from,
-                to_open_ms: *to,
-            };
-            self.stats.absent_candles.add(gap.candles());
-            if self.plan.database.is_some() {
-                if self.absences.len() >= MAX_PENDING_ABSENCES {
-                    self.absences.pop_front();
-                    self.stats.absences_dropped.inc();
-                }
-                self.absences.push_back(gap);
-            }
+        if matches!(req.want, Want::Range { .. }) {
+            self.stats.backfill_candles.add(rows.len() as u64);
         }
+        let absent = if job.check {
+            if !rows.is_empty() {
+                self.stats.unconfirmed_candles_found.add(rows.len() as u64);
+            }
+            self.confirm_absent(req, &lacking);
+            lacking
+        } else {
+            self.check_later(job, &lacking);
+            Vec::new()
+        };
         self.deliver(
             job.shard,
             RestBatch {
@@ -357,11 +389,59 @@ impl Thread {
             let next = Request { want, ..req };
             self.scheduler.push_front(
                 Job {
-                    shard: job.shard,
                     request: next,
+                    ..job
                 },
                 priority(&next),
             );
+        }
+    }
+
+    /// Asks again, after [`ABSENCE_CHECK_DELAY`], for each span an answer lacked: the
+    /// exchange may not have had them yet (its REST view can trail its stream). Past
+    /// [`MAX_PENDING_CHECKS`] waiting, a check is queued at once instead.
+    fn check_later(&mut self, job: Job, lacking: &[(i64, i64)]) {
+        let due = Instant::now() + ABSENCE_CHECK_DELAY;
+        for &(from, to) in lacking {
+            self.stats.unconfirmed_ranges.inc();
+            let request = Request {
+                want: Want::Range {
+                    from_open_ms: from,
+                    to_open_ms: Some(to),
+                },
+                ..job.request
+            };
+            let check = Job {
+                request,
+                check: true,
+                ..job
+            };
+            if self.checks.len() < MAX_PENDING_CHECKS {
+                self.checks.push((due, check));
+            } else {
+                self.scheduler.push(check, priority(&request));
+            }
+        }
+    }
+
+    /// Counts spans two answers lacked and keeps them for the database.
+    fn confirm_absent(&mut self, req: Request, spans: &[(i64, i64)]) {
+        for &(from, to) in spans {
+            self.stats.absent_ranges.inc();
+            let gap = crate::candle::Gap {
+                symbol: req.symbol,
+                interval: req.interval,
+                from_open_ms: from,
+                to_open_ms: to,
+            };
+            self.stats.absent_candles.add(gap.candles());
+            if self.plan.database.is_some() {
+                if self.absences.len() >= MAX_PENDING_ABSENCES {
+                    self.absences.pop_front();
+                    self.stats.absences_dropped.inc();
+                }
+                self.absences.push_back(gap);
+            }
         }
     }
 
@@ -403,6 +483,15 @@ impl Thread {
         }
         link.delivered.ring();
     }
+}
+
+/// Takes the jobs of `timers` due at `now`, in order.
+fn take_due(timers: &mut Vec<(Instant, Job)>, now: Instant) -> Vec<Job> {
+    let (due, later): (Vec<_>, Vec<_>) = std::mem::take(timers)
+        .into_iter()
+        .partition(|(at, _)| *at <= now);
+    *timers = later;
+    due.into_iter().map(|(_, job)| job).collect()
 }
 
 enum Call {

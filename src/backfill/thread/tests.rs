@@ -86,7 +86,42 @@ fn job(want: Want) -> Job {
             interval: Interval::M1,
             want,
         },
+        check: false,
     }
+}
+
+/// Answers every waiting second look with the rows the exchange has by then
+/// (`exchange`, in minutes) in its span; returns the deliveries, in order.
+fn second_look(t: &mut Thread, link: &ShardLink, exchange: &[i64]) -> Vec<RestBatch> {
+    let checks: Vec<Job> = std::mem::take(&mut t.checks)
+        .into_iter()
+        .map(|(_, j)| j)
+        .collect();
+    checks
+        .into_iter()
+        .map(|j| {
+            let Want::Range {
+                from_open_ms,
+                to_open_ms: Some(to),
+            } = j.request.want
+            else {
+                panic!("a check is a bounded range: {j:?}");
+            };
+            assert!(j.check);
+            let rows = exchange
+                .iter()
+                .map(|m| m * M)
+                .filter(|t| (from_open_ms..to).contains(t))
+                .map(candle)
+                .collect();
+            t.answered(j, rows);
+            link.deliveries.pop().expect("a delivery per check")
+        })
+        .collect()
+}
+
+fn absent_of(batches: &[RestBatch]) -> Vec<(i64, i64)> {
+    batches.iter().flat_map(|b| b.absent.clone()).collect()
 }
 
 fn range(from: i64, to: Option<i64>) -> Want {
@@ -198,7 +233,9 @@ fn a_range_page_delivers_its_candles_and_the_spans_it_lacks() {
     assert!(!batch.failed && !batch.is_history());
     let opens: Vec<i64> = batch.candles.iter().map(|c| c.open_time_ms / M).collect();
     assert_eq!(opens, [0, 1, 3]);
-    assert_eq!(batch.absent, [(2 * M, 3 * M), (4 * M, 5 * M)]);
+    assert_eq!(batch.absent, [], "a second look first");
+    let checks = second_look(&mut t, &link, &[]);
+    assert_eq!(absent_of(&checks), [(2 * M, 3 * M), (4 * M, 5 * M)]);
     assert_eq!(t.stats.absent_ranges.get(), 2);
     assert_eq!(t.stats.absent_candles.get(), 2);
     assert_eq!(t.stats.backfill_candles.get(), 3);
@@ -208,7 +245,8 @@ fn a_range_page_delivers_its_candles_and_the_spans_it_lacks() {
     // Without a database nothing waits to be recorded.
     let (mut t, link) = thread(0, None);
     t.answered(job(range(0, Some(2))), Vec::new());
-    assert_eq!(link.deliveries.pop().unwrap().absent, [(0, 2 * M)]);
+    assert_eq!(link.deliveries.pop().unwrap().absent, []);
+    assert_eq!(absent_of(&second_look(&mut t, &link, &[])), [(0, 2 * M)]);
     assert!(t.absences.is_empty());
 }
 
@@ -225,10 +263,14 @@ fn a_full_page_asks_for_the_next_one_first() {
     );
     assert_eq!(queued(&mut t), [range(page, Some(page + 500))]);
 
+    // Open-ended, the newest row may be the open candle: the next page starts at it.
     let (mut t, link) = thread(0, None);
     t.answered(job(range(0, None)), minutes(0..page));
-    assert_eq!(link.deliveries.pop().unwrap().candles.len(), page as usize);
-    assert_eq!(queued(&mut t), [range(page, None)]);
+    assert_eq!(
+        link.deliveries.pop().unwrap().candles.len(),
+        page as usize - 1
+    );
+    assert_eq!(queued(&mut t), [range(page - 1, None)]);
 }
 
 #[test]
@@ -239,8 +281,9 @@ fn the_open_candle_is_left_out_of_open_ended_answers() {
     let batch = link.deliveries.pop().unwrap();
     let opens: Vec<i64> = batch.candles.iter().map(|c| c.open_time_ms / M).collect();
     assert_eq!(opens, [0, 2]);
-    assert_eq!(batch.absent, [(M, 2 * M)]);
+    assert_eq!(batch.absent, []);
     assert_eq!(queued(&mut t), []);
+    assert_eq!(absent_of(&second_look(&mut t, &link, &[])), [(M, 2 * M)]);
 
     let warm = Want::Warm {
         candles: 2,
@@ -258,8 +301,9 @@ fn the_open_candle_is_left_out_of_open_ended_answers() {
 fn absences_wait_while_the_database_is_down_then_are_recorded_in_order() {
     let db = FakeDb::default();
     let (down, recorded) = (db.down.clone(), db.recorded.clone());
-    let (mut t, _) = thread(0, Some(db));
+    let (mut t, link) = thread(0, Some(db));
     t.answered(job(range(0, Some(4))), minutes([1]));
+    second_look(&mut t, &link, &[1]);
     assert_eq!(t.absences.len(), 2);
     down.store(true, Ordering::Relaxed);
     t.record_absences();
@@ -293,4 +337,86 @@ fn absences_wait_while_the_database_is_down_then_are_recorded_in_order() {
 fn priority_puts_bounded_ranges_first() {
     assert_eq!(priority(&job(range(0, Some(1))).request), Priority::Urgent);
     assert_eq!(priority(&job(range(0, None)).request), Priority::Normal);
+}
+
+#[test]
+fn a_full_last_page_keeps_its_open_candle_out() {
+    // A catch-up whose last page is full: the exchange's newest row (999) is the candle
+    // still open, and the page after it would be empty.
+    let (mut t, link) = thread(0, None);
+    let page = klines::MAX_LIMIT as i64;
+    t.answered(job(range(0, None)), minutes(0..page));
+    let mut delivered: Vec<Candle> = link.deliveries.pop().unwrap().candles;
+    for want in queued(&mut t) {
+        let Want::Range {
+            from_open_ms,
+            to_open_ms: None,
+        } = want
+        else {
+            panic!("{want:?}");
+        };
+        let rows: Vec<Candle> = minutes(0..page)
+            .into_iter()
+            .filter(|c| c.open_time_ms >= from_open_ms)
+            .collect();
+        t.answered(job(want), rows);
+        delivered.extend(link.deliveries.pop().unwrap().candles);
+    }
+    let newest_open = (page - 1) * M;
+    assert!(
+        delivered.iter().all(|c| c.close_time_ms < newest_open),
+        "a candle not yet closed was delivered as closed"
+    );
+    let opens: Vec<i64> = delivered.iter().map(|c| c.open_time_ms / M).collect();
+    assert_eq!(
+        opens,
+        (0..page - 1).collect::<Vec<_>>(),
+        "every closed one once"
+    );
+    assert_eq!(queued(&mut t), [], "the catch-up is done");
+}
+
+#[test]
+fn one_empty_answer_confirms_no_absence() {
+    let db = FakeDb::default();
+    let recorded = db.recorded.clone();
+    let (mut t, link) = thread(0, Some(db));
+    t.answered(job(range(0, Some(4))), minutes([1]));
+    let batch = link.deliveries.pop().unwrap();
+    assert_eq!(batch.candles.len(), 1);
+    assert_eq!(batch.absent, [], "not on one answer");
+    assert!(t.absences.is_empty(), "nothing for the database yet");
+    t.record_absences();
+    assert!(recorded.lock().unwrap().is_empty());
+    assert_eq!(t.stats.absent_ranges.get(), 0);
+    assert_eq!(t.stats.unconfirmed_ranges.get(), 2);
+
+    // The second looks wait their delay, then go through the scheduler (urgent).
+    let now = Instant::now();
+    t.release_due(now);
+    assert_eq!(queued(&mut t), []);
+    assert_eq!(t.stats.pending_checks.get(), 2);
+    let later = now + ABSENCE_CHECK_DELAY + Duration::from_millis(1);
+    let checks: Vec<(Instant, Job)> = t.checks.clone();
+    t.release_due(later);
+    assert_eq!(t.stats.pending_checks.get(), 0);
+    assert_eq!(queued(&mut t), [range(0, Some(1)), range(2, Some(4))]);
+    t.checks = checks;
+
+    // By then the exchange has candle 0: delivered, not absent. 2 and 3 are still
+    // lacking: confirmed, and recorded.
+    let batches = second_look(&mut t, &link, &[0]);
+    assert_eq!(batches[0].candles.len(), 1);
+    assert_eq!(absent_of(&batches), [(2 * M, 4 * M)]);
+    assert_eq!(t.stats.unconfirmed_candles_found.get(), 1);
+    assert_eq!(t.stats.absent_ranges.get(), 1);
+    assert_eq!(t.stats.absent_candles.get(), 2);
+    t.record_absences();
+    let spans: Vec<(i64, i64)> = recorded
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|g| (g.from_open_ms, g.to_open_ms))
+        .collect();
+    assert_eq!(spans, [(2 * M, 4 * M)]);
 }
