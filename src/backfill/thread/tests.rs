@@ -120,6 +120,16 @@ fn second_look(t: &mut Thread, link: &ShardLink, exchange: &[i64]) -> Vec<RestBa
         .collect()
 }
 
+/// The spans the database was given, in order.
+fn spans_of(recorded: &Mutex<Vec<Gap>>) -> Vec<(i64, i64)> {
+    recorded
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|g| (g.from_open_ms, g.to_open_ms))
+        .collect()
+}
+
 fn absent_of(batches: &[RestBatch]) -> Vec<(i64, i64)> {
     batches.iter().flat_map(|b| b.absent.clone()).collect()
 }
@@ -324,13 +334,7 @@ fn absences_wait_while_the_database_is_down_then_are_recorded_in_order() {
     t.record_absences();
     assert!(t.absences.is_empty());
     assert_eq!(t.stats.absences_written.get(), 2);
-    let spans: Vec<(i64, i64)> = recorded
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|g| (g.from_open_ms, g.to_open_ms))
-        .collect();
-    assert_eq!(spans, [(0, M), (2 * M, 4 * M)]);
+    assert_eq!(spans_of(&recorded), [(0, M), (2 * M, 4 * M)]);
 }
 
 #[test]
@@ -412,11 +416,5 @@ fn one_empty_answer_confirms_no_absence() {
     assert_eq!(t.stats.absent_ranges.get(), 1);
     assert_eq!(t.stats.absent_candles.get(), 2);
     t.record_absences();
-    let spans: Vec<(i64, i64)> = recorded
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|g| (g.from_open_ms, g.to_open_ms))
-        .collect();
-    assert_eq!(spans, [(2 * M, 4 * M)]);
+    assert_eq!(spans_of(&recorded), [(2 * M, 4 * M)]);
 }
