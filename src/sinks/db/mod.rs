@@ -122,6 +122,12 @@ pub struct DbStats {
     /// Rows dropped because the spool was at its bound.
     pub spool_dropped_rows: Counter,
     pub spool_corrupt_records: Counter,
+    /// Appends the spool's disk refused (each cut back, the batch held in memory).
+    pub spool_append_failures: Counter,
+    /// Rows held in memory while the spool's disk refuses writes.
+    pub spool_held_rows: Counter,
+    /// Unreadable spool segments renamed aside.
+    pub spool_quarantined_segments: Counter,
     pub spool_max_bytes: Counter,
     pub timescaledb: Counter,
 }
@@ -187,6 +193,9 @@ impl DatabaseStatus {
             "replayed_rows": s.replayed_rows.get(),
             "dropped_rows": s.spool_dropped_rows.get(),
             "corrupt_records": s.spool_corrupt_records.get(),
+            "append_failures": s.spool_append_failures.get(),
+            "held_rows": s.spool_held_rows.get(),
+            "quarantined_segments": s.spool_quarantined_segments.get(),
         })
     }
 }

@@ -200,7 +200,9 @@ impl Writer {
     fn spool_batch(&mut self, batch: &Batch) {
         let rows = batch.rows() as u64;
         match self.spool.append(batch) {
-            Ok(Append::Stored) => {
+            // A held batch is kept in memory, ahead of later ones, until the disk takes
+            // it or replay does: spooled, not lost.
+            Ok(Append::Stored | Append::Held) => {
                 self.stats.spooled_rows.add(rows);
                 self.dropping = false;
             }
@@ -242,13 +244,8 @@ impl Writer {
         // The budget is measured as it is spent: each replayed batch is blocking I/O.
         let deadline = Instant::now() + budget;
         while self.conn.is_some() && Instant::now() < deadline {
-            let batch = match self.spool.front() {
-                Ok(Some(b)) => b,
-                Ok(None) => break,
-                Err(e) => {
-                    tracing::error!(error = %e, "spool unreadable");
-                    break;
-                }
+            let Some(batch) = self.spool.front() else {
+                break;
             };
             let Some(conn) = self.conn.as_mut() else {
                 break;
@@ -315,6 +312,10 @@ impl Writer {
         s.spool_bytes.set(self.spool.bytes());
         s.spool_segments.set(self.spool.segments() as u64);
         s.spool_corrupt_records.set(self.spool.corrupt_records);
+        s.spool_append_failures.set(self.spool.append_failures);
+        s.spool_held_rows.set(self.spool.held_rows());
+        s.spool_quarantined_segments
+            .set(self.spool.quarantined_segments);
     }
 
     fn update_rate(&mut self, now: Instant) {
@@ -332,6 +333,11 @@ impl Writer {
         let deadline = Instant::now() + SHUTDOWN_REPLAY;
         while !self.spool.is_empty() && self.conn.is_some() && Instant::now() < deadline {
             self.maintain(Now::read(), REPLAY_SLICE);
+        }
+        if let Err(e) = self.spool.flush_held() {
+            let rows = self.spool.held_rows();
+            self.stats.spool_dropped_rows.add(rows);
+            tracing::error!(rows, error = %e, "stopping while the disk refuses the spool's writes: the batches held in memory are lost");
         }
         if !self.spool.is_empty() {
             tracing::warn!(
