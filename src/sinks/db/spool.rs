@@ -283,10 +283,13 @@ impl Spool {
             return Ok(Append::Full);
         }
         let was_holding = !self.held.is_empty();
-        match self
+        let written = self
             .flush_held()
-            .and_then(|()| self.write_record(record, rows))
-        {
+            .and_then(|()| self.write_record(record, rows));
+        if written.is_err() {
+            self.append_failures += 1;
+        }
+        match written {
             Ok(()) => {
                 self.rows += rows;
                 if was_holding {
@@ -358,7 +361,6 @@ impl Spool {
             Ok(()),
         );
         if let Err(source) = written {
-            self.append_failures += 1;
             // The file is opened for appends, so once cut the next record goes where
             // the torn one began.
             if let Err(e) = cut.and_then(|()| file.set_len(seg.bytes)) {
