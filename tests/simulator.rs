@@ -501,12 +501,38 @@ fn streams_over_the_limit_are_refused() {
         sim.ws_url()
     );
     assert!(tungstenite::client(url.as_str(), stream).is_err());
+    // A combined-stream URL naming an invalid stream is refused at the handshake too.
     let stream = TcpStream::connect(sim.local_addr()).unwrap();
-    let url = format!("{}/ws/btcusdt@nonsense", sim.ws_url());
+    let url = format!("{}/stream?streams=btcusdt@nonsense", sim.ws_url());
     assert!(
         tungstenite::client(url.as_str(), stream).is_err(),
         "invalid stream in the URL"
     );
+    sim.stop();
+}
+
+/// Binance accepts `/ws/<anything>`: a path segment that is no stream name yields no
+/// data, and the client subscribes afterwards (ccxt.pro opens `/ws/0`, then SUBSCRIBEs).
+#[test]
+fn ws_path_with_unknown_names_connects_and_subscribes() {
+    let sim = start(SimConfig {
+        trade_rate: 100.0,
+        ..config()
+    });
+    let mut ws = connect(&sim, "/ws/0");
+    let r = request(&mut ws, r#"{"method":"LIST_SUBSCRIPTIONS","id":1}"#);
+    assert_eq!(r, serde_json::json!({"result": [], "id": 1}));
+    let r = request(
+        &mut ws,
+        r#"{"method":"SUBSCRIBE","params":["btcusdt@trade"],"id":2}"#,
+    );
+    assert_eq!(r, serde_json::json!({"result": null, "id": 2}));
+    let trade = next_json(&mut ws, Duration::from_secs(3)).expect("a trade after SUBSCRIBE");
+    assert_eq!(trade["e"], "trade", "{trade}");
+    // Known names in the path are served; unknown ones next to them are ignored.
+    let mut ws = connect(&sim, "/ws/btcusdt@nonsense/btcusdt@trade/xyzusdt@trade");
+    let r = request(&mut ws, r#"{"method":"LIST_SUBSCRIPTIONS","id":3}"#);
+    assert_eq!(r["result"], serde_json::json!(["btcusdt@trade"]));
     sim.stop();
 }
 

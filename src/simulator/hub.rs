@@ -185,7 +185,7 @@ impl Hub {
         self.disp.ids.get(&canonical_name(symbol, kind)).copied()
     }
 
-    /// Checks a WebSocket URL's streams; `Err` names the first bad one.
+    /// Checks the streams of a `/stream?streams=` URL or a request; `Err` names the first bad one.
     pub fn resolve_all(&mut self, names: &[String]) -> Result<Vec<StreamId>, String> {
         let mut ids: Vec<StreamId> = Vec::with_capacity(names.len());
         for n in names {
@@ -195,6 +195,18 @@ impl Hub {
             }
         }
         Ok(ids)
+    }
+
+    /// The streams of a `/ws/<s1>/<s2>` path. Binance accepts any path there: a segment
+    /// that is no stream it serves yields no data, and the client may SUBSCRIBE later.
+    pub fn resolve_known(&mut self, names: &[String]) -> Vec<StreamId> {
+        let mut ids: Vec<StreamId> = Vec::with_capacity(names.len());
+        for id in names.iter().filter_map(|n| self.resolve(n)) {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        ids
     }
 
     pub fn max_streams(&self) -> usize {

@@ -349,7 +349,12 @@ async fn websocket(
     }
     let (resolved, max_streams) = {
         let mut h = hub.borrow_mut();
-        (h.resolve_all(&target.streams), h.max_streams())
+        let resolved = if target.combined {
+            h.resolve_all(&target.streams)
+        } else {
+            Ok(h.resolve_known(&target.streams))
+        };
+        (resolved, h.max_streams())
     };
     let streams = match resolved {
         Ok(s) if s.len() <= max_streams => s,
