@@ -440,6 +440,39 @@ fn control_methods_and_error_replies() {
     sim.stop();
 }
 
+/// The official SDKs send a UUID as the request id: Binance accepts it (and any 64-bit
+/// signed integer) and echoes it unchanged, a string as a string.
+#[test]
+fn uuid_and_signed_request_ids_are_echoed() {
+    let sim = start(SimConfig {
+        trade_rate: 100.0,
+        ..config()
+    });
+    let mut ws = connect(&sim, "/ws");
+    let uuid = "3c0b5d2e-8f4a-4e1b-9a7c-2d6e0f1a4b58";
+    let r = request(
+        &mut ws,
+        &format!(r#"{{"method":"SUBSCRIBE","params":["btcusdt@trade"],"id":"{uuid}"}}"#),
+    );
+    assert_eq!(r, serde_json::json!({"result": null, "id": uuid}));
+    let trade = next_json(&mut ws, Duration::from_secs(3)).expect("a trade");
+    assert_eq!(trade["e"], "trade", "{trade}");
+    let r = request(
+        &mut ws,
+        r#"{"method":"LIST_SUBSCRIPTIONS","id":-9223372036854775808}"#,
+    );
+    assert_eq!(r["id"], serde_json::json!(i64::MIN));
+    let r = request(&mut ws, r#"{"method":"LIST_SUBSCRIPTIONS","id":"007"}"#);
+    assert_eq!(r["id"], "007");
+    let r = request(
+        &mut ws,
+        r#"{"method":"LIST_SUBSCRIPTIONS","id":9223372036854775808}"#,
+    );
+    assert_eq!(r["error"]["code"], 2, "{r}");
+    assert_eq!(r["id"], Value::Null);
+    sim.stop();
+}
+
 #[test]
 fn too_many_incoming_messages_disconnect_the_client() {
     let sim = start(config());

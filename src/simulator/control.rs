@@ -9,7 +9,7 @@
 
 use serde_json::Value;
 
-/// Longest string request id Binance accepts.
+/// Longest string request id Binance accepts (a UUID with its dashes).
 const MAX_STRING_ID_LEN: usize = 36;
 /// The method names, in Binance's error text order.
 const METHODS: &str =
@@ -83,12 +83,8 @@ pub fn parse_request(text: &str) -> Result<Request, ControlError> {
     };
     let id = match map.get("id") {
         Some(Value::Null) => "null".to_string(),
-        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => n.to_string(),
-        Some(Value::String(s))
-            if s.len() <= MAX_STRING_ID_LEN && s.bytes().all(|b| b.is_ascii_alphanumeric()) =>
-        {
-            Value::String(s.clone()).to_string()
-        }
+        Some(Value::Number(n)) if n.is_i64() => n.to_string(),
+        Some(Value::String(s)) if valid_string_id(s) => Value::String(s.clone()).to_string(),
         _ => {
             return Err(ControlError::invalid_request(
                 "null",
@@ -147,6 +143,13 @@ pub fn parse_request(text: &str) -> Result<Request, ControlError> {
             ))
         }
     }
+}
+
+/// Binance's string ids: alphanumeric, at most 36 characters; dashes are accepted too,
+/// so that a UUID (the official SDKs' default id) passes.
+fn valid_string_id(id: &str) -> bool {
+    (1..=MAX_STRING_ID_LEN).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
 fn stream_params(id: &str, params: Option<&Value>) -> Result<Vec<String>, ControlError> {
@@ -261,6 +264,54 @@ mod tests {
             parse_request(r#"{"method":"GET_PROPERTY","params":["combined"],"id":-2}"#),
             Ok(Request::GetCombined { id: "-2".into() })
         );
+    }
+
+    /// Binance: "a 64-bit signed integer, an alphanumeric string of up to 36 characters
+    /// (UUIDs with dashes are accepted), or null", echoed as given.
+    #[test]
+    fn request_ids_follow_binance() {
+        let id = |text: &str| {
+            parse_request(&format!(r#"{{"method":"LIST_SUBSCRIPTIONS","id":{text}}}"#))
+                .map(|r| match r {
+                    Request::ListSubscriptions { id } => id,
+                    other => panic!("{other:?}"),
+                })
+                .map_err(|e| (e.code, e.id, e.msg))
+        };
+        for ok in [
+            "0",
+            "-9223372036854775808",
+            "9223372036854775807",
+            "null",
+            r#""ab12""#,
+            r#""123""#,
+            r#""f47ac10b-58cc-4372-a567-0e02b2c3d479""#,
+            r#""abcdefghijklmnopqrstuvwxyz0123456789""#,
+        ] {
+            assert_eq!(id(ok), Ok(ok.to_string()), "{ok}");
+        }
+        let refused = || {
+            Err((
+                2,
+                "null".to_string(),
+                "Invalid request: request ID must be an unsigned integer".to_string(),
+            ))
+        };
+        for bad in [
+            "9223372036854775808",
+            "18446744073709551615",
+            "1e3",
+            "1.0",
+            "true",
+            "[1]",
+            r#""""#,
+            r#""abcdefghijklmnopqrstuvwxyz01234567890""#,
+            r#""a b""#,
+            r#""a_b""#,
+            r#""é""#,
+        ] {
+            assert_eq!(id(bad), refused(), "{bad}");
+        }
     }
 
     #[test]
