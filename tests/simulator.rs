@@ -113,11 +113,16 @@ impl HttpReply {
 }
 
 fn http_get(addr: SocketAddr, path: &str) -> HttpReply {
+    http_get_with(addr, path, "")
+}
+
+/// A GET with `headers` (each line ending in `\r\n`) added to the request.
+fn http_get_with(addr: SocketAddr, path: &str, headers: &str) -> HttpReply {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n"
     )
     .unwrap();
     let mut raw = Vec::new();
@@ -986,6 +991,38 @@ fn rest_weight_limit_answers_429_with_retry_after() {
     assert!((1..=60).contains(&retry));
     assert_eq!(r.json()["code"], -1003);
     assert!(sim.stats().rest_rejected >= 1);
+    sim.stop();
+}
+
+/// `X-MBX-TIME-UNIT: MICROSECOND` (either case) turns REST time fields into µs.
+#[test]
+fn rest_microsecond_time_unit_header() {
+    let sim = start(config());
+    let addr = sim.local_addr();
+    let path = "/api/v3/klines?symbol=BTCUSDT&interval=1s&limit=3";
+    let ms = http_get(addr, path).json();
+    for header in [
+        "X-MBX-TIME-UNIT: MICROSECOND\r\n",
+        "x-mbx-time-unit: microsecond\r\n",
+    ] {
+        let us = http_get_with(addr, path, header).json();
+        let (ms, us) = (ms.as_array().unwrap(), us.as_array().unwrap());
+        assert_eq!(ms.len(), us.len());
+        let (first_ms, first_us) = (&ms[0], &us[0]);
+        assert_eq!(
+            first_us[0].as_i64().unwrap(),
+            first_ms[0].as_i64().unwrap() * 1_000,
+            "{header}"
+        );
+        assert_eq!(
+            first_us[6].as_i64().unwrap(),
+            first_ms[6].as_i64().unwrap() * 1_000 + 999
+        );
+        let t = http_get_with(addr, "/api/v3/time", header).json()["serverTime"]
+            .as_i64()
+            .unwrap();
+        assert!((t - sim.sim_now_ms() * 1_000).abs() < 2_000_000, "{t}");
+    }
     sim.stop();
 }
 

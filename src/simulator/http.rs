@@ -6,6 +6,8 @@
 //! [`RequestHead`] and response bytes. Bodies are not supported (every endpoint is a
 //! GET); a body announced with `Content-Length` is skipped.
 
+use crate::wire::TimeUnit;
+
 /// Largest request head accepted; a longer one gets 431 and the connection is closed.
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// Headers accepted per request.
@@ -28,6 +30,8 @@ pub struct RequestHead {
     /// The client asked to close after this response (or spoke HTTP/1.0).
     pub close: bool,
     pub content_length: usize,
+    /// Time fields of a REST answer: `X-MBX-TIME-UNIT: MICROSECOND` asks for µs.
+    pub time_unit: TimeUnit,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -82,6 +86,10 @@ fn read_head(request: &crate::http::Head<'_, '_>) -> Result<(RequestHead, usize)
             head.websocket_key = Some(value.to_string());
         } else if h.name.eq_ignore_ascii_case("sec-websocket-version") {
             head.websocket_version = Some(value.to_string());
+        } else if h.name.eq_ignore_ascii_case("x-mbx-time-unit") {
+            if value.eq_ignore_ascii_case("microsecond") {
+                head.time_unit = TimeUnit::Microsecond;
+            }
         } else if h.name.eq_ignore_ascii_case("content-length") {
             head.content_length = crate::http::content_length(h.value)
                 .ok_or_else(|| HttpError::Malformed("bad Content-Length".into()))?;
@@ -215,6 +223,19 @@ mod tests {
         assert!(String::from_utf8(out)
             .unwrap()
             .contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
+        assert_eq!(head.time_unit, TimeUnit::Millisecond);
+        // Binance's REST time unit header: name and value in either case.
+        for header in [
+            "X-MBX-TIME-UNIT: MICROSECOND",
+            "x-mbx-time-unit: microsecond",
+        ] {
+            let raw = format!("GET /api/v3/time HTTP/1.1\r\n{header}\r\n\r\n");
+            let (head, _) = parse_head(raw.as_bytes()).unwrap().unwrap();
+            assert_eq!(head.time_unit, TimeUnit::Microsecond, "{header}");
+        }
+        let raw = b"GET /api/v3/time HTTP/1.1\r\nX-MBX-TIME-UNIT: MILLISECOND\r\n\r\n";
+        let (head, _) = parse_head(raw).unwrap().unwrap();
+        assert_eq!(head.time_unit, TimeUnit::Millisecond);
         assert_eq!(parse_head(b"GET / HTTP/1.1\r\n").unwrap(), None);
         assert!(parse_head(b"\x01\x02 / HTTP/1.1\r\n\r\n").is_err());
         let mut long = b"GET /".to_vec();

@@ -585,12 +585,12 @@ impl Hub {
                 // up to the present first.
                 let now_ns = self.clock.sim_now_ns();
                 self.advance_market(now_ns, usize::MAX);
-                let now_ms = now_ns.div_euclid(1_000_000);
                 let mut r = rest::respond(
                     &head.path,
                     &head.query,
+                    head.time_unit,
                     self.market.as_ref(),
-                    now_ms,
+                    now_ns,
                     self.limiter.limit(),
                 );
                 r.headers = used_header(used);

@@ -247,9 +247,9 @@ fn push_kline_body(
 }
 
 /// One kline as the 12-element array of `GET /api/v3/klines`.
-pub fn push_rest_kline(out: &mut Vec<u8>, k: &Kline) {
+pub fn push_rest_kline(out: &mut Vec<u8>, k: &Kline, unit: TimeUnit) {
     out.push(b'[');
-    push_i64(out, k.open_time_ms);
+    push_i64(out, open_time_in(unit, k.open_time_ms));
     out.push(b',');
     push_quoted_units(out, i128::from(k.open));
     out.push(b',');
@@ -261,7 +261,7 @@ pub fn push_rest_kline(out: &mut Vec<u8>, k: &Kline) {
     out.push(b',');
     push_quoted_units(out, k.volume);
     out.push(b',');
-    push_i64(out, k.close_time_ms);
+    push_i64(out, close_time_in(unit, k.close_time_ms));
     out.push(b',');
     push_quoted_units(out, k.quote_volume);
     out.push(b',');

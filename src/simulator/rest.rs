@@ -9,11 +9,12 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use crate::market::{Interval, Symbol};
+use crate::wire::TimeUnit;
 
 use super::http::{query_get, query_pairs, Response};
 use super::kline::Kline;
 use super::market::Market;
-use super::render::{push_rest_kline, render_depth_snapshot, units_string};
+use super::render::{push_rest_kline, render_depth_snapshot, time_in, units_string};
 
 /// `limit` of `/api/v3/klines`: default and maximum (larger values are capped, as on
 /// Binance).
@@ -100,20 +101,23 @@ impl WeightLimiter {
     }
 }
 
-/// Answers a GET on a REST path. `market` is `None` in replay mode (no symbols).
+/// Answers a GET on a REST path at simulated time `now_ns`, with time fields in `unit`
+/// (`X-MBX-TIME-UNIT`). `market` is `None` in replay mode (no symbols).
 pub fn respond(
     path: &str,
     query: &str,
+    unit: TimeUnit,
     market: Option<&Market>,
-    now_ms: i64,
+    now_ns: i64,
     weight_limit: u32,
 ) -> Response {
     let pairs = query_pairs(query);
+    let now = time_in(unit, now_ns);
     let result = match path {
         "/api/v3/ping" => Ok(Response::json(200, "{}")),
-        "/api/v3/time" => Ok(Response::json(200, format!("{{\"serverTime\":{now_ms}}}"))),
-        "/api/v3/exchangeInfo" => exchange_info(&pairs, market, now_ms, weight_limit),
-        "/api/v3/klines" => klines(&pairs, market),
+        "/api/v3/time" => Ok(Response::json(200, format!("{{\"serverTime\":{now}}}"))),
+        "/api/v3/exchangeInfo" => exchange_info(&pairs, market, now, weight_limit),
+        "/api/v3/klines" => klines(&pairs, market, unit),
         "/api/v3/depth" => depth(&pairs, market),
         _ => Err(Response::error(404, -1000, "Unknown endpoint.")),
     };
@@ -176,7 +180,11 @@ fn symbol_index(pairs: &[(String, String)], market: Option<&Market>) -> Result<u
         .ok_or_else(invalid)
 }
 
-fn klines(pairs: &[(String, String)], market: Option<&Market>) -> Result<Response, Response> {
+fn klines(
+    pairs: &[(String, String)],
+    market: Option<&Market>,
+    unit: TimeUnit,
+) -> Result<Response, Response> {
     let index = symbol_index(pairs, market)?;
     let interval = Interval::parse(mandatory(pairs, "interval")?)
         .map_err(|_| Response::error(400, -1120, "Invalid interval."))?;
@@ -210,7 +218,7 @@ fn klines(pairs: &[(String, String)], market: Option<&Market>) -> Result<Respons
         if i > 0 {
             body.push(b',');
         }
-        push_rest_kline(&mut body, k);
+        push_rest_kline(&mut body, k, unit);
     }
     body.push(b']');
     Ok(Response::json(200, body))
@@ -233,7 +241,7 @@ fn depth(pairs: &[(String, String)], market: Option<&Market>) -> Result<Response
 fn exchange_info(
     pairs: &[(String, String)],
     market: Option<&Market>,
-    now_ms: i64,
+    now: i64,
     weight_limit: u32,
 ) -> Result<Response, Response> {
     let all: Vec<usize> = market.map_or(Vec::new(), |m| (0..m.symbols().len()).collect());
@@ -269,7 +277,7 @@ fn exchange_info(
             "{{\"rateLimitType\":\"RAW_REQUESTS\",\"interval\":\"MINUTE\",\"intervalNum\":5,\"limit\":61000}}",
             "],\"exchangeFilters\":[],\"symbols\":[{symbols}]}}"
         ),
-        now = now_ms,
+        now = now,
         limit = weight_limit,
         symbols = symbols.join(",")
     );
@@ -327,8 +335,34 @@ mod tests {
     }
 
     fn get(m: &Market, path: &str, query: &str) -> (u16, serde_json::Value) {
-        let r = respond(path, query, Some(m), 1, 6000);
+        get_in(TimeUnit::Millisecond, m, path, query)
+    }
+
+    fn get_in(unit: TimeUnit, m: &Market, path: &str, query: &str) -> (u16, serde_json::Value) {
+        let r = respond(path, query, unit, Some(m), NOW_NS, 6000);
         (r.status, serde_json::from_slice(&r.body).unwrap())
+    }
+
+    /// Server time of the requests: 1_700_000_300_123.456 ms.
+    const NOW_NS: i64 = 1_700_000_300_123_456_789;
+
+    #[test]
+    fn microsecond_header_turns_every_time_field_into_microseconds() {
+        let m = market();
+        let query = "symbol=BTCUSDT&interval=1m&limit=3";
+        let (_, ms) = get(&m, "/api/v3/klines", query);
+        let (_, us) = get_in(TimeUnit::Microsecond, &m, "/api/v3/klines", query);
+        for (a, b) in ms.as_array().unwrap().iter().zip(us.as_array().unwrap()) {
+            assert_eq!(b[0].as_i64().unwrap(), a[0].as_i64().unwrap() * 1_000);
+            assert_eq!(b[6].as_i64().unwrap(), a[6].as_i64().unwrap() * 1_000 + 999);
+            assert_eq!(a.as_array().unwrap()[1..6], b.as_array().unwrap()[1..6]);
+        }
+        let (_, t) = get(&m, "/api/v3/time", "");
+        assert_eq!(t["serverTime"], 1_700_000_300_123i64);
+        let (_, t) = get_in(TimeUnit::Microsecond, &m, "/api/v3/time", "");
+        assert_eq!(t["serverTime"], 1_700_000_300_123_456i64);
+        let (_, info) = get_in(TimeUnit::Microsecond, &m, "/api/v3/exchangeInfo", "");
+        assert_eq!(info["serverTime"], 1_700_000_300_123_456i64);
     }
 
     #[test]
