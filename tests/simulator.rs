@@ -1080,6 +1080,17 @@ fn rest_endpoints_parameters_and_errors() {
     .json();
     assert_eq!(window.as_array().unwrap().len(), 3);
     assert_eq!(window[0], all[5]);
+    // The same window in microseconds (Binance takes either; 16 digits are µs).
+    let window_us = http_get(
+        addr,
+        &format!(
+            "/api/v3/klines?symbol=BTCUSDT&interval=1s&startTime={}&endTime={}",
+            open * 1_000,
+            (open + 2_000) * 1_000
+        ),
+    )
+    .json();
+    assert_eq!(window_us, window);
     for (query, status, code) in [
         ("symbol=BTCUSDT&interval=7m", 400, -1120),
         ("symbol=DOGEBTC&interval=1m", 400, -1121),

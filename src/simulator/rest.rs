@@ -26,6 +26,8 @@ pub const DEPTH_MAX_LIMIT: usize = 5000;
 /// Weight windows remembered before old ones are pruned (one per client IP).
 const MAX_TRACKED_IPS: usize = 4096;
 const MINUTE_MS: i64 = 60_000;
+/// The smallest time parameter read as microseconds: the first of 16 digits.
+const MIN_MICROSECOND_TIME: i64 = 1_000_000_000_000_000;
 
 /// The request weight Binance charges for a path (and, for depth, its limit).
 pub fn request_weight(path: &str, query: &str) -> u32 {
@@ -145,6 +147,30 @@ fn number(pairs: &[(String, String)], key: &str) -> Result<Option<i64>, Response
     }
 }
 
+/// Which way a microsecond time becomes a millisecond bound: a start rounds up and an
+/// end down, so that both keep exactly the candles opening inside the µs range.
+#[derive(Clone, Copy)]
+enum Rounding {
+    Up,
+    Down,
+}
+
+/// A time parameter in epoch ms. Binance takes ms or µs: a value of 16 digits or more
+/// (from 10^15, year 33658 in ms) is microseconds.
+fn time_param(
+    pairs: &[(String, String)],
+    key: &str,
+    rounding: Rounding,
+) -> Result<Option<i64>, Response> {
+    Ok(
+        number(pairs, key)?.map(|t| match (t >= MIN_MICROSECOND_TIME, rounding) {
+            (false, _) => t,
+            (true, Rounding::Up) => -(-t).div_euclid(1_000),
+            (true, Rounding::Down) => t.div_euclid(1_000),
+        }),
+    )
+}
+
 fn illegal_chars(key: &str) -> Response {
     Response::error(
         400,
@@ -188,8 +214,8 @@ fn klines(
     let index = symbol_index(pairs, market)?;
     let interval = Interval::parse(mandatory(pairs, "interval")?)
         .map_err(|_| Response::error(400, -1120, "Invalid interval."))?;
-    let start = number(pairs, "startTime")?;
-    let end = number(pairs, "endTime")?;
+    let start = time_param(pairs, "startTime", Rounding::Up)?;
+    let end = time_param(pairs, "endTime", Rounding::Down)?;
     if let (Some(s), Some(e)) = (start, end) {
         if s > e {
             return Err(Response::error(
@@ -404,6 +430,58 @@ mod tests {
                 "{query}"
             );
         }
+    }
+
+    /// Binance takes `startTime`/`endTime` in ms or µs: 16 digits are microseconds.
+    #[test]
+    fn klines_accept_microsecond_start_and_end_times() {
+        let m = market();
+        let minute = 1_700_000_000_000i64 - 1_700_000_000_000 % 60_000;
+        let opens = |query: &str| -> Vec<i64> {
+            let (status, body) = get(&m, "/api/v3/klines", query);
+            assert_eq!(status, 200, "{query}: {body}");
+            body.as_array()
+                .unwrap()
+                .iter()
+                .map(|k| k[0].as_i64().unwrap())
+                .collect()
+        };
+        let (start, end) = (minute + 60_000, minute + 180_000);
+        let in_ms = opens(&format!(
+            "symbol=BTCUSDT&interval=1m&startTime={start}&endTime={end}"
+        ));
+        assert_eq!(in_ms, vec![start, start + 60_000, end]);
+        let in_us = opens(&format!(
+            "symbol=BTCUSDT&interval=1m&startTime={}&endTime={}",
+            start * 1_000,
+            end * 1_000 + 999
+        ));
+        assert_eq!(in_us, in_ms);
+        // A start a microsecond after an open excludes that open; an end a microsecond
+        // before one excludes it.
+        let in_us = opens(&format!(
+            "symbol=BTCUSDT&interval=1m&startTime={}&endTime={}",
+            start * 1_000 + 1,
+            end * 1_000 - 1
+        ));
+        assert_eq!(in_us, vec![start + 60_000]);
+        assert_eq!(
+            opens(&format!(
+                "symbol=BTCUSDT&interval=1m&endTime={}",
+                start * 1_000
+            )),
+            vec![minute, start]
+        );
+        // Units may be mixed; the order is checked after conversion.
+        let (status, body) = get(
+            &m,
+            "/api/v3/klines",
+            &format!(
+                "symbol=BTCUSDT&interval=1m&startTime={}&endTime={start}",
+                (start + 1) * 1_000
+            ),
+        );
+        assert_eq!((status, body["code"].as_i64()), (400, Some(-1023)));
     }
 
     #[test]
