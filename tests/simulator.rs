@@ -1026,6 +1026,28 @@ fn rest_microsecond_time_unit_header() {
     sim.stop();
 }
 
+/// `timeZone=8` interprets the day in UTC+8: the 1d candle opens at 16:00 UTC.
+#[test]
+fn rest_klines_time_zone() {
+    let sim = start(SimConfig {
+        start_time_ms: Some(1_700_000_000_000),
+        ..config()
+    });
+    let addr = sim.local_addr();
+    let day = 1_699_920_000_000i64;
+    let utc = http_get(addr, "/api/v3/klines?symbol=BTCUSDT&interval=1d").json();
+    assert_eq!(utc[0][0], day);
+    let east = http_get(addr, "/api/v3/klines?symbol=BTCUSDT&interval=1d&timeZone=8").json();
+    assert_eq!(east[0][0], day + 16 * 3_600_000);
+    assert_eq!(east[0][6], day + 40 * 3_600_000 - 1);
+    let r = http_get(
+        addr,
+        "/api/v3/klines?symbol=BTCUSDT&interval=1d&timeZone=15",
+    );
+    assert_eq!((r.status, r.json()["code"].as_i64()), (400, Some(-1130)));
+    sim.stop();
+}
+
 #[test]
 fn rest_endpoints_parameters_and_errors() {
     let sim = start(SimConfig {

@@ -13,6 +13,8 @@ use crate::market::{Candle, Decimal, Interval, Symbol};
 
 use super::market::UNIT_SCALE;
 
+const DAY_MS: i64 = 86_400_000;
+
 /// Closed candles kept per (symbol, interval) unless configured otherwise. Beyond it the
 /// oldest candle is dropped; `GET /api/v3/klines` then returns nothing for those open
 /// times, as Binance does for periods it has no data for. 10,000 keeps a week of 1m
@@ -188,9 +190,8 @@ impl KlineSeries {
         &self.history
     }
 
-    /// The candles `GET /api/v3/klines` returns, following Binance: with `start_ms`, the
-    /// first `limit` candles opening at or after it; otherwise the last `limit` opening
-    /// at or before `end_ms` (or the latest ones). `current` is the open candle.
+    /// The candles `GET /api/v3/klines` returns (see [`select`]). `current` is the open
+    /// candle.
     pub fn select(
         &self,
         current: Kline,
@@ -199,33 +200,91 @@ impl KlineSeries {
         limit: usize,
         out: &mut Vec<Kline>,
     ) {
-        out.clear();
-        let in_range = |k: &Kline| {
-            start_ms.is_none_or(|s| k.open_time_ms >= s)
-                && end_ms.is_none_or(|e| k.open_time_ms <= e)
-        };
-        let all = self.history.iter().chain(std::iter::once(&current));
-        if start_ms.is_some() {
-            let first = self
-                .history
-                .partition_point(|k| k.open_time_ms < start_ms.unwrap_or(i64::MIN));
-            out.extend(
-                self.history
-                    .range(first..)
-                    .chain(std::iter::once(&current))
-                    .filter(|k| in_range(k))
-                    .take(limit)
-                    .copied(),
-            );
-        } else {
-            let total = all.clone().filter(|k| in_range(k)).count();
-            out.extend(
-                all.filter(|k| in_range(k))
-                    .skip(total.saturating_sub(limit))
-                    .copied(),
-            );
-        }
+        let first = self
+            .history
+            .partition_point(|k| k.open_time_ms < start_ms.unwrap_or(i64::MIN));
+        let candles = self.history.range(first..).chain(std::iter::once(&current));
+        select(candles, start_ms, end_ms, limit, out);
     }
+
+    /// The candles of `interval` in a time zone `offset_ms` east of UTC, aggregated from
+    /// this finer series (see [`time_zone_base`]), oldest first; the last one is open.
+    /// `current` is this series' open candle. A candle whose start is no longer in this
+    /// series' history is left out rather than returned partial.
+    pub fn shifted(&self, current: Kline, interval: Interval, offset_ms: i64) -> Vec<Kline> {
+        let open_of = |t_ms: i64| interval.open_time(t_ms + offset_ms) - offset_ms;
+        let trimmed = self.history.len() == self.history_limit;
+        let first_open = self.history.front().unwrap_or(&current).open_time_ms;
+        let mut out: Vec<Kline> = Vec::new();
+        for part in self.history.iter().chain(std::iter::once(&current)) {
+            let open = open_of(part.open_time_ms);
+            match out.last_mut() {
+                Some(candle) if candle.open_time_ms == open => candle.merge(part),
+                _ => {
+                    let mut candle = Kline::empty(interval, open, part.open);
+                    candle.close_time_ms = interval.close_time(open + offset_ms) - offset_ms;
+                    candle.merge(part);
+                    out.push(candle);
+                }
+            }
+        }
+        if trimmed && out.first().is_some_and(|c| c.open_time_ms < first_open) {
+            out.remove(0);
+        }
+        out
+    }
+}
+
+/// The selection of `GET /api/v3/klines`, following Binance: with `start_ms`, the first
+/// `limit` candles opening at or after it; otherwise the last `limit` opening at or
+/// before `end_ms` (or the latest ones). `candles` are in time order.
+pub fn select<'a>(
+    candles: impl Iterator<Item = &'a Kline> + Clone,
+    start_ms: Option<i64>,
+    end_ms: Option<i64>,
+    limit: usize,
+    out: &mut Vec<Kline>,
+) {
+    out.clear();
+    let in_range = |k: &&Kline| {
+        start_ms.is_none_or(|s| k.open_time_ms >= s) && end_ms.is_none_or(|e| k.open_time_ms <= e)
+    };
+    if start_ms.is_some() {
+        out.extend(candles.filter(in_range).take(limit).copied());
+    } else {
+        let total = candles.clone().filter(in_range).count();
+        out.extend(
+            candles
+                .filter(in_range)
+                .skip(total.saturating_sub(limit))
+                .copied(),
+        );
+    }
+}
+
+/// The series to aggregate `interval` from in a time zone `offset_ms` east of UTC:
+/// the coarsest fixed interval whose boundaries are boundaries of both the shifted and
+/// the UTC candles. `None` when the offset does not move `interval`'s boundaries (a
+/// multiple of its length), so the UTC series answers as it is.
+pub fn time_zone_base(interval: Interval, offset_ms: i64) -> Option<Interval> {
+    if offset_ms == 0 {
+        return None;
+    }
+    // Weeks and months are made of whole UTC days, shifted or not.
+    let whole = interval.fixed_ms().filter(|_| interval != Interval::W1);
+    if whole.is_some_and(|len| offset_ms % len == 0) {
+        return None;
+    }
+    let span = whole.unwrap_or(DAY_MS);
+    Interval::ALL
+        .iter()
+        .rev()
+        .copied()
+        .filter(|b| *b != interval)
+        .find(|b| {
+            b.fixed_ms()
+                .is_some_and(|len| len <= span && span % len == 0 && offset_ms % len == 0)
+        })
 }
 
 #[cfg(test)]
@@ -330,5 +389,58 @@ mod tests {
         );
         s.select(current, Some(0), Some(60_000), 10, &mut out);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn time_zone_bases_are_the_coarsest_common_boundaries() {
+        let hour = 3_600_000;
+        for (interval, offset, base) in [
+            (Interval::D1, 8 * hour, Some(Interval::H8)),
+            (Interval::D1, -hour, Some(Interval::H1)),
+            (Interval::H4, 8 * hour, None),
+            (Interval::H1, 5 * hour + hour * 3 / 4, Some(Interval::M15)),
+            (Interval::M30, 5 * hour + hour * 3 / 4, Some(Interval::M15)),
+            (Interval::M15, 5 * hour + hour * 3 / 4, None),
+            (Interval::W1, 14 * hour, Some(Interval::H2)),
+            (Interval::Mo1, -12 * hour, Some(Interval::H12)),
+            (Interval::D3, 8 * hour, Some(Interval::H8)),
+            (Interval::W1, 0, None),
+            (Interval::Mo1, 0, None),
+        ] {
+            assert_eq!(
+                time_zone_base(interval, offset),
+                base,
+                "{interval} {offset}"
+            );
+        }
+    }
+
+    #[test]
+    fn shifted_candles_aggregate_and_skip_a_trimmed_start() {
+        let mut s = KlineSeries::new(Interval::M1, 0, 10, 3);
+        for _ in 0..5 {
+            s.close_building();
+        }
+        // History 120k, 180k, 240k; open 300k. 3m candles shifted by one minute open
+        // at 120k and 300k; the first is whole.
+        let opens = |v: Vec<Kline>| v.iter().map(|k| k.open_time_ms).collect::<Vec<_>>();
+        assert_eq!(
+            opens(s.shifted(s.building, Interval::M3, 60_000)),
+            vec![120_000, 300_000]
+        );
+        let shifted = s.shifted(s.building, Interval::M3, 60_000);
+        assert_eq!(shifted[0].close_time_ms, 299_999);
+        // Shifted by two minutes they open at 60k and 240k: the 60k one lost its first
+        // minute to the history limit and is left out.
+        assert_eq!(
+            opens(s.shifted(s.building, Interval::M3, 120_000)),
+            vec![240_000]
+        );
+        // Untrimmed history keeps a partial first candle (the market opened inside it).
+        let s = KlineSeries::new(Interval::M1, 60_000, 10, 3);
+        assert_eq!(
+            opens(s.shifted(s.building, Interval::M3, 120_000)),
+            vec![60_000]
+        );
     }
 }

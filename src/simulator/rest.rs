@@ -12,7 +12,7 @@ use crate::market::{Interval, Symbol};
 use crate::wire::TimeUnit;
 
 use super::http::{query_get, query_pairs, Response};
-use super::kline::Kline;
+use super::kline::{select, time_zone_base, Kline};
 use super::market::Market;
 use super::render::{push_rest_kline, render_depth_snapshot, time_in, units_string};
 
@@ -226,18 +226,37 @@ fn klines(
         }
     }
     let limit = limit_param(pairs, KLINES_DEFAULT_LIMIT, KLINES_MAX_LIMIT)?;
+    let offset_ms = match query_get(pairs, "timeZone") {
+        None => 0,
+        Some(text) => time_zone_offset_ms(text).ok_or_else(|| {
+            Response::error(
+                400,
+                -1130,
+                "Data sent for parameter 'timeZone' is not valid.",
+            )
+        })?,
+    };
     let Some(market) = market else {
         return Err(Response::error(400, -1121, "Invalid symbol."));
     };
     let symbol = &market.symbols()[index];
     let mut selected: Vec<Kline> = Vec::with_capacity(limit.min(KLINES_MAX_LIMIT));
-    symbol.series(interval).select(
-        symbol.current_kline(interval),
-        start,
-        end,
-        limit,
-        &mut selected,
-    );
+    match time_zone_base(interval, offset_ms) {
+        None => symbol.series(interval).select(
+            symbol.current_kline(interval),
+            start,
+            end,
+            limit,
+            &mut selected,
+        ),
+        Some(base) => {
+            let shifted =
+                symbol
+                    .series(base)
+                    .shifted(symbol.current_kline(base), interval, offset_ms);
+            select(shifted.iter(), start, end, limit, &mut selected);
+        }
+    }
     let mut body = Vec::with_capacity(selected.len() * 200 + 2);
     body.push(b'[');
     for (i, k) in selected.iter().enumerate() {
@@ -248,6 +267,28 @@ fn klines(
     }
     body.push(b']');
     Ok(Response::json(200, body))
+}
+
+/// A `timeZone` of klines as an offset east of UTC: hours (`8`, `-3`) or hours and
+/// minutes (`05:45`, `-1:00`), optionally signed, from -12:00 to +14:00 inclusive.
+fn time_zone_offset_ms(text: &str) -> Option<i64> {
+    let (sign, rest) = match text.as_bytes().first()? {
+        b'-' => (-1, &text[1..]),
+        b'+' => (1, &text[1..]),
+        _ => (1, text),
+    };
+    let (hours, minutes) = rest.split_once(':').unwrap_or((rest, "00"));
+    let digits = |s: &str, range: std::ops::RangeInclusive<usize>| {
+        range.contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
+    };
+    if !digits(hours, 1..=2) || !digits(minutes, 2..=2) {
+        return None;
+    }
+    let minutes: i64 = minutes.parse().ok().filter(|m| *m < 60)?;
+    let total = sign * (hours.parse::<i64>().ok()? * 60 + minutes);
+    (-12 * 60..=14 * 60)
+        .contains(&total)
+        .then_some(total * MINUTE_MS)
 }
 
 fn depth(pairs: &[(String, String)], market: Option<&Market>) -> Result<Response, Response> {
@@ -482,6 +523,115 @@ mod tests {
             ),
         );
         assert_eq!((status, body["code"].as_i64()), (400, Some(-1023)));
+    }
+
+    /// Binance: "If timeZone provided, kline intervals are interpreted in that timezone
+    /// instead of UTC"; hours (`8`) or hours and minutes (`-1:00`, `05:45`) from -12:00
+    /// to +14:00; startTime and endTime stay UTC.
+    #[test]
+    fn klines_time_zone_shifts_the_intervals() {
+        let m = market();
+        // The market runs 2023-11-14 22:13:20 to 22:18:20 UTC.
+        let day = 1_699_920_000_000i64;
+        let hour = 3_600_000i64;
+        let rows = |query: &str| -> Vec<serde_json::Value> {
+            let (status, body) = get(&m, "/api/v3/klines", query);
+            assert_eq!(status, 200, "{query}: {body}");
+            body.as_array().unwrap().clone()
+        };
+        let utc = rows("symbol=BTCUSDT&interval=1d");
+        assert_eq!(utc.len(), 1);
+        assert_eq!(utc[0][0], day);
+        for (query, open, close) in [
+            (
+                "interval=1d&timeZone=8",
+                day + 16 * hour,
+                day + 40 * hour - 1,
+            ),
+            (
+                "interval=1d&timeZone=%2B08:00",
+                day + 16 * hour,
+                day + 40 * hour - 1,
+            ),
+            (
+                "interval=1d&timeZone=-1:00",
+                day + hour,
+                day + 25 * hour - 1,
+            ),
+            (
+                "interval=12h&timeZone=8",
+                day + 16 * hour,
+                day + 28 * hour - 1,
+            ),
+            (
+                "interval=1w&timeZone=14",
+                1_699_783_200_000,
+                1_700_387_999_999,
+            ),
+            (
+                "interval=1M&timeZone=-12:00",
+                1_698_840_000_000,
+                1_701_431_999_999,
+            ),
+            // Intervals the offset is a multiple of are unchanged.
+            (
+                "interval=4h&timeZone=8",
+                day + 20 * hour,
+                day + 24 * hour - 1,
+            ),
+            ("interval=1d&timeZone=0", day, day + 24 * hour - 1),
+        ] {
+            let got = rows(&format!("symbol=BTCUSDT&{query}"));
+            assert_eq!(got.len(), 1, "{query}");
+            assert_eq!(
+                (got[0][0].as_i64(), got[0][6].as_i64()),
+                (Some(open), Some(close)),
+                "{query}"
+            );
+            // All five minutes fall into the one candle either way: same prices and sums.
+            for field in [1, 2, 3, 4, 5, 7, 8, 9, 10] {
+                assert_eq!(got[0][field], utc[0][field], "{query} field {field}");
+            }
+        }
+        // 05:45 moves hours to a quarter past: the run at 22:15 splits, two candles.
+        for interval in ["1h", "30m"] {
+            let got = rows(&format!(
+                "symbol=BTCUSDT&interval={interval}&timeZone=05:45"
+            ));
+            assert_eq!(got.len(), 2, "{interval}");
+            assert_eq!(got[1][0], day + 22 * hour + hour / 4, "{interval}");
+            assert_eq!(got[0][6], day + 22 * hour + hour / 4 - 1, "{interval}");
+            assert_eq!(got[0][1], utc[0][1]);
+            assert_eq!(got[1][4], utc[0][4]);
+            let trades = got[0][8].as_i64().unwrap() + got[1][8].as_i64().unwrap();
+            assert_eq!(Some(trades), utc[0][8].as_i64());
+        }
+        assert_eq!(
+            rows("symbol=BTCUSDT&interval=1h&timeZone=05:45")[0][0],
+            day + 21 * hour + hour / 4
+        );
+        // Shifted candles are filtered by UTC start and end times.
+        let later = rows(&format!(
+            "symbol=BTCUSDT&interval=1h&timeZone=05:45&startTime={}",
+            day + 22 * hour
+        ));
+        assert_eq!(later.len(), 1);
+        let quarter = rows("symbol=BTCUSDT&interval=1m&timeZone=05:45&startTime=1700000040000&endTime=1700000100000");
+        assert_eq!(quarter.len(), 2);
+        for bad in [
+            "15", "-12:01", "14:01", "abc", "8:60", "8:5", "", "+", "1.5",
+        ] {
+            let (status, body) = get(
+                &m,
+                "/api/v3/klines",
+                &format!("symbol=BTCUSDT&interval=1d&timeZone={bad}"),
+            );
+            assert_eq!(
+                (status, body["code"].as_i64()),
+                (400, Some(-1130)),
+                "{bad:?}: {body}"
+            );
+        }
     }
 
     #[test]
