@@ -1116,6 +1116,7 @@ fn rest_endpoints_parameters_and_errors() {
     for (query, status, code) in [
         ("symbol=BTCUSDT&interval=7m", 400, -1120),
         ("symbol=DOGEBTC&interval=1m", 400, -1121),
+        ("symbol=btcusdt&interval=1m", 400, -1100),
         ("interval=1m", 400, -1102),
         ("symbol=BTCUSDT&interval=1m&limit=x", 400, -1100),
         (

@@ -26,6 +26,8 @@ pub const DEPTH_MAX_LIMIT: usize = 5000;
 /// Weight windows remembered before old ones are pruned (one per client IP).
 const MAX_TRACKED_IPS: usize = 4096;
 const MINUTE_MS: i64 = 60_000;
+/// Longest `symbol` parameter Binance's syntax check lets through.
+const MAX_SYMBOL_LEN: usize = 20;
 /// The smallest time parameter read as microseconds: the first of 16 digits.
 const MIN_MICROSECOND_TIME: i64 = 1_000_000_000_000_000;
 
@@ -196,9 +198,15 @@ fn limit_param(pairs: &[(String, String)], default: usize, max: usize) -> Result
 fn symbol_index(pairs: &[(String, String)], market: Option<&Market>) -> Result<usize, Response> {
     let text = mandatory(pairs, "symbol")?;
     let invalid = || Response::error(400, -1121, "Invalid symbol.");
-    // Binance symbols are upper case; a lower-case one is an invalid symbol.
-    if text.bytes().any(|b| b.is_ascii_lowercase()) {
-        return Err(invalid());
+    // Binance checks the syntax before looking the symbol up: a lower-case symbol is
+    // refused as illegal characters, not as an unknown symbol.
+    let legal = |b: u8| b.is_ascii_uppercase() || b.is_ascii_digit() || b"-_.".contains(&b);
+    if text.len() > MAX_SYMBOL_LEN || !text.bytes().all(legal) {
+        return Err(Response::error(
+            400,
+            -1100,
+            "Illegal characters found in parameter 'symbol'; legal range is '^[A-Z0-9-_.]{1,20}$'.",
+        ));
     }
     let symbol = Symbol::new(text).map_err(|_| invalid())?;
     market
@@ -456,7 +464,10 @@ mod tests {
         assert_eq!(body.as_array().unwrap().len(), 101);
         for (query, code) in [
             ("symbol=NOPE&interval=1m", -1121),
-            ("symbol=btcusdt&interval=1m", -1121),
+            ("symbol=btcusdt&interval=1m", -1100),
+            ("symbol=BTC%24USDT&interval=1m", -1100),
+            ("symbol=ABCDEFGHIJKLMNOPQRSTU&interval=1m", -1100),
+            ("symbol=BTC-USDT&interval=1m", -1121),
             ("symbol=BTCUSDT&interval=2m", -1120),
             ("interval=1m", -1102),
             ("symbol=BTCUSDT", -1102),
@@ -630,6 +641,20 @@ mod tests {
                 (status, body["code"].as_i64()),
                 (400, Some(-1130)),
                 "{bad:?}: {body}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_symbol_outside_binance_syntax_is_illegal_characters() {
+        let m = market();
+        for path in ["/api/v3/klines", "/api/v3/depth", "/api/v3/exchangeInfo"] {
+            let (status, body) = get(&m, path, "symbol=btcusdt&interval=1m");
+            assert_eq!(status, 400, "{path}");
+            assert_eq!(
+                body,
+                serde_json::json!({"code": -1100, "msg": "Illegal characters found in parameter 'symbol'; legal range is '^[A-Z0-9-_.]{1,20}$'."}),
+                "{path}"
             );
         }
     }
