@@ -372,7 +372,17 @@ fn symbol_info(market: &Market, index: usize) -> String {
             "\"isSpotTradingAllowed\":true,\"isMarginTradingAllowed\":false,",
             "\"filters\":[",
             "{{\"filterType\":\"PRICE_FILTER\",\"minPrice\":\"{tick}\",\"maxPrice\":\"{max_price}\",\"tickSize\":\"{tick}\"}},",
-            "{{\"filterType\":\"LOT_SIZE\",\"minQty\":\"{step}\",\"maxQty\":\"{max_qty}\",\"stepSize\":\"{step}\"}}",
+            "{{\"filterType\":\"LOT_SIZE\",\"minQty\":\"{step}\",\"maxQty\":\"{max_qty}\",\"stepSize\":\"{step}\"}},",
+            "{{\"filterType\":\"ICEBERG_PARTS\",\"limit\":10}},",
+            "{{\"filterType\":\"MARKET_LOT_SIZE\",\"minQty\":\"0.00000000\",\"maxQty\":\"{max_market_qty}\",\"stepSize\":\"0.00000000\"}},",
+            "{{\"filterType\":\"TRAILING_DELTA\",\"minTrailingAboveDelta\":10,\"maxTrailingAboveDelta\":2000,",
+            "\"minTrailingBelowDelta\":10,\"maxTrailingBelowDelta\":2000}},",
+            "{{\"filterType\":\"PERCENT_PRICE_BY_SIDE\",\"bidMultiplierUp\":\"5\",\"bidMultiplierDown\":\"0.2\",",
+            "\"askMultiplierUp\":\"5\",\"askMultiplierDown\":\"0.2\",\"avgPriceMins\":5}},",
+            "{{\"filterType\":\"NOTIONAL\",\"minNotional\":\"5.00000000\",\"applyMinToMarket\":true,",
+            "\"maxNotional\":\"9000000.00000000\",\"applyMaxToMarket\":false,\"avgPriceMins\":5}},",
+            "{{\"filterType\":\"MAX_NUM_ORDERS\",\"maxNumOrders\":200}},",
+            "{{\"filterType\":\"MAX_NUM_ALGO_ORDERS\",\"maxNumAlgoOrders\":5}}",
             "],\"permissions\":[],\"permissionSets\":[[\"SPOT\"]],",
             "\"defaultSelfTradePreventionMode\":\"EXPIRE_MAKER\",",
             "\"allowedSelfTradePreventionModes\":[\"EXPIRE_TAKER\",\"EXPIRE_MAKER\",\"EXPIRE_BOTH\"]}}"
@@ -384,6 +394,7 @@ fn symbol_info(market: &Market, index: usize) -> String {
         step = units_string(i128::from(spec.step())),
         max_price = units_string(1_000_000 * i128::from(super::market::UNIT)),
         max_qty = units_string(9_000_000 * i128::from(super::market::UNIT)),
+        max_market_qty = units_string(100 * i128::from(super::market::UNIT)),
     )
 }
 
@@ -657,6 +668,94 @@ mod tests {
                 "{path}"
             );
         }
+    }
+
+    /// Every spot symbol on Binance carries these filters, in this order and shape.
+    #[test]
+    fn exchange_info_lists_binance_spot_filters() {
+        let m = market();
+        let (_, info) = get(&m, "/api/v3/exchangeInfo", "symbol=BTCUSDT");
+        let filters = info["symbols"][0]["filters"].as_array().unwrap();
+        let types: Vec<&str> = filters
+            .iter()
+            .map(|f| f["filterType"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "PRICE_FILTER",
+                "LOT_SIZE",
+                "ICEBERG_PARTS",
+                "MARKET_LOT_SIZE",
+                "TRAILING_DELTA",
+                "PERCENT_PRICE_BY_SIDE",
+                "NOTIONAL",
+                "MAX_NUM_ORDERS",
+                "MAX_NUM_ALGO_ORDERS",
+            ]
+        );
+        let keys = |f: &serde_json::Value| -> Vec<String> {
+            let mut k: Vec<String> = f.as_object().unwrap().keys().cloned().collect();
+            k.sort();
+            k
+        };
+        let expect = [
+            ("ICEBERG_PARTS", vec!["filterType", "limit"]),
+            (
+                "MARKET_LOT_SIZE",
+                vec!["filterType", "maxQty", "minQty", "stepSize"],
+            ),
+            (
+                "TRAILING_DELTA",
+                vec![
+                    "filterType",
+                    "maxTrailingAboveDelta",
+                    "maxTrailingBelowDelta",
+                    "minTrailingAboveDelta",
+                    "minTrailingBelowDelta",
+                ],
+            ),
+            (
+                "PERCENT_PRICE_BY_SIDE",
+                vec![
+                    "askMultiplierDown",
+                    "askMultiplierUp",
+                    "avgPriceMins",
+                    "bidMultiplierDown",
+                    "bidMultiplierUp",
+                    "filterType",
+                ],
+            ),
+            (
+                "NOTIONAL",
+                vec![
+                    "applyMaxToMarket",
+                    "applyMinToMarket",
+                    "avgPriceMins",
+                    "filterType",
+                    "maxNotional",
+                    "minNotional",
+                ],
+            ),
+            ("MAX_NUM_ORDERS", vec!["filterType", "maxNumOrders"]),
+            (
+                "MAX_NUM_ALGO_ORDERS",
+                vec!["filterType", "maxNumAlgoOrders"],
+            ),
+        ];
+        for (filter, (name, fields)) in filters[2..].iter().zip(expect) {
+            assert_eq!(filter["filterType"], name);
+            assert_eq!(keys(filter), fields, "{name}");
+        }
+        let notional = &filters[6];
+        assert_eq!(notional["minNotional"], "5.00000000");
+        assert_eq!(notional["applyMinToMarket"], true);
+        assert_eq!(notional["applyMaxToMarket"], false);
+        assert!(notional["avgPriceMins"].is_u64());
+        assert!(filters[2]["limit"].is_u64());
+        assert!(filters[5]["bidMultiplierUp"].is_string());
+        assert!(filters[7]["maxNumOrders"].is_u64());
+        assert_eq!(filters[3]["minQty"], "0.00000000");
     }
 
     #[test]
