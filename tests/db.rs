@@ -711,6 +711,99 @@ fn the_writer_loop_drains_rings_and_conflates_live_candles_when_asked() {
 }
 
 #[test]
+fn confirmed_absences_are_spooled_then_stored_once_by_the_writer() {
+    use alphapulse::candle::Gap;
+    use alphapulse::shard::Record;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let pg = Postgres::start_new();
+    let spool = temp_spool("absences");
+    let mut s = settings(&pg);
+    s.spool_dir = spool.clone();
+    s.batch_timeout = Duration::from_millis(20);
+    let stats = Arc::new(alphapulse::sinks::db::DbStats::default());
+    let figures = |s: &alphapulse::sinks::db::DbStats| {
+        format!(
+            "spooled {} replayed {} offered {} spool {} batches {} absences {}",
+            s.spooled_rows.get(),
+            s.replayed_rows.get(),
+            s.rows_offered.get(),
+            s.spool_rows.get(),
+            s.batches.get(),
+            s.absences_written.get()
+        )
+    };
+    let mut writer = alphapulse::sinks::db::writer::Writer::new(
+        s.clone(),
+        alphapulse::sinks::db::spool::Spool::open(&spool, s.spool_max_bytes).unwrap(),
+        stats.clone(),
+        false,
+    );
+    let gap = Gap {
+        symbol: Symbol::new("BTCUSDT").unwrap(),
+        interval: Interval::M1,
+        from_open_ms: T0 + 60_000,
+        to_open_ms: T0 + 180_000,
+    };
+    // The writer takes `Record::Absent` like a candle, into the same batch; a gap has
+    // no row. Not yet connected, it spools the batch: the absence with the candle.
+    let mut b = Batch::new();
+    let c = candle(T0, T0 * 1000 + 59_000_000, true, "7.0");
+    assert!(writer.offer(&mut b, &envelope(Record::ClosedCandle(c))));
+    assert!(writer.offer(&mut b, &envelope(Record::Absent(gap))));
+    assert!(
+        !writer.offer(&mut b, &envelope(Record::Gap(gap))),
+        "a gap has no row"
+    );
+    writer.commit(&b);
+    assert_eq!(stats.spooled_rows.get(), 2, "{}", figures(&stats));
+    // Running, it connects, replays the spool, and takes the same span again from its
+    // ring (a restart asks again): one row.
+    let (tx, rx) = alphapulse::ring::ring("test->database", 64);
+    let stop = Arc::new(AtomicBool::new(false));
+    let thread = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            writer.run(alphapulse::engine::SinkIo {
+                rings: vec![rx],
+                stop,
+                latency: alphapulse::latency::Registry::new().recorder("database"),
+                busy_poll: false,
+            })
+        })
+    };
+    tx.push(envelope(Record::Absent(gap))).unwrap();
+    assert!(
+        support::wait_until(Duration::from_secs(20), || stats.replayed_rows.get() == 2
+            && stats.rows_offered.get() == 3
+            && stats.spool_rows.get() == 0
+            && stats.batches.get() >= 2),
+        "{}",
+        figures(&stats)
+    );
+    stop.store(true, Ordering::Relaxed);
+    thread.join().unwrap();
+    assert_eq!(stats.absences_written.get(), 1, "{}", figures(&stats));
+    let rows = pg
+        .client()
+        .query(
+            "SELECT symbol, timeframe, (extract(epoch FROM from_open_time) * 1000)::bigint, \
+             (extract(epoch FROM to_open_time) * 1000)::bigint, candles FROM candle_absences",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    assert_eq!(row.get::<_, String>(0), "BTCUSDT");
+    assert_eq!(row.get::<_, String>(1), "1m");
+    assert_eq!(row.get::<_, i64>(2), T0 + 60_000);
+    assert_eq!(row.get::<_, i64>(3), T0 + 180_000);
+    assert_eq!(row.get::<_, i64>(4), 2);
+    assert_eq!(db_count(&pg), 1);
+    let _ = std::fs::remove_dir_all(&spool);
+}
+
+#[test]
 fn at_its_bound_the_spool_refuses_batches_and_counts_the_rows() {
     use std::sync::Arc;
     let spool = temp_spool("bound");

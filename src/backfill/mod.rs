@@ -73,9 +73,6 @@ pub const MAX_BODY_BYTES: u64 = 1 << 20;
 /// Candles re-fetched before the newest stored one at a restart: the signals of the
 /// last stored candles may not have reached the database before the process died.
 pub const RESTART_OVERLAP_CANDLES: i64 = 2;
-/// Confirmed absences waiting for the database; past this the oldest is dropped and
-/// counted (the counter and the shard's figures still have it).
-pub const MAX_PENDING_ABSENCES: usize = 10_000;
 /// Wait before asking again for a span an answer lacked. One empty answer proves
 /// little: the exchange's REST view can trail its stream by a moment. Well inside the
 /// shard's hold on later signals (`shard::gate::DEFAULT_HOLD`).
@@ -83,8 +80,6 @@ pub const ABSENCE_CHECK_DELAY: Duration = Duration::from_secs(3);
 /// Spans waiting for their second look; past this a check is queued at once (the
 /// scheduler still paces it), so memory stays bounded during a long empty stretch.
 pub const MAX_PENDING_CHECKS: usize = 4096;
-/// Wait between attempts to record absences while the database is down.
-pub(crate) const ABSENCE_RETRY: Duration = Duration::from_secs(5);
 /// How often an idle thread looks for requests and for the stop flag.
 pub(crate) const IDLE_POLL: Duration = Duration::from_millis(100);
 
@@ -139,9 +134,6 @@ pub struct RestStats {
     pub blocked: Counter,
     /// Series whose newest stored candle was read from the database at startup.
     pub resumed_series: Counter,
-    /// Absences written to `candle_absences`, and dropped while it was unreachable.
-    pub absences_written: Counter,
-    pub absences_dropped: Counter,
     pub last_error: Mutex<Option<String>>,
 }
 
@@ -174,8 +166,6 @@ impl RestStats {
             "retrying": self.retrying.get(),
             "blocked": self.blocked.get() == 1,
             "resumed_series": self.resumed_series.get(),
-            "absences_written": self.absences_written.get(),
-            "absences_dropped": self.absences_dropped.get(),
             "last_error": last_error,
         })
     }
@@ -215,8 +205,6 @@ pub trait RestDatabase: Send {
         &mut self,
         series: &[(Symbol, Interval)],
     ) -> Result<Vec<(Symbol, Interval, i64)>, DatabaseError>;
-    /// Records one confirmed absence; recording it twice changes nothing.
-    fn record_absence(&mut self, gap: &crate::candle::Gap) -> Result<(), DatabaseError>;
 }
 
 /// The thread's work: where the exchange is, which series each shard has.

@@ -2,8 +2,9 @@
 //! and when, sends it ([`super::client`]), retries failures with capped back-off, and
 //! delivers each answered page to its shard with the spans it confirms absent.
 //!
-//! Runs on the `rest` thread ([`super::spawn`]). Owns the scheduler, the retry timers
-//! and the confirmed absences waiting for the database.
+//! Runs on the `rest` thread ([`super::spawn`]). Owns the scheduler and the retry
+//! timers. The spans it confirms absent go to their shard with the page, and from the
+//! shard to the database writer, which stores them like candles.
 //!
 //! Two rules keep what it delivers true:
 //! - **Only closed candles.** A row is delivered (and so stored) as closed only when its
@@ -24,9 +25,9 @@ use std::time::{Duration, Instant};
 use super::client::{klines_url, Client};
 use super::scheduler::{Hold, Next, Scheduler};
 use super::{
-    klines, priority, RestError, RestPlan, RestStats, ABSENCE_CHECK_DELAY, ABSENCE_RETRY,
-    IDLE_POLL, KLINES_WEIGHT, MAX_ATTEMPTS, MAX_PENDING_ABSENCES, MAX_PENDING_CHECKS,
-    MAX_WARM_ATTEMPTS, RESTART_OVERLAP_CANDLES, RETRY_INITIAL, RETRY_MAX,
+    klines, priority, RestError, RestPlan, RestStats, ABSENCE_CHECK_DELAY, IDLE_POLL,
+    KLINES_WEIGHT, MAX_ATTEMPTS, MAX_PENDING_CHECKS, MAX_WARM_ATTEMPTS, RESTART_OVERLAP_CANDLES,
+    RETRY_INITIAL, RETRY_MAX,
 };
 use crate::market::{Candle, Interval, Symbol};
 use crate::message::rest::{Request, RestBatch, Want};
@@ -60,10 +61,6 @@ pub(super) struct Thread {
     checks: Vec<(Instant, Job)>,
     /// The exchange's time as far as its answers show (ms): the newest open time seen.
     exchange_ms: i64,
-    /// Confirmed absences not yet in the database.
-    absences: std::collections::VecDeque<crate::candle::Gap>,
-    /// No database attempt before this (after a failure).
-    db_retry_at: Instant,
 }
 
 impl Thread {
@@ -85,8 +82,6 @@ impl Thread {
             attempts: Vec::new(),
             checks: Vec::new(),
             exchange_ms: 0,
-            absences: std::collections::VecDeque::new(),
-            db_retry_at: Instant::now(),
         }
     }
 
@@ -95,7 +90,6 @@ impl Thread {
         let mut was_budget_held = false;
         while !self.stop.load(Ordering::Relaxed) {
             self.take_requests();
-            self.record_absences();
             self.release_due(Instant::now());
             let queued = self.scheduler.queued();
             self.stats.queued_urgent.set(queued[0] as u64);
@@ -424,46 +418,17 @@ impl Thread {
         }
     }
 
-    /// Counts spans two answers lacked and keeps them for the database.
+    /// Counts spans two answers lacked (their shard has them with the page).
     fn confirm_absent(&mut self, req: Request, spans: &[(i64, i64)]) {
         for &(from, to) in spans {
-            self.stats.absent_ranges.inc();
             let gap = crate::candle::Gap {
                 symbol: req.symbol,
                 interval: req.interval,
                 from_open_ms: from,
                 to_open_ms: to,
             };
+            self.stats.absent_ranges.inc();
             self.stats.absent_candles.add(gap.candles());
-            if self.plan.database.is_some() {
-                if self.absences.len() >= MAX_PENDING_ABSENCES {
-                    self.absences.pop_front();
-                    self.stats.absences_dropped.inc();
-                }
-                self.absences.push_back(gap);
-            }
-        }
-    }
-
-    /// Writes confirmed absences to `candle_absences` (idempotent); while the
-    /// database is down they wait, bounded, and are tried again every few seconds.
-    fn record_absences(&mut self) {
-        let Some(db) = self.plan.database.as_mut() else {
-            return;
-        };
-        if self.absences.is_empty() || Instant::now() < self.db_retry_at {
-            return;
-        }
-        while let Some(g) = self.absences.front() {
-            if let Err(e) = db.record_absence(g) {
-                tracing::warn!(error = %e, pending = self.absences.len(),
-                    "cannot record confirmed absences yet; retrying");
-                self.stats.set_error(&e);
-                self.db_retry_at = Instant::now() + ABSENCE_RETRY;
-                return;
-            }
-            self.absences.pop_front();
-            self.stats.absences_written.inc();
         }
     }
 

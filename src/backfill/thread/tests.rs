@@ -1,9 +1,6 @@
-use std::sync::Mutex;
-
 use super::*;
 use crate::backfill::scheduler::Priority;
 use crate::backfill::{DatabaseError, RestDatabase};
-use crate::candle::Gap;
 use crate::message::rest::ShardLink;
 
 const M: i64 = 60_000;
@@ -20,12 +17,10 @@ fn minutes(opens: impl IntoIterator<Item = i64>) -> Vec<Candle> {
     opens.into_iter().map(|m| candle(m * M)).collect()
 }
 
-/// A database that answers from memory, and can be down.
+/// A database that answers the startup query from memory.
 #[derive(Default)]
 struct FakeDb {
     stored: Vec<(Symbol, Interval, i64)>,
-    down: Arc<AtomicBool>,
-    recorded: Arc<Mutex<Vec<Gap>>>,
 }
 
 impl RestDatabase for FakeDb {
@@ -35,13 +30,6 @@ impl RestDatabase for FakeDb {
     ) -> Result<Vec<(Symbol, Interval, i64)>, DatabaseError> {
         assert_eq!(series, [(btc(), Interval::M1)]);
         Ok(self.stored.clone())
-    }
-    fn record_absence(&mut self, gap: &Gap) -> Result<(), DatabaseError> {
-        if self.down.load(Ordering::Relaxed) {
-            return Err("database down".into());
-        }
-        self.recorded.lock().unwrap().push(*gap);
-        Ok(())
     }
 }
 
@@ -120,16 +108,6 @@ fn second_look(t: &mut Thread, link: &ShardLink, exchange: &[i64]) -> Vec<RestBa
         .collect()
 }
 
-/// The spans the database was given, in order.
-fn spans_of(recorded: &Mutex<Vec<Gap>>) -> Vec<(i64, i64)> {
-    recorded
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|g| (g.from_open_ms, g.to_open_ms))
-        .collect()
-}
-
 fn absent_of(batches: &[RestBatch]) -> Vec<(i64, i64)> {
     batches.iter().flat_map(|b| b.absent.clone()).collect()
 }
@@ -161,7 +139,6 @@ fn startup_warms_each_series_or_nothing() {
 fn startup_resumes_before_the_newest_stored_candle() {
     let db = FakeDb {
         stored: vec![(btc(), Interval::M1, 100 * M)],
-        ..FakeDb::default()
     };
     let (mut t, _) = thread(10, Some(db));
     t.queue_startup();
@@ -249,15 +226,13 @@ fn a_range_page_delivers_its_candles_and_the_spans_it_lacks() {
     assert_eq!(t.stats.absent_ranges.get(), 2);
     assert_eq!(t.stats.absent_candles.get(), 2);
     assert_eq!(t.stats.backfill_candles.get(), 3);
-    assert_eq!(t.absences.len(), 2, "kept for the database");
     assert_eq!(queued(&mut t), [], "the range is done");
 
-    // Without a database nothing waits to be recorded.
+    // The same without a database: absences travel with the page either way.
     let (mut t, link) = thread(0, None);
     t.answered(job(range(0, Some(2))), Vec::new());
     assert_eq!(link.deliveries.pop().unwrap().absent, []);
     assert_eq!(absent_of(&second_look(&mut t, &link, &[])), [(0, 2 * M)]);
-    assert!(t.absences.is_empty());
 }
 
 #[test]
@@ -308,36 +283,6 @@ fn the_open_candle_is_left_out_of_open_ended_answers() {
 }
 
 #[test]
-fn absences_wait_while_the_database_is_down_then_are_recorded_in_order() {
-    let db = FakeDb::default();
-    let (down, recorded) = (db.down.clone(), db.recorded.clone());
-    let (mut t, link) = thread(0, Some(db));
-    t.answered(job(range(0, Some(4))), minutes([1]));
-    second_look(&mut t, &link, &[1]);
-    assert_eq!(t.absences.len(), 2);
-    down.store(true, Ordering::Relaxed);
-    t.record_absences();
-    assert_eq!(t.absences.len(), 2);
-    assert_eq!(t.stats.absences_written.get(), 0);
-    assert!(t.db_retry_at > Instant::now(), "no new attempt at once");
-    assert!(t
-        .stats
-        .last_error
-        .lock()
-        .unwrap()
-        .as_deref()
-        .is_some_and(|e| e.contains("database down")));
-    down.store(false, Ordering::Relaxed);
-    t.record_absences();
-    assert_eq!(t.absences.len(), 2, "waits out the retry delay");
-    t.db_retry_at = Instant::now();
-    t.record_absences();
-    assert!(t.absences.is_empty());
-    assert_eq!(t.stats.absences_written.get(), 2);
-    assert_eq!(spans_of(&recorded), [(0, M), (2 * M, 4 * M)]);
-}
-
-#[test]
 fn priority_puts_bounded_ranges_first() {
     assert_eq!(priority(&job(range(0, Some(1))).request), Priority::Urgent);
     assert_eq!(priority(&job(range(0, None)).request), Priority::Normal);
@@ -382,16 +327,11 @@ fn a_full_last_page_keeps_its_open_candle_out() {
 
 #[test]
 fn one_empty_answer_confirms_no_absence() {
-    let db = FakeDb::default();
-    let recorded = db.recorded.clone();
-    let (mut t, link) = thread(0, Some(db));
+    let (mut t, link) = thread(0, Some(FakeDb::default()));
     t.answered(job(range(0, Some(4))), minutes([1]));
     let batch = link.deliveries.pop().unwrap();
     assert_eq!(batch.candles.len(), 1);
     assert_eq!(batch.absent, [], "not on one answer");
-    assert!(t.absences.is_empty(), "nothing for the database yet");
-    t.record_absences();
-    assert!(recorded.lock().unwrap().is_empty());
     assert_eq!(t.stats.absent_ranges.get(), 0);
     assert_eq!(t.stats.unconfirmed_ranges.get(), 2);
 
@@ -408,13 +348,11 @@ fn one_empty_answer_confirms_no_absence() {
     t.checks = checks;
 
     // By then the exchange has candle 0: delivered, not absent. 2 and 3 are still
-    // lacking: confirmed, and recorded.
+    // lacking: confirmed, and delivered to the shard (which hands them to the writer).
     let batches = second_look(&mut t, &link, &[0]);
     assert_eq!(batches[0].candles.len(), 1);
     assert_eq!(absent_of(&batches), [(2 * M, 4 * M)]);
     assert_eq!(t.stats.unconfirmed_candles_found.get(), 1);
     assert_eq!(t.stats.absent_ranges.get(), 1);
     assert_eq!(t.stats.absent_candles.get(), 2);
-    t.record_absences();
-    assert_eq!(spans_of(&recorded), [(2 * M, 4 * M)]);
 }

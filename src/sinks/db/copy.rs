@@ -135,6 +135,8 @@ pub struct Committed {
     pub candles: u64,
     /// Signal rows inserted (replays are not counted).
     pub signals: u64,
+    /// Confirmed absences recorded (ones already recorded are not counted).
+    pub absences: u64,
 }
 
 /// How long sent data may stay unacknowledged by the server before the connection
@@ -224,7 +226,30 @@ impl WriteConn {
                 &[],
             )?;
         }
+        if !batch.absences.is_empty() {
+            let insert = tx.prepare(INSERT_ABSENCE)?;
+            for g in &batch.absences {
+                done.absences += tx.execute(
+                    &insert,
+                    &[
+                        &g.symbol.as_str(),
+                        &g.interval.as_str(),
+                        &g.from_open_ms,
+                        &g.to_open_ms,
+                        &(g.candles() as i64),
+                    ],
+                )?;
+            }
+        }
         tx.commit()?;
         Ok(done)
     }
 }
+
+/// One confirmed absence; recording it twice changes nothing. A few per batch at most
+/// (a span per answer the exchange confirmed empty), so one statement each.
+const INSERT_ABSENCE: &str = "INSERT INTO candle_absences \
+     (symbol, timeframe, from_open_time, to_open_time, candles) \
+     VALUES ($1, $2, to_timestamp($3::bigint / 1000.0), \
+             to_timestamp($4::bigint / 1000.0), $5) \
+     ON CONFLICT DO NOTHING";

@@ -5,8 +5,8 @@
 //! Runs on: its own thread pinned to the writer core (a plain thread: the sync
 //! `postgres` client blocks, so it never runs on a glommio executor). Owns: one write
 //! connection, the micro-batch being built, and the on-disk spool. In: envelopes from
-//! every shard's ring. Out: rows in `candles` and `signals`, and the `database` and
-//! `spool` sections of `/api/status`.
+//! every shard's ring. Out: rows in `candles`, `signals` and `candle_absences`, and the
+//! `database` and `spool` sections of `/api/status`.
 //!
 //! - [`rows`]: the batch (in-batch merge), its spool encoding, PostgreSQL encodings.
 //! - [`copy`]: binary COPY into staging tables and the idempotent upserts.
@@ -15,8 +15,7 @@
 //!   backoff, spooling and in-order replay.
 //! - [`schema`]: the migrations and TimescaleDB policies.
 //! - [`query`]: the query worker the dashboard reads through.
-//! - [`rest`]: the REST thread's statements: newest stored candle per series, and
-//!   confirmed absences.
+//! - [`rest`]: the REST thread's one statement: the newest stored candle per series.
 
 pub mod copy;
 pub mod query;
@@ -101,6 +100,8 @@ pub struct DbStats {
     pub rows_committed: Counter,
     pub candles_written: Counter,
     pub signals_written: Counter,
+    /// Confirmed absences recorded in `candle_absences`.
+    pub absences_written: Counter,
     /// Rows offered to batches, duplicates included.
     pub rows_offered: Counter,
     pub batches: Counter,
@@ -167,6 +168,7 @@ impl SinkStatus for DatabaseStatus {
             "rows_committed": s.rows_committed.get(),
             "candles_written": s.candles_written.get(),
             "signals_written": s.signals_written.get(),
+            "absences_written": s.absences_written.get(),
             "rows_offered": s.rows_offered.get(),
             "batches": s.batches.get(),
             "batch_rows_last": s.last_batch_rows.get(),
@@ -237,14 +239,16 @@ pub fn writer_role(
         }
     }
     let status: Arc<dyn SinkStatus> = Arc::new(DatabaseStatus(stats.clone()));
-    // Live candles reach the writer only when it stores them; gaps, outages and
-    // absences never (the REST thread records absences, through [`rest`]).
+    // Live candles reach the writer only when it stores them; gaps and outages never
+    // (status owns them). Confirmed absences are stored like candles: spooled while the
+    // database is down, never dropped.
+    let stored = RecordKinds::CLOSED
+        .with(RecordKinds::SIGNAL)
+        .with(RecordKinds::ABSENT);
     let kinds = if settings.live_candles {
-        RecordKinds::CLOSED
-            .with(RecordKinds::SIGNAL)
-            .with(RecordKinds::LIVE)
+        stored.with(RecordKinds::LIVE)
     } else {
-        RecordKinds::CLOSED.with(RecordKinds::SIGNAL)
+        stored
     };
     let writer = writer::Writer::new(settings, spool, stats, migrated);
     Ok(Some(crate::sinks::SinkRole {

@@ -1,4 +1,5 @@
-//! The rows the writer stores: a write batch (candles and signals, duplicates merged),
+//! The rows the writer stores: a write batch (candles, signals and confirmed absences,
+//! duplicates merged),
 //! its compact binary form for the spool, and the PostgreSQL encodings of times and
 //! `jsonb` that the binary COPY needs.
 //!
@@ -10,6 +11,7 @@ use std::error::Error as StdError;
 use bytes::{BufMut, BytesMut};
 use postgres::types::{to_sql_checked, FromSql, IsNull, ToSql, Type};
 
+use crate::candle::Gap;
 use crate::market::{Candle, Decimal, Interval, Symbol};
 use crate::signals::{Direction, Signal, SignalKind};
 
@@ -49,12 +51,14 @@ impl From<&Signal> for SignalRow {
 type CandleKey = (Symbol, Interval, i64);
 type SignalKey = (Symbol, Interval, SignalKind, i64);
 
-/// One write: candles and signals with at most one row per key, so the upsert never
-/// touches a row twice in one statement.
+/// One write: candles, signals and confirmed absences with at most one row per key, so
+/// the upsert never touches a row twice in one statement.
 #[derive(Default, Debug)]
 pub struct Batch {
     pub candles: Vec<Candle>,
     pub signals: Vec<SignalRow>,
+    /// Spans the exchange confirmed it has no candles for (`candle_absences`).
+    pub absences: Vec<Gap>,
     candle_index: HashMap<CandleKey, usize>,
     signal_index: HashMap<SignalKey, usize>,
     /// Rows offered, duplicates included.
@@ -74,7 +78,7 @@ impl Batch {
 
     /// Distinct rows held.
     pub fn rows(&self) -> usize {
-        self.candles.len() + self.signals.len()
+        self.candles.len() + self.signals.len() + self.absences.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -109,16 +113,28 @@ impl Batch {
         }
     }
 
+    /// Adds a confirmed absence; the same span twice is one row.
+    pub fn push_absence(&mut self, g: Gap) {
+        self.offered += 1;
+        if !self.absences.contains(&g) {
+            self.absences.push(g);
+        }
+    }
+
     /// Empties the batch, keeping its allocations.
     pub fn clear(&mut self) {
         self.candles.clear();
         self.signals.clear();
+        self.absences.clear();
         self.candle_index.clear();
         self.signal_index.clear();
         self.offered = 0;
     }
 
-    /// The batch in the spool's binary form (see [`Batch::decode`]).
+    /// The batch in the spool's binary form (see [`Batch::decode`]): candle and signal
+    /// counts, the candles, the signals, then, only when there are any, the absences
+    /// (their count and each span), so a batch without absences reads the same as in
+    /// spools written before absences were spooled.
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&(self.candles.len() as u32).to_le_bytes());
         out.extend_from_slice(&(self.signals.len() as u32).to_le_bytes());
@@ -156,6 +172,15 @@ impl Batch {
             out.extend_from_slice(&s.event_time_us.to_le_bytes());
             out.extend_from_slice(&(s.indicators_json.len() as u32).to_le_bytes());
             out.extend_from_slice(s.indicators_json.as_bytes());
+        }
+        if !self.absences.is_empty() {
+            out.extend_from_slice(&(self.absences.len() as u32).to_le_bytes());
+            for g in &self.absences {
+                put_symbol(out, g.symbol);
+                out.push(g.interval as u8);
+                out.extend_from_slice(&g.from_open_ms.to_le_bytes());
+                out.extend_from_slice(&g.to_open_ms.to_le_bytes());
+            }
         }
     }
 
@@ -220,6 +245,22 @@ impl Batch {
                 event_time_us,
                 indicators_json,
             });
+        }
+        if !r.0.is_empty() {
+            for _ in 0..r.u32()? {
+                let symbol = r.symbol()?;
+                let interval = *Interval::ALL.get(r.u8()? as usize)?;
+                let (from_open_ms, to_open_ms) = (r.i64()?, r.i64()?);
+                if to_open_ms < from_open_ms {
+                    return None;
+                }
+                batch.push_absence(Gap {
+                    symbol,
+                    interval,
+                    from_open_ms,
+                    to_open_ms,
+                });
+            }
         }
         r.0.is_empty().then_some(batch)
     }
@@ -378,6 +419,41 @@ mod tests {
         assert_eq!(back.signals, b.signals);
         assert!(Batch::decode(&bytes[..bytes.len() - 1]).is_none());
         bytes.push(0);
+        assert!(Batch::decode(&bytes).is_none());
+    }
+
+    #[test]
+    fn absences_spool_after_the_rows_and_older_batches_still_read() {
+        let gap = Gap {
+            symbol: Symbol::new("BTCUSDT").unwrap(),
+            interval: Interval::M1,
+            from_open_ms: 60_000,
+            to_open_ms: 180_000,
+        };
+        let mut b = Batch::new();
+        b.push_candle(candle("BTCUSDT", 0, 11, true));
+        b.push_absence(gap);
+        b.push_absence(gap);
+        assert_eq!((b.rows(), b.offered), (2, 3), "one span, one row");
+        let mut without = Vec::new();
+        Batch::new().encode(&mut without);
+        let mut bytes = Vec::new();
+        b.encode(&mut bytes);
+        let back = Batch::decode(&bytes).expect("decodes");
+        assert_eq!(back.absences, vec![gap]);
+        assert_eq!(back.candles, b.candles);
+        // A batch without absences is byte-for-byte the old form (two counts, rows).
+        let mut plain = Batch::new();
+        plain.push_candle(candle("BTCUSDT", 0, 11, true));
+        let mut old = Vec::new();
+        plain.encode(&mut old);
+        assert_eq!(&bytes[..old.len()], &old[..]);
+        assert!(Batch::decode(&old).expect("old form").absences.is_empty());
+        assert_eq!(without.len(), 8);
+        // A cut or reversed span is damage.
+        assert!(Batch::decode(&bytes[..bytes.len() - 1]).is_none());
+        let n = bytes.len();
+        bytes[n - 16..n - 8].copy_from_slice(&999_999i64.to_le_bytes());
         assert!(Batch::decode(&bytes).is_none());
     }
 

@@ -129,7 +129,7 @@ impl Writer {
         crate::consumer::run_thread(rings, &stop, &mut turns);
     }
     /// Adds a record's row to the batch; false when the record has no row here.
-    fn add(&mut self, batch: &mut Batch, env: &Envelope) -> bool {
+    pub fn offer(&mut self, batch: &mut Batch, env: &Envelope) -> bool {
         match &env.record {
             Record::ClosedCandle(c) => batch.push_candle(*c),
             Record::LiveCandle(c) => {
@@ -141,8 +141,8 @@ impl Writer {
                 }
             }
             Record::Signal(s) => batch.push_signal(SignalRow::from(s)),
-            // Absences are written by the REST thread that learns them.
-            Record::Gap(_) | Record::Outage(_) | Record::Absent(_) => return false,
+            Record::Absent(g) => batch.push_absence(*g),
+            Record::Gap(_) | Record::Outage(_) => return false,
         }
         self.stats.rows_offered.inc();
         true
@@ -185,6 +185,7 @@ impl Writer {
         s.rows_committed.add(rows);
         s.candles_written.add(done.candles);
         s.signals_written.add(done.signals);
+        s.absences_written.add(done.absences);
         s.last_commit_unix_ms.set(wall_ms);
     }
 
@@ -414,7 +415,7 @@ impl crate::consumer::Consume<Envelope> for Turns {
         } = turn;
         let now = Now::read();
         for (i, env) in batch.iter().enumerate() {
-            if self.writer.add(&mut self.batch, env) {
+            if self.writer.offer(&mut self.batch, env) {
                 self.batch_recv_ns.push(env.recv_ns);
                 self.started.get_or_insert(now.mono);
             }
