@@ -1,5 +1,6 @@
 //! Fault injection: periodic drops of every connection, periodic stalls of all output,
-//! and a seeded fraction of malformed data frames.
+//! a seeded fraction of malformed data frames, and streams whose SUBSCRIBE is refused
+//! (for a while) or acknowledged and then never served.
 //!
 //! Runs on: the simulator core (pure: times are passed in as the wall-clock time since
 //! the simulator started). In: the fault settings. Out: decisions ("drop now", "stalled",
@@ -21,9 +22,34 @@ pub struct FaultPlan {
     /// Fraction of data frames sent damaged, in [0, 1].
     pub malformed_rate: f64,
     pub seed: u64,
+    /// A SUBSCRIBE naming any of these streams is refused as a whole, as Binance refuses
+    /// a request with an invalid stream name (none of its streams are subscribed) …
+    pub reject_streams: Vec<String>,
+    /// … until this long after the simulator started (`None`: always).
+    pub reject_for: Option<Duration>,
+    /// These streams are acknowledged and then never sent, as Binance does with a
+    /// well-formed stream of a symbol it does not list.
+    pub silent_streams: Vec<String>,
 }
 
 impl FaultPlan {
+    /// Whether a SUBSCRIBE of `streams` at `elapsed` is refused.
+    pub fn refuses(&self, streams: &[String], elapsed: Duration) -> bool {
+        self.reject_for.is_none_or(|d| elapsed < d)
+            && streams.iter().any(|s| {
+                self.reject_streams
+                    .iter()
+                    .any(|r| r.eq_ignore_ascii_case(s))
+            })
+    }
+
+    /// Whether `stream` is acknowledged but never served.
+    pub fn silent(&self, stream: &str) -> bool {
+        self.silent_streams
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(stream))
+    }
+
     /// How many drops are due by `elapsed` (drops happen at every multiple of the period).
     pub fn drops_due(&self, elapsed: Duration) -> u64 {
         match self.drop_every {
@@ -105,7 +131,30 @@ mod tests {
             stall_for: Duration::from_secs(3),
             malformed_rate: 0.1,
             seed: 9,
+            reject_streams: vec!["btcusdt@kline_3m".into()],
+            reject_for: Some(Duration::from_secs(5)),
+            silent_streams: vec!["ethusdt@kline_1m".into()],
         }
+    }
+
+    #[test]
+    fn refused_and_silent_streams() {
+        let p = plan();
+        let req = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let s = Duration::from_secs;
+        assert!(p.refuses(&req(&["btcusdt@kline_1m", "BTCUSDT@kline_3m"]), s(4)));
+        assert!(!p.refuses(&req(&["btcusdt@kline_1m", "ethusdt@kline_3m"]), s(4)));
+        assert!(
+            !p.refuses(&req(&["btcusdt@kline_3m"]), s(5)),
+            "accepted from then on"
+        );
+        let always = FaultPlan {
+            reject_for: None,
+            ..plan()
+        };
+        assert!(always.refuses(&req(&["btcusdt@kline_3m"]), s(1_000_000)));
+        assert!(p.silent("ethusdt@kline_1m"));
+        assert!(!p.silent("ethusdt@kline_3m"));
     }
 
     #[test]

@@ -405,6 +405,28 @@ impl Hub {
             Err(error) => control::reply_error(&mut reply, &error),
             Ok(Request::Subscribe { id: rid, streams }) => {
                 Counters::add(&self.stats.subscribe_requests, 1);
+                if self
+                    .settings
+                    .faults
+                    .refuses(&streams, self.started.elapsed())
+                {
+                    Counters::add(&self.stats.subscribes_refused, 1);
+                    control::reply_error(
+                        &mut reply,
+                        &ControlError::invalid_request(&rid, "invalid stream"),
+                    );
+                    self.push_text(id, &reply);
+                    return;
+                }
+                let silent: Vec<bool> = streams
+                    .iter()
+                    .map(|s| self.settings.faults.silent(s))
+                    .collect();
+                let streams: Vec<String> = streams
+                    .into_iter()
+                    .zip(silent)
+                    .filter_map(|(s, quiet)| (!quiet).then_some(s))
+                    .collect();
                 match self.resolve_all(&streams) {
                     Err(_) => control::reply_error(
                         &mut reply,

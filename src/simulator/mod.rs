@@ -112,6 +112,14 @@ pub struct SimConfig {
     pub stall_for: Duration,
     /// Fraction of data frames sent damaged.
     pub malformed_rate: f64,
+    /// SUBSCRIBE requests naming one of these streams are refused as a whole (Binance's
+    /// answer to an invalid stream name) …
+    pub reject_streams: Vec<String>,
+    /// … for this long after the start (`None`: for ever).
+    pub reject_streams_for: Option<Duration>,
+    /// Streams acknowledged and never sent (Binance's way with a stream of a symbol it
+    /// does not list).
+    pub silent_streams: Vec<String>,
     /// REST request weight per IP per minute.
     pub weight_limit: u32,
     /// Streams per connection.
@@ -152,6 +160,9 @@ impl Default for SimConfig {
             stall_every: None,
             stall_for: Duration::from_secs(5),
             malformed_rate: 0.0,
+            reject_streams: Vec::new(),
+            reject_streams_for: None,
+            silent_streams: Vec::new(),
             weight_limit: 6000,
             max_streams: 1024,
             max_incoming_rate: 5,
@@ -185,7 +196,7 @@ impl SimConfig {
             self.shutdown_grace,
             self.stall_for,
         ];
-        let optional = [self.drop_every, self.stall_every];
+        let optional = [self.drop_every, self.stall_every, self.reject_streams_for];
         if durations
             .iter()
             .chain(optional.iter().flatten())
@@ -288,6 +299,17 @@ pub struct SimulateArgs {
     /// Fraction of data frames sent truncated or invalid (seeded).
     #[arg(long, default_value_t = 0.0, value_parser = parse_fraction)]
     pub malformed_rate: f64,
+    /// Refuse every SUBSCRIBE naming one of these streams (comma-separated), as Binance
+    /// refuses a request with an invalid stream: error code 2, nothing subscribed.
+    #[arg(long, value_delimiter = ',')]
+    pub reject_streams: Vec<String>,
+    /// Refuse them only for this many seconds after the start, then accept them.
+    #[arg(long, value_parser = parse_seconds)]
+    pub reject_streams_for: Option<Duration>,
+    /// Acknowledge these streams (comma-separated) and never send them, as Binance does
+    /// with a stream of a symbol it does not list.
+    #[arg(long, value_delimiter = ',')]
+    pub silent_streams: Vec<String>,
     /// REST request weight per minute per IP.
     #[arg(long, default_value_t = 6000)]
     pub weight_limit: u32,
@@ -367,6 +389,9 @@ impl From<&SimulateArgs> for SimConfig {
             stall_every: a.stall_every,
             stall_for: a.stall_for,
             malformed_rate: a.malformed_rate,
+            reject_streams: a.reject_streams.clone(),
+            reject_streams_for: a.reject_streams_for,
+            silent_streams: a.silent_streams.clone(),
             weight_limit: a.weight_limit,
             max_streams: a.max_streams,
             max_incoming_rate: a.max_incoming_rate,
@@ -486,6 +511,9 @@ pub fn start(config: SimConfig) -> Result<SimHandle, SimError> {
             stall_for: config.stall_for,
             malformed_rate: config.malformed_rate,
             seed: config.seed,
+            reject_streams: config.reject_streams.clone(),
+            reject_for: config.reject_streams_for,
+            silent_streams: config.silent_streams.clone(),
         },
     };
     let stop = Arc::new(AtomicBool::new(false));

@@ -19,6 +19,7 @@ pub struct Counters {
     pub stalls_injected: AtomicU64,
     pub control_requests: AtomicU64,
     pub subscribe_requests: AtomicU64,
+    pub subscribes_refused: AtomicU64,
     pub rate_limit_disconnects: AtomicU64,
     pub pong_timeout_disconnects: AtomicU64,
     pub server_shutdowns_sent: AtomicU64,
@@ -52,6 +53,8 @@ pub struct SimStats {
     pub control_requests: u64,
     /// SUBSCRIBE requests received.
     pub subscribe_requests: u64,
+    /// SUBSCRIBE requests refused by `--reject-streams`.
+    pub subscribes_refused: u64,
     /// Connections closed for exceeding `--max-incoming-rate`.
     pub rate_limit_disconnects: u64,
     /// Connections closed for not answering pings within `--pong-timeout`.
@@ -86,6 +89,7 @@ impl Counters {
             stalls_injected: get(&self.stalls_injected),
             control_requests: get(&self.control_requests),
             subscribe_requests: get(&self.subscribe_requests),
+            subscribes_refused: get(&self.subscribes_refused),
             rate_limit_disconnects: get(&self.rate_limit_disconnects),
             pong_timeout_disconnects: get(&self.pong_timeout_disconnects),
             server_shutdowns_sent: get(&self.server_shutdowns_sent),
