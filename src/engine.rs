@@ -116,6 +116,24 @@ fn placement(layout: &Layout, core: Option<usize>) -> Placement {
     }
 }
 
+/// The stream table of a shard: every stream its connections subscribe, a kline
+/// stream tied to its series (symbols × timeframes, in the shard state's order).
+fn stream_table(
+    streams: &[String],
+    symbols: &[crate::market::Symbol],
+    timeframes: &[crate::market::Interval],
+) -> Box<[crate::metrics::StreamStats]> {
+    let series: Vec<String> = symbols
+        .iter()
+        .flat_map(|s| {
+            timeframes
+                .iter()
+                .map(move |tf| format!("{}@kline_{}", s.lower(), tf))
+        })
+        .collect();
+    crate::metrics::StreamStats::table(streams, |name| series.iter().position(|s| s == name))
+}
+
 /// The streams of each shard's connections: as few connections as each shard's
 /// streams need, together within `BINANCE_MAX_CONNECTIONS`. A configuration error
 /// otherwise (checked by `config check` as well as at startup).
@@ -258,6 +276,11 @@ impl Engine {
             producers.push((tx, RecordKinds::ALL));
             dashboard_feeds.push(rx);
             let stats = Arc::new(ShardStats::default());
+            let _ = stats.streams.set(stream_table(
+                &assignments.concat(),
+                &plan.symbols,
+                &config.timeframes,
+            ));
             views.push(ShardView {
                 index: plan.index,
                 core: if layout.pinned { plan.core } else { None },
@@ -319,6 +342,7 @@ impl Engine {
             latency: latency_snapshot,
             queries,
             rest: rest_stats.clone(),
+            stream_silence_ns: (config.feed.stream_silence_s * 1e9) as u64,
         });
         let dashboard_stats = Arc::new(crate::dashboard::fanout::DashboardStats::default());
         let mut dashboard_options = dashboard_options;

@@ -65,6 +65,26 @@ pub const PARSE_ERROR_REASONS: [&str; 6] = [
     "too_large",
 ];
 
+/// Why a feed connection was reset (ended by anything but our own request), in the
+/// order of [`ShardStats::resets`]. The protocol violations are those RFC 6455 says
+/// must fail the connection; see `feed::connection::ResetReason`.
+pub const RESET_REASONS: [&str; 14] = [
+    "oversized_frame",
+    "reserved_opcode",
+    "reserved_bits",
+    "masked_frame",
+    "bad_control_frame",
+    "bad_fragmentation",
+    "bad_close_frame",
+    "protocol_other",
+    "bad_utf8",
+    "server_close",
+    "end_of_stream",
+    "silence_timeout",
+    "subscribe_failed",
+    "io_error",
+];
+
 /// Figures of one shard core.
 #[derive(Debug, Default)]
 pub struct ShardStats {
@@ -96,6 +116,12 @@ pub struct ShardStats {
     pub reconnects: Counter,
     pub rotations: Counter,
     pub silent_drops: Counter,
+    /// Connection resets per reason, in the order of [`RESET_REASONS`].
+    pub resets: [Counter; RESET_REASONS.len()],
+    /// Streams the exchange rejected (each stream of a rejected request once), and
+    /// the SUBSCRIBE requests sent again after a rejection (split or retried).
+    pub streams_rejected: Counter,
+    pub rejection_retries: Counter,
     pub pings_answered: Counter,
     pub subscribe_requests: Counter,
     pub subscribe_acks: Counter,
@@ -134,6 +160,121 @@ pub struct ShardStats {
     pub backfill_failures: Counter,
     /// Completeness per (symbol, timeframe), set once when the shard starts.
     pub series: std::sync::OnceLock<Box<[SeriesStats]>>,
+    /// Every stream this shard's connections subscribe, set once when the shard starts.
+    pub streams: std::sync::OnceLock<Box<[StreamStats]>>,
+}
+
+/// Where a configured stream stands, as the control plane reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamState {
+    /// Acknowledged on at least one connection, and (for a kline stream) data within
+    /// the silence bound.
+    Live,
+    /// Acknowledged, but a kline stream that sent nothing for longer than the bound.
+    Silent,
+    /// The exchange's latest answer for it was an error; it is retried with backoff.
+    Rejected,
+    /// Not acknowledged on any connection yet (connecting, subscribing, reconnecting).
+    Pending,
+}
+
+impl StreamState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamState::Live => "live",
+            StreamState::Silent => "silent",
+            StreamState::Rejected => "rejected",
+            StreamState::Pending => "pending",
+        }
+    }
+}
+
+/// One stream of a shard, written by the shard core's connections (single writer),
+/// read by the control plane.
+#[derive(Debug)]
+pub struct StreamStats {
+    pub name: String,
+    /// The series of a kline stream (index into [`ShardStats::series`]): its updates
+    /// mark the stream alive. Other streams may be quiet legitimately (no trades).
+    pub series: Option<usize>,
+    /// Connections on which the stream is acknowledged now (two during a rotation).
+    pub live_on: Counter,
+    /// When it last became acknowledged (mono ns; 0 never).
+    pub live_since_ns: Counter,
+    /// Times the exchange rejected it.
+    pub rejections: Counter,
+    /// Set while the latest answer was an error, cleared by an acknowledgement.
+    pub rejected: std::sync::atomic::AtomicBool,
+    /// The exchange's latest error for it (`code: msg`): control path only, rare.
+    pub last_error: std::sync::Mutex<String>,
+}
+
+impl StreamStats {
+    /// The table for `streams`; a kline stream (`<symbol>@kline_<tf>`) is tied to its
+    /// series by `series_of`.
+    pub fn table(
+        streams: &[String],
+        series_of: impl Fn(&str) -> Option<usize>,
+    ) -> Box<[StreamStats]> {
+        streams
+            .iter()
+            .map(|name| StreamStats {
+                name: name.clone(),
+                series: series_of(name),
+                live_on: Counter::default(),
+                live_since_ns: Counter::default(),
+                rejections: Counter::default(),
+                rejected: Default::default(),
+                last_error: Default::default(),
+            })
+            .collect()
+    }
+
+    /// The stream's state at `now_ns`; `last_data_ns` is the latest update of its
+    /// series (0: none), `silence_ns` the bound past which a live kline stream is
+    /// silent.
+    pub fn state(&self, now_ns: u64, last_data_ns: u64, silence_ns: u64) -> StreamState {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.live_on.get() == 0 {
+            return if self.rejected.load(Relaxed) {
+                StreamState::Rejected
+            } else {
+                StreamState::Pending
+            };
+        }
+        if self.series.is_some() {
+            let since = last_data_ns.max(self.live_since_ns.get());
+            if now_ns.saturating_sub(since) > silence_ns {
+                return StreamState::Silent;
+            }
+        }
+        StreamState::Live
+    }
+
+    /// Records an acknowledgement on one more connection at `now_ns`.
+    pub fn acknowledged(&self, now_ns: u64) {
+        if self.live_on.get() == 0 {
+            self.live_since_ns.set(now_ns);
+        }
+        self.live_on.inc();
+        self.rejected
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Records a rejection with the exchange's code and message.
+    pub fn rejected_with(&self, code: i64, msg: &str) {
+        self.rejections.inc();
+        self.rejected
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut last = self.last_error.lock().unwrap_or_else(|p| p.into_inner());
+        last.clear();
+        use std::fmt::Write as _;
+        let _ = write!(
+            last,
+            "{code}: {}",
+            msg.chars().take(200).collect::<String>()
+        );
+    }
 }
 
 /// Completeness of one (symbol, timeframe), written by its shard after every change.
@@ -153,6 +294,8 @@ pub struct SeriesStats {
     pub first_open_ms: Gauge,
     pub last_open_ms: Gauge,
     pub last_close_ms: Gauge,
+    /// When the latest kline update of the series arrived (mono ns; 0 none).
+    pub last_update_ns: Counter,
 }
 
 impl SeriesStats {
@@ -171,6 +314,7 @@ impl SeriesStats {
             first_open_ms: Gauge::default(),
             last_open_ms: Gauge::default(),
             last_close_ms: Gauge::default(),
+            last_update_ns: Counter::default(),
         }
     }
 
@@ -216,6 +360,13 @@ impl ShardStats {
     pub fn parse_error(&self, reason: &str) {
         if let Some(i) = PARSE_ERROR_REASONS.iter().position(|r| *r == reason) {
             self.parse_errors[i].inc();
+        }
+    }
+
+    /// Counts a connection reset for `reason` (one of [`RESET_REASONS`]).
+    pub fn reset(&self, reason: &str) {
+        if let Some(i) = RESET_REASONS.iter().position(|r| *r == reason) {
+            self.resets[i].inc();
         }
     }
 
@@ -298,4 +449,43 @@ pub fn task_cpu(task: &std::path::Path) -> Option<(f64, f64)> {
     let utime: f64 = fields.get(11)?.parse().ok()?;
     let stime: f64 = fields.get(12)?.parse().ok()?;
     Some((utime / ticks, stime / ticks))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stream_moves_between_pending_live_silent_and_rejected() {
+        let names = ["btcusdt@kline_1m".to_string(), "btcusdt@trade".to_string()];
+        let table = StreamStats::table(&names, |n| (n == "btcusdt@kline_1m").then_some(0));
+        let (kline, trade) = (&table[0], &table[1]);
+        let bound = 10;
+        assert_eq!(kline.state(5, 0, bound), StreamState::Pending);
+        kline.rejected_with(2, "Invalid request: invalid stream");
+        assert_eq!(kline.state(5, 0, bound), StreamState::Rejected);
+        assert_eq!(
+            *kline.last_error.lock().unwrap(),
+            "2: Invalid request: invalid stream"
+        );
+        // Acknowledged at 100: live until the bound passes without an update.
+        kline.acknowledged(100);
+        assert_eq!(kline.state(110, 0, bound), StreamState::Live);
+        assert_eq!(kline.state(111, 0, bound), StreamState::Silent);
+        assert_eq!(kline.state(111, 105, bound), StreamState::Live);
+        // A second connection (rotation) and the first going: still live.
+        kline.acknowledged(200);
+        kline.live_on.dec();
+        assert_eq!(kline.state(205, 200, bound), StreamState::Live);
+        assert_eq!(kline.live_since_ns.get(), 100, "live since the first ack");
+        kline.live_on.dec();
+        assert_eq!(
+            kline.state(205, 200, bound),
+            StreamState::Pending,
+            "an acknowledgement clears the rejection"
+        );
+        // A trade stream may be quiet: never silent.
+        trade.acknowledged(1);
+        assert_eq!(trade.state(1_000_000, 0, bound), StreamState::Live);
+    }
 }

@@ -792,45 +792,72 @@ fn protocol_violations_reset_the_connection_and_it_comes_back() {
     let fragment = raw_frame(OP_TEXT, br#"{"e":"#, None);
     let mut interleaved = fragment.clone();
     interleaved.extend(text("{}"));
-    let cases: Vec<(&str, Vec<u8>)> = vec![
+    // Each case, the reset reason it is counted under (`resets_by_reason`), its frame.
+    let cases: Vec<(&str, &str, Vec<u8>)> = vec![
         (
             "invalid UTF-8 in a text frame",
+            "bad_utf8",
             text(b"{\"e\":\"\xff\xfe\xfd\"}"),
         ),
         (
             "a 3 MB text frame (over feed.max_frame_bytes)",
+            "oversized_frame",
             text("C".repeat(3_000_000)),
         ),
         (
             "a masked frame from the server",
+            "masked_frame",
             raw_frame(0x80 | OP_TEXT, b"{}", Some([1, 2, 3, 4])),
         ),
-        ("reserved opcode 0x3", server_frame(0x3, b"{}")),
+        (
+            "reserved opcode 0x3",
+            "reserved_opcode",
+            server_frame(0x3, b"{}"),
+        ),
         (
             "RSV1 set without an extension",
+            "reserved_bits",
             raw_frame(0x80 | 0x40 | OP_TEXT, b"{}", None),
         ),
         (
             "a ping of 200 bytes (control frames stop at 125)",
+            "bad_control_frame",
             server_frame(OP_PING, &[b'p'; 200]),
         ),
-        ("a fragmented ping", raw_frame(OP_PING, b"p", None)),
+        (
+            "a fragmented ping",
+            "bad_control_frame",
+            raw_frame(OP_PING, b"p", None),
+        ),
         (
             "a continuation with nothing to continue",
+            "bad_fragmentation",
             raw_frame(0x80 | OP_CONTINUATION, b"{}", None),
         ),
-        ("a new text frame inside a fragmented one", interleaved),
+        (
+            "a new text frame inside a fragmented one",
+            "bad_fragmentation",
+            interleaved,
+        ),
         (
             "a close frame",
+            "server_close",
             server_frame(OP_CLOSE, &1000u16.to_be_bytes()),
         ),
         (
+            "a close frame with a 1-byte payload",
+            "bad_close_frame",
+            server_frame(OP_CLOSE, b"\x03"),
+        ),
+        (
             "a close frame with invalid UTF-8 in its reason",
+            "bad_utf8",
             server_frame(OP_CLOSE, b"\x03\xe8\xff\xfe"),
         ),
     ];
     let count = cases.len();
-    for (i, (case, frame)) in cases.into_iter().enumerate() {
+    let mut by_reason: std::collections::HashMap<&str, u64> = Default::default();
+    for (i, (case, reason, frame)) in cases.into_iter().enumerate() {
         run.exchange.send_fatal(frame);
         // The engine drops the connection, comes back with backoff and subscribes again.
         assert!(
@@ -846,6 +873,12 @@ fn protocol_violations_reset_the_connection_and_it_comes_back() {
             "{case}: the engine kept the connection: {log:?}"
         );
         run.expect_shard(case, "/reconnects", i as u64 + 1);
+        // Counted once, under its own reason, and under no other.
+        *by_reason.entry(reason).or_default() += 1;
+        for (r, n) in &by_reason {
+            run.expect_shard(case, &format!("/resets_by_reason/{r}"), *n);
+        }
+        run.expect_shard(case, "/resets", i as u64 + 1);
         run.good_close(case, T0_MS + (i as i64 + 1) * MINUTE_MS);
     }
 

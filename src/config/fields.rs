@@ -179,6 +179,10 @@ settings! {
         BackfillHoldS: backfill_hold_s = 30.0, env _, seconds(0.0, 3600.0);
         // Binance pings every 20 s, so a live connection is never silent for 30 s.
         SilenceTimeoutS: silence_timeout_s = 30.0, env _, seconds(1.0, 3600.0);
+        // Binance pushes a kline stream's update every 2 s (1 s for `1s`), trades or
+        // none: five pushes missed means the stream is dead, not quiet.
+        StreamSilenceS: stream_silence_s = 10.0,
+            env "ALPHAPULSE_STREAM_SILENCE_S", seconds(1.0, 3600.0);
         BackoffInitialMs: backoff_initial_ms = 250, env _, count(1, 60_000);
         BackoffMaxMs: backoff_max_ms = 30_000, env _, count(1, 600_000);
         BackoffStableS: backoff_stable_s = 60.0, env _, seconds(1.0, 3600.0);

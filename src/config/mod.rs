@@ -235,6 +235,10 @@ pub struct FeedConfig {
     pub backfill_hold_s: f64,
     /// A connection that delivers nothing for this long is dropped by the watchdog.
     pub silence_timeout_s: f64,
+    /// A subscribed kline stream without an update for this long is flagged silent in
+    /// `/api/status`, `/readyz` and `/metrics` (its connection may be fine: Binance
+    /// stopped sending that stream). Trade and depth streams may be quiet: not flagged.
+    pub stream_silence_s: f64,
     /// First reconnect delay after a failure; doubles (with jitter) on each failure.
     pub backoff_initial_ms: u64,
     /// Cap of the reconnect delay.

@@ -557,7 +557,7 @@ fn field_table_is_complete_and_unambiguous() {
             "{field:?}"
         );
     }
-    assert_eq!(env_names.len(), 30);
+    assert_eq!(env_names.len(), 31);
 }
 
 #[test]

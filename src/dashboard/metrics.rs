@@ -101,6 +101,83 @@ pub fn render(ctx: &StatusContext, dash: &DashboardStats) -> String {
     {
         let mut f = Family::new(
             &mut out,
+            "alphapulse_feed_resets_total",
+            "counter",
+            "Exchange connections reset, by reason (protocol violations, closes, timeouts)",
+        );
+        for s in &ctx.shards {
+            for (reason, c) in crate::metrics::RESET_REASONS.iter().zip(&s.stats.resets) {
+                f.sample(
+                    &[("shard", &s.index.to_string()), ("reason", reason)],
+                    c.get() as f64,
+                );
+            }
+        }
+    }
+    {
+        let mut f = Family::new(
+            &mut out,
+            "alphapulse_streams_rejected_total",
+            "counter",
+            "Stream subscriptions the exchange rejected (each retried with backoff)",
+        );
+        for s in &ctx.shards {
+            f.sample(
+                &[("shard", &s.index.to_string())],
+                s.stats.streams_rejected.get() as f64,
+            );
+        }
+    }
+    {
+        // Per state, a count for every shard; then one sample per stream that is not
+        // live, so an alert can name it (live streams are not listed: thousands).
+        let now = crate::clock::mono_ns();
+        let mut f = Family::new(
+            &mut out,
+            "alphapulse_streams",
+            "gauge",
+            "Configured exchange streams by state (live, silent, rejected, pending)",
+        );
+        for s in &ctx.shards {
+            let mut counts = [0u64; 4];
+            for (_, state) in super::status::stream_states(s, now, ctx.stream_silence_ns) {
+                counts[state as usize] += 1;
+            }
+            for (state, n) in [
+                crate::metrics::StreamState::Live,
+                crate::metrics::StreamState::Silent,
+                crate::metrics::StreamState::Rejected,
+                crate::metrics::StreamState::Pending,
+            ]
+            .iter()
+            .zip(counts)
+            {
+                f.sample(
+                    &[("shard", &s.index.to_string()), ("state", state.as_str())],
+                    n as f64,
+                );
+            }
+        }
+        let mut f = Family::new(
+            &mut out,
+            "alphapulse_stream_not_live",
+            "gauge",
+            "1 for each configured stream that is not live (silent kline stream, rejected, pending)",
+        );
+        for n in ctx.streams_not_live() {
+            f.sample(
+                &[
+                    ("shard", &n.shard.to_string()),
+                    ("stream", &n.stream),
+                    ("state", n.state.as_str()),
+                ],
+                1.0,
+            );
+        }
+    }
+    {
+        let mut f = Family::new(
+            &mut out,
             "alphapulse_exchange_connections",
             "gauge",
             "Exchange connections open",

@@ -39,10 +39,16 @@ pub(crate) async fn route(req: &Request, server: &Server) -> Response {
     match req.path.as_str() {
         "/healthz" => Response::json(200, &serde_json::json!({ "status": "ok" })),
         "/readyz" => {
-            if ctx.ready() {
+            let not_live = ctx.readiness();
+            if not_live.is_empty() {
                 Response::json(200, &serde_json::json!({ "status": "ready" }))
             } else {
-                Response::json(503, &serde_json::json!({ "status": "starting" }))
+                // Names every stream that keeps the engine from being ready, and why.
+                let list: Vec<_> = not_live.iter().map(|n| n.to_json()).collect();
+                Response::json(
+                    503,
+                    &serde_json::json!({ "status": "starting", "not_live": list }),
+                )
             }
         }
         "/api/status" => Response::json(200, &server.status_json()),

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use crate::market::{Interval, Symbol};
 use crate::message::Envelope;
-use crate::metrics::{ShardStats, PARSE_ERROR_REASONS};
+use crate::metrics::{ShardStats, StreamState, PARSE_ERROR_REASONS, RESET_REASONS};
 use crate::record::{CandleRecord, GapRecord, SignalRecord};
 use crate::ring::RingView;
 use crate::store::{ListError, ListQuery, RecentStore, RecordSource};
@@ -50,6 +50,57 @@ pub struct StatusContext {
     pub queries: Option<crate::sinks::db::query::QueryClient>,
     /// The REST thread's figures (warm starts, backfill).
     pub rest: Arc<crate::backfill::RestStats>,
+    /// A subscribed kline stream without an update for longer than this is silent
+    /// (`feed.stream_silence_s`).
+    pub stream_silence_ns: u64,
+}
+
+/// Default of [`StatusContext::stream_silence_ns`] where no configuration is at hand.
+pub const DEFAULT_STREAM_SILENCE_NS: u64 = 10_000_000_000;
+
+/// A configured stream that is not live, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotLive {
+    pub shard: usize,
+    pub stream: String,
+    pub state: StreamState,
+    pub reason: String,
+    pub rejections: u64,
+}
+
+impl NotLive {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "shard": self.shard,
+            "stream": self.stream,
+            "state": self.state.as_str(),
+            "reason": self.reason,
+            "rejections": self.rejections,
+        })
+    }
+}
+
+/// Every stream of `shard` with its state at `now_ns`.
+pub fn stream_states(
+    shard: &ShardView,
+    now_ns: u64,
+    silence_ns: u64,
+) -> impl Iterator<Item = (&crate::metrics::StreamStats, StreamState)> {
+    let series = shard.stats.series.get();
+    shard
+        .stats
+        .streams
+        .get()
+        .map(|t| t.iter())
+        .into_iter()
+        .flatten()
+        .map(move |st| {
+            let last = st
+                .series
+                .and_then(|i| series.and_then(|s| s.get(i)))
+                .map_or(0, |s| s.last_update_ns.get());
+            (st, st.state(now_ns, last, silence_ns))
+        })
 }
 
 impl StatusContext {
@@ -67,14 +118,66 @@ impl StatusContext {
             latency: Default::default(),
             queries: None,
             rest: Default::default(),
+            stream_silence_ns: DEFAULT_STREAM_SILENCE_NS,
         }
     }
 
-    /// Ready once every connection slot of every shard is live (all subscriptions acknowledged).
+    /// Configured streams that are not live now (pending, rejected, or kline streams
+    /// silent past `feed.stream_silence_s`), with the reason.
+    pub fn streams_not_live(&self) -> Vec<NotLive> {
+        let now = crate::clock::mono_ns();
+        let silence_s = self.stream_silence_ns as f64 / 1e9;
+        let mut out = Vec::new();
+        for shard in &self.shards {
+            for (st, state) in stream_states(shard, now, self.stream_silence_ns) {
+                let reason = match state {
+                    StreamState::Live => continue,
+                    StreamState::Silent => {
+                        format!("no kline update for more than {silence_s} s")
+                    }
+                    StreamState::Rejected => format!(
+                        "rejected by the exchange ({}); retried with backoff",
+                        st.last_error.lock().unwrap_or_else(|p| p.into_inner())
+                    ),
+                    StreamState::Pending => "not acknowledged on any connection yet".into(),
+                };
+                out.push(NotLive {
+                    shard: shard.index,
+                    stream: st.name.clone(),
+                    state,
+                    reason,
+                    rejections: st.rejections.get(),
+                });
+            }
+        }
+        out
+    }
+
+    /// Ready once every connection slot of every shard is live and every configured
+    /// stream is acknowledged (and no kline stream is silent).
     pub fn ready(&self) -> bool {
-        self.shards
+        self.readiness().is_empty()
+    }
+
+    /// Why the engine is not ready: the streams that are not live (empty when ready).
+    /// Before the connections are up every stream is pending.
+    pub fn readiness(&self) -> Vec<NotLive> {
+        let slots_live = self
+            .shards
             .iter()
-            .all(|s| s.stats.connections_live.get() as usize >= s.slots)
+            .all(|s| s.stats.connections_live.get() as usize >= s.slots);
+        let not_live = self.streams_not_live();
+        if !slots_live && not_live.is_empty() {
+            // No stream table (a shard started without one): the slots alone decide.
+            return vec![NotLive {
+                shard: 0,
+                stream: String::new(),
+                state: StreamState::Pending,
+                reason: "connections are not live yet".into(),
+                rejections: 0,
+            }];
+        }
+        not_live
     }
 
     pub fn snapshot(&self) -> Value {
@@ -108,8 +211,24 @@ impl StatusContext {
                     .collect::<Vec<_>>()
             })
             .collect();
+        let not_live = self.streams_not_live();
+        let configured: usize = self
+            .shards
+            .iter()
+            .map(|s| s.stats.streams.get().map_or(0, |t| t.len()))
+            .sum();
+        let count = |state: StreamState| not_live.iter().filter(|n| n.state == state).count();
         json!({
             "status": if self.ready() { "ok" } else { "starting" },
+            "streams": {
+                "configured": configured,
+                "live": configured - not_live.len(),
+                "pending": count(StreamState::Pending),
+                "rejected": count(StreamState::Rejected),
+                "silent": count(StreamState::Silent),
+                "silence_bound_s": self.stream_silence_ns as f64 / 1e9,
+                "not_live": not_live.iter().map(NotLive::to_json).collect::<Vec<_>>(),
+            },
             "uptime_s": self.started.elapsed().as_secs_f64(),
             "total_messages_received": total_messages,
             "active_connections": active_connections,
@@ -355,6 +474,12 @@ fn shard_json(s: &ShardView) -> Value {
         .zip(&by_reason)
         .map(|(r, n)| (r.to_string(), json!(n)))
         .collect();
+    let resets: Vec<u64> = st.resets.iter().map(|c| c.get()).collect();
+    let resets_by_reason: serde_json::Map<String, Value> = RESET_REASONS
+        .iter()
+        .zip(&resets)
+        .map(|(r, n)| (r.to_string(), json!(n)))
+        .collect();
     let queues: Vec<Value> = s
         .rings
         .iter()
@@ -374,7 +499,7 @@ fn shard_json(s: &ShardView) -> Value {
             })
         })
         .collect();
-    json!({
+    let mut shard = json!({
         "index": s.index,
         "core": s.core,
         "symbols": s.symbols.iter().map(|x| x.as_str()).collect::<Vec<_>>(),
@@ -432,5 +557,11 @@ fn shard_json(s: &ShardView) -> Value {
         "last_event_time_us": st.last_event_time_us.get(),
         "allocations": st.allocations.get(),
         "queues": queues,
-    })
+    });
+    // Added beside the fields above (one `json!` of them all is past its macro's depth).
+    shard["resets"] = json!(resets.iter().sum::<u64>());
+    shard["resets_by_reason"] = Value::Object(resets_by_reason);
+    shard["streams_rejected"] = json!(st.streams_rejected.get());
+    shard["rejection_retries"] = json!(st.rejection_retries.get());
+    shard
 }

@@ -26,8 +26,9 @@ use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use futures_rustls::rustls;
 use glommio::net::TcpStream;
 
-use super::frames::{self, Frame, FrameReader};
-use super::protocol::{self, PendingRequests, Request, SendWindow};
+use super::frames::{self, Frame, FrameError, FrameReader};
+use super::protocol::{Answer, SendWindow, Subscriptions};
+use crate::backoff::Backoff;
 use crate::clock::mono_ns;
 use crate::config::FeedConfig;
 use crate::shard::ShardState;
@@ -38,6 +39,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// A SUBSCRIBE not acknowledged within this is sent again.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Resending a SUBSCRIBE this many times without an answer ends the connection.
+/// (A request the exchange answers with an error is retried without limit: it is
+/// answering, and the refused streams are named in `/readyz` meanwhile.)
 pub const MAX_SUBSCRIBE_RETRIES: u32 = 3;
 /// Bytes one socket read may bring: a burst of a thousand kline frames (~330 bytes
 /// each) in one read. Allocated once per connection and never zero-filled again.
@@ -401,14 +404,72 @@ pub enum Phase {
 pub enum SessionEnd {
     /// The pool asked it to close (rotation done, or shutdown).
     Requested,
-    /// The server closed it (close frame or end of stream).
-    ServerClosed,
+    /// The server closed it: a close frame, or the end of the stream without one.
+    ServerClosed { close_frame: bool },
     /// Nothing arrived for the watchdog's timeout.
     Silent,
     /// Subscriptions were never acknowledged.
     SubscribeFailed,
-    /// A read or write failed (reset, oversized frame, protocol error).
-    Error(String),
+    /// A read or write failed (reset, oversized frame, protocol error); `reason` is its
+    /// label in [`crate::metrics::RESET_REASONS`].
+    Error {
+        reason: &'static str,
+        detail: String,
+    },
+}
+
+impl SessionEnd {
+    fn io(e: std::io::Error) -> SessionEnd {
+        SessionEnd::Error {
+            reason: "io_error",
+            detail: e.to_string(),
+        }
+    }
+
+    fn frame(e: FrameError) -> SessionEnd {
+        SessionEnd::Error {
+            reason: frame_error_reason(&e),
+            detail: e.to_string(),
+        }
+    }
+
+    /// The reset reason this end is counted under (none for our own request).
+    pub fn reset_reason(&self) -> Option<&'static str> {
+        match self {
+            SessionEnd::Requested => None,
+            SessionEnd::ServerClosed { close_frame: true } => Some("server_close"),
+            SessionEnd::ServerClosed { close_frame: false } => Some("end_of_stream"),
+            SessionEnd::Silent => Some("silence_timeout"),
+            SessionEnd::SubscribeFailed => Some("subscribe_failed"),
+            SessionEnd::Error { reason, .. } => Some(reason),
+        }
+    }
+}
+
+/// The reset reason (a label of [`crate::metrics::RESET_REASONS`]) of a frame the
+/// reader refused.
+pub fn frame_error_reason(e: &FrameError) -> &'static str {
+    match e {
+        FrameError::Capacity { .. } => "oversized_frame",
+        FrameError::Utf8 => "bad_utf8",
+        FrameError::Protocol(what) => {
+            if *what == "reserved opcode" {
+                "reserved_opcode"
+            } else if what.starts_with("reserved bits") {
+                "reserved_bits"
+            } else if what.starts_with("masked frame") {
+                "masked_frame"
+            } else if what.contains("control frame") && !what.starts_with("close") {
+                "bad_control_frame"
+            } else if what.contains("fragmented") || what.contains("continuation") {
+                "bad_fragmentation"
+            } else if what.contains("close") {
+                "bad_close_frame"
+            } else {
+                "protocol_other"
+            }
+        }
+    }
 }
 
 /// Shared between a connection task and its pool supervisor (same thread).
@@ -419,6 +480,9 @@ pub struct ConnHandle {
     pub rotate: Cell<Option<RotateReason>>,
     pub close: Cell<bool>,
     pub connected_at: Instant,
+    /// The exchange announced `serverShutdown` on this connection: its end is a
+    /// rotation the exchange started, not a failure.
+    pub server_shutdown: Cell<bool>,
     /// Exchange time of the first and latest event on this connection, µs (0 = none yet).
     pub first_event_us: Cell<i64>,
     pub last_event_us: Cell<i64>,
@@ -433,6 +497,7 @@ impl ConnHandle {
             rotate: Cell::new(None),
             close: Cell::new(false),
             connected_at: Instant::now(),
+            server_shutdown: Cell::new(false),
             first_event_us: Cell::new(0),
             last_event_us: Cell::new(0),
             end: RefCell::new(None),
@@ -456,9 +521,22 @@ pub async fn run_session(
     ctx: &SessionCtx,
     handle: &ConnHandle,
 ) -> SessionEnd {
-    let end = session_loop(&mut ws, streams, ctx, handle).await;
+    let mut acked = Vec::new();
+    let end = session_loop(&mut ws, streams, ctx, handle, &mut acked).await;
+    let stats = ctx.shard.borrow().stats().clone();
     if handle.phase.get() == Phase::Live {
-        ctx.shard.borrow().stats().connections_live.dec();
+        stats.connections_live.dec();
+    }
+    // The streams this connection carried are no longer live on it.
+    if let Some(table) = stats.streams.get() {
+        for i in acked {
+            table[i].live_on.dec();
+        }
+    }
+    // A close after `serverShutdown` is the exchange's announced rotation, not a reset.
+    let announced = handle.server_shutdown.get() && matches!(end, SessionEnd::ServerClosed { .. });
+    if let Some(reason) = end.reset_reason().filter(|_| !announced) {
+        stats.reset(reason);
     }
     // Best effort: tell the server we are going, without waiting long for it.
     if matches!(
@@ -484,18 +562,32 @@ async fn session_loop(
     streams: Vec<String>,
     ctx: &SessionCtx,
     handle: &ConnHandle,
+    acked_streams: &mut Vec<usize>,
 ) -> SessionEnd {
     let feed = &ctx.feed;
     let stats = ctx.shard.borrow().stats().clone();
+    let table = stats.streams.get();
+    // Stream name → index in the shard's stream table (control path: acks, rejections).
+    let index: std::collections::HashMap<&str, usize> = table
+        .map(|t| {
+            t.iter()
+                .enumerate()
+                .map(|(i, s)| (s.name.as_str(), i))
+                .collect()
+        })
+        .unwrap_or_default();
     let mut parser = Parser::new(ctx.time_unit);
-    let first_id = ctx.next_request_id.get();
-    let mut queue: std::collections::VecDeque<Request> =
-        protocol::subscribe_batches("SUBSCRIBE", &streams, feed.subscribe_batch_bytes, first_id)
-            .into();
-    ctx.next_request_id.set(first_id + queue.len() as u64 + 1);
+    let mut subs = Subscriptions::new(
+        &streams,
+        feed.subscribe_batch_bytes,
+        &ctx.next_request_id,
+        Backoff::new(
+            Duration::from_millis(feed.backoff_initial_ms),
+            Duration::from_millis(feed.backoff_max_ms),
+            Duration::from_secs_f64(feed.backoff_stable_s),
+        ),
+    );
     let mut window = SendWindow::new(feed.max_outgoing_msgs_per_s);
-    let mut pending = PendingRequests::default();
-    let mut retries = 0u32;
     let mut acked = 0usize;
     let silence = Duration::from_secs_f64(feed.silence_timeout_s);
     let rotate_at = rotate_age(feed.max_connection_age_s, feed.rotate_before_s);
@@ -515,33 +607,25 @@ async fn session_loop(
         let now = Instant::now();
 
         // Send the next SUBSCRIBE batch when the pacing window allows it.
-        if let Some(req) = queue.front() {
+        if let Some(req) = subs.next() {
             if window.request_delay(now).is_zero() {
                 if let Err(e) = ws.send_text(&req.text).await {
-                    return SessionEnd::Error(e.to_string());
+                    return SessionEnd::io(e);
                 }
                 window.record(Instant::now());
                 stats.subscribe_requests.inc();
-                if let Some(req) = queue.pop_front() {
-                    if !pending.sent(req.id, Instant::now(), req.streams) {
-                        // More requests in flight than any subscription plan needs:
-                        // acknowledgements have stopped coming.
-                        return SessionEnd::SubscribeFailed;
-                    }
+                if !subs.sent(Instant::now()) {
+                    // More requests in flight than any subscription plan needs:
+                    // acknowledgements have stopped coming.
+                    return SessionEnd::SubscribeFailed;
                 }
             }
         }
-        for (_, streams) in pending.expired(now, ACK_TIMEOUT) {
-            retries += 1;
-            stats.subscribe_retries.inc();
-            if retries > MAX_SUBSCRIBE_RETRIES {
-                return SessionEnd::SubscribeFailed;
-            }
-            let id = ctx.next_request_id.get();
-            let again =
-                protocol::subscribe_batches("SUBSCRIBE", &streams, feed.subscribe_batch_bytes, id);
-            ctx.next_request_id.set(id + again.len() as u64);
-            queue.extend(again);
+        let (retried, resent) = subs.due(now, ACK_TIMEOUT, &ctx.next_request_id);
+        stats.rejection_retries.add(retried as u64);
+        stats.subscribe_retries.add(resent as u64);
+        if subs.timeouts > MAX_SUBSCRIBE_RETRIES {
+            return SessionEnd::SubscribeFailed;
         }
         if now.saturating_duration_since(last_rx) >= silence {
             stats.silent_drops.inc();
@@ -571,7 +655,7 @@ async fn session_loop(
             let frame = match ws.reader.next() {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,
-                Err(e) => return SessionEnd::Error(e.to_string()),
+                Err(e) => return SessionEnd::frame(e),
             };
             handled += 1;
             if let Frame::Text(text) = &frame {
@@ -587,29 +671,63 @@ async fn session_loop(
                         }
                         Ok(Message::Reply { id, result }) => {
                             if let (RequestId::Number(id), ReplyResult::Null) = (id, result) {
-                                if let Some(streams) = pending.ack(id) {
+                                if let Answer::Acked(streams) = subs.ack(id) {
                                     stats.subscribe_acks.inc();
                                     stats.streams_subscribed.add(streams.len() as u64);
                                     acked += streams.len();
+                                    for name in &streams {
+                                        if let (Some(&i), Some(t)) =
+                                            (index.get(name.as_str()), table)
+                                        {
+                                            t[i].acknowledged(recv_ns);
+                                            acked_streams.push(i);
+                                        }
+                                    }
                                 }
                             }
                         }
                         Ok(Message::Error { id, code, msg }) => {
-                            // A rejected request is final: resending the same streams
-                            // would be rejected again. Count it, say which, go on.
-                            let rejected = match id {
-                                Some(RequestId::Number(id)) => pending.ack(id),
-                                _ => None,
-                            };
+                            // The exchange refused a request as a whole: split it, so
+                            // the streams it accepts go live at once, and ask for a
+                            // refused stream again after a backoff (see `Subscriptions`).
                             stats.subscribe_errors.inc();
-                            tracing::warn!(code, msg, streams = ?rejected, "exchange rejected a request");
+                            let answer = match id {
+                                Some(RequestId::Number(id)) => subs.reject(
+                                    id,
+                                    Instant::now(),
+                                    fastrand::f64(),
+                                    &ctx.next_request_id,
+                                ),
+                                _ => Answer::Unknown,
+                            };
+                            match answer {
+                                Answer::Rejected { streams, retry_in } => {
+                                    if retry_in.is_some() {
+                                        stats.streams_rejected.add(streams.len() as u64);
+                                        for name in &streams {
+                                            if let (Some(&i), Some(t)) =
+                                                (index.get(name.as_str()), table)
+                                            {
+                                                t[i].rejected_with(code, msg);
+                                            }
+                                        }
+                                    } else {
+                                        stats.rejection_retries.add(2);
+                                    }
+                                    tracing::warn!(
+                                        code,
+                                        msg,
+                                        ?streams,
+                                        ?retry_in,
+                                        "exchange rejected a SUBSCRIBE"
+                                    );
+                                }
+                                _ => tracing::warn!(code, msg, "exchange rejected a request"),
+                            }
                         }
                         Err(e) => stats.parse_error(e.reason()),
                     }
-                    if queue.is_empty()
-                        && pending.is_empty()
-                        && handle.phase.get() == Phase::Subscribing
-                    {
+                    if subs.settled() && handle.phase.get() == Phase::Subscribing {
                         if acked == 0 {
                             return SessionEnd::SubscribeFailed;
                         }
@@ -627,13 +745,13 @@ async fn session_loop(
                 Received::Ping => {
                     // The pong (same payload) is queued in `ws.out`: send it now.
                     if let Err(e) = ws.write_out().await {
-                        return SessionEnd::Error(e.to_string());
+                        return SessionEnd::io(e);
                     }
                     window.record(Instant::now());
                     stats.pings_answered.inc();
                 }
                 Received::Ignored => {}
-                Received::Close => return SessionEnd::ServerClosed,
+                Received::Close => return SessionEnd::ServerClosed { close_frame: true },
             }
         }
         if handled > 0 {
@@ -643,18 +761,24 @@ async fn session_loop(
         }
 
         // Nothing buffered: wait for the socket, at most until the next timer needs
-        // attention.
-        let wait = if queue.is_empty() {
+        // attention (a paced request, a rejected stream's retry).
+        let now = Instant::now();
+        let mut wait = if subs.next().is_none() {
             TICK
         } else {
             window
-                .request_delay(Instant::now())
+                .request_delay(now)
                 .clamp(Duration::from_millis(1), TICK)
         };
+        if let Some(at) = subs.next_retry() {
+            wait = wait.min(
+                at.saturating_duration_since(now)
+                    .max(Duration::from_millis(1)),
+            );
+        }
         // One timer lives across iterations and is re-armed only when it fires or must
         // fire sooner: creating and cancelling a timer per read cost more kernel time
         // (io_uring timeout re-arming) than parsing the messages.
-        let now = Instant::now();
         if tick_at <= now || tick_at > now + wait {
             tick_at = now + wait;
             tick.reset(wait);
@@ -666,12 +790,12 @@ async fn session_loop(
         .await;
         match read {
             None => tick_at = Instant::now(),
-            Some(Ok(0)) => return SessionEnd::ServerClosed,
+            Some(Ok(0)) => return SessionEnd::ServerClosed { close_frame: false },
             Some(Ok(_)) => {
                 read_ns = mono_ns();
                 last_rx = Instant::now();
             }
-            Some(Err(e)) => return SessionEnd::Error(e.to_string()),
+            Some(Err(e)) => return SessionEnd::io(e),
         }
     }
 }
@@ -727,6 +851,7 @@ fn on_event(ctx: &SessionCtx, handle: &ConnHandle, event: &Event<'_>, recv_ns: u
         Event::DepthUpdate(d) => d.event_time_us,
         Event::ServerShutdown { event_time_us } => {
             handle.rotate.set(Some(RotateReason::ServerShutdown));
+            handle.server_shutdown.set(true);
             *event_time_us
         }
         _ => 0,

@@ -144,6 +144,9 @@ pub async fn supervise(ctx: Rc<PoolCtx>, slot: usize, streams: Vec<String>) {
     let overlap = Duration::from_secs_f64(feed.rotation_overlap_s);
     let mut current: Option<Live> = None;
     let mut ever_connected = false;
+    // The connection that ended had announced `serverShutdown` before the replacement
+    // was up: its successor is a rotation the exchange started, not a reconnect.
+    let mut shutdown_rotation = false;
     // Exchange time of the last event before a connection was lost, until the next
     // connection delivers its first event and the outage span can be recorded.
     let mut outage_from_us: Option<i64> = None;
@@ -152,9 +155,12 @@ pub async fn supervise(ctx: Rc<PoolCtx>, slot: usize, streams: Vec<String>) {
         let Some(live) = current.as_ref() else {
             match ctx.open(&streams).await {
                 Ok(live) => {
-                    if ever_connected {
+                    if shutdown_rotation {
+                        stats.rotations.inc();
+                    } else if ever_connected {
                         stats.reconnects.inc();
                     }
+                    shutdown_rotation = false;
                     ever_connected = true;
                     tracing::info!(
                         slot,
@@ -198,8 +204,17 @@ pub async fn supervise(ctx: Rc<PoolCtx>, slot: usize, streams: Vec<String>) {
                 ?end,
                 "connection ended; reconnecting"
             );
-            backoff.connection_ended(live.handle.connected_at, Instant::now());
+            let announced = live.handle.server_shutdown.get();
+            let connected_at = live.handle.connected_at;
             current = None;
+            if announced {
+                // The exchange said it would close this connection (`serverShutdown`)
+                // and did so before the replacement was live: replace it at once, and
+                // count a rotation. Its outage, if any, is backfilled as usual.
+                shutdown_rotation = true;
+                continue;
+            }
+            backoff.connection_ended(connected_at, Instant::now());
             let delay = backoff.next_delay(fastrand::f64());
             ctx.pause(delay).await;
             continue;

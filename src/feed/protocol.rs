@@ -7,9 +7,15 @@
 //! - [`subscribe_batches`]: SUBSCRIBE requests, each under Binance's 4 KB limit.
 //! - [`SendWindow`]: keeps every connection under Binance's 5 incoming msgs/s.
 //! - [`PendingRequests`]: request ids awaiting acknowledgement.
+//! - [`Subscriptions`]: one connection's SUBSCRIBE requests from first send to
+//!   acknowledgement, resent on timeout, split and retried with backoff on rejection.
 
+use std::cell::Cell;
+use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
+
+use crate::backoff::Backoff;
 
 use crate::config::StreamKinds;
 use crate::market::{Interval, Symbol};
@@ -260,6 +266,157 @@ impl PendingRequests {
     }
 }
 
+/// What an answer to a request meant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// Not a request of this connection (or answered already).
+    Unknown,
+    /// These streams are subscribed.
+    Acked(Vec<String>),
+    /// The exchange refused the request as a whole. A request of several streams is
+    /// split in two and both halves are sent again at once, so the streams the exchange
+    /// accepts are not held back by the one it refuses; a single stream is sent again
+    /// after `retry_in` (capped, jittered, growing backoff).
+    Rejected {
+        streams: Vec<String>,
+        retry_in: Option<Duration>,
+    },
+}
+
+/// One connection's subscriptions: requests to send (paced by the caller), requests in
+/// flight, and rejected streams waiting for their retry. Pure: time, randomness and
+/// request ids come in as arguments.
+#[derive(Debug)]
+pub struct Subscriptions {
+    queue: VecDeque<Request>,
+    pending: PendingRequests,
+    /// Single rejected streams and when to ask for them again.
+    retry: Vec<(Instant, String)>,
+    backoff: Backoff,
+    batch_bytes: usize,
+    /// Requests resent after no answer came within the timeout.
+    pub timeouts: u32,
+}
+
+impl Subscriptions {
+    /// Plans the SUBSCRIBE batches for `streams`, numbered from `ids` (shared by the
+    /// shard's connections, so ids stay unique across them).
+    pub fn new(
+        streams: &[String],
+        batch_bytes: usize,
+        ids: &Cell<u64>,
+        backoff: Backoff,
+    ) -> Subscriptions {
+        let mut s = Subscriptions {
+            queue: VecDeque::new(),
+            pending: PendingRequests::default(),
+            retry: Vec::new(),
+            backoff,
+            batch_bytes,
+            timeouts: 0,
+        };
+        s.enqueue(streams, ids);
+        s
+    }
+
+    fn enqueue(&mut self, streams: &[String], ids: &Cell<u64>) -> usize {
+        if streams.is_empty() {
+            return 0;
+        }
+        let first = ids.get();
+        let batches = subscribe_batches("SUBSCRIBE", streams, self.batch_bytes, first);
+        ids.set(first + batches.len() as u64);
+        let n = batches.len();
+        self.queue.extend(batches);
+        n
+    }
+
+    /// The next request to send, if any.
+    pub fn next(&self) -> Option<&Request> {
+        self.queue.front()
+    }
+
+    /// The front request went out at `now`; false when too many are in flight
+    /// (acknowledgements stopped coming).
+    pub fn sent(&mut self, now: Instant) -> bool {
+        match self.queue.pop_front() {
+            Some(req) => self.pending.sent(req.id, now, req.streams),
+            None => true,
+        }
+    }
+
+    /// An acknowledgement (`{"result":null,"id":…}`).
+    pub fn ack(&mut self, id: u64) -> Answer {
+        match self.pending.ack(id) {
+            Some(streams) => Answer::Acked(streams),
+            None => Answer::Unknown,
+        }
+    }
+
+    /// An error answer to request `id`; `unit` is a random number in [0, 1) for the
+    /// backoff's jitter.
+    pub fn reject(&mut self, id: u64, now: Instant, unit: f64, ids: &Cell<u64>) -> Answer {
+        let Some(streams) = self.pending.ack(id) else {
+            return Answer::Unknown;
+        };
+        if streams.len() > 1 {
+            let (a, b) = streams.split_at(streams.len() / 2);
+            self.enqueue(a, ids);
+            self.enqueue(b, ids);
+            return Answer::Rejected {
+                streams,
+                retry_in: None,
+            };
+        }
+        let delay = self.backoff.next_delay(unit);
+        for s in &streams {
+            self.retry.push((now + delay, s.clone()));
+        }
+        Answer::Rejected {
+            streams,
+            retry_in: Some(delay),
+        }
+    }
+
+    /// Queues the rejected streams whose retry is due at `now` and the requests whose
+    /// answer is overdue by `timeout`; returns (retried after rejection, resent after
+    /// timeout) request counts.
+    pub fn due(&mut self, now: Instant, timeout: Duration, ids: &Cell<u64>) -> (usize, usize) {
+        let mut ready = Vec::new();
+        self.retry.retain(|(at, s)| {
+            if *at <= now {
+                ready.push(s.clone());
+                false
+            } else {
+                true
+            }
+        });
+        let retried = self.enqueue(&ready, ids);
+        let mut resent = 0;
+        for (_, streams) in self.pending.expired(now, timeout) {
+            self.timeouts += 1;
+            resent += self.enqueue(&streams, ids);
+        }
+        (retried, resent)
+    }
+
+    /// Every request answered and none left to send (rejected streams may still wait
+    /// for their retry).
+    pub fn settled(&self) -> bool {
+        self.queue.is_empty() && self.pending.is_empty()
+    }
+
+    /// Rejected streams waiting for their retry.
+    pub fn waiting(&self) -> usize {
+        self.retry.len()
+    }
+
+    /// When the earliest retry is due.
+    pub fn next_retry(&self) -> Option<Instant> {
+        self.retry.iter().map(|(at, _)| *at).min()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -389,6 +546,111 @@ mod tests {
             "the pacer must not starve requests: {}",
             log.len()
         );
+    }
+
+    fn subs(streams: &[&str], ids: &Cell<u64>) -> Subscriptions {
+        let streams: Vec<String> = streams.iter().map(|s| s.to_string()).collect();
+        let backoff = Backoff::new(
+            Duration::from_millis(100),
+            Duration::from_millis(800),
+            Duration::from_secs(60),
+        );
+        Subscriptions::new(&streams, 3072, ids, backoff)
+    }
+
+    /// Sends everything queued at `now`; returns the ids sent.
+    fn send_all(s: &mut Subscriptions, now: Instant) -> Vec<(u64, Vec<String>)> {
+        let mut out = Vec::new();
+        while let Some(r) = s.next() {
+            out.push((r.id, r.streams.clone()));
+            assert!(s.sent(now));
+        }
+        out
+    }
+
+    #[test]
+    fn a_rejected_batch_is_split_until_the_refused_stream_is_alone() {
+        let ids = Cell::new(1);
+        let t0 = Instant::now();
+        let mut s = subs(&["a", "b", "c", "d", "e"], &ids);
+        let sent = send_all(&mut s, t0);
+        assert_eq!(sent.len(), 1);
+        // The exchange refuses any request holding "d"; acknowledges the rest.
+        let mut acked = Vec::new();
+        let mut rejected_alone = Vec::new();
+        let mut round = sent;
+        for _ in 0..10 {
+            for (id, streams) in round {
+                if streams.iter().any(|x| x == "d") {
+                    match s.reject(id, t0, 0.5, &ids) {
+                        Answer::Rejected { streams, retry_in } => {
+                            if streams.len() == 1 {
+                                assert!(retry_in.is_some());
+                                rejected_alone.push(streams[0].clone());
+                            } else {
+                                assert_eq!(retry_in, None, "a batch is split at once");
+                            }
+                        }
+                        other => panic!("{other:?}"),
+                    }
+                } else {
+                    match s.ack(id) {
+                        Answer::Acked(v) => acked.extend(v),
+                        other => panic!("{other:?}"),
+                    }
+                }
+            }
+            round = send_all(&mut s, t0);
+            if round.is_empty() {
+                break;
+            }
+        }
+        acked.sort();
+        assert_eq!(acked, ["a", "b", "c", "e"]);
+        assert_eq!(rejected_alone, ["d"]);
+        assert!(s.settled());
+        assert_eq!(s.waiting(), 1);
+        // Not due before its backoff (100 ms ceiling, jitter 0.5: 75 ms), due after.
+        assert_eq!(s.due(t0 + Duration::from_millis(74), ACK, &ids), (0, 0));
+        assert_eq!(s.due(t0 + Duration::from_millis(75), ACK, &ids), (1, 0));
+        let again = send_all(&mut s, t0 + Duration::from_millis(75));
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].1, ["d"]);
+        // Rejected again: the backoff grows (ceiling 200 ms, jitter 0.5: 150 ms).
+        let t1 = t0 + Duration::from_millis(75);
+        assert_eq!(
+            s.reject(again[0].0, t1, 0.5, &ids),
+            Answer::Rejected {
+                streams: vec!["d".into()],
+                retry_in: Some(Duration::from_millis(150))
+            }
+        );
+        assert_eq!(s.next_retry(), Some(t1 + Duration::from_millis(150)));
+        // An answer to an unknown id changes nothing.
+        assert_eq!(s.ack(999), Answer::Unknown);
+        assert_eq!(s.reject(999, t1, 0.5, &ids), Answer::Unknown);
+    }
+
+    const ACK: Duration = Duration::from_secs(10);
+
+    #[test]
+    fn an_unanswered_request_is_resent_after_the_timeout() {
+        let ids = Cell::new(7);
+        let t0 = Instant::now();
+        let mut s = subs(&["a", "b"], &ids);
+        let first = send_all(&mut s, t0);
+        assert_eq!(first[0].0, 7);
+        assert_eq!(
+            s.due(t0 + ACK - Duration::from_millis(1), ACK, &ids),
+            (0, 0)
+        );
+        assert_eq!(s.due(t0 + ACK, ACK, &ids), (0, 1));
+        assert_eq!(s.timeouts, 1);
+        let again = send_all(&mut s, t0 + ACK);
+        assert_eq!(again, vec![(8, vec!["a".to_string(), "b".to_string()])]);
+        assert_eq!(s.ack(8), Answer::Acked(vec!["a".into(), "b".into()]));
+        assert!(s.settled());
+        assert_eq!(ids.get(), 9);
     }
 
     #[test]

@@ -333,6 +333,11 @@ impl ShardState {
             return;
         };
         let slot = sym * self.timeframes + tf as usize;
+        if let Some(series) = self.series(slot) {
+            // The stream is alive: `/api/status` flags a kline stream silent past
+            // `feed.stream_silence_s` without one.
+            series.last_update_ns.set(recv_ns);
+        }
         let outcome = self.tracks[slot].apply(c);
         let parsed_ns = mono_ns();
         if let Some(rec) = &mut self.latency {
