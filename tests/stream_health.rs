@@ -85,7 +85,15 @@ fn a_partly_rejected_subscribe_is_retried_until_every_stream_is_live() {
     let mut sim = sim_config(&SYMS);
     sim.reject_streams = vec![REFUSED.into()];
     sim.reject_streams_for = Some(REFUSED_FOR);
-    let run = start(sim, |_| {}, &SYMS, &[Interval::M1, Interval::M3]);
+    let run = start(
+        sim,
+        |c| {
+            c.feed.backoff_initial_ms = 400;
+            c.feed.backoff_max_ms = 1600;
+        },
+        &SYMS,
+        &[Interval::M1, Interval::M3],
+    );
 
     // While the simulator refuses it: the stream is named as rejected by /readyz (503)
     // and /api/status, the other three are live and deliver.
@@ -137,10 +145,11 @@ fn a_partly_rejected_subscribe_is_retried_until_every_stream_is_live() {
         rejections >= 3,
         "retried more than once while refused: {rejections}"
     );
-    // Backoff (50 ms doubling to 500 ms in these tests): a handful of attempts over
-    // the 6 s, where retrying at the pace limit (4 a second) would be about 24.
+    // Backoff (0.2–0.4 s, then doubling to at most 0.8–1.6 s): at most 8 retries in
+    // the 6 s, where retrying at the pace limit (3 requests a second) would be 18.
+    eprintln!("refused requests: {refused}, stream rejections: {rejections}");
     assert!(
-        refused <= 20,
+        refused <= 2 + 8,
         "{refused} refused requests in {REFUSED_FOR:?}: no backoff"
     );
     // The first request (4 streams) and its half with the refused stream were refused
