@@ -183,7 +183,10 @@ impl Engine {
         // file reads never run on a shard's executor.
         let tls = feed::connection::tls_config(config.feed.tls_ca_file.as_deref())?;
         let stop = Arc::new(AtomicBool::new(false));
-        let store = Arc::new(Mutex::new(RecentStore::new(config.engine.recent_candles)));
+        let store = Arc::new(Mutex::new(
+            RecentStore::new(config.engine.recent_candles)
+                .with_max_series(config.engine.max_series),
+        ));
         // Binance counts connection attempts per IP: one limiter for every shard, and
         // each instance of a scale-out deployment takes its share.
         let limiter = Arc::new(Mutex::new(crate::backoff::AttemptLimiter::new(

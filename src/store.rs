@@ -5,7 +5,10 @@
 //! every record kind) and by the Redis bridge for other instances' symbols; read by the
 //! dashboard's API handlers and status. Bounded: `recent_candles` closed candles and as many signals per
 //! (symbol, timeframe), one live candle each, and the last [`MAX_GAPS_KEPT`] gaps; older
-//! entries are evicted and counted.
+//! entries are evicted and counted. The series themselves are bounded too
+//! (`engine.max_series`): past the bound a record of a new series is refused and
+//! counted, while the series already held keep updating, so records from outside (the
+//! bridge) can never grow the store without limit nor push out this instance's own.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -19,6 +22,11 @@ use crate::signals::Signal;
 
 /// Gaps kept for the status API (the backfill consumes them from the ring later).
 pub const MAX_GAPS_KEPT: usize = 10_000;
+
+/// Default bound of the series count (`engine.max_series`): 4096 symbols (a
+/// configuration's most) at four timeframes. Each series holds at most
+/// `recent_candles` candles and as many signals.
+pub const DEFAULT_MAX_SERIES: usize = 16_384;
 
 /// A list read of the API (`/api/candles`, `/api/signals`, the WebSocket `get_signals`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,6 +94,7 @@ struct Series {
 /// Recent candles per (symbol, timeframe).
 pub struct RecentStore {
     per_series: usize,
+    max_series: usize,
     series: HashMap<(Symbol, Interval), Series>,
     gaps: VecDeque<Gap>,
     absences: VecDeque<Gap>,
@@ -97,12 +106,15 @@ pub struct RecentStore {
     pub duplicates_ignored: u64,
     pub evicted: u64,
     pub gaps_total: u64,
+    /// Records refused because they would have opened a series past `max_series`.
+    pub series_refused: u64,
 }
 
 impl RecentStore {
     pub fn new(per_series: usize) -> RecentStore {
         RecentStore {
             per_series: per_series.max(1),
+            max_series: DEFAULT_MAX_SERIES,
             series: HashMap::new(),
             gaps: VecDeque::new(),
             absences: VecDeque::new(),
@@ -114,25 +126,67 @@ impl RecentStore {
             duplicates_ignored: 0,
             evicted: 0,
             gaps_total: 0,
+            series_refused: 0,
         }
     }
 
-    /// Adds a closed candle; a candle already present (same open time) is ignored, so
-    /// replays and rotations never double a row.
-    /// Keeps one record of any kind.
-    pub fn apply(&mut self, record: &Record) {
+    /// Bounds the number of series at `max_series` (at least 1).
+    pub fn with_max_series(mut self, max_series: usize) -> RecentStore {
+        self.max_series = max_series.max(1);
+        self
+    }
+
+    pub fn max_series(&self) -> usize {
+        self.max_series
+    }
+
+    /// The series of `key`, opened if there is room; `None` (counted) when it is new
+    /// and the store already holds `max_series`.
+    fn series_mut(&mut self, key: (Symbol, Interval)) -> Option<&mut Series> {
+        let len = self.series.len();
+        match self.series.entry(key) {
+            std::collections::hash_map::Entry::Occupied(e) => Some(e.into_mut()),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                if len >= self.max_series {
+                    self.series_refused += 1;
+                    None
+                } else {
+                    Some(e.insert(Series::default()))
+                }
+            }
+        }
+    }
+
+    /// Keeps one record of any kind; `false` when its series was refused (see
+    /// [`RecentStore::insert_closed`]).
+    pub fn apply(&mut self, record: &Record) -> bool {
         match record {
             Record::ClosedCandle(c) => self.insert_closed(c),
             Record::LiveCandle(c) => self.update_live(c),
             Record::Signal(x) => self.insert_signal(x),
-            Record::Gap(g) => self.record_gap(g),
-            Record::Outage(o) => self.record_outage(o),
-            Record::Absent(g) => self.record_absent(g),
+            Record::Gap(g) => {
+                self.record_gap(g);
+                true
+            }
+            Record::Outage(o) => {
+                self.record_outage(o);
+                true
+            }
+            Record::Absent(g) => {
+                self.record_absent(g);
+                true
+            }
         }
     }
 
-    pub fn insert_closed(&mut self, c: &Candle) {
-        let s = self.series.entry((c.symbol, c.interval)).or_default();
+    /// Adds a closed candle; a candle already present (same open time) is ignored, so
+    /// replays and rotations never double a row. `false` when the candle would open a
+    /// series past the bound: it is refused and counted in `series_refused`.
+    pub fn insert_closed(&mut self, c: &Candle) -> bool {
+        let per_series = self.per_series;
+        let Some(s) = self.series_mut((c.symbol, c.interval)) else {
+            return false;
+        };
         // The series is kept in open-time order, so one binary search finds both a
         // duplicate and the place of a late candle (gap fill, backfill).
         let pos = match s
@@ -141,7 +195,7 @@ impl RecentStore {
         {
             Ok(_) => {
                 self.duplicates_ignored += 1;
-                return;
+                return true;
             }
             Err(pos) => pos,
         };
@@ -149,34 +203,47 @@ impl RecentStore {
         if s.live.is_some_and(|l| l.open_time_ms <= c.open_time_ms) {
             s.live = None;
         }
-        self.closed_total += 1;
-        while s.closed.len() > self.per_series {
+        let mut evicted = 0;
+        while s.closed.len() > per_series {
             s.closed.pop_front();
-            self.evicted += 1;
+            evicted += 1;
         }
+        self.closed_total += 1;
+        self.evicted += evicted;
+        true
     }
 
-    /// Adds a signal; one already present (same timestamp and kind) is ignored.
-    pub fn insert_signal(&mut self, sig: &Signal) {
-        let s = self.series.entry((sig.symbol, sig.interval)).or_default();
+    /// Adds a signal; one already present (same timestamp and kind) is ignored. `false`
+    /// when its series was refused, as for [`RecentStore::insert_closed`].
+    pub fn insert_signal(&mut self, sig: &Signal) -> bool {
+        let per_series = self.per_series;
+        let Some(s) = self.series_mut((sig.symbol, sig.interval)) else {
+            return false;
+        };
         let key = |x: &Signal| (x.timestamp_ms, x.kind);
         let pos = match s.signals.binary_search_by_key(&key(sig), key) {
             Ok(_) => {
                 self.duplicates_ignored += 1;
-                return;
+                return true;
             }
             Err(pos) => pos,
         };
         s.signals.insert(pos, *sig);
-        self.signals_total += 1;
-        while s.signals.len() > self.per_series {
+        let mut evicted = 0;
+        while s.signals.len() > per_series {
             s.signals.pop_front();
-            self.evicted += 1;
+            evicted += 1;
         }
+        self.signals_total += 1;
+        self.evicted += evicted;
+        true
     }
 
-    pub fn update_live(&mut self, c: &Candle) {
-        let s = self.series.entry((c.symbol, c.interval)).or_default();
+    /// Keeps the newest live candle of its series; `false` when its series was refused.
+    pub fn update_live(&mut self, c: &Candle) -> bool {
+        let Some(s) = self.series_mut((c.symbol, c.interval)) else {
+            return false;
+        };
         let newer_than_closed = s
             .closed
             .back()
@@ -188,6 +255,7 @@ impl RecentStore {
         {
             s.live = Some(*c);
         }
+        true
     }
 
     pub fn record_gap(&mut self, g: &Gap) {
@@ -413,6 +481,36 @@ mod tests {
         let all = s.signals(None, None, 2);
         assert_eq!(all[0].symbol.as_str(), "ETHUSDT");
         assert_eq!(all.len(), 2);
+    }
+
+    #[test]
+    fn past_the_series_bound_new_series_are_refused_and_old_ones_keep_updating() {
+        let mut s = RecentStore::new(10).with_max_series(2);
+        let on = |sym: &str, open: i64, closed: bool| {
+            let mut k = c(open, closed);
+            k.symbol = sym.parse().unwrap();
+            k
+        };
+        assert!(s.insert_closed(&on("AAAUSDT", 0, true)));
+        assert!(s.update_live(&on("BBBUSDT", 0, false)));
+        // A third series, of any record kind, is refused and counted.
+        assert!(!s.insert_closed(&on("CCCUSDT", 0, true)));
+        assert!(!s.update_live(&on("CCCUSDT", 60_000, false)));
+        let sig = crate::record::tests::signal("CCCUSDT", 60_000, crate::signals::SignalKind::Rsi);
+        assert!(!s.insert_signal(&sig));
+        assert_eq!(s.series_refused, 3);
+        assert_eq!(s.series_count(), 2);
+        assert!(s
+            .closed(Some("CCCUSDT".parse().unwrap()), None, 10)
+            .is_empty());
+        // The two series held keep taking records of every kind.
+        assert!(s.insert_closed(&on("AAAUSDT", 60_000, true)));
+        assert!(s.insert_closed(&on("BBBUSDT", 0, true)));
+        let sig = crate::record::tests::signal("AAAUSDT", 60_000, crate::signals::SignalKind::Rsi);
+        assert!(s.apply(&Record::Signal(sig)));
+        assert_eq!(s.closed(None, None, 10).len(), 3);
+        assert_eq!(s.series_refused, 3);
+        assert_eq!(s.max_series(), 2);
     }
 
     #[test]

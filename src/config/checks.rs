@@ -123,6 +123,19 @@ impl Config {
                 ),
             });
         }
+        // The store must hold every series of this instance: only what arrives beyond
+        // them (over the Redis bridge) may be refused.
+        let own_series = self.instance_symbols().len() * self.timeframes.len();
+        if self.engine.max_series < own_series {
+            return Err(ConfigError::Invalid {
+                key: name(Field::MaxSeries).to_owned(),
+                value: self.engine.max_series.to_string(),
+                expected: format!(
+                    "expected at least this instance's {own_series} series (its symbols x {})",
+                    name(Field::Timeframes)
+                ),
+            });
+        }
         Ok(())
     }
 }
@@ -168,6 +181,9 @@ pub(super) enum Rule {
     Addr,
     Path,
     Token,
+    /// A shared secret read from the environment only: refused in the TOML file, never
+    /// printed or logged.
+    Key,
     Origins,
     Prefix,
     Choice(&'static [u32]),
@@ -195,6 +211,10 @@ impl Rule {
             Rule::Path => "expected a file path".to_owned(),
             Rule::Token => format!(
                 "expected {MIN_TOKEN_LEN} to {MAX_TOKEN_LEN} printable ASCII characters \
+                 without spaces"
+            ),
+            Rule::Key => format!(
+                "expected {MIN_KEY_LEN} to {MAX_TOKEN_LEN} printable ASCII characters \
                  without spaces"
             ),
             Rule::Origins => "expected distinct origins such as https://dash.example.com \
@@ -251,6 +271,13 @@ impl Rule {
                 Some(t) => ok_if(
                     (MIN_TOKEN_LEN..=MAX_TOKEN_LEN).contains(&t.len())
                         && t.bytes().all(|b| b.is_ascii_graphic()),
+                ),
+            },
+            (Rule::Key, Setting::Text(key)) => match key {
+                None => Ok(()),
+                Some(k) => ok_if(
+                    (MIN_KEY_LEN..=MAX_TOKEN_LEN).contains(&k.len())
+                        && k.bytes().all(|b| b.is_ascii_graphic()),
                 ),
             },
             (Rule::Origins, Setting::List(items)) => {

@@ -156,6 +156,8 @@ settings! {
             env "DASHBOARD_ALLOWED_ORIGINS", Rule::Origins;
         RedisChannelPrefix: redis_channel_prefix = DEFAULT_REDIS_CHANNEL_PREFIX.to_owned(),
             env "REDIS_CHANNEL_PREFIX", Rule::Prefix;
+        RedisBridgeKey: redis_bridge_key = None, env "ALPHAPULSE_BRIDGE_KEY", Rule::Key;
+        RedisTlsCaFile: redis_tls_ca_file = None, env "REDIS_TLS_CA_FILE", Rule::Path;
     }
 
     FeedConfig at {feed}, nested { streams } {
@@ -206,6 +208,10 @@ settings! {
         DashboardOnShard: dashboard_on_shard = false,
             env "ALPHAPULSE_DASHBOARD_ON_SHARD", Rule::Flag;
         RecentCandles: recent_candles = 1000, env _, count(1, MAX_RECENT_CANDLES);
+        // The configured universe at every Binance interval fits several times over;
+        // what the bridge is sent beyond that is refused rather than held.
+        MaxSeries: max_series = crate::store::DEFAULT_MAX_SERIES,
+            env "ALPHAPULSE_MAX_SERIES", count(1, MAX_SERIES_LIMIT);
         InstanceIndex: instance_index = 0, env "INSTANCE_INDEX", count(0, MAX_INSTANCES - 1);
         InstanceCount: instance_count = 1, env "INSTANCE_COUNT", count(1, MAX_INSTANCES);
     }

@@ -85,6 +85,12 @@ pub const MAX_FRAME_BYTES_LIMIT: u64 = 64 << 20;
 pub const MIN_TOKEN_LEN: usize = 16;
 /// Longest dashboard token, so a header or query string stays small.
 pub const MAX_TOKEN_LEN: usize = 256;
+/// Shortest bridge key: 32 characters, so an HMAC-SHA256 key carries at least the
+/// 128 bits of strength that guessing must not reach.
+pub const MIN_KEY_LEN: usize = 32;
+/// Most series (symbol, timeframe) the in-memory store may hold: a deployment's whole
+/// universe at every interval with room, while a flood of forged series stays bounded.
+pub const MAX_SERIES_LIMIT: u64 = 1 << 20;
 /// Longest Redis channel prefix.
 pub const MAX_CHANNEL_PREFIX_LEN: usize = 64;
 /// Largest database spool: a bound well beyond any outage worth riding out in place
@@ -133,6 +139,13 @@ pub struct Config {
     pub dashboard_allowed_origins: Vec<String>,
     /// Prefix of every Redis channel name (`REDIS_CHANNEL_PREFIX`).
     pub redis_channel_prefix: String,
+    /// Shared secret of the Redis bridge (`ALPHAPULSE_BRIDGE_KEY`, environment only):
+    /// when set, every published record carries an HMAC-SHA256 and the bridge applies
+    /// only records whose HMAC verifies. `None`: unsigned, as plain subscribers expect.
+    pub redis_bridge_key: Option<String>,
+    /// Extra root certificates (PEM) trusted for `rediss://`, besides the built-in ones
+    /// (`REDIS_TLS_CA_FILE`): for a Redis with a private certificate authority.
+    pub redis_tls_ca_file: Option<PathBuf>,
     /// Binance feed settings (`[feed]`).
     pub feed: FeedConfig,
     /// Engine-wide settings (`[engine]`).
@@ -271,6 +284,10 @@ pub struct EngineConfig {
     pub dashboard_on_shard: bool,
     /// Closed candles kept per (symbol, timeframe) by the in-memory store.
     pub recent_candles: usize,
+    /// Series (symbol, timeframe) the in-memory store holds at most; past it a new
+    /// series is refused and counted, existing ones keep updating. At least this
+    /// instance's own series.
+    pub max_series: usize,
     /// Instance slice for scale-out: this process takes symbols whose stable hash
     /// modulo `instance_count` equals `instance_index`.
     pub instance_index: u32,
@@ -366,6 +383,14 @@ pub fn layer_env(
     merged
 }
 
+/// The instance, of `count`, that owns `symbol`: its stable hash modulo `count`. The
+/// one rule that splits the symbols of a deployment; the planner (through
+/// [`Config::instance_symbols`]) and the Redis bridge both ask it.
+pub fn instance_of(symbol: Symbol, count: u32) -> u32 {
+    // The remainder is below `count`, a u32.
+    (symbol.stable_hash() % u64::from(count.max(1))) as u32
+}
+
 impl Config {
     /// Parses a TOML document over the defaults and validates the result (no
     /// environment involved).
@@ -385,12 +410,11 @@ impl Config {
     /// The symbols this instance owns: those whose stable hash modulo `instance_count`
     /// equals `instance_index`, in configuration order.
     pub fn instance_symbols(&self) -> Vec<Symbol> {
-        let count = u64::from(self.engine.instance_count.max(1));
-        let index = u64::from(self.engine.instance_index);
+        let (index, count) = (self.engine.instance_index, self.engine.instance_count);
         self.symbols
             .iter()
             .copied()
-            .filter(|s| s.stable_hash() % count == index)
+            .filter(|s| instance_of(*s, count) == index)
             .collect()
     }
 
@@ -415,10 +439,10 @@ impl Config {
                 let name = field.leaf();
                 let rule = field.rule();
                 let setting = field.get(self);
-                if matches!(rule, Rule::Token) {
-                    if let Setting::Text(Some(_)) = setting {
+                if matches!(rule, Rule::Token | Rule::Key) {
+                    if let (Setting::Text(Some(_)), Some(env)) = (setting, field.env_name()) {
                         out.push_str(&format!(
-                            "# {name} is set but not shown; supply it with DASHBOARD_TOKEN.\n"
+                            "# {name} is set but not shown; supply it with {env}.\n"
                         ));
                     }
                     continue;
@@ -472,6 +496,16 @@ fn collect_entries<'a>(
             format!("{prefix}.{key}")
         };
         if let Some(field) = Field::ALL.iter().find(|f| f.toml_key() == path) {
+            if matches!(field.rule(), Rule::Key) {
+                return Err(ConfigError::Invalid {
+                    key: path,
+                    value: "<redacted>".to_owned(),
+                    expected: format!(
+                        "a secret is never read from {file}; set {} in the environment",
+                        field.env_name().unwrap_or("its variable")
+                    ),
+                });
+            }
             out.push((*field, value));
         } else if TABLES.contains(&path.as_str()) {
             let Some(inner) = value.as_table() else {

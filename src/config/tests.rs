@@ -523,10 +523,11 @@ fn the_example_file_holds_every_key_with_its_default() {
     let uncommented: String = text
         .lines()
         .map(|line| match line.strip_prefix("# ") {
+            // A secret of the environment only is refused in a file, by design.
             Some(rest)
-                if Field::ALL
-                    .iter()
-                    .any(|f| rest.starts_with(&format!("{} =", f.leaf()))) =>
+                if Field::ALL.iter().any(|f| {
+                    !matches!(f.rule(), Rule::Key) && rest.starts_with(&format!("{} =", f.leaf()))
+                }) =>
             {
                 rest
             }
@@ -557,7 +558,7 @@ fn field_table_is_complete_and_unambiguous() {
             "{field:?}"
         );
     }
-    assert_eq!(env_names.len(), 31);
+    assert_eq!(env_names.len(), 34);
 }
 
 #[test]
@@ -702,4 +703,80 @@ mod signals_table {
         let e = parse("[signals.timeframes.\"2m\"]\nema_fast = 3\n").unwrap_err();
         assert!(e.to_string().starts_with("signals.timeframes.2m=2m"), "{e}");
     }
+}
+
+#[test]
+fn the_bridge_key_comes_from_the_environment_only_and_is_never_shown() {
+    let key = "k3y-of-at-least-thirty-two-characters!";
+    let c = load_env(&[
+        ("ALPHAPULSE_BRIDGE_KEY", key),
+        ("REDIS_TLS_CA_FILE", "/etc/ap/redis-ca.pem"),
+        ("ALPHAPULSE_MAX_SERIES", "64"),
+    ])
+    .unwrap();
+    assert_eq!(c.redis_bridge_key.as_deref(), Some(key));
+    assert_eq!(
+        c.redis_tls_ca_file,
+        Some(PathBuf::from("/etc/ap/redis-ca.pem"))
+    );
+    assert_eq!(c.engine.max_series, 64);
+    // Neither `config print` nor `Debug` (what a log line would show) carries it.
+    let printed = c.to_toml_redacted();
+    assert!(!printed.contains(key), "{printed}");
+    assert!(printed
+        .contains("redis_bridge_key is set but not shown; supply it with ALPHAPULSE_BRIDGE_KEY"));
+    assert!(!format!("{c:?}").contains(key));
+    // A short key is refused without being echoed.
+    let e = err_env(&[("ALPHAPULSE_BRIDGE_KEY", "short")]);
+    assert!(
+        e.starts_with("ALPHAPULSE_BRIDGE_KEY=<redacted>: expected 32 to 256"),
+        "{e}"
+    );
+    // A file that holds the key is refused, naming the variable, without echoing it.
+    let e = err_toml(&format!("redis_bridge_key = \"{key}\"\n"));
+    assert!(!e.contains(key), "{e}");
+    assert!(
+        e.contains("set ALPHAPULSE_BRIDGE_KEY in the environment"),
+        "{e}"
+    );
+}
+
+#[test]
+fn max_series_holds_at_least_this_instance_series() {
+    // 3 default symbols x 4 default timeframes.
+    let e = err_env(&[("ALPHAPULSE_MAX_SERIES", "11")]);
+    assert_eq!(
+        e,
+        "ALPHAPULSE_MAX_SERIES=11: expected at least this instance's 12 series \
+         (its symbols x timeframes)"
+    );
+    assert_eq!(
+        load_env(&[("ALPHAPULSE_MAX_SERIES", "12")])
+            .unwrap()
+            .engine
+            .max_series,
+        12
+    );
+    assert_eq!(
+        Config::default().engine.max_series,
+        crate::store::DEFAULT_MAX_SERIES
+    );
+}
+
+#[test]
+fn instance_of_is_the_split_instance_symbols_uses() {
+    let mut c = Config::default();
+    c.engine.instance_count = 3;
+    for index in 0..3 {
+        c.engine.instance_index = index;
+        for s in c.instance_symbols() {
+            assert_eq!(instance_of(s, 3), index);
+        }
+    }
+    assert_eq!(instance_of(sym("BTCUSDT"), 1), 0);
+    assert_eq!(
+        instance_of(sym("BTCUSDT"), 0),
+        0,
+        "a count of 0 is taken as 1"
+    );
 }

@@ -45,7 +45,7 @@ pub(super) fn redact_url(url: &str) -> String {
 /// Renders a string value that may be secret, for errors and `config print`.
 pub(super) fn redacted(rule: &Rule, text: &str) -> String {
     match rule {
-        Rule::Token => "<redacted>".to_owned(),
+        Rule::Token | Rule::Key => "<redacted>".to_owned(),
         Rule::Url { .. } => redact_url(text),
         _ => text.to_owned(),
     }

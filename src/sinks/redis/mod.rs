@@ -13,12 +13,18 @@
 //! draining the rings (the shards never wait for Redis), drops what it cannot send and
 //! counts every dropped `PUBLISH` exactly, and reconnects with capped, jittered backoff.
 //!
+//! With a bridge key (`ALPHAPULSE_BRIDGE_KEY`) every payload is signed ([`sign`]);
+//! without one, payloads are the plain records. `rediss://` and Redis users
+//! (`redis://user:password@host`) work for the publisher and the bridge alike.
+//!
 //! The [`bridge`] runs beside it: it subscribes to the other instances' records.
 
 pub mod bridge;
 pub mod resp;
+pub mod sign;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -38,7 +44,9 @@ use crate::sinks::SinkStatus;
 use crate::sinks::{SinkIo, SinkRole};
 use crate::store::RecentStore;
 use crate::topology::Layout;
+use bridge::Universe;
 use resp::{Conn, RespError, Target};
+use sign::BridgeKey;
 
 /// Records taken from each ring per batch: one pipeline carries at most this many per
 /// shard, which bounds the pipeline buffer and the time between replies.
@@ -65,6 +73,15 @@ pub struct RedisSettings {
     pub io_timeout: Duration,
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
+    /// How often the bridge asks an otherwise quiet subscription for a `PING`: a Redis
+    /// that stops answering is found within this plus `io_timeout`.
+    pub ping_every: Duration,
+    /// Signs every payload (publisher) and requires the signature (bridge).
+    pub key: Option<BridgeKey>,
+    /// Extra certificate authorities for `rediss://`.
+    pub tls_ca_file: Option<PathBuf>,
+    /// What the bridge may take (the default: nothing).
+    pub universe: Universe,
 }
 
 /// Defaults of [`RedisSettings`].
@@ -74,6 +91,8 @@ pub const BACKOFF_INITIAL: Duration = Duration::from_millis(100);
 /// Reconnects are cheap for Redis; a short cap brings publishing back soon after a
 /// restart.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// A `PING` a second costs Redis nothing and finds a hung server within two seconds.
+pub const PING_EVERY: Duration = Duration::from_secs(1);
 
 impl RedisSettings {
     pub fn new(url: impl Into<String>, prefix: impl Into<String>) -> RedisSettings {
@@ -84,16 +103,24 @@ impl RedisSettings {
             io_timeout: IO_TIMEOUT,
             backoff_initial: BACKOFF_INITIAL,
             backoff_max: BACKOFF_MAX,
+            ping_every: PING_EVERY,
+            key: None,
+            tls_ca_file: None,
+            universe: Universe::default(),
         }
     }
 
     /// `None` without `REDIS_URL`: nothing is published.
     pub fn from_config(config: &Config) -> Option<RedisSettings> {
         let url = config.redis_url.as_ref()?;
-        Some(RedisSettings::new(
-            url.clone(),
-            config.redis_channel_prefix.clone(),
-        ))
+        let mut settings = RedisSettings::new(url.clone(), config.redis_channel_prefix.clone());
+        settings.key = config
+            .redis_bridge_key
+            .as_ref()
+            .map(|k| BridgeKey::new(k.as_bytes()));
+        settings.tls_ca_file = config.redis_tls_ca_file.clone();
+        settings.universe = Universe::from_config(config);
+        Some(settings)
     }
 
     fn backoff(&self) -> Backoff {
@@ -155,6 +182,21 @@ impl SinkStatus for RedisStatus {
     }
 
     fn status(&self) -> Value {
+        let mut status = self.publisher_status();
+        // The bridge's refusals also at the top, by reason, where /metrics reads them.
+        if let (Some(b), Some(obj)) = (&self.bridge, status.as_object_mut()) {
+            for (reason, n) in b.rejections() {
+                obj.insert(format!("bridge_rejected_{reason}"), json!(n));
+            }
+            obj.insert("bridge_timeouts".into(), json!(b.timeouts.get()));
+            obj.insert("bridge_connected".into(), json!(b.connected.get() == 1));
+        }
+        status
+    }
+}
+
+impl RedisStatus {
+    fn publisher_status(&self) -> Value {
         let p = &*self.publisher;
         let connected = p.connected.get() == 1;
         let last_error = p
@@ -183,8 +225,8 @@ impl SinkStatus for RedisStatus {
 }
 
 /// The publisher role for the engine, with the bridge beside it: the bridge inserts
-/// other instances' records into `store` and forwards them to `dashboard` (when the
-/// dashboard core takes them); records of `layout`'s own symbols are skipped.
+/// other instances' records (those `settings.universe` allows) into `store` and
+/// forwards them to `dashboard` (when the dashboard core takes them).
 pub fn role(
     settings: RedisSettings,
     layout: &Layout,
@@ -192,12 +234,7 @@ pub fn role(
     dashboard: Option<Producer<Envelope>>,
 ) -> SinkRole {
     let stats = Arc::new(PublisherStats::default());
-    let local: Vec<Symbol> = layout
-        .shards
-        .iter()
-        .flat_map(|s| s.symbols.iter().copied())
-        .collect();
-    let bridge = bridge::Bridge::new(settings.clone(), &local, store, dashboard);
+    let bridge = bridge::Bridge::new(settings.clone(), store, dashboard);
     let status = RedisStatus {
         prefix: settings.prefix.clone(),
         publisher: stats.clone(),
@@ -297,7 +334,8 @@ pub struct Publisher {
 
 impl Publisher {
     pub fn new(settings: RedisSettings, stats: Arc<PublisherStats>) -> Publisher {
-        let target = Target::parse(&settings.url).map_err(|e| e.to_string());
+        let target = Target::parse_with_ca(&settings.url, settings.tls_ca_file.as_deref())
+            .map_err(|e| e.to_string());
         if let Err(e) = &target {
             tracing::error!(error = %e, "the Redis publisher cannot connect: nothing will be published");
         }
@@ -369,6 +407,9 @@ impl Publisher {
                 Record::Signal(s) => {
                     self.payload.clear();
                     record::write_signal(&mut self.payload, s);
+                    if let Some(key) = &self.settings.key {
+                        key.sign(&mut self.payload);
+                    }
                     let prefix = self.settings.prefix.as_bytes();
                     resp::publish(&mut self.out, &[prefix, b":signals"], &self.payload);
                     resp::publish(
@@ -425,6 +466,9 @@ impl Publisher {
     fn queue_candle(&mut self, c: &Candle) {
         self.payload.clear();
         record::write_candle(&mut self.payload, c);
+        if let Some(key) = &self.settings.key {
+            key.sign(&mut self.payload);
+        }
         resp::publish(
             &mut self.out,
             &[

@@ -4,12 +4,18 @@
 //! encoder and parser are pure functions over byte buffers; only [`Conn`] touches a
 //! socket. Written here rather than taken from the `redis` crate so that a pipeline is
 //! one reused buffer (no allocation per command) and every blocking call has a timeout
-//! that we choose.
+//! that we choose. `rediss://` speaks TLS through the process's one rustls (`crate::tls`
+//! loads the certificates), on the same blocking socket and timeouts.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
+
+use futures_rustls::rustls;
+use rustls::pki_types::ServerName;
 
 use crate::digits::push_usize;
 
@@ -37,6 +43,8 @@ pub enum RespError {
     Io(#[from] io::Error),
     #[error("REDIS_URL: {0}")]
     Url(String),
+    #[error("TLS with Redis: {0}")]
+    Tls(String),
 }
 
 /// Appends `*n\r\n` (an array header).
@@ -165,11 +173,13 @@ fn parse_at(buf: &[u8], at: usize, depth: usize) -> Result<Option<(Value<'_>, us
 }
 
 /// Where to connect, from `REDIS_URL`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Target {
     pub addr: TargetAddr,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// `rediss://`: the TLS client settings and the name the certificate must carry.
+    pub tls: Option<TlsTarget>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -178,38 +188,110 @@ pub enum TargetAddr {
     Unix(std::path::PathBuf),
 }
 
+/// TLS to Redis: the server name checked against its certificate, and the client
+/// configuration (the built-in roots plus any extra authority).
+#[derive(Clone, Debug)]
+pub struct TlsTarget {
+    pub server_name: ServerName<'static>,
+    pub config: Arc<rustls::ClientConfig>,
+}
+
 impl Target {
-    /// Parses `redis://[user:password@]host[:port][/db]` or `unix:///path`. TLS
-    /// (`rediss://`) is refused with a clear error: this client speaks plain TCP, and a
-    /// Redis on another host is reached through a local TLS tunnel.
+    /// Parses `redis://[user:password@]host[:port][/db]`, `rediss://…` (TLS, verified
+    /// against the built-in roots) or `unix:///path`.
     pub fn parse(url: &str) -> Result<Target, RespError> {
+        Target::parse_with_ca(url, None)
+    }
+
+    /// [`Target::parse`], trusting for `rediss://` also the certificates of
+    /// `extra_ca_file` (PEM; read here, so call it off the executors).
+    pub fn parse_with_ca(url: &str, extra_ca_file: Option<&Path>) -> Result<Target, RespError> {
         use redis::{ConnectionAddr, IntoConnectionInfo};
-        let info = url
+        // The client crate parses the URL's parts; TLS is ours, so the scheme is
+        // swapped for the plain one before it sees it.
+        let (tls, plain) = match url.split_once("://") {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("rediss") => {
+                (true, format!("redis://{rest}"))
+            }
+            _ => (false, url.to_owned()),
+        };
+        let info = plain
+            .as_str()
             .into_connection_info()
             .map_err(|e| RespError::Url(e.to_string()))?;
         let addr = match info.addr() {
             ConnectionAddr::Tcp(host, port) => TargetAddr::Tcp(host.clone(), *port),
-            ConnectionAddr::Unix(path) => TargetAddr::Unix(path.clone()),
-            _ => {
-                return Err(RespError::Url(
-                    "TLS (rediss://) is not supported by the publisher; use redis:// to a \
-                     local Redis or a local TLS tunnel"
-                        .into(),
-                ))
-            }
+            ConnectionAddr::Unix(path) if !tls => TargetAddr::Unix(path.clone()),
+            _ => return Err(RespError::Url("unsupported address".into())),
+        };
+        let tls = match (&addr, tls) {
+            (TargetAddr::Tcp(host, _), true) => Some(tls_target(host, extra_ca_file)?),
+            _ => None,
         };
         let settings = info.redis_settings();
         Ok(Target {
             addr,
             username: settings.username().map(str::to_owned),
             password: settings.password().map(str::to_owned),
+            tls,
         })
     }
 }
 
+fn tls_target(host: &str, extra_ca_file: Option<&Path>) -> Result<TlsTarget, RespError> {
+    let roots =
+        crate::tls::client_roots(extra_ca_file).map_err(|e| RespError::Tls(e.to_string()))?;
+    let config = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| RespError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    // An IPv6 literal comes bracketed in a URL; the certificate names it bare.
+    let name = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let server_name = ServerName::try_from(name).map_err(|e| {
+        RespError::Url(format!(
+            "{host} cannot be checked against a certificate: {e}"
+        ))
+    })?;
+    Ok(TlsTarget {
+        server_name,
+        config: Arc::new(config),
+    })
+}
+
 enum Stream {
     Tcp(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
     Unix(UnixStream),
+}
+
+impl Stream {
+    fn set_read_timeout(&self, t: Duration) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_read_timeout(Some(t)),
+            Stream::Tls(s) => s.sock.set_read_timeout(Some(t)),
+            Stream::Unix(s) => s.set_read_timeout(Some(t)),
+        }
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.write_all(bytes),
+            Stream::Tls(s) => s.write_all(bytes).and_then(|()| s.flush()),
+            Stream::Unix(s) => s.write_all(bytes),
+        }
+    }
+
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
 }
 
 /// One connection to Redis with its read buffer; every read and write is bounded by the
@@ -245,11 +327,31 @@ impl Conn {
                         Err(e) => last = e,
                     }
                 }
-                let s = found.ok_or(last)?;
+                let mut s = found.ok_or(last)?;
                 s.set_nodelay(true)?;
                 s.set_write_timeout(Some(io_timeout))?;
                 s.set_read_timeout(Some(io_timeout))?;
-                Stream::Tcp(s)
+                match &target.tls {
+                    None => Stream::Tcp(s),
+                    Some(tls) => {
+                        let mut client = rustls::ClientConnection::new(
+                            tls.config.clone(),
+                            tls.server_name.clone(),
+                        )
+                        .map_err(|e| RespError::Tls(e.to_string()))?;
+                        // The handshake completes here, within the socket's timeouts,
+                        // so a certificate problem is this connect's error.
+                        while client.is_handshaking() {
+                            client.complete_io(&mut s).map_err(|e| match e.kind() {
+                                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                                    RespError::Timeout(io_timeout)
+                                }
+                                _ => RespError::Tls(e.to_string()),
+                            })?;
+                        }
+                        Stream::Tls(Box::new(rustls::StreamOwned::new(client, s)))
+                    }
+                }
             }
             TargetAddr::Unix(path) => {
                 let s = UnixStream::connect(path)?;
@@ -280,10 +382,7 @@ impl Conn {
 
     /// Changes the read timeout (the bridge polls its stop flag between reads).
     pub fn set_read_timeout(&mut self, t: Duration) -> Result<(), RespError> {
-        match &self.stream {
-            Stream::Tcp(s) => s.set_read_timeout(Some(t))?,
-            Stream::Unix(s) => s.set_read_timeout(Some(t))?,
-        }
+        self.stream.set_read_timeout(t)?;
         self.read_timeout = t;
         Ok(())
     }
@@ -291,11 +390,7 @@ impl Conn {
     /// Writes the whole buffer; a write that stalls past the write timeout is an error
     /// (a hung Redis stops reading, the socket buffer fills, and the write times out).
     pub fn write_all(&mut self, bytes: &[u8]) -> Result<(), RespError> {
-        let r = match &mut self.stream {
-            Stream::Tcp(s) => s.write_all(bytes),
-            Stream::Unix(s) => s.write_all(bytes),
-        };
-        r.map_err(|e| match e.kind() {
+        self.stream.write_all(bytes).map_err(|e| match e.kind() {
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
                 RespError::Timeout(self.write_timeout)
             }
@@ -319,11 +414,7 @@ impl Conn {
                 return Err(RespError::Protocol("frame larger than the limit"));
             }
         }
-        let r = match &mut self.stream {
-            Stream::Tcp(s) => s.read(&mut self.buf[self.end..]),
-            Stream::Unix(s) => s.read(&mut self.buf[self.end..]),
-        };
-        match r {
+        match self.stream.read(&mut self.buf[self.end..]) {
             Ok(0) => Err(RespError::Closed),
             Ok(n) => {
                 self.end += n;
@@ -433,14 +524,26 @@ mod tests {
     }
 
     #[test]
-    fn urls_give_targets_and_tls_is_refused() {
+    fn urls_give_targets_with_users_and_tls() {
         let t = Target::parse("redis://:secret@127.0.0.1:6390/2").unwrap();
         assert_eq!(t.addr, TargetAddr::Tcp("127.0.0.1".into(), 6390));
         assert_eq!(t.password.as_deref(), Some("secret"));
         let t = Target::parse("redis://localhost").unwrap();
         assert_eq!(t.addr, TargetAddr::Tcp("localhost".into(), 6379));
         assert_eq!(t.password, None);
-        assert!(Target::parse("rediss://localhost").is_err());
+        assert!(t.tls.is_none());
+        let t = Target::parse("redis://alice:s3cret@127.0.0.1:6390/").unwrap();
+        assert_eq!(t.username.as_deref(), Some("alice"));
+        assert_eq!(t.password.as_deref(), Some("s3cret"));
+        let t = Target::parse("rediss://bob:pw@localhost:6380").unwrap();
+        assert_eq!(t.addr, TargetAddr::Tcp("localhost".into(), 6380));
+        assert_eq!(t.username.as_deref(), Some("bob"));
+        let tls = t.tls.expect("rediss is TLS");
+        assert_eq!(tls.server_name.to_str(), "localhost");
+        // A CA file that cannot be read is an error naming it, not a panic.
+        let e = Target::parse_with_ca("rediss://localhost", Some(Path::new("/nonexistent/ca.pem")))
+            .unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/ca.pem"), "{e}");
         assert!(Target::parse("http://x").is_err());
     }
 }
