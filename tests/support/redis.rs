@@ -1,6 +1,7 @@
 //! A private `redis-server` for tests: a free loopback port, a temp dir, no persistence,
-//! killed on drop; stop/start/pause/resume for fault tests. And a pattern subscriber
-//! that records every message it gets.
+//! killed on drop; stop/start/pause/resume for fault tests; optionally secured (a
+//! password, an ACL user, TLS only). And a pattern subscriber that records every
+//! message it gets.
 
 #![allow(dead_code)]
 
@@ -17,6 +18,19 @@ pub struct RedisServer {
     pub port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    security: Security,
+}
+
+/// How a private server is secured; the default is not at all.
+#[derive(Clone, Debug, Default)]
+pub struct Security {
+    /// `requirepass`: the default user's password.
+    pub password: Option<String>,
+    /// An ACL user allowed everything: (name, password).
+    pub user: Option<(String, String)>,
+    /// TLS only, with this PEM certificate (which clients trust as their authority) and
+    /// key.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 fn free_port() -> u16 {
@@ -26,6 +40,10 @@ fn free_port() -> u16 {
 
 impl RedisServer {
     pub fn start() -> RedisServer {
+        RedisServer::start_secured(Security::default())
+    }
+
+    pub fn start_secured(security: Security) -> RedisServer {
         static N: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
             "alphapulse-redis-{}-{}",
@@ -37,22 +55,85 @@ impl RedisServer {
             port: free_port(),
             dir,
             child: None,
+            security,
         };
         server.resume_from_stop();
         server
     }
 
+    /// The URL of the default user (with its password, if any).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match &self.security.password {
+            Some(p) => self.url_as("", p),
+            None => format!("{}://127.0.0.1:{}", self.scheme(), self.port),
+        }
+    }
+
+    /// The URL of `user` with `password` (an empty user is the default one).
+    pub fn url_as(&self, user: &str, password: &str) -> String {
+        format!(
+            "{}://{user}:{password}@127.0.0.1:{}",
+            self.scheme(),
+            self.port
+        )
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.security.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        }
+    }
+
+    /// The certificate clients must trust, for TLS.
+    pub fn ca_file(&self) -> Option<PathBuf> {
+        self.security.tls.as_ref().map(|(cert, _)| cert.clone())
+    }
+
+    fn security_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        let port = self.port.to_string();
+        match &self.security.tls {
+            Some((cert, key)) => args.extend([
+                "--port".into(),
+                "0".into(),
+                "--tls-port".into(),
+                port,
+                "--tls-cert-file".into(),
+                cert.display().to_string(),
+                "--tls-key-file".into(),
+                key.display().to_string(),
+                "--tls-ca-cert-file".into(),
+                cert.display().to_string(),
+                "--tls-auth-clients".into(),
+                "no".into(),
+            ]),
+            None => args.extend(["--port".into(), port]),
+        }
+        if let Some(p) = &self.security.password {
+            args.extend(["--requirepass".into(), p.clone()]);
+        }
+        if let Some((user, p)) = &self.security.user {
+            args.extend([
+                "--user".into(),
+                user.clone(),
+                "on".into(),
+                format!(">{p}"),
+                "~*".into(),
+                "&*".into(),
+                "+@all".into(),
+            ]);
+        }
+        args
     }
 
     /// Starts the server (again) on its port and waits until it accepts.
     pub fn resume_from_stop(&mut self) {
         assert!(self.child.is_none(), "already running");
         let child = Command::new("redis-server")
+            .args(self.security_args())
             .args([
-                "--port",
-                &self.port.to_string(),
                 "--bind",
                 "127.0.0.1",
                 "--save",
@@ -78,7 +159,7 @@ impl RedisServer {
     }
 
     fn ping(&self) -> bool {
-        let Ok(target) = Target::parse(&self.url()) else {
+        let Ok(target) = Target::parse_with_ca(&self.url(), self.ca_file().as_deref()) else {
             return false;
         };
         let Ok(mut c) = Conn::connect(
@@ -152,7 +233,12 @@ pub struct Subscriber {
 impl Subscriber {
     /// Subscribes to `pattern` and returns once Redis confirmed the subscription.
     pub fn start(url: &str, pattern: &str) -> Subscriber {
-        let target = Target::parse(url).unwrap();
+        Subscriber::start_with_ca(url, None, pattern)
+    }
+
+    /// [`Subscriber::start`], trusting `ca` for `rediss://`.
+    pub fn start_with_ca(url: &str, ca: Option<&std::path::Path>, pattern: &str) -> Subscriber {
+        let target = Target::parse_with_ca(url, ca).unwrap();
         let mut conn = Conn::connect(&target, Duration::from_secs(2), Duration::from_secs(5))
             .expect("subscriber connects");
         let mut cmd = Vec::new();
