@@ -457,3 +457,35 @@ fn a_sigstopped_redis_is_noticed_by_the_bridge_ping_and_the_bridge_reconnects() 
         bridge.closed(theirs).len() == 1
     }));
 }
+
+#[test]
+fn without_a_key_payloads_are_the_plain_records_byte_for_byte() {
+    let redis = RedisServer::start();
+    let sub = Subscriber::start(&redis.url(), "plain:*");
+    let (tx, rx) = ring::<Envelope>("shard->redis", 64);
+    let stats = Arc::new(PublisherStats::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let publisher = {
+        let (stats, stop) = (stats.clone(), stop.clone());
+        let settings = quick(RedisSettings::new(redis.url(), "plain"));
+        std::thread::spawn(move || {
+            let io = alphapulse::engine::SinkIo {
+                rings: vec![rx],
+                stop,
+                latency: alphapulse::latency::Registry::new().recorder("redis"),
+                busy_poll: false,
+            };
+            alphapulse::sinks::redis::run(io, settings, stats)
+        })
+    };
+    let c = sample_candle(sym("BTCUSDT"), Interval::M1, 0, true, 3);
+    tx.push(Envelope::untimed(0, Record::ClosedCandle(c)))
+        .unwrap();
+    let got = wait_until(Duration::from_secs(10), || sub.count(|_| true) == 1);
+    stop.store(true, Ordering::Relaxed);
+    publisher.join().unwrap();
+    assert!(got, "published {}", stats.published.get());
+    let expected = String::from_utf8(candle_payload(&c, None)).unwrap();
+    assert_eq!(sub.snapshot()[0].payload, expected);
+    assert!(!expected.contains("\"sig\""));
+}
