@@ -187,6 +187,8 @@ pub(super) enum Rule {
     Origins,
     Prefix,
     Choice(&'static [u32]),
+    /// One of a few names.
+    OneOf(&'static [&'static str]),
 }
 
 impl Rule {
@@ -223,6 +225,7 @@ impl Rule {
             Rule::Prefix => format!(
                 "expected 1 to {MAX_CHANNEL_PREFIX_LEN} ASCII letters, digits, '_', '-' or '.'"
             ),
+            Rule::OneOf(names) => format!("expected one of {}", names.join(", ")),
             Rule::Choice(options) => {
                 let list: Vec<String> = options.iter().map(|o| o.to_string()).collect();
                 format!(
@@ -296,6 +299,9 @@ impl Rule {
                     && p.bytes()
                         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')),
             ),
+            (Rule::OneOf(names), Setting::Text(Some(name))) => {
+                ok_if(names.contains(&name.as_str()))
+            }
             (Rule::Choice(options), Setting::Choice(choice)) => match choice {
                 None => Ok(()),
                 Some(v) => ok_if(options.contains(v)),

@@ -249,6 +249,8 @@ settings! {
         DbRetentionDays: retention_days = 0, env _, count(0, 3650);
         DbRetryInitialMs: retry_initial_ms = 100, env _, count(1, 60_000);
         DbRetryMaxMs: retry_max_ms = 5_000, env _, count(1, 600_000);
+        DbWriteMethod: write_method = WriteMethod::Copy,
+            env "DATABASE_WRITE_METHOD", Rule::OneOf(WriteMethod::NAMES);
     }
 }
 

@@ -204,6 +204,38 @@ pub struct DatabaseConfig {
     pub retry_initial_ms: u64,
     /// Cap of the reconnect delay.
     pub retry_max_ms: u64,
+    /// How the writer sends a batch: binary `COPY` or one array upsert per table.
+    pub write_method: WriteMethod,
+}
+
+/// How the database writer sends a batch (`database.write_method`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMethod {
+    /// Binary `COPY` into per-connection staging tables, then one upsert per table.
+    Copy,
+    /// One `INSERT … SELECT … FROM unnest(…) ON CONFLICT` per table: no `COPY`
+    /// sub-protocol and no staging table, for servers without `COPY FROM STDIN`.
+    Unnest,
+}
+
+impl WriteMethod {
+    /// Every method's name, as `database.write_method` takes it.
+    pub const NAMES: &'static [&'static str] = &["copy", "unnest"];
+
+    pub fn parse(name: &str) -> Option<WriteMethod> {
+        match name {
+            "copy" => Some(WriteMethod::Copy),
+            "unnest" => Some(WriteMethod::Unnest),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WriteMethod::Copy => "copy",
+            WriteMethod::Unnest => "unnest",
+        }
+    }
 }
 
 /// Which Binance streams to subscribe to for every symbol.

@@ -558,7 +558,7 @@ fn field_table_is_complete_and_unambiguous() {
             "{field:?}"
         );
     }
-    assert_eq!(env_names.len(), 34);
+    assert_eq!(env_names.len(), 35);
 }
 
 #[test]
@@ -594,6 +594,36 @@ fn database_writer_settings_load_from_toml_and_environment() {
     assert_eq!(
         e.to_string(),
         "database.retry_initial_ms=900: expected at most database.retry_max_ms (100)"
+    );
+}
+
+#[test]
+fn write_method_loads_from_toml_and_environment_and_refuses_other_names() {
+    assert_eq!(Config::default().database.write_method, WriteMethod::Copy);
+    let c = Config::from_toml_str("[database]\nwrite_method = \"unnest\"\n").unwrap();
+    assert_eq!(c.database.write_method, WriteMethod::Unnest);
+    let env: HashMap<String, String> = [("DATABASE_WRITE_METHOD", "unnest")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    assert_eq!(
+        load(None, &env).unwrap().database.write_method,
+        WriteMethod::Unnest
+    );
+    let e = Config::from_toml_str("[database]\nwrite_method = \"insert\"\n").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "database.write_method=\"insert\": expected one of copy, unnest"
+    );
+    let env: HashMap<String, String> = [("DATABASE_WRITE_METHOD", "COPY")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let e = load(None, &env).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("DATABASE_WRITE_METHOD=COPY: expected one of"),
+        "{e}"
     );
 }
 

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use super::checks::{Rule, Why};
 use super::fields::Field;
+use super::WriteMethod;
 use crate::market::{Interval, Symbol};
 
 /// Replaces the password of `scheme://user:password@host` and any `password=` query
@@ -275,6 +276,15 @@ impl Value for String {
     }
     fn show(&self) -> Setting {
         Setting::Text(Some(self.clone()))
+    }
+}
+
+impl Value for WriteMethod {
+    fn read(raw: Raw<'_>) -> Result<WriteMethod, Why> {
+        WriteMethod::parse(&raw.text()?).ok_or(Why::Type)
+    }
+    fn show(&self) -> Setting {
+        Setting::Text(Some(self.as_str().to_owned()))
     }
 }
 

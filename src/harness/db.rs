@@ -1,19 +1,20 @@
-//! `alphapulse bench db`: database writer throughput, measured against a plain
-//! multi-row `INSERT … ON CONFLICT` baseline in the same run.
+//! `alphapulse bench db`: database writer throughput on each of its two write methods,
+//! measured against each other and against a plain multi-row `INSERT … ON CONFLICT`
+//! baseline in the same run.
 //!
 //! Connects to `--url` (or `DATABASE_URL`), creates a scratch database next to the one
 //! named there, applies the migrations to it, and writes synthetic closed candles with
-//! new keys, in `--rounds` alternating rounds (so a change in machine load between the
-//! two does not masquerade as a speed difference):
-//! 1. through the writer's real path (in-batch merge, binary COPY into the staging
+//! new keys, in `--rounds` rounds (so a change in machine load during the run does not
+//! masquerade as a speed difference; the two writer methods swap places every round):
+//! 1. through the writer's `copy` path (in-batch merge, binary COPY into the staging
 //!    table, one upsert per batch);
-//! 2. through the baseline: multi-row `INSERT … VALUES … ON CONFLICT DO UPDATE`
+//! 2. through the writer's `unnest` path (in-batch merge, one array upsert per batch);
+//! 3. through the baseline: multi-row `INSERT … VALUES … ON CONFLICT DO UPDATE`
 //!    statements of `--insert-rows` rows each (the writer's row encoding and conflict
-//!    rule, [`copy::CANDLE_CONFLICT`]), one transaction each, as a client without COPY
-//!    would write.
+//!    rule, [`copy::CANDLE_CONFLICT`]), one transaction each.
 //!
-//! Both write into the same table (disjoint symbols), so index depth grows alike.
-//! Finally the writer's candles are written again with later event times: every row
+//! All write into the same table (disjoint symbols), so index depth grows alike.
+//! Finally each method's candles are written again with later event times: every row
 //! updated (`update_rows_per_s`).
 //!
 //! The scratch database is dropped at the end. Prints one JSON object.
@@ -25,8 +26,9 @@ use serde_json::json;
 
 use crate::config::Config;
 use crate::market::{Candle, Decimal, Interval, Symbol};
-use crate::sinks::db::copy::{self, CandleRow, WriteConn, CANDLE_COLUMNS, CANDLE_CONFLICT};
+use crate::sinks::db::copy::{self, CandleRow, CANDLE_COLUMNS, CANDLE_CONFLICT};
 use crate::sinks::db::rows::Batch;
+use crate::sinks::db::upsert::{BatchConn, WriteMethod};
 use crate::sinks::db::{schema, DbSettings, CONNECT_TIMEOUT, MAX_BATCH_ROWS};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -34,7 +36,7 @@ pub struct DbBenchArgs {
     /// Server to use (a scratch database is created there); default DATABASE_URL.
     #[arg(long)]
     pub url: Option<String>,
-    /// Candle rows written through the writer's path.
+    /// Candle rows written through each of the writer's two methods.
     #[arg(long, default_value_t = 1_000_000)]
     pub rows: usize,
     /// Candle rows written through the baseline (it is slower; fewer rows suffice).
@@ -109,56 +111,103 @@ fn measure(args: &DbBenchArgs, url: &str, config: &Config) -> anyhow::Result<ser
         DbSettings::from_config(&config).ok_or_else(|| anyhow::anyhow!("no database URL"))?;
     let mut client = copy::connect(url, CONNECT_TIMEOUT)?;
     schema::migrate(&mut client, &settings)?;
-    let mut conn = WriteConn::new(client)?;
+    let methods = [(WriteMethod::Copy, 'B'), (WriteMethod::Unnest, 'U')];
+    let mut conns = Vec::new();
+    for (method, _) in methods {
+        conns.push(BatchConn::new(
+            copy::connect(url, CONNECT_TIMEOUT)?,
+            method,
+        )?);
+    }
 
     let rounds = args.rounds.max(1);
-    let (mut writer_s, mut baseline_s) = (0.0, 0.0);
+    let mut insert_s = [0.0; 2];
+    let mut baseline_s = 0.0;
     for round in 0..rounds {
         let (from, to) = (args.rows * round / rounds, args.rows * (round + 1) / rounds);
-        let candles = synthetic('B', from, to - from, 0);
-        let t = Instant::now();
-        write_all(&mut conn, &candles, args.batch_rows)?;
-        writer_s += t.elapsed().as_secs_f64();
+        for k in 0..methods.len() {
+            // Each method goes first in every other round.
+            let m = (k + round) % methods.len();
+            let candles = synthetic(methods[m].1, from, to - from, 0);
+            let t = Instant::now();
+            write_all(&mut conns[m], &candles, args.batch_rows)?;
+            insert_s[m] += t.elapsed().as_secs_f64();
+        }
         let (from, to) = (
             args.baseline_rows * round / rounds,
             args.baseline_rows * (round + 1) / rounds,
         );
         let base = synthetic('Z', from, to - from, 0);
         let t = Instant::now();
-        baseline(conn.client(), &base, args.insert_rows.max(1))?;
+        baseline(&mut client, &base, args.insert_rows.max(1))?;
         baseline_s += t.elapsed().as_secs_f64();
     }
-    let updated = synthetic('B', 0, args.rows, 1);
-    let t = Instant::now();
-    write_all(&mut conn, &updated, args.batch_rows)?;
-    let update_s = t.elapsed().as_secs_f64();
-    let stored: i64 = conn
-        .client()
+    let mut update_s = [0.0; 2];
+    for (m, (_, prefix)) in methods.iter().enumerate() {
+        let updated = synthetic(*prefix, 0, args.rows, 1);
+        let t = Instant::now();
+        write_all(&mut conns[m], &updated, args.batch_rows)?;
+        update_s[m] = t.elapsed().as_secs_f64();
+    }
+    let stored: i64 = client
         .query_one("SELECT count(*) FROM candles", &[])?
         .get(0);
     anyhow::ensure!(
-        stored as usize == args.rows + args.baseline_rows,
+        stored as usize == 2 * args.rows + args.baseline_rows,
         "stored {stored} rows"
     );
+    // Both methods stored the same values: the updated rows of each, compared column
+    // by column after the symbol prefix.
+    let differing: i64 = client
+        .query_one(
+            "SELECT count(*) FROM candles b FULL JOIN candles u \
+             ON u.symbol = 'U' || substr(b.symbol, 2) AND u.timeframe = b.timeframe \
+             AND u.open_time = b.open_time \
+             WHERE (b.symbol LIKE 'B%' OR b.symbol IS NULL) AND (u.symbol LIKE 'U%' OR u.symbol IS NULL) \
+             AND (b.symbol IS NULL OR u.symbol IS NULL \
+               OR (b.close_time, b.open, b.high, b.low, b.close, b.volume, b.quote_volume, \
+                   b.taker_buy_base, b.taker_buy_quote, b.trades, b.closed, b.event_time) \
+              IS DISTINCT FROM (u.close_time, u.open, u.high, u.low, u.close, u.volume, \
+                   u.quote_volume, u.taker_buy_base, u.taker_buy_quote, u.trades, u.closed, \
+                   u.event_time))",
+            &[],
+        )?
+        .get(0);
+    anyhow::ensure!(
+        differing == 0,
+        "{differing} rows differ between the methods"
+    );
 
-    let rows_per_s = args.rows as f64 / writer_s;
+    let per_s = |rows: usize, s: f64| (rows as f64 / s).round();
     let baseline_rows_per_s = args.baseline_rows as f64 / baseline_s;
+    let method = |m: usize| {
+        json!({
+            "rows_per_s": per_s(args.rows, insert_s[m]),
+            "update_rows_per_s": per_s(args.rows, update_s[m]),
+            "speedup_vs_baseline":
+                (args.rows as f64 / insert_s[m] / baseline_rows_per_s * 100.0).round() / 100.0,
+        })
+    };
+    let ratio = |a: f64, b: f64| (a / b * 100.0).round() / 100.0;
     Ok(json!({
         "rows": args.rows,
         "batch_rows": args.batch_rows,
         "rounds": rounds,
-        "rows_per_s": rows_per_s.round(),
-        "update_rows_per_s": (args.rows as f64 / update_s).round(),
+        "copy": method(0),
+        "unnest": method(1),
+        "unnest_vs_copy": {
+            "insert": ratio(insert_s[0], insert_s[1]),
+            "update": ratio(update_s[0], update_s[1]),
+        },
         "baseline": {
             "method": format!("multi-row INSERT ... ON CONFLICT DO UPDATE, {} rows per statement", args.insert_rows),
             "rows": args.baseline_rows,
             "rows_per_s": baseline_rows_per_s.round(),
         },
-        "speedup": (rows_per_s / baseline_rows_per_s * 100.0).round() / 100.0,
     }))
 }
 
-fn write_all(conn: &mut WriteConn, candles: &[Candle], batch_rows: usize) -> anyhow::Result<()> {
+fn write_all(conn: &mut BatchConn, candles: &[Candle], batch_rows: usize) -> anyhow::Result<()> {
     let mut batch = Batch::new();
     for chunk in candles.chunks(batch_rows.max(1)) {
         batch.clear();

@@ -10,6 +10,8 @@
 //!
 //! - [`rows`]: the batch (in-batch merge), its spool encoding, PostgreSQL encodings.
 //! - [`copy`]: binary COPY into staging tables and the idempotent upserts.
+//! - [`upsert`]: the same upserts as one array statement per table (`unnest`), for
+//!   servers without `COPY FROM STDIN`; the writer's connection on either path.
 //! - [`spool`]: the bounded, checksummed, append-only spool.
 //! - [`writer`]: the loop: batching with growth under load, retry with capped jittered
 //!   backoff, spooling and in-order replay.
@@ -23,6 +25,7 @@ pub mod rest;
 pub mod rows;
 pub mod schema;
 pub mod spool;
+pub mod upsert;
 pub mod writer;
 
 use std::path::PathBuf;
@@ -70,6 +73,8 @@ pub struct DbSettings {
     pub retention_days: u32,
     pub retry_initial: Duration,
     pub retry_max: Duration,
+    /// How batches are sent (`database.write_method`).
+    pub write_method: upsert::WriteMethod,
 }
 
 impl DbSettings {
@@ -88,6 +93,7 @@ impl DbSettings {
             retention_days: db.retention_days,
             retry_initial: Duration::from_millis(db.retry_initial_ms),
             retry_max: Duration::from_millis(db.retry_max_ms),
+            write_method: db.write_method,
         })
     }
 }

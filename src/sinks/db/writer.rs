@@ -20,9 +20,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::copy::{self, Committed, WriteConn};
+use super::copy::{self, Committed};
 use super::rows::{Batch, SignalRow};
 use super::spool::{Append, Spool};
+use super::upsert::BatchConn;
 use super::{schema, DbError, DbSettings, DbStats, CONNECT_TIMEOUT, MAX_BATCH_ROWS};
 use crate::backoff::Backoff;
 use crate::clock::mono_ns;
@@ -63,7 +64,7 @@ impl Now {
 pub struct Writer {
     settings: DbSettings,
     stats: Arc<DbStats>,
-    conn: Option<WriteConn>,
+    conn: Option<BatchConn>,
     connected_at: Instant,
     spool: Spool,
     backoff: Backoff,
@@ -297,14 +298,14 @@ impl Writer {
         }
     }
 
-    fn open_connection(&mut self) -> Result<WriteConn, DbError> {
+    fn open_connection(&mut self) -> Result<BatchConn, DbError> {
         let mut client = copy::connect(&self.settings.url, CONNECT_TIMEOUT)?;
         if !self.migrated && self.settings.migrate_on_start {
             let report = schema::migrate(&mut client, &self.settings)?;
             self.stats.timescaledb.set(u64::from(report.timescaledb));
             self.migrated = true;
         }
-        WriteConn::new(client)
+        BatchConn::new(client, self.settings.write_method)
     }
 
     fn publish_spool(&self) {
