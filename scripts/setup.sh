@@ -16,6 +16,9 @@ command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 # tests/deploy.rs runs the engine under the containers' seccomp profile with libseccomp.
 /usr/bin/python3 -c 'import seccomp' >/dev/null 2>&1 || need_apt+=(python3-seccomp)
+# tests/timescale.rs runs TimescaleDB as PGlite (PostgreSQL in WASM) under Node.
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""
@@ -34,6 +37,22 @@ for component in rustfmt clippy; do
     rustup component add "$component"
   fi
 done
+
+# The PGlite and socket-server packages tests/timescale.rs starts, at the versions
+# pinned in tests/tooling/pglite/package-lock.json, into its node_modules (ignored by
+# git). The socket server's peer dependency is the stock PGlite, which the TimescaleDB
+# build replaces: hence --legacy-peer-deps.
+pglite_dir="$(cd "$(dirname "$0")/.." && pwd)/tests/tooling/pglite"
+pglite_installed() {
+  (cd "$pglite_dir" && node -e '
+    for (const [name, version] of Object.entries(require("./package.json").dependencies)) {
+      if (require(`./node_modules/${name}/package.json`).version !== version) process.exit(1);
+    }' >/dev/null 2>&1)
+}
+if ! pglite_installed; then
+  echo "setup: installing the PGlite test packages"
+  (cd "$pglite_dir" && npm ci --legacy-peer-deps --no-audit --no-fund --loglevel=error)
+fi
 
 # glommio needs io_uring; say so early rather than in a test failure.
 if [ -r /proc/sys/kernel/io_uring_disabled ] && [ "$(cat /proc/sys/kernel/io_uring_disabled)" != "0" ]; then
