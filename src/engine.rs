@@ -220,9 +220,10 @@ impl Engine {
         // The query worker shares the writer core: both are control-plane database work.
         let queries = match &config.database_url {
             Some(url) => Some(
-                crate::sinks::db::query::QueryClient::spawn(
+                crate::sinks::db::query::QueryClient::spawn_holding(
                     url.clone(),
                     layout.writer_core.filter(|_| layout.pinned),
+                    config.database.hold_connections,
                 )
                 .map_err(|source| EngineError::Thread {
                     role: "db-query",
@@ -246,6 +247,7 @@ impl Engine {
             warm_candles,
             weight_share: config.feed.rest_weight_per_minute as f64
                 / f64::from(backfill::scheduler::EXCHANGE_WEIGHT_1M),
+            // Its one startup query opens and closes its own connection.
             database: config.database_url.clone().map(|url| {
                 Box::new(crate::sinks::db::rest::RestDb::new(url))
                     as Box<dyn backfill::RestDatabase>

@@ -223,7 +223,7 @@ fn unnest_upserts_correct_a_compressed_chunk_once() {
         &original,
         &[signal(ts, 0.5), signal(ts + 60_000, 0.5)],
     );
-    let c = conn.client();
+    let c = conn.client().expect("held");
     let chunks = c
         .query(
             "SELECT compress_chunk(ch)::text FROM show_chunks('candles') ch \
@@ -261,7 +261,7 @@ fn unnest_upserts_correct_a_compressed_chunk_once() {
         &[signal(ts, 0.9), signal(ts + 60_000, 0.9)],
     );
 
-    let c = conn.client();
+    let c = conn.client().expect("held");
     let rows = c
         .query(
             "SELECT close::text, (extract(epoch FROM event_time) * 1000000)::int8 FROM candles \
@@ -315,7 +315,7 @@ fn the_query_workers_reads_and_the_documented_queries_work() {
     let ts = candles[0].close_time_ms + 1;
     write(&mut conn, &candles, &[signal(ts, 0.7)]);
     {
-        let c = conn.client();
+        let c = conn.client().expect("held");
         // docs/scale-out.md: rows per symbol.
         let per_symbol: Vec<(String, i64)> = c
             .query(
@@ -379,18 +379,18 @@ fn the_query_workers_reads_and_the_documented_queries_work() {
     assert_eq!(signals[0].timestamp, ts);
 }
 
-#[test]
-fn the_engine_writes_through_pglite_with_unnest_and_matches_the_simulator() {
-    let db = pglite_or_skip!();
-    let spool = std::env::temp_dir().join(format!("alphapulse-ts-spool-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&spool);
+/// Starts the simulator and the engine writing to `db` with `write_method = "unnest"`,
+/// and waits until at least 5 closed candles are committed.
+fn engine_on(db: &PgLite, spool: &std::path::Path, hold_connections: bool) -> support::Running {
+    let _ = std::fs::remove_dir_all(spool);
     let url = db.url();
     let run = support::start(
         support::sim_config(&["BTCUSDT"]),
         |c| {
             c.database_url = Some(url.clone());
-            c.database.spool_dir = spool.clone();
+            c.database.spool_dir = spool.to_owned();
             c.database.write_method = WriteMethod::Unnest;
+            c.database.hold_connections = hold_connections;
             c.batch_timeout_s = 0.05;
         },
         &["BTCUSDT"],
@@ -410,31 +410,27 @@ fn the_engine_writes_through_pglite_with_unnest_and_matches_the_simulator() {
     let status = support::http_json(addr, "/api/status");
     assert_eq!(status["sinks"]["database"]["timescaledb"], true);
     assert_eq!(status["sinks"]["database"]["errors"], 0, "{status}");
-    // The writer holds PGlite's one connection: a read through the query worker waits
-    // in the server's queue and is answered with an error when that times out; the
-    // dashboard is not held up meanwhile.
-    let t = Instant::now();
-    let (code, body) = support::http_get(addr, "/api/candles?symbol=BTCUSDT&timeframe=1m&limit=5");
-    let waited = t.elapsed();
-    assert_eq!(code, 503, "{body}");
-    assert!(body.contains("database unavailable"), "{body}");
-    assert!(waited < Duration::from_secs(20), "{waited:?}");
-    let (health, _) = support::http_get(addr, "/healthz");
-    assert_eq!(health, 200);
+    run
+}
 
+/// The engine's closed BTCUSDT 1m candles, oldest first open time and newest.
+fn closed_span(run: &support::Running) -> (i64, i64, usize) {
     let store = run.engine.status().store.clone();
     let closed = store.lock().unwrap().closed(
         Some(Symbol::new("BTCUSDT").unwrap()),
         Some(Interval::M1),
         1000,
     );
-    let sim_rest = run.sim.rest_url();
-    // Stopping the engine writes what is left and closes the writer's connection.
-    drop(run.engine);
-    let (first, last) = (
+    (
         closed.last().unwrap().open_time_ms,
         closed.first().unwrap().open_time_ms,
-    );
+        closed.len(),
+    )
+}
+
+/// Checks that PGlite holds exactly the simulator's klines with open times in
+/// `[first, last]`, `expected` of them, field by field.
+fn assert_stored_equal_klines(db: &PgLite, sim_rest: &str, first: i64, last: i64, expected: usize) {
     let mut c = db.client();
     let stored = c
         .query(
@@ -456,11 +452,7 @@ fn the_engine_writes_through_pglite_with_unnest_and_matches_the_simulator() {
         .read_to_string()
         .unwrap();
     let klines: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
-    assert_eq!(
-        stored.len(),
-        closed.len(),
-        "every closed candle stored once"
-    );
+    assert_eq!(stored.len(), expected, "every closed candle stored once");
     assert_eq!(stored.len(), klines.len());
     assert!(stored.len() >= 5);
     for (row, k) in stored.iter().zip(&klines) {
@@ -481,6 +473,63 @@ fn the_engine_writes_through_pglite_with_unnest_and_matches_the_simulator() {
         assert_eq!(row.get::<_, i64>(6), k[8].as_i64().unwrap());
         assert!(row.get::<_, bool>(7));
     }
+}
+
+#[test]
+fn the_engine_writes_through_pglite_with_unnest_and_matches_the_simulator() {
+    let db = pglite_or_skip!();
+    let spool = std::env::temp_dir().join(format!("alphapulse-ts-spool-{}", std::process::id()));
+    let run = engine_on(&db, &spool, true);
+    let addr = run.engine.dashboard_addr();
+    // The writer holds PGlite's one connection: a read through the query worker waits
+    // in the server's queue and is answered with an error when that times out; the
+    // dashboard is not held up meanwhile.
+    let t = Instant::now();
+    let (code, body) = support::http_get(addr, "/api/candles?symbol=BTCUSDT&timeframe=1m&limit=5");
+    let waited = t.elapsed();
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("database unavailable"), "{body}");
+    assert!(waited < Duration::from_secs(20), "{waited:?}");
+    let (health, _) = support::http_get(addr, "/healthz");
+    assert_eq!(health, 200);
+
+    let (first, last, n) = closed_span(&run);
+    let sim_rest = run.sim.rest_url();
+    // Stopping the engine writes what is left and closes the writer's connection.
+    drop(run.engine);
+    assert_stored_equal_klines(&db, &sim_rest, first, last, n);
     drop(run.sim);
+    let _ = std::fs::remove_dir_all(&spool);
+}
+
+#[test]
+fn without_held_connections_the_writer_and_the_api_reads_share_pglite() {
+    let db = pglite_or_skip!();
+    let spool =
+        std::env::temp_dir().join(format!("alphapulse-ts-spool-shared-{}", std::process::id()));
+    let run = engine_on(&db, &spool, false);
+    let addr = run.engine.dashboard_addr();
+    // Reads are served between batches: through the query worker while the engine
+    // runs, and from the test's own connection.
+    for _ in 0..3 {
+        let t = Instant::now();
+        let api = support::http_json(addr, "/api/candles?symbol=BTCUSDT&timeframe=1m&limit=5");
+        assert_eq!(api["candles"].as_array().map(Vec::len), Some(5), "{api}");
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    }
+    let (first, last, n) = closed_span(&run);
+    // The newest closed candle may still be in the writer's batch: wait for it.
+    assert!(support::wait_until(Duration::from_secs(10), || {
+        let mut c = db.client();
+        c.query_one(
+            "SELECT count(*) FROM candles WHERE open_time = to_timestamp($1::float8 / 1000)",
+            &[&(last as f64)],
+        )
+        .is_ok_and(|r| r.get::<_, i64>(0) == 1)
+    }));
+    assert_stored_equal_klines(&db, &run.sim.rest_url(), first, last, n);
+    let status = support::http_json(addr, "/api/status");
+    assert_eq!(status["sinks"]["database"]["errors"], 0, "{status}");
+    drop(run);
     let _ = std::fs::remove_dir_all(&spool);
 }

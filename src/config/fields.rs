@@ -251,6 +251,8 @@ settings! {
         DbRetryMaxMs: retry_max_ms = 5_000, env _, count(1, 600_000);
         DbWriteMethod: write_method = WriteMethod::Copy,
             env "DATABASE_WRITE_METHOD", Rule::OneOf(WriteMethod::NAMES);
+        DbHoldConnections: hold_connections = true,
+            env "DATABASE_HOLD_CONNECTIONS", Rule::Flag;
     }
 }
 

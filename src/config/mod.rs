@@ -206,6 +206,10 @@ pub struct DatabaseConfig {
     pub retry_max_ms: u64,
     /// How the writer sends a batch: binary `COPY` or one array upsert per table.
     pub write_method: WriteMethod,
+    /// Keep the writer's, the query worker's and the REST thread's connections open
+    /// between uses; false opens one per batch, read or statement and closes it at once,
+    /// for a server that serves one connection at a time (PGlite).
+    pub hold_connections: bool,
 }
 
 /// How the database writer sends a batch (`database.write_method`).

@@ -558,7 +558,7 @@ fn field_table_is_complete_and_unambiguous() {
             "{field:?}"
         );
     }
-    assert_eq!(env_names.len(), 35);
+    assert_eq!(env_names.len(), 36);
 }
 
 #[test]
@@ -602,14 +602,16 @@ fn write_method_loads_from_toml_and_environment_and_refuses_other_names() {
     assert_eq!(Config::default().database.write_method, WriteMethod::Copy);
     let c = Config::from_toml_str("[database]\nwrite_method = \"unnest\"\n").unwrap();
     assert_eq!(c.database.write_method, WriteMethod::Unnest);
-    let env: HashMap<String, String> = [("DATABASE_WRITE_METHOD", "unnest")]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-    assert_eq!(
-        load(None, &env).unwrap().database.write_method,
-        WriteMethod::Unnest
-    );
+    let env: HashMap<String, String> = [
+        ("DATABASE_WRITE_METHOD", "unnest"),
+        ("DATABASE_HOLD_CONNECTIONS", "false"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let c = load(None, &env).unwrap();
+    assert_eq!(c.database.write_method, WriteMethod::Unnest);
+    assert!(!c.database.hold_connections && Config::default().database.hold_connections);
     let e = Config::from_toml_str("[database]\nwrite_method = \"insert\"\n").unwrap_err();
     assert_eq!(
         e.to_string(),

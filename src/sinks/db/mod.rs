@@ -75,6 +75,8 @@ pub struct DbSettings {
     pub retry_max: Duration,
     /// How batches are sent (`database.write_method`).
     pub write_method: upsert::WriteMethod,
+    /// Keep connections open between uses (`database.hold_connections`).
+    pub hold_connections: bool,
 }
 
 impl DbSettings {
@@ -94,6 +96,7 @@ impl DbSettings {
             retry_initial: Duration::from_millis(db.retry_initial_ms),
             retry_max: Duration::from_millis(db.retry_max_ms),
             write_method: db.write_method,
+            hold_connections: db.hold_connections,
         })
     }
 }

@@ -49,6 +49,17 @@ impl QueryClient {
     /// Starts the worker thread (pinned to `core` if given) for `url`. It connects on
     /// the first read and again after any failure.
     pub fn spawn(url: String, core: Option<usize>) -> std::io::Result<QueryClient> {
+        QueryClient::spawn_holding(url, core, true)
+    }
+
+    /// [`QueryClient::spawn`]; with `hold_connection` false the worker closes its
+    /// connection after every read (`database.hold_connections`), so a server that
+    /// serves one connection at a time can serve the writer between reads.
+    pub fn spawn_holding(
+        url: String,
+        core: Option<usize>,
+        hold_connection: bool,
+    ) -> std::io::Result<QueryClient> {
         let (tx, rx) = sync_channel(QUERY_QUEUE);
         std::thread::Builder::new()
             .name("db-query".into())
@@ -56,7 +67,7 @@ impl QueryClient {
                 if let Some(id) = core {
                     core_affinity::set_for_current(core_affinity::CoreId { id });
                 }
-                serve(&url, rx);
+                serve(&url, hold_connection, rx);
             })?;
         Ok(QueryClient { tx })
     }
@@ -90,7 +101,7 @@ fn stopped() -> ListError {
     ListError("the database query worker has stopped".into())
 }
 
-fn serve(url: &str, rx: Receiver<Request>) {
+fn serve(url: &str, hold_connection: bool, rx: Receiver<Request>) {
     let mut client: Option<Client> = None;
     while let Ok(req) = rx.recv() {
         if client.is_none() {
@@ -118,7 +129,7 @@ fn serve(url: &str, rx: Receiver<Request>) {
                 failed
             }
         };
-        if failed && client.as_ref().is_some_and(|c| c.is_closed()) {
+        if !hold_connection || (failed && client.as_ref().is_some_and(|c| c.is_closed())) {
             client = None;
         }
     }

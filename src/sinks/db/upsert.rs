@@ -18,7 +18,7 @@ use postgres::{Client, Statement};
 
 use super::copy::{self, Committed, WriteConn, CANDLE_COLUMNS, CANDLE_CONFLICT};
 use super::rows::{Batch, JsonbText, PgTime};
-use super::DbError;
+use super::{DbError, DbSettings, CONNECT_TIMEOUT};
 pub use crate::config::WriteMethod;
 use crate::market::Decimal;
 
@@ -148,6 +148,13 @@ impl UnnestConn {
 pub enum BatchConn {
     Copy(WriteConn),
     Unnest(UnnestConn),
+    /// `database.hold_connections = false`: a connection per batch, closed once the
+    /// batch is committed, so a server that serves one connection at a time (PGlite)
+    /// can serve the query worker and the REST thread between batches.
+    PerBatch {
+        url: String,
+        method: WriteMethod,
+    },
 }
 
 impl BatchConn {
@@ -159,18 +166,37 @@ impl BatchConn {
         })
     }
 
+    /// The writer's connection under `settings`: `client` readied for the write method,
+    /// or, when connections are not held, closed now and opened again for each batch.
+    pub fn open(client: Client, settings: &DbSettings) -> Result<BatchConn, DbError> {
+        if settings.hold_connections {
+            return BatchConn::new(client, settings.write_method);
+        }
+        drop(client);
+        Ok(BatchConn::PerBatch {
+            url: settings.url.clone(),
+            method: settings.write_method,
+        })
+    }
+
     /// Writes `batch` in one transaction: all of it or none of it.
     pub fn write(&mut self, batch: &Batch) -> Result<Committed, DbError> {
         match self {
             BatchConn::Copy(c) => c.write(batch),
             BatchConn::Unnest(c) => c.write(batch),
+            BatchConn::PerBatch { url, method } => {
+                let client = copy::connect(url, CONNECT_TIMEOUT)?;
+                BatchConn::new(client, *method)?.write(batch)
+            }
         }
     }
 
-    pub fn client(&mut self) -> &mut Client {
+    /// The held connection (none when connections are opened per batch).
+    pub fn client(&mut self) -> Option<&mut Client> {
         match self {
-            BatchConn::Copy(c) => c.client(),
-            BatchConn::Unnest(c) => c.client(),
+            BatchConn::Copy(c) => Some(c.client()),
+            BatchConn::Unnest(c) => Some(c.client()),
+            BatchConn::PerBatch { .. } => None,
         }
     }
 }

@@ -305,7 +305,7 @@ impl Writer {
             self.stats.timescaledb.set(u64::from(report.timescaledb));
             self.migrated = true;
         }
-        BatchConn::new(client, self.settings.write_method)
+        BatchConn::open(client, &self.settings)
     }
 
     fn publish_spool(&self) {
