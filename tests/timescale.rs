@@ -4,6 +4,7 @@
 //! - `alphapulse migrate` from empty and again: hypertables with the migration's chunk
 //!   intervals, compression segmented by symbol and timeframe, and the compression and
 //!   retention policies the configuration asks for.
+//! - The compression policy's job compresses old chunks.
 //! - The writer's `unnest` upserts into a compressed chunk: a late correction lands
 //!   once, an older duplicate changes nothing, a replayed signal is not doubled.
 //! - The query worker's reads, the documented `psql` query and `time_bucket`.
@@ -302,6 +303,53 @@ fn unnest_upserts_correct_a_compressed_chunk_once() {
         [0.5, 0.5],
         "signals are inserted once, replays ignored"
     );
+}
+
+#[test]
+fn the_compression_policy_compresses_old_chunks_when_run() {
+    let db = pglite_or_skip!();
+    let s = settings(&db.url(), 7, 0);
+    let mut client = db.client();
+    schema::migrate(&mut client, &s).expect("migrations");
+    let mut conn = BatchConn::new(client, WriteMethod::Unnest).unwrap();
+    // Candles of November 2023: far older than the policy's 7 days.
+    let candles = synthetic('B', 0, 200, 0);
+    write(&mut conn, &candles, &[]);
+    let c = conn.client().expect("held");
+    let compressed = |c: &mut postgres::Client| -> (i64, i64) {
+        let r = c
+            .query_one(
+                "SELECT count(*) FILTER (WHERE is_compressed), count(*) \
+                 FROM timescaledb_information.chunks WHERE hypertable_name = 'candles'",
+                &[],
+            )
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    let (done, chunks) = compressed(c);
+    assert!(chunks > 0);
+    assert_eq!(done, 0);
+    // The policy's job, run now rather than on the scheduler's timetable.
+    let job: i32 = c
+        .query_one(
+            "SELECT job_id FROM timescaledb_information.jobs \
+             WHERE hypertable_name = 'candles' AND proc_name = 'policy_compression'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    c.batch_execute(&format!("CALL run_job({job})"))
+        .expect("the policy runs");
+    assert_eq!(
+        compressed(c),
+        (chunks, chunks),
+        "every old chunk compressed"
+    );
+    let rows: i64 = c
+        .query_one("SELECT count(*) FROM candles", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 200, "compressed rows are still read");
 }
 
 #[test]
