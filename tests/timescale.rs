@@ -4,7 +4,8 @@
 //! - `alphapulse migrate` from empty and again: hypertables with the migration's chunk
 //!   intervals, compression segmented by symbol and timeframe, and the compression and
 //!   retention policies the configuration asks for.
-//! - The compression policy's job compresses old chunks.
+//! - The compression policy's job compresses old chunks; the retention policy's job
+//!   drops them.
 //! - The writer's `unnest` upserts into a compressed chunk: a late correction lands
 //!   once, an older duplicate changes nothing, a replayed signal is not doubled.
 //! - The query worker's reads, the documented `psql` query and `time_bucket`.
@@ -350,6 +351,51 @@ fn the_compression_policy_compresses_old_chunks_when_run() {
         .unwrap()
         .get(0);
     assert_eq!(rows, 200, "compressed rows are still read");
+}
+
+#[test]
+fn the_retention_policy_drops_old_chunks_when_run() {
+    let db = pglite_or_skip!();
+    let s = settings(&db.url(), 0, 30);
+    let mut client = db.client();
+    schema::migrate(&mut client, &s).expect("migrations");
+    let mut conn = BatchConn::new(client, WriteMethod::Unnest).unwrap();
+    // 100 candles of November 2023 and one of the current minute.
+    let mut candles = synthetic('B', 0, 100, 0);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let mut recent = candles[0];
+    recent.open_time_ms = now_ms / 60_000 * 60_000;
+    recent.close_time_ms = Interval::M1.close_time(recent.open_time_ms);
+    candles.push(recent);
+    write(&mut conn, &candles, &[]);
+    let c = conn.client().expect("held");
+    let job: i32 = c
+        .query_one(
+            "SELECT job_id FROM timescaledb_information.jobs \
+             WHERE hypertable_name = 'candles' AND proc_name = 'policy_retention'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    c.batch_execute(&format!("CALL run_job({job})"))
+        .expect("the policy runs");
+    let kept: Vec<i64> = c
+        .query(
+            "SELECT (extract(epoch FROM open_time) * 1000)::int8 FROM candles",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        kept,
+        [recent.open_time_ms],
+        "only the recent candle is kept"
+    );
 }
 
 #[test]
