@@ -804,6 +804,41 @@ fn confirmed_absences_are_spooled_then_stored_once_by_the_writer() {
 }
 
 #[test]
+fn both_write_methods_record_an_absence_once() {
+    use alphapulse::candle::Gap;
+    use alphapulse::sinks::db::upsert::{BatchConn, WriteMethod};
+    let pg = Postgres::start_new();
+    migrate_now(&settings(&pg)).expect("migrations");
+    for (i, method) in [WriteMethod::Copy, WriteMethod::Unnest]
+        .into_iter()
+        .enumerate()
+    {
+        let client = copy::connect(&pg.url(), CONNECT_TIMEOUT).unwrap();
+        let mut conn = BatchConn::new(client, method).unwrap();
+        let gap = Gap {
+            symbol: Symbol::new("ETHUSDT").unwrap(),
+            interval: Interval::M5,
+            from_open_ms: T0 + i as i64 * 3_600_000,
+            to_open_ms: T0 + i as i64 * 3_600_000 + 900_000,
+        };
+        let mut b = batch(&[candle(T0, T0 * 1000, true, "1.0")], &[]);
+        b.push_absence(gap);
+        assert_eq!(conn.write(&b).unwrap().absences, 1, "{method:?}");
+        assert_eq!(conn.write(&b).unwrap().absences, 0, "{method:?}: once");
+        let (n, candles): (i64, i64) = pg
+            .client()
+            .query_one(
+                "SELECT count(*), sum(candles)::bigint FROM candle_absences \
+                 WHERE from_open_time = to_timestamp($1::bigint / 1000.0)",
+                &[&gap.from_open_ms],
+            )
+            .map(|r| (r.get(0), r.get(1)))
+            .unwrap();
+        assert_eq!((n, candles), (1, 3), "{method:?}");
+    }
+}
+
+#[test]
 fn at_its_bound_the_spool_refuses_batches_and_counts_the_rows() {
     use std::sync::Arc;
     let spool = temp_spool("bound");

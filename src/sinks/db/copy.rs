@@ -226,28 +226,40 @@ impl WriteConn {
                 &[],
             )?;
         }
-        if !batch.absences.is_empty() {
-            let insert = tx.prepare(INSERT_ABSENCE)?;
-            for g in &batch.absences {
-                done.absences += tx.execute(
-                    &insert,
-                    &[
-                        &g.symbol.as_str(),
-                        &g.interval.as_str(),
-                        &g.from_open_ms,
-                        &g.to_open_ms,
-                        &(g.candles() as i64),
-                    ],
-                )?;
-            }
-        }
+        done.absences = insert_absences(&mut tx, &batch.absences)?;
         tx.commit()?;
         Ok(done)
     }
 }
 
-/// One confirmed absence; recording it twice changes nothing. A few per batch at most
-/// (a span per answer the exchange confirmed empty), so one statement each.
+/// Records a batch's confirmed absences in `tx` (both write paths); returns how many were
+/// new. A few per batch at most (a span per answer the exchange confirmed empty), so one
+/// statement each.
+pub(super) fn insert_absences(
+    tx: &mut postgres::Transaction<'_>,
+    absences: &[crate::candle::Gap],
+) -> Result<u64, DbError> {
+    if absences.is_empty() {
+        return Ok(0);
+    }
+    let insert = tx.prepare(INSERT_ABSENCE)?;
+    let mut new = 0;
+    for g in absences {
+        new += tx.execute(
+            &insert,
+            &[
+                &g.symbol.as_str(),
+                &g.interval.as_str(),
+                &g.from_open_ms,
+                &g.to_open_ms,
+                &(g.candles() as i64),
+            ],
+        )?;
+    }
+    Ok(new)
+}
+
+/// One confirmed absence; recording it twice changes nothing.
 const INSERT_ABSENCE: &str = "INSERT INTO candle_absences \
      (symbol, timeframe, from_open_time, to_open_time, candles) \
      VALUES ($1, $2, to_timestamp($3::bigint / 1000.0), \

@@ -4,7 +4,8 @@
 //!
 //! Runs on the writer thread (and in `bench db`). In: a merged [`Batch`]. Out: the same
 //! rows, under the same conflict rules, as [`copy`]'s path: a candle replaces the
-//! stored one only if it supersedes it, a signal is inserted once. Each column travels
+//! stored one only if it supersedes it, a signal is inserted once, and confirmed
+//! absences are recorded by the same statement. Each column travels
 //! as one binary array parameter, so a batch is one round trip per table whatever its
 //! size.
 //!
@@ -139,6 +140,7 @@ impl UnnestConn {
             ];
             done.signals = tx.execute(&self.signals, &params)?;
         }
+        done.absences = copy::insert_absences(&mut tx, &batch.absences)?;
         tx.commit()?;
         Ok(done)
     }
