@@ -40,13 +40,23 @@ pub const MAX_OPEN_GAPS: usize = 64;
 /// rejected as implausible (exchange clocks do not run ahead of their own candles).
 pub const MAX_OPEN_AFTER_EVENT_MS: i64 = 60_000;
 
+/// How far a kline's event time may lie after its candle closed. Binance sends a
+/// candle's last update within a second or so of its close, and only the current
+/// candle's updates: a kline of a candle long closed (a 1970 open time in a frame of
+/// today) would make the series reach back for millions of candles.
+pub const MAX_EVENT_AFTER_CLOSE_MS: i64 = 60_000;
+
 /// True when a kline's times are consistent: the open time on the interval's grid, the
-/// close time Binance's (next open − 1 ms), and the open not after the event time.
+/// close time Binance's (next open − 1 ms), and the event time from shortly before the
+/// open to shortly after the close. With the event time bound to our clock (see
+/// `crate::clock::ClockBound`), so is the open time.
 pub fn plausible(c: &Candle) -> bool {
+    let event_ms = c.event_time_us / 1000;
     c.open_time_ms >= 0
         && c.interval.open_time(c.open_time_ms) == c.open_time_ms
         && c.close_time_ms == c.interval.close_time(c.open_time_ms)
-        && c.open_time_ms <= (c.event_time_us / 1000).saturating_add(MAX_OPEN_AFTER_EVENT_MS)
+        && c.open_time_ms <= event_ms.saturating_add(MAX_OPEN_AFTER_EVENT_MS)
+        && event_ms <= c.close_time_ms.saturating_add(1 + MAX_EVENT_AFTER_CLOSE_MS)
 }
 
 /// What one kline update did to the state.
@@ -464,6 +474,26 @@ mod tests {
         assert!(!plausible(&negative));
         let far = candle(i64::MAX / 4 / M * M, i64::MAX, true);
         assert!(!plausible(&far) || far.open_time_ms <= i64::MAX / 1000);
+    }
+
+    #[test]
+    fn a_kline_of_a_candle_long_closed_is_implausible() {
+        // Today's event time on a 1970 candle: the open is far behind the event.
+        let now_us = 1_764_900_000_000_000;
+        assert!(!plausible(&candle(0, now_us, true)));
+        // The close pushed at (or a minute after) the boundary is fine; later is not.
+        let close = candle(2 * M, 3 * M * 1000, true);
+        assert!(plausible(&close));
+        let late = candle(2 * M, (3 * M + MAX_EVENT_AFTER_CLOSE_MS) * 1000, true);
+        assert!(plausible(&late));
+        let too_late = candle(2 * M, (3 * M + MAX_EVENT_AFTER_CLOSE_MS + 1) * 1000, true);
+        assert!(!plausible(&too_late));
+        // A calendar month: an update at the end of a 31-day month is inside it.
+        let jan = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+        let mut month = candle(jan, (jan + 31 * 86_400_000 - 1) * 1000, false);
+        month.interval = Interval::Mo1;
+        month.close_time_ms = Interval::Mo1.close_time(jan);
+        assert!(plausible(&month));
     }
 
     #[test]

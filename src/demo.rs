@@ -11,6 +11,10 @@ use crate::config::Config;
 use crate::engine::{self, Engine, EngineError};
 use crate::simulator::{self, SimConfig};
 
+/// The longest the engine may take to start after the simulator: the simulated
+/// clock's lead gained meanwhile is added to the engine's allowed clock skew.
+const ENGINE_STARTUP: Duration = Duration::from_secs(10);
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
     /// Simulated time runs this many times faster than the wall clock (60: a 1m candle
@@ -46,6 +50,11 @@ pub fn run(args: DemoArgs, mut config: Config) -> anyhow::Result<()> {
     })?;
     config.binance_ws_url = sim.ws_url();
     config.binance_rest_url = sim.rest_url();
+    // The simulated clock runs `--speed` times as fast as ours: the engine is told, or
+    // it would drop every event as stamped in the future.
+    let (speed, skew) = sim.clock_settings(config.feed.max_clock_skew_ms, ENGINE_STARTUP);
+    config.feed.exchange_speed = speed;
+    config.feed.max_clock_skew_ms = skew;
     engine::install_signal_handlers();
 
     let mut engine = match Engine::start(&config, &layout) {

@@ -240,6 +240,9 @@ impl Engine {
         } else {
             0
         };
+        // One bound on the exchange's times for the shards and the REST thread; a
+        // faster exchange's lead is allowed to grow from now.
+        let clock = config.feed.clock_bound(crate::clock::mono_ns());
         let rest_agent = backfill::agent(config.feed.tls_ca_file.as_deref())?;
         let rest_stats = Arc::new(RestStats::default());
         let mut rest_plan = RestPlan {
@@ -253,6 +256,7 @@ impl Engine {
                     as Box<dyn backfill::RestDatabase>
             }),
             shards: Vec::new(),
+            clock,
         };
 
         let mut views = Vec::new();
@@ -404,6 +408,7 @@ impl Engine {
                     .with_rest(rest_link);
                     state.set_hold(Duration::from_secs_f64(config.feed.backfill_hold_s));
                     state.set_latency(recorder);
+                    state.set_clock_bound(clock, crate::shard::wall_offset_us());
                     let state = Rc::new(RefCell::new(state));
                     // The sockets' reads flush the rings as they go; this task applies
                     // REST deliveries as they are rung in, retries records waiting for

@@ -103,6 +103,9 @@ pub struct ShardStats {
     pub duplicates: Counter,
     /// Klines whose times are inconsistent (see `candle::plausible`), dropped.
     pub implausible_klines: Counter,
+    /// Events dropped for an event time too far from our clock, per
+    /// [`crate::clock::Skew`] (future, past); see `feed.max_clock_skew_ms`.
+    pub clock_skew_drops: [Counter; crate::clock::Skew::ALL.len()],
     pub stale: Counter,
     pub candles_closed: Counter,
     pub gaps: Counter,
@@ -368,6 +371,10 @@ impl ShardStats {
         if let Some(i) = RESET_REASONS.iter().position(|r| *r == reason) {
             self.resets[i].inc();
         }
+    }
+
+    pub fn clock_skew_drops_total(&self) -> u64 {
+        self.clock_skew_drops.iter().map(Counter::get).sum()
     }
 
     pub fn parse_errors_total(&self) -> u64 {

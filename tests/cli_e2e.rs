@@ -95,6 +95,7 @@ fn run_follows_an_external_simulator_and_stops_on_sigterm() {
     let mut child = support::ChildGuard(
         alphapulse()
             .env("BINANCE_WS_URL", sim.ws_url())
+            .envs(support::clock_env(&sim))
             .env("BINANCE_REST_URL", sim.rest_url())
             .env("SYMBOLS", "BTCUSDT")
             .env("TIMEFRAMES", "1m")

@@ -495,6 +495,7 @@ fn engine_child(
             .env("ALPHAPULSE_PIN_CORES", "false")
             .env("ALPHAPULSE_LOG", "warn")
             .env("BINANCE_WS_URL", sim.ws_url())
+            .envs(support::clock_env(sim))
             .env("BINANCE_REST_URL", sim.rest_url())
             .env("SYMBOLS", "BTCUSDT")
             .env("TIMEFRAMES", "1m")

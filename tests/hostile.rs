@@ -466,6 +466,9 @@ fn start_against_exchange(tweak: impl FnOnce(&mut Config)) -> Run {
     config.signals.enabled = false;
     config.feed.backoff_initial_ms = 50;
     config.feed.backoff_max_ms = 500;
+    // The hand-made klines sit at a fixed minute of 2023 (`T0_MS`): the clock bound
+    // is off here, and on in the tests of it, which stamp their frames from our clock.
+    config.feed.max_clock_skew_ms = 0;
     tweak(&mut config);
     let layout = alphapulse::topology::plan(&config, None, &alphapulse::topology::allowed_cores())
         .expect("layout");
@@ -775,6 +778,85 @@ fn malformed_frames_are_counted_and_the_connection_is_kept() {
     assert_eq!(code, 200);
     let line = format!("alphapulse_parse_errors_total{{shard=\"0\"}} {malformed}");
     assert!(metrics.contains(&line), "{metrics}");
+}
+
+#[test]
+fn klines_stamped_far_from_our_clock_are_counted_and_the_series_stays_whole() {
+    // The default clock bound, and frames stamped from our own clock.
+    let run = start_against_exchange(|c| {
+        c.feed.max_clock_skew_ms = Config::default().feed.max_clock_skew_ms;
+    });
+    assert!(
+        wait_until(EFFECT_TIMEOUT, || run.engine.status().ready()),
+        "the engine never subscribed: {}",
+        run.status()
+    );
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("a clock after 1970")
+        .as_millis() as i64;
+    // The last three whole minutes: their closes are stamped at or before now.
+    let t0 = now_ms / MINUTE_MS * MINUTE_MS - 3 * MINUTE_MS;
+    run.good_close("first good kline", t0);
+
+    let y2100 = 4_102_444_800_000;
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "a close in 2100",
+            kline("BTCUSDT", y2100, true),
+            "/clock_skew_drops_by_reason/future",
+        ),
+        (
+            "a live update in 2100",
+            kline("BTCUSDT", y2100, false),
+            "/clock_skew_drops_by_reason/future",
+        ),
+        (
+            "a close in 1970",
+            kline("BTCUSDT", 0, true),
+            "/clock_skew_drops_by_reason/past",
+        ),
+        (
+            "a 1970 candle in a frame stamped now",
+            kline_with("BTCUSDT", 0, true, now_ms, ""),
+            "/implausible_klines",
+        ),
+        (
+            "a close a day ahead",
+            kline("BTCUSDT", t0 + 24 * 60 * MINUTE_MS, true),
+            "/clock_skew_drops_by_reason/future",
+        ),
+    ];
+    for (case, frame, pointer) in cases {
+        let before = run.shard(pointer);
+        run.exchange.send(text(frame));
+        run.expect_shard(case, pointer, before + 1);
+    }
+    for i in 1..3 {
+        run.good_close("good klines after the skewed ones", t0 + i * MINUTE_MS);
+    }
+    // Exactly the good candles, none missing, no gap: the series was not poisoned.
+    assert_eq!(
+        run.closed_opens(),
+        (0..3).map(|i| t0 + i * MINUTE_MS).collect::<Vec<_>>()
+    );
+    let status = run.status();
+    let shard = &status["shards"][0];
+    assert_eq!(shard["clock_skew_drops"], 4, "{status}");
+    assert_eq!(shard["gaps"], 0, "{status}");
+    assert_eq!(shard["stale"], 0, "{status}");
+    assert_eq!(shard["candles_closed"], 3, "{status}");
+    assert_eq!(shard["parse_errors"], 0, "{status}");
+    assert_eq!(shard["reconnects"], 0, "{status}");
+    assert_eq!(status["completeness"]["missing"], 0, "{status}");
+    let (code, metrics) = http_get(run.engine.dashboard_addr(), "/metrics");
+    assert_eq!(code, 200);
+    for line in [
+        "alphapulse_clock_skew_drops_total{shard=\"0\",reason=\"future\"} 3",
+        "alphapulse_clock_skew_drops_total{shard=\"0\",reason=\"past\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} not in {metrics}");
+    }
 }
 
 #[test]

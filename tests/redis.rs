@@ -413,6 +413,7 @@ fn two_engine_processes_see_each_others_symbols_through_the_bridge() {
                     .env("ALPHAPULSE_PIN_CORES", "false")
                     .env("ALPHAPULSE_LOG", "warn")
                     .env("BINANCE_WS_URL", sim.ws_url())
+                    .envs(support::clock_env(&sim))
                     .env("BINANCE_REST_URL", sim.rest_url())
                     .env("SYMBOLS", all.join(","))
                     .env("TIMEFRAMES", "1m")

@@ -95,6 +95,7 @@ fn instance(
             .env("ALPHAPULSE_PIN_CORES", "false")
             .env("ALPHAPULSE_LOG", "warn")
             .env("BINANCE_WS_URL", sim.ws_url())
+            .envs(support::clock_env(sim))
             .env("BINANCE_REST_URL", sim.rest_url())
             .env("SYMBOLS", SYMBOLS.join(","))
             .env("TIMEFRAMES", "1m")

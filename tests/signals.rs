@@ -949,6 +949,7 @@ fn rest_plan(url: String, series: &[&str], warm: u32) -> (RestPlan, ShardLink) {
             weight_share: 0.5,
             database: None,
             shards: vec![(series, link.clone())],
+            clock: alphapulse::clock::ClockBound::OFF,
         },
         link,
     )

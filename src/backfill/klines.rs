@@ -5,7 +5,9 @@
 //! strings kept exactly as sent. REST rows carry no event time: a fetched candle's
 //! `event_time_us` is its close time (the instant it became final).
 
+use crate::clock::Skew;
 use crate::market::{Candle, Decimal, Interval, Symbol};
+use crate::message::rest::Want;
 
 /// Most rows one call returns (the exchange's `limit` maximum).
 pub const MAX_LIMIT: u32 = 1000;
@@ -65,6 +67,55 @@ pub fn parse(body: &str, symbol: Symbol, interval: Interval) -> Result<Vec<Candl
         return Err("rows are not in open-time order".into());
     }
     Ok(out)
+}
+
+/// The open times (ms, both ends included) an answer to `want` may hold: what was
+/// asked, and no further from our clock than `clock` (`[low, high]` from
+/// [`crate::clock::ClockBound::window_ms`]; `None`: unchecked). A warm start without an
+/// end asks for the newest `candles`, so its rows reach back at most that many
+/// (calendar months counted as 31 days) from the earliest time the exchange's clock
+/// may read.
+pub fn asked_window(want: &Want, interval: Interval, clock: Option<(i64, i64)>) -> (i64, i64) {
+    let (clock_low, clock_high) = clock.unwrap_or((i64::MIN, i64::MAX));
+    let span = |candles: u32| {
+        let longest = interval.fixed_ms().unwrap_or(31 * 86_400_000);
+        longest.saturating_mul(i64::from(candles) + 1)
+    };
+    match *want {
+        Want::Warm {
+            candles,
+            end_open_ms: Some(end),
+        } => (end.saturating_sub(span(candles)), end.min(clock_high)),
+        Want::Warm {
+            candles,
+            end_open_ms: None,
+        } => (clock_low.saturating_sub(span(candles)), clock_high),
+        Want::Range {
+            from_open_ms,
+            to_open_ms,
+        } => (
+            from_open_ms,
+            to_open_ms.map_or(clock_high, |to| (to - 1).min(clock_high)),
+        ),
+    }
+}
+
+/// Keeps the rows whose open time is in `[low, high]`; returns how many were
+/// dropped after it (future) and before it (past), in [`crate::clock::Skew`] order.
+pub fn keep_window(rows: &mut Vec<Candle>, (low, high): (i64, i64)) -> [u64; 2] {
+    let mut dropped = [0u64; 2];
+    rows.retain(|c| {
+        let side = if c.open_time_ms > high {
+            Skew::Future
+        } else if c.open_time_ms < low {
+            Skew::Past
+        } else {
+            return true;
+        };
+        dropped[side as usize] += 1;
+        false
+    });
+    dropped
 }
 
 /// How many of `candles` (oldest first) had closed before `now_ms`, exchange time.
@@ -131,6 +182,70 @@ mod tests {
         let unordered = format!("[{},{}]", row(60_000, "1"), row(0, "1"));
         assert!(parse(&unordered, btc(), Interval::M1).is_err());
         assert!(parse("[]", btc(), Interval::M1).unwrap().is_empty());
+    }
+
+    #[test]
+    fn rows_outside_what_was_asked_or_far_from_our_clock_are_dropped() {
+        let m = 60_000;
+        let now = 1_764_900_000_000;
+        let clock = Some((now - 5 * m, now + 5 * m));
+        let y2100 = 4_102_444_800_000;
+        let body = format!(
+            "[{},{},{},{}]",
+            row(0, "1"),
+            row(now - 2 * m, "1"),
+            row(now - m, "1"),
+            row(y2100, "1")
+        );
+        let parsed = parse(&body, btc(), Interval::M1).unwrap();
+        // The newest 10 candles: a 1970 and a 2100 row are not among them.
+        let warm = Want::Warm {
+            candles: 10,
+            end_open_ms: None,
+        };
+        let window = asked_window(&warm, Interval::M1, clock);
+        assert_eq!(window, (now - 5 * m - 11 * m, now + 5 * m));
+        let mut rows = parsed.clone();
+        assert_eq!(keep_window(&mut rows, window), [1, 1]);
+        let opens: Vec<i64> = rows.iter().map(|c| c.open_time_ms).collect();
+        assert_eq!(opens, vec![now - 2 * m, now - m]);
+        // History before a stored candle ends at it, whatever the clock allows.
+        let before = Want::Warm {
+            candles: 1,
+            end_open_ms: Some(now - 2 * m),
+        };
+        let mut rows = parsed.clone();
+        let window = asked_window(&before, Interval::M1, clock);
+        assert_eq!(keep_window(&mut rows, window), [2, 1]);
+        assert_eq!(rows.len(), 1);
+        // A range keeps its own ends, and the clock's.
+        let range = Want::Range {
+            from_open_ms: now - m,
+            to_open_ms: None,
+        };
+        let mut rows = parsed.clone();
+        assert_eq!(
+            keep_window(&mut rows, asked_window(&range, Interval::M1, clock)),
+            [1, 2]
+        );
+        let bounded = Want::Range {
+            from_open_ms: now - 2 * m,
+            to_open_ms: Some(now - m),
+        };
+        let mut rows = parsed.clone();
+        assert_eq!(
+            keep_window(&mut rows, asked_window(&bounded, Interval::M1, clock)),
+            [2, 1]
+        );
+        // Without a clock check a range still keeps to what was asked.
+        let mut rows = parsed;
+        assert_eq!(
+            keep_window(&mut rows, asked_window(&range, Interval::M1, None)),
+            [0, 2]
+        );
+        // A month-long interval at the extremes does not overflow.
+        let w = asked_window(&warm, Interval::Mo1, Some((i64::MIN, i64::MAX)));
+        assert_eq!(w, (i64::MIN, i64::MAX));
     }
 
     #[test]

@@ -134,6 +134,9 @@ pub struct RestStats {
     pub blocked: Counter,
     /// Series whose newest stored candle was read from the database at startup.
     pub resumed_series: Counter,
+    /// Rows dropped for an open time outside what was asked or too far from our clock,
+    /// per [`crate::clock::Skew`] (future, past).
+    pub rows_dropped: [Counter; crate::clock::Skew::ALL.len()],
     pub last_error: Mutex<Option<String>>,
 }
 
@@ -166,6 +169,11 @@ impl RestStats {
             "retrying": self.retrying.get(),
             "blocked": self.blocked.get() == 1,
             "resumed_series": self.resumed_series.get(),
+            "rows_dropped": self.rows_dropped.iter().map(Counter::get).sum::<u64>(),
+            "rows_dropped_by_reason": crate::clock::Skew::ALL
+                .iter()
+                .map(|r| (r.as_str().to_owned(), self.rows_dropped[*r as usize].get().into()))
+                .collect::<serde_json::Map<String, serde_json::Value>>(),
             "last_error": last_error,
         })
     }
@@ -219,6 +227,9 @@ pub struct RestPlan {
     pub database: Option<Box<dyn RestDatabase>>,
     /// Per shard: its series and its link.
     pub shards: Vec<(Vec<(Symbol, Interval)>, ShardLink)>,
+    /// How far a row's open time may be from our clock (besides keeping to what was
+    /// asked).
+    pub clock: crate::clock::ClockBound,
 }
 
 /// Starts the REST thread; it returns when `stop` is set.

@@ -299,6 +299,21 @@ impl Thread {
     fn answered(&mut self, job: Job, mut rows: Vec<Candle>) {
         self.attempts_done(job);
         let req = job.request;
+        // Rows outside what was asked, or far from our clock (a 1970 or a 2100 candle),
+        // are counted and dropped before anything believes them.
+        let clock = self
+            .plan
+            .clock
+            .window_ms(crate::clock::wall_ms(), crate::clock::mono_ns());
+        let window = klines::asked_window(&req.want, req.interval, clock);
+        for (counter, n) in self
+            .stats
+            .rows_dropped
+            .iter()
+            .zip(klines::keep_window(&mut rows, window))
+        {
+            counter.add(n);
+        }
         let full_page = rows.len() >= klines::MAX_LIMIT as usize;
         if let Some(newest) = rows.last() {
             // The exchange had opened its newest row when it answered.
@@ -320,7 +335,6 @@ impl Thread {
                 from_open_ms,
                 to_open_ms: Some(to),
             } => {
-                rows.retain(|c| c.open_time_ms >= from_open_ms && c.open_time_ms < to);
                 // Behind the live stream: every candle before `to` had closed.
                 rows.truncate(klines::closed_before(&rows, self.exchange_ms.max(to)));
                 let page_end = match rows.last() {
@@ -338,7 +352,6 @@ impl Thread {
                 from_open_ms,
                 to_open_ms: None,
             } => {
-                rows.retain(|c| c.open_time_ms >= from_open_ms);
                 let closed = klines::closed_before(&rows, self.exchange_ms);
                 let held = rows.get(closed).map(|c| c.open_time_ms);
                 rows.truncate(closed);

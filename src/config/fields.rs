@@ -189,6 +189,13 @@ settings! {
         BackoffMaxMs: backoff_max_ms = 30_000, env _, count(1, 600_000);
         BackoffStableS: backoff_stable_s = 60.0, env _, seconds(1.0, 3600.0);
         MaxFrameBytes: max_frame_bytes = 1 << 20, env _, count(4096, MAX_FRAME_BYTES_LIMIT);
+        // Five minutes: far more than a synchronised host's clock is off from Binance's
+        // (it rejects signed requests 60 s off at most), far less than a frame stamped
+        // in another year. A year is the most that is still a bound.
+        MaxClockSkewMs: max_clock_skew_ms = 300_000,
+            env "ALPHAPULSE_MAX_CLOCK_SKEW_MS", count(0, MAX_CLOCK_SKEW_MS);
+        ExchangeSpeed: exchange_speed = 1,
+            env "ALPHAPULSE_EXCHANGE_SPEED", count(1, MAX_EXCHANGE_SPEED);
         TlsCaFile: tls_ca_file = None, env "BINANCE_TLS_CA_FILE", Rule::Path;
     }
 

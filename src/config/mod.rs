@@ -81,6 +81,10 @@ pub const MAX_INSTANCES: u64 = 1024;
 pub const MIN_SUBSCRIBE_BATCH_BYTES: u64 = 128;
 /// Largest frame we may be told to accept; larger settings only invite memory blow-ups.
 pub const MAX_FRAME_BYTES_LIMIT: u64 = 64 << 20;
+/// Largest `feed.max_clock_skew_ms`: a year (366 days).
+pub const MAX_CLOCK_SKEW_MS: u64 = 366 * 86_400_000;
+/// Largest `feed.exchange_speed` (the simulator's speeds are far below).
+pub const MAX_EXCHANGE_SPEED: u64 = 1_000_000;
 /// Shortest dashboard token: anything shorter can be guessed.
 pub const MIN_TOKEN_LEN: usize = 16;
 /// Longest dashboard token, so a header or query string stays small.
@@ -296,6 +300,15 @@ pub struct FeedConfig {
     pub backoff_stable_s: f64,
     /// Largest frame accepted from the exchange.
     pub max_frame_bytes: usize,
+    /// How far (ms) an exchange event time (and a REST kline's open time) may be from
+    /// our wall clock; events beyond it are dropped and counted
+    /// (`clock_skew_drops_by_reason`), REST rows too. 0 checks nothing (replays of old
+    /// captures).
+    pub max_clock_skew_ms: u64,
+    /// How many times as fast as ours the exchange's clock runs: 1 for Binance, the
+    /// simulator's `--speed` for an accelerated one. The skew allowed grows by
+    /// `(speed - 1)` times the time since the engine started.
+    pub exchange_speed: u32,
     /// Start the replacement connection this long before `max_connection_age_s`, so the
     /// old one is retired before Binance cuts it. Must exceed `rotation_overlap_s`.
     pub rotate_before_s: f64,
@@ -329,6 +342,18 @@ pub struct EngineConfig {
     pub instance_index: u32,
     /// How many instances share the symbols (see `instance_index`).
     pub instance_count: u32,
+}
+
+impl FeedConfig {
+    /// The bound on exchange times these settings give, the speed's allowance growing
+    /// from monotonic time `since_mono_ns` (the engine's start).
+    pub fn clock_bound(&self, since_mono_ns: u64) -> crate::clock::ClockBound {
+        crate::clock::ClockBound {
+            max_skew_ms: self.max_clock_skew_ms,
+            speed: f64::from(self.exchange_speed),
+            since_mono_ns,
+        }
+    }
 }
 
 impl StreamKinds {

@@ -558,7 +558,7 @@ fn field_table_is_complete_and_unambiguous() {
             "{field:?}"
         );
     }
-    assert_eq!(env_names.len(), 36);
+    assert_eq!(env_names.len(), 38);
 }
 
 #[test]

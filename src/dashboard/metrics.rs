@@ -117,6 +117,22 @@ pub fn render(ctx: &StatusContext, dash: &DashboardStats) -> String {
     {
         let mut f = Family::new(
             &mut out,
+            "alphapulse_clock_skew_drops_total",
+            "counter",
+            "Exchange events dropped for a time too far from the local clock",
+        );
+        for s in &ctx.shards {
+            for reason in crate::clock::Skew::ALL {
+                f.sample(
+                    &[("shard", &s.index.to_string()), ("reason", reason.as_str())],
+                    s.stats.clock_skew_drops[reason as usize].get() as f64,
+                );
+            }
+        }
+    }
+    {
+        let mut f = Family::new(
+            &mut out,
             "alphapulse_streams_rejected_total",
             "counter",
             "Stream subscriptions the exchange rejected (each retried with backoff)",
@@ -368,6 +384,18 @@ fn render_completeness(out: &mut String, ctx: &StatusContext) {
         &[("purpose", "backfill")],
         rest.backfill_requests.get() as f64,
     );
+    let mut f = Family::new(
+        out,
+        "alphapulse_rest_rows_dropped_total",
+        "counter",
+        "REST kline rows dropped for an open time outside what was asked or far from the local clock",
+    );
+    for reason in crate::clock::Skew::ALL {
+        f.sample(
+            &[("reason", reason.as_str())],
+            rest.rows_dropped[reason as usize].get() as f64,
+        );
+    }
     for (name, kind, help, value) in [
         (
             "alphapulse_rest_rate_limited_total",

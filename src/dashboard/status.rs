@@ -480,6 +480,7 @@ fn shard_json(s: &ShardView) -> Value {
         .zip(&resets)
         .map(|(r, n)| (r.to_string(), json!(n)))
         .collect();
+    let clock_skew_drops: Vec<u64> = st.clock_skew_drops.iter().map(|c| c.get()).collect();
     let queues: Vec<Value> = s
         .rings
         .iter()
@@ -524,6 +525,12 @@ fn shard_json(s: &ShardView) -> Value {
         },
         "duplicates": st.duplicates.get(),
         "implausible_klines": st.implausible_klines.get(),
+        "clock_skew_drops": clock_skew_drops.iter().sum::<u64>(),
+        "clock_skew_drops_by_reason": crate::clock::Skew::ALL
+            .iter()
+            .zip(&clock_skew_drops)
+            .map(|(r, n)| (r.as_str().to_owned(), json!(n)))
+            .collect::<serde_json::Map<String, Value>>(),
         "stale": st.stale.get(),
         "candles_closed": st.candles_closed.get(),
         "signals": {

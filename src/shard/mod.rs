@@ -37,7 +37,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::candle::{CandleTrack, Gap, KlineOutcome, SeqGate};
-use crate::clock::{mono_ns, wall_us};
+use crate::clock::{mono_ns, wall_us, ClockBound};
 use crate::latency::{Recorder, Stage};
 use crate::market::{Candle, Interval, Symbol};
 use crate::message::rest::ShardLink;
@@ -77,8 +77,10 @@ pub struct ShardState {
     latency: Option<Recorder>,
     /// Wall-clock µs minus monotonic µs, read when a latency recorder is set and at
     /// every flush after: turns a receive time into wall time without a clock read per
-    /// message. Only the exchange-to-receive latency uses it.
+    /// message. The exchange-to-receive latency and the clock bound use it.
     wall_offset_us: i64,
+    /// How far event times may be from our clock ([`Self::set_clock_bound`]).
+    clock: ClockBound,
     /// Indicators and rules per (symbol, timeframe), indexed like `tracks`; `None`
     /// when signals are off.
     signals: Option<SignalGate>,
@@ -137,6 +139,7 @@ impl ShardState {
             stats,
             latency: None,
             wall_offset_us: 0,
+            clock: ClockBound::OFF,
             signals: None,
             fired: Vec::new(),
             link: None,
@@ -151,6 +154,14 @@ impl ShardState {
     pub fn set_latency(&mut self, recorder: Recorder) {
         self.latency = Some(recorder);
         self.wall_offset_us = wall_offset_us();
+    }
+
+    /// Drops (and counts) events whose time is outside `bound` of our wall clock, the
+    /// wall clock being `wall_offset_us` (wall µs minus [`mono_ns`] µs) ahead of the
+    /// receive times; the offset is read again at every [`Self::flush`].
+    pub fn set_clock_bound(&mut self, bound: ClockBound, wall_offset_us: i64) {
+        self.clock = bound;
+        self.wall_offset_us = wall_offset_us;
     }
 
     /// How long signals wait for the candles of a hole before computing across it.
@@ -257,8 +268,32 @@ impl ShardState {
         &self.stats
     }
 
-    /// Applies one market event received at `recv_ns`.
+    /// Whether an event time is believable at its receive time; counts it when not.
+    #[inline]
+    fn believable(&self, event_time_us: i64, recv_ns: u64) -> bool {
+        let now_wall_ms = ((recv_ns / 1000) as i64).saturating_add(self.wall_offset_us) / 1000;
+        match self.clock.check(event_time_us / 1000, now_wall_ms, recv_ns) {
+            Ok(()) => true,
+            Err(skew) => {
+                self.stats.clock_skew_drops[skew as usize].inc();
+                false
+            }
+        }
+    }
+
+    /// Applies one market event received at `recv_ns`. An event whose time is too far
+    /// from our clock (see [`Self::set_clock_bound`]) is counted and dropped whole.
     pub fn on_event(&mut self, event: &Event<'_>, recv_ns: u64) {
+        let event_time_us = match event {
+            Event::Kline(c) => Some(c.event_time_us),
+            Event::Trade(t) => Some(t.event_time_us),
+            Event::AggTrade(t) => Some(t.event_time_us),
+            Event::DepthUpdate(d) => Some(d.event_time_us),
+            _ => None,
+        };
+        if event_time_us.is_some_and(|t| !self.believable(t, recv_ns)) {
+            return;
+        }
         let stats = &*self.stats;
         match event {
             Event::Kline(c) => {
@@ -440,8 +475,10 @@ impl ShardState {
     pub fn flush(&mut self, now_ns: u64) -> usize {
         self.check_holds(now_ns);
         let left = self.outlets.flush();
-        if let Some(rec) = &mut self.latency {
+        if self.latency.is_some() || self.clock != ClockBound::OFF {
             self.wall_offset_us = wall_offset_us();
+        }
+        if let Some(rec) = &mut self.latency {
             rec.maybe_handoff(now_ns);
         }
         left
@@ -459,8 +496,8 @@ impl ShardState {
     }
 }
 
-/// Read only for the exchange-to-receive latency (never for state), so a shard without
-/// a recorder never reads the clock outside its latency stamps.
-fn wall_offset_us() -> i64 {
+/// Read for the exchange-to-receive latency and the clock bound only, so a shard with
+/// neither never reads the clock outside its latency stamps.
+pub fn wall_offset_us() -> i64 {
     wall_us() - (mono_ns() / 1000) as i64
 }

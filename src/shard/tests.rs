@@ -1,4 +1,5 @@
 use super::*;
+use crate::clock::Skew;
 use crate::ring::ring;
 
 fn kline(open: i64, event_us: i64, closed: bool) -> Event<'static> {
@@ -229,4 +230,73 @@ fn an_outage_is_stamped_with_the_callers_time_and_asks_for_what_it_hid() {
             to_open_ms: Some(4 * 60_000)
         }
     );
+}
+
+#[test]
+fn events_far_from_our_clock_are_counted_and_dropped() {
+    let (tx, rx) = ring("t", 64);
+    let stats = Arc::new(ShardStats::default());
+    let sym = [Symbol::new("BTCUSDT").unwrap()];
+    let mut s = ShardState::new(0, &sym, &[Interval::M1], vec![tx], stats.clone());
+    // Our wall clock reads NOW at the receive time: both injected, nothing sleeps.
+    const NOW_MS: i64 = 1_764_900_000_000; // on the minute
+    let recv_ns: u64 = 7_000_000_000;
+    let bound = ClockBound {
+        max_skew_ms: 60_000,
+        speed: 1.0,
+        since_mono_ns: 0,
+    };
+    s.set_clock_bound(bound, NOW_MS * 1000 - (recv_ns / 1000) as i64);
+    let at = |open: i64, event_ms: i64, closed: bool| {
+        Event::Kline(crate::market::testing::candle(
+            "BTCUSDT",
+            open,
+            event_ms * 1000,
+            closed,
+        ))
+    };
+    let m = 60_000;
+    s.on_event(&at(NOW_MS - 2 * m, NOW_MS - m, true), recv_ns);
+    // A close in 2100 and one in 1970, each with its own event time.
+    let y2100 = 4_102_444_800_000;
+    s.on_event(&at(y2100, y2100 + m, true), recv_ns);
+    s.on_event(&at(0, m, true), recv_ns);
+    // A trade stamped in 2100 is dropped too.
+    let trade = Event::Trade(crate::market::Trade {
+        symbol: sym[0],
+        trade_id: 9,
+        price: crate::market::Decimal::new(1, 0),
+        quantity: crate::market::Decimal::new(1, 0),
+        trade_time_ms: y2100,
+        buyer_is_maker: false,
+        event_time_us: y2100 * 1000,
+    });
+    s.on_event(&trade, recv_ns);
+    assert_eq!(stats.clock_skew_drops[Skew::Future as usize].get(), 2);
+    assert_eq!(stats.clock_skew_drops[Skew::Past as usize].get(), 1);
+    assert_eq!(
+        stats.trades.get(),
+        0,
+        "the dropped trade is not counted as one"
+    );
+    assert_eq!(stats.klines.get(), 1);
+    // The series is untouched: the next close follows the first with no gap.
+    s.on_event(&at(NOW_MS - m, NOW_MS, true), recv_ns);
+    let track = s.track(sym[0], Interval::M1).unwrap();
+    assert_eq!(track.first_closed_open_ms(), Some(NOW_MS - 2 * m));
+    assert_eq!(track.last_closed_open_ms(), Some(NOW_MS - m));
+    assert!(track.open_gaps().is_empty());
+    let closed: Vec<i64> = std::iter::from_fn(|| rx.pop())
+        .filter_map(|e| match e.record {
+            Record::ClosedCandle(c) => Some(c.open_time_ms),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(closed, vec![NOW_MS - 2 * m, NOW_MS - m]);
+    // The bound follows the receive time: a minute later the same close is in range.
+    let later_ns = recv_ns + 61_000_000_000;
+    s.on_event(&at(NOW_MS, NOW_MS + 2 * m, true), recv_ns);
+    assert_eq!(stats.clock_skew_drops[Skew::Future as usize].get(), 3);
+    s.on_event(&at(NOW_MS, NOW_MS + 2 * m, true), later_ns);
+    assert_eq!(stats.candles_closed.get(), 3);
 }

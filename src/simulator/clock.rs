@@ -54,6 +54,11 @@ impl SimClock {
         }
     }
 
+    /// How many times as fast as the wall clock simulated time runs.
+    pub fn speed(&self) -> f64 {
+        self.speed
+    }
+
     /// Simulated epoch nanoseconds at the simulator's start.
     pub fn start_ns(&self) -> i64 {
         self.start_ns

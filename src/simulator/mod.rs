@@ -451,6 +451,23 @@ impl SimHandle {
         self.clock.sim_now_ms()
     }
 
+    /// The clock bound an engine pointed at this simulator needs (`feed.exchange_speed`,
+    /// `feed.max_clock_skew_ms`): the speed, rounded up, and `base_ms` plus how far the
+    /// simulated clock is from ours now plus the lead it gains within `startup` (an
+    /// engine's allowance grows only from its own start). `base_ms` 0 stays 0 (off).
+    pub fn clock_settings(&self, base_ms: u64, startup: Duration) -> (u32, u64) {
+        let speed = self.clock.speed().ceil().clamp(1.0, f64::from(u32::MAX)) as u32;
+        if base_ms == 0 {
+            return (speed, 0);
+        }
+        let distance_ms = (self.sim_now_ms() - crate::clock::wall_ms()).unsigned_abs();
+        let gained_ms = (startup.as_secs_f64() * 1000.0 * (f64::from(speed) - 1.0)) as u64;
+        let skew = base_ms
+            .saturating_add(distance_ms)
+            .saturating_add(gained_ms);
+        (speed, skew.min(crate::config::MAX_CLOCK_SKEW_MS))
+    }
+
     /// Stops serving, closes every connection and joins the simulator thread.
     pub fn stop(mut self) {
         self.shutdown();

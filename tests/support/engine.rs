@@ -42,7 +42,25 @@ pub fn engine_config(sim: &SimHandle, names: &[&str], timeframes: &[Interval]) -
     c.engine.pin_cores = false;
     c.feed.backoff_initial_ms = 50;
     c.feed.backoff_max_ms = 500;
+    let (speed, skew) = sim.clock_settings(c.feed.max_clock_skew_ms, ENGINE_STARTUP);
+    c.feed.exchange_speed = speed;
+    c.feed.max_clock_skew_ms = skew;
     c
+}
+
+/// The longest an engine may take to start after its simulator (on a busy 2-core
+/// machine): the simulated clock's lead gained meanwhile is allowed for.
+pub const ENGINE_STARTUP: Duration = Duration::from_secs(20);
+
+/// The clock-bound environment of an engine process pointed at `sim` now (what
+/// [`engine_config`] sets in a `Config`).
+pub fn clock_env(sim: &SimHandle) -> [(&'static str, String); 2] {
+    let default = Config::default().feed.max_clock_skew_ms;
+    let (speed, skew) = sim.clock_settings(default, ENGINE_STARTUP);
+    [
+        ("ALPHAPULSE_EXCHANGE_SPEED", speed.to_string()),
+        ("ALPHAPULSE_MAX_CLOCK_SKEW_MS", skew.to_string()),
+    ]
 }
 
 pub struct Running {

@@ -287,6 +287,7 @@ impl Rig {
             .env("DATABASE_SPOOL_DIR", self.dir.join("spool"))
             .env("REDIS_URL", self.redis.url())
             .env("BINANCE_WS_URL", self.sim.ws_url())
+            .envs(support::clock_env(&self.sim))
             .env("BINANCE_REST_URL", self.sim.rest_url())
             .env("SYMBOLS", symbols)
             .env("TIMEFRAMES", timeframes.join(","))

@@ -43,6 +43,7 @@ fn thread(warm: u32, db: Option<FakeDb>) -> (Thread, ShardLink) {
         weight_share: 1.0,
         database: db.map(|d| Box::new(d) as Box<dyn RestDatabase>),
         shards: vec![(vec![(btc(), Interval::M1)], link.clone())],
+        clock: crate::clock::ClockBound::OFF,
     };
     let client = Client::new(crate::backfill::agent(None).unwrap());
     let t = Thread::new(
@@ -355,4 +356,39 @@ fn one_empty_answer_confirms_no_absence() {
     assert_eq!(t.stats.unconfirmed_candles_found.get(), 1);
     assert_eq!(t.stats.absent_ranges.get(), 1);
     assert_eq!(t.stats.absent_candles.get(), 2);
+}
+
+#[test]
+fn rows_from_1970_or_2100_are_dropped_and_do_not_move_the_exchange_clock() {
+    let (mut t, link) = thread(0, None);
+    t.plan.clock = crate::clock::ClockBound {
+        max_skew_ms: 5 * M as u64,
+        speed: 1.0,
+        since_mono_ns: crate::clock::mono_ns(),
+    };
+    let now = crate::clock::wall_ms() / M * M;
+    let y2100 = 4_102_444_800_000;
+    let warm = Want::Warm {
+        candles: 3,
+        end_open_ms: None,
+    };
+    let rows = [0, now - 3 * M, now - 2 * M, now - M, y2100].map(candle);
+    t.answered(job(warm), rows.to_vec());
+    let batch = link.deliveries.pop().unwrap();
+    let opens: Vec<i64> = batch.candles.iter().map(|c| c.open_time_ms).collect();
+    // The newest believable row is the open candle, held back as ever; 2100 did not
+    // make every row look closed.
+    assert_eq!(opens, [now - 3 * M, now - 2 * M]);
+    assert_eq!(
+        t.stats.rows_dropped[crate::clock::Skew::Future as usize].get(),
+        1
+    );
+    assert_eq!(
+        t.stats.rows_dropped[crate::clock::Skew::Past as usize].get(),
+        1
+    );
+    assert_eq!(t.exchange_ms, now - M);
+    let status = t.stats.status();
+    assert_eq!(status["rows_dropped"], 2);
+    assert_eq!(status["rows_dropped_by_reason"]["future"], 1);
 }
