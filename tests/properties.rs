@@ -558,13 +558,13 @@ proptest! {
                 RestStep::Answer { status, retry_after_s } => {
                     // The exchange counts only our requests here.
                     let used = sent_in_minute.get(&(now / 60_000)).copied().unwrap_or(0);
-                    s.on_answer(now, status, Some(used), Some(retry_after_s));
+                    s.on_answer(now, now, status, Some(used), Some(retry_after_s));
                     if status != 200 {
                         blocked_until = blocked_until.max(now + retry_after_s * 1000);
                     }
                 }
             }
-            if let Next::Send((_, p)) = s.next(now) {
+            if let Next::Send((_, p)) = s.next(now, now) {
                 prop_assert!(now >= blocked_until, "sent during a Retry-After");
                 if p == Priority::Normal {
                     prop_assert_eq!(waiting[0], 0, "a normal job went before an urgent one");

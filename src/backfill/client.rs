@@ -98,11 +98,15 @@ pub(super) fn is_rate_limited(status: u16) -> bool {
     status == 429 || status == 418
 }
 
-/// A numeric header value (surrounding spaces allowed); anything else is ignored.
+/// A numeric header value (surrounding spaces allowed), saturating at `u64::MAX`: a
+/// count or a wait too large to hold is the most there is, not nothing. Anything but
+/// digits is ignored.
 fn number(value: Option<&ureq::http::HeaderValue>) -> Option<u64> {
-    value
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
+    let digits = value.and_then(|v| v.to_str().ok())?.trim();
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(digits.parse::<u64>().unwrap_or(u64::MAX))
 }
 
 /// The weight and Retry-After headers of an answer.

@@ -1,13 +1,17 @@
 //! The REST scheduler: which request goes next, and when, for every REST user of the
 //! process (warm start, gap backfill, catch-up after a reconnect or a restart).
 //!
-//! Pure: no clocks, no I/O. The caller passes wall time in milliseconds and reports
-//! each answer; the scheduler keeps Binance's rules:
+//! Pure: no clocks, no I/O. The caller passes two times in milliseconds, the wall
+//! clock's and a monotonic one, and reports each answer; the scheduler keeps Binance's
+//! rules:
 //! - request weight per calendar minute (`X-MBX-USED-WEIGHT-1M`, which counts every
 //!   client behind the same IP) stays under this process's configured share of the
-//!   6,000 limit;
+//!   6,000 limit; the minutes are the wall clock's, as the exchange's are;
 //! - after a 429 or 418, nothing is sent until `Retry-After` has passed (a 418 is an IP
-//!   ban: the same rule, usually a longer wait);
+//!   ban: the same rule, usually a longer wait), timed on the monotonic clock, so a
+//!   step of the wall clock neither shortens nor stretches the wait;
+//! - weight is added and compared saturating: a header of 2^32 − 1 (or more) holds the
+//!   budget for the minute rather than wrapping it;
 //! - urgent work (filling a gap that live data has already passed) goes before normal
 //!   work (warm starts), and each queue is first in, first out;
 //! - a job already queued is not queued twice.
@@ -62,8 +66,8 @@ pub struct Scheduler<J> {
     minute: u64,
     /// Weight used in `minute`, as the exchange last reported it (or as we counted).
     used: u32,
-    /// No request before this wall time (ms), after a 429/418.
-    blocked_until_ms: u64,
+    /// No request before this monotonic time (ms), after a 429/418.
+    blocked_until_mono_ms: u64,
     queues: [VecDeque<J>; 2],
 }
 
@@ -77,7 +81,7 @@ impl<J: PartialEq + Clone> Scheduler<J> {
             weight,
             minute: 0,
             used: 0,
-            blocked_until_ms: 0,
+            blocked_until_mono_ms: 0,
             queues: [VecDeque::new(), VecDeque::new()],
         }
     }
@@ -106,36 +110,36 @@ impl<J: PartialEq + Clone> Scheduler<J> {
         [self.queues[0].len(), self.queues[1].len()]
     }
 
-    /// Weight used in the current minute as far as we know.
-    pub fn used(&self, now_ms: u64) -> u32 {
-        if now_ms / 60_000 == self.minute {
+    /// Weight used in the current minute (wall time `wall_ms`) as far as we know.
+    pub fn used(&self, wall_ms: u64) -> u32 {
+        if wall_ms / 60_000 == self.minute {
             self.used
         } else {
             0
         }
     }
 
-    /// Why nothing may be sent at `now_ms`, if so.
-    pub fn hold(&self, now_ms: u64) -> Hold {
-        if now_ms < self.blocked_until_ms {
+    /// Why nothing may be sent at wall time `wall_ms`, monotonic time `mono_ms`, if so.
+    pub fn hold(&self, wall_ms: u64, mono_ms: u64) -> Hold {
+        if mono_ms < self.blocked_until_mono_ms {
             Hold::RetryAfter
-        } else if self.used(now_ms) + self.weight > self.share_1m {
+        } else if self.used(wall_ms) > self.share_1m.saturating_sub(self.weight) {
             Hold::Budget
         } else {
             Hold::None
         }
     }
 
-    /// What to do at wall time `now_ms`. A `Send` takes the job off its queue and
-    /// counts its weight at once (before the answer, so that a lost answer cannot let
-    /// the budget be overrun).
-    pub fn next(&mut self, now_ms: u64) -> Next<J> {
+    /// What to do at wall time `wall_ms`, monotonic time `mono_ms`. A `Send` takes the
+    /// job off its queue and counts its weight at once (before the answer, so that a
+    /// lost answer cannot let the budget be overrun).
+    pub fn next(&mut self, wall_ms: u64, mono_ms: u64) -> Next<J> {
         if self.queues.iter().all(VecDeque::is_empty) {
             return Next::Idle;
         }
-        match self.hold(now_ms) {
-            Hold::RetryAfter => return Next::Wait(self.blocked_until_ms - now_ms),
-            Hold::Budget => return Next::Wait(60_000 - now_ms % 60_000),
+        match self.hold(wall_ms, mono_ms) {
+            Hold::RetryAfter => return Next::Wait(self.blocked_until_mono_ms - mono_ms),
+            Hold::Budget => return Next::Wait(60_000 - wall_ms % 60_000),
             Hold::None => {}
         }
         let job = match self.queues[0].pop_front() {
@@ -145,17 +149,19 @@ impl<J: PartialEq + Clone> Scheduler<J> {
                 None => return Next::Idle,
             },
         };
-        let used = self.used(now_ms);
-        self.minute = now_ms / 60_000;
-        self.used = used + self.weight;
+        let used = self.used(wall_ms);
+        self.minute = wall_ms / 60_000;
+        self.used = used.saturating_add(self.weight);
         Next::Send(job)
     }
 
-    /// Reports an answer received at `now_ms`: its HTTP status, its
-    /// `X-MBX-USED-WEIGHT-1M` and its `Retry-After` (seconds), as present.
+    /// Reports an answer received at wall time `wall_ms`, monotonic time `mono_ms`: its
+    /// HTTP status, its `X-MBX-USED-WEIGHT-1M` and its `Retry-After` (seconds), as
+    /// present.
     pub fn on_answer(
         &mut self,
-        now_ms: u64,
+        wall_ms: u64,
+        mono_ms: u64,
         status: u16,
         used_weight_1m: Option<u32>,
         retry_after_s: Option<u64>,
@@ -163,14 +169,15 @@ impl<J: PartialEq + Clone> Scheduler<J> {
         if let Some(w) = used_weight_1m {
             // The exchange's count includes other clients of the same IP: trust it
             // when it is higher; when lower (a new minute began), it is the truth too.
-            self.minute = now_ms / 60_000;
+            self.minute = wall_ms / 60_000;
             self.used = w;
         }
         if status == 429 || status == 418 {
             let wait_s = retry_after_s
                 .unwrap_or(DEFAULT_RETRY_AFTER_S)
                 .min(MAX_RETRY_AFTER_S);
-            self.blocked_until_ms = self.blocked_until_ms.max(now_ms + wait_s * 1000);
+            let until = mono_ms.saturating_add(wait_s * 1000);
+            self.blocked_until_mono_ms = self.blocked_until_mono_ms.max(until);
         }
     }
 }
@@ -186,9 +193,9 @@ mod tests {
         assert!(s.push("gap b", Priority::Urgent));
         assert!(!s.push("warm a", Priority::Normal));
         assert!(!s.push("warm a", Priority::Urgent));
-        assert_eq!(s.next(0), Next::Send("gap b"));
-        assert_eq!(s.next(0), Next::Send("warm a"));
-        assert_eq!(s.next(0), Next::Idle);
+        assert_eq!(s.next(0, 0), Next::Send("gap b"));
+        assert_eq!(s.next(0, 0), Next::Send("warm a"));
+        assert_eq!(s.next(0, 0), Next::Idle);
     }
 
     #[test]
@@ -199,12 +206,12 @@ mod tests {
             s.push(i, Priority::Normal);
         }
         let t = 120_000 + 10;
-        assert_eq!(s.next(t), Next::Send(0));
-        assert_eq!(s.next(t), Next::Send(1));
-        assert_eq!(s.next(t), Next::Send(2));
-        assert_eq!(s.next(t), Next::Wait(60_000 - 10));
-        assert_eq!(s.hold(t), Hold::Budget);
-        assert_eq!(s.next(180_000), Next::Send(3));
+        assert_eq!(s.next(t, t), Next::Send(0));
+        assert_eq!(s.next(t, t), Next::Send(1));
+        assert_eq!(s.next(t, t), Next::Send(2));
+        assert_eq!(s.next(t, t), Next::Wait(60_000 - 10));
+        assert_eq!(s.hold(t, t), Hold::Budget);
+        assert_eq!(s.next(180_000, 180_000), Next::Send(3));
     }
 
     #[test]
@@ -212,26 +219,76 @@ mod tests {
         let mut s = Scheduler::new(0.5, 2);
         s.push(1, Priority::Normal);
         s.push(2, Priority::Normal);
-        assert_eq!(s.next(1000), Next::Send(1));
+        assert_eq!(s.next(1000, 1000), Next::Send(1));
         // Another client behind the same IP used most of the minute.
-        s.on_answer(1001, 200, Some(2999), None);
-        assert_eq!(s.next(1002), Next::Wait(58_998));
-        assert_eq!(s.next(60_000), Next::Send(2));
+        s.on_answer(1001, 1001, 200, Some(2999), None);
+        assert_eq!(s.next(1002, 1002), Next::Wait(58_998));
+        assert_eq!(s.next(60_000, 60_000), Next::Send(2));
     }
 
     #[test]
     fn retry_after_is_obeyed_for_every_job() {
         let mut s = Scheduler::new(0.5, 2);
         s.push(1, Priority::Normal);
-        assert_eq!(s.next(0), Next::Send(1));
-        s.on_answer(5, 429, Some(10), Some(7));
+        assert_eq!(s.next(0, 0), Next::Send(1));
+        s.on_answer(5, 5, 429, Some(10), Some(7));
         s.push_front(1, Priority::Normal);
         s.push(9, Priority::Urgent);
-        assert_eq!(s.hold(6), Hold::RetryAfter);
-        assert_eq!(s.next(6), Next::Wait(6_999));
-        assert_eq!(s.next(7_005), Next::Send(9));
+        assert_eq!(s.hold(6, 6), Hold::RetryAfter);
+        assert_eq!(s.next(6, 6), Next::Wait(6_999));
+        assert_eq!(s.next(7_005, 7_005), Next::Send(9));
         // A 418 without Retry-After waits the default.
-        s.on_answer(7_010, 418, None, None);
-        assert_eq!(s.next(7_011), Next::Wait(DEFAULT_RETRY_AFTER_S * 1000 - 1));
+        s.on_answer(7_010, 7_010, 418, None, None);
+        assert_eq!(
+            s.next(7_011, 7_011),
+            Next::Wait(DEFAULT_RETRY_AFTER_S * 1000 - 1)
+        );
+    }
+
+    #[test]
+    fn a_huge_weight_header_holds_the_minute_instead_of_wrapping() {
+        let mut s = Scheduler::new(0.5, 2);
+        s.push(1, Priority::Normal);
+        s.push(2, Priority::Normal);
+        assert_eq!(s.next(1000, 1000), Next::Send(1));
+        // 2^32 - 1: adding a request's weight must not wrap to a small number.
+        s.on_answer(1001, 1001, 200, Some(u32::MAX), None);
+        assert_eq!(s.used(1002), u32::MAX);
+        assert_eq!(s.hold(1002, 1002), Hold::Budget);
+        assert_eq!(s.next(1002, 1002), Next::Wait(58_998));
+        // The next minute starts afresh.
+        assert_eq!(s.next(60_000, 60_000), Next::Send(2));
+        // Our own count saturates too.
+        let mut own = Scheduler::new(1.0, u32::MAX);
+        own.push(3, Priority::Normal);
+        own.push(4, Priority::Normal);
+        assert_eq!(own.next(0, 0), Next::Send(3));
+        assert_eq!(own.used(0), u32::MAX);
+        assert_eq!(own.next(1, 1), Next::Wait(59_999));
+    }
+
+    #[test]
+    fn a_wall_clock_step_neither_shortens_nor_stretches_a_ban() {
+        const HOUR: u64 = 3_600_000;
+        let wall = 1_764_900_000_000;
+        let mono = 50_000;
+        let mut s = Scheduler::new(0.5, 2);
+        s.push(1, Priority::Normal);
+        assert_eq!(s.next(wall, mono), Next::Send(1));
+        s.on_answer(wall, mono, 418, None, Some(10));
+        s.push_front(1, Priority::Normal);
+        // The wall clock jumps an hour ahead one second later: the ban still runs.
+        assert_eq!(s.hold(wall + HOUR, mono + 1_000), Hold::RetryAfter);
+        assert_eq!(s.next(wall + HOUR, mono + 1_000), Next::Wait(9_000));
+        // Then an hour back (behind where it started): the ban does not grow.
+        assert_eq!(s.next(wall - HOUR, mono + 2_000), Next::Wait(8_000));
+        // It ends ten monotonic seconds after the answer, whatever the wall says.
+        assert_eq!(s.next(wall - HOUR, mono + 9_999), Next::Wait(1));
+        assert_eq!(s.next(wall - HOUR, mono + 10_000), Next::Send(1));
+        // A 429's Retry-After likewise.
+        s.push(2, Priority::Normal);
+        s.on_answer(wall, mono + 10_001, 429, None, Some(5));
+        assert_eq!(s.next(wall + HOUR, mono + 10_002), Next::Wait(4_999));
+        assert_eq!(s.next(wall + 2 * HOUR, mono + 15_001), Next::Send(2));
     }
 }

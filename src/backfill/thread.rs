@@ -42,9 +42,14 @@ pub(super) struct Job {
     check: bool,
 }
 
-/// The scheduler counts in unsigned milliseconds of wall time.
+/// The scheduler counts the minute's weight in unsigned milliseconds of wall time.
 fn wall_ms() -> u64 {
     crate::clock::wall_ms().max(0) as u64
+}
+
+/// The scheduler times Retry-After on the monotonic clock, in milliseconds.
+fn mono_ms() -> u64 {
+    crate::clock::mono_ns() / 1_000_000
 }
 
 pub(super) struct Thread {
@@ -95,10 +100,10 @@ impl Thread {
             self.stats.queued_urgent.set(queued[0] as u64);
             self.stats.queued_normal.set(queued[1] as u64);
             self.stats.retrying.set(self.retries.len() as u64);
-            let wall = wall_ms();
-            let hold = self.scheduler.hold(wall);
+            let (wall, mono) = (wall_ms(), mono_ms());
+            let hold = self.scheduler.hold(wall, mono);
             self.stats.blocked.set(u64::from(hold == Hold::RetryAfter));
-            match self.scheduler.next(wall) {
+            match self.scheduler.next(wall, mono) {
                 Next::Idle => std::thread::sleep(IDLE_POLL),
                 Next::Wait(ms) => {
                     if hold == Hold::Budget && !was_budget_held {
@@ -237,7 +242,7 @@ impl Thread {
         let (status, used, retry_after) =
             (answer.status, answer.used_weight_1m, answer.retry_after_s);
         self.scheduler
-            .on_answer(wall_ms(), status, used, retry_after);
+            .on_answer(wall_ms(), mono_ms(), status, used, retry_after);
         if let Some(w) = used {
             self.stats.used_weight_1m.set(i64::from(w));
         }

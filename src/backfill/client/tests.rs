@@ -95,6 +95,17 @@ fn rate_headers_are_read_leniently_and_capped() {
         "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
     );
     assert_eq!(rate_headers(&h), (Some(u32::MAX), None));
+    // 2^32 - 1 and past u64: the most there is, never a wrapped or ignored count.
+    h.insert("x-mbx-used-weight-1m", "4294967295".parse().unwrap());
+    assert_eq!(rate_headers(&h).0, Some(u32::MAX));
+    let huge = "9".repeat(40);
+    h.insert("x-mbx-used-weight-1m", huge.parse().unwrap());
+    h.insert("retry-after", huge.parse().unwrap());
+    assert_eq!(rate_headers(&h), (Some(u32::MAX), Some(u64::MAX)));
+    for bad in ["-1", "", "12a", "+5"] {
+        h.insert("x-mbx-used-weight-1m", bad.parse().unwrap());
+        assert_eq!(rate_headers(&h).0, None, "{bad:?}");
+    }
     assert!(is_rate_limited(429) && is_rate_limited(418));
     assert!(!is_rate_limited(200) && !is_rate_limited(500));
 }

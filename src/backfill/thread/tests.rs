@@ -59,7 +59,7 @@ fn thread(warm: u32, db: Option<FakeDb>) -> (Thread, ShardLink) {
 fn queued(t: &mut Thread) -> Vec<Want> {
     let mut out = Vec::new();
     loop {
-        match t.scheduler.next(wall_ms()) {
+        match t.scheduler.next(wall_ms(), mono_ms()) {
             Next::Send(job) => out.push(job.request.want),
             Next::Idle => return out,
             Next::Wait(ms) => panic!("the budget should not hold {out:?} ({ms} ms)"),
