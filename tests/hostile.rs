@@ -607,6 +607,11 @@ fn malformed_frames_are_counted_and_the_connection_is_kept() {
             "out_of_range",
         ),
         (
+            "negative open price",
+            good.replace(r#""o":"0.0010""#, r#""o":"-0.0010""#),
+            "out_of_range",
+        ),
+        (
             "interval 7m",
             good.replace(r#""i":"1m""#, r#""i":"7m""#),
             "out_of_range",

@@ -876,6 +876,66 @@ fn numbers_out_of_range_are_rejected() {
 }
 
 #[test]
+fn negative_prices_and_quantities_are_out_of_range() {
+    // (fixture, field as it stands, negative replacement, the field named in the error)
+    let cases: [(&str, &str, &str, &str); 14] = [
+        ("kline.json", r#""o":"0.0010""#, r#""o":"-0.0010""#, "o"),
+        ("kline.json", r#""c":"0.0020""#, r#""c":"-0.0020""#, "c"),
+        ("kline.json", r#""h":"0.0025""#, r#""h":"-0.0025""#, "h"),
+        ("kline.json", r#""l":"0.0015""#, r#""l":"-0.0015""#, "l"),
+        ("kline.json", r#""v":"1000""#, r#""v":"-1000""#, "v"),
+        ("kline.json", r#""Q":"0.500""#, r#""Q":"-0.500""#, "Q"),
+        ("trade.json", r#""p":"0.001""#, r#""p":"-0.001""#, "p"),
+        ("trade.json", r#""q":"100""#, r#""q":"-100""#, "q"),
+        // A sign on zero is still a sign Binance never sends.
+        ("trade.json", r#""q":"100""#, r#""q":"-0""#, "q"),
+        ("aggtrade.json", r#""p":"0.001""#, r#""p":"-0.001""#, "p"),
+        (
+            "bookticker.json",
+            r#""b":"25.35190000""#,
+            r#""b":"-25.35190000""#,
+            "b",
+        ),
+        (
+            "bookticker.json",
+            r#""A":"40.66000000""#,
+            r#""A":"-40.66000000""#,
+            "A",
+        ),
+        (
+            "diff_depth.json",
+            r#"[["0.0024","10"]]"#,
+            r#"[["-0.0024","10"]]"#,
+            "b",
+        ),
+        (
+            "partial_depth.json",
+            r#"["0.0026","100"]"#,
+            r#"["0.0026","-100"]"#,
+            "asks",
+        ),
+    ];
+    for (fixture_name, from, to, field) in cases {
+        let good = fixture_text(fixture_name);
+        let text = good.replace(from, to);
+        assert_ne!(text, good, "{fixture_name}: {from} not found");
+        // Both paths refuse it, with the same error.
+        let err = parse_err(text.as_bytes());
+        assert_eq!(err, ParseError::OutOfRange(field), "{fixture_name}: {to}");
+        assert_eq!(err.reason(), "out_of_range");
+        let mut general = Parser::new(TimeUnit::Millisecond);
+        general.set_fast_path(false);
+        let mut frame = text.into_bytes();
+        assert_eq!(general.parse(&mut frame), Err(err), "{fixture_name}: {to}");
+    }
+    // Zero stays valid: a depth level of quantity 0 removes the level.
+    let removal = fixture_text("diff_depth.json").replace(r#""10"]"#, r#""0.00000000"]"#);
+    let mut parser = Parser::new(TimeUnit::Millisecond);
+    let mut frame = removal.into_bytes();
+    assert!(parser.parse(&mut frame).is_ok());
+}
+
+#[test]
 fn deep_nesting_is_rejected_without_recursion() {
     let arrays = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
     let objects = format!("{}1{}", r#"{"a":"#.repeat(10_000), "}".repeat(10_000));

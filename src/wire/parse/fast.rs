@@ -392,10 +392,15 @@ impl Reader<'_> {
         Symbol::new(self.str()?).ok()
     }
 
+    /// A price or quantity; a negative one is left to the general path, which
+    /// rejects it.
     #[inline(always)]
     fn decimal(&mut self) -> Option<Decimal> {
-        let range = self.string()?;
-        parse_decimal_bytes(self.bytes.get(range)?).ok()
+        let text = self.bytes.get(self.string()?)?;
+        if text.first() == Some(&b'-') {
+            return None;
+        }
+        parse_decimal_bytes(text).ok()
     }
 
     /// A JSON integer without sign or leading zeros that fits a u64.

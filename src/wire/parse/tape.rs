@@ -701,12 +701,17 @@ impl<'t, 'a> Walk<'t, 'a> {
     }
 }
 
+/// A price or quantity. Binance's are never negative (a depth level's quantity is 0 to
+/// remove it, never less), so a sign, even on zero, is out of range: a negative price
+/// would be stored, charted and fed to the indicators as if real.
 #[inline(always)]
 fn decimal_value(text: &str, name: &'static str) -> Result<Decimal, ParseError> {
-    parse_decimal(text).map_err(|e| match e {
-        DecimalError::Invalid => ParseError::WrongType(name),
-        DecimalError::OutOfRange => ParseError::OutOfRange(name),
-    })
+    match parse_decimal(text) {
+        Ok(_) if text.starts_with('-') => Err(ParseError::OutOfRange(name)),
+        Ok(d) => Ok(d),
+        Err(DecimalError::Invalid) => Err(ParseError::WrongType(name)),
+        Err(DecimalError::OutOfRange) => Err(ParseError::OutOfRange(name)),
+    }
 }
 
 /// A non-null request id: our numeric ids come back as numbers; anything else a server
