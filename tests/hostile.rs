@@ -540,9 +540,9 @@ const REASONS: [&str; 6] = [
 
 #[test]
 fn malformed_frames_are_counted_and_the_connection_is_kept() {
-    // Frames up to 4 MiB pass the WebSocket layer here, so the parser's own 1 MiB
-    // bound is what a 2 MB frame meets.
-    let run = start_against_exchange(|c| c.feed.max_frame_bytes = 4 << 20);
+    // The default limit, which is the parser's own: a frame the WebSocket layer lets
+    // through is never too large for the parser.
+    let run = start_against_exchange(|_| {});
     assert!(
         wait_until(EFFECT_TIMEOUT, || run.engine.status().ready()),
         "the engine never subscribed: {}",
@@ -557,7 +557,6 @@ fn malformed_frames_are_counted_and_the_connection_is_kept() {
         "[".repeat(10_000),
         "]".repeat(10_000)
     );
-    let big_string = format!(r#"{{"e":"kline","E":1,"s":"{}"}}"#, "A".repeat(2_000_000));
     let e_ms = T0_MS + 1_000;
     // (case, frame, parse-error reason it must be counted under)
     let parse_errors: Vec<(&str, String, &str)> = vec![
@@ -664,7 +663,6 @@ fn malformed_frames_are_counted_and_the_connection_is_kept() {
             r#"{"E":1,"s":"BTCUSDT"}"#.into(),
             "missing_field",
         ),
-        ("a 2 MB string", big_string, "too_large"),
     ];
     let malformed = parse_errors.len() as u64;
     for (case, frame, reason) in parse_errors {
@@ -712,6 +710,26 @@ fn malformed_frames_are_counted_and_the_connection_is_kept() {
         &huge_field,
     )));
     run.expect_shard("a 900 KB unknown field", "/unknown_fields", fields + 1);
+    // A frame of exactly feed.max_frame_bytes (the default, the parser's limit): the
+    // WebSocket layer and the parser both take it.
+    let limit = alphapulse::wire::Parser::MAX_FRAME_BYTES;
+    assert_eq!(Config::default().feed.max_frame_bytes, limit);
+    let shell = kline_with(
+        "BTCUSDT",
+        T0_MS + MINUTE_MS,
+        false,
+        e_ms + MINUTE_MS,
+        r#""zz":"","#,
+    );
+    let pad = format!(r#""zz":"{}","#, "D".repeat(limit - shell.len()));
+    let at_limit = kline_with("BTCUSDT", T0_MS + MINUTE_MS, false, e_ms + MINUTE_MS, &pad);
+    assert_eq!(at_limit.len(), limit);
+    run.exchange.send(text(at_limit));
+    run.expect_shard(
+        "a frame of exactly the limit",
+        "/unknown_fields",
+        fields + 2,
+    );
     let implausible = run.shard("/implausible_klines");
     run.exchange.send(text(good.replace(
         &format!(r#""t":{}"#, T0_MS + MINUTE_MS),
@@ -890,6 +908,10 @@ fn protocol_violations_reset_the_connection_and_it_comes_back() {
             "a 3 MB text frame (over feed.max_frame_bytes)",
             "oversized_frame",
             text("C".repeat(3_000_000)),
+        ),
+        (
+            "a text frame one byte over feed.max_frame_bytes",
+            text("C".repeat(alphapulse::wire::Parser::MAX_FRAME_BYTES + 1)),
         ),
         (
             "a masked frame from the server",

@@ -12,9 +12,10 @@ impl Config {
         for &field in Field::ALL {
             let setting = field.get(self);
             if let Err(problem) = field.rule().check(&setting) {
-                let expected = match problem {
-                    Why::Type => field.rule().expected(),
-                    Why::Detail(detail) => detail,
+                let expected = match (problem, field.limit_why()) {
+                    (Why::Type, Some(why)) => format!("{} ({why})", field.rule().expected()),
+                    (Why::Type, None) => field.rule().expected(),
+                    (Why::Detail(detail), _) => detail,
                 };
                 return Err(ConfigError::Invalid {
                     key: field.name(from_env).to_owned(),

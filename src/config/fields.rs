@@ -272,6 +272,14 @@ impl Field {
         }
     }
 
+    /// Why a setting's bound is where it is, when the range alone would puzzle.
+    pub(super) fn limit_why(self) -> Option<&'static str> {
+        match self {
+            Field::MaxFrameBytes => Some("the largest frame the parser takes"),
+            _ => None,
+        }
+    }
+
     pub(super) fn table(self) -> &'static str {
         self.toml_key()
             .rsplit_once('.')

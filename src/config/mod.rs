@@ -79,8 +79,10 @@ pub const MAX_RECENT_CANDLES: u64 = 100_000;
 pub const MAX_INSTANCES: u64 = 1024;
 /// Smallest SUBSCRIBE request that still fits one stream name with the JSON around it.
 pub const MIN_SUBSCRIBE_BATCH_BYTES: u64 = 128;
-/// Largest frame we may be told to accept; larger settings only invite memory blow-ups.
-pub const MAX_FRAME_BYTES_LIMIT: u64 = 64 << 20;
+/// Largest frame we may be told to accept: the parser's own limit, so one limit holds
+/// from the socket to the parser (a larger frame would pass the WebSocket layer only to
+/// be refused by the parser).
+pub const MAX_FRAME_BYTES_LIMIT: u64 = crate::wire::Parser::MAX_FRAME_BYTES as u64;
 /// Largest `feed.max_clock_skew_ms`: a year (366 days).
 pub const MAX_CLOCK_SKEW_MS: u64 = 366 * 86_400_000;
 /// Largest `feed.exchange_speed` (the simulator's speeds are far below).
@@ -298,7 +300,8 @@ pub struct FeedConfig {
     pub backoff_max_ms: u64,
     /// A connection must stay up this long before the backoff resets.
     pub backoff_stable_s: f64,
-    /// Largest frame accepted from the exchange.
+    /// Largest frame (and message) accepted from the exchange; at most the parser's
+    /// limit ([`MAX_FRAME_BYTES_LIMIT`], 1 MiB).
     pub max_frame_bytes: usize,
     /// How far (ms) an exchange event time (and a REST kline's open time) may be from
     /// our wall clock; events beyond it are dropped and counted

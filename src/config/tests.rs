@@ -388,7 +388,9 @@ fn toml_errors_name_the_dotted_key() {
         ("[feed]\nbackoff_initial_ms = 0", "feed.backoff_initial_ms=0: expected a whole number from 1 to 60000"),
         ("[feed]\nbackoff_max_ms = 600001", "feed.backoff_max_ms=600001: expected a whole number from 1 to 600000"),
         ("[feed]\nbackoff_stable_s = -1", "feed.backoff_stable_s=-1.0: expected seconds from 1 to 3600"),
-        ("[feed]\nmax_frame_bytes = 1000", "feed.max_frame_bytes=1000: expected a whole number from 4096 to 67108864"),
+        ("[feed]\nmax_frame_bytes = 1000", "feed.max_frame_bytes=1000: expected a whole number from 4096 to 1048576 (the largest frame the parser takes)"),
+        ("[feed]\nmax_frame_bytes = 67108864", "feed.max_frame_bytes=67108864: expected a whole number from 4096 to 1048576 (the largest frame the parser takes)"),
+        ("[feed]\nmax_frame_bytes = 1048577", "feed.max_frame_bytes=1048577: expected a whole number from 4096 to 1048576 (the largest frame the parser takes)"),
         ("[feed]\nrotation_overlap_s = 601", "feed.rotation_overlap_s=601.0: expected seconds from 0 to 600"),
         ("[feed.streams]\ndiff_depth_ms = 500", "feed.streams.diff_depth_ms=500: expected one of 100, 1000 (leave the key out to disable)"),
         ("[feed.streams]\npartial_depth_levels = 15", "feed.streams.partial_depth_levels=15: expected one of 5, 10, 20"),
@@ -811,4 +813,17 @@ fn instance_of_is_the_split_instance_symbols_uses() {
         0,
         "a count of 0 is taken as 1"
     );
+}
+
+#[test]
+fn the_frame_limit_is_the_parsers() {
+    // One limit from the socket to the parser: the largest setting is what the parser
+    // takes, and that setting loads.
+    assert_eq!(
+        MAX_FRAME_BYTES_LIMIT as usize,
+        crate::wire::Parser::MAX_FRAME_BYTES
+    );
+    let at_limit = format!("[feed]\nmax_frame_bytes = {MAX_FRAME_BYTES_LIMIT}");
+    let c = Config::from_toml_str(&at_limit).unwrap();
+    assert_eq!(c.feed.max_frame_bytes, crate::wire::Parser::MAX_FRAME_BYTES);
 }
