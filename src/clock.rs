@@ -1,6 +1,8 @@
 //! Time sources. Every stage stamps events with [`mono_ns`], a monotonic clock shared
 //! by all cores of the process (one origin, read with the vDSO: no syscall), so stage
-//! latencies compare across cores. Exchange times are wall-clock; [`wall_us`] reads ours.
+//! latencies compare across cores. Exchange times are wall-clock; [`wall_us`] reads ours,
+//! and [`ClockBound`] says how far the exchange's may be from it (pure: both clocks'
+//! readings are passed in).
 
 use std::sync::OnceLock;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
