@@ -911,6 +911,7 @@ fn protocol_violations_reset_the_connection_and_it_comes_back() {
         ),
         (
             "a text frame one byte over feed.max_frame_bytes",
+            "oversized_frame",
             text("C".repeat(alphapulse::wire::Parser::MAX_FRAME_BYTES + 1)),
         ),
         (
