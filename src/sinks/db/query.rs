@@ -221,30 +221,33 @@ fn candles(c: &mut Client, q: &ListQuery) -> Result<Vec<CandleRecord>, postgres:
         f.sql
     );
     let rows = c.query(&sql, &f.params())?;
-    Ok(rows
-        .iter()
-        .filter_map(|r| {
-            let timeframe = Interval::parse(r.get::<_, &str>(1)).ok()?.as_str();
-            Some(CandleRecord {
-                kind: "candle",
-                symbol: r.get(0),
-                timeframe,
-                open_time: r.get::<_, PgTime>(2).as_ms(),
-                close_time: r.get::<_, PgTime>(3).as_ms(),
-                open: r.get(4),
-                high: r.get(5),
-                low: r.get(6),
-                close: r.get(7),
-                volume: r.get(8),
-                quote_volume: r.get(9),
-                taker_buy_base: r.get(10),
-                taker_buy_quote: r.get(11),
-                trades: r.get::<_, i64>(12).max(0) as u64,
-                closed: r.get(13),
-                event_time: r.get::<_, PgTime>(14).as_ms(),
-            })
-        })
-        .collect())
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        // A column whose type drifted from the schema is an error for this read (the
+        // API answers it), never a panic of the worker.
+        let Ok(timeframe) = Interval::parse(r.try_get::<_, &str>(1)?) else {
+            continue;
+        };
+        out.push(CandleRecord {
+            kind: "candle",
+            symbol: r.try_get(0)?,
+            timeframe: timeframe.as_str(),
+            open_time: r.try_get::<_, PgTime>(2)?.as_ms(),
+            close_time: r.try_get::<_, PgTime>(3)?.as_ms(),
+            open: r.try_get(4)?,
+            high: r.try_get(5)?,
+            low: r.try_get(6)?,
+            close: r.try_get(7)?,
+            volume: r.try_get(8)?,
+            quote_volume: r.try_get(9)?,
+            taker_buy_base: r.try_get(10)?,
+            taker_buy_quote: r.try_get(11)?,
+            trades: r.try_get::<_, i64>(12)?.max(0) as u64,
+            closed: r.try_get(13)?,
+            event_time: r.try_get::<_, PgTime>(14)?.as_ms(),
+        });
+    }
+    Ok(out)
 }
 
 fn signals(c: &mut Client, q: &ListQuery) -> Result<Vec<SignalRecord>, postgres::Error> {
@@ -255,25 +258,31 @@ fn signals(c: &mut Client, q: &ListQuery) -> Result<Vec<SignalRecord>, postgres:
         f.sql
     );
     let rows = c.query(&sql, &f.params())?;
-    Ok(rows
-        .iter()
-        .filter_map(|r| {
-            let indicators = match r.get::<_, serde_json::Value>(7) {
-                serde_json::Value::Object(m) => m,
-                _ => serde_json::Map::new(),
-            };
-            Some(SignalRecord {
-                kind_tag: "signal",
-                timestamp: r.get::<_, PgTime>(0).as_ms(),
-                symbol: r.get(1),
-                timeframe: Interval::parse(r.get::<_, &str>(2)).ok()?.as_str(),
-                kind: SignalKind::parse(r.get::<_, &str>(3))?.as_str(),
-                direction: Direction::parse(r.get::<_, &str>(4))?.as_str(),
-                confidence: r.get(5),
-                price: r.get(6),
-                indicators,
-                event_time: r.get::<_, PgTime>(8).as_ms(),
-            })
-        })
-        .collect())
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let indicators = match r.try_get::<_, serde_json::Value>(7)? {
+            serde_json::Value::Object(m) => m,
+            _ => serde_json::Map::new(),
+        };
+        let (Ok(timeframe), Some(kind), Some(direction)) = (
+            Interval::parse(r.try_get::<_, &str>(2)?),
+            SignalKind::parse(r.try_get::<_, &str>(3)?),
+            Direction::parse(r.try_get::<_, &str>(4)?),
+        ) else {
+            continue;
+        };
+        out.push(SignalRecord {
+            kind_tag: "signal",
+            timestamp: r.try_get::<_, PgTime>(0)?.as_ms(),
+            symbol: r.try_get(1)?,
+            timeframe: timeframe.as_str(),
+            kind: kind.as_str(),
+            direction: direction.as_str(),
+            confidence: r.try_get(5)?,
+            price: r.try_get(6)?,
+            indicators,
+            event_time: r.try_get::<_, PgTime>(8)?.as_ms(),
+        });
+    }
+    Ok(out)
 }

@@ -31,7 +31,7 @@ pub fn newest_stored(
     let mut out = Vec::new();
     for &(symbol, interval) in series {
         let row = client.query_one(&stmt, &[&symbol.as_str(), &interval.as_str()])?;
-        if let Some(t) = row.get::<_, Option<i64>>(0) {
+        if let Some(t) = row.try_get::<_, Option<i64>>(0)? {
             out.push((symbol, interval, t));
         }
     }

@@ -121,6 +121,29 @@ impl Batch {
         }
     }
 
+    /// The batch cut in two of (nearly) equal rows, candles, then signals, then absences, in
+    /// order: how the writer narrows down the rows a server refuses.
+    pub fn halves(&self) -> (Batch, Batch) {
+        let half = self.rows() / 2;
+        let (mut a, mut b) = (Batch::new(), Batch::new());
+        for (i, c) in self.candles.iter().enumerate() {
+            if i < half { &mut a } else { &mut b }.push_candle(*c);
+        }
+        for (i, s) in self.signals.iter().enumerate() {
+            if self.candles.len() + i < half {
+                &mut a
+            } else {
+                &mut b
+            }
+            .push_signal(s.clone());
+        }
+        let before = self.candles.len() + self.signals.len();
+        for (i, g) in self.absences.iter().enumerate() {
+            if before + i < half { &mut a } else { &mut b }.push_absence(*g);
+        }
+        (a, b)
+    }
+
     /// Empties the batch, keeping its allocations.
     pub fn clear(&mut self) {
         self.candles.clear();
@@ -326,7 +349,13 @@ impl ToSql for PgTime {
         _: &Type,
         out: &mut BytesMut,
     ) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
-        out.put_i64(self.0 - PG_EPOCH_OFFSET_US);
+        // An instant before PostgreSQL's epoch by more than i64 µs (an extreme `from`
+        // of a list query) has no encoding: an error for the statement, not a panic.
+        let pg = self
+            .0
+            .checked_sub(PG_EPOCH_OFFSET_US)
+            .ok_or_else(|| format!("time {} µs is out of the timestamp range", self.0))?;
+        out.put_i64(pg);
         Ok(IsNull::No)
     }
     fn accepts(ty: &Type) -> bool {
@@ -338,7 +367,10 @@ impl ToSql for PgTime {
 impl<'a> FromSql<'a> for PgTime {
     fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn StdError + Sync + Send>> {
         let bytes: [u8; 8] = raw.try_into()?;
-        Ok(PgTime(i64::from_be_bytes(bytes) + PG_EPOCH_OFFSET_US))
+        // `infinity` is i64::MAX: saturate rather than overflow.
+        Ok(PgTime(
+            i64::from_be_bytes(bytes).saturating_add(PG_EPOCH_OFFSET_US),
+        ))
     }
     fn accepts(ty: &Type) -> bool {
         matches!(*ty, Type::TIMESTAMPTZ | Type::TIMESTAMP)
@@ -465,5 +497,44 @@ mod tests {
         let back = PgTime::from_sql(&Type::TIMESTAMPTZ, &out).unwrap();
         assert_eq!(back.as_ms(), 1_700_000_000_123);
         assert_eq!(PgTime(-1).as_ms(), -1);
+    }
+
+    #[test]
+    fn extreme_times_are_errors_not_panics() {
+        let mut out = BytesMut::new();
+        for ms in [i64::MIN, i64::MIN / 1000, -i64::MAX] {
+            assert!(PgTime::from_ms(ms)
+                .to_sql(&Type::TIMESTAMPTZ, &mut out)
+                .is_err());
+        }
+        PgTime::from_ms(i64::MAX)
+            .to_sql(&Type::TIMESTAMPTZ, &mut out)
+            .expect("late times encode");
+        // `infinity` and `-infinity` as the server sends them.
+        for raw in [i64::MAX, i64::MIN] {
+            let t = PgTime::from_sql(&Type::TIMESTAMPTZ, &raw.to_be_bytes()).unwrap();
+            let _ = t.as_ms();
+        }
+        assert!(PgTime::from_sql(&Type::TIMESTAMPTZ, &[1, 2, 3]).is_err());
+    }
+
+    #[test]
+    fn halves_keep_every_row_once_in_order() {
+        let mut b = Batch::new();
+        for i in 0..3 {
+            b.push_candle(candle("BTCUSDT", 60_000 * i, 11, true));
+        }
+        for i in 0..2 {
+            b.push_signal(signal(120_000 * (i + 1)));
+        }
+        let (x, y) = b.halves();
+        assert_eq!((x.rows(), y.rows()), (2, 3));
+        assert_eq!(x.candles, b.candles[..2]);
+        assert_eq!(y.candles, b.candles[2..]);
+        assert_eq!(y.signals, b.signals);
+        let mut one = Batch::new();
+        one.push_signal(signal(1));
+        let (x, y) = one.halves();
+        assert_eq!((x.rows(), y.rows()), (0, 1));
     }
 }

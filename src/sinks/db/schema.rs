@@ -97,7 +97,7 @@ fn timescaledb_installed(client: &mut Client) -> Result<bool, DbError> {
         "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')",
         &[],
     )?;
-    Ok(row.get(0))
+    Ok(row.try_get(0)?)
 }
 
 /// Compression after `compress_after_days` and, when set, retention after
