@@ -260,6 +260,18 @@ settings! {
             env "DATABASE_WRITE_METHOD", Rule::OneOf(WriteMethod::NAMES);
         DbHoldConnections: hold_connections = true,
             env "DATABASE_HOLD_CONNECTIONS", Rule::Flag;
+        // A minute covers a 50,000-row upsert on a slow server; past it a statement is
+        // cancelled and retried rather than holding the writer (and the rings) for ever.
+        DbStatementTimeoutMs: statement_timeout_ms = 60_000,
+            env "DATABASE_STATEMENT_TIMEOUT_MS", count(100, 3_600_000);
+        // A write waits this long for a lock (an `ALTER TABLE`, a manual `LOCK`) before
+        // it gives up and spools: short, so the writer keeps draining the rings.
+        DbLockTimeoutMs: lock_timeout_ms = 5_000,
+            env "DATABASE_LOCK_TIMEOUT_MS", count(100, 600_000);
+        // Rows the database refuses are kept for a person to read; 64 MiB holds
+        // hundreds of thousands of them, and the file can never fill the disk.
+        DbDeadLetterMaxBytes: dead_letter_max_bytes = 64 << 20,
+            env "DATABASE_DEAD_LETTER_MAX_BYTES", count(4096, 1 << 36);
     }
 }
 

@@ -212,10 +212,19 @@ pub struct DatabaseConfig {
     pub retry_max_ms: u64,
     /// How the writer sends a batch: binary `COPY` or one array upsert per table.
     pub write_method: WriteMethod,
-    /// Keep the writer's, the query worker's and the REST thread's connections open
-    /// between uses; false opens one per batch, read or statement and closes it at once,
-    /// for a server that serves one connection at a time (PGlite).
+    /// Keep the writer's and the query worker's connections open between uses; false
+    /// opens one per batch or read and closes it at once, for a server that serves one
+    /// connection at a time (PGlite).
     pub hold_connections: bool,
+    /// `statement_timeout` of the writer's session: a longer statement is cancelled,
+    /// its batch spooled and retried.
+    pub statement_timeout_ms: u64,
+    /// `lock_timeout` of the writer's session: a write that waits longer for a lock is
+    /// cancelled, its batch spooled and retried.
+    pub lock_timeout_ms: u64,
+    /// Bound of the dead-letter file (`dead-letter.jsonl` in the spool directory) where
+    /// rows the database refuses are kept; past it they are counted only.
+    pub dead_letter_max_bytes: u64,
 }
 
 /// How the database writer sends a batch (`database.write_method`).

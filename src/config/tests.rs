@@ -560,7 +560,7 @@ fn field_table_is_complete_and_unambiguous() {
             "{field:?}"
         );
     }
-    assert_eq!(env_names.len(), 38);
+    assert_eq!(env_names.len(), 41);
 }
 
 #[test]

@@ -150,6 +150,20 @@ pub struct WriteConn {
     upsert_candles: String,
 }
 
+/// Sets the session's `statement_timeout` and `lock_timeout` (ms) on `client`.
+pub fn set_session_timeouts(
+    client: &mut Client,
+    statement: std::time::Duration,
+    lock: std::time::Duration,
+) -> Result<(), DbError> {
+    client.batch_execute(&format!(
+        "SET statement_timeout = {}; SET lock_timeout = {}",
+        statement.as_millis(),
+        lock.as_millis()
+    ))?;
+    Ok(())
+}
+
 /// Connects with `DATABASE_URL`, bounding the connect time so an unreachable server
 /// cannot stall the writer past its retry schedule.
 pub fn connect(url: &str, connect_timeout: std::time::Duration) -> Result<Client, DbError> {
@@ -177,6 +191,17 @@ impl WriteConn {
             client,
             upsert_candles: upsert_candles(),
         })
+    }
+
+    /// Bounds every statement of this session: a write that waits longer than
+    /// `lock` for a lock, or runs longer than `statement`, is cancelled by the server
+    /// (SQLSTATE 55P03, 57014) instead of holding the writer while the rings fill.
+    pub fn set_timeouts(
+        &mut self,
+        statement: std::time::Duration,
+        lock: std::time::Duration,
+    ) -> Result<(), DbError> {
+        set_session_timeouts(&mut self.client, statement, lock)
     }
 
     pub fn client(&mut self) -> &mut Client {

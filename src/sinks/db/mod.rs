@@ -15,11 +15,16 @@
 //! - [`spool`]: the bounded, checksummed, append-only spool.
 //! - [`writer`]: the loop: batching with growth under load, retry with capped jittered
 //!   backoff, spooling and in-order replay.
+//! - [`errors`]: what a failed write means (lost connection, retry later, bad rows,
+//!   refused statement), from its SQLSTATE.
+//! - [`deadletter`]: the bounded file of rows the database refuses.
 //! - [`schema`]: the migrations and TimescaleDB policies.
 //! - [`query`]: the query worker the dashboard reads through.
 //! - [`rest`]: the REST thread's one statement: the newest stored candle per series.
 
 pub mod copy;
+pub mod deadletter;
+pub mod errors;
 pub mod query;
 pub mod rest;
 pub mod rows;
@@ -54,6 +59,12 @@ pub enum DbError {
     Migrate(String),
     #[error(transparent)]
     Spool(#[from] spool::SpoolError),
+    #[error("database: not connected")]
+    NotConnected,
+    /// Isolating the rows a batch's server refuses took more writes than the bound:
+    /// so many rows are refused that the cause is the statement, not the rows.
+    #[error("more than {0} writes to isolate the rows the database refuses: holding the batch in the spool")]
+    TooManyBadRows(usize),
 }
 
 /// The writer's settings, taken from [`Config`] once.
@@ -77,6 +88,11 @@ pub struct DbSettings {
     pub write_method: upsert::WriteMethod,
     /// Keep connections open between uses (`database.hold_connections`).
     pub hold_connections: bool,
+    /// `statement_timeout` and `lock_timeout` of the write session.
+    pub statement_timeout: Duration,
+    pub lock_timeout: Duration,
+    /// Bound of the dead-letter file in `spool_dir`.
+    pub dead_letter_max_bytes: u64,
 }
 
 impl DbSettings {
@@ -97,6 +113,9 @@ impl DbSettings {
             retry_max: Duration::from_millis(db.retry_max_ms),
             write_method: db.write_method,
             hold_connections: db.hold_connections,
+            statement_timeout: Duration::from_millis(db.statement_timeout_ms),
+            lock_timeout: Duration::from_millis(db.lock_timeout_ms),
+            dead_letter_max_bytes: db.dead_letter_max_bytes,
         })
     }
 }
@@ -121,6 +140,24 @@ pub struct DbStats {
     /// Rows per second committed over the last second.
     pub rows_per_s: Counter,
     pub write_errors: Counter,
+    /// Writes that failed for a reason that passes (a lock or statement timeout, a
+    /// serialization failure): spooled and retried with backoff.
+    pub transient_errors: Counter,
+    /// Writes the server refused whatever the rows (permissions, schema drift): the
+    /// batches wait in the spool, retried at `retry_max` pace.
+    pub refused_writes: Counter,
+    /// 1 while the latest write was refused so.
+    pub refusing: Counter,
+    /// Extra writes made to isolate refused rows (halves of a batch).
+    pub split_writes: Counter,
+    /// Rows the database refused (classes 22 and 23), isolated from their batch.
+    pub dead_rows: Counter,
+    /// Of those, rows kept in the dead-letter file, and rows left out of it (at its
+    /// bound, or the disk refused).
+    pub dead_letter_rows: Counter,
+    pub dead_letter_left_out: Counter,
+    pub dead_letter_bytes: Counter,
+    pub dead_letter_max_bytes: Counter,
     pub connect_failures: Counter,
     pub last_error: std::sync::Mutex<Option<String>>,
     pub live_skipped: Counter,
@@ -157,7 +194,11 @@ impl SinkStatus for DatabaseStatus {
         "database"
     }
     fn sections(&self) -> Vec<(&'static str, Value)> {
-        vec![("database", self.status()), ("spool", self.spool())]
+        vec![
+            ("database", self.status()),
+            ("spool", self.spool()),
+            ("dead_letter", self.dead_letter()),
+        ]
     }
     fn status(&self) -> Value {
         let s = &self.0;
@@ -168,8 +209,14 @@ impl SinkStatus for DatabaseStatus {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         let last_commit = s.last_commit_unix_ms.get();
+        let refusing = s.refusing.get() == 1;
+        let state = match (connected, refusing) {
+            (_, true) => "refusing",
+            (true, false) => "connected",
+            (false, false) => "disconnected",
+        };
         json!({
-            "state": if connected { "connected" } else { "disconnected" },
+            "state": state,
             "connected": connected,
             "timescaledb": s.timescaledb.get() == 1,
             "last_commit_unix_ms": (last_commit > 0).then_some(last_commit),
@@ -185,6 +232,10 @@ impl SinkStatus for DatabaseStatus {
             "batch_target": s.batch_target.get(),
             "live_candles_skipped": s.live_skipped.get(),
             "errors": s.write_errors.get(),
+            "transient_errors": s.transient_errors.get(),
+            "refused_writes": s.refused_writes.get(),
+            "refusing": refusing,
+            "split_writes": s.split_writes.get(),
             "connect_failures": s.connect_failures.get(),
             "last_error": last_error,
         })
@@ -192,6 +243,18 @@ impl SinkStatus for DatabaseStatus {
 }
 
 impl DatabaseStatus {
+    fn dead_letter(&self) -> Value {
+        let s = &self.0;
+        json!({
+            "file": deadletter::DEAD_LETTER_FILE,
+            "rows_refused": s.dead_rows.get(),
+            "rows": s.dead_letter_rows.get(),
+            "left_out_rows": s.dead_letter_left_out.get(),
+            "bytes": s.dead_letter_bytes.get(),
+            "max_bytes": s.dead_letter_max_bytes.get(),
+        })
+    }
+
     fn spool(&self) -> Value {
         let s = &self.0;
         json!({

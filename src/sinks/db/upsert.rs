@@ -156,6 +156,8 @@ pub enum BatchConn {
     PerBatch {
         url: String,
         method: WriteMethod,
+        /// The session's `statement_timeout` and `lock_timeout`.
+        timeouts: (std::time::Duration, std::time::Duration),
     },
 }
 
@@ -170,14 +172,19 @@ impl BatchConn {
 
     /// The writer's connection under `settings`: `client` readied for the write method,
     /// or, when connections are not held, closed now and opened again for each batch.
-    pub fn open(client: Client, settings: &DbSettings) -> Result<BatchConn, DbError> {
+    /// The session's statement and lock timeouts are set first (the staging tables'
+    /// `LIKE` waits on locks too).
+    pub fn open(mut client: Client, settings: &DbSettings) -> Result<BatchConn, DbError> {
+        let timeouts = (settings.statement_timeout, settings.lock_timeout);
         if settings.hold_connections {
+            copy::set_session_timeouts(&mut client, timeouts.0, timeouts.1)?;
             return BatchConn::new(client, settings.write_method);
         }
         drop(client);
         Ok(BatchConn::PerBatch {
             url: settings.url.clone(),
             method: settings.write_method,
+            timeouts,
         })
     }
 
@@ -186,8 +193,13 @@ impl BatchConn {
         match self {
             BatchConn::Copy(c) => c.write(batch),
             BatchConn::Unnest(c) => c.write(batch),
-            BatchConn::PerBatch { url, method } => {
-                let client = copy::connect(url, CONNECT_TIMEOUT)?;
+            BatchConn::PerBatch {
+                url,
+                method,
+                timeouts,
+            } => {
+                let mut client = copy::connect(url, CONNECT_TIMEOUT)?;
+                copy::set_session_timeouts(&mut client, timeouts.0, timeouts.1)?;
                 BatchConn::new(client, *method)?.write(batch)
             }
         }

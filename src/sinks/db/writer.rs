@@ -16,11 +16,21 @@
 //! were made. A failed write closes the connection; reconnects follow a capped,
 //! jittered exponential backoff. The shards never wait for any of this: they only see
 //! their ring to this thread, which keeps draining throughout.
+//!
+//! Errors by their class ([`ErrorClass`]): a lost connection or a passing failure (a
+//! lock or statement timeout, bounded by the session's `lock_timeout` and
+//! `statement_timeout`) spools and retries with backoff. Bad rows (SQLSTATE classes 22
+//! and 23) are found by halving the batch until each stands alone; the rest of the
+//! batch is stored and the bad rows go to the dead-letter file. A statement the server
+//! refuses whatever the rows (a permission, a missing column) keeps every batch in the
+//! spool, retried at `retry_max` pace and logged once per cause.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::copy::{self, Committed};
+use super::deadletter::{DeadLetter, DeadRow};
+use super::errors::{self, ErrorClass};
 use super::rows::{Batch, SignalRow};
 use super::spool::{Append, Spool};
 use super::upsert::BatchConn;
@@ -41,6 +51,10 @@ const REPLAY_SLICE: Duration = Duration::from_millis(50);
 const SHUTDOWN_REPLAY: Duration = Duration::from_secs(5);
 /// A connection must last this long before the reconnect backoff starts over.
 const STABLE_CONNECTION: Duration = Duration::from_secs(10);
+/// Writes one batch may take to isolate the rows the server refuses. Halving finds k
+/// bad rows among n in about 2·k·log2(n/k) writes: 256 finds a dozen in the largest
+/// batch; more bad rows than that means the statement, not the rows, is at fault.
+const MAX_SPLIT_WRITES: usize = 256;
 
 /// The time a writer turn runs at, read once by its caller: decisions within the turn
 /// (is the batch late, is a reconnect due, when to retry) all use it. Times that follow
@@ -73,6 +87,11 @@ pub struct Writer {
     migrated: bool,
     /// Set while the spool refuses batches, so the loss is logged once per episode.
     dropping: bool,
+    /// Rows the database refuses go here.
+    dead_letter: DeadLetter,
+    /// The cause of the refusals under way (SQLSTATE and message) and how many writes
+    /// it refused, so it is logged once per cause.
+    refused: Option<(String, u64)>,
     rate_mark: (Instant, u64),
 }
 
@@ -90,6 +109,11 @@ impl Writer {
         }
         stats.spool_max_bytes.set(settings.spool_max_bytes);
         stats.batch_target.set(settings.batch_size as u64);
+        let dead_letter = DeadLetter::new(&settings.spool_dir, settings.dead_letter_max_bytes);
+        stats.dead_letter_bytes.set(dead_letter.bytes());
+        stats
+            .dead_letter_max_bytes
+            .set(settings.dead_letter_max_bytes);
         let backoff = Backoff::new(
             settings.retry_initial,
             settings.retry_max,
@@ -105,6 +129,8 @@ impl Writer {
             next_attempt: now,
             migrated,
             dropping: false,
+            dead_letter,
+            refused: None,
             rate_mark: (now, 0),
         };
         w.publish_spool();
@@ -162,22 +188,82 @@ impl Writer {
         if rows > self.stats.max_batch_rows.get() {
             self.stats.max_batch_rows.set(rows);
         }
-        if self.spool.is_empty() {
-            if let Some(conn) = self.conn.as_mut() {
-                match conn.write(batch) {
-                    Ok(done) => {
-                        self.committed(rows, done, now.wall_ms);
-                        return;
-                    }
-                    Err(e) if is_rejected(&e) => {
-                        self.rejected(rows, &e);
-                        return;
-                    }
-                    Err(e) => self.lost_connection(&e, now.mono),
+        if self.spool.is_empty() && self.conn.is_some() {
+            match self.write(batch, now.wall_ms) {
+                Ok((done, dead)) => {
+                    self.committed(rows - dead, done, now.wall_ms);
+                    return;
                 }
+                Err(e) => self.failed(&e, now.mono),
             }
         }
         self.spool_batch(batch);
+    }
+
+    /// Writes `batch` on the connection, isolating the rows the server refuses: those
+    /// go to the dead-letter file and the rest is stored. An error means nothing
+    /// needs to be known about which parts were stored: writes are idempotent, so the
+    /// whole batch is written again later.
+    /// Returns what was stored and how many rows were refused.
+    fn write(&mut self, batch: &Batch, wall_ms: i64) -> Result<(Committed, u64), DbError> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(DbError::NotConnected);
+        };
+        let mut split = Split {
+            dead: Vec::new(),
+            writes_left: MAX_SPLIT_WRITES,
+        };
+        let done = write_split(conn, batch, &mut split);
+        self.stats
+            .split_writes
+            .add((MAX_SPLIT_WRITES - split.writes_left) as u64);
+        let done = done?;
+        let dead = split.dead.len() as u64;
+        if !split.dead.is_empty() {
+            self.dead_rows(&split.dead, wall_ms);
+        }
+        if let Some((cause, refusals)) = self.refused.take() {
+            tracing::info!(refusals, cause, "the database takes writes again");
+            self.stats.refusing.set(0);
+        }
+        Ok((done, dead))
+    }
+
+    fn dead_rows(&mut self, dead: &[DeadRow], wall_ms: i64) {
+        let s = &self.stats;
+        let written = self.dead_letter.write(dead, wall_ms);
+        s.dead_rows.add(dead.len() as u64);
+        s.dead_letter_rows.add(written.kept);
+        s.dead_letter_left_out.add(written.left_out);
+        s.dead_letter_bytes.set(self.dead_letter.bytes());
+        for row in dead {
+            tracing::error!(
+                table = row.table,
+                sqlstate = %row.sqlstate,
+                reason = %row.reason,
+                row = %row.row,
+                "the database refused a row: stored the rest of its batch, this row in the dead-letter file"
+            );
+        }
+        if written.left_out > 0 {
+            tracing::error!(
+                rows = written.left_out,
+                path = %self.dead_letter.path().display(),
+                "refused rows left out of the dead-letter file (at database.dead_letter_max_bytes or unwritable)"
+            );
+        }
+    }
+
+    /// A write failed with `e` at `now`: what follows depends on its class.
+    fn failed(&mut self, e: &DbError, now: Instant) {
+        match ErrorClass::of(e) {
+            ErrorClass::Connection => self.lost_connection(e, now),
+            ErrorClass::Transient => {
+                self.stats.transient_errors.inc();
+                self.lost_connection(e, now);
+            }
+            ErrorClass::BadRows | ErrorClass::Refused => self.refused_write(e, now),
+        }
     }
 
     fn committed(&mut self, rows: u64, done: Committed, wall_ms: i64) {
@@ -190,13 +276,35 @@ impl Writer {
         s.last_commit_unix_ms.set(wall_ms);
     }
 
-    /// The database refused the batch itself (bad data, not a lost connection):
-    /// retrying would fail forever, so it is dropped, counted and logged.
-    fn rejected(&mut self, rows: u64, e: &DbError) {
-        self.stats.write_errors.inc();
-        self.stats.spool_dropped_rows.add(rows);
-        self.stats.set_error(e);
-        tracing::error!(rows, error = %e, "database rejected a batch; dropped");
+    /// The server refused the statement whatever its rows (a permission, a missing
+    /// column, too many bad rows to isolate): retrying soon would fail the same way.
+    /// The batches wait in the spool; the connection is closed and the next attempt
+    /// comes after `retry_max`. Logged once per cause, with the count when it ends.
+    fn refused_write(&mut self, e: &DbError, now: Instant) {
+        let s = &self.stats;
+        s.write_errors.inc();
+        s.refused_writes.inc();
+        s.refusing.set(1);
+        s.set_error(e);
+        s.connected.set(0);
+        self.conn = None;
+        self.next_attempt = now + self.settings.retry_max;
+        let cause = format!(
+            "{} {}",
+            errors::sqlstate(e).unwrap_or("-"),
+            errors::reason(e)
+        );
+        match &mut self.refused {
+            Some((known, count)) if *known == cause => *count += 1,
+            _ => {
+                tracing::error!(
+                    error = %e,
+                    retry_in_ms = self.settings.retry_max.as_millis() as u64,
+                    "the database refuses the writer's statements whatever the rows: batches wait in the spool until this is mended (sinks.database.refusing)"
+                );
+                self.refused = Some((cause, 1));
+            }
+        }
     }
 
     fn spool_batch(&mut self, batch: &Batch) {
@@ -249,21 +357,15 @@ impl Writer {
             let Some(batch) = self.spool.front() else {
                 break;
             };
-            let Some(conn) = self.conn.as_mut() else {
-                break;
-            };
             let rows = batch.rows() as u64;
-            match conn.write(&batch) {
-                Ok(done) => {
-                    self.committed(rows, done, crate::clock::wall_ms());
-                    self.stats.replayed_rows.add(rows);
+            let wall_ms = crate::clock::wall_ms();
+            match self.write(&batch, wall_ms) {
+                Ok((done, dead)) => {
+                    self.committed(rows - dead, done, wall_ms);
+                    self.stats.replayed_rows.add(rows - dead);
                     self.spool.commit_front();
                 }
-                Err(e) if is_rejected(&e) => {
-                    self.rejected(rows, &e);
-                    self.spool.commit_front();
-                }
-                Err(e) => self.lost_connection(&e, Instant::now()),
+                Err(e) => self.failed(&e, Instant::now()),
             }
             replayed = true;
             if self.spool.is_empty() {
@@ -350,15 +452,48 @@ impl Writer {
     }
 }
 
-/// True for errors about the batch's content (SQLSTATE classes 22 data exception and
-/// 23 integrity violation): the server is fine, the rows are not.
-fn is_rejected(e: &DbError) -> bool {
-    match e {
-        DbError::Postgres(pg) => pg
-            .as_db_error()
-            .is_some_and(|db| matches!(&db.code().code()[..2], "22" | "23")),
-        _ => false,
+/// The rows a batch's server refused, and the writes left to find them.
+struct Split {
+    dead: Vec<DeadRow>,
+    writes_left: usize,
+}
+
+/// Writes `batch`; while the server refuses rows of it (class 22 or 23) it is halved
+/// and each half written, until every refused row stands alone in `split.dead`.
+/// Any other error, or running out of writes, ends the search with an error.
+fn write_split(
+    conn: &mut WriteConn,
+    batch: &Batch,
+    split: &mut Split,
+) -> Result<Committed, DbError> {
+    if batch.is_empty() {
+        return Ok(Committed::default());
     }
+    let e = match conn.write(batch) {
+        Ok(done) => return Ok(done),
+        Err(e) => e,
+    };
+    if ErrorClass::of(&e) != ErrorClass::BadRows {
+        return Err(e);
+    }
+    if batch.rows() == 1 {
+        let code = errors::sqlstate(&e).unwrap_or("").to_string();
+        split
+            .dead
+            .extend(DeadRow::of_single(batch, &code, errors::reason(&e)));
+        return Ok(Committed::default());
+    }
+    if split.writes_left < 2 {
+        return Err(DbError::TooManyBadRows(MAX_SPLIT_WRITES));
+    }
+    split.writes_left -= 2;
+    let (a, b) = batch.halves();
+    let x = write_split(conn, &a, split)?;
+    let y = write_split(conn, &b, split)?;
+    Ok(Committed {
+        candles: x.candles + y.candles,
+        signals: x.signals + y.signals,
+    })
 }
 
 /// The writer's side of the consumer loop: the batch being built and its timing.
