@@ -233,8 +233,11 @@ impl Rig {
                 .insert(key, value.to_string());
         }
         let mut text = String::new();
+        // The root table ("") sorts first, so its keys come before any header.
         for (table, keys) in &tables {
-            text.push_str(&format!("[{table}]\n"));
+            if !table.is_empty() {
+                text.push_str(&format!("[{table}]\n"));
+            }
             for (k, v) in keys {
                 text.push_str(&format!("{k} = {v}\n"));
             }
@@ -306,6 +309,11 @@ impl Rig {
             child: ChildGuard(child),
             addr,
         });
+    }
+
+    /// The engine's spool directory (the dead-letter file is in it).
+    pub fn spool_dir(&self) -> PathBuf {
+        self.dir.join("spool")
     }
 
     /// The running engine's dashboard address.

@@ -150,20 +150,6 @@ pub struct WriteConn {
     upsert_candles: String,
 }
 
-/// Sets the session's `statement_timeout` and `lock_timeout` (ms) on `client`.
-pub fn set_session_timeouts(
-    client: &mut Client,
-    statement: std::time::Duration,
-    lock: std::time::Duration,
-) -> Result<(), DbError> {
-    client.batch_execute(&format!(
-        "SET statement_timeout = {}; SET lock_timeout = {}",
-        statement.as_millis(),
-        lock.as_millis()
-    ))?;
-    Ok(())
-}
-
 /// Connects with `DATABASE_URL`, bounding the connect time so an unreachable server
 /// cannot stall the writer past its retry schedule.
 pub fn connect(url: &str, connect_timeout: std::time::Duration) -> Result<Client, DbError> {
@@ -183,6 +169,23 @@ pub fn connect(url: &str, connect_timeout: std::time::Duration) -> Result<Client
     Ok(config.connect(NoTls)?)
 }
 
+/// Bounds every statement of `client`'s session: one that waits longer than `lock`
+/// for a lock, or runs longer than `statement`, is cancelled by the server (SQLSTATE
+/// 55P03, 57014) instead of holding the writer while the rings fill. Set before the
+/// staging tables are made: their `LIKE candles` waits for a lock on `candles` too.
+pub fn set_timeouts(
+    client: &mut Client,
+    statement: std::time::Duration,
+    lock: std::time::Duration,
+) -> Result<(), DbError> {
+    client.batch_execute(&format!(
+        "SET statement_timeout = {}; SET lock_timeout = {}",
+        statement.as_millis(),
+        lock.as_millis()
+    ))?;
+    Ok(())
+}
+
 impl WriteConn {
     /// Prepares the staging tables on `client` (the schema must exist).
     pub fn new(mut client: Client) -> Result<WriteConn, DbError> {
@@ -191,17 +194,6 @@ impl WriteConn {
             client,
             upsert_candles: upsert_candles(),
         })
-    }
-
-    /// Bounds every statement of this session: a write that waits longer than
-    /// `lock` for a lock, or runs longer than `statement`, is cancelled by the server
-    /// (SQLSTATE 55P03, 57014) instead of holding the writer while the rings fill.
-    pub fn set_timeouts(
-        &mut self,
-        statement: std::time::Duration,
-        lock: std::time::Duration,
-    ) -> Result<(), DbError> {
-        set_session_timeouts(&mut self.client, statement, lock)
     }
 
     pub fn client(&mut self) -> &mut Client {

@@ -177,7 +177,7 @@ impl BatchConn {
     pub fn open(mut client: Client, settings: &DbSettings) -> Result<BatchConn, DbError> {
         let timeouts = (settings.statement_timeout, settings.lock_timeout);
         if settings.hold_connections {
-            copy::set_session_timeouts(&mut client, timeouts.0, timeouts.1)?;
+            copy::set_timeouts(&mut client, timeouts.0, timeouts.1)?;
             return BatchConn::new(client, settings.write_method);
         }
         drop(client);
@@ -199,7 +199,7 @@ impl BatchConn {
                 timeouts,
             } => {
                 let mut client = copy::connect(url, CONNECT_TIMEOUT)?;
-                copy::set_session_timeouts(&mut client, timeouts.0, timeouts.1)?;
+                copy::set_timeouts(&mut client, timeouts.0, timeouts.1)?;
                 BatchConn::new(client, *method)?.write(batch)
             }
         }
