@@ -426,7 +426,9 @@ impl Engine {
                                 } else {
                                     HOUSEKEEPING_EVERY
                                 };
-                                park.wait(&bells, || !deliveries.deliveries.is_empty(), wait)
+                                // Deliveries the outlets have no room for wait
+                                // (for the next flush), not wake this loop.
+                                park.wait(&bells, || state.borrow().rest_deliveries_ready(), wait)
                                     .await;
                                 let mut state = state.borrow_mut();
                                 state.apply_rest_deliveries(crate::clock::mono_ns());

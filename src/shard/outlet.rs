@@ -98,6 +98,13 @@ impl Outlets {
         self.list.iter().any(|o| o.overflow.len() >= MAX_OVERFLOW)
     }
 
+    /// Never-lost records that may still wait on the shard before the deepest
+    /// outlet reaches [`MAX_OVERFLOW`].
+    pub(super) fn room(&self) -> usize {
+        let deepest = self.list.iter().map(|o| o.overflow.len()).max();
+        MAX_OVERFLOW.saturating_sub(deepest.unwrap_or(0))
+    }
+
     /// Sends a never-lost record to every sink, keeping order behind anything waiting.
     pub(super) fn send_kept(&mut self, env: Envelope) {
         for o in &mut self.list {

@@ -8,6 +8,11 @@ use crate::signals::rules::Bar;
 
 /// After a backfill request fails for good, how long before the shard asks again.
 pub(super) const RETRY_FAILED_AFTER_NS: u64 = 30_000_000_000;
+/// Room a REST delivery needs on the outlets before it is taken: its candles (a page of
+/// at most 1000 klines) and an absence or two. While the sinks leave less, deliveries
+/// wait in their bounded queue and the REST thread waits to deliver more: nothing is
+/// dropped, and the shard's overflow stays within [`super::outlet::MAX_OVERFLOW`].
+pub(super) const DELIVERY_ROOM: usize = 1024;
 
 impl ShardState {
     /// Connects the shard to the REST thread: gaps are backfilled, and (with signals
@@ -26,11 +31,24 @@ impl ShardState {
             return 0;
         };
         let mut applied = 0;
-        while let Some(batch) = link.deliveries.pop() {
+        while self.rest_room() {
+            let Some(batch) = link.deliveries.pop() else {
+                break;
+            };
             self.apply_rest(&batch, now_ns);
             applied += 1;
         }
         applied
+    }
+
+    /// True when REST deliveries wait and the outlets have room for one.
+    pub fn rest_deliveries_ready(&self) -> bool {
+        self.link.as_ref().is_some_and(|l| !l.deliveries.is_empty()) && self.rest_room()
+    }
+
+    /// Whether the outlets can take a delivery now without going past their bound.
+    fn rest_room(&self) -> bool {
+        self.outlets.room() >= DELIVERY_ROOM
     }
 
     /// Applies one REST answer. History (a warm start) is stored and rebuilds the

@@ -300,3 +300,43 @@ fn events_far_from_our_clock_are_counted_and_dropped() {
     s.on_event(&at(NOW_MS, NOW_MS + 2 * m, true), later_ns);
     assert_eq!(stats.candles_closed.get(), 3);
 }
+
+#[test]
+fn rest_deliveries_wait_while_the_outlets_are_near_their_bound() {
+    let (tx, rx) = ring("t", 1);
+    let link = ShardLink::default();
+    let stats = Arc::new(ShardStats::default());
+    let s = ShardState::new(0, &[btc()], &[Interval::M1], vec![tx], stats.clone());
+    let mut s = s.with_rest(link.clone());
+    // The sink stalls: closed candles wait on the shard until less than a delivery's
+    // room is left under the bound.
+    let waiting = outlet::MAX_OVERFLOW - rest::DELIVERY_ROOM + 1;
+    for m in 0..=waiting as i64 {
+        s.on_event(&Event::Kline(closed(m)), 1);
+    }
+    assert_eq!(stats.overflow_depth.get(), waiting as u64);
+    let range = Want::Range {
+        from_open_ms: 0,
+        to_open_ms: None,
+    };
+    let later: Vec<Candle> = (0..1000).map(|m| closed(200_000 + m)).collect();
+    link.deliveries
+        .push(answer(range, later, false))
+        .map_err(drop)
+        .expect("queued");
+    assert!(!s.rest_deliveries_ready());
+    assert_eq!(s.apply_rest_deliveries(2), 0, "held back, not dropped");
+    assert_eq!(link.deliveries.len(), 1);
+    // The sink drains: the delivery goes through, and the bound was never passed.
+    for _ in 0..100_000 {
+        while rx.pop().is_some() {}
+        if s.flush(3) == 0 {
+            break;
+        }
+    }
+    assert!(s.rest_deliveries_ready());
+    assert_eq!(s.apply_rest_deliveries(4), 1);
+    assert!(link.deliveries.is_empty());
+    assert!(stats.overflow_depth.get() as usize <= outlet::MAX_OVERFLOW);
+    assert_eq!(stats.backfill_candles.get(), 1000);
+}
