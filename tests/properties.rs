@@ -577,3 +577,68 @@ proptest! {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// REST klines answers (the `rest_klines` fuzz target's checks, on generated answers).
+
+/// One klines row: the open time is on the interval's grid or off it, anywhere from
+/// the epoch to the end of `i64`; the close time is right or not; the cells are
+/// well-formed or not.
+fn klines_row(interval: Interval) -> impl Strategy<Value = String> {
+    (
+        prop_oneof![0i64..4_102_444_800_000, 0i64..i64::MAX, Just(i64::MAX), Just(-1)],
+        any::<bool>(),
+        any::<bool>(),
+        prop_oneof![Just("\"1.5\"".to_string()), Just("1.5".to_string()), "\"[0-9.e-]{0,6}\""],
+        prop_oneof![Just(3i64), Just(-3), Just(i64::MAX)],
+    )
+        .prop_map(move |(t, on_grid, right_close, price, trades)| {
+            let open = if on_grid { interval.open_time(t.max(0)) } else { t };
+            let close = if right_close && open >= 0 && open < 4_102_444_800_000 {
+                interval.close_time(open)
+            } else {
+                open.wrapping_add(59_999)
+            };
+            format!("[{open},{price},\"2\",\"1\",{price},\"10\",{close},\"12\",{trades},\"4\",\"5\",\"0\"]")
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Whatever the answer: parsing never panics, and what it accepts is what the
+    /// backfill relies on (closed candles on the grid, in order, and missing runs that
+    /// hold none of them).
+    #[test]
+    fn rest_klines_answers_parse_without_panic(
+        (interval, rows) in (0usize..16).prop_flat_map(|pick| {
+            let interval = Interval::ALL[pick];
+            (Just(interval), prop::collection::vec(klines_row(interval), 0..6))
+        }),
+        cut in any::<u16>(),
+    ) {
+        let body = format!("[{}]", rows.join(","));
+        let symbol = Symbol::new("BTCUSDT").unwrap();
+        // The whole answer, and the answer cut short anywhere.
+        let cut = (cut as usize).min(body.len());
+        for text in [&body[..], &body[..cut]] {
+            let Ok(candles) = alphapulse::backfill::klines::parse(text, symbol, interval) else {
+                continue;
+            };
+            for c in &candles {
+                prop_assert!(c.closed);
+                prop_assert_eq!(interval.open_time(c.open_time_ms), c.open_time_ms);
+                prop_assert_eq!(interval.close_time(c.open_time_ms), c.close_time_ms);
+            }
+            prop_assert!(candles.windows(2).all(|w| w[0].open_time_ms < w[1].open_time_ms));
+            if let (Some(first), Some(last)) = (candles.first(), candles.last()) {
+                let to = interval.next_open(last.open_time_ms);
+                let runs = alphapulse::backfill::klines::missing_runs(&candles, interval, first.open_time_ms, to);
+                for &(a, b) in &runs {
+                    prop_assert!(first.open_time_ms <= a && a < b && b <= to);
+                    prop_assert!(!candles.iter().any(|c| c.open_time_ms >= a && c.open_time_ms < b));
+                }
+            }
+        }
+    }
+}

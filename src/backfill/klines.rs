@@ -11,6 +11,10 @@ use crate::message::rest::Want;
 
 /// Most rows one call returns (the exchange's `limit` maximum).
 pub const MAX_LIMIT: u32 = 1000;
+/// Latest open time an answer may carry: the start of 9999-12-01 UTC. Later ones are
+/// no candle of any exchange, and past about 2.9e17 ms a month's end no longer fits an
+/// `i64` (the calendar arithmetic would overflow).
+pub const MAX_OPEN_TIME_MS: i64 = 253_399_622_400_000;
 
 /// Parses an answer into candles of `symbol`/`interval`, oldest first. Every row is
 /// returned, including a last one that may still be open; see [`closed_before`].
@@ -30,7 +34,10 @@ pub fn parse(body: &str, symbol: Symbol, interval: Interval) -> Result<Vec<Candl
         };
         let open_time_ms = int(0)?;
         let close_time_ms = int(6)?;
-        if open_time_ms < 0 || interval.open_time(open_time_ms) != open_time_ms {
+        if !(0..=MAX_OPEN_TIME_MS).contains(&open_time_ms) {
+            return Err(format!("open time {open_time_ms} is out of range"));
+        }
+        if interval.open_time(open_time_ms) != open_time_ms {
             return Err(format!(
                 "open time {open_time_ms} is off the {interval} grid"
             ));
@@ -182,6 +189,12 @@ mod tests {
         let unordered = format!("[{},{}]", row(60_000, "1"), row(0, "1"));
         assert!(parse(&unordered, btc(), Interval::M1).is_err());
         assert!(parse("[]", btc(), Interval::M1).unwrap().is_empty());
+        // A month candle at the end of time: an error, not an overflow.
+        let far = Interval::Mo1.open_time(i64::MAX / 2);
+        let row = format!("[{far},\"1\",\"1\",\"1\",\"1\",\"1\",0,\"1\",1,\"1\",\"1\",\"0\"]");
+        assert!(parse(&format!("[{row}]"), btc(), Interval::Mo1).is_err());
+        let last = Interval::Mo1.open_time(MAX_OPEN_TIME_MS);
+        assert_eq!(last, MAX_OPEN_TIME_MS);
     }
 
     #[test]
