@@ -870,3 +870,95 @@ fn at_its_bound_the_spool_refuses_batches_and_counts_the_rows() {
     assert!(stats.spool_bytes.get() <= 2000);
     let _ = std::fs::remove_dir_all(&spool);
 }
+
+/// A statement the server refuses whatever the rows (a column the writer needs is
+/// gone: SQLSTATE 42703) keeps the batches in the spool, is retried at `retry_max` pace
+/// only, shows as `refusing`; once the column is back the spool replays in full.
+#[test]
+fn a_refused_statement_holds_batches_in_the_spool_until_mended() {
+    use alphapulse::sinks::db::writer::{Now, Writer};
+    use std::sync::Arc;
+    let pg = Postgres::start_new();
+    migrate_now(&settings(&pg)).expect("migrations");
+    let spool = temp_spool("refused");
+    let mut s = settings(&pg);
+    s.spool_dir = spool.clone();
+    s.retry_max = Duration::from_millis(1500);
+    let stats = Arc::new(alphapulse::sinks::db::DbStats::default());
+    let mut writer = Writer::new(
+        s,
+        alphapulse::sinks::db::spool::Spool::open(&spool, 1 << 20).unwrap(),
+        stats.clone(),
+        true,
+    );
+    writer.maintain(Now::read(), Duration::from_millis(100));
+    assert_eq!(stats.connected.get(), 1);
+    let mut c = pg.client();
+    c.batch_execute("ALTER TABLE candles DROP COLUMN taker_buy_quote")
+        .unwrap();
+    for i in 0..3 {
+        let open = T0 + i * 60_000;
+        writer.commit(&batch(&[candle(open, open * 1000, true, "1.0")], &[]));
+        writer.maintain(Now::read(), Duration::from_millis(100));
+    }
+    assert_eq!(stats.refusing.get(), 1);
+    assert_eq!(stats.refused_writes.get(), 1, "not retried at full rate");
+    assert_eq!(stats.spool_rows.get(), 3);
+    assert_eq!(stats.spool_dropped_rows.get(), 0);
+    assert_eq!(
+        stats.dead_rows.get(),
+        0,
+        "no row is blamed for the statement"
+    );
+    let error = stats.last_error.lock().unwrap().clone().unwrap_or_default();
+    assert!(error.contains("taker_buy_quote"), "{error}");
+    c.batch_execute("ALTER TABLE candles ADD COLUMN taker_buy_quote numeric")
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stats.spool_rows.get() > 0 && Instant::now() < deadline {
+        writer.maintain(Now::read(), Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(stats.spool_rows.get(), 0, "the spool replays once mended");
+    assert_eq!(stats.refusing.get(), 0);
+    assert_eq!(db_count(&pg), 3);
+    let _ = std::fs::remove_dir_all(&spool);
+}
+
+/// A list read with a `from` no timestamp can hold is answered with an error, and the
+/// query worker goes on answering.
+#[test]
+fn an_extreme_time_in_a_list_read_is_an_error_not_a_dead_worker() {
+    let pg = Postgres::start_new();
+    let mut w = conn(&pg);
+    w.write(&batch(&[candle(T0, T0 * 1000, true, "1.0")], &[]))
+        .unwrap();
+    let q = QueryClient::spawn(pg.url(), None).unwrap();
+    let all = ListQuery {
+        symbol: None,
+        interval: None,
+        limit: 10,
+        from_ms: None,
+        to_ms: None,
+    };
+    for (from, to) in [
+        (Some(i64::MIN), None),
+        (None, Some(i64::MIN)),
+        (Some(-i64::MAX), Some(i64::MAX)),
+    ] {
+        let q2 = ListQuery {
+            from_ms: from,
+            to_ms: to,
+            ..all
+        };
+        let err = futures_lite::future::block_on(q.candles(q2)).expect_err("out of range");
+        assert!(err.0.contains("range"), "{err:?}");
+        assert!(futures_lite::future::block_on(q.signals(q2)).is_err());
+    }
+    assert_eq!(
+        futures_lite::future::block_on(q.candles(all))
+            .unwrap()
+            .len(),
+        1
+    );
+}

@@ -87,6 +87,15 @@ pub fn reason(e: &DbError) -> String {
     }
 }
 
+/// `e` as the status and the log show it: with the server's SQLSTATE and message when
+/// it answered (the client's own text is only "db error").
+pub fn describe(e: &DbError) -> String {
+    match sqlstate(e) {
+        Some(code) => format!("database error {code}: {}", reason(e)),
+        None => e.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::ErrorClass::{self, *};

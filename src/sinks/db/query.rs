@@ -97,6 +97,16 @@ impl RecordSource for QueryClient {
     }
 }
 
+/// The error with its cause: the client's own text ("db error", "error serializing
+/// parameter 1") says little without it.
+fn describe(e: &postgres::Error) -> String {
+    match (e.as_db_error(), std::error::Error::source(e)) {
+        (Some(db), _) => format!("database: {} ({})", db.message(), db.code().code()),
+        (None, Some(cause)) => format!("{e}: {cause}"),
+        (None, None) => e.to_string(),
+    }
+}
+
 fn stopped() -> ListError {
     ListError("the database query worker has stopped".into())
 }
@@ -119,13 +129,13 @@ fn serve(url: &str, hold_connection: bool, rx: Receiver<Request>) {
             Request::Candles(q, reply) => {
                 let r = candles(c, &q);
                 let failed = r.is_err();
-                let _ = reply.send(r.map_err(|e| ListError(e.to_string())));
+                let _ = reply.send(r.map_err(|e| ListError(describe(&e))));
                 failed
             }
             Request::Signals(q, reply) => {
                 let r = signals(c, &q);
                 let failed = r.is_err();
-                let _ = reply.send(r.map_err(|e| ListError(e.to_string())));
+                let _ = reply.send(r.map_err(|e| ListError(describe(&e))));
                 failed
             }
         };

@@ -285,20 +285,20 @@ impl Writer {
         s.write_errors.inc();
         s.refused_writes.inc();
         s.refusing.set(1);
-        s.set_error(e);
         s.connected.set(0);
         self.conn = None;
         self.next_attempt = now + self.settings.retry_max;
         let cause = format!(
-            "{} {}",
+            "refused ({}): {}",
             errors::sqlstate(e).unwrap_or("-"),
             errors::reason(e)
         );
+        s.set_error(&cause);
         match &mut self.refused {
             Some((known, count)) if *known == cause => *count += 1,
             _ => {
                 tracing::error!(
-                    error = %e,
+                    error = %cause,
                     retry_in_ms = self.settings.retry_max.as_millis() as u64,
                     "the database refuses the writer's statements whatever the rows: batches wait in the spool until this is mended (sinks.database.refusing)"
                 );
@@ -335,18 +335,19 @@ impl Writer {
     }
 
     fn lost_connection(&mut self, e: &DbError, now: Instant) {
+        let error = errors::describe(e);
         self.stats.write_errors.inc();
-        self.stats.set_error(e);
+        self.stats.set_error(&error);
         self.stats.connected.set(0);
         self.conn = None;
         self.backoff.connection_ended(self.connected_at, now);
         self.next_attempt = now + self.backoff.next_delay(fastrand::f64());
-        tracing::warn!(error = %e, "database write failed: spooling until it is back");
+        tracing::warn!(error = %error, "database write failed: spooling until it is back");
     }
 
     /// Reconnects when due at `now`; replays spooled batches for up to `budget`.
     /// Returns whether anything was replayed.
-    fn maintain(&mut self, now: Now, budget: Duration) -> bool {
+    pub fn maintain(&mut self, now: Now, budget: Duration) -> bool {
         if self.conn.is_none() && now.mono >= self.next_attempt {
             self.connect();
         }
