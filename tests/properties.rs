@@ -594,7 +594,7 @@ fn klines_row(interval: Interval) -> impl Strategy<Value = String> {
     )
         .prop_map(move |(t, on_grid, right_close, price, trades)| {
             let open = if on_grid { interval.open_time(t.max(0)) } else { t };
-            let close = if right_close && open >= 0 && open < 4_102_444_800_000 {
+            let close = if right_close && (0..4_102_444_800_000).contains(&open) {
                 interval.close_time(open)
             } else {
                 open.wrapping_add(59_999)
