@@ -962,3 +962,47 @@ fn an_extreme_time_in_a_list_read_is_an_error_not_a_dead_worker() {
         1
     );
 }
+
+/// A batch too big to upsert within `statement_timeout` (a trigger makes each row cost
+/// 50 ms; the timeout is 500 ms) is written in halves rather than retried whole for
+/// ever.
+#[test]
+fn a_batch_that_times_out_is_written_in_halves() {
+    use alphapulse::sinks::db::writer::{Now, Writer};
+    use std::sync::Arc;
+    let pg = Postgres::start_new();
+    migrate_now(&settings(&pg)).expect("migrations");
+    pg.client()
+        .batch_execute(
+            "CREATE FUNCTION slow_rows() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN PERFORM pg_sleep(0.05 * (SELECT count(*) FROM new_rows)); RETURN NULL; END $$; \
+             CREATE TRIGGER slow_rows AFTER INSERT ON candles REFERENCING NEW TABLE AS new_rows \
+             FOR EACH STATEMENT EXECUTE FUNCTION slow_rows();",
+        )
+        .expect("the slow trigger");
+    let spool = temp_spool("timeout");
+    let mut s = settings(&pg);
+    s.spool_dir = spool.clone();
+    s.statement_timeout = Duration::from_millis(500);
+    let stats = Arc::new(alphapulse::sinks::db::DbStats::default());
+    let mut writer = Writer::new(
+        s,
+        alphapulse::sinks::db::spool::Spool::open(&spool, 1 << 20).unwrap(),
+        stats.clone(),
+        true,
+    );
+    writer.maintain(Now::read(), Duration::from_millis(100));
+    assert_eq!(stats.connected.get(), 1);
+    let candles: Vec<Candle> = (0..16)
+        .map(|i| {
+            let open = T0 + i * 60_000;
+            candle(open, open * 1000, true, "1.0")
+        })
+        .collect();
+    writer.commit(&batch(&candles, &[]));
+    assert_eq!(db_count(&pg), 16);
+    assert!(stats.split_writes.get() >= 2, "written in halves");
+    assert_eq!(stats.spool_rows.get(), 0);
+    assert_eq!(stats.write_errors.get(), 0);
+    let _ = std::fs::remove_dir_all(&spool);
+}

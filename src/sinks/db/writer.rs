@@ -453,6 +453,9 @@ impl Writer {
     }
 }
 
+/// SQLSTATE of a statement cancelled by `statement_timeout`.
+const STATEMENT_TIMEOUT: &str = "57014";
+
 /// The rows a batch's server refused, and the writes left to find them.
 struct Split {
     dead: Vec<DeadRow>,
@@ -460,8 +463,9 @@ struct Split {
 }
 
 /// Writes `batch`; while the server refuses rows of it (class 22 or 23) it is halved
-/// and each half written, until every refused row stands alone in `split.dead`.
-/// Any other error, or running out of writes, ends the search with an error.
+/// and each half written, until every refused row stands alone in `split.dead`. A
+/// statement timeout halves it too. Any other error, or running out of writes, ends
+/// the search with an error.
 fn write_split(
     conn: &mut WriteConn,
     batch: &Batch,
@@ -474,7 +478,12 @@ fn write_split(
         Ok(done) => return Ok(done),
         Err(e) => e,
     };
-    if ErrorClass::of(&e) != ErrorClass::BadRows {
+    let class = ErrorClass::of(&e);
+    // A statement timeout on a big batch recurs at every retry of the same batch:
+    // halves take less time each, down to one row (a row that still times out is
+    // retried as any passing failure).
+    let timed_out = errors::sqlstate(&e) == Some(STATEMENT_TIMEOUT) && batch.rows() > 1;
+    if class != ErrorClass::BadRows && !timed_out {
         return Err(e);
     }
     if batch.rows() == 1 {
@@ -485,6 +494,9 @@ fn write_split(
         return Ok(Committed::default());
     }
     if split.writes_left < 2 {
+        if timed_out {
+            return Err(e);
+        }
         return Err(DbError::TooManyBadRows(MAX_SPLIT_WRITES));
     }
     split.writes_left -= 2;
