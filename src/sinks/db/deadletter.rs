@@ -33,10 +33,23 @@ pub struct DeadRow {
 impl DeadRow {
     /// The only row of a one-row `batch`, refused with `sqlstate` for `reason`.
     pub fn of_single(batch: &Batch, sqlstate: &str, reason: String) -> Option<DeadRow> {
-        let (table, row) = match (batch.candles.first(), batch.signals.first()) {
-            (Some(c), _) => ("candles", candle_json(c)),
-            (None, Some(s)) => ("signals", signal_json(s)),
-            (None, None) => return None,
+        let (table, row) = match (
+            batch.candles.first(),
+            batch.signals.first(),
+            batch.absences.first(),
+        ) {
+            (Some(c), _, _) => ("candles", candle_json(c)),
+            (None, Some(s), _) => ("signals", signal_json(s)),
+            (None, None, Some(g)) => (
+                "candle_absences",
+                json!({
+                    "symbol": g.symbol.as_str(),
+                    "timeframe": g.interval.as_str(),
+                    "from_open_time": g.from_open_ms,
+                    "to_open_time": g.to_open_ms,
+                }),
+            ),
+            (None, None, None) => return None,
         };
         Some(DeadRow {
             table,

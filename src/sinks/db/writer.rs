@@ -467,7 +467,7 @@ struct Split {
 /// statement timeout halves it too. Any other error, or running out of writes, ends
 /// the search with an error.
 fn write_split(
-    conn: &mut WriteConn,
+    conn: &mut BatchConn,
     batch: &Batch,
     split: &mut Split,
 ) -> Result<Committed, DbError> {
@@ -506,6 +506,7 @@ fn write_split(
     Ok(Committed {
         candles: x.candles + y.candles,
         signals: x.signals + y.signals,
+        absences: x.absences + y.absences,
     })
 }
 
