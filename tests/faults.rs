@@ -295,11 +295,12 @@ fn a_locked_candles_table_stalls_nothing() {
         deepest = deepest.max(depth);
         samples += 1;
     }
-    assert!(samples >= 9);
-    // 30 s of closed candles and signals is a hundred records and more: a writer
-    // stuck behind the lock would leave most of them waiting on the shards.
+    assert!(samples >= 7, "{samples} samples in 30 s");
+    // 30 s of closed candles and signals is two hundred records and more: a writer
+    // stuck behind the lock would leave most of them waiting on the shards. (A few
+    // dozen may wait while a write waits out its 500 ms lock timeout on a busy host.)
     assert!(
-        deepest < 32,
+        deepest < 64,
         "the writer kept draining its ring: {deepest} records waited on the shards"
     );
     let status = rig.status().expect("status");
@@ -322,7 +323,7 @@ fn a_locked_candles_table_stalls_nothing() {
         locked_at.elapsed().as_secs_f64()
     );
     assert!(
-        rig.wait_status(secs(15), |s| s["sinks"]["spool"]["rows"] == 0),
+        rig.wait_status(secs(30), |s| s["sinks"]["spool"]["rows"] == 0),
         "the spool replays"
     );
     rig.run_for(secs(3));
