@@ -386,35 +386,6 @@ fn engine_killed_and_restarted() {
     rig.prove();
 }
 
-/// Issue: a catch-up's last page that is full (a multiple of 1000 rows) once ended with
-/// the still-open candle, stored as closed and never corrected. Here more than 1,000 1m
-/// candles close while no engine runs (the simulator at 3,000x: 50 a wall second), so
-/// the restart's catch-up spans several full pages; the proof then finds every stored
-/// candle equal to the simulator's klines, the one open at the restart included.
-#[test]
-fn engine_restarted_after_more_than_a_thousand_missed_candles() {
-    let sim = alphapulse::simulator::SimConfig {
-        speed: 3000.0,
-        ..sim_config()
-    };
-    let mut rig = Rig::start("long-outage", sim, &[]);
-    rig.run_for(secs(3));
-    rig.kill_engine();
-    let killed_ms = rig.sim.sim_now_ms();
-    // 1,150 1m candles at 50 a wall second.
-    std::thread::sleep(secs(23));
-    let missed = (rig.sim.sim_now_ms() - killed_ms) / 60_000;
-    assert!(missed > 1000, "only {missed} candles closed while down");
-    rig.restart_engine();
-    rig.run_for(secs(6));
-    assert!(
-        rig.backfilled_candles() > 1000,
-        "the catch-up fetched {} candles",
-        rig.backfilled_candles()
-    );
-    rig.prove();
-}
-
 #[test]
 fn several_faults_at_once() {
     let sim = alphapulse::simulator::SimConfig {
