@@ -156,6 +156,9 @@ struct CandleRow {
 /// servers after it, the serialisation guard is released last.
 pub struct Rig {
     engine: Option<EngineProcess>,
+    /// A small filesystem mounted at the spool directory (after the engine in drop
+    /// order: it is unmounted once the engine has stopped).
+    spool_disk: Option<SmallDisk>,
     pub sim: SimHandle,
     pub redis: RedisServer,
     pub pg: Postgres,
@@ -194,6 +197,27 @@ impl Rig {
     /// Starts PostgreSQL (migrated), redis-server, the simulator and the engine; returns
     /// once the engine is ready and its warm start is applied.
     pub fn start(name: &'static str, sim: SimConfig, settings: &[Setting]) -> Rig {
+        Rig::start_on(name, sim, settings, None)
+    }
+
+    /// [`Rig::start`] with the spool directory on a filesystem of its own of
+    /// `spool_bytes` (a tmpfs), so a scenario can fill it ([`Rig::fill_spool_disk`]) and
+    /// free it ([`Rig::free_spool_disk`]).
+    pub fn start_with_small_spool(
+        name: &'static str,
+        sim: SimConfig,
+        settings: &[Setting],
+        spool_bytes: u64,
+    ) -> Rig {
+        Rig::start_on(name, sim, settings, Some(spool_bytes))
+    }
+
+    fn start_on(
+        name: &'static str,
+        sim: SimConfig,
+        settings: &[Setting],
+        spool_bytes: Option<u64>,
+    ) -> Rig {
         let serial = support::serial();
         let started = Instant::now();
         println!("[{name}] starting");
@@ -201,6 +225,10 @@ impl Rig {
             std::env::temp_dir().join(format!("alphapulse-faults-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("rig temp dir");
+        let spool_disk = spool_bytes.map(|bytes| {
+            SmallDisk::mount(&dir.join("spool"), bytes)
+                .unwrap_or_else(|e| panic!("[{name}] a {bytes}-byte tmpfs for the spool: {e}"))
+        });
         let sim = simulator::start(sim).expect("simulator starts");
         let market_open_ms = sim.sim_now_ms();
         let pg = Postgres::start_new();
@@ -247,6 +275,7 @@ impl Rig {
         std::fs::write(&toml, text).expect("write engine.toml");
         let mut rig = Rig {
             engine: None,
+            spool_disk,
             sim,
             redis,
             pg,
@@ -314,6 +343,27 @@ impl Rig {
     /// The engine's spool directory (the dead-letter file is in it).
     pub fn spool_dir(&self) -> PathBuf {
         self.dir.join("spool")
+    }
+
+    /// Fills the spool's small filesystem ([`Rig::start_with_small_spool`]) up to
+    /// `leave` bytes free; returns the bytes the filler took.
+    pub fn fill_spool_disk(&self, leave: u64) -> u64 {
+        let disk = self
+            .spool_disk
+            .as_ref()
+            .expect("started with a small spool");
+        disk.fill(leave)
+            .unwrap_or_else(|e| panic!("[{}] filling the spool's disk: {e}", self.name))
+    }
+
+    /// Frees what [`Rig::fill_spool_disk`] took.
+    pub fn free_spool_disk(&self) {
+        let disk = self
+            .spool_disk
+            .as_ref()
+            .expect("started with a small spool");
+        disk.free()
+            .unwrap_or_else(|e| panic!("[{}] freeing the spool's disk: {e}", self.name));
     }
 
     /// The running engine's dashboard address.
@@ -443,10 +493,16 @@ impl Rig {
             std::thread::sleep(Duration::from_millis(500).min(deadline - Instant::now()));
         }
         self.assert_alive();
+        let asked = Instant::now();
+        let (code, body) = support::http_get(self.addr(), "/api/status");
+        let parsed = serde_json::from_str::<Value>(&body).is_ok();
         assert!(
-            self.status().is_some(),
-            "[{}] the engine's dashboard does not answer",
-            self.name
+            code == 200 && parsed,
+            "[{}] the engine's dashboard does not answer /api/status: HTTP {code} after {:.1} s, {} bytes{}",
+            self.name,
+            asked.elapsed().as_secs_f64(),
+            body.len(),
+            if parsed { "" } else { ", not JSON" }
         );
     }
 
@@ -742,6 +798,8 @@ impl Drop for Rig {
     fn drop(&mut self) {
         // Stop the engine before the servers it talks to (the fields drop after this).
         self.engine = None;
+        // Then the spool's own filesystem, if it has one, so its mount point can go.
+        self.spool_disk = None;
         if std::thread::panicking() {
             eprintln!(
                 "[{}] kept the engine's files (configuration, stderr) in {}",
@@ -812,6 +870,106 @@ pub fn norm(s: &str) -> String {
 
 /// One REST kline: `[open_time, open, high, low, close, volume, close_time,
 /// quote_volume, trades, taker_buy_base, taker_buy_quote, ignore]`.
+/// A tmpfs of a fixed size mounted at a directory, unmounted on drop: a disk that a
+/// scenario can fill and free. Mounting needs root (or `sudo` without a password).
+pub struct SmallDisk {
+    path: PathBuf,
+}
+
+impl SmallDisk {
+    const FILLER: &'static str = "filler.bin";
+
+    pub fn mount(path: &std::path::Path, bytes: u64) -> Result<SmallDisk, String> {
+        std::fs::create_dir_all(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let options = format!("size={bytes},mode=0700");
+        let args = [
+            "-t",
+            "tmpfs",
+            "-o",
+            options.as_str(),
+            "alphapulse-test-spool",
+        ];
+        privileged("mount", &args, path)?;
+        Ok(SmallDisk {
+            path: path.to_owned(),
+        })
+    }
+
+    /// Writes a filler file until the filesystem refuses (ENOSPC), then gives `leave`
+    /// bytes back. Returns the filler's size.
+    fn fill(&self, leave: u64) -> Result<u64, String> {
+        use std::io::Write;
+        let path = self.path.join(Self::FILLER);
+        let mut file = File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let chunk = vec![0xA5u8; 4096];
+        let mut written = 0u64;
+        // Bounded: the disk is small; 1 GiB of writes would mean it is not.
+        while written < 1 << 30 {
+            match file.write(&chunk) {
+                Ok(0) => break,
+                Ok(n) => written += n as u64,
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+                Err(e) => return Err(format!("{}: {e}", path.display())),
+            }
+        }
+        if written >= 1 << 30 {
+            return Err("the disk took 1 GiB without filling".into());
+        }
+        let keep = written.saturating_sub(leave);
+        file.set_len(keep)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(keep)
+    }
+
+    fn free(&self) -> Result<(), String> {
+        let path = self.path.join(Self::FILLER);
+        std::fs::remove_file(&path).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        // Lazy: files the engine may still hold open do not keep it mounted.
+        if let Err(e) = privileged("umount", &["-l"], &self.path) {
+            eprintln!("unmounting {}: {e}", self.path.display());
+        }
+    }
+}
+
+/// Runs `program args path` as we are, or through `sudo -n` when we are not root.
+fn privileged(program: &str, args: &[&str], path: &std::path::Path) -> Result<(), String> {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut command = if root {
+        Command::new(program)
+    } else {
+        let mut c = Command::new("sudo");
+        c.arg("-n").arg(program);
+        c
+    };
+    let out = command
+        .args(args)
+        .arg(path)
+        .output()
+        .map_err(|e| format!("{program}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{program} {} {} failed ({}): {}{}",
+            args.join(" "),
+            path.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim(),
+            if root {
+                ""
+            } else {
+                " (this scenario needs root, or sudo without a password, to mount a tmpfs)"
+            }
+        ))
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Kline {
     open_time: i64,
@@ -821,62 +979,40 @@ struct Kline {
 }
 
 /// Every closed kline of a series from the market's first up to the one opening at
-/// `last_open` (the simulator keeps them all, and one call returns up to 1000).
+/// `last_open` (the simulator keeps them all), read in pages of 1000 as a client of
+/// Binance reads a long history: each page starts after the previous page's last open.
 fn rest_klines(
     rest: &str,
     symbol: &str,
     tf: Interval,
     last_open: i64,
 ) -> Result<Vec<Kline>, String> {
-    let url = format!(
-        "{rest}/api/v3/klines?symbol={symbol}&interval={tf}&startTime=0&endTime={last_open}&limit=1000"
-    );
-    let body = ureq::get(&url)
-        .call()
-        .map_err(|e| format!("GET {url}: {e}"))?
-        .body_mut()
-        .read_to_string()
-        .map_err(|e| format!("GET {url}: {e}"))?;
-    let rows: Vec<Vec<Value>> =
-        serde_json::from_str(&body).map_err(|e| format!("GET {url}: {e}: {body}"))?;
-    if rows.len() >= 1000 {
-        return Err(format!(
-            "{} klines: the history does not fit one call",
-            rows.len()
-        ));
-    }
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        let text = |i: usize| -> Result<String, String> {
-            r.get(i)
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-                .ok_or_else(|| format!("kline field {i} is not a string: {r:?}"))
-        };
-        let int = |i: usize| -> Result<i64, String> {
-            r.get(i)
-                .and_then(Value::as_i64)
-                .ok_or_else(|| format!("kline field {i} is not an integer: {r:?}"))
-        };
-        let ohlcv = [text(1)?, text(2)?, text(3)?, text(4)?, text(5)?];
-        out.push(Kline {
-            open_time: int(0)?,
-            row: CandleRow {
-                close_time: int(6)?,
-                values: [
-                    norm(&ohlcv[0]),
-                    norm(&ohlcv[1]),
-                    norm(&ohlcv[2]),
-                    norm(&ohlcv[3]),
-                    norm(&ohlcv[4]),
-                    norm(&text(7)?),
-                    norm(&text(9)?),
-                    norm(&text(10)?),
-                ],
-                trades: int(8)?,
-            },
-            ohlcv,
-        });
+    /// Binance's (and the simulator's) most rows per call.
+    const PAGE: usize = 1000;
+    /// A bound on the pages of one series: far more than any scenario's history.
+    const MAX_PAGES: usize = 100;
+    let mut out: Vec<Kline> = Vec::new();
+    let mut start = 0i64;
+    for _ in 0..MAX_PAGES {
+        let url = format!(
+            "{rest}/api/v3/klines?symbol={symbol}&interval={tf}&startTime={start}&endTime={last_open}&limit={PAGE}"
+        );
+        let body = ureq::get(&url)
+            .call()
+            .map_err(|e| format!("GET {url}: {e}"))?
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| format!("GET {url}: {e}"))?;
+        let rows: Vec<Vec<Value>> =
+            serde_json::from_str(&body).map_err(|e| format!("GET {url}: {e}: {body}"))?;
+        let full = rows.len() >= PAGE;
+        for r in rows {
+            out.push(kline_row(&r)?);
+        }
+        match out.last() {
+            Some(k) if full && k.open_time < last_open => start = k.open_time + 1,
+            _ => break,
+        }
     }
     // The window ends at a candle that had closed when the check began: the answer
     // holds no candle still open.
@@ -893,6 +1029,40 @@ fn rest_klines(
         return Err("REST klines are not contiguous".into());
     }
     Ok(out)
+}
+
+/// One row of a REST klines answer (Binance's array of twelve fields).
+fn kline_row(r: &[Value]) -> Result<Kline, String> {
+    let text = |i: usize| -> Result<String, String> {
+        r.get(i)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| format!("kline field {i} is not a string: {r:?}"))
+    };
+    let int = |i: usize| -> Result<i64, String> {
+        r.get(i)
+            .and_then(Value::as_i64)
+            .ok_or_else(|| format!("kline field {i} is not an integer: {r:?}"))
+    };
+    let ohlcv = [text(1)?, text(2)?, text(3)?, text(4)?, text(5)?];
+    Ok(Kline {
+        open_time: int(0)?,
+        row: CandleRow {
+            close_time: int(6)?,
+            values: [
+                norm(&ohlcv[0]),
+                norm(&ohlcv[1]),
+                norm(&ohlcv[2]),
+                norm(&ohlcv[3]),
+                norm(&ohlcv[4]),
+                norm(&text(7)?),
+                norm(&text(9)?),
+                norm(&text(10)?),
+            ],
+            trades: int(8)?,
+        },
+        ohlcv,
+    })
 }
 
 const EPOCH_PLUS_MS: &str = "('epoch'::timestamptz + $MS::int8 * interval '1 millisecond')";
