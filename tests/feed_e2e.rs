@@ -11,13 +11,6 @@ use support::*;
 
 const SYMS: [&str; 2] = ["BTCUSDT", "ETHUSDT"];
 
-fn closed(run: &Running, symbol: &str, tf: Interval) -> Vec<Candle> {
-    let store = run.engine.status().store.lock().unwrap();
-    let mut v = store.closed(Some(symbol.parse().unwrap()), Some(tf), 1000);
-    v.reverse();
-    v
-}
-
 fn assert_contiguous(candles: &[Candle]) {
     for w in candles.windows(2) {
         assert_eq!(
@@ -27,40 +20,6 @@ fn assert_contiguous(candles: &[Candle]) {
             w[0].open_time_ms,
             w[1].open_time_ms
         );
-    }
-}
-
-/// Every closed candle the engine kept equals the simulator's REST kline, field by field.
-fn assert_match_rest(run: &Running, symbol: &str, tf: Interval, candles: &[Candle]) {
-    let (first, last) = (
-        candles[0].open_time_ms,
-        candles[candles.len() - 1].open_time_ms,
-    );
-    let path = format!(
-        "/api/v3/klines?symbol={symbol}&interval={tf}&startTime={first}&endTime={last}&limit=1000"
-    );
-    let rest = http_json(rest_addr(&run.sim), &path);
-    let rows = rest.as_array().expect("klines array");
-    assert_eq!(
-        rows.len(),
-        candles.len(),
-        "{symbol} {tf}: REST has {} rows",
-        rows.len()
-    );
-    for (c, row) in candles.iter().zip(rows) {
-        let s = |i: usize| row[i].as_str().unwrap().to_string();
-        assert_eq!(row[0].as_i64(), Some(c.open_time_ms));
-        assert_eq!(s(1), c.open.to_string());
-        assert_eq!(s(2), c.high.to_string());
-        assert_eq!(s(3), c.low.to_string());
-        assert_eq!(s(4), c.close.to_string());
-        assert_eq!(s(5), c.volume.to_string());
-        assert_eq!(row[6].as_i64(), Some(c.close_time_ms));
-        assert_eq!(s(7), c.quote_volume.to_string());
-        assert_eq!(row[8].as_u64(), Some(c.trades));
-        assert_eq!(s(9), c.taker_buy_base.to_string());
-        assert_eq!(s(10), c.taker_buy_quote.to_string());
-        assert!(c.closed);
     }
 }
 

@@ -7,18 +7,11 @@ mod support;
 
 use std::time::Duration;
 
-use alphapulse::market::{Candle, Interval};
+use alphapulse::market::Interval;
 use serde_json::Value;
 use support::*;
 
 const SYMS: [&str; 2] = ["BTCUSDT", "ETHUSDT"];
-
-fn closed(run: &Running, symbol: &str, tf: Interval) -> Vec<Candle> {
-    let store = run.engine.status().store.lock().unwrap();
-    let mut v = store.closed(Some(symbol.parse().unwrap()), Some(tf), 1000);
-    v.reverse();
-    v
-}
 
 fn shard_sum(run: &Running, f: impl Fn(&alphapulse::metrics::ShardStats) -> u64) -> u64 {
     run.engine.status().shards.iter().map(|s| f(&s.stats)).sum()
@@ -37,43 +30,6 @@ fn readyz(run: &Running) -> (u16, Value) {
 /// The entry of `list` (a `not_live` array) for `stream`.
 fn entry<'a>(list: &'a Value, stream: &str) -> Option<&'a Value> {
     list.as_array()?.iter().find(|e| e["stream"] == stream)
-}
-
-/// Every closed candle the engine kept equals the simulator's REST kline, field by
-/// field, and they follow each other without a hole.
-fn assert_match_rest(run: &Running, symbol: &str, tf: Interval, candles: &[Candle]) {
-    for w in candles.windows(2) {
-        assert_eq!(
-            w[1].open_time_ms,
-            tf.next_open(w[0].open_time_ms),
-            "{symbol} {tf}: contiguous"
-        );
-    }
-    let (first, last) = (
-        candles[0].open_time_ms,
-        candles[candles.len() - 1].open_time_ms,
-    );
-    let path = format!(
-        "/api/v3/klines?symbol={symbol}&interval={tf}&startTime={first}&endTime={last}&limit=1000"
-    );
-    let rest = http_json(rest_addr(&run.sim), &path);
-    let rows = rest.as_array().expect("klines array");
-    assert_eq!(rows.len(), candles.len(), "{symbol} {tf}: {rest}");
-    for (c, row) in candles.iter().zip(rows) {
-        let s = |i: usize| row[i].as_str().unwrap().to_string();
-        assert_eq!(row[0].as_i64(), Some(c.open_time_ms));
-        assert_eq!(s(1), c.open.to_string());
-        assert_eq!(s(2), c.high.to_string());
-        assert_eq!(s(3), c.low.to_string());
-        assert_eq!(s(4), c.close.to_string());
-        assert_eq!(s(5), c.volume.to_string());
-        assert_eq!(row[6].as_i64(), Some(c.close_time_ms));
-        assert_eq!(s(7), c.quote_volume.to_string());
-        assert_eq!(row[8].as_u64(), Some(c.trades));
-        assert_eq!(s(9), c.taker_buy_base.to_string());
-        assert_eq!(s(10), c.taker_buy_quote.to_string());
-        assert!(c.closed);
-    }
 }
 
 /// How long the simulator refuses the stream in the first test.
