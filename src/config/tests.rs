@@ -461,6 +461,15 @@ fn urls_are_redacted() {
     assert_eq!(redact_url("redis://user@cache"), "redis://user@cache");
     assert_eq!(redact_url("wss://h:9443/x"), "wss://h:9443/x");
     assert_eq!(redact_url("not a url"), "not a url");
+    // Unencoded '/', '?', '#' and '@' in a password: none of it is printed.
+    assert_eq!(
+        redact_url("postgres://ap:pa/ss?w#o@rd@db:5432/ap"),
+        "postgres://ap:REDACTED@db:5432/ap"
+    );
+    assert_eq!(
+        redact_url("redis://:a/b@cache:6379/0"),
+        "redis://:REDACTED@cache:6379/0"
+    );
 }
 
 #[test]

@@ -16,7 +16,14 @@ pub(super) fn redact_url(url: &str) -> String {
     let Some((scheme_end, rest)) = url.split_once("://").map(|(s, r)| (s.len() + 3, r)) else {
         return url.to_owned();
     };
-    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    // A password may hold an unencoded '/', '?', '#' or '@': the authority then runs to
+    // the host after the last '@' (a '@' in the path or query alone makes the redaction
+    // cover more than the password, never less).
+    let host_from = rest.rfind('@').map_or(0, |at| at + 1);
+    let authority_len = host_from
+        + rest[host_from..]
+            .find(['/', '?', '#'])
+            .unwrap_or(rest.len() - host_from);
     let (authority, tail) = rest.split_at(authority_len);
     let authority = match authority.rsplit_once('@') {
         Some((userinfo, host)) => match userinfo.split_once(':') {
