@@ -568,6 +568,21 @@ fn http_routes_validate_and_report() {
     assert_eq!(code, 200, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
     assert!(v["candles"].is_array());
+    // A well-formed symbol or timeframe the engine does not follow: 404 naming it.
+    for path in [
+        "/api/candles?symbol=FOOUSDT",
+        "/api/signals?symbol=FOOUSDT&timeframe=1m",
+        "/api/candles?symbol=BTCUSDT&timeframe=1d",
+    ] {
+        let (code, body) = http_get(d.addr, path);
+        assert_eq!(code, 404, "{path}: {body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        let error = v["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("is not followed by this engine"),
+            "{path}: {body}"
+        );
+    }
 
     let (code, body) = http_get(d.addr, "/api/performance");
     assert_eq!(code, 200);

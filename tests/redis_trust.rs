@@ -240,7 +240,17 @@ fn forged_bridge_messages_are_refused_counted_and_the_engine_api_stays_right() {
             .unwrap()
             .clone()
     };
-    assert!(candles("symbol=EVILUSDT").is_empty());
+    // A symbol outside the universe is not served at all, and none of its forged
+    // candles is among everything the API lists.
+    assert_eq!(
+        support::http_get(addr, "/api/candles?symbol=EVILUSDT").0,
+        404
+    );
+    let all = support::http_json(addr, "/api/candles?limit=1000")["candles"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(all.iter().all(|c| c["symbol"] != "EVILUSDT"), "{all:?}");
     let ours_far = candles(&format!("symbol={ours}"))
         .iter()
         .filter(|c| c["open_time"].as_i64() == Some(far))

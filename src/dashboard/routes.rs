@@ -58,7 +58,7 @@ pub(crate) async fn route(req: &Request, server: &Server) -> Response {
             "text/plain; version=0.0.4; charset=utf-8",
             metrics::render(ctx, &server.hub.stats),
         ),
-        "/api/candles" => match list_query(&req.query) {
+        "/api/candles" => match list_query(&req.query).and_then(|q| followed(q, server)) {
             Ok(q) => match ctx.list_candles(q).await {
                 Ok(candles) => {
                     let live: Vec<CandleRecord> = {
@@ -75,7 +75,7 @@ pub(crate) async fn route(req: &Request, server: &Server) -> Response {
             },
             Err(resp) => resp,
         },
-        "/api/signals" => match list_query(&req.query) {
+        "/api/signals" => match list_query(&req.query).and_then(|q| followed(q, server)) {
             Ok(q) => match ctx.list_signals(q).await {
                 Ok(signals) => Response::json(200, &json!({ "signals": signals })),
                 Err(e) => Response::error(503, &format!("signals unavailable: {e}")),
@@ -84,6 +84,38 @@ pub(crate) async fn route(req: &Request, server: &Server) -> Response {
         },
         _ => Response::error(404, "not found"),
     }
+}
+
+/// A list read for a symbol or timeframe this engine does not follow is a 404 naming
+/// what it does follow, not an empty list that looks like a quiet market.
+fn followed(q: ListQuery, server: &Server) -> Result<ListQuery, Response> {
+    if let Some(symbol) = q.symbol {
+        let symbols = &server.opts.symbols;
+        if !symbols.contains(&symbol) {
+            let list: Vec<&str> = symbols.iter().map(Symbol::as_str).collect();
+            return Err(Response::error(
+                404,
+                &format!(
+                    "symbol {symbol} is not followed by this engine (it follows {})",
+                    list.join(",")
+                ),
+            ));
+        }
+    }
+    if let Some(interval) = q.interval {
+        let timeframes = &server.ctx.timeframes;
+        if !timeframes.contains(&interval) {
+            let list: Vec<&str> = timeframes.iter().map(|t| t.as_str()).collect();
+            return Err(Response::error(
+                404,
+                &format!(
+                    "timeframe {interval} is not followed by this engine (it follows {})",
+                    list.join(",")
+                ),
+            ));
+        }
+    }
+    Ok(q)
 }
 
 type ListParams = (Option<Symbol>, Option<Interval>, usize);
