@@ -24,6 +24,12 @@ pub const EXIT_FAILURE: i32 = 1;
 
 /// Environment variable holding the log filter (tracing-subscriber `EnvFilter` syntax).
 pub const LOG_ENV: &str = "ALPHAPULSE_LOG";
+/// The Rust ecosystem's usual log variable, read when `ALPHAPULSE_LOG` is not set.
+pub const RUST_LOG_ENV: &str = "RUST_LOG";
+/// `text` (the default) or `json`: one JSON object per log line, for log aggregation.
+pub const LOG_FORMAT_ENV: &str = "ALPHAPULSE_LOG_FORMAT";
+/// Set and not empty: no colour in the logs, even on a terminal (no-color.org).
+pub const NO_COLOR_ENV: &str = "NO_COLOR";
 /// The `.env` file read from the working directory.
 pub const DOTENV_FILE: &str = ".env";
 
@@ -362,20 +368,63 @@ fn dotenv_problem(path: &Path, e: &dotenvy::Error) -> String {
     }
 }
 
+/// The log filter, format and colour from the environment (`.env` included):
+/// `ALPHAPULSE_LOG`, else `RUST_LOG`, else `info`; a bare level applies to the engine's
+/// own targets and leaves its dependencies at `warn` (`debug` shows the engine's
+/// debugging, not every HTTP client's internals); a full directive is taken as written.
+/// `ALPHAPULSE_LOG_FORMAT=json` writes one JSON object per line; the text format is
+/// coloured only on a terminal and never when `NO_COLOR` is set (not empty).
 fn init_tracing(env: Option<&HashMap<String, String>>) {
-    use tracing_subscriber::EnvFilter;
-    let directive = env
-        .and_then(|e| e.get(LOG_ENV).cloned())
-        .unwrap_or_else(|| "info".to_owned());
-    let filter = EnvFilter::try_new(&directive).unwrap_or_else(|e| {
-        eprintln!("warning: {LOG_ENV}={directive} is not a valid log filter ({e}); using info");
-        EnvFilter::new("info")
+    use std::io::IsTerminal;
+    let get = |name: &str| env.and_then(|e| e.get(name)).filter(|v| !v.is_empty());
+    let (source, written) = match (get(LOG_ENV), get(RUST_LOG_ENV)) {
+        (Some(v), _) => (LOG_ENV, v.clone()),
+        (None, Some(v)) => (RUST_LOG_ENV, v.clone()),
+        (None, None) => (LOG_ENV, "info".to_owned()),
+    };
+    let filter = log_filter(&written).unwrap_or_else(|e| {
+        eprintln!("warning: {source}={written} is not a valid log filter ({e}); using info");
+        log_filter("info").expect("info is a valid filter")
     });
-    // A second initialisation (only possible in tests) keeps the first subscriber.
-    let _ = tracing_subscriber::fmt()
+    let json = match get(LOG_FORMAT_ENV).map(|v| v.to_ascii_lowercase()) {
+        None => false,
+        Some(v) if v == "json" => true,
+        Some(v) if v == "text" => false,
+        Some(v) => {
+            eprintln!("warning: {LOG_FORMAT_ENV}={v} is not text or json; using text");
+            false
+        }
+    };
+    let colour = std::io::stderr().is_terminal() && get(NO_COLOR_ENV).is_none();
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    // A second initialisation (only possible in tests) keeps the first subscriber.
+    let _ = if json {
+        builder
+            .json()
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init()
+    } else {
+        builder.with_ansi(colour).try_init()
+    };
+}
+
+/// The filter for a log setting: a bare level (`debug`, `info`, …) is the engine's
+/// own level, with its dependencies at `warn` at most; anything else is an
+/// `EnvFilter` directive taken as written.
+fn log_filter(
+    written: &str,
+) -> Result<tracing_subscriber::EnvFilter, tracing_subscriber::filter::ParseError> {
+    use tracing_subscriber::EnvFilter;
+    let level = written.trim().to_ascii_lowercase();
+    let directive = match level.as_str() {
+        "trace" | "debug" | "info" => format!("warn,alphapulse={level}"),
+        "warn" | "error" | "off" => level,
+        _ => written.to_owned(),
+    };
+    EnvFilter::try_new(directive)
 }
 
 /// Help and version go to stdout with exit 0; every other argument error is one line

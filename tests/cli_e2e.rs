@@ -131,3 +131,111 @@ fn run_follows_an_external_simulator_and_stops_on_sigterm() {
     let status = status.expect("run stops within 15 s of SIGTERM");
     assert!(status.success(), "run exit status {status}");
 }
+
+/// Runs `alphapulse run` against `sim` with stderr on a pipe and the given log
+/// environment (no `ALPHAPULSE_LOG` unless given); returns everything it logged from
+/// start to a SIGTERM once ready.
+fn logs_of_a_run(sim: &alphapulse::simulator::SimHandle, log_env: &[(&str, &str)]) -> String {
+    let dashboard = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let mut command = alphapulse();
+    command.env_remove("ALPHAPULSE_LOG");
+    for (k, v) in log_env {
+        command.env(k, v);
+    }
+    let mut child = support::ChildGuard(
+        command
+            .env("BINANCE_WS_URL", sim.ws_url())
+            .envs(support::clock_env(sim))
+            .env("BINANCE_REST_URL", sim.rest_url())
+            .env("SYMBOLS", "BTCUSDT")
+            .env("TIMEFRAMES", "1m")
+            .env("DASHBOARD_ADDR", dashboard.to_string())
+            .arg("run")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn run"),
+    );
+    let mut stderr = child.0.stderr.take().expect("piped stderr");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        text
+    });
+    let ready = support::wait_until(Duration::from_secs(30), || {
+        support::http_get(dashboard, "/readyz").0 == 200
+    });
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while child.0.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(child);
+    let text = reader.join().expect("stderr reader");
+    assert!(
+        ready,
+        "the engine never became ready ({log_env:?}):\n{text}"
+    );
+    text
+}
+
+/// Logs as journald, `kubectl logs` and files get them: no colour escapes on a pipe,
+/// `RUST_LOG` honoured, a bare level leaves the dependencies at `warn`, and
+/// `ALPHAPULSE_LOG_FORMAT=json` writes one JSON object per line.
+#[test]
+fn logs_fit_pipes_and_log_tools() {
+    let _serial = support::serial();
+    let sim = alphapulse::simulator::start(support::sim_config(&["BTCUSDT"])).expect("simulator");
+
+    let text = logs_of_a_run(&sim, &[]);
+    assert!(text.contains("engine running"), "{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "colour escapes on a pipe:\n{text}"
+    );
+
+    // RUST_LOG is read when ALPHAPULSE_LOG is not set.
+    let text = logs_of_a_run(&sim, &[("RUST_LOG", "warn")]);
+    assert!(
+        !text.lines().any(|l| l.contains(" INFO ")),
+        "RUST_LOG=warn still logged INFO:\n{text}"
+    );
+
+    // A bare level is the engine's: no dependency's debugging (the REST client's, the
+    // TLS library's) comes with it.
+    let text = logs_of_a_run(&sim, &[("ALPHAPULSE_LOG", "debug")]);
+    let foreign: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("DEBUG") || l.contains("TRACE"))
+        .filter(|l| {
+            let target = l.split_whitespace().nth(2).unwrap_or("");
+            !target.starts_with("alphapulse")
+        })
+        .collect();
+    assert!(foreign.is_empty(), "dependency debugging: {foreign:#?}");
+    assert!(text.contains("engine running"), "{text}");
+
+    // JSON lines for log aggregation, colour or not.
+    let text = logs_of_a_run(
+        &sim,
+        &[("ALPHAPULSE_LOG_FORMAT", "json"), ("NO_COLOR", "1")],
+    );
+    let mut running = false;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}\n{text}"));
+        assert!(
+            v["timestamp"].is_string() && v["level"].is_string(),
+            "{line}"
+        );
+        assert!(v["target"].is_string(), "{line}");
+        running |= v["fields"]["message"] == "engine running"
+            && v["level"] == "INFO"
+            && v["target"] == "alphapulse::engine";
+    }
+    assert!(running, "no 'engine running' object:\n{text}");
+}
