@@ -531,6 +531,60 @@ fn header_floods_and_slow_heads_are_cut_off() {
     assert_eq!(d.stats.heads_refused.get(), 3);
 }
 
+/// DNS rebinding: a page served from attacker.example whose name then resolves to
+/// 127.0.0.1 reaches the dashboard with `Host: attacker.example`. Without a token that
+/// Host is refused on every route and upgrade; addresses, localhost and configured
+/// names are answered; with a token the token decides.
+#[test]
+fn a_rebound_host_is_refused_without_a_token() {
+    let request = |addr: SocketAddr, path: &str, host: &str, extra: &str| -> String {
+        let mut s = raw(addr);
+        if extra.contains("Upgrade") {
+            // An accepted upgrade stays open: read its head only.
+            let _ = write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n");
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            return String::from_utf8_lossy(&head).into_owned();
+        }
+        let _ = write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n"
+        );
+        read_all(s)
+    };
+    let upgrade = "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    let d = start(|o| o.allowed_hosts = vec!["engine".into()]);
+    for path in ["/api/status", "/api/candles", "/metrics", "/"] {
+        let answer = request(d.addr, path, "attacker.example:8000", "");
+        assert!(answer.starts_with("HTTP/1.1 403"), "{path}: {answer}");
+        assert!(answer.contains("host not allowed"), "{path}: {answer}");
+    }
+    let answer = request(d.addr, "/ws", "attacker.example:8000", upgrade);
+    assert!(answer.starts_with("HTTP/1.1 403"), "/ws: {answer}");
+    for host in [
+        d.addr.to_string(),
+        "localhost:8000".into(),
+        "engine:8000".into(),
+    ] {
+        let answer = request(d.addr, "/api/status", &host, "");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{host}: {answer}");
+    }
+    let answer = request(d.addr, "/ws", &d.addr.to_string(), upgrade);
+    assert!(answer.starts_with("HTTP/1.1 101"), "{answer}");
+    assert_eq!(d.stats.forbidden_host.get(), 5);
+
+    let token = "a-token-of-at-least-16-chars";
+    let d = start(|o| o.token = Some(token.into()));
+    let bearer = format!("Authorization: Bearer {token}\r\n");
+    let answer = request(d.addr, "/api/status", "attacker.example", &bearer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let answer = request(d.addr, "/api/status", "attacker.example", "");
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+}
+
 #[test]
 fn connections_per_address_are_capped() {
     let d = start(|o| o.max_connections_per_ip = 3);

@@ -186,6 +186,8 @@ pub(super) enum Rule {
     /// printed or logged.
     Key,
     Origins,
+    /// Host names (letters, digits, '-', '.'), distinct.
+    Hosts,
     Prefix,
     Choice(&'static [u32]),
     /// One of a few names.
@@ -222,6 +224,9 @@ impl Rule {
             ),
             Rule::Origins => "expected distinct origins such as https://dash.example.com \
                               (scheme http or https, host, optional port, no path)"
+                .to_owned(),
+            Rule::Hosts => "expected distinct host names such as dash.example.com \
+                            (letters, digits, '-' and '.', no scheme or port)"
                 .to_owned(),
             Rule::Prefix => format!(
                 "expected 1 to {MAX_CHANNEL_PREFIX_LEN} ASCII letters, digits, '_', '-' or '.'"
@@ -289,6 +294,17 @@ impl Rule {
                     if !origin_ok(item) {
                         return Err(Why::Detail(format!(
                             "{item:?} is not an origin; {}",
+                            self.expected()
+                        )));
+                    }
+                }
+                distinct(items)
+            }
+            (Rule::Hosts, Setting::List(items)) => {
+                for item in items {
+                    if !host_name_ok(item) {
+                        return Err(Why::Detail(format!(
+                            "{item:?} is not a host name; {}",
                             self.expected()
                         )));
                     }
@@ -372,6 +388,17 @@ pub(super) fn host_port_ok(authority: &str) -> bool {
     };
     let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n > 0));
     !host.is_empty() && port_ok
+}
+
+/// A DNS host name: 1 to 253 characters, labels of letters, digits and '-'.
+pub(super) fn host_name_ok(name: &str) -> bool {
+    (1..=253).contains(&name.len())
+        && name.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 pub(super) fn origin_ok(origin: &str) -> bool {

@@ -154,6 +154,8 @@ settings! {
         DashboardToken: dashboard_token = None, env "DASHBOARD_TOKEN", Rule::Token;
         DashboardAllowedOrigins: dashboard_allowed_origins = Vec::new(),
             env "DASHBOARD_ALLOWED_ORIGINS", Rule::Origins;
+        DashboardAllowedHosts: dashboard_allowed_hosts = Vec::new(),
+            env "DASHBOARD_ALLOWED_HOSTS", Rule::Hosts;
         RedisChannelPrefix: redis_channel_prefix = DEFAULT_REDIS_CHANNEL_PREFIX.to_owned(),
             env "REDIS_CHANNEL_PREFIX", Rule::Prefix;
         RedisBridgeKey: redis_bridge_key = None, env "ALPHAPULSE_BRIDGE_KEY", Rule::Key;

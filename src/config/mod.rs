@@ -143,6 +143,11 @@ pub struct Config {
     /// Origins allowed to open dashboard WebSockets, besides the dashboard's own
     /// (`DASHBOARD_ALLOWED_ORIGINS`, comma-separated).
     pub dashboard_allowed_origins: Vec<String>,
+    /// Host names a dashboard without a token answers to, besides IP addresses,
+    /// `localhost` and the allowed origins' hosts (`DASHBOARD_ALLOWED_HOSTS`,
+    /// comma-separated): any other `Host` is refused, so a DNS-rebinding page cannot
+    /// read an open dashboard.
+    pub dashboard_allowed_hosts: Vec<String>,
     /// Prefix of every Redis channel name (`REDIS_CHANNEL_PREFIX`).
     pub redis_channel_prefix: String,
     /// Shared secret of the Redis bridge (`ALPHAPULSE_BRIDGE_KEY`, environment only):

@@ -569,7 +569,7 @@ fn field_table_is_complete_and_unambiguous() {
             "{field:?}"
         );
     }
-    assert_eq!(env_names.len(), 41);
+    assert_eq!(env_names.len(), 42);
 }
 
 #[test]

@@ -44,6 +44,8 @@ pub struct DashboardStats {
     pub refused_per_ip: Counter,
     pub unauthorized: Counter,
     pub forbidden_origin: Counter,
+    /// Requests refused for a `Host` a dashboard without a token does not answer to.
+    pub forbidden_host: Counter,
     /// Requests cut off for a head that was too large or too slow.
     pub heads_refused: Counter,
     /// WebSocket upgrades refused for a malformed handshake (426, 400).
@@ -74,6 +76,7 @@ impl DashboardStats {
             "refused_per_ip": self.refused_per_ip.get(),
             "unauthorized": self.unauthorized.get(),
             "forbidden_origin": self.forbidden_origin.get(),
+            "forbidden_host": self.forbidden_host.get(),
             "heads_refused": self.heads_refused.get(),
             "bad_upgrades": self.bad_upgrades.get(),
             "commands_rejected": self.commands_rejected.get(),

@@ -329,6 +329,21 @@ where
                 .await;
             return;
         }
+        if !security::host_ok(
+            req.host.as_deref(),
+            opts.token.is_some(),
+            &opts.allowed_hosts,
+            &opts.allowed_origins,
+        ) {
+            // Before any route or upgrade: a DNS-rebinding page gets nothing.
+            server.hub.stats.forbidden_host.inc();
+            let refusal = Response::error(
+                403,
+                "host not allowed: add it to DASHBOARD_ALLOWED_HOSTS or set DASHBOARD_TOKEN",
+            );
+            let _ = stream.write_all(&refusal.to_bytes(false)).await;
+            return;
+        }
         if let Some(endpoint) = ws_endpoint(&req.path, opts.conformance_echo) {
             match upgrade_refusal(&req, server) {
                 Some(refusal) => {

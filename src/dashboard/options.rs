@@ -34,6 +34,8 @@ pub struct Options {
     pub latency: Option<Arc<crate::latency::Registry>>,
     pub token: Option<String>,
     pub allowed_origins: Vec<String>,
+    /// Host names answered without a token (see [`super::security::host_ok`]).
+    pub allowed_hosts: Vec<String>,
     pub max_clients: usize,
     pub update_interval: Duration,
     pub max_message_bytes: usize,
@@ -70,6 +72,7 @@ impl Options {
             latency: None,
             token: config.dashboard_token.clone(),
             allowed_origins: config.dashboard_allowed_origins.clone(),
+            allowed_hosts: config.dashboard_allowed_hosts.clone(),
             max_clients: config.websocket_max_clients,
             update_interval: Duration::from_secs_f64(config.websocket_update_interval_s),
             max_message_bytes: d.max_message_bytes,

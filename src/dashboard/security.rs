@@ -73,6 +73,54 @@ pub fn origin_ok(origin: Option<&str>, host: Option<&str>, allowed: &[String]) -
     }
 }
 
+/// May a request naming `host` be answered? With a token, always (a page cannot
+/// know it). Without one, only when `Host` is an IP address, `localhost` (or a name
+/// under it), one of `allowed_hosts` or the host of an allowed origin: a DNS-rebinding
+/// page reaches a loopback dashboard under its own name, which is none of these. A
+/// request without `Host` (HTTP/1.0 tools; browsers always send one) is answered.
+pub fn host_ok(
+    host: Option<&str>,
+    token: bool,
+    allowed_hosts: &[String],
+    allowed_origins: &[String],
+) -> bool {
+    if token {
+        return true;
+    }
+    let Some(host) = host else {
+        return true;
+    };
+    let host = host.trim();
+    if host.starts_with('[') {
+        // An IPv6 literal, with or without a port.
+        return host
+            .split_once(']')
+            .is_some_and(|(ip, _)| ip[1..].parse::<std::net::Ipv6Addr>().is_ok());
+    }
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => name,
+        Some(_) => return false,
+        None => host,
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.is_empty() {
+        return false;
+    }
+    if name.parse::<std::net::Ipv4Addr>().is_ok() {
+        return true;
+    }
+    let lower = name.to_ascii_lowercase();
+    if lower == "localhost" || lower.ends_with(".localhost") {
+        return true;
+    }
+    allowed_hosts.iter().any(|h| h.eq_ignore_ascii_case(name))
+        || allowed_origins.iter().any(|origin| {
+            let authority = origin.split_once("://").map_or(origin.as_str(), |(_, a)| a);
+            let origin_host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+            origin_host.eq_ignore_ascii_case(name)
+        })
+}
+
 /// A token bucket: `rate` per second, bursts up to `burst`.
 #[derive(Debug, Clone)]
 pub struct RateLimit {
@@ -125,6 +173,51 @@ mod tests {
         assert!(token_ok(t, Some("0123456789abcdef"), None));
         assert!(token_ok(t, None, Some("0123456789abcdef")));
         assert!(!token_ok(t, Some("0123456789abcdeF"), Some("x")));
+    }
+
+    #[test]
+    fn hosts_without_a_token() {
+        let none: &[String] = &[];
+        let ok = |host: Option<&str>| host_ok(host, false, none, none);
+        for good in [
+            None,
+            Some("127.0.0.1:8000"),
+            Some("10.1.2.3"),
+            Some("[::1]:8000"),
+            Some("[fe80::1]"),
+            Some("localhost:8000"),
+            Some("LOCALHOST"),
+            Some("localhost.:8000"),
+            Some("dash.localhost:8000"),
+        ] {
+            assert!(ok(good), "{good:?}");
+        }
+        for bad in [
+            Some("attacker.example:8000"),
+            Some("attacker.example"),
+            Some("127.0.0.1.attacker.example"),
+            Some("localhost.attacker.example"),
+            Some(""),
+            Some(":8000"),
+            Some("[::1"),
+            Some("[nothost]:80"),
+            Some("localhost:80x"),
+        ] {
+            assert!(!ok(bad), "{bad:?}");
+        }
+        let hosts = vec!["engine".to_owned()];
+        let origins = vec!["https://dash.example.com:8443".to_owned()];
+        assert!(host_ok(Some("engine:8000"), false, &hosts, none));
+        assert!(host_ok(Some("ENGINE"), false, &hosts, none));
+        assert!(host_ok(
+            Some("dash.example.com:8000"),
+            false,
+            none,
+            &origins
+        ));
+        assert!(!host_ok(Some("other.example.com"), false, &hosts, &origins));
+        // With a token every Host is answered: the token is what protects.
+        assert!(host_ok(Some("attacker.example"), true, none, none));
     }
 
     #[test]
