@@ -463,6 +463,20 @@ fn flooding_commands_closes_with_1008() {
     assert_eq!(d.stats.rate_limited.get(), 1);
 }
 
+/// Pings cost from the same budget as commands (each is answered with a pong).
+#[test]
+fn flooding_pings_closes_with_1008() {
+    let d = start(|o| o.max_inbound_msgs_per_s = 5);
+    let mut ws = connect(d.addr, "/ws");
+    for _ in 0..30 {
+        if ws.send(Message::Ping(vec![1u8, 2, 3].into())).is_err() {
+            break;
+        }
+    }
+    assert_eq!(close_code(&mut ws), Some(CloseCode::Policy));
+    assert_eq!(d.stats.rate_limited.get(), 1);
+}
+
 #[test]
 fn a_client_that_stops_answering_pings_is_dropped() {
     let d = start(|o| {
@@ -666,6 +680,34 @@ fn the_echo_endpoint_echoes_when_enabled() {
     assert_eq!(ws.read().unwrap(), Message::text("hello"));
     ws.send(Message::binary(vec![0u8; 100_000])).unwrap();
     assert_eq!(ws.read().unwrap().len(), 100_000);
+}
+
+/// Echo clients count against `max_clients` and are closed when idle, like dashboard
+/// clients.
+#[test]
+fn echo_clients_are_bounded_and_closed_when_idle() {
+    let d = start(|o| {
+        o.conformance_echo = true;
+        o.max_clients = 2;
+        o.ws_idle_timeout = Duration::from_millis(800);
+    });
+    let mut a = connect(d.addr, "/ws/echo");
+    let mut b = connect(d.addr, "/ws/echo");
+    for ws in [&mut a, &mut b] {
+        ws.send(Message::text("here")).unwrap();
+        assert_eq!(ws.read().unwrap(), Message::text("here"));
+    }
+    assert_eq!(connect_with(d.addr, "/ws/echo", &[]).err(), Some(503));
+    assert_eq!(connect_with(d.addr, "/ws", &[]).err(), Some(503));
+    // Silent past the idle timeout: closed as going away.
+    assert_eq!(close_code(&mut a), Some(CloseCode::Away));
+    assert_eq!(close_code(&mut b), Some(CloseCode::Away));
+    assert!(wait_until(Duration::from_secs(3), || connect_with(
+        d.addr,
+        "/ws",
+        &[]
+    )
+    .is_ok()));
 }
 
 #[test]

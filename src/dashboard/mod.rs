@@ -83,8 +83,11 @@ const WS_READ_BUFFER_BYTES: usize = 4096;
 /// tungstenite's write buffer: it writes only control frames (pongs, closes) and the
 /// echo endpoint's replies; broadcasts go through [`send::Sender`].
 const WS_WRITE_BUFFER_BYTES: usize = 8192;
-/// Limits of the conformance echo endpoint: the suite sends messages of up to 16 MiB.
+/// Limits of the conformance echo endpoint: the suite sends messages of up to 16 MiB,
+/// one connection at a time; at most [`ECHO_MAX_CLIENTS`] echo clients at once bound
+/// the memory such messages can hold.
 const ECHO_MAX_MESSAGE_BYTES: usize = 16 << 20;
+const ECHO_MAX_CLIENTS: usize = 4;
 
 /// Throughput over the last second, sampled by the rates task.
 #[derive(Clone, Copy, Default)]
@@ -100,6 +103,8 @@ pub(crate) struct Server {
     opts: Options,
     per_ip: RefCell<HashMap<IpAddr, usize>>,
     rates: Cell<Rates>,
+    /// Clients of `/ws/echo` now (they count against `max_clients` too).
+    echo_clients: Cell<usize>,
 }
 
 impl Server {
@@ -156,6 +161,7 @@ pub async fn serve(
         opts,
         per_ip: RefCell::new(HashMap::new()),
         rates: Cell::new(Rates::default()),
+        echo_clients: Cell::new(0),
     });
     let drainer = glommio::spawn_local(drain(server.clone(), feeds, stop.clone()));
     let pusher = glommio::spawn_local(push_status(server.clone(), stop.clone()));
@@ -345,7 +351,8 @@ where
             return;
         }
         if let Some(endpoint) = ws_endpoint(&req.path, opts.conformance_echo) {
-            match upgrade_refusal(&req, server) {
+            let echo = endpoint == WsEndpoint::Echo;
+            match upgrade_refusal(&req, server, echo) {
                 Some(refusal) => {
                     let _ = stream.write_all(&refusal.to_bytes(false)).await;
                 }
@@ -361,8 +368,10 @@ where
                     let rest = buf.split_off(req.head_len.min(buf.len()));
                     match endpoint {
                         WsEndpoint::Echo => {
+                            server.echo_clients.set(server.echo_clients.get() + 1);
                             let ws = opts.websocket(stream, rest, true).await;
-                            ws::run_echo(ws).await;
+                            ws::run_echo(ws, opts.ws_idle_timeout).await;
+                            server.echo_clients.set(server.echo_clients.get() - 1);
                         }
                         WsEndpoint::Api(subs) => {
                             // The sender writes the socket; tungstenite reads it and
@@ -407,7 +416,7 @@ fn ws_endpoint(path: &str, echo_enabled: bool) -> Option<WsEndpoint> {
 }
 
 /// Why an upgrade is refused (answered before any upgrade), or `None` to accept.
-fn upgrade_refusal(req: &Request, server: &Server) -> Option<Response> {
+fn upgrade_refusal(req: &Request, server: &Server, echo: bool) -> Option<Response> {
     let opts = &server.opts;
     let stats = &server.hub.stats;
     if !req.websocket || req.method != "GET" {
@@ -436,7 +445,8 @@ fn upgrade_refusal(req: &Request, server: &Server) -> Option<Response> {
         stats.forbidden_origin.inc();
         return Some(Response::error(403, "origin not allowed"));
     }
-    if server.hub.len() >= opts.max_clients {
+    let echoing = server.echo_clients.get();
+    if server.hub.len() + echoing >= opts.max_clients || (echo && echoing >= ECHO_MAX_CLIENTS) {
         stats.refused_full.inc();
         return Some(Response::error(503, "too many WebSocket clients"));
     }

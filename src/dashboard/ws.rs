@@ -170,16 +170,22 @@ pub(super) async fn run_client<S>(
                 last_heard = Instant::now();
                 // Tungstenite answers pings and closes on its next write or flush.
                 need_flush = true;
+                // Every message the client sends costs from its budget, pings too: each
+                // is answered with a pong. (Pongs answer our pings; closes end it.)
+                if matches!(
+                    msg,
+                    Message::Text(_) | Message::Binary(_) | Message::Ping(_)
+                ) && !rate.allow(Instant::now())
+                {
+                    stats.rate_limited.inc();
+                    client.kick(KICK_RATE);
+                    continue;
+                }
                 let text = match msg {
                     Message::Text(t) => Some(t),
                     Message::Binary(_) => None,
                     _ => continue,
                 };
-                if !rate.allow(Instant::now()) {
-                    stats.rate_limited.inc();
-                    client.kick(KICK_RATE);
-                    continue;
-                }
                 let reply = match text {
                     Some(t) => answer(&server, &client, t.as_str()).await,
                     None => {
@@ -398,11 +404,26 @@ where
 }
 
 /// `/ws/echo`: every text and binary message back, for conformance runs.
-pub(super) async fn run_echo<S>(mut ws: WebSocketStream<S>)
+/// The conformance echo: every text or binary message back as it came. A client that
+/// sends nothing for `idle` is closed (1001), like a dashboard client.
+pub(super) async fn run_echo<S>(mut ws: WebSocketStream<S>, idle: Duration)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    while let Some(msg) = ws.next().await {
+    loop {
+        let next = futures_lite::future::or(async { Some(ws.next().await) }, async {
+            glommio::timer::Timer::new(idle).await;
+            None
+        })
+        .await;
+        let msg = match next {
+            Some(Some(msg)) => msg,
+            Some(None) => return,
+            None => {
+                close_with(&mut ws, 1001, "idle").await;
+                return;
+            }
+        };
         let sent = match msg {
             Ok(m @ (Message::Text(_) | Message::Binary(_))) => ws.send(m).await,
             Ok(_) => ws.flush().await,
