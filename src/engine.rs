@@ -649,7 +649,15 @@ fn sink_roles(
 static SIGNALLED: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_: libc::c_int) {
-    SIGNALLED.store(true, Ordering::Relaxed);
+    if SIGNALLED.swap(true, Ordering::Relaxed) {
+        // A second Ctrl-C: the operator will not wait for the orderly stop.
+        const NOTE: &[u8] = b"second signal: exiting at once (unwritten records stay in the rings; the next start backfills them)\n";
+        // SAFETY: write(2) and _exit(2) are async-signal-safe.
+        unsafe {
+            libc::write(2, NOTE.as_ptr().cast(), NOTE.len());
+            libc::_exit(130);
+        }
+    }
 }
 
 /// Routes SIGINT and SIGTERM to a flag that [`wait_for_signal`] watches.
@@ -714,7 +722,88 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     while !signalled() {
         std::thread::sleep(Duration::from_millis(100));
     }
-    tracing::info!("stopping");
+    tracing::info!("stopping (Ctrl-C again to exit at once)");
+    let before = engine.status().snapshot();
     engine.shutdown();
+    let after = engine.status().snapshot();
+    tracing::info!("{}", shutdown_summary(&before, &after));
+    tracing::info!("stopped");
     Ok(())
+}
+
+/// What the orderly stop did, from `/api/status` before and after it: rows written to
+/// the database and records published while stopping, rows left in the spool for the
+/// next start, and everything dropped in the whole run.
+pub fn shutdown_summary(before: &serde_json::Value, after: &serde_json::Value) -> String {
+    let n = |v: &serde_json::Value, pointer: &str| v.pointer(pointer).and_then(|x| x.as_u64());
+    let grew = |pointer: &str| {
+        n(after, pointer).map(|a| a.saturating_sub(n(before, pointer).unwrap_or(0)))
+    };
+    let mut parts = Vec::new();
+    if let Some(rows) = grew("/sinks/database/rows_committed") {
+        parts.push(format!("flushed {rows} rows to the database"));
+    }
+    if let Some(published) = grew("/sinks/redis/published") {
+        parts.push(format!("published {published} records on Redis"));
+    }
+    if parts.is_empty() {
+        parts.push("nothing to flush (no database, no Redis)".to_owned());
+    }
+    if let Some(rows) = n(after, "/sinks/spool/rows") {
+        parts.push(format!(
+            "{rows} rows left in the spool for the next start to write"
+        ));
+    }
+    let dropped: Vec<String> = [
+        ("/sinks/spool/dropped_rows", "spool rows (spool full)"),
+        (
+            "/sinks/dead_letter/rows_refused",
+            "rows refused by the database (dead-letter file)",
+        ),
+        ("/sinks/redis/dropped", "Redis records"),
+    ]
+    .iter()
+    .filter_map(|(pointer, what)| match n(after, pointer) {
+        Some(d) if d > 0 => Some(format!("{d} {what}")),
+        _ => None,
+    })
+    .collect();
+    parts.push(if dropped.is_empty() {
+        "dropped nothing".to_owned()
+    } else {
+        format!("dropped in this run: {}", dropped.join(", "))
+    });
+    format!("while stopping: {}", parts.join("; "))
+}
+
+#[cfg(test)]
+mod shutdown_tests {
+    use super::shutdown_summary;
+    use serde_json::json;
+
+    #[test]
+    fn the_summary_says_what_was_flushed_spooled_and_dropped() {
+        let before = json!({"sinks": {
+            "database": {"rows_committed": 100},
+            "spool": {"rows": 0, "dropped_rows": 0},
+            "redis": {"published": 40, "dropped": 0},
+        }});
+        let after = json!({"sinks": {
+            "database": {"rows_committed": 130},
+            "spool": {"rows": 7, "dropped_rows": 2},
+            "dead_letter": {"rows_refused": 0},
+            "redis": {"published": 45, "dropped": 3},
+        }});
+        assert_eq!(
+            shutdown_summary(&before, &after),
+            "while stopping: flushed 30 rows to the database; published 5 records on Redis; \
+             7 rows left in the spool for the next start to write; dropped in this run: \
+             2 spool rows (spool full), 3 Redis records"
+        );
+        let bare = json!({"sinks": {"memory": {}}});
+        assert_eq!(
+            shutdown_summary(&bare, &bare),
+            "while stopping: nothing to flush (no database, no Redis); dropped nothing"
+        );
+    }
 }

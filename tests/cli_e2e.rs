@@ -193,6 +193,15 @@ fn logs_fit_pipes_and_log_tools() {
 
     let text = logs_of_a_run(&sim, &[]);
     assert!(text.contains("engine running"), "{text}");
+    // The orderly stop says what it did, then that it stopped.
+    assert!(
+        text.contains("while stopping: nothing to flush (no database, no Redis); dropped nothing"),
+        "{text}"
+    );
+    assert!(
+        text.trim_end().ends_with("stopped"),
+        "the last line is not 'stopped':\n{text}"
+    );
     assert!(
         !text.contains('\u{1b}'),
         "colour escapes on a pipe:\n{text}"
