@@ -1252,20 +1252,20 @@ fn the_dashboard_survives_hostile_requests_and_commands() {
 
     // Bad WebSocket handshakes: refused before any upgrade, counted.
     let upgrades: Vec<(&str, String, u16)> = vec![
-        ("no Upgrade header", "GET /ws HTTP/1.1\r\nHost: x\r\n\r\n".into(), 426),
+        ("no Upgrade header", "GET /ws HTTP/1.1\r\nHost: localhost\r\n\r\n".into(), 426),
         (
             "POST upgrade",
-            "POST /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: a2V5\r\nSec-WebSocket-Version: 13\r\n\r\n".into(),
+            "POST /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: a2V5\r\nSec-WebSocket-Version: 13\r\n\r\n".into(),
             426,
         ),
         (
             "no Sec-WebSocket-Key",
-            "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n".into(),
+            "GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n".into(),
             400,
         ),
         (
             "version 8",
-            "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: a2V5\r\nSec-WebSocket-Version: 8\r\n\r\n".into(),
+            "GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: a2V5\r\nSec-WebSocket-Version: 8\r\n\r\n".into(),
             400,
         ),
     ];
