@@ -19,6 +19,19 @@ fn alphapulse() -> Command {
     c
 }
 
+/// `alphapulse run` following BTCUSDT 1m on `sim`, its dashboard on `dashboard`.
+fn run_against(sim: &alphapulse::simulator::SimHandle, dashboard: std::net::SocketAddr) -> Command {
+    let mut c = alphapulse();
+    c.env("BINANCE_WS_URL", sim.ws_url())
+        .envs(support::clock_env(sim))
+        .env("BINANCE_REST_URL", sim.rest_url())
+        .env("SYMBOLS", "BTCUSDT")
+        .env("TIMEFRAMES", "1m")
+        .env("DASHBOARD_ADDR", dashboard.to_string())
+        .arg("run");
+    c
+}
+
 /// Reads the child's stdout lines on a thread, so the test can wait with a deadline.
 fn lines_of(child: &mut std::process::Child) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
@@ -93,14 +106,7 @@ fn run_follows_an_external_simulator_and_stops_on_sigterm() {
     };
     let dashboard: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut child = support::ChildGuard(
-        alphapulse()
-            .env("BINANCE_WS_URL", sim.ws_url())
-            .envs(support::clock_env(&sim))
-            .env("BINANCE_REST_URL", sim.rest_url())
-            .env("SYMBOLS", "BTCUSDT")
-            .env("TIMEFRAMES", "1m")
-            .env("DASHBOARD_ADDR", dashboard.to_string())
-            .arg("run")
+        run_against(&sim, dashboard)
             .stdout(Stdio::null())
             .spawn()
             .expect("spawn run"),
@@ -140,20 +146,13 @@ fn logs_of_a_run(sim: &alphapulse::simulator::SimHandle, log_env: &[(&str, &str)
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
     };
-    let mut command = alphapulse();
+    let mut command = run_against(sim, dashboard);
     command.env_remove("ALPHAPULSE_LOG");
     for (k, v) in log_env {
         command.env(k, v);
     }
     let mut child = support::ChildGuard(
         command
-            .env("BINANCE_WS_URL", sim.ws_url())
-            .envs(support::clock_env(sim))
-            .env("BINANCE_REST_URL", sim.rest_url())
-            .env("SYMBOLS", "BTCUSDT")
-            .env("TIMEFRAMES", "1m")
-            .env("DASHBOARD_ADDR", dashboard.to_string())
-            .arg("run")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -901,10 +901,11 @@ impl SmallDisk {
         use std::io::Write;
         let path = self.path.join(Self::FILLER);
         let mut file = File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        /// Bounded: the disk is small; this much written would mean it is not.
+        const MOST: u64 = 1 << 30;
         let chunk = vec![0xA5u8; 4096];
         let mut written = 0u64;
-        // Bounded: the disk is small; 1 GiB of writes would mean it is not.
-        while written < 1 << 30 {
+        while written < MOST {
             match file.write(&chunk) {
                 Ok(0) => break,
                 Ok(n) => written += n as u64,
@@ -912,8 +913,8 @@ impl SmallDisk {
                 Err(e) => return Err(format!("{}: {e}", path.display())),
             }
         }
-        if written >= 1 << 30 {
-            return Err("the disk took 1 GiB without filling".into());
+        if written >= MOST {
+            return Err(format!("the disk took {MOST} bytes without filling"));
         }
         let keep = written.saturating_sub(leave);
         file.set_len(keep)
