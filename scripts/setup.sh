@@ -1,11 +1,22 @@
 #!/usr/bin/env bash
 # Prepares a fresh Debian/Ubuntu machine to build and test AlphaPulse.
 # Idempotent: installs only what is missing. Needs root (or sudo) for system packages.
+#   bash scripts/setup.sh          everything the test suite needs
+#   bash scripts/setup.sh --build  only what building (and so the demo) needs: a C
+#                                  toolchain and Rust; no servers, browser or Node
 set -euo pipefail
+
+mode=all
+case "${1:-}" in
+  "") ;;
+  --build) mode=build ;;
+  *) echo "setup: unknown option '$1' (use --build for the build's needs only)" >&2; exit 2 ;;
+esac
 
 need_apt=()
 command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+if [ "$mode" = all ]; then
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 # Tests start private PostgreSQL and Redis servers from these binaries (initdb, pg_ctl,
 # redis-server), on free loopback ports; no running service is needed or touched.
@@ -19,6 +30,7 @@ command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 # tests/timescale.rs runs TimescaleDB as PGlite (PostgreSQL in WASM) under Node.
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+fi
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""
@@ -32,6 +44,7 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: Rust is missing: install it with rustup (https://rustup.rs), then re-run." >&2
   exit 1
 fi
+if [ "$mode" = all ]; then
 for component in rustfmt clippy; do
   if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
     rustup component add "$component"
@@ -52,6 +65,7 @@ pglite_installed() {
 if ! pglite_installed; then
   echo "setup: installing the PGlite test packages"
   (cd "$pglite_dir" && npm ci --legacy-peer-deps --no-audit --no-fund --loglevel=error)
+fi
 fi
 
 # glommio needs io_uring; say so early rather than in a test failure.

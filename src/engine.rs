@@ -352,6 +352,7 @@ impl Engine {
             queries,
             rest: rest_stats.clone(),
             stream_silence_ns: (config.feed.stream_silence_s * 1e9) as u64,
+            exchange_speed: config.feed.exchange_speed,
         });
         let dashboard_stats = Arc::new(crate::dashboard::fanout::DashboardStats::default());
         let mut dashboard_options = dashboard_options;
@@ -675,7 +676,7 @@ pub fn signalled() -> bool {
     SIGNALLED.load(Ordering::Relaxed)
 }
 
-/// Startup notes about optional services, per DESIGN.md.
+/// Startup notes about optional services (docs/api.md, "Configuration").
 pub fn log_sink_modes(config: &Config) {
     if config.database_url.is_none() {
         tracing::info!("no DATABASE_URL: keeping recent candles in memory");

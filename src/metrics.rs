@@ -141,6 +141,9 @@ pub struct ShardStats {
     pub last_event_time_us: Gauge,
     /// Signals made, per kind, in the order of `SignalKind::ALL`.
     pub signals: [Counter; crate::signals::SignalKind::ALL.len()],
+    /// Series whose indicators all have values (applied at least their warm-up
+    /// candles): the ones that can make signals.
+    pub signal_series_ready: Gauge,
     /// Series warmed from REST klines, and the candles that warmed them.
     pub signal_warm_series: Counter,
     pub signal_warm_candles: Counter,

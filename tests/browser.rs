@@ -77,6 +77,19 @@ fn the_dashboard_page_renders_live_prices_in_chromium() {
         );
         let status = testid(dom, "engine-status").map(|e| e.text);
         assert_eq!(status.as_deref(), Some("ok"), "{name} load: engine status");
+        // The exchange runs 600 times the wall clock: the page says its times are
+        // simulated.
+        let label = testid(dom, "sim-time").expect("a simulated-time label");
+        assert!(
+            !label.attr("class").unwrap_or_default().contains("hidden"),
+            "{name} load: the simulated-time label is hidden"
+        );
+        let speed = testid(dom, "sim-speed").map(|e| e.text);
+        assert_eq!(
+            speed.as_deref(),
+            Some(format!("{DEMO_SPEED}\u{d7} wall clock").as_str()),
+            "{name} load: simulated-time label"
+        );
         let price = testid(dom, "last-price").expect("a last-price element");
         let value: f64 = price
             .text

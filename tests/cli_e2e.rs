@@ -46,13 +46,16 @@ fn lines_of(child: &mut std::process::Child) -> mpsc::Receiver<String> {
     rx
 }
 
+/// The demo's first minute as a new user sees it: the URL, then (thanks to the
+/// simulator's seeded history and the warm start) signals within 10 seconds, each
+/// printed as it fires and served by the API.
 #[test]
 fn demo_prints_its_url_serves_it_and_closes_candles() {
     let _serial = support::serial();
     let mut child = support::ChildGuard(
         alphapulse()
             .env("DASHBOARD_ADDR", "127.0.0.1:0")
-            .args(["demo", "--seconds", "10"])
+            .args(["demo", "--seconds", "12"])
             .stdout(Stdio::piped())
             .spawn()
             .expect("spawn demo"),
@@ -62,6 +65,7 @@ fn demo_prints_its_url_serves_it_and_closes_candles() {
     let mut url = None;
     let mut last_summary = String::new();
     let mut ready_with_candles = false;
+    let mut first_signal = None;
     while Instant::now() < deadline {
         match lines.recv_timeout(Duration::from_millis(200)) {
             Ok(line) => {
@@ -69,7 +73,25 @@ fn demo_prints_its_url_serves_it_and_closes_candles() {
                     let addr: std::net::SocketAddr =
                         rest.split('/').next().unwrap().parse().unwrap();
                     assert_eq!(support::http_get(addr, "/healthz").0, 200);
-                    url = Some(addr);
+                    url = Some((addr, Instant::now()));
+                }
+                // `signal BTCUSDT 1m rsi sell at 60123.45 (confidence 0.72)`
+                if let (Some(rest), Some((addr, shown)), None) =
+                    (line.strip_prefix("signal "), url, &first_signal)
+                {
+                    let words: Vec<&str> = rest.split_whitespace().collect();
+                    let (symbol, timeframe, kind) = (words[0], words[1], words[2]);
+                    let listed = support::http_json(
+                        addr,
+                        &format!("/api/signals?symbol={symbol}&timeframe={timeframe}"),
+                    );
+                    assert!(
+                        listed["signals"]
+                            .as_array()
+                            .is_some_and(|l| l.iter().any(|s| s["kind"] == kind)),
+                        "the printed signal {line:?} is not served: {listed}"
+                    );
+                    first_signal = Some((line.clone(), shown.elapsed()));
                 }
                 if line.starts_with("t=") {
                     // `t=5s shard0 360 msg/s | candles closed 27 | signals 2 | reconnects 0 | gaps 0 | ready`
@@ -93,6 +115,11 @@ fn demo_prints_its_url_serves_it_and_closes_candles() {
     assert!(
         ready_with_candles,
         "never ready with closed candles; last: {last_summary:?}"
+    );
+    let (line, after) = first_signal.expect("the demo printed no signal");
+    assert!(
+        after <= Duration::from_secs(10),
+        "the first signal came {after:?} after the URL: {line}"
     );
 }
 

@@ -663,8 +663,20 @@ fn a_long_gap_resets_the_series() {
     let bars = reference_bars();
     let sym = Symbol::new("BTCUSDT").unwrap();
     let (mut s, _rx) = shard();
-    for b in &bars[..100] {
+    let warm_up = s
+        .signal_engine(sym, Interval::H1)
+        .unwrap()
+        .params()
+        .warm_up_candles() as usize;
+    for (n, b) in bars[..100].iter().enumerate() {
         s.on_event(&Event::Kline(candle(b)), 0);
+        let ready = i64::from(n + 1 >= warm_up);
+        assert_eq!(
+            s.stats().signal_series_ready.get(),
+            ready,
+            "after {} candles",
+            n + 1
+        );
     }
     assert!(s
         .signal_engine(sym, Interval::H1)
@@ -678,6 +690,7 @@ fn a_long_gap_resets_the_series() {
     let e = s.signal_engine(sym, Interval::H1).unwrap();
     assert_eq!(e.applied(), 1);
     assert_eq!(e.snapshot().ema_fast, None);
+    assert_eq!(s.stats().signal_series_ready.get(), 0, "no longer ready");
     // A short gap (5 candles) is bridged.
     s.on_event(&Event::Kline(candle(&bars[147])), 0);
     assert_eq!(s.stats().signal_rewarms.get(), 1);

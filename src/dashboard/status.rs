@@ -53,6 +53,9 @@ pub struct StatusContext {
     /// A subscribed kline stream without an update for longer than this is silent
     /// (`feed.stream_silence_s`).
     pub stream_silence_ns: u64,
+    /// How many times faster than the wall clock the exchange's time runs
+    /// (`feed.exchange_speed`: above 1 only against a fast simulator).
+    pub exchange_speed: u32,
 }
 
 /// Default of [`StatusContext::stream_silence_ns`] where no configuration is at hand.
@@ -119,6 +122,7 @@ impl StatusContext {
             queries: None,
             rest: Default::default(),
             stream_silence_ns: DEFAULT_STREAM_SILENCE_NS,
+            exchange_speed: 1,
         }
     }
 
@@ -230,6 +234,7 @@ impl StatusContext {
                 "not_live": not_live.iter().map(NotLive::to_json).collect::<Vec<_>>(),
             },
             "uptime_s": self.started.elapsed().as_secs_f64(),
+            "exchange_speed": self.exchange_speed,
             "total_messages_received": total_messages,
             "active_connections": active_connections,
             "active_clients": 0,
@@ -539,6 +544,7 @@ fn shard_json(s: &ShardView) -> Value {
                 .iter()
                 .map(|k| (k.as_str().to_owned(), json!(st.signals[*k as usize].get())))
                 .collect::<serde_json::Map<String, Value>>(),
+            "series_ready": st.signal_series_ready.get(),
             "warm_series": st.signal_warm_series.get(),
             "warm_candles": st.signal_warm_candles.get(),
             "rewarms": st.signal_rewarms.get(),

@@ -31,6 +31,8 @@ struct SignalSlot {
     awaiting_warm: bool,
     /// When the current hole began to hold candles (monotonic ns).
     held_since_ns: Option<u64>,
+    /// The engine has applied its warm-up candles (counted in `signal_series_ready`).
+    ready: bool,
 }
 
 /// The shard's signal engines, one slot per series (indexed like the shard's tracks).
@@ -40,6 +42,8 @@ pub(super) struct SignalGate {
     warm_candles: u32,
     /// Slots holding candles now (so the periodic check is free when none is).
     holding: usize,
+    /// Slots whose engine is warm (`signal_series_ready`).
+    ready: i64,
     stats: Arc<ShardStats>,
 }
 
@@ -56,6 +60,7 @@ impl SignalGate {
                 held: BTreeMap::new(),
                 awaiting_warm: false,
                 held_since_ns: None,
+                ready: false,
             })
             .collect();
         SignalGate {
@@ -63,7 +68,20 @@ impl SignalGate {
             rewarm_after_candles: u64::from(config.rewarm_after_candles),
             warm_candles: config.warm_candles,
             holding: 0,
+            ready: 0,
             stats,
+        }
+    }
+
+    /// Counts the slot as ready once its engine has applied its warm-up candles, and no
+    /// longer once it was reset.
+    fn settle(&mut self, slot: usize) {
+        let s = &mut self.slots[slot];
+        let ready = s.engine.applied() >= u64::from(s.engine.params().warm_up_candles());
+        if ready != s.ready {
+            s.ready = ready;
+            self.ready += if ready { 1 } else { -1 };
+            self.stats.signal_series_ready.set(self.ready);
         }
     }
 
@@ -103,6 +121,7 @@ impl SignalGate {
                 }
             }
             self.stats.signal_warm_candles.add(applied);
+            self.settle(slot);
         }
         // Counted even when the exchange had no history yet (a new market): the
         // series is warm as far as it can be.
@@ -250,6 +269,7 @@ impl SignalGate {
                 self.stats.signal_rewarms.inc();
             }
         }
+        self.settle(slot);
         self.fire(slot, &c, out);
     }
 
@@ -269,6 +289,7 @@ impl SignalGate {
         if !applied {
             return false;
         }
+        self.settle(slot);
         for f in fired.into_iter().flatten() {
             self.stats.signals[f.kind as usize].inc();
             out.push(Signal {

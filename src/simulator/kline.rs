@@ -173,6 +173,16 @@ impl KlineSeries {
         }
     }
 
+    /// Starts from a seeded past: `closed` (oldest first; the newest `history_limit`
+    /// are kept) and the part of the open candle before the market opened.
+    pub fn seed(&mut self, closed: &[Kline], open_part: Option<Kline>) {
+        let keep = closed.len().saturating_sub(self.history_limit);
+        self.history.extend(closed[keep..].iter().copied());
+        if let Some(part) = open_part {
+            self.building.merge(&part);
+        }
+    }
+
     /// Closes `building`, stores it, starts the next one; returns the closed candle.
     pub fn close_building(&mut self) -> Kline {
         let closed = self.building;

@@ -56,6 +56,9 @@ use glommio::{LocalExecutorBuilder, Placement};
 use crate::market::Symbol;
 
 pub use kline::DEFAULT_KLINE_HISTORY;
+/// Seeded past per series of `simulate` and `demo` unless told otherwise: enough for
+/// every indicator's warm-up many times over, generated in a few milliseconds.
+pub const DEFAULT_HISTORY: usize = 1_000;
 pub use market::KlinePhase;
 pub use replay::ReplayError;
 pub use stats::SimStats;
@@ -132,6 +135,9 @@ pub struct SimConfig {
     pub kline_phase: KlinePhase,
     /// Closed candles kept per (symbol, interval).
     pub kline_history: usize,
+    /// Closed candles of seeded past per (symbol, interval) before the start (see
+    /// [`market::history`]); 0: the market opens with no past, like a new listing.
+    pub history: usize,
     /// Unsent output per connection beyond which it is dropped as too slow.
     pub max_outbox_bytes: usize,
 }
@@ -169,6 +175,7 @@ impl Default for SimConfig {
             kline_push_ms: 2000,
             kline_phase: KlinePhase::Aligned,
             kline_history: DEFAULT_KLINE_HISTORY,
+            history: 0,
             max_outbox_bytes: DEFAULT_MAX_OUTBOX_MB * 1024 * 1024,
         }
     }
@@ -224,6 +231,12 @@ impl SimConfig {
         }
         if self.max_streams == 0 || self.kline_history == 0 || self.max_outbox_bytes == 0 {
             return bad("--max-streams, --kline-history and --max-outbox-mb must be positive");
+        }
+        if self.history > market::history::MAX_HISTORY_CANDLES {
+            return Err(SimError::Config(format!(
+                "--history: at most {} candles per series",
+                market::history::MAX_HISTORY_CANDLES
+            )));
         }
         Ok(())
     }
@@ -329,6 +342,11 @@ pub struct SimulateArgs {
     /// Closed candles kept per (symbol, interval) for REST.
     #[arg(long, default_value_t = DEFAULT_KLINE_HISTORY)]
     pub kline_history: usize,
+    /// Closed candles of seeded past per (symbol, interval) before the start, so a
+    /// client's warm start finds history (0: none, like a new listing). 1s–30m reach
+    /// back this many candles, and so do longer intervals, but never before 2017.
+    #[arg(long, default_value_t = DEFAULT_HISTORY, value_parser = parse_history)]
+    pub history: usize,
     /// Unsent output (MiB) per connection before it is dropped as too slow.
     #[arg(long, default_value_t = DEFAULT_MAX_OUTBOX_MB)]
     pub max_outbox_mb: usize,
@@ -336,6 +354,16 @@ pub struct SimulateArgs {
 
 fn parse_symbol(text: &str) -> Result<Symbol, String> {
     Symbol::new(text.trim()).map_err(|e| format!("{e}"))
+}
+
+fn parse_history(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n <= market::history::MAX_HISTORY_CANDLES => Ok(n),
+        _ => Err(format!(
+            "expected candles per series, from 0 to {}",
+            market::history::MAX_HISTORY_CANDLES
+        )),
+    }
 }
 
 fn parse_positive(text: &str) -> Result<f64, String> {
@@ -398,6 +426,7 @@ impl From<&SimulateArgs> for SimConfig {
             kline_push_ms: a.kline_push_ms,
             kline_phase: a.kline_phase,
             kline_history: a.kline_history,
+            history: a.history,
             max_outbox_bytes: a.max_outbox_mb.saturating_mul(1024 * 1024),
         }
     }
@@ -510,6 +539,7 @@ pub fn start(config: SimConfig) -> Result<SimHandle, SimError> {
             kline_push_ms: config.kline_push_ms,
             kline_phase: config.kline_phase,
             history_limit: config.kline_history,
+            history_candles: config.history,
         })
     });
     let settings = Settings {

@@ -412,6 +412,7 @@ mod tests {
             kline_push_ms: 2_000,
             kline_phase: Default::default(),
             history_limit: 100,
+            history_candles: 0,
         });
         m.advance_to(
             1_700_000_000_000_000_000 + 300 * 1_000_000_000,

@@ -1,7 +1,7 @@
 // AlphaPulse live dashboard.
 //
 // One plain script, no framework and no build step, so what the engine embeds is what
-// runs. Data comes from the engine's own API (DESIGN.md "HTTP and WebSocket API"):
+// runs. Data comes from the engine's own API (docs/api.md):
 // history from GET /api/candles and /api/signals, live records over WS /ws, and the
 // health figures from GET /api/status and /api/performance, polled. When the WebSocket
 // is unavailable (an engine restarting, or one without /ws) the page polls the list
@@ -792,6 +792,9 @@
     const restarted = uptime !== null && state.uptime !== null && uptime + 1 < state.uptime;
     state.uptime = uptime;
     setText("uptime", fmtDuration(uptime));
+    const speed = num(s.exchange_speed);
+    $("sim-time").classList.toggle("hidden", !(speed > 1));
+    if (speed > 1) setText("sim-speed", fmtInt(speed) + "\u00d7 wall clock");
 
     const total = num(s.total_messages_received);
     const perSecond = rate(state.prevTotal, total, now);

@@ -55,6 +55,7 @@ const DEPTH_FAST_MS: i64 = 100;
 const DEPTH_SLOW_MS: i64 = 1_000;
 
 mod events;
+pub mod history;
 mod schedule;
 mod spec;
 #[cfg(test)]
@@ -124,6 +125,7 @@ impl SymbolMarket {
         trade_rate: f64,
         start_ns: i64,
         history_limit: usize,
+        history_candles: usize,
     ) -> SymbolMarket {
         let mut rng = Rng::new(mix64(seed ^ spec.symbol.stable_hash()));
         let tick = spec.tick();
@@ -152,10 +154,25 @@ impl SymbolMarket {
         let next_trade_id = 10_000_000 + rng.below(90_000_000);
         let next_agg_id = 1_000_000 + rng.below(9_000_000);
         let start_ms = start_ns.div_euclid(NS_PER_MS);
-        let series = Interval::ALL
+        let mut series: Vec<KlineSeries> = Interval::ALL
             .iter()
             .map(|&i| KlineSeries::new(i, start_ms, price, history_limit))
             .collect();
+        let past = history::generate(
+            &history::HistorySpec {
+                spec: &spec,
+                seed,
+                trade_rate: rate,
+                open_ms: start_ms,
+                open_price: price,
+                first_trade_id: next_trade_id,
+                max_trade_steps,
+            },
+            history_candles,
+        );
+        for h in past {
+            series[h.interval as usize].seed(&h.closed, h.open_part);
+        }
         let first_gap = rng.below(2 * mean_gap_ns + 1) as i64;
         SymbolMarket {
             index,
@@ -456,6 +473,9 @@ pub struct MarketConfig {
     pub kline_phase: KlinePhase,
     /// Closed candles kept per (symbol, interval).
     pub history_limit: usize,
+    /// Closed candles of seeded past per (symbol, interval) before the open
+    /// ([`history`]); 0: the market opens with no past, like a new listing.
+    pub history_candles: usize,
 }
 
 /// When in each kline push period the symbols push their updates.
@@ -487,6 +507,7 @@ impl Market {
                     config.trade_rate,
                     start_ns,
                     config.history_limit,
+                    config.history_candles,
                 )
             })
             .collect();

@@ -45,6 +45,7 @@ fn config(rate: f64) -> MarketConfig {
         kline_push_ms: 2_000,
         kline_phase: KlinePhase::Aligned,
         history_limit: 10_000,
+        history_candles: 0,
     }
 }
 
@@ -361,4 +362,48 @@ fn symbol_specs_split_assets() {
         ("LRC", "BTC")
     );
     assert!(spec.price_decimals + spec.qty_decimals <= UNIT_SCALE);
+}
+
+/// A seeded past is only a past: the live trades and every candle that opens after the
+/// start are the same with or without it; the candle open at the start carries the
+/// past's part of its period, and REST's history reaches back without a hole.
+#[test]
+fn a_seeded_past_changes_nothing_live() {
+    let plain = config(5.0);
+    let seeded = MarketConfig {
+        history_candles: 500,
+        ..config(5.0)
+    };
+    let (mut a, mut b) = (Market::new(&plain), Market::new(&seeded));
+    let until = (plain.start_time_ms + 300_000) * 1_000_000;
+    a.advance_to(until, &mut NullSink);
+    b.advance_to(until, &mut NullSink);
+    for (x, y) in a.symbols().iter().zip(b.symbols()) {
+        assert_eq!(x.trades_total(), y.trades_total());
+        let (live, past) = (
+            x.series(Interval::M1).history(),
+            y.series(Interval::M1).history(),
+        );
+        assert_eq!(past.len(), 500 + live.len());
+        let start_minute = Interval::M1.open_time(plain.start_time_ms);
+        for (l, p) in live.iter().zip(past.iter().skip(500)) {
+            assert_eq!(l.open_time_ms, p.open_time_ms);
+            if l.open_time_ms > start_minute {
+                assert_eq!(l, p, "a live candle after the start");
+            } else {
+                assert!(
+                    p.trades > l.trades,
+                    "the open candle carries the past's part"
+                );
+                assert_eq!(p.close, l.close);
+            }
+        }
+        for pair in past.iter().collect::<Vec<_>>().windows(2) {
+            assert_eq!(
+                Interval::M1.next_open(pair[0].open_time_ms),
+                pair[1].open_time_ms
+            );
+        }
+        assert_eq!(y.series(Interval::H1).history().len(), 500);
+    }
 }
