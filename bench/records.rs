@@ -1,4 +1,4 @@
-//! Criterion: JSON serialization of the DESIGN.md records (what the publisher and the
+//! Criterion: JSON serialization of the records of docs/api.md (what the publisher and the
 //! dashboard do once per event), from the in-memory candle and signal: serde_json of the
 //! record structs (the baseline) and the allocation-light writers the sinks use.
 //!

@@ -209,7 +209,7 @@ fn assert_engine_reads(names: &BTreeSet<String>, source: &str) {
     for name in names {
         assert!(
             engine_reads(name),
-            "{source} sets {name}, which alphapulse does not read (a typo, or a name not in DESIGN.md)"
+            "{source} sets {name}, which alphapulse does not read (a typo, or a name not in the README's configuration)"
         );
     }
 }

@@ -1,5 +1,5 @@
 //! Stage latencies end to end: the engine against the simulator records every stage it
-//! runs, and `/api/performance` serves them with the DESIGN.md fields.
+//! runs, and `/api/performance` serves them with the fields docs/api.md names.
 
 #[path = "support/engine.rs"]
 mod support;

@@ -61,7 +61,7 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Concurrent connections; more are refused with 503 until some close. Above the
 /// largest `WEBSOCKET_MAX_CLIENTS`, so that setting is what limits WebSocket clients.
 pub const MAX_HTTP_CONNECTIONS: usize = 120_000;
-/// Default and largest `limit` of list endpoints (DESIGN.md).
+/// Default and largest `limit` of list endpoints (docs/api.md).
 pub const DEFAULT_LIST_LIMIT: usize = 100;
 pub const MAX_LIST_LIMIT: usize = 1000;
 /// How long a stopping server waits for its clients' close frames to leave.

@@ -1,4 +1,4 @@
-//! The dashboard's WebSocket protocol (DESIGN.md "HTTP and WebSocket API"): client
+//! The dashboard's WebSocket protocol (docs/api.md): client
 //! commands in, JSON messages out.
 //!
 //! Pure: parses command text and renders messages, never touches a socket, so every

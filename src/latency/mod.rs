@@ -21,7 +21,7 @@ use std::time::Duration;
 use crossbeam_queue::ArrayQueue;
 use hdrhistogram::Histogram;
 
-/// One stage of an event's journey (DESIGN.md "/api/performance").
+/// One stage of an event's journey (docs/api.md, `/api/performance`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Stage {
     /// Exchange event time to our socket read (wall clocks of both sides: meaningful with
@@ -255,7 +255,7 @@ impl Registry {
     }
 }
 
-/// Latency figures of one stage, in microseconds (DESIGN.md `/api/performance`).
+/// Latency figures of one stage, in microseconds (docs/api.md, `/api/performance`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
 pub struct StageFigures {
     pub count: u64,

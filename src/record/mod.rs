@@ -1,4 +1,4 @@
-//! The JSON records of DESIGN.md ("Records"), as served on the API, WebSocket and Redis:
+//! The JSON records of docs/api.md ("Records"), as served on the API, WebSocket and Redis:
 //! the one codec for them. Decimal fields are strings, exactly as received; times are
 //! milliseconds.
 //!

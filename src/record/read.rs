@@ -1,4 +1,4 @@
-//! Reads a DESIGN.md JSON record received from another instance back into a [`Candle`]
+//! Reads a JSON record (docs/api.md) received from another instance back into a [`Candle`]
 //! or [`Signal`].
 
 use std::collections::{BTreeMap, HashSet};

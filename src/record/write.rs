@@ -1,4 +1,4 @@
-//! Writes the DESIGN.md JSON records straight into a reused buffer.
+//! Writes the JSON records of docs/api.md straight into a reused buffer.
 //!
 //! Pure. The writers produce byte for byte what `serde_json` makes of [`CandleRecord`]
 //! and [`SignalRecord`] (tests hold them to it) without building those structs, whose

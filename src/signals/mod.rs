@@ -117,7 +117,7 @@ impl IndicatorValues {
     }
 }
 
-/// One trading signal (DESIGN.md "Records": signal).
+/// One trading signal (docs/api.md, "Records": signal).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Signal {
     pub symbol: Symbol,

@@ -191,7 +191,7 @@ pub fn check_metrics_text(body: &str) {
     );
 }
 
-/// The fields DESIGN.md requires of `/api/performance` (besides the stages).
+/// The fields docs/api.md requires of `/api/performance` (besides the stages).
 pub const PERFORMANCE_FIELDS: [&str; 6] = [
     "active_clients",
     "messages_sent",

@@ -5,7 +5,7 @@
 //! split batch isolated, with the server's SQLSTATE and message. Out:
 //! `dead-letter.jsonl` in the spool directory, one JSON object per line:
 //! `{"at_unix_ms", "table", "sqlstate", "reason", "row"}`, where `row` is the candle or
-//! signal record of DESIGN.md. The file is bounded (`database.dead_letter_max_bytes`):
+//! signal record of docs/api.md. The file is bounded (`database.dead_letter_max_bytes`):
 //! past the bound rows are counted and logged, not written, so a flood of bad rows can
 //! never fill the disk the spool needs.
 

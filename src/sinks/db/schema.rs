@@ -3,7 +3,7 @@
 //!
 //! Runs on the control plane (`alphapulse migrate`, engine startup) or on the writer
 //! thread when it first reaches a database that was away at startup. In: a connected
-//! client and the settings. Out: the tables of DESIGN.md "Database", and one log line
+//! client and the settings. Out: the tables of docs/schema.md, and one log line
 //! saying whether TimescaleDB features are on.
 
 use std::time::{Duration, Instant};

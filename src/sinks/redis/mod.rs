@@ -3,7 +3,7 @@
 //! Runs on: its own thread, pinned to the publisher core when the layout pins (a plain
 //! thread: the socket is blocking, with timeouts). Owns: one connection to Redis, the
 //! pipeline buffer and the pending live candles. In: envelopes from every shard's ring.
-//! Out: `PUBLISH` commands, one pipeline per drained batch, on the DESIGN.md channels
+//! Out: `PUBLISH` commands, one pipeline per drained batch, on the channels of docs/api.md
 //! `{prefix}:signals`, `{prefix}:signals:{SYMBOL}:{TF}` and `{prefix}:candles:{SYMBOL}:{TF}`.
 //!
 //! Loss classes: signals and closed candles are published in order, every one, while
