@@ -23,9 +23,11 @@
 //! - Events are scheduled open-loop by their intended time; `E` is that time. A slow
 //!   client gets bursts, never a slower schedule; one whose unsent output passes
 //!   `max_outbox_bytes` is disconnected.
-//! - The market opens at the start time: REST has no candles before it (like a new
-//!   listing). Each (symbol, interval) keeps the last `kline_history` closed candles;
-//!   older ones are gone, and `GET /api/v3/klines` returns nothing for them.
+//! - The market opens at the start time. Before it, REST has `history` closed candles
+//!   per series of seeded past ([`market::history`]; `SimConfig`'s default 0 is a new
+//!   listing with none, `simulate` and `demo` default to 1000). Each (symbol, interval)
+//!   keeps the last `kline_history` closed candles; older ones are gone, and
+//!   `GET /api/v3/klines` returns nothing for them.
 //! - Replayed frames are sent as recorded (`timeUnit` does not rewrite them), and REST
 //!   knows no symbols in replay mode.
 
