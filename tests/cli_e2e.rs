@@ -178,12 +178,27 @@ fn logs_of_a_run(sim: &alphapulse::simulator::SimHandle, log_env: &[(&str, &str)
     for (k, v) in log_env {
         command.env(k, v);
     }
+    let (ready, text) = stderr_until(command, || {
+        support::wait_until(Duration::from_secs(30), || {
+            support::http_get(dashboard, "/readyz").0 == 200
+        })
+    });
+    assert!(
+        ready,
+        "the engine never became ready ({log_env:?}):\n{text}"
+    );
+    text
+}
+
+/// Starts `command` with its stderr on a pipe, waits for `until`, stops it with SIGTERM
+/// (bounded), and returns what `until` said and everything the child wrote to stderr.
+fn stderr_until(mut command: Command, until: impl FnOnce() -> bool) -> (bool, String) {
     let mut child = support::ChildGuard(
         command
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("spawn run"),
+            .expect("spawn alphapulse"),
     );
     let mut stderr = child.0.stderr.take().expect("piped stderr");
     let reader = std::thread::spawn(move || {
@@ -191,9 +206,7 @@ fn logs_of_a_run(sim: &alphapulse::simulator::SimHandle, log_env: &[(&str, &str)
         let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
         text
     });
-    let ready = support::wait_until(Duration::from_secs(30), || {
-        support::http_get(dashboard, "/readyz").0 == 200
-    });
+    let held = until();
     // SAFETY: kill(2) on our own child's pid.
     unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -201,12 +214,7 @@ fn logs_of_a_run(sim: &alphapulse::simulator::SimHandle, log_env: &[(&str, &str)
         std::thread::sleep(Duration::from_millis(50));
     }
     drop(child);
-    let text = reader.join().expect("stderr reader");
-    assert!(
-        ready,
-        "the engine never became ready ({log_env:?}):\n{text}"
-    );
-    text
+    (held, reader.join().expect("stderr reader"))
 }
 
 /// Logs as journald, `kubectl logs` and files get them: no colour escapes on a pipe,
@@ -273,4 +281,50 @@ fn logs_fit_pipes_and_log_tools() {
             && v["target"] == "alphapulse::engine";
     }
     assert!(running, "no 'engine running' object:\n{text}");
+}
+
+/// Offline (nothing answers on the exchange's address), the REST thread's failures of
+/// every series come out as one line per cause and a count, not one line per series per
+/// retry round.
+#[test]
+fn an_offline_run_logs_each_failure_cause_once_with_a_count() {
+    let _serial = support::serial();
+    let free = || {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let (closed, dashboard) = (free(), free());
+    let mut command = alphapulse();
+    command
+        .env("BINANCE_WS_URL", format!("ws://{closed}"))
+        .env("BINANCE_REST_URL", format!("http://{closed}"))
+        .env("SYMBOLS", "BTCUSDT,ETHUSDT,ADAUSDT")
+        .env("TIMEFRAMES", "1m,5m,15m,1h")
+        .env("DASHBOARD_ADDR", dashboard.to_string())
+        .arg("run");
+    // Until every series' warm start has failed and been given up.
+    let (given_up, text) = stderr_until(command, || {
+        support::wait_until(Duration::from_secs(30), || {
+            let (code, body) = support::http_get(dashboard, "/api/status");
+            code == 200
+                && serde_json::from_str::<serde_json::Value>(&body)
+                    .is_ok_and(|s| s["signals"]["warm"]["failures"] == 12)
+        })
+    });
+    assert!(given_up, "the 12 warm starts were not given up:\n{text}");
+    let lines = |what: &str| text.lines().filter(|l| l.contains(what)).count();
+    // 12 series, each retried and then given up: one line each for the first failure
+    // of the cause, and one each saying how many more there were.
+    assert_eq!(lines("REST request failed; retrying"), 1, "{text}");
+    assert_eq!(lines("REST request failed for good"), 1, "{text}");
+    assert_eq!(lines("more times (retrying"), 1, "{text}");
+    assert_eq!(
+        lines("more REST requests failed for good the same way"),
+        1,
+        "{text}"
+    );
+    assert!(
+        text.contains("more=11"),
+        "the 11 other series given up are counted: {text}"
+    );
 }

@@ -38,6 +38,7 @@
 
 mod client;
 pub mod klines;
+mod repeats;
 pub mod scheduler;
 mod thread;
 
@@ -199,6 +200,19 @@ pub enum RestError {
     CaFile { path: String, why: String },
     #[error("cannot start the REST thread: {0}")]
     Thread(std::io::Error),
+}
+
+impl RestError {
+    /// What went wrong without which request it was (no URL): failures of many series
+    /// with the same cause are logged as one line with a count.
+    pub fn cause(&self) -> String {
+        match self {
+            RestError::Http { source, .. } => source.to_string(),
+            RestError::Status { status, .. } => format!("HTTP {status}"),
+            RestError::Malformed { .. } => "malformed klines".to_owned(),
+            other => other.to_string(),
+        }
+    }
 }
 
 /// Why the database could not do what the REST thread asked.

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::client::{klines_url, Client};
+use super::repeats::Repeats;
 use super::scheduler::{Hold, Next, Scheduler};
 use super::{
     klines, priority, RestError, RestPlan, RestStats, ABSENCE_CHECK_DELAY, IDLE_POLL,
@@ -66,6 +67,9 @@ pub(super) struct Thread {
     checks: Vec<(Instant, Job)>,
     /// The exchange's time as far as its answers show (ms): the newest open time seen.
     exchange_ms: i64,
+    /// Failures logged once per cause and window: those retried, those given up.
+    retried: Repeats,
+    given_up: Repeats,
 }
 
 impl Thread {
@@ -87,6 +91,8 @@ impl Thread {
             attempts: Vec::new(),
             checks: Vec::new(),
             exchange_ms: 0,
+            retried: Repeats::default(),
+            given_up: Repeats::default(),
         }
     }
 
@@ -96,6 +102,7 @@ impl Thread {
         while !self.stop.load(Ordering::Relaxed) {
             self.take_requests();
             self.release_due(Instant::now());
+            self.report_repeats(Instant::now());
             let queued = self.scheduler.queued();
             self.stats.queued_urgent.set(queued[0] as u64);
             self.stats.queued_normal.set(queued[1] as u64);
@@ -117,6 +124,20 @@ impl Thread {
                     self.execute(job);
                 }
             }
+        }
+        // Stopping: say what was counted and not logged yet.
+        self.report_repeats(Instant::now() + super::repeats::WINDOW);
+    }
+
+    /// Says how many failures were counted, not logged, in each window that ended.
+    fn report_repeats(&mut self, now: Instant) {
+        for (cause, n) in self.retried.ended(now) {
+            tracing::warn!(error = %cause, more = n, window_s = super::repeats::WINDOW.as_secs(),
+                "REST requests failed the same way {n} more times (retrying; logged once per cause)");
+        }
+        for (cause, n) in self.given_up.ended(now) {
+            tracing::error!(error = %cause, more = n, window_s = super::repeats::WINDOW.as_secs(),
+                "{n} more REST requests failed for good the same way (gaps stay open; warm starts warm from live candles)");
         }
     }
 
@@ -278,15 +299,24 @@ impl Thread {
             let delay = RETRY_INITIAL
                 .saturating_mul(1 << (attempts - 1).min(16))
                 .min(RETRY_MAX);
-            tracing::warn!(symbol = %job.request.symbol, timeframe = %job.request.interval,
-                attempt = attempts, error = %e, "REST request failed; retrying");
+            if self.retried.note(&e.cause(), Instant::now()) {
+                tracing::warn!(symbol = %job.request.symbol, timeframe = %job.request.interval,
+                    attempt = attempts, error = %e,
+                    "REST request failed; retrying (more failing the same way are counted, not logged, for 10 s)");
+            }
             self.retries.push((Instant::now() + delay, job));
             return;
         }
         self.attempts_done(job);
         self.stats.failures.inc();
-        tracing::error!(symbol = %job.request.symbol, timeframe = %job.request.interval,
-            error = %e, "REST request failed for good; the gap stays open");
+        if self.given_up.note(&e.cause(), Instant::now()) {
+            let outcome = match job.request.want {
+                Want::Warm { .. } => "the series' indicators warm up from live candles instead",
+                Want::Range { .. } => "the gap stays open",
+            };
+            tracing::error!(symbol = %job.request.symbol, timeframe = %job.request.interval,
+                error = %e, "REST request failed for good; {outcome}");
+        }
         self.deliver(
             job.shard,
             RestBatch {
