@@ -63,6 +63,9 @@ pub enum Command {
     Bench(BenchCommand),
     /// Apply the database migrations to DATABASE_URL.
     Migrate,
+    /// Page the exchange's klines of a past range into the database (resumable, within
+    /// the REST weight budget), or export stored candles (--export csv).
+    History(crate::history::HistoryArgs),
     /// Host tuning: check it, plan it (for tuning/apply.sh), render the systemd unit.
     #[command(subcommand)]
     Tuning(crate::tuning::TuningCommand),
@@ -224,6 +227,15 @@ fn dispatch(cli: Cli, env: Result<HashMap<String, String>, ConfigError>) -> Resu
                 &config,
                 policy.map(String::as_str),
             )?)
+        }
+        Command::History(args) => {
+            let config = load()?;
+            crate::history::run(args, &config).map_err(|e| match e {
+                crate::history::HistoryError::Usage(why) => Failure::Usage(why),
+                crate::history::HistoryError::Runtime(why) => {
+                    Failure::Runtime(anyhow::anyhow!(why))
+                }
+            })
         }
         Command::Migrate => {
             let config = load()?;

@@ -57,6 +57,8 @@
 //! - [`tuning`]: `alphapulse tuning`: the host's low-latency settings checked against the
 //!   layout, the plan `tuning/apply.sh` applies, the engine's systemd unit.
 //! - [`demo`]: the self-contained demo (simulator and engine in one process).
+//! - [`history`]: `alphapulse history`: past klines paged into the database within the
+//!   REST weight budget, and stored candles exported as CSV.
 //! - [`cli`]: the `alphapulse` command line (argument parsing and dispatch).
 
 pub mod alloc;
@@ -73,6 +75,7 @@ pub mod digits;
 pub mod engine;
 pub mod feed;
 pub mod harness;
+pub mod history;
 pub mod http;
 pub mod latency;
 pub mod market;

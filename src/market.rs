@@ -288,7 +288,8 @@ impl<'de> serde::Deserialize<'de> for Interval {
 }
 
 // Howard Hinnant's civil-calendar algorithms (public domain), for month boundaries.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+/// Days since 1970-01-01 of the proleptic Gregorian date `y-m-d`.
+pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;

@@ -30,7 +30,10 @@ const LAYERS: &[(&str, &[&str])] = &[
         &["shard", "feed", "backfill", "sinks", "dashboard"],
     ),
     ("wiring", &["engine"]),
-    ("tools", &["simulator", "harness", "tuning", "demo", "cli"]),
+    (
+        "tools",
+        &["simulator", "harness", "tuning", "demo", "history", "cli"],
+    ),
 ];
 
 fn order() -> Vec<&'static str> {

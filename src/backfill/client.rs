@@ -43,7 +43,7 @@ pub fn agent(extra_ca_file: Option<&std::path::Path>) -> Result<ureq::Agent, Res
 }
 
 /// The URL of `req` on the exchange at `rest_url`.
-pub(super) fn klines_url(rest_url: &str, req: &Request) -> String {
+pub fn klines_url(rest_url: &str, req: &Request) -> String {
     let base = format!(
         "{}/api/v3/klines?symbol={}&interval={}",
         rest_url.trim_end_matches('/'),
@@ -83,7 +83,7 @@ pub(super) fn klines_url(rest_url: &str, req: &Request) -> String {
 
 /// What one GET came back with.
 #[derive(Debug)]
-pub(super) struct Answer {
+pub struct Answer {
     pub status: u16,
     /// `X-MBX-USED-WEIGHT-1M` (capped at `u32::MAX`).
     pub used_weight_1m: Option<u32>,
@@ -129,8 +129,8 @@ pub(super) fn body_of(url: &str, status: u16, body: String) -> Result<String, Re
     Ok(body)
 }
 
-/// The REST thread's HTTP client.
-pub(super) struct Client {
+/// The REST thread's HTTP client (and `alphapulse history`'s).
+pub struct Client {
     agent: ureq::Agent,
 }
 

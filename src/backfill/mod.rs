@@ -42,7 +42,7 @@ mod repeats;
 pub mod scheduler;
 mod thread;
 
-pub use client::agent;
+pub use client::{agent, klines_url, Answer, Client};
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};

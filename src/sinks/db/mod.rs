@@ -25,6 +25,7 @@
 pub mod copy;
 pub mod deadletter;
 pub mod errors;
+pub mod history;
 pub mod query;
 pub mod rest;
 pub mod rows;
