@@ -203,6 +203,130 @@ fn the_page_recovers_by_itself_when_the_engine_restarts() {
 /// later than the newest it has after the page was read; and the page has no more
 /// candles than the engine (a page that kept another series' or an old engine's candles
 /// would fail one of these).
+/// What a layout check reads from the page at one size.
+const LAYOUT_JS: &str = r#"(() => {
+  const q = (id) => document.querySelector('[data-testid="' + id + '"]');
+  const table = q("latency-table");
+  const card = q("latency-card");
+  const heads = Array.from(table.querySelectorAll("th")).map((th) => th.textContent);
+  const rows = table.querySelectorAll('[data-testid="latency-row"]').length;
+  // Wrapped cells: a series or stage name on more than one line.
+  const cells = Array.from(document.querySelectorAll(".table td:first-child, .series-table td:first-child"));
+  const wrapped = cells.filter((td) => td.getClientRects().length > 1 ||
+    td.getBoundingClientRect().height > 2.2 * parseFloat(getComputedStyle(td).fontSize)).length;
+  const labels = Array.from(document.querySelectorAll(".pill")).map((p) => p.getBoundingClientRect());
+  return JSON.stringify({
+    page_overflow: document.documentElement.scrollWidth - window.innerWidth,
+    table_overflow: table.scrollWidth - card.clientWidth,
+    heads, rows, wrapped,
+    throughput: q("throughput").textContent,
+    width: window.innerWidth,
+  });
+})()"#;
+
+/// The page at a laptop, a desktop and a phone size: nothing cut off (the latency table
+/// shows p99, p99.9 and max, in full on the desktop sizes and in its own scroll box on
+/// the phone), no sideways page scroll, no wrapped series name, a throughput figure from
+/// the first status push. Screenshots of each size are kept as test artifacts.
+#[test]
+fn the_page_fits_a_laptop_a_desktop_and_a_phone() {
+    let Some(browser) = browser_or_skip() else {
+        return;
+    };
+    let artifacts = artifacts_dir();
+    std::fs::create_dir_all(&artifacts).expect("create the artifacts directory");
+    let _serial = support::serial();
+    let (_demo, addr) = start_demo("127.0.0.1:0", DEMO_SPEED);
+    wait_for_closed_candle(addr);
+    let mut page = LivePage::open(&browser, &format!("http://{addr}/"));
+    page.wait_for("a price from the engine", |s| {
+        s.ready && s.open_time.is_some()
+    });
+    for (width, height, phone) in [(1280, 800, false), (1920, 1080, false), (390, 844, true)] {
+        page.command(
+            "Emulation.setDeviceMetricsOverride",
+            serde_json::json!({ "width": width, "height": height, "deviceScaleFactor": 1, "mobile": phone }),
+        );
+        let mut layout = serde_json::Value::Null;
+        let fits = support::wait_until(Duration::from_secs(10), || {
+            let text = page.eval(LAYOUT_JS);
+            layout = serde_json::from_str(text.as_str().unwrap_or("{}")).unwrap_or_default();
+            layout["width"] == width && layout["rows"].as_u64() > Some(0)
+        });
+        assert!(
+            fits,
+            "{width}x{height}: the page did not take the size: {layout}"
+        );
+        let shot = page.command(
+            "Page.captureScreenshot",
+            serde_json::json!({ "format": "png", "captureBeyondViewport": false }),
+        );
+        let png = base64_decode(shot["data"].as_str().expect("a screenshot"));
+        assert!(png.starts_with(b"\x89PNG"), "{width}x{height}: not a PNG");
+        save(
+            &artifacts.join(format!("dashboard-{width}x{height}.png")),
+            &png,
+        );
+
+        let size = format!("{width}x{height}");
+        assert!(
+            layout["page_overflow"].as_i64() <= Some(1),
+            "{size}: the page scrolls sideways: {layout}"
+        );
+        let heads: Vec<&str> = layout["heads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|h| h.as_str())
+            .collect();
+        assert_eq!(
+            heads,
+            ["stage", "count", "p50", "p90", "p99", "p99.9", "max"],
+            "{size}"
+        );
+        if !phone {
+            assert!(
+                layout["table_overflow"].as_i64() <= Some(0),
+                "{size}: the latency table is cut off: {layout}"
+            );
+        }
+        assert_eq!(
+            layout["wrapped"], 0,
+            "{size}: series or stage names wrap: {layout}"
+        );
+        assert!(
+            layout["throughput"].as_str().is_some_and(|t| t != "n/a"),
+            "{size}: no throughput figure: {layout}"
+        );
+    }
+    page.finish();
+}
+
+/// Standard base64 (DevTools sends screenshots so).
+fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0);
+    for v in text.bytes().filter_map(value) {
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    out
+}
+
 fn wait_for_engine_series(page: &mut LivePage, addr: SocketAddr, what: &str) -> PageState {
     let newest = |body: &serde_json::Value, key: &str| -> Option<i64> {
         body[key]
@@ -618,13 +742,15 @@ impl LivePage {
 
     /// Evaluates `expression` in the page and returns its value.
     fn eval(&mut self, expression: &str) -> serde_json::Value {
+        let params = serde_json::json!({ "expression": expression, "returnByValue": true });
+        self.command("Runtime.evaluate", params)["result"]["value"].clone()
+    }
+
+    /// One DevTools command; returns its `result`.
+    fn command(&mut self, method: &str, params: serde_json::Value) -> serde_json::Value {
         self.next_id += 1;
         let id = self.next_id;
-        let command = serde_json::json!({
-            "id": id,
-            "method": "Runtime.evaluate",
-            "params": { "expression": expression, "returnByValue": true },
-        });
+        let command = serde_json::json!({ "id": id, "method": method, "params": params });
         self.cdp
             .send(tungstenite::Message::Text(command.to_string().into()))
             .expect("send a DevTools command");
@@ -636,7 +762,7 @@ impl LivePage {
                 continue;
             };
             if v["id"].as_u64() == Some(id) {
-                return v["result"]["result"]["value"].clone();
+                return v["result"].clone();
             }
         }
     }

@@ -119,6 +119,8 @@ impl Server {
         v["symbols"] = json!(symbols);
         let (index, count) = self.opts.instance;
         v["instance"] = json!({ "index": index, "count": count });
+        // The server's own rate, so a page has a figure from its first status push.
+        v["throughput"] = json!({ "messages_received_per_s": self.rates.get().received_per_s });
         v
     }
 

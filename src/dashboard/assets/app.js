@@ -17,6 +17,8 @@
   const MAX_CANDLES = 2000; // candles kept for the chart; the oldest are dropped
   const MAX_FEED = 100; // signals kept in the feed list
   const MAX_MARKERS = 300; // signal markers drawn on the chart
+  const MARKER_LABELS = 12; // the newest markers that carry their rules' names
+  const MARKER_LABEL_GAP_PX = 8; // space between two labels on the same side
   const SIGNAL_HISTORY = 200; // signals fetched for the chart's markers
   const FEED_HISTORY = 50; // signals fetched for the feed
   const STATUS_POLL_MS = 2000; // /api/status and /api/performance
@@ -60,6 +62,8 @@
     wsLastCandleAt: 0,
     engineUp: null, // null until the first status answer
     uptime: null,
+    // Each sink's state from the last status ("off", "memory", "connected", ...).
+    sinkStates: {},
     prevTotal: null, // {total, at} of the last status, for msg/s
     prevShards: new Map(), // shard index -> {messages, at}
   };
@@ -227,6 +231,10 @@
         wickDownColor: "#ef5350",
       });
       markers = lib.createSeriesMarkers(series, []);
+      // Zooming changes the room between labels: place them again.
+      chart.timeScale().subscribeVisibleLogicalRangeChange(() => {
+        state.marksDirty = true;
+      });
     } catch (e) {
       chart = series = markers = null;
       showChartError("The chart could not start: " + e.message);
@@ -465,7 +473,8 @@
         el(
           "span",
           { class: "detail" },
-          "@ " + s.price + (conf === null ? "" : " · confidence " + Math.round(conf * 100) + "%")
+          "@ " + fmtDecimal(s.price, Math.max(2, decimals(s.price))) +
+            (conf === null ? "" : " · confidence " + Math.round(conf * 100) + "%")
         )
       );
       s._fresh = false;
@@ -503,16 +512,43 @@
       // A timestamp equal to an open time is the previous candle's (exclusive) close.
       if (times[at] === ts && at > 0) at -= 1;
       const buy = String(s.direction).toLowerCase() === "buy";
+      const time = Math.floor(times[at] / 1000);
+      // One marker per candle and direction, naming every rule that fired there, so
+      // labels never pile up on one bar.
+      const same = out.find((m) => m.time === time && m.buy === buy);
+      if (same) {
+        if (!same.kinds.includes(String(s.kind))) same.kinds.push(String(s.kind));
+        continue;
+      }
       out.push({
-        time: Math.floor(times[at] / 1000),
+        time,
+        buy,
+        kinds: [String(s.kind)],
         position: buy ? "belowBar" : "aboveBar",
         shape: buy ? "arrowUp" : "arrowDown",
         color: buy ? "#26a69a" : "#ef5350",
-        text: String(s.kind),
       });
     }
     out.sort((a, b) => a.time - b.time);
-    markers.setMarkers(out);
+    // Labels on the newest markers only, and never on two neighbouring bars on the same
+    // side: older and crowded ones keep their arrow, and the signal list names them.
+    // Two labels on one side keep half their widths (about 7 px a character) apart.
+    const barSeconds = Math.min(timeframeMs(state.timeframe), 2592e6) / 1000;
+    const barPx = Math.max(1, (chart && chart.timeScale().options().barSpacing) || 6);
+    const last = { true: null, false: null };
+    const labelled = out.length - MARKER_LABELS;
+    markers.setMarkers(
+      out.map((m, i) => {
+        let text = i >= labelled ? m.kinds.join(" + ") : "";
+        const prev = last[m.buy];
+        if (text && prev) {
+          const apartPx = ((m.time - prev.time) / barSeconds) * barPx;
+          if (apartPx < ((prev.text.length + text.length) / 2) * 7 + MARKER_LABEL_GAP_PX) text = "";
+        }
+        if (text) last[m.buy] = { time: m.time, text };
+        return { time: m.time, position: m.position, shape: m.shape, color: m.color, text };
+      })
+    );
   }
 
   // ---- loading -------------------------------------------------------------------
@@ -797,7 +833,10 @@
     if (speed > 1) setText("sim-speed", fmtInt(speed) + "\u00d7 wall clock");
 
     const total = num(s.total_messages_received);
-    const perSecond = rate(state.prevTotal, total, now);
+    let perSecond = rate(state.prevTotal, total, now);
+    // The first push has no earlier sample here: take the server's own figure.
+    const served = num(s.throughput && s.throughput.messages_received_per_s);
+    if ((perSecond === undefined || perSecond === null) && served !== null) perSecond = served;
     if (perSecond !== undefined) {
       setText("throughput", perSecond === null ? "n/a" : fmtNum(perSecond, 0));
       pushSpark(perSecond);
@@ -920,6 +959,9 @@
   function renderSinks(sinks) {
     const items = [];
     for (const [name, v] of Object.entries(isObject(sinks) ? sinks : {})) {
+      state.sinkStates[name] = isObject(v) ? v.state : v;
+    }
+    for (const [name, v] of Object.entries(isObject(sinks) ? sinks : {})) {
       const st = isObject(v) ? v.state : v;
       const details = isObject(v)
         ? Object.entries(v)
@@ -950,9 +992,36 @@
     return Object.entries(p).filter(([, v]) => isObject(v) && ("p50" in v || "p99" in v));
   }
 
+  // The stages in the order a record goes through them; unknown ones after.
+  const PIPELINE = [
+    "exchange_to_recv",
+    "recv_to_parsed",
+    "parsed_to_signal",
+    "ring_hop",
+    "recv_to_dashboard_send",
+    "recv_to_redis_publish",
+    "recv_to_db_commit",
+  ];
+  // A sink's stage is hidden while the sink is off (its count stays 0).
+  const STAGE_SINK = { recv_to_redis_publish: "redis", recv_to_db_commit: "database" };
+
+  function orderedStages(p) {
+    const rank = (name) => {
+      const i = PIPELINE.indexOf(name);
+      return i < 0 ? PIPELINE.length : i;
+    };
+    return latencyStages(p)
+      .filter(([name, v]) => {
+        const sink = STAGE_SINK[name];
+        const off = sink && /^(off|memory)$/.test(String(state.sinkStates[sink] || ""));
+        return !(off && !num(v.count));
+      })
+      .sort((a, b) => rank(a[0]) - rank(b[0]));
+  }
+
   function renderPerformance(p) {
     const rows = [];
-    const stages = isObject(p) ? latencyStages(p) : [];
+    const stages = isObject(p) ? orderedStages(p) : [];
     for (const [name, v] of stages) {
       const cell = (x) => el("td", { class: num(x) === null ? "na" : "" }, num(x) === null ? "n/a" : fmtNum(x, 1));
       rows.push(
