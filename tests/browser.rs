@@ -48,27 +48,22 @@ const DEMO_SECONDS: &str = "120";
 
 #[test]
 fn the_dashboard_page_renders_live_prices_in_chromium() {
-    let Some(browser) = browser_or_skip() else {
+    let Some(demo) = PageDemo::start() else {
         return;
     };
-    let artifacts = artifacts_dir();
-    std::fs::create_dir_all(&artifacts).expect("create the artifacts directory");
-
-    let _serial = support::serial();
-    let (_demo, addr) = start_demo("127.0.0.1:0", DEMO_SPEED);
-    wait_for_closed_candle(addr);
+    let (browser, artifacts, addr) = (demo.browser.as_path(), demo.artifacts.as_path(), demo.addr);
     let url = format!("http://{addr}/");
 
-    let first = dump_dom(&browser, &url);
+    let first = dump_dom(browser, &url);
     save(&artifacts.join("dashboard-1.html"), first.as_bytes());
     std::thread::sleep(BETWEEN_LOADS);
     let made_one = support::wait_until(Duration::from_secs(30), || signals_total(addr) > 0);
     assert!(made_one, "the demo made no signal within 30 s");
     let signals_made = signals_total(addr);
-    let second = dump_dom(&browser, &url);
+    let second = dump_dom(browser, &url);
     save(&artifacts.join("dashboard-2.html"), second.as_bytes());
     let shot = artifacts.join("dashboard.png");
-    screenshot(&browser, &url, &shot);
+    screenshot(browser, &url, &shot);
 
     for (name, dom) in [("first", &first), ("second", &second)] {
         assert!(
@@ -230,15 +225,11 @@ const LAYOUT_JS: &str = r#"(() => {
 /// the first status push. Screenshots of each size are kept as test artifacts.
 #[test]
 fn the_page_fits_a_laptop_a_desktop_and_a_phone() {
-    let Some(browser) = browser_or_skip() else {
+    let Some(demo) = PageDemo::start() else {
         return;
     };
-    let artifacts = artifacts_dir();
-    std::fs::create_dir_all(&artifacts).expect("create the artifacts directory");
-    let _serial = support::serial();
-    let (_demo, addr) = start_demo("127.0.0.1:0", DEMO_SPEED);
-    wait_for_closed_candle(addr);
-    let mut page = LivePage::open(&browser, &format!("http://{addr}/"));
+    let (browser, artifacts, addr) = (demo.browser.as_path(), demo.artifacts.as_path(), demo.addr);
+    let mut page = LivePage::open(browser, &format!("http://{addr}/"));
     page.wait_for("a price from the engine", |s| {
         s.ready && s.open_time.is_some()
     });
@@ -300,6 +291,35 @@ fn the_page_fits_a_laptop_a_desktop_and_a_phone() {
         );
     }
     page.finish();
+}
+
+/// A demo for one page test: Chromium found, the artifacts directory made, the demo at
+/// [`DEMO_SPEED`] with a closed candle, the tests' serial lock held.
+struct PageDemo {
+    browser: PathBuf,
+    artifacts: PathBuf,
+    addr: SocketAddr,
+    _demo: support::ChildGuard,
+    _serial: std::sync::MutexGuard<'static, ()>,
+}
+
+impl PageDemo {
+    /// `None` (and the test is skipped, saying so) without Chromium.
+    fn start() -> Option<PageDemo> {
+        let browser = browser_or_skip()?;
+        let artifacts = artifacts_dir();
+        std::fs::create_dir_all(&artifacts).expect("create the artifacts directory");
+        let serial = support::serial();
+        let (demo, addr) = start_demo("127.0.0.1:0", DEMO_SPEED);
+        wait_for_closed_candle(addr);
+        Some(PageDemo {
+            browser,
+            artifacts,
+            addr,
+            _demo: demo,
+            _serial: serial,
+        })
+    }
 }
 
 /// Standard base64 (DevTools sends screenshots so).
