@@ -293,6 +293,62 @@ fn the_page_fits_a_laptop_a_desktop_and_a_phone() {
     page.finish();
 }
 
+/// With `DASHBOARD_TOKEN`, a link carrying the token opens the page, which trades it
+/// for a session cookie at once: the address bar and history keep no token, scripts
+/// cannot read the cookie, the WebSocket runs on it. Without the token in the link the
+/// page asks for it.
+#[test]
+fn the_token_leaves_the_address_bar_for_a_session_cookie() {
+    const TOKEN: &str = "page-token-0123456789";
+    let Some(browser) = browser_or_skip() else {
+        return;
+    };
+    let _serial = support::serial();
+    let (_demo, addr) = start_demo_with("127.0.0.1:0", DEMO_SPEED, &[("DASHBOARD_TOKEN", TOKEN)]);
+    let up = support::wait_until(Duration::from_secs(30), || {
+        support::http_get(addr, &format!("/api/status?token={TOKEN}")).0 == 200
+    });
+    assert!(up, "the demo's dashboard never answered");
+
+    let mut page = LivePage::open(&browser, &format!("http://{addr}/?token={TOKEN}&from=link"));
+    page.wait_for("the page loads with the token", |s| {
+        s.ready && s.status == "ok" && s.open_time.is_some()
+    });
+    page.wait_for("live updates over the WebSocket", |s| s.feed == "websocket");
+    let href = page.eval("window.location.href");
+    let href = href.as_str().unwrap_or_default();
+    assert!(
+        !href.contains(TOKEN),
+        "the token stayed in the address bar: {href}"
+    );
+    assert!(href.contains("from=link"), "other parameters stay: {href}");
+    let cookies = page.eval("document.cookie");
+    assert!(
+        !cookies
+            .as_str()
+            .unwrap_or_default()
+            .contains("alphapulse_session"),
+        "scripts can read the session cookie: {cookies}"
+    );
+    page.finish();
+
+    // A fresh browser without the token: the page asks for it, and opens with it.
+    let mut page = LivePage::open(&browser, &format!("http://{addr}/"));
+    let asks = support::wait_until(Duration::from_secs(20), || {
+        page.eval("!document.querySelector('[data-testid=\"login\"]').classList.contains('hidden')")
+            == serde_json::Value::Bool(true)
+    });
+    assert!(asks, "the page did not ask for the token");
+    page.eval(&format!(
+        "(() => {{ document.getElementById('login-token').value = {TOKEN:?}; \
+         document.getElementById('login').requestSubmit(); return true; }})()"
+    ));
+    page.wait_for("the page loads after the token was entered", |s| {
+        s.status == "ok" && s.open_time.is_some()
+    });
+    page.finish();
+}
+
 /// A demo for one page test: Chromium found, the artifacts directory made, the demo at
 /// [`DEMO_SPEED`] with a closed candle, the tests' serial lock held.
 struct PageDemo {
@@ -441,6 +497,15 @@ fn wait_for_closed_candle(addr: SocketAddr) {
 /// Starts `alphapulse demo` with its dashboard on `dashboard_addr` (port 0: any free
 /// port) and returns it with the address it printed.
 fn start_demo(dashboard_addr: &str, speed: &str) -> (support::ChildGuard, SocketAddr) {
+    start_demo_with(dashboard_addr, speed, &[])
+}
+
+/// [`start_demo`] with more environment (a dashboard token).
+fn start_demo_with(
+    dashboard_addr: &str,
+    speed: &str,
+    env: &[(&str, &str)],
+) -> (support::ChildGuard, SocketAddr) {
     let mut child = support::ChildGuard(
         Command::new(env!("CARGO_BIN_EXE_alphapulse"))
             .env_clear()
@@ -448,6 +513,7 @@ fn start_demo(dashboard_addr: &str, speed: &str) -> (support::ChildGuard, Socket
             .env("ALPHAPULSE_PIN_CORES", "false")
             .env("ALPHAPULSE_LOG", "warn")
             .env("DASHBOARD_ADDR", dashboard_addr)
+            .envs(env.iter().copied())
             .current_dir(std::env::temp_dir())
             .args(["demo", "--speed", speed, "--seconds", DEMO_SECONDS])
             .stdout(Stdio::piped())

@@ -441,6 +441,61 @@ fn token_and_origin_are_checked() {
     assert!(d.stats.unauthorized.get() >= 4);
 }
 
+/// A GET with `headers`; the whole response (status line, headers, body).
+fn raw_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+/// The page's way in: the token, in a header, is traded for an HttpOnly, SameSite
+/// cookie that stands for it on every request and upgrade; the cookie is not the token,
+/// and a wrong one opens nothing.
+#[test]
+fn a_session_cookie_stands_for_the_token() {
+    let d = start(|o| o.token = Some(TOKEN.into()));
+    assert!(raw_get(d.addr, "/api/session", &[]).starts_with("HTTP/1.1 401"));
+    let bearer = format!("Bearer {TOKEN}");
+    let answer = raw_get(d.addr, "/api/session", &[("Authorization", &bearer)]);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let set = answer
+        .lines()
+        .find_map(|l| l.strip_prefix("Set-Cookie: "))
+        .unwrap_or_else(|| panic!("no cookie: {answer}"));
+    assert!(
+        set.contains("; HttpOnly") && set.contains("; SameSite=Strict"),
+        "{set}"
+    );
+    let cookie = set.split(';').next().unwrap();
+    let value = cookie
+        .strip_prefix("alphapulse_session=")
+        .expect("the session cookie");
+    assert_eq!(value.len(), 64);
+    assert!(!value.contains(TOKEN), "the cookie is not the token");
+
+    let with = |c: &str| raw_get(d.addr, "/api/status", &[("Cookie", c)]);
+    assert!(with(&format!("theme=dark; {cookie}")).starts_with("HTTP/1.1 200"));
+    assert!(with(&format!("alphapulse_session={TOKEN}")).starts_with("HTTP/1.1 401"));
+    assert!(with("alphapulse_session=00").starts_with("HTTP/1.1 401"));
+    assert!(connect_with(d.addr, "/ws", &[("Cookie", cookie)]).is_ok());
+    assert_eq!(
+        connect_with(d.addr, "/ws", &[("Cookie", "alphapulse_session=x")]).err(),
+        Some(401)
+    );
+}
+
 #[test]
 fn an_oversized_frame_closes_with_1009() {
     let d = start(|_| {});

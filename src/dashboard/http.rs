@@ -33,6 +33,8 @@ pub struct Request {
     pub host: Option<String>,
     /// The token of `Authorization: Bearer <token>`.
     pub bearer: Option<String>,
+    /// The value of the `alphapulse_session` cookie (see `GET /api/session`).
+    pub session: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +65,7 @@ fn read_head(req: &crate::http::Head<'_, '_>) -> Result<Request, HeadError> {
     let (mut upgrade, mut connection_upgrade) = (false, false);
     let (mut ws_key, mut ws_version, mut origin, mut host, mut bearer) =
         (None, None, None, None, None);
+    let mut session = None;
     for h in req.headers {
         if h.name.eq_ignore_ascii_case("upgrade") {
             upgrade = text(h.value).eq_ignore_ascii_case("websocket");
@@ -74,6 +77,14 @@ fn read_head(req: &crate::http::Head<'_, '_>) -> Result<Request, HeadError> {
             origin = Some(text(h.value).into_owned());
         } else if h.name.eq_ignore_ascii_case("host") {
             host = Some(text(h.value).into_owned());
+        } else if h.name.eq_ignore_ascii_case("cookie") {
+            let v = text(h.value);
+            let value = v
+                .split(';')
+                .filter_map(|c| c.trim().split_once('='))
+                .find(|(name, _)| *name == SESSION_COOKIE)
+                .map(|(_, value)| value.trim().to_string());
+            session = session.or(value);
         } else if h.name.eq_ignore_ascii_case("authorization") {
             let v = text(h.value);
             if let Some((scheme, token)) = v.split_once(' ') {
@@ -107,14 +118,20 @@ fn read_head(req: &crate::http::Head<'_, '_>) -> Result<Request, HeadError> {
         origin,
         host,
         bearer,
+        session,
     })
 }
+
+/// The cookie `GET /api/session` sets, which stands for the token afterwards.
+pub const SESSION_COOKIE: &str = "alphapulse_session";
 
 /// A response ready to write.
 pub struct Response {
     pub status: u16,
     pub content_type: &'static str,
     pub body: Vec<u8>,
+    /// A `Set-Cookie` header's value.
+    pub set_cookie: Option<String>,
 }
 
 impl Response {
@@ -123,6 +140,7 @@ impl Response {
             status,
             content_type: "application/json",
             body: serde_json::to_vec(value).unwrap_or_default(),
+            set_cookie: None,
         }
     }
 
@@ -137,6 +155,7 @@ impl Response {
             status,
             content_type,
             body: body.into_bytes(),
+            set_cookie: None,
         }
     }
 
@@ -151,9 +170,14 @@ impl Response {
     /// names the body a GET would get).
     pub fn head_bytes(&self, keep_alive: bool) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.body.len() + 160);
+        let cookie = self
+            .set_cookie
+            .as_ref()
+            .map(|c| format!("Set-Cookie: {c}\r\n"))
+            .unwrap_or_default();
         out.extend_from_slice(
             format!(
-                "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: {}\r\n\r\n",
+                "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n{cookie}Connection: {}\r\n\r\n",
                 self.status,
                 reason(self.status),
                 self.content_type,

@@ -15,6 +15,7 @@ pub(super) fn authorized(req: &Request, opts: &Options) -> bool {
         opts.token.as_deref(),
         req.bearer.as_deref(),
         query_token.as_deref(),
+        req.session.as_deref(),
     )
 }
 
@@ -28,6 +29,7 @@ pub(crate) async fn route(req: &Request, server: &Server) -> Response {
             status: 200,
             content_type,
             body: body.to_vec(),
+            set_cookie: None,
         };
     }
     let protected = req.path.starts_with("/api/") || req.path == "/metrics";
@@ -37,6 +39,25 @@ pub(crate) async fn route(req: &Request, server: &Server) -> Response {
     }
     let ctx = &server.ctx;
     match req.path.as_str() {
+        // The page trades the token (in a header, never in the address) for a cookie
+        // the browser keeps out of scripts' reach and sends with every request and
+        // WebSocket upgrade of this origin.
+        "/api/session" => {
+            let mut r = Response::json(200, &serde_json::json!({ "session": "ok" }));
+            r.set_cookie = server.opts.token.as_deref().map(|t| {
+                format!(
+                    "{}={}; Path=/; HttpOnly; SameSite=Strict{}",
+                    http::SESSION_COOKIE,
+                    security::session_value(t),
+                    if server.opts.tls.is_some() {
+                        "; Secure"
+                    } else {
+                        ""
+                    }
+                )
+            });
+            r
+        }
         "/healthz" => Response::json(200, &serde_json::json!({ "status": "ok" })),
         "/readyz" => {
             let not_live = ctx.readiness();

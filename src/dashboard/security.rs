@@ -43,14 +43,30 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Does the request carry the token (bearer header or `token` query parameter)?
-pub fn token_ok(expected: Option<&str>, bearer: Option<&str>, query_token: Option<&str>) -> bool {
+pub fn token_ok(
+    expected: Option<&str>,
+    bearer: Option<&str>,
+    query_token: Option<&str>,
+    session: Option<&str>,
+) -> bool {
     let Some(expected) = expected else {
         return true;
     };
-    // Both candidates are compared, always, so timing does not reveal which was used.
+    // Every candidate is compared, always, so timing does not reveal which was used.
     let header = bearer.is_some_and(|t| constant_time_eq(t.as_bytes(), expected.as_bytes()));
     let query = query_token.is_some_and(|t| constant_time_eq(t.as_bytes(), expected.as_bytes()));
-    header | query
+    let cookie =
+        session.is_some_and(|s| constant_time_eq(s.as_bytes(), session_value(expected).as_bytes()));
+    header | query | cookie
+}
+
+/// The session cookie's value for `token`: an HMAC-SHA256 of a fixed label under the
+/// token, in hex. It opens what the token opens, but a copied cookie does not reveal
+/// the token (which may be used elsewhere, e.g. by scripts and Prometheus).
+pub fn session_value(token: &str) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, token.as_bytes());
+    let tag = ring::hmac::sign(&key, b"alphapulse dashboard session v1");
+    tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// May a WebSocket be opened from `origin`? Non-browser clients send none; a browser
@@ -168,11 +184,22 @@ mod tests {
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"abcd"));
         let t = Some("0123456789abcdef");
-        assert!(token_ok(None, None, None));
-        assert!(!token_ok(t, None, None));
-        assert!(token_ok(t, Some("0123456789abcdef"), None));
-        assert!(token_ok(t, None, Some("0123456789abcdef")));
-        assert!(!token_ok(t, Some("0123456789abcdeF"), Some("x")));
+        assert!(token_ok(None, None, None, None));
+        assert!(!token_ok(t, None, None, None));
+        assert!(token_ok(t, Some("0123456789abcdef"), None, None));
+        assert!(token_ok(t, None, Some("0123456789abcdef"), None));
+        assert!(!token_ok(t, Some("0123456789abcdeF"), Some("x"), None));
+        // The session cookie stands for the token, and is not the token itself.
+        let session = session_value("0123456789abcdef");
+        assert_eq!(session.len(), 64);
+        assert!(token_ok(t, None, None, Some(&session)));
+        assert!(!token_ok(t, None, None, Some("0123456789abcdef")));
+        assert!(!token_ok(
+            t,
+            None,
+            None,
+            Some(&session_value("another-token-0000"))
+        ));
     }
 
     #[test]

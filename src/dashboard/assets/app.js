@@ -35,8 +35,48 @@
   const THROUGHPUT_POINTS = 300; // 10 minutes of the status poll
   const DEFAULT_TIMEFRAMES = ["1m", "5m", "15m", "1h", "4h", "1d"];
 
+  // A token given in the address (`/?token=…`, as a link from a script) is traded at
+  // once for a session cookie (`GET /api/session` with the token in a header) and taken
+  // out of the address bar and history; afterwards the browser's cookie authorizes every
+  // request and WebSocket. The token itself is never put in a URL by the page.
   const params = new URLSearchParams(window.location.search);
-  const token = params.get("token");
+  let pendingToken = params.get("token");
+  if (pendingToken !== null) {
+    params.delete("token");
+    const rest = params.toString();
+    history.replaceState(null, "", window.location.pathname + (rest ? "?" + rest : "") + window.location.hash);
+  }
+
+  async function openSession(token) {
+    const res = await fetch("/api/session", {
+      headers: { Authorization: "Bearer " + token },
+      cache: "no-store",
+      credentials: "same-origin",
+    });
+    return res.ok;
+  }
+
+  // Asks for the token (a 401 without a session): the form in the header.
+  let loginWired = false;
+  function askForToken() {
+    const form = $("login");
+    form.classList.remove("hidden");
+    if (loginWired) return;
+    loginWired = true;
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const input = $("login-token");
+      const ok = await openSession(input.value).catch(() => false);
+      input.value = "";
+      if (ok) {
+        form.classList.add("hidden");
+        onEngineRestart();
+        pollStatus();
+      } else {
+        setText("login-error", "wrong token");
+      }
+    });
+  }
 
   const state = {
     symbol: null,
@@ -165,7 +205,6 @@
     for (const [k, v] of Object.entries(query || {})) {
       if (v !== undefined && v !== null && v !== "") q.set(k, String(v));
     }
-    if (token) q.set("token", token);
     const s = q.toString();
     return path + (s ? "?" + s : "");
   }
@@ -179,12 +218,12 @@
     const abort = new AbortController();
     const timer = setTimeout(() => abort.abort(), FETCH_TIMEOUT_MS);
     try {
-      const headers = token ? { Authorization: "Bearer " + token } : {};
       const res = await fetch(apiUrl(path, query), {
-        headers,
         cache: "no-store",
+        credentials: "same-origin",
         signal: abort.signal,
       });
+      if (res.status === 401) askForToken();
       if (!res.ok) {
         const err = new Error(path + ": HTTP " + res.status);
         err.status = res.status;
@@ -1078,7 +1117,12 @@
 
   // ---- start ---------------------------------------------------------------------
 
-  function start() {
+  async function start() {
+    if (pendingToken !== null) {
+      const ok = await openSession(pendingToken).catch(() => false);
+      pendingToken = null;
+      if (!ok) askForToken();
+    }
     setupChart();
     setupSpark();
     renderPerformance(null);
