@@ -42,6 +42,24 @@ impl Counter {
     }
 }
 
+/// How a figure is exported on `/metrics`: a counter only goes up while the process
+/// runs (its name ends in `_total`); a gauge is a state or a level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+}
+
+impl Kind {
+    /// The `# TYPE` word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+        }
+    }
+}
+
 /// A relaxed signed gauge (timestamps, ages).
 #[derive(Debug, Default)]
 pub struct Gauge(AtomicI64);

@@ -1500,7 +1500,7 @@ fn probes_healthchecks_dashboard_and_docs_match_a_running_engine() {
     // The families a dashboard must show (issue: latency, throughput, rings, spool,
     // clients, reconnects) are on it.
     for name in [
-        "alphapulse_stage_latency_seconds",
+        "alphapulse_stage_latency_seconds_bucket",
         "alphapulse_messages_received_total",
         "alphapulse_candles_closed_total",
         "alphapulse_ring_depth",

@@ -2,7 +2,7 @@
 //!
 //! Runs on: the dashboard core, on request. Reads: the shards' relaxed counters and ring
 //! views, the dashboard's own counters. Out: text format 0.0.4. Each family is written
-//! by one helper, so further families (latency histograms) are added the same way.
+//! by one helper.
 
 use std::fmt::Write;
 
@@ -432,64 +432,33 @@ fn render_completeness(out: &mut String, ctx: &StatusContext) {
     }
 }
 
-/// The sink roles' figures: the spool's size by name, and every numeric figure of each
-/// sink's status section as `alphapulse_sink_figure{sink, figure}`.
+/// The sink roles' families ([`crate::sinks::metrics`]): every family always, with the
+/// samples of the sinks that run.
 fn render_sinks(out: &mut String, ctx: &StatusContext) {
-    let sections: Vec<(&'static str, serde_json::Value)> =
-        ctx.sink_status.iter().flat_map(|s| s.sections()).collect();
-    let spool = sections.iter().find(|(n, _)| *n == "spool").map(|(_, v)| v);
-    for (name, field, help) in [
-        (
-            "alphapulse_spool_bytes",
-            "bytes",
-            "Bytes held in the database spool",
-        ),
-        (
-            "alphapulse_spool_rows",
-            "rows",
-            "Rows held in the database spool",
-        ),
-    ] {
-        let mut f = Family::new(out, name, "gauge", help);
-        f.sample(&[], spool.and_then(|v| v[field].as_f64()).unwrap_or(0.0));
+    let mut samples = Vec::new();
+    for s in &ctx.sink_status {
+        s.metrics(&mut samples);
     }
-    let mut f = Family::new(
-        out,
-        "alphapulse_sink_figure",
-        "gauge",
-        "Numeric figures of each sink role's status section (see /api/status sinks)",
-    );
-    for (sink, v) in &sections {
-        let Some(obj) = v.as_object() else { continue };
-        for (figure, x) in obj {
-            let value = match x {
-                serde_json::Value::Number(n) => n.as_f64(),
-                serde_json::Value::Bool(b) => Some(if *b { 1.0 } else { 0.0 }),
-                _ => None,
-            };
-            if let Some(value) = value {
-                f.sample(&[("sink", sink), ("figure", figure)], value);
-            }
+    for (name, kind, help) in crate::sinks::metrics::families() {
+        let mut f = Family::new(out, name, kind.as_str(), help);
+        for s in samples.iter().filter(|s| s.family == name) {
+            f.sample(s.label.as_slice(), s.value);
         }
     }
 }
 
-/// Stage latencies since start, per stage and per core, as summaries in seconds.
+/// Stage latencies since start, per stage and per core, as histograms in seconds: the
+/// cumulative counts at the fixed [`crate::latency::BUCKETS`], taken from the cumulative
+/// HDR histograms (never a window), so they are counters that `rate()` and
+/// `histogram_quantile` can window and sum across cores and instances.
 fn render_latency(out: &mut String, ctx: &StatusContext) {
-    use crate::latency::Stage;
-    const QUANTILES: [(f64, &str); 5] = [
-        (0.5, "0.5"),
-        (0.9, "0.9"),
-        (0.99, "0.99"),
-        (0.999, "0.999"),
-        (1.0, "1"),
-    ];
+    use crate::latency::{cumulative_buckets, Stage, BUCKETS};
     let name = "alphapulse_stage_latency_seconds";
     let _ = writeln!(
         out,
         "# HELP {name} Latency of each stage of an event's journey, since start, per core"
     );
-    let _ = writeln!(out, "# TYPE {name} summary");
+    let _ = writeln!(out, "# TYPE {name} histogram");
     let snap = ctx.latency.lock().unwrap_or_else(|p| p.into_inner());
     for (core, set) in &snap.per_recorder {
         for stage in Stage::ALL {
@@ -498,13 +467,14 @@ fn render_latency(out: &mut String, ctx: &StatusContext) {
                 continue;
             }
             let labels = format!("stage=\"{}\",core=\"{}\"", stage.as_str(), core);
-            for (q, qs) in QUANTILES {
-                let v = h.value_at_quantile(q) as f64 / 1e9;
-                let _ = writeln!(out, "{name}{{{labels},quantile=\"{qs}\"}} {v}");
+            for ((le, _), n) in BUCKETS.iter().zip(cumulative_buckets(h)) {
+                let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {n}");
             }
-            let sum = h.mean() * h.len() as f64 / 1e9;
+            let count = h.len();
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {count}");
+            let sum = h.mean() * count as f64 / 1e9;
             let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
-            let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.len());
+            let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
         }
     }
 }
