@@ -186,6 +186,37 @@ fn metrics_carry_stage_latency_histograms_and_process_figures_and_pass_promtool(
         !first.contains("quantile="),
         "no summary quantiles are left"
     );
+    // The standard process figures, read from /proc.
+    let one = |name: &str| -> f64 {
+        let s = support::samples(&first, name);
+        assert_eq!(s.len(), 1, "{name}:\n{first}");
+        s[0].value
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let started = one("process_start_time_seconds");
+    assert!(
+        started > now - 3600.0 && started <= now + 1.0,
+        "{started} {now}"
+    );
+    assert!(one("process_open_fds") > 0.0);
+    assert!(one("process_max_fds") >= one("process_open_fds"));
+    assert!(one("process_virtual_memory_bytes") >= one("process_resident_memory_bytes"));
+    assert!(one("process_resident_memory_bytes") > 0.0);
+    assert!(
+        one("process_threads") >= 3.0,
+        "shard, dashboard, collector at least"
+    );
+    assert!(one("process_cpu_seconds_total") > 0.0);
+    for (name, kind) in [
+        ("process_cpu_seconds_total", "counter"),
+        ("process_open_fds", "gauge"),
+        ("process_start_time_seconds", "gauge"),
+    ] {
+        assert_eq!(support::metric_type(&first, name), Some(kind), "{name}");
+    }
     // Let more values arrive, then check both scrapes: every histogram is whole and the
     // second never below the first (counters since start, not a window).
     std::thread::sleep(Duration::from_millis(2500));

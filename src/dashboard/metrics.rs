@@ -313,7 +313,7 @@ pub fn render(ctx: &StatusContext, dash: &DashboardStats) -> String {
 /// Completeness per (symbol, timeframe) and the REST thread's figures.
 fn render_completeness(out: &mut String, ctx: &StatusContext) {
     type Figure = fn(&crate::metrics::SeriesStats, i64) -> f64;
-    let families: [(&'static str, &str, &str, Figure); 7] = [
+    let families: [(&'static str, &str, &str, Figure); 8] = [
         (
             "alphapulse_completeness_ratio",
             "gauge",
@@ -337,6 +337,12 @@ fn render_completeness(out: &mut String, ctx: &StatusContext) {
             "gauge",
             "Wall seconds since the newest closed candle closed",
             |s, now_ms| s.last_closed_age_s(now_ms),
+        ),
+        (
+            "alphapulse_candle_interval_seconds",
+            "gauge",
+            "Length of the series' candles (a month counts 31 days), for thresholds on the age",
+            |s, _| s.interval.fixed_ms().unwrap_or(31 * 86_400_000) as f64 / 1000.0,
         ),
         (
             "alphapulse_gaps_filled_total",
@@ -372,6 +378,7 @@ fn render_completeness(out: &mut String, ctx: &StatusContext) {
             }
         }
     }
+    render_signals(out, ctx);
     let rest = &ctx.rest;
     let mut f = Family::new(
         out,
@@ -427,8 +434,46 @@ fn render_completeness(out: &mut String, ctx: &StatusContext) {
             "REST requests waiting (urgent and normal)",
             (rest.queued_urgent.get() + rest.queued_normal.get()) as f64,
         ),
+        (
+            "alphapulse_rest_blocked",
+            "gauge",
+            "1 while no REST request may be sent: waiting out a 429/418 Retry-After",
+            rest.blocked.get() as f64,
+        ),
     ] {
         Family::new(out, name, kind, help).sample(&[], value);
+    }
+}
+
+/// Signals made per (symbol, timeframe, kind, direction), as the shards count them
+/// (`SeriesStats::signals`): a label set appears with its first signal, so a deployment
+/// of many series exports only the ones that fired.
+fn render_signals(out: &mut String, ctx: &StatusContext) {
+    let mut f = Family::new(
+        out,
+        "alphapulse_signals_total",
+        "counter",
+        "Signals made, by series, kind and direction",
+    );
+    for shard in &ctx.shards {
+        for s in shard.stats.series.get().into_iter().flatten() {
+            for kind in crate::signals::SignalKind::ALL {
+                for (d, direction) in crate::metrics::DIRECTIONS.into_iter().enumerate() {
+                    let n = s.signals[kind as usize][d].get();
+                    if n > 0 {
+                        f.sample(
+                            &[
+                                ("symbol", s.symbol.as_str()),
+                                ("timeframe", s.interval.as_str()),
+                                ("kind", kind.as_str()),
+                                ("direction", direction.as_str()),
+                            ],
+                            n as f64,
+                        );
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -479,9 +524,10 @@ fn render_latency(out: &mut String, ctx: &StatusContext) {
     }
 }
 
-/// Build information, memory and CPU time of the process and of each role thread, as
-/// the control plane last sampled them from `/proc` (no file is read here, on the
-/// dashboard's executor; absent where `/proc` cannot be read).
+/// Build information, the standard `process_*` figures and the CPU time of each role
+/// thread, as the control plane last sampled them from `/proc` (no file is read here, on
+/// the dashboard's executor; a figure is absent before the first sample or where `/proc`
+/// cannot be read).
 fn render_process(out: &mut String, process: &ProcessSample) {
     let mut f = Family::new(
         out,
@@ -490,34 +536,66 @@ fn render_process(out: &mut String, process: &ProcessSample) {
         "Always 1; the labels say which build runs",
     );
     f.sample(&[("version", env!("CARGO_PKG_VERSION"))], 1.0);
-    if let Some(rss) = process.rss_bytes {
-        Family::new(
-            out,
+    let stat = process.stat;
+    let figures: [(&str, &str, &str, Option<f64>); 7] = [
+        (
+            "process_cpu_seconds_total",
+            "counter",
+            "Total user and system CPU time spent in seconds",
+            stat.map(|s| s.cpu_seconds),
+        ),
+        (
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process since unix epoch in seconds",
+            stat.map(|s| s.start_time_seconds),
+        ),
+        (
             "process_resident_memory_bytes",
             "gauge",
             "Resident memory size in bytes",
-        )
-        .sample(&[], rss as f64);
+            process.rss_bytes.map(|b| b as f64),
+        ),
+        (
+            "process_virtual_memory_bytes",
+            "gauge",
+            "Virtual memory size in bytes",
+            stat.map(|s| s.virtual_bytes as f64),
+        ),
+        (
+            "process_open_fds",
+            "gauge",
+            "Number of open file descriptors",
+            process.open_fds.map(|n| n as f64),
+        ),
+        (
+            "process_max_fds",
+            "gauge",
+            "Maximum number of open file descriptors",
+            process.max_fds.map(|n| n as f64),
+        ),
+        (
+            "process_threads",
+            "gauge",
+            "Number of OS threads in the process",
+            stat.map(|s| s.threads as f64),
+        ),
+    ];
+    for (name, kind, help, value) in figures {
+        if let Some(v) = value {
+            Family::new(out, name, kind, help).sample(&[], v);
+        }
     }
-    let threads = &process.threads;
     let mut f = Family::new(
         out,
         "alphapulse_thread_cpu_seconds_total",
         "counter",
         "CPU time of each role thread, by mode",
     );
-    for (thread, user, system) in threads {
+    for (thread, user, system) in &process.threads {
         f.sample(&[("thread", thread), ("mode", "user")], *user);
         f.sample(&[("thread", thread), ("mode", "system")], *system);
     }
-    let total: f64 = threads.iter().map(|(_, u, s)| u + s).sum();
-    Family::new(
-        out,
-        "process_cpu_seconds_total",
-        "counter",
-        "Total user and system CPU time spent in seconds",
-    )
-    .sample(&[], total);
 }
 
 #[cfg(test)]
