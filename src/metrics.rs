@@ -42,6 +42,24 @@ impl Counter {
     }
 }
 
+/// How a figure is exported on `/metrics`: a counter only goes up while the process
+/// runs (its name ends in `_total`); a gauge is a state or a level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+}
+
+impl Kind {
+    /// The `# TYPE` word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+        }
+    }
+}
+
 /// A relaxed signed gauge (timestamps, ages).
 #[derive(Debug, Default)]
 pub struct Gauge(AtomicI64);
@@ -283,6 +301,12 @@ impl StreamStats {
     }
 }
 
+/// The signal directions, in the order of [`SeriesStats::signals`].
+pub const DIRECTIONS: [crate::signals::Direction; 2] = [
+    crate::signals::Direction::Buy,
+    crate::signals::Direction::Sell,
+];
+
 /// Completeness of one (symbol, timeframe), written by its shard after every change.
 #[derive(Debug)]
 pub struct SeriesStats {
@@ -302,6 +326,9 @@ pub struct SeriesStats {
     pub last_close_ms: Gauge,
     /// When the latest kline update of the series arrived (mono ns; 0 none).
     pub last_update_ns: Counter,
+    /// Signals the series made, per kind (in the order of `SignalKind::ALL`) and
+    /// direction (in the order of [`DIRECTIONS`]), counted by the shard as it makes them.
+    pub signals: [[Counter; 2]; crate::signals::SignalKind::ALL.len()],
 }
 
 impl SeriesStats {
@@ -321,7 +348,18 @@ impl SeriesStats {
             last_open_ms: Gauge::default(),
             last_close_ms: Gauge::default(),
             last_update_ns: Counter::default(),
+            signals: Default::default(),
         }
+    }
+
+    /// Counts one signal of `kind` and `direction`.
+    pub fn count_signal(
+        &self,
+        kind: crate::signals::SignalKind,
+        direction: crate::signals::Direction,
+    ) {
+        let d = DIRECTIONS.iter().position(|x| *x == direction).unwrap_or(0);
+        self.signals[kind as usize][d].inc();
     }
 
     /// Share of the expected candles present (1 when none is expected yet).
@@ -389,13 +427,30 @@ impl ShardStats {
     }
 }
 
-/// The process's memory and CPU time per role thread, read from `/proc` by the control
-/// plane (the latency collector samples it every second).
+/// The process's figures and CPU time per role thread, read from `/proc` by the control
+/// plane (the latency collector samples it every second). Linux only, like the engine;
+/// a figure that cannot be read is `None` and not exported.
 #[derive(Clone, Debug, Default)]
 pub struct ProcessSample {
     pub rss_bytes: Option<u64>,
+    /// From `/proc/self/stat`.
+    pub stat: Option<ProcessStat>,
+    /// Entries of `/proc/self/fd`, and the soft `RLIMIT_NOFILE` (`None`: unlimited).
+    pub open_fds: Option<u64>,
+    pub max_fds: Option<u64>,
     /// (thread role name, user s, system s), sorted by name.
     pub threads: Vec<(String, f64, f64)>,
+}
+
+/// The whole process's figures of `/proc/self/stat`.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ProcessStat {
+    /// User and system CPU time of every thread, those that ended included.
+    pub cpu_seconds: f64,
+    pub virtual_bytes: u64,
+    pub threads: u64,
+    /// Unix time the process started, in seconds.
+    pub start_time_seconds: f64,
 }
 
 impl ProcessSample {
@@ -403,6 +458,13 @@ impl ProcessSample {
     pub fn read() -> ProcessSample {
         ProcessSample {
             rss_bytes: resident_bytes(),
+            stat: process_stat(),
+            open_fds: std::fs::read_dir("/proc/self/fd")
+                .ok()
+                .map(|d| d.count() as u64),
+            max_fds: std::fs::read_to_string("/proc/self/limits")
+                .ok()
+                .and_then(|l| max_open_files(&l)),
             threads: thread_cpu_seconds(),
         }
     }
@@ -411,9 +473,65 @@ impl ProcessSample {
 fn resident_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * page_size())
+}
+
+fn page_size() -> u64 {
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    Some(pages * page.max(4096) as u64)
+    page.max(4096) as u64
+}
+
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 {
+        ticks as f64
+    } else {
+        100.0
+    }
+}
+
+/// The fields of a `stat` file after the command name (which may contain spaces and
+/// parentheses): index 0 is the state (field 3 of proc(5)).
+fn stat_fields(stat: &str) -> Option<Vec<&str>> {
+    let close = stat.rfind(')')?;
+    Some(stat[close + 1..].split_whitespace().collect())
+}
+
+fn process_stat() -> Option<ProcessStat> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let boot_time: f64 = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    parse_process_stat(&stat, boot_time, clock_ticks())
+}
+
+/// `/proc/self/stat` read with the boot time (`btime` of `/proc/stat`) and the clock
+/// ticks per second.
+fn parse_process_stat(stat: &str, boot_time: f64, ticks: f64) -> Option<ProcessStat> {
+    let f = stat_fields(stat)?;
+    let num = |i: usize| -> Option<f64> { f.get(i)?.parse().ok() };
+    Some(ProcessStat {
+        cpu_seconds: (num(11)? + num(12)?) / ticks,
+        threads: num(17)? as u64,
+        start_time_seconds: boot_time + num(19)? / ticks,
+        virtual_bytes: num(20)? as u64,
+    })
+}
+
+/// The soft limit of "Max open files" in `/proc/self/limits`.
+fn max_open_files(limits: &str) -> Option<u64> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// (thread name, user s, system s) per thread; threads of one name (glommio adds a
@@ -449,13 +567,9 @@ fn thread_cpu_seconds() -> Vec<(String, f64, f64)> {
 
 /// User and system CPU seconds of one `/proc/<pid>/task/<tid>` directory.
 pub fn task_cpu(task: &std::path::Path) -> Option<(f64, f64)> {
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let ticks = if ticks > 0 { ticks as f64 } else { 100.0 };
+    let ticks = clock_ticks();
     let stat = std::fs::read_to_string(task.join("stat")).ok()?;
-    // The command name may contain spaces; fields start after the closing ')'.
-    let close = stat.rfind(')')?;
-    let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+    let fields = stat_fields(&stat)?;
     let utime: f64 = fields.get(11)?.parse().ok()?;
     let stime: f64 = fields.get(12)?.parse().ok()?;
     Some((utime / ticks, stime / ticks))
@@ -464,6 +578,39 @@ pub fn task_cpu(task: &std::path::Path) -> Option<(f64, f64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn process_figures_parse_from_proc_text() {
+        // proc(5): a command name with a space and a parenthesis; utime 250, stime 50
+        // ticks, 7 threads, started 1000 ticks after boot, 8 MiB virtual.
+        let stat = "42 (a b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 7 0 1000 8388608 300 18446744073709551615";
+        let s = parse_process_stat(stat, 1_700_000_000.0, 100.0).unwrap();
+        assert_eq!(s.cpu_seconds, 3.0);
+        assert_eq!(s.threads, 7);
+        assert_eq!(s.start_time_seconds, 1_700_000_010.0);
+        assert_eq!(s.virtual_bytes, 8_388_608);
+        let limits = "Limit                     Soft Limit           Hard Limit           Units\n\
+                      Max processes             63704                63704                processes\n\
+                      Max open files            1024                 524288               files\n";
+        assert_eq!(max_open_files(limits), Some(1024));
+        assert_eq!(
+            max_open_files(
+                "Max open files            unlimited            unlimited            files"
+            ),
+            None
+        );
+        // This process, read for real.
+        let me = ProcessSample::read();
+        let stat = me.stat.expect("/proc/self/stat");
+        assert!(stat.threads >= 1 && stat.virtual_bytes > 0 && stat.cpu_seconds >= 0.0);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        assert!(stat.start_time_seconds > now - 86_400.0 && stat.start_time_seconds <= now + 1.0);
+        assert!(me.open_fds.unwrap() >= 3, "stdin, stdout, stderr at least");
+        assert!(me.rss_bytes.unwrap() > 0);
+    }
 
     #[test]
     fn a_stream_moves_between_pending_live_silent_and_rejected() {

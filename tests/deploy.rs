@@ -237,7 +237,8 @@ impl Drop for TempDir {
     }
 }
 
-/// `promtool ARGS…`, or `None` (with the reason printed) when it is not installed.
+/// `promtool ARGS…`, or `None` (with the reason printed) when it is not installed;
+/// under CI (`CI` set) a missing promtool fails the test instead.
 fn promtool(args: &[&str]) -> Option<Output> {
     match Command::new("promtool")
         .args(args)
@@ -246,12 +247,30 @@ fn promtool(args: &[&str]) -> Option<Output> {
     {
         Ok(out) => Some(out),
         Err(e) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "promtool {} ({e}): not installed, and CI must run it; scripts/setup.sh installs it",
+                args.join(" ")
+            );
             eprintln!(
                 "skipped: promtool {} ({e}); scripts/setup.sh installs it",
                 args.join(" ")
             );
             None
         }
+    }
+}
+
+/// Runs `promtool ARGS…` and asserts it succeeds (skipped as [`promtool`] says).
+fn promtool_passes(args: &[&str]) {
+    if let Some(out) = promtool(args) {
+        assert!(
+            out.status.success(),
+            "promtool {}: {}{}",
+            args.join(" "),
+            text(&out.stdout),
+            text(&out.stderr)
+        );
     }
 }
 
@@ -1123,14 +1142,7 @@ fn promtool_config_run(dir: &TempDir, config: &Value, syntax_only: bool) -> Opti
 fn the_prometheus_configurations_pass_promtool_and_point_at_the_engine() {
     let dir = deploy_dir().join("prometheus");
     let static_config = dir.join("prometheus.yml");
-    if let Some(out) = promtool(&["check", "config", static_config.to_str().unwrap()]) {
-        assert!(
-            out.status.success(),
-            "{}{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-    }
+    promtool_passes(&["check", "config", static_config.to_str().unwrap()]);
     promtool_check_config(&dir.join("prometheus-kubernetes.yml"), true);
 
     // The static job scrapes compose's engine on its dashboard port.
@@ -1164,6 +1176,98 @@ fn the_prometheus_configurations_pass_promtool_and_point_at_the_engine() {
     );
     assert!(token_file.ends_with("/DASHBOARD_TOKEN"), "{token_file}");
     assert!(k8s("secret.template.yaml")["stringData"]["DASHBOARD_TOKEN"].is_string());
+}
+
+/// (alert name, expression) of every rule of `prometheus/alerts.yml`.
+fn alert_rules() -> Vec<(String, String)> {
+    let doc = yaml_doc(&deploy_dir().join("prometheus/alerts.yml"));
+    let mut out = Vec::new();
+    for group in doc["groups"].as_array().expect("groups") {
+        for rule in group["rules"].as_array().expect("rules") {
+            out.push((
+                str_of(&rule["alert"], "alert").to_owned(),
+                str_of(&rule["expr"], "expr").to_owned(),
+            ));
+        }
+    }
+    out
+}
+
+/// Series Prometheus makes itself for every target, not the engine's: alert rules may
+/// use them.
+const PROMETHEUS_SERIES: [&str; 1] = ["up"];
+
+#[test]
+fn the_alert_rules_pass_promtool_and_their_unit_tests_and_are_loaded() {
+    let dir = deploy_dir().join("prometheus");
+    let rules = dir.join("alerts.yml");
+    let doc = yaml_doc(&rules);
+    let mut names = BTreeSet::new();
+    for rule in doc["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_array().unwrap())
+    {
+        let name = str_of(&rule["alert"], "alert");
+        assert!(names.insert(name.to_owned()), "{name} twice");
+        assert!(rule["for"].is_string(), "{name}: no for:");
+        let severity = str_of(&rule["labels"]["severity"], "severity");
+        assert!(
+            ["critical", "warning", "info"].contains(&severity),
+            "{name}: severity {severity}"
+        );
+        for a in ["summary", "description"] {
+            assert!(
+                !str_of(&rule["annotations"][a], a).trim().is_empty(),
+                "{name}: {a}"
+            );
+        }
+    }
+    // The issue's alerts are there.
+    for name in [
+        "AlphaPulseFeedDown",
+        "AlphaPulseNotReady",
+        "AlphaPulseNoClosedCandle",
+        "AlphaPulseIncomplete",
+        "AlphaPulseSpoolGrowing",
+        "AlphaPulseRingNearFull",
+        "AlphaPulseSlowClientsDropped",
+        "AlphaPulseRestBlocked",
+    ] {
+        assert!(names.contains(name), "no {name}");
+    }
+    // Every alert has a unit test, which fires it.
+    let tests = yaml_doc(&dir.join("alerts.test.yml"));
+    assert_eq!(tests["rule_files"][0], "alerts.yml");
+    let tested: BTreeSet<String> = tests["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|t| t["alert_rule_test"].as_array().unwrap())
+        .filter(|t| t["exp_alerts"].as_array().is_some_and(|a| !a.is_empty()))
+        .map(|t| str_of(&t["alertname"], "alertname").to_owned())
+        .collect();
+    assert_eq!(
+        tested, names,
+        "alerts.test.yml fires every alert once at least"
+    );
+    promtool_passes(&["check", "rules", rules.to_str().unwrap()]);
+    let test_file = dir.join("alerts.test.yml");
+    promtool_passes(&["test", "rules", test_file.to_str().unwrap()]);
+    // Both Prometheus configurations load it, and compose mounts it beside its own.
+    for config in ["prometheus.yml", "prometheus-kubernetes.yml"] {
+        assert_eq!(
+            yaml_doc(&dir.join(config))["rule_files"],
+            serde_json::json!(["alerts.yml"]),
+            "{config}"
+        );
+    }
+    let mounts = serde_json::to_string(&compose()["services"]["prometheus"]["volumes"]).unwrap();
+    assert!(
+        mounts.contains("./prometheus/alerts.yml:/etc/prometheus/alerts.yml"),
+        "{mounts}"
+    );
 }
 
 fn dashboard() -> Value {
@@ -1371,14 +1475,7 @@ fn every_dashboard_panel_has_a_datasource_and_a_query_that_promtool_parses() {
     let path = file.0.join("dashboard-rules.yml");
     let doc = serde_json::json!({"groups": [{"name": "dashboard", "rules": rules}]});
     std::fs::write(&path, serde_norway::to_string(&doc).unwrap()).unwrap();
-    if let Some(out) = promtool(&["check", "rules", path.to_str().unwrap()]) {
-        assert!(
-            out.status.success(),
-            "{}{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-    }
+    promtool_passes(&["check", "rules", path.to_str().unwrap()]);
 }
 
 #[test]
@@ -1497,10 +1594,19 @@ fn probes_healthchecks_dashboard_and_docs_match_a_running_engine() {
     for name in COMPLETENESS_METRICS {
         assert!(used.contains(name), "the dashboard does not show {name}");
     }
+    // Every metric an alert rule reads is exported (Prometheus' own `up` aside).
+    for (alert, expr) in alert_rules() {
+        for name in metric_names(&expr) {
+            assert!(
+                exported.contains(&name) || PROMETHEUS_SERIES.contains(&name.as_str()),
+                "alert {alert} reads {name}, which /metrics does not export"
+            );
+        }
+    }
     // The families a dashboard must show (issue: latency, throughput, rings, spool,
     // clients, reconnects) are on it.
     for name in [
-        "alphapulse_stage_latency_seconds",
+        "alphapulse_stage_latency_seconds_bucket",
         "alphapulse_messages_received_total",
         "alphapulse_candles_closed_total",
         "alphapulse_ring_depth",

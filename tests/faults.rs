@@ -236,11 +236,20 @@ fn a_refused_row_is_quarantined_and_its_batch_stored() {
         "{sinks}"
     );
     let (_, metrics) = support::http_get(rig.addr(), "/metrics");
+    let kept = support::samples(&metrics, "alphapulse_dead_letter_rows_total");
     assert!(
-        metrics.contains("sink=\"dead_letter\",figure=\"rows\"")
-            || metrics.contains("figure=\"rows\",sink=\"dead_letter\""),
-        "the dead letters are in /metrics"
+        kept.len() == 1 && kept[0].value >= 4.0,
+        "the dead letters are in /metrics: {kept:?}"
     );
+    assert_eq!(
+        support::metric_type(&metrics, "alphapulse_dead_letter_rows_total"),
+        Some("counter")
+    );
+    assert_eq!(
+        support::samples(&metrics, "alphapulse_database_connected")[0].value,
+        1.0
+    );
+    support::check_metrics_text(&metrics);
     db.batch_execute("ALTER TABLE candles DROP CONSTRAINT no_sol_1m")
         .expect("drop the constraint");
     // Wait for the writer to have flushed what it refused before the constraint went.

@@ -152,7 +152,7 @@ fn bench_latency_writes_every_report() {
 }
 
 #[test]
-fn metrics_carry_stage_latencies_and_process_figures_and_pass_promtool() {
+fn metrics_carry_stage_latency_histograms_and_process_figures_and_pass_promtool() {
     let run = start(
         sim_config(&["BTCUSDT"]),
         |_| {},
@@ -165,29 +165,131 @@ fn metrics_carry_stage_latencies_and_process_figures_and_pass_promtool() {
             "alphapulse_stage_latency_seconds_count{stage=\"recv_to_parsed\",core=\"shard0\"}",
         )
     });
-    let (code, body) = support::http_get(addr, "/metrics");
+    let (code, first) = support::http_get(addr, "/metrics");
     assert_eq!(code, 200);
-    assert!(ok, "no stage latency in /metrics:\n{body}");
+    assert!(ok, "no stage latency in /metrics:\n{first}");
     for needle in [
-        "# TYPE alphapulse_stage_latency_seconds summary",
-        "alphapulse_stage_latency_seconds{stage=\"recv_to_parsed\",core=\"shard0\",quantile=\"0.99\"}",
         "alphapulse_stage_latency_seconds_sum{stage=\"ring_hop\",core=\"dashboard\"}",
         "alphapulse_build_info{version=",
         "process_resident_memory_bytes ",
         "alphapulse_thread_cpu_seconds_total{thread=\"shard-0\",mode=\"user\"}",
-        "alphapulse_spool_bytes ",
+        "# TYPE alphapulse_spool_bytes gauge",
         "alphapulse_ring_depth{shard=\"0\",ring=\"shard0->dashboard\"}",
     ] {
-        assert!(body.contains(needle), "missing {needle}:\n{body}");
+        assert!(first.contains(needle), "missing {needle}:\n{first}");
     }
-    // Quantiles are in seconds and ordered.
-    let q = |quantile: &str| -> f64 {
-        let key = format!(
-            "alphapulse_stage_latency_seconds{{stage=\"recv_to_parsed\",core=\"shard0\",quantile=\"{quantile}\"}} "
-        );
-        let line = body.lines().find(|l| l.starts_with(&key)).unwrap();
-        line[key.len()..].parse().unwrap()
+    assert_eq!(
+        support::metric_type(&first, "alphapulse_stage_latency_seconds"),
+        Some("histogram")
+    );
+    assert!(
+        !first.contains("quantile="),
+        "no summary quantiles are left"
+    );
+    // The standard process figures, read from /proc.
+    let one = |name: &str| -> f64 {
+        let s = support::samples(&first, name);
+        assert_eq!(s.len(), 1, "{name}:\n{first}");
+        s[0].value
     };
-    assert!(q("0.5") > 0.0 && q("0.5") <= q("0.99") && q("0.99") <= q("1") && q("1") < 10.0);
-    support::check_metrics_text(&body);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let started = one("process_start_time_seconds");
+    assert!(
+        started > now - 3600.0 && started <= now + 1.0,
+        "{started} {now}"
+    );
+    assert!(one("process_open_fds") > 0.0);
+    assert!(one("process_max_fds") >= one("process_open_fds"));
+    assert!(one("process_virtual_memory_bytes") >= one("process_resident_memory_bytes"));
+    assert!(one("process_resident_memory_bytes") > 0.0);
+    assert!(
+        one("process_threads") >= 3.0,
+        "shard, dashboard, collector at least"
+    );
+    assert!(one("process_cpu_seconds_total") > 0.0);
+    for (name, kind) in [
+        ("process_cpu_seconds_total", "counter"),
+        ("process_open_fds", "gauge"),
+        ("process_start_time_seconds", "gauge"),
+    ] {
+        assert_eq!(support::metric_type(&first, name), Some(kind), "{name}");
+    }
+    // Let more values arrive, then check both scrapes: every histogram is whole and the
+    // second never below the first (counters since start, not a window).
+    std::thread::sleep(Duration::from_millis(2500));
+    let second = support::http_get(addr, "/metrics").1;
+    let first = histograms(&first);
+    let second = histograms(&second);
+    assert!(first.len() >= 3, "{first:?}");
+    for (key, h) in &second {
+        assert_eq!(
+            h.buckets.len(),
+            alphapulse::latency::BUCKETS.len() + 1,
+            "{key}"
+        );
+        let mut last = (0.0, 0.0);
+        for (le, n) in &h.buckets {
+            assert!(
+                *le > last.0 && *n >= last.1,
+                "{key}: buckets {:?}",
+                h.buckets
+            );
+            last = (*le, *n);
+        }
+        assert!(last.0.is_infinite(), "{key}: the last bucket is +Inf");
+        assert_eq!(last.1, h.count, "{key}: _count is the +Inf bucket");
+        assert!(h.count > 0.0 && h.sum > 0.0, "{key}: {h:?}");
+        if let Some(old) = first.get(key) {
+            assert!(h.count >= old.count && h.sum >= old.sum, "{key}");
+            for ((_, a), (_, b)) in old.buckets.iter().zip(&h.buckets) {
+                assert!(b >= a, "{key}: a bucket went down");
+            }
+        }
+    }
+    let parsed = &second["recv_to_parsed/shard0"];
+    assert!(
+        parsed.count > first["recv_to_parsed/shard0"].count,
+        "new values are added"
+    );
+    // Parsing takes well under a second: most values are in the low buckets.
+    let under_1s = parsed.buckets.iter().find(|(le, _)| *le == 1.0).unwrap().1;
+    assert!(under_1s >= parsed.count * 0.99, "{parsed:?}");
+    support::check_metrics_text(&support::http_get(addr, "/metrics").1);
+}
+
+/// One stage histogram of one core, as `/metrics` exports it.
+#[derive(Debug)]
+struct Histogram {
+    /// (le, cumulative count), in the order exported.
+    buckets: Vec<(f64, f64)>,
+    sum: f64,
+    count: f64,
+}
+
+/// Every `alphapulse_stage_latency_seconds` histogram, keyed `stage/core`.
+fn histograms(body: &str) -> std::collections::BTreeMap<String, Histogram> {
+    let name = "alphapulse_stage_latency_seconds";
+    let key = |s: &support::Sample| format!("{}/{}", s.labels["stage"], s.labels["core"]);
+    let mut out = std::collections::BTreeMap::new();
+    for s in support::samples(body, &format!("{name}_bucket")) {
+        let le = s.labels["le"].replace("+Inf", "inf").parse().unwrap();
+        out.entry(key(&s))
+            .or_insert(Histogram {
+                buckets: Vec::new(),
+                sum: f64::NAN,
+                count: f64::NAN,
+            })
+            .buckets
+            .push((le, s.value));
+    }
+    for s in support::samples(body, &format!("{name}_sum")) {
+        out.get_mut(&key(&s)).expect("a _sum with buckets").sum = s.value;
+    }
+    for s in support::samples(body, &format!("{name}_count")) {
+        out.get_mut(&key(&s)).expect("a _count with buckets").count = s.value;
+    }
+    out
 }

@@ -122,6 +122,22 @@ fn a_subscriber_gets_every_closed_candle_the_engine_made_in_order_with_its_recor
         names.map(closed_on)
     );
     let addr = run.engine.dashboard_addr();
+    // /metrics: the publisher's counters are counters, its connection a gauge.
+    let metrics = support::http_get(addr, "/metrics").1;
+    for (name, kind) in [
+        ("alphapulse_redis_published_total", "counter"),
+        ("alphapulse_redis_pipelines_total", "counter"),
+        ("alphapulse_redis_bridge_received_total", "counter"),
+        ("alphapulse_redis_connected", "gauge"),
+    ] {
+        assert_eq!(support::metric_type(&metrics, name), Some(kind), "{name}");
+    }
+    let one = |name: &str| support::samples(&metrics, name)[0].value;
+    assert!(one("alphapulse_redis_published_total") >= 6.0, "{metrics}");
+    assert_eq!(one("alphapulse_redis_connected"), 1.0);
+    assert_eq!(one("alphapulse_redis_dropped_total"), 0.0);
+    assert!(!metrics.contains("alphapulse_sink_figure"));
+    support::check_metrics_text(&metrics);
     let api: HashMap<&str, Vec<Value>> = names
         .iter()
         .map(|s| {

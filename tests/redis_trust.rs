@@ -280,14 +280,11 @@ fn forged_bridge_messages_are_refused_counted_and_the_engine_api_stays_right() {
     let (code, metrics) = support::http_get(addr, "/metrics");
     assert_eq!(code, 200);
     assert!(
-        metrics.contains(
-            "alphapulse_sink_figure{sink=\"redis\",figure=\"bridge_rejected_unknown_symbol\"} 1"
-        ),
+        metrics.contains("alphapulse_redis_bridge_rejected_total{reason=\"unknown_symbol\"} 1"),
         "{metrics}"
     );
-    assert!(metrics.contains(
-        "alphapulse_sink_figure{sink=\"redis\",figure=\"bridge_rejected_over_bound\"} 1"
-    ));
+    assert!(metrics.contains("alphapulse_redis_bridge_rejected_total{reason=\"over_bound\"} 1"));
+    assert!(metrics.contains("# TYPE alphapulse_redis_bridge_rejected_total counter"));
     drop(run);
 }
 

@@ -229,3 +229,28 @@ fn a_weight_header_past_u32_saturates_and_holds_requests_to_the_next_minute() {
         "the metric shows the saturated weight"
     );
 }
+
+/// An exchange that answers every REST request 429 (a weight limit of 1 per minute):
+/// `/metrics` shows the REST thread blocked by the Retry-After and counts the answers,
+/// the figures the REST alert reads.
+#[test]
+fn a_retry_after_shows_as_rest_blocked_in_metrics() {
+    let mut sim = sim_config(&SYMS);
+    sim.weight_limit = 1;
+    let run = start(sim, |_| {}, &SYMS, &[Interval::M1]);
+    let addr = run.engine.dashboard_addr();
+    let one = |body: &str, name: &str| samples(body, name).first().map(|s| s.value);
+    let mut metrics = String::new();
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            metrics = http_get(addr, "/metrics").1;
+            one(&metrics, "alphapulse_rest_blocked") == Some(1.0)
+        }),
+        "the REST thread never showed blocked: {metrics}"
+    );
+    assert_eq!(
+        metric_type(&metrics, "alphapulse_rest_blocked"),
+        Some("gauge")
+    );
+    assert!(one(&metrics, "alphapulse_rest_rate_limited_total").unwrap() >= 1.0);
+}

@@ -846,6 +846,42 @@ fn warm_start_from_rest_klines_matches_live_and_signals_reach_the_api() {
         .map(|s| s["signals"]["total"].as_u64().unwrap())
         .sum();
     assert_eq!(per_shard, made);
+
+    // /metrics counts them per (symbol, timeframe, kind, direction), as the shards make
+    // them: between the counts of /api/status before and after, with the API's signal.
+    let metrics = http_get(addr, "/metrics").1;
+    let made_after = http_json(addr, "/api/status")["signals"]["made"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(
+        support::metric_type(&metrics, "alphapulse_signals_total"),
+        Some("counter")
+    );
+    let counted = support::samples(&metrics, "alphapulse_signals_total");
+    let sum: f64 = counted.iter().map(|s| s.value).sum();
+    assert!(
+        made as f64 <= sum && sum <= made_after as f64,
+        "{made} <= {sum} <= {made_after}"
+    );
+    for s in &counted {
+        assert!(E2E_SYMS.contains(&s.labels["symbol"].as_str()), "{s:?}");
+        assert_eq!(s.labels["timeframe"], "1m");
+        assert!(SignalKind::parse(&s.labels["kind"]).is_some(), "{s:?}");
+        assert!(Direction::parse(&s.labels["direction"]).is_some(), "{s:?}");
+        assert!(s.value >= 1.0, "only series that fired are listed: {s:?}");
+    }
+    let fired = |k: &str| first[k].as_str().unwrap().to_owned();
+    assert!(
+        counted.iter().any(|s| s.labels["symbol"] == fired("symbol")
+            && s.labels["kind"] == fired("kind")
+            && s.labels["direction"] == fired("direction")),
+        "the API's signal {first} is counted: {counted:?}"
+    );
+    // The series' interval, for the alert on the age of its last closed candle.
+    let interval = support::samples(&metrics, "alphapulse_candle_interval_seconds");
+    assert_eq!(interval.len(), E2E_SYMS.len());
+    assert!(interval.iter().all(|s| s.value == 60.0), "{interval:?}");
+    support::check_metrics_text(&metrics);
 }
 
 #[test]

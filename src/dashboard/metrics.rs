@@ -2,7 +2,7 @@
 //!
 //! Runs on: the dashboard core, on request. Reads: the shards' relaxed counters and ring
 //! views, the dashboard's own counters. Out: text format 0.0.4. Each family is written
-//! by one helper, so further families (latency histograms) are added the same way.
+//! by one helper.
 
 use std::fmt::Write;
 
@@ -313,7 +313,7 @@ pub fn render(ctx: &StatusContext, dash: &DashboardStats) -> String {
 /// Completeness per (symbol, timeframe) and the REST thread's figures.
 fn render_completeness(out: &mut String, ctx: &StatusContext) {
     type Figure = fn(&crate::metrics::SeriesStats, i64) -> f64;
-    let families: [(&'static str, &str, &str, Figure); 7] = [
+    let families: [(&'static str, &str, &str, Figure); 8] = [
         (
             "alphapulse_completeness_ratio",
             "gauge",
@@ -337,6 +337,12 @@ fn render_completeness(out: &mut String, ctx: &StatusContext) {
             "gauge",
             "Wall seconds since the newest closed candle closed",
             |s, now_ms| s.last_closed_age_s(now_ms),
+        ),
+        (
+            "alphapulse_candle_interval_seconds",
+            "gauge",
+            "Length of the series' candles (a month counts 31 days), for thresholds on the age",
+            |s, _| s.interval.fixed_ms().unwrap_or(31 * 86_400_000) as f64 / 1000.0,
         ),
         (
             "alphapulse_gaps_filled_total",
@@ -372,6 +378,7 @@ fn render_completeness(out: &mut String, ctx: &StatusContext) {
             }
         }
     }
+    render_signals(out, ctx);
     let rest = &ctx.rest;
     let mut f = Family::new(
         out,
@@ -427,69 +434,76 @@ fn render_completeness(out: &mut String, ctx: &StatusContext) {
             "REST requests waiting (urgent and normal)",
             (rest.queued_urgent.get() + rest.queued_normal.get()) as f64,
         ),
+        (
+            "alphapulse_rest_blocked",
+            "gauge",
+            "1 while no REST request may be sent: waiting out a 429/418 Retry-After",
+            rest.blocked.get() as f64,
+        ),
     ] {
         Family::new(out, name, kind, help).sample(&[], value);
     }
 }
 
-/// The sink roles' figures: the spool's size by name, and every numeric figure of each
-/// sink's status section as `alphapulse_sink_figure{sink, figure}`.
-fn render_sinks(out: &mut String, ctx: &StatusContext) {
-    let sections: Vec<(&'static str, serde_json::Value)> =
-        ctx.sink_status.iter().flat_map(|s| s.sections()).collect();
-    let spool = sections.iter().find(|(n, _)| *n == "spool").map(|(_, v)| v);
-    for (name, field, help) in [
-        (
-            "alphapulse_spool_bytes",
-            "bytes",
-            "Bytes held in the database spool",
-        ),
-        (
-            "alphapulse_spool_rows",
-            "rows",
-            "Rows held in the database spool",
-        ),
-    ] {
-        let mut f = Family::new(out, name, "gauge", help);
-        f.sample(&[], spool.and_then(|v| v[field].as_f64()).unwrap_or(0.0));
-    }
+/// Signals made per (symbol, timeframe, kind, direction), as the shards count them
+/// (`SeriesStats::signals`): a label set appears with its first signal, so a deployment
+/// of many series exports only the ones that fired.
+fn render_signals(out: &mut String, ctx: &StatusContext) {
     let mut f = Family::new(
         out,
-        "alphapulse_sink_figure",
-        "gauge",
-        "Numeric figures of each sink role's status section (see /api/status sinks)",
+        "alphapulse_signals_total",
+        "counter",
+        "Signals made, by series, kind and direction",
     );
-    for (sink, v) in &sections {
-        let Some(obj) = v.as_object() else { continue };
-        for (figure, x) in obj {
-            let value = match x {
-                serde_json::Value::Number(n) => n.as_f64(),
-                serde_json::Value::Bool(b) => Some(if *b { 1.0 } else { 0.0 }),
-                _ => None,
-            };
-            if let Some(value) = value {
-                f.sample(&[("sink", sink), ("figure", figure)], value);
+    for shard in &ctx.shards {
+        for s in shard.stats.series.get().into_iter().flatten() {
+            for kind in crate::signals::SignalKind::ALL {
+                for (d, direction) in crate::metrics::DIRECTIONS.into_iter().enumerate() {
+                    let n = s.signals[kind as usize][d].get();
+                    if n > 0 {
+                        f.sample(
+                            &[
+                                ("symbol", s.symbol.as_str()),
+                                ("timeframe", s.interval.as_str()),
+                                ("kind", kind.as_str()),
+                                ("direction", direction.as_str()),
+                            ],
+                            n as f64,
+                        );
+                    }
+                }
             }
         }
     }
 }
 
-/// Stage latencies since start, per stage and per core, as summaries in seconds.
+/// The sink roles' families ([`crate::sinks::metrics`]): every family always, with the
+/// samples of the sinks that run.
+fn render_sinks(out: &mut String, ctx: &StatusContext) {
+    let mut samples = Vec::new();
+    for s in &ctx.sink_status {
+        s.metrics(&mut samples);
+    }
+    for (name, kind, help) in crate::sinks::metrics::families() {
+        let mut f = Family::new(out, name, kind.as_str(), help);
+        for s in samples.iter().filter(|s| s.family == name) {
+            f.sample(s.label.as_slice(), s.value);
+        }
+    }
+}
+
+/// Stage latencies since start, per stage and per core, as histograms in seconds: the
+/// cumulative counts at the fixed [`crate::latency::BUCKETS`], taken from the cumulative
+/// HDR histograms (never a window), so they are counters that `rate()` and
+/// `histogram_quantile` can window and sum across cores and instances.
 fn render_latency(out: &mut String, ctx: &StatusContext) {
-    use crate::latency::Stage;
-    const QUANTILES: [(f64, &str); 5] = [
-        (0.5, "0.5"),
-        (0.9, "0.9"),
-        (0.99, "0.99"),
-        (0.999, "0.999"),
-        (1.0, "1"),
-    ];
+    use crate::latency::{cumulative_buckets, Stage, BUCKETS};
     let name = "alphapulse_stage_latency_seconds";
     let _ = writeln!(
         out,
         "# HELP {name} Latency of each stage of an event's journey, since start, per core"
     );
-    let _ = writeln!(out, "# TYPE {name} summary");
+    let _ = writeln!(out, "# TYPE {name} histogram");
     let snap = ctx.latency.lock().unwrap_or_else(|p| p.into_inner());
     for (core, set) in &snap.per_recorder {
         for stage in Stage::ALL {
@@ -498,20 +512,22 @@ fn render_latency(out: &mut String, ctx: &StatusContext) {
                 continue;
             }
             let labels = format!("stage=\"{}\",core=\"{}\"", stage.as_str(), core);
-            for (q, qs) in QUANTILES {
-                let v = h.value_at_quantile(q) as f64 / 1e9;
-                let _ = writeln!(out, "{name}{{{labels},quantile=\"{qs}\"}} {v}");
+            for ((le, _), n) in BUCKETS.iter().zip(cumulative_buckets(h)) {
+                let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {n}");
             }
-            let sum = h.mean() * h.len() as f64 / 1e9;
+            let count = h.len();
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {count}");
+            let sum = h.mean() * count as f64 / 1e9;
             let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
-            let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.len());
+            let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
         }
     }
 }
 
-/// Build information, memory and CPU time of the process and of each role thread, as
-/// the control plane last sampled them from `/proc` (no file is read here, on the
-/// dashboard's executor; absent where `/proc` cannot be read).
+/// Build information, the standard `process_*` figures and the CPU time of each role
+/// thread, as the control plane last sampled them from `/proc` (no file is read here, on
+/// the dashboard's executor; a figure is absent before the first sample or where `/proc`
+/// cannot be read).
 fn render_process(out: &mut String, process: &ProcessSample) {
     let mut f = Family::new(
         out,
@@ -520,34 +536,66 @@ fn render_process(out: &mut String, process: &ProcessSample) {
         "Always 1; the labels say which build runs",
     );
     f.sample(&[("version", env!("CARGO_PKG_VERSION"))], 1.0);
-    if let Some(rss) = process.rss_bytes {
-        Family::new(
-            out,
+    let stat = process.stat;
+    let figures: [(&str, &str, &str, Option<f64>); 7] = [
+        (
+            "process_cpu_seconds_total",
+            "counter",
+            "Total user and system CPU time spent in seconds",
+            stat.map(|s| s.cpu_seconds),
+        ),
+        (
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process since unix epoch in seconds",
+            stat.map(|s| s.start_time_seconds),
+        ),
+        (
             "process_resident_memory_bytes",
             "gauge",
             "Resident memory size in bytes",
-        )
-        .sample(&[], rss as f64);
+            process.rss_bytes.map(|b| b as f64),
+        ),
+        (
+            "process_virtual_memory_bytes",
+            "gauge",
+            "Virtual memory size in bytes",
+            stat.map(|s| s.virtual_bytes as f64),
+        ),
+        (
+            "process_open_fds",
+            "gauge",
+            "Number of open file descriptors",
+            process.open_fds.map(|n| n as f64),
+        ),
+        (
+            "process_max_fds",
+            "gauge",
+            "Maximum number of open file descriptors",
+            process.max_fds.map(|n| n as f64),
+        ),
+        (
+            "process_threads",
+            "gauge",
+            "Number of OS threads in the process",
+            stat.map(|s| s.threads as f64),
+        ),
+    ];
+    for (name, kind, help, value) in figures {
+        if let Some(v) = value {
+            Family::new(out, name, kind, help).sample(&[], v);
+        }
     }
-    let threads = &process.threads;
     let mut f = Family::new(
         out,
         "alphapulse_thread_cpu_seconds_total",
         "counter",
         "CPU time of each role thread, by mode",
     );
-    for (thread, user, system) in threads {
+    for (thread, user, system) in &process.threads {
         f.sample(&[("thread", thread), ("mode", "user")], *user);
         f.sample(&[("thread", thread), ("mode", "system")], *system);
     }
-    let total: f64 = threads.iter().map(|(_, u, s)| u + s).sum();
-    Family::new(
-        out,
-        "process_cpu_seconds_total",
-        "counter",
-        "Total user and system CPU time spent in seconds",
-    )
-    .sample(&[], total);
 }
 
 #[cfg(test)]

@@ -85,6 +85,51 @@ const STOP_POLL: Duration = Duration::from_millis(200);
 /// recorder keeps accumulating into its current set (nothing is lost, only merged later).
 const HANDOFF_SLOTS: usize = 4;
 
+/// The `le` bounds of the histograms `/metrics` exports, as (label in seconds,
+/// nanoseconds): 1 µs to 10 s on a 1-2-5 ladder. Fixed, so every core and every instance
+/// has the same buckets and `histogram_quantile` may sum them.
+pub const BUCKETS: [(&str, u64); 22] = [
+    ("0.000001", 1_000),
+    ("0.000002", 2_000),
+    ("0.000005", 5_000),
+    ("0.00001", 10_000),
+    ("0.00002", 20_000),
+    ("0.00005", 50_000),
+    ("0.0001", 100_000),
+    ("0.0002", 200_000),
+    ("0.0005", 500_000),
+    ("0.001", 1_000_000),
+    ("0.002", 2_000_000),
+    ("0.005", 5_000_000),
+    ("0.01", 10_000_000),
+    ("0.02", 20_000_000),
+    ("0.05", 50_000_000),
+    ("0.1", 100_000_000),
+    ("0.2", 200_000_000),
+    ("0.5", 500_000_000),
+    ("1", 1_000_000_000),
+    ("2", 2_000_000_000),
+    ("5", 5_000_000_000),
+    ("10", 10_000_000_000),
+];
+
+/// The cumulative count of `h` at each of [`BUCKETS`]: the values at or below the bound,
+/// a value counting by the lowest value of its HDR bucket (so within the histogram's 1%
+/// resolution). Values above the last bound are only in `h.len()` (the `+Inf` bucket).
+pub fn cumulative_buckets(h: &Histogram<u64>) -> [u64; BUCKETS.len()] {
+    let mut counts = [0u64; BUCKETS.len()];
+    for v in h.iter_recorded() {
+        let low = h.lowest_equivalent(v.value_iterated_to());
+        if let Some(i) = BUCKETS.iter().position(|(_, bound)| low <= *bound) {
+            counts[i] += v.count_at_value();
+        }
+    }
+    for i in 1..counts.len() {
+        counts[i] += counts[i - 1];
+    }
+    counts
+}
+
 /// A histogram with this module's range and precision.
 pub fn new_histogram() -> Histogram<u64> {
     // The bounds are constants within hdrhistogram's limits, so this cannot fail; a
@@ -451,6 +496,31 @@ mod tests {
             snap.lock().unwrap().cumulative.get(Stage::RingHop).len(),
             101
         );
+    }
+
+    #[test]
+    fn buckets_are_cumulative_on_the_ladder() {
+        let mut s = StageSet::new();
+        for ns in [500, 1_000, 1_500, 2_000, 7_000, 3_000_000, 20_000_000_000] {
+            s.record(Stage::RingHop, ns);
+        }
+        let h = s.get(Stage::RingHop);
+        let counts = cumulative_buckets(h);
+        let at = |le: &str| counts[BUCKETS.iter().position(|(l, _)| *l == le).unwrap()];
+        assert_eq!(BUCKETS[0], ("0.000001", 1_000));
+        assert_eq!(BUCKETS[BUCKETS.len() - 1], ("10", 10_000_000_000));
+        assert_eq!(at("0.000001"), 2, "500 ns and 1 µs (le is inclusive)");
+        assert_eq!(at("0.000002"), 4);
+        assert_eq!(at("0.000005"), 4);
+        assert_eq!(at("0.00001"), 5);
+        assert_eq!(at("0.005"), 6);
+        assert_eq!(at("10"), 6, "20 s is only in +Inf");
+        assert_eq!(h.len(), 7);
+        assert!(counts.windows(2).all(|w| w[0] <= w[1]));
+        assert!(BUCKETS.windows(2).all(|w| w[0].1 < w[1].1));
+        for (label, ns) in BUCKETS {
+            assert_eq!(label.parse::<f64>().unwrap(), ns as f64 / 1e9);
+        }
     }
 
     #[test]

@@ -290,8 +290,12 @@ impl SignalGate {
             return false;
         }
         self.settle(slot);
+        let series = self.stats.series.get().and_then(|s| s.get(slot));
         for f in fired.into_iter().flatten() {
             self.stats.signals[f.kind as usize].inc();
+            if let Some(series) = series {
+                series.count_signal(f.kind, f.direction);
+            }
             out.push(Signal {
                 symbol: c.symbol,
                 interval: c.interval,

@@ -9,9 +9,11 @@
 //!
 //! The sink contract lives here, below the engine that wires the roles and the
 //! dashboard that shows them: what a role's body gets ([`SinkIo`]), how the engine
-//! starts it ([`SinkRole`]), and its section of `/api/status` ([`SinkStatus`]).
+//! starts it ([`SinkRole`]), its section of `/api/status` ([`SinkStatus`]) and its
+//! families of `/metrics` ([`metrics`]).
 
 pub mod db;
+pub mod metrics;
 pub mod redis;
 
 use std::sync::atomic::AtomicBool;
@@ -74,4 +76,6 @@ pub trait SinkStatus: Send + Sync {
     fn sections(&self) -> Vec<(&'static str, Value)> {
         vec![(self.name(), self.status())]
     }
+    /// The role's samples of the sink families of `/metrics` ([`metrics::families`]).
+    fn metrics(&self, out: &mut Vec<metrics::Sample>);
 }

@@ -161,7 +161,8 @@ impl Drop for ChildGuard {
 }
 
 /// Checks a `/metrics` body with `promtool check metrics` (scripts/setup.sh installs it);
-/// without promtool only the line shapes are checked, and the test says so.
+/// without promtool only the line shapes are checked, and the test says so; under CI
+/// (`CI` set) a missing promtool fails the test.
 pub fn check_metrics_text(body: &str) {
     let Ok(mut child) = std::process::Command::new("promtool")
         .args(["check", "metrics"])
@@ -170,6 +171,10 @@ pub fn check_metrics_text(body: &str) {
         .stderr(std::process::Stdio::piped())
         .spawn()
     else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "promtool is not installed: run scripts/setup.sh (CI must check /metrics)"
+        );
         eprintln!("promtool not installed: run scripts/setup.sh for the full check");
         assert!(body
             .lines()
@@ -189,6 +194,71 @@ pub fn check_metrics_text(body: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// One sample of a Prometheus text exposition: its name, labels and value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// Every sample of `body` named `name` exactly (comments skipped; label values
+/// unescaped).
+pub fn samples(body: &str, name: &str) -> Vec<Sample> {
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(parse_sample)
+        .filter(|s| s.name == name)
+        .collect()
+}
+
+/// The `# TYPE` of family `name` in `body`.
+pub fn metric_type<'a>(body: &'a str, name: &str) -> Option<&'a str> {
+    body.lines().find_map(|l| {
+        let rest = l.strip_prefix("# TYPE ")?.strip_prefix(name)?;
+        rest.strip_prefix(' ')
+    })
+}
+
+fn parse_sample(line: &str) -> Option<Sample> {
+    let (head, value) = line.rsplit_once(' ')?;
+    let value = match value {
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        v => v.parse().ok()?,
+    };
+    let mut labels = std::collections::BTreeMap::new();
+    let name = match head.split_once('{') {
+        None => head,
+        Some((name, rest)) => {
+            let mut rest = rest.strip_suffix('}')?;
+            while !rest.is_empty() {
+                let (key, after) = rest.split_once("=\"")?;
+                let mut val = String::new();
+                let mut chars = after.char_indices();
+                let end = loop {
+                    match chars.next()? {
+                        (_, '\\') => match chars.next()?.1 {
+                            'n' => val.push('\n'),
+                            c => val.push(c),
+                        },
+                        (i, '"') => break i,
+                        (_, c) => val.push(c),
+                    }
+                };
+                labels.insert(key.to_owned(), val);
+                rest = after[end + 1..].trim_start_matches(',');
+            }
+            name
+        }
+    };
+    Some(Sample {
+        name: name.to_owned(),
+        labels,
+        value,
+    })
 }
 
 /// The fields docs/api.md requires of `/api/performance` (besides the stages).

@@ -22,6 +22,11 @@ def q(expr, legend):
     return {"expr": expr, "legendFormat": legend}
 
 
+def rate_per_instance(metric, legend):
+    """The per-second rate of a counter, summed per instance."""
+    return q(f"sum by (instance) (rate({metric}{{{SEL}}}[{RATE}]))", legend + " {{instance}}")
+
+
 def ts(title, unit, targets, description, stack=False, min0=True):
     """A time series panel."""
     custom = {"fillOpacity": 10, "showPoints": "never", "lineWidth": 1}
@@ -60,29 +65,15 @@ def stat(title, unit, targets, description, thresholds=None):
     }
 
 
-def table(title, unit, targets, description):
-    """The latest value of each series as a table row."""
-    for t in targets:
-        t.update({"format": "table", "instant": True})
-    return {
-        "type": "table",
-        "title": title,
-        "description": description,
-        "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
-        "options": {"showHeader": True, "sortBy": [{"displayName": "Value", "desc": False}]},
-        "transformations": [{"id": "organize", "options": {"excludeByName": {"Time": True}}}],
-        "targets": targets,
-    }
-
-
 def latency(quantile, label):
     return ts(
-        f"Stage latency {label} (since start)",
+        f"Stage latency {label}",
         "s",
-        [q(f'max by (stage) (alphapulse_stage_latency_seconds{{{SEL},quantile="{quantile}"}})', "{{stage}}")],
-        f"The {label} of each stage of an event's journey over the whole run (the engine's HDR "
-        "histograms are cumulative), the worst core of each stage. A step up that stays is a "
-        "lasting change; for the last minutes look at the windowed mean.",
+        [q(f"histogram_quantile({quantile}, sum by (le, stage) "
+           f"(rate(alphapulse_stage_latency_seconds_bucket{{{SEL}}}[{RATE}])))", "{{stage}}")],
+        f"The {label} of each stage of an event's journey over the last interval, every core "
+        "and selected instance together (the engine's histograms, buckets from 1 µs to 10 s on "
+        "a 1-2-5 ladder; the quantile is interpolated within its bucket).",
     )
 
 
@@ -94,8 +85,7 @@ ROWS = [
         ts("Stage latency, mean over the window", "s",
            [q(f"sum by (stage) (rate(alphapulse_stage_latency_seconds_sum{{{SEL}}}[{RATE}])) / "
               f"sum by (stage) (rate(alphapulse_stage_latency_seconds_count{{{SEL}}}[{RATE}]))", "{{stage}}")],
-           "Mean latency of each stage over the last interval: reacts at once, unlike the "
-           "since-start quantiles."),
+           "Mean latency of each stage over the last interval (the histograms' _sum over _count)."),
     ]),
     ("Throughput", [
         ts("Exchange messages received", "msg/s",
@@ -133,9 +123,22 @@ ROWS = [
            [q(f"sum by (instance) (rate(alphapulse_backpressure_pauses_total{{{SEL}}}[{RATE}]))", "pauses {{instance}}"),
             q(f"sum by (instance) (rate(alphapulse_live_conflated_total{{{SEL}}}[{RATE}]))", "conflated {{instance}}")],
            "Shards pausing their sockets for a full ring, and live candle updates conflated."),
-        table("Sink figures", "short",
-              [q(f"alphapulse_sink_figure{{{SEL}}}", "{{sink}} {{figure}}")],
-              "Every numeric figure of the writer's, spool's and publisher's status (as in /api/status)."),
+        ts("Database writes", "ops",
+           [rate_per_instance("alphapulse_database_rows_committed_total", "rows committed"),
+            rate_per_instance("alphapulse_database_errors_total", "errors"),
+            rate_per_instance("alphapulse_database_transient_errors_total", "transient errors"),
+            rate_per_instance("alphapulse_spool_dropped_rows_total", "spool dropped"),
+            rate_per_instance("alphapulse_dead_letter_rows_refused_total", "rows refused")],
+           "Rows the writer commits per second, failed writes (transient ones are retried), rows "
+           "dropped at the spool's bound and rows the database refused (dead letters)."),
+        ts("Redis publishes", "ops",
+           [rate_per_instance("alphapulse_redis_published_total", "published"),
+            rate_per_instance("alphapulse_redis_dropped_total", "dropped"),
+            rate_per_instance("alphapulse_redis_bridge_applied_total", "bridge applied"),
+            q(f"sum by (instance, reason) (rate(alphapulse_redis_bridge_rejected_total{{{SEL}}}[{RATE}]))",
+              "bridge rejected {{reason}} {{instance}}")],
+           "PUBLISH commands acknowledged and lost, and the bridge's records of other instances "
+           "applied or refused (by reason)."),
     ]),
     ("Connections", [
         ts("Exchange connections", "short",
@@ -144,12 +147,14 @@ ROWS = [
         ts("Reconnects and rotations", "short",
            [q(f"sum by (instance) (increase(alphapulse_reconnects_total{{{SEL}}}[{RATE}]))", "reconnects {{instance}}"),
             q(f"sum by (instance) (increase(alphapulse_rotations_total{{{SEL}}}[{RATE}]))", "rotations {{instance}}"),
-            q(f'sum by (instance) (increase(alphapulse_sink_figure{{{SEL},sink="redis",figure="reconnects"}}[{RATE}]))',
+            q(f"sum by (instance) (increase(alphapulse_redis_reconnects_total{{{SEL}}}[{RATE}]))",
               "redis reconnects {{instance}}")],
            "Unplanned exchange reconnects (drops, silence, errors) against planned "
            "make-before-break rotations, and the Redis publisher's reconnects, per interval."),
         ts("Sinks connected", "bool",
-           [q(f'min by (instance, sink) (alphapulse_sink_figure{{{SEL},figure="connected"}})', "{{instance}} {{sink}}")],
+           [q(f"min by (instance) (alphapulse_database_connected{{{SEL}}})", "database {{instance}}"),
+            q(f"min by (instance) (alphapulse_redis_connected{{{SEL}}})", "redis {{instance}}"),
+            q(f"min by (instance) (alphapulse_redis_bridge_connected{{{SEL}}})", "redis bridge {{instance}}")],
            "1 while the database writer and the Redis publisher are connected; 0 means rows go "
            "to the spool (database) or publishes are dropped (Redis)."),
         ts("Dashboard clients", "short",

@@ -194,6 +194,9 @@ impl SinkStatus for DatabaseStatus {
     fn name(&self) -> &'static str {
         "database"
     }
+    fn metrics(&self, out: &mut Vec<crate::sinks::metrics::Sample>) {
+        crate::sinks::metrics::read(&crate::sinks::metrics::DATABASE, &self.0, out);
+    }
     fn sections(&self) -> Vec<(&'static str, Value)> {
         vec![
             ("database", self.status()),

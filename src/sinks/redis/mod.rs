@@ -181,22 +181,15 @@ impl SinkStatus for RedisStatus {
         "redis"
     }
 
-    fn status(&self) -> Value {
-        let mut status = self.publisher_status();
-        // The bridge's refusals also at the top, by reason, where /metrics reads them.
-        if let (Some(b), Some(obj)) = (&self.bridge, status.as_object_mut()) {
-            for (reason, n) in b.rejections() {
-                obj.insert(format!("bridge_rejected_{reason}"), json!(n));
-            }
-            obj.insert("bridge_timeouts".into(), json!(b.timeouts.get()));
-            obj.insert("bridge_connected".into(), json!(b.connected.get() == 1));
+    fn metrics(&self, out: &mut Vec<crate::sinks::metrics::Sample>) {
+        use crate::sinks::metrics::{read, read_bridge, REDIS};
+        read(&REDIS, &*self.publisher, out);
+        if let Some(b) = &self.bridge {
+            read_bridge(b, out);
         }
-        status
     }
-}
 
-impl RedisStatus {
-    fn publisher_status(&self) -> Value {
+    fn status(&self) -> Value {
         let p = &*self.publisher;
         let connected = p.connected.get() == 1;
         let last_error = p
