@@ -26,7 +26,10 @@ FROM rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS build
 # default builds for any x86-64, as the image may run anywhere.
 ARG RUSTFLAGS=""
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
+# The git revision `alphapulse --version` shows; the build context has no .git, so pass
+# it: --build-arg ALPHAPULSE_GIT_REV=$(git rev-parse --short HEAD). Empty: none.
+ARG ALPHAPULSE_GIT_REV=""
 # bench/ holds the [[bench]] targets the manifest names (cargo checks they exist);
 # migrations/ is compiled into the binary (refinery's embed_migrations!).
 COPY bench bench

@@ -3,16 +3,19 @@
 //!
 //! Runs on the main thread. In: the process arguments, the process environment and a
 //! `.env` file in the working directory (merged here, so no library code reads the
-//! environment). Out: an exit code: 0 on success, 2 for bad arguments or configuration
-//! (one `error:` line naming the key and the fix), 1 for runtime failures.
+//! environment). Out: an exit code: 0 on success, 2 for bad arguments (clap's whole
+//! message) or configuration (one `error:` line naming the key and the fix), 1 for
+//! runtime failures. Also the shell completions and the man page, both made from the
+//! same [`command`], so they cannot drift from the parser.
 //!
 //! Adding a command is one variant in [`Command`] (or in a sub-command enum) and one
 //! arm in [`dispatch`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::{self, Config, ConfigError};
 use crate::topology::{self, ShardMap};
@@ -32,17 +35,31 @@ pub const LOG_FORMAT_ENV: &str = "ALPHAPULSE_LOG_FORMAT";
 pub const NO_COLOR_ENV: &str = "NO_COLOR";
 /// The `.env` file read from the working directory.
 pub const DOTENV_FILE: &str = ".env";
+/// The configuration file when `-c` is not given (`-c` wins).
+pub const CONFIG_ENV: &str = "ALPHAPULSE_CONFIG";
+
+/// The version `--version` prints: the package version and the git revision it was built
+/// from, `0.1.0 (abc1234)` (`-dirty` when the tree had changes), set by `build.rs`; the
+/// bare package version where the build had no revision.
+pub const VERSION: &str = match option_env!("ALPHAPULSE_VERSION") {
+    Some(version) => version,
+    None => env!("CARGO_PKG_VERSION"),
+};
 
 /// Thread-per-core Binance market-data and signal engine.
 #[derive(Debug, Parser)]
-#[command(name = "alphapulse", version, about)]
+#[command(name = "alphapulse", version = VERSION, about)]
 pub struct Cli {
-    /// TOML configuration file; environment variables and `.env` override it.
-    #[arg(short = 'c', long = "config", value_name = "FILE", global = true)]
+    /// TOML configuration file; environment variables and `.env` override it. Without
+    /// it, ALPHAPULSE_CONFIG (from the environment or `.env`) names the file.
+    #[arg(
+        short = 'c',
+        long = "config",
+        value_name = "FILE",
+        global = true,
+        env = CONFIG_ENV
+    )]
     pub config: Option<PathBuf>,
-    /// Serve `/ws/echo` for WebSocket conformance runs (`dashboard.conformance_echo`).
-    #[arg(long, global = true)]
-    pub conformance_echo: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -50,9 +67,14 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the engine: feed, signals, sinks and dashboard.
-    Run,
+    Run(ServeArgs),
     /// Simulator, engine and dashboard in one process; prints the dashboard URL.
-    Demo(crate::demo::DemoArgs),
+    Demo {
+        #[command(flatten)]
+        demo: crate::demo::DemoArgs,
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
     /// The Binance-compatible exchange simulator alone.
     Simulate(Box<crate::simulator::SimulateArgs>),
     /// Validate or print the effective configuration.
@@ -69,6 +91,30 @@ pub enum Command {
     /// Host tuning: check it, plan it (for tuning/apply.sh), render the systemd unit.
     #[command(subcommand)]
     Tuning(crate::tuning::TuningCommand),
+    /// Print a shell completion script, e.g. `alphapulse completions bash >
+    /// /etc/bash_completion.d/alphapulse`.
+    Completions {
+        /// The shell to complete in.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `alphapulse man | man -l -`.
+    Man,
+}
+
+/// Options of the commands that serve the dashboard (`run`, `demo`).
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct ServeArgs {
+    /// Serve `/ws/echo` for WebSocket conformance runs (also `[dashboard]
+    /// conformance_echo = true`); never in production.
+    #[arg(long)]
+    pub conformance_echo: bool,
+}
+
+impl ServeArgs {
+    /// Applies the options over the loaded configuration (a flag only turns on).
+    fn apply(self, config: &mut Config) {
+        config.dashboard.conformance_echo |= self.conformance_echo;
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -76,7 +122,12 @@ pub enum ConfigCommand {
     /// Validate the configuration and shard map; prints a summary.
     Check,
     /// Print the effective configuration as TOML (secrets redacted).
-    Print,
+    Print {
+        /// After each value, a comment saying where it came from: `default`, `from file
+        /// (PATH)`, `from .env (VAR)` or `from env (VAR)`.
+        #[arg(long)]
+        origin: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -131,14 +182,102 @@ impl From<topology::TopologyError> for Failure {
     }
 }
 
+/// Where the environment variables and every setting are described.
+const ENV_POINTER: &str = "Environment variables override the file (a .env file in the \
+    working directory too); `alphapulse run --help` and `alphapulse config --help` list \
+    them. Defaults, ranges and meanings: the README's Configuration table; \
+    alphapulse.example.toml lists every key, also those set only in the file.";
+
+/// The command line as clap sees it: the derived [`Cli`] with the environment
+/// variables listed in the help of `run` and `config` (from the settings table).
+pub fn command() -> clap::Command {
+    let listed = format!("{}\n{ENV_POINTER}", env_help());
+    let brief = |c: clap::Command| c.after_help(ENV_POINTER);
+    let full = |c: clap::Command| c.after_help(ENV_POINTER).after_long_help(listed.clone());
+    Cli::command()
+        .mut_subcommand("run", full)
+        .mut_subcommand("config", |c| {
+            full(c)
+                .mut_subcommand("check", brief)
+                .mut_subcommand("print", brief)
+        })
+        .mut_subcommand("demo", brief)
+}
+
+/// Every environment variable the program reads, with what it sets: the process-wide
+/// ones, then each setting's, in the settings table's order.
+fn env_vars() -> Vec<(&'static str, String)> {
+    let process = [
+        (CONFIG_ENV, "the configuration file, when -c is not given"),
+        (LOG_ENV, "log filter (else RUST_LOG; default info)"),
+        (LOG_FORMAT_ENV, "text or json"),
+        (NO_COLOR_ENV, "set: no colour in the logs"),
+        (
+            crate::tuning::POLICY_ENV,
+            "warn or refuse when tuning checks fail",
+        ),
+    ]
+    .map(|(name, what)| (name, what.to_owned()));
+    process.into_iter().chain(config::env_settings()).collect()
+}
+
+/// [`env_vars`] as a help section.
+fn env_help() -> String {
+    let vars = env_vars();
+    let width = vars.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
+    let mut out = String::from("Environment variables:\n");
+    for (name, what) in &vars {
+        out.push_str(&format!("  {name:width$}  {what}\n"));
+    }
+    out
+}
+
+/// The manual page in roff: clap's (name, synopsis, options, commands, version) with
+/// its title first, then an ENVIRONMENT section listing every variable.
+fn man_page() -> std::io::Result<String> {
+    let mut rendered = Vec::new();
+    clap_mangen::Man::new(command()).render(&mut rendered)?;
+    let rendered = String::from_utf8_lossy(&rendered);
+    // roff opens with its definition of the apostrophe; a man page opens with `.TH`.
+    let mut page = match rendered.find("\n.TH ") {
+        Some(at) => {
+            let (preamble, rest) = rendered.split_at(at + 1);
+            let (title, body) = rest.split_once('\n').unwrap_or((rest, ""));
+            format!("{title}\n{preamble}{body}")
+        }
+        None => rendered.into_owned(),
+    };
+    page.push_str(".SH ENVIRONMENT\n");
+    for (name, what) in env_vars() {
+        page.push_str(&format!(".TP\n\\fB{}\\fR\n{}\n", roff(name), roff(&what)));
+    }
+    page.push_str(&format!(".PP\n{}\n", roff(ENV_POINTER)));
+    Ok(page)
+}
+
+/// `text` as one roff text line: backslashes and hyphens escaped, and a leading `.` or
+/// `'` kept from reading as a request.
+fn roff(text: &str) -> String {
+    let escaped = text.replace('\\', "\\e").replace('-', "\\-");
+    if escaped.starts_with(['.', '\'']) {
+        format!("\\&{escaped}")
+    } else {
+        escaped
+    }
+}
+
 /// The whole program; returns the process exit code.
 pub fn main() -> i32 {
-    let cli = match Cli::try_parse() {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let cli = match command()
+        .try_get_matches_from(&args)
+        .and_then(|mut m| Cli::from_arg_matches_mut(&mut m))
+    {
         Ok(cli) => cli,
-        Err(e) => return clap_exit(e),
+        Err(e) => return clap_exit(with_command_tip(e, &args)),
     };
     let env = collect_env(Path::new(DOTENV_FILE));
-    init_tracing(env.as_ref().ok());
+    init_tracing(env.as_ref().ok().map(|e| &e.vars));
     match dispatch(cli, env) {
         Ok(()) => 0,
         Err(Failure::Usage(line)) => {
@@ -152,24 +291,27 @@ pub fn main() -> i32 {
     }
 }
 
-fn dispatch(cli: Cli, env: Result<HashMap<String, String>, ConfigError>) -> Result<(), Failure> {
-    let path = cli.config.as_deref();
-    let echo = cli.conformance_echo;
-    let load = || -> Result<Config, Failure> {
-        let mut config = config::load(path, env_ref(&env)?)?;
-        config.dashboard.conformance_echo |= echo;
+fn dispatch(cli: Cli, env: Result<Environment, ConfigError>) -> Result<(), Failure> {
+    // `-c` (or ALPHAPULSE_CONFIG from the process, through clap), else the variable
+    // from `.env`; empty is no file.
+    let from_dotenv = env.as_ref().ok().and_then(|e| e.vars.get(CONFIG_ENV));
+    let path = cli
+        .config
+        .clone()
+        .or_else(|| from_dotenv.map(PathBuf::from))
+        .filter(|p| !p.as_os_str().is_empty());
+    let path = path.as_deref();
+    let load = || -> Result<Config, Failure> { Ok(config::load(path, env_ref(&env)?)?) };
+    let serve = |args: ServeArgs| -> Result<Config, Failure> {
+        let mut config = load()?;
+        args.apply(&mut config);
+        check_layout(&config)?;
         Ok(config)
     };
     match cli.command {
-        Command::Run => {
-            let config = load()?;
-            check_layout(&config)?;
-            crate::engine::run(config).map_err(Failure::Runtime)
-        }
-        Command::Demo(args) => {
-            let config = load()?;
-            check_layout(&config)?;
-            crate::demo::run(args, config).map_err(Failure::Runtime)
+        Command::Run(args) => crate::engine::run(serve(args)?).map_err(Failure::Runtime),
+        Command::Demo { demo, serve: args } => {
+            crate::demo::run(demo, serve(args)?).map_err(Failure::Runtime)
         }
         Command::Simulate(args) => crate::simulator::run_cli(*args).map_err(Failure::Runtime),
         Command::Config(ConfigCommand::Check) => {
@@ -178,8 +320,22 @@ fn dispatch(cli: Cli, env: Result<HashMap<String, String>, ConfigError>) -> Resu
             print!("{}", check_summary(&config, &layout));
             Ok(())
         }
-        Command::Config(ConfigCommand::Print) => {
+        Command::Config(ConfigCommand::Print { origin: false }) => {
             print!("{}", load()?.to_toml_redacted());
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Print { origin: true }) => {
+            let env = env_all(&env)?;
+            let (config, origins) = config::load_with_origins(path, &env.vars, &env.from_dotenv)?;
+            print!("{}", config.to_toml_with_origins(&origins));
+            Ok(())
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut command(), "alphapulse", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => {
+            print!("{}", man_page().map_err(|e| Failure::Runtime(e.into()))?);
             Ok(())
         }
         Command::Bench(BenchCommand::Parse(args)) => {
@@ -268,10 +424,19 @@ fn dispatch(cli: Cli, env: Result<HashMap<String, String>, ConfigError>) -> Resu
     }
 }
 
-fn env_ref(
-    env: &Result<HashMap<String, String>, ConfigError>,
-) -> Result<&HashMap<String, String>, Failure> {
+fn env_ref(env: &Result<Environment, ConfigError>) -> Result<&HashMap<String, String>, Failure> {
+    env_all(env).map(|e| &e.vars)
+}
+
+fn env_all(env: &Result<Environment, ConfigError>) -> Result<&Environment, Failure> {
     env.as_ref().map_err(|e| Failure::Usage(e.to_string()))
+}
+
+/// The variables the program sees: the process environment over `.env`.
+struct Environment {
+    vars: HashMap<String, String>,
+    /// The names whose value came from `.env` (the process does not set them).
+    from_dotenv: HashSet<String>,
 }
 
 /// The layout for this host, with its exchange connections planned: a bad shard map or
@@ -340,7 +505,7 @@ fn check_summary(config: &Config, layout: &topology::Layout) -> String {
 /// The process environment merged over `.env` (the process wins). The process
 /// environment itself is never modified. Variables that are not valid UTF-8 cannot be
 /// ours and are skipped.
-fn collect_env(dotenv_path: &Path) -> Result<HashMap<String, String>, ConfigError> {
+fn collect_env(dotenv_path: &Path) -> Result<Environment, ConfigError> {
     let process: HashMap<String, String> = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .collect();
@@ -359,7 +524,15 @@ fn collect_env(dotenv_path: &Path) -> Result<HashMap<String, String>, ConfigErro
             })
         }
     };
-    Ok(config::layer_env(dotenv, process))
+    let from_dotenv = dotenv
+        .keys()
+        .filter(|k| !process.contains_key(*k))
+        .cloned()
+        .collect();
+    Ok(Environment {
+        vars: config::layer_env(dotenv, process),
+        from_dotenv,
+    })
 }
 
 /// Describes a `.env` error without echoing the offending line, which may hold a
@@ -439,24 +612,52 @@ fn log_filter(
     EnvFilter::try_new(directive)
 }
 
-/// Help and version go to stdout with exit 0; every other argument error is one line
-/// on stderr with exit 2.
+/// clap suggests a command only past its own similarity bar, which short typos miss
+/// (`rn` for `run`): for an unknown command without a tip, adds the nearest command
+/// by edit distance as clap's own tip (`tip: a similar subcommand exists: 'run'`).
+fn with_command_tip(mut e: clap::Error, args: &[OsString]) -> clap::Error {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::InvalidSubcommand || e.get(ContextKind::SuggestedSubcommand).is_some()
+    {
+        return e;
+    }
+    let Some(ContextValue::String(typed)) = e.get(ContextKind::InvalidSubcommand) else {
+        return e;
+    };
+    let typed = typed.clone();
+    // The command the typo was given to: follow the commands named before it.
+    let mut cmd = command();
+    for arg in args.iter().skip(1).filter_map(|a| a.to_str()) {
+        if arg == typed {
+            break;
+        }
+        if let Some(sub) = cmd.find_subcommand(arg) {
+            cmd = sub.clone();
+        }
+    }
+    let names: Vec<&str> = cmd
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set())
+        .map(|s| s.get_name())
+        .collect();
+    if let Some(near) = config::nearest(&typed, &names) {
+        e.insert(
+            ContextKind::SuggestedSubcommand,
+            ContextValue::Strings(vec![near.to_owned()]),
+        );
+    }
+    e
+}
+
+/// Help and version go to stdout with exit 0; every other argument error is clap's
+/// whole message on stderr (the error, any tip such as a similar subcommand, the usage
+/// line and where to find help) with exit 2.
 fn clap_exit(e: clap::Error) -> i32 {
-    use clap::error::ErrorKind;
-    match e.kind() {
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
-            print!("{e}");
-            0
-        }
-        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-            eprint!("{e}");
-            EXIT_USAGE
-        }
-        _ => {
-            let text = e.to_string();
-            let first = text.lines().next().unwrap_or("error: bad arguments");
-            eprintln!("{first} (see 'alphapulse --help')");
-            EXIT_USAGE
-        }
+    // Printing fails only when the stream is closed; the exit code still tells.
+    let _ = e.print();
+    if e.use_stderr() {
+        EXIT_USAGE
+    } else {
+        0
     }
 }

@@ -73,6 +73,8 @@ fn demo_prints_its_url_serves_it_and_closes_candles() {
                     let addr: std::net::SocketAddr =
                         rest.split('/').next().unwrap().parse().unwrap();
                     assert_eq!(support::http_get(addr, "/healthz").0, 200);
+                    // The conformance echo is off unless asked for.
+                    assert_eq!(support::http_get(addr, "/ws/echo").0, 404);
                     url = Some((addr, Instant::now()));
                 }
                 // `signal BTCUSDT 1m rsi sell at 60123.45 (confidence 0.72)`
@@ -134,6 +136,7 @@ fn run_follows_an_external_simulator_and_stops_on_sigterm() {
     let dashboard: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut child = support::ChildGuard(
         run_against(&sim, dashboard)
+            .arg("--conformance-echo")
             .stdout(Stdio::null())
             .spawn()
             .expect("spawn run"),
@@ -141,6 +144,9 @@ fn run_follows_an_external_simulator_and_stops_on_sigterm() {
     let ready = support::wait_until(Duration::from_secs(30), || {
         support::http_get(dashboard, "/readyz").0 == 200
     });
+    // `run --conformance-echo` serves /ws/echo (426: a WebSocket path, asked for
+    // without an upgrade; 404 when it is off).
+    let echo = support::http_get(dashboard, "/ws/echo").0;
     let closed = ready
         && support::wait_until(Duration::from_secs(20), || {
             let (code, body) =
@@ -160,6 +166,7 @@ fn run_follows_an_external_simulator_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(ready, "the engine never became ready");
+    assert_eq!(echo, 426, "/ws/echo with --conformance-echo");
     assert!(closed, "no closed candle served");
     let status = status.expect("run stops within 15 s of SIGTERM");
     assert!(status.success(), "run exit status {status}");

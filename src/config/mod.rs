@@ -15,8 +15,10 @@
 //!
 //! Layout: this file holds the types, loading and printing; `fields.rs` the settings
 //! table; `value.rs` raw and typed values (and the redaction of secrets); `checks.rs`
-//! each rule and the checks across settings; [`signals`] the `[signals]` table, whose
-//! per-timeframe sub-tables the flat settings table cannot list; `tests.rs` the tests.
+//! each rule and the checks across settings; `keys.rs` the error for an unknown key (the
+//! nearest known one); `origin.rs` where each value came from (`config print
+//! --origin`); [`signals`] the `[signals]` table, whose per-timeframe sub-tables the
+//! flat settings table cannot list; `tests.rs` the tests.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -28,6 +30,8 @@ use crate::signals::params::SignalsConfig;
 
 mod checks;
 mod fields;
+mod keys;
+mod origin;
 pub mod signals;
 #[cfg(test)]
 mod tests;
@@ -36,6 +40,9 @@ mod value;
 use checks::Rule;
 use fields::Field;
 use value::{Raw, Setting};
+
+pub use keys::nearest;
+pub use origin::Origins;
 
 /// Default `BINANCE_WS_URL`: Binance's spot market-data stream endpoint.
 pub const DEFAULT_BINANCE_WS_URL: &str = "wss://stream.binance.com:9443";
@@ -406,11 +413,13 @@ pub enum ConfigError {
     /// Two settings contradict each other, or together exceed a limit.
     #[error("{key}: {problem}")]
     Conflict { key: String, problem: String },
-    /// The TOML file names a key we do not know.
-    #[error("unknown key {key} in {file}; allowed here: {allowed}")]
+    /// The TOML file names a key we do not know; `hint` is ` (did you mean …?)` when a
+    /// known key is close, or empty.
+    #[error("unknown key {key} in {file}{hint}; allowed here: {allowed}")]
     UnknownKey {
         key: String,
         file: String,
+        hint: String,
         allowed: String,
     },
     /// The TOML file is not valid TOML.
@@ -437,17 +446,47 @@ pub fn load(
     toml_path: Option<&Path>,
     env: &HashMap<String, String>,
 ) -> Result<Config, ConfigError> {
+    load_with_origins(toml_path, env, &HashSet::new()).map(|(config, _)| config)
+}
+
+/// [`load`], also telling where each value came from (for `config print --origin`):
+/// `from_dotenv` names the variables of `env` whose value came from the `.env` file.
+pub fn load_with_origins(
+    toml_path: Option<&Path>,
+    env: &HashMap<String, String>,
+    from_dotenv: &HashSet<String>,
+) -> Result<(Config, Origins), ConfigError> {
     let mut config = Config::default();
+    let mut origins = Origins::default();
     if let Some(path) = toml_path {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        apply_toml(&mut config, &text, &path.display().to_string())?;
+        let file = path.display().to_string();
+        origins.file_keys = apply_toml(&mut config, &text, &file)?;
+        origins.file = Some(file);
     }
     let from_env = apply_env(&mut config, env)?;
     config.check(&from_env)?;
-    Ok(config)
+    origins.from_env = from_env;
+    origins.from_dotenv = from_dotenv.clone();
+    Ok((config, origins))
+}
+
+/// Every setting an environment variable sets, in the settings table's order: the
+/// variable and the TOML key it overrides (or that it is read from the environment only).
+pub fn env_settings() -> Vec<(&'static str, String)> {
+    Field::ALL
+        .iter()
+        .filter_map(|f| {
+            let what = match f.rule() {
+                Rule::Key => format!("{} (environment only)", f.toml_key()),
+                _ => f.toml_key().to_owned(),
+            };
+            Some((f.env_name()?, what))
+        })
+        .collect()
 }
 
 /// Merges the process environment over the variables of a `.env` file: the process
@@ -505,6 +544,22 @@ impl Config {
     /// URLs are replaced by `REDACTED`; the dashboard token is left out (as a comment),
     /// so the output is safe to paste into a ticket.
     pub fn to_toml_redacted(&self) -> String {
+        self.render_toml(None)
+    }
+
+    /// [`Config::to_toml_redacted`] with a trailing comment on each value saying where
+    /// it came from (`# default`, `# from file (c.toml)`, `# from .env (BATCH_SIZE)`,
+    /// `# from env (BATCH_SIZE)`); unset values are listed as comments. [`load`] still
+    /// accepts it back.
+    pub fn to_toml_with_origins(&self, origins: &Origins) -> String {
+        self.render_toml(Some(origins))
+    }
+
+    fn render_toml(&self, origins: Option<&Origins>) -> String {
+        let note = |field: Field| match origins {
+            Some(o) => format!("  # {}", o.of_field(field)),
+            None => String::new(),
+        };
         let mut out = String::from(
             "# Effective AlphaPulse configuration (`alphapulse config print`).\n\
              # Secrets are redacted: URL passwords read REDACTED and the dashboard token is omitted.\n",
@@ -520,23 +575,34 @@ impl Config {
                 if matches!(rule, Rule::Token | Rule::Key) {
                     if let (Setting::Text(Some(_)), Some(env)) = (setting, field.env_name()) {
                         out.push_str(&format!(
-                            "# {name} is set but not shown; supply it with {env}.\n"
+                            "# {name} is set but not shown; supply it with {env}.{}\n",
+                            note(*field)
                         ));
                     }
                     continue;
                 }
-                if let Some(value) = setting.to_toml(&rule) {
-                    out.push_str(&format!("{name} = {value}\n"));
+                match setting.to_toml(&rule) {
+                    Some(value) => out.push_str(&format!("{name} = {value}{}\n", note(*field))),
+                    None if origins.is_some() => {
+                        out.push_str(&format!("# {name} is unset{}\n", note(*field)))
+                    }
+                    None => {}
                 }
             }
         }
-        out.push_str(&signals::to_toml(&self.signals));
+        match origins {
+            Some(o) => out.push_str(&signals::render(&self.signals, &|name| {
+                format!("  # {}", o.of_signal(name))
+            })),
+            None => out.push_str(&signals::to_toml(&self.signals)),
+        }
         out
     }
 }
 
-/// Applies a TOML document over `config`, rejecting unknown keys.
-fn apply_toml(config: &mut Config, text: &str, file: &str) -> Result<(), ConfigError> {
+/// Applies a TOML document over `config`, rejecting unknown keys; returns the keys it
+/// set.
+fn apply_toml(config: &mut Config, text: &str, file: &str) -> Result<FileKeys, ConfigError> {
     let mut table: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Syntax {
         file: file.to_owned(),
         line: e
@@ -547,15 +613,25 @@ fn apply_toml(config: &mut Config, text: &str, file: &str) -> Result<(), ConfigE
     })?;
     // `[signals]` has a table per timeframe, which the flat field table cannot list:
     // its own module reads it.
+    let mut keys = FileKeys::default();
     if let Some(value) = table.remove("signals") {
-        signals::apply_toml(&mut config.signals, &value)?;
+        keys.signals = signals::apply_toml(&mut config.signals, &value, file)?;
     }
     let mut entries = Vec::new();
     collect_entries(&table, "", file, &mut entries)?;
     for (field, value) in entries {
         field.assign(config, Raw::Toml(value))?;
+        keys.fields.insert(field);
     }
-    Ok(())
+    Ok(keys)
+}
+
+/// The settings a configuration file set: fields of the settings table, and the dotted
+/// names of `[signals]` keys.
+#[derive(Debug, Default)]
+struct FileKeys {
+    fields: HashSet<Field>,
+    signals: HashSet<String>,
 }
 
 /// Walks a parsed TOML table against the [`Field`] table. Every key must be a known
@@ -606,11 +682,10 @@ fn collect_entries<'a>(
                     .filter(|t| table_parent(t) == Some(prefix))
                     .map(|t| t.rsplit('.').next().unwrap_or(t)),
             );
-            return Err(ConfigError::UnknownKey {
-                key: path,
-                file: file.to_owned(),
-                allowed: allowed.join(", "),
-            });
+            if prefix.is_empty() {
+                allowed.push("signals");
+            }
+            return Err(keys::unknown_key(&path, file, &allowed));
         }
     }
     Ok(())

@@ -7,14 +7,22 @@
 //! `signals.timeframes.1h.rsi_oversold`). There are no environment variables for
 //! these: they are a table per timeframe, which a flat variable cannot express.
 
+use std::collections::HashSet;
+
 use super::ConfigError;
 use crate::market::Interval;
 use crate::signals::indicators::MAX_PERIOD;
 use crate::signals::params::{SignalParams, SignalsConfig, MAX_WARM_CANDLES};
 
-/// Applies a `[signals]` TOML table over `signals`.
-pub fn apply_toml(signals: &mut SignalsConfig, value: &toml::Value) -> Result<(), ConfigError> {
+/// Applies a `[signals]` TOML table from `file` over `signals`; returns the dotted
+/// names of the keys it set (`signals.ema_fast`, `signals.timeframes.1h.rsi_period`).
+pub fn apply_toml(
+    signals: &mut SignalsConfig,
+    value: &toml::Value,
+    file: &str,
+) -> Result<HashSet<String>, ConfigError> {
     let table = as_table(value, "signals")?;
+    let mut set = HashSet::new();
     // Defaults first, so every override starts from the file's defaults, whatever
     // the key order.
     for (key, v) in table {
@@ -25,13 +33,14 @@ pub fn apply_toml(signals: &mut SignalsConfig, value: &toml::Value) -> Result<()
                 signals.warm_candles = count(v, &name, 0, u64::from(MAX_WARM_CANDLES))?
             }
             "rewarm_after_candles" => signals.rewarm_after_candles = count(v, &name, 1, 1_000_000)?,
-            "timeframes" => {}
+            "timeframes" => continue,
             _ => {
                 if !apply_param(&mut signals.defaults, key, v, &name)? {
-                    return Err(unknown(&name, "signals", true));
+                    return Err(unknown(&name, file, true));
                 }
             }
         }
+        set.insert(name);
     }
     if let Some(tfs) = table.get("timeframes") {
         for (tf_name, v) in as_table(tfs, "signals.timeframes")? {
@@ -45,8 +54,9 @@ pub fn apply_toml(signals: &mut SignalsConfig, value: &toml::Value) -> Result<()
             for (k, v) in as_table(v, &key)? {
                 let name = format!("{key}.{k}");
                 if !apply_param(&mut p, k, v, &name)? {
-                    return Err(unknown(&name, &key, false));
+                    return Err(unknown(&name, file, false));
                 }
+                set.insert(name);
             }
             match signals.timeframes.iter_mut().find(|(t, _)| *t == tf) {
                 Some(slot) => slot.1 = p,
@@ -54,7 +64,7 @@ pub fn apply_toml(signals: &mut SignalsConfig, value: &toml::Value) -> Result<()
             }
         }
     }
-    Ok(())
+    Ok(set)
 }
 
 /// Relations between values (ranges are checked as they are read).
@@ -68,17 +78,27 @@ pub fn validate(signals: &SignalsConfig) -> Result<(), ConfigError> {
 
 /// The table as TOML that [`apply_toml`] accepts back.
 pub fn to_toml(signals: &SignalsConfig) -> String {
+    render(signals, &|_| String::new())
+}
+
+/// [`to_toml`] with `note(dotted name)` after each value (a comment, or nothing).
+pub(super) fn render(signals: &SignalsConfig, note: &dyn Fn(&str) -> String) -> String {
     let mut out = String::from("\n[signals]\n");
-    out.push_str(&format!("enabled = {}\n", signals.enabled));
-    out.push_str(&format!("warm_candles = {}\n", signals.warm_candles));
-    out.push_str(&format!(
-        "rewarm_after_candles = {}\n",
-        signals.rewarm_after_candles
-    ));
-    push_params(&mut out, &signals.defaults);
+    let top = [
+        ("enabled", signals.enabled.to_string()),
+        ("warm_candles", signals.warm_candles.to_string()),
+        (
+            "rewarm_after_candles",
+            signals.rewarm_after_candles.to_string(),
+        ),
+    ];
+    for (k, v) in top {
+        out.push_str(&format!("{k} = {v}{}\n", note(&format!("signals.{k}"))));
+    }
+    push_params(&mut out, &signals.defaults, "signals", note);
     for (tf, p) in &signals.timeframes {
         out.push_str(&format!("\n[signals.timeframes.\"{tf}\"]\n"));
-        push_params(&mut out, p);
+        push_params(&mut out, p, &format!("signals.timeframes.{tf}"), note);
     }
     out
 }
@@ -100,7 +120,7 @@ const PARAM_KEYS: [&str; 13] = [
     "volume_spike_k",
 ];
 
-fn push_params(out: &mut String, p: &SignalParams) {
+fn push_params(out: &mut String, p: &SignalParams, table: &str, note: &dyn Fn(&str) -> String) {
     let values = [
         p.ema_fast.to_string(),
         p.ema_slow.to_string(),
@@ -117,7 +137,7 @@ fn push_params(out: &mut String, p: &SignalParams) {
         float(p.volume_spike_k),
     ];
     for (k, v) in PARAM_KEYS.iter().zip(values) {
-        out.push_str(&format!("{k} = {v}\n"));
+        out.push_str(&format!("{k} = {v}{}\n", note(&format!("{table}.{k}"))));
     }
 }
 
@@ -199,7 +219,8 @@ fn as_table<'a>(v: &'a toml::Value, key: &str) -> Result<&'a toml::Table, Config
     })
 }
 
-fn unknown(name: &str, table: &str, top: bool) -> ConfigError {
+/// An unknown key of `[signals]` (`top`) or of a per-timeframe table.
+fn unknown(name: &str, file: &str, top: bool) -> ConfigError {
     let mut allowed: Vec<&str> = Vec::new();
     if top {
         allowed.extend([
@@ -210,11 +231,7 @@ fn unknown(name: &str, table: &str, top: bool) -> ConfigError {
         ]);
     }
     allowed.extend(PARAM_KEYS);
-    ConfigError::UnknownKey {
-        key: name.to_owned(),
-        file: format!("[{table}]"),
-        allowed: allowed.join(", "),
-    }
+    super::keys::unknown_key(name, file, &allowed)
 }
 
 fn flag(v: &toml::Value, name: &str) -> Result<bool, ConfigError> {

@@ -411,7 +411,10 @@ fn toml_errors_name_the_dotted_key() {
 fn unknown_keys_are_rejected_by_name() {
     let e = err_toml("batch_sise = 10\n");
     assert!(
-        e.starts_with("unknown key batch_sise in the configuration; allowed here: database_url,"),
+        e.starts_with(
+            "unknown key batch_sise in the configuration (did you mean `batch_size`?); \
+             allowed here: database_url,"
+        ),
         "{e}"
     );
     assert!(e.contains("feed, engine"), "{e}");
@@ -708,7 +711,7 @@ mod signals_table {
     fn parse(text: &str) -> Result<SignalsConfig, ConfigError> {
         let table: toml::Table = toml::from_str(text).unwrap();
         let mut c = SignalsConfig::default();
-        signals::apply_toml(&mut c, &table["signals"])?;
+        signals::apply_toml(&mut c, &table["signals"], "the configuration")?;
         signals::validate(&c)?;
         Ok(c)
     }

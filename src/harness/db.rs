@@ -33,8 +33,9 @@ use crate::sinks::db::{schema, DbSettings, CONNECT_TIMEOUT, MAX_BATCH_ROWS};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DbBenchArgs {
-    /// Server to use (a scratch database is created there); default DATABASE_URL.
-    #[arg(long)]
+    /// Server to use (a scratch database is created there); default DATABASE_URL (from
+    /// the environment or `.env`).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub url: Option<String>,
     /// Candle rows written through each of the writer's two methods.
     #[arg(long, default_value_t = 1_000_000)]
@@ -63,6 +64,7 @@ pub fn run(args: DbBenchArgs, config: Config) -> anyhow::Result<()> {
     let url = args
         .url
         .clone()
+        .filter(|url| !url.is_empty())
         .or(config.database_url.clone())
         .ok_or_else(|| anyhow::anyhow!("bench db needs --url or DATABASE_URL"))?;
     let scratch = format!("alphapulse_bench_{}", std::process::id());
