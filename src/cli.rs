@@ -86,7 +86,7 @@ pub enum Command {
     /// Apply the database migrations to DATABASE_URL.
     Migrate,
     /// Page the exchange's klines of a past range into the database (resumable, within
-    /// the REST weight budget), or export stored candles (--export csv).
+    /// the REST weight budget), or export stored candles (--export csv|parquet).
     History(crate::history::HistoryArgs),
     /// Host tuning: check it, plan it (for tuning/apply.sh), render the systemd unit.
     #[command(subcommand)]

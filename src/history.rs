@@ -1,5 +1,6 @@
 //! `alphapulse history`: the exchange's klines of a past range paged into the database
-//! on demand, and stored candles exported for research tools.
+//! on demand, and stored candles exported for research tools (CSV, or Parquet in
+//! [`parquet`]).
 //!
 //! Runs on: the main thread (blocking: the REST client and the sync `postgres` client;
 //! no executor). In: symbols, timeframes, a range. Out: closed candles in `candles`,
@@ -26,6 +27,8 @@ use crate::sinks::db::rows::Batch;
 use crate::sinks::db::upsert::BatchConn;
 use crate::sinks::db::{copy, DbSettings, CONNECT_TIMEOUT};
 
+mod parquet;
+
 /// The end of an export without `--until` (2200-01-01).
 const EXPORT_NO_END_MS: i64 = 7_258_118_400_000;
 /// Weight of one `GET /api/v3/klines` page (limit 1000).
@@ -51,7 +54,7 @@ pub struct HistoryArgs {
     /// (fetch) or no end (export).
     #[arg(long, value_parser = parse_time)]
     pub until: Option<i64>,
-    /// Export the stored candles of the range instead of fetching: `csv`.
+    /// Export the stored candles of the range instead of fetching: `csv` or `parquet`.
     #[arg(long, value_enum)]
     pub export: Option<ExportFormat>,
     /// Where the export goes (default: stdout).
@@ -63,6 +66,9 @@ pub struct HistoryArgs {
 pub enum ExportFormat {
     /// Comma-separated, one header line; times in epoch ms, decimals exactly as stored.
     Csv,
+    /// Apache Parquet: times as UTC millisecond timestamps, prices and quantities as
+    /// DECIMAL(38,8) (exact: a stored value with more decimals stops the export).
+    Parquet,
 }
 
 fn parse_symbol(text: &str) -> Result<Symbol, String> {
@@ -144,16 +150,23 @@ pub fn run(args: HistoryArgs, config: &Config) -> Result<(), HistoryError> {
     }
     let runtime = |e: &dyn std::fmt::Display| HistoryError::Runtime(e.to_string());
     let mut client = copy::connect(&settings.url, CONNECT_TIMEOUT).map_err(|e| runtime(&e))?;
-    if let Some(ExportFormat::Csv) = args.export {
+    if let Some(format) = args.export {
         let until = args.until.unwrap_or(EXPORT_NO_END_MS);
-        return export_csv(
-            &mut client,
-            &symbols,
-            &intervals,
-            args.since,
-            until,
-            args.out.as_deref(),
-        )
+        let range = (args.since, until);
+        let out = args.out.as_deref();
+        return match format {
+            ExportFormat::Csv => export_csv(&mut client, &symbols, &intervals, range, out),
+            ExportFormat::Parquet => {
+                if out.is_none() && std::io::stdout().is_terminal() {
+                    return Err(HistoryError::Usage(
+                        "--export parquet writes binary: give --out FILE or redirect stdout".into(),
+                    ));
+                }
+                export_sink(out).and_then(|sink| {
+                    parquet::export(&mut client, &symbols, &intervals, range, sink)
+                })
+            }
+        }
         .map_err(|e| runtime(&e));
     }
     if settings.migrate_on_start {
@@ -397,22 +410,25 @@ fn clocks() -> (u64, u64) {
     )
 }
 
+/// Where an export goes: `out`, or stdout.
+fn export_sink(out: Option<&std::path::Path>) -> Result<Box<dyn Write + Send>, String> {
+    Ok(match out {
+        Some(path) => {
+            Box::new(std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?)
+        }
+        None => Box::new(std::io::stdout()),
+    })
+}
+
 /// Writes the stored candles of the range as CSV to `out` (or stdout).
 fn export_csv(
     client: &mut postgres::Client,
     symbols: &[Symbol],
     intervals: &[Interval],
-    since: i64,
-    until: i64,
+    (since, until): (i64, i64),
     out: Option<&std::path::Path>,
 ) -> Result<(), String> {
-    let sink: Box<dyn Write> = match out {
-        Some(path) => {
-            Box::new(std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?)
-        }
-        None => Box::new(std::io::stdout().lock()),
-    };
-    let mut w = std::io::BufWriter::new(sink);
+    let mut w = std::io::BufWriter::new(export_sink(out)?);
     writeln!(w, "{}", EXPORT_COLUMNS.join(",")).map_err(|e| e.to_string())?;
     let n = each_stored(client, symbols, intervals, since, until, |c| {
         writeln!(w, "{}", c.fields().join(","))

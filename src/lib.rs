@@ -58,7 +58,7 @@
 //!   layout, the plan `tuning/apply.sh` applies, the engine's systemd unit.
 //! - [`demo`]: the self-contained demo (simulator and engine in one process).
 //! - [`history`]: `alphapulse history`: past klines paged into the database within the
-//!   REST weight budget, and stored candles exported as CSV.
+//!   REST weight budget, and stored candles exported as CSV or Parquet.
 //! - [`cli`]: the `alphapulse` command line (argument parsing and dispatch).
 
 pub mod alloc;

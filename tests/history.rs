@@ -139,19 +139,18 @@ fn history_pages_the_exchanges_past_into_the_database_and_exports_it() {
     assert_eq!(rows, 2 * (300 + 5));
 
     // The export: a header and every stored candle, decimals as stored.
+    let btc_1h = [
+        "--symbols",
+        "BTCUSDT",
+        "--timeframes",
+        "1h",
+        "--since",
+        &since,
+    ];
     let export = history(
         Some(&url),
         &rest,
-        &[
-            "--symbols",
-            "BTCUSDT",
-            "--timeframes",
-            "1h",
-            "--since",
-            &since,
-            "--export",
-            "csv",
-        ],
+        &[&btc_1h[..], &["--export", "csv"]].concat(),
     );
     assert!(export.status.success(), "{}", stderr(&export));
     let csv = String::from_utf8(export.stdout).unwrap();
@@ -169,6 +168,65 @@ fn history_pages_the_exchanges_past_into_the_database_and_exports_it() {
         // buys, trades: in the klines' field order 0, 6, 1..5, 7, 9, 10, 8.
         let from_klines = [0, 6, 1, 2, 3, 4, 5, 7, 9, 10, 8].map(|i| k[i].as_str());
         assert_eq!(&e[2..], &from_klines[..]);
+    }
+
+    // Parquet: the same candles, times as timestamps, decimals exact as DECIMAL(38,8).
+    let file =
+        std::env::temp_dir().join(format!("alphapulse-history-{}.parquet", std::process::id()));
+    let out = ["--export", "parquet", "--out", file.to_str().unwrap()];
+    let export = history(Some(&url), &rest, &[&btc_1h[..], &out].concat());
+    assert!(export.status.success(), "{}", stderr(&export));
+    assert_parquet_equals_klines(&file, &expected);
+    let _ = std::fs::remove_file(&file);
+}
+
+/// Reads the exported Parquet file back and compares it with the klines, field by field.
+fn assert_parquet_equals_klines(path: &std::path::Path, klines: &[Vec<String>]) {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::record::RowAccessor;
+    let reader =
+        SerializedFileReader::new(std::fs::File::open(path).unwrap()).expect("a Parquet file");
+    let columns: Vec<String> = reader
+        .metadata()
+        .file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .map(|c| c.name().to_string())
+        .collect();
+    assert_eq!(columns.join(","), "symbol,timeframe,open_time,close_time,open,high,low,close,volume,quote_volume,taker_buy_base,taker_buy_quote,trades");
+    let rows: Vec<parquet::record::Row> = reader
+        .get_row_iter(None)
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(rows.len(), klines.len());
+    // An exact 8-decimal string as the unscaled integer.
+    let unscaled = |s: &str| -> i128 {
+        let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+        format!("{int}{frac:0<8}").parse().unwrap()
+    };
+    for (row, k) in rows.iter().zip(klines) {
+        assert_eq!(row.get_string(0).unwrap(), "BTCUSDT");
+        assert_eq!(row.get_string(1).unwrap(), "1h");
+        assert_eq!(row.get_timestamp_millis(2).unwrap().to_string(), k[0]);
+        assert_eq!(row.get_timestamp_millis(3).unwrap().to_string(), k[6]);
+        for (column, field) in [
+            (4, 1),
+            (5, 2),
+            (6, 3),
+            (7, 4),
+            (8, 5),
+            (9, 7),
+            (10, 9),
+            (11, 10),
+        ] {
+            let d = row.get_decimal(column).unwrap();
+            assert_eq!((d.precision(), d.scale()), (38, 8));
+            let value = i128::from_be_bytes(d.data().try_into().unwrap());
+            assert_eq!(value, unscaled(&k[field]), "column {column}");
+        }
+        assert_eq!(row.get_long(12).unwrap().to_string(), k[8]);
     }
 }
 
