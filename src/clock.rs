@@ -9,6 +9,10 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 static ORIGIN: OnceLock<Instant> = OnceLock::new();
 
+/// 2200-01-01T00:00:00Z in epoch ms: the latest time the tools accept or mean by "no
+/// end" (simulated nanoseconds up to it stay inside `i64`).
+pub const YEAR_2200_MS: i64 = 7_258_118_400_000;
+
 /// Nanoseconds since the first call in this process (monotonic).
 pub fn mono_ns() -> u64 {
     let origin = ORIGIN.get_or_init(Instant::now);

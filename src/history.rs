@@ -30,13 +30,19 @@ use crate::sinks::db::{copy, DbSettings, CONNECT_TIMEOUT};
 mod parquet;
 
 /// The end of an export without `--until` (2200-01-01).
-const EXPORT_NO_END_MS: i64 = 7_258_118_400_000;
+const EXPORT_NO_END_MS: i64 = crate::clock::YEAR_2200_MS;
 /// Weight of one `GET /api/v3/klines` page (limit 1000).
 const PAGE_WEIGHT: u32 = 2;
 /// Attempts of one page before the series is given up.
 const MAX_ATTEMPTS: u32 = 6;
 /// First retry delay of a failed page; doubles per attempt.
 const RETRY_INITIAL: Duration = Duration::from_millis(500);
+/// Rate-limited answers (429/418) one request may get before the run gives up on it;
+/// each is waited out as its `Retry-After` says.
+const MAX_RATE_LIMITED: u32 = 20;
+/// The longest single sleep while the weight budget holds a request (the scheduler is
+/// asked again after it).
+const BUDGET_POLL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct HistoryArgs {
@@ -282,14 +288,16 @@ impl Fetch {
     /// One GET within the weight budget: waits as the scheduler says, reports the answer
     /// to it, and retries a rate-limited answer after its `Retry-After`.
     fn get(&mut self, url: &str) -> Result<String, String> {
-        let mut attempts = 0;
+        let (mut attempts, mut rate_limited) = (0, 0);
         loop {
             self.scheduler.push(self.requests, Priority::Normal);
             loop {
                 let (wall, mono) = clocks();
                 match self.scheduler.next(wall, mono) {
                     Next::Send(_) => break,
-                    Next::Wait(ms) => std::thread::sleep(Duration::from_millis(ms.clamp(1, 1000))),
+                    Next::Wait(ms) => {
+                        std::thread::sleep(Duration::from_millis(ms.max(1)).min(BUDGET_POLL))
+                    }
                     Next::Idle => break,
                 }
             }
@@ -307,9 +315,16 @@ impl Fetch {
                     );
                     match answer.body {
                         // Rate limited: the scheduler holds the next send; not an attempt.
-                        None => {
+                        None if rate_limited < MAX_RATE_LIMITED => {
+                            rate_limited += 1;
                             attempts -= 1;
                             continue;
+                        }
+                        None => {
+                            return Err(format!(
+                                "rate limited {MAX_RATE_LIMITED} times (HTTP {})",
+                                answer.status
+                            ))
                         }
                         Some(Ok(body)) => return Ok(body),
                         Some(Err(e)) => e.to_string(),

@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 /// How long the same cause is counted, not logged, after it was logged.
 pub const WINDOW: Duration = Duration::from_secs(10);
+/// Causes remembered at once; a new cause beyond them is logged, not counted (a bound
+/// that errors with changing text cannot grow past).
+pub const MAX_CAUSES: usize = 64;
 
 /// The causes seen recently: when each was last logged and what was held back since.
 #[derive(Debug, Default)]
@@ -27,6 +30,7 @@ impl Repeats {
     /// A failure of `cause` at `now`: true when it should be logged (the cause's first,
     /// or its first after a window), false when it is counted instead.
     pub fn note(&mut self, cause: &str, now: Instant) -> bool {
+        let full = self.causes.len() >= MAX_CAUSES;
         match self.causes.iter_mut().find(|c| c.text == cause) {
             Some(c) if now.saturating_duration_since(c.logged_at) < WINDOW => {
                 c.held_back += 1;
@@ -36,6 +40,7 @@ impl Repeats {
                 c.logged_at = now;
                 true
             }
+            None if full => true,
             None => {
                 self.causes.push(Cause {
                     text: cause.to_owned(),
@@ -92,5 +97,22 @@ mod tests {
         // A cause quiet for a whole window is forgotten.
         assert!(r.ended(t0 + WINDOW * 4).is_empty());
         assert!(r.causes.is_empty());
+    }
+
+    #[test]
+    fn causes_beyond_the_bound_are_logged_not_remembered() {
+        let t0 = Instant::now();
+        let mut r = Repeats::default();
+        for n in 0..MAX_CAUSES + 10 {
+            assert!(
+                r.note(&format!("cause {n}"), t0),
+                "every new cause is logged"
+            );
+        }
+        assert_eq!(r.causes.len(), MAX_CAUSES);
+        assert!(
+            r.note(&format!("cause {}", MAX_CAUSES + 1), t0),
+            "not counted: logged"
+        );
     }
 }

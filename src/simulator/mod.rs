@@ -85,7 +85,7 @@ const MAX_SETTING_SECONDS: f64 = 1e9;
 /// outrun any client and, within a few years of simulated time, the nanosecond range.
 const MAX_SPEED: f64 = 100_000.0;
 /// Latest start time accepted (2200-01-01): simulated nanoseconds stay inside `i64`.
-const MAX_START_TIME_MS: i64 = 7_258_118_400_000;
+const MAX_START_TIME_MS: i64 = crate::clock::YEAR_2200_MS;
 
 /// Settings of the simulator (see the `simulate` flags for each).
 #[derive(Debug, Clone)]
