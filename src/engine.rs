@@ -194,6 +194,17 @@ impl Engine {
             crate::backoff::DEFAULT_ATTEMPT_LIMIT / config.engine.instance_count.max(1) as usize,
         )));
 
+        // Every local book's latest view: written by its shard, read by the dashboard
+        // and the Redis publisher.
+        let book_symbols: Vec<_> = config
+            .books
+            .symbols
+            .iter()
+            .copied()
+            .filter(|s| config.instance_symbols().contains(s))
+            .collect();
+        let book_board = Arc::new(crate::book::board::Board::new(&book_symbols));
+
         let latency = Registry::new();
         let collector = Collector::new(latency.clone());
         let latency_snapshot: Arc<Mutex<Snapshot>> = collector.snapshot();
@@ -213,6 +224,7 @@ impl Engine {
             config,
             layout,
             &store,
+            &book_board,
             &mut dashboard_feeds,
             &dashboard_bell,
         )?;
@@ -353,6 +365,7 @@ impl Engine {
             rest: rest_stats.clone(),
             stream_silence_ns: (config.feed.stream_silence_s * 1e9) as u64,
             exchange_speed: config.feed.exchange_speed,
+            books: book_board.clone(),
         });
         let dashboard_stats = Arc::new(crate::dashboard::fanout::DashboardStats::default());
         let mut dashboard_options = dashboard_options;
@@ -386,6 +399,7 @@ impl Engine {
             let tls = tls.clone();
             let limiter = limiter.clone();
             let name = format!("shard-{}", plan.index);
+            let board = book_board.clone();
             let dashboard_here = if plan.index == 0 {
                 cohosted.take()
             } else {
@@ -406,7 +420,8 @@ impl Engine {
                         stats,
                     )
                     .with_signals(&config.signals)
-                    .with_rest(rest_link);
+                    .with_rest(rest_link)
+                    .with_books(&config.books, board, crate::clock::mono_ns());
                     state.set_hold(Duration::from_secs_f64(config.feed.backfill_hold_s));
                     state.set_latency(recorder);
                     state.set_clock_bound(clock, crate::shard::wall_offset_us());
@@ -623,6 +638,7 @@ fn sink_roles(
     config: &Config,
     layout: &Layout,
     store: &Arc<Mutex<RecentStore>>,
+    books: &Arc<crate::book::board::Board>,
     dashboard_feeds: &mut Vec<Consumer<Envelope>>,
     dashboard_bell: &Doorbell,
 ) -> Result<Vec<SinkRole>, EngineError> {
@@ -641,6 +657,7 @@ fn sink_roles(
             layout,
             store.clone(),
             Some(to_dashboard),
+            books.clone(),
         ));
     }
     Ok(roles)

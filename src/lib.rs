@@ -64,6 +64,7 @@
 pub mod alloc;
 pub mod backfill;
 pub mod backoff;
+pub mod book;
 pub mod candle;
 pub mod cli;
 pub mod clock;

@@ -182,10 +182,39 @@ pub struct ShardStats {
     pub backfill_batches: Counter,
     pub backfill_candles: Counter,
     pub backfill_failures: Counter,
+    /// Local order books of the shard's symbols.
+    pub books: BookStats,
     /// Completeness per (symbol, timeframe), set once when the shard starts.
     pub series: std::sync::OnceLock<Box<[SeriesStats]>>,
     /// Every stream this shard's connections subscribe, set once when the shard starts.
     pub streams: std::sync::OnceLock<Box<[StreamStats]>>,
+}
+
+/// Figures of a shard's local order books ([`crate::book`]), single writer.
+#[derive(Debug, Default)]
+pub struct BookStats {
+    /// Books kept, and those valid now.
+    pub books: Gauge,
+    pub valid: Gauge,
+    /// Diff events applied, and repeats skipped (a rotation's overlap).
+    pub diffs_applied: Counter,
+    pub diffs_repeated: Counter,
+    /// Resyncs begun, per cause, in the order of [`crate::book::Resync::ALL`].
+    pub resyncs: [Counter; crate::book::Resync::ALL.len()],
+    /// Snapshots asked for, applied, refused as older than the buffered events, and
+    /// failed (asked again after [`crate::shard::BOOK_RETRY_NS`]).
+    pub snapshots_asked: Counter,
+    pub snapshots_applied: Counter,
+    pub snapshots_too_old: Counter,
+    pub snapshot_failures: Counter,
+    /// Snapshot requests the REST queue had no room for (asked again later).
+    pub snapshot_requests_dropped: Counter,
+    /// Time books were invalid, summed over resyncs that ended (ns).
+    pub invalid_ns: Counter,
+    /// Buffered events dropped for room while a snapshot was awaited.
+    pub buffer_drops: Counter,
+    /// Views published (to the board, the dashboard and Redis).
+    pub published: Counter,
 }
 
 /// Where a configured stream stands, as the control plane reports it.

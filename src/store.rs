@@ -176,6 +176,8 @@ impl RecentStore {
                 self.record_absent(g);
                 true
             }
+            // Books live on the board, not in the recent view.
+            Record::Book(_) => true,
         }
     }
 

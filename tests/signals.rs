@@ -38,6 +38,7 @@ fn reference_bars() -> Vec<Bar> {
                 low: d(3),
                 close: d(4),
                 volume: d(5),
+                book: None,
             }
         })
         .collect()
@@ -115,6 +116,7 @@ fn bar(i: i64, open: f64, close: f64, volume: f64) -> Bar {
         low: open.min(close) - 0.5,
         close,
         volume,
+        book: None,
     }
 }
 

@@ -37,6 +37,7 @@
 //!   [`crate::message::rest`].
 
 mod client;
+pub mod depth;
 pub mod klines;
 mod repeats;
 pub mod scheduler;
@@ -102,6 +103,8 @@ pub struct RestStats {
     /// Requests sent, by purpose: warm, gap/catch-up.
     pub warm_requests: Counter,
     pub backfill_requests: Counter,
+    /// Depth snapshots asked for the shards' books.
+    pub book_requests: Counter,
     /// Closed candles received, by purpose.
     pub warm_candles: Counter,
     pub backfill_candles: Counter,
@@ -151,6 +154,7 @@ impl RestStats {
         serde_json::json!({
             "warm_requests": self.warm_requests.get(),
             "backfill_requests": self.backfill_requests.get(),
+            "book_requests": self.book_requests.get(),
             "warm_candles": self.warm_candles.get(),
             "backfill_candles": self.backfill_candles.get(),
             "series_warmed": self.series_warmed.get(),

@@ -60,7 +60,7 @@ pub enum Hold {
 pub struct Scheduler<J> {
     /// Weight this process may see used per minute (its share of the exchange limit).
     share_1m: u32,
-    /// Weight of one request.
+    /// Weight of a request pushed without its own ([`Scheduler::push`]).
     weight: u32,
     /// The calendar minute `used` belongs to (ms / 60,000).
     minute: u64,
@@ -68,7 +68,8 @@ pub struct Scheduler<J> {
     used: u32,
     /// No request before this monotonic time (ms), after a 429/418.
     blocked_until_mono_ms: u64,
-    queues: [VecDeque<J>; 2],
+    /// Jobs with their request weight, per priority.
+    queues: [VecDeque<(J, u32)>; 2],
 }
 
 impl<J: PartialEq + Clone> Scheduler<J> {
@@ -90,19 +91,38 @@ impl<J: PartialEq + Clone> Scheduler<J> {
         self.share_1m
     }
 
-    /// Queues a job unless the same job is already waiting; false when it was.
+    /// Queues a job of the default weight unless the same job is already waiting;
+    /// false when it was.
     pub fn push(&mut self, job: J, priority: Priority) -> bool {
-        if self.queues.iter().any(|q| q.contains(&job)) {
+        self.push_weighted(job, priority, self.weight)
+    }
+
+    /// [`Scheduler::push`] of a request of `weight`.
+    pub fn push_weighted(&mut self, job: J, priority: Priority, weight: u32) -> bool {
+        if self.queues.iter().any(|q| q.iter().any(|(j, _)| *j == job)) {
             return false;
         }
-        self.queues[priority as usize].push_back(job);
+        self.queues[priority as usize].push_back((job, weight));
         true
     }
 
     /// Puts a job back at the front of its queue (its request was refused by a 429/418
     /// and must be sent again first).
     pub fn push_front(&mut self, job: J, priority: Priority) {
-        self.queues[priority as usize].push_front(job);
+        self.push_front_weighted(job, priority, self.weight);
+    }
+
+    /// [`Scheduler::push_front`] of a request of `weight`.
+    pub fn push_front_weighted(&mut self, job: J, priority: Priority, weight: u32) {
+        self.queues[priority as usize].push_front((job, weight));
+    }
+
+    /// The weight of the request that goes next.
+    fn next_weight(&self) -> u32 {
+        self.queues
+            .iter()
+            .find_map(|q| q.front().map(|(_, w)| *w))
+            .unwrap_or(self.weight)
     }
 
     /// Jobs waiting, per priority.
@@ -123,7 +143,7 @@ impl<J: PartialEq + Clone> Scheduler<J> {
     pub fn hold(&self, wall_ms: u64, mono_ms: u64) -> Hold {
         if mono_ms < self.blocked_until_mono_ms {
             Hold::RetryAfter
-        } else if self.used(wall_ms) > self.share_1m.saturating_sub(self.weight) {
+        } else if self.used(wall_ms) > self.share_1m.saturating_sub(self.next_weight()) {
             Hold::Budget
         } else {
             Hold::None
@@ -142,7 +162,7 @@ impl<J: PartialEq + Clone> Scheduler<J> {
             Hold::Budget => return Next::Wait(60_000 - wall_ms % 60_000),
             Hold::None => {}
         }
-        let job = match self.queues[0].pop_front() {
+        let (job, weight) = match self.queues[0].pop_front() {
             Some(j) => j,
             None => match self.queues[1].pop_front() {
                 Some(j) => j,
@@ -151,7 +171,7 @@ impl<J: PartialEq + Clone> Scheduler<J> {
         };
         let used = self.used(wall_ms);
         self.minute = wall_ms / 60_000;
-        self.used = used.saturating_add(self.weight);
+        self.used = used.saturating_add(weight);
         Next::Send(job)
     }
 
@@ -212,6 +232,28 @@ mod tests {
         assert_eq!(s.next(t, t), Next::Wait(60_000 - 10));
         assert_eq!(s.hold(t, t), Hold::Budget);
         assert_eq!(s.next(180_000, 180_000), Next::Send(3));
+    }
+
+    #[test]
+    fn a_heavy_request_waits_for_room_for_its_own_weight() {
+        // 0.01 of 6000 = 60 a minute: a depth snapshot of 50 after eight klines of 2
+        // would pass 60, so it waits for the next minute; light ones behind it wait too
+        // (first in, first out).
+        let mut s = Scheduler::new(0.01, 2);
+        for i in 0..8 {
+            s.push(i, Priority::Normal);
+        }
+        assert!(s.push_weighted(9, Priority::Normal, 50));
+        assert!(!s.push_weighted(9, Priority::Normal, 50));
+        s.push(10, Priority::Normal);
+        let t = 60_000;
+        for i in 0..8 {
+            assert_eq!(s.next(t, t), Next::Send(i));
+        }
+        assert_eq!(s.hold(t, t), Hold::Budget);
+        assert_eq!(s.next(t + 60_000, t + 60_000), Next::Send(9));
+        assert_eq!(s.used(t + 60_000), 50);
+        assert_eq!(s.next(t + 60_000, t + 60_000), Next::Send(10));
     }
 
     #[test]

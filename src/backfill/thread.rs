@@ -24,14 +24,14 @@ use std::time::{Duration, Instant};
 
 use super::client::{klines_url, Client};
 use super::repeats::Repeats;
-use super::scheduler::{Hold, Next, Scheduler};
+use super::scheduler::{Hold, Next, Priority, Scheduler};
 use super::{
     klines, priority, RestError, RestPlan, RestStats, ABSENCE_CHECK_DELAY, IDLE_POLL,
     KLINES_WEIGHT, MAX_ATTEMPTS, MAX_PENDING_CHECKS, MAX_WARM_ATTEMPTS, RESTART_OVERLAP_CANDLES,
     RETRY_INITIAL, RETRY_MAX,
 };
 use crate::market::{Candle, Interval, Symbol};
-use crate::message::rest::{Request, RestBatch, Want};
+use crate::message::rest::{BookAnswer, BookRequest, Request, RestBatch, Want};
 
 /// A queued job: a request and the shard it is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +41,30 @@ pub(super) struct Job {
     /// A second look at a span an earlier answer lacked: what this answer lacks too is
     /// confirmed absent.
     check: bool,
+}
+
+/// What the scheduler orders: candle jobs, and depth snapshots for the shards' books.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Task {
+    Candles(Job),
+    Book { shard: usize, request: BookRequest },
+}
+
+impl Task {
+    fn priority(&self) -> Priority {
+        match self {
+            Task::Candles(job) => priority(&job.request),
+            // A book is invalid until its snapshot comes: as urgent as a gap.
+            Task::Book { .. } => Priority::Urgent,
+        }
+    }
+
+    fn weight(&self) -> u32 {
+        match self {
+            Task::Candles(_) => KLINES_WEIGHT,
+            Task::Book { request, .. } => request.weight,
+        }
+    }
 }
 
 /// The scheduler counts the minute's weight in unsigned milliseconds of wall time.
@@ -58,7 +82,7 @@ pub(super) struct Thread {
     client: Client,
     stats: Arc<RestStats>,
     stop: Arc<AtomicBool>,
-    scheduler: Scheduler<Job>,
+    scheduler: Scheduler<Task>,
     /// Failed jobs waiting for their next attempt, and when it is.
     retries: Vec<(Instant, Job)>,
     /// Failed attempts of jobs not yet done.
@@ -119,9 +143,13 @@ impl Thread {
                     was_budget_held = hold == Hold::Budget;
                     std::thread::sleep(IDLE_POLL.min(Duration::from_millis(ms.max(1))));
                 }
-                Next::Send(job) => {
+                Next::Send(Task::Candles(job)) => {
                     was_budget_held = false;
                     self.execute(job);
+                }
+                Next::Send(Task::Book { shard, request }) => {
+                    was_budget_held = false;
+                    self.execute_book(shard, request);
                 }
             }
         }
@@ -144,10 +172,10 @@ impl Thread {
     /// Queues the retries and the second looks due at `now`.
     fn release_due(&mut self, now: Instant) {
         for job in take_due(&mut self.retries, now) {
-            self.scheduler.push_front(job, priority(&job.request));
+            self.push_front(Task::Candles(job));
         }
         for job in take_due(&mut self.checks, now) {
-            self.scheduler.push(job, priority(&job.request));
+            self.push(Task::Candles(job));
         }
         self.stats.pending_checks.set(self.checks.len() as u64);
     }
@@ -217,12 +245,13 @@ impl Thread {
             }
         }
         for job in jobs {
-            self.scheduler.push(job, priority(&job.request));
+            self.push(Task::Candles(job));
         }
     }
 
     fn take_requests(&mut self) {
-        for (shard, (_, link)) in self.plan.shards.iter().enumerate() {
+        let links: Vec<_> = self.plan.shards.iter().map(|(_, l)| l.clone()).collect();
+        for (shard, link) in links.iter().enumerate() {
             while let Some(request) = link.requests.pop() {
                 let job = Job {
                     shard,
@@ -230,9 +259,66 @@ impl Thread {
                     check: false,
                 };
                 if !self.retries.iter().any(|(_, j)| *j == job) {
-                    self.scheduler.push(job, priority(&request));
+                    self.push(Task::Candles(job));
                 }
             }
+            while let Some(request) = link.book_requests.pop() {
+                self.push(Task::Book { shard, request });
+            }
+        }
+    }
+
+    fn push(&mut self, task: Task) {
+        self.scheduler
+            .push_weighted(task, task.priority(), task.weight());
+    }
+
+    fn push_front(&mut self, task: Task) {
+        self.scheduler
+            .push_front_weighted(task, task.priority(), task.weight());
+    }
+
+    /// Fetches a depth snapshot for a shard's book; a failure is answered as such at
+    /// once (the shard asks again after its retry delay), a 429/418 waits its turn.
+    fn execute_book(&mut self, shard: usize, request: BookRequest) {
+        self.stats.book_requests.inc();
+        let url = super::depth::depth_url(&self.plan.rest_url, &request);
+        let snapshot = match self.call(&url) {
+            Call::Body(body) => match super::depth::parse(&body, &request) {
+                Ok(s) => Some(Box::new(s)),
+                Err(why) => {
+                    self.book_failed(RestError::Malformed { url, why });
+                    None
+                }
+            },
+            Call::RateLimited => {
+                self.push_front(Task::Book { shard, request });
+                return;
+            }
+            Call::Failed(e) => {
+                self.book_failed(e);
+                None
+            }
+        };
+        let answer = BookAnswer {
+            symbol: request.symbol,
+            snapshot,
+        };
+        let link = &self.plan.shards[shard].1;
+        if link.book_answers.push(answer).is_err() {
+            // At most one request per book is outstanding, so this queue holds every
+            // answer; were it full, the book asks again when its request times out.
+            self.stats.failures.inc();
+        }
+        link.delivered.ring();
+    }
+
+    fn book_failed(&mut self, e: RestError) {
+        self.stats.set_error(&e);
+        self.stats.failed_attempts.inc();
+        if self.retried.note(&e.cause(), Instant::now()) {
+            tracing::warn!(error = %e,
+                "depth snapshot request failed; the book asks again (more failing the same way are counted, not logged, for 10 s)");
         }
     }
 
@@ -248,7 +334,7 @@ impl Thread {
                 Ok(rows) => self.answered(job, rows),
                 Err(why) => self.failed(job, RestError::Malformed { url, why }),
             },
-            Call::RateLimited => self.scheduler.push_front(job, priority(&req)),
+            Call::RateLimited => self.push_front(Task::Candles(job)),
             Call::Failed(e) => self.failed(job, e),
         }
     }
@@ -429,13 +515,10 @@ impl Thread {
         );
         if let Some(want) = more {
             let next = Request { want, ..req };
-            self.scheduler.push_front(
-                Job {
-                    request: next,
-                    ..job
-                },
-                priority(&next),
-            );
+            self.push_front(Task::Candles(Job {
+                request: next,
+                ..job
+            }));
         }
     }
 
@@ -461,7 +544,7 @@ impl Thread {
             if self.checks.len() < MAX_PENDING_CHECKS {
                 self.checks.push((due, check));
             } else {
-                self.scheduler.push(check, priority(&request));
+                self.push(Task::Candles(check));
             }
         }
     }

@@ -106,6 +106,7 @@ impl Config {
                 ),
             });
         }
+        self.check_books(&name)?;
         signals::validate(&self.signals)?;
         let needed = self.instance_stream_count();
         let capacity = self.binance_max_connections * feed.max_streams_per_connection;
@@ -134,6 +135,42 @@ impl Config {
                 expected: format!(
                     "expected at least this instance's {own_series} series (its symbols x {})",
                     name(Field::Timeframes)
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Books need their symbols followed and the diff depth stream subscribed, and a
+    /// published top within the levels kept.
+    fn check_books(&self, name: &dyn Fn(Field) -> &'static str) -> Result<(), ConfigError> {
+        let books = &self.books;
+        if books.symbols.is_empty() {
+            return Ok(());
+        }
+        if let Some(s) = books.symbols.iter().find(|s| !self.symbols.contains(s)) {
+            return Err(ConfigError::Conflict {
+                key: name(Field::BookSymbols).to_owned(),
+                problem: format!("{s} has a book but is not in {}", name(Field::Symbols)),
+            });
+        }
+        if self.feed.streams.diff_depth_ms.is_none() {
+            return Err(ConfigError::Conflict {
+                key: name(Field::BookSymbols).to_owned(),
+                problem: format!(
+                    "books are kept from the diff depth stream: set {} to 100 or 1000",
+                    name(Field::StreamDiffDepthMs)
+                ),
+            });
+        }
+        if books.top_levels > books.max_levels {
+            return Err(ConfigError::Invalid {
+                key: name(Field::BookTopLevels).to_owned(),
+                value: books.top_levels.to_string(),
+                expected: format!(
+                    "expected at most {} ({})",
+                    name(Field::BookMaxLevels),
+                    books.max_levels
                 ),
             });
         }
@@ -178,6 +215,8 @@ pub(super) enum Rule {
         host_port: bool,
     },
     Symbols,
+    /// Like [`Rule::Symbols`], but empty is allowed (none).
+    BookSymbols,
     Timeframes,
     Addr,
     Path,
@@ -207,6 +246,10 @@ impl Rule {
             Rule::Symbols => format!(
                 "expected 1 to {MAX_SYMBOLS} distinct symbols of ASCII letters and digits, \
                  such as BTCUSDT,ETHUSDT"
+            ),
+            Rule::BookSymbols => format!(
+                "expected up to {MAX_SYMBOLS} distinct symbols of ASCII letters and digits, \
+                 among the followed symbols, such as BTCUSDT,ETHUSDT"
             ),
             Rule::Timeframes => {
                 let all: Vec<&str> = Interval::ALL.iter().map(|i| i.as_str()).collect();
@@ -264,6 +307,12 @@ impl Rule {
             },
             (Rule::Symbols, Setting::List(items)) => {
                 if items.is_empty() || items.len() > MAX_SYMBOLS {
+                    return Err(Why::Type);
+                }
+                distinct(items)
+            }
+            (Rule::BookSymbols, Setting::List(items)) => {
+                if items.len() > MAX_SYMBOLS {
                     return Err(Why::Type);
                 }
                 distinct(items)

@@ -122,7 +122,7 @@ fn seconds(min: f64, max: f64) -> Rule {
 }
 
 settings! {
-    Config at {}, nested { feed, engine, dashboard, database, signals } {
+    Config at {}, nested { feed, engine, dashboard, database, books, signals } {
         DatabaseUrl: database_url = None, env "DATABASE_URL",
             Rule::Url { schemes: POSTGRES_SCHEMES, optional: true, host_port: false };
         RedisUrl: redis_url = None, env "REDIS_URL",
@@ -274,6 +274,15 @@ settings! {
         // hundreds of thousands of them, and the file can never fill the disk.
         DbDeadLetterMaxBytes: dead_letter_max_bytes = 64 << 20,
             env "DATABASE_DEAD_LETTER_MAX_BYTES", count(4096, 1 << 36);
+    }
+
+    BooksConfig at {books}, nested {} {
+        BookSymbols: symbols = Vec::new(), env "BOOK_SYMBOLS", Rule::BookSymbols;
+        // Binance's deepest snapshot is 5,000 levels; below 10 a book is only a ticker.
+        BookMaxLevels: max_levels = 1000, env _, count(10, 5000);
+        BookTopLevels: top_levels = 20, env _, count(1, 5000);
+        // Binance's fastest diff stream is every 100 ms; 10 ms still conflates bursts.
+        BookPublishMs: publish_ms = 100, env _, count(10, 60_000);
     }
 }
 

@@ -172,6 +172,8 @@ pub struct Config {
     pub dashboard: DashboardConfig,
     /// Database writer settings (`[database]`).
     pub database: DatabaseConfig,
+    /// Local order books (`[books]`).
+    pub books: BooksConfig,
     /// Indicators, signal rules and warm start (`[signals]`, read by [`signals`]).
     pub signals: SignalsConfig,
 }
@@ -237,6 +239,23 @@ pub struct DatabaseConfig {
     /// Bound of the dead-letter file (`dead-letter.jsonl` in the spool directory) where
     /// rows the database refuses are kept; past it they are counted only.
     pub dead_letter_max_bytes: u64,
+}
+
+/// Local order books kept from the diff depth stream (`[books]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BooksConfig {
+    /// Symbols to keep a book for (`BOOK_SYMBOLS`); each must be followed, and
+    /// `feed.streams.diff_depth_ms` set. Empty: no books.
+    pub symbols: Vec<Symbol>,
+    /// Levels kept per side; beyond them the book is cut (and refilled from a snapshot
+    /// when its published top runs short). The snapshot asked for is the smallest of
+    /// Binance's limits (100, 500, 1000, 5000) that holds this many.
+    pub max_levels: usize,
+    /// Levels per side published to the dashboard, Redis and `/api/book`.
+    pub top_levels: usize,
+    /// Least time between two publications of one book, ms: changes in between are
+    /// conflated into the next.
+    pub publish_ms: u64,
 }
 
 /// How the database writer sends a batch (`database.write_method`).
@@ -711,13 +730,14 @@ fn apply_env(
 }
 
 /// The TOML tables, in print order; `""` is the top level.
-const TABLES: [&str; 6] = [
+const TABLES: [&str; 7] = [
     "",
     "feed",
     "feed.streams",
     "engine",
     "dashboard",
     "database",
+    "books",
 ];
 
 fn table_parent(table: &str) -> Option<&str> {

@@ -104,7 +104,7 @@ pub(super) fn render(signals: &SignalsConfig, note: &dyn Fn(&str) -> String) -> 
 }
 
 /// Names of the per-timeframe keys, in print order.
-const PARAM_KEYS: [&str; 13] = [
+const PARAM_KEYS: [&str; 14] = [
     "ema_fast",
     "ema_slow",
     "rsi_period",
@@ -118,6 +118,7 @@ const PARAM_KEYS: [&str; 13] = [
     "atr_period",
     "volume_period",
     "volume_spike_k",
+    "book_imbalance",
 ];
 
 fn push_params(out: &mut String, p: &SignalParams, table: &str, note: &dyn Fn(&str) -> String) {
@@ -135,6 +136,7 @@ fn push_params(out: &mut String, p: &SignalParams, table: &str, note: &dyn Fn(&s
         p.atr_period.to_string(),
         p.volume_period.to_string(),
         float(p.volume_spike_k),
+        float(p.book_imbalance),
     ];
     for (k, v) in PARAM_KEYS.iter().zip(values) {
         out.push_str(&format!("{k} = {v}{}\n", note(&format!("{table}.{k}"))));
@@ -170,6 +172,8 @@ fn apply_param(
         "volume_period" => p.volume_period = period(v)?,
         // A spike must at least exceed the average; past 1000 it never fires.
         "volume_spike_k" => p.volume_spike_k = number(v, name, 1.0, 1000.0)?,
+        // 0 would fire on any lean, 1 only on an empty side.
+        "book_imbalance" => p.book_imbalance = number(v, name, 0.01, 0.99)?,
         _ => return Ok(false),
     }
     Ok(true)

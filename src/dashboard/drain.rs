@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::message::{Envelope, Record, REMOTE_SHARD};
+use crate::book::board::Board;
+use crate::book::units_price;
+use crate::message::{BookTop, Envelope, Record, REMOTE_SHARD};
 use crate::record;
 use crate::ring::Consumer;
 
@@ -53,7 +55,7 @@ impl crate::consumer::Consume<Envelope> for Drain {
             } else {
                 env.recv_ns
             };
-            broadcast_record(&server.hub, &env.record, recv_ns);
+            broadcast_record(&server.hub, &server.ctx.books, &env.record, recv_ns);
         }
         // The latency hand-off and the stop flag want a look now and then even when idle.
         crate::consumer::Next::At(Instant::now() + crate::latency::HANDOFF_INTERVAL)
@@ -82,7 +84,7 @@ pub(super) async fn drain(
 }
 
 /// One record to its subscribers: serialized once, shared by all of them.
-fn broadcast_record(hub: &Hub, record: &Record, recv_ns: u64) {
+fn broadcast_record(hub: &Hub, books: &Board, record: &Record, recv_ns: u64) {
     match record {
         Record::Signal(s) => {
             if hub.any_subscriber(Topic::Signals) {
@@ -114,8 +116,58 @@ fn broadcast_record(hub: &Hub, record: &Record, recv_ns: u64) {
                 );
             }
         }
+        Record::Book(top) => {
+            if hub.any_subscriber(Topic::Book) {
+                broadcast_book(hub, books, top, recv_ns);
+            }
+        }
         Record::Gap(_) | Record::Outage(_) | Record::Absent(_) => {}
     }
+}
+
+/// A book's published view (the board's) or its new top, to the book's subscribers; a
+/// client that has not taken the last one gets only the newest.
+fn broadcast_book(hub: &Hub, books: &Board, top: &BookTop, recv_ns: u64) {
+    let msg = if top.published {
+        let Some(view) = books.latest(top.symbol) else {
+            return;
+        };
+        encode_with(|out| view.write_json(out, usize::MAX))
+    } else {
+        encode_with(|out| write_book_top(out, top))
+    };
+    let key = if top.published {
+        Key::Book(top.symbol)
+    } else {
+        Key::BookTop(top.symbol)
+    };
+    hub.broadcast_timed(
+        Topic::Book,
+        (Some(top.symbol), None),
+        &msg,
+        (Some(key), None),
+        recv_ns,
+    );
+}
+
+/// `{"type":"book_top",…}`: the best bid and ask of a book between its views.
+pub fn write_book_top(out: &mut Vec<u8>, top: &BookTop) {
+    use std::io::Write;
+    let price = |units: i64| (units > 0).then(|| units_price(units));
+    let side = |p: Option<rust_decimal::Decimal>, q: rust_decimal::Decimal| match p {
+        Some(p) => format!(r#"["{p}","{q}"]"#),
+        None => "null".to_owned(),
+    };
+    let _ = write!(
+        out,
+        r#"{{"type":"book_top","symbol":"{}","last_update_id":{},"event_time":{},"valid":{},"bid":{},"ask":{}}}"#,
+        top.symbol,
+        top.last_update_id,
+        top.event_time_us / 1000,
+        top.valid,
+        side(price(top.bid), top.bid_qty),
+        side(price(top.ask), top.ask_qty),
+    );
 }
 
 /// A broadcast record written by the allocation-light record writers (the Redis

@@ -92,6 +92,9 @@ impl DashboardStats {
 pub enum Key {
     Live(Symbol, Interval),
     Status,
+    /// A book's published view, and its top between views.
+    Book(Symbol),
+    BookTop(Symbol),
 }
 
 enum Slot {

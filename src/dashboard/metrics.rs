@@ -98,6 +98,7 @@ pub fn render(ctx: &StatusContext, dash: &DashboardStats) -> String {
             f.sample(&[("shard", &s.index.to_string())], get(&s.stats) as f64);
         }
     }
+    render_books(&mut out, ctx);
     {
         let mut f = Family::new(
             &mut out,
@@ -311,6 +312,69 @@ pub fn render(ctx: &StatusContext, dash: &DashboardStats) -> String {
 }
 
 /// Completeness per (symbol, timeframe) and the REST thread's figures.
+/// The local books' figures, per shard: resyncs by cause, snapshots, time invalid.
+fn render_books(out: &mut String, ctx: &StatusContext) {
+    if ctx.books.symbols().next().is_none() {
+        return;
+    }
+    type BookFigure = fn(&crate::metrics::BookStats) -> f64;
+    let families: [(&'static str, &str, &str, BookFigure); 6] = [
+        ("alphapulse_books", "gauge", "Local order books kept", |b| {
+            b.books.get() as f64
+        }),
+        (
+            "alphapulse_books_valid",
+            "gauge",
+            "Local order books synchronised now",
+            |b| b.valid.get() as f64,
+        ),
+        (
+            "alphapulse_book_diffs_applied_total",
+            "counter",
+            "Diff depth events applied to local books",
+            |b| b.diffs_applied.get() as f64,
+        ),
+        (
+            "alphapulse_book_snapshots_total",
+            "counter",
+            "Depth snapshots applied to local books",
+            |b| b.snapshots_applied.get() as f64,
+        ),
+        (
+            "alphapulse_book_snapshot_failures_total",
+            "counter",
+            "Depth snapshot requests that failed (asked again)",
+            |b| b.snapshot_failures.get() as f64,
+        ),
+        (
+            "alphapulse_book_invalid_seconds_total",
+            "counter",
+            "Time local books were invalid while resynchronising (resyncs that ended)",
+            |b| b.invalid_ns.get() as f64 / 1e9,
+        ),
+    ];
+    for (name, kind, help, get) in families {
+        let mut f = Family::new(out, name, kind, help);
+        for s in &ctx.shards {
+            f.sample(&[("shard", &s.index.to_string())], get(&s.stats.books));
+        }
+    }
+    let mut f = Family::new(
+        out,
+        "alphapulse_book_resyncs_total",
+        "counter",
+        "Local book resynchronisations begun, by cause",
+    );
+    for s in &ctx.shards {
+        for cause in crate::book::Resync::ALL {
+            f.sample(
+                &[("shard", &s.index.to_string()), ("cause", cause.name())],
+                s.stats.books.resyncs[cause as usize].get() as f64,
+            );
+        }
+    }
+}
+
 fn render_completeness(out: &mut String, ctx: &StatusContext) {
     type Figure = fn(&crate::metrics::SeriesStats, i64) -> f64;
     let families: [(&'static str, &str, &str, Figure); 8] = [

@@ -18,6 +18,8 @@ pub enum Topic {
     /// Live and closed candles.
     Candles,
     Status,
+    /// Local order books: their views as published, and their tops as they change.
+    Book,
 }
 
 impl Topic {
@@ -26,6 +28,7 @@ impl Topic {
             Topic::Signals => "signals",
             Topic::Candles => "candles",
             Topic::Status => "status",
+            Topic::Book => "book",
         }
     }
 
@@ -34,6 +37,7 @@ impl Topic {
             "signals" => Some(Topic::Signals),
             "candles" => Some(Topic::Candles),
             "status" => Some(Topic::Status),
+            "book" => Some(Topic::Book),
             _ => None,
         }
     }
@@ -107,11 +111,12 @@ pub fn parse_command(text: &str) -> Result<Command, String> {
         "subscribe" | "unsubscribe" => {
             let topic = match obj.get("subscription").and_then(Value::as_str) {
                 Some(t) => Topic::parse(t).ok_or_else(|| {
-                    format!("unknown subscription {t:?}: expected signals, candles or status")
+                    format!("unknown subscription {t:?}: expected signals, candles, status or book")
                 })?,
                 None => {
                     return Err(
-                        "missing \"subscription\": expected signals, candles or status".into(),
+                        "missing \"subscription\": expected signals, candles, status or book"
+                            .into(),
                     )
                 }
             };

@@ -103,8 +103,60 @@ pub(crate) async fn route(req: &Request, server: &Server) -> Response {
             },
             Err(resp) => resp,
         },
+        "/api/book" => match book_params(&req.query, server) {
+            Ok((symbol, depth)) => match ctx.books.latest(symbol) {
+                Some(view) => {
+                    let mut body = Vec::with_capacity(64 + 64 * depth.min(view.bids.len()) * 2);
+                    view.write_json(&mut body, depth);
+                    Response {
+                        status: 200,
+                        content_type: "application/json",
+                        body,
+                        set_cookie: None,
+                    }
+                }
+                None => Response::error(503, &format!("the book of {symbol} is not ready yet")),
+            },
+            Err(resp) => resp,
+        },
         _ => Response::error(404, "not found"),
     }
+}
+
+/// `symbol` (required, a symbol with a book) and `depth` (levels per side, 1 to
+/// `books.top_levels`; default all published).
+fn book_params(query: &str, server: &Server) -> Result<(Symbol, usize), Response> {
+    let books = &server.ctx.books;
+    let symbol = match http::query_param(query, "symbol") {
+        Some(s) if !s.is_empty() => Symbol::new(&s)
+            .map_err(|e| Response::error(400, &format!("invalid parameter symbol: {e}")))?,
+        _ => return Err(Response::error(400, "missing parameter symbol")),
+    };
+    if !books.has(symbol) {
+        let list: Vec<String> = books.symbols().map(|s| s.to_string()).collect();
+        let kept = if list.is_empty() {
+            "none: set books.symbols".to_owned()
+        } else {
+            list.join(",")
+        };
+        return Err(Response::error(
+            404,
+            &format!("no book is kept for {symbol} (books are kept for {kept})"),
+        ));
+    }
+    let depth = match http::query_param(query, "depth") {
+        Some(d) if !d.is_empty() => match d.parse::<usize>() {
+            Ok(n) if n >= 1 => n,
+            _ => {
+                return Err(Response::error(
+                    400,
+                    "invalid parameter depth: expected a whole number of levels, at least 1",
+                ))
+            }
+        },
+        _ => usize::MAX,
+    };
+    Ok((symbol, depth))
 }
 
 /// A list read for a symbol or timeframe this engine does not follow is a 404 naming

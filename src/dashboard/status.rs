@@ -56,6 +56,8 @@ pub struct StatusContext {
     /// How many times faster than the wall clock the exchange's time runs
     /// (`feed.exchange_speed`: above 1 only against a fast simulator).
     pub exchange_speed: u32,
+    /// The latest view of every local book (`/api/book`, the `book` subscription).
+    pub books: Arc<crate::book::board::Board>,
 }
 
 /// Default of [`StatusContext::stream_silence_ns`] where no configuration is at hand.
@@ -123,6 +125,7 @@ impl StatusContext {
             rest: Default::default(),
             stream_silence_ns: DEFAULT_STREAM_SILENCE_NS,
             exchange_speed: 1,
+            books: Default::default(),
         }
     }
 
@@ -575,6 +578,25 @@ fn shard_json(s: &ShardView) -> Value {
     shard["resets"] = json!(resets.iter().sum::<u64>());
     shard["resets_by_reason"] = Value::Object(resets_by_reason);
     shard["streams_rejected"] = json!(st.streams_rejected.get());
+    let b = &st.books;
+    shard["books"] = json!({
+        "kept": b.books.get(),
+        "valid": b.valid.get(),
+        "diffs_applied": b.diffs_applied.get(),
+        "diffs_repeated": b.diffs_repeated.get(),
+        "resyncs": crate::book::Resync::ALL
+            .iter()
+            .map(|c| (c.name().to_owned(), json!(b.resyncs[*c as usize].get())))
+            .collect::<serde_json::Map<String, Value>>(),
+        "snapshots_asked": b.snapshots_asked.get(),
+        "snapshots_applied": b.snapshots_applied.get(),
+        "snapshots_too_old": b.snapshots_too_old.get(),
+        "snapshot_failures": b.snapshot_failures.get(),
+        "snapshot_requests_dropped": b.snapshot_requests_dropped.get(),
+        "invalid_s": b.invalid_ns.get() as f64 / 1e9,
+        "buffer_drops": b.buffer_drops.get(),
+        "published": b.published.get(),
+    });
     shard["rejection_retries"] = json!(st.rejection_retries.get());
     shard
 }

@@ -198,6 +198,12 @@ pub async fn supervise(ctx: Rc<PoolCtx>, slot: usize, streams: Vec<String>) {
             if outage_from_us.is_none() && last != 0 {
                 outage_from_us = Some(last);
             }
+            // Diff events may be lost until the next connection's first one: the
+            // books of its depth streams resynchronise.
+            ctx.session
+                .shard
+                .borrow_mut()
+                .depth_streams_lost(&streams, crate::clock::mono_ns());
             tracing::warn!(
                 slot,
                 conn = live.handle.id,

@@ -26,6 +26,26 @@ pub enum Record {
     /// The exchange has no candles with open times in this span (asked by the
     /// backfill): recorded, never asked again.
     Absent(Gap),
+    /// A local book's best bid or ask changed, or its view was published to the board
+    /// ([`crate::book::board`]). Conflated: the next one supersedes it.
+    Book(BookTop),
+}
+
+/// The top of a local book, as a record: prices in units of 10^-8 (0: that side is
+/// empty), quantities exact.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BookTop {
+    pub symbol: crate::market::Symbol,
+    pub last_update_id: u64,
+    pub event_time_us: i64,
+    pub valid: bool,
+    /// The board holds a new view of this book (published); otherwise only the top
+    /// changed.
+    pub published: bool,
+    pub bid: i64,
+    pub bid_qty: rust_decimal::Decimal,
+    pub ask: i64,
+    pub ask_qty: rust_decimal::Decimal,
 }
 
 /// The span of a reconnect, in exchange time.
@@ -83,7 +103,8 @@ impl RecordKinds {
     pub const GAP: RecordKinds = RecordKinds(1 << 3);
     pub const OUTAGE: RecordKinds = RecordKinds(1 << 4);
     pub const ABSENT: RecordKinds = RecordKinds(1 << 5);
-    pub const ALL: RecordKinds = RecordKinds(0b11_1111);
+    pub const BOOK: RecordKinds = RecordKinds(1 << 6);
+    pub const ALL: RecordKinds = RecordKinds(0b111_1111);
     /// What a market-data consumer publishes: candles and signals.
     pub const MARKET: RecordKinds = RecordKinds(0b111);
 
@@ -99,6 +120,7 @@ impl RecordKinds {
             Record::Gap(_) => RecordKinds::GAP,
             Record::Outage(_) => RecordKinds::OUTAGE,
             Record::Absent(_) => RecordKinds::ABSENT,
+            Record::Book(_) => RecordKinds::BOOK,
         };
         self.0 & bit.0 != 0
     }

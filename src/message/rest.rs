@@ -62,13 +62,37 @@ impl RestBatch {
     }
 }
 
-/// The two bounded queues between one shard and the REST thread.
+/// A depth snapshot a shard asks for, to synchronise a local book
+/// ([`crate::book`]): `GET /api/v3/depth?symbol=…&limit=…`, of `weight`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BookRequest {
+    pub symbol: Symbol,
+    pub limit: u32,
+    pub weight: u32,
+}
+
+/// The answer to a [`BookRequest`]: the snapshot, or `None` when it failed (the shard
+/// asks again later).
+#[derive(Clone, Debug, PartialEq)]
+pub struct BookAnswer {
+    pub symbol: Symbol,
+    pub snapshot: Option<Box<crate::book::Snapshot>>,
+}
+
+/// Book snapshots a shard may have asked for and not yet been answered: one per book
+/// at most, so this bounds the books of one shard that resynchronise at once.
+pub const MAX_PENDING_BOOK_REQUESTS: usize = 1024;
+
+/// The bounded queues between one shard and the REST thread.
 #[derive(Clone)]
 pub struct ShardLink {
     /// Shard → thread.
     pub requests: Arc<ArrayQueue<Request>>,
     /// Thread → shard.
     pub deliveries: Arc<ArrayQueue<RestBatch>>,
+    /// Depth snapshots asked (shard → thread) and answered (thread → shard).
+    pub book_requests: Arc<ArrayQueue<BookRequest>>,
+    pub book_answers: Arc<ArrayQueue<BookAnswer>>,
     /// Rung after each delivery: wakes the shard's flusher, which applies them.
     pub delivered: crate::ring::Doorbell,
 }
@@ -78,6 +102,8 @@ impl Default for ShardLink {
         ShardLink {
             requests: Arc::new(ArrayQueue::new(MAX_PENDING_REQUESTS)),
             deliveries: Arc::new(ArrayQueue::new(MAX_PENDING_BATCHES)),
+            book_requests: Arc::new(ArrayQueue::new(MAX_PENDING_BOOK_REQUESTS)),
+            book_answers: Arc::new(ArrayQueue::new(MAX_PENDING_BOOK_REQUESTS)),
             delivered: crate::ring::Doorbell::new(),
         }
     }

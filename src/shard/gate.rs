@@ -12,7 +12,7 @@ use std::sync::Arc;
 use crate::market::{Candle, Interval};
 use crate::metrics::ShardStats;
 use crate::signals::params::SignalsConfig;
-use crate::signals::rules::{Bar, Fired, SignalEngine};
+use crate::signals::rules::{Bar, BookSignal, Fired, SignalEngine};
 use crate::signals::{Signal, SignalKind};
 
 /// Closed candles a series' signals may hold while waiting for the candles before them;
@@ -150,6 +150,7 @@ impl SignalGate {
         &mut self,
         slot: usize,
         c: &Candle,
+        book: Option<BookSignal>,
         pending: impl Fn(usize, i64, i64) -> bool,
         now_ns: u64,
         out: &mut Vec<Signal>,
@@ -160,7 +161,7 @@ impl SignalGate {
             return false; // applied already
         }
         if !s.awaiting_warm && s.held.is_empty() && next.is_none_or(|n| n == c.open_time_ms) {
-            return self.fire(slot, c, out);
+            return self.fire(slot, c, book, out);
         }
         if s.held.len() >= MAX_HELD_CANDLES {
             // Waited too long in count: give up on the hole (or the warm start).
@@ -226,7 +227,7 @@ impl SignalGate {
             }
             if next.is_none_or(|n| n == open) {
                 s.held.pop_first();
-                self.fire(slot, &c, out);
+                self.fire(slot, &c, None, out);
                 continue;
             }
             // A hole [next, open): wait only while the backfill may still fill it.
@@ -270,14 +271,24 @@ impl SignalGate {
             }
         }
         self.settle(slot);
-        self.fire(slot, &c, out);
+        self.fire(slot, &c, None, out);
     }
 
-    /// Applies one closed candle to the series' signal engine and pushes what fired;
-    /// false when the engine did not take it.
-    fn fire(&mut self, slot: usize, c: &Candle, out: &mut Vec<Signal>) -> bool {
+    /// Applies one closed candle (with its symbol's book at the close, when live) to
+    /// the series' signal engine and pushes what fired; false when the engine did not
+    /// take it.
+    fn fire(
+        &mut self,
+        slot: usize,
+        c: &Candle,
+        book: Option<BookSignal>,
+        out: &mut Vec<Signal>,
+    ) -> bool {
         let s = &mut self.slots[slot];
-        let bar = Bar::from_candle(c);
+        let bar = Bar {
+            book,
+            ..Bar::from_candle(c)
+        };
         let mut fired: [Option<Fired>; SignalKind::ALL.len()] = [None; SignalKind::ALL.len()];
         let mut n = 0;
         let applied = s.engine.update(&bar, |f| {

@@ -27,6 +27,7 @@
 //! REST thread (asking ranges, applying its batches); this file is the state itself
 //! (events in, candles tracked, records out); `tests` are its unit tests.
 
+mod books;
 mod gate;
 mod outlet;
 mod rest;
@@ -52,6 +53,7 @@ use gate::SignalGate;
 use outlet::Outlets;
 
 pub use crate::message::{Envelope, Outage, Record, RecordKinds, REMOTE_SHARD};
+pub use books::BOOK_RETRY_NS;
 pub use gate::{DEFAULT_HOLD, MAX_HELD_CANDLES};
 pub use outlet::{MAX_OVERFLOW, RING_EVERY_NS};
 
@@ -94,6 +96,8 @@ pub struct ShardState {
     retry_gaps_at_ns: Option<u64>,
     symbol_list: Vec<Symbol>,
     timeframe_list: Vec<Interval>,
+    /// Local order books of this shard's book symbols ([`Self::with_books`]).
+    books: Option<books::Books>,
 }
 
 impl ShardState {
@@ -147,6 +151,7 @@ impl ShardState {
             retry_gaps_at_ns: None,
             symbol_list: symbols.to_vec(),
             timeframe_list: timeframes.to_vec(),
+            books: None,
         }
     }
 
@@ -338,6 +343,8 @@ impl ShardState {
                         stats.duplicates.inc();
                     }
                 }
+                // The book judges repeats itself, by update id.
+                self.on_depth(d, recv_ns);
                 self.note_event_latency(d.event_time_us, recv_ns);
             }
             Event::PartialDepth(_) => {
@@ -415,8 +422,13 @@ impl ShardState {
     /// applied now if it is the next one, else held until the hole before it is
     /// resolved. `timing` is the (receive, parsed) time of a live candle.
     fn signal_candle(&mut self, slot: usize, c: &Candle, timing: Option<(u64, u64)>, now_ns: u64) {
+        // A live close sees the symbol's book as it stands; a backfilled one does not.
+        let book = match (timing, &self.books) {
+            (Some(_), Some(books)) => books.signal(c.symbol),
+            _ => None,
+        };
         self.through_gate(timing, |gate, pending, out| {
-            gate.offer(slot, c, pending, now_ns, out)
+            gate.offer(slot, c, book, pending, now_ns, out)
         });
     }
 
@@ -474,6 +486,9 @@ impl ShardState {
     /// retry is due are asked again. Returns how many records are still waiting.
     pub fn flush(&mut self, now_ns: u64) -> usize {
         self.check_holds(now_ns);
+        if self.books.is_some() {
+            self.tend_books(now_ns);
+        }
         let left = self.outlets.flush();
         if self.latency.is_some() || self.clock != ClockBound::OFF {
             self.wall_offset_us = wall_offset_us();

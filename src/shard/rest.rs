@@ -30,6 +30,7 @@ impl ShardState {
         let Some(link) = self.link.clone() else {
             return 0;
         };
+        self.apply_book_answers(now_ns);
         let mut applied = 0;
         while self.rest_room() {
             let Some(batch) = link.deliveries.pop() else {
@@ -43,7 +44,9 @@ impl ShardState {
 
     /// True when REST deliveries wait and the outlets have room for one.
     pub fn rest_deliveries_ready(&self) -> bool {
-        self.link.as_ref().is_some_and(|l| !l.deliveries.is_empty()) && self.rest_room()
+        self.link.as_ref().is_some_and(|l| {
+            (!l.deliveries.is_empty() && self.rest_room()) || !l.book_answers.is_empty()
+        })
     }
 
     /// Whether the outlets can take a delivery now without going past their bound.

@@ -25,15 +25,18 @@ pub enum SignalKind {
     MacdCross,
     Bollinger,
     VolumeSpike,
+    /// The local order book leans to one side (only for symbols with a book).
+    BookImbalance,
 }
 
 impl SignalKind {
-    pub const ALL: [SignalKind; 5] = [
+    pub const ALL: [SignalKind; 6] = [
         SignalKind::EmaCross,
         SignalKind::Rsi,
         SignalKind::MacdCross,
         SignalKind::Bollinger,
         SignalKind::VolumeSpike,
+        SignalKind::BookImbalance,
     ];
 
     /// The `kind` string of the signal record.
@@ -44,6 +47,7 @@ impl SignalKind {
             SignalKind::MacdCross => "macd_cross",
             SignalKind::Bollinger => "bollinger",
             SignalKind::VolumeSpike => "volume_spike",
+            SignalKind::BookImbalance => "book_imbalance",
         }
     }
 

@@ -34,6 +34,9 @@ pub struct SignalParams {
     pub volume_period: u32,
     /// `volume_spike` fires when the volume exceeds this many times its SMA.
     pub volume_spike_k: f64,
+    /// `book_imbalance` fires when the book's imbalance reaches this (buy) or its
+    /// negative (sell), in (0, 1).
+    pub book_imbalance: f64,
 }
 
 impl Default for SignalParams {
@@ -52,6 +55,7 @@ impl Default for SignalParams {
             atr_period: 14,
             volume_period: 20,
             volume_spike_k: 3.0,
+            book_imbalance: 0.6,
         }
     }
 }

@@ -33,6 +33,14 @@
 //!   candle: close above open → buy, below → sell, equal → nothing (no direction). No
 //!   baseline (not warm, or zero volume throughout) → nothing. Confidence `0.5 + 0.5 ·
 //!   min(1, (ratio − k) / k)`. Carries `volume`, `volume_sma`, `volume_ratio`.
+//! - `book_imbalance` (symbols with a local book, [`crate::book`]): at the candle's
+//!   close the book's imbalance over its published top levels, `(Σbid − Σask) /
+//!   (Σbid + Σask)`, reaches `book_imbalance` (0.6) → buy, or `−book_imbalance` → sell,
+//!   having not been in that zone at the previous close. Only a live close with a valid
+//!   book counts; a close without one (history, backfill, a resyncing book) forgets the
+//!   previous zone, so the rule needs two book-carrying closes in a row. Confidence
+//!   `0.5 + 0.5 · min(1, (|imbalance| − k) / (1 − k))`. Carries `imbalance`, `spread`,
+//!   `mid`, `microprice`.
 //!
 //! # Order and repeats
 //! A candle whose open time is not after the last applied one is skipped (a duplicate
@@ -55,6 +63,18 @@ pub struct Bar {
     pub low: f64,
     pub close: f64,
     pub volume: f64,
+    /// The symbol's local book at the close, when it has a valid one.
+    pub book: Option<BookSignal>,
+}
+
+/// What a local book says at a candle's close, for the `book_imbalance` rule.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct BookSignal {
+    /// In [−1, 1]: positive when more rests on the bid side.
+    pub imbalance: f64,
+    pub spread: f64,
+    pub mid: f64,
+    pub microprice: f64,
 }
 
 impl Bar {
@@ -66,6 +86,7 @@ impl Bar {
             low: decimal_to_f64(c.low),
             close: decimal_to_f64(c.close),
             volume: decimal_to_f64(c.volume),
+            book: None,
         }
     }
 }
@@ -164,6 +185,9 @@ struct RuleState {
     rsi_extreme: f64,
     /// Close against the bands at the previous candle: -1 below, 0 inside, 1 above.
     bb_side: Option<i8>,
+    /// Book imbalance zone at the previous close: -1 sell side, 0 between, 1 buy side;
+    /// `None` when that close had no book.
+    book_zone: Option<i8>,
 }
 
 /// Indicators and rules of one (symbol, timeframe).
@@ -390,6 +414,35 @@ impl SignalEngine {
                 });
             }
         }
+
+        let r = &mut self.rules;
+        r.book_zone = match bar.book {
+            Some(b) if b.imbalance.is_finite() => {
+                let k = p.book_imbalance;
+                let zone = if b.imbalance >= k {
+                    1
+                } else if b.imbalance <= -k {
+                    -1
+                } else {
+                    0
+                };
+                if zone != 0 && r.book_zone.is_some_and(|before| before != zone) {
+                    let mut ind = IndicatorValues::new();
+                    ind.push("imbalance", b.imbalance);
+                    ind.push("spread", b.spread);
+                    ind.push("mid", b.mid);
+                    ind.push("microprice", b.microprice);
+                    fire(Fired {
+                        kind: SignalKind::BookImbalance,
+                        direction: direction(zone),
+                        confidence: confidence((b.imbalance.abs() - k) / (1.0 - k)),
+                        indicators: ind,
+                    });
+                }
+                Some(zone)
+            }
+            _ => None,
+        };
         true
     }
 }
@@ -405,6 +458,53 @@ mod tests {
         assert_eq!(decimal_to_f64(d("0.10000000")), 0.1);
         assert_eq!(decimal_to_f64(d("50123.45")), 50123.45);
         assert_eq!(decimal_to_f64(d("-3")), -3.0);
+    }
+
+    #[test]
+    fn book_imbalance_fires_on_entering_a_zone_between_book_carrying_closes() {
+        let mut engine = SignalEngine::new(&SignalParams::default());
+        let mut fired = Vec::new();
+        let imbalances = [
+            Some(0.0),
+            Some(0.7),  // enters the buy zone: buy
+            Some(0.9),  // stays: nothing
+            Some(-0.8), // enters the sell zone: sell
+            None,       // no book at this close: the zone is forgotten
+            Some(0.7),  // no previous zone to leave: nothing
+            Some(0.1),
+            Some(-1.0), // sell at full confidence
+        ];
+        for (i, imb) in imbalances.iter().enumerate() {
+            let bar = Bar {
+                open_time_ms: i as i64 * 60_000,
+                open: 1.0,
+                high: 1.0,
+                low: 1.0,
+                close: 1.0,
+                volume: 1.0,
+                book: imb.map(|imbalance| BookSignal {
+                    imbalance,
+                    spread: 0.01,
+                    mid: 1.0,
+                    microprice: 1.0,
+                }),
+            };
+            engine.update(&bar, |f| {
+                if f.kind == SignalKind::BookImbalance {
+                    fired.push((i, f.direction, f.confidence, f.indicators.get("imbalance")));
+                }
+            });
+        }
+        let conf = |x: f64| 0.5 + 0.5 * (x - 0.6) / 0.4;
+        assert_eq!(fired.len(), 3, "{fired:?}");
+        assert_eq!((fired[0].0, fired[0].1), (1, Direction::Buy));
+        assert!((fired[0].2 - conf(0.7)).abs() < 1e-12);
+        assert_eq!(fired[0].3, Some(0.7));
+        assert_eq!((fired[1].0, fired[1].1), (3, Direction::Sell));
+        assert_eq!(
+            (fired[2].0, fired[2].1, fired[2].2),
+            (7, Direction::Sell, 1.0)
+        );
     }
 
     #[test]

@@ -31,7 +31,7 @@
 //! - Replayed frames are sent as recorded (`timeUnit` does not rewrite them), and REST
 //!   knows no symbols in replay mode.
 
-mod book;
+pub mod book;
 mod clock;
 mod control;
 mod faults;
@@ -44,7 +44,7 @@ pub mod replay;
 mod rest;
 mod server;
 mod stats;
-mod stream;
+pub mod stream;
 mod ws;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -447,6 +447,8 @@ pub struct SimHandle {
     stop: Arc<AtomicBool>,
     counters: Arc<Counters>,
     thread: Option<glommio::ExecutorJoinHandle<()>>,
+    /// The synthetic market's settings (none when replaying a capture).
+    market: Option<MarketConfig>,
 }
 
 impl SimHandle {
@@ -475,6 +477,13 @@ impl SimHandle {
 
     pub fn stats(&self) -> SimStats {
         self.counters.snapshot()
+    }
+
+    /// The settings of the synthetic market it serves (none for a replay): a
+    /// [`Market`] built from them makes the same events, so a test can rebuild the
+    /// exchange's state at any point (its book at an update id).
+    pub fn market_config(&self) -> Option<&MarketConfig> {
+        self.market.as_ref()
     }
 
     /// The simulator's current simulated time, epoch milliseconds.
@@ -532,18 +541,17 @@ pub fn start(config: SimConfig) -> Result<SimHandle, SimError> {
         None => None,
     };
     let clock = SimClock::new(config.start_time_ms, config.speed);
-    let market = playback.is_none().then(|| {
-        Market::new(&MarketConfig {
-            symbols: config.symbols.clone(),
-            seed: config.seed,
-            trade_rate: config.trade_rate,
-            start_time_ms: clock.start_ns().div_euclid(1_000_000),
-            kline_push_ms: config.kline_push_ms,
-            kline_phase: config.kline_phase,
-            history_limit: config.kline_history,
-            history_candles: config.history,
-        })
+    let market_config = playback.is_none().then(|| MarketConfig {
+        symbols: config.symbols.clone(),
+        seed: config.seed,
+        trade_rate: config.trade_rate,
+        start_time_ms: clock.start_ns().div_euclid(1_000_000),
+        kline_push_ms: config.kline_push_ms,
+        kline_phase: config.kline_phase,
+        history_limit: config.kline_history,
+        history_candles: config.history,
     });
+    let market = market_config.as_ref().map(Market::new);
     let settings = Settings {
         ping_interval: config.ping_interval,
         pong_timeout: config.pong_timeout,
@@ -592,6 +600,7 @@ pub fn start(config: SimConfig) -> Result<SimHandle, SimError> {
             stop,
             counters,
             thread: Some(thread),
+            market: market_config,
         }),
         Ok(Err(reason)) => {
             let _ = thread.join();

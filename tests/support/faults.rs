@@ -93,6 +93,7 @@ pub fn signals_config() -> SignalsConfig {
             atr_period: 5,
             volume_period: 6,
             volume_spike_k: 1.5,
+            ..SignalParams::default()
         },
         ..SignalsConfig::default()
     }
@@ -1191,6 +1192,7 @@ fn reference_signals(
             low: f(2),
             close: f(3),
             volume: f(4),
+            book: None,
         };
         engine.update(&bar, |fired| {
             out.insert(

@@ -60,7 +60,8 @@ fn queued(t: &mut Thread) -> Vec<Want> {
     let mut out = Vec::new();
     loop {
         match t.scheduler.next(wall_ms(), mono_ms()) {
-            Next::Send(job) => out.push(job.request.want),
+            Next::Send(Task::Candles(job)) => out.push(job.request.want),
+            Next::Send(task) => panic!("only candle jobs were queued, not {task:?}"),
             Next::Idle => return out,
             Next::Wait(ms) => panic!("the budget should not hold {out:?} ({ms} ms)"),
         }

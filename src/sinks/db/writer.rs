@@ -169,7 +169,7 @@ impl Writer {
             }
             Record::Signal(s) => batch.push_signal(SignalRow::from(s)),
             Record::Absent(g) => batch.push_absence(*g),
-            Record::Gap(_) | Record::Outage(_) => return false,
+            Record::Gap(_) | Record::Outage(_) | Record::Book(_) => return false,
         }
         self.stats.rows_offered.inc();
         true

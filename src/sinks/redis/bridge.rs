@@ -348,8 +348,8 @@ impl Bridge {
             return;
         };
         // Every signal arrives twice (the all-signals channel and its own): only the
-        // per-series channel is taken.
-        if rest == b"signals" {
+        // per-series channel is taken. Books stay with the instance that keeps them.
+        if rest == b"signals" || rest.starts_with(b"book:") {
             return;
         }
         if let Err(why) = self.take(rest, payload) {

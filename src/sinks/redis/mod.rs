@@ -225,6 +225,7 @@ pub fn role(
     layout: &Layout,
     store: Arc<Mutex<RecentStore>>,
     dashboard: Option<Producer<Envelope>>,
+    books: Arc<crate::book::board::Board>,
 ) -> SinkRole {
     let stats = Arc::new(PublisherStats::default());
     let bridge = bridge::Bridge::new(settings.clone(), store, dashboard);
@@ -253,22 +254,32 @@ pub fn role(
             if let Err(e) = &handle {
                 tracing::error!(error = %e, "cannot start the Redis bridge thread: other instances' symbols will not show");
             }
-            run(io, settings, stats);
+            run_with_books(io, settings, stats, books);
             bridge_stop.store(true, Ordering::Relaxed);
             if let Ok(h) = handle {
                 let _ = h.join();
             }
         }),
         status: Some(Arc::new(status)),
-        // Candles and signals have channels; gaps, outages and absences do not.
-        kinds: RecordKinds::MARKET,
+        // Candles, signals and books have channels; gaps, outages and absences do not.
+        kinds: RecordKinds::MARKET.with(RecordKinds::BOOK),
     }
 }
 
 /// Drains the rings and publishes until the stop flag is set and the rings are empty.
 pub fn run(io: SinkIo, settings: RedisSettings, stats: Arc<PublisherStats>) {
+    run_with_books(io, settings, stats, Default::default());
+}
+
+/// [`run`], publishing the views of `books` too.
+pub fn run_with_books(
+    io: SinkIo,
+    settings: RedisSettings,
+    stats: Arc<PublisherStats>,
+    books: Arc<crate::book::board::Board>,
+) {
     let (rings, stop) = io.into_rings(DRAIN_BATCH);
-    let mut publisher = Publisher::new(settings, stats);
+    let mut publisher = Publisher::new(settings, stats).with_books(books);
     crate::consumer::run_thread(rings, &stop, &mut publisher);
 }
 
@@ -323,9 +334,17 @@ pub struct Publisher {
     record_acks: bool,
     live_since: Option<Instant>,
     rate_window: (Instant, u64),
+    /// Where published book views are read (`{prefix}:book:{SYM}`).
+    books: Arc<crate::book::board::Board>,
 }
 
 impl Publisher {
+    /// Publishes the views of `books` as their shards publish them.
+    pub fn with_books(mut self, books: Arc<crate::book::board::Board>) -> Publisher {
+        self.books = books;
+        self
+    }
+
     pub fn new(settings: RedisSettings, stats: Arc<PublisherStats>) -> Publisher {
         let target = Target::parse_with_ca(&settings.url, settings.tls_ca_file.as_deref())
             .map_err(|e| e.to_string());
@@ -351,6 +370,7 @@ impl Publisher {
             record_acks: false,
             live_since: None,
             rate_window: (Instant::now(), 0),
+            books: Default::default(),
         }
     }
 
@@ -419,8 +439,27 @@ impl Publisher {
                     self.queued += 2;
                     self.pending_recv_ns.push(env.recv_ns);
                 }
+                // A book's view, as its shard published it; tops in between stay on
+                // the dashboard.
+                Record::Book(top) if top.published => {
+                    if let Some(view) = self.books.latest(top.symbol) {
+                        self.payload.clear();
+                        view.write_json(&mut self.payload, usize::MAX);
+                        if let Some(key) = &self.settings.key {
+                            key.sign(&mut self.payload);
+                        }
+                        let prefix = self.settings.prefix.as_bytes();
+                        resp::publish(
+                            &mut self.out,
+                            &[prefix, b":book:", top.symbol.as_str().as_bytes()],
+                            &self.payload,
+                        );
+                        self.queued += 1;
+                        self.pending_recv_ns.push(env.recv_ns);
+                    }
+                }
                 // Gaps, outages and absences have no channel: status owns them.
-                Record::Gap(_) | Record::Outage(_) | Record::Absent(_) => {}
+                Record::Book(_) | Record::Gap(_) | Record::Outage(_) | Record::Absent(_) => {}
             }
             if self.out.len() >= MAX_PIPELINE_BYTES {
                 self.send();

@@ -1,0 +1,260 @@
+//! Local order books against the built-in simulator: every view the engine publishes
+//! as valid equals the exchange's book at the same update id, level for level, through
+//! dropped connections, stalls, malformed frames and a storm of reconnects; while a
+//! book resynchronises it says so.
+//!
+//! The simulator's market is deterministic: a `Market` built from its settings makes
+//! the same book updates with the same ids, so the test rebuilds the exchange's book at
+//! whatever update id the engine reports and compares the two.
+
+#[path = "support/engine.rs"]
+mod support;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use alphapulse::market::{Interval, Symbol};
+use alphapulse::simulator::market::{Market, NullSink};
+use alphapulse::simulator::SimConfig;
+use rust_decimal::Decimal;
+use serde_json::Value;
+use support::*;
+
+/// A level as `(price, quantity)`, both exact.
+type Levels = Vec<(Decimal, Decimal)>;
+
+fn levels(v: &Value) -> Levels {
+    v.as_array()
+        .expect("a list of levels")
+        .iter()
+        .map(|l| {
+            let d = |x: &Value| x.as_str().unwrap().parse::<Decimal>().unwrap();
+            (d(&l[0]), d(&l[1]))
+        })
+        .collect()
+}
+
+/// The exchange's side of the comparison: the simulator's market, rebuilt, stepped to
+/// the update id asked for.
+struct Exchange {
+    config: alphapulse::simulator::market::MarketConfig,
+    market: Market,
+}
+
+impl Exchange {
+    fn new(config: &alphapulse::simulator::market::MarketConfig) -> Exchange {
+        Exchange {
+            config: config.clone(),
+            market: Market::new(config),
+        }
+    }
+
+    /// Both sides of `symbol`'s book right after update `id`, best first; `None` if
+    /// the market passed `id` without stopping there (it never should).
+    fn book_at(&mut self, symbol: Symbol, id: u64) -> Option<(Levels, Levels)> {
+        let i = self.market.symbol_index(symbol).unwrap();
+        if self.market.symbols()[i].book().update_id() > id {
+            // Asked for the past (another symbol stepped it on): start again.
+            self.market = Market::new(&self.config);
+        }
+        let unit = |u: i64| Decimal::new(u, 8);
+        for _ in 0..50_000_000u64 {
+            let book = self.market.symbols()[i].book();
+            if book.update_id() == id {
+                let side =
+                    |it: &mut dyn Iterator<Item = &alphapulse::simulator::book::BookLevel>| {
+                        it.map(|l| (unit(l.price), unit(l.qty))).collect::<Levels>()
+                    };
+                return Some((side(&mut book.bids()), side(&mut book.asks())));
+            }
+            if book.update_id() > id {
+                return None;
+            }
+            self.market.advance_bounded(i64::MAX, &mut NullSink, 1);
+        }
+        None
+    }
+}
+
+fn shard_books(status: &Value) -> Vec<Value> {
+    status["shards"]
+        .as_array()
+        .map(|s| s.iter().map(|x| x["books"].clone()).collect())
+        .unwrap_or_default()
+}
+
+fn total(status: &Value, f: impl Fn(&Value) -> u64) -> u64 {
+    shard_books(status).iter().map(f).sum()
+}
+
+#[test]
+fn every_valid_book_equals_the_exchange_through_faults() {
+    let names = ["BTCUSDT", "ETHUSDT"];
+    let sim = SimConfig {
+        // A storm of reconnects, stalls long enough to lose diffs, and damaged frames.
+        drop_every: Some(Duration::from_millis(2_500)),
+        stall_every: Some(Duration::from_millis(3_700)),
+        stall_for: Duration::from_millis(400),
+        malformed_rate: 0.01,
+        trade_rate: 20.0,
+        ..sim_config(&names)
+    };
+    let run = start(
+        sim,
+        |c| {
+            c.feed.streams.diff_depth_ms = Some(100);
+            c.books.symbols = symbols(&names);
+            c.books.max_levels = 1000;
+            // The whole book is published, so the whole book is compared.
+            c.books.top_levels = 1000;
+            c.books.publish_ms = 10;
+        },
+        &names,
+        &[Interval::M1],
+    );
+    let addr = run.engine.dashboard_addr();
+    let mut exchange = Exchange::new(run.sim.market_config().expect("a synthetic market"));
+    let mut rng = fastrand::Rng::with_seed(11);
+    let (mut compared, mut invalid_seen) = (HashMap::new(), 0u32);
+    let mut last_id: HashMap<Symbol, u64> = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(25);
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(rng.u64(20..300)));
+        let name = names[rng.usize(..names.len())];
+        let symbol = Symbol::new(name).unwrap();
+        let (status, body) = http_get(addr, &format!("/api/book?symbol={name}"));
+        if status == 503 {
+            continue; // not published yet
+        }
+        assert_eq!(status, 200, "{body}");
+        let view: Value = serde_json::from_str(&body).unwrap();
+        if !view["valid"].as_bool().unwrap() {
+            invalid_seen += 1;
+            continue;
+        }
+        let id = view["last_update_id"].as_u64().unwrap();
+        let previous = last_id.insert(symbol, id).unwrap_or(0);
+        assert!(
+            id >= previous,
+            "{name}: a valid view went back from {previous} to {id}"
+        );
+        let (bids, asks) = exchange
+            .book_at(symbol, id)
+            .unwrap_or_else(|| panic!("{name}: the exchange never had update {id}"));
+        for (side, ours, theirs) in [
+            ("bids", levels(&view["bids"]), bids),
+            ("asks", levels(&view["asks"]), asks),
+        ] {
+            if let Some(i) =
+                (0..ours.len().max(theirs.len())).find(|&i| ours.get(i) != theirs.get(i))
+            {
+                panic!(
+                    "{name} {side} at update {id} differ from level {i} (of {} here, {} on the \
+                     exchange): {:?} here, {:?} there",
+                    ours.len(),
+                    theirs.len(),
+                    ours.get(i),
+                    theirs.get(i)
+                );
+            }
+        }
+        *compared.entry(symbol).or_insert(0u32) += 1;
+    }
+    let status = http_json(addr, "/api/status");
+    let resyncs = |cause: &'static str| total(&status, |b| b["resyncs"][cause].as_u64().unwrap());
+    eprintln!(
+        "compared {compared:?}, invalid views seen {invalid_seen}, resyncs: gap {} reconnect {} \
+         crossed {} refill {}, snapshots {}, invalid {:.2} s in all",
+        resyncs("gap"),
+        resyncs("reconnect"),
+        resyncs("crossed"),
+        resyncs("refill"),
+        total(&status, |b| b["snapshots_applied"].as_u64().unwrap()),
+        shard_books(&status)
+            .iter()
+            .map(|b| b["invalid_s"].as_f64().unwrap())
+            .sum::<f64>(),
+    );
+    for name in names {
+        let n = compared
+            .get(&Symbol::new(name).unwrap())
+            .copied()
+            .unwrap_or(0);
+        assert!(n >= 10, "{name}: only {n} valid views compared");
+    }
+    // The faults did break the books, and they came back every time.
+    assert!(resyncs("reconnect") >= 2, "{status}");
+    assert!(total(&status, |b| b["snapshots_applied"].as_u64().unwrap()) >= 4);
+    assert_eq!(resyncs("crossed"), 0, "a crossed book means a wrong one");
+}
+
+#[test]
+fn the_book_api_names_what_it_keeps_and_validates_its_parameters() {
+    let names = ["BTCUSDT", "ETHUSDT"];
+    let run = start(
+        sim_config(&names),
+        |c| {
+            c.feed.streams.diff_depth_ms = Some(100);
+            c.books.symbols = symbols(&["BTCUSDT"]);
+            c.books.top_levels = 5;
+        },
+        &names,
+        &[Interval::M1],
+    );
+    let addr = run.engine.dashboard_addr();
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let (status, body) = http_get(addr, "/api/book?symbol=BTCUSDT&depth=3");
+            status == 200 && serde_json::from_str::<Value>(&body).unwrap()["valid"] == true
+        }),
+        "the book never became valid"
+    );
+    let view = http_json(addr, "/api/book?symbol=btcusdt&depth=3");
+    assert_eq!(view["symbol"], "BTCUSDT");
+    assert_eq!(view["bids"].as_array().unwrap().len(), 3);
+    assert_eq!(view["asks"].as_array().unwrap().len(), 3);
+    let bids = levels(&view["bids"]);
+    let asks = levels(&view["asks"]);
+    assert!(bids.windows(2).all(|w| w[0].0 > w[1].0));
+    assert!(asks.windows(2).all(|w| w[0].0 < w[1].0));
+    assert!(bids[0].0 < asks[0].0);
+    let mid: Decimal = view["mid"].as_str().unwrap().parse().unwrap();
+    assert_eq!(mid, (bids[0].0 + asks[0].0) / Decimal::TWO);
+    let imbalance = view["imbalance"].as_f64().unwrap();
+    assert!((-1.0..=1.0).contains(&imbalance));
+    // Without depth: the published top (5).
+    assert_eq!(
+        http_json(addr, "/api/book?symbol=BTCUSDT")["bids"]
+            .as_array()
+            .unwrap()
+            .len(),
+        5
+    );
+
+    let (status, body) = http_get(addr, "/api/book?symbol=ETHUSDT");
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("books are kept for BTCUSDT"), "{body}");
+    for (query, code, says) in [
+        ("", 400, "missing parameter symbol"),
+        ("symbol=a-b", 400, "invalid parameter symbol"),
+        ("symbol=BTCUSDT&depth=0", 400, "invalid parameter depth"),
+        ("symbol=BTCUSDT&depth=x", 400, "invalid parameter depth"),
+    ] {
+        let (status, body) = http_get(addr, &format!("/api/book?{query}"));
+        assert_eq!(
+            (status, body.contains(says)),
+            (code, true),
+            "{query}: {body}"
+        );
+    }
+    let metrics = http_get(addr, "/metrics").1;
+    check_metrics_text(&metrics);
+    assert!(
+        metrics.contains("alphapulse_books_valid{shard="),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("alphapulse_book_resyncs_total{shard="),
+        "{metrics}"
+    );
+}
