@@ -60,6 +60,11 @@ pub fn run(args: DemoArgs, mut config: Config) -> anyhow::Result<()> {
     })?;
     config.binance_ws_url = sim.ws_url();
     config.binance_rest_url = sim.rest_url();
+    if config.books.symbols.is_empty() {
+        // The demo shows every symbol's order book (unless the configuration chose).
+        config.feed.streams.diff_depth_ms.get_or_insert(100);
+        config.books.symbols = config.instance_symbols();
+    }
     // The simulated clock runs `--speed` times as fast as ours: the engine is told, or
     // it would drop every event as stamped in the future.
     let (speed, skew) = sim.clock_settings(config.feed.max_clock_skew_ms, ENGINE_STARTUP);

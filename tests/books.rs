@@ -7,10 +7,13 @@
 //! the same book updates with the same ids, so the test rebuilds the exchange's book at
 //! whatever update id the engine reports and compares the two.
 
+#[path = "support/redis.rs"]
+mod redis_support;
 #[path = "support/engine.rs"]
 mod support;
 
 use std::collections::HashMap;
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use alphapulse::market::{Interval, Symbol};
@@ -257,4 +260,107 @@ fn the_book_api_names_what_it_keeps_and_validates_its_parameters() {
         metrics.contains("alphapulse_book_resyncs_total{shard="),
         "{metrics}"
     );
+}
+
+/// The next text message of `ws` as JSON, or `None` when none came in time.
+fn next_json(
+    ws: &mut tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>>,
+) -> Option<Value> {
+    loop {
+        match ws.read() {
+            Ok(tungstenite::Message::Text(t)) => return serde_json::from_str(&t).ok(),
+            Ok(_) => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
+#[test]
+fn views_and_tops_reach_websocket_subscribers_and_redis() {
+    let redis = redis_support::RedisServer::start();
+    let sub = redis_support::Subscriber::start(&redis.url(), "bk:*");
+    let names = ["BTCUSDT", "ETHUSDT"];
+    let run = start(
+        sim_config(&names),
+        |c| {
+            c.feed.streams.diff_depth_ms = Some(100);
+            c.books.symbols = symbols(&names);
+            c.books.top_levels = 4;
+            c.redis_url = Some(redis.url());
+            c.redis_channel_prefix = "bk".into();
+        },
+        &names,
+        &[Interval::M1],
+    );
+    let addr = run.engine.dashboard_addr();
+    let stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let (mut ws, _) = tungstenite::client(
+        format!("ws://{addr}/ws"),
+        tungstenite::stream::MaybeTlsStream::Plain(stream),
+    )
+    .unwrap();
+    ws.send(tungstenite::Message::text(
+        r#"{"type":"subscribe","subscription":"book","symbol":"ETHUSDT"}"#,
+    ))
+    .unwrap();
+    let (mut views, mut tops) = (Vec::new(), 0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline && (views.len() < 5 || tops < 5) {
+        let Some(m) = next_json(&mut ws) else { break };
+        match m["type"].as_str() {
+            Some("subscribed") => assert_eq!(m["subscription"], "book"),
+            Some("book") => views.push(m),
+            Some("book_top") => {
+                assert_eq!(m["symbol"], "ETHUSDT", "{m}");
+                tops += 1;
+            }
+            other => panic!("unexpected {other:?}: {m}"),
+        }
+    }
+    assert!(
+        views.len() >= 5 && tops >= 5,
+        "{} views, {tops} tops",
+        views.len()
+    );
+    let valid: Vec<&Value> = views.iter().filter(|v| v["valid"] == true).collect();
+    assert!(!valid.is_empty(), "no valid view pushed");
+    for v in &valid {
+        assert_eq!(v["symbol"], "ETHUSDT", "only the symbol subscribed: {v}");
+        assert_eq!(v["bids"].as_array().unwrap().len(), 4);
+    }
+    let ids: Vec<u64> = valid
+        .iter()
+        .map(|v| v["last_update_id"].as_u64().unwrap())
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] <= w[1]), "{ids:?}");
+
+    // Redis: each book on its own channel, the same object as the API's.
+    let on = |name: &str| {
+        let channel = format!("bk:book:{name}");
+        sub.snapshot()
+            .into_iter()
+            .filter(|m| m.channel == channel)
+            .map(|m| serde_json::from_str::<Value>(&m.payload).unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || names
+            .iter()
+            .all(|n| on(n).iter().any(|v| v["valid"] == true))),
+        "valid views on Redis: {:?}",
+        names.map(|n| on(n).len())
+    );
+    for name in names {
+        let view = on(name)
+            .into_iter()
+            .rev()
+            .find(|v| v["valid"] == true)
+            .unwrap();
+        assert_eq!(view["symbol"], name);
+        assert_eq!(view["bids"].as_array().unwrap().len(), 4);
+        assert!(view["microprice"].is_string());
+    }
 }

@@ -199,6 +199,24 @@ fn the_page_recovers_by_itself_when_the_engine_restarts() {
 /// candles than the engine (a page that kept another series' or an old engine's candles
 /// would fail one of these).
 /// What a layout check reads from the page at one size.
+/// What the order book card shows: its state, level rows per side, and whether the
+/// ladder reads in price order (asks descending to the best ask above the best bid, bids
+/// descending below).
+const BOOK_JS: &str = r#"(() => {
+  const card = document.querySelector('[data-testid="book-card"]');
+  const rows = [...document.querySelectorAll('[data-testid="book-level"]')];
+  const price = (r) => Number(r.cells[0].textContent.replace(/,/g, ''));
+  const asks = rows.filter((r) => r.dataset.side === 'ask').map(price);
+  const bids = rows.filter((r) => r.dataset.side === 'bid').map(price);
+  const all = asks.concat(bids);
+  const ordered = all.every((p, i) => i === 0 || p < all[i - 1]);
+  return JSON.stringify({
+    hidden: !card || card.classList.contains('hidden'),
+    state: (document.querySelector('[data-testid="book-state"]') || {}).textContent,
+    asks: asks.length, bids: bids.length, ordered,
+  });
+})()"#;
+
 const LAYOUT_JS: &str = r#"(() => {
   const q = (id) => document.querySelector('[data-testid="' + id + '"]');
   const table = q("latency-table");
@@ -233,6 +251,20 @@ fn the_page_fits_a_laptop_a_desktop_and_a_phone() {
     page.wait_for("a price from the engine", |s| {
         s.ready && s.open_time.is_some()
     });
+    // The demo keeps every symbol's order book: the selected one's ladder shows, in sync.
+    let mut book = serde_json::Value::Null;
+    let shown = support::wait_until(Duration::from_secs(20), || {
+        let text = page.eval(BOOK_JS);
+        book = serde_json::from_str(text.as_str().unwrap_or("{}")).unwrap_or_default();
+        book["state"] == "in sync"
+            && book["asks"].as_u64() >= Some(5)
+            && book["bids"].as_u64() >= Some(5)
+    });
+    assert!(shown, "the order book card: {book}");
+    assert!(
+        book["ordered"] == true,
+        "asks above bids, best in the middle: {book}"
+    );
     for (width, height, phone) in [(1280, 800, false), (1920, 1080, false), (390, 844, true)] {
         page.command(
             "Emulation.setDeviceMetricsOverride",

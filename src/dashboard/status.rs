@@ -238,6 +238,7 @@ impl StatusContext {
             },
             "uptime_s": self.started.elapsed().as_secs_f64(),
             "exchange_speed": self.exchange_speed,
+            "books": self.books.symbols().map(|s| s.to_string()).collect::<Vec<_>>(),
             "total_messages_received": total_messages,
             "active_connections": active_connections,
             "active_clients": 0,

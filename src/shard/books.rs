@@ -115,6 +115,12 @@ impl ShardState {
         now_ns: u64,
     ) -> ShardState {
         let books = Books::new(config, &self.symbol_list, board, now_ns);
+        // Readers see every book from the start: invalid until its first snapshot.
+        for kept in &books.kept {
+            books
+                .board
+                .publish(Arc::new(BookView::of(&kept.book, books.top_levels)));
+        }
         if books.len() > 0 {
             self.stats.books.books.set(books.len() as i64);
             self.books = Some(books);

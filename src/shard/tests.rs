@@ -340,3 +340,130 @@ fn rest_deliveries_wait_while_the_outlets_are_near_their_bound() {
     assert!(stats.overflow_depth.get() as usize <= outlet::MAX_OVERFLOW);
     assert_eq!(stats.backfill_candles.get(), 1000);
 }
+
+#[test]
+fn a_book_synchronises_through_the_rest_link_publishes_and_feeds_its_signals() {
+    use crate::book::board::Board;
+    use crate::book::{BookLevel, Snapshot};
+    use crate::config::BooksConfig;
+    use crate::market::{Decimal, Level};
+    use crate::message::rest::{BookAnswer, Request, RestBatch, Want};
+    use crate::signals::params::SignalsConfig;
+    use crate::wire::DepthUpdate;
+
+    let (tx, rx) = ring("t", 4096);
+    let stats = Arc::new(ShardStats::default());
+    let btc = Symbol::new("BTCUSDT").unwrap();
+    let board = Arc::new(Board::new(&[btc]));
+    let books = BooksConfig {
+        symbols: vec![btc],
+        max_levels: 100,
+        top_levels: 5,
+        publish_ms: 10,
+    };
+    let link = ShardLink::default();
+    let mut s = ShardState::new(0, &[btc], &[Interval::M1], vec![tx], stats.clone())
+        .with_signals(&SignalsConfig::default())
+        .with_rest(link.clone())
+        .with_books(&books, board.clone(), 0);
+    // No warm start: the series warms from live candles.
+    let warm = Request {
+        symbol: btc,
+        interval: Interval::M1,
+        want: Want::Warm {
+            candles: 200,
+            end_open_ms: None,
+        },
+    };
+    s.apply_rest(
+        &RestBatch {
+            request: warm,
+            candles: Vec::new(),
+            absent: Vec::new(),
+            failed: true,
+        },
+        0,
+    );
+    let lv = |price: i64, qty: i64| Level {
+        price: Decimal::new(price, 0),
+        quantity: Decimal::new(qty, 0),
+    };
+    let depth =
+        |s: &mut ShardState, first: u64, last: u64, bids: &[Level], asks: &[Level], at: u64| {
+            let d = DepthUpdate {
+                symbol: btc,
+                event_time_us: 1,
+                first_update_id: first,
+                final_update_id: last,
+                bids,
+                asks,
+            };
+            s.on_event(&Event::DepthUpdate(d), at);
+        };
+    // Buffered, and a snapshot asked of the REST thread with its weight.
+    depth(&mut s, 11, 11, &[lv(100, 1)], &[], 1);
+    let asked = link.book_requests.pop().expect("a snapshot request");
+    assert_eq!((asked.symbol, asked.limit, asked.weight), (btc, 100, 5));
+    assert!(!board.latest(btc).unwrap().valid);
+    let snapshot = Snapshot {
+        symbol: btc,
+        last_update_id: 10,
+        bids: vec![BookLevel {
+            price: 100_0000_0000,
+            qty: Decimal::ONE,
+        }],
+        asks: vec![BookLevel {
+            price: 101_0000_0000,
+            qty: Decimal::ONE,
+        }],
+        limit: 100,
+    };
+    s.apply_book_answer(
+        &BookAnswer {
+            symbol: btc,
+            snapshot: Some(Box::new(snapshot)),
+        },
+        2,
+    );
+    let view = board.latest(btc).unwrap();
+    assert!(view.valid);
+    assert_eq!(view.last_update_id, 11);
+    assert_eq!(stats.books.snapshots_applied.get(), 1);
+
+    let closed = |i: i64| kline(i * 60_000, 59_000_000, true);
+    s.on_event(&closed(0), 3);
+    // Buyers pile in: imbalance (9 - 1) / 10 = 0.8 at the next close.
+    depth(&mut s, 12, 12, &[lv(100, 9)], &[], 4);
+    s.on_event(&closed(1), 5);
+    // A skipped update id makes the book invalid at once, counted by cause.
+    depth(&mut s, 20, 20, &[lv(99, 1)], &[], 6);
+    assert!(!board.latest(btc).unwrap().valid);
+    assert_eq!(
+        stats.books.resyncs[crate::book::Resync::Gap as usize].get(),
+        1
+    );
+    assert!(link.book_requests.pop().is_some(), "asked again");
+
+    let mut signals = Vec::new();
+    let mut tops = 0;
+    while let Some(e) = rx.pop() {
+        match e.record {
+            Record::Signal(x) => signals.push(x),
+            Record::Book(top) => {
+                tops += 1;
+                assert_eq!(top.symbol, btc);
+            }
+            _ => {}
+        }
+    }
+    let book_signals: Vec<_> = signals
+        .iter()
+        .filter(|x| x.kind == SignalKind::BookImbalance)
+        .collect();
+    assert_eq!(book_signals.len(), 1, "{signals:?}");
+    let x = book_signals[0];
+    assert_eq!(x.direction, crate::signals::Direction::Buy);
+    assert_eq!(x.timestamp_ms, 2 * 60_000 - 1);
+    assert!((x.indicators.get("imbalance").unwrap() - 0.8).abs() < 1e-12);
+    assert!(tops >= 3, "views and tops went to the sinks: {tops}");
+}

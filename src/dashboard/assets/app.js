@@ -106,6 +106,12 @@
     sinkStates: {},
     prevTotal: null, // {total, at} of the last status, for msg/s
     prevShards: new Map(), // shard index -> {messages, at}
+    // Symbols with a local order book (from the status), the one subscribed and its
+    // latest view.
+    bookSymbols: [],
+    bookSubscribed: null,
+    book: null,
+    bookFrame: 0, // the animation frame that will draw the book, if one is asked
   };
 
   // ---- helpers -------------------------------------------------------------------
@@ -677,6 +683,81 @@
   function subscribeSelection(ws, type) {
     if (!state.symbol || !state.timeframe) return;
     send(ws, { type, subscription: "candles", symbol: state.symbol, timeframe: state.timeframe });
+    subscribeBook(ws, type === "subscribe" ? state.symbol : null);
+  }
+
+  // ---- order book -----------------------------------------------------------------
+
+  const BOOK_ROWS = 10; // levels shown per side
+
+  // Follows the book of `symbol` (null: none) on `ws`, if the engine keeps one.
+  function subscribeBook(ws, symbol) {
+    const want = symbol && state.bookSymbols.includes(symbol) ? symbol : null;
+    if (want === state.bookSubscribed) return;
+    if (state.bookSubscribed) send(ws, { type: "unsubscribe", subscription: "book", symbol: state.bookSubscribed });
+    state.bookSubscribed = want;
+    state.book = null;
+    if (want) send(ws, { type: "subscribe", subscription: "book", symbol: want });
+    renderBook();
+  }
+
+  function applyBook(m) {
+    if (!isObject(m) || m.symbol !== state.bookSubscribed) return;
+    if (m.type === "book") {
+      state.book = m;
+    } else if (state.book) {
+      // A new best bid or ask between views: it replaces the top of its side.
+      state.book.valid = m.valid;
+      state.book.last_update_id = m.last_update_id;
+      for (const [side, top] of [["bids", m.bid], ["asks", m.ask]]) {
+        if (!Array.isArray(top) || !Array.isArray(state.book[side])) continue;
+        const levels = state.book[side];
+        const better = side === "bids" ? (p) => Number(p) >= Number(top[0]) : (p) => Number(p) <= Number(top[0]);
+        state.book[side] = [top].concat(levels.filter((l) => !better(l[0])));
+      }
+    }
+    // A fast book changes many times a frame: draw once per frame.
+    if (!state.bookFrame) {
+      state.bookFrame = requestAnimationFrame(() => {
+        state.bookFrame = 0;
+        renderBook();
+      });
+    }
+  }
+
+  function renderBook() {
+    const card = $("book-card");
+    const symbol = state.bookSubscribed;
+    card.classList.toggle("hidden", !symbol);
+    if (!symbol) return;
+    setText("book-symbol", symbol);
+    const b = state.book;
+    const valid = !!(b && b.valid);
+    card.classList.toggle("stale", !valid);
+    const stateNode = setText("book-state", b ? (valid ? "in sync" : "resynchronising") : "waiting");
+    stateNode.className = valid ? "ok" : "warn";
+    setText("book-update", b ? fmtInt(b.last_update_id) : "n/a");
+    setText("book-spread", b && b.spread !== null ? b.spread.replace(/\.?0+$/, "") : "n/a");
+    setText("book-mid", b && b.mid !== null ? b.mid : "n/a");
+    setText("book-micro", b && b.microprice !== null ? b.microprice : "n/a");
+    setText("book-imbalance", b && b.imbalance !== null ? fmtNum(b.imbalance, 3) : "n/a");
+    const bids = b && Array.isArray(b.bids) ? b.bids.slice(0, BOOK_ROWS) : [];
+    const asks = b && Array.isArray(b.asks) ? b.asks.slice(0, BOOK_ROWS) : [];
+    const all = bids.concat(asks);
+    const most = Math.max(1e-12, ...all.map((l) => Number(l[1]) || 0));
+    const places = Math.max(0, ...all.map((l) => decimals(l[0])));
+    const qtyPlaces = Math.max(0, ...all.map((l) => decimals(l[1])));
+    const row = (l, side) =>
+      el(
+        "tr",
+        { "data-testid": "book-level", "data-side": side },
+        el("td", {}, fmtDecimal(l[0], places)),
+        el("td", {}, fmtDecimal(l[1], qtyPlaces)),
+        el("td", { class: "depth" }, el("span", { class: "bar " + side, style: "width:" + Math.max(1, (100 * Number(l[1])) / most) + "%" })),
+      );
+    // Asks above (best nearest the middle), bids below.
+    $("book-asks").replaceChildren(...asks.slice().reverse().map((l) => row(l, "ask")));
+    $("book-bids").replaceChildren(...bids.map((l) => row(l, "bid")));
   }
 
   function connectWs() {
@@ -718,6 +799,8 @@
       if (state.ws !== ws) return;
       state.ws = null;
       state.wsOpen = false;
+      // The next connection subscribes afresh.
+      state.bookSubscribed = null;
       renderFeedMode();
       scheduleWs();
     };
@@ -767,6 +850,10 @@
         if (Array.isArray(s.shards) && renderStatus(s)) onEngineRestart();
         break;
       }
+      case "book":
+      case "book_top":
+        applyBook(m);
+        break;
       case "error":
         console.warn("dashboard:", m.error);
         break;
@@ -886,6 +973,8 @@
     setText("active-clients", fmtInt(s.active_clients));
     setText("signal-total", fmtInt(s.signals && s.signals.total));
 
+    state.bookSymbols = Array.isArray(s.books) ? s.books.map(String) : [];
+    if (state.wsOpen) subscribeBook(state.ws, state.symbol);
     populateSelectors(s);
     renderShards(s.shards || [], now);
     renderCompleteness(s);
