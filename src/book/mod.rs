@@ -58,18 +58,31 @@ pub fn snapshot_limit(levels: usize) -> (u32, u32) {
 /// out of range (such a level is counted and the book resynchronised, never rounded).
 #[inline]
 pub fn price_units(price: Decimal) -> Option<i64> {
+    /// 10^0 ..= 10^8: the factors from a price's scale up to 8 decimals.
+    const UP: [i64; 9] = [
+        100_000_000,
+        10_000_000,
+        1_000_000,
+        100_000,
+        10_000,
+        1_000,
+        100,
+        10,
+        1,
+    ];
     let scale = price.scale();
     let mantissa = price.mantissa();
-    let units = if scale <= PRICE_SCALE {
-        mantissa.checked_mul(10i128.pow(PRICE_SCALE - scale))?
+    if scale <= PRICE_SCALE {
+        // Prices come with at most 8 decimals: one multiplication in 64 bits.
+        let m = i64::try_from(mantissa).ok().filter(|m| *m >= 0)?;
+        m.checked_mul(UP[scale as usize])
     } else {
         let div = 10i128.pow(scale - PRICE_SCALE);
         if mantissa % div != 0 {
             return None;
         }
-        mantissa / div
-    };
-    i64::try_from(units).ok().filter(|u| *u >= 0)
+        i64::try_from(mantissa / div).ok().filter(|u| *u >= 0)
+    }
 }
 
 /// The price of `units` (10^-8) as a decimal with Binance's 8 places.
