@@ -121,6 +121,9 @@ impl Thread {
     }
 
     pub fn run(mut self) {
+        for (_, link) in &self.plan.shards {
+            let _ = link.rest_thread.set(std::thread::current());
+        }
         self.queue_startup();
         let mut was_budget_held = false;
         while !self.stop.load(Ordering::Relaxed) {
@@ -135,7 +138,8 @@ impl Thread {
             let hold = self.scheduler.hold(wall, mono);
             self.stats.blocked.set(u64::from(hold == Hold::RetryAfter));
             match self.scheduler.next(wall, mono) {
-                Next::Idle => std::thread::sleep(IDLE_POLL),
+                // A shard with urgent work (a book's snapshot) wakes it early.
+                Next::Idle => std::thread::park_timeout(IDLE_POLL),
                 Next::Wait(ms) => {
                     if hold == Hold::Budget && !was_budget_held {
                         self.stats.budget_waits.inc();

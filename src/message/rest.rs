@@ -95,6 +95,18 @@ pub struct ShardLink {
     pub book_answers: Arc<ArrayQueue<BookAnswer>>,
     /// Rung after each delivery: wakes the shard's flusher, which applies them.
     pub delivered: crate::ring::Doorbell,
+    /// The REST thread, once it runs: a shard that asks for something urgent wakes it
+    /// ([`ShardLink::wake_rest`]) rather than waiting for its next idle poll.
+    pub rest_thread: Arc<std::sync::OnceLock<std::thread::Thread>>,
+}
+
+impl ShardLink {
+    /// Wakes the REST thread if it is idle (one futex wake; never blocks).
+    pub fn wake_rest(&self) {
+        if let Some(t) = self.rest_thread.get() {
+            t.unpark();
+        }
+    }
 }
 
 impl Default for ShardLink {
@@ -105,6 +117,7 @@ impl Default for ShardLink {
             book_requests: Arc::new(ArrayQueue::new(MAX_PENDING_BOOK_REQUESTS)),
             book_answers: Arc::new(ArrayQueue::new(MAX_PENDING_BOOK_REQUESTS)),
             delivered: crate::ring::Doorbell::new(),
+            rest_thread: Arc::default(),
         }
     }
 }

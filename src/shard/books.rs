@@ -254,6 +254,8 @@ impl ShardState {
         if link.book_requests.push(request).is_ok() {
             kept.book.snapshot_asked();
             self.stats.books.snapshots_asked.inc();
+            // A book is invalid until its snapshot comes: the REST thread goes now.
+            link.wake_rest();
         } else {
             kept.retry_at_ns = now_ns + BOOK_RETRY_NS;
             self.stats.books.snapshot_requests_dropped.inc();
