@@ -19,6 +19,8 @@
 //! **Pure core** (plain data: no sockets, no threads)
 //! - [`wire`]: the zero-copy simd-json parser for Binance frames.
 //! - [`candle`]: live candle state, gap detection and completeness.
+//! - [`book`]: local order books synchronised from diff depth events and snapshots, and
+//!   the board of their published views.
 //! - [`signals`]: the signal vocabulary, indicators, signal rules, their per-timeframe
 //!   parameters.
 //! - [`metrics`]: the counters each role publishes.

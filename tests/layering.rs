@@ -20,8 +20,8 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "pure core",
         &[
-            "wire", "candle", "signals", "metrics", "latency", "consumer", "message", "record",
-            "store",
+            "wire", "candle", "book", "signals", "metrics", "latency", "consumer", "message",
+            "record", "store",
         ],
     ),
     ("settings", &["config", "topology"]),
