@@ -244,6 +244,11 @@ impl Engine {
         // faster exchange's lead is allowed to grow from now.
         let clock = config.feed.clock_bound(crate::clock::mono_ns());
         let rest_agent = backfill::agent(config.feed.tls_ca_file.as_deref())?;
+        // Aggregate trades are received and stored: holes in their ids and the ones made
+        // while no engine ran are fetched over REST.
+        let stores_agg_trades = config.feed.streams.agg_trade
+            && config.database.store_trades
+            && config.database_url.is_some();
         let rest_stats = Arc::new(RestStats::default());
         let mut rest_plan = RestPlan {
             rest_url: config.binance_rest_url.clone(),
@@ -257,6 +262,7 @@ impl Engine {
             }),
             shards: Vec::new(),
             clock,
+            agg_trade_catch_up: stores_agg_trades,
         };
 
         let mut views = Vec::new();
@@ -282,7 +288,8 @@ impl Engine {
                 config.max_queue_size,
                 &dashboard_bell,
             );
-            producers.push((tx, RecordKinds::ALL));
+            // Trades are stored, not shown: they would fill the dashboard's rings.
+            producers.push((tx, RecordKinds::ALL.without(RecordKinds::TRADES)));
             dashboard_feeds.push(rx);
             let stats = Arc::new(ShardStats::default());
             let _ = stats.streams.set(stream_table(
@@ -406,7 +413,8 @@ impl Engine {
                         stats,
                     )
                     .with_signals(&config.signals)
-                    .with_rest(rest_link);
+                    .with_rest(rest_link)
+                    .with_agg_trade_backfill(stores_agg_trades);
                     state.set_hold(Duration::from_secs_f64(config.feed.backfill_hold_s));
                     state.set_latency(recorder);
                     state.set_clock_bound(clock, crate::shard::wall_offset_us());

@@ -119,6 +119,19 @@ pub struct ShardStats {
     pub depth_updates: Counter,
     pub partial_depths: Counter,
     pub duplicates: Counter,
+    /// Holes in a symbol's trade ids (`@trade`) and the trade ids they skipped.
+    pub trade_gaps: Counter,
+    pub trade_gap_ids: Counter,
+    /// Holes in a symbol's aggregate trade ids (`@aggTrade`) and the ids they skipped.
+    pub agg_trade_gaps: Counter,
+    pub agg_trade_gap_ids: Counter,
+    /// Aggregate trade holes asked of the REST thread (and dropped for a full queue:
+    /// the ids stay missing), backfilled aggregate trades sent on, and backfills that
+    /// failed for good.
+    pub agg_trade_backfill_requests: Counter,
+    pub agg_trade_backfill_requests_dropped: Counter,
+    pub agg_trades_backfilled: Counter,
+    pub agg_trade_backfill_failures: Counter,
     /// Klines whose times are inconsistent (see `candle::plausible`), dropped.
     pub implausible_klines: Counter,
     /// Events dropped for an event time too far from our clock, per

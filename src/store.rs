@@ -176,6 +176,8 @@ impl RecentStore {
                 self.record_absent(g);
                 true
             }
+            // The store keeps candles and signals only.
+            Record::Trade(_) | Record::AggTrade(_) => true,
         }
     }
 

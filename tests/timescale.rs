@@ -87,6 +87,7 @@ fn migrate_from_empty_and_again_makes_hypertables_with_the_configured_policies()
         "applied V1__candles_and_signals",
         "applied V2__timescaledb",
         "applied V3__candle_absences",
+        "applied V4__trades",
         "timescaledb: on",
     ] {
         assert!(text.contains(m), "{m:?} missing from: {text}");
@@ -112,7 +113,12 @@ fn migrate_from_empty_and_again_makes_hypertables_with_the_configured_policies()
         .collect();
     assert_eq!(
         hypertables,
-        [("candles".to_owned(), 7), ("signals".to_owned(), 30)]
+        [
+            ("agg_trades".to_owned(), 1),
+            ("candles".to_owned(), 7),
+            ("signals".to_owned(), 30),
+            ("trades".to_owned(), 1)
+        ]
     );
     let dimension_columns: Vec<String> = c
         .query(
@@ -124,8 +130,11 @@ fn migrate_from_empty_and_again_makes_hypertables_with_the_configured_policies()
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(dimension_columns, ["open_time", "timestamp"]);
-    for table in ["candles", "signals"] {
+    assert_eq!(
+        dimension_columns,
+        ["trade_time", "open_time", "timestamp", "trade_time"]
+    );
+    for table in ["candles", "signals", "trades", "agg_trades"] {
         let segment_by: Vec<String> = c
             .query(
                 "SELECT attname::text FROM timescaledb_information.compression_settings \
@@ -137,7 +146,12 @@ fn migrate_from_empty_and_again_makes_hypertables_with_the_configured_policies()
             .iter()
             .map(|r| r.get(0))
             .collect();
-        assert_eq!(segment_by, ["symbol", "timeframe"], "{table}");
+        let want: &[&str] = if table.ends_with("trades") {
+            &["symbol"]
+        } else {
+            &["symbol", "timeframe"]
+        };
+        assert_eq!(segment_by, want, "{table}");
         let policies: Vec<(String, String)> = c
             .query(
                 "SELECT proc_name::text, config::text FROM timescaledb_information.jobs \
@@ -174,7 +188,7 @@ fn migrate_from_empty_and_again_makes_hypertables_with_the_configured_policies()
     let jobs: i64 = c
         .query_one(
             "SELECT count(*) FROM timescaledb_information.jobs \
-             WHERE hypertable_name IN ('candles', 'signals')",
+             WHERE hypertable_name IN ('candles', 'signals', 'trades', 'agg_trades')",
             &[],
         )
         .unwrap()

@@ -114,7 +114,12 @@ fn broadcast_record(hub: &Hub, record: &Record, recv_ns: u64) {
                 );
             }
         }
-        Record::Gap(_) | Record::Outage(_) | Record::Absent(_) => {}
+        // Trades do not reach the dashboard's rings (see the engine's ring kinds).
+        Record::Gap(_)
+        | Record::Outage(_)
+        | Record::Absent(_)
+        | Record::Trade(_)
+        | Record::AggTrade(_) => {}
     }
 }
 

@@ -10,7 +10,7 @@
 pub mod rest;
 
 use crate::candle::Gap;
-use crate::market::Candle;
+use crate::market::{AggTrade, Candle, Trade};
 use crate::signals::Signal;
 
 /// What a shard sends to the sinks.
@@ -26,6 +26,11 @@ pub enum Record {
     /// The exchange has no candles with open times in this span (asked by the
     /// backfill): recorded, never asked again.
     Absent(Gap),
+    /// A trade (`@trade`), de-duplicated by trade id; never lost once received.
+    Trade(Trade),
+    /// An aggregate trade (`@aggTrade`, or backfilled from REST `aggTrades`),
+    /// de-duplicated by its id; never lost once received.
+    AggTrade(AggTrade),
 }
 
 /// The span of a reconnect, in exchange time.
@@ -83,12 +88,21 @@ impl RecordKinds {
     pub const GAP: RecordKinds = RecordKinds(1 << 3);
     pub const OUTAGE: RecordKinds = RecordKinds(1 << 4);
     pub const ABSENT: RecordKinds = RecordKinds(1 << 5);
-    pub const ALL: RecordKinds = RecordKinds(0b11_1111);
+    pub const TRADE: RecordKinds = RecordKinds(1 << 6);
+    pub const AGG_TRADE: RecordKinds = RecordKinds(1 << 7);
+    pub const ALL: RecordKinds = RecordKinds(0b1111_1111);
     /// What a market-data consumer publishes: candles and signals.
     pub const MARKET: RecordKinds = RecordKinds(0b111);
 
+    /// Trades and aggregate trades.
+    pub const TRADES: RecordKinds = RecordKinds(0b1100_0000);
+
     pub const fn with(self, other: RecordKinds) -> RecordKinds {
         RecordKinds(self.0 | other.0)
+    }
+
+    pub const fn without(self, other: RecordKinds) -> RecordKinds {
+        RecordKinds(self.0 & !other.0)
     }
 
     pub fn has(self, record: &Record) -> bool {
@@ -99,7 +113,36 @@ impl RecordKinds {
             Record::Gap(_) => RecordKinds::GAP,
             Record::Outage(_) => RecordKinds::OUTAGE,
             Record::Absent(_) => RecordKinds::ABSENT,
+            Record::Trade(_) => RecordKinds::TRADE,
+            Record::AggTrade(_) => RecordKinds::AGG_TRADE,
         };
         self.0 & bit.0 != 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trades_keep_a_record_the_size_of_a_candle() {
+        // A ring slot holds one envelope: the trade kinds must not make every slot grow.
+        // No larger than a candle (a variant already), they leave the enum's size as is.
+        assert!(std::mem::size_of::<Trade>() <= std::mem::size_of::<Candle>());
+        assert!(std::mem::size_of::<AggTrade>() <= std::mem::size_of::<Candle>());
+        assert!(std::mem::size_of::<Record>() >= std::mem::size_of::<Candle>());
+    }
+
+    #[test]
+    fn trade_kinds_have_their_own_bits() {
+        let t = crate::market::testing::trade("BTCUSDT", 7);
+        let a = crate::market::testing::agg_trade("BTCUSDT", 7);
+        assert!(RecordKinds::TRADE.has(&Record::Trade(t)));
+        assert!(!RecordKinds::TRADE.has(&Record::AggTrade(a)));
+        assert!(RecordKinds::AGG_TRADE.has(&Record::AggTrade(a)));
+        assert!(!RecordKinds::MARKET.has(&Record::Trade(t)));
+        assert!(
+            RecordKinds::ALL.has(&Record::Trade(t)) && RecordKinds::ALL.has(&Record::AggTrade(a))
+        );
     }
 }

@@ -62,6 +62,10 @@ impl ShardState {
 
     fn apply_rest_batch(&mut self, batch: &RestBatch, now_ns: u64) {
         let req = batch.request;
+        if let Want::AggTrades { .. } = req.want {
+            self.apply_agg_trades(batch, now_ns);
+            return;
+        }
         let Some(slot) = self.slot_of(req.symbol, req.interval) else {
             return;
         };
@@ -210,6 +214,56 @@ impl ShardState {
                 continue;
             }
             self.ask_range(&link, i, from, open_now);
+        }
+    }
+
+    /// Backfilled aggregate trades go to the sinks that store them, as never-lost
+    /// records; the writer's idempotent insert drops any the stream delivered too.
+    fn apply_agg_trades(&mut self, batch: &RestBatch, now_ns: u64) {
+        if batch.failed {
+            self.stats.agg_trade_backfill_failures.inc();
+            return;
+        }
+        for t in &batch.agg_trades {
+            let env = self.envelope(now_ns, now_ns, Record::AggTrade(*t));
+            self.outlets.send_kept(env);
+        }
+        // A restart's catch-up reaches the present: the live stream goes on from its
+        // last id, and a hole between them is a gap like any other.
+        if let (Want::AggTrades { to_id: None, .. }, Some(last), Some(&i)) = (
+            batch.request.want,
+            batch.agg_trades.last(),
+            self.symbols.get(&batch.request.symbol),
+        ) {
+            self.seq[i].agg_trade.raise(last.agg_trade_id);
+        }
+        self.stats
+            .agg_trades_backfilled
+            .add(batch.agg_trades.len() as u64);
+    }
+
+    /// Asks the REST thread for `symbol`'s aggregate trades with ids in `[from, to)`, a
+    /// hole the stream skipped; counted when its queue is full (the ids stay missing).
+    pub(super) fn ask_agg_trades(&self, symbol: crate::market::Symbol, from: u64, to: u64) {
+        let Some(link) = &self.link else {
+            return;
+        };
+        let req = Request {
+            symbol,
+            interval: self
+                .timeframe_list
+                .first()
+                .copied()
+                .unwrap_or(crate::market::Interval::M1),
+            want: Want::AggTrades {
+                from_id: from,
+                to_id: Some(to),
+            },
+        };
+        if link.requests.push(req).is_ok() {
+            self.stats.agg_trade_backfill_requests.inc();
+        } else {
+            self.stats.agg_trade_backfill_requests_dropped.inc();
         }
     }
 

@@ -419,8 +419,13 @@ impl Publisher {
                     self.queued += 2;
                     self.pending_recv_ns.push(env.recv_ns);
                 }
-                // Gaps, outages and absences have no channel: status owns them.
-                Record::Gap(_) | Record::Outage(_) | Record::Absent(_) => {}
+                // Gaps, outages and absences have no channel: status owns them. Trades
+                // do not reach the publisher's rings (`RecordKinds::MARKET`).
+                Record::Gap(_)
+                | Record::Outage(_)
+                | Record::Absent(_)
+                | Record::Trade(_)
+                | Record::AggTrade(_) => {}
             }
             if self.out.len() >= MAX_PIPELINE_BYTES {
                 self.send();
