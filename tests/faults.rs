@@ -630,6 +630,14 @@ fn trades_stored_across_a_database_outage_and_a_sigkill() {
     rig.run_for(secs(6));
     rig.prove();
     let (minutes, trades, aggs) = rig.prove_trades();
+    // The restart fetched the aggregate trades no engine received over REST.
+    let status = rig.status().expect("status");
+    let rest = &status["completeness"]["backfill"];
+    assert!(
+        rest["agg_trade_requests"].as_u64().unwrap_or(0) > 0
+            && rest["agg_trades"].as_u64().unwrap_or(0) > 0,
+        "the restart caught up aggregate trades over REST: {rest}"
+    );
     assert!(minutes > 0 && trades > 0 && aggs > 0);
 
     // The trade proof is not vacuous. Nothing may repair the rows behind its back.

@@ -519,7 +519,9 @@ impl Thread {
         let next = agg_trades::page(&mut rows, from_id, to_id);
         self.stats.agg_trades.add(rows.len() as u64);
         let req = job.request;
-        if !rows.is_empty() {
+        // A catch-up's last page goes to the shard even empty: it tells how far the
+        // exchange's aggregate trades reached, which the shard joins to its stream.
+        if !rows.is_empty() || (to_id.is_none() && next.is_none()) {
             self.deliver(
                 job.shard,
                 RestBatch {

@@ -68,6 +68,9 @@ const MAX_STORED_ID: u64 = i64::MAX as u64;
 struct SymbolSeq {
     trade: SeqGate,
     agg_trade: SeqGate,
+    /// The first aggregate trade id the stream brought this process: a restart's
+    /// catch-up that ends before it leaves a hole to fetch.
+    agg_first_live: Option<u64>,
     depth: SeqGate,
     book_ticker: SeqGate,
 }
@@ -353,6 +356,9 @@ impl ShardState {
                     return;
                 }
                 let outcome = self.seq[i].agg_trade.admit(t.agg_trade_id);
+                if outcome != SeqOutcome::Duplicate && self.seq[i].agg_first_live.is_none() {
+                    self.seq[i].agg_first_live = Some(t.agg_trade_id);
+                }
                 if self.count_seq(outcome, &stats.agg_trade_gaps, &stats.agg_trade_gap_ids) {
                     let env = self.envelope(recv_ns, mono_ns(), Record::AggTrade(*t));
                     self.outlets.send_kept(env);

@@ -228,14 +228,31 @@ impl ShardState {
             let env = self.envelope(now_ns, now_ns, Record::AggTrade(*t));
             self.outlets.send_kept(env);
         }
-        // A restart's catch-up reaches the present: the live stream goes on from its
-        // last id, and a hole between them is a gap like any other.
-        if let (Want::AggTrades { to_id: None, .. }, Some(last), Some(&i)) = (
-            batch.request.want,
-            batch.agg_trades.last(),
-            self.symbols.get(&batch.request.symbol),
-        ) {
-            self.seq[i].agg_trade.raise(last.agg_trade_id);
+        // The last page of a restart's catch-up (short, maybe empty) says how far the
+        // exchange's aggregate trades reached when it answered. The stream joins there:
+        // if it has not started, its first id after a hole is a gap like any other; if
+        // it started further on, the ids in between are fetched now.
+        let symbol = batch.request.symbol;
+        if let (
+            Want::AggTrades {
+                from_id,
+                to_id: None,
+            },
+            Some(&i),
+        ) = (batch.request.want, self.symbols.get(&symbol))
+        {
+            if batch.agg_trades.len() < crate::backfill::agg_trades::MAX_LIMIT as usize {
+                let reached = batch
+                    .agg_trades
+                    .last()
+                    .map_or(from_id.saturating_sub(1), |t| t.agg_trade_id);
+                if let Some(first) = self.seq[i].agg_first_live {
+                    if reached + 1 < first {
+                        self.ask_agg_trades(symbol, reached + 1, first);
+                    }
+                }
+                self.seq[i].agg_trade.raise(reached);
+            }
         }
         self.stats
             .agg_trades_backfilled

@@ -463,3 +463,49 @@ fn holes_in_aggregate_trade_ids_are_asked_of_rest_and_the_answers_stored() {
     assert!(link.requests.pop().is_none());
     assert_eq!(s.stats().agg_trade_gaps.get(), 1);
 }
+
+#[test]
+fn a_catch_up_that_ends_before_the_stream_began_asks_for_the_ids_between() {
+    use crate::market::testing::agg_trade;
+    let (s, _rx, link) = linked(false);
+    let mut s = s.with_agg_trade_backfill(true);
+    // The stream began at 100 before the catch-up from 50 was answered.
+    s.on_event(&Event::AggTrade(agg_trade("BTCUSDT", 100)), 0);
+    assert!(
+        link.requests.pop().is_none(),
+        "the first id follows nothing"
+    );
+    let catch_up = |from_id: u64, ids: std::ops::RangeInclusive<u64>| {
+        let mut b = answer(
+            Want::AggTrades {
+                from_id,
+                to_id: None,
+            },
+            vec![],
+            false,
+        );
+        b.agg_trades = ids.map(|id| agg_trade("BTCUSDT", id)).collect();
+        b
+    };
+    s.apply_rest(&catch_up(50, 50..=60), 0);
+    assert_eq!(
+        link.requests.pop().map(|r| r.want),
+        Some(Want::AggTrades {
+            from_id: 61,
+            to_id: Some(100)
+        })
+    );
+    // An empty last page: the exchange had nothing after 89 when it answered.
+    #[allow(clippy::reversed_empty_ranges)]
+    s.apply_rest(&catch_up(90, 1..=0), 0);
+    assert_eq!(
+        link.requests.pop().map(|r| r.want),
+        Some(Want::AggTrades {
+            from_id: 90,
+            to_id: Some(100)
+        })
+    );
+    // A catch-up that reached past the stream's start asks nothing.
+    s.apply_rest(&catch_up(95, 95..=120), 0);
+    assert!(link.requests.pop().is_none());
+}

@@ -465,6 +465,14 @@ fn aggregate_trade_pages_are_delivered_and_walked_to_the_end_of_the_hole() {
     t.answered_agg_trades(job(hole), Vec::new(), 100, Some(1500));
     assert!(link.deliveries.pop().is_none());
     assert!(queued(&mut t).is_empty());
+    // A catch-up's empty last page is delivered: it says where the exchange was.
+    let catch_up = Want::AggTrades {
+        from_id: 7,
+        to_id: None,
+    };
+    t.answered_agg_trades(job(catch_up), Vec::new(), 7, None);
+    let got = link.deliveries.pop().expect("the last page, empty");
+    assert!(got.agg_trades.is_empty() && !got.failed);
     assert_eq!(
         priority(&job(hole).request),
         Priority::Urgent,
