@@ -479,6 +479,7 @@ fn rest_batch(want: Want, bars: &[Bar], absent: Vec<(i64, i64)>) -> RestBatch {
         candles: bars.iter().map(candle).collect(),
         absent,
         failed: false,
+        agg_trades: Vec::new(),
     }
 }
 
@@ -999,6 +1000,7 @@ fn rest_plan(url: String, series: &[&str], warm: u32) -> (RestPlan, ShardLink) {
             database: None,
             shards: vec![(series, link.clone())],
             clock: alphapulse::clock::ClockBound::OFF,
+            agg_trade_catch_up: false,
         },
         link,
     )
