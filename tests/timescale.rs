@@ -641,3 +641,60 @@ fn without_held_connections_the_writer_and_the_api_reads_share_pglite() {
     drop(run);
     let _ = std::fs::remove_dir_all(&spool);
 }
+
+/// Trades on TimescaleDB: `trades` and `agg_trades` are hypertables whose keys hold the
+/// trade time; the writer's insert still stores each id once, a replay changes nothing,
+/// and the values read back exactly.
+#[test]
+fn trades_land_once_in_their_hypertables() {
+    let db = pglite_or_skip!();
+    let s = settings(&db.url(), 7, 0);
+    let mut client = db.client();
+    assert!(
+        schema::migrate(&mut client, &s)
+            .expect("migrations")
+            .timescaledb
+    );
+    let mut conn = BatchConn::new(client, WriteMethod::Unnest).expect("statements prepare");
+    let trades = alphapulse::harness::db::synthetic_trades('T', 0, 300);
+    let mut batch = Batch::new();
+    for t in &trades {
+        batch.push_trade(*t);
+    }
+    batch.push_agg_trade(alphapulse::market::AggTrade {
+        symbol: Symbol::new("T000USDT").unwrap(),
+        agg_trade_id: 9,
+        price: "43251.12000000".parse().unwrap(),
+        quantity: "0.00150000".parse().unwrap(),
+        first_trade_id: 1,
+        last_trade_id: 3,
+        trade_time_ms: trades[0].trade_time_ms,
+        buyer_is_maker: false,
+        event_time_us: trades[0].event_time_us,
+    });
+    let done = conn.write(&batch).expect("written");
+    assert_eq!((done.trades, done.agg_trades), (300, 1));
+    let again = conn.write(&batch).expect("written again");
+    assert_eq!(
+        (again.trades, again.agg_trades),
+        (0, 0),
+        "a replay stores nothing"
+    );
+    let c = conn.client().expect("held");
+    let (rows, distinct): (i64, i64) = c
+        .query_one(
+            "SELECT count(*), count(DISTINCT (symbol, trade_id)) FROM trades",
+            &[],
+        )
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!((rows, distinct), (300, 300));
+    let price: String = c
+        .query_one(
+            "SELECT price::text FROM agg_trades WHERE agg_trade_id = 9",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(price, "43251.12000000");
+}
