@@ -272,6 +272,7 @@ impl Engine {
         let connection_plan = plan_connections(config, layout)?;
         for (plan, assignments) in layout.shards.iter().zip(connection_plan) {
             let mut producers: Vec<(Producer<Envelope>, RecordKinds)> = Vec::new();
+            let mut lossy: Vec<RecordKinds> = Vec::new();
             for ((role, rings), bell) in roles.iter().zip(&mut consumers).zip(&role_bells) {
                 let (tx, rx) = ring::ring_with::<Envelope>(
                     format!("shard{}->{}", plan.index, role.name),
@@ -279,6 +280,7 @@ impl Engine {
                     bell,
                 );
                 producers.push((tx, role.kinds));
+                lossy.push(role.lossy);
                 rings.push(rx);
             }
             // The dashboard drains its rings on its own executor (not on a sink thread):
@@ -313,7 +315,7 @@ impl Engine {
                 .flat_map(|s| config.timeframes.iter().map(|tf| (*s, *tf)))
                 .collect();
             rest_plan.shards.push((series, link.clone()));
-            plans.push((plan.clone(), assignments, producers, stats, link));
+            plans.push((plan.clone(), assignments, (producers, lossy), stats, link));
         }
 
         let sink_status: Vec<Arc<dyn SinkStatus>> =
@@ -385,7 +387,7 @@ impl Engine {
             };
 
         let mut shards = Vec::new();
-        for (plan, assignments, tx, stats, rest_link) in plans {
+        for (plan, assignments, (tx, lossy), stats, rest_link) in plans {
             let recorder = latency.recorder(format!("shard{}", plan.index));
             let spin = spin_before_park(config, layout);
             let config = config.clone();
@@ -415,6 +417,7 @@ impl Engine {
                     .with_signals(&config.signals)
                     .with_rest(rest_link)
                     .with_agg_trade_backfill(stores_agg_trades);
+                    state.set_lossy_kinds(&lossy);
                     state.set_hold(Duration::from_secs_f64(config.feed.backfill_hold_s));
                     state.set_latency(recorder);
                     state.set_clock_bound(clock, crate::shard::wall_offset_us());

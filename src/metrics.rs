@@ -163,6 +163,8 @@ pub struct ShardStats {
     pub subscribe_retries: Counter,
     pub streams_subscribed: Counter,
     pub live_conflated: Counter,
+    /// Records a sink takes at most once (trades to Redis) dropped for its full ring.
+    pub lossy_dropped: Counter,
     pub overflow_depth: Counter,
     pub backpressure_pauses: Counter,
     /// Heap allocations made by the shard thread since it started (counted only when

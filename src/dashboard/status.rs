@@ -582,6 +582,7 @@ fn shard_json(s: &ShardView) -> Value {
         "agg_trades_backfilled": st.agg_trades_backfilled.get(),
         "agg_trade_backfill_failures": st.agg_trade_backfill_failures.get(),
     });
+    shard["lossy_dropped"] = json!(st.lossy_dropped.get());
     shard["resets"] = json!(resets.iter().sum::<u64>());
     shard["resets_by_reason"] = Value::Object(resets_by_reason);
     shard["streams_rejected"] = json!(st.streams_rejected.get());

@@ -96,6 +96,7 @@ impl RecordKinds {
 
     /// Trades and aggregate trades.
     pub const TRADES: RecordKinds = RecordKinds(0b1100_0000);
+    pub const NONE: RecordKinds = RecordKinds(0);
 
     pub const fn with(self, other: RecordKinds) -> RecordKinds {
         RecordKinds(self.0 | other.0)

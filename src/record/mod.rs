@@ -13,7 +13,7 @@ pub mod read;
 pub mod write;
 
 pub use read::{parse, Names, RecordError, Remote, MAX_INTERNED_NAMES};
-pub use write::{write_candle, write_decimal, write_signal};
+pub use write::{write_agg_trade, write_candle, write_decimal, write_signal, write_trade};
 
 use crate::candle::Gap;
 use crate::market::{AggTrade, Candle, Trade};

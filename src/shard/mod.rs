@@ -172,6 +172,13 @@ impl ShardState {
         self
     }
 
+    /// The record kinds each sink (in the order of the outlets given) takes at most
+    /// once: for those, a record is dropped and counted when that sink's ring is full
+    /// instead of waiting (trades to the Redis publisher).
+    pub fn set_lossy_kinds(&mut self, lossy: &[RecordKinds]) {
+        self.outlets.set_lossy(lossy);
+    }
+
     /// Records this core's stage latencies into `recorder`.
     pub fn set_latency(&mut self, recorder: Recorder) {
         self.latency = Some(recorder);

@@ -509,3 +509,39 @@ fn a_catch_up_that_ends_before_the_stream_began_asks_for_the_ids_between() {
     s.apply_rest(&catch_up(95, 95..=120), 0);
     assert!(link.requests.pop().is_none());
 }
+
+#[test]
+fn a_sink_that_takes_trades_at_most_once_never_holds_the_shard() {
+    use crate::market::testing::trade;
+    let (writer_tx, writer_rx) = ring("writer", 2);
+    let (redis_tx, redis_rx) = ring("redis", 2);
+    let stats = Arc::new(ShardStats::default());
+    let outs = vec![
+        (writer_tx, RecordKinds::TRADES),
+        (redis_tx, RecordKinds::MARKET.with(RecordKinds::TRADES)),
+    ];
+    let mut s = ShardState::with_outlets(0, &[btc()], &[Interval::M1], outs, stats.clone());
+    s.set_lossy_kinds(&[RecordKinds::NONE, RecordKinds::TRADES]);
+    for id in 1..=5 {
+        s.on_event(&Event::Trade(trade("BTCUSDT", id)), 0);
+    }
+    // The writer's ring holds 2 and 3 wait for it; Redis got 2, and 3 were dropped.
+    assert_eq!(s.flush(0), 3);
+    assert_eq!(redis_rx.view().depth(), 2);
+    assert_eq!(stats.lossy_dropped.get(), 3);
+    let mut kept = Vec::new();
+    for _ in 0..10 {
+        while let Some(e) = writer_rx.pop() {
+            if let Record::Trade(t) = e.record {
+                kept.push(t.trade_id);
+            }
+        }
+        s.flush(0);
+    }
+    assert_eq!(
+        kept,
+        [1, 2, 3, 4, 5],
+        "every trade reaches the writer, in order"
+    );
+    assert_eq!(stats.lossy_dropped.get(), 3);
+}

@@ -348,5 +348,6 @@ pub fn writer_role(
         run: Box::new(move |io: SinkIo| writer.run(io)),
         status: Some(status),
         kinds,
+        lossy: RecordKinds::NONE,
     }))
 }
