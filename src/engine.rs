@@ -290,8 +290,9 @@ impl Engine {
                 config.max_queue_size,
                 &dashboard_bell,
             );
-            // Trades are stored, not shown: they would fill the dashboard's rings.
-            producers.push((tx, RecordKinds::ALL.without(RecordKinds::TRADES)));
+            // Trades reach the dashboard at most once: never held for it.
+            producers.push((tx, RecordKinds::ALL));
+            lossy.push(RecordKinds::TRADES);
             dashboard_feeds.push(rx);
             let stats = Arc::new(ShardStats::default());
             let _ = stats.streams.set(stream_table(

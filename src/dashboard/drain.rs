@@ -114,12 +114,21 @@ fn broadcast_record(hub: &Hub, record: &Record, recv_ns: u64) {
                 );
             }
         }
-        // Trades do not reach the dashboard's rings (see the engine's ring kinds).
-        Record::Gap(_)
-        | Record::Outage(_)
-        | Record::Absent(_)
-        | Record::Trade(_)
-        | Record::AggTrade(_) => {}
+        Record::Trade(t) => {
+            if hub.any_subscriber(Topic::Trades) {
+                let msg = encode_with(|out| record::write_trade(out, t));
+                let about = (Some(t.symbol), None);
+                hub.broadcast_timed(Topic::Trades, about, &msg, (None, None), recv_ns);
+            }
+        }
+        Record::AggTrade(t) => {
+            if hub.any_subscriber(Topic::Trades) {
+                let msg = encode_with(|out| record::write_agg_trade(out, t));
+                let about = (Some(t.symbol), None);
+                hub.broadcast_timed(Topic::Trades, about, &msg, (None, None), recv_ns);
+            }
+        }
+        Record::Gap(_) | Record::Outage(_) | Record::Absent(_) => {}
     }
 }
 

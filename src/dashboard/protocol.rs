@@ -18,6 +18,8 @@ pub enum Topic {
     /// Live and closed candles.
     Candles,
     Status,
+    /// Trades and aggregate trades, as received (a trade tape).
+    Trades,
 }
 
 impl Topic {
@@ -26,6 +28,7 @@ impl Topic {
             Topic::Signals => "signals",
             Topic::Candles => "candles",
             Topic::Status => "status",
+            Topic::Trades => "trades",
         }
     }
 
@@ -34,6 +37,7 @@ impl Topic {
             "signals" => Some(Topic::Signals),
             "candles" => Some(Topic::Candles),
             "status" => Some(Topic::Status),
+            "trades" => Some(Topic::Trades),
             _ => None,
         }
     }
@@ -241,7 +245,7 @@ mod tests {
             (r#"{"type":"dance"}"#, "unknown command type"),
             (r#"{"type":"subscribe"}"#, "missing \"subscription\""),
             (
-                r#"{"type":"subscribe","subscription":"trades"}"#,
+                r#"{"type":"subscribe","subscription":"orders"}"#,
                 "unknown subscription",
             ),
             (
@@ -271,6 +275,19 @@ mod tests {
         assert!(f.matches(Topic::Candles, Some(sym("BTCUSDT")), Some(Interval::M1)));
         assert!(!f.matches(Topic::Candles, Some(sym("ETHUSDT")), Some(Interval::M1)));
         assert!(!f.matches(Topic::Signals, Some(sym("BTCUSDT")), Some(Interval::M1)));
+        // Trades are about a symbol and no timeframe.
+        let t = Filter {
+            topic: Topic::Trades,
+            symbol: Some(sym("BTCUSDT")),
+            interval: None,
+        };
+        assert!(t.matches(Topic::Trades, Some(sym("BTCUSDT")), None));
+        assert!(!t.matches(Topic::Trades, Some(sym("ETHUSDT")), None));
+        assert!(!t.matches(Topic::Candles, Some(sym("BTCUSDT")), None));
+        assert_eq!(
+            parse_command(r#"{"type":"subscribe","subscription":"trades","symbol":"btcusdt"}"#),
+            Ok(Command::Subscribe(t))
+        );
         assert!(Filter::all(Topic::Status).matches(Topic::Status, None, None));
     }
 }

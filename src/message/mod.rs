@@ -102,10 +102,6 @@ impl RecordKinds {
         RecordKinds(self.0 | other.0)
     }
 
-    pub const fn without(self, other: RecordKinds) -> RecordKinds {
-        RecordKinds(self.0 & !other.0)
-    }
-
     pub fn has(self, record: &Record) -> bool {
         let bit = match record {
             Record::ClosedCandle(_) => RecordKinds::CLOSED,
