@@ -626,18 +626,28 @@ fn migrate_command_applies_once_and_names_a_missing_url() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("DATABASE_URL is not set"));
 }
 
-/// A writer on `s` with the spool in `spool`, not connected: its first batches spool.
+/// A writer on `pg` with a spool of its own (named `name`) and short batches, not
+/// connected: its first batches spool. Returns it, its figures and the spool directory.
 fn unconnected_writer(
-    s: &DbSettings,
-    spool: &std::path::Path,
-    stats: &std::sync::Arc<alphapulse::sinks::db::DbStats>,
-) -> alphapulse::sinks::db::writer::Writer {
-    alphapulse::sinks::db::writer::Writer::new(
+    pg: &Postgres,
+    name: &str,
+) -> (
+    alphapulse::sinks::db::writer::Writer,
+    std::sync::Arc<alphapulse::sinks::db::DbStats>,
+    PathBuf,
+) {
+    let spool = temp_spool(name);
+    let mut s = settings(pg);
+    s.spool_dir = spool.clone();
+    s.batch_timeout = Duration::from_millis(20);
+    let stats = std::sync::Arc::new(alphapulse::sinks::db::DbStats::default());
+    let writer = alphapulse::sinks::db::writer::Writer::new(
         s.clone(),
-        alphapulse::sinks::db::spool::Spool::open(spool, s.spool_max_bytes).unwrap(),
+        alphapulse::sinks::db::spool::Spool::open(&spool, s.spool_max_bytes).unwrap(),
         stats.clone(),
         false,
-    )
+    );
+    (writer, stats, spool)
 }
 
 /// Runs `writer` on a thread draining one ring: the ring's producer, the stop flag and
@@ -755,13 +765,8 @@ fn confirmed_absences_are_spooled_then_stored_once_by_the_writer() {
     use alphapulse::candle::Gap;
     use alphapulse::shard::Record;
     use std::sync::atomic::Ordering;
-    use std::sync::Arc;
     let pg = Postgres::start_new();
-    let spool = temp_spool("absences");
-    let mut s = settings(&pg);
-    s.spool_dir = spool.clone();
-    s.batch_timeout = Duration::from_millis(20);
-    let stats = Arc::new(alphapulse::sinks::db::DbStats::default());
+    let (mut writer, stats, spool) = unconnected_writer(&pg, "absences");
     let figures = |s: &alphapulse::sinks::db::DbStats| {
         format!(
             "spooled {} replayed {} offered {} spool {} batches {} absences {}",
@@ -773,7 +778,6 @@ fn confirmed_absences_are_spooled_then_stored_once_by_the_writer() {
             s.absences_written.get()
         )
     };
-    let mut writer = unconnected_writer(&s, &spool, &stats);
     let gap = Gap {
         symbol: Symbol::new("BTCUSDT").unwrap(),
         interval: Interval::M1,
@@ -1127,13 +1131,8 @@ fn both_write_methods_store_trades_exactly_and_once() {
 fn trades_are_spooled_during_an_outage_then_stored_once_by_the_writer() {
     use alphapulse::shard::Record;
     use std::sync::atomic::Ordering;
-    use std::sync::Arc;
     let pg = Postgres::start_new();
-    let spool = temp_spool("trades");
-    let mut s = settings(&pg);
-    s.spool_dir = spool.clone();
-    s.batch_timeout = Duration::from_millis(20);
-    let stats = Arc::new(alphapulse::sinks::db::DbStats::default());
+    let (mut writer, stats, spool) = unconnected_writer(&pg, "trades");
     let figures = |s: &alphapulse::sinks::db::DbStats| {
         format!(
             "spooled {} replayed {} offered {} spool {} trades {} agg_trades {}",
@@ -1145,7 +1144,6 @@ fn trades_are_spooled_during_an_outage_then_stored_once_by_the_writer() {
             s.agg_trades_written.get()
         )
     };
-    let mut writer = unconnected_writer(&s, &spool, &stats);
     // Not connected: the batch of trades goes to the spool.
     let mut b = Batch::new();
     for id in 1..=3 {
