@@ -11,7 +11,7 @@ use serde::Deserialize;
 use crate::market::{AggTrade, Decimal, Symbol};
 
 /// Most rows one call returns (the exchange's `limit` maximum).
-pub const MAX_LIMIT: u32 = 1000;
+pub const MAX_LIMIT: u32 = crate::message::rest::AGG_TRADES_PAGE;
 /// Request weight of one call (any limit up to 1000).
 pub const WEIGHT: u32 = 4;
 /// The largest id the database's `bigint` holds: larger ids are malformed here.

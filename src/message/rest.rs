@@ -18,6 +18,10 @@ pub const MAX_PENDING_REQUESTS: usize = 4096;
 /// dropping one: a shard drains its queue every few milliseconds.
 pub const MAX_PENDING_BATCHES: usize = 64;
 
+/// Most aggregate trades one REST `aggTrades` page holds (the exchange's `limit`
+/// maximum): a shorter page of a catch-up is its last.
+pub const AGG_TRADES_PAGE: u32 = 1000;
+
 /// What a shard asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Want {

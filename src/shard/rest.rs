@@ -3,7 +3,7 @@
 
 use super::{Outage, Record, ShardState};
 use crate::candle::{Gap, KlineOutcome};
-use crate::message::rest::{Request, RestBatch, ShardLink, Want};
+use crate::message::rest::{Request, RestBatch, ShardLink, Want, AGG_TRADES_PAGE};
 use crate::signals::rules::Bar;
 
 /// After a backfill request fails for good, how long before the shard asks again.
@@ -241,7 +241,7 @@ impl ShardState {
             Some(&i),
         ) = (batch.request.want, self.symbols.get(&symbol))
         {
-            if batch.agg_trades.len() < crate::backfill::agg_trades::MAX_LIMIT as usize {
+            if batch.agg_trades.len() < AGG_TRADES_PAGE as usize {
                 let reached = batch
                     .agg_trades
                     .last()
