@@ -361,14 +361,49 @@ pub struct SeqGate {
 impl SeqGate {
     /// True when `id` is new (greater than every id accepted so far).
     pub fn accept(&mut self, id: u64) -> bool {
+        self.admit(id) != SeqOutcome::Duplicate
+    }
+
+    /// Whether `id` is new, and for ids that must follow each other without holes
+    /// (trade ids, aggregate trade ids), the ids skipped before it. The first id seen
+    /// has nothing to follow: no gap.
+    pub fn admit(&mut self, id: u64) -> SeqOutcome {
         match self.last {
-            Some(last) if id <= last => false,
-            _ => {
+            Some(last) if id <= last => SeqOutcome::Duplicate,
+            last => {
                 self.last = Some(id);
-                true
+                match last {
+                    Some(last) if id > last + 1 => SeqOutcome::After {
+                        from: last + 1,
+                        missing: id - last - 1,
+                    },
+                    _ => SeqOutcome::Next,
+                }
             }
         }
     }
+
+    /// The greatest id accepted so far.
+    pub fn last(&self) -> Option<u64> {
+        self.last
+    }
+
+    /// Takes every id up to `id` as seen (ids fetched another way, e.g. over REST): a
+    /// later id after a hole is then a gap from here, and an earlier one a duplicate.
+    pub fn raise(&mut self, id: u64) {
+        self.last = Some(self.last.map_or(id, |last| last.max(id)));
+    }
+}
+
+/// What [`SeqGate::admit`] made of an id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SeqOutcome {
+    /// The id after the last one (or the first one seen).
+    Next,
+    /// A new id after a hole: `missing` ids from `from` on were never seen.
+    After { from: u64, missing: u64 },
+    /// Not greater than an id already accepted.
+    Duplicate,
 }
 
 #[cfg(test)]
@@ -532,5 +567,47 @@ mod tests {
         assert!(!g.accept(5));
         assert!(!g.accept(4));
         assert!(g.accept(9));
+    }
+
+    #[test]
+    fn seq_gate_reports_the_ids_a_gap_skipped() {
+        let mut g = SeqGate::default();
+        assert_eq!(
+            g.admit(100),
+            SeqOutcome::Next,
+            "the first id follows nothing"
+        );
+        assert_eq!(g.admit(101), SeqOutcome::Next);
+        assert_eq!(g.admit(101), SeqOutcome::Duplicate);
+        assert_eq!(g.admit(99), SeqOutcome::Duplicate);
+        assert_eq!(
+            g.admit(105),
+            SeqOutcome::After {
+                from: 102,
+                missing: 3
+            }
+        );
+        assert_eq!(g.last(), Some(105));
+        assert_eq!(g.admit(106), SeqOutcome::Next);
+        assert_eq!(
+            g.admit(u64::MAX),
+            SeqOutcome::After {
+                from: 107,
+                missing: u64::MAX - 107
+            }
+        );
+        assert_eq!(g.admit(u64::MAX), SeqOutcome::Duplicate);
+        let mut g = SeqGate::default();
+        g.raise(10);
+        assert_eq!(g.admit(10), SeqOutcome::Duplicate);
+        assert_eq!(
+            g.admit(12),
+            SeqOutcome::After {
+                from: 11,
+                missing: 1
+            }
+        );
+        g.raise(5);
+        assert_eq!(g.last(), Some(12), "raising never lowers");
     }
 }

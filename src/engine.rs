@@ -256,6 +256,11 @@ impl Engine {
         // faster exchange's lead is allowed to grow from now.
         let clock = config.feed.clock_bound(crate::clock::mono_ns());
         let rest_agent = backfill::agent(config.feed.tls_ca_file.as_deref())?;
+        // Aggregate trades are received and stored: holes in their ids and the ones made
+        // while no engine ran are fetched over REST.
+        let stores_agg_trades = config.feed.streams.agg_trade
+            && config.database.store_trades
+            && config.database_url.is_some();
         let rest_stats = Arc::new(RestStats::default());
         let mut rest_plan = RestPlan {
             rest_url: config.binance_rest_url.clone(),
@@ -269,6 +274,7 @@ impl Engine {
             }),
             shards: Vec::new(),
             clock,
+            agg_trade_catch_up: stores_agg_trades,
         };
 
         let mut views = Vec::new();
@@ -278,6 +284,7 @@ impl Engine {
         let connection_plan = plan_connections(config, layout)?;
         for (plan, assignments) in layout.shards.iter().zip(connection_plan) {
             let mut producers: Vec<(Producer<Envelope>, RecordKinds)> = Vec::new();
+            let mut lossy: Vec<RecordKinds> = Vec::new();
             for ((role, rings), bell) in roles.iter().zip(&mut consumers).zip(&role_bells) {
                 let (tx, rx) = ring::ring_with::<Envelope>(
                     format!("shard{}->{}", plan.index, role.name),
@@ -285,6 +292,7 @@ impl Engine {
                     bell,
                 );
                 producers.push((tx, role.kinds));
+                lossy.push(role.lossy);
                 rings.push(rx);
             }
             // The dashboard drains its rings on its own executor (not on a sink thread):
@@ -294,7 +302,9 @@ impl Engine {
                 config.max_queue_size,
                 &dashboard_bell,
             );
+            // Trades reach the dashboard at most once: never held for it.
             producers.push((tx, RecordKinds::ALL));
+            lossy.push(RecordKinds::TRADES);
             dashboard_feeds.push(rx);
             let stats = Arc::new(ShardStats::default());
             let _ = stats.streams.set(stream_table(
@@ -318,7 +328,7 @@ impl Engine {
                 .flat_map(|s| config.timeframes.iter().map(|tf| (*s, *tf)))
                 .collect();
             rest_plan.shards.push((series, link.clone()));
-            plans.push((plan.clone(), assignments, producers, stats, link));
+            plans.push((plan.clone(), assignments, (producers, lossy), stats, link));
         }
 
         let sink_status: Vec<Arc<dyn SinkStatus>> =
@@ -391,7 +401,7 @@ impl Engine {
             };
 
         let mut shards = Vec::new();
-        for (plan, assignments, tx, stats, rest_link) in plans {
+        for (plan, assignments, (tx, lossy), stats, rest_link) in plans {
             let recorder = latency.recorder(format!("shard{}", plan.index));
             let spin = spin_before_park(config, layout);
             let config = config.clone();
@@ -421,7 +431,9 @@ impl Engine {
                     )
                     .with_signals(&config.signals)
                     .with_rest(rest_link)
-                    .with_books(&config.books, board, crate::clock::mono_ns());
+                    .with_books(&config.books, board, crate::clock::mono_ns())
+                    .with_agg_trade_backfill(stores_agg_trades);
+                    state.set_lossy_kinds(&lossy);
                     state.set_hold(Duration::from_secs_f64(config.feed.backfill_hold_s));
                     state.set_latency(recorder);
                     state.set_clock_bound(clock, crate::shard::wall_offset_us());

@@ -408,6 +408,34 @@ pub(crate) mod testing {
             event_time_us,
         }
     }
+
+    /// A trade of `symbol` with id `id`: price 100.5, quantity 0.250, at `id` seconds.
+    pub fn trade(symbol: &str, id: u64) -> Trade {
+        Trade {
+            symbol: Symbol::new(symbol).unwrap(),
+            trade_id: id,
+            price: Decimal::new(1005, 1),
+            quantity: Decimal::new(250, 3),
+            trade_time_ms: id as i64 * 1000,
+            buyer_is_maker: id % 2 == 0,
+            event_time_us: id as i64 * 1_000_000 + 7,
+        }
+    }
+
+    /// An aggregate trade of `symbol` with id `id`, of trades `2 id` and `2 id + 1`.
+    pub fn agg_trade(symbol: &str, id: u64) -> AggTrade {
+        AggTrade {
+            symbol: Symbol::new(symbol).unwrap(),
+            agg_trade_id: id,
+            price: Decimal::new(1005, 1),
+            quantity: Decimal::new(250, 3),
+            first_trade_id: 2 * id,
+            last_trade_id: 2 * id + 1,
+            trade_time_ms: id as i64 * 1000,
+            buyer_is_maker: id % 2 == 1,
+            event_time_us: id as i64 * 1_000_000 + 7,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -119,6 +119,19 @@ pub struct ShardStats {
     pub depth_updates: Counter,
     pub partial_depths: Counter,
     pub duplicates: Counter,
+    /// Holes in a symbol's trade ids (`@trade`) and the trade ids they skipped.
+    pub trade_gaps: Counter,
+    pub trade_gap_ids: Counter,
+    /// Holes in a symbol's aggregate trade ids (`@aggTrade`) and the ids they skipped.
+    pub agg_trade_gaps: Counter,
+    pub agg_trade_gap_ids: Counter,
+    /// Aggregate trade holes asked of the REST thread (and dropped for a full queue:
+    /// the ids stay missing), backfilled aggregate trades sent on, and backfills that
+    /// failed for good.
+    pub agg_trade_backfill_requests: Counter,
+    pub agg_trade_backfill_requests_dropped: Counter,
+    pub agg_trades_backfilled: Counter,
+    pub agg_trade_backfill_failures: Counter,
     /// Klines whose times are inconsistent (see `candle::plausible`), dropped.
     pub implausible_klines: Counter,
     /// Events dropped for an event time too far from our clock, per
@@ -150,6 +163,8 @@ pub struct ShardStats {
     pub subscribe_retries: Counter,
     pub streams_subscribed: Counter,
     pub live_conflated: Counter,
+    /// Records a sink takes at most once (trades to Redis) dropped for its full ring.
+    pub lossy_dropped: Counter,
     pub overflow_depth: Counter,
     pub backpressure_pauses: Counter,
     /// Heap allocations made by the shard thread since it started (counted only when

@@ -176,8 +176,8 @@ impl RecentStore {
                 self.record_absent(g);
                 true
             }
-            // Books live on the board, not in the recent view.
-            Record::Book(_) => true,
+            // The store keeps candles and signals only: books live on the board.
+            Record::Trade(_) | Record::AggTrade(_) | Record::Book(_) => true,
         }
     }
 

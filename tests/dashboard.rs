@@ -156,6 +156,64 @@ fn close_code(ws: &mut Ws) -> Option<CloseCode> {
 }
 
 #[test]
+fn a_trades_subscription_gets_the_trades_of_its_symbol_as_records() {
+    let d = start(|_| {});
+    let mut ws = connect(d.addr, "/ws");
+    send(
+        &mut ws,
+        json!({"type": "subscribe", "subscription": "trades", "symbol": "ETHUSDT"}),
+    );
+    let ack = next_json(&mut ws);
+    assert_eq!(
+        (ack["type"].as_str(), ack["subscription"].as_str()),
+        (Some("subscribed"), Some("trades"))
+    );
+    let trade = |symbol: &str, id: u64| alphapulse::market::Trade {
+        symbol: alphapulse::market::Symbol::new(symbol).unwrap(),
+        trade_id: id,
+        price: "2034.10000000".parse().unwrap(),
+        quantity: "0.00150000".parse().unwrap(),
+        trade_time_ms: 1_700_000_000_000,
+        buyer_is_maker: true,
+        event_time_us: 1_700_000_000_000_123,
+    };
+    d.local
+        .push(env(Record::Trade(trade("BTCUSDT", 1))))
+        .unwrap();
+    d.local
+        .push(env(Record::Trade(trade("ETHUSDT", 2))))
+        .unwrap();
+    let agg = alphapulse::market::AggTrade {
+        symbol: alphapulse::market::Symbol::new("ETHUSDT").unwrap(),
+        agg_trade_id: 9,
+        price: "2034.10000000".parse().unwrap(),
+        quantity: "0.00300000".parse().unwrap(),
+        first_trade_id: 2,
+        last_trade_id: 3,
+        trade_time_ms: 1_700_000_000_001,
+        buyer_is_maker: false,
+        event_time_us: 1_700_000_000_001_000,
+    };
+    d.local.push(env(Record::AggTrade(agg))).unwrap();
+    let t = next_json(&mut ws);
+    assert_eq!(
+        t,
+        json!({"type": "trade", "symbol": "ETHUSDT", "trade_id": 2, "price": "2034.10000000",
+               "quantity": "0.00150000", "trade_time": 1_700_000_000_000i64,
+               "buyer_is_maker": true, "event_time": 1_700_000_000_000i64})
+    );
+    let a = next_json(&mut ws);
+    assert_eq!(
+        (
+            a["type"].as_str(),
+            a["agg_trade_id"].as_u64(),
+            a["last_trade_id"].as_u64()
+        ),
+        (Some("agg_trade"), Some(9), Some(3))
+    );
+}
+
+#[test]
 fn commands_errors_and_filters() {
     let d = start(|_| {});
     let mut ws = connect(d.addr, "/ws");
@@ -178,7 +236,7 @@ fn commands_errors_and_filters() {
         .contains("unknown command"));
     send(
         &mut ws,
-        json!({"type": "subscribe", "subscription": "trades"}),
+        json!({"type": "subscribe", "subscription": "orders"}),
     );
     assert!(next_json(&mut ws)["error"]
         .as_str()

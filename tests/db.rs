@@ -106,7 +106,7 @@ const T0: i64 = 1_700_000_040_000; // a minute boundary
 fn migrations_apply_from_empty_and_rerun_changes_nothing() {
     let pg = Postgres::start_new();
     let first = migrate_now(&settings(&pg)).expect("first run");
-    assert_eq!(first.applied.len(), 3, "{first:?}");
+    assert_eq!(first.applied.len(), 4, "{first:?}");
     assert!(!first.timescaledb, "no TimescaleDB on this server");
     let again = migrate_now(&settings(&pg)).expect("second run");
     assert!(again.applied.is_empty(), "{again:?}");
@@ -626,6 +626,55 @@ fn migrate_command_applies_once_and_names_a_missing_url() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("DATABASE_URL is not set"));
 }
 
+/// A writer on `pg` with a spool of its own (named `name`) and short batches, not
+/// connected: its first batches spool. Returns it, its figures and the spool directory.
+fn unconnected_writer(
+    pg: &Postgres,
+    name: &str,
+) -> (
+    alphapulse::sinks::db::writer::Writer,
+    std::sync::Arc<alphapulse::sinks::db::DbStats>,
+    PathBuf,
+) {
+    let spool = temp_spool(name);
+    let mut s = settings(pg);
+    s.spool_dir = spool.clone();
+    s.batch_timeout = Duration::from_millis(20);
+    let stats = std::sync::Arc::new(alphapulse::sinks::db::DbStats::default());
+    let writer = alphapulse::sinks::db::writer::Writer::new(
+        s.clone(),
+        alphapulse::sinks::db::spool::Spool::open(&spool, s.spool_max_bytes).unwrap(),
+        stats.clone(),
+        false,
+    );
+    (writer, stats, spool)
+}
+
+/// Runs `writer` on a thread draining one ring: the ring's producer, the stop flag and
+/// the thread.
+fn spawn_writer(
+    writer: alphapulse::sinks::db::writer::Writer,
+) -> (
+    alphapulse::ring::Producer<alphapulse::shard::Envelope>,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    std::thread::JoinHandle<()>,
+) {
+    let (tx, rx) = alphapulse::ring::ring("test->database", 64);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let thread = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            writer.run(alphapulse::engine::SinkIo {
+                rings: vec![rx],
+                stop,
+                latency: alphapulse::latency::Registry::new().recorder("database"),
+                busy_poll: false,
+            })
+        })
+    };
+    (tx, stop, thread)
+}
+
 fn envelope(record: alphapulse::shard::Record) -> alphapulse::shard::Envelope {
     alphapulse::shard::Envelope {
         shard: 0,
@@ -715,14 +764,9 @@ fn the_writer_loop_drains_rings_and_conflates_live_candles_when_asked() {
 fn confirmed_absences_are_spooled_then_stored_once_by_the_writer() {
     use alphapulse::candle::Gap;
     use alphapulse::shard::Record;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
     let pg = Postgres::start_new();
-    let spool = temp_spool("absences");
-    let mut s = settings(&pg);
-    s.spool_dir = spool.clone();
-    s.batch_timeout = Duration::from_millis(20);
-    let stats = Arc::new(alphapulse::sinks::db::DbStats::default());
+    let (mut writer, stats, spool) = unconnected_writer(&pg, "absences");
     let figures = |s: &alphapulse::sinks::db::DbStats| {
         format!(
             "spooled {} replayed {} offered {} spool {} batches {} absences {}",
@@ -734,12 +778,6 @@ fn confirmed_absences_are_spooled_then_stored_once_by_the_writer() {
             s.absences_written.get()
         )
     };
-    let mut writer = alphapulse::sinks::db::writer::Writer::new(
-        s.clone(),
-        alphapulse::sinks::db::spool::Spool::open(&spool, s.spool_max_bytes).unwrap(),
-        stats.clone(),
-        false,
-    );
     let gap = Gap {
         symbol: Symbol::new("BTCUSDT").unwrap(),
         interval: Interval::M1,
@@ -760,19 +798,7 @@ fn confirmed_absences_are_spooled_then_stored_once_by_the_writer() {
     assert_eq!(stats.spooled_rows.get(), 2, "{}", figures(&stats));
     // Running, it connects, replays the spool, and takes the same span again from its
     // ring (a restart asks again): one row.
-    let (tx, rx) = alphapulse::ring::ring("test->database", 64);
-    let stop = Arc::new(AtomicBool::new(false));
-    let thread = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            writer.run(alphapulse::engine::SinkIo {
-                rings: vec![rx],
-                stop,
-                latency: alphapulse::latency::Registry::new().recorder("database"),
-                busy_poll: false,
-            })
-        })
-    };
+    let (tx, stop, thread) = spawn_writer(writer);
     tx.push(envelope(Record::Absent(gap))).unwrap();
     assert!(
         support::wait_until(Duration::from_secs(20), || stats.replayed_rows.get() == 2
@@ -1004,5 +1030,155 @@ fn a_batch_that_times_out_is_written_in_halves() {
     assert!(stats.split_writes.get() >= 2, "written in halves");
     assert_eq!(stats.spool_rows.get(), 0);
     assert_eq!(stats.write_errors.get(), 0);
+    let _ = std::fs::remove_dir_all(&spool);
+}
+
+fn trade(id: u64, price: &str, quantity: &str) -> alphapulse::market::Trade {
+    alphapulse::market::Trade {
+        symbol: Symbol::new("BTCUSDT").unwrap(),
+        trade_id: id,
+        price: dec(price),
+        quantity: dec(quantity),
+        trade_time_ms: T0 + id as i64,
+        buyer_is_maker: id % 2 == 0,
+        event_time_us: (T0 + id as i64) * 1000 + 3,
+    }
+}
+
+fn agg_trade(id: u64, first: u64, last: u64) -> alphapulse::market::AggTrade {
+    alphapulse::market::AggTrade {
+        symbol: Symbol::new("ETHUSDT").unwrap(),
+        agg_trade_id: id,
+        price: dec("2034.10000000"),
+        quantity: dec("0.00100000"),
+        first_trade_id: first,
+        last_trade_id: last,
+        trade_time_ms: T0 + id as i64,
+        buyer_is_maker: true,
+        event_time_us: (T0 + id as i64) * 1000,
+    }
+}
+
+/// Every trade and aggregate trade row as text, in key order.
+fn trade_rows(client: &mut postgres::Client) -> (Vec<String>, Vec<String>) {
+    let mut rows = |sql: &str| -> Vec<String> {
+        client
+            .query(sql, &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    let trades = rows(
+        "SELECT concat_ws(' ', symbol, trade_id, price, quantity, \
+         (extract(epoch FROM trade_time) * 1000)::bigint, buyer_is_maker) \
+         FROM trades ORDER BY symbol, trade_id",
+    );
+    let aggs = rows(
+        "SELECT concat_ws(' ', symbol, agg_trade_id, price, quantity, first_trade_id, last_trade_id, \
+         (extract(epoch FROM trade_time) * 1000)::bigint, buyer_is_maker) \
+         FROM agg_trades ORDER BY symbol, agg_trade_id",
+    );
+    (trades, aggs)
+}
+
+#[test]
+fn both_write_methods_store_trades_exactly_and_once() {
+    use alphapulse::sinks::db::upsert::{BatchConn, WriteMethod};
+    let pg = Postgres::start_new();
+    migrate_now(&settings(&pg)).expect("migrations");
+    for (i, method) in [WriteMethod::Copy, WriteMethod::Unnest]
+        .into_iter()
+        .enumerate()
+    {
+        let client = copy::connect(&pg.url(), CONNECT_TIMEOUT).unwrap();
+        let mut conn = BatchConn::new(client, method).unwrap();
+        let base = 1000 * i as u64;
+        let mut b = Batch::new();
+        b.push_trade(trade(base + 1, "43251.12000000", "0.00150000"));
+        b.push_trade(trade(base + 2, "0.01634790", "148976.11427815"));
+        b.push_trade(trade(base + 2, "0.01634790", "148976.11427815"));
+        b.push_agg_trade(agg_trade(base + 7, base + 1, base + 2));
+        let done = conn.write(&b).unwrap();
+        assert_eq!((done.trades, done.agg_trades), (2, 1), "{method:?}");
+        let again = conn.write(&b).unwrap();
+        assert_eq!((again.trades, again.agg_trades), (0, 0), "{method:?}: once");
+    }
+    let (trades, aggs) = trade_rows(&mut pg.client());
+    assert_eq!(
+        trades,
+        [
+            format!("BTCUSDT 1 43251.12000000 0.00150000 {} f", T0 + 1),
+            format!("BTCUSDT 2 0.01634790 148976.11427815 {} t", T0 + 2),
+            format!("BTCUSDT 1001 43251.12000000 0.00150000 {} f", T0 + 1001),
+            format!("BTCUSDT 1002 0.01634790 148976.11427815 {} t", T0 + 1002),
+        ],
+        "digits and scale as received"
+    );
+    assert_eq!(
+        aggs,
+        [
+            format!("ETHUSDT 7 2034.10000000 0.00100000 1 2 {} t", T0 + 7),
+            format!(
+                "ETHUSDT 1007 2034.10000000 0.00100000 1001 1002 {} t",
+                T0 + 1007
+            ),
+        ]
+    );
+}
+
+#[test]
+fn trades_are_spooled_during_an_outage_then_stored_once_by_the_writer() {
+    use alphapulse::shard::Record;
+    use std::sync::atomic::Ordering;
+    let pg = Postgres::start_new();
+    let (mut writer, stats, spool) = unconnected_writer(&pg, "trades");
+    let figures = |s: &alphapulse::sinks::db::DbStats| {
+        format!(
+            "spooled {} replayed {} offered {} spool {} trades {} agg_trades {}",
+            s.spooled_rows.get(),
+            s.replayed_rows.get(),
+            s.rows_offered.get(),
+            s.spool_rows.get(),
+            s.trades_written.get(),
+            s.agg_trades_written.get()
+        )
+    };
+    // Not connected: the batch of trades goes to the spool.
+    let mut b = Batch::new();
+    for id in 1..=3 {
+        assert!(writer.offer(&mut b, &envelope(Record::Trade(trade(id, "1.50", "2.0")))));
+    }
+    assert!(writer.offer(&mut b, &envelope(Record::AggTrade(agg_trade(5, 1, 3)))));
+    writer.commit(&b);
+    assert_eq!(stats.spooled_rows.get(), 4, "{}", figures(&stats));
+    // Running, it replays the spool, then takes the same trades again from its ring
+    // (a rotation's overlap) and one new one: each stored once.
+    let (tx, stop, thread) = spawn_writer(writer);
+    for id in 2..=4 {
+        tx.push(envelope(Record::Trade(trade(id, "1.50", "2.0"))))
+            .unwrap();
+    }
+    tx.push(envelope(Record::AggTrade(agg_trade(5, 1, 3))))
+        .unwrap();
+    assert!(
+        support::wait_until(Duration::from_secs(20), || stats.replayed_rows.get() == 4
+            && stats.rows_offered.get() == 8
+            && stats.spool_rows.get() == 0
+            && stats.trades_written.get() == 4),
+        "{}",
+        figures(&stats)
+    );
+    stop.store(true, Ordering::Relaxed);
+    thread.join().unwrap();
+    assert_eq!(stats.agg_trades_written.get(), 1, "{}", figures(&stats));
+    let (trades, aggs) = trade_rows(&mut pg.client());
+    let ids: Vec<&str> = trades
+        .iter()
+        .map(|r| r.split(' ').nth(1).unwrap())
+        .collect();
+    assert_eq!(ids, ["1", "2", "3", "4"]);
+    assert_eq!(trades[0], format!("BTCUSDT 1 1.50 2.0 {} f", T0 + 1));
+    assert_eq!(aggs.len(), 1);
     let _ = std::fs::remove_dir_all(&spool);
 }

@@ -241,6 +241,79 @@ fn signals_go_to_both_channels_in_order_with_their_records() {
 }
 
 #[test]
+fn trades_go_to_their_symbol_channel_in_order_with_their_records() {
+    use alphapulse::record::{AggTradeRecord, TradeRecord};
+    let redis = RedisServer::start();
+    let sub = Subscriber::start(&redis.url(), "tr:*");
+    let (tx, rx) = ring("shard0->redis", 4096);
+    let publisher = Publisher::start(settings(&redis, "tr"), vec![rx]);
+    let trade = |symbol: &str, id: u64| alphapulse::market::Trade {
+        symbol: sym(symbol),
+        trade_id: id,
+        price: "43251.12000000".parse().unwrap(),
+        quantity: format!("0.{id:08}").parse().unwrap(),
+        trade_time_ms: 1_700_000_000_000 + id as i64,
+        buyer_is_maker: id % 2 == 0,
+        event_time_us: (1_700_000_000_000 + id as i64) * 1000 + 5,
+    };
+    let mut trades = Vec::new();
+    let mut aggs = Vec::new();
+    for id in 1..=300u64 {
+        let t = trade(if id % 3 == 0 { "ETHUSDT" } else { "BTCUSDT" }, id);
+        tx.push(env(Record::Trade(t))).unwrap();
+        trades.push(t);
+        if id % 10 == 0 {
+            let a = alphapulse::market::AggTrade {
+                symbol: sym("BTCUSDT"),
+                agg_trade_id: id / 10,
+                price: t.price,
+                quantity: t.quantity,
+                first_trade_id: id - 9,
+                last_trade_id: id,
+                trade_time_ms: t.trade_time_ms,
+                buyer_is_maker: false,
+                event_time_us: t.event_time_us,
+            };
+            tx.push(env(Record::AggTrade(a))).unwrap();
+            aggs.push(a);
+        }
+    }
+    let expect = trades.len() + aggs.len();
+    assert!(
+        wait_until(Duration::from_secs(10), || sub.count(|_| true) >= expect),
+        "received {} of {expect}",
+        sub.count(|_| true)
+    );
+    let messages = sub.snapshot();
+    let eth: Vec<Value> = trades
+        .iter()
+        .filter(|t| t.symbol == sym("ETHUSDT"))
+        .map(|t| serde_json::to_value(TradeRecord::from(t)).unwrap())
+        .collect();
+    assert_eq!(on(&messages, "tr:trades:ETHUSDT"), eth);
+    // BTCUSDT: trades and aggregate trades interleaved in the order sent.
+    let btc = on(&messages, "tr:trades:BTCUSDT");
+    let want_aggs: Vec<Value> = aggs
+        .iter()
+        .map(|a| serde_json::to_value(AggTradeRecord::from(a)).unwrap())
+        .collect();
+    let got_aggs: Vec<Value> = btc
+        .iter()
+        .filter(|v| v["type"] == "agg_trade")
+        .cloned()
+        .collect();
+    assert_eq!(got_aggs, want_aggs);
+    let ids: Vec<u64> = btc
+        .iter()
+        .filter(|v| v["type"] == "trade")
+        .map(|v| v["trade_id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, (1..=300).filter(|i| i % 3 != 0).collect::<Vec<u64>>());
+    assert_eq!(publisher.stats.published.get(), expect as u64);
+    assert_eq!(publisher.stats.dropped.get(), 0);
+}
+
+#[test]
 fn live_updates_conflate_under_a_burst_and_the_latest_wins() {
     let redis = RedisServer::start();
     let sub = Subscriber::start(&redis.url(), "live:*");

@@ -377,7 +377,21 @@ fn volume_spike_needs_k_times_the_previous_average_and_a_direction() {
 
 #[test]
 fn every_signal_is_bounded_and_the_same_sequence_gives_the_same_signals() {
-    let bars = reference_bars();
+    // The reference candles, each closing with a book that leans one way, then the
+    // other: every rule, `book_imbalance` included, has something to fire on.
+    let bars: Vec<Bar> = reference_bars()
+        .into_iter()
+        .enumerate()
+        .map(|(i, b)| Bar {
+            book: Some(alphapulse::signals::rules::BookSignal {
+                imbalance: (i as f64 * 0.7).sin(),
+                spread: 0.01,
+                mid: b.close,
+                microprice: b.close,
+            }),
+            ..b
+        })
+        .collect();
     let (_, first) = run(&SignalParams::default(), &bars);
     let (_, second) = run(&SignalParams::default(), &bars);
     assert_eq!(first, second);
@@ -481,6 +495,7 @@ fn rest_batch(want: Want, bars: &[Bar], absent: Vec<(i64, i64)>) -> RestBatch {
         candles: bars.iter().map(candle).collect(),
         absent,
         failed: false,
+        agg_trades: Vec::new(),
     }
 }
 
@@ -1001,6 +1016,7 @@ fn rest_plan(url: String, series: &[&str], warm: u32) -> (RestPlan, ShardLink) {
             database: None,
             shards: vec![(series, link.clone())],
             clock: alphapulse::clock::ClockBound::OFF,
+            agg_trade_catch_up: false,
         },
         link,
     )

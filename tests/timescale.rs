@@ -87,6 +87,7 @@ fn migrate_from_empty_and_again_makes_hypertables_with_the_configured_policies()
         "applied V1__candles_and_signals",
         "applied V2__timescaledb",
         "applied V3__candle_absences",
+        "applied V4__trades",
         "timescaledb: on",
     ] {
         assert!(text.contains(m), "{m:?} missing from: {text}");
@@ -112,7 +113,12 @@ fn migrate_from_empty_and_again_makes_hypertables_with_the_configured_policies()
         .collect();
     assert_eq!(
         hypertables,
-        [("candles".to_owned(), 7), ("signals".to_owned(), 30)]
+        [
+            ("agg_trades".to_owned(), 1),
+            ("candles".to_owned(), 7),
+            ("signals".to_owned(), 30),
+            ("trades".to_owned(), 1)
+        ]
     );
     let dimension_columns: Vec<String> = c
         .query(
@@ -124,8 +130,11 @@ fn migrate_from_empty_and_again_makes_hypertables_with_the_configured_policies()
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(dimension_columns, ["open_time", "timestamp"]);
-    for table in ["candles", "signals"] {
+    assert_eq!(
+        dimension_columns,
+        ["trade_time", "open_time", "timestamp", "trade_time"]
+    );
+    for table in ["candles", "signals", "trades", "agg_trades"] {
         let segment_by: Vec<String> = c
             .query(
                 "SELECT attname::text FROM timescaledb_information.compression_settings \
@@ -137,7 +146,12 @@ fn migrate_from_empty_and_again_makes_hypertables_with_the_configured_policies()
             .iter()
             .map(|r| r.get(0))
             .collect();
-        assert_eq!(segment_by, ["symbol", "timeframe"], "{table}");
+        let want: &[&str] = if table.ends_with("trades") {
+            &["symbol"]
+        } else {
+            &["symbol", "timeframe"]
+        };
+        assert_eq!(segment_by, want, "{table}");
         let policies: Vec<(String, String)> = c
             .query(
                 "SELECT proc_name::text, config::text FROM timescaledb_information.jobs \
@@ -174,7 +188,7 @@ fn migrate_from_empty_and_again_makes_hypertables_with_the_configured_policies()
     let jobs: i64 = c
         .query_one(
             "SELECT count(*) FROM timescaledb_information.jobs \
-             WHERE hypertable_name IN ('candles', 'signals')",
+             WHERE hypertable_name IN ('candles', 'signals', 'trades', 'agg_trades')",
             &[],
         )
         .unwrap()
@@ -626,4 +640,61 @@ fn without_held_connections_the_writer_and_the_api_reads_share_pglite() {
     assert_eq!(status["sinks"]["database"]["errors"], 0, "{status}");
     drop(run);
     let _ = std::fs::remove_dir_all(&spool);
+}
+
+/// Trades on TimescaleDB: `trades` and `agg_trades` are hypertables whose keys hold the
+/// trade time; the writer's insert still stores each id once, a replay changes nothing,
+/// and the values read back exactly.
+#[test]
+fn trades_land_once_in_their_hypertables() {
+    let db = pglite_or_skip!();
+    let s = settings(&db.url(), 7, 0);
+    let mut client = db.client();
+    assert!(
+        schema::migrate(&mut client, &s)
+            .expect("migrations")
+            .timescaledb
+    );
+    let mut conn = BatchConn::new(client, WriteMethod::Unnest).expect("statements prepare");
+    let trades = alphapulse::harness::db::synthetic_trades('T', 0, 300);
+    let mut batch = Batch::new();
+    for t in &trades {
+        batch.push_trade(*t);
+    }
+    batch.push_agg_trade(alphapulse::market::AggTrade {
+        symbol: Symbol::new("T000USDT").unwrap(),
+        agg_trade_id: 9,
+        price: "43251.12000000".parse().unwrap(),
+        quantity: "0.00150000".parse().unwrap(),
+        first_trade_id: 1,
+        last_trade_id: 3,
+        trade_time_ms: trades[0].trade_time_ms,
+        buyer_is_maker: false,
+        event_time_us: trades[0].event_time_us,
+    });
+    let done = conn.write(&batch).expect("written");
+    assert_eq!((done.trades, done.agg_trades), (300, 1));
+    let again = conn.write(&batch).expect("written again");
+    assert_eq!(
+        (again.trades, again.agg_trades),
+        (0, 0),
+        "a replay stores nothing"
+    );
+    let c = conn.client().expect("held");
+    let (rows, distinct): (i64, i64) = c
+        .query_one(
+            "SELECT count(*), count(DISTINCT (symbol, trade_id)) FROM trades",
+            &[],
+        )
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!((rows, distinct), (300, 300));
+    let price: String = c
+        .query_one(
+            "SELECT price::text FROM agg_trades WHERE agg_trade_id = 9",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(price, "43251.12000000");
 }

@@ -44,6 +44,9 @@ pub fn agent(extra_ca_file: Option<&std::path::Path>) -> Result<ureq::Agent, Res
 
 /// The URL of `req` on the exchange at `rest_url`.
 pub fn klines_url(rest_url: &str, req: &Request) -> String {
+    if let Want::AggTrades { from_id, .. } = req.want {
+        return super::agg_trades::url(rest_url, req.symbol, from_id);
+    }
     let base = format!(
         "{}/api/v3/klines?symbol={}&interval={}",
         rest_url.trim_end_matches('/'),
@@ -78,6 +81,7 @@ pub fn klines_url(rest_url: &str, req: &Request) -> String {
             "{base}&startTime={from_open_ms}&limit={}",
             klines::MAX_LIMIT
         ),
+        Want::AggTrades { .. } => base,
     }
 }
 

@@ -36,6 +36,7 @@
 //! - The link to the shards ([`Request`], [`RestBatch`], [`ShardLink`]) is vocabulary:
 //!   [`crate::message::rest`].
 
+pub mod agg_trades;
 mod client;
 pub mod depth;
 pub mod klines;
@@ -92,7 +93,8 @@ pub fn priority(request: &Request) -> Priority {
         Want::Range {
             to_open_ms: Some(_),
             ..
-        } => Priority::Urgent,
+        }
+        | Want::AggTrades { to_id: Some(_), .. } => Priority::Urgent,
         _ => Priority::Normal,
     }
 }
@@ -138,6 +140,10 @@ pub struct RestStats {
     pub blocked: Counter,
     /// Series whose newest stored candle was read from the database at startup.
     pub resumed_series: Counter,
+    /// `aggTrades` requests sent (holes in aggregate trade ids, restart catch-ups),
+    /// and the aggregate trades they delivered.
+    pub agg_trade_requests: Counter,
+    pub agg_trades: Counter,
     /// Rows dropped for an open time outside what was asked or too far from our clock,
     /// per [`crate::clock::Skew`] (future, past).
     pub rows_dropped: [Counter; crate::clock::Skew::ALL.len()],
@@ -174,6 +180,8 @@ impl RestStats {
             "retrying": self.retrying.get(),
             "blocked": self.blocked.get() == 1,
             "resumed_series": self.resumed_series.get(),
+            "agg_trade_requests": self.agg_trade_requests.get(),
+            "agg_trades": self.agg_trades.get(),
             "rows_dropped": self.rows_dropped.iter().map(Counter::get).sum::<u64>(),
             "rows_dropped_by_reason": crate::clock::Skew::ALL
                 .iter()
@@ -231,6 +239,14 @@ pub trait RestDatabase: Send {
         &mut self,
         series: &[(Symbol, Interval)],
     ) -> Result<Vec<(Symbol, Interval, i64)>, DatabaseError>;
+
+    /// The newest stored aggregate trade id of each symbol that has any.
+    fn newest_agg_trades(
+        &mut self,
+        _symbols: &[Symbol],
+    ) -> Result<Vec<(Symbol, u64)>, DatabaseError> {
+        Ok(Vec::new())
+    }
 }
 
 /// The thread's work: where the exchange is, which series each shard has.
@@ -248,6 +264,9 @@ pub struct RestPlan {
     /// How far a row's open time may be from our clock (besides keeping to what was
     /// asked).
     pub clock: crate::clock::ClockBound,
+    /// Aggregate trades are received and stored: at startup, each symbol's catch-up
+    /// from its newest stored aggregate trade (the ones made while no engine ran).
+    pub agg_trade_catch_up: bool,
 }
 
 /// Starts the REST thread; it returns when `stop` is set.

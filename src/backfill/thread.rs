@@ -26,11 +26,11 @@ use super::client::{klines_url, Client};
 use super::repeats::Repeats;
 use super::scheduler::{Hold, Next, Priority, Scheduler};
 use super::{
-    klines, priority, RestError, RestPlan, RestStats, ABSENCE_CHECK_DELAY, IDLE_POLL,
+    agg_trades, klines, priority, RestError, RestPlan, RestStats, ABSENCE_CHECK_DELAY, IDLE_POLL,
     KLINES_WEIGHT, MAX_ATTEMPTS, MAX_PENDING_CHECKS, MAX_WARM_ATTEMPTS, RESTART_OVERLAP_CANDLES,
     RETRY_INITIAL, RETRY_MAX,
 };
-use crate::market::{Candle, Interval, Symbol};
+use crate::market::{AggTrade, Candle, Interval, Symbol};
 use crate::message::rest::{BookAnswer, BookRequest, Request, RestBatch, Want};
 
 /// A queued job: a request and the shard it is for.
@@ -248,8 +248,55 @@ impl Thread {
                 }
             }
         }
+        self.queue_agg_trade_catch_up(&mut jobs);
         for job in jobs {
             self.push(Task::Candles(job));
+        }
+    }
+
+    /// With aggregate trades stored, a catch-up per symbol from the newest stored one:
+    /// what no engine received while none ran (a kill, a restart) is fetched, so the
+    /// ids stay contiguous. A symbol with none stored starts with the live stream.
+    fn queue_agg_trade_catch_up(&mut self, jobs: &mut Vec<Job>) {
+        if !self.plan.agg_trade_catch_up {
+            return;
+        }
+        let Some(db) = self.plan.database.as_mut() else {
+            return;
+        };
+        let owners: Vec<(usize, Symbol, Interval)> = self
+            .plan
+            .shards
+            .iter()
+            .enumerate()
+            .flat_map(|(shard, (series, _))| {
+                let mut symbols: Vec<(usize, Symbol, Interval)> =
+                    series.iter().map(|&(s, i)| (shard, s, i)).collect();
+                symbols.dedup_by_key(|(_, s, _)| *s);
+                symbols
+            })
+            .collect();
+        let symbols: Vec<Symbol> = owners.iter().map(|(_, s, _)| *s).collect();
+        let stored = db.newest_agg_trades(&symbols).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read the newest stored aggregate trades; no catch-up");
+            self.stats.set_error(&e);
+            Vec::new()
+        });
+        for (symbol, newest) in stored {
+            if let Some(&(shard, _, interval)) = owners.iter().find(|(_, s, _)| *s == symbol) {
+                jobs.push(Job {
+                    shard,
+                    request: Request {
+                        symbol,
+                        interval,
+                        want: Want::AggTrades {
+                            from_id: newest + 1,
+                            to_id: None,
+                        },
+                    },
+                    check: false,
+                });
+            }
         }
     }
 
@@ -332,6 +379,21 @@ impl Thread {
         match &req.want {
             Want::Warm { .. } => self.stats.warm_requests.inc(),
             Want::Range { .. } => self.stats.backfill_requests.inc(),
+            Want::AggTrades { from_id, to_id } => {
+                self.stats.agg_trade_requests.inc();
+                // The scheduler counted a klines call; this one weighs more.
+                self.scheduler
+                    .charge(agg_trades::WEIGHT.saturating_sub(KLINES_WEIGHT));
+                match self.call(&url) {
+                    Call::Body(body) => match agg_trades::parse(&body, req.symbol) {
+                        Ok(rows) => self.answered_agg_trades(job, rows, *from_id, *to_id),
+                        Err(why) => self.failed(job, RestError::Malformed { url, why }),
+                    },
+                    Call::RateLimited => self.scheduler.push_front(job, priority(&req)),
+                    Call::Failed(e) => self.failed(job, e),
+                }
+                return;
+            }
         }
         match self.call(&url) {
             Call::Body(body) => match klines::parse(&body, req.symbol, req.interval) {
@@ -383,7 +445,7 @@ impl Thread {
         };
         let max = match job.request.want {
             Want::Warm { .. } => MAX_WARM_ATTEMPTS,
-            Want::Range { .. } => MAX_ATTEMPTS,
+            Want::Range { .. } | Want::AggTrades { .. } => MAX_ATTEMPTS,
         };
         if attempts < max {
             let delay = RETRY_INITIAL
@@ -403,6 +465,7 @@ impl Thread {
             let outcome = match job.request.want {
                 Want::Warm { .. } => "the series' indicators warm up from live candles instead",
                 Want::Range { .. } => "the gap stays open",
+                Want::AggTrades { .. } => "the aggregate trades stay missing",
             };
             tracing::error!(symbol = %job.request.symbol, timeframe = %job.request.interval,
                 error = %e, "REST request failed for good; {outcome}");
@@ -414,6 +477,7 @@ impl Thread {
                 candles: Vec::new(),
                 absent: Vec::new(),
                 failed: true,
+                agg_trades: Vec::new(),
             },
         );
     }
@@ -494,6 +558,8 @@ impl Thread {
                 let lacking = klines::missing_runs(&rows, req.interval, from_open_ms, page_end);
                 (lacking, more)
             }
+            // Answered by `answered_agg_trades`, never here.
+            Want::AggTrades { .. } => (Vec::new(), None),
         };
         if matches!(req.want, Want::Range { .. }) {
             self.stats.backfill_candles.add(rows.len() as u64);
@@ -515,6 +581,7 @@ impl Thread {
                 candles: rows,
                 absent,
                 failed: false,
+                agg_trades: Vec::new(),
             },
         );
         if let Some(want) = more {
@@ -523,6 +590,48 @@ impl Thread {
                 request: next,
                 ..job
             }));
+        }
+    }
+
+    /// A page of aggregate trades came back: deliver the ones asked for, and queue the
+    /// next page while the hole (or the catch-up) goes on.
+    fn answered_agg_trades(
+        &mut self,
+        job: Job,
+        mut rows: Vec<AggTrade>,
+        from_id: u64,
+        to_id: Option<u64>,
+    ) {
+        self.attempts_done(job);
+        let next = agg_trades::page(&mut rows, from_id, to_id);
+        self.stats.agg_trades.add(rows.len() as u64);
+        let req = job.request;
+        // A catch-up's last page goes to the shard even empty: it tells how far the
+        // exchange's aggregate trades reached, which the shard joins to its stream.
+        if !rows.is_empty() || (to_id.is_none() && next.is_none()) {
+            self.deliver(
+                job.shard,
+                RestBatch {
+                    request: req,
+                    candles: Vec::new(),
+                    absent: Vec::new(),
+                    failed: false,
+                    agg_trades: rows,
+                },
+            );
+        }
+        if let Some(from_id) = next {
+            let next = Request {
+                want: Want::AggTrades { from_id, to_id },
+                ..req
+            };
+            self.scheduler.push_front(
+                Job {
+                    request: next,
+                    ..job
+                },
+                priority(&next),
+            );
         }
     }
 

@@ -253,6 +253,7 @@ settings! {
         DbSpoolMaxBytes: spool_max_bytes = 1 << 30,
             env "DATABASE_SPOOL_MAX_BYTES", count(1 << 20, MAX_SPOOL_BYTES);
         DbLiveCandles: live_candles = false, env "DATABASE_LIVE_CANDLES", Rule::Flag;
+        DbStoreTrades: store_trades = true, env "DATABASE_STORE_TRADES", Rule::Flag;
         // Ten years: longer horizons are not a policy but an archive.
         DbCompressAfterDays: compress_after_days = 7, env _, count(0, 3650);
         DbRetentionDays: retention_days = 0, env _, count(0, 3650);

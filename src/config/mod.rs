@@ -216,6 +216,10 @@ pub struct DatabaseConfig {
     pub spool_max_bytes: u64,
     /// Also upsert in-progress candles (conflated per candle within each batch).
     pub live_candles: bool,
+    /// Store every trade and aggregate trade received (`trades`, `agg_trades`), never
+    /// lost, like closed candles; they arrive only when `[feed.streams] trade` or
+    /// `agg_trade` is on.
+    pub store_trades: bool,
     /// TimescaleDB: compress chunks older than this many days; 0 disables compression.
     pub compress_after_days: u32,
     /// TimescaleDB: drop chunks older than this many days; 0 keeps everything.

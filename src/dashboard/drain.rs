@@ -121,6 +121,20 @@ fn broadcast_record(hub: &Hub, books: &Board, record: &Record, recv_ns: u64) {
                 broadcast_book(hub, books, top, recv_ns);
             }
         }
+        Record::Trade(t) => {
+            if hub.any_subscriber(Topic::Trades) {
+                let msg = encode_with(|out| record::write_trade(out, t));
+                let about = (Some(t.symbol), None);
+                hub.broadcast_timed(Topic::Trades, about, &msg, (None, None), recv_ns);
+            }
+        }
+        Record::AggTrade(t) => {
+            if hub.any_subscriber(Topic::Trades) {
+                let msg = encode_with(|out| record::write_agg_trade(out, t));
+                let about = (Some(t.symbol), None);
+                hub.broadcast_timed(Topic::Trades, about, &msg, (None, None), recv_ns);
+            }
+        }
         Record::Gap(_) | Record::Outage(_) | Record::Absent(_) => {}
     }
 }

@@ -51,7 +51,7 @@ type ShardCounter = fn(&crate::metrics::ShardStats) -> u64;
 pub fn render(ctx: &StatusContext, dash: &DashboardStats) -> String {
     let mut out = String::with_capacity(8192);
     out.push_str("# AlphaPulse engine metrics\n");
-    let shard_counters: [(&str, &str, ShardCounter); 9] = [
+    let shard_counters: [(&str, &str, ShardCounter); 13] = [
         (
             "alphapulse_messages_received_total",
             "Exchange messages received",
@@ -73,6 +73,26 @@ pub fn render(ctx: &StatusContext, dash: &DashboardStats) -> String {
         ("alphapulse_gaps_total", "Candle gaps detected", |s| {
             s.gaps.get()
         }),
+        (
+            "alphapulse_trade_gaps_total",
+            "Holes in a symbol's trade ids",
+            |s| s.trade_gaps.get(),
+        ),
+        (
+            "alphapulse_trade_gap_ids_total",
+            "Trade ids skipped by holes",
+            |s| s.trade_gap_ids.get(),
+        ),
+        (
+            "alphapulse_agg_trade_gaps_total",
+            "Holes in a symbol's aggregate trade ids",
+            |s| s.agg_trade_gaps.get(),
+        ),
+        (
+            "alphapulse_agg_trade_gap_ids_total",
+            "Aggregate trade ids skipped by holes",
+            |s| s.agg_trade_gap_ids.get(),
+        ),
         ("alphapulse_reconnects_total", "Exchange reconnects", |s| {
             s.reconnects.get()
         }),

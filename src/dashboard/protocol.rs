@@ -20,6 +20,8 @@ pub enum Topic {
     Status,
     /// Local order books: their views as published, and their tops as they change.
     Book,
+    /// Trades and aggregate trades, as received (a trade tape).
+    Trades,
 }
 
 impl Topic {
@@ -29,6 +31,7 @@ impl Topic {
             Topic::Candles => "candles",
             Topic::Status => "status",
             Topic::Book => "book",
+            Topic::Trades => "trades",
         }
     }
 
@@ -38,6 +41,7 @@ impl Topic {
             "candles" => Some(Topic::Candles),
             "status" => Some(Topic::Status),
             "book" => Some(Topic::Book),
+            "trades" => Some(Topic::Trades),
             _ => None,
         }
     }
@@ -246,7 +250,7 @@ mod tests {
             (r#"{"type":"dance"}"#, "unknown command type"),
             (r#"{"type":"subscribe"}"#, "missing \"subscription\""),
             (
-                r#"{"type":"subscribe","subscription":"trades"}"#,
+                r#"{"type":"subscribe","subscription":"orders"}"#,
                 "unknown subscription",
             ),
             (
@@ -276,6 +280,19 @@ mod tests {
         assert!(f.matches(Topic::Candles, Some(sym("BTCUSDT")), Some(Interval::M1)));
         assert!(!f.matches(Topic::Candles, Some(sym("ETHUSDT")), Some(Interval::M1)));
         assert!(!f.matches(Topic::Signals, Some(sym("BTCUSDT")), Some(Interval::M1)));
+        // Trades are about a symbol and no timeframe.
+        let t = Filter {
+            topic: Topic::Trades,
+            symbol: Some(sym("BTCUSDT")),
+            interval: None,
+        };
+        assert!(t.matches(Topic::Trades, Some(sym("BTCUSDT")), None));
+        assert!(!t.matches(Topic::Trades, Some(sym("ETHUSDT")), None));
+        assert!(!t.matches(Topic::Candles, Some(sym("BTCUSDT")), None));
+        assert_eq!(
+            parse_command(r#"{"type":"subscribe","subscription":"trades","symbol":"btcusdt"}"#),
+            Ok(Command::Subscribe(t))
+        );
         assert!(Filter::all(Topic::Status).matches(Topic::Status, None, None));
     }
 }

@@ -576,6 +576,17 @@ fn shard_json(s: &ShardView) -> Value {
         "queues": queues,
     });
     // Added beside the fields above (one `json!` of them all is past its macro's depth).
+    shard["trade_gaps"] = json!({
+        "trade": st.trade_gaps.get(),
+        "trade_ids": st.trade_gap_ids.get(),
+        "agg_trade": st.agg_trade_gaps.get(),
+        "agg_trade_ids": st.agg_trade_gap_ids.get(),
+        "agg_trade_backfill_requests": st.agg_trade_backfill_requests.get(),
+        "agg_trade_backfill_requests_dropped": st.agg_trade_backfill_requests_dropped.get(),
+        "agg_trades_backfilled": st.agg_trades_backfilled.get(),
+        "agg_trade_backfill_failures": st.agg_trade_backfill_failures.get(),
+    });
+    shard["lossy_dropped"] = json!(st.lossy_dropped.get());
     shard["resets"] = json!(resets.iter().sum::<u64>());
     shard["resets_by_reason"] = Value::Object(resets_by_reason);
     shard["streams_rejected"] = json!(st.streams_rejected.get());

@@ -17,6 +17,11 @@
 //! Finally each method's candles are written again with later event times: every row
 //! updated (`update_rows_per_s`).
 //!
+//! Then trade rows (`trades`), the same way: `--trade-rows` through each writer method
+//! (binary COPY into the staging table and `INSERT … ON CONFLICT DO NOTHING`, or the
+//! array insert) against `--baseline-trade-rows` through multi-row `INSERT … VALUES …
+//! ON CONFLICT DO NOTHING` statements of `--insert-rows` rows, in alternating rounds.
+//!
 //! The scratch database is dropped at the end. Prints one JSON object.
 
 use std::time::Instant;
@@ -25,8 +30,10 @@ use postgres::types::ToSql;
 use serde_json::json;
 
 use crate::config::Config;
-use crate::market::{Candle, Decimal, Interval, Symbol};
-use crate::sinks::db::copy::{self, CandleRow, CANDLE_COLUMNS, CANDLE_CONFLICT};
+use crate::market::{Candle, Decimal, Interval, Symbol, Trade};
+use crate::sinks::db::copy::{
+    self, CandleRow, TradeRow, CANDLE_COLUMNS, CANDLE_CONFLICT, TRADE_COLUMNS,
+};
 use crate::sinks::db::rows::Batch;
 use crate::sinks::db::upsert::{BatchConn, WriteMethod};
 use crate::sinks::db::{schema, DbSettings, CONNECT_TIMEOUT, MAX_BATCH_ROWS};
@@ -49,6 +56,12 @@ pub struct DbBenchArgs {
     /// Rows per baseline INSERT statement.
     #[arg(long, default_value_t = 1000)]
     pub insert_rows: usize,
+    /// Trade rows written through each of the writer's two methods.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub trade_rows: usize,
+    /// Trade rows written through the baseline.
+    #[arg(long, default_value_t = 200_000)]
+    pub baseline_trade_rows: usize,
     /// Alternating writer/baseline rounds the rows are split into.
     #[arg(long, default_value_t = 5)]
     pub rounds: usize,
@@ -180,6 +193,8 @@ fn measure(args: &DbBenchArgs, url: &str, config: &Config) -> anyhow::Result<ser
         "{differing} rows differ between the methods"
     );
 
+    let trades = measure_trades(args, &mut client, &mut conns, rounds)?;
+
     let per_s = |rows: usize, s: f64| (rows as f64 / s).round();
     let baseline_rows_per_s = args.baseline_rows as f64 / baseline_s;
     let method = |m: usize| {
@@ -206,7 +221,131 @@ fn measure(args: &DbBenchArgs, url: &str, config: &Config) -> anyhow::Result<ser
             "rows": args.baseline_rows,
             "rows_per_s": baseline_rows_per_s.round(),
         },
+        "trades": trades,
     }))
+}
+
+/// The trade rows part (see the module comment): each writer method against the
+/// multi-row INSERT baseline, in alternating rounds; then a check that every row is
+/// stored once.
+fn measure_trades(
+    args: &DbBenchArgs,
+    client: &mut postgres::Client,
+    conns: &mut [BatchConn],
+    rounds: usize,
+) -> anyhow::Result<serde_json::Value> {
+    let prefixes = ['B', 'U'];
+    let mut insert_s = [0.0; 2];
+    let mut baseline_s = 0.0;
+    for round in 0..rounds {
+        let (from, to) = (
+            args.trade_rows * round / rounds,
+            args.trade_rows * (round + 1) / rounds,
+        );
+        for k in 0..conns.len() {
+            let m = (k + round) % conns.len();
+            let trades = synthetic_trades(prefixes[m], from, to - from);
+            let t = Instant::now();
+            let mut batch = Batch::new();
+            for chunk in trades.chunks(args.batch_rows.max(1)) {
+                batch.clear();
+                for tr in chunk {
+                    batch.push_trade(*tr);
+                }
+                conns[m].write(&batch)?;
+            }
+            insert_s[m] += t.elapsed().as_secs_f64();
+        }
+        let (from, to) = (
+            args.baseline_trade_rows * round / rounds,
+            args.baseline_trade_rows * (round + 1) / rounds,
+        );
+        let base = synthetic_trades('Z', from, to - from);
+        let t = Instant::now();
+        baseline_trades(client, &base, args.insert_rows.max(1))?;
+        baseline_s += t.elapsed().as_secs_f64();
+    }
+    let stored: i64 = client.query_one("SELECT count(*) FROM trades", &[])?.get(0);
+    anyhow::ensure!(
+        stored as usize == 2 * args.trade_rows + args.baseline_trade_rows,
+        "stored {stored} trade rows"
+    );
+    let baseline_rows_per_s = args.baseline_trade_rows as f64 / baseline_s;
+    let method = |m: usize| {
+        let rows_per_s = args.trade_rows as f64 / insert_s[m];
+        json!({
+            "rows_per_s": rows_per_s.round(),
+            "speedup_vs_baseline": (rows_per_s / baseline_rows_per_s * 100.0).round() / 100.0,
+        })
+    };
+    Ok(json!({
+        "rows": args.trade_rows,
+        "copy": method(0),
+        "unnest": method(1),
+        "baseline": {
+            "method": format!("multi-row INSERT ... ON CONFLICT DO NOTHING, {} rows per statement", args.insert_rows),
+            "rows": args.baseline_trade_rows,
+            "rows_per_s": baseline_rows_per_s.round(),
+        },
+    }))
+}
+
+/// `($1,…,$n),($n+1,…)`: the VALUES of `rows` rows of `columns` parameters each.
+fn push_placeholders(sql: &mut String, rows: usize, columns: usize) {
+    for i in 0..rows {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for j in 0..columns {
+            if j > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!("${}", i * columns + j + 1));
+        }
+        sql.push(')');
+    }
+}
+
+/// The trade baseline: one multi-row insert statement per `per_statement` rows.
+fn baseline_trades(
+    client: &mut postgres::Client,
+    trades: &[Trade],
+    per_statement: usize,
+) -> anyhow::Result<()> {
+    const COLUMNS: usize = TradeRow::COLUMNS;
+    for chunk in trades.chunks(per_statement) {
+        let mut sql = format!("INSERT INTO trades ({TRADE_COLUMNS}) VALUES ");
+        push_placeholders(&mut sql, chunk.len(), COLUMNS);
+        sql.push_str(" ON CONFLICT DO NOTHING");
+        let rows: Vec<TradeRow> = chunk.iter().map(TradeRow::new).collect();
+        let params: Vec<&(dyn ToSql + Sync)> = rows.iter().flat_map(|r| r.params()).collect();
+        client.execute(sql.as_str(), &params)?;
+    }
+    Ok(())
+}
+
+/// Trades `first..first + n` over [`BENCH_SYMBOLS`] symbols named `{prefix}000USDT`…,
+/// ids contiguous per symbol, with 8-decimal prices and quantities.
+pub fn synthetic_trades(prefix: char, first: usize, n: usize) -> Vec<Trade> {
+    let symbols: Vec<Symbol> = (0..BENCH_SYMBOLS)
+        .filter_map(|i| Symbol::new(&format!("{prefix}{i:03}USDT")).ok())
+        .collect();
+    let start_ms = 1_700_000_000_000;
+    (first..first + n)
+        .map(|i| {
+            let trade_time_ms = start_ms + (i / BENCH_SYMBOLS) as i64 * 10;
+            Trade {
+                symbol: symbols[i % BENCH_SYMBOLS],
+                trade_id: (i / BENCH_SYMBOLS) as u64 + 1,
+                price: Decimal::new(4_325_112_000_000 + (i as i64 % 9973) * 1_000_000, 8),
+                quantity: Decimal::new(1_234_567 + (i as i64 % 777), 8),
+                trade_time_ms,
+                buyer_is_maker: i % 3 == 0,
+                event_time_us: trade_time_ms * 1000,
+            }
+        })
+        .collect()
 }
 
 fn write_all(conn: &mut BatchConn, candles: &[Candle], batch_rows: usize) -> anyhow::Result<()> {
@@ -230,19 +369,7 @@ fn baseline(
     const COLUMNS: usize = CandleRow::COLUMNS;
     for chunk in candles.chunks(per_statement) {
         let mut sql = format!("INSERT INTO candles AS c ({CANDLE_COLUMNS}) VALUES ");
-        for i in 0..chunk.len() {
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push('(');
-            for j in 0..COLUMNS {
-                if j > 0 {
-                    sql.push(',');
-                }
-                sql.push_str(&format!("${}", i * COLUMNS + j + 1));
-            }
-            sql.push(')');
-        }
+        push_placeholders(&mut sql, chunk.len(), COLUMNS);
         sql.push(' ');
         sql.push_str(CANDLE_CONFLICT);
         let rows: Vec<CandleRow> = chunk.iter().map(CandleRow::new).collect();

@@ -10,7 +10,7 @@
 pub mod rest;
 
 use crate::candle::Gap;
-use crate::market::Candle;
+use crate::market::{AggTrade, Candle, Trade};
 use crate::signals::Signal;
 
 /// What a shard sends to the sinks.
@@ -26,6 +26,11 @@ pub enum Record {
     /// The exchange has no candles with open times in this span (asked by the
     /// backfill): recorded, never asked again.
     Absent(Gap),
+    /// A trade (`@trade`), de-duplicated by trade id; never lost once received.
+    Trade(Trade),
+    /// An aggregate trade (`@aggTrade`, or backfilled from REST `aggTrades`),
+    /// de-duplicated by its id; never lost once received.
+    AggTrade(AggTrade),
     /// A local book's best bid or ask changed, or its view was published to the board
     /// ([`crate::book::board`]). Conflated: the next one supersedes it.
     Book(BookTop),
@@ -94,7 +99,7 @@ impl crate::consumer::Stamped for Envelope {
 /// The record kinds one sink consumes: its ring carries only those, so no sink wakes
 /// for records it would drop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RecordKinds(u8);
+pub struct RecordKinds(u16);
 
 impl RecordKinds {
     pub const CLOSED: RecordKinds = RecordKinds(1);
@@ -103,10 +108,16 @@ impl RecordKinds {
     pub const GAP: RecordKinds = RecordKinds(1 << 3);
     pub const OUTAGE: RecordKinds = RecordKinds(1 << 4);
     pub const ABSENT: RecordKinds = RecordKinds(1 << 5);
-    pub const BOOK: RecordKinds = RecordKinds(1 << 6);
-    pub const ALL: RecordKinds = RecordKinds(0b111_1111);
+    pub const TRADE: RecordKinds = RecordKinds(1 << 6);
+    pub const AGG_TRADE: RecordKinds = RecordKinds(1 << 7);
+    pub const BOOK: RecordKinds = RecordKinds(1 << 8);
+    pub const ALL: RecordKinds = RecordKinds(0b1_1111_1111);
     /// What a market-data consumer publishes: candles and signals.
     pub const MARKET: RecordKinds = RecordKinds(0b111);
+
+    /// Trades and aggregate trades.
+    pub const TRADES: RecordKinds = RecordKinds(0b1100_0000);
+    pub const NONE: RecordKinds = RecordKinds(0);
 
     pub const fn with(self, other: RecordKinds) -> RecordKinds {
         RecordKinds(self.0 | other.0)
@@ -120,8 +131,37 @@ impl RecordKinds {
             Record::Gap(_) => RecordKinds::GAP,
             Record::Outage(_) => RecordKinds::OUTAGE,
             Record::Absent(_) => RecordKinds::ABSENT,
+            Record::Trade(_) => RecordKinds::TRADE,
+            Record::AggTrade(_) => RecordKinds::AGG_TRADE,
             Record::Book(_) => RecordKinds::BOOK,
         };
         self.0 & bit.0 != 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trades_keep_a_record_the_size_of_a_candle() {
+        // A ring slot holds one envelope: the trade kinds must not make every slot grow.
+        // No larger than a candle (a variant already), they leave the enum's size as is.
+        assert!(std::mem::size_of::<Trade>() <= std::mem::size_of::<Candle>());
+        assert!(std::mem::size_of::<AggTrade>() <= std::mem::size_of::<Candle>());
+        assert!(std::mem::size_of::<Record>() >= std::mem::size_of::<Candle>());
+    }
+
+    #[test]
+    fn trade_kinds_have_their_own_bits() {
+        let t = crate::market::testing::trade("BTCUSDT", 7);
+        let a = crate::market::testing::agg_trade("BTCUSDT", 7);
+        assert!(RecordKinds::TRADE.has(&Record::Trade(t)));
+        assert!(!RecordKinds::TRADE.has(&Record::AggTrade(a)));
+        assert!(RecordKinds::AGG_TRADE.has(&Record::AggTrade(a)));
+        assert!(!RecordKinds::MARKET.has(&Record::Trade(t)));
+        assert!(
+            RecordKinds::ALL.has(&Record::Trade(t)) && RecordKinds::ALL.has(&Record::AggTrade(a))
+        );
     }
 }

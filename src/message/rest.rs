@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crossbeam_queue::ArrayQueue;
 
-use crate::market::{Candle, Interval, Symbol};
+use crate::market::{AggTrade, Candle, Interval, Symbol};
 
 /// Requests a shard may have waiting for the thread; past this a request is dropped
 /// and counted (the gap stays open and is asked again on the next reconnect).
@@ -17,6 +17,10 @@ pub const MAX_PENDING_REQUESTS: usize = 4096;
 /// Batches waiting for a shard to take them. The thread waits for room rather than
 /// dropping one: a shard drains its queue every few milliseconds.
 pub const MAX_PENDING_BATCHES: usize = 64;
+
+/// Most aggregate trades one REST `aggTrades` page holds (the exchange's `limit`
+/// maximum): a shorter page of a catch-up is its last.
+pub const AGG_TRADES_PAGE: u32 = 1000;
 
 /// What a shard asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,6 +37,10 @@ pub enum Want {
         from_open_ms: i64,
         to_open_ms: Option<i64>,
     },
+    /// Aggregate trades with ids in `[from_id, to_id)` (a hole the stream skipped);
+    /// without an end, every one from `from_id` to the present (a restart's catch-up).
+    /// The request's interval means nothing here.
+    AggTrades { from_id: u64, to_id: Option<u64> },
 }
 
 /// One series' request.
@@ -53,6 +61,8 @@ pub struct RestBatch {
     pub absent: Vec<(i64, i64)>,
     /// The request failed for good (after [`crate::backfill::MAX_ATTEMPTS`]); `candles` is empty.
     pub failed: bool,
+    /// Aggregate trades of a [`Want::AggTrades`] request, oldest first.
+    pub agg_trades: Vec<AggTrade>,
 }
 
 impl RestBatch {

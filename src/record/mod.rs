@@ -13,10 +13,10 @@ pub mod read;
 pub mod write;
 
 pub use read::{parse, Names, RecordError, Remote, MAX_INTERNED_NAMES};
-pub use write::{write_candle, write_decimal, write_signal};
+pub use write::{write_agg_trade, write_candle, write_decimal, write_signal, write_trade};
 
 use crate::candle::Gap;
-use crate::market::Candle;
+use crate::market::{AggTrade, Candle, Trade};
 use crate::signals::{IndicatorValues, Signal};
 
 /// `type:"candle"` record.
@@ -126,6 +126,78 @@ impl From<&Signal> for SignalRecord {
             event_time: s.event_time_us / 1000,
         }
     }
+}
+
+/// `type:"trade"` record: one trade, as stored in `trades`.
+#[derive(Debug, Serialize)]
+pub struct TradeRecord {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub symbol: String,
+    pub trade_id: u64,
+    pub price: String,
+    pub quantity: String,
+    pub trade_time: i64,
+    pub buyer_is_maker: bool,
+    pub event_time: i64,
+}
+
+impl From<&Trade> for TradeRecord {
+    fn from(t: &Trade) -> Self {
+        TradeRecord {
+            kind: "trade",
+            symbol: t.symbol.to_string(),
+            trade_id: t.trade_id,
+            price: t.price.to_string(),
+            quantity: t.quantity.to_string(),
+            trade_time: t.trade_time_ms,
+            buyer_is_maker: t.buyer_is_maker,
+            event_time: t.event_time_us / 1000,
+        }
+    }
+}
+
+/// `type:"agg_trade"` record: one aggregate trade, as stored in `agg_trades`.
+#[derive(Debug, Serialize)]
+pub struct AggTradeRecord {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub symbol: String,
+    pub agg_trade_id: u64,
+    pub price: String,
+    pub quantity: String,
+    pub first_trade_id: u64,
+    pub last_trade_id: u64,
+    pub trade_time: i64,
+    pub buyer_is_maker: bool,
+    pub event_time: i64,
+}
+
+impl From<&AggTrade> for AggTradeRecord {
+    fn from(t: &AggTrade) -> Self {
+        AggTradeRecord {
+            kind: "agg_trade",
+            symbol: t.symbol.to_string(),
+            agg_trade_id: t.agg_trade_id,
+            price: t.price.to_string(),
+            quantity: t.quantity.to_string(),
+            first_trade_id: t.first_trade_id,
+            last_trade_id: t.last_trade_id,
+            trade_time: t.trade_time_ms,
+            buyer_is_maker: t.buyer_is_maker,
+            event_time: t.event_time_us / 1000,
+        }
+    }
+}
+
+/// A trade's record as a JSON value (the dead-letter file).
+pub fn trade_json(t: &Trade) -> serde_json::Value {
+    serde_json::to_value(TradeRecord::from(t)).unwrap_or(serde_json::Value::Null)
+}
+
+/// An aggregate trade's record as a JSON value (the dead-letter file).
+pub fn agg_trade_json(t: &AggTrade) -> serde_json::Value {
+    serde_json::to_value(AggTradeRecord::from(t)).unwrap_or(serde_json::Value::Null)
 }
 
 #[cfg(test)]

@@ -154,3 +154,25 @@ fn interned_names_are_bounded() {
     assert!(names.get("n0").is_some());
     assert!(names.get("one_too_many").is_none());
 }
+
+#[test]
+fn trade_bytes_match_the_serde_records() {
+    for id in [7, 8] {
+        let t = crate::market::testing::trade("BTCUSDT", id);
+        let mut out = Vec::new();
+        write_trade(&mut out, &t);
+        let expect = serde_json::to_string(&TradeRecord::from(&t)).unwrap();
+        assert_eq!(std::str::from_utf8(&out).unwrap(), expect);
+        let a = crate::market::testing::agg_trade("ETHUSDT", id);
+        let mut out = Vec::new();
+        write_agg_trade(&mut out, &a);
+        let expect = serde_json::to_string(&AggTradeRecord::from(&a)).unwrap();
+        assert_eq!(std::str::from_utf8(&out).unwrap(), expect);
+    }
+    let mut out = Vec::new();
+    write_trade(&mut out, &crate::market::testing::trade("BTCUSDT", 7));
+    assert_eq!(
+        std::str::from_utf8(&out).unwrap(),
+        r#"{"type":"trade","symbol":"BTCUSDT","trade_id":7,"price":"100.5","quantity":"0.250","trade_time":7000,"buyer_is_maker":false,"event_time":7000}"#
+    );
+}

@@ -10,7 +10,7 @@
 use std::io::Write;
 
 use crate::digits::{push_i64, push_u64};
-use crate::market::{Candle, Decimal};
+use crate::market::{AggTrade, Candle, Decimal, Trade};
 use crate::signals::{Signal, MAX_SIGNAL_INDICATORS};
 
 /// Appends the candle record of `c`.
@@ -45,6 +45,61 @@ pub fn write_candle(out: &mut Vec<u8>, c: &Candle) {
         b",\"closed\":false,\"event_time\":"
     });
     push_i64(out, c.event_time_us / 1000);
+    out.push(b'}');
+}
+
+/// Appends the trade record of `t` (as `serde_json` writes [`super::TradeRecord`]).
+pub fn write_trade(out: &mut Vec<u8>, t: &Trade) {
+    out.extend_from_slice(b"{\"type\":\"trade\",\"symbol\":\"");
+    out.extend_from_slice(t.symbol.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"trade_id\":");
+    push_u64(out, t.trade_id);
+    write_trade_tail(out, &t.price, &t.quantity, None, t.trade_time_ms);
+    write_maker_and_event(out, t.buyer_is_maker, t.event_time_us);
+}
+
+/// Appends the aggregate trade record of `t` (as `serde_json` writes
+/// [`super::AggTradeRecord`]).
+pub fn write_agg_trade(out: &mut Vec<u8>, t: &AggTrade) {
+    out.extend_from_slice(b"{\"type\":\"agg_trade\",\"symbol\":\"");
+    out.extend_from_slice(t.symbol.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"agg_trade_id\":");
+    push_u64(out, t.agg_trade_id);
+    let ids = Some((t.first_trade_id, t.last_trade_id));
+    write_trade_tail(out, &t.price, &t.quantity, ids, t.trade_time_ms);
+    write_maker_and_event(out, t.buyer_is_maker, t.event_time_us);
+}
+
+/// `,"price":…,"quantity":…[,"first_trade_id":…,"last_trade_id":…],"trade_time":…`
+fn write_trade_tail(
+    out: &mut Vec<u8>,
+    price: &Decimal,
+    quantity: &Decimal,
+    ids: Option<(u64, u64)>,
+    trade_time_ms: i64,
+) {
+    out.extend_from_slice(b",\"price\":\"");
+    write_decimal(out, price);
+    out.extend_from_slice(b"\",\"quantity\":\"");
+    write_decimal(out, quantity);
+    out.push(b'"');
+    if let Some((first, last)) = ids {
+        out.extend_from_slice(b",\"first_trade_id\":");
+        push_u64(out, first);
+        out.extend_from_slice(b",\"last_trade_id\":");
+        push_u64(out, last);
+    }
+    out.extend_from_slice(b",\"trade_time\":");
+    push_i64(out, trade_time_ms);
+}
+
+fn write_maker_and_event(out: &mut Vec<u8>, buyer_is_maker: bool, event_time_us: i64) {
+    out.extend_from_slice(if buyer_is_maker {
+        b",\"buyer_is_maker\":true,\"event_time\":"
+    } else {
+        b",\"buyer_is_maker\":false,\"event_time\":"
+    });
+    push_i64(out, event_time_us / 1000);
     out.push(b'}');
 }
 

@@ -10,6 +10,11 @@
 //! past that the shard stops reading its sockets. Live candles are conflated: dropped and
 //! counted when a ring is full, since the next update supersedes them.
 //!
+//! Trades and aggregate trades are de-duplicated by id per symbol (a hole in the ids is
+//! counted) and go out as never-lost records to the sinks that take them (the database
+//! writer when it stores them); a hole in aggregate trade ids is asked of the REST thread
+//! when they are stored, and the fetched ones go out the same way.
+//!
 //! Each closed candle also updates its (symbol, timeframe)'s signal engine
 //! ([`crate::signals::rules`]); the signals it makes go out as never-lost records.
 //!
@@ -37,12 +42,12 @@ mod tests;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::candle::{CandleTrack, Gap, KlineOutcome, SeqGate};
+use crate::candle::{CandleTrack, Gap, KlineOutcome, SeqGate, SeqOutcome};
 use crate::clock::{mono_ns, wall_us, ClockBound};
 use crate::latency::{Recorder, Stage};
 use crate::market::{Candle, Interval, Symbol};
 use crate::message::rest::ShardLink;
-use crate::metrics::{SeriesStats, ShardStats};
+use crate::metrics::{Counter, SeriesStats, ShardStats};
 use crate::ring::Producer;
 use crate::signals::params::SignalsConfig;
 use crate::signals::rules::SignalEngine;
@@ -57,10 +62,17 @@ pub use books::BOOK_RETRY_NS;
 pub use gate::{DEFAULT_HOLD, MAX_HELD_CANDLES};
 pub use outlet::{MAX_OVERFLOW, RING_EVERY_NS};
 
+/// The largest trade id the database's `bigint` holds: a trade with a larger id is
+/// counted out of range and dropped whole, never stored wrong.
+const MAX_STORED_ID: u64 = i64::MAX as u64;
+
 #[derive(Clone, Copy, Debug, Default)]
 struct SymbolSeq {
     trade: SeqGate,
     agg_trade: SeqGate,
+    /// The first aggregate trade id the stream brought this process: a restart's
+    /// catch-up that ends before it leaves a hole to fetch.
+    agg_first_live: Option<u64>,
     depth: SeqGate,
     book_ticker: SeqGate,
 }
@@ -98,6 +110,8 @@ pub struct ShardState {
     timeframe_list: Vec<Interval>,
     /// Local order books of this shard's book symbols ([`Self::with_books`]).
     books: Option<books::Books>,
+    /// Holes in aggregate trade ids are backfilled over REST (they are stored).
+    backfill_agg_trades: bool,
 }
 
 impl ShardState {
@@ -152,7 +166,22 @@ impl ShardState {
             symbol_list: symbols.to_vec(),
             timeframe_list: timeframes.to_vec(),
             books: None,
+            backfill_agg_trades: false,
         }
+    }
+
+    /// Asks the REST thread (see [`Self::with_rest`]) for the aggregate trades of every
+    /// hole in a symbol's ids: set when they are stored.
+    pub fn with_agg_trade_backfill(mut self, on: bool) -> ShardState {
+        self.backfill_agg_trades = on;
+        self
+    }
+
+    /// The record kinds each sink (in the order of the outlets given) takes at most
+    /// once: for those, a record is dropped and counted when that sink's ring is full
+    /// instead of waiting (trades to the Redis publisher).
+    pub fn set_lossy_kinds(&mut self, lossy: &[RecordKinds]) {
+        self.outlets.set_lossy(lossy);
     }
 
     /// Records this core's stage latencies into `recorder`.
@@ -310,19 +339,47 @@ impl ShardState {
             Event::Trade(t) => {
                 stats.trades.inc();
                 stats.last_event_time_us.set(t.event_time_us);
-                if let Some(i) = self.symbols.get(&t.symbol) {
-                    if !self.seq[*i].trade.accept(t.trade_id) {
-                        stats.duplicates.inc();
-                    }
+                let Some(&i) = self.symbols.get(&t.symbol) else {
+                    stats.unknown_events.inc();
+                    return;
+                };
+                if t.trade_id > MAX_STORED_ID {
+                    stats.parse_error("out_of_range");
+                    return;
+                }
+                let outcome = self.seq[i].trade.admit(t.trade_id);
+                if self.count_seq(outcome, &stats.trade_gaps, &stats.trade_gap_ids) {
+                    let env = self.envelope(recv_ns, mono_ns(), Record::Trade(*t));
+                    self.outlets.send_kept(env);
                 }
                 self.note_event_latency(t.event_time_us, recv_ns);
             }
             Event::AggTrade(t) => {
                 stats.agg_trades.inc();
                 stats.last_event_time_us.set(t.event_time_us);
-                if let Some(i) = self.symbols.get(&t.symbol) {
-                    if !self.seq[*i].agg_trade.accept(t.agg_trade_id) {
-                        stats.duplicates.inc();
+                let Some(&i) = self.symbols.get(&t.symbol) else {
+                    stats.unknown_events.inc();
+                    return;
+                };
+                if t.agg_trade_id.max(t.last_trade_id) > MAX_STORED_ID
+                    || t.first_trade_id > t.last_trade_id
+                {
+                    stats.parse_error("out_of_range");
+                    return;
+                }
+                let outcome = self.seq[i].agg_trade.admit(t.agg_trade_id);
+                if outcome != SeqOutcome::Duplicate && self.seq[i].agg_first_live.is_none() {
+                    self.seq[i].agg_first_live = Some(t.agg_trade_id);
+                }
+                if self.count_seq(outcome, &stats.agg_trade_gaps, &stats.agg_trade_gap_ids) {
+                    let env = self.envelope(recv_ns, mono_ns(), Record::AggTrade(*t));
+                    self.outlets.send_kept(env);
+                }
+                if let SeqOutcome::After { from, .. } = outcome {
+                    // Only stored trades are worth fetching; the REST thread is asked
+                    // only with a database that stores them (see the engine).
+                    if self.backfill_agg_trades {
+                        self.ask_agg_trades(t.symbol, from, t.agg_trade_id);
                     }
                 }
                 self.note_event_latency(t.event_time_us, recv_ns);
@@ -356,6 +413,23 @@ impl ShardState {
             }
             Event::ServerShutdown { .. } => stats.server_shutdowns.inc(),
             Event::Unknown { .. } => stats.unknown_events.inc(),
+        }
+    }
+
+    /// Counts what a trade id gate made of an id (a duplicate, a hole before it); true
+    /// when the trade is new and goes to the sinks that take it.
+    fn count_seq(&self, outcome: SeqOutcome, gaps: &Counter, gap_ids: &Counter) -> bool {
+        match outcome {
+            SeqOutcome::Next => true,
+            SeqOutcome::After { missing, .. } => {
+                gaps.inc();
+                gap_ids.add(missing);
+                true
+            }
+            SeqOutcome::Duplicate => {
+                self.stats.duplicates.inc();
+                false
+            }
         }
     }
 

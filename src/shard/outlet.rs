@@ -22,14 +22,20 @@ struct Outlet {
     ring: Producer<Envelope>,
     overflow: VecDeque<Envelope>,
     kinds: RecordKinds,
+    /// Of `kinds`, those this sink takes at most once (Redis pub/sub): a record the
+    /// others keep is dropped here, and counted, when the ring is full.
+    lossy: RecordKinds,
 }
 
 impl Outlet {
     /// Sends a never-lost record, keeping order behind anything already waiting. The
     /// consumer is woken at the next [`super::ShardState::flush`], once per batch.
-    fn send_kept(&mut self, env: Envelope) {
+    fn send_kept(&mut self, env: Envelope) -> bool {
         if !self.kinds.has(&env.record) {
-            return;
+            return true;
+        }
+        if self.lossy.has(&env.record) {
+            return self.send_latest(env);
         }
         if self.overflow.is_empty() {
             if let Err(env) = self.ring.push_deferred(env) {
@@ -38,6 +44,7 @@ impl Outlet {
         } else {
             self.overflow.push_back(env);
         }
+        true
     }
 
     /// Sends a conflated record; false when it was dropped (not when this sink does not
@@ -86,6 +93,7 @@ impl Outlets {
                     ring,
                     overflow: VecDeque::new(),
                     kinds,
+                    lossy: RecordKinds::NONE,
                 })
                 .collect(),
             stats,
@@ -105,10 +113,21 @@ impl Outlets {
         MAX_OVERFLOW.saturating_sub(deepest.unwrap_or(0))
     }
 
-    /// Sends a never-lost record to every sink, keeping order behind anything waiting.
+    /// The record kinds each sink, in outlet order, takes at most once.
+    pub(super) fn set_lossy(&mut self, lossy: &[RecordKinds]) {
+        for (o, kinds) in self.list.iter_mut().zip(lossy) {
+            o.lossy = *kinds;
+        }
+    }
+
+    /// Sends a never-lost record to every sink, keeping order behind anything waiting
+    /// (to a sink that takes its kind at most once, as a latest value: a drop is
+    /// counted in `lossy_dropped`).
     pub(super) fn send_kept(&mut self, env: Envelope) {
         for o in &mut self.list {
-            o.send_kept(env);
+            if !o.send_kept(env) {
+                self.stats.lossy_dropped.inc();
+            }
         }
         self.note_overflow();
         self.ring_if_due(env.parsed_ns);

@@ -3,7 +3,7 @@
 
 use super::{Outage, Record, ShardState};
 use crate::candle::{Gap, KlineOutcome};
-use crate::message::rest::{Request, RestBatch, ShardLink, Want};
+use crate::message::rest::{Request, RestBatch, ShardLink, Want, AGG_TRADES_PAGE};
 use crate::signals::rules::Bar;
 
 /// After a backfill request fails for good, how long before the shard asks again.
@@ -65,6 +65,10 @@ impl ShardState {
 
     fn apply_rest_batch(&mut self, batch: &RestBatch, now_ns: u64) {
         let req = batch.request;
+        if let Want::AggTrades { .. } = req.want {
+            self.apply_agg_trades(batch, now_ns);
+            return;
+        }
         let Some(slot) = self.slot_of(req.symbol, req.interval) else {
             return;
         };
@@ -213,6 +217,73 @@ impl ShardState {
                 continue;
             }
             self.ask_range(&link, i, from, open_now);
+        }
+    }
+
+    /// Backfilled aggregate trades go to the sinks that store them, as never-lost
+    /// records; the writer's idempotent insert drops any the stream delivered too.
+    fn apply_agg_trades(&mut self, batch: &RestBatch, now_ns: u64) {
+        if batch.failed {
+            self.stats.agg_trade_backfill_failures.inc();
+            return;
+        }
+        for t in &batch.agg_trades {
+            let env = self.envelope(now_ns, now_ns, Record::AggTrade(*t));
+            self.outlets.send_kept(env);
+        }
+        // The last page of a restart's catch-up (short, maybe empty) says how far the
+        // exchange's aggregate trades reached when it answered. The stream joins there:
+        // if it has not started, its first id after a hole is a gap like any other; if
+        // it started further on, the ids in between are fetched now.
+        let symbol = batch.request.symbol;
+        if let (
+            Want::AggTrades {
+                from_id,
+                to_id: None,
+            },
+            Some(&i),
+        ) = (batch.request.want, self.symbols.get(&symbol))
+        {
+            if batch.agg_trades.len() < AGG_TRADES_PAGE as usize {
+                let reached = batch
+                    .agg_trades
+                    .last()
+                    .map_or(from_id.saturating_sub(1), |t| t.agg_trade_id);
+                if let Some(first) = self.seq[i].agg_first_live {
+                    if reached + 1 < first {
+                        self.ask_agg_trades(symbol, reached + 1, first);
+                    }
+                }
+                self.seq[i].agg_trade.raise(reached);
+            }
+        }
+        self.stats
+            .agg_trades_backfilled
+            .add(batch.agg_trades.len() as u64);
+    }
+
+    /// Asks the REST thread for `symbol`'s aggregate trades with ids in `[from, to)`, a
+    /// hole the stream skipped; counted when its queue is full (the ids stay missing).
+    pub(super) fn ask_agg_trades(&self, symbol: crate::market::Symbol, from: u64, to: u64) {
+        let Some(link) = &self.link else {
+            return;
+        };
+        let req = Request {
+            symbol,
+            interval: self
+                .timeframe_list
+                .first()
+                .copied()
+                .unwrap_or(crate::market::Interval::M1),
+            want: Want::AggTrades {
+                from_id: from,
+                to_id: Some(to),
+            },
+        };
+        if link.requests.push(req).is_ok() {
+            self.stats.agg_trade_backfill_requests.inc();
+        } else {
+            self.stats.agg_trade_backfill_requests_dropped.inc();
         }
     }
 

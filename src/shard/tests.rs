@@ -147,6 +147,7 @@ fn answer(want: Want, candles: Vec<Candle>, failed: bool) -> RestBatch {
             want,
         },
         candles,
+        agg_trades: vec![],
         absent: vec![],
         failed,
     }
@@ -466,4 +467,208 @@ fn a_book_synchronises_through_the_rest_link_publishes_and_feeds_its_signals() {
     assert_eq!(x.timestamp_ms, 2 * 60_000 - 1);
     assert!((x.indicators.get("imbalance").unwrap() - 0.8).abs() < 1e-12);
     assert!(tops >= 3, "views and tops went to the sinks: {tops}");
+}
+
+#[test]
+fn trades_go_only_to_the_sinks_that_store_them_each_id_once_and_gaps_are_counted() {
+    use crate::market::testing::{agg_trade, trade};
+    let (writer_tx, writer_rx) = ring("writer", 64);
+    let (other_tx, other_rx) = ring("other", 64);
+    let stats = Arc::new(ShardStats::default());
+    let sym = [Symbol::new("BTCUSDT").unwrap()];
+    let outs = vec![
+        (writer_tx, RecordKinds::CLOSED.with(RecordKinds::TRADES)),
+        (other_tx, RecordKinds::MARKET),
+    ];
+    let mut s = ShardState::with_outlets(0, &sym, &[Interval::M1], outs, stats.clone());
+    for id in [10, 11, 11, 9, 15, 16] {
+        s.on_event(&Event::Trade(trade("BTCUSDT", id)), 0);
+    }
+    for id in [3, 4, 6, 6] {
+        s.on_event(&Event::AggTrade(agg_trade("BTCUSDT", id)), 0);
+    }
+    // Another shard's symbol, and ids the database cannot hold: counted, not sent.
+    s.on_event(&Event::Trade(trade("ETHUSDT", 1)), 0);
+    s.on_event(&Event::Trade(trade("BTCUSDT", u64::MAX)), 0);
+    let mut reversed = agg_trade("BTCUSDT", 7);
+    reversed.first_trade_id = reversed.last_trade_id + 1;
+    s.on_event(&Event::AggTrade(reversed), 0);
+    s.flush(0);
+    let recs: Vec<Record> = std::iter::from_fn(|| writer_rx.pop())
+        .map(|e| e.record)
+        .collect();
+    let trade_ids: Vec<u64> = recs
+        .iter()
+        .filter_map(|r| match r {
+            Record::Trade(t) => Some(t.trade_id),
+            _ => None,
+        })
+        .collect();
+    let agg_ids: Vec<u64> = recs
+        .iter()
+        .filter_map(|r| match r {
+            Record::AggTrade(t) => Some(t.agg_trade_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(trade_ids, [10, 11, 15, 16]);
+    assert_eq!(agg_ids, [3, 4, 6]);
+    assert_eq!(
+        other_rx.view().depth(),
+        0,
+        "a sink without the kinds gets none"
+    );
+    assert_eq!(stats.duplicates.get(), 3);
+    assert_eq!((stats.trade_gaps.get(), stats.trade_gap_ids.get()), (1, 3));
+    assert_eq!(
+        (stats.agg_trade_gaps.get(), stats.agg_trade_gap_ids.get()),
+        (1, 1)
+    );
+    assert_eq!(stats.unknown_events.get(), 1);
+    assert_eq!(stats.parse_errors_total(), 2);
+}
+
+#[test]
+fn holes_in_aggregate_trade_ids_are_asked_of_rest_and_the_answers_stored() {
+    use crate::market::testing::agg_trade;
+    let (s, rx, link) = linked(false);
+    let mut s = s.with_agg_trade_backfill(true);
+    for id in [10, 11, 15] {
+        s.on_event(&Event::AggTrade(agg_trade("BTCUSDT", id)), 0);
+    }
+    let asked = link.requests.pop().expect("the hole is asked for");
+    assert_eq!(
+        asked.want,
+        Want::AggTrades {
+            from_id: 12,
+            to_id: Some(15)
+        }
+    );
+    assert!(link.requests.pop().is_none());
+    assert_eq!(s.stats().agg_trade_backfill_requests.get(), 1);
+    // The answer goes to the sinks as kept records.
+    let mut batch = answer(asked.want, vec![], false);
+    batch.agg_trades = (12..15).map(|id| agg_trade("BTCUSDT", id)).collect();
+    s.apply_rest(&batch, 0);
+    let ids: Vec<u64> = std::iter::from_fn(|| rx.pop())
+        .filter_map(|e| match e.record {
+            Record::AggTrade(t) => Some(t.agg_trade_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ids, [10, 11, 15, 12, 13, 14]);
+    assert_eq!(s.stats().agg_trades_backfilled.get(), 3);
+    // A restart's catch-up reaching id 30 before the stream starts: the stream's first
+    // id after a hole is a gap from there, an older one a duplicate.
+    let mut catch_up = answer(
+        Want::AggTrades {
+            from_id: 16,
+            to_id: None,
+        },
+        vec![],
+        false,
+    );
+    catch_up.agg_trades = (16..=30).map(|id| agg_trade("BTCUSDT", id)).collect();
+    s.apply_rest(&catch_up, 0);
+    s.on_event(&Event::AggTrade(agg_trade("BTCUSDT", 29)), 0);
+    s.on_event(&Event::AggTrade(agg_trade("BTCUSDT", 33)), 0);
+    assert_eq!(
+        link.requests.pop().map(|r| r.want),
+        Some(Want::AggTrades {
+            from_id: 31,
+            to_id: Some(33)
+        })
+    );
+    // A failed backfill is counted; without storage nothing is asked.
+    s.apply_rest(&answer(asked.want, vec![], true), 0);
+    assert_eq!(s.stats().agg_trade_backfill_failures.get(), 1);
+    let (s, _rx, link) = linked(false);
+    let mut s = s;
+    for id in [1, 5] {
+        s.on_event(&Event::AggTrade(agg_trade("BTCUSDT", id)), 0);
+    }
+    assert!(link.requests.pop().is_none());
+    assert_eq!(s.stats().agg_trade_gaps.get(), 1);
+}
+
+#[test]
+fn a_catch_up_that_ends_before_the_stream_began_asks_for_the_ids_between() {
+    use crate::market::testing::agg_trade;
+    let (s, _rx, link) = linked(false);
+    let mut s = s.with_agg_trade_backfill(true);
+    // The stream began at 100 before the catch-up from 50 was answered.
+    s.on_event(&Event::AggTrade(agg_trade("BTCUSDT", 100)), 0);
+    assert!(
+        link.requests.pop().is_none(),
+        "the first id follows nothing"
+    );
+    let catch_up = |from_id: u64, ids: std::ops::RangeInclusive<u64>| {
+        let mut b = answer(
+            Want::AggTrades {
+                from_id,
+                to_id: None,
+            },
+            vec![],
+            false,
+        );
+        b.agg_trades = ids.map(|id| agg_trade("BTCUSDT", id)).collect();
+        b
+    };
+    s.apply_rest(&catch_up(50, 50..=60), 0);
+    assert_eq!(
+        link.requests.pop().map(|r| r.want),
+        Some(Want::AggTrades {
+            from_id: 61,
+            to_id: Some(100)
+        })
+    );
+    // An empty last page: the exchange had nothing after 89 when it answered.
+    #[allow(clippy::reversed_empty_ranges)]
+    s.apply_rest(&catch_up(90, 1..=0), 0);
+    assert_eq!(
+        link.requests.pop().map(|r| r.want),
+        Some(Want::AggTrades {
+            from_id: 90,
+            to_id: Some(100)
+        })
+    );
+    // A catch-up that reached past the stream's start asks nothing.
+    s.apply_rest(&catch_up(95, 95..=120), 0);
+    assert!(link.requests.pop().is_none());
+}
+
+#[test]
+fn a_sink_that_takes_trades_at_most_once_never_holds_the_shard() {
+    use crate::market::testing::trade;
+    let (writer_tx, writer_rx) = ring("writer", 2);
+    let (redis_tx, redis_rx) = ring("redis", 2);
+    let stats = Arc::new(ShardStats::default());
+    let outs = vec![
+        (writer_tx, RecordKinds::TRADES),
+        (redis_tx, RecordKinds::MARKET.with(RecordKinds::TRADES)),
+    ];
+    let mut s = ShardState::with_outlets(0, &[btc()], &[Interval::M1], outs, stats.clone());
+    s.set_lossy_kinds(&[RecordKinds::NONE, RecordKinds::TRADES]);
+    for id in 1..=5 {
+        s.on_event(&Event::Trade(trade("BTCUSDT", id)), 0);
+    }
+    // The writer's ring holds 2 and 3 wait for it; Redis got 2, and 3 were dropped.
+    assert_eq!(s.flush(0), 3);
+    assert_eq!(redis_rx.view().depth(), 2);
+    assert_eq!(stats.lossy_dropped.get(), 3);
+    let mut kept = Vec::new();
+    for _ in 0..10 {
+        while let Some(e) = writer_rx.pop() {
+            if let Record::Trade(t) = e.record {
+                kept.push(t.trade_id);
+            }
+        }
+        s.flush(0);
+    }
+    assert_eq!(
+        kept,
+        [1, 2, 3, 4, 5],
+        "every trade reaches the writer, in order"
+    );
+    assert_eq!(stats.lossy_dropped.get(), 3);
 }

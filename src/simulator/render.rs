@@ -10,7 +10,7 @@ use crate::wire::TimeUnit;
 
 use super::book::BookLevel;
 use super::kline::Kline;
-use super::market::{Event, UNIT_SCALE};
+use super::market::{AggTradeEvent, Event, UNIT_SCALE};
 
 const NS_PER_MS: i64 = 1_000_000;
 const NS_PER_US: i64 = 1_000;
@@ -131,21 +131,8 @@ pub fn render_event(
             out.extend_from_slice(b"{\"e\":\"aggTrade\",\"E\":");
             push_i64(out, time_in(unit, a.time_ns));
             push_symbol(out, symbol);
-            out.extend_from_slice(b",\"a\":");
-            push_u64(out, a.agg_id);
-            out.extend_from_slice(b",\"p\":");
-            push_quoted_units(out, i128::from(a.price));
-            out.extend_from_slice(b",\"q\":");
-            push_quoted_units(out, i128::from(a.qty));
-            out.extend_from_slice(b",\"f\":");
-            push_u64(out, a.first_trade_id);
-            out.extend_from_slice(b",\"l\":");
-            push_u64(out, a.last_trade_id);
-            out.extend_from_slice(b",\"T\":");
-            push_i64(out, time_in(unit, a.time_ns));
-            out.extend_from_slice(b",\"m\":");
-            push_bool(out, a.buyer_is_maker);
-            out.extend_from_slice(b",\"M\":true}");
+            out.push(b',');
+            push_agg_trade_fields(out, a, unit);
         }
         Event::BookTicker(b) => {
             out.extend_from_slice(b"{\"u\":");
@@ -247,6 +234,32 @@ fn push_kline_body(
 }
 
 /// One kline as the 12-element array of `GET /api/v3/klines`.
+/// One aggregate trade of a REST `aggTrades` answer: the stream event's fields without
+/// the event type, time and symbol.
+pub fn push_rest_agg_trade(out: &mut Vec<u8>, a: &AggTradeEvent, unit: TimeUnit) {
+    out.push(b'{');
+    push_agg_trade_fields(out, a, unit);
+}
+
+/// `"a":…,"M":true}`: the fields an aggregate trade has on the stream and over REST.
+fn push_agg_trade_fields(out: &mut Vec<u8>, a: &AggTradeEvent, unit: TimeUnit) {
+    out.extend_from_slice(b"\"a\":");
+    push_u64(out, a.agg_id);
+    out.extend_from_slice(b",\"p\":");
+    push_quoted_units(out, i128::from(a.price));
+    out.extend_from_slice(b",\"q\":");
+    push_quoted_units(out, i128::from(a.qty));
+    out.extend_from_slice(b",\"f\":");
+    push_u64(out, a.first_trade_id);
+    out.extend_from_slice(b",\"l\":");
+    push_u64(out, a.last_trade_id);
+    out.extend_from_slice(b",\"T\":");
+    push_i64(out, time_in(unit, a.time_ns));
+    out.extend_from_slice(b",\"m\":");
+    push_bool(out, a.buyer_is_maker);
+    out.extend_from_slice(b",\"M\":true}");
+}
+
 pub fn push_rest_kline(out: &mut Vec<u8>, k: &Kline, unit: TimeUnit) {
     out.push(b'[');
     push_i64(out, open_time_in(unit, k.open_time_ms));

@@ -1,4 +1,5 @@
-//! The REST endpoints (`/api/v3/ping`, `time`, `exchangeInfo`, `klines`, `depth`) with
+//! The REST endpoints (`/api/v3/ping`, `time`, `exchangeInfo`, `klines`, `depth`,
+//! `aggTrades`) with
 //! Binance's shapes, request weights, error codes and the per-IP weight budget.
 //!
 //! Runs on: the simulator core (pure: the caller advances the market to "now" first and
@@ -14,7 +15,9 @@ use crate::wire::TimeUnit;
 use super::http::{query_get, query_pairs, Response};
 use super::kline::{select, time_zone_base, Kline};
 use super::market::Market;
-use super::render::{push_rest_kline, render_depth_snapshot, time_in, units_string};
+use super::render::{
+    push_rest_agg_trade, push_rest_kline, render_depth_snapshot, time_in, units_string,
+};
 
 /// `limit` of `/api/v3/klines`: default and maximum (larger values are capped, as on
 /// Binance).
@@ -23,6 +26,9 @@ pub const KLINES_MAX_LIMIT: usize = 1000;
 /// `limit` of `/api/v3/depth`: default and maximum (capped likewise).
 pub const DEPTH_DEFAULT_LIMIT: usize = 100;
 pub const DEPTH_MAX_LIMIT: usize = 5000;
+/// `limit` of `/api/v3/aggTrades`: default and maximum (capped likewise).
+pub const AGG_TRADES_DEFAULT_LIMIT: usize = 500;
+pub const AGG_TRADES_MAX_LIMIT: usize = 1000;
 /// Weight windows remembered before old ones are pruned (one per client IP).
 const MAX_TRACKED_IPS: usize = 4096;
 const MINUTE_MS: i64 = 60_000;
@@ -36,6 +42,7 @@ pub fn request_weight(path: &str, query: &str) -> u32 {
     match path {
         "/api/v3/ping" | "/api/v3/time" => 1,
         "/api/v3/klines" => 2,
+        "/api/v3/aggTrades" => 4,
         "/api/v3/exchangeInfo" => 20,
         "/api/v3/depth" => {
             let pairs = query_pairs(query);
@@ -123,6 +130,7 @@ pub fn respond(
         "/api/v3/exchangeInfo" => exchange_info(&pairs, market, now, weight_limit),
         "/api/v3/klines" => klines(&pairs, market, unit),
         "/api/v3/depth" => depth(&pairs, market),
+        "/api/v3/aggTrades" => agg_trades(&pairs, market, unit),
         _ => Err(Response::error(404, -1000, "Unknown endpoint.")),
     };
     result.unwrap_or_else(|error| error)
@@ -171,6 +179,23 @@ fn time_param(
             (true, Rounding::Down) => t.div_euclid(1_000),
         }),
     )
+}
+
+/// `startTime` and `endTime` (ms or µs, either may be absent); a start after the end is
+/// refused as Binance refuses it.
+fn time_range(pairs: &[(String, String)]) -> Result<(Option<i64>, Option<i64>), Response> {
+    let start = time_param(pairs, "startTime", Rounding::Up)?;
+    let end = time_param(pairs, "endTime", Rounding::Down)?;
+    if let (Some(s), Some(e)) = (start, end) {
+        if s > e {
+            return Err(Response::error(
+                400,
+                -1023,
+                "Start time is greater than end time.",
+            ));
+        }
+    }
+    Ok((start, end))
 }
 
 fn illegal_chars(key: &str) -> Response {
@@ -222,17 +247,7 @@ fn klines(
     let index = symbol_index(pairs, market)?;
     let interval = Interval::parse(mandatory(pairs, "interval")?)
         .map_err(|_| Response::error(400, -1120, "Invalid interval."))?;
-    let start = time_param(pairs, "startTime", Rounding::Up)?;
-    let end = time_param(pairs, "endTime", Rounding::Down)?;
-    if let (Some(s), Some(e)) = (start, end) {
-        if s > e {
-            return Err(Response::error(
-                400,
-                -1023,
-                "Start time is greater than end time.",
-            ));
-        }
-    }
+    let (start, end) = time_range(pairs)?;
     let limit = limit_param(pairs, KLINES_DEFAULT_LIMIT, KLINES_MAX_LIMIT)?;
     let offset_ms = match query_get(pairs, "timeZone") {
         None => 0,
@@ -272,6 +287,56 @@ fn klines(
             body.push(b',');
         }
         push_rest_kline(&mut body, k, unit);
+    }
+    body.push(b']');
+    Ok(Response::json(200, body))
+}
+
+/// `GET /api/v3/aggTrades`: aggregate trades, oldest first, at most `limit`. With
+/// `fromId`, from that id on; with `startTime` and/or `endTime` (ms or µs, inclusive),
+/// those traded in the range, from its oldest; with `fromId` and times, both apply;
+/// with none of them, the newest `limit`. Answers from the aggregate trades the market
+/// keeps ([`super::market::agg_trade_history_per_symbol`]); older ones are gone, as
+/// klines past `kline_history` are.
+fn agg_trades(
+    pairs: &[(String, String)],
+    market: Option<&Market>,
+    unit: TimeUnit,
+) -> Result<Response, Response> {
+    let index = symbol_index(pairs, market)?;
+    let from_id = number(pairs, "fromId")?;
+    let (start, end) = time_range(pairs)?;
+    let limit = limit_param(pairs, AGG_TRADES_DEFAULT_LIMIT, AGG_TRADES_MAX_LIMIT)?;
+    let Some(market) = market else {
+        return Err(Response::error(400, -1121, "Invalid symbol."));
+    };
+    let kept = market.symbols()[index].agg_trades();
+    let time_ms = |a: &super::market::AggTradeEvent| a.time_ns.div_euclid(1_000_000);
+    let in_range = |a: &&super::market::AggTradeEvent| {
+        start.is_none_or(|s| time_ms(a) >= s) && end.is_none_or(|e| time_ms(a) <= e)
+    };
+    let selected: Vec<&super::market::AggTradeEvent> =
+        if from_id.is_none() && start.is_none() && end.is_none() {
+            kept.iter().skip(kept.len().saturating_sub(limit)).collect()
+        } else {
+            // Ids are contiguous: `fromId` is an offset into the kept trades.
+            let skip = match (from_id, kept.front()) {
+                (Some(id), Some(first)) => (id as u64).saturating_sub(first.agg_id) as usize,
+                _ => 0,
+            };
+            kept.iter()
+                .skip(skip)
+                .filter(in_range)
+                .take(limit)
+                .collect()
+        };
+    let mut body = Vec::with_capacity(selected.len() * 120 + 2);
+    body.push(b'[');
+    for (i, a) in selected.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        push_rest_agg_trade(&mut body, a, unit);
     }
     body.push(b']');
     Ok(Response::json(200, body))
@@ -494,6 +559,111 @@ mod tests {
                 "{query}"
             );
         }
+    }
+
+    fn ids(body: &serde_json::Value) -> Vec<i64> {
+        body.as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["a"].as_i64().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn agg_trades_follow_binance_parameters_and_make_up_the_klines() {
+        let m = market();
+        assert_eq!(request_weight("/api/v3/aggTrades", "symbol=BTCUSDT"), 4);
+        let kept = m.symbols()[0].agg_trades();
+        assert!(kept.len() > 2000, "{} kept", kept.len());
+        let (first, newest) = (kept[0].agg_id as i64, kept[kept.len() - 1].agg_id as i64);
+        // None of fromId, startTime, endTime: the newest 500, oldest first.
+        let (status, body) = get(&m, "/api/v3/aggTrades", "symbol=BTCUSDT");
+        assert_eq!(status, 200);
+        assert_eq!(ids(&body), (newest - 499..=newest).collect::<Vec<_>>());
+        let one = &body[0];
+        let keys: Vec<&str> = one
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(keys.len(), 8, "{one}");
+        for k in ["a", "p", "q", "f", "l", "T", "m", "M"] {
+            assert!(one.get(k).is_some(), "{k} in {one}");
+        }
+        assert!(one["p"].is_string() && one["q"].is_string());
+        // fromId: from that id, inclusive; the limit is capped at 1000.
+        let q = format!("symbol=BTCUSDT&fromId={}&limit=3", first + 10);
+        assert_eq!(
+            ids(&get(&m, "/api/v3/aggTrades", &q).1),
+            [first + 10, first + 11, first + 12]
+        );
+        let q = format!("symbol=BTCUSDT&fromId={first}&limit=5000");
+        let page = get(&m, "/api/v3/aggTrades", &q).1;
+        assert_eq!(ids(&page), (first..first + 1000).collect::<Vec<_>>());
+        // Each aggregate trade starts at the trade after the previous one's last.
+        for w in page.as_array().unwrap().windows(2) {
+            assert_eq!(w[1]["f"].as_i64(), Some(w[0]["l"].as_i64().unwrap() + 1));
+        }
+        let q = format!("symbol=BTCUSDT&fromId={}", newest + 1);
+        assert!(ids(&get(&m, "/api/v3/aggTrades", &q).1).is_empty());
+        // A time range (inclusive at both ends) holds exactly the trades of a 1m kline:
+        // their count, volume and quote volume, as exact decimals.
+        let (_, klines) = get(&m, "/api/v3/klines", "symbol=BTCUSDT&interval=1m&limit=3");
+        let k = &klines[1];
+        let (open, close) = (k[0].as_i64().unwrap(), k[6].as_i64().unwrap());
+        let q = format!("symbol=BTCUSDT&startTime={open}&endTime={close}&limit=1000");
+        let (_, body) = get(&m, "/api/v3/aggTrades", &q);
+        let rows = body.as_array().unwrap();
+        assert!(!rows.is_empty() && rows.len() < 1000);
+        assert!(rows
+            .iter()
+            .all(|a| (open..=close).contains(&a["T"].as_i64().unwrap())));
+        let dec = |v: &serde_json::Value| {
+            v.as_str()
+                .unwrap()
+                .parse::<crate::market::Decimal>()
+                .unwrap()
+        };
+        let trades: i64 = rows
+            .iter()
+            .map(|a| a["l"].as_i64().unwrap() - a["f"].as_i64().unwrap() + 1)
+            .sum();
+        let volume: crate::market::Decimal = rows.iter().map(|a| dec(&a["q"])).sum();
+        let quote: crate::market::Decimal = rows.iter().map(|a| dec(&a["p"]) * dec(&a["q"])).sum();
+        assert_eq!(trades, k[8].as_i64().unwrap());
+        assert_eq!(volume, dec(&k[5]));
+        assert_eq!(quote.normalize(), dec(&k[7]).normalize());
+        // Microseconds: the times in µs, the rest unchanged.
+        let (_, us) = get_in(TimeUnit::Microsecond, &m, "/api/v3/aggTrades", &q);
+        assert_eq!(us[0]["a"], body[0]["a"]);
+        let t_us = us[0]["T"].as_i64().unwrap();
+        assert_eq!(t_us.div_euclid(1000), body[0]["T"].as_i64().unwrap());
+        for (query, code) in [
+            ("symbol=NOPE", -1121),
+            ("symbol=btcusdt", -1100),
+            ("", -1102),
+            ("symbol=BTCUSDT&fromId=abc", -1100),
+            ("symbol=BTCUSDT&fromId=-1", -1100),
+            ("symbol=BTCUSDT&startTime=5&endTime=4", -1023),
+            ("symbol=BTCUSDT&limit=0", -1130),
+        ] {
+            let (status, body) = get(&m, "/api/v3/aggTrades", query);
+            assert_eq!(
+                (status, body["code"].as_i64()),
+                (400, Some(code)),
+                "{query}"
+            );
+        }
+    }
+
+    #[test]
+    fn agg_trade_history_is_bounded_for_the_whole_market() {
+        use crate::simulator::market::agg_trade_history_per_symbol as kept;
+        assert_eq!(kept(1), 100_000);
+        assert_eq!(kept(1000), 2_000);
+        assert_eq!(kept(1_000_000), 1_000);
+        assert!((1..5000).all(|n| kept(n) * n <= 2_000_000 || kept(n) == 1_000));
     }
 
     /// Binance takes `startTime`/`endTime` in ms or µs: 16 digits are microseconds.

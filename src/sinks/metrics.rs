@@ -45,7 +45,7 @@ const fn figure<S>(
 /// The database writer's figures: its connection and writes, the spool, the
 /// dead-letter file.
 #[rustfmt::skip]
-pub const DATABASE: [Figure<DbStats>; 35] = [
+pub const DATABASE: [Figure<DbStats>; 37] = [
     figure("alphapulse_database_connected", Gauge, "1 while the database writer is connected", |s| s.connected.get() as f64),
     figure("alphapulse_database_refusing", Gauge, "1 while the database refuses the writer's writes whatever the rows (permissions, schema)", |s| s.refusing.get() as f64),
     figure("alphapulse_database_timescaledb", Gauge, "1 when the database has the TimescaleDB extension", |s| s.timescaledb.get() as f64),
@@ -54,6 +54,8 @@ pub const DATABASE: [Figure<DbStats>; 35] = [
     figure("alphapulse_database_candles_written_total", Counter, "Closed candles written", |s| s.candles_written.get() as f64),
     figure("alphapulse_database_signals_written_total", Counter, "Signals written", |s| s.signals_written.get() as f64),
     figure("alphapulse_database_absences_written_total", Counter, "Confirmed absences written", |s| s.absences_written.get() as f64),
+    figure("alphapulse_database_trades_written_total", Counter, "Trades written", |s| s.trades_written.get() as f64),
+    figure("alphapulse_database_agg_trades_written_total", Counter, "Aggregate trades written", |s| s.agg_trades_written.get() as f64),
     figure("alphapulse_database_rows_offered_total", Counter, "Rows offered to batches, duplicates included", |s| s.rows_offered.get() as f64),
     figure("alphapulse_database_batches_total", Counter, "Batches committed", |s| s.batches.get() as f64),
     figure("alphapulse_database_batch_rows_last", Gauge, "Rows of the latest batch", |s| s.last_batch_rows.get() as f64),

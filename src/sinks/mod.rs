@@ -42,6 +42,9 @@ pub struct SinkRole {
     pub status: Option<Arc<dyn SinkStatus>>,
     /// The record kinds it consumes: its rings carry only those.
     pub kinds: RecordKinds,
+    /// Of those, the kinds it takes at most once: dropped (and counted) when its ring is
+    /// full, where other sinks make them wait ([`RecordKinds::NONE`]: none).
+    pub lossy: RecordKinds,
 }
 
 /// What a sink role's body gets from the engine.

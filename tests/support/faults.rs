@@ -180,6 +180,9 @@ pub struct Rig {
     /// the restart after it).
     optional_signals: Vec<(i64, i64)>,
     killed_at_sim_ms: Option<i64>,
+    /// (kill, restart ready) in simulated ms of every SIGKILL: trades in between are
+    /// not received by any engine (see [`Rig::prove_trades`]).
+    kills: Vec<(i64, i64)>,
     /// Simulated ms of the latest [`Rig::prove`]'s check: its windows end there.
     checked_sim_ms: Option<i64>,
     _serial: std::sync::MutexGuard<'static, ()>,
@@ -290,6 +293,7 @@ impl Rig {
             warm_sim_ms: 0,
             optional_signals: Vec::new(),
             killed_at_sim_ms: None,
+            kills: Vec::new(),
             checked_sim_ms: None,
             _serial: serial,
         };
@@ -525,9 +529,10 @@ impl Rig {
     pub fn restart_engine(&mut self) {
         assert!(self.engine.is_none(), "kill_engine first");
         self.spawn_engine();
-        self.wait_ready();
+        let ready = self.wait_ready();
         let warm = self.wait_warm();
         let killed = self.killed_at_sim_ms.take().expect("killed before");
+        self.kills.push((killed, ready));
         if !RESTART_REMAKES_SIGNALS {
             let from = killed - (KILL_IN_FLIGHT.as_secs_f64() * SPEED * 1000.0) as i64;
             // Up to the close of the candle in progress at the new warm start, of the
@@ -595,6 +600,207 @@ impl Rig {
         self.assert_alive();
         self.assert_no_panic();
         self.report("PASS", Some((candles, signals)));
+    }
+
+    /// The trade proof, after [`Rig::prove`] (whose candles it leans on), for a run
+    /// with `[feed.streams] trade` and `agg_trade` on; returns (minutes, trades,
+    /// aggregate trades) compared. Per symbol, retried like the candle proof:
+    /// - every 1m candle from the first whole minute the engine received trades in to
+    ///   the latest the proof checked is made exactly of the stored trades: their count,
+    ///   volume, quote volume (sum of price × quantity) and taker buy volume equal the
+    ///   simulator's REST kline's, as exact decimals; and of the stored aggregate trades
+    ///   the same way (their trade id ranges counted);
+    /// - trade ids and aggregate trade ids are contiguous, and each aggregate trade
+    ///   starts at the trade after the previous one's last;
+    /// - nothing is stored twice (a double would change a count or a sum).
+    ///
+    /// What a SIGKILL loses by design: trades in the killed process's rings and
+    /// unwritten batch, and those made while no engine ran. Aggregate trades get them
+    /// back (the restart fetches every one after the newest stored over REST `aggTrades`,
+    /// and a hole in the stream's ids is fetched too), so they are compared in every
+    /// minute and may have no hole at all. Raw trades have no such backfill: for them
+    /// the minutes around each kill (from the one before the kill to the one after the
+    /// restart was ready) are left out, and each kill may leave one hole in their ids,
+    /// inside that span; no other hole is allowed.
+    pub fn prove_trades(&mut self) -> (usize, usize, usize) {
+        let name = self.name;
+        let at = self.checked_sim_ms.expect("prove() ran first");
+        let deadline = Instant::now() + MATCH_TIMEOUT;
+        let mut client = self.pg.client();
+        loop {
+            match self.check_trades(&mut client, at) {
+                Ok(counts) => {
+                    println!(
+                        "[{name}] trades PASS: {} minutes, {} trades and {} aggregate trades match the simulator's klines",
+                        counts.0, counts.1, counts.2
+                    );
+                    return counts;
+                }
+                Err(why) if Instant::now() >= deadline => {
+                    self.report("FAIL", None);
+                    panic!("[{name}] the stored trades do not match the simulator:\n{why}")
+                }
+                Err(_) => std::thread::sleep(POLL),
+            }
+        }
+    }
+
+    /// [`Rig::prove_trades`] once more, without waiting (the tampering test).
+    pub fn recheck_trades(&self) -> Result<(usize, usize, usize), String> {
+        let at = self.checked_sim_ms.expect("prove() ran");
+        self.check_trades(&mut self.pg.client(), at)
+    }
+
+    fn check_trades(
+        &self,
+        client: &mut postgres::Client,
+        at: i64,
+    ) -> Result<(usize, usize, usize), String> {
+        let tf = Interval::M1;
+        let last = tf.open_time(at) - iv_ms(tf);
+        // Minutes a kill may have cut short: the one before the kill to the one after
+        // the restart was ready.
+        let cut: Vec<(i64, i64)> = self
+            .kills
+            .iter()
+            .map(|&(k, r)| (tf.open_time(k) - iv_ms(tf), tf.open_time(r) + iv_ms(tf)))
+            .collect();
+        let in_cut = |t: i64| cut.iter().any(|&(a, b)| (a..=b).contains(&t));
+        let mut problems = Vec::new();
+        let (mut minutes, mut trades, mut aggs) = (0, 0, 0);
+        for symbol in SYMBOLS {
+            let ids = trade_ids(client, symbol, "trades", "trade_id")?;
+            let agg_ids = trade_ids(client, symbol, "agg_trades", "agg_trade_id")?;
+            let (Some(first), Some(first_agg)) = (ids.first(), agg_ids.first()) else {
+                problems.push(format!("{symbol}: no trades or no aggregate trades stored"));
+                continue;
+            };
+            // The first whole minute after the first trade received.
+            let from = tf.open_time(first.1.min(first_agg.1)) + iv_ms(tf);
+            if last < from {
+                problems.push(format!("{symbol}: no whole minute of trades yet"));
+                continue;
+            }
+            // Raw trades: a hole per kill at most, inside its span. Aggregate trades: no
+            // hole at all (the restart's catch-up and the gap backfill fetch them).
+            for (table, list, kills) in [
+                ("trades", &ids, self.kills.len()),
+                ("agg_trades", &agg_ids, 0),
+            ] {
+                let holes: Vec<_> = list
+                    .windows(2)
+                    .filter(|w| w[1].0 != w[0].0 + 1)
+                    .map(|w| (w[0], w[1]))
+                    .collect();
+                let allowed = holes.len() <= kills
+                    && holes
+                        .iter()
+                        .all(|(a, b)| in_cut(tf.open_time(a.1)) && in_cut(tf.open_time(b.1)));
+                if !allowed {
+                    problems.push(format!(
+                        "{symbol} {table}: ids not contiguous ((id, time) before and after each hole): {:?}",
+                        &holes[..holes.len().min(MAX_LISTED)]
+                    ));
+                }
+            }
+            let chain = client
+                .query(
+                    "SELECT agg_trade_id, first_trade_id, last_trade_id FROM agg_trades                      WHERE symbol = $1 ORDER BY agg_trade_id",
+                    &[&symbol],
+                )
+                .map_err(|e| e.to_string())?;
+            let broken: Vec<i64> = chain
+                .windows(2)
+                .filter(|w| {
+                    w[1].get::<_, i64>(0) == w[0].get::<_, i64>(0) + 1
+                        && w[1].get::<_, i64>(1) != w[0].get::<_, i64>(2) + 1
+                })
+                .map(|w| w[1].get(0))
+                .collect();
+            if !broken.is_empty() {
+                problems.push(format!(
+                    "{symbol}: aggregate trades not starting after the previous one's last trade: {:?}",
+                    &broken[..broken.len().min(MAX_LISTED)]
+                ));
+            }
+            let klines = rest_klines(&self.sim.rest_url(), symbol, tf, last)?;
+            let mut per_minute = |table: &str,
+                                  count: &str|
+             -> Result<BTreeMap<i64, CandleRow>, String> {
+                let rows = client
+                    .query(
+                        &format!(
+                            "SELECT (floor(extract(epoch from trade_time) * 1000 / 60000) * 60000)::int8 AS open,                                     {count}::int8, sum(quantity)::text, sum(price * quantity)::text,                                     coalesce(sum(quantity) FILTER (WHERE NOT buyer_is_maker), 0)::text                              FROM {table} WHERE symbol = $1 GROUP BY 1"
+                        ),
+                        &[&symbol],
+                    )
+                    .map_err(|e| e.to_string())?;
+                Ok(rows
+                    .iter()
+                    .map(|r| {
+                        let s = |i: usize| norm(r.get::<_, &str>(i));
+                        let mut values: [String; 8] = Default::default();
+                        values[4] = s(2);
+                        values[5] = s(3);
+                        values[6] = s(4);
+                        (
+                            r.get(0),
+                            CandleRow {
+                                close_time: 0,
+                                values,
+                                trades: r.get(1),
+                            },
+                        )
+                    })
+                    .collect())
+            };
+            let stored = per_minute("trades", "count(*)")?;
+            let stored_aggs = per_minute("agg_trades", "sum(last_trade_id - first_trade_id + 1)")?;
+            let empty = CandleRow {
+                close_time: 0,
+                values: Default::default(),
+                trades: 0,
+            };
+            let mut wrong = Vec::new();
+            for k in klines
+                .iter()
+                .filter(|k| (from..=last).contains(&k.open_time))
+            {
+                let want = (k.row.trades, &k.row.values[4..7]);
+                for (table, got) in [("trades", &stored), ("agg_trades", &stored_aggs)] {
+                    if table == "trades" && in_cut(k.open_time) {
+                        continue;
+                    }
+                    let row = got.get(&k.open_time).unwrap_or(&empty);
+                    let have = (row.trades, &row.values[4..7]);
+                    let zero = want.0 == 0 && row.trades == 0;
+                    if have != want && !zero {
+                        wrong.push(format!(
+                            "{table} of the minute at {}: (trades, volume, quote volume, taker buy) {:?}, kline {:?}",
+                            k.open_time, have, want
+                        ));
+                    }
+                }
+                minutes += 1;
+                trades += k.row.trades as usize;
+            }
+            aggs += agg_ids.len();
+            if !wrong.is_empty() {
+                problems.push(format!(
+                    "{symbol}: {} minutes differ: {}",
+                    wrong.len(),
+                    wrong[..wrong.len().min(MAX_LISTED)].join("; ")
+                ));
+            }
+        }
+        if problems.is_empty() && (minutes == 0 || trades == 0) {
+            problems.push("no minute of trades was compared".into());
+        }
+        if problems.is_empty() {
+            Ok((minutes, trades, aggs))
+        } else {
+            Err(problems.join("\n"))
+        }
     }
 
     /// Steps 2 and 3 once more over the windows the latest [`Rig::prove`] checked,
@@ -1065,6 +1271,25 @@ fn kline_row(r: &[Value]) -> Result<Kline, String> {
         },
         ohlcv,
     })
+}
+
+/// The (id, trade time ms) of every stored row of `table` for `symbol`, by id.
+fn trade_ids(
+    client: &mut postgres::Client,
+    symbol: &str,
+    table: &str,
+    id: &str,
+) -> Result<Vec<(i64, i64)>, String> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {id}, (extract(epoch from trade_time) * 1000)::int8 FROM {table} \
+                 WHERE symbol = $1 ORDER BY {id}"
+            ),
+            &[&symbol],
+        )
+        .map_err(|e| e.to_string())?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
 const EPOCH_PLUS_MS: &str = "('epoch'::timestamptz + $MS::int8 * interval '1 millisecond')";

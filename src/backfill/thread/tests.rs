@@ -21,6 +21,7 @@ fn minutes(opens: impl IntoIterator<Item = i64>) -> Vec<Candle> {
 #[derive(Default)]
 struct FakeDb {
     stored: Vec<(Symbol, Interval, i64)>,
+    agg_trades: Vec<(Symbol, u64)>,
 }
 
 impl RestDatabase for FakeDb {
@@ -30,6 +31,14 @@ impl RestDatabase for FakeDb {
     ) -> Result<Vec<(Symbol, Interval, i64)>, DatabaseError> {
         assert_eq!(series, [(btc(), Interval::M1)]);
         Ok(self.stored.clone())
+    }
+
+    fn newest_agg_trades(
+        &mut self,
+        symbols: &[Symbol],
+    ) -> Result<Vec<(Symbol, u64)>, DatabaseError> {
+        assert_eq!(symbols, [btc()]);
+        Ok(self.agg_trades.clone())
     }
 }
 
@@ -44,6 +53,7 @@ fn thread(warm: u32, db: Option<FakeDb>) -> (Thread, ShardLink) {
         database: db.map(|d| Box::new(d) as Box<dyn RestDatabase>),
         shards: vec![(vec![(btc(), Interval::M1)], link.clone())],
         clock: crate::clock::ClockBound::OFF,
+        agg_trade_catch_up: false,
     };
     let client = Client::new(crate::backfill::agent(None).unwrap());
     let t = Thread::new(
@@ -140,6 +150,7 @@ fn startup_warms_each_series_or_nothing() {
 #[test]
 fn startup_resumes_before_the_newest_stored_candle() {
     let db = FakeDb {
+        agg_trades: Vec::new(),
         stored: vec![(btc(), Interval::M1, 100 * M)],
     };
     let (mut t, _) = thread(10, Some(db));
@@ -392,4 +403,80 @@ fn rows_from_1970_or_2100_are_dropped_and_do_not_move_the_exchange_clock() {
     let status = t.stats.status();
     assert_eq!(status["rows_dropped"], 2);
     assert_eq!(status["rows_dropped_by_reason"]["future"], 1);
+}
+
+fn agg(id: u64) -> crate::market::AggTrade {
+    crate::market::testing::agg_trade("BTCUSDT", id)
+}
+
+#[test]
+fn a_restart_catches_up_aggregate_trades_from_the_newest_stored_when_they_are_stored() {
+    let db = FakeDb {
+        agg_trades: vec![(btc(), 41)],
+        ..FakeDb::default()
+    };
+    let (mut t, _) = thread(0, Some(db));
+    t.queue_startup();
+    assert!(queued(&mut t).is_empty(), "not stored: no catch-up");
+    let db = FakeDb {
+        agg_trades: vec![(btc(), 41)],
+        ..FakeDb::default()
+    };
+    let (mut t, _) = thread(0, Some(db));
+    t.plan.agg_trade_catch_up = true;
+    t.queue_startup();
+    assert_eq!(
+        queued(&mut t),
+        [Want::AggTrades {
+            from_id: 42,
+            to_id: None
+        }]
+    );
+}
+
+#[test]
+fn aggregate_trade_pages_are_delivered_and_walked_to_the_end_of_the_hole() {
+    let (mut t, link) = thread(0, None);
+    let hole = Want::AggTrades {
+        from_id: 100,
+        to_id: Some(1500),
+    };
+    // A full page inside the hole: delivered, and the next page queued first.
+    let rows: Vec<_> = (100..1100).map(agg).collect();
+    t.answered_agg_trades(job(hole), rows, 100, Some(1500));
+    let got = link.deliveries.pop().expect("a delivery");
+    assert_eq!(got.agg_trades.len(), 1000);
+    assert!(got.candles.is_empty() && !got.failed);
+    assert_eq!(
+        queued(&mut t),
+        [Want::AggTrades {
+            from_id: 1100,
+            to_id: Some(1500)
+        }]
+    );
+    // The last page runs past the hole: only the hole's ids are delivered; the end.
+    let rows: Vec<_> = (1100..1600).map(agg).collect();
+    t.answered_agg_trades(job(hole), rows, 1100, Some(1500));
+    let got = link.deliveries.pop().expect("a delivery");
+    assert_eq!(got.agg_trades.first().map(|a| a.agg_trade_id), Some(1100));
+    assert_eq!(got.agg_trades.last().map(|a| a.agg_trade_id), Some(1499));
+    assert!(queued(&mut t).is_empty());
+    assert_eq!(t.stats.agg_trades.get(), 1400);
+    // Nothing (the exchange has none of it any more): nothing delivered, the end.
+    t.answered_agg_trades(job(hole), Vec::new(), 100, Some(1500));
+    assert!(link.deliveries.pop().is_none());
+    assert!(queued(&mut t).is_empty());
+    // A catch-up's empty last page is delivered: it says where the exchange was.
+    let catch_up = Want::AggTrades {
+        from_id: 7,
+        to_id: None,
+    };
+    t.answered_agg_trades(job(catch_up), Vec::new(), 7, None);
+    let got = link.deliveries.pop().expect("the last page, empty");
+    assert!(got.agg_trades.is_empty() && !got.failed);
+    assert_eq!(
+        priority(&job(hole).request),
+        Priority::Urgent,
+        "a hole is urgent, like a candle gap"
+    );
 }

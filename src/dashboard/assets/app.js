@@ -16,6 +16,7 @@
   const HISTORY_CANDLES = 500; // candles fetched when a symbol or timeframe is picked
   const MAX_CANDLES = 2000; // candles kept for the chart; the oldest are dropped
   const MAX_FEED = 100; // signals kept in the feed list
+  const MAX_TAPE = 50; // trades kept on the tape of the selected symbol
   const MAX_MARKERS = 300; // signal markers drawn on the chart
   const MARKER_LABELS = 12; // the newest markers that carry their rules' names
   const MARKER_LABEL_GAP_PX = 8; // space between two labels on the same side
@@ -92,6 +93,11 @@
     // key -> signal record of the selection (the chart's markers).
     marks: new Map(),
     marksDirty: false,
+    // The selected symbol's latest trades, newest first (the tape), and whether
+    // aggregate trades arrive (then they alone are shown: one line per taker order).
+    tape: [],
+    tapeAgg: false,
+    tapeDirty: false,
     historyLoaded: false,
     generation: 0, // bumped per selection so a late answer for an old one is dropped
     ws: null,
@@ -683,6 +689,7 @@
   function subscribeSelection(ws, type) {
     if (!state.symbol || !state.timeframe) return;
     send(ws, { type, subscription: "candles", symbol: state.symbol, timeframe: state.timeframe });
+    send(ws, { type, subscription: "trades", symbol: state.symbol });
     subscribeBook(ws, type === "subscribe" ? state.symbol : null);
   }
 
@@ -758,6 +765,38 @@
     // Asks above (best nearest the middle), bids below.
     $("book-asks").replaceChildren(...asks.slice().reverse().map((l) => row(l, "ask")));
     $("book-bids").replaceChildren(...bids.map((l) => row(l, "bid")));
+  }
+
+  // A trade or aggregate trade record of the selected symbol onto the tape.
+  function addTrade(t, agg) {
+    if (!isObject(t) || t.symbol !== state.symbol) return;
+    if (agg && !state.tapeAgg) {
+      state.tapeAgg = true;
+      state.tape = [];
+    }
+    if (!agg && state.tapeAgg) return;
+    state.tape.unshift(t);
+    if (state.tape.length > MAX_TAPE) state.tape.length = MAX_TAPE;
+    state.tapeDirty = true;
+  }
+
+  function renderTape() {
+    if (!state.tapeDirty) return;
+    state.tapeDirty = false;
+    const nodes = state.tape.map((t) => {
+      // The buyer was the maker: the taker sold.
+      const sell = t.buyer_is_maker === true;
+      return el(
+        "li",
+        { "data-testid": "trade-item" },
+        el("span", { class: "dir " + (sell ? "down" : "up") }, sell ? "sell" : "buy"),
+        el("span", { class: "what" }, fmtDecimal(t.price, Math.max(2, decimals(t.price))) + " × " + t.quantity),
+        el("span", { class: "when" }, fmtTime(t.trade_time, false))
+      );
+    });
+    $("trade-tape").replaceChildren(...nodes);
+    setText("tape-symbol", state.symbol || "");
+    $("tape-empty").classList.toggle("hidden", nodes.length > 0);
   }
 
   function connectWs() {
@@ -845,6 +884,10 @@
       case "signals":
         if (Array.isArray(data)) for (const s of data) addSignal(s, true);
         break;
+      case "trade":
+      case "agg_trade":
+        addTrade(isObject(data) ? data : m, m.type === "agg_trade");
+        break;
       case "status": {
         const s = isObject(data) ? data : m;
         if (Array.isArray(s.shards) && renderStatus(s)) onEngineRestart();
@@ -926,6 +969,11 @@
   function select(symbol, tf) {
     const ws = state.ws;
     if (state.wsOpen) subscribeSelection(ws, "unsubscribe");
+    if (symbol !== state.symbol) {
+      state.tape = [];
+      state.tapeAgg = false;
+      state.tapeDirty = true;
+    }
     state.symbol = symbol;
     state.timeframe = tf;
     $("symbol").value = symbol;
@@ -1229,6 +1277,7 @@
       drawQuote();
       renderFeed();
       renderMarkers();
+      renderTape();
     }, 250);
   }
 

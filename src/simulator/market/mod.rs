@@ -20,7 +20,7 @@
 //! of the next candle, and contains exactly the trades with times before its close.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 
 use crate::market::{Interval, Symbol};
 
@@ -50,6 +50,20 @@ const PRICE_BAND_FACTOR: i64 = 4;
 /// Highest accepted trade rate per symbol (trades per simulated second); above it one
 /// simulated nanosecond would hold several aggregate trades.
 pub const MAX_TRADE_RATE: f64 = 100_000_000.0;
+/// Aggregate trades the whole market keeps for REST `aggTrades`, shared out per symbol
+/// ([`agg_trade_history_per_symbol`]): about 128 MB at 64 bytes each, however many
+/// symbols are simulated.
+const AGG_TRADE_HISTORY_TOTAL: usize = 2_000_000;
+/// Per symbol at most this many (a few simulated hours at usual rates) and at least
+/// the other bound, so a large market still answers a backfill of the last minutes.
+const AGG_TRADE_HISTORY_MAX: usize = 100_000;
+const AGG_TRADE_HISTORY_MIN: usize = 1_000;
+
+/// Aggregate trades kept per symbol in a market of `symbols` symbols.
+pub fn agg_trade_history_per_symbol(symbols: usize) -> usize {
+    (AGG_TRADE_HISTORY_TOTAL / symbols.max(1)).clamp(AGG_TRADE_HISTORY_MIN, AGG_TRADE_HISTORY_MAX)
+}
+
 /// Diff depth push periods (simulated milliseconds).
 const DEPTH_FAST_MS: i64 = 100;
 const DEPTH_SLOW_MS: i64 = 1_000;
@@ -115,6 +129,10 @@ pub struct SymbolMarket {
     series: Vec<KlineSeries>,
     depth: [DepthAccumulator; 2],
     trades_total: u64,
+    /// The latest aggregate trades, oldest first, at most `agg_history_limit`: what
+    /// REST `aggTrades` answers from (older ones are gone).
+    agg_history: VecDeque<AggTradeEvent>,
+    agg_history_limit: usize,
 }
 
 impl SymbolMarket {
@@ -191,8 +209,15 @@ impl SymbolMarket {
             series,
             depth: Default::default(),
             trades_total: 0,
+            agg_history: VecDeque::new(),
+            agg_history_limit: AGG_TRADE_HISTORY_MIN,
             spec,
         }
+    }
+
+    /// The aggregate trades kept, oldest first (ids contiguous).
+    pub fn agg_trades(&self) -> &VecDeque<AggTradeEvent> {
+        &self.agg_history
     }
 
     pub fn book(&self) -> &Book {
@@ -273,19 +298,23 @@ impl SymbolMarket {
         self.next_trade_id += count;
         self.trades_total += count;
         let agg_stream = StreamId::new(self.index, StreamKind::AggTrade);
+        let agg = AggTradeEvent {
+            symbol_index: self.index,
+            time_ns,
+            agg_id: self.next_agg_id,
+            price,
+            qty: total_qty,
+            first_trade_id: first_id,
+            last_trade_id: last_id,
+            buyer_is_maker,
+        };
         if sink.wants(agg_stream) {
-            let agg = AggTradeEvent {
-                symbol_index: self.index,
-                time_ns,
-                agg_id: self.next_agg_id,
-                price,
-                qty: total_qty,
-                first_trade_id: first_id,
-                last_trade_id: last_id,
-                buyer_is_maker,
-            };
             sink.emit(agg_stream, &Event::AggTrade(&agg));
         }
+        if self.agg_history.len() >= self.agg_history_limit {
+            self.agg_history.pop_front();
+        }
+        self.agg_history.push_back(agg);
         self.next_agg_id += 1;
         // Tick and step decimals add up to at most 8, so the quote value is exact.
         let quote = i128::from(price) * i128::from(total_qty) / i128::from(UNIT);
@@ -495,7 +524,7 @@ pub struct Market {
 impl Market {
     pub fn new(config: &MarketConfig) -> Market {
         let start_ns = config.start_time_ms.saturating_mul(NS_PER_MS);
-        let symbols: Vec<SymbolMarket> = config
+        let mut symbols: Vec<SymbolMarket> = config
             .symbols
             .iter()
             .enumerate()
@@ -511,6 +540,10 @@ impl Market {
                 )
             })
             .collect();
+        let kept = agg_trade_history_per_symbol(symbols.len());
+        for m in &mut symbols {
+            m.agg_history_limit = kept;
+        }
         let queue = symbols
             .iter()
             .map(|m| Reverse((m.next_aggregate_ns, m.index)))

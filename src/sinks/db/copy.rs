@@ -6,7 +6,9 @@
 //! - a candle replaces the stored one only if it supersedes it (closed beats live, then
 //!   the later exchange event time wins), so a closed candle never doubles and an older
 //!   update never overwrites a newer one, whatever order replays arrive in;
-//! - a signal is inserted once (`ON CONFLICT DO NOTHING`).
+//! - a signal is inserted once (`ON CONFLICT DO NOTHING`);
+//! - a trade and an aggregate trade are inserted once per (symbol, id) (`ON CONFLICT
+//!   DO NOTHING`): a replayed or backfilled trade is the same trade.
 
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::{ToSql, Type};
@@ -14,13 +16,15 @@ use postgres::{Client, NoTls};
 
 use super::rows::{Batch, JsonbText, PgTime};
 use super::DbError;
-use crate::market::Candle;
+use crate::market::{AggTrade, Candle, Trade};
 
 /// Staging tables: temporary (never WAL-logged, private to the connection), emptied at
 /// every commit.
 const CREATE_STAGING: &str = "
 CREATE TEMP TABLE IF NOT EXISTS candles_stage (LIKE candles) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS signals_stage (LIKE signals) ON COMMIT DELETE ROWS;";
+CREATE TEMP TABLE IF NOT EXISTS signals_stage (LIKE signals) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS trades_stage (LIKE trades) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS agg_trades_stage (LIKE agg_trades) ON COMMIT DELETE ROWS;";
 
 /// The `candles` columns a row fills, in the order of [`CandleRow::params`].
 pub const CANDLE_COLUMNS: &str =
@@ -128,6 +132,107 @@ const SIGNAL_TYPES: [Type; 9] = [
     Type::TIMESTAMPTZ,
 ];
 
+/// The `trades` columns a row fills, in the order of [`TradeRow::params`].
+pub const TRADE_COLUMNS: &str = "symbol, trade_id, price, quantity, trade_time, buyer_is_maker";
+
+const TRADE_TYPES: [Type; TradeRow::COLUMNS] = [
+    Type::TEXT,
+    Type::INT8,
+    Type::NUMERIC,
+    Type::NUMERIC,
+    Type::TIMESTAMPTZ,
+    Type::BOOL,
+];
+
+/// One trade as the values of [`TRADE_COLUMNS`]. Ids past `i64` never get here: the
+/// shard drops them as out of range.
+pub struct TradeRow<'a> {
+    trade: &'a Trade,
+    symbol: &'a str,
+    trade_id: i64,
+    trade_time: PgTime,
+}
+
+impl<'a> TradeRow<'a> {
+    pub const COLUMNS: usize = 6;
+
+    pub fn new(trade: &'a Trade) -> TradeRow<'a> {
+        TradeRow {
+            trade,
+            symbol: trade.symbol.as_str(),
+            trade_id: i64::try_from(trade.trade_id).unwrap_or(i64::MAX),
+            trade_time: PgTime::from_ms(trade.trade_time_ms),
+        }
+    }
+
+    pub fn params(&self) -> [&(dyn ToSql + Sync); TradeRow::COLUMNS] {
+        let t = self.trade;
+        [
+            &self.symbol,
+            &self.trade_id,
+            &t.price,
+            &t.quantity,
+            &self.trade_time,
+            &t.buyer_is_maker,
+        ]
+    }
+}
+
+/// The `agg_trades` columns a row fills, in the order of [`AggTradeRow::params`].
+pub const AGG_TRADE_COLUMNS: &str = "symbol, agg_trade_id, price, quantity, first_trade_id, \
+     last_trade_id, trade_time, buyer_is_maker";
+
+const AGG_TRADE_TYPES: [Type; AggTradeRow::COLUMNS] = [
+    Type::TEXT,
+    Type::INT8,
+    Type::NUMERIC,
+    Type::NUMERIC,
+    Type::INT8,
+    Type::INT8,
+    Type::TIMESTAMPTZ,
+    Type::BOOL,
+];
+
+/// One aggregate trade as the values of [`AGG_TRADE_COLUMNS`].
+pub struct AggTradeRow<'a> {
+    trade: &'a AggTrade,
+    symbol: &'a str,
+    ids: [i64; 3],
+    trade_time: PgTime,
+}
+
+impl<'a> AggTradeRow<'a> {
+    pub const COLUMNS: usize = 8;
+
+    pub fn new(trade: &'a AggTrade) -> AggTradeRow<'a> {
+        let id = |x: u64| i64::try_from(x).unwrap_or(i64::MAX);
+        AggTradeRow {
+            trade,
+            symbol: trade.symbol.as_str(),
+            ids: [
+                id(trade.agg_trade_id),
+                id(trade.first_trade_id),
+                id(trade.last_trade_id),
+            ],
+            trade_time: PgTime::from_ms(trade.trade_time_ms),
+        }
+    }
+
+    pub fn params(&self) -> [&(dyn ToSql + Sync); AggTradeRow::COLUMNS] {
+        let t = self.trade;
+        [
+            &self.symbol,
+            &self.ids[0],
+            &t.price,
+            &t.quantity,
+            &self.ids[1],
+            &self.ids[2],
+            &self.trade_time,
+            &t.buyer_is_maker,
+        ]
+    }
+}
+
 /// What one committed batch changed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Committed {
@@ -137,6 +242,9 @@ pub struct Committed {
     pub signals: u64,
     /// Confirmed absences recorded (ones already recorded are not counted).
     pub absences: u64,
+    /// Trade and aggregate trade rows inserted (ones already stored are not counted).
+    pub trades: u64,
+    pub agg_trades: u64,
 }
 
 /// How long sent data may stay unacknowledged by the server before the connection
@@ -216,37 +324,71 @@ impl WriteConn {
             done.candles = tx.execute(&self.upsert_candles, &[])?;
         }
         if !batch.signals.is_empty() {
-            let sink = tx.copy_in(&format!(
-                "COPY signals_stage ({SIGNAL_COLUMNS}) FROM STDIN (FORMAT binary)"
-            ))?;
-            let mut w = BinaryCopyInWriter::new(sink, &SIGNAL_TYPES);
-            for s in &batch.signals {
-                let row: [&(dyn ToSql + Sync); 9] = [
-                    &PgTime::from_ms(s.timestamp_ms),
-                    &s.symbol.as_str(),
-                    &s.interval.as_str(),
-                    &s.kind.as_str(),
-                    &s.direction.as_str(),
-                    &s.confidence,
-                    &s.price,
-                    &JsonbText(&s.indicators_json),
-                    &PgTime(s.event_time_us),
-                ];
-                w.write(&row)?;
-            }
-            w.finish()?;
-            done.signals = tx.execute(
-                &format!(
-                    "INSERT INTO signals ({SIGNAL_COLUMNS}) SELECT {SIGNAL_COLUMNS} \
-                     FROM signals_stage ON CONFLICT DO NOTHING"
-                ),
-                &[],
-            )?;
+            done.signals =
+                copy_and_insert(&mut tx, "signals", SIGNAL_COLUMNS, &SIGNAL_TYPES, |w| {
+                    for s in &batch.signals {
+                        let row: [&(dyn ToSql + Sync); 9] = [
+                            &PgTime::from_ms(s.timestamp_ms),
+                            &s.symbol.as_str(),
+                            &s.interval.as_str(),
+                            &s.kind.as_str(),
+                            &s.direction.as_str(),
+                            &s.confidence,
+                            &s.price,
+                            &JsonbText(&s.indicators_json),
+                            &PgTime(s.event_time_us),
+                        ];
+                        w.write(&row)?;
+                    }
+                    Ok(())
+                })?;
         }
         done.absences = insert_absences(&mut tx, &batch.absences)?;
+        if !batch.trades.is_empty() {
+            done.trades = copy_and_insert(&mut tx, "trades", TRADE_COLUMNS, &TRADE_TYPES, |w| {
+                for t in &batch.trades {
+                    w.write(&TradeRow::new(t).params())?;
+                }
+                Ok(())
+            })?;
+        }
+        if !batch.agg_trades.is_empty() {
+            let columns = AGG_TRADE_COLUMNS;
+            done.agg_trades =
+                copy_and_insert(&mut tx, "agg_trades", columns, &AGG_TRADE_TYPES, |w| {
+                    for t in &batch.agg_trades {
+                        w.write(&AggTradeRow::new(t).params())?;
+                    }
+                    Ok(())
+                })?;
+        }
         tx.commit()?;
         Ok(done)
     }
+}
+
+/// Binary COPY of rows (written by `rows`, of `types`) into `{table}_stage`, then
+/// `INSERT … SELECT … ON CONFLICT DO NOTHING` into `table`; returns the rows inserted.
+fn copy_and_insert(
+    tx: &mut postgres::Transaction<'_>,
+    table: &str,
+    columns: &str,
+    types: &[Type],
+    rows: impl FnOnce(&mut BinaryCopyInWriter<'_>) -> Result<(), postgres::Error>,
+) -> Result<u64, DbError> {
+    let sink = tx.copy_in(&format!(
+        "COPY {table}_stage ({columns}) FROM STDIN (FORMAT binary)"
+    ))?;
+    let mut w = BinaryCopyInWriter::new(sink, types);
+    rows(&mut w)?;
+    w.finish()?;
+    Ok(tx.execute(
+        &format!(
+            "INSERT INTO {table} ({columns}) SELECT {columns} FROM {table}_stage \
+             ON CONFLICT DO NOTHING"
+        ),
+        &[],
+    )?)
 }
 
 /// Records a batch's confirmed absences in `tx` (both write paths); returns how many were

@@ -40,6 +40,11 @@ impl DeadRow {
         ) {
             (Some(c), _, _) => ("candles", candle_json(c)),
             (None, Some(s), _) => ("signals", signal_json(s)),
+            (None, None, None) => match (batch.trades.first(), batch.agg_trades.first()) {
+                (Some(t), _) => ("trades", crate::record::trade_json(t)),
+                (None, Some(t)) => ("agg_trades", crate::record::agg_trade_json(t)),
+                (None, None) => return None,
+            },
             (None, None, Some(g)) => (
                 "candle_absences",
                 json!({
@@ -49,7 +54,6 @@ impl DeadRow {
                     "to_open_time": g.to_open_ms,
                 }),
             ),
-            (None, None, None) => return None,
         };
         Some(DeadRow {
             table,

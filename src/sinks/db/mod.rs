@@ -5,7 +5,8 @@
 //! Runs on: its own thread pinned to the writer core (a plain thread: the sync
 //! `postgres` client blocks, so it never runs on a glommio executor). Owns: one write
 //! connection, the micro-batch being built, and the on-disk spool. In: envelopes from
-//! every shard's ring. Out: rows in `candles`, `signals` and `candle_absences`, and the
+//! every shard's ring. Out: rows in `candles`, `signals`, `candle_absences`, `trades`
+//! and `agg_trades`, and the
 //! `database` and `spool` sections of `/api/status`.
 //!
 //! - [`rows`]: the batch (in-batch merge), its spool encoding, PostgreSQL encodings.
@@ -81,6 +82,8 @@ pub struct DbSettings {
     pub migrate_on_start: bool,
     /// Also upsert in-progress candles (conflated per candle within a batch).
     pub live_candles: bool,
+    /// Store trades and aggregate trades (`database.store_trades`).
+    pub store_trades: bool,
     pub compress_after_days: u32,
     pub retention_days: u32,
     pub retry_initial: Duration,
@@ -108,6 +111,7 @@ impl DbSettings {
             spool_max_bytes: db.spool_max_bytes,
             migrate_on_start: db.migrate_on_start,
             live_candles: db.live_candles,
+            store_trades: db.store_trades,
             compress_after_days: db.compress_after_days,
             retention_days: db.retention_days,
             retry_initial: Duration::from_millis(db.retry_initial_ms),
@@ -131,6 +135,9 @@ pub struct DbStats {
     pub signals_written: Counter,
     /// Confirmed absences recorded in `candle_absences`.
     pub absences_written: Counter,
+    /// Trades and aggregate trades inserted (ones already stored not counted).
+    pub trades_written: Counter,
+    pub agg_trades_written: Counter,
     /// Rows offered to batches, duplicates included.
     pub rows_offered: Counter,
     pub batches: Counter,
@@ -229,6 +236,8 @@ impl SinkStatus for DatabaseStatus {
             "candles_written": s.candles_written.get(),
             "signals_written": s.signals_written.get(),
             "absences_written": s.absences_written.get(),
+            "trades_written": s.trades_written.get(),
+            "agg_trades_written": s.agg_trades_written.get(),
             "rows_offered": s.rows_offered.get(),
             "batches": s.batches.get(),
             "batch_rows_last": s.last_batch_rows.get(),
@@ -326,6 +335,12 @@ pub fn writer_role(
     } else {
         stored
     };
+    // Trades are never lost either: kept records, spooled while the database is down.
+    let kinds = if settings.store_trades {
+        kinds.with(RecordKinds::TRADES)
+    } else {
+        kinds
+    };
     let writer = writer::Writer::new(settings, spool, stats, migrated);
     Ok(Some(crate::sinks::SinkRole {
         name: "database",
@@ -333,5 +348,6 @@ pub fn writer_role(
         run: Box::new(move |io: SinkIo| writer.run(io)),
         status: Some(status),
         kinds,
+        lossy: RecordKinds::NONE,
     }))
 }

@@ -1,4 +1,5 @@
-//! The REST thread's database work: where each series resumes after a restart. (The
+//! The REST thread's database work: where each series resumes after a restart, and
+//! where each symbol's aggregate trades do. (The
 //! ranges the exchange confirms it has no candles for reach the database through the
 //! writer, as `Record::Absent`, spooled like candles while it is down.)
 //!
@@ -38,6 +39,25 @@ pub fn newest_stored(
     Ok(out)
 }
 
+/// The newest stored aggregate trade id of a symbol.
+const NEWEST_AGG_TRADE: &str = "SELECT max(agg_trade_id) FROM agg_trades WHERE symbol = $1";
+
+/// The newest stored aggregate trade id per symbol (symbols without any left out).
+pub fn newest_agg_trades(
+    client: &mut Client,
+    symbols: &[Symbol],
+) -> Result<Vec<(Symbol, u64)>, DbError> {
+    let stmt = client.prepare(NEWEST_AGG_TRADE)?;
+    let mut out = Vec::new();
+    for &symbol in symbols {
+        let row = client.query_one(&stmt, &[&symbol.as_str()])?;
+        if let Some(id) = row.try_get::<_, Option<i64>>(0)? {
+            out.push((symbol, id.max(0) as u64));
+        }
+    }
+    Ok(out)
+}
+
 /// The REST thread's database: `DATABASE_URL`, connected for the startup query only.
 pub struct RestDb {
     url: String,
@@ -56,5 +76,13 @@ impl RestDatabase for RestDb {
     ) -> Result<Vec<(Symbol, Interval, i64)>, DatabaseError> {
         let mut client = connect(&self.url, RESUME_CONNECT_TIMEOUT)?;
         Ok(newest_stored(&mut client, series)?)
+    }
+
+    fn newest_agg_trades(
+        &mut self,
+        symbols: &[Symbol],
+    ) -> Result<Vec<(Symbol, u64)>, DatabaseError> {
+        let mut client = connect(&self.url, RESUME_CONNECT_TIMEOUT)?;
+        Ok(newest_agg_trades(&mut client, symbols)?)
     }
 }

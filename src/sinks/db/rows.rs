@@ -1,18 +1,18 @@
-//! The rows the writer stores: a write batch (candles, signals and confirmed absences,
-//! duplicates merged),
+//! The rows the writer stores: a write batch (candles, signals, confirmed absences,
+//! trades and aggregate trades, duplicates merged),
 //! its compact binary form for the spool, and the PostgreSQL encodings of times and
 //! `jsonb` that the binary COPY needs.
 //!
 //! Pure: no sockets, files or clocks. Runs on the writer thread.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::error::Error as StdError;
 
 use bytes::{BufMut, BytesMut};
 use postgres::types::{to_sql_checked, FromSql, IsNull, ToSql, Type};
 
 use crate::candle::Gap;
-use crate::market::{Candle, Decimal, Interval, Symbol};
+use crate::market::{AggTrade, Candle, Decimal, Interval, Symbol, Trade};
 use crate::signals::{Direction, Signal, SignalKind};
 
 /// A signal as the database stores it: the indicators rendered once to JSON text, so
@@ -59,8 +59,13 @@ pub struct Batch {
     pub signals: Vec<SignalRow>,
     /// Spans the exchange confirmed it has no candles for (`candle_absences`).
     pub absences: Vec<Gap>,
+    /// Trades (`trades`) and aggregate trades (`agg_trades`), each id once.
+    pub trades: Vec<Trade>,
+    pub agg_trades: Vec<AggTrade>,
     candle_index: HashMap<CandleKey, usize>,
     signal_index: HashMap<SignalKey, usize>,
+    trade_ids: HashSet<(Symbol, u64)>,
+    agg_trade_ids: HashSet<(Symbol, u64)>,
     /// Rows offered, duplicates included.
     pub offered: u64,
 }
@@ -78,7 +83,11 @@ impl Batch {
 
     /// Distinct rows held.
     pub fn rows(&self) -> usize {
-        self.candles.len() + self.signals.len() + self.absences.len()
+        self.candles.len()
+            + self.signals.len()
+            + self.absences.len()
+            + self.trades.len()
+            + self.agg_trades.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -121,8 +130,25 @@ impl Batch {
         }
     }
 
-    /// The batch cut in two of (nearly) equal rows, candles, then signals, then absences, in
-    /// order: how the writer narrows down the rows a server refuses.
+    /// Adds a trade; the same trade id twice (a replay, a backfill) is one row.
+    pub fn push_trade(&mut self, t: Trade) {
+        self.offered += 1;
+        if self.trade_ids.insert((t.symbol, t.trade_id)) {
+            self.trades.push(t);
+        }
+    }
+
+    /// Adds an aggregate trade; the same id twice is one row.
+    pub fn push_agg_trade(&mut self, t: AggTrade) {
+        self.offered += 1;
+        if self.agg_trade_ids.insert((t.symbol, t.agg_trade_id)) {
+            self.agg_trades.push(t);
+        }
+    }
+
+    /// The batch cut in two of (nearly) equal rows, candles, then signals, absences,
+    /// trades and aggregate trades, in order: how the writer narrows down the rows a
+    /// server refuses.
     pub fn halves(&self) -> (Batch, Batch) {
         let half = self.rows() / 2;
         let (mut a, mut b) = (Batch::new(), Batch::new());
@@ -141,6 +167,14 @@ impl Batch {
         for (i, g) in self.absences.iter().enumerate() {
             if before + i < half { &mut a } else { &mut b }.push_absence(*g);
         }
+        let before = before + self.absences.len();
+        for (i, t) in self.trades.iter().enumerate() {
+            if before + i < half { &mut a } else { &mut b }.push_trade(*t);
+        }
+        let before = before + self.trades.len();
+        for (i, t) in self.agg_trades.iter().enumerate() {
+            if before + i < half { &mut a } else { &mut b }.push_agg_trade(*t);
+        }
         (a, b)
     }
 
@@ -149,15 +183,20 @@ impl Batch {
         self.candles.clear();
         self.signals.clear();
         self.absences.clear();
+        self.trades.clear();
+        self.agg_trades.clear();
         self.candle_index.clear();
         self.signal_index.clear();
+        self.trade_ids.clear();
+        self.agg_trade_ids.clear();
         self.offered = 0;
     }
 
     /// The batch in the spool's binary form (see [`Batch::decode`]): candle and signal
-    /// counts, the candles, the signals, then, only when there are any, the absences
-    /// (their count and each span), so a batch without absences reads the same as in
-    /// spools written before absences were spooled.
+    /// counts, the candles, the signals, then optional sections, each written only when
+    /// it or a later one has rows: the absences (their count and each span), the trades,
+    /// the aggregate trades. So a batch without them reads the same as in spools written
+    /// before they were spooled, and an older spool reads in this version.
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&(self.candles.len() as u32).to_le_bytes());
         out.extend_from_slice(&(self.signals.len() as u32).to_le_bytes());
@@ -196,13 +235,40 @@ impl Batch {
             out.extend_from_slice(&(s.indicators_json.len() as u32).to_le_bytes());
             out.extend_from_slice(s.indicators_json.as_bytes());
         }
-        if !self.absences.is_empty() {
+        let (trades, aggs) = (!self.trades.is_empty(), !self.agg_trades.is_empty());
+        if !self.absences.is_empty() || trades || aggs {
             out.extend_from_slice(&(self.absences.len() as u32).to_le_bytes());
             for g in &self.absences {
                 put_symbol(out, g.symbol);
                 out.push(g.interval as u8);
                 out.extend_from_slice(&g.from_open_ms.to_le_bytes());
                 out.extend_from_slice(&g.to_open_ms.to_le_bytes());
+            }
+        }
+        if trades || aggs {
+            out.extend_from_slice(&(self.trades.len() as u32).to_le_bytes());
+            for t in &self.trades {
+                put_symbol(out, t.symbol);
+                out.extend_from_slice(&t.trade_id.to_le_bytes());
+                out.extend_from_slice(&t.price.serialize());
+                out.extend_from_slice(&t.quantity.serialize());
+                out.extend_from_slice(&t.trade_time_ms.to_le_bytes());
+                out.extend_from_slice(&t.event_time_us.to_le_bytes());
+                out.push(u8::from(t.buyer_is_maker));
+            }
+        }
+        if aggs {
+            out.extend_from_slice(&(self.agg_trades.len() as u32).to_le_bytes());
+            for t in &self.agg_trades {
+                put_symbol(out, t.symbol);
+                for id in [t.agg_trade_id, t.first_trade_id, t.last_trade_id] {
+                    out.extend_from_slice(&id.to_le_bytes());
+                }
+                out.extend_from_slice(&t.price.serialize());
+                out.extend_from_slice(&t.quantity.serialize());
+                out.extend_from_slice(&t.trade_time_ms.to_le_bytes());
+                out.extend_from_slice(&t.event_time_us.to_le_bytes());
+                out.push(u8::from(t.buyer_is_maker));
             }
         }
     }
@@ -285,6 +351,48 @@ impl Batch {
                 });
             }
         }
+        if !r.0.is_empty() {
+            for _ in 0..r.u32()? {
+                let symbol = r.symbol()?;
+                let trade_id = r.i64()? as u64;
+                let (price, quantity) = (r.decimal()?, r.decimal()?);
+                let (trade_time_ms, event_time_us) = (r.i64()?, r.i64()?);
+                let buyer_is_maker = r.flag()?;
+                batch.push_trade(Trade {
+                    symbol,
+                    trade_id,
+                    price,
+                    quantity,
+                    trade_time_ms,
+                    buyer_is_maker,
+                    event_time_us,
+                });
+            }
+        }
+        if !r.0.is_empty() {
+            for _ in 0..r.u32()? {
+                let symbol = r.symbol()?;
+                let (agg_trade_id, first_trade_id, last_trade_id) =
+                    (r.i64()? as u64, r.i64()? as u64, r.i64()? as u64);
+                let (price, quantity) = (r.decimal()?, r.decimal()?);
+                let (trade_time_ms, event_time_us) = (r.i64()?, r.i64()?);
+                let buyer_is_maker = r.flag()?;
+                if last_trade_id < first_trade_id {
+                    return None;
+                }
+                batch.push_agg_trade(AggTrade {
+                    symbol,
+                    agg_trade_id,
+                    price,
+                    quantity,
+                    first_trade_id,
+                    last_trade_id,
+                    trade_time_ms,
+                    buyer_is_maker,
+                    event_time_us,
+                });
+            }
+        }
         r.0.is_empty().then_some(batch)
     }
 }
@@ -315,6 +423,14 @@ impl<'a> Reader<'a> {
     }
     fn i64(&mut self) -> Option<i64> {
         Some(i64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    /// A boolean byte: 0 or 1, anything else is damage.
+    fn flag(&mut self) -> Option<bool> {
+        match self.u8()? {
+            0 => Some(false),
+            1 => Some(true),
+            _ => None,
+        }
     }
     fn decimal(&mut self) -> Option<Decimal> {
         Some(Decimal::deserialize(self.take(16)?.try_into().ok()?))
@@ -487,6 +603,79 @@ mod tests {
         let n = bytes.len();
         bytes[n - 16..n - 8].copy_from_slice(&999_999i64.to_le_bytes());
         assert!(Batch::decode(&bytes).is_none());
+    }
+
+    #[test]
+    fn trades_spool_after_the_absences_and_round_trip() {
+        use crate::market::testing::{agg_trade, trade};
+        let mut b = Batch::new();
+        b.push_candle(candle("BTCUSDT", 0, 11, true));
+        for id in [7, 8, 7] {
+            b.push_trade(trade("BTCUSDT", id));
+        }
+        b.push_trade(trade("ETHUSDT", 7));
+        b.push_agg_trade(agg_trade("BTCUSDT", 3));
+        b.push_agg_trade(agg_trade("BTCUSDT", 3));
+        assert_eq!((b.rows(), b.offered), (5, 7), "one row per (symbol, id)");
+        let mut bytes = Vec::new();
+        b.encode(&mut bytes);
+        let back = Batch::decode(&bytes).expect("decodes");
+        assert_eq!(back.trades, b.trades);
+        assert_eq!(back.agg_trades, b.agg_trades);
+        assert_eq!(back.candles, b.candles);
+        assert!(back.absences.is_empty());
+        assert_eq!(back.trades[0].price.to_string(), "100.5");
+        assert_eq!(
+            back.trades[0].quantity.to_string(),
+            "0.250",
+            "scale is kept"
+        );
+        // Only aggregate trades: the empty sections before them are written too.
+        let mut only = Batch::new();
+        only.push_agg_trade(agg_trade("SOLUSDT", 1));
+        let mut bytes = Vec::new();
+        only.encode(&mut bytes);
+        assert_eq!(
+            Batch::decode(&bytes).expect("decodes").agg_trades,
+            only.agg_trades
+        );
+        // Damage: cut, extended, a flag that is not 0 or 1, a reversed trade id range.
+        assert!(Batch::decode(&bytes[..bytes.len() - 1]).is_none());
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(Batch::decode(&longer).is_none());
+        let n = bytes.len();
+        let mut bad_flag = bytes.clone();
+        bad_flag[n - 1] = 2;
+        assert!(Batch::decode(&bad_flag).is_none());
+        let mut reversed = Batch::new();
+        let mut t = agg_trade("SOLUSDT", 1);
+        t.last_trade_id = t.first_trade_id - 1;
+        reversed.agg_trades.push(t);
+        let mut bytes = Vec::new();
+        reversed.encode(&mut bytes);
+        assert!(Batch::decode(&bytes).is_none());
+    }
+
+    #[test]
+    fn halves_keep_every_trade_once_in_order() {
+        use crate::market::testing::{agg_trade, trade};
+        let mut b = Batch::new();
+        b.push_candle(candle("BTCUSDT", 0, 11, true));
+        for id in 1..=3 {
+            b.push_trade(trade("BTCUSDT", id));
+            b.push_agg_trade(agg_trade("BTCUSDT", id));
+        }
+        let (x, y) = b.halves();
+        assert_eq!((x.rows(), y.rows()), (3, 4));
+        assert_eq!(x.trades, b.trades[..2]);
+        assert_eq!(y.trades, b.trades[2..]);
+        assert_eq!(y.agg_trades, b.agg_trades);
+        let mut c = Batch::new();
+        c.push_trade(trade("BTCUSDT", 1));
+        c.clear();
+        c.push_trade(trade("BTCUSDT", 1));
+        assert_eq!(c.trades.len(), 1, "clear forgets the ids too");
     }
 
     #[test]

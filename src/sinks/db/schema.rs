@@ -103,7 +103,20 @@ fn timescaledb_installed(client: &mut Client) -> Result<bool, DbError> {
 /// Compression after `compress_after_days` and, when set, retention after
 /// `retention_days`; both replace any earlier policy so a changed setting takes effect.
 fn apply_policies(client: &mut Client, settings: &DbSettings) -> Result<(), DbError> {
-    for table in ["candles", "signals"] {
+    // The trade tables are hypertables only when TimescaleDB was there when V4 ran.
+    let trade_hypertables: Vec<String> = client
+        .query(
+            "SELECT hypertable_name::text FROM timescaledb_information.hypertables \
+             WHERE hypertable_name IN ('trades', 'agg_trades') ORDER BY 1 DESC",
+            &[],
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let tables = ["candles", "signals"]
+        .into_iter()
+        .chain(trade_hypertables.iter().map(String::as_str));
+    for table in tables {
         client.execute(
             "SELECT remove_compression_policy($1::text::regclass, if_exists => true)",
             &[&table],

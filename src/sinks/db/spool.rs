@@ -456,7 +456,7 @@ impl Spool {
             match record {
                 Record::Batch(batch, len) => {
                     loaded.front = Some((len, batch.rows() as u64));
-                    return Some(batch);
+                    return Some(*batch);
                 }
                 Record::Damaged(len) => {
                     loaded.pos += len;
@@ -475,7 +475,7 @@ impl Spool {
             unreachable!("a held record is one this spool encoded");
         };
         self.held_served = true;
-        Some(batch)
+        Some(*batch)
     }
 
     /// Removes the batch [`Spool::front`] returned; deletes its segment when empty.
@@ -548,7 +548,7 @@ fn set_aside(path: &Path, error: &std::io::Error, rows: Option<u64>) {
 #[derive(Debug)]
 pub enum Record {
     /// A batch and the bytes its record took.
-    Batch(Batch, usize),
+    Batch(Box<Batch>, usize),
     /// No bytes left.
     End,
     /// A whole record whose checksum or payload is wrong: skip these bytes and go on.
@@ -575,7 +575,7 @@ pub fn read_record(data: &[u8]) -> Record {
         .then(|| Batch::decode(payload))
         .flatten();
     match batch {
-        Some(batch) => Record::Batch(batch, RECORD_HEADER_BYTES + len),
+        Some(batch) => Record::Batch(Box::new(batch), RECORD_HEADER_BYTES + len),
         None => Record::Damaged(RECORD_HEADER_BYTES + len),
     }
 }

@@ -41,11 +41,26 @@ const INSERT_SIGNALS: &str = "INSERT INTO signals \
      SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[], \
      $6::float8[], $7::numeric[], $8::jsonb[], $9::timestamptz[]) ON CONFLICT DO NOTHING";
 
-/// A connection with the two statements prepared.
+/// The trade insert, as [`copy`]'s: a trade already stored is left alone.
+const INSERT_TRADES: &str = "INSERT INTO trades \
+     (symbol, trade_id, price, quantity, trade_time, buyer_is_maker) \
+     SELECT * FROM unnest($1::text[], $2::int8[], $3::numeric[], $4::numeric[], \
+     $5::timestamptz[], $6::bool[]) ON CONFLICT DO NOTHING";
+
+/// The aggregate trade insert, as [`copy`]'s.
+const INSERT_AGG_TRADES: &str = "INSERT INTO agg_trades \
+     (symbol, agg_trade_id, price, quantity, first_trade_id, last_trade_id, trade_time, \
+     buyer_is_maker) \
+     SELECT * FROM unnest($1::text[], $2::int8[], $3::numeric[], $4::numeric[], \
+     $5::int8[], $6::int8[], $7::timestamptz[], $8::bool[]) ON CONFLICT DO NOTHING";
+
+/// A connection with the statements prepared.
 pub struct UnnestConn {
     client: Client,
     candles: Statement,
     signals: Statement,
+    trades: Statement,
+    agg_trades: Statement,
 }
 
 impl UnnestConn {
@@ -53,10 +68,14 @@ impl UnnestConn {
     pub fn new(mut client: Client) -> Result<UnnestConn, DbError> {
         let candles = client.prepare(&upsert_candles())?;
         let signals = client.prepare(INSERT_SIGNALS)?;
+        let trades = client.prepare(INSERT_TRADES)?;
+        let agg_trades = client.prepare(INSERT_AGG_TRADES)?;
         Ok(UnnestConn {
             client,
             candles,
             signals,
+            trades,
+            agg_trades,
         })
     }
 
@@ -141,9 +160,46 @@ impl UnnestConn {
             done.signals = tx.execute(&self.signals, &params)?;
         }
         done.absences = copy::insert_absences(&mut tx, &batch.absences)?;
+        if !batch.trades.is_empty() {
+            let ts = &batch.trades;
+            let symbol: Vec<&str> = ts.iter().map(|t| t.symbol.as_str()).collect();
+            let id: Vec<i64> = ts.iter().map(|t| db_id(t.trade_id)).collect();
+            let price: Vec<Decimal> = ts.iter().map(|t| t.price).collect();
+            let quantity: Vec<Decimal> = ts.iter().map(|t| t.quantity).collect();
+            let time: Vec<PgTime> = ts
+                .iter()
+                .map(|t| PgTime::from_ms(t.trade_time_ms))
+                .collect();
+            let maker: Vec<bool> = ts.iter().map(|t| t.buyer_is_maker).collect();
+            let params: [&(dyn ToSql + Sync); 6] = [&symbol, &id, &price, &quantity, &time, &maker];
+            done.trades = tx.execute(&self.trades, &params)?;
+        }
+        if !batch.agg_trades.is_empty() {
+            let ts = &batch.agg_trades;
+            let symbol: Vec<&str> = ts.iter().map(|t| t.symbol.as_str()).collect();
+            let id: Vec<i64> = ts.iter().map(|t| db_id(t.agg_trade_id)).collect();
+            let price: Vec<Decimal> = ts.iter().map(|t| t.price).collect();
+            let quantity: Vec<Decimal> = ts.iter().map(|t| t.quantity).collect();
+            let first: Vec<i64> = ts.iter().map(|t| db_id(t.first_trade_id)).collect();
+            let last: Vec<i64> = ts.iter().map(|t| db_id(t.last_trade_id)).collect();
+            let time: Vec<PgTime> = ts
+                .iter()
+                .map(|t| PgTime::from_ms(t.trade_time_ms))
+                .collect();
+            let maker: Vec<bool> = ts.iter().map(|t| t.buyer_is_maker).collect();
+            let params: [&(dyn ToSql + Sync); 8] = [
+                &symbol, &id, &price, &quantity, &first, &last, &time, &maker,
+            ];
+            done.agg_trades = tx.execute(&self.agg_trades, &params)?;
+        }
         tx.commit()?;
         Ok(done)
     }
+}
+
+/// A trade id as `bigint`; ids past `i64` never get here (the shard drops them).
+fn db_id(id: u64) -> i64 {
+    i64::try_from(id).unwrap_or(i64::MAX)
 }
 
 /// The writer's connection, on the path `database.write_method` chose.

@@ -169,6 +169,8 @@ impl Writer {
             }
             Record::Signal(s) => batch.push_signal(SignalRow::from(s)),
             Record::Absent(g) => batch.push_absence(*g),
+            Record::Trade(t) => batch.push_trade(*t),
+            Record::AggTrade(t) => batch.push_agg_trade(*t),
             Record::Gap(_) | Record::Outage(_) | Record::Book(_) => return false,
         }
         self.stats.rows_offered.inc();
@@ -273,6 +275,8 @@ impl Writer {
         s.candles_written.add(done.candles);
         s.signals_written.add(done.signals);
         s.absences_written.add(done.absences);
+        s.trades_written.add(done.trades);
+        s.agg_trades_written.add(done.agg_trades);
         s.last_commit_unix_ms.set(wall_ms);
     }
 
@@ -507,6 +511,8 @@ fn write_split(
         candles: x.candles + y.candles,
         signals: x.signals + y.signals,
         absences: x.absences + y.absences,
+        trades: x.trades + y.trades,
+        agg_trades: x.agg_trades + y.agg_trades,
     })
 }
 

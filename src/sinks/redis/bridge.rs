@@ -352,6 +352,10 @@ impl Bridge {
         if rest == b"signals" || rest.starts_with(b"book:") {
             return;
         }
+        // Trades are published for subscribers; the dashboard's store keeps none.
+        if rest.starts_with(b"trades:") {
+            return;
+        }
         if let Err(why) = self.take(rest, payload) {
             self.stats.rejected(why).inc();
         }

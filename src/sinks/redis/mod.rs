@@ -4,7 +4,10 @@
 //! thread: the socket is blocking, with timeouts). Owns: one connection to Redis, the
 //! pipeline buffer and the pending live candles. In: envelopes from every shard's ring.
 //! Out: `PUBLISH` commands, one pipeline per drained batch, on the channels of docs/api.md
-//! `{prefix}:signals`, `{prefix}:signals:{SYMBOL}:{TF}` and `{prefix}:candles:{SYMBOL}:{TF}`.
+//! `{prefix}:signals`, `{prefix}:signals:{SYMBOL}:{TF}`, `{prefix}:candles:{SYMBOL}:{TF}`
+//! and `{prefix}:trades:{SYMBOL}` (trades and aggregate trades, every one, not
+//! conflated; they never wait for this sink: dropped at the shard, and counted, when its
+//! ring is full).
 //!
 //! Loss classes: signals and closed candles are published in order, every one, while
 //! Redis is up. Live candle updates are conflated per (symbol, timeframe): the latest
@@ -261,8 +264,12 @@ pub fn role(
             }
         }),
         status: Some(Arc::new(status)),
-        // Candles, signals and books have channels; gaps, outages and absences do not.
-        kinds: RecordKinds::MARKET.with(RecordKinds::BOOK),
+        // Candles, signals, trades and books have channels; gaps, outages and absences
+        // do not. Trades are never held for Redis: when its ring is full they are dropped.
+        kinds: RecordKinds::MARKET
+            .with(RecordKinds::TRADES)
+            .with(RecordKinds::BOOK),
+        lossy: RecordKinds::TRADES,
     }
 }
 
@@ -457,6 +464,19 @@ impl Publisher {
                         self.queued += 1;
                         self.pending_recv_ns.push(env.recv_ns);
                     }
+                    }
+                }
+                Record::Trade(t) => {
+                    self.payload.clear();
+                    record::write_trade(&mut self.payload, t);
+                    self.queue_trade(t.symbol);
+                    self.pending_recv_ns.push(env.recv_ns);
+                }
+                Record::AggTrade(t) => {
+                    self.payload.clear();
+                    record::write_agg_trade(&mut self.payload, t);
+                    self.queue_trade(t.symbol);
+                    self.pending_recv_ns.push(env.recv_ns);
                 }
                 // Gaps, outages and absences have no channel: status owns them.
                 Record::Book(_) | Record::Gap(_) | Record::Outage(_) | Record::Absent(_) => {}
@@ -493,6 +513,23 @@ impl Publisher {
         live.clear();
         self.live = live;
         self.live_since = None;
+    }
+
+    /// Publishes the trade record in `payload` on `{prefix}:trades:{SYMBOL}`.
+    fn queue_trade(&mut self, symbol: Symbol) {
+        if let Some(key) = &self.settings.key {
+            key.sign(&mut self.payload);
+        }
+        resp::publish(
+            &mut self.out,
+            &[
+                self.settings.prefix.as_bytes(),
+                b":trades:",
+                symbol.as_str().as_bytes(),
+            ],
+            &self.payload,
+        );
+        self.queued += 1;
     }
 
     fn queue_candle(&mut self, c: &Candle) {
