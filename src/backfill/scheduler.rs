@@ -175,13 +175,6 @@ impl<J: PartialEq + Clone> Scheduler<J> {
         Next::Send(job)
     }
 
-    /// Counts `extra` weight on the minute now: a request that weighs more than the
-    /// weight the scheduler counts per request (`aggTrades` against klines). The next
-    /// weight header corrects the count either way.
-    pub fn charge(&mut self, extra: u32) {
-        self.used = self.used.saturating_add(extra);
-    }
-
     /// Reports an answer received at wall time `wall_ms`, monotonic time `mono_ms`: its
     /// HTTP status, its `X-MBX-USED-WEIGHT-1M` and its `Retry-After` (seconds), as
     /// present.

@@ -61,6 +61,14 @@ impl Task {
 
     fn weight(&self) -> u32 {
         match self {
+            Task::Candles(Job {
+                request:
+                    Request {
+                        want: Want::AggTrades { .. },
+                        ..
+                    },
+                ..
+            }) => agg_trades::WEIGHT,
             Task::Candles(_) => KLINES_WEIGHT,
             Task::Book { request, .. } => request.weight,
         }
@@ -381,15 +389,12 @@ impl Thread {
             Want::Range { .. } => self.stats.backfill_requests.inc(),
             Want::AggTrades { from_id, to_id } => {
                 self.stats.agg_trade_requests.inc();
-                // The scheduler counted a klines call; this one weighs more.
-                self.scheduler
-                    .charge(agg_trades::WEIGHT.saturating_sub(KLINES_WEIGHT));
                 match self.call(&url) {
                     Call::Body(body) => match agg_trades::parse(&body, req.symbol) {
                         Ok(rows) => self.answered_agg_trades(job, rows, *from_id, *to_id),
                         Err(why) => self.failed(job, RestError::Malformed { url, why }),
                     },
-                    Call::RateLimited => self.scheduler.push_front(job, priority(&req)),
+                    Call::RateLimited => self.push_front(Task::Candles(job)),
                     Call::Failed(e) => self.failed(job, e),
                 }
                 return;
@@ -625,13 +630,10 @@ impl Thread {
                 want: Want::AggTrades { from_id, to_id },
                 ..req
             };
-            self.scheduler.push_front(
-                Job {
-                    request: next,
-                    ..job
-                },
-                priority(&next),
-            );
+            self.push_front(Task::Candles(Job {
+                request: next,
+                ..job
+            }));
         }
     }
 

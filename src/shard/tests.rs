@@ -380,6 +380,7 @@ fn a_book_synchronises_through_the_rest_link_publishes_and_feeds_its_signals() {
         &RestBatch {
             request: warm,
             candles: Vec::new(),
+            agg_trades: Vec::new(),
             absent: Vec::new(),
             failed: true,
         },

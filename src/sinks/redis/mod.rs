@@ -464,7 +464,6 @@ impl Publisher {
                         self.queued += 1;
                         self.pending_recv_ns.push(env.recv_ns);
                     }
-                    }
                 }
                 Record::Trade(t) => {
                     self.payload.clear();
