@@ -339,3 +339,68 @@ fn a_replayed_capture_reproduces_the_live_runs_candles_and_signals() {
     drop(engine);
     drop(replay);
 }
+
+/// The exchange drops every connection each second: the capture reconnects with backoff
+/// and records each disconnect and connect as a marker. Then it is killed (SIGKILL): the
+/// directory still reads back, its last file up to its last whole record. A second
+/// capture into the same directory is refused with exit 2.
+#[test]
+fn a_capture_reconnects_with_markers_and_a_killed_one_still_reads_back() {
+    let _serial = serial();
+    let work = temp_dir("capture-killed");
+    let dir = work.0.join("capture");
+    let sim = simulator::start(SimConfig {
+        drop_every: Some(Duration::from_secs(1)),
+        ..sim_config(&SYMS)
+    })
+    .expect("simulator starts");
+    let capture = |dir: &Path| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_alphapulse"));
+        c.current_dir(&work.0)
+            .env("BINANCE_WS_URL", sim.ws_url())
+            .env_remove("ALPHAPULSE_CONFIG")
+            .args(["capture", "--out"])
+            .arg(dir)
+            .args([
+                "--streams",
+                "btcusdt@trade,ethusdt@trade",
+                "--flush-secs",
+                "0.1",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    };
+    let mut running = ChildGuard(capture(&dir).spawn().expect("capture starts"));
+    let reconnected = wait_until(Duration::from_secs(20), || {
+        alphapulse::capture::Manifest::load(&dir).is_ok_and(|m| m.reconnects >= 2)
+    });
+    running.0.kill().expect("SIGKILL");
+    let _ = running.0.wait();
+    assert!(reconnected, "the capture reconnects after drops");
+
+    let manifest = alphapulse::capture::Manifest::load(&dir).expect("a whole manifest");
+    assert!(manifest.ended_wall_ns.is_none(), "killed: no end");
+    let mut reader = alphapulse::capture::Reader::open(&dir).expect("opens");
+    let (mut frames, mut markers) = (0, Vec::new());
+    for record in reader.by_ref() {
+        let record = record.expect("a killed capture reads back without an error");
+        match record.kind {
+            alphapulse::capture::Kind::Frame => frames += 1,
+            alphapulse::capture::Kind::Marker => {
+                let v: Value = serde_json::from_slice(&record.payload).unwrap();
+                markers.push(v["event"].as_str().unwrap_or_default().to_string());
+            }
+        }
+    }
+    assert!(frames > 0);
+    let count = |event: &str| markers.iter().filter(|m| *m == event).count();
+    assert!(count("connected") >= 3, "{markers:?}");
+    assert!(count("disconnected") >= 2, "{markers:?}");
+
+    let again = capture(&dir).output().expect("second capture runs");
+    assert_eq!(again.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("already holds a capture"), "{stderr}");
+    drop(sim);
+}
