@@ -81,13 +81,13 @@ pub enum Source {
     /// A capture file, loaded.
     Frames(Vec<CapturedFrame>),
     /// A capture directory, streamed.
-    Directory(capture::Reader),
+    Directory(Box<capture::Reader>),
 }
 
 /// Opens `path`: a capture directory (streamed) or a capture file (loaded).
 pub fn open(path: &Path) -> Result<Source, ReplayError> {
     if path.is_dir() {
-        Ok(Source::Directory(capture::Reader::open(path)?))
+        Ok(Source::Directory(Box::new(capture::Reader::open(path)?)))
     } else {
         Ok(Source::Frames(load(path)?))
     }
