@@ -404,3 +404,36 @@ fn a_capture_reconnects_with_markers_and_a_killed_one_still_reads_back() {
     assert!(stderr.contains("already holds a capture"), "{stderr}");
     drop(sim);
 }
+
+/// The simulator pings every 200 ms and drops a client that leaves a ping unanswered
+/// for a second: the capture answers every ping, so its one connection lasts.
+#[test]
+fn the_capture_answers_pings() {
+    let _serial = serial();
+    let work = temp_dir("capture-pings");
+    let sim = simulator::start(SimConfig {
+        ping_interval: Duration::from_millis(200),
+        pong_timeout: Duration::from_secs(1),
+        ..sim_config(&SYMS)
+    })
+    .expect("simulator starts");
+    let out = Command::new(env!("CARGO_BIN_EXE_alphapulse"))
+        .current_dir(&work.0)
+        .env("BINANCE_WS_URL", sim.ws_url())
+        .env_remove("ALPHAPULSE_CONFIG")
+        .args(["capture", "--out", "cap", "--streams", "btcusdt@trade"])
+        .args(["--seconds", "3"])
+        .output()
+        .expect("capture runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let manifest = alphapulse::capture::Manifest::load(&work.0.join("cap")).expect("manifest");
+    let stats = sim.stats();
+    assert_eq!(manifest.reconnects, 0, "{stats:?}");
+    assert_eq!(stats.pong_timeout_disconnects, 0, "{stats:?}");
+    assert!(stats.pongs_received >= 5, "{stats:?}");
+    assert!(manifest.frames() > 0);
+}
