@@ -133,9 +133,10 @@ fn open_times(engine: &Engine, symbol: &str) -> Vec<i64> {
         .collect()
 }
 
-/// The open time of the last closed kline of each 1m stream in the capture.
-fn last_closes_in(dir: &Path) -> BTreeMap<String, i64> {
-    let mut last = BTreeMap::new();
+/// The open times of the first and the last closed kline of each 1m stream in the
+/// capture.
+fn closes_in(dir: &Path) -> BTreeMap<String, (i64, i64)> {
+    let mut closes = BTreeMap::new();
     for record in alphapulse::capture::Reader::open(dir).expect("the capture opens") {
         let record = record.expect("the capture reads back");
         if record.kind != alphapulse::capture::Kind::Frame {
@@ -145,10 +146,11 @@ fn last_closes_in(dir: &Path) -> BTreeMap<String, i64> {
         let k = &frame["data"]["k"];
         if k["x"].as_bool() == Some(true) {
             let stream = frame["stream"].as_str().unwrap_or_default().to_string();
-            last.insert(stream, k["t"].as_i64().unwrap());
+            let open = k["t"].as_i64().unwrap();
+            closes.entry(stream).or_insert((open, open)).1 = open;
         }
     }
-    last
+    closes
 }
 
 #[test]
@@ -253,9 +255,17 @@ fn a_replayed_capture_reproduces_the_live_runs_candles_and_signals() {
         .iter()
         .all(|f| f.state == alphapulse::capture::manifest::FileState::Closed));
     assert_eq!(manifest.streams, streams);
-    let last_closes = last_closes_in(&dir);
+    let closes = closes_in(&dir);
+    let last_closes: BTreeMap<String, i64> = closes.iter().map(|(k, v)| (k.clone(), v.1)).collect();
     let market_open = START_MS;
     for s in SYMS {
+        let stream = format!("{}@kline_1m", s.to_lowercase());
+        assert_eq!(
+            closes.get(&stream).map(|c| c.0),
+            Some(market_open),
+            "{s}: the capture missed the market's first candle (it recorded {subscribed:?} \
+             after the simulator started, the first close came at {FIRST_CLOSE:?}): the machine is too slow for this test"
+        );
         let first = live_candles[s][0];
         assert_eq!(
             first, market_open,
