@@ -88,6 +88,9 @@ pub enum Command {
     /// Page the exchange's klines of a past range into the database (resumable, within
     /// the REST weight budget), or export stored candles (--export csv|parquet).
     History(crate::history::HistoryArgs),
+    /// Record the exchange's raw frames with their receive times into rotated zstd
+    /// files and a manifest, for `simulate --replay DIR`.
+    Capture(Box<crate::capture::CaptureArgs>),
     /// Host tuning: check it, plan it (for tuning/apply.sh), render the systemd unit.
     #[command(subcommand)]
     Tuning(crate::tuning::TuningCommand),
@@ -391,6 +394,13 @@ fn dispatch(cli: Cli, env: Result<Environment, ConfigError>) -> Result<(), Failu
                 crate::history::HistoryError::Runtime(why) => {
                     Failure::Runtime(anyhow::anyhow!(why))
                 }
+            })
+        }
+        Command::Capture(args) => {
+            let config = load()?;
+            crate::capture::run(*args, &config).map_err(|e| match e {
+                crate::capture::CaptureError::Usage(why) => Failure::Usage(why),
+                other => Failure::Runtime(other.into()),
             })
         }
         Command::Migrate => {

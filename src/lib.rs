@@ -54,6 +54,8 @@
 //! - [`engine`]: starts and stops every role on its core.
 //!
 //! **Tools**
+//! - [`capture`]: `alphapulse capture`: the exchange's raw frames recorded with their
+//!   receive times into rotated zstd files and a manifest, and read back for replay.
 //! - [`simulator`]: the Binance-compatible exchange simulator.
 //! - [`harness`]: the `alphapulse bench` commands.
 //! - [`tuning`]: `alphapulse tuning`: the host's low-latency settings checked against the
@@ -68,6 +70,7 @@ pub mod backfill;
 pub mod backoff;
 pub mod book;
 pub mod candle;
+pub mod capture;
 pub mod cli;
 pub mod clock;
 pub mod config;

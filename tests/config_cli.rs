@@ -634,6 +634,7 @@ fn completions_and_the_man_page_name_the_commands() {
         "simulate",
         "config",
         "bench",
+        "capture",
         "completions",
         "man",
     ] {
@@ -661,7 +662,9 @@ fn completions_and_the_man_page_name_the_commands() {
     assert!(page.starts_with(".TH alphapulse "), "{page}");
     assert!(page.contains("\n.SH ENVIRONMENT\n"), "{page}");
     assert!(page.contains("\\fBBATCH_SIZE\\fR"), "{page}");
-    for command in ["run", "demo", "simulate", "config", "migrate", "tuning"] {
+    for command in [
+        "run", "demo", "simulate", "config", "migrate", "tuning", "capture",
+    ] {
         assert!(
             page.contains(&format!("alphapulse\\-{command}(1)")),
             "{command} missing:\n{page}"
@@ -673,7 +676,7 @@ fn completions_and_the_man_page_name_the_commands() {
 fn help_and_version_exit_0() {
     let out = run(&["--help"], &[]);
     assert_eq!(out.status.code(), Some(0));
-    for command in ["run", "demo", "simulate", "config", "bench"] {
+    for command in ["run", "demo", "simulate", "config", "bench", "capture"] {
         assert!(
             stdout(&out).contains(command),
             "{command} missing from help"
@@ -770,4 +773,35 @@ fn too_many_connections_or_a_missing_ca_file_exit_2_before_starting() {
         let line = usage_error(&out);
         assert!(line.contains("feed.tls_ca_file"), "{command:?}: {line}");
     }
+}
+
+#[test]
+fn capture_bad_use_exits_2_with_one_line() {
+    let err = usage_error(&run(
+        &[
+            "capture",
+            "--out",
+            "c",
+            "--rotate-bytes",
+            "1000",
+            "--max-bytes",
+            "1500",
+        ],
+        &[],
+    ));
+    assert!(
+        err.contains("--max-bytes (1500) must be at least twice --rotate-bytes"),
+        "{err}"
+    );
+    let err = usage_error(&run(&["capture", "--out", "c", "--streams", "a b"], &[]));
+    assert!(err.contains("is not a stream name"), "{err}");
+    let err = usage_error(&run(
+        &["capture", "--out", "c", "--streams", "a@trade"],
+        &[("BINANCE_WS_URL", "http://x")],
+    ));
+    assert!(err.contains("BINANCE_WS_URL"), "{err}");
+    let err = argument_error(&run(&["capture", "--out", "c", "--level", "30"], &[]));
+    assert!(err.contains("--level"), "{err}");
+    let err = argument_error(&run(&["capture"], &[]));
+    assert!(err.contains("--out"), "{err}");
 }

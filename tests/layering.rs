@@ -32,7 +32,15 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("wiring", &["engine"]),
     (
         "tools",
-        &["simulator", "harness", "tuning", "demo", "history", "cli"],
+        &[
+            "capture",
+            "simulator",
+            "harness",
+            "tuning",
+            "demo",
+            "history",
+            "cli",
+        ],
     ),
 ];
 

@@ -29,7 +29,7 @@ use super::faults::FaultPlan;
 use super::http::{RequestHead, Response};
 use super::market::{Market, StreamId};
 use super::render::{render_server_shutdown, time_in};
-use super::replay::Playback;
+use super::replay::{Next, Playback};
 use super::rest::{self, WeightLimiter};
 use super::stats::Counters;
 use super::stream::{canonical_name, canonical_replay_name, parse_stream, StreamKind};
@@ -43,6 +43,9 @@ const MAX_REPLAY_STREAM_NAMES: usize = 65_536;
 /// Replayed frames sent per scheduling slice, so that `--replay-speed 0` does not hold
 /// the core for the whole file at once.
 const REPLAY_BURST_FRAMES: usize = 10_000;
+/// How soon to look again when a streamed replay's reader has not decoded the next
+/// frame yet (it is behind only at `--replay-speed 0` or on a very slow disk).
+const REPLAY_READER_POLL: Duration = Duration::from_millis(1);
 
 /// Connection-level settings (from [`super::SimConfig`]).
 #[derive(Debug, Clone)]
@@ -121,10 +124,10 @@ impl Hub {
             }
         }
         if let Some(p) = &playback {
-            for f in &p.frames {
-                if !ids.contains_key(&f.stream) {
-                    ids.insert(f.stream.clone(), StreamId(names.len() as u32));
-                    names.push(f.stream.clone());
+            for name in p.stream_names() {
+                if !ids.contains_key(name) {
+                    ids.insert(name.clone(), StreamId(names.len() as u32));
+                    names.push(name.clone());
                 }
             }
         }
@@ -556,21 +559,24 @@ impl Hub {
         let playback = self.playback.as_mut()?;
         let elapsed_us = now.saturating_duration_since(started).as_micros() as i64;
         let mut sent = 0;
-        while let Some(due) = playback.due_us(playback.next) {
+        loop {
+            let due = match playback.next_due() {
+                Next::Due(due) => due,
+                Next::Wait => return Some(now + REPLAY_READER_POLL),
+                Next::Done => return None,
+            };
             if due > elapsed_us {
                 return Some(started + Duration::from_micros(due as u64));
             }
             if sent == REPLAY_BURST_FRAMES {
                 return Some(now);
             }
-            let frame = &playback.frames[playback.next];
+            let frame = playback.take()?;
             if let Some(&stream) = self.disp.ids.get(&frame.stream) {
                 self.disp.send_replayed(stream, &frame.frame, frame.data());
             }
-            playback.next += 1;
             sent += 1;
         }
-        None
     }
 
     /// Answers a REST request.

@@ -290,8 +290,9 @@ pub struct SimulateArgs {
     /// Seconds between `serverShutdown` and the close.
     #[arg(long, default_value = "1", value_parser = parse_seconds)]
     pub shutdown_grace: Duration,
-    /// Serve this capture instead of the synthetic market.
-    #[arg(long)]
+    /// Serve this capture instead of the synthetic market: a directory written by
+    /// `alphapulse capture` (streamed), or a capture file (loaded; at most 1 GiB).
+    #[arg(long, value_name = "PATH")]
     pub replay: Option<PathBuf>,
     /// Replay pacing factor (0: as fast as possible).
     #[arg(long, default_value_t = 1.0, value_parser = parse_non_negative)]
@@ -534,10 +535,10 @@ impl Drop for SimHandle {
 pub fn start(config: SimConfig) -> Result<SimHandle, SimError> {
     config.validate()?;
     let playback = match &config.replay {
-        Some(path) => Some(replay::Playback::new(
-            replay::load(path)?,
+        Some(path) => Some(replay::Playback::from_source(
+            replay::open(path)?,
             config.replay_speed,
-        )),
+        )?),
         None => None,
     };
     let clock = SimClock::new(config.start_time_ms, config.speed);
