@@ -17,67 +17,10 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use alphapulse::market::{Interval, Symbol};
-use alphapulse::simulator::market::{Market, NullSink};
 use alphapulse::simulator::SimConfig;
 use rust_decimal::Decimal;
 use serde_json::Value;
 use support::*;
-
-/// A level as `(price, quantity)`, both exact.
-type Levels = Vec<(Decimal, Decimal)>;
-
-fn levels(v: &Value) -> Levels {
-    v.as_array()
-        .expect("a list of levels")
-        .iter()
-        .map(|l| {
-            let d = |x: &Value| x.as_str().unwrap().parse::<Decimal>().unwrap();
-            (d(&l[0]), d(&l[1]))
-        })
-        .collect()
-}
-
-/// The exchange's side of the comparison: the simulator's market, rebuilt, stepped to
-/// the update id asked for.
-struct Exchange {
-    config: alphapulse::simulator::market::MarketConfig,
-    market: Market,
-}
-
-impl Exchange {
-    fn new(config: &alphapulse::simulator::market::MarketConfig) -> Exchange {
-        Exchange {
-            config: config.clone(),
-            market: Market::new(config),
-        }
-    }
-
-    /// Both sides of `symbol`'s book right after update `id`, best first; `None` if
-    /// the market passed `id` without stopping there (it never should).
-    fn book_at(&mut self, symbol: Symbol, id: u64) -> Option<(Levels, Levels)> {
-        let i = self.market.symbol_index(symbol).unwrap();
-        if self.market.symbols()[i].book().update_id() > id {
-            // Asked for the past (another symbol stepped it on): start again.
-            self.market = Market::new(&self.config);
-        }
-        let unit = |u: i64| Decimal::new(u, 8);
-        for _ in 0..50_000_000u64 {
-            let book = self.market.symbols()[i].book();
-            if book.update_id() == id {
-                let side =
-                    |it: &mut dyn Iterator<Item = &alphapulse::simulator::book::BookLevel>| {
-                        it.map(|l| (unit(l.price), unit(l.qty))).collect::<Levels>()
-                    };
-                return Some((side(&mut book.bids()), side(&mut book.asks())));
-            }
-            if book.update_id() > id {
-                return None;
-            }
-            self.market.advance_bounded(i64::MAX, &mut NullSink, 1);
-        }
-        None
-    }
-}
 
 fn shard_books(status: &Value) -> Vec<Value> {
     status["shards"]
@@ -116,7 +59,7 @@ fn every_valid_book_equals_the_exchange_through_faults() {
         &[Interval::M1],
     );
     let addr = run.engine.dashboard_addr();
-    let mut exchange = Exchange::new(run.sim.market_config().expect("a synthetic market"));
+    let mut exchange = BookReference::new(run.sim.market_config().expect("a synthetic market"));
     let mut rng = fastrand::Rng::with_seed(11);
     let (mut compared, mut invalid_seen) = (HashMap::new(), 0u32);
     let mut last_id: HashMap<Symbol, u64> = HashMap::new();
@@ -141,25 +84,8 @@ fn every_valid_book_equals_the_exchange_through_faults() {
             id >= previous,
             "{name}: a valid view went back from {previous} to {id}"
         );
-        let (bids, asks) = exchange
-            .book_at(symbol, id)
-            .unwrap_or_else(|| panic!("{name}: the exchange never had update {id}"));
-        for (side, ours, theirs) in [
-            ("bids", levels(&view["bids"]), bids),
-            ("asks", levels(&view["asks"]), asks),
-        ] {
-            if let Some(i) =
-                (0..ours.len().max(theirs.len())).find(|&i| ours.get(i) != theirs.get(i))
-            {
-                panic!(
-                    "{name} {side} at update {id} differ from level {i} (of {} here, {} on the \
-                     exchange): {:?} here, {:?} there",
-                    ours.len(),
-                    theirs.len(),
-                    ours.get(i),
-                    theirs.get(i)
-                );
-            }
+        if let Err(why) = exchange.check_view(&view) {
+            panic!("{why}");
         }
         *compared.entry(symbol).or_insert(0u32) += 1;
     }

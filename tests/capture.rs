@@ -105,6 +105,10 @@ fn engine_config(ws: String, rest: String) -> Config {
     c.feed.max_clock_skew_ms = 0;
     c.feed.streams.trade = true;
     c.feed.streams.diff_depth_ms = Some(100);
+    // Whole books, published often: every view is compared with the exchange's.
+    c.books.symbols = symbols(&SYMS);
+    c.books.top_levels = 1000;
+    c.books.publish_ms = 10;
     c
 }
 
@@ -185,6 +189,8 @@ fn a_replayed_capture_reproduces_the_live_runs_candles_and_signals() {
     let capture = Command::new(env!("CARGO_BIN_EXE_alphapulse"))
         .current_dir(&work.0)
         .env("BINANCE_WS_URL", sim.ws_url())
+        // Depth snapshots for the books come from the same exchange.
+        .env("BINANCE_REST_URL", sim.rest_url())
         .env_remove("ALPHAPULSE_CONFIG")
         .args(["capture", "--out"])
         .arg(&dir)
@@ -286,6 +292,8 @@ fn a_replayed_capture_reproduces_the_live_runs_candles_and_signals() {
         expected.insert(s, (cutoff, candles, signals));
     }
     drop(live);
+    // The exchange's books at any update id, for the replayed engine's.
+    let market = sim.market_config().expect("a synthetic market").clone();
     drop(sim);
     assert!(
         expected
@@ -304,8 +312,23 @@ fn a_replayed_capture_reproduces_the_live_runs_candles_and_signals() {
     })
     .expect("replay simulator starts");
     let engine = start_engine(&engine_config(replay.ws_url(), replay.rest_url()));
+    // While it replays, the engine's books: every valid view must be the exchange's book
+    // at its update id (the replay's depth answers come from the capture's snapshots).
+    let mut reference = BookReference::new(&market);
+    let mut books_compared = BTreeMap::<&str, usize>::new();
     assert!(
         wait_until(Duration::from_secs(30 + CANDLES as u64 * 2), || {
+            for s in SYMS {
+                let (status, body) =
+                    http_get(engine.dashboard_addr(), &format!("/api/book?symbol={s}"));
+                let view: Value = serde_json::from_str(&body).unwrap_or_default();
+                if status == 200 && view["valid"] == true {
+                    if let Err(why) = reference.check_view(&view) {
+                        panic!("replayed book: {why}");
+                    }
+                    *books_compared.entry(s).or_default() += 1;
+                }
+            }
             SYMS.iter().all(|s| {
                 let stream = format!("{}@kline_1m", s.to_lowercase());
                 open_times(&engine, s).last() == last_closes.get(&stream)
@@ -342,6 +365,23 @@ fn a_replayed_capture_reproduces_the_live_runs_candles_and_signals() {
         manifest.frames(),
         manifest.files.len(),
         manifest.bytes()
+    );
+    eprintln!("replayed books equal to the exchange's: {books_compared:?}");
+    for s in SYMS {
+        let n = books_compared.get(s).copied().unwrap_or(0);
+        assert!(n >= 5, "{s}: only {n} valid replayed book views compared");
+    }
+    let snapshots = alphapulse::capture::Reader::open(&dir)
+        .expect("the capture opens")
+        .filter_map(Result::ok)
+        .filter(|r| {
+            r.kind == alphapulse::capture::Kind::Marker
+                && r.payload.starts_with(br#"{"event":"depth_snapshot""#)
+        })
+        .count();
+    assert!(
+        snapshots >= SYMS.len(),
+        "depth snapshots in the capture: {snapshots}"
     );
     // The other streams were captured and replayed too.
     assert!(shard_sum(&engine, |s| s.trades.get()) > 0);

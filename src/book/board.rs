@@ -105,16 +105,7 @@ impl BookView {
             self.event_time_us / 1000,
             self.valid
         );
-        for (name, side) in [("bids", &self.bids), ("asks", &self.asks)] {
-            let _ = write!(out, r#","{name}":["#);
-            for (i, l) in side.iter().take(depth).enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                let _ = write!(out, r#"["{}","{}"]"#, units_price(l.price), l.qty);
-            }
-            out.push(b']');
-        }
+        write_sides(out, self.bids.iter(), self.asks.iter(), depth);
         match self.features() {
             Some(f) => {
                 let _ = write!(
@@ -127,6 +118,29 @@ impl BookView {
                 br#","spread":null,"mid":null,"microprice":null,"imbalance":null}"#,
             ),
         }
+    }
+}
+
+/// `,"bids":[…],"asks":[…]`: up to `depth` levels a side, best first, as Binance writes
+/// them (`[price, quantity]` strings, prices with 8 decimals).
+pub fn write_sides<'a>(
+    out: &mut Vec<u8>,
+    bids: impl Iterator<Item = &'a BookLevel>,
+    asks: impl Iterator<Item = &'a BookLevel>,
+    depth: usize,
+) {
+    use std::io::Write;
+    let bids: &mut dyn Iterator<Item = &'a BookLevel> = &mut bids.take(depth);
+    let asks: &mut dyn Iterator<Item = &'a BookLevel> = &mut asks.take(depth);
+    for (name, side) in [("bids", bids), ("asks", asks)] {
+        let _ = write!(out, r#","{name}":["#);
+        for (i, l) in side.enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            let _ = write!(out, r#"["{}","{}"]"#, units_price(l.price), l.qty);
+        }
+        out.push(b']');
     }
 }
 

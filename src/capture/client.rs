@@ -176,6 +176,7 @@ pub fn session(
     target: &Target,
     stopping: &dyn Fn() -> bool,
     progress: &mut Progress,
+    snapshots: &mut super::snapshots::DepthSnapshots,
 ) -> Result<End, WriteError> {
     let mut heard = Instant::now();
     loop {
@@ -190,6 +191,7 @@ pub fn session(
                 heard = Instant::now();
                 progress.frames += 1;
                 writer.record(Kind::Frame, at, text.as_bytes())?;
+                snapshots.after_frame(&text, writer)?;
             }
             Ok(Message::Binary(bytes)) => {
                 heard = Instant::now();

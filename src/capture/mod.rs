@@ -28,6 +28,7 @@ pub mod reader;
 pub mod writer;
 
 mod client;
+pub mod snapshots;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -234,6 +235,20 @@ pub fn run(args: CaptureArgs, config: &Config) -> Result<(), CaptureError> {
     );
     let mut attempts = AttemptLimiter::new(BINANCE_ATTEMPT_WINDOW, DEFAULT_ATTEMPT_LIMIT);
     let mut progress = client::Progress::new(started, PROGRESS_EVERY);
+    // Diff depth streams get a REST snapshot after their first event on each
+    // connection, so a replay can rebuild their books ([`snapshots`]).
+    let depth = streams.iter().any(|s| {
+        s.split_once('@')
+            .is_some_and(|(_, k)| k == "depth" || k.starts_with("depth@"))
+    });
+    let rest = if depth {
+        let agent = crate::backfill::agent(config.feed.tls_ca_file.as_deref())
+            .map_err(|e| CaptureError::Usage(e.to_string()))?;
+        Some(crate::backfill::Client::new(agent))
+    } else {
+        None
+    };
+    let mut snapshots = snapshots::DepthSnapshots::new(&config.binance_rest_url, rest);
     let mut connections = 0u64;
     eprintln!(
         "capturing {} streams from {} into {}",
@@ -255,7 +270,15 @@ pub fn run(args: CaptureArgs, config: &Config) -> Result<(), CaptureError> {
                     serde_json::json!({"event": "connected", "url": url}),
                 )?;
                 let connected_at = Instant::now();
-                let end = client::session(&mut ws, &mut writer, &target, &stopping, &mut progress)?;
+                snapshots.reset();
+                let end = client::session(
+                    &mut ws,
+                    &mut writer,
+                    &target,
+                    &stopping,
+                    &mut progress,
+                    &mut snapshots,
+                )?;
                 backoff.connection_ended(connected_at, Instant::now());
                 if let client::End::Stopped = end {
                     break;

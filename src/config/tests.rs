@@ -572,7 +572,7 @@ fn field_table_is_complete_and_unambiguous() {
             "{field:?}"
         );
     }
-    assert_eq!(env_names.len(), 43);
+    assert_eq!(env_names.len(), 44);
 }
 
 #[test]

@@ -88,6 +88,8 @@ pub struct Hub {
     market: Option<Market>,
     playback: Option<Playback>,
     replay_started: Option<Instant>,
+    /// The replay's books, for its `/api/v3/depth` (empty without depth snapshots).
+    replay_books: super::replay_books::ReplayBooks,
     disp: Dispatcher,
     limiter: WeightLimiter,
     stats: Arc<Counters>,
@@ -152,6 +154,7 @@ impl Hub {
             market,
             playback,
             replay_started: None,
+            replay_books: Default::default(),
             disp,
             limiter: WeightLimiter::new(weight_limit),
             stats,
@@ -572,6 +575,12 @@ impl Hub {
                 return Some(now);
             }
             let frame = playback.take()?;
+            if frame.stream.is_empty() {
+                // A capture note (a depth snapshot): not sent, it starts a book.
+                self.replay_books.on_note(&frame.frame);
+                continue;
+            }
+            self.replay_books.on_frame(&frame.stream, frame.data());
             if let Some(&stream) = self.disp.ids.get(&frame.stream) {
                 self.disp.send_replayed(stream, &frame.frame, frame.data());
             }
@@ -608,6 +617,11 @@ impl Hub {
                     .push(("Retry-After", over.retry_after_s.to_string()));
                 r
             }
+            Ok(used) if self.playback.is_some() && head.path == "/api/v3/depth" => {
+                let mut r = self.replay_depth(&head.query);
+                r.headers = used_header(used);
+                r
+            }
             Ok(used) => {
                 // REST answers from the same state the streams are built from, brought
                 // up to the present first.
@@ -624,6 +638,24 @@ impl Hub {
                 r.headers = used_header(used);
                 r
             }
+        }
+    }
+
+    /// `GET /api/v3/depth` of a replay, from the books its depth snapshots and sent
+    /// diffs make.
+    fn replay_depth(&self, query: &str) -> Response {
+        let pairs = super::http::query_pairs(query);
+        let symbol = super::http::query_get(&pairs, "symbol")
+            .and_then(|s| crate::market::Symbol::new(s).ok());
+        let limit = super::http::query_get(&pairs, "limit")
+            .and_then(|l| l.parse::<usize>().ok())
+            .unwrap_or(100)
+            .clamp(1, 5000);
+        match symbol.and_then(|s| self.replay_books.depth(s, limit)) {
+            Some(Ok(body)) => Response::json(200, body),
+            // Binance's answer when it cannot serve now: the client asks again.
+            Some(Err(_)) => Response::error(503, -1008, "Service unavailable; try again."),
+            None => Response::error(400, -1121, "Invalid symbol."),
         }
     }
 

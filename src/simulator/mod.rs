@@ -41,6 +41,7 @@ pub mod kline;
 pub mod market;
 mod render;
 pub mod replay;
+mod replay_books;
 mod rest;
 mod server;
 mod stats;

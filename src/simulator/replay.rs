@@ -94,8 +94,22 @@ pub fn open(path: &Path) -> Result<Source, ReplayError> {
 }
 
 /// A capture directory's record as a frame to serve; `None` for markers and frames that
-/// are not combined-stream frames.
+/// are not combined-stream frames. A depth snapshot marker comes as a note: a frame
+/// with no stream, whose text is the marker (the replay's books start from it, see
+/// `replay_books`; it is never sent).
 fn to_frame(record: capture::Record) -> Option<CapturedFrame> {
+    if record.kind == capture::Kind::Marker {
+        let note = String::from_utf8(record.payload).ok()?;
+        if !note.starts_with(r#"{"event":"depth_snapshot""#) {
+            return None;
+        }
+        return Some(CapturedFrame {
+            at_us: i64::try_from(record.mono_ns / 1_000).ok()?,
+            stream: String::new(),
+            frame: note,
+            data: 0..0,
+        });
+    }
     if record.kind != capture::Kind::Frame {
         return None;
     }

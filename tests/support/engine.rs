@@ -315,3 +315,95 @@ pub fn assert_match_rest(run: &Running, symbol: &str, tf: Interval, candles: &[C
         assert!(c.closed);
     }
 }
+
+/// A book level as `(price, quantity)`, both exact.
+pub type Levels = Vec<(rust_decimal::Decimal, rust_decimal::Decimal)>;
+
+/// The levels of a `bids` or `asks` list of a book view (`[price, quantity]` strings).
+pub fn levels(v: &serde_json::Value) -> Levels {
+    v.as_array()
+        .expect("a list of levels")
+        .iter()
+        .map(|l| {
+            let d = |x: &serde_json::Value| {
+                x.as_str()
+                    .unwrap()
+                    .parse::<rust_decimal::Decimal>()
+                    .unwrap()
+            };
+            (d(&l[0]), d(&l[1]))
+        })
+        .collect()
+}
+
+/// The exchange's side of a book comparison: the simulator's synthetic market, rebuilt
+/// from its settings (it is deterministic) and stepped to the update id asked for.
+pub struct BookReference {
+    config: alphapulse::simulator::market::MarketConfig,
+    market: alphapulse::simulator::market::Market,
+}
+
+impl BookReference {
+    pub fn new(config: &alphapulse::simulator::market::MarketConfig) -> BookReference {
+        BookReference {
+            config: config.clone(),
+            market: alphapulse::simulator::market::Market::new(config),
+        }
+    }
+
+    /// Both sides of `symbol`'s book right after update `id`, best first; `None` if
+    /// the market passed `id` without stopping there (it never should).
+    pub fn book_at(&mut self, symbol: Symbol, id: u64) -> Option<(Levels, Levels)> {
+        use alphapulse::simulator::market::{Market, NullSink};
+        let i = self.market.symbol_index(symbol)?;
+        if self.market.symbols()[i].book().update_id() > id {
+            // Asked for the past (another symbol stepped it on): start again.
+            self.market = Market::new(&self.config);
+        }
+        let unit = |u: i64| rust_decimal::Decimal::new(u, 8);
+        for _ in 0..50_000_000u64 {
+            let book = self.market.symbols()[i].book();
+            if book.update_id() == id {
+                let side =
+                    |it: &mut dyn Iterator<Item = &alphapulse::simulator::book::BookLevel>| {
+                        it.map(|l| (unit(l.price), unit(l.qty))).collect::<Levels>()
+                    };
+                return Some((side(&mut book.bids()), side(&mut book.asks())));
+            }
+            if book.update_id() > id {
+                return None;
+            }
+            self.market.advance_bounded(i64::MAX, &mut NullSink, 1);
+        }
+        None
+    }
+
+    /// Compares a valid book view (`/api/book`'s object, every level published) with the
+    /// exchange's book at its `last_update_id`; the error names the first difference.
+    pub fn check_view(&mut self, view: &serde_json::Value) -> Result<(), String> {
+        let name = view["symbol"].as_str().unwrap_or_default();
+        let symbol = Symbol::new(name).map_err(|e| e.to_string())?;
+        let id = view["last_update_id"].as_u64().ok_or("no last_update_id")?;
+        let (bids, asks) = self
+            .book_at(symbol, id)
+            .ok_or_else(|| format!("{name}: the exchange never had update {id}"))?;
+        for (side, ours, theirs) in [
+            ("bids", levels(&view["bids"]), bids),
+            ("asks", levels(&view["asks"]), asks),
+        ] {
+            if let Some(i) =
+                (0..ours.len().max(theirs.len())).find(|&i| ours.get(i) != theirs.get(i))
+            {
+                return Err(format!(
+                    "{name} {side} at update {id} differ from level {i} (of {} here, {} on the \
+                     exchange): {:?} here, {:?} there",
+                    ours.len(),
+                    theirs.len(),
+                    ours.get(i),
+                    theirs.get(i)
+                ));
+            }
+        }
+        Ok(())
+    }
+}
