@@ -217,7 +217,8 @@ pub struct BookStats {
     /// Resyncs begun, per cause, in the order of [`crate::book::Resync::ALL`].
     pub resyncs: [Counter; crate::book::Resync::ALL.len()],
     /// Snapshots asked for, applied, refused as older than the buffered events, and
-    /// failed (asked again after [`crate::shard::BOOK_RETRY_NS`]).
+    /// failed (asked again after [`crate::shard::BOOK_RETRY_NS`]) or never answered
+    /// (asked again after [`crate::shard::BOOK_ANSWER_TIMEOUT_NS`]).
     pub snapshots_asked: Counter,
     pub snapshots_applied: Counter,
     pub snapshots_too_old: Counter,

@@ -365,8 +365,9 @@ impl Thread {
         };
         let link = &self.plan.shards[shard].1;
         if link.book_answers.push(answer).is_err() {
-            // At most one request per book is outstanding, so this queue holds every
-            // answer; were it full, the book asks again when its request times out.
+            // A book has about one request outstanding, so this queue holds the
+            // answers; were it full, the book asks again when its request times out
+            // (`shard::BOOK_ANSWER_TIMEOUT_NS`).
             self.stats.failures.inc();
         }
         link.delivered.ring();

@@ -202,8 +202,6 @@ pub struct LocalBook {
     buffered_levels: Vec<(i64, Decimal)>,
     /// Since when (caller's ns) the book has been invalid; `None` while valid.
     invalid_since_ns: Option<u64>,
-    /// Why the current resync began.
-    cause: Resync,
     /// Buffered events dropped for room.
     pub buffer_drops: u64,
 }
@@ -223,7 +221,6 @@ impl LocalBook {
             buffer: Vec::with_capacity(64),
             buffered_levels: Vec::with_capacity(1024),
             invalid_since_ns: Some(now_ns),
-            cause: Resync::Start,
             buffer_drops: 0,
         }
     }
@@ -248,11 +245,6 @@ impl LocalBook {
         &self.asks
     }
 
-    /// Why the book is (or was last) synchronising.
-    pub fn cause(&self) -> Resync {
-        self.cause
-    }
-
     /// Since when the book has been invalid (caller's ns).
     pub fn invalid_since_ns(&self) -> Option<u64> {
         self.invalid_since_ns
@@ -262,6 +254,11 @@ impl LocalBook {
     /// the stream has delivered an event to buffer (Binance: buffer first, then ask).
     pub fn wants_snapshot(&self) -> bool {
         self.phase == Phase::Syncing { asked: false } && !self.buffer.is_empty()
+    }
+
+    /// True while a snapshot asked for has not been answered.
+    pub fn awaiting_snapshot(&self) -> bool {
+        self.phase == Phase::Syncing { asked: true }
     }
 
     /// The snapshot was asked for.
@@ -278,14 +275,13 @@ impl LocalBook {
         }
     }
 
-    /// Makes the book invalid at `now_ns` for `cause` and starts over: buffered events
+    /// Makes the book invalid at `now_ns` and starts over: buffered events
     /// from here on, then a new snapshot. The levels are kept until it comes, for
     /// readers that want to see what was (marked invalid).
-    pub fn invalidate(&mut self, cause: Resync, now_ns: u64) {
+    pub fn invalidate(&mut self, now_ns: u64) {
         if self.invalid_since_ns.is_none() {
             self.invalid_since_ns = Some(now_ns);
         }
-        self.cause = cause;
         self.phase = Phase::Syncing { asked: false };
         self.buffer.clear();
         self.buffered_levels.clear();
@@ -311,7 +307,7 @@ impl LocalBook {
                     return Applied::Repeat;
                 }
                 if first > self.last_update_id + 1 {
-                    self.invalidate(Resync::Gap, now_ns);
+                    self.invalidate(now_ns);
                     self.buffer_event(first, last, event_time_us, bids, asks);
                     return Applied::Invalidated(Resync::Gap);
                 }
@@ -322,13 +318,13 @@ impl LocalBook {
                         match self.check() {
                             None => Applied::Live { top },
                             Some(cause) => {
-                                self.invalidate(cause, now_ns);
+                                self.invalidate(now_ns);
                                 Applied::Invalidated(cause)
                             }
                         }
                     }
                     Err(cause) => {
-                        self.invalidate(cause, now_ns);
+                        self.invalidate(now_ns);
                         Applied::Invalidated(cause)
                     }
                 }
@@ -386,7 +382,7 @@ impl LocalBook {
         match outcome.or_else(|| self.check()) {
             None => self.synced(now_ns),
             Some(cause) => {
-                self.invalidate(cause, now_ns);
+                self.invalidate(now_ns);
                 SnapshotOutcome::Invalidated(cause)
             }
         }

@@ -115,11 +115,11 @@ pub fn parse_command(text: &str) -> Result<Command, String> {
         "subscribe" | "unsubscribe" => {
             let topic = match obj.get("subscription").and_then(Value::as_str) {
                 Some(t) => Topic::parse(t).ok_or_else(|| {
-                    format!("unknown subscription {t:?}: expected signals, candles, status or book")
+                    format!("unknown subscription {t:?}: expected signals, candles, status, book or trades")
                 })?,
                 None => {
                     return Err(
-                        "missing \"subscription\": expected signals, candles, status or book"
+                        "missing \"subscription\": expected signals, candles, status, book or trades"
                             .into(),
                     )
                 }

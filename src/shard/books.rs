@@ -21,6 +21,11 @@ use crate::wire::DepthUpdate;
 /// After a snapshot request fails (or finds no room in the REST queue), how long
 /// before the book asks again.
 pub const BOOK_RETRY_NS: u64 = 1_000_000_000;
+/// A snapshot asked for and not answered within this long is asked again (its answer
+/// was lost: the REST thread found the answer queue full). Longer than the REST
+/// thread's longest wait for the minute's weight budget; a request still queued there
+/// is not queued twice.
+pub const BOOK_ANSWER_TIMEOUT_NS: u64 = 90_000_000_000;
 
 /// One book and its publication state.
 struct Kept {
@@ -30,6 +35,8 @@ struct Kept {
     dirty: bool,
     /// No snapshot is asked before this time (after a failure).
     retry_at_ns: u64,
+    /// When the snapshot awaited was asked for (mono ns).
+    asked_at_ns: u64,
 }
 
 /// The books of one shard.
@@ -65,6 +72,7 @@ impl Books {
                     published_ns: 0,
                     dirty: true,
                     retry_at_ns: 0,
+                    asked_at_ns: 0,
                 })
                 .collect(),
             index: mine.iter().enumerate().map(|(i, s)| (*s, i)).collect(),
@@ -243,6 +251,12 @@ impl ShardState {
             return;
         };
         let kept = &mut books.kept[i];
+        if kept.book.awaiting_snapshot()
+            && now_ns.saturating_sub(kept.asked_at_ns) >= BOOK_ANSWER_TIMEOUT_NS
+        {
+            kept.book.snapshot_failed();
+            self.stats.books.snapshot_failures.inc();
+        }
         if !kept.book.wants_snapshot() || now_ns < kept.retry_at_ns {
             return;
         }
@@ -253,6 +267,7 @@ impl ShardState {
         };
         if link.book_requests.push(request).is_ok() {
             kept.book.snapshot_asked();
+            kept.asked_at_ns = now_ns;
             self.stats.books.snapshots_asked.inc();
             // A book is invalid until its snapshot comes: the REST thread goes now.
             link.wake_rest();
@@ -332,7 +347,7 @@ impl ShardState {
                 if book.is_valid() {
                     self.stats.books.resyncs[Resync::Reconnect as usize].inc();
                 }
-                book.invalidate(Resync::Reconnect, now_ns);
+                book.invalidate(now_ns);
                 lost.push(i);
             }
         }

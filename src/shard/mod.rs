@@ -58,7 +58,7 @@ use gate::SignalGate;
 use outlet::Outlets;
 
 pub use crate::message::{Envelope, Outage, Record, RecordKinds, REMOTE_SHARD};
-pub use books::BOOK_RETRY_NS;
+pub use books::{BOOK_ANSWER_TIMEOUT_NS, BOOK_RETRY_NS};
 pub use gate::{DEFAULT_HOLD, MAX_HELD_CANDLES};
 pub use outlet::{MAX_OVERFLOW, RING_EVERY_NS};
 

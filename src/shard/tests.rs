@@ -445,6 +445,15 @@ fn a_book_synchronises_through_the_rest_link_publishes_and_feeds_its_signals() {
         1
     );
     assert!(link.book_requests.pop().is_some(), "asked again");
+    // That answer never comes (its queue was full): past the timeout, once more.
+    s.flush(7);
+    assert!(link.book_requests.pop().is_none(), "one request at a time");
+    s.flush(6 + BOOK_ANSWER_TIMEOUT_NS);
+    assert!(
+        link.book_requests.pop().is_some(),
+        "asked again after the timeout"
+    );
+    assert_eq!(stats.books.snapshot_failures.get(), 1);
 
     let mut signals = Vec::new();
     let mut tops = 0;

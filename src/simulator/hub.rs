@@ -649,8 +649,8 @@ impl Hub {
             .and_then(|s| crate::market::Symbol::new(s).ok());
         let limit = super::http::query_get(&pairs, "limit")
             .and_then(|l| l.parse::<usize>().ok())
-            .unwrap_or(100)
-            .clamp(1, 5000);
+            .unwrap_or(rest::DEPTH_DEFAULT_LIMIT)
+            .clamp(1, rest::DEPTH_MAX_LIMIT);
         match symbol.and_then(|s| self.replay_books.depth(s, limit)) {
             Some(Ok(body)) => Response::json(200, body),
             // Binance's answer when it cannot serve now: the client asks again.

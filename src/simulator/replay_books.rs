@@ -18,7 +18,7 @@ use crate::market::{Level, Symbol};
 use crate::message::rest::BookRequest;
 
 /// Levels kept per side: Binance's deepest snapshot.
-const MAX_LEVELS: usize = 5000;
+const MAX_LEVELS: usize = super::rest::DEPTH_MAX_LIMIT;
 
 #[derive(Deserialize)]
 struct Note<'a> {
@@ -114,7 +114,7 @@ impl ReplayBooks {
         let (bids, asks) = &mut self.levels;
         if !(read(&diff.bids, bids) && read(&diff.asks, asks)) {
             // A damaged event: the book cannot follow it.
-            book.invalidate(crate::book::Resync::BadPrice, 0);
+            book.invalidate(0);
             return;
         }
         book.on_diff(diff.first, diff.last, diff.event_time * 1000, bids, asks, 0);
