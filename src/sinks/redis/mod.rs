@@ -315,6 +315,9 @@ enum Link {
     Down { retry_at: Instant },
 }
 
+/// Parts of a channel name after its prefix (`:candles:`, symbol, `:`, timeframe).
+const MAX_CHANNEL_PARTS: usize = 4;
+
 /// The publishing state: connection, pipeline, pending live candles. Public so the
 /// benchmark drives exactly this path.
 pub struct Publisher {
@@ -427,23 +430,14 @@ impl Publisher {
                 Record::Signal(s) => {
                     self.payload.clear();
                     record::write_signal(&mut self.payload, s);
-                    if let Some(key) = &self.settings.key {
-                        key.sign(&mut self.payload);
-                    }
-                    let prefix = self.settings.prefix.as_bytes();
-                    resp::publish(&mut self.out, &[prefix, b":signals"], &self.payload);
-                    resp::publish(
-                        &mut self.out,
-                        &[
-                            prefix,
-                            b":signals:",
-                            s.symbol.as_str().as_bytes(),
-                            b":",
-                            s.interval.as_str().as_bytes(),
-                        ],
-                        &self.payload,
-                    );
-                    self.queued += 2;
+                    self.sign_payload();
+                    self.publish_signed(&[b":signals"]);
+                    self.publish_signed(&[
+                        b":signals:",
+                        s.symbol.as_str().as_bytes(),
+                        b":",
+                        s.interval.as_str().as_bytes(),
+                    ]);
                     self.pending_recv_ns.push(env.recv_ns);
                 }
                 // A book's view, as its shard published it; tops in between stay on
@@ -452,16 +446,8 @@ impl Publisher {
                     if let Some(view) = self.books.latest(top.symbol) {
                         self.payload.clear();
                         view.write_json(&mut self.payload, usize::MAX);
-                        if let Some(key) = &self.settings.key {
-                            key.sign(&mut self.payload);
-                        }
-                        let prefix = self.settings.prefix.as_bytes();
-                        resp::publish(
-                            &mut self.out,
-                            &[prefix, b":book:", top.symbol.as_str().as_bytes()],
-                            &self.payload,
-                        );
-                        self.queued += 1;
+                        self.sign_payload();
+                        self.publish_signed(&[b":book:", top.symbol.as_str().as_bytes()]);
                         self.pending_recv_ns.push(env.recv_ns);
                     }
                 }
@@ -516,38 +502,37 @@ impl Publisher {
 
     /// Publishes the trade record in `payload` on `{prefix}:trades:{SYMBOL}`.
     fn queue_trade(&mut self, symbol: Symbol) {
-        if let Some(key) = &self.settings.key {
-            key.sign(&mut self.payload);
-        }
-        resp::publish(
-            &mut self.out,
-            &[
-                self.settings.prefix.as_bytes(),
-                b":trades:",
-                symbol.as_str().as_bytes(),
-            ],
-            &self.payload,
-        );
-        self.queued += 1;
+        self.sign_payload();
+        self.publish_signed(&[b":trades:", symbol.as_str().as_bytes()]);
     }
 
     fn queue_candle(&mut self, c: &Candle) {
         self.payload.clear();
         record::write_candle(&mut self.payload, c);
+        self.sign_payload();
+        self.publish_signed(&[
+            b":candles:",
+            c.symbol.as_str().as_bytes(),
+            b":",
+            c.interval.as_str().as_bytes(),
+        ]);
+    }
+
+    /// With a bridge key, appends the payload's signature.
+    fn sign_payload(&mut self) {
         if let Some(key) = &self.settings.key {
             key.sign(&mut self.payload);
         }
-        resp::publish(
-            &mut self.out,
-            &[
-                self.settings.prefix.as_bytes(),
-                b":candles:",
-                c.symbol.as_str().as_bytes(),
-                b":",
-                c.interval.as_str().as_bytes(),
-            ],
-            &self.payload,
-        );
+    }
+
+    /// Queues the (signed) payload on the channel `{prefix}` followed by `parts` (at
+    /// most [`MAX_CHANNEL_PARTS`]).
+    fn publish_signed(&mut self, parts: &[&[u8]]) {
+        let mut channel: [&[u8]; MAX_CHANNEL_PARTS + 1] = [b""; MAX_CHANNEL_PARTS + 1];
+        channel[0] = self.settings.prefix.as_bytes();
+        let n = parts.len().min(MAX_CHANNEL_PARTS);
+        channel[1..=n].copy_from_slice(&parts[..n]);
+        resp::publish(&mut self.out, &channel[..=n], &self.payload);
         self.queued += 1;
     }
 
