@@ -50,12 +50,8 @@ pub fn request_weight(path: &str, query: &str) -> u32 {
                 .and_then(|l| l.parse::<usize>().ok())
                 .unwrap_or(DEPTH_DEFAULT_LIMIT)
                 .min(DEPTH_MAX_LIMIT);
-            match limit {
-                0..=100 => 5,
-                101..=500 => 25,
-                501..=1000 => 50,
-                _ => 250,
-            }
+            // Binance's weight steps, the ones the engine's book requests are sized by.
+            crate::book::snapshot_limit(limit).1
         }
         _ => 1,
     }
