@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 
-use crate::backfill::{self, RestPlan, RestStats, ShardLink};
+use crate::backfill::{self, RestPlan, RestStats, ShardLink, TradeKind};
 use crate::config::Config;
 use crate::consumer::LocalPark;
 use crate::dashboard::status::{ShardView, StatusContext};
@@ -256,11 +256,16 @@ impl Engine {
         // faster exchange's lead is allowed to grow from now.
         let clock = config.feed.clock_bound(crate::clock::mono_ns());
         let rest_agent = backfill::agent(config.feed.tls_ca_file.as_deref())?;
-        // Aggregate trades are received and stored: holes in their ids and the ones made
+        // The kinds of trades received and stored: holes in their ids and the ones made
         // while no engine ran are fetched over REST.
-        let stores_agg_trades = config.feed.streams.agg_trade
-            && config.database.store_trades
-            && config.database_url.is_some();
+        let stored = config.database.store_trades && config.database_url.is_some();
+        let stored_trades: Vec<TradeKind> = [
+            (TradeKind::Aggregate, config.feed.streams.agg_trade),
+            (TradeKind::Raw, config.feed.streams.trade),
+        ]
+        .into_iter()
+        .filter_map(|(kind, received)| (received && stored).then_some(kind))
+        .collect();
         let rest_stats = Arc::new(RestStats::default());
         let mut rest_plan = RestPlan {
             rest_url: config.binance_rest_url.clone(),
@@ -274,7 +279,7 @@ impl Engine {
             }),
             shards: Vec::new(),
             clock,
-            agg_trade_catch_up: stores_agg_trades,
+            trade_catch_up: stored_trades.clone(),
         };
 
         let mut views = Vec::new();
@@ -410,6 +415,7 @@ impl Engine {
             let limiter = limiter.clone();
             let name = format!("shard-{}", plan.index);
             let board = book_board.clone();
+            let stored_trades = stored_trades.clone();
             let dashboard_here = if plan.index == 0 {
                 cohosted.take()
             } else {
@@ -431,8 +437,10 @@ impl Engine {
                     )
                     .with_signals(&config.signals)
                     .with_rest(rest_link)
-                    .with_books(&config.books, board, crate::clock::mono_ns())
-                    .with_agg_trade_backfill(stores_agg_trades);
+                    .with_books(&config.books, board, crate::clock::mono_ns());
+                    for kind in TradeKind::ALL {
+                        state = state.with_trade_backfill(kind, stored_trades.contains(&kind));
+                    }
                     state.set_lossy_kinds(&lossy);
                     state.set_hold(Duration::from_secs_f64(config.feed.backfill_hold_s));
                     state.set_latency(recorder);

@@ -103,6 +103,18 @@ pub const RESET_REASONS: [&str; 14] = [
     "io_error",
 ];
 
+/// A shard's backfill of holes in one kind of trade ids.
+#[derive(Debug, Default)]
+pub struct TradeBackfillStats {
+    /// Holes asked of the REST thread, and holes dropped for a full queue (their ids
+    /// stay missing).
+    pub requests: Counter,
+    pub requests_dropped: Counter,
+    /// Backfilled trades sent on, and backfills that failed for good.
+    pub backfilled: Counter,
+    pub failures: Counter,
+}
+
 /// Figures of one shard core.
 #[derive(Debug, Default)]
 pub struct ShardStats {
@@ -125,13 +137,9 @@ pub struct ShardStats {
     /// Holes in a symbol's aggregate trade ids (`@aggTrade`) and the ids they skipped.
     pub agg_trade_gaps: Counter,
     pub agg_trade_gap_ids: Counter,
-    /// Aggregate trade holes asked of the REST thread (and dropped for a full queue:
-    /// the ids stay missing), backfilled aggregate trades sent on, and backfills that
-    /// failed for good.
-    pub agg_trade_backfill_requests: Counter,
-    pub agg_trade_backfill_requests_dropped: Counter,
-    pub agg_trades_backfilled: Counter,
-    pub agg_trade_backfill_failures: Counter,
+    /// The backfill of holes in aggregate trade ids, and in raw trade ids.
+    pub agg_trade_backfill: TradeBackfillStats,
+    pub trade_backfill: TradeBackfillStats,
     /// Klines whose times are inconsistent (see `candle::plausible`), dropped.
     pub implausible_klines: Counter,
     /// Events dropped for an event time too far from our clock, per
@@ -446,6 +454,14 @@ impl SeriesStats {
 }
 
 impl ShardStats {
+    /// The backfill figures of `kind` of trades.
+    pub fn trade_backfill(&self, kind: crate::message::rest::TradeKind) -> &TradeBackfillStats {
+        match kind {
+            crate::message::rest::TradeKind::Aggregate => &self.agg_trade_backfill,
+            crate::message::rest::TradeKind::Raw => &self.trade_backfill,
+        }
+    }
+
     pub fn parse_error(&self, reason: &str) {
         if let Some(i) = PARSE_ERROR_REASONS.iter().position(|r| *r == reason) {
             self.parse_errors[i].inc();

@@ -1182,3 +1182,46 @@ fn trades_are_spooled_during_an_outage_then_stored_once_by_the_writer() {
     assert_eq!(aggs.len(), 1);
     let _ = std::fs::remove_dir_all(&spool);
 }
+
+#[test]
+fn a_restart_resumes_trades_after_the_newest_stored_and_finds_the_holes_among_them() {
+    use alphapulse::backfill::{RestDatabase, TradeKind, TradeResume};
+    let pg = Postgres::start_new();
+    migrate_now(&settings(&pg)).expect("migrations");
+    let mut client = pg.client();
+    // BTCUSDT: ids 1..=10, 15..=20 and 30 of both kinds; ETHUSDT: none.
+    for id in (1..=10).chain(15..=20).chain([30i64]) {
+        client
+            .execute(
+                "INSERT INTO trades (symbol, trade_id, price, quantity, trade_time, buyer_is_maker) \
+                 VALUES ('BTCUSDT', $1, 1, 1, now(), true)",
+                &[&id],
+            )
+            .unwrap();
+        client
+            .execute(
+                "INSERT INTO agg_trades (symbol, agg_trade_id, price, quantity, first_trade_id, \
+                 last_trade_id, trade_time, buyer_is_maker) \
+                 VALUES ('BTCUSDT', $1, 1, 1, $1, $1, now(), true)",
+                &[&id],
+            )
+            .unwrap();
+    }
+    let mut db = alphapulse::sinks::db::rest::RestDb::new(pg.url());
+    let symbols = [
+        Symbol::new("BTCUSDT").unwrap(),
+        Symbol::new("ETHUSDT").unwrap(),
+    ];
+    for kind in TradeKind::ALL {
+        let resume = db.trade_resume(kind, &symbols).expect("query");
+        assert_eq!(
+            resume,
+            [TradeResume {
+                symbol: symbols[0],
+                newest: 30,
+                holes: vec![(11, 15), (21, 30)],
+            }],
+            "{kind:?}"
+        );
+    }
+}

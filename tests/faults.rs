@@ -638,6 +638,11 @@ fn trades_stored_across_a_database_outage_and_a_sigkill() {
             && rest["agg_trades"].as_u64().unwrap_or(0) > 0,
         "the restart caught up aggregate trades over REST: {rest}"
     );
+    assert!(
+        rest["trade_requests"].as_u64().unwrap_or(0) > 0
+            && rest["trades"].as_u64().unwrap_or(0) > 0,
+        "the restart caught up raw trades over REST (historicalTrades): {rest}"
+    );
     assert!(minutes > 0 && trades > 0 && aggs > 0);
 
     // The trade proof is not vacuous. Nothing may repair the rows behind its back.
@@ -671,6 +676,29 @@ fn trades_stored_across_a_database_outage_and_a_sigkill() {
     )
     .expect("put the trade back");
     rig.recheck_trades().expect("restored");
+    // Holes among stored ids (what a backfill cut short by a kill leaves): the next
+    // start finds them and fetches them again, both kinds.
+    for (table, id) in [("trades", "trade_id"), ("agg_trades", "agg_trade_id")] {
+        let cut = db
+            .execute(
+                &format!(
+                    "DELETE FROM {table} WHERE symbol = 'BTCUSDT' AND {id} IN (SELECT {id} \
+                     FROM {table} WHERE symbol = 'BTCUSDT' AND trade_time >= (SELECT \
+                     min(trade_time) + interval '2 minutes' FROM {table} WHERE symbol = \
+                     'BTCUSDT') ORDER BY {id} LIMIT 5)"
+                ),
+                &[],
+            )
+            .expect("cut a hole");
+        assert_eq!(cut, 5, "{table}");
+    }
+    let err = rig.recheck_trades().expect_err("the holes are noticed");
+    assert!(err.contains("not contiguous"), "{err}");
+    rig.restart_engine();
+    rig.run_for(secs(4));
+    rig.prove();
+    rig.prove_trades();
+    rig.kill_engine();
     let agg = "symbol = 'ETHUSDT' AND agg_trade_id = (SELECT agg_trade_id FROM agg_trades \
                WHERE symbol = 'ETHUSDT' AND trade_time >= (SELECT min(trade_time) + \
                interval '2 minutes' FROM agg_trades WHERE symbol = 'ETHUSDT') \

@@ -496,6 +496,7 @@ fn rest_batch(want: Want, bars: &[Bar], absent: Vec<(i64, i64)>) -> RestBatch {
         absent,
         failed: false,
         agg_trades: Vec::new(),
+        trades: Vec::new(),
     }
 }
 
@@ -1016,7 +1017,7 @@ fn rest_plan(url: String, series: &[&str], warm: u32) -> (RestPlan, ShardLink) {
             database: None,
             shards: vec![(series, link.clone())],
             clock: alphapulse::clock::ClockBound::OFF,
-            agg_trade_catch_up: false,
+            trade_catch_up: Vec::new(),
         },
         link,
     )

@@ -10,12 +10,12 @@ use serde::Deserialize;
 
 use crate::market::{AggTrade, Decimal, Symbol};
 
+use super::trades::MAX_ID;
+
 /// Most rows one call returns (the exchange's `limit` maximum).
-pub const MAX_LIMIT: u32 = crate::message::rest::AGG_TRADES_PAGE;
+pub const MAX_LIMIT: u32 = crate::message::rest::TRADES_PAGE;
 /// Request weight of one call (any limit up to 1000).
 pub const WEIGHT: u32 = 4;
-/// The largest id the database's `bigint` holds: larger ids are malformed here.
-const MAX_ID: u64 = i64::MAX as u64;
 
 /// The URL of the page of `symbol`'s aggregate trades from id `from_id` on.
 pub fn url(rest_url: &str, symbol: Symbol, from_id: u64) -> String {
@@ -76,22 +76,6 @@ pub fn parse(body: &str, symbol: Symbol) -> Result<Vec<AggTrade>, String> {
     Ok(out)
 }
 
-/// What a page of a backfill of ids `[from_id, to_id)` means: the rows to deliver (those
-/// inside the range) and where the next page starts, if the range goes on. A page that
-/// does not start at `from_id` lacks ids the exchange no longer has: the rows are still
-/// delivered, and the ids before them stay missing. An empty page ends the backfill.
-pub fn page(rows: &mut Vec<AggTrade>, from_id: u64, to_id: Option<u64>) -> Option<u64> {
-    rows.retain(|t| t.agg_trade_id >= from_id && to_id.is_none_or(|to| t.agg_trade_id < to));
-    let next = rows.last()?.agg_trade_id + 1;
-    let full = rows.len() >= MAX_LIMIT as usize;
-    match to_id {
-        Some(to) if next < to => Some(next),
-        Some(_) => None,
-        // Open-ended (a restart's catch-up): on until a page is not full, the present.
-        None => full.then_some(next),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,31 +121,8 @@ mod tests {
         }
     }
 
-    fn rows(ids: std::ops::Range<u64>) -> Vec<AggTrade> {
-        ids.map(|id| crate::market::testing::agg_trade("BNBBTC", id))
-            .collect()
-    }
-
     #[test]
-    fn pages_walk_a_range_and_stop_at_its_end() {
-        // A bounded hole [10, 15): the page holds it and more; only the hole is kept.
-        let mut r = rows(10..20);
-        assert_eq!(page(&mut r, 10, Some(15)), None);
-        assert_eq!(
-            r.iter().map(|t| t.agg_trade_id).collect::<Vec<_>>(),
-            [10, 11, 12, 13, 14]
-        );
-        // A page that ends inside the range goes on after its last row.
-        let mut r = rows(10..12);
-        assert_eq!(page(&mut r, 10, Some(15)), Some(12));
-        // Open-ended: a full page goes on, a short one is the present.
-        let mut r = rows(100..1100);
-        assert_eq!(page(&mut r, 100, None), Some(1100));
-        let mut r = rows(100..150);
-        assert_eq!(page(&mut r, 100, None), None);
-        // Nothing (the exchange has no such ids yet, or no more): the end.
-        let mut r = Vec::new();
-        assert_eq!(page(&mut r, 100, Some(200)), None);
+    fn the_url_asks_a_full_page_from_an_id() {
         assert_eq!(
             url("http://x/", sym(), 7),
             "http://x/api/v3/aggTrades?symbol=BNBBTC&fromId=7&limit=1000"

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use super::{klines, RestError, Want, MAX_BODY_BYTES, REQUEST_TIMEOUT};
-use crate::message::rest::Request;
+use crate::message::rest::{Request, TradeKind};
 
 /// The HTTP agent: rustls trusting the webpki roots, plus the certificates of
 /// `feed.tls_ca_file` when set (as the WebSocket feed does).
@@ -44,8 +44,11 @@ pub fn agent(extra_ca_file: Option<&std::path::Path>) -> Result<ureq::Agent, Res
 
 /// The URL of `req` on the exchange at `rest_url`.
 pub fn klines_url(rest_url: &str, req: &Request) -> String {
-    if let Want::AggTrades { from_id, .. } = req.want {
-        return super::agg_trades::url(rest_url, req.symbol, from_id);
+    if let Want::Trades { kind, from_id, .. } = req.want {
+        return match kind {
+            TradeKind::Aggregate => super::agg_trades::url(rest_url, req.symbol, from_id),
+            TradeKind::Raw => super::trades::url(rest_url, req.symbol, from_id),
+        };
     }
     let base = format!(
         "{}/api/v3/klines?symbol={}&interval={}",
@@ -81,7 +84,7 @@ pub fn klines_url(rest_url: &str, req: &Request) -> String {
             "{base}&startTime={from_open_ms}&limit={}",
             klines::MAX_LIMIT
         ),
-        Want::AggTrades { .. } => base,
+        Want::Trades { .. } => base,
     }
 }
 

@@ -105,7 +105,7 @@ pub fn asked_window(want: &Want, interval: Interval, clock: Option<(i64, i64)>) 
             to_open_ms.map_or(clock_high, |to| (to - 1).min(clock_high)),
         ),
         // No klines are asked for aggregate trades.
-        Want::AggTrades { .. } => (clock_low, clock_high),
+        Want::Trades { .. } => (clock_low, clock_high),
     }
 }
 

@@ -43,6 +43,7 @@ pub mod klines;
 mod repeats;
 pub mod scheduler;
 mod thread;
+pub mod trades;
 
 pub use client::{agent, klines_url, Answer, Client};
 
@@ -56,7 +57,7 @@ use crate::metrics::{Counter, Gauge};
 use scheduler::Priority;
 
 pub use crate::message::rest::{
-    Request, RestBatch, ShardLink, Want, MAX_PENDING_BATCHES, MAX_PENDING_REQUESTS,
+    Request, RestBatch, ShardLink, TradeKind, Want, MAX_PENDING_BATCHES, MAX_PENDING_REQUESTS,
 };
 
 /// Weight of one `/api/v3/klines` call (any limit up to 1000).
@@ -94,7 +95,7 @@ pub fn priority(request: &Request) -> Priority {
             to_open_ms: Some(_),
             ..
         }
-        | Want::AggTrades { to_id: Some(_), .. } => Priority::Urgent,
+        | Want::Trades { to_id: Some(_), .. } => Priority::Urgent,
         _ => Priority::Normal,
     }
 }
@@ -144,6 +145,10 @@ pub struct RestStats {
     /// and the aggregate trades they delivered.
     pub agg_trade_requests: Counter,
     pub agg_trades: Counter,
+    /// `historicalTrades` requests sent (holes in raw trade ids, restart catch-ups),
+    /// and the raw trades they delivered.
+    pub trade_requests: Counter,
+    pub trades: Counter,
     /// Rows dropped for an open time outside what was asked or too far from our clock,
     /// per [`crate::clock::Skew`] (future, past).
     pub rows_dropped: [Counter; crate::clock::Skew::ALL.len()],
@@ -151,6 +156,14 @@ pub struct RestStats {
 }
 
 impl RestStats {
+    /// The requests and delivered trades of `kind`.
+    pub fn trade_counters(&self, kind: TradeKind) -> (&Counter, &Counter) {
+        match kind {
+            TradeKind::Aggregate => (&self.agg_trade_requests, &self.agg_trades),
+            TradeKind::Raw => (&self.trade_requests, &self.trades),
+        }
+    }
+
     pub fn status(&self) -> serde_json::Value {
         let last_error = self
             .last_error
@@ -182,6 +195,8 @@ impl RestStats {
             "resumed_series": self.resumed_series.get(),
             "agg_trade_requests": self.agg_trade_requests.get(),
             "agg_trades": self.agg_trades.get(),
+            "trade_requests": self.trade_requests.get(),
+            "trades": self.trades.get(),
             "rows_dropped": self.rows_dropped.iter().map(Counter::get).sum::<u64>(),
             "rows_dropped_by_reason": crate::clock::Skew::ALL
                 .iter()
@@ -240,13 +255,31 @@ pub trait RestDatabase: Send {
         series: &[(Symbol, Interval)],
     ) -> Result<Vec<(Symbol, Interval, i64)>, DatabaseError>;
 
-    /// The newest stored aggregate trade id of each symbol that has any.
-    fn newest_agg_trades(
+    /// Where each symbol's stored trades of `kind` resume: the newest stored id, and
+    /// the holes among the newest [`TRADE_HOLE_SCAN`] ids (a backfill cut short by a
+    /// kill). Symbols with none stored are left out.
+    fn trade_resume(
         &mut self,
+        _kind: TradeKind,
         _symbols: &[Symbol],
-    ) -> Result<Vec<(Symbol, u64)>, DatabaseError> {
+    ) -> Result<Vec<TradeResume>, DatabaseError> {
         Ok(Vec::new())
     }
+}
+
+/// How many of a symbol's newest stored trade ids a restart looks through for holes.
+pub const TRADE_HOLE_SCAN: i64 = 50_000;
+/// Most holes a restart asks for per symbol and kind (the oldest are left).
+pub const MAX_RESUMED_HOLES: i64 = 1_000;
+
+/// Where a symbol's stored trades of one kind resume after a restart.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TradeResume {
+    pub symbol: Symbol,
+    /// The newest stored id: the catch-up starts after it.
+    pub newest: u64,
+    /// Ids `[from, to)` missing between stored ones, oldest first.
+    pub holes: Vec<(u64, u64)>,
 }
 
 /// The thread's work: where the exchange is, which series each shard has.
@@ -264,9 +297,10 @@ pub struct RestPlan {
     /// How far a row's open time may be from our clock (besides keeping to what was
     /// asked).
     pub clock: crate::clock::ClockBound,
-    /// Aggregate trades are received and stored: at startup, each symbol's catch-up
-    /// from its newest stored aggregate trade (the ones made while no engine ran).
-    pub agg_trade_catch_up: bool,
+    /// The kinds of trades received and stored: at startup, each symbol's catch-up of
+    /// each from its newest stored one (the ones made while no engine ran), and the
+    /// holes among its stored ids.
+    pub trade_catch_up: Vec<TradeKind>,
 }
 
 /// Starts the REST thread; it returns when `stop` is set.

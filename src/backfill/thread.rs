@@ -26,12 +26,12 @@ use super::client::{klines_url, Client};
 use super::repeats::Repeats;
 use super::scheduler::{Hold, Next, Priority, Scheduler};
 use super::{
-    agg_trades, klines, priority, RestError, RestPlan, RestStats, ABSENCE_CHECK_DELAY, IDLE_POLL,
-    KLINES_WEIGHT, MAX_ATTEMPTS, MAX_PENDING_CHECKS, MAX_WARM_ATTEMPTS, RESTART_OVERLAP_CANDLES,
-    RETRY_INITIAL, RETRY_MAX,
+    agg_trades, klines, priority, trades, RestError, RestPlan, RestStats, ABSENCE_CHECK_DELAY,
+    IDLE_POLL, KLINES_WEIGHT, MAX_ATTEMPTS, MAX_PENDING_CHECKS, MAX_WARM_ATTEMPTS,
+    RESTART_OVERLAP_CANDLES, RETRY_INITIAL, RETRY_MAX,
 };
-use crate::market::{AggTrade, Candle, Interval, Symbol};
-use crate::message::rest::{BookAnswer, BookRequest, Request, RestBatch, Want};
+use crate::market::{AggTrade, Candle, Interval, Symbol, Trade};
+use crate::message::rest::{BookAnswer, BookRequest, Request, RestBatch, TradeKind, Want};
 
 /// A queued job: a request and the shard it is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,11 +64,14 @@ impl Task {
             Task::Candles(Job {
                 request:
                     Request {
-                        want: Want::AggTrades { .. },
+                        want: Want::Trades { kind, .. },
                         ..
                     },
                 ..
-            }) => agg_trades::WEIGHT,
+            }) => match kind {
+                TradeKind::Aggregate => agg_trades::WEIGHT,
+                TradeKind::Raw => trades::WEIGHT,
+            },
             Task::Candles(_) => KLINES_WEIGHT,
             Task::Book { request, .. } => request.weight,
         }
@@ -256,17 +259,18 @@ impl Thread {
                 }
             }
         }
-        self.queue_agg_trade_catch_up(&mut jobs);
+        self.queue_trade_catch_up(&mut jobs);
         for job in jobs {
             self.push(Task::Candles(job));
         }
     }
 
-    /// With aggregate trades stored, a catch-up per symbol from the newest stored one:
-    /// what no engine received while none ran (a kill, a restart) is fetched, so the
-    /// ids stay contiguous. A symbol with none stored starts with the live stream.
-    fn queue_agg_trade_catch_up(&mut self, jobs: &mut Vec<Job>) {
-        if !self.plan.agg_trade_catch_up {
+    /// With trades stored, per symbol and kind: a catch-up from the newest stored one
+    /// (what no engine received while none ran: a kill, a restart), and the holes among
+    /// the stored ids (a backfill a kill cut short), so the ids stay contiguous. A symbol
+    /// with none stored starts with the live stream.
+    fn queue_trade_catch_up(&mut self, jobs: &mut Vec<Job>) {
+        if self.plan.trade_catch_up.is_empty() {
             return;
         }
         let Some(db) = self.plan.database.as_mut() else {
@@ -285,25 +289,34 @@ impl Thread {
             })
             .collect();
         let symbols: Vec<Symbol> = owners.iter().map(|(_, s, _)| *s).collect();
-        let stored = db.newest_agg_trades(&symbols).unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "cannot read the newest stored aggregate trades; no catch-up");
-            self.stats.set_error(&e);
-            Vec::new()
-        });
-        for (symbol, newest) in stored {
-            if let Some(&(shard, _, interval)) = owners.iter().find(|(_, s, _)| *s == symbol) {
-                jobs.push(Job {
-                    shard,
-                    request: Request {
-                        symbol,
-                        interval,
-                        want: Want::AggTrades {
-                            from_id: newest + 1,
-                            to_id: None,
+        for &kind in &self.plan.trade_catch_up {
+            let stored = db.trade_resume(kind, &symbols).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "cannot read where the stored {} resume; no catch-up", kind.as_str());
+                self.stats.set_error(&e);
+                Vec::new()
+            });
+            for resume in stored {
+                let Some(&(shard, _, interval)) =
+                    owners.iter().find(|(_, s, _)| *s == resume.symbol)
+                else {
+                    continue;
+                };
+                let spans = resume.holes.iter().map(|&(from, to)| (from, Some(to)));
+                for (from_id, to_id) in spans.chain([(resume.newest + 1, None)]) {
+                    jobs.push(Job {
+                        shard,
+                        request: Request {
+                            symbol: resume.symbol,
+                            interval,
+                            want: Want::Trades {
+                                kind,
+                                from_id,
+                                to_id,
+                            },
                         },
-                    },
-                    check: false,
-                });
+                        check: false,
+                    });
+                }
             }
         }
     }
@@ -388,13 +401,25 @@ impl Thread {
         match &req.want {
             Want::Warm { .. } => self.stats.warm_requests.inc(),
             Want::Range { .. } => self.stats.backfill_requests.inc(),
-            Want::AggTrades { from_id, to_id } => {
-                self.stats.agg_trade_requests.inc();
+            Want::Trades {
+                kind,
+                from_id,
+                to_id,
+            } => {
+                self.stats.trade_counters(*kind).0.inc();
                 match self.call(&url) {
-                    Call::Body(body) => match agg_trades::parse(&body, req.symbol) {
-                        Ok(rows) => self.answered_agg_trades(job, rows, *from_id, *to_id),
-                        Err(why) => self.failed(job, RestError::Malformed { url, why }),
-                    },
+                    Call::Body(body) => {
+                        let page = match kind {
+                            TradeKind::Aggregate => {
+                                agg_trades::parse(&body, req.symbol).map(TradePage::Aggregate)
+                            }
+                            TradeKind::Raw => trades::parse(&body, req.symbol).map(TradePage::Raw),
+                        };
+                        match page {
+                            Ok(rows) => self.answered_trades(job, rows, *from_id, *to_id),
+                            Err(why) => self.failed(job, RestError::Malformed { url, why }),
+                        }
+                    }
                     Call::RateLimited => self.push_front(Task::Candles(job)),
                     Call::Failed(e) => self.failed(job, e),
                 }
@@ -451,7 +476,7 @@ impl Thread {
         };
         let max = match job.request.want {
             Want::Warm { .. } => MAX_WARM_ATTEMPTS,
-            Want::Range { .. } | Want::AggTrades { .. } => MAX_ATTEMPTS,
+            Want::Range { .. } | Want::Trades { .. } => MAX_ATTEMPTS,
         };
         if attempts < max {
             let delay = RETRY_INITIAL
@@ -471,7 +496,14 @@ impl Thread {
             let outcome = match job.request.want {
                 Want::Warm { .. } => "the series' indicators warm up from live candles instead",
                 Want::Range { .. } => "the gap stays open",
-                Want::AggTrades { .. } => "the aggregate trades stay missing",
+                Want::Trades {
+                    kind: TradeKind::Aggregate,
+                    ..
+                } => "the aggregate trades stay missing",
+                Want::Trades {
+                    kind: TradeKind::Raw,
+                    ..
+                } => "the trades stay missing",
             };
             tracing::error!(symbol = %job.request.symbol, timeframe = %job.request.interval,
                 error = %e, "REST request failed for good; {outcome}");
@@ -484,6 +516,7 @@ impl Thread {
                 absent: Vec::new(),
                 failed: true,
                 agg_trades: Vec::new(),
+                trades: Vec::new(),
             },
         );
     }
@@ -564,8 +597,8 @@ impl Thread {
                 let lacking = klines::missing_runs(&rows, req.interval, from_open_ms, page_end);
                 (lacking, more)
             }
-            // Answered by `answered_agg_trades`, never here.
-            Want::AggTrades { .. } => (Vec::new(), None),
+            // Answered by `answered_trades`, never here.
+            Want::Trades { .. } => (Vec::new(), None),
         };
         if matches!(req.want, Want::Range { .. }) {
             self.stats.backfill_candles.add(rows.len() as u64);
@@ -588,6 +621,7 @@ impl Thread {
                 absent,
                 failed: false,
                 agg_trades: Vec::new(),
+                trades: Vec::new(),
             },
         );
         if let Some(want) = more {
@@ -599,22 +633,32 @@ impl Thread {
         }
     }
 
-    /// A page of aggregate trades came back: deliver the ones asked for, and queue the
-    /// next page while the hole (or the catch-up) goes on.
-    fn answered_agg_trades(
-        &mut self,
-        job: Job,
-        mut rows: Vec<AggTrade>,
-        from_id: u64,
-        to_id: Option<u64>,
-    ) {
+    /// A page of trades came back: deliver the ones asked for, and queue the next page
+    /// while the hole (or the catch-up) goes on.
+    fn answered_trades(&mut self, job: Job, page: TradePage, from_id: u64, to_id: Option<u64>) {
         self.attempts_done(job);
-        let next = agg_trades::page(&mut rows, from_id, to_id);
-        self.stats.agg_trades.add(rows.len() as u64);
         let req = job.request;
+        let Want::Trades { kind, .. } = req.want else {
+            return;
+        };
+        let (mut agg, mut raw) = (Vec::new(), Vec::new());
+        let next = match page {
+            TradePage::Aggregate(mut rows) => {
+                let next = trades::page(&mut rows, |t| t.agg_trade_id, from_id, to_id);
+                agg = rows;
+                next
+            }
+            TradePage::Raw(mut rows) => {
+                let next = trades::page(&mut rows, |t| t.trade_id, from_id, to_id);
+                raw = rows;
+                next
+            }
+        };
+        let rows = agg.len() + raw.len();
+        self.stats.trade_counters(kind).1.add(rows as u64);
         // A catch-up's last page goes to the shard even empty: it tells how far the
-        // exchange's aggregate trades reached, which the shard joins to its stream.
-        if !rows.is_empty() || (to_id.is_none() && next.is_none()) {
+        // exchange's trades reached, which the shard joins to its stream.
+        if rows > 0 || (to_id.is_none() && next.is_none()) {
             self.deliver(
                 job.shard,
                 RestBatch {
@@ -622,13 +666,18 @@ impl Thread {
                     candles: Vec::new(),
                     absent: Vec::new(),
                     failed: false,
-                    agg_trades: rows,
+                    agg_trades: agg,
+                    trades: raw,
                 },
             );
         }
         if let Some(from_id) = next {
             let next = Request {
-                want: Want::AggTrades { from_id, to_id },
+                want: Want::Trades {
+                    kind,
+                    from_id,
+                    to_id,
+                },
                 ..req
             };
             self.push_front(Task::Candles(Job {
@@ -704,6 +753,12 @@ fn take_due(timers: &mut Vec<(Instant, Job)>, now: Instant) -> Vec<Job> {
         .partition(|(at, _)| *at <= now);
     *timers = later;
     due.into_iter().map(|(_, job)| job).collect()
+}
+
+/// One parsed page of trades, of the kind asked for.
+pub(super) enum TradePage {
+    Aggregate(Vec<AggTrade>),
+    Raw(Vec<Trade>),
 }
 
 enum Call {

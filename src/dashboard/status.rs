@@ -581,10 +581,14 @@ fn shard_json(s: &ShardView) -> Value {
         "trade_ids": st.trade_gap_ids.get(),
         "agg_trade": st.agg_trade_gaps.get(),
         "agg_trade_ids": st.agg_trade_gap_ids.get(),
-        "agg_trade_backfill_requests": st.agg_trade_backfill_requests.get(),
-        "agg_trade_backfill_requests_dropped": st.agg_trade_backfill_requests_dropped.get(),
-        "agg_trades_backfilled": st.agg_trades_backfilled.get(),
-        "agg_trade_backfill_failures": st.agg_trade_backfill_failures.get(),
+        "agg_trade_backfill_requests": st.agg_trade_backfill.requests.get(),
+        "agg_trade_backfill_requests_dropped": st.agg_trade_backfill.requests_dropped.get(),
+        "agg_trades_backfilled": st.agg_trade_backfill.backfilled.get(),
+        "agg_trade_backfill_failures": st.agg_trade_backfill.failures.get(),
+        "trade_backfill_requests": st.trade_backfill.requests.get(),
+        "trade_backfill_requests_dropped": st.trade_backfill.requests_dropped.get(),
+        "trades_backfilled": st.trade_backfill.backfilled.get(),
+        "trade_backfill_failures": st.trade_backfill.failures.get(),
     });
     shard["lossy_dropped"] = json!(st.lossy_dropped.get());
     shard["resets"] = json!(resets.iter().sum::<u64>());

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crossbeam_queue::ArrayQueue;
 
-use crate::market::{AggTrade, Candle, Interval, Symbol};
+use crate::market::{AggTrade, Candle, Interval, Symbol, Trade};
 
 /// Requests a shard may have waiting for the thread; past this a request is dropped
 /// and counted (the gap stays open and is asked again on the next reconnect).
@@ -18,9 +18,29 @@ pub const MAX_PENDING_REQUESTS: usize = 4096;
 /// dropping one: a shard drains its queue every few milliseconds.
 pub const MAX_PENDING_BATCHES: usize = 64;
 
-/// Most aggregate trades one REST `aggTrades` page holds (the exchange's `limit`
-/// maximum): a shorter page of a catch-up is its last.
-pub const AGG_TRADES_PAGE: u32 = 1000;
+/// Most trades one REST `aggTrades` or `historicalTrades` page holds (the exchange's
+/// `limit` maximum): a shorter page of a catch-up is its last.
+pub const TRADES_PAGE: u32 = 1000;
+
+/// Which trade ids a [`Want::Trades`] request is about: aggregate trades (`aggTrades`)
+/// or raw trades (`historicalTrades`). Each is numbered without holes per symbol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TradeKind {
+    Aggregate,
+    Raw,
+}
+
+impl TradeKind {
+    pub const ALL: [TradeKind; 2] = [TradeKind::Aggregate, TradeKind::Raw];
+
+    /// How logs and status name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TradeKind::Aggregate => "aggregate trades",
+            TradeKind::Raw => "trades",
+        }
+    }
+}
 
 /// What a shard asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,10 +57,14 @@ pub enum Want {
         from_open_ms: i64,
         to_open_ms: Option<i64>,
     },
-    /// Aggregate trades with ids in `[from_id, to_id)` (a hole the stream skipped);
-    /// without an end, every one from `from_id` to the present (a restart's catch-up).
-    /// The request's interval means nothing here.
-    AggTrades { from_id: u64, to_id: Option<u64> },
+    /// Trades of `kind` with ids in `[from_id, to_id)` (a hole the stream skipped, or
+    /// one the database has); without an end, every one from `from_id` to the present
+    /// (a restart's catch-up). The request's interval means nothing here.
+    Trades {
+        kind: TradeKind,
+        from_id: u64,
+        to_id: Option<u64>,
+    },
 }
 
 /// One series' request.
@@ -61,8 +85,11 @@ pub struct RestBatch {
     pub absent: Vec<(i64, i64)>,
     /// The request failed for good (after [`crate::backfill::MAX_ATTEMPTS`]); `candles` is empty.
     pub failed: bool,
-    /// Aggregate trades of a [`Want::AggTrades`] request, oldest first.
+    /// Aggregate trades of a [`Want::Trades`] request of [`TradeKind::Aggregate`],
+    /// oldest first.
     pub agg_trades: Vec<AggTrade>,
+    /// Raw trades of a [`Want::Trades`] request of [`TradeKind::Raw`], oldest first.
+    pub trades: Vec<Trade>,
 }
 
 impl RestBatch {

@@ -46,7 +46,7 @@ use crate::candle::{CandleTrack, Gap, KlineOutcome, SeqGate, SeqOutcome};
 use crate::clock::{mono_ns, wall_us, ClockBound};
 use crate::latency::{Recorder, Stage};
 use crate::market::{Candle, Interval, Symbol};
-use crate::message::rest::ShardLink;
+use crate::message::rest::{ShardLink, TradeKind};
 use crate::metrics::{Counter, SeriesStats, ShardStats};
 use crate::ring::Producer;
 use crate::signals::params::SignalsConfig;
@@ -70,11 +70,20 @@ const MAX_STORED_ID: u64 = i64::MAX as u64;
 struct SymbolSeq {
     trade: SeqGate,
     agg_trade: SeqGate,
-    /// The first aggregate trade id the stream brought this process: a restart's
-    /// catch-up that ends before it leaves a hole to fetch.
-    agg_first_live: Option<u64>,
+    /// The first id of each kind of trade (by [`TradeKind`] order) the stream brought
+    /// this process: a restart's catch-up that ends before it leaves a hole to fetch.
+    first_live: [Option<u64>; 2],
     depth: SeqGate,
     book_ticker: SeqGate,
+}
+
+impl SymbolSeq {
+    fn trade_gate(&mut self, kind: TradeKind) -> &mut SeqGate {
+        match kind {
+            TradeKind::Aggregate => &mut self.agg_trade,
+            TradeKind::Raw => &mut self.trade,
+        }
+    }
 }
 
 /// The state one shard core owns.
@@ -110,8 +119,9 @@ pub struct ShardState {
     timeframe_list: Vec<Interval>,
     /// Local order books of this shard's book symbols ([`Self::with_books`]).
     books: Option<books::Books>,
-    /// Holes in aggregate trade ids are backfilled over REST (they are stored).
-    backfill_agg_trades: bool,
+    /// Holes in each kind of trade ids (by [`TradeKind`] order) are backfilled over
+    /// REST (those trades are stored).
+    backfill_trades: [bool; 2],
 }
 
 impl ShardState {
@@ -166,14 +176,14 @@ impl ShardState {
             symbol_list: symbols.to_vec(),
             timeframe_list: timeframes.to_vec(),
             books: None,
-            backfill_agg_trades: false,
+            backfill_trades: [false; 2],
         }
     }
 
-    /// Asks the REST thread (see [`Self::with_rest`]) for the aggregate trades of every
+    /// Asks the REST thread (see [`Self::with_rest`]) for the trades of `kind` of every
     /// hole in a symbol's ids: set when they are stored.
-    pub fn with_agg_trade_backfill(mut self, on: bool) -> ShardState {
-        self.backfill_agg_trades = on;
+    pub fn with_trade_backfill(mut self, kind: TradeKind, on: bool) -> ShardState {
+        self.backfill_trades[kind as usize] = on;
         self
     }
 
@@ -347,8 +357,7 @@ impl ShardState {
                     stats.parse_error("out_of_range");
                     return;
                 }
-                let outcome = self.seq[i].trade.admit(t.trade_id);
-                if self.count_seq(outcome, &stats.trade_gaps, &stats.trade_gap_ids) {
+                if self.admit_trade(i, TradeKind::Raw, t.symbol, t.trade_id) {
                     let env = self.envelope(recv_ns, mono_ns(), Record::Trade(*t));
                     self.outlets.send_kept(env);
                 }
@@ -367,20 +376,9 @@ impl ShardState {
                     stats.parse_error("out_of_range");
                     return;
                 }
-                let outcome = self.seq[i].agg_trade.admit(t.agg_trade_id);
-                if outcome != SeqOutcome::Duplicate && self.seq[i].agg_first_live.is_none() {
-                    self.seq[i].agg_first_live = Some(t.agg_trade_id);
-                }
-                if self.count_seq(outcome, &stats.agg_trade_gaps, &stats.agg_trade_gap_ids) {
+                if self.admit_trade(i, TradeKind::Aggregate, t.symbol, t.agg_trade_id) {
                     let env = self.envelope(recv_ns, mono_ns(), Record::AggTrade(*t));
                     self.outlets.send_kept(env);
-                }
-                if let SeqOutcome::After { from, .. } = outcome {
-                    // Only stored trades are worth fetching; the REST thread is asked
-                    // only with a database that stores them (see the engine).
-                    if self.backfill_agg_trades {
-                        self.ask_agg_trades(t.symbol, from, t.agg_trade_id);
-                    }
                 }
                 self.note_event_latency(t.event_time_us, recv_ns);
             }
@@ -414,6 +412,32 @@ impl ShardState {
             Event::ServerShutdown { .. } => stats.server_shutdowns.inc(),
             Event::Unknown { .. } => stats.unknown_events.inc(),
         }
+    }
+
+    /// Passes the id of a trade of `kind` of symbol `i` through its gate: counts a
+    /// repeat or a hole before it, and asks the REST thread for the hole when these
+    /// trades are stored (only stored trades are worth fetching). True when the trade
+    /// is new and goes to the sinks that take it.
+    fn admit_trade(&mut self, i: usize, kind: TradeKind, symbol: Symbol, id: u64) -> bool {
+        let seq = &mut self.seq[i];
+        let outcome = seq.trade_gate(kind).admit(id);
+        let first_live = &mut seq.first_live[kind as usize];
+        if outcome != SeqOutcome::Duplicate && first_live.is_none() {
+            *first_live = Some(id);
+        }
+        let stats = &*self.stats;
+        let new = match kind {
+            TradeKind::Aggregate => {
+                self.count_seq(outcome, &stats.agg_trade_gaps, &stats.agg_trade_gap_ids)
+            }
+            TradeKind::Raw => self.count_seq(outcome, &stats.trade_gaps, &stats.trade_gap_ids),
+        };
+        if let SeqOutcome::After { from, .. } = outcome {
+            if self.backfill_trades[kind as usize] {
+                self.ask_trades(kind, symbol, from, id);
+            }
+        }
+        new
     }
 
     /// Counts what a trade id gate made of an id (a duplicate, a hole before it); true

@@ -3,7 +3,7 @@
 
 use super::{Outage, Record, ShardState};
 use crate::candle::{Gap, KlineOutcome};
-use crate::message::rest::{Request, RestBatch, ShardLink, Want, AGG_TRADES_PAGE};
+use crate::message::rest::{Request, RestBatch, ShardLink, TradeKind, Want, TRADES_PAGE};
 use crate::signals::rules::Bar;
 
 /// After a backfill request fails for good, how long before the shard asks again.
@@ -65,8 +65,8 @@ impl ShardState {
 
     fn apply_rest_batch(&mut self, batch: &RestBatch, now_ns: u64) {
         let req = batch.request;
-        if let Want::AggTrades { .. } = req.want {
-            self.apply_agg_trades(batch, now_ns);
+        if let Want::Trades { kind, .. } = req.want {
+            self.apply_trades(kind, batch, now_ns);
             return;
         }
         let Some(slot) = self.slot_of(req.symbol, req.interval) else {
@@ -220,51 +220,63 @@ impl ShardState {
         }
     }
 
-    /// Backfilled aggregate trades go to the sinks that store them, as never-lost
-    /// records; the writer's idempotent insert drops any the stream delivered too.
-    fn apply_agg_trades(&mut self, batch: &RestBatch, now_ns: u64) {
+    /// Backfilled trades go to the sinks that store them, as never-lost records; the
+    /// writer's idempotent insert drops any the stream delivered too.
+    fn apply_trades(&mut self, kind: TradeKind, batch: &RestBatch, now_ns: u64) {
+        let counters = self.stats.trade_backfill(kind);
         if batch.failed {
-            self.stats.agg_trade_backfill_failures.inc();
+            counters.failures.inc();
             return;
         }
-        for t in &batch.agg_trades {
-            let env = self.envelope(now_ns, now_ns, Record::AggTrade(*t));
+        let records = batch
+            .agg_trades
+            .iter()
+            .map(|t| (t.agg_trade_id, Record::AggTrade(*t)))
+            .chain(batch.trades.iter().map(|t| (t.trade_id, Record::Trade(*t))));
+        let (mut rows, mut last_id) = (0, None);
+        for (id, record) in records {
+            let env = self.envelope(now_ns, now_ns, record);
             self.outlets.send_kept(env);
+            (rows, last_id) = (rows + 1, Some(id));
         }
+        self.stats.trade_backfill(kind).backfilled.add(rows);
         // The last page of a restart's catch-up (short, maybe empty) says how far the
-        // exchange's aggregate trades reached when it answered. The stream joins there:
-        // if it has not started, its first id after a hole is a gap like any other; if
-        // it started further on, the ids in between are fetched now.
+        // exchange's trades reached when it answered. The stream joins there: if it has
+        // not started, its first id after a hole is a gap like any other; if it started
+        // further on, the ids in between are fetched now.
         let symbol = batch.request.symbol;
-        if let (
-            Want::AggTrades {
+        let (
+            Want::Trades {
                 from_id,
                 to_id: None,
+                ..
             },
             Some(&i),
         ) = (batch.request.want, self.symbols.get(&symbol))
-        {
-            if batch.agg_trades.len() < AGG_TRADES_PAGE as usize {
-                let reached = batch
-                    .agg_trades
-                    .last()
-                    .map_or(from_id.saturating_sub(1), |t| t.agg_trade_id);
-                if let Some(first) = self.seq[i].agg_first_live {
-                    if reached + 1 < first {
-                        self.ask_agg_trades(symbol, reached + 1, first);
-                    }
-                }
-                self.seq[i].agg_trade.raise(reached);
+        else {
+            return;
+        };
+        if rows >= u64::from(TRADES_PAGE) {
+            return;
+        }
+        let reached = last_id.unwrap_or(from_id.saturating_sub(1));
+        if let Some(first) = self.seq[i].first_live[kind as usize] {
+            if reached + 1 < first {
+                self.ask_trades(kind, symbol, reached + 1, first);
             }
         }
-        self.stats
-            .agg_trades_backfilled
-            .add(batch.agg_trades.len() as u64);
+        self.seq[i].trade_gate(kind).raise(reached);
     }
 
-    /// Asks the REST thread for `symbol`'s aggregate trades with ids in `[from, to)`, a
+    /// Asks the REST thread for `symbol`'s trades of `kind` with ids in `[from, to)`, a
     /// hole the stream skipped; counted when its queue is full (the ids stay missing).
-    pub(super) fn ask_agg_trades(&self, symbol: crate::market::Symbol, from: u64, to: u64) {
+    pub(super) fn ask_trades(
+        &self,
+        kind: TradeKind,
+        symbol: crate::market::Symbol,
+        from: u64,
+        to: u64,
+    ) {
         let Some(link) = &self.link else {
             return;
         };
@@ -275,15 +287,17 @@ impl ShardState {
                 .first()
                 .copied()
                 .unwrap_or(crate::market::Interval::M1),
-            want: Want::AggTrades {
+            want: Want::Trades {
+                kind,
                 from_id: from,
                 to_id: Some(to),
             },
         };
+        let counters = self.stats.trade_backfill(kind);
         if link.requests.push(req).is_ok() {
-            self.stats.agg_trade_backfill_requests.inc();
+            counters.requests.inc();
         } else {
-            self.stats.agg_trade_backfill_requests_dropped.inc();
+            counters.requests_dropped.inc();
         }
     }
 

@@ -114,7 +114,7 @@ fn gaps_and_duplicates_are_counted() {
 // ---- Timers, driven by the `now_ns` the caller passes (no sleeps, no clock) ----
 
 use super::rest::RETRY_FAILED_AFTER_NS;
-use crate::message::rest::{Request, RestBatch, ShardLink, Want};
+use crate::message::rest::{Request, RestBatch, ShardLink, TradeKind, Want};
 use crate::signals::params::SignalsConfig;
 
 fn btc() -> Symbol {
@@ -148,6 +148,7 @@ fn answer(want: Want, candles: Vec<Candle>, failed: bool) -> RestBatch {
         },
         candles,
         agg_trades: vec![],
+        trades: Vec::new(),
         absent: vec![],
         failed,
     }
@@ -381,6 +382,7 @@ fn a_book_synchronises_through_the_rest_link_publishes_and_feeds_its_signals() {
             request: warm,
             candles: Vec::new(),
             agg_trades: Vec::new(),
+            trades: Vec::new(),
             absent: Vec::new(),
             failed: true,
         },
@@ -538,113 +540,117 @@ fn trades_go_only_to_the_sinks_that_store_them_each_id_once_and_gaps_are_counted
     assert_eq!(stats.parse_errors_total(), 2);
 }
 
-#[test]
-fn holes_in_aggregate_trade_ids_are_asked_of_rest_and_the_answers_stored() {
-    use crate::market::testing::agg_trade;
-    let (s, rx, link) = linked(false);
-    let mut s = s.with_agg_trade_backfill(true);
-    for id in [10, 11, 15] {
-        s.on_event(&Event::AggTrade(agg_trade("BTCUSDT", id)), 0);
+/// A stream event of a trade of `kind` with id `id`.
+fn trade_of(kind: TradeKind, id: u64) -> Event<'static> {
+    match kind {
+        TradeKind::Aggregate => Event::AggTrade(crate::market::testing::agg_trade("BTCUSDT", id)),
+        TradeKind::Raw => Event::Trade(crate::market::testing::trade("BTCUSDT", id)),
     }
-    let asked = link.requests.pop().expect("the hole is asked for");
-    assert_eq!(
-        asked.want,
-        Want::AggTrades {
-            from_id: 12,
-            to_id: Some(15)
+}
+
+/// A REST answer to `want` holding trades of `kind` with `ids`.
+fn trades_answer(kind: TradeKind, want: Want, ids: impl Iterator<Item = u64>) -> RestBatch {
+    let mut b = answer(want, vec![], false);
+    for id in ids {
+        match kind {
+            TradeKind::Aggregate => b
+                .agg_trades
+                .push(crate::market::testing::agg_trade("BTCUSDT", id)),
+            TradeKind::Raw => b.trades.push(crate::market::testing::trade("BTCUSDT", id)),
         }
-    );
-    assert!(link.requests.pop().is_none());
-    assert_eq!(s.stats().agg_trade_backfill_requests.get(), 1);
-    // The answer goes to the sinks as kept records.
-    let mut batch = answer(asked.want, vec![], false);
-    batch.agg_trades = (12..15).map(|id| agg_trade("BTCUSDT", id)).collect();
-    s.apply_rest(&batch, 0);
-    let ids: Vec<u64> = std::iter::from_fn(|| rx.pop())
-        .filter_map(|e| match e.record {
-            Record::AggTrade(t) => Some(t.agg_trade_id),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(ids, [10, 11, 15, 12, 13, 14]);
-    assert_eq!(s.stats().agg_trades_backfilled.get(), 3);
-    // A restart's catch-up reaching id 30 before the stream starts: the stream's first
-    // id after a hole is a gap from there, an older one a duplicate.
-    let mut catch_up = answer(
-        Want::AggTrades {
-            from_id: 16,
-            to_id: None,
-        },
-        vec![],
-        false,
-    );
-    catch_up.agg_trades = (16..=30).map(|id| agg_trade("BTCUSDT", id)).collect();
-    s.apply_rest(&catch_up, 0);
-    s.on_event(&Event::AggTrade(agg_trade("BTCUSDT", 29)), 0);
-    s.on_event(&Event::AggTrade(agg_trade("BTCUSDT", 33)), 0);
-    assert_eq!(
-        link.requests.pop().map(|r| r.want),
-        Some(Want::AggTrades {
-            from_id: 31,
-            to_id: Some(33)
-        })
-    );
-    // A failed backfill is counted; without storage nothing is asked.
-    s.apply_rest(&answer(asked.want, vec![], true), 0);
-    assert_eq!(s.stats().agg_trade_backfill_failures.get(), 1);
-    let (s, _rx, link) = linked(false);
-    let mut s = s;
-    for id in [1, 5] {
-        s.on_event(&Event::AggTrade(agg_trade("BTCUSDT", id)), 0);
     }
-    assert!(link.requests.pop().is_none());
-    assert_eq!(s.stats().agg_trade_gaps.get(), 1);
+    b
+}
+
+fn hole(kind: TradeKind, from_id: u64, to_id: Option<u64>) -> Want {
+    Want::Trades {
+        kind,
+        from_id,
+        to_id,
+    }
+}
+
+#[test]
+fn holes_in_trade_ids_are_asked_of_rest_and_the_answers_stored() {
+    for kind in TradeKind::ALL {
+        let (s, rx, link) = linked(false);
+        let mut s = s.with_trade_backfill(kind, true);
+        for id in [10, 11, 15] {
+            s.on_event(&trade_of(kind, id), 0);
+        }
+        let asked = link.requests.pop().expect("the hole is asked for");
+        assert_eq!(asked.want, hole(kind, 12, Some(15)));
+        assert!(link.requests.pop().is_none());
+        let counters = s.stats().trade_backfill(kind);
+        assert_eq!(counters.requests.get(), 1);
+        // The answer goes to the sinks as kept records.
+        s.apply_rest(&trades_answer(kind, asked.want, 12..15), 0);
+        let ids: Vec<u64> = std::iter::from_fn(|| rx.pop())
+            .filter_map(|e| match (e.record, kind) {
+                (Record::AggTrade(t), TradeKind::Aggregate) => Some(t.agg_trade_id),
+                (Record::Trade(t), TradeKind::Raw) => Some(t.trade_id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ids, [10, 11, 15, 12, 13, 14], "{kind:?}");
+        assert_eq!(s.stats().trade_backfill(kind).backfilled.get(), 3);
+        // A restart's catch-up reaching id 30 before the stream starts: the stream's
+        // first id after a hole is a gap from there, an older one a duplicate.
+        s.apply_rest(&trades_answer(kind, hole(kind, 16, None), 16..=30), 0);
+        s.on_event(&trade_of(kind, 29), 0);
+        s.on_event(&trade_of(kind, 33), 0);
+        assert_eq!(
+            link.requests.pop().map(|r| r.want),
+            Some(hole(kind, 31, Some(33)))
+        );
+        // A failed backfill is counted; without storage nothing is asked.
+        s.apply_rest(&answer(asked.want, vec![], true), 0);
+        assert_eq!(s.stats().trade_backfill(kind).failures.get(), 1);
+        let (s, _rx, link) = linked(false);
+        let mut s = s;
+        for id in [1, 5] {
+            s.on_event(&trade_of(kind, id), 0);
+        }
+        assert!(link.requests.pop().is_none());
+        let gaps = match kind {
+            TradeKind::Aggregate => s.stats().agg_trade_gaps.get(),
+            TradeKind::Raw => s.stats().trade_gaps.get(),
+        };
+        assert_eq!(gaps, 1);
+    }
 }
 
 #[test]
 fn a_catch_up_that_ends_before_the_stream_began_asks_for_the_ids_between() {
-    use crate::market::testing::agg_trade;
-    let (s, _rx, link) = linked(false);
-    let mut s = s.with_agg_trade_backfill(true);
-    // The stream began at 100 before the catch-up from 50 was answered.
-    s.on_event(&Event::AggTrade(agg_trade("BTCUSDT", 100)), 0);
-    assert!(
-        link.requests.pop().is_none(),
-        "the first id follows nothing"
-    );
-    let catch_up = |from_id: u64, ids: std::ops::RangeInclusive<u64>| {
-        let mut b = answer(
-            Want::AggTrades {
-                from_id,
-                to_id: None,
-            },
-            vec![],
-            false,
+    for kind in TradeKind::ALL {
+        let (s, _rx, link) = linked(false);
+        let mut s = s.with_trade_backfill(kind, true);
+        // The stream began at 100 before the catch-up from 50 was answered.
+        s.on_event(&trade_of(kind, 100), 0);
+        assert!(
+            link.requests.pop().is_none(),
+            "the first id follows nothing"
         );
-        b.agg_trades = ids.map(|id| agg_trade("BTCUSDT", id)).collect();
-        b
-    };
-    s.apply_rest(&catch_up(50, 50..=60), 0);
-    assert_eq!(
-        link.requests.pop().map(|r| r.want),
-        Some(Want::AggTrades {
-            from_id: 61,
-            to_id: Some(100)
-        })
-    );
-    // An empty last page: the exchange had nothing after 89 when it answered.
-    #[allow(clippy::reversed_empty_ranges)]
-    s.apply_rest(&catch_up(90, 1..=0), 0);
-    assert_eq!(
-        link.requests.pop().map(|r| r.want),
-        Some(Want::AggTrades {
-            from_id: 90,
-            to_id: Some(100)
-        })
-    );
-    // A catch-up that reached past the stream's start asks nothing.
-    s.apply_rest(&catch_up(95, 95..=120), 0);
-    assert!(link.requests.pop().is_none());
+        s.apply_rest(&trades_answer(kind, hole(kind, 50, None), 50..=60), 0);
+        assert_eq!(
+            link.requests.pop().map(|r| r.want),
+            Some(hole(kind, 61, Some(100)))
+        );
+        // An empty last page: the exchange had nothing after 89 when it answered.
+        s.apply_rest(&trades_answer(kind, hole(kind, 90, None), 0..0), 0);
+        assert_eq!(
+            link.requests.pop().map(|r| r.want),
+            Some(hole(kind, 90, Some(100)))
+        );
+        // A catch-up that reached past the stream's start asks nothing.
+        s.apply_rest(&trades_answer(kind, hole(kind, 95, None), 95..=120), 0);
+        assert!(link.requests.pop().is_none());
+        // The other kind's stream is its own: nothing asked for it.
+        let other = TradeKind::ALL.into_iter().find(|k| *k != kind).unwrap();
+        s.on_event(&trade_of(other, 5), 0);
+        s.on_event(&trade_of(other, 9), 0);
+        assert!(link.requests.pop().is_none(), "{other:?} is not stored");
+    }
 }
 
 #[test]

@@ -10,7 +10,7 @@ use crate::wire::TimeUnit;
 
 use super::book::BookLevel;
 use super::kline::Kline;
-use super::market::{AggTradeEvent, Event, UNIT_SCALE};
+use super::market::{AggTradeEvent, Event, TradeEvent, UNIT, UNIT_SCALE};
 
 const NS_PER_MS: i64 = 1_000_000;
 const NS_PER_US: i64 = 1_000;
@@ -239,6 +239,28 @@ fn push_kline_body(
 pub fn push_rest_agg_trade(out: &mut Vec<u8>, a: &AggTradeEvent, unit: TimeUnit) {
     out.push(b'{');
     push_agg_trade_fields(out, a, unit);
+}
+
+/// One trade of a REST `historicalTrades` (or `trades`) answer:
+/// `{"id":…,"price":"…","qty":"…","quoteQty":"…","time":…,"isBuyerMaker":…,"isBestMatch":true}`.
+pub fn push_rest_trade(out: &mut Vec<u8>, t: &TradeEvent, unit: TimeUnit) {
+    out.extend_from_slice(b"{\"id\":");
+    push_u64(out, t.trade_id);
+    out.extend_from_slice(b",\"price\":");
+    push_quoted_units(out, i128::from(t.price));
+    out.extend_from_slice(b",\"qty\":");
+    push_quoted_units(out, i128::from(t.qty));
+    out.extend_from_slice(b",\"quoteQty\":");
+    // Tick and step decimals add up to at most 8: the quote value is exact.
+    push_quoted_units(
+        out,
+        i128::from(t.price) * i128::from(t.qty) / i128::from(UNIT),
+    );
+    out.extend_from_slice(b",\"time\":");
+    push_i64(out, time_in(unit, t.time_ns));
+    out.extend_from_slice(b",\"isBuyerMaker\":");
+    push_bool(out, t.buyer_is_maker);
+    out.extend_from_slice(b",\"isBestMatch\":true}");
 }
 
 /// `"a":…,"M":true}`: the fields an aggregate trade has on the stream and over REST.

@@ -1,5 +1,5 @@
 //! The REST endpoints (`/api/v3/ping`, `time`, `exchangeInfo`, `klines`, `depth`,
-//! `aggTrades`) with
+//! `aggTrades`, `historicalTrades`) with
 //! Binance's shapes, request weights, error codes and the per-IP weight budget.
 //!
 //! Runs on: the simulator core (pure: the caller advances the market to "now" first and
@@ -14,9 +14,10 @@ use crate::wire::TimeUnit;
 
 use super::http::{query_get, query_pairs, Response};
 use super::kline::{select, time_zone_base, Kline};
-use super::market::Market;
+use super::market::{Market, SymbolMarket};
 use super::render::{
-    push_rest_agg_trade, push_rest_kline, render_depth_snapshot, time_in, units_string,
+    push_rest_agg_trade, push_rest_kline, push_rest_trade, render_depth_snapshot, time_in,
+    units_string,
 };
 
 /// `limit` of `/api/v3/klines`: default and maximum (larger values are capped, as on
@@ -29,6 +30,11 @@ pub const DEPTH_MAX_LIMIT: usize = 5000;
 /// `limit` of `/api/v3/aggTrades`: default and maximum (capped likewise).
 pub const AGG_TRADES_DEFAULT_LIMIT: usize = 500;
 pub const AGG_TRADES_MAX_LIMIT: usize = 1000;
+/// `limit` of `/api/v3/historicalTrades`: default and maximum (capped likewise).
+pub const TRADES_DEFAULT_LIMIT: usize = 500;
+pub const TRADES_MAX_LIMIT: usize = 1000;
+/// Request weight of `/api/v3/historicalTrades` (Binance's, any limit).
+pub const HISTORICAL_TRADES_WEIGHT: u32 = 25;
 /// Weight windows remembered before old ones are pruned (one per client IP).
 const MAX_TRACKED_IPS: usize = 4096;
 const MINUTE_MS: i64 = 60_000;
@@ -44,6 +50,7 @@ pub fn request_weight(path: &str, query: &str) -> u32 {
         "/api/v3/klines" => 2,
         "/api/v3/aggTrades" => 4,
         "/api/v3/exchangeInfo" => 20,
+        "/api/v3/historicalTrades" => HISTORICAL_TRADES_WEIGHT,
         "/api/v3/depth" => {
             let pairs = query_pairs(query);
             let limit = query_get(&pairs, "limit")
@@ -127,6 +134,7 @@ pub fn respond(
         "/api/v3/klines" => klines(&pairs, market, unit),
         "/api/v3/depth" => depth(&pairs, market),
         "/api/v3/aggTrades" => agg_trades(&pairs, market, unit),
+        "/api/v3/historicalTrades" => historical_trades(&pairs, market, unit),
         _ => Err(Response::error(404, -1000, "Unknown endpoint.")),
     };
     result.unwrap_or_else(|error| error)
@@ -235,12 +243,23 @@ fn symbol_index(pairs: &[(String, String)], market: Option<&Market>) -> Result<u
         .ok_or_else(invalid)
 }
 
+/// The market of the `symbol` parameter, checked as [`symbol_index`] does.
+fn symbol_market<'m>(
+    pairs: &[(String, String)],
+    market: Option<&'m Market>,
+) -> Result<&'m SymbolMarket, Response> {
+    let index = symbol_index(pairs, market)?;
+    market
+        .map(|m| &m.symbols()[index])
+        .ok_or_else(|| Response::error(400, -1121, "Invalid symbol."))
+}
+
 fn klines(
     pairs: &[(String, String)],
     market: Option<&Market>,
     unit: TimeUnit,
 ) -> Result<Response, Response> {
-    let index = symbol_index(pairs, market)?;
+    let symbol = symbol_market(pairs, market)?;
     let interval = Interval::parse(mandatory(pairs, "interval")?)
         .map_err(|_| Response::error(400, -1120, "Invalid interval."))?;
     let (start, end) = time_range(pairs)?;
@@ -255,10 +274,6 @@ fn klines(
             )
         })?,
     };
-    let Some(market) = market else {
-        return Err(Response::error(400, -1121, "Invalid symbol."));
-    };
-    let symbol = &market.symbols()[index];
     let mut selected: Vec<Kline> = Vec::with_capacity(limit.min(KLINES_MAX_LIMIT));
     match time_zone_base(interval, offset_ms) {
         None => symbol.series(interval).select(
@@ -276,16 +291,9 @@ fn klines(
             select(shifted.iter(), start, end, limit, &mut selected);
         }
     }
-    let mut body = Vec::with_capacity(selected.len() * 200 + 2);
-    body.push(b'[');
-    for (i, k) in selected.iter().enumerate() {
-        if i > 0 {
-            body.push(b',');
-        }
-        push_rest_kline(&mut body, k, unit);
-    }
-    body.push(b']');
-    Ok(Response::json(200, body))
+    Ok(json_array(&selected, 200, |out, k| {
+        push_rest_kline(out, k, unit)
+    }))
 }
 
 /// `GET /api/v3/aggTrades`: aggregate trades, oldest first, at most `limit`. With
@@ -299,14 +307,11 @@ fn agg_trades(
     market: Option<&Market>,
     unit: TimeUnit,
 ) -> Result<Response, Response> {
-    let index = symbol_index(pairs, market)?;
+    let symbol = symbol_market(pairs, market)?;
     let from_id = number(pairs, "fromId")?;
     let (start, end) = time_range(pairs)?;
     let limit = limit_param(pairs, AGG_TRADES_DEFAULT_LIMIT, AGG_TRADES_MAX_LIMIT)?;
-    let Some(market) = market else {
-        return Err(Response::error(400, -1121, "Invalid symbol."));
-    };
-    let kept = market.symbols()[index].agg_trades();
+    let kept = symbol.agg_trades();
     let time_ms = |a: &super::market::AggTradeEvent| a.time_ns.div_euclid(1_000_000);
     let in_range = |a: &&super::market::AggTradeEvent| {
         start.is_none_or(|s| time_ms(a) >= s) && end.is_none_or(|e| time_ms(a) <= e)
@@ -326,16 +331,41 @@ fn agg_trades(
                 .take(limit)
                 .collect()
         };
-    let mut body = Vec::with_capacity(selected.len() * 120 + 2);
+    Ok(json_array(&selected, 120, |out, a| {
+        push_rest_agg_trade(out, a, unit)
+    }))
+}
+
+/// `GET /api/v3/historicalTrades`: raw trades, oldest first, at most `limit`; from id
+/// `fromId` on, or the newest `limit` without it. Answers from the raw trades of the
+/// aggregate trades the market keeps; older ones are gone.
+fn historical_trades(
+    pairs: &[(String, String)],
+    market: Option<&Market>,
+    unit: TimeUnit,
+) -> Result<Response, Response> {
+    let symbol = symbol_market(pairs, market)?;
+    let from_id = number(pairs, "fromId")?;
+    let limit = limit_param(pairs, TRADES_DEFAULT_LIMIT, TRADES_MAX_LIMIT)?;
+    let trades = symbol.trades(from_id.map(|id| id as u64), limit);
+    Ok(json_array(&trades, 140, |out, t| {
+        push_rest_trade(out, t, unit)
+    }))
+}
+
+/// A 200 answer holding `items` as a JSON array, each written by `push` (about
+/// `bytes_each` bytes).
+fn json_array<T>(items: &[T], bytes_each: usize, push: impl Fn(&mut Vec<u8>, &T)) -> Response {
+    let mut body = Vec::with_capacity(items.len() * bytes_each + 2);
     body.push(b'[');
-    for (i, a) in selected.iter().enumerate() {
+    for (i, item) in items.iter().enumerate() {
         if i > 0 {
             body.push(b',');
         }
-        push_rest_agg_trade(&mut body, a, unit);
+        push(&mut body, item);
     }
     body.push(b']');
-    Ok(Response::json(200, body))
+    Response::json(200, body)
 }
 
 /// A `timeZone` of klines as an offset east of UTC: hours (`8`, `-3`) or hours and
@@ -361,12 +391,9 @@ fn time_zone_offset_ms(text: &str) -> Option<i64> {
 }
 
 fn depth(pairs: &[(String, String)], market: Option<&Market>) -> Result<Response, Response> {
-    let index = symbol_index(pairs, market)?;
+    let symbol = symbol_market(pairs, market)?;
     let limit = limit_param(pairs, DEPTH_DEFAULT_LIMIT, DEPTH_MAX_LIMIT)?;
-    let Some(market) = market else {
-        return Err(Response::error(400, -1121, "Invalid symbol."));
-    };
-    let book = market.symbols()[index].book();
+    let book = symbol.book();
     let bids: Vec<_> = book.bids().take(limit).copied().collect();
     let asks: Vec<_> = book.asks().take(limit).copied().collect();
     let mut body = Vec::with_capacity((bids.len() + asks.len()) * 40 + 64);
@@ -645,6 +672,117 @@ mod tests {
             ("symbol=BTCUSDT&limit=0", -1130),
         ] {
             let (status, body) = get(&m, "/api/v3/aggTrades", query);
+            assert_eq!(
+                (status, body["code"].as_i64()),
+                (400, Some(code)),
+                "{query}"
+            );
+        }
+    }
+
+    #[test]
+    fn historical_trades_follow_binance_parameters_and_make_up_the_aggregates() {
+        let m = market();
+        let path = "/api/v3/historicalTrades";
+        assert_eq!(request_weight(path, "symbol=BTCUSDT"), 25);
+        let aggs = m.symbols()[0].agg_trades();
+        let (first, newest) = (
+            aggs[0].first_trade_id as i64,
+            aggs[aggs.len() - 1].last_trade_id as i64,
+        );
+        let trade_ids = |body: &serde_json::Value| -> Vec<i64> {
+            body.as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["id"].as_i64().unwrap())
+                .collect()
+        };
+        // No fromId: the newest 500, oldest first, in Binance's shape.
+        let (status, body) = get(&m, path, "symbol=BTCUSDT");
+        assert_eq!(status, 200);
+        assert_eq!(
+            trade_ids(&body),
+            (newest - 499..=newest).collect::<Vec<_>>()
+        );
+        let keys: Vec<&str> = body[0]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        // (The parsed object lists its keys sorted.)
+        assert_eq!(
+            keys,
+            [
+                "id",
+                "isBestMatch",
+                "isBuyerMaker",
+                "price",
+                "qty",
+                "quoteQty",
+                "time"
+            ]
+        );
+        // fromId, inclusive; the limit capped at 1000; nothing past the newest.
+        let q = format!("symbol=BTCUSDT&fromId={}&limit=3", first + 5);
+        assert_eq!(
+            trade_ids(&get(&m, path, &q).1),
+            [first + 5, first + 6, first + 7]
+        );
+        let q = format!("symbol=BTCUSDT&fromId={first}&limit=5000");
+        let page = get(&m, path, &q).1;
+        assert_eq!(trade_ids(&page), (first..first + 1000).collect::<Vec<_>>());
+        let q = format!("symbol=BTCUSDT&fromId={}", newest + 1);
+        assert!(trade_ids(&get(&m, path, &q).1).is_empty());
+        // The raw trades of each aggregate trade: its price, time and side, and
+        // quantities that add up to its quantity; quoteQty is price × qty.
+        let dec = |v: &serde_json::Value| {
+            v.as_str()
+                .unwrap()
+                .parse::<crate::market::Decimal>()
+                .unwrap()
+        };
+        let rows = page.as_array().unwrap();
+        for a in aggs
+            .iter()
+            .take_while(|a| (a.last_trade_id as i64) < first + 1000)
+        {
+            let of: Vec<&serde_json::Value> = rows
+                .iter()
+                .filter(|t| {
+                    (a.first_trade_id..=a.last_trade_id).contains(&(t["id"].as_u64().unwrap()))
+                })
+                .collect();
+            assert_eq!(of.len() as u64, a.last_trade_id - a.first_trade_id + 1);
+            let qty: crate::market::Decimal = of.iter().map(|t| dec(&t["qty"])).sum();
+            assert_eq!(
+                qty,
+                dec(&serde_json::Value::from(super::units_string(i128::from(
+                    a.qty
+                ))))
+            );
+            for t in of {
+                assert_eq!(
+                    dec(&t["price"]),
+                    dec(&serde_json::Value::from(super::units_string(i128::from(
+                        a.price
+                    ))))
+                );
+                assert_eq!(t["time"].as_i64(), Some(a.time_ns.div_euclid(1_000_000)));
+                assert_eq!(t["isBuyerMaker"].as_bool(), Some(a.buyer_is_maker));
+                assert_eq!(
+                    dec(&t["quoteQty"]).normalize(),
+                    (dec(&t["price"]) * dec(&t["qty"])).normalize()
+                );
+            }
+        }
+        for (query, code) in [
+            ("symbol=NOPE", -1121),
+            ("", -1102),
+            ("symbol=BTCUSDT&fromId=abc", -1100),
+            ("symbol=BTCUSDT&limit=0", -1130),
+        ] {
+            let (status, body) = get(&m, path, query);
             assert_eq!(
                 (status, body["code"].as_i64()),
                 (400, Some(code)),

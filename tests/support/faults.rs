@@ -181,7 +181,7 @@ pub struct Rig {
     optional_signals: Vec<(i64, i64)>,
     killed_at_sim_ms: Option<i64>,
     /// (kill, restart ready) in simulated ms of every SIGKILL: trades in between are
-    /// not received by any engine (see [`Rig::prove_trades`]).
+    /// received by no engine's stream, and fetched back (see [`Rig::prove_trades`]).
     kills: Vec<(i64, i64)>,
     /// Simulated ms of the latest [`Rig::prove`]'s check: its windows end there.
     checked_sim_ms: Option<i64>,
@@ -615,13 +615,11 @@ impl Rig {
     /// - nothing is stored twice (a double would change a count or a sum).
     ///
     /// What a SIGKILL loses by design: trades in the killed process's rings and
-    /// unwritten batch, and those made while no engine ran. Aggregate trades get them
-    /// back (the restart fetches every one after the newest stored over REST `aggTrades`,
-    /// and a hole in the stream's ids is fetched too), so they are compared in every
-    /// minute and may have no hole at all. Raw trades have no such backfill: for them
-    /// the minutes around each kill (from the one before the kill to the one after the
-    /// restart was ready) are left out, and each kill may leave one hole in their ids,
-    /// inside that span; no other hole is allowed.
+    /// unwritten batch, and those made while no engine ran. Both kinds get them back:
+    /// the restart fetches every one after the newest stored over REST (`aggTrades`,
+    /// `historicalTrades`), and the holes among the stored ids (a backfill the kill cut
+    /// short), and a hole in the stream's ids is fetched too. So both are compared in
+    /// every minute, and neither may have a hole at all.
     pub fn prove_trades(&mut self) -> (usize, usize, usize) {
         let name = self.name;
         let at = self.checked_sim_ms.expect("prove() ran first");
@@ -631,8 +629,8 @@ impl Rig {
             match self.check_trades(&mut client, at) {
                 Ok(counts) => {
                     println!(
-                        "[{name}] trades PASS: {} minutes, {} trades and {} aggregate trades match the simulator's klines",
-                        counts.0, counts.1, counts.2
+                        "[{name}] trades PASS: {} minutes, {} trades and {} aggregate trades match the simulator's klines, ids contiguous across {} SIGKILL(s)",
+                        counts.0, counts.1, counts.2, self.kills.len()
                     );
                     return counts;
                 }
@@ -658,14 +656,6 @@ impl Rig {
     ) -> Result<(usize, usize, usize), String> {
         let tf = Interval::M1;
         let last = tf.open_time(at) - iv_ms(tf);
-        // Minutes a kill may have cut short: the one before the kill to the one after
-        // the restart was ready.
-        let cut: Vec<(i64, i64)> = self
-            .kills
-            .iter()
-            .map(|&(k, r)| (tf.open_time(k) - iv_ms(tf), tf.open_time(r) + iv_ms(tf)))
-            .collect();
-        let in_cut = |t: i64| cut.iter().any(|&(a, b)| (a..=b).contains(&t));
         let mut problems = Vec::new();
         let (mut minutes, mut trades, mut aggs) = (0, 0, 0);
         for symbol in SYMBOLS {
@@ -681,22 +671,15 @@ impl Rig {
                 problems.push(format!("{symbol}: no whole minute of trades yet"));
                 continue;
             }
-            // Raw trades: a hole per kill at most, inside its span. Aggregate trades: no
-            // hole at all (the restart's catch-up and the gap backfill fetch them).
-            for (table, list, kills) in [
-                ("trades", &ids, self.kills.len()),
-                ("agg_trades", &agg_ids, 0),
-            ] {
+            // No hole in either kind of ids: the restart's catch-up, the holes it finds
+            // stored and the gap backfill fetch every one.
+            for (table, list) in [("trades", &ids), ("agg_trades", &agg_ids)] {
                 let holes: Vec<_> = list
                     .windows(2)
                     .filter(|w| w[1].0 != w[0].0 + 1)
                     .map(|w| (w[0], w[1]))
                     .collect();
-                let allowed = holes.len() <= kills
-                    && holes
-                        .iter()
-                        .all(|(a, b)| in_cut(tf.open_time(a.1)) && in_cut(tf.open_time(b.1)));
-                if !allowed {
+                if !holes.is_empty() {
                     problems.push(format!(
                         "{symbol} {table}: ids not contiguous ((id, time) before and after each hole): {:?}",
                         &holes[..holes.len().min(MAX_LISTED)]
@@ -768,9 +751,6 @@ impl Rig {
             {
                 let want = (k.row.trades, &k.row.values[4..7]);
                 for (table, got) in [("trades", &stored), ("agg_trades", &stored_aggs)] {
-                    if table == "trades" && in_cut(k.open_time) {
-                        continue;
-                    }
                     let row = got.get(&k.open_time).unwrap_or(&empty);
                     let have = (row.trades, &row.values[4..7]);
                     let zero = want.0 == 0 && row.trades == 0;

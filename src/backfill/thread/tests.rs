@@ -1,6 +1,6 @@
 use super::*;
 use crate::backfill::scheduler::Priority;
-use crate::backfill::{DatabaseError, RestDatabase};
+use crate::backfill::{DatabaseError, RestDatabase, TradeResume};
 use crate::message::rest::ShardLink;
 
 const M: i64 = 60_000;
@@ -21,7 +21,8 @@ fn minutes(opens: impl IntoIterator<Item = i64>) -> Vec<Candle> {
 #[derive(Default)]
 struct FakeDb {
     stored: Vec<(Symbol, Interval, i64)>,
-    agg_trades: Vec<(Symbol, u64)>,
+    /// Where each kind of trades resumes.
+    trades: Vec<(TradeKind, TradeResume)>,
 }
 
 impl RestDatabase for FakeDb {
@@ -33,12 +34,18 @@ impl RestDatabase for FakeDb {
         Ok(self.stored.clone())
     }
 
-    fn newest_agg_trades(
+    fn trade_resume(
         &mut self,
+        kind: TradeKind,
         symbols: &[Symbol],
-    ) -> Result<Vec<(Symbol, u64)>, DatabaseError> {
+    ) -> Result<Vec<TradeResume>, DatabaseError> {
         assert_eq!(symbols, [btc()]);
-        Ok(self.agg_trades.clone())
+        Ok(self
+            .trades
+            .iter()
+            .filter(|(k, _)| *k == kind)
+            .map(|(_, r)| r.clone())
+            .collect())
     }
 }
 
@@ -53,7 +60,7 @@ fn thread(warm: u32, db: Option<FakeDb>) -> (Thread, ShardLink) {
         database: db.map(|d| Box::new(d) as Box<dyn RestDatabase>),
         shards: vec![(vec![(btc(), Interval::M1)], link.clone())],
         clock: crate::clock::ClockBound::OFF,
-        agg_trade_catch_up: false,
+        trade_catch_up: Vec::new(),
     };
     let client = Client::new(crate::backfill::agent(None).unwrap());
     let t = Thread::new(
@@ -150,8 +157,8 @@ fn startup_warms_each_series_or_nothing() {
 #[test]
 fn startup_resumes_before_the_newest_stored_candle() {
     let db = FakeDb {
-        agg_trades: Vec::new(),
         stored: vec![(btc(), Interval::M1, 100 * M)],
+        ..FakeDb::default()
     };
     let (mut t, _) = thread(10, Some(db));
     t.queue_startup();
@@ -409,71 +416,99 @@ fn agg(id: u64) -> crate::market::AggTrade {
     crate::market::testing::agg_trade("BTCUSDT", id)
 }
 
+fn trades_want(kind: TradeKind, from_id: u64, to_id: Option<u64>) -> Want {
+    Want::Trades {
+        kind,
+        from_id,
+        to_id,
+    }
+}
+
 #[test]
-fn a_restart_catches_up_aggregate_trades_from_the_newest_stored_when_they_are_stored() {
+fn a_restart_catches_up_stored_trades_from_the_newest_and_fills_their_holes() {
+    let resume = |kind| {
+        (
+            kind,
+            TradeResume {
+                symbol: btc(),
+                newest: 41,
+                holes: vec![(5, 9), (20, 21)],
+            },
+        )
+    };
     let db = FakeDb {
-        agg_trades: vec![(btc(), 41)],
+        trades: vec![resume(TradeKind::Aggregate), resume(TradeKind::Raw)],
         ..FakeDb::default()
     };
     let (mut t, _) = thread(0, Some(db));
     t.queue_startup();
     assert!(queued(&mut t).is_empty(), "not stored: no catch-up");
     let db = FakeDb {
-        agg_trades: vec![(btc(), 41)],
+        trades: vec![resume(TradeKind::Aggregate), resume(TradeKind::Raw)],
         ..FakeDb::default()
     };
     let (mut t, _) = thread(0, Some(db));
-    t.plan.agg_trade_catch_up = true;
+    t.plan.trade_catch_up = vec![TradeKind::Raw];
     t.queue_startup();
+    // The holes are urgent and go first; then the catch-up.
+    let raw = TradeKind::Raw;
     assert_eq!(
         queued(&mut t),
-        [Want::AggTrades {
-            from_id: 42,
-            to_id: None
-        }]
+        [
+            trades_want(raw, 5, Some(9)),
+            trades_want(raw, 20, Some(21)),
+            trades_want(raw, 42, None)
+        ]
     );
 }
 
 #[test]
-fn aggregate_trade_pages_are_delivered_and_walked_to_the_end_of_the_hole() {
+fn trade_pages_are_delivered_and_walked_to_the_end_of_the_hole() {
     let (mut t, link) = thread(0, None);
-    let hole = Want::AggTrades {
-        from_id: 100,
-        to_id: Some(1500),
-    };
+    let hole = trades_want(TradeKind::Aggregate, 100, Some(1500));
     // A full page inside the hole: delivered, and the next page queued first.
     let rows: Vec<_> = (100..1100).map(agg).collect();
-    t.answered_agg_trades(job(hole), rows, 100, Some(1500));
+    t.answered_trades(job(hole), TradePage::Aggregate(rows), 100, Some(1500));
     let got = link.deliveries.pop().expect("a delivery");
     assert_eq!(got.agg_trades.len(), 1000);
-    assert!(got.candles.is_empty() && !got.failed);
+    assert!(got.candles.is_empty() && got.trades.is_empty() && !got.failed);
     assert_eq!(
         queued(&mut t),
-        [Want::AggTrades {
-            from_id: 1100,
-            to_id: Some(1500)
-        }]
+        [trades_want(TradeKind::Aggregate, 1100, Some(1500))]
     );
     // The last page runs past the hole: only the hole's ids are delivered; the end.
     let rows: Vec<_> = (1100..1600).map(agg).collect();
-    t.answered_agg_trades(job(hole), rows, 1100, Some(1500));
+    t.answered_trades(job(hole), TradePage::Aggregate(rows), 1100, Some(1500));
     let got = link.deliveries.pop().expect("a delivery");
     assert_eq!(got.agg_trades.first().map(|a| a.agg_trade_id), Some(1100));
     assert_eq!(got.agg_trades.last().map(|a| a.agg_trade_id), Some(1499));
     assert!(queued(&mut t).is_empty());
     assert_eq!(t.stats.agg_trades.get(), 1400);
     // Nothing (the exchange has none of it any more): nothing delivered, the end.
-    t.answered_agg_trades(job(hole), Vec::new(), 100, Some(1500));
+    t.answered_trades(job(hole), TradePage::Aggregate(Vec::new()), 100, Some(1500));
     assert!(link.deliveries.pop().is_none());
     assert!(queued(&mut t).is_empty());
+    // Raw trades walk the same way, counted apart.
+    let raw_hole = trades_want(TradeKind::Raw, 10, Some(13));
+    let rows: Vec<_> = (9..20)
+        .map(|id| crate::market::testing::trade("BTCUSDT", id))
+        .collect();
+    t.answered_trades(job(raw_hole), TradePage::Raw(rows), 10, Some(13));
+    let got = link.deliveries.pop().expect("a delivery");
+    let ids: Vec<u64> = got.trades.iter().map(|t| t.trade_id).collect();
+    assert_eq!(ids, [10, 11, 12]);
+    assert!(got.agg_trades.is_empty());
+    assert_eq!((t.stats.trades.get(), t.stats.agg_trades.get()), (3, 1400));
     // A catch-up's empty last page is delivered: it says where the exchange was.
-    let catch_up = Want::AggTrades {
-        from_id: 7,
-        to_id: None,
-    };
-    t.answered_agg_trades(job(catch_up), Vec::new(), 7, None);
+    let catch_up = trades_want(TradeKind::Aggregate, 7, None);
+    t.answered_trades(job(catch_up), TradePage::Aggregate(Vec::new()), 7, None);
     let got = link.deliveries.pop().expect("the last page, empty");
     assert!(got.agg_trades.is_empty() && !got.failed);
+    assert_eq!(
+        Task::Candles(job(raw_hole)).weight(),
+        25,
+        "historicalTrades weighs 25"
+    );
     assert_eq!(
         priority(&job(hole).request),
         Priority::Urgent,

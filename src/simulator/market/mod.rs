@@ -133,6 +133,10 @@ pub struct SymbolMarket {
     /// REST `aggTrades` answers from (older ones are gone).
     agg_history: VecDeque<AggTradeEvent>,
     agg_history_limit: usize,
+    /// The quantity of each raw trade of the kept aggregate trades, by trade id from
+    /// the oldest kept aggregate's first: with the aggregate that holds it (price,
+    /// time, side), what REST `historicalTrades` answers from.
+    trade_qty: VecDeque<i64>,
 }
 
 impl SymbolMarket {
@@ -211,6 +215,7 @@ impl SymbolMarket {
             trades_total: 0,
             agg_history: VecDeque::new(),
             agg_history_limit: AGG_TRADE_HISTORY_MIN,
+            trade_qty: VecDeque::new(),
             spec,
         }
     }
@@ -218,6 +223,40 @@ impl SymbolMarket {
     /// The aggregate trades kept, oldest first (ids contiguous).
     pub fn agg_trades(&self) -> &VecDeque<AggTradeEvent> {
         &self.agg_history
+    }
+
+    /// Up to `limit` kept raw trades, oldest first: from id `from_id` on, or the newest
+    /// `limit` without it. Raw trades are kept as long as their aggregate trade is.
+    pub fn trades(&self, from_id: Option<u64>, limit: usize) -> Vec<TradeEvent> {
+        let (Some(first), Some(last)) = (self.agg_history.front(), self.agg_history.back()) else {
+            return Vec::new();
+        };
+        let (oldest, newest) = (first.first_trade_id, last.last_trade_id);
+        let from = match from_id {
+            Some(id) => id.max(oldest),
+            None => (newest + 1).saturating_sub(limit as u64).max(oldest),
+        };
+        if from > newest {
+            return Vec::new();
+        }
+        let to = newest.min(from.saturating_add(limit as u64).saturating_sub(1));
+        let mut agg = self.agg_history.partition_point(|a| a.last_trade_id < from);
+        let mut out = Vec::with_capacity((to + 1 - from) as usize);
+        for trade_id in from..=to {
+            while self.agg_history[agg].last_trade_id < trade_id {
+                agg += 1;
+            }
+            let a = &self.agg_history[agg];
+            out.push(TradeEvent {
+                symbol_index: self.index,
+                time_ns: a.time_ns,
+                trade_id,
+                price: a.price,
+                qty: self.trade_qty[(trade_id - oldest) as usize],
+                buyer_is_maker: a.buyer_is_maker,
+            });
+        }
+        out
     }
 
     pub fn book(&self) -> &Book {
@@ -282,6 +321,7 @@ impl SymbolMarket {
         for n in 0..count {
             let qty = self.random_trade_qty();
             total_qty += qty;
+            self.trade_qty.push_back(qty);
             if wants_trades {
                 let trade = TradeEvent {
                     symbol_index: self.index,
@@ -312,7 +352,10 @@ impl SymbolMarket {
             sink.emit(agg_stream, &Event::AggTrade(&agg));
         }
         if self.agg_history.len() >= self.agg_history_limit {
-            self.agg_history.pop_front();
+            if let Some(gone) = self.agg_history.pop_front() {
+                let trades = (gone.last_trade_id + 1 - gone.first_trade_id) as usize;
+                self.trade_qty.drain(..trades.min(self.trade_qty.len()));
+            }
         }
         self.agg_history.push_back(agg);
         self.next_agg_id += 1;

@@ -220,6 +220,18 @@ fn klines_aggregate_the_trades_exactly() {
         assert_eq!(qty, a.qty);
         next = a.last_trade_id + 1;
     }
+    // The raw trades kept for REST are the ones the stream sent, field for field: the
+    // newest, a page from an id, and nothing past the newest.
+    let kept = &market.symbols()[0];
+    let newest = rec.trades.last().unwrap().trade_id;
+    assert_eq!(
+        kept.trades(None, 50).as_slice(),
+        &rec.trades[rec.trades.len() - 50..]
+    );
+    let from = rec.trades[10].trade_id;
+    assert_eq!(kept.trades(Some(from), 7).as_slice(), &rec.trades[10..17]);
+    assert!(kept.trades(Some(newest + 1), 10).is_empty());
+    assert_eq!(kept.trades(Some(newest), 10).len(), 1);
     // Diff depth ids chain without gaps.
     let fast: Vec<_> = rec
         .diffs

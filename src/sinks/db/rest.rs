@@ -1,5 +1,5 @@
 //! The REST thread's database work: where each series resumes after a restart, and
-//! where each symbol's aggregate trades do. (The
+//! where each symbol's trades and aggregate trades do. (The
 //! ranges the exchange confirms it has no candles for reach the database through the
 //! writer, as `Record::Absent`, spooled like candles while it is down.)
 //!
@@ -13,7 +13,9 @@ use postgres::Client;
 
 use super::copy::connect;
 use super::DbError;
-use crate::backfill::{DatabaseError, RestDatabase};
+use crate::backfill::{
+    DatabaseError, RestDatabase, TradeKind, TradeResume, MAX_RESUMED_HOLES, TRADE_HOLE_SCAN,
+};
 use crate::market::{Interval, Symbol};
 
 /// Connect timeout of the startup query (newest stored candles).
@@ -39,21 +41,52 @@ pub fn newest_stored(
     Ok(out)
 }
 
-/// The newest stored aggregate trade id of a symbol.
-const NEWEST_AGG_TRADE: &str = "SELECT max(agg_trade_id) FROM agg_trades WHERE symbol = $1";
+/// The newest stored id of a symbol's trades of one kind, and the holes among its newest
+/// [`TRADE_HOLE_SCAN`] stored ids (at most [`MAX_RESUMED_HOLES`], oldest first).
+fn trade_resume_sql(kind: TradeKind) -> (String, String) {
+    let (table, id) = match kind {
+        TradeKind::Aggregate => ("agg_trades", "agg_trade_id"),
+        TradeKind::Raw => ("trades", "trade_id"),
+    };
+    let newest = format!("SELECT max({id}) FROM {table} WHERE symbol = $1");
+    let holes = format!(
+        "SELECT id + 1, next_id FROM ( \
+           SELECT id, lead(id) OVER (ORDER BY id) AS next_id FROM ( \
+             SELECT {id} AS id FROM {table} WHERE symbol = $1 ORDER BY {id} DESC LIMIT $2 \
+           ) recent \
+         ) ids WHERE next_id > id + 1 ORDER BY id DESC LIMIT $3"
+    );
+    (newest, holes)
+}
 
-/// The newest stored aggregate trade id per symbol (symbols without any left out).
-pub fn newest_agg_trades(
+/// Where each symbol's stored trades of `kind` resume (symbols without any left out).
+pub fn trade_resume(
     client: &mut Client,
+    kind: TradeKind,
     symbols: &[Symbol],
-) -> Result<Vec<(Symbol, u64)>, DbError> {
-    let stmt = client.prepare(NEWEST_AGG_TRADE)?;
+) -> Result<Vec<TradeResume>, DbError> {
+    let (newest, holes) = trade_resume_sql(kind);
+    let (newest, holes) = (client.prepare(&newest)?, client.prepare(&holes)?);
     let mut out = Vec::new();
     for &symbol in symbols {
-        let row = client.query_one(&stmt, &[&symbol.as_str()])?;
-        if let Some(id) = row.try_get::<_, Option<i64>>(0)? {
-            out.push((symbol, id.max(0) as u64));
+        let row = client.query_one(&newest, &[&symbol.as_str()])?;
+        let Some(id) = row.try_get::<_, Option<i64>>(0)? else {
+            continue;
+        };
+        let mut found = Vec::new();
+        for row in client.query(
+            &holes,
+            &[&symbol.as_str(), &TRADE_HOLE_SCAN, &MAX_RESUMED_HOLES],
+        )? {
+            let (from, to): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+            found.push((from.max(0) as u64, to.max(0) as u64));
         }
+        found.reverse();
+        out.push(TradeResume {
+            symbol,
+            newest: id.max(0) as u64,
+            holes: found,
+        });
     }
     Ok(out)
 }
@@ -78,11 +111,12 @@ impl RestDatabase for RestDb {
         Ok(newest_stored(&mut client, series)?)
     }
 
-    fn newest_agg_trades(
+    fn trade_resume(
         &mut self,
+        kind: TradeKind,
         symbols: &[Symbol],
-    ) -> Result<Vec<(Symbol, u64)>, DatabaseError> {
+    ) -> Result<Vec<TradeResume>, DatabaseError> {
         let mut client = connect(&self.url, RESUME_CONNECT_TIMEOUT)?;
-        Ok(newest_agg_trades(&mut client, symbols)?)
+        Ok(trade_resume(&mut client, kind, symbols)?)
     }
 }
