@@ -88,6 +88,35 @@ impl Drop for Publisher {
     }
 }
 
+/// Trade `id` of `symbol`, with a quantity that names it.
+fn trade(symbol: &str, id: u64) -> alphapulse::market::Trade {
+    alphapulse::market::Trade {
+        symbol: sym(symbol),
+        trade_id: id,
+        price: "43251.12000000".parse().unwrap(),
+        quantity: format!("0.{id:08}").parse().unwrap(),
+        trade_time_ms: 1_700_000_000_000 + id as i64,
+        buyer_is_maker: id % 2 == 0,
+        event_time_us: (1_700_000_000_000 + id as i64) * 1000 + 5,
+    }
+}
+
+/// BTCUSDT's aggregate trade `agg_id`: its trade `agg_id × 10` and the nine before it.
+fn agg_trade(agg_id: u64) -> alphapulse::market::AggTrade {
+    let last = trade("BTCUSDT", agg_id * 10);
+    alphapulse::market::AggTrade {
+        symbol: last.symbol,
+        agg_trade_id: agg_id,
+        price: last.price,
+        quantity: last.quantity,
+        first_trade_id: agg_id * 10 - 9,
+        last_trade_id: agg_id * 10,
+        trade_time_ms: last.trade_time_ms,
+        buyer_is_maker: false,
+        event_time_us: last.event_time_us,
+    }
+}
+
 fn on(messages: &[Message], channel: &str) -> Vec<Value> {
     messages
         .iter()
@@ -247,15 +276,6 @@ fn trades_go_to_their_symbol_channel_in_order_with_their_records() {
     let sub = Subscriber::start(&redis.url(), "tr:*");
     let (tx, rx) = ring("shard0->redis", 4096);
     let publisher = Publisher::start(settings(&redis, "tr"), vec![rx]);
-    let trade = |symbol: &str, id: u64| alphapulse::market::Trade {
-        symbol: sym(symbol),
-        trade_id: id,
-        price: "43251.12000000".parse().unwrap(),
-        quantity: format!("0.{id:08}").parse().unwrap(),
-        trade_time_ms: 1_700_000_000_000 + id as i64,
-        buyer_is_maker: id % 2 == 0,
-        event_time_us: (1_700_000_000_000 + id as i64) * 1000 + 5,
-    };
     let mut trades = Vec::new();
     let mut aggs = Vec::new();
     for id in 1..=300u64 {
@@ -263,17 +283,7 @@ fn trades_go_to_their_symbol_channel_in_order_with_their_records() {
         tx.push(env(Record::Trade(t))).unwrap();
         trades.push(t);
         if id % 10 == 0 {
-            let a = alphapulse::market::AggTrade {
-                symbol: sym("BTCUSDT"),
-                agg_trade_id: id / 10,
-                price: t.price,
-                quantity: t.quantity,
-                first_trade_id: id - 9,
-                last_trade_id: id,
-                trade_time_ms: t.trade_time_ms,
-                buyer_is_maker: false,
-                event_time_us: t.event_time_us,
-            };
+            let a = agg_trade(id);
             tx.push(env(Record::AggTrade(a))).unwrap();
             aggs.push(a);
         }
@@ -311,6 +321,95 @@ fn trades_go_to_their_symbol_channel_in_order_with_their_records() {
     assert_eq!(ids, (1..=300).filter(|i| i % 3 != 0).collect::<Vec<u64>>());
     assert_eq!(publisher.stats.published.get(), expect as u64);
     assert_eq!(publisher.stats.dropped.get(), 0);
+}
+
+#[test]
+fn with_a_conflation_window_each_symbols_latest_trade_of_each_kind_is_published() {
+    use alphapulse::record::{AggTradeRecord, TradeRecord};
+    let redis = RedisServer::start();
+    let sub = Subscriber::start(&redis.url(), "cf:*");
+    let (tx, rx) = ring("shard0->redis", 4096);
+    let mut cfg = settings(&redis, "cf");
+    cfg.trades_conflate = Some(Duration::from_millis(200));
+    let agg = agg_trade;
+    let push_burst = |base: u64| {
+        for id in base + 1..=base + 300 {
+            let t = trade(if id % 3 == 0 { "ETHUSDT" } else { "BTCUSDT" }, id);
+            tx.push(env(Record::Trade(t))).unwrap();
+            if id % 10 == 0 {
+                tx.push(env(Record::AggTrade(agg(id / 10)))).unwrap();
+            }
+        }
+    };
+    // The first burst waits in the ring before the publisher starts: one window, so
+    // exactly one message per (symbol, kind), its latest, sent when the window ends
+    // (no later traffic is needed to send it).
+    push_burst(0);
+    let publisher = Publisher::start(cfg, vec![rx]);
+    let latest = |messages: &[Message], channel: &str, kind: &str| {
+        on(messages, channel)
+            .into_iter()
+            .rev()
+            .find(|v| v["type"] == kind)
+    };
+    let expect = |base: u64| {
+        // The burst's newest id of each symbol (every third is ETHUSDT's).
+        let newest = |eth: bool| {
+            (base + 1..=base + 300)
+                .rev()
+                .find(|id| (id % 3 == 0) == eth)
+                .unwrap()
+        };
+        [
+            (
+                "cf:trades:BTCUSDT",
+                "trade",
+                serde_json::to_value(TradeRecord::from(&trade("BTCUSDT", newest(false)))).unwrap(),
+            ),
+            (
+                "cf:trades:ETHUSDT",
+                "trade",
+                serde_json::to_value(TradeRecord::from(&trade("ETHUSDT", newest(true)))).unwrap(),
+            ),
+            (
+                "cf:trades:BTCUSDT",
+                "agg_trade",
+                serde_json::to_value(AggTradeRecord::from(&agg((base + 300) / 10))).unwrap(),
+            ),
+        ]
+    };
+    let all_latest = |base: u64| {
+        let messages = sub.snapshot();
+        expect(base)
+            .iter()
+            .all(|(channel, kind, want)| latest(&messages, channel, kind).as_ref() == Some(want))
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || all_latest(0)),
+        "{:?}",
+        sub.snapshot()
+    );
+    assert_eq!(sub.count(|_| true), 3, "one message per symbol and kind");
+    // A second burst while it runs: conflated too, and the latest wins again.
+    push_burst(1000);
+    assert!(
+        wait_until(Duration::from_secs(10), || all_latest(1000)),
+        "{:?}",
+        sub.snapshot()
+    );
+    let stats = &publisher.stats;
+    let total = 2 * (300 + 30);
+    assert!(wait_until(Duration::from_secs(5), || stats.published.get()
+        + stats.trades_conflated.get()
+        == total));
+    let sent = sub.count(|_| true) as u64;
+    assert_eq!(sent, stats.published.get());
+    assert!(
+        sent <= 3 + 3 * 5,
+        "{sent} of {total} trades sent: not conflated"
+    );
+    assert_eq!(stats.dropped.get(), 0);
+    drop(tx);
 }
 
 #[test]

@@ -160,6 +160,9 @@ settings! {
             env "REDIS_CHANNEL_PREFIX", Rule::Prefix;
         RedisBridgeKey: redis_bridge_key = None, env "ALPHAPULSE_BRIDGE_KEY", Rule::Key;
         RedisTlsCaFile: redis_tls_ca_file = None, env "REDIS_TLS_CA_FILE", Rule::Path;
+        // A minute is past any use a live trade channel has.
+        RedisTradesConflateMs: redis_trades_conflate_ms = 0,
+            env "REDIS_TRADES_CONFLATE_MS", count(0, 60_000);
     }
 
     FeedConfig at {feed}, nested { streams } {

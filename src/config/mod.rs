@@ -164,6 +164,10 @@ pub struct Config {
     /// Extra root certificates (PEM) trusted for `rediss://`, besides the built-in ones
     /// (`REDIS_TLS_CA_FILE`): for a Redis with a private certificate authority.
     pub redis_tls_ca_file: Option<PathBuf>,
+    /// Conflation window of the Redis trade channels, in ms
+    /// (`REDIS_TRADES_CONFLATE_MS`): 0 publishes every trade; otherwise each symbol's
+    /// latest trade and latest aggregate trade of each window are published at its end.
+    pub redis_trades_conflate_ms: u64,
     /// Binance feed settings (`[feed]`).
     pub feed: FeedConfig,
     /// Engine-wide settings (`[engine]`).

@@ -572,7 +572,7 @@ fn field_table_is_complete_and_unambiguous() {
             "{field:?}"
         );
     }
-    assert_eq!(env_names.len(), 44);
+    assert_eq!(env_names.len(), 45);
 }
 
 #[test]
@@ -785,6 +785,20 @@ fn the_bridge_key_comes_from_the_environment_only_and_is_never_shown() {
         e.contains("set ALPHAPULSE_BRIDGE_KEY in the environment"),
         "{e}"
     );
+}
+
+#[test]
+fn the_redis_trade_conflation_window_is_read_and_bounded() {
+    assert_eq!(load_env(&[]).unwrap().redis_trades_conflate_ms, 0);
+    let c = load_env(&[("REDIS_TRADES_CONFLATE_MS", "250")]).unwrap();
+    assert_eq!(c.redis_trades_conflate_ms, 250);
+    let e = err_env(&[("REDIS_TRADES_CONFLATE_MS", "60001")]);
+    assert!(
+        e.starts_with("REDIS_TRADES_CONFLATE_MS=60001: expected"),
+        "{e}"
+    );
+    let c = Config::from_toml_str("redis_trades_conflate_ms = 100\n").unwrap();
+    assert_eq!(c.redis_trades_conflate_ms, 100);
 }
 
 #[test]

@@ -87,12 +87,13 @@ pub const DATABASE: [Figure<DbStats>; 37] = [
 
 /// The Redis publisher's figures.
 #[rustfmt::skip]
-pub const REDIS: [Figure<PublisherStats>; 9] = [
+pub const REDIS: [Figure<PublisherStats>; 10] = [
     figure("alphapulse_redis_connected", Gauge, "1 while the Redis publisher is connected", |s| s.connected.get() as f64),
     figure("alphapulse_redis_published_total", Counter, "PUBLISH commands Redis acknowledged", |s| s.published.get() as f64),
     figure("alphapulse_redis_dropped_total", Counter, "Publishes lost: Redis down, or a failed connection", |s| s.dropped.get() as f64),
     figure("alphapulse_redis_refused_total", Counter, "Publishes Redis answered with an error", |s| s.refused.get() as f64),
     figure("alphapulse_redis_conflated_total", Counter, "Live candle updates superseded before they were sent", |s| s.conflated.get() as f64),
+    figure("alphapulse_redis_trades_conflated_total", Counter, "Trades superseded in a conflation window (REDIS_TRADES_CONFLATE_MS), not published", |s| s.trades_conflated.get() as f64),
     figure("alphapulse_redis_reconnects_total", Counter, "Publisher connections made after the first", |s| s.reconnects.get() as f64),
     figure("alphapulse_redis_connect_failures_total", Counter, "Failed connection attempts of the publisher", |s| s.connect_failures.get() as f64),
     figure("alphapulse_redis_timeouts_total", Counter, "Publisher connections dropped for a stalled write or reply", |s| s.timeouts.get() as f64),

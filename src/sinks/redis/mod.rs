@@ -5,9 +5,9 @@
 //! pipeline buffer and the pending live candles. In: envelopes from every shard's ring.
 //! Out: `PUBLISH` commands, one pipeline per drained batch, on the channels of docs/api.md
 //! `{prefix}:signals`, `{prefix}:signals:{SYMBOL}:{TF}`, `{prefix}:candles:{SYMBOL}:{TF}`
-//! and `{prefix}:trades:{SYMBOL}` (trades and aggregate trades, every one, not
-//! conflated; they never wait for this sink: dropped at the shard, and counted, when its
-//! ring is full).
+//! and `{prefix}:trades:{SYMBOL}` (trades and aggregate trades: every one, or with
+//! `REDIS_TRADES_CONFLATE_MS` each symbol's latest of each kind per window; they never
+//! wait for this sink: dropped at the shard, and counted, when its ring is full).
 //!
 //! Loss classes: signals and closed candles are published in order, every one, while
 //! Redis is up. Live candle updates are conflated per (symbol, timeframe): the latest
@@ -85,6 +85,8 @@ pub struct RedisSettings {
     pub tls_ca_file: Option<PathBuf>,
     /// What the bridge may take (the default: nothing).
     pub universe: Universe,
+    /// Conflation window of the trade channels; `None`: every trade is published.
+    pub trades_conflate: Option<Duration>,
 }
 
 /// Defaults of [`RedisSettings`].
@@ -110,6 +112,7 @@ impl RedisSettings {
             key: None,
             tls_ca_file: None,
             universe: Universe::default(),
+            trades_conflate: None,
         }
     }
 
@@ -123,6 +126,8 @@ impl RedisSettings {
             .map(|k| BridgeKey::new(k.as_bytes()));
         settings.tls_ca_file = config.redis_tls_ca_file.clone();
         settings.universe = Universe::from_config(config);
+        settings.trades_conflate = (config.redis_trades_conflate_ms > 0)
+            .then(|| Duration::from_millis(config.redis_trades_conflate_ms));
         Some(settings)
     }
 
@@ -150,6 +155,9 @@ pub struct PublisherStats {
     pub refused: Counter,
     /// Live candle updates superseded before they were sent.
     pub conflated: Counter,
+    /// Trades superseded by a newer one of their symbol and kind in a conflation
+    /// window (`REDIS_TRADES_CONFLATE_MS`), not published.
+    pub trades_conflated: Counter,
     /// Connections made after the first.
     pub reconnects: Counter,
     pub connect_failures: Counter,
@@ -209,6 +217,7 @@ impl SinkStatus for RedisStatus {
             "dropped": p.dropped.get(),
             "refused": p.refused.get(),
             "conflated": p.conflated.get(),
+            "trades_conflated": p.trades_conflated.get(),
             "reconnects": p.reconnects.get(),
             "connect_failures": p.connect_failures.get(),
             "timeouts": p.timeouts.get(),
@@ -294,8 +303,10 @@ impl crate::consumer::Consume<Envelope> for Publisher {
     fn turn(&mut self, turn: crate::consumer::Turn<'_, Envelope>) -> crate::consumer::Next {
         self.record_acks = turn.latency.is_some();
         if turn.batch.is_empty() {
-            // Idle: what waits for conflation goes out now.
+            // Idle: what waits for conflation goes out now; trades wait for the end of
+            // their window.
             self.flush_live();
+            self.flush_trades_due();
             self.tick();
         } else {
             self.publish_batch(turn.batch);
@@ -303,6 +314,9 @@ impl crate::consumer::Consume<Envelope> for Publisher {
         self.record_acked(turn.latency);
         // Reconnects and the rate window want a look now and then.
         let mut next = crate::consumer::Next::At(Instant::now() + HOUSEKEEPING_EVERY);
+        if let Some(due) = self.trades_due() {
+            next = next.min(crate::consumer::Next::At(due));
+        }
         if let Link::Down { retry_at } = self.link {
             next = next.min(crate::consumer::Next::At(retry_at));
         }
@@ -346,6 +360,10 @@ pub struct Publisher {
     rate_window: (Instant, u64),
     /// Where published book views are read (`{prefix}:book:{SYM}`).
     books: Arc<crate::book::board::Board>,
+    /// With a trade conflation window: the latest trade of each (symbol, kind) in the
+    /// window (with its receive time), and when the window began.
+    held_trades: HashMap<(Symbol, bool), (Record, u64)>,
+    trades_since: Option<Instant>,
 }
 
 impl Publisher {
@@ -381,6 +399,8 @@ impl Publisher {
             live_since: None,
             rate_window: (Instant::now(), 0),
             books: Default::default(),
+            held_trades: HashMap::new(),
+            trades_since: None,
         }
     }
 
@@ -451,18 +471,10 @@ impl Publisher {
                         self.pending_recv_ns.push(env.recv_ns);
                     }
                 }
-                Record::Trade(t) => {
-                    self.payload.clear();
-                    record::write_trade(&mut self.payload, t);
-                    self.queue_trade(t.symbol);
-                    self.pending_recv_ns.push(env.recv_ns);
-                }
-                Record::AggTrade(t) => {
-                    self.payload.clear();
-                    record::write_agg_trade(&mut self.payload, t);
-                    self.queue_trade(t.symbol);
-                    self.pending_recv_ns.push(env.recv_ns);
-                }
+                Record::Trade(_) | Record::AggTrade(_) => match self.settings.trades_conflate {
+                    None => self.queue_trade(&env.record, env.recv_ns),
+                    Some(_) => self.hold_trade(&env.record, env.recv_ns),
+                },
                 // Gaps, outages and absences have no channel: status owns them.
                 Record::Book(_) | Record::Gap(_) | Record::Outage(_) | Record::Absent(_) => {}
             }
@@ -476,8 +488,48 @@ impl Publisher {
         {
             self.queue_live();
         }
+        if self.trades_due().is_some_and(|due| Instant::now() >= due) {
+            self.queue_held_trades();
+        }
         self.send();
         self.tick();
+    }
+
+    /// Keeps `record` (a trade) as its symbol's latest of its kind in this window.
+    fn hold_trade(&mut self, record: &Record, recv_ns: u64) {
+        let key = match record {
+            Record::Trade(t) => (t.symbol, false),
+            Record::AggTrade(t) => (t.symbol, true),
+            _ => return,
+        };
+        if self.held_trades.insert(key, (*record, recv_ns)).is_some() {
+            self.stats.trades_conflated.inc();
+        }
+        self.trades_since.get_or_insert_with(Instant::now);
+    }
+
+    /// When the held trades' window ends, if any are held.
+    fn trades_due(&self) -> Option<Instant> {
+        Some(self.trades_since? + self.settings.trades_conflate?)
+    }
+
+    /// Sends the held trades if their window has ended.
+    fn flush_trades_due(&mut self) {
+        if self.trades_due().is_some_and(|due| Instant::now() >= due) {
+            self.queue_held_trades();
+            self.send();
+        }
+    }
+
+    fn queue_held_trades(&mut self) {
+        let mut held = std::mem::take(&mut self.held_trades);
+        for (record, recv_ns) in held.values() {
+            self.queue_trade(record, *recv_ns);
+        }
+        // Keep the map's capacity: the same symbols come back.
+        held.clear();
+        self.held_trades = held;
+        self.trades_since = None;
     }
 
     /// Sends the pending live candles now.
@@ -500,10 +552,23 @@ impl Publisher {
         self.live_since = None;
     }
 
-    /// Publishes the trade record in `payload` on `{prefix}:trades:{SYMBOL}`.
-    fn queue_trade(&mut self, symbol: Symbol) {
+    /// Publishes a trade or aggregate trade on `{prefix}:trades:{SYMBOL}`.
+    fn queue_trade(&mut self, trade: &Record, recv_ns: u64) {
+        self.payload.clear();
+        let symbol = match trade {
+            Record::Trade(t) => {
+                record::write_trade(&mut self.payload, t);
+                t.symbol
+            }
+            Record::AggTrade(t) => {
+                record::write_agg_trade(&mut self.payload, t);
+                t.symbol
+            }
+            _ => return,
+        };
         self.sign_payload();
         self.publish_signed(&[b":trades:", symbol.as_str().as_bytes()]);
+        self.pending_recv_ns.push(recv_ns);
     }
 
     fn queue_candle(&mut self, c: &Candle) {
