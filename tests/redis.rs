@@ -413,6 +413,29 @@ fn with_a_conflation_window_each_symbols_latest_trade_of_each_kind_is_published(
 }
 
 #[test]
+fn trades_held_for_a_conflation_window_go_out_when_the_publisher_stops() {
+    use alphapulse::record::TradeRecord;
+    let redis = RedisServer::start();
+    let sub = Subscriber::start(&redis.url(), "st:*");
+    let (tx, rx) = ring("shard0->redis", 64);
+    let mut cfg = settings(&redis, "st");
+    // A window far longer than the test: only the stop can send them.
+    cfg.trades_conflate = Some(Duration::from_secs(60));
+    let publisher = Publisher::start(cfg, vec![rx]);
+    for id in 1..=3 {
+        tx.push(env(Record::Trade(trade("BTCUSDT", id)))).unwrap();
+    }
+    assert!(wait_until(Duration::from_secs(5), || {
+        publisher.stats.trades_conflated.get() == 2
+    }));
+    assert_eq!(sub.count(|_| true), 0, "held for the window");
+    drop(publisher);
+    assert!(wait_until(Duration::from_secs(5), || sub.count(|_| true) == 1));
+    let want = serde_json::to_value(TradeRecord::from(&trade("BTCUSDT", 3))).unwrap();
+    assert_eq!(on(&sub.snapshot(), "st:trades:BTCUSDT"), [want]);
+}
+
+#[test]
 fn live_updates_conflate_under_a_burst_and_the_latest_wins() {
     let redis = RedisServer::start();
     let sub = Subscriber::start(&redis.url(), "live:*");

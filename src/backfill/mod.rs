@@ -269,8 +269,25 @@ pub trait RestDatabase: Send {
 
 /// How many of a symbol's newest stored trade ids a restart looks through for holes.
 pub const TRADE_HOLE_SCAN: i64 = 50_000;
-/// Most holes a restart asks for per symbol and kind (the oldest are left).
-pub const MAX_RESUMED_HOLES: i64 = 1_000;
+/// Most holes a restart asks for per symbol and kind (the oldest are left). Holes close
+/// together are asked as one page ([`merge_holes`]).
+pub const MAX_RESUMED_HOLES: i64 = 100;
+
+/// Holes `[from, to)` (oldest first) merged into spans that one page of
+/// [`crate::message::rest::TRADES_PAGE`] ids from their start covers: a restart asks
+/// one request per span, not one per hole (the stored ids fetched again in between are
+/// dropped by the idempotent insert).
+pub fn merge_holes(holes: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let page = u64::from(crate::message::rest::TRADES_PAGE);
+    let mut spans: Vec<(u64, u64)> = Vec::with_capacity(holes.len());
+    for &(from, to) in holes {
+        match spans.last_mut() {
+            Some(span) if to <= span.0 + page => span.1 = span.1.max(to),
+            _ => spans.push((from, to)),
+        }
+    }
+    spans
+}
 
 /// Where a symbol's stored trades of one kind resume after a restart.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -301,7 +301,9 @@ impl Thread {
                 else {
                     continue;
                 };
-                let spans = resume.holes.iter().map(|&(from, to)| (from, Some(to)));
+                let spans = super::merge_holes(&resume.holes)
+                    .into_iter()
+                    .map(|(from, to)| (from, Some(to)));
                 for (from_id, to_id) in spans.chain([(resume.newest + 1, None)]) {
                     jobs.push(Job {
                         shard,

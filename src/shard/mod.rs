@@ -122,6 +122,8 @@ pub struct ShardState {
     /// Holes in each kind of trade ids (by [`TradeKind`] order) are backfilled over
     /// REST (those trades are stored).
     backfill_trades: [bool; 2],
+    /// Trade requests that failed for good, asked again at the next retry time.
+    trade_retries: Vec<crate::message::rest::Request>,
 }
 
 impl ShardState {
@@ -177,6 +179,7 @@ impl ShardState {
             timeframe_list: timeframes.to_vec(),
             books: None,
             backfill_trades: [false; 2],
+            trade_retries: Vec::new(),
         }
     }
 

@@ -133,6 +133,19 @@ impl Outlets {
         self.ring_if_due(env.parsed_ns);
     }
 
+    /// Sends a never-lost record only to the sinks that keep its kind, not to those
+    /// that take it at most once (the live outlets: Redis, the dashboard): history,
+    /// such as backfilled trades, is stored, not broadcast as if it were live.
+    pub(super) fn send_stored(&mut self, env: Envelope) {
+        for o in &mut self.list {
+            if !o.lossy.has(&env.record) {
+                o.send_kept(env);
+            }
+        }
+        self.note_overflow();
+        self.ring_if_due(env.parsed_ns);
+    }
+
     /// Sends a latest-value record to every sink; each drop is counted.
     pub(super) fn send_latest(&mut self, env: Envelope) {
         for o in &mut self.list {

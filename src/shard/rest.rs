@@ -13,6 +13,9 @@ pub(super) const RETRY_FAILED_AFTER_NS: u64 = 30_000_000_000;
 /// wait in their bounded queue and the REST thread waits to deliver more: nothing is
 /// dropped, and the shard's overflow stays within [`super::outlet::MAX_OVERFLOW`].
 pub(super) const DELIVERY_ROOM: usize = 1024;
+/// Failed trade requests a shard keeps to ask again; past this one is dropped and
+/// counted (its ids stay missing until a restart finds the hole).
+pub(super) const MAX_TRADE_RETRIES: usize = 1024;
 
 impl ShardState {
     /// Connects the shard to the REST thread: gaps are backfilled, and (with signals
@@ -178,6 +181,26 @@ impl ShardState {
                 for slot in 0..self.tracks.len() {
                     self.request_gaps(slot, now_ns);
                 }
+                self.retry_trades(now_ns);
+            }
+        }
+    }
+
+    /// Asks again for the trade requests that failed; those the REST queue has no room
+    /// for wait for the next retry time.
+    fn retry_trades(&mut self, now_ns: u64) {
+        let Some(link) = self.link.clone() else {
+            return;
+        };
+        for request in std::mem::take(&mut self.trade_retries) {
+            let Want::Trades { kind, .. } = request.want else {
+                continue;
+            };
+            if link.requests.push(request).is_ok() {
+                self.stats.trade_backfill(kind).requests.inc();
+            } else {
+                self.trade_retries.push(request);
+                self.retry_gaps_at_ns = Some(now_ns + RETRY_FAILED_AFTER_NS);
             }
         }
     }
@@ -220,12 +243,13 @@ impl ShardState {
         }
     }
 
-    /// Backfilled trades go to the sinks that store them, as never-lost records; the
-    /// writer's idempotent insert drops any the stream delivered too.
+    /// Backfilled trades go to the sinks that store them (not to the live outlets), as
+    /// never-lost records; the writer's idempotent insert drops any the stream
+    /// delivered too. A request that failed for good is asked again later.
     fn apply_trades(&mut self, kind: TradeKind, batch: &RestBatch, now_ns: u64) {
-        let counters = self.stats.trade_backfill(kind);
         if batch.failed {
-            counters.failures.inc();
+            self.stats.trade_backfill(kind).failures.inc();
+            self.retry_trades_later(batch.request, now_ns);
             return;
         }
         let records = batch
@@ -236,7 +260,7 @@ impl ShardState {
         let (mut rows, mut last_id) = (0, None);
         for (id, record) in records {
             let env = self.envelope(now_ns, now_ns, record);
-            self.outlets.send_kept(env);
+            self.outlets.send_stored(env);
             (rows, last_id) = (rows + 1, Some(id));
         }
         self.stats.trade_backfill(kind).backfilled.add(rows);
@@ -266,6 +290,41 @@ impl ShardState {
             }
         }
         self.seq[i].trade_gate(kind).raise(reached);
+    }
+
+    /// Keeps a trade request that failed for good, to ask again at the next retry time
+    /// (as candle gaps are). A catch-up whose stream has begun is asked up to the
+    /// stream's first id: past it, the stream has them.
+    fn retry_trades_later(&mut self, request: Request, now_ns: u64) {
+        let Want::Trades {
+            kind,
+            from_id,
+            to_id,
+        } = request.want
+        else {
+            return;
+        };
+        let first_live = self
+            .symbols
+            .get(&request.symbol)
+            .and_then(|&i| self.seq[i].first_live[kind as usize]);
+        let to_id = to_id.or(first_live);
+        if to_id.is_some_and(|to| from_id >= to) {
+            return;
+        }
+        if self.trade_retries.len() >= MAX_TRADE_RETRIES {
+            self.stats.trade_backfill(kind).requests_dropped.inc();
+            return;
+        }
+        self.trade_retries.push(Request {
+            want: Want::Trades {
+                kind,
+                from_id,
+                to_id,
+            },
+            ..request
+        });
+        self.retry_gaps_at_ns = Some(now_ns + RETRY_FAILED_AFTER_NS);
     }
 
     /// Asks the REST thread for `symbol`'s trades of `kind` with ids in `[from, to)`, a

@@ -603,9 +603,14 @@ fn holes_in_trade_ids_are_asked_of_rest_and_the_answers_stored() {
             link.requests.pop().map(|r| r.want),
             Some(hole(kind, 31, Some(33)))
         );
-        // A failed backfill is counted; without storage nothing is asked.
+        // A failed backfill is counted, and asked again at the retry time, not before.
         s.apply_rest(&answer(asked.want, vec![], true), 0);
         assert_eq!(s.stats().trade_backfill(kind).failures.get(), 1);
+        s.retry_failed_gaps(RETRY_FAILED_AFTER_NS - 1);
+        assert!(link.requests.pop().is_none());
+        s.retry_failed_gaps(RETRY_FAILED_AFTER_NS);
+        assert_eq!(link.requests.pop().map(|r| r.want), Some(asked.want));
+        // Without storage nothing is asked.
         let (s, _rx, link) = linked(false);
         let mut s = s;
         for id in [1, 5] {
@@ -645,12 +650,47 @@ fn a_catch_up_that_ends_before_the_stream_began_asks_for_the_ids_between() {
         // A catch-up that reached past the stream's start asks nothing.
         s.apply_rest(&trades_answer(kind, hole(kind, 95, None), 95..=120), 0);
         assert!(link.requests.pop().is_none());
+        // A catch-up that failed for good is asked again up to the stream's first id.
+        s.apply_rest(&answer(hole(kind, 70, None), vec![], true), 0);
+        s.retry_failed_gaps(RETRY_FAILED_AFTER_NS);
+        assert_eq!(
+            link.requests.pop().map(|r| r.want),
+            Some(hole(kind, 70, Some(100)))
+        );
         // The other kind's stream is its own: nothing asked for it.
         let other = TradeKind::ALL.into_iter().find(|k| *k != kind).unwrap();
         s.on_event(&trade_of(other, 5), 0);
         s.on_event(&trade_of(other, 9), 0);
         assert!(link.requests.pop().is_none(), "{other:?} is not stored");
     }
+}
+
+#[test]
+fn backfilled_trades_are_stored_not_broadcast_as_live() {
+    let (writer_tx, writer_rx) = ring("writer", 64);
+    let (redis_tx, redis_rx) = ring("redis", 64);
+    let stats = Arc::new(ShardStats::default());
+    let outs = vec![
+        (writer_tx, RecordKinds::TRADES),
+        (redis_tx, RecordKinds::MARKET.with(RecordKinds::TRADES)),
+    ];
+    let mut s = ShardState::with_outlets(0, &[btc()], &[Interval::M1], outs, stats)
+        .with_rest(ShardLink::default());
+    s.set_lossy_kinds(&[RecordKinds::NONE, RecordKinds::TRADES]);
+    s.on_event(&trade_of(TradeKind::Raw, 1), 0);
+    let want = hole(TradeKind::Raw, 2, Some(5));
+    s.apply_rest(&trades_answer(TradeKind::Raw, want, 2..5), 0);
+    s.flush(0);
+    let ids = |rx: &crate::ring::Consumer<Envelope>| -> Vec<u64> {
+        std::iter::from_fn(|| rx.pop())
+            .filter_map(|e| match e.record {
+                Record::Trade(t) => Some(t.trade_id),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(ids(&writer_rx), [1, 2, 3, 4], "stored");
+    assert_eq!(ids(&redis_rx), [1], "only the live trade goes out live");
 }
 
 #[test]

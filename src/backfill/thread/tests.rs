@@ -450,15 +450,23 @@ fn a_restart_catches_up_stored_trades_from_the_newest_and_fills_their_holes() {
     let (mut t, _) = thread(0, Some(db));
     t.plan.trade_catch_up = vec![TradeKind::Raw];
     t.queue_startup();
-    // The holes are urgent and go first; then the catch-up.
+    // The holes (close enough for one page: one request) are urgent and go first;
+    // then the catch-up.
     let raw = TradeKind::Raw;
     assert_eq!(
         queued(&mut t),
-        [
-            trades_want(raw, 5, Some(9)),
-            trades_want(raw, 20, Some(21)),
-            trades_want(raw, 42, None)
-        ]
+        [trades_want(raw, 5, Some(21)), trades_want(raw, 42, None)]
+    );
+}
+
+#[test]
+fn holes_one_page_covers_are_asked_as_one_request() {
+    use crate::backfill::merge_holes;
+    assert_eq!(merge_holes(&[]), []);
+    assert_eq!(
+        merge_holes(&[(5, 9), (20, 21), (1004, 1005), (1006, 2000), (5000, 5001)]),
+        // 1005 is within a page of 5, 2000 is not; 5000 starts a span of its own.
+        [(5, 1005), (1006, 2000), (5000, 5001)]
     );
 }
 

@@ -232,6 +232,9 @@ impl SymbolMarket {
             return Vec::new();
         };
         let (oldest, newest) = (first.first_trade_id, last.last_trade_id);
+        if limit == 0 {
+            return Vec::new();
+        }
         let from = match from_id {
             Some(id) => id.max(oldest),
             None => (newest + 1).saturating_sub(limit as u64).max(oldest),

@@ -66,22 +66,19 @@ pub fn trade_resume(
     symbols: &[Symbol],
 ) -> Result<Vec<TradeResume>, DbError> {
     let (newest, holes) = trade_resume_sql(kind);
-    let (newest, holes) = (client.prepare(&newest)?, client.prepare(&holes)?);
+    let newest = client.prepare(&newest)?;
     let mut out = Vec::new();
     for &symbol in symbols {
         let row = client.query_one(&newest, &[&symbol.as_str()])?;
         let Some(id) = row.try_get::<_, Option<i64>>(0)? else {
             continue;
         };
-        let mut found = Vec::new();
-        for row in client.query(
-            &holes,
-            &[&symbol.as_str(), &TRADE_HOLE_SCAN, &MAX_RESUMED_HOLES],
-        )? {
-            let (from, to): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
-            found.push((from.max(0) as u64, to.max(0) as u64));
-        }
-        found.reverse();
+        // The catch-up does not depend on the hole scan: a scan that fails (a timeout
+        // on a huge table) is logged, and the symbol still catches up.
+        let found = stored_holes(client, &holes, symbol).unwrap_or_else(|e| {
+            tracing::warn!(%symbol, error = %e, "cannot look for holes among the stored {}; they stay", kind.as_str());
+            Vec::new()
+        });
         out.push(TradeResume {
             symbol,
             newest: id.max(0) as u64,
@@ -89,6 +86,25 @@ pub fn trade_resume(
         });
     }
     Ok(out)
+}
+
+/// The holes among `symbol`'s newest stored ids (query `holes` of [`trade_resume_sql`]),
+/// oldest first.
+fn stored_holes(
+    client: &mut Client,
+    holes: &str,
+    symbol: Symbol,
+) -> Result<Vec<(u64, u64)>, DbError> {
+    let mut found = Vec::new();
+    for row in client.query(
+        holes,
+        &[&symbol.as_str(), &TRADE_HOLE_SCAN, &MAX_RESUMED_HOLES],
+    )? {
+        let (from, to): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+        found.push((from.max(0) as u64, to.max(0) as u64));
+    }
+    found.reverse();
+    Ok(found)
 }
 
 /// The REST thread's database: `DATABASE_URL`, connected for the startup query only.

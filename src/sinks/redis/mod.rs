@@ -322,6 +322,15 @@ impl crate::consumer::Consume<Envelope> for Publisher {
         }
         next
     }
+
+    /// At stop: what waits for conflation (live candles, held trades) goes out.
+    fn finish(&mut self) {
+        if !self.held_trades.is_empty() {
+            self.queue_held_trades();
+        }
+        self.flush_live();
+        self.send();
+    }
 }
 
 enum Link {
