@@ -454,14 +454,6 @@ impl SeriesStats {
 }
 
 impl ShardStats {
-    /// The backfill figures of `kind` of trades.
-    pub fn trade_backfill(&self, kind: crate::message::rest::TradeKind) -> &TradeBackfillStats {
-        match kind {
-            crate::message::rest::TradeKind::Aggregate => &self.agg_trade_backfill,
-            crate::message::rest::TradeKind::Raw => &self.trade_backfill,
-        }
-    }
-
     pub fn parse_error(&self, reason: &str) {
         if let Some(i) = PARSE_ERROR_REASONS.iter().position(|r| *r == reason) {
             self.parse_errors[i].inc();

@@ -77,6 +77,21 @@ struct SymbolSeq {
     book_ticker: SeqGate,
 }
 
+/// The backfill figures of each kind of trades (kept in [`ShardStats`], which knows
+/// nothing of trade kinds).
+pub(crate) trait TradeBackfillOf {
+    fn trade_backfill(&self, kind: TradeKind) -> &crate::metrics::TradeBackfillStats;
+}
+
+impl TradeBackfillOf for ShardStats {
+    fn trade_backfill(&self, kind: TradeKind) -> &crate::metrics::TradeBackfillStats {
+        match kind {
+            TradeKind::Aggregate => &self.agg_trade_backfill,
+            TradeKind::Raw => &self.trade_backfill,
+        }
+    }
+}
+
 impl SymbolSeq {
     fn trade_gate(&mut self, kind: TradeKind) -> &mut SeqGate {
         match kind {

@@ -1,7 +1,7 @@
 //! The shard's link to the REST thread: asking it for ranges of closed candles, and
 //! applying the batches it delivers (warm starts and backfills).
 
-use super::{Outage, Record, ShardState};
+use super::{Outage, Record, ShardState, TradeBackfillOf};
 use crate::candle::{Gap, KlineOutcome};
 use crate::message::rest::{Request, RestBatch, ShardLink, TradeKind, Want, TRADES_PAGE};
 use crate::signals::rules::Bar;
