@@ -652,6 +652,38 @@ fn unconnected_writer(
 
 /// Runs `writer` on a thread draining one ring: the ring's producer, the stop flag and
 /// the thread.
+/// The writer's figures, for a failed assertion's message.
+fn writer_figures(s: &alphapulse::sinks::db::DbStats) -> String {
+    format!(
+        "spooled {} replayed {} offered {} spool {} batches {} absences {} trades {} agg_trades {}",
+        s.spooled_rows.get(),
+        s.replayed_rows.get(),
+        s.rows_offered.get(),
+        s.spool_rows.get(),
+        s.batches.get(),
+        s.absences_written.get(),
+        s.trades_written.get(),
+        s.agg_trades_written.get()
+    )
+}
+
+/// Waits (20 s at most) until `done` holds of the writer's figures, then stops the
+/// writer thread of [`spawn_writer`].
+fn stop_writer_when(
+    stats: &alphapulse::sinks::db::DbStats,
+    stop: &std::sync::atomic::AtomicBool,
+    thread: std::thread::JoinHandle<()>,
+    done: impl Fn(&alphapulse::sinks::db::DbStats) -> bool,
+) {
+    assert!(
+        support::wait_until(Duration::from_secs(20), || done(stats)),
+        "{}",
+        writer_figures(stats)
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    thread.join().unwrap();
+}
+
 fn spawn_writer(
     writer: alphapulse::sinks::db::writer::Writer,
 ) -> (
@@ -764,20 +796,8 @@ fn the_writer_loop_drains_rings_and_conflates_live_candles_when_asked() {
 fn confirmed_absences_are_spooled_then_stored_once_by_the_writer() {
     use alphapulse::candle::Gap;
     use alphapulse::shard::Record;
-    use std::sync::atomic::Ordering;
     let pg = Postgres::start_new();
     let (mut writer, stats, spool) = unconnected_writer(&pg, "absences");
-    let figures = |s: &alphapulse::sinks::db::DbStats| {
-        format!(
-            "spooled {} replayed {} offered {} spool {} batches {} absences {}",
-            s.spooled_rows.get(),
-            s.replayed_rows.get(),
-            s.rows_offered.get(),
-            s.spool_rows.get(),
-            s.batches.get(),
-            s.absences_written.get()
-        )
-    };
     let gap = Gap {
         symbol: Symbol::new("BTCUSDT").unwrap(),
         interval: Interval::M1,
@@ -795,22 +815,23 @@ fn confirmed_absences_are_spooled_then_stored_once_by_the_writer() {
         "a gap has no row"
     );
     writer.commit(&b);
-    assert_eq!(stats.spooled_rows.get(), 2, "{}", figures(&stats));
+    assert_eq!(stats.spooled_rows.get(), 2, "{}", writer_figures(&stats));
     // Running, it connects, replays the spool, and takes the same span again from its
     // ring (a restart asks again): one row.
     let (tx, stop, thread) = spawn_writer(writer);
     tx.push(envelope(Record::Absent(gap))).unwrap();
-    assert!(
-        support::wait_until(Duration::from_secs(20), || stats.replayed_rows.get() == 2
-            && stats.rows_offered.get() == 3
-            && stats.spool_rows.get() == 0
-            && stats.batches.get() >= 2),
+    stop_writer_when(&stats, &stop, thread, |s| {
+        s.replayed_rows.get() == 2
+            && s.rows_offered.get() == 3
+            && s.spool_rows.get() == 0
+            && s.batches.get() >= 2
+    });
+    assert_eq!(
+        stats.absences_written.get(),
+        1,
         "{}",
-        figures(&stats)
+        writer_figures(&stats)
     );
-    stop.store(true, Ordering::Relaxed);
-    thread.join().unwrap();
-    assert_eq!(stats.absences_written.get(), 1, "{}", figures(&stats));
     let rows = pg
         .client()
         .query(
@@ -1130,20 +1151,8 @@ fn both_write_methods_store_trades_exactly_and_once() {
 #[test]
 fn trades_are_spooled_during_an_outage_then_stored_once_by_the_writer() {
     use alphapulse::shard::Record;
-    use std::sync::atomic::Ordering;
     let pg = Postgres::start_new();
     let (mut writer, stats, spool) = unconnected_writer(&pg, "trades");
-    let figures = |s: &alphapulse::sinks::db::DbStats| {
-        format!(
-            "spooled {} replayed {} offered {} spool {} trades {} agg_trades {}",
-            s.spooled_rows.get(),
-            s.replayed_rows.get(),
-            s.rows_offered.get(),
-            s.spool_rows.get(),
-            s.trades_written.get(),
-            s.agg_trades_written.get()
-        )
-    };
     // Not connected: the batch of trades goes to the spool.
     let mut b = Batch::new();
     for id in 1..=3 {
@@ -1151,7 +1160,7 @@ fn trades_are_spooled_during_an_outage_then_stored_once_by_the_writer() {
     }
     assert!(writer.offer(&mut b, &envelope(Record::AggTrade(agg_trade(5, 1, 3)))));
     writer.commit(&b);
-    assert_eq!(stats.spooled_rows.get(), 4, "{}", figures(&stats));
+    assert_eq!(stats.spooled_rows.get(), 4, "{}", writer_figures(&stats));
     // Running, it replays the spool, then takes the same trades again from its ring
     // (a rotation's overlap) and one new one: each stored once.
     let (tx, stop, thread) = spawn_writer(writer);
@@ -1161,17 +1170,18 @@ fn trades_are_spooled_during_an_outage_then_stored_once_by_the_writer() {
     }
     tx.push(envelope(Record::AggTrade(agg_trade(5, 1, 3))))
         .unwrap();
-    assert!(
-        support::wait_until(Duration::from_secs(20), || stats.replayed_rows.get() == 4
-            && stats.rows_offered.get() == 8
-            && stats.spool_rows.get() == 0
-            && stats.trades_written.get() == 4),
+    stop_writer_when(&stats, &stop, thread, |s| {
+        s.replayed_rows.get() == 4
+            && s.rows_offered.get() == 8
+            && s.spool_rows.get() == 0
+            && s.trades_written.get() == 4
+    });
+    assert_eq!(
+        stats.agg_trades_written.get(),
+        1,
         "{}",
-        figures(&stats)
+        writer_figures(&stats)
     );
-    stop.store(true, Ordering::Relaxed);
-    thread.join().unwrap();
-    assert_eq!(stats.agg_trades_written.get(), 1, "{}", figures(&stats));
     let (trades, aggs) = trade_rows(&mut pg.client());
     let ids: Vec<&str> = trades
         .iter()
