@@ -650,8 +650,6 @@ fn unconnected_writer(
     (writer, stats, spool)
 }
 
-/// Runs `writer` on a thread draining one ring: the ring's producer, the stop flag and
-/// the thread.
 /// The writer's figures, for a failed assertion's message.
 fn writer_figures(s: &alphapulse::sinks::db::DbStats) -> String {
     format!(
@@ -684,6 +682,8 @@ fn stop_writer_when(
     thread.join().unwrap();
 }
 
+/// Runs `writer` on a thread draining one ring: the ring's producer, the stop flag and
+/// the thread.
 fn spawn_writer(
     writer: alphapulse::sinks::db::writer::Writer,
 ) -> (
@@ -1230,8 +1230,29 @@ fn a_restart_resumes_trades_after_the_newest_stored_and_finds_the_holes_among_th
                 symbol: symbols[0],
                 newest: 30,
                 holes: vec![(11, 15), (21, 30)],
+                more_holes: false,
             }],
             "{kind:?}"
         );
     }
+    // BNBUSDT: every other id, 102 holes: the newest 100 are asked for, and the rest
+    // are said to be left.
+    for id in (0..=102i64).map(|k| 2 * k) {
+        client
+            .execute(
+                "INSERT INTO trades (symbol, trade_id, price, quantity, trade_time, buyer_is_maker) \
+                 VALUES ('BNBUSDT', $1, 1, 1, now(), true)",
+                &[&id],
+            )
+            .unwrap();
+    }
+    let bnb = [Symbol::new("BNBUSDT").unwrap()];
+    let resume = db.trade_resume(TradeKind::Raw, &bnb).expect("query");
+    let holes = &resume[0].holes;
+    assert_eq!(
+        holes.len(),
+        alphapulse::backfill::MAX_RESUMED_HOLES as usize
+    );
+    assert_eq!((holes[0], holes[holes.len() - 1]), ((5, 6), (203, 204)));
+    assert!(resume[0].more_holes);
 }

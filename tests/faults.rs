@@ -586,12 +586,12 @@ fn the_proof_notices_a_tampered_database() {
 /// Trades and aggregate trades stored (`database.store_trades`, on by default) with
 /// both trade streams on, across a PostgreSQL outage and then an engine SIGKILL and
 /// restart: [`faults::Rig::prove_trades`] finds every minute made of exactly the
-/// simulator's aggregate trades (count, volume, quote volume, taker buy volume equal to
-/// its REST klines; the kill's aggregate trades fetched back over REST), and every
-/// minute outside the kill's span made of exactly its raw trades, the ids contiguous
-/// but for one raw hole per kill (the trades no engine received), nothing doubled. Then
-/// it shows the trade proof can fail: a deleted trade (a second hole) and a changed
-/// aggregate quantity are each noticed.
+/// simulator's raw trades and, apart, of its aggregate trades (count, volume, quote
+/// volume, taker buy volume equal to its REST klines; the kill's trades of both kinds
+/// fetched back over REST), the ids of both contiguous, nothing doubled. Then it shows
+/// the trade proof can fail (a deleted trade is noticed), that holes cut into both
+/// tables are fetched by the next start, and that a changed aggregate quantity is
+/// noticed.
 #[test]
 fn trades_stored_across_a_database_outage_and_a_sigkill() {
     const TRADE_STREAMS: &[faults::Setting] = &[

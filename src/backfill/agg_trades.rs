@@ -8,9 +8,10 @@
 
 use serde::Deserialize;
 
-use crate::market::{AggTrade, Decimal, Symbol};
+use crate::market::{AggTrade, Symbol};
 
-use super::trades::MAX_ID;
+use super::trades::{decimal, follow_one_by_one};
+use crate::message::rest::MAX_STORED_ID;
 
 /// Most rows one call returns (the exchange's `limit` maximum).
 pub const MAX_LIMIT: u32 = crate::message::rest::TRADES_PAGE;
@@ -46,10 +47,7 @@ pub fn parse(body: &str, symbol: Symbol) -> Result<Vec<AggTrade>, String> {
     let rows: Vec<Row<'_>> = serde_json::from_str(body).map_err(|e| e.to_string())?;
     let mut out = Vec::with_capacity(rows.len());
     for r in &rows {
-        let dec = |text: &str| -> Result<Decimal, String> {
-            text.parse().map_err(|_| format!("bad decimal {text:?}"))
-        };
-        if r.a > MAX_ID || r.l > MAX_ID || r.f > r.l {
+        if r.a > MAX_STORED_ID || r.l > MAX_STORED_ID || r.f > r.l {
             return Err(format!("ids out of range: a {} f {} l {}", r.a, r.f, r.l));
         }
         if r.t < 0 {
@@ -58,8 +56,8 @@ pub fn parse(body: &str, symbol: Symbol) -> Result<Vec<AggTrade>, String> {
         out.push(AggTrade {
             symbol,
             agg_trade_id: r.a,
-            price: dec(r.p)?,
-            quantity: dec(r.q)?,
+            price: decimal(r.p)?,
+            quantity: decimal(r.q)?,
             first_trade_id: r.f,
             last_trade_id: r.l,
             trade_time_ms: r.t,
@@ -67,12 +65,7 @@ pub fn parse(body: &str, symbol: Symbol) -> Result<Vec<AggTrade>, String> {
             event_time_us: r.t.saturating_mul(1000),
         });
     }
-    if out
-        .windows(2)
-        .any(|w| w[1].agg_trade_id != w[0].agg_trade_id + 1)
-    {
-        return Err("aggregate trade ids do not follow each other".into());
-    }
+    follow_one_by_one(&out, |t| t.agg_trade_id)?;
     Ok(out)
 }
 

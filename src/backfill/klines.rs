@@ -24,8 +24,7 @@ pub fn parse(body: &str, symbol: Symbol, interval: Interval) -> Result<Vec<Candl
     for row in &rows {
         let cell = |i: usize| row.get(i).ok_or_else(|| format!("row without field {i}"));
         let dec = |i: usize| -> Result<Decimal, String> {
-            let text = cell(i)?.as_str().ok_or("a price is not a string")?;
-            text.parse().map_err(|_| format!("bad decimal {text:?}"))
+            super::trades::decimal(cell(i)?.as_str().ok_or("a price is not a string")?)
         };
         let int = |i: usize| -> Result<i64, String> {
             cell(i)?

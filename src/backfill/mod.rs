@@ -149,6 +149,9 @@ pub struct RestStats {
     /// and the raw trades they delivered.
     pub trade_requests: Counter,
     pub trades: Counter,
+    /// Symbols and kinds whose stored holes at start were more than
+    /// [`MAX_RESUMED_HOLES`]: the oldest of them are left.
+    pub trade_holes_left: Counter,
     /// Rows dropped for an open time outside what was asked or too far from our clock,
     /// per [`crate::clock::Skew`] (future, past).
     pub rows_dropped: [Counter; crate::clock::Skew::ALL.len()],
@@ -197,6 +200,7 @@ impl RestStats {
             "agg_trades": self.agg_trades.get(),
             "trade_requests": self.trade_requests.get(),
             "trades": self.trades.get(),
+            "trade_holes_left": self.trade_holes_left.get(),
             "rows_dropped": self.rows_dropped.iter().map(Counter::get).sum::<u64>(),
             "rows_dropped_by_reason": crate::clock::Skew::ALL
                 .iter()
@@ -297,6 +301,8 @@ pub struct TradeResume {
     pub newest: u64,
     /// Ids `[from, to)` missing between stored ones, oldest first.
     pub holes: Vec<(u64, u64)>,
+    /// Older holes were found past [`MAX_RESUMED_HOLES`]: they are not asked for.
+    pub more_holes: bool,
 }
 
 /// The thread's work: where the exchange is, which series each shard has.

@@ -27,8 +27,8 @@ use super::repeats::Repeats;
 use super::scheduler::{Hold, Next, Priority, Scheduler};
 use super::{
     agg_trades, klines, priority, trades, RestError, RestPlan, RestStats, ABSENCE_CHECK_DELAY,
-    IDLE_POLL, KLINES_WEIGHT, MAX_ATTEMPTS, MAX_PENDING_CHECKS, MAX_WARM_ATTEMPTS,
-    RESTART_OVERLAP_CANDLES, RETRY_INITIAL, RETRY_MAX,
+    IDLE_POLL, KLINES_WEIGHT, MAX_ATTEMPTS, MAX_PENDING_CHECKS, MAX_RESUMED_HOLES,
+    MAX_WARM_ATTEMPTS, RESTART_OVERLAP_CANDLES, RETRY_INITIAL, RETRY_MAX,
 };
 use crate::market::{AggTrade, Candle, Interval, Symbol, Trade};
 use crate::message::rest::{BookAnswer, BookRequest, Request, RestBatch, TradeKind, Want};
@@ -296,6 +296,10 @@ impl Thread {
                 Vec::new()
             });
             for resume in stored {
+                if resume.more_holes {
+                    self.stats.trade_holes_left.inc();
+                    tracing::warn!(symbol = %resume.symbol, "more than {MAX_RESUMED_HOLES} holes among the stored {}: the oldest stay", kind.as_str());
+                }
                 let Some(&(shard, _, interval)) =
                     owners.iter().find(|(_, s, _)| *s == resume.symbol)
                 else {
@@ -324,9 +328,8 @@ impl Thread {
     }
 
     fn take_requests(&mut self) {
-        let links: Vec<_> = self.plan.shards.iter().map(|(_, l)| l.clone()).collect();
-        for (shard, link) in links.iter().enumerate() {
-            while let Some(request) = link.requests.pop() {
+        for shard in 0..self.plan.shards.len() {
+            while let Some(request) = self.plan.shards[shard].1.requests.pop() {
                 let job = Job {
                     shard,
                     request,
@@ -336,7 +339,7 @@ impl Thread {
                     self.push(Task::Candles(job));
                 }
             }
-            while let Some(request) = link.book_requests.pop() {
+            while let Some(request) = self.plan.shards[shard].1.book_requests.pop() {
                 self.push(Task::Book { shard, request });
             }
         }
@@ -403,11 +406,7 @@ impl Thread {
         match &req.want {
             Want::Warm { .. } => self.stats.warm_requests.inc(),
             Want::Range { .. } => self.stats.backfill_requests.inc(),
-            Want::Trades {
-                kind,
-                from_id,
-                to_id,
-            } => {
+            Want::Trades { kind, .. } => {
                 self.stats.trade_counters(*kind).0.inc();
                 match self.call(&url) {
                     Call::Body(body) => {
@@ -418,7 +417,7 @@ impl Thread {
                             TradeKind::Raw => trades::parse(&body, req.symbol).map(TradePage::Raw),
                         };
                         match page {
-                            Ok(rows) => self.answered_trades(job, rows, *from_id, *to_id),
+                            Ok(rows) => self.answered_trades(job, rows),
                             Err(why) => self.failed(job, RestError::Malformed { url, why }),
                         }
                     }
@@ -637,10 +636,15 @@ impl Thread {
 
     /// A page of trades came back: deliver the ones asked for, and queue the next page
     /// while the hole (or the catch-up) goes on.
-    fn answered_trades(&mut self, job: Job, page: TradePage, from_id: u64, to_id: Option<u64>) {
+    fn answered_trades(&mut self, job: Job, page: TradePage) {
         self.attempts_done(job);
         let req = job.request;
-        let Want::Trades { kind, .. } = req.want else {
+        let Want::Trades {
+            kind,
+            from_id,
+            to_id,
+        } = req.want
+        else {
             return;
         };
         let (mut agg, mut raw) = (Vec::new(), Vec::new());

@@ -9,14 +9,12 @@
 use serde::Deserialize;
 
 use crate::market::{Decimal, Symbol, Trade};
-use crate::message::rest::TRADES_PAGE;
+use crate::message::rest::{MAX_STORED_ID, TRADES_PAGE};
 
 /// Most rows one call returns (the exchange's `limit` maximum).
 pub const MAX_LIMIT: u32 = TRADES_PAGE;
 /// Request weight of one call (any limit up to 1000), as Binance charges it.
 pub const WEIGHT: u32 = 25;
-/// The largest id the database's `bigint` holds: larger ids are malformed here.
-pub(super) const MAX_ID: u64 = i64::MAX as u64;
 
 /// The URL of the page of `symbol`'s raw trades from id `from_id` on.
 pub fn url(rest_url: &str, symbol: Symbol, from_id: u64) -> String {
@@ -45,10 +43,7 @@ pub fn parse(body: &str, symbol: Symbol) -> Result<Vec<Trade>, String> {
     let rows: Vec<Row<'_>> = serde_json::from_str(body).map_err(|e| e.to_string())?;
     let mut out = Vec::with_capacity(rows.len());
     for r in &rows {
-        let dec = |text: &str| -> Result<Decimal, String> {
-            text.parse().map_err(|_| format!("bad decimal {text:?}"))
-        };
-        if r.id > MAX_ID {
+        if r.id > MAX_STORED_ID {
             return Err(format!("id out of range: {}", r.id));
         }
         if r.time < 0 {
@@ -57,17 +52,33 @@ pub fn parse(body: &str, symbol: Symbol) -> Result<Vec<Trade>, String> {
         out.push(Trade {
             symbol,
             trade_id: r.id,
-            price: dec(r.price)?,
-            quantity: dec(r.qty)?,
+            price: decimal(r.price)?,
+            quantity: decimal(r.qty)?,
             trade_time_ms: r.time,
             buyer_is_maker: r.is_buyer_maker,
             event_time_us: r.time.saturating_mul(1000),
         });
     }
-    if out.windows(2).any(|w| w[1].trade_id != w[0].trade_id + 1) {
-        return Err("trade ids do not follow each other".into());
-    }
+    follow_one_by_one(&out, |t| t.trade_id)?;
     Ok(out)
+}
+
+/// An exchange decimal string, exactly; an error names it.
+pub(super) fn decimal(text: &str) -> Result<Decimal, String> {
+    text.parse().map_err(|_| format!("bad decimal {text:?}"))
+}
+
+/// The ids of a page must rise one by one (the exchange numbers trades without holes):
+/// anything else is a malformed page, not a partial one.
+pub(super) fn follow_one_by_one<T>(rows: &[T], id: impl Fn(&T) -> u64) -> Result<(), String> {
+    match rows.windows(2).find(|w| id(&w[1]) != id(&w[0]) + 1) {
+        Some(w) => Err(format!(
+            "ids do not follow each other: {} then {}",
+            id(&w[0]),
+            id(&w[1])
+        )),
+        None => Ok(()),
+    }
 }
 
 /// What a page of a backfill of ids `[from_id, to_id)` means: the rows to deliver (those

@@ -22,6 +22,11 @@ pub const MAX_PENDING_BATCHES: usize = 64;
 /// `limit` maximum): a shorter page of a catch-up is its last.
 pub const TRADES_PAGE: u32 = 1000;
 
+/// The largest trade id the database's `bigint` holds: a trade with a larger id is
+/// counted out of range and dropped whole (or, from REST, refuses its page), never
+/// stored wrong.
+pub const MAX_STORED_ID: u64 = i64::MAX as u64;
+
 /// Which trade ids a [`Want::Trades`] request is about: aggregate trades (`aggTrades`)
 /// or raw trades (`historicalTrades`). Each is numbered without holes per symbol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

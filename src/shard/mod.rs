@@ -46,7 +46,7 @@ use crate::candle::{CandleTrack, Gap, KlineOutcome, SeqGate, SeqOutcome};
 use crate::clock::{mono_ns, wall_us, ClockBound};
 use crate::latency::{Recorder, Stage};
 use crate::market::{Candle, Interval, Symbol};
-use crate::message::rest::{ShardLink, TradeKind};
+use crate::message::rest::{ShardLink, TradeKind, MAX_STORED_ID};
 use crate::metrics::{Counter, SeriesStats, ShardStats};
 use crate::ring::Producer;
 use crate::signals::params::SignalsConfig;
@@ -61,10 +61,6 @@ pub use crate::message::{Envelope, Outage, Record, RecordKinds, REMOTE_SHARD};
 pub use books::{BOOK_ANSWER_TIMEOUT_NS, BOOK_RETRY_NS};
 pub use gate::{DEFAULT_HOLD, MAX_HELD_CANDLES};
 pub use outlet::{MAX_OVERFLOW, RING_EVERY_NS};
-
-/// The largest trade id the database's `bigint` holds: a trade with a larger id is
-/// counted out of range and dropped whole, never stored wrong.
-const MAX_STORED_ID: u64 = i64::MAX as u64;
 
 #[derive(Clone, Copy, Debug, Default)]
 struct SymbolSeq {

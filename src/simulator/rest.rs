@@ -33,8 +33,6 @@ pub const AGG_TRADES_MAX_LIMIT: usize = 1000;
 /// `limit` of `/api/v3/historicalTrades`: default and maximum (capped likewise).
 pub const TRADES_DEFAULT_LIMIT: usize = 500;
 pub const TRADES_MAX_LIMIT: usize = 1000;
-/// Request weight of `/api/v3/historicalTrades` (Binance's, any limit).
-pub const HISTORICAL_TRADES_WEIGHT: u32 = 25;
 /// Weight windows remembered before old ones are pruned (one per client IP).
 const MAX_TRACKED_IPS: usize = 4096;
 const MINUTE_MS: i64 = 60_000;
@@ -50,7 +48,7 @@ pub fn request_weight(path: &str, query: &str) -> u32 {
         "/api/v3/klines" => 2,
         "/api/v3/aggTrades" => 4,
         "/api/v3/exchangeInfo" => 20,
-        "/api/v3/historicalTrades" => HISTORICAL_TRADES_WEIGHT,
+        "/api/v3/historicalTrades" => 25,
         "/api/v3/depth" => {
             let pairs = query_pairs(query);
             let limit = query_get(&pairs, "limit")

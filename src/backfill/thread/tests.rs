@@ -433,6 +433,7 @@ fn a_restart_catches_up_stored_trades_from_the_newest_and_fills_their_holes() {
                 symbol: btc(),
                 newest: 41,
                 holes: vec![(5, 9), (20, 21)],
+                more_holes: true,
             },
         )
     };
@@ -457,6 +458,11 @@ fn a_restart_catches_up_stored_trades_from_the_newest_and_fills_their_holes() {
         queued(&mut t),
         [trades_want(raw, 5, Some(21)), trades_want(raw, 42, None)]
     );
+    assert_eq!(
+        t.stats.trade_holes_left.get(),
+        1,
+        "older holes left are counted"
+    );
 }
 
 #[test]
@@ -476,7 +482,7 @@ fn trade_pages_are_delivered_and_walked_to_the_end_of_the_hole() {
     let hole = trades_want(TradeKind::Aggregate, 100, Some(1500));
     // A full page inside the hole: delivered, and the next page queued first.
     let rows: Vec<_> = (100..1100).map(agg).collect();
-    t.answered_trades(job(hole), TradePage::Aggregate(rows), 100, Some(1500));
+    t.answered_trades(job(hole), TradePage::Aggregate(rows));
     let got = link.deliveries.pop().expect("a delivery");
     assert_eq!(got.agg_trades.len(), 1000);
     assert!(got.candles.is_empty() && got.trades.is_empty() && !got.failed);
@@ -486,14 +492,15 @@ fn trade_pages_are_delivered_and_walked_to_the_end_of_the_hole() {
     );
     // The last page runs past the hole: only the hole's ids are delivered; the end.
     let rows: Vec<_> = (1100..1600).map(agg).collect();
-    t.answered_trades(job(hole), TradePage::Aggregate(rows), 1100, Some(1500));
+    let next_page = trades_want(TradeKind::Aggregate, 1100, Some(1500));
+    t.answered_trades(job(next_page), TradePage::Aggregate(rows));
     let got = link.deliveries.pop().expect("a delivery");
     assert_eq!(got.agg_trades.first().map(|a| a.agg_trade_id), Some(1100));
     assert_eq!(got.agg_trades.last().map(|a| a.agg_trade_id), Some(1499));
     assert!(queued(&mut t).is_empty());
     assert_eq!(t.stats.agg_trades.get(), 1400);
     // Nothing (the exchange has none of it any more): nothing delivered, the end.
-    t.answered_trades(job(hole), TradePage::Aggregate(Vec::new()), 100, Some(1500));
+    t.answered_trades(job(hole), TradePage::Aggregate(Vec::new()));
     assert!(link.deliveries.pop().is_none());
     assert!(queued(&mut t).is_empty());
     // Raw trades walk the same way, counted apart.
@@ -501,7 +508,7 @@ fn trade_pages_are_delivered_and_walked_to_the_end_of_the_hole() {
     let rows: Vec<_> = (9..20)
         .map(|id| crate::market::testing::trade("BTCUSDT", id))
         .collect();
-    t.answered_trades(job(raw_hole), TradePage::Raw(rows), 10, Some(13));
+    t.answered_trades(job(raw_hole), TradePage::Raw(rows));
     let got = link.deliveries.pop().expect("a delivery");
     let ids: Vec<u64> = got.trades.iter().map(|t| t.trade_id).collect();
     assert_eq!(ids, [10, 11, 12]);
@@ -509,7 +516,7 @@ fn trade_pages_are_delivered_and_walked_to_the_end_of_the_hole() {
     assert_eq!((t.stats.trades.get(), t.stats.agg_trades.get()), (3, 1400));
     // A catch-up's empty last page is delivered: it says where the exchange was.
     let catch_up = trades_want(TradeKind::Aggregate, 7, None);
-    t.answered_trades(job(catch_up), TradePage::Aggregate(Vec::new()), 7, None);
+    t.answered_trades(job(catch_up), TradePage::Aggregate(Vec::new()));
     let got = link.deliveries.pop().expect("the last page, empty");
     assert!(got.agg_trades.is_empty() && !got.failed);
     assert_eq!(

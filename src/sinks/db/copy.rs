@@ -132,6 +132,12 @@ const SIGNAL_TYPES: [Type; 9] = [
     Type::TIMESTAMPTZ,
 ];
 
+/// A trade id as `bigint`; ids past `i64` never get here (the shard drops them, a REST
+/// page holding one is refused: [`crate::message::rest::MAX_STORED_ID`]).
+pub(super) fn db_id(id: u64) -> i64 {
+    i64::try_from(id).unwrap_or(i64::MAX)
+}
+
 /// The `trades` columns a row fills, in the order of [`TradeRow::params`].
 pub const TRADE_COLUMNS: &str = "symbol, trade_id, price, quantity, trade_time, buyer_is_maker";
 
@@ -160,7 +166,7 @@ impl<'a> TradeRow<'a> {
         TradeRow {
             trade,
             symbol: trade.symbol.as_str(),
-            trade_id: i64::try_from(trade.trade_id).unwrap_or(i64::MAX),
+            trade_id: db_id(trade.trade_id),
             trade_time: PgTime::from_ms(trade.trade_time_ms),
         }
     }
@@ -205,7 +211,7 @@ impl<'a> AggTradeRow<'a> {
     pub const COLUMNS: usize = 8;
 
     pub fn new(trade: &'a AggTrade) -> AggTradeRow<'a> {
-        let id = |x: u64| i64::try_from(x).unwrap_or(i64::MAX);
+        let id = db_id;
         AggTradeRow {
             trade,
             symbol: trade.symbol.as_str(),

@@ -75,36 +75,41 @@ pub fn trade_resume(
         };
         // The catch-up does not depend on the hole scan: a scan that fails (a timeout
         // on a huge table) is logged, and the symbol still catches up.
-        let found = stored_holes(client, &holes, symbol).unwrap_or_else(|e| {
+        let (found, more_holes) = stored_holes(client, &holes, symbol).unwrap_or_else(|e| {
             tracing::warn!(%symbol, error = %e, "cannot look for holes among the stored {}; they stay", kind.as_str());
-            Vec::new()
+            (Vec::new(), false)
         });
         out.push(TradeResume {
             symbol,
             newest: id.max(0) as u64,
             holes: found,
+            more_holes,
         });
     }
     Ok(out)
 }
 
-/// The holes among `symbol`'s newest stored ids (query `holes` of [`trade_resume_sql`]),
-/// oldest first.
+/// The newest [`MAX_RESUMED_HOLES`] holes among `symbol`'s newest stored ids (query
+/// `holes` of [`trade_resume_sql`]), oldest first, and whether older ones are left.
 fn stored_holes(
     client: &mut Client,
     holes: &str,
     symbol: Symbol,
-) -> Result<Vec<(u64, u64)>, DbError> {
+) -> Result<(Vec<(u64, u64)>, bool), DbError> {
     let mut found = Vec::new();
     for row in client.query(
         holes,
-        &[&symbol.as_str(), &TRADE_HOLE_SCAN, &MAX_RESUMED_HOLES],
+        // One more than asked for tells whether any are left.
+        &[&symbol.as_str(), &TRADE_HOLE_SCAN, &(MAX_RESUMED_HOLES + 1)],
     )? {
         let (from, to): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
         found.push((from.max(0) as u64, to.max(0) as u64));
     }
+    // Newest first so far: past the bound are the oldest.
+    let more = found.len() > MAX_RESUMED_HOLES as usize;
+    found.truncate(MAX_RESUMED_HOLES as usize);
     found.reverse();
-    Ok(found)
+    Ok((found, more))
 }
 
 /// The REST thread's database: `DATABASE_URL`, connected for the startup query only.

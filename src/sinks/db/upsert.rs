@@ -17,7 +17,10 @@
 use postgres::types::ToSql;
 use postgres::{Client, Statement};
 
-use super::copy::{self, Committed, WriteConn, CANDLE_COLUMNS, CANDLE_CONFLICT};
+use super::copy::{
+    self, db_id, Committed, WriteConn, AGG_TRADE_COLUMNS, CANDLE_COLUMNS, CANDLE_CONFLICT,
+    TRADE_COLUMNS,
+};
 use super::rows::{Batch, JsonbText, PgTime};
 use super::{DbError, DbSettings, CONNECT_TIMEOUT};
 pub use crate::config::WriteMethod;
@@ -41,18 +44,24 @@ const INSERT_SIGNALS: &str = "INSERT INTO signals \
      SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[], \
      $6::float8[], $7::numeric[], $8::jsonb[], $9::timestamptz[]) ON CONFLICT DO NOTHING";
 
-/// The trade insert, as [`copy`]'s: a trade already stored is left alone.
-const INSERT_TRADES: &str = "INSERT INTO trades \
-     (symbol, trade_id, price, quantity, trade_time, buyer_is_maker) \
-     SELECT * FROM unnest($1::text[], $2::int8[], $3::numeric[], $4::numeric[], \
-     $5::timestamptz[], $6::bool[]) ON CONFLICT DO NOTHING";
+/// The trade insert, as [`copy`]'s: the columns of [`TRADE_COLUMNS`] as typed arrays;
+/// a trade already stored is left alone.
+fn insert_trades() -> String {
+    format!(
+        "INSERT INTO trades ({TRADE_COLUMNS}) \
+         SELECT * FROM unnest($1::text[], $2::int8[], $3::numeric[], $4::numeric[], \
+         $5::timestamptz[], $6::bool[]) ON CONFLICT DO NOTHING"
+    )
+}
 
-/// The aggregate trade insert, as [`copy`]'s.
-const INSERT_AGG_TRADES: &str = "INSERT INTO agg_trades \
-     (symbol, agg_trade_id, price, quantity, first_trade_id, last_trade_id, trade_time, \
-     buyer_is_maker) \
-     SELECT * FROM unnest($1::text[], $2::int8[], $3::numeric[], $4::numeric[], \
-     $5::int8[], $6::int8[], $7::timestamptz[], $8::bool[]) ON CONFLICT DO NOTHING";
+/// The aggregate trade insert, as [`copy`]'s: the columns of [`AGG_TRADE_COLUMNS`].
+fn insert_agg_trades() -> String {
+    format!(
+        "INSERT INTO agg_trades ({AGG_TRADE_COLUMNS}) \
+         SELECT * FROM unnest($1::text[], $2::int8[], $3::numeric[], $4::numeric[], \
+         $5::int8[], $6::int8[], $7::timestamptz[], $8::bool[]) ON CONFLICT DO NOTHING"
+    )
+}
 
 /// A connection with the statements prepared.
 pub struct UnnestConn {
@@ -68,8 +77,8 @@ impl UnnestConn {
     pub fn new(mut client: Client) -> Result<UnnestConn, DbError> {
         let candles = client.prepare(&upsert_candles())?;
         let signals = client.prepare(INSERT_SIGNALS)?;
-        let trades = client.prepare(INSERT_TRADES)?;
-        let agg_trades = client.prepare(INSERT_AGG_TRADES)?;
+        let trades = client.prepare(&insert_trades())?;
+        let agg_trades = client.prepare(&insert_agg_trades())?;
         Ok(UnnestConn {
             client,
             candles,
@@ -195,11 +204,6 @@ impl UnnestConn {
         tx.commit()?;
         Ok(done)
     }
-}
-
-/// A trade id as `bigint`; ids past `i64` never get here (the shard drops them).
-fn db_id(id: u64) -> i64 {
-    i64::try_from(id).unwrap_or(i64::MAX)
 }
 
 /// The writer's connection, on the path `database.write_method` chose.

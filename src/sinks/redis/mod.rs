@@ -39,6 +39,7 @@ use crate::clock::mono_ns;
 use crate::config::Config;
 use crate::latency::{Recorder, Stage};
 use crate::market::{Candle, Interval, Symbol};
+use crate::message::rest::TradeKind;
 use crate::message::{Envelope, Record, RecordKinds};
 use crate::metrics::Counter;
 use crate::record;
@@ -371,7 +372,7 @@ pub struct Publisher {
     books: Arc<crate::book::board::Board>,
     /// With a trade conflation window: the latest trade of each (symbol, kind) in the
     /// window (with its receive time), and when the window began.
-    held_trades: HashMap<(Symbol, bool), (Record, u64)>,
+    held_trades: HashMap<(Symbol, TradeKind), (Record, u64)>,
     trades_since: Option<Instant>,
 }
 
@@ -507,8 +508,8 @@ impl Publisher {
     /// Keeps `record` (a trade) as its symbol's latest of its kind in this window.
     fn hold_trade(&mut self, record: &Record, recv_ns: u64) {
         let key = match record {
-            Record::Trade(t) => (t.symbol, false),
-            Record::AggTrade(t) => (t.symbol, true),
+            Record::Trade(t) => (t.symbol, TradeKind::Raw),
+            Record::AggTrade(t) => (t.symbol, TradeKind::Aggregate),
             _ => return,
         };
         if self.held_trades.insert(key, (*record, recv_ns)).is_some() {
@@ -604,6 +605,11 @@ impl Publisher {
     fn publish_signed(&mut self, parts: &[&[u8]]) {
         let mut channel: [&[u8]; MAX_CHANNEL_PARTS + 1] = [b""; MAX_CHANNEL_PARTS + 1];
         channel[0] = self.settings.prefix.as_bytes();
+        debug_assert!(
+            parts.len() <= MAX_CHANNEL_PARTS,
+            "a channel of {} parts",
+            parts.len()
+        );
         let n = parts.len().min(MAX_CHANNEL_PARTS);
         channel[1..=n].copy_from_slice(&parts[..n]);
         resp::publish(&mut self.out, &channel[..=n], &self.payload);
