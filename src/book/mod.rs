@@ -338,14 +338,15 @@ impl LocalBook {
             return SnapshotOutcome::Unwanted;
         }
         let lid = snap.last_update_id;
-        let start = self.buffer.iter().position(|b| b.last > lid);
-        let Some(start) = start else {
-            // Every buffered event is older than the snapshot (or none came): the
-            // snapshot alone is the book, and the next event must straddle it.
-            self.load(snap);
-            return self.synced(now_ns);
-        };
-        if self.buffer[start].first > lid + 1 {
+        // Every buffered event older than the snapshot (or none came): the snapshot
+        // alone is the book, checked like any other, and the next event must straddle
+        // it.
+        let start = self
+            .buffer
+            .iter()
+            .position(|b| b.last > lid)
+            .unwrap_or(self.buffer.len());
+        if self.buffer.get(start).is_some_and(|b| b.first > lid + 1) {
             // Events between the snapshot and the oldest buffered one are unknown.
             self.phase = Phase::Syncing { asked: false };
             return SnapshotOutcome::TooOld;

@@ -342,3 +342,32 @@ fn the_buffer_is_bounded() {
     book.on_snapshot(&x.snapshot(1000), 0);
     assert_same(&book, &x);
 }
+
+#[test]
+fn a_crossed_snapshot_is_refused_even_with_no_event_after_it() {
+    // Only events older than the snapshot buffered: the snapshot alone is the book,
+    // and it is checked like any other.
+    let mut x = Exchange::new(19);
+    let mut book = LocalBook::new(sym(), 1000, 1, 0);
+    feed(&mut book, &x.step(), 0);
+    book.snapshot_asked();
+    let units = |cents: i64| cents * 1_000_000;
+    let crossed = Snapshot {
+        symbol: sym(),
+        last_update_id: u64::MAX / 2,
+        bids: vec![BookLevel {
+            price: units(10_100),
+            qty: Decimal::ONE,
+        }],
+        asks: vec![BookLevel {
+            price: units(10_000),
+            qty: Decimal::ONE,
+        }],
+        limit: 1000,
+    };
+    assert_eq!(
+        book.on_snapshot(&crossed, 0),
+        SnapshotOutcome::Invalidated(Resync::Crossed)
+    );
+    assert!(!book.is_valid());
+}

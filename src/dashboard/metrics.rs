@@ -331,14 +331,13 @@ pub fn render(ctx: &StatusContext, dash: &DashboardStats) -> String {
     out
 }
 
-/// Completeness per (symbol, timeframe) and the REST thread's figures.
 /// The local books' figures, per shard: resyncs by cause, snapshots, time invalid.
 fn render_books(out: &mut String, ctx: &StatusContext) {
     if ctx.books.symbols().next().is_none() {
         return;
     }
     type BookFigure = fn(&crate::metrics::BookStats) -> f64;
-    let families: [(&'static str, &str, &str, BookFigure); 6] = [
+    let families: [(&'static str, &str, &str, BookFigure); 9] = [
         ("alphapulse_books", "gauge", "Local order books kept", |b| {
             b.books.get() as f64
         }),
@@ -365,6 +364,24 @@ fn render_books(out: &mut String, ctx: &StatusContext) {
             "counter",
             "Depth snapshot requests that failed (asked again)",
             |b| b.snapshot_failures.get() as f64,
+        ),
+        (
+            "alphapulse_book_snapshots_too_old_total",
+            "counter",
+            "Depth snapshots older than the buffered events (asked again)",
+            |b| b.snapshots_too_old.get() as f64,
+        ),
+        (
+            "alphapulse_book_snapshot_requests_dropped_total",
+            "counter",
+            "Depth snapshot requests the REST queue had no room for (asked again)",
+            |b| b.snapshot_requests_dropped.get() as f64,
+        ),
+        (
+            "alphapulse_book_buffer_drops_total",
+            "counter",
+            "Buffered diff events dropped for room while a snapshot was awaited",
+            |b| b.buffer_drops.get() as f64,
         ),
         (
             "alphapulse_book_invalid_seconds_total",
@@ -395,6 +412,7 @@ fn render_books(out: &mut String, ctx: &StatusContext) {
     }
 }
 
+/// Completeness per (symbol, timeframe) and the REST thread's figures.
 fn render_completeness(out: &mut String, ctx: &StatusContext) {
     type Figure = fn(&crate::metrics::SeriesStats, i64) -> f64;
     let families: [(&'static str, &str, &str, Figure); 8] = [
