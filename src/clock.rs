@@ -112,6 +112,22 @@ impl ClockBound {
     }
 }
 
+/// Longest duration a command-line setting takes (about 31 years): deadlines computed
+/// from it stay far inside what `Instant` can represent.
+pub const MAX_SETTING_SECONDS: f64 = 1e9;
+
+/// A duration setting in seconds (fractions allowed), at most [`MAX_SETTING_SECONDS`];
+/// zero only when `zero_ok`.
+pub fn parse_seconds(text: &str, zero_ok: bool) -> Result<std::time::Duration, String> {
+    match text.parse::<f64>() {
+        Ok(v) if (v > 0.0 || (zero_ok && v == 0.0)) && v <= MAX_SETTING_SECONDS => {
+            std::time::Duration::try_from_secs_f64(v).map_err(|e| e.to_string())
+        }
+        _ if zero_ok => Err("expected seconds, from 0 to 1000000000".into()),
+        _ => Err("expected seconds, more than 0 and at most 1000000000".into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -348,6 +348,13 @@ pub struct Trade {
     pub event_time_us: i64,
 }
 
+/// The symbol part of a diff depth stream's name, as written: `<symbol>@depth` and
+/// `<symbol>@depth@100ms`, not the partial depth `<symbol>@depth20`.
+pub fn diff_depth_stream_symbol(stream: &str) -> Option<&str> {
+    let (symbol, kind) = stream.split_once('@')?;
+    (kind == "depth" || kind.starts_with("depth@")).then_some(symbol)
+}
+
 /// An aggregated trade (`<symbol>@aggTrade`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AggTrade {

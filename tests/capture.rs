@@ -311,6 +311,25 @@ fn a_replayed_capture_reproduces_the_live_runs_candles_and_signals() {
         ..sim_config(&SYMS)
     })
     .expect("replay simulator starts");
+    // The replay's depth answers check their parameters as the live market's do.
+    let replay_addr: std::net::SocketAddr = replay
+        .rest_url()
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    for (query, code) in [
+        ("", -1102),
+        ("symbol=BTCUSDT&limit=0", -1130),
+        ("symbol=BTCUSDT&limit=x", -1100),
+    ] {
+        let (status, body) = http_get(replay_addr, &format!("/api/v3/depth?{query}"));
+        let answer: Value = serde_json::from_str(&body).unwrap_or_default();
+        assert_eq!(
+            (status, answer["code"].as_i64()),
+            (400, Some(code)),
+            "{query}: {body}"
+        );
+    }
     let engine = start_engine(&engine_config(replay.ws_url(), replay.rest_url()));
     // While it replays, the engine's books: every valid view must be the exchange's book
     // at its update id (the replay's depth answers come from the capture's snapshots).
@@ -453,6 +472,14 @@ fn a_capture_reconnects_with_markers_and_a_killed_one_still_reads_back() {
     assert_eq!(again.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&again.stderr);
     assert!(stderr.contains("already holds a capture"), "{stderr}");
+    // A file size of 0 would rotate at every record: refused, naming the option.
+    let zero = capture(&work.0.join("other"))
+        .args(["--rotate-bytes", "0", "--seconds", "1"])
+        .output()
+        .expect("capture runs");
+    assert_eq!(zero.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&zero.stderr);
+    assert!(stderr.contains("--rotate-bytes"), "{stderr}");
     drop(sim);
 }
 

@@ -192,6 +192,8 @@ pub fn session(
                 progress.frames += 1;
                 writer.record(Kind::Frame, at, text.as_bytes())?;
                 snapshots.after_frame(&text, writer)?;
+                // A busy feed never times out a read: report from here too.
+                progress.tick(writer);
             }
             Ok(Message::Binary(bytes)) => {
                 heard = Instant::now();

@@ -51,6 +51,16 @@ const READ_POLL: Duration = Duration::from_millis(100);
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 
 /// `alphapulse capture` flags.
+/// A file is closed past this size (`--rotate-bytes`): small enough to copy and
+/// replay piecewise, large enough that rotation is rare.
+pub const DEFAULT_ROTATE_BYTES: u64 = 64 << 20;
+/// The capture's disk budget (`--max-bytes`): 160 full files.
+pub const DEFAULT_MAX_BYTES: u64 = 10 << 30;
+/// zstd level (`--level`): zstd's own default, fast enough for a live feed.
+pub const DEFAULT_LEVEL: i32 = 3;
+/// zstd's highest regular level.
+pub const MAX_LEVEL: i64 = 19;
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct CaptureArgs {
     /// The capture directory (created; it must not hold a capture already).
@@ -68,21 +78,22 @@ pub struct CaptureArgs {
     #[arg(long, value_delimiter = ',', value_parser = parse_interval)]
     pub timeframes: Vec<Interval>,
     /// Close a file once it holds this many bytes on disk.
-    #[arg(long, default_value_t = 64 << 20, value_name = "BYTES")]
+    #[arg(long, default_value_t = DEFAULT_ROTATE_BYTES, value_name = "BYTES",
+          value_parser = clap::value_parser!(u64).range(1..))]
     pub rotate_bytes: u64,
     /// … or once it has been open this many seconds.
     #[arg(long, default_value = "3600", value_parser = parse_seconds, value_name = "SECONDS")]
     pub rotate_secs: Duration,
     /// Disk budget of the whole capture; past it the oldest files are deleted (never the
     /// one being written). At least twice --rotate-bytes.
-    #[arg(long, default_value_t = 10 << 30, value_name = "BYTES")]
+    #[arg(long, default_value_t = DEFAULT_MAX_BYTES, value_name = "BYTES")]
     pub max_bytes: u64,
     /// Flush the active file and rewrite the manifest this often: at most this much is
     /// lost when the capture is killed.
     #[arg(long, default_value = "1", value_parser = parse_seconds, value_name = "SECONDS")]
     pub flush_secs: Duration,
     /// zstd compression level (1 fastest … 19 smallest).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
+    #[arg(long, default_value_t = DEFAULT_LEVEL, value_parser = clap::value_parser!(i32).range(1..=MAX_LEVEL))]
     pub level: i32,
     /// Stop after this many seconds (default: at SIGINT or SIGTERM).
     #[arg(long, value_parser = parse_seconds, value_name = "SECONDS")]
@@ -110,10 +121,7 @@ fn parse_interval(text: &str) -> Result<Interval, String> {
 }
 
 fn parse_seconds(text: &str) -> Result<Duration, String> {
-    match text.parse::<f64>() {
-        Ok(v) if v > 0.0 && v <= 1e9 => Duration::try_from_secs_f64(v).map_err(|e| e.to_string()),
-        _ => Err("expected seconds, more than 0 and at most 1000000000".into()),
-    }
+    crate::clock::parse_seconds(text, false)
 }
 
 /// The streams to record, in order, without repeats: `--streams` as given, then those
@@ -203,7 +211,7 @@ pub fn run(args: CaptureArgs, config: &Config) -> Result<(), CaptureError> {
     };
     let url = stream_url(&endpoint.url, &streams);
     let settings = Settings {
-        rotate_bytes: args.rotate_bytes.max(1),
+        rotate_bytes: args.rotate_bytes,
         rotate_after: args.rotate_secs,
         max_bytes: args.max_bytes,
         flush_every: args.flush_secs,
@@ -237,10 +245,9 @@ pub fn run(args: CaptureArgs, config: &Config) -> Result<(), CaptureError> {
     let mut progress = client::Progress::new(started, PROGRESS_EVERY);
     // Diff depth streams get a REST snapshot after their first event on each
     // connection, so a replay can rebuild their books ([`snapshots`]).
-    let depth = streams.iter().any(|s| {
-        s.split_once('@')
-            .is_some_and(|(_, k)| k == "depth" || k.starts_with("depth@"))
-    });
+    let depth = streams
+        .iter()
+        .any(|s| crate::market::diff_depth_stream_symbol(s).is_some());
     let rest = if depth {
         let agent = crate::backfill::agent(config.feed.tls_ca_file.as_deref())
             .map_err(|e| CaptureError::Usage(e.to_string()))?;
@@ -309,6 +316,12 @@ pub fn run(args: CaptureArgs, config: &Config) -> Result<(), CaptureError> {
     }
     let manifest = writer.finish(now())?;
     println!("{}", summary(&manifest, started.elapsed(), &args.out));
+    if snapshots.taken + snapshots.failed > 0 {
+        println!(
+            "depth snapshots: {} recorded, {} failed (each also a marker)",
+            snapshots.taken, snapshots.failed
+        );
+    }
     Ok(())
 }
 

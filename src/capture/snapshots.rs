@@ -112,9 +112,7 @@ impl DepthSnapshots {
 /// (`<symbol>@depth` or `<symbol>@depth@100ms`), read from its leading `stream` field.
 pub fn diff_depth_symbol(frame: &str) -> Option<&str> {
     let rest = frame.strip_prefix("{\"stream\":\"")?;
-    let name = &rest[..rest.find('"')?];
-    let (symbol, kind) = name.split_once('@')?;
-    (kind == "depth" || kind.starts_with("depth@")).then_some(symbol)
+    crate::market::diff_depth_stream_symbol(&rest[..rest.find('"')?])
 }
 
 #[cfg(test)]

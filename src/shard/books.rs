@@ -332,13 +332,9 @@ impl ShardState {
         };
         let mut lost = Vec::new();
         for stream in streams {
-            let Some((symbol, kind)) = stream.split_once('@') else {
+            let Some(symbol) = crate::market::diff_depth_stream_symbol(stream) else {
                 continue;
             };
-            // `<symbol>@depth` and `<symbol>@depth@100ms`, not the partial `@depth20`.
-            if kind != "depth" && !kind.starts_with("depth@") {
-                continue;
-            }
             let Ok(symbol) = Symbol::new(symbol) else {
                 continue;
             };

@@ -642,15 +642,18 @@ impl Hub {
     }
 
     /// `GET /api/v3/depth` of a replay, from the books its depth snapshots and sent
-    /// diffs make.
+    /// diffs make; its parameters are checked as the live market's are.
     fn replay_depth(&self, query: &str) -> Response {
         let pairs = super::http::query_pairs(query);
-        let symbol = super::http::query_get(&pairs, "symbol")
-            .and_then(|s| crate::market::Symbol::new(s).ok());
-        let limit = super::http::query_get(&pairs, "limit")
-            .and_then(|l| l.parse::<usize>().ok())
-            .unwrap_or(rest::DEPTH_DEFAULT_LIMIT)
-            .clamp(1, rest::DEPTH_MAX_LIMIT);
+        let asked = rest::mandatory(&pairs, "symbol").and_then(|text| {
+            let limit =
+                rest::limit_param(&pairs, rest::DEPTH_DEFAULT_LIMIT, rest::DEPTH_MAX_LIMIT)?;
+            Ok((crate::market::Symbol::new(text).ok(), limit))
+        });
+        let (symbol, limit) = match asked {
+            Ok(asked) => asked,
+            Err(refused) => return refused,
+        };
         match symbol.and_then(|s| self.replay_books.depth(s, limit)) {
             Some(Ok(body)) => Response::json(200, body),
             // Binance's answer when it cannot serve now: the client asks again.

@@ -79,9 +79,6 @@ const SIM_IO_MEMORY_BYTES: usize = 512 * 1024;
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default outbox limit per connection (`--max-outbox-mb`).
 const DEFAULT_MAX_OUTBOX_MB: usize = 256;
-/// Longest duration setting accepted (about 31 years): deadlines computed from it stay
-/// far inside what `Instant` can represent.
-const MAX_SETTING_SECONDS: f64 = 1e9;
 /// Fastest simulated clock: a simulated day in under a wall second. Faster clocks would
 /// outrun any client and, within a few years of simulated time, the nanosecond range.
 const MAX_SPEED: f64 = 100_000.0;
@@ -210,7 +207,7 @@ impl SimConfig {
         if durations
             .iter()
             .chain(optional.iter().flatten())
-            .any(|d| d.as_secs_f64() > MAX_SETTING_SECONDS)
+            .any(|d| d.as_secs_f64() > crate::clock::MAX_SETTING_SECONDS)
         {
             return bad("durations: at most 1000000000 seconds");
         }
@@ -392,12 +389,7 @@ fn parse_fraction(text: &str) -> Result<f64, String> {
 }
 
 fn parse_seconds(text: &str) -> Result<Duration, String> {
-    match text.parse::<f64>() {
-        Ok(v) if (0.0..=MAX_SETTING_SECONDS).contains(&v) => {
-            Duration::try_from_secs_f64(v).map_err(|e| e.to_string())
-        }
-        _ => Err("expected seconds, from 0 to 1000000000".into()),
-    }
+    crate::clock::parse_seconds(text, true)
 }
 
 impl From<&SimulateArgs> for SimConfig {

@@ -68,7 +68,9 @@ impl ReplayBooks {
         };
         let request = BookRequest {
             symbol,
-            limit: note.limit.unwrap_or(1000),
+            limit: note
+                .limit
+                .unwrap_or(crate::capture::snapshots::SNAPSHOT_LIMIT),
             weight: 0,
         };
         let Ok(snapshot) = crate::backfill::depth::parse(&answer.to_string(), &request) else {
@@ -86,10 +88,7 @@ impl ReplayBooks {
         if self.books.is_empty() {
             return;
         }
-        let Some((_, kind)) = stream.split_once('@') else {
-            return;
-        };
-        if kind != "depth" && !kind.starts_with("depth@") {
+        if crate::market::diff_depth_stream_symbol(stream).is_none() {
             return;
         }
         let Ok(diff) = serde_json::from_str::<Diff<'_>>(data) else {

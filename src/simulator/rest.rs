@@ -138,7 +138,7 @@ pub fn respond(
     result.unwrap_or_else(|error| error)
 }
 
-fn mandatory<'a>(pairs: &'a [(String, String)], key: &str) -> Result<&'a str, Response> {
+pub(super) fn mandatory<'a>(pairs: &'a [(String, String)], key: &str) -> Result<&'a str, Response> {
     match query_get(pairs, key) {
         Some(v) if !v.is_empty() => Ok(v),
         _ => Err(Response::error(
@@ -210,7 +210,11 @@ fn illegal_chars(key: &str) -> Response {
     )
 }
 
-fn limit_param(pairs: &[(String, String)], default: usize, max: usize) -> Result<usize, Response> {
+pub(super) fn limit_param(
+    pairs: &[(String, String)],
+    default: usize,
+    max: usize,
+) -> Result<usize, Response> {
     match number(pairs, "limit")? {
         None => Ok(default),
         Some(0) => Err(Response::error(
