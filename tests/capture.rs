@@ -515,3 +515,46 @@ fn the_capture_answers_pings() {
     assert!(stats.pongs_received >= 5, "{stats:?}");
     assert!(manifest.frames() > 0);
 }
+
+/// An exchange that rate limits the depth snapshots (a weight budget below one
+/// snapshot's): the capture asks once, then waits as the answer's Retry-After says,
+/// for every symbol, instead of asking again every few seconds per symbol.
+#[test]
+fn a_rate_limited_capture_waits_before_asking_for_snapshots_again() {
+    let _serial = serial();
+    let work = temp_dir("capture-rate-limited");
+    let dir = work.0.join("capture");
+    let sim = simulator::start(SimConfig {
+        // A snapshot of limit 1000 weighs 50.
+        weight_limit: 10,
+        ..sim_config(&SYMS)
+    })
+    .expect("simulator starts");
+    let out = Command::new(env!("CARGO_BIN_EXE_alphapulse"))
+        .current_dir(&work.0)
+        .env("BINANCE_WS_URL", sim.ws_url())
+        .env("BINANCE_REST_URL", sim.rest_url())
+        .env_remove("ALPHAPULSE_CONFIG")
+        .args(["capture", "--out"])
+        .arg(&dir)
+        .args([
+            "--streams",
+            "btcusdt@depth@100ms,ethusdt@depth@100ms",
+            "--seconds",
+            "3",
+        ])
+        .output()
+        .expect("capture runs");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("depth snapshots: 0 recorded, 1 failed"),
+        "{stdout}"
+    );
+    assert_eq!(sim.stats().rest_rejected, 1, "one request, then the wait");
+}

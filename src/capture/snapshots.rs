@@ -21,6 +21,11 @@ use super::writer::{WriteError, Writer};
 pub const SNAPSHOT_LIMIT: u32 = 1000;
 /// After a failed snapshot, the next diff of the symbol asks again after this long.
 const RETRY_AFTER: Duration = Duration::from_secs(5);
+/// Rate limited (429/418) without a `Retry-After`: no snapshot is asked for this long
+/// (the rest of Binance's one-minute weight window).
+const RATE_LIMITED_WAIT: Duration = Duration::from_secs(60);
+/// The longest wait taken from a `Retry-After` (Binance's longest IP ban, 3 days).
+const MAX_RATE_LIMITED_WAIT: Duration = Duration::from_secs(3 * 24 * 3600);
 
 /// The symbols of this connection that have their snapshot, and when a failed one may
 /// be asked again.
@@ -28,6 +33,8 @@ pub struct DepthSnapshots {
     rest_url: String,
     client: Option<crate::backfill::Client>,
     done: HashMap<String, Option<Instant>>,
+    /// Rate limited by the exchange: no snapshot is asked before this.
+    blocked_until: Option<Instant>,
     /// Snapshots recorded, and failures (recorded as markers too).
     pub taken: u64,
     pub failed: u64,
@@ -40,6 +47,7 @@ impl DepthSnapshots {
             rest_url: rest_url.trim_end_matches('/').to_string(),
             client,
             done: HashMap::new(),
+            blocked_until: None,
             taken: 0,
             failed: 0,
         }
@@ -64,12 +72,29 @@ impl DepthSnapshots {
             Some(Some(retry_at)) if Instant::now() < *retry_at => return Ok(()),
             _ => {}
         }
+        if self.blocked_until.is_some_and(|t| Instant::now() < t) {
+            // Asked again with a later diff, once the exchange allows it.
+            return Ok(());
+        }
         let symbol = symbol.to_ascii_uppercase();
-        let url = format!(
-            "{}/api/v3/depth?symbol={symbol}&limit={SNAPSHOT_LIMIT}",
-            self.rest_url
-        );
+        let Ok(book_symbol) = crate::market::Symbol::new(&symbol) else {
+            return Ok(());
+        };
+        let request = crate::message::rest::BookRequest {
+            symbol: book_symbol,
+            limit: SNAPSHOT_LIMIT,
+            weight: 0,
+        };
+        let url = crate::backfill::depth::depth_url(&self.rest_url, &request);
         let answer = client.get(&url).map_err(|e| e.to_string()).and_then(|a| {
+            if a.body.is_none() {
+                // Rate limited: every symbol waits as the exchange asks.
+                let wait = a
+                    .retry_after_s
+                    .map_or(RATE_LIMITED_WAIT, Duration::from_secs)
+                    .min(MAX_RATE_LIMITED_WAIT);
+                self.blocked_until = Some(Instant::now() + wait);
+            }
             match a.body {
                 // Kept as the exchange wrote it, once it is known to be one JSON value.
                 Some(Ok(body)) => serde_json::from_str::<serde::de::IgnoredAny>(&body)

@@ -167,21 +167,26 @@ fn broadcast_book(hub: &Hub, books: &Board, top: &BookTop, recv_ns: u64) {
 /// `{"type":"book_top",…}`: the best bid and ask of a book between its views.
 pub fn write_book_top(out: &mut Vec<u8>, top: &BookTop) {
     use std::io::Write;
-    let price = |units: i64| (units > 0).then(|| units_price(units));
-    let side = |p: Option<rust_decimal::Decimal>, q: rust_decimal::Decimal| match p {
-        Some(p) => format!(r#"["{p}","{q}"]"#),
-        None => "null".to_owned(),
+    // Written in place: a top follows every change of the best bid or ask.
+    let side = |out: &mut Vec<u8>, units: i64, qty: rust_decimal::Decimal| {
+        if units > 0 {
+            let _ = write!(out, r#"["{}","{qty}"]"#, units_price(units));
+        } else {
+            out.extend_from_slice(b"null");
+        }
     };
     let _ = write!(
         out,
-        r#"{{"type":"book_top","symbol":"{}","last_update_id":{},"event_time":{},"valid":{},"bid":{},"ask":{}}}"#,
+        r#"{{"type":"book_top","symbol":"{}","last_update_id":{},"event_time":{},"valid":{},"bid":"#,
         top.symbol,
         top.last_update_id,
         top.event_time_us / 1000,
         top.valid,
-        side(price(top.bid), top.bid_qty),
-        side(price(top.ask), top.ask_qty),
     );
+    side(out, top.bid, top.bid_qty);
+    out.extend_from_slice(br#","ask":"#);
+    side(out, top.ask, top.ask_qty);
+    out.push(b'}');
 }
 
 /// A broadcast record written by the allocation-light record writers (the Redis
@@ -240,4 +245,30 @@ pub(super) async fn sample_rates(server: Rc<Server>, stop: Arc<AtomicBool>) {
         last = now;
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_book_top_is_written_in_place_with_exact_decimals_and_null_sides() {
+        let top = BookTop {
+            symbol: crate::market::Symbol::new("BTCUSDT").unwrap(),
+            last_update_id: 42,
+            event_time_us: 1_700_000_000_123_456,
+            valid: true,
+            published: false,
+            bid: 4_325_112_000_000,
+            bid_qty: "0.500".parse().unwrap(),
+            ask: 0,
+            ask_qty: rust_decimal::Decimal::ZERO,
+        };
+        let mut out = Vec::new();
+        write_book_top(&mut out, &top);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"type":"book_top","symbol":"BTCUSDT","last_update_id":42,"event_time":1700000000123,"valid":true,"bid":["43251.12000000","0.500"],"ask":null}"#
+        );
+    }
 }

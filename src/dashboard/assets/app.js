@@ -744,7 +744,7 @@
     const stateNode = setText("book-state", b ? (valid ? "in sync" : "resynchronising") : "waiting");
     stateNode.className = valid ? "ok" : "warn";
     setText("book-update", b ? fmtInt(b.last_update_id) : "n/a");
-    setText("book-spread", b && b.spread !== null ? b.spread.replace(/\.?0+$/, "") : "n/a");
+    setText("book-spread", b && b.spread !== null ? fmtDecimal(b.spread, decimals(b.spread)) : "n/a");
     setText("book-mid", b && b.mid !== null ? b.mid : "n/a");
     setText("book-micro", b && b.microprice !== null ? b.microprice : "n/a");
     setText("book-imbalance", b && b.imbalance !== null ? fmtNum(b.imbalance, 3) : "n/a");
