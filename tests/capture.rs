@@ -58,6 +58,19 @@ impl Drop for TempDir {
     }
 }
 
+/// `alphapulse capture --out dir` run in `work` against `sim` (its streams, and its REST
+/// for depth snapshots), with no configuration file.
+fn capture_command(work: &Path, sim: &simulator::SimHandle, dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_alphapulse"));
+    c.current_dir(work)
+        .env("BINANCE_WS_URL", sim.ws_url())
+        .env("BINANCE_REST_URL", sim.rest_url())
+        .env_remove("ALPHAPULSE_CONFIG")
+        .args(["capture", "--out"])
+        .arg(dir);
+    c
+}
+
 fn temp_dir(name: &str) -> TempDir {
     let dir = std::env::temp_dir().join(format!("alphapulse-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -186,14 +199,7 @@ fn a_replayed_capture_reproduces_the_live_runs_candles_and_signals() {
             ]
         })
         .collect();
-    let capture = Command::new(env!("CARGO_BIN_EXE_alphapulse"))
-        .current_dir(&work.0)
-        .env("BINANCE_WS_URL", sim.ws_url())
-        // Depth snapshots for the books come from the same exchange.
-        .env("BINANCE_REST_URL", sim.rest_url())
-        .env_remove("ALPHAPULSE_CONFIG")
-        .args(["capture", "--out"])
-        .arg(&dir)
+    let capture = capture_command(&work.0, &sim, &dir)
         .args(["--streams", &streams.join(",")])
         .args([
             "--rotate-bytes",
@@ -425,20 +431,15 @@ fn a_capture_reconnects_with_markers_and_a_killed_one_still_reads_back() {
     })
     .expect("simulator starts");
     let capture = |dir: &Path| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_alphapulse"));
-        c.current_dir(&work.0)
-            .env("BINANCE_WS_URL", sim.ws_url())
-            .env_remove("ALPHAPULSE_CONFIG")
-            .args(["capture", "--out"])
-            .arg(dir)
-            .args([
-                "--streams",
-                "btcusdt@trade,ethusdt@trade",
-                "--flush-secs",
-                "0.1",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        let mut c = capture_command(&work.0, &sim, dir);
+        c.args([
+            "--streams",
+            "btcusdt@trade,ethusdt@trade",
+            "--flush-secs",
+            "0.1",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
         c
     };
     let mut running = ChildGuard(capture(&dir).spawn().expect("capture starts"));
@@ -530,13 +531,7 @@ fn a_rate_limited_capture_waits_before_asking_for_snapshots_again() {
         ..sim_config(&SYMS)
     })
     .expect("simulator starts");
-    let out = Command::new(env!("CARGO_BIN_EXE_alphapulse"))
-        .current_dir(&work.0)
-        .env("BINANCE_WS_URL", sim.ws_url())
-        .env("BINANCE_REST_URL", sim.rest_url())
-        .env_remove("ALPHAPULSE_CONFIG")
-        .args(["capture", "--out"])
-        .arg(&dir)
+    let out = capture_command(&work.0, &sim, &dir)
         .args([
             "--streams",
             "btcusdt@depth@100ms,ethusdt@depth@100ms",
