@@ -396,10 +396,11 @@ impl Engine {
             stop: stop.clone(),
             bound: addr_tx,
         };
-        // With `engine.dashboard_on_shard` the dashboard runs on the first shard's
-        // executor: its records then reach it without a wake-up across cores.
+        // With `engine.dashboard_on_shard` (as the layout resolved it) the dashboard runs
+        // on the first shard's executor: its records then reach it without a wake-up
+        // across cores.
         let (mut cohosted, own_dashboard) =
-            if config.engine.dashboard_on_shard && !layout.shards.is_empty() {
+            if layout.dashboard_on_shard && !layout.shards.is_empty() {
                 (Some(dashboard_job), None)
             } else {
                 (None, Some(dashboard_job))

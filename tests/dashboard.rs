@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use alphapulse::config::Config;
+use alphapulse::config::{Config, Switch};
 use alphapulse::dashboard::fanout::DashboardStats;
 use alphapulse::dashboard::status::StatusContext;
 use alphapulse::dashboard::Options;
@@ -838,7 +838,7 @@ fn the_dashboard_can_run_on_the_shards_executor() {
 fn engine_feeds_the_dashboard(on_shard: bool) {
     let run = support::start(
         support::sim_config(&["BTCUSDT"]),
-        |c| c.engine.dashboard_on_shard = on_shard,
+        |c| c.engine.dashboard_on_shard = Switch::from_flag(on_shard),
         &["BTCUSDT"],
         &[Interval::M1],
     );

@@ -206,6 +206,8 @@ pub(super) enum Rule {
         max: f64,
     },
     Flag,
+    /// A flag or `auto` ([`super::Switch`]).
+    Switch,
     /// A URL with one of `schemes`. `host_port` asks for a plain `host[:port][/path]`
     /// authority (the Binance endpoints); database and Redis URLs may carry user info,
     /// several hosts or socket paths, so only their scheme is checked.
@@ -239,6 +241,7 @@ impl Rule {
             Rule::Count { min, max } => format!("expected a whole number from {min} to {max}"),
             Rule::Seconds { min, max } => format!("expected seconds from {min} to {max}"),
             Rule::Flag => "expected true or false".to_owned(),
+            Rule::Switch => "expected true, false or auto".to_owned(),
             Rule::Url { schemes, .. } => {
                 let list: Vec<String> = schemes.iter().map(|s| format!("{s}://")).collect();
                 format!("expected a URL starting with {}", list.join(" or "))
@@ -293,7 +296,8 @@ impl Rule {
             (Rule::Seconds { min, max }, Setting::Seconds(s)) => {
                 ok_if(s.is_finite() && *min <= *s && *s <= *max)
             }
-            (Rule::Flag, Setting::Flag(_)) => Ok(()),
+            (Rule::Flag, Setting::Flag(_)) | (Rule::Switch, Setting::Flag(_)) => Ok(()),
+            (Rule::Switch, Setting::Text(Some(text))) => ok_if(text == "auto"),
             (
                 Rule::Url {
                     schemes,

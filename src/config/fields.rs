@@ -217,8 +217,8 @@ settings! {
     EngineConfig at {engine}, nested {} {
         PinCores: pin_cores = true, env "ALPHAPULSE_PIN_CORES", Rule::Flag;
         BusyPoll: busy_poll = false, env "ALPHAPULSE_BUSY_POLL", Rule::Flag;
-        DashboardOnShard: dashboard_on_shard = false,
-            env "ALPHAPULSE_DASHBOARD_ON_SHARD", Rule::Flag;
+        DashboardOnShard: dashboard_on_shard = Switch::Auto,
+            env "ALPHAPULSE_DASHBOARD_ON_SHARD", Rule::Switch;
         RecentCandles: recent_candles = 1000, env _, count(1, MAX_RECENT_CANDLES);
         // The configured universe at every Binance interval fits several times over;
         // what the bridge is sent beyond that is refused rather than held.

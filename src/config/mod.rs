@@ -266,6 +266,34 @@ pub struct BooksConfig {
     pub publish_ms: u64,
 }
 
+/// A setting that is on, off, or left to the engine to decide from the host (`auto`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Switch {
+    Auto,
+    On,
+    Off,
+}
+
+impl Switch {
+    /// `On` or `Off` as `flag` says.
+    pub fn from_flag(flag: bool) -> Switch {
+        if flag {
+            Switch::On
+        } else {
+            Switch::Off
+        }
+    }
+
+    /// Whether it is on, `auto` deciding as `decide` says.
+    pub fn resolve(self, decide: impl FnOnce() -> bool) -> bool {
+        match self {
+            Switch::Auto => decide(),
+            Switch::On => true,
+            Switch::Off => false,
+        }
+    }
+}
+
 /// How the database writer sends a batch (`database.write_method`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteMethod {
@@ -377,11 +405,13 @@ pub struct EngineConfig {
     /// lowest hop between cores, at the price of a whole core each. Only for isolated
     /// cores (the bare-metal shard map turns it on); off by default.
     pub busy_poll: bool,
-    /// The dashboard runs on the first shard's executor instead of its own core: the
-    /// shard's records then reach it without a wake-up across cores (the cost of one
-    /// update arriving alone on a host where waking a core is expensive), at the price
-    /// of its fan-out work sharing the shard's core. For hosts with few cores.
-    pub dashboard_on_shard: bool,
+    /// Whether the dashboard runs on the first shard's executor instead of a thread of
+    /// its own: the shard's records then reach it without a wake-up across cores (the
+    /// cost of one update arriving alone on a host where waking a core is expensive), at
+    /// the price of its fan-out work sharing the shard's core. `Auto` (the default)
+    /// does so where the dashboard would have no core of its own and every record it
+    /// serves comes from that one shard (see `topology::plan`).
+    pub dashboard_on_shard: Switch,
     /// Closed candles kept per (symbol, timeframe) by the in-memory store.
     pub recent_candles: usize,
     /// Series (symbol, timeframe) the in-memory store holds at most; past it a new

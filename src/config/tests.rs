@@ -612,6 +612,41 @@ fn database_writer_settings_load_from_toml_and_environment() {
 }
 
 #[test]
+fn dashboard_on_shard_takes_a_flag_or_auto() {
+    assert_eq!(Config::default().engine.dashboard_on_shard, Switch::Auto);
+    for (toml, want) in [
+        ("true", Switch::On),
+        ("false", Switch::Off),
+        ("\"auto\"", Switch::Auto),
+    ] {
+        let c = Config::from_toml_str(&format!("[engine]\ndashboard_on_shard = {toml}\n")).unwrap();
+        assert_eq!(c.engine.dashboard_on_shard, want, "{toml}");
+    }
+    for (text, want) in [
+        ("AUTO", Switch::Auto),
+        ("off", Switch::Off),
+        ("1", Switch::On),
+    ] {
+        let env: HashMap<String, String> =
+            [("ALPHAPULSE_DASHBOARD_ON_SHARD".to_owned(), text.to_owned())].into();
+        assert_eq!(
+            load(None, &env).unwrap().engine.dashboard_on_shard,
+            want,
+            "{text}"
+        );
+    }
+    let e = Config::from_toml_str("[engine]\ndashboard_on_shard = \"sometimes\"\n").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "engine.dashboard_on_shard=\"sometimes\": expected true, false or auto"
+    );
+    let env: HashMap<String, String> =
+        [("ALPHAPULSE_DASHBOARD_ON_SHARD".to_owned(), "2".to_owned())].into();
+    let e = load(None, &env).unwrap_err().to_string();
+    assert!(e.contains("expected true, false or auto"), "{e}");
+}
+
+#[test]
 fn write_method_loads_from_toml_and_environment_and_refuses_other_names() {
     assert_eq!(Config::default().database.write_method, WriteMethod::Copy);
     let c = Config::from_toml_str("[database]\nwrite_method = \"unnest\"\n").unwrap();

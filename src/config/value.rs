@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use super::checks::{Rule, Why};
 use super::fields::Field;
-use super::WriteMethod;
+use super::{Switch, WriteMethod};
 use crate::market::{Interval, Symbol};
 
 /// Replaces the password of `scheme://user:password@host` and any `password=` query
@@ -283,6 +283,24 @@ impl Value for String {
     }
     fn show(&self) -> Setting {
         Setting::Text(Some(self.clone()))
+    }
+}
+
+/// `true` / `false` (or the environment's other flag words), or `auto`.
+impl Value for Switch {
+    fn read(raw: Raw<'_>) -> Result<Switch, Why> {
+        match raw.flag() {
+            Ok(flag) => Ok(Switch::from_flag(flag)),
+            Err(_) if raw.text()?.eq_ignore_ascii_case("auto") => Ok(Switch::Auto),
+            Err(why) => Err(why),
+        }
+    }
+    fn show(&self) -> Setting {
+        match self {
+            Switch::Auto => Setting::Text(Some("auto".to_owned())),
+            Switch::On => Setting::Flag(true),
+            Switch::Off => Setting::Flag(false),
+        }
     }
 }
 

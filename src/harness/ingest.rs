@@ -113,6 +113,8 @@ pub fn measure(args: &IngestBenchArgs, mut config: Config) -> anyhow::Result<Ing
         dashboard_core: allowed.first().copied(),
         pinned: core.is_some(),
         busy_poll: false,
+        // The shard's CPU is what is measured: the dashboard keeps its own thread.
+        dashboard_on_shard: false,
     };
     let mut engine = Engine::start(&config, &layout)?;
     let shard = &engine.status().shards[0];

@@ -131,6 +131,9 @@ pub struct Layout {
     pub pinned: bool,
     /// The shard map asks consumers to spin (`busy_poll`); `engine.busy_poll` can also.
     pub busy_poll: bool,
+    /// The dashboard runs on the first shard's executor (`engine.dashboard_on_shard`);
+    /// `dashboard_core` is then that shard's core.
+    pub dashboard_on_shard: bool,
 }
 
 /// One shard: its index, its core (`None` when unpinned) and the symbols it owns.
@@ -142,10 +145,11 @@ pub struct ShardPlan {
 }
 
 impl Layout {
-    /// How many glommio executors the layout starts: one per shard plus the dashboard.
-    /// (The writer and publisher are plain threads running blocking clients.)
+    /// How many glommio executors the layout starts: one per shard plus the dashboard's
+    /// unless it runs on a shard's. (The writer and publisher are plain threads running
+    /// blocking clients.)
     pub fn executors(&self) -> usize {
-        self.shards.len() + 1
+        self.shards.len() + usize::from(!self.dashboard_on_shard)
     }
 
     /// The same shape with no core assigned to any role.
@@ -161,6 +165,7 @@ impl Layout {
             dashboard_core: None,
             pinned: false,
             busy_poll: self.busy_poll,
+            dashboard_on_shard: self.dashboard_on_shard,
         }
     }
 
@@ -215,6 +220,11 @@ impl fmt::Display for Role {
 impl fmt::Display for Layout {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let core = |c: Option<usize>| c.map_or("any core".to_owned(), |c| format!("core {c}"));
+        let dashboard = if self.dashboard_on_shard {
+            format!("{} (on shard 0's executor)", core(self.dashboard_core))
+        } else {
+            core(self.dashboard_core)
+        };
         let shards: Vec<String> = self
             .shards
             .iter()
@@ -228,7 +238,7 @@ impl fmt::Display for Layout {
             shards.join(", "),
             core(self.writer_core),
             core(self.publisher_core),
-            core(self.dashboard_core),
+            dashboard,
             if self.pinned { "" } else { " (unpinned)" },
         )
     }

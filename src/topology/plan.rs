@@ -17,7 +17,13 @@
 //!    There are never more shards than symbols, so no shard is empty.
 //! 4. With `pin_cores = false` the same shape is planned but no core is assigned.
 //! 5. With `engine.dashboard_on_shard` the dashboard takes the first shard's core (it
-//!    runs on that shard's executor).
+//!    runs on that shard's executor). `auto`, the default, does so when there is one
+//!    shard, no shard map and fewer than [`MANY_CORES`] cores: every record the
+//!    dashboard serves then comes from that shard and reaches it as a task wake-up on
+//!    the same thread, while on its own thread each batch would cost a wake-up across
+//!    cores (tens of microseconds of CPU on a virtual machine). With several shards
+//!    only the first one's records would gain, while its core took all the fan-out;
+//!    with many cores or a map the dashboard has a core of its own.
 
 use std::collections::{HashMap, HashSet};
 
@@ -51,10 +57,14 @@ pub fn plan(
         Some(map) => plan_from_map(config, map, &symbols, &allowed, pinned)?,
         None => plan_from_cores(&symbols, &allowed),
     };
-    if config.engine.dashboard_on_shard {
-        if let Some(first) = layout.shards.first() {
-            layout.dashboard_core = first.core;
-        }
+    let own_core = map.is_some() || allowed.len() >= MANY_CORES;
+    layout.dashboard_on_shard = !layout.shards.is_empty()
+        && config
+            .engine
+            .dashboard_on_shard
+            .resolve(|| !own_core && layout.shards.len() == 1);
+    if layout.dashboard_on_shard {
+        layout.dashboard_core = layout.shards[0].core;
     }
     Ok(if pinned { layout } else { layout.unpinned() })
 }
@@ -113,6 +123,7 @@ fn plan_from_cores(symbols: &[Symbol], allowed: &[usize]) -> Layout {
         dashboard_core: Some(control[2]),
         pinned: true,
         busy_poll: false,
+        dashboard_on_shard: false,
     }
 }
 
@@ -235,5 +246,6 @@ fn plan_from_map(
         dashboard_core: Some(map.dashboard_core),
         pinned: true,
         busy_poll: map.busy_poll,
+        dashboard_on_shard: false,
     })
 }

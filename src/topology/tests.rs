@@ -6,7 +6,7 @@ use std::path::Path;
 use super::check::parse_kernel_version;
 use super::plan::deal;
 use super::*;
-use crate::config::{Config, EngineConfig};
+use crate::config::{Config, EngineConfig, Switch};
 
 fn sym(s: &str) -> Symbol {
     Symbol::new(s).unwrap()
@@ -80,16 +80,57 @@ fn two_cores_put_the_shard_on_the_second() {
     assert_eq!(layout.shards[0].core, Some(1));
     assert_eq!(layout.shards[0].symbols.len(), 3);
     assert_eq!(layout.writer_core, Some(0));
+    // `auto`: one shard and no core of its own, so the dashboard runs on the shard's.
+    assert!(layout.dashboard_on_shard);
     assert_eq!(
         layout.to_string(),
-        "1 shard on core 1 (3 symbols); writer on core 0, publisher on core 0, dashboard on core 0"
+        "1 shard on core 1 (3 symbols); writer on core 0, publisher on core 0, \
+         dashboard on core 1 (on shard 0's executor)"
     );
+    assert_eq!(layout.executors(), 1);
+}
+
+#[test]
+fn auto_puts_the_dashboard_on_the_shard_only_with_one_shard_and_no_core_of_its_own() {
+    let config = config_with(symbols(4));
+    for n in 1..MANY_CORES {
+        let layout = plan(&config, None, &cores(n)).unwrap();
+        let one_shard = layout.shards.len() == 1;
+        assert_eq!(layout.dashboard_on_shard, one_shard, "{n} cores: {layout}");
+        if one_shard {
+            assert_eq!(layout.dashboard_core, layout.shards[0].core);
+        } else {
+            assert_eq!(layout.dashboard_core, Some(0), "{n} cores: {layout}");
+            assert_eq!(layout.executors(), layout.shards.len() + 1);
+        }
+    }
+    // One symbol on a many-core host: one shard, but the dashboard has its own core.
+    let layout = plan(&config_with(symbols(1)), None, &cores(16)).unwrap();
+    assert_eq!(layout.shards.len(), 1);
+    assert!(!layout.dashboard_on_shard);
+    assert_eq!(layout.dashboard_core, Some(3));
+    // A shard map places the dashboard itself.
+    let dev = map(include_str!("../../shards/dev-2core.toml"));
+    let layout = plan(&config, Some(&dev), &cores(2)).unwrap();
+    assert!(!layout.dashboard_on_shard);
+    // Unpinned, the same decision without cores.
+    let mut unpinned = config.clone();
+    unpinned.engine.pin_cores = false;
+    let layout = plan(&unpinned, None, &cores(2)).unwrap();
+    assert!(layout.dashboard_on_shard);
+    assert_eq!(layout.dashboard_core, None);
+    // Off keeps it on its own thread.
+    let mut off = config;
+    off.engine.dashboard_on_shard = Switch::Off;
+    let layout = plan(&off, None, &cores(2)).unwrap();
+    assert!(!layout.dashboard_on_shard);
+    assert_eq!(layout.dashboard_core, Some(0));
 }
 
 #[test]
 fn the_dashboard_can_take_the_first_shards_core() {
     let mut config = config_with(symbols(4));
-    config.engine.dashboard_on_shard = true;
+    config.engine.dashboard_on_shard = Switch::On;
     let layout = plan(&config, None, &cores(2)).unwrap();
     assert_eq!(layout.shards[0].core, Some(1));
     assert_eq!(layout.dashboard_core, Some(1));
@@ -477,8 +518,13 @@ fn good_facts() -> HostFacts {
     }
 }
 
+/// Two cores with the dashboard on a thread of its own: two executors.
 fn two_core_layout() -> Layout {
-    plan(&Config::default(), None, &cores(2)).unwrap()
+    let mut config = Config::default();
+    config.engine.dashboard_on_shard = Switch::Off;
+    let layout = plan(&config, None, &cores(2)).unwrap();
+    assert_eq!(layout.executors(), 2);
+    layout
 }
 
 fn host_err(facts: HostFacts, layout: &Layout) -> String {

@@ -49,6 +49,7 @@ pub fn io_uring(facts: &HostFacts) -> Check {
         dashboard_core: None,
         pinned: false,
         busy_poll: false,
+        dashboard_on_shard: false,
     };
     match topology::evaluate_host(&facts, &nothing) {
         Ok(_) => pass(NAME, format!("usable ({sysctl})"), expected),

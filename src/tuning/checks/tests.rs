@@ -1,7 +1,7 @@
 //! Every check against fixture file contents.
 
 use super::*;
-use crate::config::Config;
+use crate::config::{Config, Switch};
 use crate::topology::{plan, HostFacts};
 use crate::tuning::Readout;
 
@@ -303,8 +303,10 @@ fn facts() -> HostFacts {
 
 #[test]
 fn memlock_follows_the_engines_startup_rule() {
-    // Two executors (one shard and the dashboard) on a 2-core plan.
-    let layout = plan(&Config::default(), None, &[0, 1]).unwrap();
+    // Two executors (one shard and the dashboard on its own) on a 2-core plan.
+    let mut config = Config::default();
+    config.engine.dashboard_on_shard = Switch::Off;
+    let layout = plan(&config, None, &[0, 1]).unwrap();
     let mut f = facts();
     let c = memlock(&f, &layout);
     assert_eq!((c.status, c.state.as_str()), (Status::Pass, "unlimited"));
