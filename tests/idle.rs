@@ -40,9 +40,14 @@ fn an_idle_engine_with_its_feed_connected_sleeps() {
     std::thread::sleep(WINDOW);
     let after = cpu::snapshot();
     let roles = cpu::by_role(&before, &after);
-    assert!(
-        roles.contains_key("shard") && roles.contains_key("dashboard"),
-        "{roles:?}"
+    // The dashboard has a thread of its own unless the layout put it on the shard's
+    // executor (the default on a small machine), where its time counts as the shard's.
+    assert!(roles.contains_key("shard"), "{roles:?}");
+    assert_eq!(
+        roles.contains_key("dashboard"),
+        !run.layout.dashboard_on_shard,
+        "{}: {roles:?}",
+        run.layout
     );
     let share = roles.values().sum::<f64>() / WINDOW.as_secs_f64();
     eprintln!("idle engine: {:.3} % of a core, {roles:?}", share * 100.0);

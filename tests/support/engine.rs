@@ -68,6 +68,8 @@ pub struct Running {
     // serialisation guard is released last.
     pub engine: Engine,
     pub sim: SimHandle,
+    /// The layout the engine was started with (where its dashboard runs, its shards).
+    pub layout: alphapulse::topology::Layout,
     _serial: std::sync::MutexGuard<'static, ()>,
 }
 
@@ -94,6 +96,7 @@ pub fn start(
     Running {
         engine,
         sim,
+        layout,
         _serial: serial,
     }
 }
