@@ -7,9 +7,10 @@
 //! messages, REST requests. Out: WebSocket frames appended to per-connection buffers
 //! (the writer tasks flush them), REST responses.
 //!
-//! Fan-out is open-loop: events are rendered when they are due, whatever the state of
-//! a client's socket. Output waits in the connection's buffer; a client whose unsent
-//! output exceeds the outbox limit is disconnected (and counted), never waited for.
+//! Fan-out is open-loop: events are rendered just before they are due and leave when
+//! they are due, whatever the state of a client's socket. Output waits in the
+//! connection's buffer; a client whose unsent output exceeds the outbox limit is
+//! disconnected (and counted), never waited for.
 //! The connections and that fan-out (the market's [`Sink`](super::market::Sink)) are
 //! in [`dispatch`].
 
@@ -36,6 +37,11 @@ use super::stream::{canonical_name, canonical_replay_name, parse_stream, StreamK
 use super::ws::{self, Incoming, WsError};
 use dispatch::{wake, Conn, ConnState, Dispatcher};
 
+/// The next market instant is rendered ahead only when it is at least this far off.
+/// Closer instants (a market whose events come microseconds apart) are emitted when
+/// due, with whatever else is due by then: holding each would cost every writer a
+/// wake-up per instant.
+const MIN_RENDER_LEAD: Duration = Duration::from_micros(20);
 /// Distinct stream names a replay will track. Clients may subscribe to names the capture
 /// does not contain (they just receive nothing); past this many, new names are refused
 /// so that subscribe/unsubscribe churn cannot grow the table without bound.
@@ -91,6 +97,9 @@ pub struct Hub {
     /// The replay's books, for its `/api/v3/depth` (empty without depth snapshots).
     replay_books: super::replay_books::ReplayBooks,
     disp: Dispatcher,
+    /// The market instant (simulated ns, and its wall-clock time) whose events were
+    /// rendered ahead and are held until then.
+    held_until: Option<(i64, Instant)>,
     limiter: WeightLimiter,
     stats: Arc<Counters>,
     stalled: bool,
@@ -146,6 +155,7 @@ impl Hub {
             faults: settings.faults.clone(),
             max_outbox_bytes: settings.max_outbox_bytes,
             stats: stats.clone(),
+            holding: false,
         };
         Hub {
             settings,
@@ -156,6 +166,7 @@ impl Hub {
             replay_started: None,
             replay_books: Default::default(),
             disp,
+            held_until: None,
             limiter: WeightLimiter::new(weight_limit),
             stats,
             stalled: false,
@@ -165,10 +176,6 @@ impl Hub {
             stopping: false,
             stop_wakers: Vec::new(),
         }
-    }
-
-    pub fn clock(&self) -> SimClock {
-        self.clock
     }
 
     /// Resolves a client's stream name to its canonical name and id.
@@ -225,6 +232,8 @@ impl Hub {
             seq: self.next_seq,
             out: Vec::with_capacity(4096),
             frames_pending: 0,
+            held: Vec::new(),
+            held_frames: 0,
             writer: None,
             killer: None,
             state: ConnState::Open,
@@ -537,9 +546,44 @@ impl Hub {
         }
     }
 
+    /// Emits the market events due by `now` (at most `max_steps` steps); returns
+    /// whether it caught up.
+    ///
+    /// The events of the next market instant, when it is less than `ahead` away (and
+    /// more than [`MIN_RENDER_LEAD`]), are rendered now and held until it comes: they
+    /// then leave together, in one write per connection, at their event time. Rendered when due instead, a burst of events at
+    /// one instant would leave one rendering (a few microseconds) after the other, and
+    /// every system measured against the simulator would see that as its own latency.
+    /// The caller calls again by [`Hub::next_market_due`] to release them.
+    pub fn advance_market(&mut self, now: Instant, ahead: Duration, max_steps: usize) -> bool {
+        let clock = self.clock;
+        if self.held_until.is_some_and(|(_, at)| at <= now) {
+            self.held_until = None;
+            self.disp.release_held();
+        }
+        let horizon = self.held_until.map_or(clock.sim_at(now), |(ns, _)| ns);
+        if !self.advance_market_to(horizon, max_steps) {
+            return false;
+        }
+        if self.held_until.is_some() {
+            return true;
+        }
+        let Some(next_ns) = self.next_market_event_ns() else {
+            return true;
+        };
+        let at = clock.wall_at(next_ns);
+        let lead = at.saturating_duration_since(now);
+        if lead < MIN_RENDER_LEAD || lead > ahead {
+            return true;
+        }
+        self.held_until = Some((next_ns, at));
+        self.disp.holding = true;
+        self.advance_market_to(next_ns, max_steps)
+    }
+
     /// Emits everything due by simulated time `now_ns` (at most `max_steps` steps);
     /// returns whether it caught up.
-    pub fn advance_market(&mut self, now_ns: i64, max_steps: usize) -> bool {
+    fn advance_market_to(&mut self, now_ns: i64, max_steps: usize) -> bool {
         let Some(market) = self.market.as_mut() else {
             return true;
         };
@@ -550,8 +594,21 @@ impl Hub {
         done
     }
 
+    /// When [`Hub::advance_market`] with this `ahead` has work next, and whether it must
+    /// be on time: releasing held events must (`true`); rendering the next ones ahead of
+    /// their time need not (waking late only shortens the lead).
+    pub fn next_market_due(&self, ahead: Duration) -> Option<(Instant, bool)> {
+        match self.held_until {
+            Some((_, at)) => Some((at, true)),
+            None => self.next_market_event_ns().map(|ns| {
+                let at = self.clock.wall_at(ns);
+                (at.checked_sub(ahead).unwrap_or(at), false)
+            }),
+        }
+    }
+
     /// Simulated time of the market's next event.
-    pub fn next_market_event_ns(&self) -> Option<i64> {
+    fn next_market_event_ns(&self) -> Option<i64> {
         self.market.as_ref().map(Market::next_event_ns)
     }
 
@@ -626,7 +683,7 @@ impl Hub {
                 // REST answers from the same state the streams are built from, brought
                 // up to the present first.
                 let now_ns = self.clock.sim_now_ns();
-                self.advance_market(now_ns, usize::MAX);
+                self.advance_market_to(now_ns, usize::MAX);
                 let mut r = rest::respond(
                     &head.path,
                     &head.query,
@@ -815,6 +872,7 @@ pub fn parse_ws_target(path: &str, query: &str) -> Option<WsTarget> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::market::Symbol;
 
     #[test]
     fn ws_targets() {
@@ -831,5 +889,122 @@ mod tests {
         assert_eq!(t.streams, vec!["btcusdt@trade", "btcusdt@depth@100ms"]);
         assert_eq!(parse_ws_target("/ws", "").unwrap().streams.len(), 0);
         assert!(parse_ws_target("/api/v3/ping", "").is_none());
+    }
+
+    fn kline_hub(symbols: &[&str]) -> (Hub, usize) {
+        use crate::simulator::market::MarketConfig;
+        let start_ms = 1_700_000_000_000;
+        let market = Market::new(&MarketConfig {
+            symbols: symbols.iter().map(|s| Symbol::new(s).unwrap()).collect(),
+            seed: 7,
+            trade_rate: 50.0,
+            start_time_ms: start_ms,
+            kline_push_ms: 100,
+            kline_phase: Default::default(),
+            history_limit: 10,
+            history_candles: 0,
+        });
+        let settings = Settings {
+            ping_interval: Duration::from_secs(180),
+            pong_timeout: Duration::from_secs(600),
+            pong_check: false,
+            ignore_pongs: false,
+            max_connection_age: Duration::from_secs(86_400),
+            shutdown_grace: Duration::from_secs(1),
+            max_streams: 1024,
+            max_incoming_rate: 5,
+            max_outbox_bytes: 1 << 24,
+            faults: FaultPlan {
+                drop_every: None,
+                stall_every: None,
+                stall_for: Duration::ZERO,
+                malformed_rate: 0.0,
+                seed: 0,
+                reject_streams: Vec::new(),
+                reject_for: None,
+                silent_streams: Vec::new(),
+            },
+        };
+        let clock = SimClock::new(Some(start_ms), 1.0);
+        let mut hub = Hub::new(settings, clock, Some(market), None, 6000, Arc::default());
+        let names: Vec<String> = symbols
+            .iter()
+            .map(|s| format!("{}@kline_1m", s.to_lowercase()))
+            .collect();
+        let target = WsTarget {
+            combined: true,
+            unit: TimeUnit::Microsecond,
+            streams: names.clone(),
+        };
+        let streams = hub.resolve_all(&names).unwrap();
+        let id = hub.register(&target, streams, Instant::now());
+        (hub, id)
+    }
+
+    /// (frames ready to write, frames held) for a connection.
+    fn frames(hub: &mut Hub, id: usize) -> (u64, u64) {
+        let conn = hub.disp.conn_mut(id).unwrap();
+        (conn.frames_pending, conn.held_frames)
+    }
+
+    #[test]
+    fn events_are_rendered_ahead_and_leave_together_at_their_time() {
+        let (mut hub, id) = kline_hub(&["BTCUSDT", "ETHUSDT", "BNBUSDT"]);
+        let ahead = Duration::from_micros(200);
+        let mut pushes = 0;
+        // Walk the market's instants (trades and kline pushes) by hand, as the market task
+        // does: shortly before each, then at it. Bounded: a push comes every 100 ms.
+        for _ in 0..10_000 {
+            let (render_at, on_time) = hub.next_market_due(ahead).unwrap();
+            assert!(!on_time, "rendering ahead need not be on time");
+            let due = render_at + ahead;
+            assert!(hub.advance_market(due - Duration::from_micros(150), ahead, usize::MAX));
+            let (ready, held) = frames(&mut hub, id);
+            assert_eq!(ready, 0, "nothing leaves before its time");
+            assert_eq!(
+                hub.next_market_due(ahead),
+                Some((due, true)),
+                "the release is what comes next"
+            );
+            assert!(hub.advance_market(due, ahead, usize::MAX));
+            assert_eq!(
+                frames(&mut hub, id),
+                (held, 0),
+                "the held frames leave at their time"
+            );
+            if held > 0 {
+                // A kline push: one frame per symbol, rendered together.
+                assert_eq!(held, 3);
+                pushes += 1;
+                if pushes == 3 {
+                    break;
+                }
+            }
+            hub.disp.conn_mut(id).unwrap().frames_pending = 0;
+        }
+        assert_eq!(pushes, 3);
+        let conn = hub.disp.conn_mut(id).unwrap();
+        let text = String::from_utf8_lossy(&conn.out);
+        assert_eq!(text.matches("\"e\":\"kline\"").count(), 3 * 3, "{text}");
+    }
+
+    #[test]
+    fn events_further_than_the_window_are_not_rendered_early() {
+        let (mut hub, id) = kline_hub(&["BTCUSDT"]);
+        let ahead = Duration::from_micros(200);
+        let (render_at, _) = hub.next_market_due(ahead).unwrap();
+        let due = render_at + ahead;
+        let early = due - Duration::from_micros(500);
+        assert!(hub.advance_market(early, ahead, usize::MAX));
+        assert_eq!(frames(&mut hub, id), (0, 0));
+        assert_eq!(hub.next_market_due(ahead), Some((render_at, false)));
+        // Nor closer than the minimum lead: at high rates instants go out as they come.
+        let close = due - MIN_RENDER_LEAD / 2;
+        assert!(hub.advance_market(close, ahead, usize::MAX));
+        assert_eq!(frames(&mut hub, id), (0, 0));
+        assert_eq!(hub.next_market_due(ahead), Some((render_at, false)));
+        // A window of zero renders nothing ahead: events go out when due.
+        assert!(hub.advance_market(due - Duration::from_micros(1), Duration::ZERO, usize::MAX));
+        assert_eq!(frames(&mut hub, id), (0, 0));
     }
 }

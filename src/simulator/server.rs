@@ -50,10 +50,15 @@ const MARKET_SLICE_STEPS: usize = 20_000;
 /// The market task sleeps at most this long, so a new replay subscriber or a stop is
 /// noticed promptly.
 const MAX_IDLE_SLEEP: Duration = Duration::from_millis(50);
-/// The market task sleeps on a timer until this long before the next event is due, then
-/// yields until it is: a timer wake-up comes tens to hundreds of microseconds late on a
-/// busy or virtualised host, and every system measured against the simulator would see
-/// that lateness as its own latency. Bounded: at most this much spinning per due time.
+/// The market task renders the events of an instant this long before it and holds them
+/// until it comes (`Hub::advance_market`), so a burst leaves at its time in one write
+/// per connection instead of one rendering after the other.
+const RENDER_AHEAD: Duration = Duration::from_millis(1);
+/// The market task sleeps on a timer until this long before held events are due (or a
+/// replayed frame), then yields until they are: a timer wake-up comes tens to hundreds
+/// of microseconds late on a busy or virtualised host, and every system measured
+/// against the simulator would see that lateness as its own latency. Bounded: at most
+/// this much spinning per due time.
 const SPIN_BEFORE_DUE: Duration = Duration::from_micros(200);
 /// An HTTP keep-alive connection idle this long is closed.
 const HTTP_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -135,12 +140,12 @@ async fn drive_market(hub: Rc<RefCell<Hub>>) {
                 return;
             }
             let now = Instant::now();
-            let clock = h.clock();
-            let caught_up = h.advance_market(clock.sim_at(now), MARKET_SLICE_STEPS);
-            let replay_due = h.advance_replay(now);
-            let market_due = h.next_market_event_ns().map(|ns| clock.wall_at(ns));
+            let caught_up = h.advance_market(now, RENDER_AHEAD, MARKET_SLICE_STEPS);
+            // A replayed frame is due when it is sent: on time.
+            let replay_due = h.advance_replay(now).map(|at| (at, true));
+            let market_due = h.next_market_due(RENDER_AHEAD);
             let next = match (replay_due, market_due) {
-                (Some(a), Some(b)) => Some(a.min(b)),
+                (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
                 (a, b) => a.or(b),
             };
             (caught_up, next)
@@ -150,9 +155,15 @@ async fn drive_market(hub: Rc<RefCell<Hub>>) {
             continue;
         }
         let now = Instant::now();
-        let wait = next_due.map_or(MAX_IDLE_SLEEP, |t| t.saturating_duration_since(now));
-        if wait > SPIN_BEFORE_DUE {
-            sleep((wait - SPIN_BEFORE_DUE).min(MAX_IDLE_SLEEP)).await;
+        let (due, on_time) = next_due.unwrap_or((now + MAX_IDLE_SLEEP, false));
+        let wait = due.saturating_duration_since(now);
+        let early = if on_time {
+            SPIN_BEFORE_DUE
+        } else {
+            Duration::ZERO
+        };
+        if wait > early {
+            sleep((wait - early).min(MAX_IDLE_SLEEP)).await;
         } else {
             yield_now().await;
         }

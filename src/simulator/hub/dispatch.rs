@@ -38,6 +38,10 @@ pub(super) struct Conn {
     pub(super) out: Vec<u8>,
     /// Data frames in `out`, counted when written.
     pub(super) frames_pending: u64,
+    /// Frames of events rendered ahead of their time, held until it comes
+    /// ([`Dispatcher::release_held`]), and how many data frames they are.
+    pub(super) held: Vec<u8>,
+    pub(super) held_frames: u64,
     pub(super) writer: Option<Waker>,
     pub(super) killer: Option<Waker>,
     pub(super) state: ConnState,
@@ -73,6 +77,8 @@ pub(super) struct Dispatcher {
     pub(super) faults: FaultPlan,
     pub(super) max_outbox_bytes: usize,
     pub(super) stats: Arc<Counters>,
+    /// Data frames go to the connections' `held` buffers instead of their output.
+    pub(super) holding: bool,
 }
 
 impl Dispatcher {
@@ -80,13 +86,14 @@ impl Dispatcher {
         self.conns.get_mut(id).and_then(Option::as_mut)
     }
 
-    /// Appends one data frame for a connection; returns false if the connection is
-    /// gone, closing, or was just dropped for a full outbox.
+    /// Appends one data frame for a connection (to its held frames while the
+    /// dispatcher is holding); returns false if the connection is gone, closing, or was
+    /// just dropped for a full outbox.
     fn push_data(conn: &mut Conn, payload: &[u8], d: DataCtx<'_>) -> bool {
         if !matches!(conn.state, ConnState::Open | ConnState::ShutdownSent { .. }) {
             return false;
         }
-        if conn.out.len() + payload.len() > d.max_outbox_bytes {
+        if conn.out.len() + conn.held.len() + payload.len() > d.max_outbox_bytes {
             conn.state = ConnState::Killed;
             wake(&mut conn.killer);
             wake(&mut conn.writer);
@@ -95,18 +102,48 @@ impl Dispatcher {
         }
         let frame_no = conn.data_frames;
         conn.data_frames += 1;
+        let buf = if d.hold {
+            conn.held_frames += 1;
+            &mut conn.held
+        } else {
+            conn.frames_pending += 1;
+            &mut conn.out
+        };
         match d.faults.malformed(conn.seq, frame_no) {
             Some(damage) => {
                 d.damaged.clear();
                 damage.apply(payload, d.damaged);
-                ws::push_frame(&mut conn.out, ws::OP_TEXT, d.damaged);
+                ws::push_frame(buf, ws::OP_TEXT, d.damaged);
                 Counters::add(&d.stats.malformed_injected, 1);
             }
-            None => ws::push_frame(&mut conn.out, ws::OP_TEXT, payload),
+            None => ws::push_frame(buf, ws::OP_TEXT, payload),
         }
-        conn.frames_pending += 1;
-        wake(&mut conn.writer);
+        if !d.hold {
+            wake(&mut conn.writer);
+        }
         true
+    }
+
+    /// Moves every connection's held frames to its output (one write for all of them)
+    /// and stops holding.
+    pub(super) fn release_held(&mut self) {
+        self.holding = false;
+        for conn in self.conns.iter_mut().flatten() {
+            if conn.held.is_empty() {
+                continue;
+            }
+            if matches!(conn.state, ConnState::Open | ConnState::ShutdownSent { .. }) {
+                if conn.out.is_empty() {
+                    std::mem::swap(&mut conn.out, &mut conn.held);
+                } else {
+                    conn.out.extend_from_slice(&conn.held);
+                }
+                conn.frames_pending += conn.held_frames;
+                wake(&mut conn.writer);
+            }
+            conn.held.clear();
+            conn.held_frames = 0;
+        }
     }
 
     /// Sends a replayed frame to the connections subscribed to its stream.
@@ -124,6 +161,7 @@ impl Dispatcher {
                 damaged: &mut self.damaged,
                 max_outbox_bytes: self.max_outbox_bytes,
                 stats: &self.stats,
+                hold: self.holding,
             };
             Dispatcher::push_data(conn, payload.as_bytes(), ctx);
         }
@@ -136,6 +174,7 @@ struct DataCtx<'a> {
     damaged: &'a mut Vec<u8>,
     max_outbox_bytes: usize,
     stats: &'a Counters,
+    hold: bool,
 }
 
 impl Sink for Dispatcher {
@@ -172,6 +211,7 @@ impl Sink for Dispatcher {
                 damaged: &mut self.damaged,
                 max_outbox_bytes: self.max_outbox_bytes,
                 stats: &self.stats,
+                hold: self.holding,
             };
             Dispatcher::push_data(conn, buf, ctx);
         }
