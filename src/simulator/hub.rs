@@ -681,7 +681,10 @@ impl Hub {
             }
             Ok(used) => {
                 // REST answers from the same state the streams are built from, brought
-                // up to the present first.
+                // up to the present first. While an instant is held (rendered ahead,
+                // not yet sent) the state already holds it: an answer can be up to
+                // `RENDER_AHEAD` (1 ms) ahead of the streams, inside any exchange's race
+                // between its REST and its streams.
                 let now_ns = self.clock.sim_now_ns();
                 self.advance_market_to(now_ns, usize::MAX);
                 let mut r = rest::respond(

@@ -77,7 +77,8 @@ pub(super) struct Dispatcher {
     pub(super) faults: FaultPlan,
     pub(super) max_outbox_bytes: usize,
     pub(super) stats: Arc<Counters>,
-    /// Data frames go to the connections' `held` buffers instead of their output.
+    /// The market's data frames go to the connections' `held` buffers instead of their
+    /// output (set while a market instant is rendered ahead, until its release).
     pub(super) holding: bool,
 }
 
@@ -161,7 +162,9 @@ impl Dispatcher {
                 damaged: &mut self.damaged,
                 max_outbox_bytes: self.max_outbox_bytes,
                 stats: &self.stats,
-                hold: self.holding,
+                // A replayed frame is sent when it is due: never held for a market
+                // instant rendered ahead.
+                hold: false,
             };
             Dispatcher::push_data(conn, payload.as_bytes(), ctx);
         }
