@@ -728,3 +728,46 @@ fn a_sink_that_takes_trades_at_most_once_never_holds_the_shard() {
     );
     assert_eq!(stats.lossy_dropped.get(), 3);
 }
+
+#[test]
+fn a_long_batch_rings_its_parked_sink_part_way_not_only_at_its_flush() {
+    use crate::ring::{arm_all, doorbells_of, thread_waker};
+    let (tx, rx) = ring("t", 1024);
+    let stats = Arc::new(ShardStats::default());
+    let sym = [Symbol::new("BTCUSDT").unwrap()];
+    let mut s = ShardState::new(0, &sym, &[Interval::M1], vec![tx], stats);
+    let bells = doorbells_of(std::slice::from_ref(&rx));
+    let waker = thread_waker();
+    let mut event_us = 1;
+    let mut update = |s: &mut ShardState| {
+        // Updates of the same candle: each one is a live record for the sink.
+        s.on_event(&kline(0, event_us, false), 0);
+        event_us += 1;
+    };
+    update(&mut s);
+    s.flush(0);
+    while rx.pop().is_some() {}
+
+    // The sink parks; the batch goes on past the ring interval without a flush: the
+    // sink is rung for what it has, once per interval.
+    assert!(arm_all(&bells, std::slice::from_ref(&rx), &waker));
+    std::thread::sleep(std::time::Duration::from_nanos(2 * RING_EVERY_NS));
+    update(&mut s);
+    assert_eq!(bells[0].wakeups(), 1, "rung before the batch ended");
+    assert!(matches!(
+        rx.pop().map(|e| e.record),
+        Some(Record::LiveCandle(_))
+    ));
+    assert!(arm_all(&bells, std::slice::from_ref(&rx), &waker));
+    std::thread::sleep(std::time::Duration::from_nanos(2 * RING_EVERY_NS));
+    update(&mut s);
+    assert_eq!(bells[0].wakeups(), 2, "and again an interval later");
+
+    // However short, a batch is rung by the end of its flush.
+    while rx.pop().is_some() {}
+    assert!(arm_all(&bells, std::slice::from_ref(&rx), &waker));
+    let rung_at = bells[0].wakeups();
+    update(&mut s);
+    s.flush(0);
+    assert_eq!(bells[0].wakeups(), rung_at + 1);
+}
