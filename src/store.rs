@@ -10,7 +10,7 @@
 //! counted, while the series already held keep updating, so records from outside (the
 //! bridge) can never grow the store without limit nor push out this instance's own.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Mutex;
 
@@ -95,7 +95,7 @@ struct Series {
 pub struct RecentStore {
     per_series: usize,
     max_series: usize,
-    series: HashMap<(Symbol, Interval), Series>,
+    series: crate::market::FastMap<(Symbol, Interval), Series>,
     gaps: VecDeque<Gap>,
     absences: VecDeque<Gap>,
     pub absences_total: u64,
@@ -115,7 +115,7 @@ impl RecentStore {
         RecentStore {
             per_series: per_series.max(1),
             max_series: DEFAULT_MAX_SERIES,
-            series: HashMap::new(),
+            series: Default::default(),
             gaps: VecDeque::new(),
             absences: VecDeque::new(),
             absences_total: 0,

@@ -107,7 +107,7 @@ enum Slot {
 /// One client's bounded queue of messages waiting to be written.
 pub struct Outbox {
     slots: VecDeque<Slot>,
-    latest: HashMap<Key, (Frame, u64)>,
+    latest: crate::market::FastMap<Key, (Frame, u64)>,
     bound: usize,
 }
 
@@ -127,7 +127,7 @@ impl Outbox {
     pub fn new(bound: usize) -> Outbox {
         Outbox {
             slots: VecDeque::new(),
-            latest: HashMap::new(),
+            latest: Default::default(),
             bound,
         }
     }

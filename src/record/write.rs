@@ -122,15 +122,7 @@ pub fn write_decimal(out: &mut Vec<u8>, d: &Decimal) {
         digits[i] = b'0' + (m % 10) as u8;
         m /= 10;
     }
-    let mut small = m as u64;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (small % 10) as u8;
-        small /= 10;
-        if small == 0 {
-            break;
-        }
-    }
+    let i = crate::digits::write_u64_before(&mut digits, i, m as u64);
     let digits = &digits[i..];
     if scale == 0 {
         out.extend_from_slice(digits);

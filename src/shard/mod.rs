@@ -39,7 +39,6 @@ mod rest;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::candle::{CandleTrack, Gap, KlineOutcome, SeqGate, SeqOutcome};
@@ -100,7 +99,7 @@ impl SymbolSeq {
 /// The state one shard core owns.
 pub struct ShardState {
     index: u16,
-    symbols: HashMap<Symbol, usize>,
+    symbols: crate::market::FastMap<Symbol, usize>,
     interval_slot: [Option<u8>; Interval::ALL.len()],
     timeframes: usize,
     tracks: Vec<CandleTrack>,
