@@ -21,6 +21,9 @@ pub const SYMBOL_MAX_LEN: usize = 24;
 /// per process; no map of this type is keyed by what a client sends.
 pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
+/// A hash set of the same kind (a batch's trade ids).
+pub type FastSet<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;
+
 /// An exchange symbol such as `BTCUSDT`, stored inline (no heap), always upper case.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Symbol {

@@ -5,14 +5,13 @@
 //!
 //! Pure: no sockets, files or clocks. Runs on the writer thread.
 
-use std::collections::{HashMap, HashSet};
 use std::error::Error as StdError;
 
 use bytes::{BufMut, BytesMut};
 use postgres::types::{to_sql_checked, FromSql, IsNull, ToSql, Type};
 
 use crate::candle::Gap;
-use crate::market::{AggTrade, Candle, Decimal, Interval, Symbol, Trade};
+use crate::market::{AggTrade, Candle, Decimal, FastMap, FastSet, Interval, Symbol, Trade};
 use crate::signals::{Direction, Signal, SignalKind};
 
 /// A signal as the database stores it: the indicators rendered once to JSON text, so
@@ -62,10 +61,10 @@ pub struct Batch {
     /// Trades (`trades`) and aggregate trades (`agg_trades`), each id once.
     pub trades: Vec<Trade>,
     pub agg_trades: Vec<AggTrade>,
-    candle_index: HashMap<CandleKey, usize>,
-    signal_index: HashMap<SignalKey, usize>,
-    trade_ids: HashSet<(Symbol, u64)>,
-    agg_trade_ids: HashSet<(Symbol, u64)>,
+    candle_index: FastMap<CandleKey, usize>,
+    signal_index: FastMap<SignalKey, usize>,
+    trade_ids: FastSet<(Symbol, u64)>,
+    agg_trade_ids: FastSet<(Symbol, u64)>,
     /// Rows offered, duplicates included.
     pub offered: u64,
 }

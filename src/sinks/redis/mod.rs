@@ -26,7 +26,6 @@ pub mod bridge;
 pub mod resp;
 pub mod sign;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -358,7 +357,7 @@ pub struct Publisher {
     /// One payload, serialized once and written to each of its channels.
     payload: Vec<u8>,
     /// Latest live candle per series (with its receive time), waiting to be sent.
-    live: HashMap<(Symbol, Interval), (Candle, u64)>,
+    live: crate::market::FastMap<(Symbol, Interval), (Candle, u64)>,
     /// Receive times (monotonic ns) of the records in the pipeline being built.
     pending_recv_ns: Vec<u64>,
     /// (receive, acknowledged) times of published records not yet recorded as
@@ -372,7 +371,7 @@ pub struct Publisher {
     books: Arc<crate::book::board::Board>,
     /// With a trade conflation window: the latest trade of each (symbol, kind) in the
     /// window (with its receive time), and when the window began.
-    held_trades: HashMap<(Symbol, TradeKind), (Record, u64)>,
+    held_trades: crate::market::FastMap<(Symbol, TradeKind), (Record, u64)>,
     trades_since: Option<Instant>,
 }
 
@@ -402,14 +401,14 @@ impl Publisher {
             out: Vec::with_capacity(1 << 20),
             queued: 0,
             payload: Vec::with_capacity(1024),
-            live: HashMap::new(),
+            live: Default::default(),
             pending_recv_ns: Vec::with_capacity(4096),
             acked: Vec::with_capacity(4096),
             record_acks: false,
             live_since: None,
             rate_window: (Instant::now(), 0),
             books: Default::default(),
-            held_trades: HashMap::new(),
+            held_trades: Default::default(),
             trades_since: None,
         }
     }
