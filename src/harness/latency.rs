@@ -13,7 +13,11 @@
 //! measures exchange event time to its own receive time on the host's wall clock.
 //!
 //! Engine-internal stages come from the engine's own histograms, taken as the difference
-//! between the end and the start of the measured window (the warm-up is excluded).
+//! between the end and the start of the measured window (the warm-up is excluded). The
+//! first row, `exchange_send`, is the simulator's: event time → the return of each
+//! socket write of market frames (its pacing, the write, and on loopback the receiver's
+//! TCP input), so that the exchange's share of `exchange_to_recv` is measured, not
+//! assumed.
 //!
 //! Output in `--out DIR`: one `.hgrm` per stage (HdrHistogram percentile distribution,
 //! values in µs), `summary.json`, `latency.svg`; a table on stdout. `--compare
@@ -92,6 +96,9 @@ pub struct LatencyClientArgs {
     pub out: PathBuf,
 }
 
+/// The simulator's own share: event time → the return of the write that carried it
+/// (one value per write; on loopback the receiver's TCP input runs inside that call).
+const SIM_SEND_STAGE: &str = "exchange_send";
 /// A stage the clients measure, outside the engine.
 const WS_CLIENT_STAGE: &str = "exchange_to_dashboard_client";
 const REDIS_CLIENT_STAGE: &str = "exchange_to_redis_subscriber";
@@ -286,6 +293,7 @@ fn measure(
 
     std::thread::sleep(Duration::from_secs_f64(args.warmup));
     let (start, start_hops) = cumulative(&engine);
+    let sent0 = sim.send_late();
     let m0 = messages(&engine);
     let cpu0 = crate::harness::cpu::snapshot();
     let t0 = Instant::now();
@@ -296,8 +304,11 @@ fn measure(
     // Both snapshots lag the recorders by up to a hand-off plus a merge interval, by
     // the same amount at a steady rate: the window is as long as the clients', shifted.
     let (end, end_hops) = cumulative(&engine);
+    let mut sent = sim.send_late();
+    // Cumulative: the start is a prefix of the end.
+    let _ = sent.subtract(&sent0);
 
-    let mut stages: Vec<(String, Histogram<u64>)> = Vec::new();
+    let mut stages: Vec<(String, Histogram<u64>)> = vec![(SIM_SEND_STAGE.into(), sent)];
     for st in Stage::ALL {
         let mut h = end.get(st).clone();
         // The start is a prefix of the end (cumulative), so this cannot underflow.

@@ -70,8 +70,9 @@ pub struct Settings {
 
 /// What a writer task should do next.
 pub enum Output {
-    /// Write the buffer swapped in; it holds this many data frames.
-    Write(u64),
+    /// Write the buffer swapped in; it holds `frames` data frames, the oldest market
+    /// instant among them due at `due` (none: no market frame).
+    Write { frames: u64, due: Option<Instant> },
     /// The close frame went out: shut the socket down.
     Finished,
     /// Dropped: end without writing.
@@ -232,6 +233,7 @@ impl Hub {
             seq: self.next_seq,
             out: Vec::with_capacity(4096),
             frames_pending: 0,
+            due: None,
             held: Vec::new(),
             held_frames: 0,
             writer: None,
@@ -531,7 +533,10 @@ impl Hub {
         }
         std::mem::swap(&mut conn.out, spare);
         let frames = std::mem::take(&mut conn.frames_pending);
-        Poll::Ready(Output::Write(frames))
+        Poll::Ready(Output::Write {
+            frames,
+            due: conn.due.take(),
+        })
     }
 
     /// Resolves when the connection is dropped (or gone).
@@ -557,12 +562,21 @@ impl Hub {
     /// The caller calls again by [`Hub::next_market_due`] to release them.
     pub fn advance_market(&mut self, now: Instant, ahead: Duration, max_steps: usize) -> bool {
         let clock = self.clock;
-        if self.held_until.is_some_and(|(_, at)| at <= now) {
+        if let Some((_, at)) = self.held_until.filter(|(_, at)| *at <= now) {
             self.held_until = None;
-            self.disp.release_held();
+            self.disp.release_held(at);
         }
         let horizon = self.held_until.map_or(clock.sim_at(now), |(ns, _)| ns);
-        if !self.advance_market_to(horizon, max_steps) {
+        // Events rendered now because they are due (not held ahead: the task woke late,
+        // or they were too close to hold) are measured from the oldest one's time.
+        let late_from = self
+            .next_market_event_ns()
+            .filter(|ns| self.held_until.is_none() && *ns <= horizon);
+        let caught_up = self.advance_market_to(horizon, max_steps);
+        if let Some(ns) = late_from {
+            self.disp.mark_due(clock.wall_at(ns));
+        }
+        if !caught_up {
             return false;
         }
         if self.held_until.is_some() {
@@ -1009,5 +1023,50 @@ mod tests {
         // A window of zero renders nothing ahead: events go out when due.
         assert!(hub.advance_market(due - Duration::from_micros(1), Duration::ZERO, usize::MAX));
         assert_eq!(frames(&mut hub, id), (0, 0));
+    }
+
+    #[test]
+    fn a_write_is_measured_from_its_oldest_market_instant_held_or_rendered_late() {
+        let (mut hub, id) = kline_hub(&["BTCUSDT", "ETHUSDT"]);
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut spare = Vec::new();
+        let mut take = |hub: &mut Hub| match hub.take_output(id, &mut spare, &mut cx) {
+            Poll::Ready(Output::Write { frames, due }) => Some((frames, due)),
+            _ => None,
+        };
+        let ahead = Duration::from_micros(200);
+        // Held ahead and released at its time: measured from that time.
+        let mut held = None;
+        for _ in 0..10_000 {
+            let (render_at, _) = hub.next_market_due(ahead).unwrap();
+            let due = render_at + ahead;
+            assert!(hub.advance_market(due - Duration::from_micros(150), ahead, usize::MAX));
+            assert!(hub.advance_market(due, ahead, usize::MAX));
+            if let Some(write) = take(&mut hub) {
+                held = Some((write, due));
+                break;
+            }
+        }
+        let ((frames, due), at) = held.expect("a kline push within the bound");
+        assert_eq!(frames, 2);
+        assert_eq!(due, Some(at));
+        assert_eq!(take(&mut hub), None, "nothing more to write");
+        // Rendered when the task woke 300 µs late (no window): measured from the
+        // instant's own time, so the lateness shows.
+        for _ in 0..10_000 {
+            let (at, _) = hub.next_market_due(Duration::ZERO).unwrap();
+            assert!(hub.advance_market(
+                at + Duration::from_micros(300),
+                Duration::ZERO,
+                usize::MAX
+            ));
+            if let Some((frames, due)) = take(&mut hub) {
+                assert!(frames > 0);
+                assert_eq!(due, Some(at));
+                return;
+            }
+        }
+        panic!("no kline push rendered within the bound");
     }
 }

@@ -473,6 +473,12 @@ impl SimHandle {
         self.counters.snapshot()
     }
 
+    /// For each socket write that carried market events: the event time of the oldest
+    /// of them → the write's return, ns; cumulative since the start.
+    pub fn send_late(&self) -> hdrhistogram::Histogram<u64> {
+        self.counters.send_late.snapshot()
+    }
+
     /// The settings of the synthetic market it serves (none for a replay): a
     /// [`Market`] built from them makes the same events, so a test can rebuild the
     /// exchange's state at any point (its book at an update id).

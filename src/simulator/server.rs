@@ -438,9 +438,13 @@ async fn writer_loop(
     loop {
         let step = poll_fn(|cx| hub.borrow_mut().take_output(id, &mut spare, cx)).await;
         match step {
-            Output::Write(frames) => {
+            Output::Write { frames, due } => {
                 if io.write_all(&spare).await.is_err() {
                     return;
+                }
+                if let Some(due) = due {
+                    let late = Instant::now().saturating_duration_since(due);
+                    counters.send_late.record(late.as_nanos() as u64);
                 }
                 Counters::add(&counters.frames_sent, frames);
                 Counters::add(&counters.bytes_sent, spare.len() as u64);

@@ -3,6 +3,9 @@
 //! through [`SimStats`] snapshots.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use hdrhistogram::Histogram;
 
 /// The live counters, shared between the simulator thread and its handle.
 #[derive(Debug, Default)]
@@ -26,6 +29,39 @@ pub struct Counters {
     pub slow_client_disconnects: AtomicU64,
     pub rest_rejected: AtomicU64,
     pub trades_generated: AtomicU64,
+    /// Market frames' event time → the return of the socket write that carried them,
+    /// ns, one value per write (see [`SendLate`]).
+    pub send_late: SendLate,
+}
+
+/// How late the simulator's own sending is: for each socket write that carries market
+/// events, the time from the event time of the oldest of them to the write's return.
+/// It is the exchange's share of every latency measured against the simulator (its
+/// pacing, its rendering, the write, and on loopback the receiver's TCP input, which the
+/// kernel runs inside the sender's call). Recorded by the simulator thread a few hundred
+/// times a second at most (one value per write, not per frame).
+#[derive(Debug)]
+pub struct SendLate(Mutex<Histogram<u64>>);
+
+impl Default for SendLate {
+    fn default() -> Self {
+        // 1 µs to 1 min at 2 significant digits, like the engine's stages.
+        SendLate(Mutex::new(
+            Histogram::new_with_bounds(1_000, 60_000_000_000, 2).expect("valid bounds"),
+        ))
+    }
+}
+
+impl SendLate {
+    pub fn record(&self, ns: u64) {
+        let mut h = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        h.saturating_record(ns.max(1_000));
+    }
+
+    /// The values so far (cumulative: subtract an earlier snapshot for a window).
+    pub fn snapshot(&self) -> Histogram<u64> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 /// A snapshot of the counters.

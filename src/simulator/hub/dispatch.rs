@@ -38,6 +38,9 @@ pub(super) struct Conn {
     pub(super) out: Vec<u8>,
     /// Data frames in `out`, counted when written.
     pub(super) frames_pending: u64,
+    /// The wall-clock time of the oldest market instant whose frames wait in `out`:
+    /// the writer measures its write against it ([`crate::simulator::stats::SendLate`]).
+    pub(super) due: Option<Instant>,
     /// Frames of events rendered ahead of their time, held until it comes
     /// ([`Dispatcher::release_held`]), and how many data frames they are.
     pub(super) held: Vec<u8>,
@@ -127,7 +130,7 @@ impl Dispatcher {
 
     /// Moves every connection's held frames to its output (one write for all of them)
     /// and stops holding.
-    pub(super) fn release_held(&mut self) {
+    pub(super) fn release_held(&mut self, due: Instant) {
         self.holding = false;
         for conn in self.conns.iter_mut().flatten() {
             if conn.held.is_empty() {
@@ -140,10 +143,21 @@ impl Dispatcher {
                     conn.out.extend_from_slice(&conn.held);
                 }
                 conn.frames_pending += conn.held_frames;
+                conn.due.get_or_insert(due);
                 wake(&mut conn.writer);
             }
             conn.held.clear();
             conn.held_frames = 0;
+        }
+    }
+
+    /// Marks the connections that have data frames waiting and no due time yet with
+    /// `due`: the market instant just rendered when it was due (not held ahead).
+    pub(super) fn mark_due(&mut self, due: Instant) {
+        for conn in self.conns.iter_mut().flatten() {
+            if conn.frames_pending > 0 && conn.due.is_none() {
+                conn.due = Some(due);
+            }
         }
     }
 
