@@ -15,10 +15,12 @@ pub use rust_decimal::Decimal;
 /// 24 leaves room while keeping `Symbol` (and every message carrying it) small.
 pub const SYMBOL_MAX_LEN: usize = 24;
 
-/// A hash map for the per-update lookups (a symbol's slot, a series of the recent store,
-/// a client's conflation key): foldhash, not the standard SipHash, which was about 5 %
-/// of the shard's time at 10,000 updates/s. Its keys are symbols and timeframes, seeded
-/// per process; no map of this type is keyed by what a client sends.
+/// A hash map for the per-record lookups (a symbol's slot, a series of the recent store,
+/// a client's conflation key, the sinks' conflation and de-duplication keys): foldhash,
+/// not the standard SipHash, which was about 5 % of the shard's time at 10,000
+/// updates/s. Seeded per process; its keys are symbols, timeframes and ids from the
+/// exchange's records (or another instance's signed ones), never what a dashboard
+/// client sends.
 pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// A hash set of the same kind (a batch's trade ids).

@@ -98,9 +98,6 @@ pub struct Hub {
     /// The replay's books, for its `/api/v3/depth` (empty without depth snapshots).
     replay_books: super::replay_books::ReplayBooks,
     disp: Dispatcher,
-    /// The market instant (simulated ns, and its wall-clock time) whose events were
-    /// rendered ahead and are held until then.
-    held_until: Option<(i64, Instant)>,
     limiter: WeightLimiter,
     stats: Arc<Counters>,
     stalled: bool,
@@ -156,7 +153,7 @@ impl Hub {
             faults: settings.faults.clone(),
             max_outbox_bytes: settings.max_outbox_bytes,
             stats: stats.clone(),
-            holding: false,
+            held_until: None,
         };
         Hub {
             settings,
@@ -167,7 +164,6 @@ impl Hub {
             replay_started: None,
             replay_books: Default::default(),
             disp,
-            held_until: None,
             limiter: WeightLimiter::new(weight_limit),
             stats,
             stalled: false,
@@ -556,22 +552,22 @@ impl Hub {
     ///
     /// The events of the next market instant, when it is less than `ahead` away (and
     /// more than [`MIN_RENDER_LEAD`]), are rendered now and held until it comes: they
-    /// then leave together, in one write per connection, at their event time. Rendered when due instead, a burst of events at
-    /// one instant would leave one rendering (a few microseconds) after the other, and
-    /// every system measured against the simulator would see that as its own latency.
+    /// then leave together, in one write per connection, at their event time. Rendered
+    /// when due instead, a burst of events at one instant would leave one rendering (a
+    /// few microseconds) after the other, and every system measured against the
+    /// simulator would see that as its own latency.
     /// The caller calls again by [`Hub::next_market_due`] to release them.
     pub fn advance_market(&mut self, now: Instant, ahead: Duration, max_steps: usize) -> bool {
         let clock = self.clock;
-        if let Some((_, at)) = self.held_until.filter(|(_, at)| *at <= now) {
-            self.held_until = None;
-            self.disp.release_held(at);
+        if self.disp.held_until.is_some_and(|(_, at)| at <= now) {
+            self.disp.release_held();
         }
-        let horizon = self.held_until.map_or(clock.sim_at(now), |(ns, _)| ns);
+        let horizon = self.disp.held_until.map_or(clock.sim_at(now), |(ns, _)| ns);
         // Events rendered now because they are due (not held ahead: the task woke late,
         // or they were too close to hold) are measured from the oldest one's time.
         let late_from = self
             .next_market_event_ns()
-            .filter(|ns| self.held_until.is_none() && *ns <= horizon);
+            .filter(|ns| self.disp.held_until.is_none() && *ns <= horizon);
         let caught_up = self.advance_market_to(horizon, max_steps);
         if let Some(ns) = late_from {
             self.disp.mark_due(clock.wall_at(ns));
@@ -579,7 +575,7 @@ impl Hub {
         if !caught_up {
             return false;
         }
-        if self.held_until.is_some() {
+        if self.disp.held_until.is_some() {
             return true;
         }
         let Some(next_ns) = self.next_market_event_ns() else {
@@ -590,8 +586,7 @@ impl Hub {
         if lead < MIN_RENDER_LEAD || lead > ahead {
             return true;
         }
-        self.held_until = Some((next_ns, at));
-        self.disp.holding = true;
+        self.disp.held_until = Some((next_ns, at));
         self.advance_market_to(next_ns, max_steps)
     }
 
@@ -612,7 +607,7 @@ impl Hub {
     /// be on time: releasing held events must (`true`); rendering the next ones ahead of
     /// their time need not (waking late only shortens the lead).
     pub fn next_market_due(&self, ahead: Duration) -> Option<(Instant, bool)> {
-        match self.held_until {
+        match self.disp.held_until {
             Some((_, at)) => Some((at, true)),
             None => self.next_market_event_ns().map(|ns| {
                 let at = self.clock.wall_at(ns);

@@ -7,6 +7,8 @@ use std::sync::Mutex;
 
 use hdrhistogram::Histogram;
 
+use crate::latency::{new_histogram, MAX_TRACKED_NS};
+
 /// The live counters, shared between the simulator thread and its handle.
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -45,17 +47,15 @@ pub struct SendLate(Mutex<Histogram<u64>>);
 
 impl Default for SendLate {
     fn default() -> Self {
-        // 1 µs to 1 min at 2 significant digits, like the engine's stages.
-        SendLate(Mutex::new(
-            Histogram::new_with_bounds(1_000, 60_000_000_000, 2).expect("valid bounds"),
-        ))
+        // The engine's stage range and precision, so the rows compare.
+        SendLate(Mutex::new(new_histogram()))
     }
 }
 
 impl SendLate {
     pub fn record(&self, ns: u64) {
         let mut h = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        h.saturating_record(ns.max(1_000));
+        h.saturating_record(ns.clamp(1, MAX_TRACKED_NS));
     }
 
     /// The values so far (cumulative: subtract an earlier snapshot for a window).

@@ -80,9 +80,10 @@ pub(super) struct Dispatcher {
     pub(super) faults: FaultPlan,
     pub(super) max_outbox_bytes: usize,
     pub(super) stats: Arc<Counters>,
-    /// The market's data frames go to the connections' `held` buffers instead of their
-    /// output (set while a market instant is rendered ahead, until its release).
-    pub(super) holding: bool,
+    /// The market instant (simulated ns, and its wall-clock time) rendered ahead and
+    /// held until then: while it is set, the market's data frames go to the
+    /// connections' `held` buffers instead of their output.
+    pub(super) held_until: Option<(i64, Instant)>,
 }
 
 impl Dispatcher {
@@ -91,7 +92,7 @@ impl Dispatcher {
     }
 
     /// Appends one data frame for a connection (to its held frames while the
-    /// dispatcher is holding); returns false if the connection is gone, closing, or was
+    /// dispatcher holds an instant); returns false if the connection is gone, closing, or was
     /// just dropped for a full outbox.
     fn push_data(conn: &mut Conn, payload: &[u8], d: DataCtx<'_>) -> bool {
         if !matches!(conn.state, ConnState::Open | ConnState::ShutdownSent { .. }) {
@@ -128,10 +129,12 @@ impl Dispatcher {
         true
     }
 
-    /// Moves every connection's held frames to its output (one write for all of them)
-    /// and stops holding.
-    pub(super) fn release_held(&mut self, due: Instant) {
-        self.holding = false;
+    /// Moves every connection's held frames to its output (one write for all of them),
+    /// due at the held instant's time, and stops holding.
+    pub(super) fn release_held(&mut self) {
+        let Some((_, due)) = self.held_until.take() else {
+            return;
+        };
         for conn in self.conns.iter_mut().flatten() {
             if conn.held.is_empty() {
                 continue;
@@ -228,7 +231,7 @@ impl Sink for Dispatcher {
                 damaged: &mut self.damaged,
                 max_outbox_bytes: self.max_outbox_bytes,
                 stats: &self.stats,
-                hold: self.holding,
+                hold: self.held_until.is_some(),
             };
             Dispatcher::push_data(conn, buf, ctx);
         }
