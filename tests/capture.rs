@@ -531,6 +531,9 @@ fn a_rate_limited_capture_waits_before_asking_for_snapshots_again() {
         ..sim_config(&SYMS)
     })
     .expect("simulator starts");
+    // The exchange's weight window is the wall-clock minute and its Retry-After runs
+    // to the minute's end: a capture that crossed a boundary would rightly ask again.
+    wait_for_minute_room(Duration::from_secs(8));
     let out = capture_command(&work.0, &sim, &dir)
         .args([
             "--streams",
@@ -552,4 +555,17 @@ fn a_rate_limited_capture_waits_before_asking_for_snapshots_again() {
         "{stdout}"
     );
     assert_eq!(sim.stats().rest_rejected, 1, "one request, then the wait");
+}
+
+/// Sleeps until at least `room` is left of the current wall-clock minute (at most
+/// `room`), so that a few seconds of requests fall in one weight window.
+fn wait_for_minute_room(room: Duration) {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970");
+    let left =
+        Duration::from_secs(60) - Duration::from_millis((since_epoch.as_millis() % 60_000) as u64);
+    if left < room {
+        std::thread::sleep(left + Duration::from_millis(50));
+    }
 }
