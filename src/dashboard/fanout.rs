@@ -225,7 +225,8 @@ pub const KICK_SHUTDOWN: Kick = Kick {
 /// One WebSocket client as the fan-out sees it.
 pub struct Client {
     pub outbox: RefCell<Outbox>,
-    pub subs: RefCell<Vec<Filter>>,
+    /// Changed only through the [`Hub`] that holds the client, which counts them.
+    subs: RefCell<Vec<Filter>>,
     waker: RefCell<Option<Waker>>,
     kicked: Cell<Option<Kick>>,
 }
@@ -294,16 +295,24 @@ impl Client {
 pub struct Hub {
     clients: RefCell<HashMap<u64, Rc<Client>>>,
     next_id: Cell<u64>,
+    /// Subscriptions per topic over every client held (by [`Topic::index`]), so a record
+    /// of a topic nobody follows costs one look, not a scan of every client.
+    topic_subs: [Cell<usize>; Topic::COUNT],
     pub stats: std::sync::Arc<DashboardStats>,
     /// The dashboard core's stage latencies (`ring_hop`, `recv_to_dashboard_send`).
     pub latency: RefCell<Option<crate::latency::Recorder>>,
 }
+
+/// A subscription refused: the client holds its limit already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooManySubscriptions;
 
 impl Hub {
     pub fn new(stats: std::sync::Arc<DashboardStats>) -> Hub {
         Hub {
             clients: RefCell::new(HashMap::new()),
             next_id: Cell::new(0),
+            topic_subs: Default::default(),
             stats,
             latency: RefCell::new(None),
         }
@@ -320,6 +329,9 @@ impl Hub {
     pub fn add(&self, client: Rc<Client>) -> u64 {
         let id = self.next_id.get();
         self.next_id.set(id + 1);
+        for f in client.subs.borrow().iter() {
+            self.count(f.topic, 1);
+        }
         self.clients.borrow_mut().insert(id, client);
         self.stats.active_clients.set(self.len() as u64);
         self.stats.clients_total.inc();
@@ -327,8 +339,54 @@ impl Hub {
     }
 
     pub fn remove(&self, id: u64) {
-        self.clients.borrow_mut().remove(&id);
+        if let Some(client) = self.clients.borrow_mut().remove(&id) {
+            for f in client.subs.borrow().iter() {
+                self.count(f.topic, -1);
+            }
+        }
         self.stats.active_clients.set(self.len() as u64);
+    }
+
+    /// Adds `filter` to a client this hub holds (already there: nothing changes), unless
+    /// it has `max` subscriptions.
+    pub fn subscribe(
+        &self,
+        client: &Client,
+        filter: Filter,
+        max: usize,
+    ) -> Result<(), TooManySubscriptions> {
+        let mut subs = client.subs.borrow_mut();
+        if subs.contains(&filter) {
+            return Ok(());
+        }
+        if subs.len() >= max {
+            return Err(TooManySubscriptions);
+        }
+        subs.push(filter);
+        self.count(filter.topic, 1);
+        Ok(())
+    }
+
+    /// Removes every subscription of a client this hub holds that `filter` covers (its
+    /// topic, and its symbol and timeframe where it names them); returns how many.
+    pub fn unsubscribe(&self, client: &Client, filter: Filter) -> usize {
+        let mut subs = client.subs.borrow_mut();
+        let before = subs.len();
+        subs.retain(|s| {
+            !(s.topic == filter.topic
+                && (filter.symbol.is_none() || s.symbol == filter.symbol)
+                && (filter.interval.is_none() || s.interval == filter.interval))
+        });
+        let removed = before - subs.len();
+        for _ in 0..removed {
+            self.count(filter.topic, -1);
+        }
+        removed
+    }
+
+    fn count(&self, topic: Topic, by: isize) {
+        let n = &self.topic_subs[topic.index()];
+        n.set(n.get().saturating_add_signed(by));
     }
 
     /// Asks every client to close (their tasks send the close frame).
@@ -340,10 +398,7 @@ impl Hub {
 
     /// Is anyone subscribed to `topic` (so the broadcast is worth serializing)?
     pub fn any_subscriber(&self, topic: Topic) -> bool {
-        self.clients
-            .borrow()
-            .values()
-            .any(|c| c.subs.borrow().iter().any(|f| f.topic == topic))
+        self.topic_subs[topic.index()].get() > 0
     }
 
     /// Queues `msg` for every client subscribed to it. `key` conflates; `supersedes`
@@ -437,6 +492,57 @@ mod tests {
         assert_eq!(o.push(text("3"), None), Err(Overflow));
         assert_eq!(o.push(text("2b"), Some(Key::Status)), Ok(Pushed::Conflated));
         assert_eq!(o.len(), 2);
+    }
+
+    #[test]
+    fn the_hub_knows_which_topics_have_subscribers_as_clients_come_change_and_go() {
+        let hub = Hub::new(std::sync::Arc::new(DashboardStats::default()));
+        let btc = Symbol::new("BTCUSDT").unwrap();
+        let btc_trades = Filter {
+            topic: Topic::Trades,
+            symbol: Some(btc),
+            interval: None,
+        };
+        let a = Rc::new(Client::new(8, vec![Filter::all(Topic::Signals)]));
+        let b = Rc::new(Client::new(8, vec![Filter::all(Topic::Signals)]));
+        assert!(!hub.any_subscriber(Topic::Signals), "nobody connected yet");
+        let a_id = hub.add(a.clone());
+        let b_id = hub.add(b.clone());
+        assert!(hub.any_subscriber(Topic::Signals));
+        assert!(!hub.any_subscriber(Topic::Trades));
+        // A repeated subscription is one subscription; the limit refuses a new one.
+        assert_eq!(hub.subscribe(&a, btc_trades, 8), Ok(()));
+        assert_eq!(hub.subscribe(&a, btc_trades, 8), Ok(()));
+        assert_eq!(
+            hub.subscribe(&b, Filter::all(Topic::Book), 1),
+            Err(TooManySubscriptions)
+        );
+        assert!(hub.any_subscriber(Topic::Trades));
+        assert!(!hub.any_subscriber(Topic::Book));
+        assert_eq!(hub.unsubscribe(&a, Filter::all(Topic::Trades)), 1);
+        assert_eq!(hub.unsubscribe(&a, Filter::all(Topic::Trades)), 0);
+        assert!(!hub.any_subscriber(Topic::Trades));
+        // The last subscriber leaving, by unsubscribing or by disconnecting.
+        assert_eq!(hub.unsubscribe(&a, Filter::all(Topic::Signals)), 1);
+        assert!(
+            hub.any_subscriber(Topic::Signals),
+            "b still follows signals"
+        );
+        hub.subscribe(&b, btc_trades, 8).unwrap();
+        hub.remove(b_id);
+        assert!(!hub.any_subscriber(Topic::Signals));
+        assert!(!hub.any_subscriber(Topic::Trades));
+        hub.remove(a_id);
+        hub.remove(a_id);
+        for topic in [
+            Topic::Signals,
+            Topic::Candles,
+            Topic::Status,
+            Topic::Book,
+            Topic::Trades,
+        ] {
+            assert!(!hub.any_subscriber(topic), "{topic:?}");
+        }
     }
 
     #[test]

@@ -25,6 +25,15 @@ pub enum Topic {
 }
 
 impl Topic {
+    /// How many topics there are: [`Topic::index`] is below it (checked below against
+    /// the last variant).
+    pub const COUNT: usize = 5;
+
+    /// A dense index, for per-topic tables.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Topic::Signals => "signals",
@@ -46,6 +55,8 @@ impl Topic {
         }
     }
 }
+
+const _: () = assert!(Topic::Trades as usize + 1 == Topic::COUNT);
 
 /// One subscription: a topic, optionally narrowed to a symbol and a timeframe.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

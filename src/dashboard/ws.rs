@@ -326,16 +326,11 @@ async fn answer(server: &Server, client: &Client, text: &str) -> String {
             protocol::error_message(&why)
         }
         Ok(Command::Subscribe(f)) => {
-            let mut subs = client.subs.borrow_mut();
-            if !subs.contains(&f) {
-                if subs.len() >= MAX_SUBSCRIPTIONS {
-                    return protocol::error_message(&format!(
-                        "too many subscriptions: at most {MAX_SUBSCRIPTIONS} per connection"
-                    ));
-                }
-                subs.push(f);
+            if server.hub.subscribe(client, f, MAX_SUBSCRIPTIONS).is_err() {
+                return protocol::error_message(&format!(
+                    "too many subscriptions: at most {MAX_SUBSCRIPTIONS} per connection"
+                ));
             }
-            drop(subs);
             if f.topic == Topic::Status {
                 // The current status at once, so a new subscriber need not wait a whole
                 // interval; queued before the acknowledgement.
@@ -344,15 +339,8 @@ async fn answer(server: &Server, client: &Client, text: &str) -> String {
             f.to_json("subscribed").to_string()
         }
         Ok(Command::Unsubscribe(f)) => {
-            let mut subs = client.subs.borrow_mut();
-            let before = subs.len();
-            subs.retain(|s| {
-                !(s.topic == f.topic
-                    && (f.symbol.is_none() || s.symbol == f.symbol)
-                    && (f.interval.is_none() || s.interval == f.interval))
-            });
             let mut reply = f.to_json("unsubscribed");
-            reply["removed"] = json!(before - subs.len());
+            reply["removed"] = json!(server.hub.unsubscribe(client, f));
             reply.to_string()
         }
         Ok(Command::GetSignals(q)) => match server.ctx.list_signals(q).await {
