@@ -122,7 +122,7 @@ pub fn run(args: DemoArgs, mut config: Config) -> anyhow::Result<()> {
     while !engine::signalled()
         && (args.seconds == 0 || started.elapsed() < Duration::from_secs(args.seconds))
     {
-        std::thread::sleep(
+        engine::wait_for_signal(
             next.saturating_duration_since(Instant::now())
                 .min(Duration::from_millis(100)),
         );

@@ -11,7 +11,7 @@
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -686,9 +686,27 @@ fn sink_roles(
 
 /// Set by SIGINT/SIGTERM.
 static SIGNALLED: AtomicBool = AtomicBool::new(false);
+/// The pipe the signal handler writes a byte to (read end, write end; -1 until it
+/// exists), so a thread waiting for the signal sleeps in `poll` instead of polling the
+/// flag: an idle engine's main thread does not wake at all.
+static SIGNAL_PIPE: [AtomicI32; 2] = [AtomicI32::new(-1), AtomicI32::new(-1)];
+/// How often [`wait_for_signal`] looks at the flag when the pipe could not be made.
+const SIGNAL_POLL: Duration = Duration::from_millis(100);
 
 extern "C" fn on_signal(_: libc::c_int) {
-    if SIGNALLED.swap(true, Ordering::Relaxed) {
+    let first = !SIGNALLED.swap(true, Ordering::Relaxed);
+    let fd = SIGNAL_PIPE[1].load(Ordering::Relaxed);
+    if first && fd >= 0 {
+        // SAFETY: write(2) is async-signal-safe; the descriptor is the pipe's write end,
+        // non-blocking, so a full pipe cannot stall the handler. The interrupted code's
+        // errno is put back, as a handler must.
+        unsafe {
+            let errno = *libc::__errno_location();
+            libc::write(fd, b"!".as_ptr().cast(), 1);
+            *libc::__errno_location() = errno;
+        }
+    }
+    if !first {
         // A second Ctrl-C: the operator will not wait for the orderly stop.
         const NOTE: &[u8] = b"second signal: exiting at once (unwritten records stay in the rings; the next start backfills them)\n";
         // SAFETY: write(2) and _exit(2) are async-signal-safe.
@@ -701,6 +719,14 @@ extern "C" fn on_signal(_: libc::c_int) {
 
 /// Routes SIGINT and SIGTERM to a flag that [`wait_for_signal`] watches.
 pub fn install_signal_handlers() {
+    if SIGNAL_PIPE[0].load(Ordering::Relaxed) < 0 {
+        let mut fds = [-1; 2];
+        // SAFETY: pipe2(2) writes two descriptors into the array it is given.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } == 0 {
+            SIGNAL_PIPE[1].store(fds[1], Ordering::Relaxed);
+            SIGNAL_PIPE[0].store(fds[0], Ordering::Relaxed);
+        }
+    }
     let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe {
@@ -712,6 +738,29 @@ pub fn install_signal_handlers() {
 /// True once SIGINT or SIGTERM arrived.
 pub fn signalled() -> bool {
     SIGNALLED.load(Ordering::Relaxed)
+}
+
+/// Sleeps until SIGINT or SIGTERM arrives (true) or `timeout` passes (false). A signal
+/// that came before the call, or between the look at the flag and the sleep, left its
+/// byte in the pipe: the sleep then ends at once.
+pub fn wait_for_signal(timeout: Duration) -> bool {
+    if signalled() {
+        return true;
+    }
+    let fd = SIGNAL_PIPE[0].load(Ordering::Relaxed);
+    if fd < 0 {
+        std::thread::sleep(timeout.min(SIGNAL_POLL));
+        return signalled();
+    }
+    let mut wake = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = timeout.as_millis().clamp(1, i32::MAX as u128) as i32;
+    // SAFETY: one valid pollfd; an interrupted or failed poll just returns early.
+    unsafe { libc::poll(&mut wake, 1, ms) };
+    signalled()
 }
 
 /// Startup notes about optional services (docs/api.md, "Configuration").
@@ -758,9 +807,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     install_signal_handlers();
     let mut engine = Engine::start(&config, &layout)?;
     tracing::info!(dashboard = %engine.dashboard_addr(), shards = layout.shards.len(), "engine running");
-    while !signalled() {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    while !wait_for_signal(Duration::from_secs(3600)) {}
     tracing::info!("stopping (Ctrl-C again to exit at once)");
     let before = engine.status().snapshot();
     engine.shutdown();

@@ -153,6 +153,19 @@ fn run_follows_an_external_simulator_and_stops_on_sigterm() {
                 support::http_get(dashboard, "/api/candles?symbol=BTCUSDT&timeframe=1m");
             code == 200 && body.contains("\"closed\":true")
         });
+    // The main thread waits for the signal asleep: it does not wake to look for it.
+    let main_wakes = || {
+        let status = std::fs::read_to_string(format!("/proc/{0}/task/{0}/status", child.0.id()))
+            .expect("the child's status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .expect("voluntary_ctxt_switches")
+    };
+    let before = main_wakes();
+    std::thread::sleep(Duration::from_secs(2));
+    let woke = main_wakes() - before;
     // SAFETY: kill(2) on our own child's pid.
     unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -168,6 +181,10 @@ fn run_follows_an_external_simulator_and_stops_on_sigterm() {
     assert!(ready, "the engine never became ready");
     assert_eq!(echo, 426, "/ws/echo with --conformance-echo");
     assert!(closed, "no closed candle served");
+    assert!(
+        woke <= 2,
+        "the main thread woke {woke} times in 2 s of waiting for a signal"
+    );
     let status = status.expect("run stops within 15 s of SIGTERM");
     assert!(status.success(), "run exit status {status}");
 }
