@@ -603,8 +603,9 @@ impl Engine {
             let _ = h.join();
         }
         // Last: the roles handed their final figures over as they stopped.
-        self.collector_stop.store(true, Ordering::Relaxed);
+        self.collector_stop.store(true, Ordering::Release);
         if let Some(h) = self.collector.take() {
+            h.thread().unpark();
             let _ = h.join();
         }
     }

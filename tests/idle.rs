@@ -36,9 +36,11 @@ fn an_idle_engine_with_its_feed_connected_sleeps() {
     );
     // Let the warm start's REST answers and the first hand-offs settle.
     std::thread::sleep(Duration::from_secs(1));
+    let collector_before = wakes_of("latency-collect");
     let before = cpu::snapshot();
     std::thread::sleep(WINDOW);
     let after = cpu::snapshot();
+    let collector_woke = wakes_of("latency-collect") - collector_before;
     let roles = cpu::by_role(&before, &after);
     // The dashboard has a thread of its own unless the layout put it on the shard's
     // executor (the default on a small machine), where its time counts as the shard's.
@@ -51,9 +53,37 @@ fn an_idle_engine_with_its_feed_connected_sleeps() {
     );
     let share = roles.values().sum::<f64>() / WINDOW.as_secs_f64();
     eprintln!("idle engine: {:.3} % of a core, {roles:?}", share * 100.0);
+    // Once per collection interval (1 s), not several times a second to look for stop.
+    assert!(
+        collector_woke <= WINDOW.as_secs() + 2,
+        "the latency collector woke {collector_woke} times in {WINDOW:?}"
+    );
     assert!(
         share < MAX_IDLE_SHARE,
         "an idle engine used {:.2} % of a core: {roles:?}",
         share * 100.0
     );
+}
+
+/// Voluntary context switches so far of this process's threads named `name` (the kernel
+/// keeps the first 15 bytes of a thread's name).
+fn wakes_of(name: &str) -> u64 {
+    let mut total = 0;
+    let mut found = false;
+    for task in std::fs::read_dir("/proc/self/task").expect("/proc/self/task") {
+        let dir = task.expect("a task").path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if comm.trim_end() != name {
+            continue;
+        }
+        let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
+        total += status
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        found = true;
+    }
+    assert!(found, "no thread named {name}");
+    total
 }

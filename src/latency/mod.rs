@@ -16,7 +16,7 @@ pub mod report;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
 use hdrhistogram::Histogram;
@@ -79,8 +79,6 @@ pub const HANDOFF_INTERVAL: Duration = Duration::from_millis(500);
 pub const COLLECT_INTERVAL: Duration = Duration::from_secs(1);
 /// The "recent" window of `/api/performance`, in collector intervals (seconds).
 pub const WINDOW_SECONDS: usize = 10;
-/// How often the collector thread checks its stop flag while it waits.
-const STOP_POLL: Duration = Duration::from_millis(200);
 /// Filled histogram sets that may wait for the collector per recorder; when full, the
 /// recorder keeps accumulating into its current set (nothing is lost, only merged later).
 const HANDOFF_SLOTS: usize = 4;
@@ -415,16 +413,20 @@ impl Collector {
 
     /// Runs [`Collector::collect`] every [`COLLECT_INTERVAL`] until `stop`, then once more;
     /// each run also samples the process's memory and CPU from `/proc` (here, on the
-    /// control plane, so `/metrics` reads no file on the dashboard's executor).
+    /// control plane, so `/metrics` reads no file on the dashboard's executor). The
+    /// thread sleeps a whole interval: whoever sets `stop` unparks it.
     pub fn spawn(mut self, stop: Arc<AtomicBool>) -> std::io::Result<std::thread::JoinHandle<()>> {
         std::thread::Builder::new()
             .name("latency-collector".into())
             .spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    let mut slept = Duration::ZERO;
-                    while slept < COLLECT_INTERVAL && !stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(STOP_POLL);
-                        slept += STOP_POLL;
+                while !stop.load(Ordering::Acquire) {
+                    let due = Instant::now() + COLLECT_INTERVAL;
+                    loop {
+                        let now = Instant::now();
+                        if now >= due || stop.load(Ordering::Acquire) {
+                            break;
+                        }
+                        std::thread::park_timeout(due - now);
                     }
                     self.collect_with(Some(crate::metrics::ProcessSample::read()));
                 }
