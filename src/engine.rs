@@ -591,6 +591,7 @@ impl Engine {
             let _ = h.join();
         }
         if let Some(h) = self.rest.take() {
+            h.thread().unpark();
             let _ = h.join();
         }
         if let Some(s) = self.sink_stop.take() {

@@ -37,10 +37,12 @@ fn an_idle_engine_with_its_feed_connected_sleeps() {
     // Let the warm start's REST answers and the first hand-offs settle.
     std::thread::sleep(Duration::from_secs(1));
     let collector_before = wakes_of("latency-collect");
+    let rest_before = wakes_of("rest");
     let before = cpu::snapshot();
     std::thread::sleep(WINDOW);
     let after = cpu::snapshot();
     let collector_woke = wakes_of("latency-collect") - collector_before;
+    let rest_woke = wakes_of("rest") - rest_before;
     let roles = cpu::by_role(&before, &after);
     // The dashboard has a thread of its own unless the layout put it on the shard's
     // executor (the default on a small machine), where its time counts as the shard's.
@@ -57,6 +59,12 @@ fn an_idle_engine_with_its_feed_connected_sleeps() {
     assert!(
         collector_woke <= WINDOW.as_secs() + 2,
         "the latency collector woke {collector_woke} times in {WINDOW:?}"
+    );
+    // With nothing to fetch, at most once a second (its longest sleep); a request or the
+    // stop would unpark it.
+    assert!(
+        rest_woke <= WINDOW.as_secs() + 2,
+        "the REST thread woke {rest_woke} times in {WINDOW:?}"
     );
     assert!(
         share < MAX_IDLE_SHARE,

@@ -84,8 +84,10 @@ pub const ABSENCE_CHECK_DELAY: Duration = Duration::from_secs(3);
 /// Spans waiting for their second look; past this a check is queued at once (the
 /// scheduler still paces it), so memory stays bounded during a long empty stretch.
 pub const MAX_PENDING_CHECKS: usize = 4096;
-/// How often an idle thread looks for requests and for the stop flag.
-pub(crate) const IDLE_POLL: Duration = Duration::from_millis(100);
+/// The longest an idle thread sleeps. A shard that queues a request and the engine's
+/// stop unpark it sooner, and its retries and second looks set its alarm; this only
+/// bounds what a missed wake-up could cost.
+pub(crate) const IDLE_POLL: Duration = Duration::from_secs(1);
 
 /// Filling a range live data has passed is urgent; history and open-ended catch-up
 /// are not.

@@ -149,14 +149,14 @@ impl Thread {
             let hold = self.scheduler.hold(wall, mono);
             self.stats.blocked.set(u64::from(hold == Hold::RetryAfter));
             match self.scheduler.next(wall, mono) {
-                // A shard with urgent work (a book's snapshot) wakes it early.
-                Next::Idle => std::thread::park_timeout(IDLE_POLL),
+                // A shard that queues a request, and the stop, unpark it sooner.
+                Next::Idle => std::thread::park_timeout(self.idle_wait(Instant::now())),
                 Next::Wait(ms) => {
                     if hold == Hold::Budget && !was_budget_held {
                         self.stats.budget_waits.inc();
                     }
                     was_budget_held = hold == Hold::Budget;
-                    std::thread::sleep(IDLE_POLL.min(Duration::from_millis(ms.max(1))));
+                    std::thread::park_timeout(IDLE_POLL.min(Duration::from_millis(ms.max(1))));
                 }
                 Next::Send(Task::Candles(job)) => {
                     was_budget_held = false;
@@ -182,6 +182,17 @@ impl Thread {
             tracing::error!(error = %cause, more = n, window_s = super::repeats::WINDOW.as_secs(),
                 "{n} more REST requests failed for good the same way (gaps stay open; warm starts warm from live candles)");
         }
+    }
+
+    /// How long to sleep with nothing queued: until the next retry or second look is
+    /// due, at most [`IDLE_POLL`].
+    fn idle_wait(&self, now: Instant) -> Duration {
+        self.retries
+            .iter()
+            .chain(&self.checks)
+            .map(|(at, _)| at.saturating_duration_since(now))
+            .min()
+            .map_or(IDLE_POLL, |due| due.min(IDLE_POLL))
     }
 
     /// Queues the retries and the second looks due at `now`.

@@ -137,8 +137,8 @@ pub struct ShardLink {
     pub book_answers: Arc<ArrayQueue<BookAnswer>>,
     /// Rung after each delivery: wakes the shard's flusher, which applies them.
     pub delivered: crate::ring::Doorbell,
-    /// The REST thread, once it runs: a shard that asks for something urgent wakes it
-    /// ([`ShardLink::wake_rest`]) rather than waiting for its next idle poll.
+    /// The REST thread, once it runs: a shard that queues a request or a book request
+    /// wakes it ([`ShardLink::wake_rest`]); an idle REST thread sleeps until then.
     pub rest_thread: Arc<std::sync::OnceLock<std::thread::Thread>>,
 }
 

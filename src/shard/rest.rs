@@ -197,6 +197,7 @@ impl ShardState {
                 continue;
             };
             if link.requests.push(request).is_ok() {
+                link.wake_rest();
                 self.stats.trade_backfill(kind).requests.inc();
             } else {
                 self.trade_retries.push(request);
@@ -354,6 +355,7 @@ impl ShardState {
         };
         let counters = self.stats.trade_backfill(kind);
         if link.requests.push(req).is_ok() {
+            link.wake_rest();
             counters.requests.inc();
         } else {
             counters.requests_dropped.inc();
@@ -374,6 +376,7 @@ impl ShardState {
         };
         let asked = link.requests.push(req).is_ok();
         if asked {
+            link.wake_rest();
             self.stats.backfill_requests.inc();
         } else {
             self.stats.backfill_requests_dropped.inc();

@@ -530,3 +530,32 @@ fn trade_pages_are_delivered_and_walked_to_the_end_of_the_hole() {
         "a hole is urgent, like a candle gap"
     );
 }
+
+/// With nothing queued the thread sleeps until its next retry or second look is due,
+/// never longer than its longest sleep (a request or the stop unparks it sooner).
+#[test]
+fn an_idle_thread_sleeps_until_its_next_retry_or_second_look() {
+    let (mut t, _link) = thread(0, None);
+    let now = Instant::now();
+    assert_eq!(
+        t.idle_wait(now),
+        IDLE_POLL,
+        "nothing due: the longest sleep"
+    );
+    t.checks
+        .push((now + Duration::from_millis(700), job(range(2, Some(4)))));
+    assert_eq!(t.idle_wait(now), Duration::from_millis(700));
+    t.retries
+        .push((now + Duration::from_millis(250), job(range(0, Some(1)))));
+    assert_eq!(t.idle_wait(now), Duration::from_millis(250));
+    assert_eq!(
+        t.idle_wait(now + Duration::from_secs(1)),
+        Duration::ZERO,
+        "overdue: no sleep"
+    );
+    t.retries.clear();
+    t.checks
+        .push((now + Duration::from_secs(60), job(range(5, Some(6)))));
+    t.checks.remove(0);
+    assert_eq!(t.idle_wait(now), IDLE_POLL, "a far one: the longest sleep");
+}
