@@ -743,7 +743,8 @@ pub fn signalled() -> bool {
     SIGNALLED.load(Ordering::Relaxed)
 }
 
-/// Sleeps until SIGINT or SIGTERM arrives (true) or `timeout` passes (false). A signal
+/// Sleeps until SIGINT or SIGTERM arrives (true) or `timeout` passes (false; a timeout
+/// past `poll`'s range, about 24 days, is cut to it: `Duration::MAX` waits). A signal
 /// that came before the call, or between the look at the flag and the sleep, left its
 /// byte in the pipe: the sleep then ends at once.
 pub fn wait_for_signal(timeout: Duration) -> bool {
@@ -810,7 +811,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     install_signal_handlers();
     let mut engine = Engine::start(&config, &layout)?;
     tracing::info!(dashboard = %engine.dashboard_addr(), shards = layout.shards.len(), "engine running");
-    while !wait_for_signal(Duration::from_secs(3600)) {}
+    while !wait_for_signal(Duration::MAX) {}
     tracing::info!("stopping (Ctrl-C again to exit at once)");
     let before = engine.status().snapshot();
     engine.shutdown();

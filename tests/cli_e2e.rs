@@ -154,15 +154,8 @@ fn run_follows_an_external_simulator_and_stops_on_sigterm() {
             code == 200 && body.contains("\"closed\":true")
         });
     // The main thread waits for the signal asleep: it does not wake to look for it.
-    let main_wakes = || {
-        let status = std::fs::read_to_string(format!("/proc/{0}/task/{0}/status", child.0.id()))
-            .expect("the child's status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
-            .and_then(|n| n.trim().parse::<u64>().ok())
-            .expect("voluntary_ctxt_switches")
-    };
+    let main_task = std::path::PathBuf::from(format!("/proc/{0}/task/{0}", child.0.id()));
+    let main_wakes = || support::voluntary_switches(&main_task).expect("the child's main thread");
     let before = main_wakes();
     std::thread::sleep(Duration::from_secs(2));
     let woke = main_wakes() - before;

@@ -84,12 +84,7 @@ fn wakes_of(name: &str) -> u64 {
         if comm.trim_end() != name {
             continue;
         }
-        let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
-        total += status
-            .lines()
-            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
-            .and_then(|n| n.trim().parse::<u64>().ok())
-            .unwrap_or(0);
+        total += voluntary_switches(&dir).unwrap_or(0);
         found = true;
     }
     assert!(found, "no thread named {name}");

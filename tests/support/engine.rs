@@ -101,6 +101,17 @@ pub fn start(
     }
 }
 
+/// How many times a thread has gone to sleep of its own accord so far (its voluntary
+/// context switches), from its `/proc/<pid>/task/<tid>` directory; `None` when the
+/// thread is gone.
+pub fn voluntary_switches(task_dir: &std::path::Path) -> Option<u64> {
+    std::fs::read_to_string(task_dir.join("status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|n| n.trim().parse().ok())
+}
+
 /// Polls `cond` every 20 ms until it holds or `timeout` passes; returns whether it held.
 pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
