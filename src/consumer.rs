@@ -7,13 +7,23 @@
 //!
 //! Event-driven, not timed: after a turn, a consumer whose rings are empty parks on
 //! their doorbells ([`crate::ring`]) until a producer rings, the handler's own deadline
-//! comes ([`Next::At`]: a batch timeout, a reconnect), or [`STOP_POLL`] passes. An idle
-//! consumer therefore costs a few wake-ups a second, and a record's hop is one wake-up,
-//! not a timer period. With `busy_poll` (isolated cores only) it never parks: it spins
-//! on its rings, the lowest hop at the price of a whole core.
+//! comes ([`Next::At`]: a batch timeout, a reconnect) or the stop is requested. A
+//! thread also wakes every [`STOP_POLL`] (the engine rings its sinks at stop, so that
+//! is a backstop); a glommio task waits for the [`Stop`] itself and has no poll. A
+//! record's hop is one wake-up, not a timer period. With `busy_poll` (isolated cores
+//! only) it never parks: it spins on its rings, the lowest hop at the price of a whole
+//! core.
+//!
+//! Also here, for every task that waits: [`Stop`], a stop request that wakes its
+//! waiters on any thread, and [`LocalEvent`], a wake-up between two tasks of one
+//! executor (a feed connection and its supervisor).
 
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::Poll;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::clock::mono_ns;
@@ -22,10 +32,14 @@ use crate::ring::{
     arm_all, arm_all_unless, disarm_all, doorbells_of, thread_waker, Consumer, Doorbell,
 };
 
-/// The longest a parked consumer sleeps without a ring or a deadline: how soon it
-/// notices the stop flag when nobody rings it (the engine rings its sinks at stop).
+/// The longest a parked consumer thread sleeps without a ring or a deadline: how soon
+/// it notices the stop flag when nobody rings it (the engine rings its sinks at stop).
 /// Four wake-ups a second cost nothing measurable.
 pub const STOP_POLL: Duration = Duration::from_millis(250);
+
+/// How long a glommio consumer parks with nothing to wait for but records and the stop
+/// (which wakes it): its timer has to be set to something.
+const NO_DEADLINE: Duration = Duration::from_secs(3600);
 
 /// When the handler next needs a turn without new records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -186,17 +200,18 @@ pub fn run_thread<T: Stamped, C: Consume<T>>(
     }
 }
 
-/// Runs `consume` as a task on the current glommio executor until `stop` is set and the
-/// rings are empty. After a turn with records it yields, so the executor's other tasks
-/// (the dashboard's client writers) run between batches.
+/// Runs `consume` as a task on the current glommio executor until `stop` is requested
+/// and the rings are empty. After a turn with records it yields, so the executor's other
+/// tasks (the dashboard's client writers) run between batches. Idle, it sleeps until a
+/// ring, its own deadline or the stop wakes it: no stop poll.
 pub async fn run_local<T: Stamped, C: Consume<T>>(
     mut rings: Rings<T>,
-    stop: &AtomicBool,
+    stop: &Stop,
     consume: &mut C,
 ) {
     let mut park = LocalPark::new();
     loop {
-        let stopping = stop.load(Ordering::Acquire);
+        let stopping = stop.requested();
         let (took, next) = rings.turn(consume, stopping);
         if stopping && !took && rings.all_empty() {
             consume.finish();
@@ -210,10 +225,13 @@ pub async fn run_local<T: Stamped, C: Consume<T>>(
             futures_lite::future::yield_now().await;
             continue;
         }
-        let wait = sleep_for(next, Instant::now());
+        let wait = match next {
+            Next::At(t) => t.saturating_duration_since(Instant::now()),
+            _ => NO_DEADLINE,
+        };
         let Rings { bells, rings, .. } = &rings;
-        park.wait(bells, || rings.iter().any(|r| !r.is_empty()), wait)
-            .await;
+        let has_work = || rings.iter().any(|r| !r.is_empty());
+        futures_lite::future::or(park.wait(bells, has_work, wait), stop.wait()).await;
     }
 }
 
@@ -277,6 +295,165 @@ impl LocalPark {
     }
 }
 
+/// A stop request that wakes whoever waits for it, on any executor or thread: tasks
+/// wait for it instead of polling a flag on a timer.
+///
+/// No lost wake-up: [`Stop::request`] sets the flag and then takes the waiters under
+/// the lock; a waiter registers under the lock and then reads the flag. Either the
+/// request finds the waiter registered, or the waiter's read comes after the request's
+/// store (the lock orders them) and sees it.
+#[derive(Clone, Default)]
+pub struct Stop {
+    flag: Arc<AtomicBool>,
+    waiters: Arc<Mutex<Waiters>>,
+}
+
+#[derive(Default)]
+struct Waiters {
+    next_id: u64,
+    wakers: Vec<(u64, Waker)>,
+}
+
+impl std::fmt::Debug for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stop")
+            .field("requested", &self.requested())
+            .finish()
+    }
+}
+
+impl Stop {
+    pub fn new() -> Stop {
+        Stop::default()
+    }
+
+    /// Whether the stop was requested.
+    pub fn requested(&self) -> bool {
+        self.flag.load(Ordering::Acquire)
+    }
+
+    /// The flag alone, for loops that look at it between units of work (a plain thread
+    /// with its own wake-up). Setting it directly would wake nobody: use
+    /// [`Stop::request`].
+    pub fn flag(&self) -> &Arc<AtomicBool> {
+        &self.flag
+    }
+
+    /// Requests the stop and wakes every waiter.
+    pub fn request(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        let wakers = std::mem::take(&mut self.lock().wakers);
+        for (_, waker) in wakers {
+            waker.wake();
+        }
+    }
+
+    /// Completes once the stop is requested.
+    pub fn wait(&self) -> StopWait<'_> {
+        StopWait {
+            stop: self,
+            id: None,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Waiters> {
+        self.waiters.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The future of [`Stop::wait`]; dropping it unregisters its waker.
+pub struct StopWait<'a> {
+    stop: &'a Stop,
+    id: Option<u64>,
+}
+
+impl Future for StopWait<'_> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.stop.requested() {
+            return Poll::Ready(());
+        }
+        {
+            let mut waiters = self.stop.lock();
+            let slot = self
+                .id
+                .and_then(|id| waiters.wakers.iter_mut().find(|(i, _)| *i == id));
+            match slot {
+                Some((_, waker)) => {
+                    if !waker.will_wake(cx.waker()) {
+                        *waker = cx.waker().clone();
+                    }
+                }
+                None => {
+                    let id = waiters.next_id;
+                    waiters.next_id += 1;
+                    waiters.wakers.push((id, cx.waker().clone()));
+                    self.id = Some(id);
+                }
+            }
+        }
+        if self.stop.requested() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+impl Drop for StopWait<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.id {
+            self.stop.lock().wakers.retain(|(i, _)| *i != id);
+        }
+    }
+}
+
+/// A wake-up between two tasks of one executor: [`LocalEvent::notify`] wakes the task
+/// waiting in [`LocalEvent::wait`], and a notification given while nobody waits is kept
+/// for the next wait (so a waiter that looks, then waits, misses nothing).
+#[derive(Default)]
+pub struct LocalEvent {
+    pending: Cell<bool>,
+    waker: RefCell<Option<Waker>>,
+}
+
+impl std::fmt::Debug for LocalEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalEvent")
+            .field("pending", &self.pending.get())
+            .finish()
+    }
+}
+
+impl LocalEvent {
+    pub fn new() -> LocalEvent {
+        LocalEvent::default()
+    }
+
+    /// Wakes the waiter, or the next one to wait.
+    pub fn notify(&self) {
+        self.pending.set(true);
+        if let Some(waker) = self.waker.borrow_mut().take() {
+            waker.wake();
+        }
+    }
+
+    /// Completes at the first notification since the last wait completed.
+    pub async fn wait(&self) {
+        futures_lite::future::poll_fn(|cx| self.poll_wait(cx)).await
+    }
+
+    /// [`LocalEvent::wait`] as a poll, for a task that waits on several events at once.
+    pub fn poll_wait(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.pending.replace(false) {
+            return Poll::Ready(());
+        }
+        *self.waker.borrow_mut() = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,8 +485,8 @@ mod tests {
 
     /// A glommio consumer (woken across threads through its executor's eventfd) gets
     /// every record from producer threads that push with random pauses, and never
-    /// sleeps through a push: each turn after a park must come from a ring, not from the
-    /// stop poll, so the whole run takes a fraction of what lost wake-ups would cost.
+    /// sleeps through a push: it has no poll, so each turn after a park must come from a
+    /// ring (or, at the end, the stop).
     #[test]
     fn a_glommio_consumer_is_woken_by_pushes_from_other_threads() {
         const PRODUCERS: u64 = 4;
@@ -322,7 +499,7 @@ mod tests {
             rings.push(rx);
             producers.push(tx);
         }
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = Stop::new();
         let consumer = {
             let stop = stop.clone();
             glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
@@ -363,8 +540,8 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
-        stop.store(true, Ordering::Release);
-        bell.wake_now();
+        // The request alone wakes the parked consumer (it has no stop poll).
+        stop.request();
         let c = consumer.join().unwrap();
         let elapsed = started.elapsed();
         let mut got = c.got.clone();
@@ -372,10 +549,153 @@ mod tests {
         assert_eq!(got, (0..PRODUCERS * MESSAGES).collect::<Vec<_>>());
         assert!(c.finished);
         // About 1,000 pauses of up to 300 µs per producer: well under a second of
-        // pausing. A consumer that slept through pushes would wait for its stop poll
-        // (250 ms) each time and take minutes.
+        // pausing. A consumer that slept through a push would sleep until the next one,
+        // and through the last push until the stop: the producers, their rings full,
+        // would wait out their 60 s deadline and the records would be missing.
         assert!(elapsed < Duration::from_secs(30), "{elapsed:?}");
         assert!(bell.wakeups() > 0);
+    }
+
+    /// Every waiter of a stop wakes when it is requested, wherever it waits: tasks on
+    /// two glommio executors and a plain thread. A wait begun after the request
+    /// completes at once, and a dropped wait leaves no waker behind.
+    #[test]
+    fn a_stop_request_wakes_every_waiter_on_every_thread() {
+        let stop = Stop::new();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let mut executors = Vec::new();
+        for n in 0..2 {
+            let stop = stop.clone();
+            let done = done_tx.clone();
+            executors.push(
+                glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+                    .name(&format!("stop-test-{n}"))
+                    .spawn(move || async move {
+                        let tasks: Vec<_> = (0..3)
+                            .map(|_| {
+                                let stop = stop.clone();
+                                let done = done.clone();
+                                glommio::spawn_local(async move {
+                                    stop.wait().await;
+                                    done.send(()).unwrap();
+                                })
+                            })
+                            .collect();
+                        for t in tasks {
+                            t.await;
+                        }
+                    })
+                    .unwrap(),
+            );
+        }
+        let thread = {
+            let stop = stop.clone();
+            let done = done_tx.clone();
+            std::thread::spawn(move || {
+                futures_lite::future::block_on(stop.wait());
+                done.send(()).unwrap();
+            })
+        };
+        // A wait polled once and dropped unregisters itself.
+        {
+            let mut wait = std::pin::pin!(stop.wait());
+            let waker = crate::ring::thread_waker();
+            let polled = wait.as_mut().poll(&mut Context::from_waker(&waker));
+            assert!(polled.is_pending());
+        }
+        // Every waiter is registered before the request (7 = 6 tasks and the thread).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while stop.lock().wakers.len() < 7 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(
+            stop.lock().wakers.len(),
+            7,
+            "the dropped wait left its waker"
+        );
+        assert!(
+            done_rx.try_recv().is_err(),
+            "nobody wakes before the request"
+        );
+        stop.request();
+        for n in 0..7 {
+            done_rx
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|_| panic!("waiter {n} of 7 was not woken"));
+        }
+        for e in executors {
+            e.join().unwrap();
+        }
+        thread.join().unwrap();
+        assert!(stop.lock().wakers.is_empty());
+        futures_lite::future::block_on(stop.wait());
+    }
+
+    /// Requests racing with waits that are just registering, with random pauses on both
+    /// sides: no wait sleeps through its request.
+    #[test]
+    fn no_wait_sleeps_through_a_racing_stop_request() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        for round in 0..300 {
+            let stop = Stop::new();
+            let (done_tx, done_rx) = std::sync::mpsc::channel();
+            let waiter = {
+                let stop = stop.clone();
+                let pause = rng.u64(0..50);
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_micros(pause));
+                    futures_lite::future::block_on(stop.wait());
+                    done_tx.send(()).unwrap();
+                })
+            };
+            std::thread::sleep(Duration::from_micros(rng.u64(0..50)));
+            stop.request();
+            done_rx
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|_| panic!("round {round}: the waiter slept through the stop"));
+            waiter.join().unwrap();
+        }
+    }
+
+    /// A local event wakes its waiter, keeps a notification given while nobody waits,
+    /// and folds repeated notifications into one wake-up.
+    #[test]
+    fn a_local_event_wakes_its_waiter_and_keeps_an_early_notification() {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .name("event-test")
+            .spawn(|| async {
+                let event = std::rc::Rc::new(LocalEvent::new());
+                // Given before the wait: kept.
+                event.notify();
+                event.wait().await;
+                // Given while the waiter sleeps: wakes it.
+                let notifier = {
+                    let event = event.clone();
+                    glommio::spawn_local(async move {
+                        glommio::timer::sleep(Duration::from_millis(5)).await;
+                        event.notify();
+                        event.notify();
+                    })
+                };
+                event.wait().await;
+                notifier.await;
+                // The two notifications were one: the next wait sleeps until the timer.
+                let woken = futures_lite::future::or(
+                    async {
+                        event.wait().await;
+                        true
+                    },
+                    async {
+                        glommio::timer::sleep(Duration::from_millis(20)).await;
+                        false
+                    },
+                )
+                .await;
+                assert!(!woken, "a consumed notification woke the waiter again");
+            })
+            .unwrap()
+            .join()
+            .unwrap();
     }
 
     #[test]

@@ -15,11 +15,12 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_lite::future;
 use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 
 use crate::backfill::{self, RestPlan, RestStats, ShardLink, TradeKind};
 use crate::config::Config;
-use crate::consumer::LocalPark;
+use crate::consumer::{LocalPark, Stop};
 use crate::dashboard::status::{ShardView, StatusContext};
 use crate::feed;
 use crate::latency::{Collector, Registry, Snapshot};
@@ -75,7 +76,7 @@ pub use crate::sinks::{SinkIo, SinkRole, SinkRun};
 
 /// A running engine.
 pub struct Engine {
-    stop: Arc<AtomicBool>,
+    stop: Stop,
     shards: Vec<ExecutorJoinHandle<()>>,
     dashboard: Option<ExecutorJoinHandle<()>>,
     sinks: Vec<std::thread::JoinHandle<()>>,
@@ -182,7 +183,7 @@ impl Engine {
         // TLS settings (and any extra CA file) are read here, on the control plane:
         // file reads never run on a shard's executor.
         let tls = feed::connection::tls_config(config.feed.tls_ca_file.as_deref())?;
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = Stop::new();
         let store = Arc::new(Mutex::new(
             RecentStore::new(config.engine.recent_candles)
                 .with_max_series(config.engine.max_series),
@@ -457,7 +458,7 @@ impl Engine {
                             let mut park = LocalPark::new();
                             let bells = [deliveries.delivered.clone()];
                             let mut waiting = 0;
-                            while !stop.load(Ordering::Relaxed) {
+                            while !stop.requested() {
                                 let wait = if waiting > 0 {
                                     OVERFLOW_RETRY
                                 } else {
@@ -465,8 +466,8 @@ impl Engine {
                                 };
                                 // Deliveries the outlets have no room for wait
                                 // (for the next flush), not wake this loop.
-                                park.wait(&bells, || state.borrow().rest_deliveries_ready(), wait)
-                                    .await;
+                                let ready = || state.borrow().rest_deliveries_ready();
+                                future::or(park.wait(&bells, ready, wait), stop.wait()).await;
                                 let mut state = state.borrow_mut();
                                 state.apply_rest_deliveries(crate::clock::mono_ns());
                                 waiting = state.flush(crate::clock::mono_ns());
@@ -513,7 +514,7 @@ impl Engine {
             rest_plan,
             rest_agent,
             rest_stats,
-            stop.clone(),
+            stop.flag().clone(),
         )?);
 
         let dashboard = match own_dashboard {
@@ -578,7 +579,7 @@ impl Engine {
 
     /// Asks every role to stop (returns at once).
     pub fn request_stop(&self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.request();
     }
 
     /// Stops every role and waits for them: shards first, then the sink drains the rings.
@@ -620,7 +621,7 @@ struct DashboardJob {
     feeds: Vec<Consumer<Envelope>>,
     options: crate::dashboard::Options,
     stats: Arc<crate::dashboard::fanout::DashboardStats>,
-    stop: Arc<AtomicBool>,
+    stop: Stop,
     /// Where the bound address (or why binding failed) goes.
     bound: mpsc::Sender<Result<SocketAddr, String>>,
 }

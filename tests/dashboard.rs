@@ -10,11 +10,11 @@ mod support;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use alphapulse::config::{Config, Switch};
+use alphapulse::consumer::Stop;
 use alphapulse::dashboard::fanout::DashboardStats;
 use alphapulse::dashboard::status::StatusContext;
 use alphapulse::dashboard::Options;
@@ -43,13 +43,13 @@ struct Dash {
     remote: Producer<Envelope>,
     stats: Arc<DashboardStats>,
     store: Arc<Mutex<RecentStore>>,
-    stop: Arc<AtomicBool>,
+    stop: Stop,
     handle: Option<ExecutorJoinHandle<()>>,
 }
 
 impl Drop for Dash {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.request();
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }
@@ -65,7 +65,7 @@ fn start(tweak: impl FnOnce(&mut Options)) -> Dash {
     let (local, local_rx) = ring::ring::<Envelope>("test->dashboard", 1 << 17);
     let (remote, remote_rx) = ring::ring::<Envelope>("remote->dashboard", 1024);
     let stats = Arc::new(DashboardStats::default());
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = Stop::new();
     let (tx, rx) = mpsc::channel();
     let handle = {
         let (stats, stop) = (stats.clone(), stop.clone());

@@ -3,9 +3,9 @@
 //! subscribers), the periodic status push and the rate sampler.
 
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use futures_lite::future;
 
 use crate::book::board::Board;
 use crate::book::units_price;
@@ -16,7 +16,8 @@ use crate::ring::Consumer;
 use super::fanout::{self, Hub, Key};
 use super::protocol::Topic;
 use super::send;
-use super::{Rates, Server, DRAIN_BATCH, STOP_POLL};
+use super::{Rates, Server, DRAIN_BATCH};
+use crate::consumer::Stop;
 
 /// The dashboard core's consumer: keeps the recent store and broadcasts every record.
 struct Drain {
@@ -28,6 +29,7 @@ impl crate::consumer::Consume<Envelope> for Drain {
         let batch = turn.batch;
         let server = &self.server;
         let now = crate::clock::mono_ns();
+        let mut pending = false;
         if let Some(rec) = server.hub.latency.borrow_mut().as_mut() {
             for env in batch {
                 let at = crate::consumer::Stamped::enqueued_ns(env);
@@ -38,6 +40,7 @@ impl crate::consumer::Consume<Envelope> for Drain {
             // Sends are recorded by the client tasks: hand them over even when no
             // record came.
             rec.maybe_handoff(now);
+            pending = rec.pending();
         }
         if batch.iter().any(|e| e.shard != REMOTE_SHARD) {
             // The recent view the API answers from: one short lock per batch. Records
@@ -57,18 +60,19 @@ impl crate::consumer::Consume<Envelope> for Drain {
             };
             broadcast_record(&server.hub, &server.ctx.books, &env.record, recv_ns);
         }
-        // The latency hand-off and the stop flag want a look now and then even when idle.
-        crate::consumer::Next::At(Instant::now() + crate::latency::HANDOFF_INTERVAL)
+        // Figures not yet handed over want another look; with none, only records (or
+        // the stop) wake the drain.
+        if pending {
+            crate::consumer::Next::At(Instant::now() + crate::latency::HANDOFF_INTERVAL)
+        } else {
+            crate::consumer::Next::Idle
+        }
     }
 }
 
 /// Drains every feed as records arrive (woken by the producers' doorbells) and
 /// broadcasts them; between batches the client tasks write.
-pub(super) async fn drain(
-    server: Rc<Server>,
-    feeds: Vec<Consumer<Envelope>>,
-    stop: Arc<AtomicBool>,
-) {
+pub(super) async fn drain(server: Rc<Server>, feeds: Vec<Consumer<Envelope>>, stop: Stop) {
     // A burst (every symbol's candle closing at the top of the hour) is spread over
     // drain rounds: per round, all feeds together queue at most a quarter of a client's
     // outbox, and the client tasks write between rounds. So a client that reads keeps
@@ -197,18 +201,23 @@ fn encode_with(write: impl FnOnce(&mut Vec<u8>)) -> fanout::Frame {
     send::text_frame_with(write)
 }
 
-/// Runs `tick` every `period` until `stop` is set (the flag is checked at least every
-/// [`STOP_POLL`]).
-async fn every(period: Duration, stop: &AtomicBool, mut tick: impl FnMut()) {
+/// Runs `tick` every `period` until the stop is requested (which ends the wait at once).
+async fn every(period: Duration, stop: &Stop, mut tick: impl FnMut()) {
     let mut next = Instant::now() + period;
-    while !stop.load(Ordering::Relaxed) {
-        glommio::timer::sleep(
-            next.saturating_duration_since(Instant::now())
-                .min(STOP_POLL),
+    loop {
+        let due = future::or(
+            async {
+                glommio::timer::sleep(next.saturating_duration_since(Instant::now())).await;
+                true
+            },
+            async {
+                stop.wait().await;
+                false
+            },
         )
         .await;
-        if Instant::now() < next {
-            continue;
+        if !due {
+            return;
         }
         next += period;
         tick();
@@ -216,7 +225,7 @@ async fn every(period: Duration, stop: &AtomicBool, mut tick: impl FnMut()) {
 }
 
 /// Pushes the status to its subscribers every `WEBSOCKET_UPDATE_INTERVAL`.
-pub(super) async fn push_status(server: Rc<Server>, stop: Arc<AtomicBool>) {
+pub(super) async fn push_status(server: Rc<Server>, stop: Stop) {
     every(server.opts.update_interval, &stop, || {
         if server.hub.any_subscriber(Topic::Status) {
             let msg = server.status_message();
@@ -229,7 +238,7 @@ pub(super) async fn push_status(server: Rc<Server>, stop: Arc<AtomicBool>) {
 }
 
 /// Samples the message rates once a second for `/api/performance`.
-pub(super) async fn sample_rates(server: Rc<Server>, stop: Arc<AtomicBool>) {
+pub(super) async fn sample_rates(server: Rc<Server>, stop: Stop) {
     let sample = |s: &Server| {
         let received: u64 = s.ctx.shards.iter().map(|x| x.stats.messages.get()).sum();
         (Instant::now(), received, s.hub.stats.messages_sent.get())

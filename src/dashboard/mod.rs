@@ -50,6 +50,7 @@ pub(crate) use self::routes::route;
 pub use self::routes::{list_params, list_query};
 pub use self::security::check_exposure;
 pub use self::status::StatusContext;
+use crate::consumer::Stop;
 use crate::market::Symbol;
 use crate::message::Envelope;
 use crate::ring::Consumer;
@@ -68,8 +69,8 @@ pub const MAX_LIST_LIMIT: usize = 1000;
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
 /// How long a refused connection is read from before it is closed (see [`refuse`]).
 const REFUSAL_LINGER: Duration = Duration::from_millis(200);
-/// How often the accept loop checks the stop flag.
-const STOP_POLL: Duration = Duration::from_millis(250);
+/// How often a connection waiting for its request head looks at the stop flag.
+const STOP_POLL: Duration = Duration::from_millis(2500);
 /// Records taken from one ring per drain turn, so one busy shard cannot starve the
 /// others, and the client tasks write the first records of a burst while the later ones
 /// are still waiting to be serialized.
@@ -153,7 +154,7 @@ pub async fn serve(
     feeds: Vec<Consumer<Envelope>>,
     opts: Options,
     stats: Arc<DashboardStats>,
-    stop: Arc<AtomicBool>,
+    stop: Stop,
 ) {
     let tls = opts.tls.clone().map(futures_rustls::TlsAcceptor::from);
     let hub = Hub::new(stats);
@@ -170,8 +171,8 @@ pub async fn serve(
     let pusher = glommio::spawn_local(push_status(server.clone(), stop.clone()));
     let sampler = glommio::spawn_local(sample_rates(server.clone(), stop.clone()));
     let mut incoming = Incoming::new(&listener);
-    while !stop.load(Ordering::Relaxed) {
-        let stream = match incoming.next(STOP_POLL).await {
+    while !stop.requested() {
+        let stream = match incoming.next(stop.wait()).await {
             None => continue,
             Some(Ok(s)) => s,
             Some(Err(e)) => {
@@ -207,7 +208,7 @@ pub async fn serve(
             }
             stats.open_connections.inc();
             match tls {
-                None => handle_connection(stream, &server, &stop).await,
+                None => handle_connection(stream, &server, stop.flag()).await,
                 Some(acceptor) => {
                     let handshake =
                         future::or(async { Some(acceptor.accept(stream).await) }, async {
@@ -216,7 +217,7 @@ pub async fn serve(
                         })
                         .await;
                     if let Some(Ok(tls_stream)) = handshake {
-                        handle_connection(tls_stream, &server, &stop).await;
+                        handle_connection(tls_stream, &server, stop.flag()).await;
                     }
                 }
             }
@@ -245,9 +246,10 @@ pub async fn serve(
     }
 }
 
-/// The listener's connections, one accept kept in flight across the stop polls.
+/// The listener's connections, one accept kept in flight across the waits that end
+/// without one (the stop).
 ///
-/// glommio accepts through io_uring: an accept dropped when a poll timer wins is
+/// glommio accepts through io_uring: an accept dropped when another future wins is
 /// cancelled, and one the kernel completed in that moment hands back a connection that
 /// nobody owns. Its client would wait for an answer that never comes. So the accept
 /// is dropped only with the loop, when the server stops.
@@ -264,10 +266,13 @@ impl<'a> Incoming<'a> {
         }
     }
 
-    /// The next connection, or `None` when `poll` passed first (the accept stays).
-    async fn next(&mut self, poll: Duration) -> Option<glommio::Result<TcpStream, ()>> {
+    /// The next connection, or `None` when `give_up` completed first (the accept stays).
+    async fn next(
+        &mut self,
+        give_up: impl Future<Output = ()>,
+    ) -> Option<glommio::Result<TcpStream, ()>> {
         let accepted = future::or(async { Some((&mut self.accept).await) }, async {
-            glommio::timer::sleep(poll).await;
+            give_up.await;
             None
         })
         .await?;
@@ -344,7 +349,7 @@ where
                 return;
             }
             let read = future::or(async { Some(stream.read(&mut chunk).await) }, async {
-                glommio::timer::sleep(left.min(STOP_POLL * 10)).await;
+                glommio::timer::sleep(left.min(STOP_POLL)).await;
                 None
             })
             .await;
@@ -487,10 +492,10 @@ fn upgrade_refusal(req: &Request, server: &Server, echo: bool) -> Option<Respons
 mod tests {
     use super::*;
 
-    /// Connections arriving while the stop poll keeps firing are all answered: none is
-    /// lost to an accept cancelled in the moment the kernel completed it. The poll here
-    /// is far shorter than the server's, so the timer wins against an in-flight accept
-    /// thousands of times.
+    /// Connections arriving while waits without one keep ending are all answered: none
+    /// is lost to an accept cancelled in the moment the kernel completed it. Each wait
+    /// here gives up after 10 µs, so it wins against an in-flight accept thousands of
+    /// times.
     #[test]
     fn no_connection_is_lost_to_the_stop_poll() {
         use std::io::Read;
@@ -504,7 +509,10 @@ mod tests {
                 bound.send(listener.local_addr().unwrap()).unwrap();
                 let mut incoming = Incoming::new(&listener);
                 while !server_stop.load(Ordering::Relaxed) {
-                    if let Some(Ok(mut stream)) = incoming.next(Duration::from_micros(10)).await {
+                    if let Some(Ok(mut stream)) = incoming
+                        .next(glommio::timer::sleep(Duration::from_micros(10)))
+                        .await
+                    {
                         glommio::spawn_local(async move {
                             let _ = stream.write_all(b"ok").await;
                         })

@@ -31,6 +31,7 @@ use super::protocol::{Answer, SendWindow, Subscriptions};
 use crate::backoff::Backoff;
 use crate::clock::mono_ns;
 use crate::config::FeedConfig;
+use crate::consumer::LocalEvent;
 use crate::shard::ShardState;
 use crate::wire::{Event, Message, ParseError, Parser, ReplyResult, RequestId, TimeUnit};
 
@@ -45,8 +46,11 @@ pub const MAX_SUBSCRIBE_RETRIES: u32 = 3;
 /// Bytes one socket read may bring: a burst of a thousand kline frames (~330 bytes
 /// each) in one read. Allocated once per connection and never zero-filled again.
 pub const READ_BUFFER_BYTES: usize = 256 * 1024;
-/// The connection task re-checks its timers and the pool's requests at least this often.
-const TICK: Duration = Duration::from_millis(250);
+/// The longest a quiet connection sleeps: a backstop only. It wakes for every deadline
+/// it watches (a paced or retried request, an overdue answer, the silence watchdog, the
+/// age limit), and its supervisor wakes it to close; a quiet feed should not cost a
+/// wake-up every few milliseconds.
+const LONGEST_WAIT: Duration = Duration::from_secs(5);
 /// Messages handled back to back before the task looks at its timers again; bounds the
 /// time a busy connection can go without checking its watchdog or yielding.
 const READ_BATCH: usize = 256;
@@ -487,6 +491,11 @@ pub struct ConnHandle {
     pub first_event_us: Cell<i64>,
     pub last_event_us: Cell<i64>,
     pub end: RefCell<Option<SessionEnd>>,
+    /// Rung by the connection when its supervisor has something to look at: its phase
+    /// changed, it asks for a rotation, its first event came.
+    pub changed: LocalEvent,
+    /// Rung by the supervisor when it closes the connection.
+    wake: LocalEvent,
 }
 
 impl ConnHandle {
@@ -501,7 +510,25 @@ impl ConnHandle {
             first_event_us: Cell::new(0),
             last_event_us: Cell::new(0),
             end: RefCell::new(None),
+            changed: LocalEvent::new(),
+            wake: LocalEvent::new(),
         }
+    }
+
+    /// Asks the connection to close, and wakes it to do so.
+    pub fn request_close(&self) {
+        self.close.set(true);
+        self.wake.notify();
+    }
+
+    fn set_phase(&self, phase: Phase) {
+        self.phase.set(phase);
+        self.changed.notify();
+    }
+
+    fn ask_rotation(&self, reason: RotateReason) {
+        self.rotate.set(Some(reason));
+        self.changed.notify();
     }
 }
 
@@ -552,8 +579,8 @@ pub async fn run_session(
         )
         .await;
     }
-    handle.phase.set(Phase::Ended);
     *handle.end.borrow_mut() = Some(end.clone());
+    handle.set_phase(Phase::Ended);
     end
 }
 
@@ -592,8 +619,8 @@ async fn session_loop(
     let silence = Duration::from_secs_f64(feed.silence_timeout_s);
     let rotate_at = rotate_age(feed.max_connection_age_s, feed.rotate_before_s);
     let mut last_rx = Instant::now();
-    let mut tick = glommio::timer::Timer::new(TICK);
-    let mut tick_at = Instant::now() + TICK;
+    let mut tick = glommio::timer::Timer::new(LONGEST_WAIT);
+    let mut tick_at = Instant::now() + LONGEST_WAIT;
     let mut unknown_fields_seen = 0u64;
     // When the latest socket read completed (mono ns): the receive time of every frame
     // it completed. One clock read per read, and frames waiting behind others in a big
@@ -634,7 +661,7 @@ async fn session_loop(
         if handle.rotate.get().is_none()
             && now.saturating_duration_since(handle.connected_at) >= rotate_at
         {
-            handle.rotate.set(Some(RotateReason::MaxAge));
+            handle.ask_rotation(RotateReason::MaxAge);
         }
         // Hands the records of the last batch to the sinks (one wake-up per sink per
         // batch), and pauses reading while never-lost records wait at their bound.
@@ -731,7 +758,7 @@ async fn session_loop(
                         if acked == 0 {
                             return SessionEnd::SubscribeFailed;
                         }
-                        handle.phase.set(Phase::Live);
+                        handle.set_phase(Phase::Live);
                         stats.connections_live.inc();
                     }
                     // Parser counters are cumulative per connection; publish the deltas.
@@ -760,17 +787,28 @@ async fn session_loop(
             continue;
         }
 
-        // Nothing buffered: wait for the socket, at most until the next timer needs
-        // attention (a paced request, a rejected stream's retry).
+        // Nothing buffered: wait for the socket, at most until the next deadline: a
+        // paced request, a retry or an overdue answer, the silence watchdog, the age
+        // limit. The supervisor's close request wakes it too.
         let now = Instant::now();
         let mut wait = if subs.next().is_none() {
-            TICK
+            LONGEST_WAIT
         } else {
             window
                 .request_delay(now)
-                .clamp(Duration::from_millis(1), TICK)
+                .clamp(Duration::from_millis(1), LONGEST_WAIT)
         };
-        if let Some(at) = subs.next_retry() {
+        let rotation = handle
+            .rotate
+            .get()
+            .is_none()
+            .then_some(handle.connected_at + rotate_at);
+        let deadlines = [
+            subs.next_due(ACK_TIMEOUT),
+            Some(last_rx + silence),
+            rotation,
+        ];
+        for at in deadlines.into_iter().flatten() {
             wait = wait.min(
                 at.saturating_duration_since(now)
                     .max(Duration::from_millis(1)),
@@ -784,12 +822,19 @@ async fn session_loop(
             tick.reset(wait);
         }
         let read = future::or(async { Some(ws.read_more().await) }, async {
-            (&mut tick).await;
+            future::or(
+                async {
+                    (&mut tick).await;
+                    tick_at = Instant::now();
+                },
+                handle.wake.wait(),
+            )
+            .await;
             None
         })
         .await;
         match read {
-            None => tick_at = Instant::now(),
+            None => {}
             Some(Ok(0)) => return SessionEnd::ServerClosed { close_frame: false },
             Some(Ok(_)) => {
                 read_ns = mono_ns();
@@ -850,8 +895,8 @@ fn on_event(ctx: &SessionCtx, handle: &ConnHandle, event: &Event<'_>, recv_ns: u
         Event::AggTrade(t) => t.event_time_us,
         Event::DepthUpdate(d) => d.event_time_us,
         Event::ServerShutdown { event_time_us } => {
-            handle.rotate.set(Some(RotateReason::ServerShutdown));
             handle.server_shutdown.set(true);
+            handle.ask_rotation(RotateReason::ServerShutdown);
             *event_time_us
         }
         _ => 0,
@@ -859,6 +904,7 @@ fn on_event(ctx: &SessionCtx, handle: &ConnHandle, event: &Event<'_>, recv_ns: u
     if event_us > 0 {
         if handle.first_event_us.get() == 0 {
             handle.first_event_us.set(event_us);
+            handle.changed.notify();
         }
         handle.last_event_us.set(event_us);
     }

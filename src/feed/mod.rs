@@ -14,7 +14,6 @@ pub mod protocol;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use crate::config::Config;
@@ -37,7 +36,7 @@ pub fn plan_connections(
     )
 }
 
-/// Runs the feed of one shard until `stop` is set: one supervisor per connection slot,
+/// Runs the feed of one shard until the stop is requested: one supervisor per connection slot,
 /// all on the calling glommio executor.
 pub async fn run(
     config: &Config,
@@ -45,7 +44,7 @@ pub async fn run(
     assignments: Vec<Vec<String>>,
     tls: Arc<futures_rustls::rustls::ClientConfig>,
     limiter: Arc<std::sync::Mutex<crate::backoff::AttemptLimiter>>,
-    stop: Arc<AtomicBool>,
+    stop: crate::consumer::Stop,
 ) -> Result<(), FeedError> {
     let endpoint =
         connection::Endpoint::new(&config.binance_ws_url, config.feed.time_unit_microsecond)?;

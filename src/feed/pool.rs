@@ -13,22 +13,19 @@
 
 use std::cell::Cell;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use futures_lite::future;
 use futures_rustls::rustls;
 use glommio::task::JoinHandle;
 
 use super::connection::{self, ConnHandle, Endpoint, Phase, SessionCtx, SessionEnd};
 use crate::backoff::{AttemptLimiter, Backoff};
+use crate::consumer::Stop;
 use crate::metrics::ShardStats;
 
-/// How often a supervisor looks at its connections: rotations and reconnects are
-/// second-scale events, and a quiet shard should not wake fifty times a second.
-const SUPERVISE_EVERY: Duration = Duration::from_millis(100);
-/// Longest single sleep of a pause, so a stop request is noticed within it.
-const PAUSE_STEP: Duration = Duration::from_millis(100);
 /// A replacement that is not live within this is abandoned; the old connection stays.
 const REPLACEMENT_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -43,7 +40,7 @@ pub struct PoolCtx {
     pub session: SessionCtx,
     pub endpoint: Endpoint,
     pub tls: Arc<rustls::ClientConfig>,
-    pub stop: Arc<AtomicBool>,
+    pub stop: Stop,
     /// Shared by every shard of the process: Binance counts attempts per IP. Locked
     /// only around a connection attempt (control path, never per message).
     limiter: Arc<Mutex<AttemptLimiter>>,
@@ -56,7 +53,7 @@ impl PoolCtx {
         endpoint: Endpoint,
         tls: Arc<rustls::ClientConfig>,
         limiter: Arc<Mutex<AttemptLimiter>>,
-        stop: Arc<AtomicBool>,
+        stop: Stop,
     ) -> PoolCtx {
         PoolCtx {
             session,
@@ -73,19 +70,33 @@ impl PoolCtx {
     }
 
     fn stopping(&self) -> bool {
-        self.stop.load(Ordering::Relaxed)
+        self.stop.requested()
     }
 
-    /// Sleeps in short steps so a stop request is noticed promptly.
+    /// Sleeps for `total`, or until the stop is requested.
     async fn pause(&self, total: Duration) {
-        let until = Instant::now() + total;
-        while !self.stopping() {
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
+        future::or(glommio::timer::sleep(total), self.stop.wait()).await;
+    }
+
+    /// Sleeps until one of `handles` has something for its supervisor to look at (see
+    /// [`ConnHandle::changed`]), `deadline` passes or the stop is requested.
+    async fn watch(&self, handles: &[&ConnHandle], deadline: Option<Instant>) {
+        let changed = future::poll_fn(|cx| {
+            if handles.iter().any(|h| h.changed.poll_wait(cx).is_ready()) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
             }
-            glommio::timer::sleep(left.min(PAUSE_STEP)).await;
-        }
+        });
+        let timer = async {
+            match deadline {
+                Some(at) => {
+                    glommio::timer::sleep(at.saturating_duration_since(Instant::now())).await
+                }
+                None => future::pending().await,
+            }
+        };
+        future::or(future::or(changed, timer), self.stop.wait()).await;
     }
 
     /// One connection attempt (respecting the attempt limiter); spawns its session.
@@ -232,7 +243,7 @@ pub async fn supervise(ctx: Rc<PoolCtx>, slot: usize, streams: Vec<String>) {
                 Rotation::Replaced(next) => {
                     stats.rotations.inc();
                     if let Some(old) = current.replace(next) {
-                        old.handle.close.set(true);
+                        old.handle.request_close();
                         let _ = old.task.await;
                     }
                 }
@@ -257,11 +268,13 @@ pub async fn supervise(ctx: Rc<PoolCtx>, slot: usize, streams: Vec<String>) {
             }
             continue;
         }
-        glommio::timer::sleep(SUPERVISE_EVERY).await;
+        // Nothing to do until the connection has news (it ended, asks for a rotation,
+        // delivered its first event) or the stop comes.
+        ctx.watch(&[&live.handle], None).await;
     }
 
     if let Some(live) = current {
-        live.handle.close.set(true);
+        live.handle.request_close();
         let _ = live.task.await;
     }
 }
@@ -294,10 +307,11 @@ async fn rotate(ctx: &Rc<PoolCtx>, old: &Live, streams: &[String], overlap: Dura
         if old.handle.phase.get() == Phase::Ended {
             return Rotation::OldEnded(next);
         }
-        glommio::timer::sleep(SUPERVISE_EVERY).await;
+        ctx.watch(&[&next.handle, &old.handle], Some(deadline))
+            .await;
     }
     if next.handle.phase.get() != Phase::Live {
-        next.handle.close.set(true);
+        next.handle.request_close();
         let _ = next.task.await;
         return Rotation::Failed;
     }

@@ -257,6 +257,11 @@ impl PendingRequests {
         out
     }
 
+    /// When the oldest request in flight was sent.
+    pub fn oldest(&self) -> Option<Instant> {
+        self.pending.iter().map(|(_, at, _)| *at).min()
+    }
+
     pub fn len(&self) -> usize {
         self.pending.len()
     }
@@ -414,6 +419,16 @@ impl Subscriptions {
     /// When the earliest retry is due.
     pub fn next_retry(&self) -> Option<Instant> {
         self.retry.iter().map(|(at, _)| *at).min()
+    }
+
+    /// When [`Subscriptions::due`] next has something to do: the earliest retry, or the
+    /// oldest request in flight going unanswered for `timeout`.
+    pub fn next_due(&self, timeout: Duration) -> Option<Instant> {
+        let overdue = self.pending.oldest().map(|at| at + timeout);
+        match (self.next_retry(), overdue) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 
@@ -632,6 +647,41 @@ mod tests {
     }
 
     const ACK: Duration = Duration::from_secs(10);
+
+    /// A connection sleeps until its subscriptions next need it: the oldest request's
+    /// answer going overdue, or a rejected stream's retry, whichever is first; with
+    /// neither, they never wake it.
+    #[test]
+    fn the_next_due_time_is_the_earliest_timeout_or_retry() {
+        let ids = Cell::new(1);
+        let t0 = Instant::now();
+        let mut s = subs(&["a", "b"], &ids);
+        assert_eq!(s.next_due(ACK), None, "nothing sent yet");
+        let sent = send_all(&mut s, t0);
+        assert_eq!(s.next_due(ACK), Some(t0 + ACK));
+        // Refused as a whole: split, and both halves go again later.
+        assert!(matches!(
+            s.reject(sent[0].0, t0, 0.5, &ids),
+            Answer::Rejected { retry_in: None, .. }
+        ));
+        let t1 = t0 + Duration::from_secs(1);
+        let halves = send_all(&mut s, t1);
+        assert_eq!(s.next_due(ACK), Some(t1 + ACK));
+        // "a" is acknowledged; "b", refused alone, waits for its retry (75 ms, which is
+        // sooner than any timeout).
+        assert!(matches!(s.ack(halves[0].0), Answer::Acked(_)));
+        let retry = match s.reject(halves[1].0, t1, 0.5, &ids) {
+            Answer::Rejected { retry_in, .. } => retry_in.expect("a single stream waits"),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(s.next_due(ACK), Some(t1 + retry));
+        assert_eq!(s.due(t1 + retry, ACK, &ids), (1, 0));
+        let again = send_all(&mut s, t1 + retry);
+        assert_eq!(s.next_due(ACK), Some(t1 + retry + ACK));
+        assert!(matches!(s.ack(again[0].0), Answer::Acked(_)));
+        assert!(s.settled());
+        assert_eq!(s.next_due(ACK), None, "settled: nothing to wait for");
+    }
 
     #[test]
     fn an_unanswered_request_is_resent_after_the_timeout() {

@@ -20,7 +20,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -194,7 +194,7 @@ pub fn run(args: FanoutArgs) -> anyhow::Result<()> {
             args.clients
         ));
     }
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = crate::consumer::Stop::new();
     let stats = Arc::new(DashboardStats::default());
     let (tx, rx) = ring::ring::<Envelope>("bench->dashboard", BENCH_RING);
     let mut opts = Options::from_config(&Config::default())?;
@@ -303,7 +303,7 @@ pub fn run(args: FanoutArgs) -> anyhow::Result<()> {
     };
     let cpu_s = user_s + system_s;
     eprintln!("fanout: {injected} broadcasts injected; stopping the server");
-    stop.store(true, Ordering::Relaxed);
+    stop.request();
     let _ = server.join();
     eprintln!("fanout: server stopped; waiting for the client report");
     let report: serde_json::Value = match lines.next() {

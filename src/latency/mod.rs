@@ -209,6 +209,11 @@ impl Recorder {
         self.record(stage, to_ns.saturating_sub(from_ns));
     }
 
+    /// Whether values recorded since the last hand-off wait for the next one.
+    pub fn pending(&self) -> bool {
+        self.dirty
+    }
+
     /// Hands the filled histograms over when [`HANDOFF_INTERVAL`] has passed; call it
     /// from the role's periodic work with the time it already read.
     pub fn maybe_handoff(&mut self, now_ns: u64) {
