@@ -66,10 +66,10 @@ impl Next {
 
 /// One turn of a consumer.
 pub struct Turn<'a, T> {
-    /// The records taken from the rings this time (none when a deadline or the stop
-    /// poll woke the consumer).
+    /// The records taken from the rings this time (none when a deadline, the stop or a
+    /// thread's stop poll woke the consumer).
     pub batch: &'a [T],
-    /// The stop flag is set; the loop ends once the rings are empty.
+    /// The stop is requested; the loop ends once the rings are empty.
     pub stopping: bool,
     /// The consumer's stage latencies (its ring hops are recorded already).
     pub latency: Option<&'a mut Recorder>,
@@ -79,7 +79,7 @@ pub struct Turn<'a, T> {
 pub trait Consume<T> {
     /// One turn; returns when the consumer next needs one without new records.
     fn turn(&mut self, turn: Turn<'_, T>) -> Next;
-    /// The stop flag is set and every ring is empty: flush and return.
+    /// The stop is requested and every ring is empty: flush and return.
     fn finish(&mut self) {}
 }
 
@@ -231,7 +231,7 @@ pub async fn run_local<T: Stamped, C: Consume<T>>(
         };
         let Rings { bells, rings, .. } = &rings;
         let has_work = || rings.iter().any(|r| !r.is_empty());
-        futures_lite::future::or(park.wait(bells, has_work, wait), stop.wait()).await;
+        park.wait(bells, has_work, wait, stop).await;
     }
 }
 
@@ -257,9 +257,16 @@ impl LocalPark {
         }
     }
 
-    /// Sleeps until a doorbell of `bells` rings or `wait` passes; returns at once when
-    /// `has_work` says there is work (checked after arming, so no ring is missed).
-    pub async fn wait(&mut self, bells: &[Doorbell], has_work: impl Fn() -> bool, wait: Duration) {
+    /// Sleeps until a doorbell of `bells` rings, `wait` passes or the stop is requested;
+    /// returns at once when `has_work` says there is work (checked after arming, so no
+    /// ring is missed).
+    pub async fn wait(
+        &mut self,
+        bells: &[Doorbell],
+        has_work: impl Fn() -> bool,
+        wait: Duration,
+        stop: &Stop,
+    ) {
         if wait.is_zero() {
             return;
         }
@@ -279,7 +286,7 @@ impl LocalPark {
         let timer = &mut self.timer;
         let fired = futures_lite::future::or(
             async {
-                woken.await;
+                futures_lite::future::or(woken, stop.wait()).await;
                 false
             },
             async {
@@ -434,7 +441,8 @@ impl LocalEvent {
     /// Wakes the waiter, or the next one to wait.
     pub fn notify(&self) {
         self.pending.set(true);
-        if let Some(waker) = self.waker.borrow_mut().take() {
+        let waker = self.waker.borrow_mut().take();
+        if let Some(waker) = waker {
             waker.wake();
         }
     }

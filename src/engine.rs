@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_lite::future;
 use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 
 use crate::backfill::{self, RestPlan, RestStats, ShardLink, TradeKind};
@@ -467,7 +466,7 @@ impl Engine {
                                 // Deliveries the outlets have no room for wait
                                 // (for the next flush), not wake this loop.
                                 let ready = || state.borrow().rest_deliveries_ready();
-                                future::or(park.wait(&bells, ready, wait), stop.wait()).await;
+                                park.wait(&bells, ready, wait, &stop).await;
                                 let mut state = state.borrow_mut();
                                 state.apply_rest_deliveries(crate::clock::mono_ns());
                                 waiting = state.flush(crate::clock::mono_ns());

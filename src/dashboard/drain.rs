@@ -60,9 +60,10 @@ impl crate::consumer::Consume<Envelope> for Drain {
             };
             broadcast_record(&server.hub, &server.ctx.books, &env.record, recv_ns);
         }
-        // Figures not yet handed over want another look; with none, only records (or
-        // the stop) wake the drain.
-        if pending {
+        // Figures not yet handed over want another look, and so do the sends of the
+        // records just broadcast (the client tasks record them after this turn); with
+        // neither, only records (or the stop) wake the drain.
+        if pending || !batch.is_empty() {
             crate::consumer::Next::At(Instant::now() + crate::latency::HANDOFF_INTERVAL)
         } else {
             crate::consumer::Next::Idle

@@ -521,6 +521,13 @@ impl ConnHandle {
         self.wake.notify();
     }
 
+    /// The supervisor could not make a replacement live: the connection may ask for a
+    /// rotation again, and is woken to watch its age limit again.
+    pub fn rotation_failed(&self) {
+        self.rotate.set(None);
+        self.wake.notify();
+    }
+
     fn set_phase(&self, phase: Phase) {
         self.phase.set(phase);
         self.changed.notify();

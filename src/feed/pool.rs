@@ -262,7 +262,7 @@ pub async fn supervise(ctx: Rc<PoolCtx>, slot: usize, streams: Vec<String>) {
                 Rotation::Failed => {
                     // No replacement could be made live: keep the old connection until
                     // it ends (then reconnect as usual); try again after a backoff.
-                    live.handle.rotate.set(None);
+                    live.handle.rotation_failed();
                     ctx.pause(backoff.next_delay(fastrand::f64())).await;
                 }
             }
