@@ -355,6 +355,22 @@ impl Stop {
         }
     }
 
+    /// On a glommio executor: sleeps for `d` unless the stop comes first; true when the
+    /// whole time passed.
+    pub async fn sleep(&self, d: Duration) -> bool {
+        futures_lite::future::or(
+            async {
+                glommio::timer::sleep(d).await;
+                true
+            },
+            async {
+                self.wait().await;
+                false
+            },
+        )
+        .await
+    }
+
     /// Completes once the stop is requested.
     pub fn wait(&self) -> StopWait<'_> {
         StopWait {
@@ -637,6 +653,34 @@ mod tests {
         thread.join().unwrap();
         assert!(stop.lock().wakers.is_empty());
         futures_lite::future::block_on(stop.wait());
+    }
+
+    /// A stop's sleep runs its whole time when nobody stops it, and ends at the request.
+    #[test]
+    fn a_stop_sleep_ends_at_its_time_or_at_the_request() {
+        let stop = Stop::new();
+        let (first_done, first) = std::sync::mpsc::channel();
+        let sleeper = {
+            let stop = stop.clone();
+            glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+                .name("sleep-test")
+                .spawn(move || async move {
+                    first_done
+                        .send(stop.sleep(Duration::from_millis(5)).await)
+                        .unwrap();
+                    let started = Instant::now();
+                    let cut = !stop.sleep(Duration::from_secs(60)).await;
+                    (cut, started.elapsed())
+                })
+                .unwrap()
+        };
+        let full = first.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(full, "nobody stopped the first sleep");
+        std::thread::sleep(Duration::from_millis(20));
+        stop.request();
+        let (cut, slept) = sleeper.join().unwrap();
+        assert!(cut, "the request ended the second");
+        assert!(slept < Duration::from_secs(30), "{slept:?}");
     }
 
     /// Requests racing with waits that are just registering, with random pauses on both

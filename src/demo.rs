@@ -19,6 +19,9 @@ use crate::simulator::{self, SimConfig};
 /// The longest the engine may take to start after the simulator: the simulated
 /// clock's lead gained meanwhile is added to the engine's allowed clock skew.
 const ENGINE_STARTUP: Duration = Duration::from_secs(10);
+/// How often the demo looks for newly fired signals to print (its summary line is once
+/// a second; Ctrl-C ends the wait at once).
+const SIGNAL_LOOK_EVERY: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
@@ -124,7 +127,7 @@ pub fn run(args: DemoArgs, mut config: Config) -> anyhow::Result<()> {
     {
         engine::wait_for_signal(
             next.saturating_duration_since(Instant::now())
-                .min(Duration::from_millis(100)),
+                .min(SIGNAL_LOOK_EVERY),
         );
         for line in printed.new_signals(&engine) {
             println!("{line}");

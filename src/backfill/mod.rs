@@ -87,7 +87,7 @@ pub const MAX_PENDING_CHECKS: usize = 4096;
 /// The longest an idle thread sleeps. A shard that queues a request and the engine's
 /// stop unpark it sooner, and its retries and second looks set its alarm; this only
 /// bounds what a missed wake-up could cost.
-pub(crate) const IDLE_POLL: Duration = Duration::from_secs(1);
+pub(crate) const LONGEST_IDLE_SLEEP: Duration = Duration::from_secs(1);
 
 /// Filling a range live data has passed is urgent; history and open-ended catch-up
 /// are not.

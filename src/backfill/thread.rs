@@ -27,7 +27,7 @@ use super::repeats::Repeats;
 use super::scheduler::{Hold, Next, Priority, Scheduler};
 use super::{
     agg_trades, klines, priority, trades, RestError, RestPlan, RestStats, ABSENCE_CHECK_DELAY,
-    IDLE_POLL, KLINES_WEIGHT, MAX_ATTEMPTS, MAX_PENDING_CHECKS, MAX_RESUMED_HOLES,
+    KLINES_WEIGHT, LONGEST_IDLE_SLEEP, MAX_ATTEMPTS, MAX_PENDING_CHECKS, MAX_RESUMED_HOLES,
     MAX_WARM_ATTEMPTS, RESTART_OVERLAP_CANDLES, RETRY_INITIAL, RETRY_MAX,
 };
 use crate::market::{AggTrade, Candle, Interval, Symbol, Trade};
@@ -156,7 +156,9 @@ impl Thread {
                         self.stats.budget_waits.inc();
                     }
                     was_budget_held = hold == Hold::Budget;
-                    std::thread::park_timeout(IDLE_POLL.min(Duration::from_millis(ms.max(1))));
+                    std::thread::park_timeout(
+                        LONGEST_IDLE_SLEEP.min(Duration::from_millis(ms.max(1))),
+                    );
                 }
                 Next::Send(Task::Candles(job)) => {
                     was_budget_held = false;
@@ -185,14 +187,14 @@ impl Thread {
     }
 
     /// How long to sleep with nothing queued: until the next retry or second look is
-    /// due, at most [`IDLE_POLL`].
+    /// due, at most [`LONGEST_IDLE_SLEEP`].
     fn idle_wait(&self, now: Instant) -> Duration {
         self.retries
             .iter()
             .chain(&self.checks)
             .map(|(at, _)| at.saturating_duration_since(now))
             .min()
-            .map_or(IDLE_POLL, |due| due.min(IDLE_POLL))
+            .map_or(LONGEST_IDLE_SLEEP, |due| due.min(LONGEST_IDLE_SLEEP))
     }
 
     /// Queues the retries and the second looks due at `now`.

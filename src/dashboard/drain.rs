@@ -5,8 +5,6 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use futures_lite::future;
-
 use crate::book::board::Board;
 use crate::book::units_price;
 use crate::message::{BookTop, Envelope, Record, REMOTE_SHARD};
@@ -205,21 +203,10 @@ fn encode_with(write: impl FnOnce(&mut Vec<u8>)) -> fanout::Frame {
 /// Runs `tick` every `period` until the stop is requested (which ends the wait at once).
 async fn every(period: Duration, stop: &Stop, mut tick: impl FnMut()) {
     let mut next = Instant::now() + period;
-    loop {
-        let due = future::or(
-            async {
-                glommio::timer::sleep(next.saturating_duration_since(Instant::now())).await;
-                true
-            },
-            async {
-                stop.wait().await;
-                false
-            },
-        )
-        .await;
-        if !due {
-            return;
-        }
+    while stop
+        .sleep(next.saturating_duration_since(Instant::now()))
+        .await
+    {
         next += period;
         tick();
     }

@@ -378,9 +378,7 @@ impl Hub {
                 && (filter.interval.is_none() || s.interval == filter.interval))
         });
         let removed = before - subs.len();
-        for _ in 0..removed {
-            self.count(filter.topic, -1);
-        }
+        self.count(filter.topic, -(removed as isize));
         removed
     }
 

@@ -497,7 +497,7 @@ mod tests {
     /// here gives up after 10 µs, so it wins against an in-flight accept thousands of
     /// times.
     #[test]
-    fn no_connection_is_lost_to_the_stop_poll() {
+    fn no_connection_is_lost_to_a_wait_that_gives_up() {
         use std::io::Read;
         const CONNECTIONS: usize = 10_000;
         let (bound, addr) = std::sync::mpsc::channel();

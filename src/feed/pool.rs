@@ -75,7 +75,7 @@ impl PoolCtx {
 
     /// Sleeps for `total`, or until the stop is requested.
     async fn pause(&self, total: Duration) {
-        future::or(glommio::timer::sleep(total), self.stop.wait()).await;
+        self.stop.sleep(total).await;
     }
 
     /// Sleeps until one of `handles` has something for its supervisor to look at (see
@@ -88,15 +88,17 @@ impl PoolCtx {
                 Poll::Pending
             }
         });
-        let timer = async {
+        let timer_or_stop = async {
             match deadline {
                 Some(at) => {
-                    glommio::timer::sleep(at.saturating_duration_since(Instant::now())).await
+                    self.stop
+                        .sleep(at.saturating_duration_since(Instant::now()))
+                        .await;
                 }
-                None => future::pending().await,
+                None => self.stop.wait().await,
             }
         };
-        future::or(future::or(changed, timer), self.stop.wait()).await;
+        future::or(changed, timer_or_stop).await;
     }
 
     /// One connection attempt (respecting the attempt limiter); spawns its session.

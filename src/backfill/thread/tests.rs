@@ -539,7 +539,7 @@ fn an_idle_thread_sleeps_until_its_next_retry_or_second_look() {
     let now = Instant::now();
     assert_eq!(
         t.idle_wait(now),
-        IDLE_POLL,
+        LONGEST_IDLE_SLEEP,
         "nothing due: the longest sleep"
     );
     t.checks
@@ -557,5 +557,9 @@ fn an_idle_thread_sleeps_until_its_next_retry_or_second_look() {
     t.checks
         .push((now + Duration::from_secs(60), job(range(5, Some(6)))));
     t.checks.remove(0);
-    assert_eq!(t.idle_wait(now), IDLE_POLL, "a far one: the longest sleep");
+    assert_eq!(
+        t.idle_wait(now),
+        LONGEST_IDLE_SLEEP,
+        "a far one: the longest sleep"
+    );
 }
