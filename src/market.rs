@@ -46,7 +46,12 @@ pub enum SymbolError {
 impl Symbol {
     /// Parses a symbol in either case (stream names use lower case, events upper case).
     pub fn new(text: &str) -> Result<Symbol, SymbolError> {
-        let raw = text.as_bytes();
+        Symbol::from_ascii(text.as_bytes())
+    }
+
+    /// [`Symbol::new`] of bytes, which need no UTF-8 check first: only ASCII letters and
+    /// digits are accepted. The parser takes a symbol straight from a frame's bytes.
+    pub fn from_ascii(raw: &[u8]) -> Result<Symbol, SymbolError> {
         if raw.is_empty() {
             return Err(SymbolError::Empty);
         }
@@ -68,7 +73,12 @@ impl Symbol {
 
     pub fn as_str(&self) -> &str {
         // Only ASCII alphanumerics are ever stored, so this cannot fail.
-        std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or("")
+        std::str::from_utf8(self.as_bytes()).unwrap_or("")
+    }
+
+    /// The symbol's ASCII bytes: what the record writers copy, with no UTF-8 check.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
     }
 
     /// The lower-case form used in stream names (`btcusdt@kline_1m`).
@@ -207,10 +217,16 @@ impl Interval {
     }
 
     pub fn parse(text: &str) -> Result<Interval, IntervalError> {
+        Interval::from_bytes(text.as_bytes())
+    }
+
+    /// [`Interval::parse`] of bytes (the parser's, taken from a frame without a UTF-8
+    /// check).
+    pub fn from_bytes(raw: &[u8]) -> Result<Interval, IntervalError> {
         Interval::ALL
             .iter()
             .copied()
-            .find(|i| i.as_str() == text)
+            .find(|i| i.as_str().as_bytes() == raw)
             .ok_or(IntervalError)
     }
 
@@ -468,6 +484,16 @@ mod tests {
         assert_eq!(Symbol::new(""), Err(SymbolError::Empty));
         assert_eq!(Symbol::new("BTC-USDT"), Err(SymbolError::BadChar));
         assert_eq!(Symbol::new(&"A".repeat(25)), Err(SymbolError::TooLong));
+        // From bytes, as the parser takes it: the same checks, and bytes that are not
+        // ASCII (here "É" in UTF-8, and a lone continuation byte) are refused.
+        assert_eq!(Symbol::from_ascii(b"btcusdt"), Ok(s));
+        assert_eq!(s.as_bytes(), b"BTCUSDT");
+        assert_eq!(
+            Symbol::from_ascii(b"BTC\xC3\x89"),
+            Err(SymbolError::BadChar)
+        );
+        assert_eq!(Symbol::from_ascii(b"\x80"), Err(SymbolError::BadChar));
+        assert_eq!(Symbol::from_ascii(b""), Err(SymbolError::Empty));
     }
 
     #[test]
@@ -476,6 +502,9 @@ mod tests {
             assert_eq!(Interval::parse(i.as_str()), Ok(i));
         }
         assert!(Interval::parse("2m").is_err());
+        assert_eq!(Interval::from_bytes(b"1M"), Ok(Interval::Mo1));
+        assert!(Interval::from_bytes(b"1m\xFF").is_err());
+        assert!(Interval::from_bytes(b"").is_err());
     }
 
     #[test]

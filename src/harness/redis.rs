@@ -463,12 +463,7 @@ fn unpipelined(
         out.clear();
         resp::publish(
             &mut out,
-            &[
-                prefix.as_bytes(),
-                b":candles:",
-                c.symbol.as_str().as_bytes(),
-                b":1m",
-            ],
+            &[prefix.as_bytes(), b":candles:", c.symbol.as_bytes(), b":1m"],
             &payload,
         );
         conn.write_all(&out)?;

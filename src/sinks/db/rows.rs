@@ -397,7 +397,7 @@ impl Batch {
 }
 
 fn put_symbol(out: &mut Vec<u8>, s: Symbol) {
-    let text = s.as_str().as_bytes();
+    let text = s.as_bytes();
     out.push(text.len() as u8);
     out.extend_from_slice(text);
 }

@@ -434,7 +434,7 @@ fn on_channel(channel: &[u8], kind: &[u8], symbol: Symbol, interval: Interval) -
     let Some(rest) = channel.strip_prefix(kind) else {
         return false;
     };
-    let Some(rest) = rest.strip_prefix(symbol.as_str().as_bytes()) else {
+    let Some(rest) = rest.strip_prefix(symbol.as_bytes()) else {
         return false;
     };
     rest.strip_prefix(b":") == Some(interval.as_str().as_bytes())

@@ -463,7 +463,7 @@ impl Publisher {
                     self.publish_signed(&[b":signals"]);
                     self.publish_signed(&[
                         b":signals:",
-                        s.symbol.as_str().as_bytes(),
+                        s.symbol.as_bytes(),
                         b":",
                         s.interval.as_str().as_bytes(),
                     ]);
@@ -476,7 +476,7 @@ impl Publisher {
                         self.payload.clear();
                         view.write_json(&mut self.payload, usize::MAX);
                         self.sign_payload();
-                        self.publish_signed(&[b":book:", top.symbol.as_str().as_bytes()]);
+                        self.publish_signed(&[b":book:", top.symbol.as_bytes()]);
                         self.pending_recv_ns.push(env.recv_ns);
                     }
                 }
@@ -576,7 +576,7 @@ impl Publisher {
             _ => return,
         };
         self.sign_payload();
-        self.publish_signed(&[b":trades:", symbol.as_str().as_bytes()]);
+        self.publish_signed(&[b":trades:", symbol.as_bytes()]);
         self.pending_recv_ns.push(recv_ns);
     }
 
@@ -586,7 +586,7 @@ impl Publisher {
         self.sign_payload();
         self.publish_signed(&[
             b":candles:",
-            c.symbol.as_str().as_bytes(),
+            c.symbol.as_bytes(),
             b":",
             c.interval.as_str().as_bytes(),
         ]);
