@@ -515,9 +515,9 @@ impl ProcessSample {
             open_fds: std::fs::read_dir("/proc/self/fd")
                 .ok()
                 .map(|d| d.count() as u64),
-            max_fds: std::fs::read_to_string("/proc/self/limits")
-                .ok()
-                .and_then(|l| max_open_files(&l)),
+            // The soft "Max open files" of `/proc/self/limits`, without having the
+            // kernel write out every limit as text.
+            max_fds: crate::topology::host::soft_limit(libc::RLIMIT_NOFILE),
             threads: thread_cpu_seconds(),
         }
     }
@@ -554,14 +554,23 @@ fn stat_fields(stat: &str) -> Option<Vec<&str>> {
 
 fn process_stat() -> Option<ProcessStat> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let boot_time: f64 = std::fs::read_to_string("/proc/stat")
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("btime "))?
-        .trim()
-        .parse()
-        .ok()?;
-    parse_process_stat(&stat, boot_time, clock_ticks())
+    parse_process_stat(&stat, boot_time()?, clock_ticks())
+}
+
+/// The boot time in Unix seconds (`btime` of `/proc/stat`), read once: it does not
+/// change, and `/proc/stat`, every CPU's and every interrupt's counters made into text,
+/// was the dearest of the collector's once-a-second reads.
+fn boot_time() -> Option<f64> {
+    static BOOT_TIME: std::sync::OnceLock<Option<f64>> = std::sync::OnceLock::new();
+    *BOOT_TIME.get_or_init(|| {
+        std::fs::read_to_string("/proc/stat")
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("btime "))?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
 
 /// `/proc/self/stat` read with the boot time (`btime` of `/proc/stat`) and the clock
@@ -577,16 +586,6 @@ fn parse_process_stat(stat: &str, boot_time: f64, ticks: f64) -> Option<ProcessS
     })
 }
 
-/// The soft limit of "Max open files" in `/proc/self/limits`.
-fn max_open_files(limits: &str) -> Option<u64> {
-    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-    line["Max open files".len()..]
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
 /// (thread name, user s, system s) per thread; threads of one name (glommio adds a
 /// numeric suffix) are summed.
 fn thread_cpu_seconds() -> Vec<(String, f64, f64)> {
@@ -595,15 +594,13 @@ fn thread_cpu_seconds() -> Vec<(String, f64, f64)> {
         return out;
     };
     for entry in dir.flatten() {
-        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
-        let Some((user, system)) = task_cpu(&entry.path()) else {
+        let Some((comm, user, system)) = task_cpu(&entry.path()) else {
             continue;
         };
         // glommio names an executor's thread `<name>-<executor id>`: the role is the name.
-        let comm = comm.trim();
         let name = match comm.rsplit_once('-') {
             Some((role, id)) if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) => role,
-            _ => comm,
+            _ => &comm,
         }
         .to_string();
         match out.iter_mut().find(|(n, _, _)| *n == name) {
@@ -618,14 +615,20 @@ fn thread_cpu_seconds() -> Vec<(String, f64, f64)> {
     out
 }
 
-/// User and system CPU seconds of one `/proc/<pid>/task/<tid>` directory.
-pub fn task_cpu(task: &std::path::Path) -> Option<(f64, f64)> {
-    let ticks = clock_ticks();
+/// The name, user and system CPU seconds of one `/proc/<pid>/task/<tid>` directory,
+/// all from its `stat` file: the name is its second field, in parentheses, the same text
+/// as the `comm` file, which is then not read as well.
+pub fn task_cpu(task: &std::path::Path) -> Option<(String, f64, f64)> {
     let stat = std::fs::read_to_string(task.join("stat")).ok()?;
-    let fields = stat_fields(&stat)?;
+    parse_task_stat(&stat, clock_ticks())
+}
+
+fn parse_task_stat(stat: &str, ticks: f64) -> Option<(String, f64, f64)> {
+    let name = stat.get(stat.find('(')? + 1..stat.rfind(')')?)?;
+    let fields = stat_fields(stat)?;
     let utime: f64 = fields.get(11)?.parse().ok()?;
     let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime / ticks, stime / ticks))
+    Some((name.to_string(), utime / ticks, stime / ticks))
 }
 
 #[cfg(test)]
@@ -638,22 +641,25 @@ mod tests {
         // ticks, 7 threads, started 1000 ticks after boot, 8 MiB virtual.
         let stat = "42 (a b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 7 0 1000 8388608 300 18446744073709551615";
         let s = parse_process_stat(stat, 1_700_000_000.0, 100.0).unwrap();
+        // A thread's name is all between the first "(" and the last ")".
+        assert_eq!(
+            parse_task_stat(stat, 100.0),
+            Some(("a b) c".to_string(), 2.5, 0.5))
+        );
         assert_eq!(s.cpu_seconds, 3.0);
         assert_eq!(s.threads, 7);
         assert_eq!(s.start_time_seconds, 1_700_000_010.0);
         assert_eq!(s.virtual_bytes, 8_388_608);
-        let limits = "Limit                     Soft Limit           Hard Limit           Units\n\
-                      Max processes             63704                63704                processes\n\
-                      Max open files            1024                 524288               files\n";
-        assert_eq!(max_open_files(limits), Some(1024));
-        assert_eq!(
-            max_open_files(
-                "Max open files            unlimited            unlimited            files"
-            ),
-            None
-        );
         // This process, read for real.
         let me = ProcessSample::read();
+        // The open-file limit is the soft "Max open files" of /proc/self/limits.
+        let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+        let soft = limits
+            .lines()
+            .find_map(|l| l.strip_prefix("Max open files"))
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap();
+        assert_eq!(me.max_fds, soft.parse().ok(), "{limits}");
         let stat = me.stat.expect("/proc/self/stat");
         assert!(stat.threads >= 1 && stat.virtual_bytes > 0 && stat.cpu_seconds >= 0.0);
         let now = std::time::SystemTime::now()
@@ -662,6 +668,25 @@ mod tests {
             .as_secs_f64();
         assert!(stat.start_time_seconds > now - 86_400.0 && stat.start_time_seconds <= now + 1.0);
         assert!(me.open_fds.unwrap() >= 3, "stdin, stdout, stderr at least");
+        // A named thread is counted under its name, an executor's `-<id>` suffix cut.
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+        let (end_tx, end_rx) = std::sync::mpsc::channel::<()>();
+        let probe = std::thread::Builder::new()
+            .name("proc-probe-7".into())
+            .spawn(move || {
+                ready_tx.send(()).unwrap();
+                let _ = end_rx.recv();
+            })
+            .unwrap();
+        ready_rx.recv().unwrap();
+        let names: Vec<String> = ProcessSample::read()
+            .threads
+            .into_iter()
+            .map(|t| t.0)
+            .collect();
+        drop(end_tx);
+        probe.join().unwrap();
+        assert!(names.iter().any(|n| n == "proc-probe"), "{names:?}");
         assert!(me.rss_bytes.unwrap() > 0);
     }
 

@@ -190,8 +190,9 @@ pub fn thread_cpu_seconds(name: &str) -> Option<f64> {
 pub fn thread_cpu_split(name: &str) -> Option<(f64, f64)> {
     let mut total = None;
     for entry in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
-        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
-        let comm = comm.trim();
+        let Some((comm, user, system)) = crate::metrics::task_cpu(&entry.path()) else {
+            continue;
+        };
         let matches = comm == name
             || comm
                 .strip_prefix(name)
@@ -199,9 +200,6 @@ pub fn thread_cpu_split(name: &str) -> Option<(f64, f64)> {
         if !matches {
             continue;
         }
-        let Some((user, system)) = crate::metrics::task_cpu(&entry.path()) else {
-            continue;
-        };
         let t = total.get_or_insert((0.0, 0.0));
         t.0 += user;
         t.1 += system;
