@@ -16,7 +16,8 @@ const PAIRS: [u8; 200] = {
 };
 
 /// Writes `v` in decimal into `buf`, its last digit at `end - 1`, and returns where its
-/// first digit is. `buf[..end]` must have room for 20 digits.
+/// first digit is. `buf[..end]` must have room for its digits (`end >=
+/// digit_count(v)`); a slice too short panics, it is never written past.
 #[inline]
 pub fn write_u64_before(buf: &mut [u8], end: usize, mut v: u64) -> usize {
     let mut i = end;

@@ -517,10 +517,29 @@ impl ProcessSample {
                 .map(|d| d.count() as u64),
             // The soft "Max open files" of `/proc/self/limits`, without having the
             // kernel write out every limit as text.
-            max_fds: crate::topology::host::soft_limit(libc::RLIMIT_NOFILE),
+            max_fds: soft_limit(libc::RLIMIT_NOFILE),
             threads: thread_cpu_seconds(),
         }
     }
+}
+
+/// The resource argument of `getrlimit`: glibc's own type, a plain `int` elsewhere.
+#[cfg(target_env = "gnu")]
+pub type Resource = libc::__rlimit_resource_t;
+#[cfg(not(target_env = "gnu"))]
+pub type Resource = libc::c_int;
+
+/// The soft limit of `resource` (`libc::RLIMIT_*`); `None` when unlimited or unreadable.
+pub fn soft_limit(resource: Resource) -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the struct we pass.
+    if unsafe { libc::getrlimit(resource, &mut limit) } != 0 {
+        return None;
+    }
+    (limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
 }
 
 fn resident_bytes() -> Option<u64> {
@@ -557,20 +576,24 @@ fn process_stat() -> Option<ProcessStat> {
     parse_process_stat(&stat, boot_time()?, clock_ticks())
 }
 
-/// The boot time in Unix seconds (`btime` of `/proc/stat`), read once: it does not
-/// change, and `/proc/stat`, every CPU's and every interrupt's counters made into text,
-/// was the dearest of the collector's once-a-second reads.
+/// The boot time in Unix seconds (`btime` of `/proc/stat`), read until a read succeeds
+/// and then kept: it does not change, and `/proc/stat`, every CPU's and every
+/// interrupt's counters made into text, was the dearest of the collector's
+/// once-a-second reads. A failed read (no file descriptor left, say) is tried again
+/// next time.
 fn boot_time() -> Option<f64> {
-    static BOOT_TIME: std::sync::OnceLock<Option<f64>> = std::sync::OnceLock::new();
-    *BOOT_TIME.get_or_init(|| {
-        std::fs::read_to_string("/proc/stat")
-            .ok()?
-            .lines()
-            .find_map(|l| l.strip_prefix("btime "))?
-            .trim()
-            .parse()
-            .ok()
-    })
+    static BOOT_TIME: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    if let Some(&t) = BOOT_TIME.get() {
+        return Some(t);
+    }
+    let t: f64 = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(*BOOT_TIME.get_or_init(|| t))
 }
 
 /// `/proc/self/stat` read with the boot time (`btime` of `/proc/stat`) and the clock
@@ -616,15 +639,16 @@ fn thread_cpu_seconds() -> Vec<(String, f64, f64)> {
 }
 
 /// The name, user and system CPU seconds of one `/proc/<pid>/task/<tid>` directory,
-/// all from its `stat` file: the name is its second field, in parentheses, the same text
-/// as the `comm` file, which is then not read as well.
+/// all from its `stat` file: the name is its second field, in parentheses, what the
+/// `comm` file holds before its newline (so that file is not read as well). Both are
+/// trimmed, as the name a thread set may begin or end with a space.
 pub fn task_cpu(task: &std::path::Path) -> Option<(String, f64, f64)> {
     let stat = std::fs::read_to_string(task.join("stat")).ok()?;
     parse_task_stat(&stat, clock_ticks())
 }
 
 fn parse_task_stat(stat: &str, ticks: f64) -> Option<(String, f64, f64)> {
-    let name = stat.get(stat.find('(')? + 1..stat.rfind(')')?)?;
+    let name = stat.get(stat.find('(')? + 1..stat.rfind(')')?)?.trim();
     let fields = stat_fields(stat)?;
     let utime: f64 = fields.get(11)?.parse().ok()?;
     let stime: f64 = fields.get(12)?.parse().ok()?;
@@ -639,12 +663,12 @@ mod tests {
     fn process_figures_parse_from_proc_text() {
         // proc(5): a command name with a space and a parenthesis; utime 250, stime 50
         // ticks, 7 threads, started 1000 ticks after boot, 8 MiB virtual.
-        let stat = "42 (a b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 7 0 1000 8388608 300 18446744073709551615";
+        let stat = "42 ( a (b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 7 0 1000 8388608 300 18446744073709551615";
         let s = parse_process_stat(stat, 1_700_000_000.0, 100.0).unwrap();
-        // A thread's name is all between the first "(" and the last ")".
+        // A thread's name is all between the first "(" and the last ")", trimmed.
         assert_eq!(
             parse_task_stat(stat, 100.0),
-            Some(("a b) c".to_string(), 2.5, 0.5))
+            Some(("a (b) c".to_string(), 2.5, 0.5))
         );
         assert_eq!(s.cpu_seconds, 3.0);
         assert_eq!(s.threads, 7);

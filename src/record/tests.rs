@@ -46,13 +46,21 @@ fn decimals_are_written_as_display_writes_them() {
         "0.00000000000000000001",
         "10000000000000000000",
         "0.0000000000000000000",
+        "0.12",
+        "1.2",
+        "-42000.10",
     ]
     .iter()
     .map(|t| Decimal::from_str_exact(t).unwrap())
     .collect();
+    // Negative zero keeps its sign, as `Display` writes it.
+    cases.extend([-Decimal::ZERO, -Decimal::new(0, 8), -Decimal::new(0, 25)]);
     for _ in 0..20_000 {
         let m = i128::from(rng.i64(..)) * i128::from(rng.u32(..4)) * i128::from(rng.u16(..));
         cases.push(Decimal::from_i128_with_scale(m, rng.u32(..=28)));
+        // Mantissas of every length within a u64 at every in-place scale.
+        let m = i128::from(rng.u64(..) >> rng.u32(..64)) * if rng.bool() { 1 } else { -1 };
+        cases.push(Decimal::from_i128_with_scale(m, rng.u32(..=19)));
     }
     for d in cases {
         // After other text, as in a record: only its own bytes are added.

@@ -113,12 +113,17 @@ fn write_maker_and_event(out: &mut Vec<u8>, buyer_is_maker: bool, event_time_us:
 /// then the integer part are written right to left, and the rest is cut off. Larger ones
 /// take the general path.
 pub fn write_decimal(out: &mut Vec<u8>, d: &Decimal) {
-    let mantissa = d.mantissa();
+    // The sign bit, as `Display` reads it: a negative zero is written `-0`.
+    let negative = d.is_sign_negative();
+    let magnitude = d.mantissa().unsigned_abs();
     let scale = d.scale() as usize;
-    let (Ok(m), Some(&unit)) = (u64::try_from(mantissa.unsigned_abs()), POW10.get(scale)) else {
-        return write_wide_decimal(out, mantissa, scale);
+    let Ok(m) = u64::try_from(magnitude) else {
+        return write_wide_decimal(out, negative, magnitude, scale);
     };
-    let sign = usize::from(mantissa < 0);
+    if scale > MAX_IN_PLACE_SCALE {
+        return write_wide_decimal(out, negative, magnitude, scale);
+    }
+    let sign = usize::from(negative);
     let digits = crate::digits::digit_count(m);
     let len = sign
         + match scale {
@@ -136,7 +141,7 @@ pub fn write_decimal(out: &mut Vec<u8>, d: &Decimal) {
         crate::digits::write_u64_before(text, len, m);
     } else {
         let point = len - scale - 1;
-        let (int, frac) = split_at_scale(m, scale, unit);
+        let (int, frac) = split_at_scale(m, scale);
         crate::digits::write_u64_before(text, len, frac);
         text[point] = b'.';
         crate::digits::write_u64_before(text, point, int);
@@ -144,47 +149,45 @@ pub fn write_decimal(out: &mut Vec<u8>, d: &Decimal) {
     out.truncate(at + len);
 }
 
+/// The largest scale written in place: 10^19 is the largest power of ten in a `u64`.
+const MAX_IN_PLACE_SCALE: usize = 19;
+
 /// Room for a decimal written in place: a sign, a `u64`'s 20 digits and a point, or a
 /// sign, `0.` and 19 decimals.
-const DECIMAL_ROOM: usize = 24;
+const DECIMAL_ROOM: usize = 22;
+const _: () = assert!(DECIMAL_ROOM >= 1 + 20 + 1 && DECIMAL_ROOM >= 1 + 2 + MAX_IN_PLACE_SCALE);
 
-/// `m`'s integer part and fraction at `scale` (`unit` is 10^scale). Each scale is an
-/// arm of its own so that its division is by a constant, which the compiler turns into
-/// a multiplication: a division by a variable took a third of the writer's time.
+/// `m`'s integer part and fraction at `scale` (1 to 19). Each scale is an arm of its
+/// own so that its division is by a constant, which the compiler turns into a
+/// multiplication: a division by a variable took a third of the writer's time.
 #[inline(always)]
-fn split_at_scale(m: u64, scale: usize, unit: u64) -> (u64, u64) {
+fn split_at_scale(m: u64, scale: usize) -> (u64, u64) {
     macro_rules! by_constant {
         ($($s:literal)*) => {
             match scale {
                 $($s => (m / 10u64.pow($s), m % 10u64.pow($s)),)*
-                _ => (m / unit, m % unit),
+                // Not reached (scale 0 has no point, larger ones take the wide path);
+                // kept exact rather than a panic.
+                _ => {
+                    let unit = 10u64.saturating_pow(scale as u32);
+                    (m / unit, m % unit)
+                }
             }
         };
     }
     by_constant!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19)
 }
 
-/// 10^0 to 10^19: the scales whose unit fits a `u64`.
-const POW10: [u64; 20] = {
-    let mut p = [1u64; 20];
-    let mut i = 1;
-    while i < 20 {
-        p[i] = p[i - 1] * 10;
-        i += 1;
-    }
-    p
-};
-
 /// [`write_decimal`] for a mantissa beyond `u64` or a scale beyond 19.
 #[cold]
-fn write_wide_decimal(out: &mut Vec<u8>, mantissa: i128, scale: usize) {
-    if mantissa < 0 {
+fn write_wide_decimal(out: &mut Vec<u8>, negative: bool, magnitude: u128, scale: usize) {
+    if negative {
         out.push(b'-');
     }
     // A 96-bit mantissa has at most 29 digits.
     let mut digits = [0u8; 40];
     let mut i = digits.len();
-    let mut m = mantissa.unsigned_abs();
+    let mut m = magnitude;
     // u128 division is a library call: only the top part of a big mantissa takes it.
     while m > u128::from(u64::MAX) {
         i -= 1;

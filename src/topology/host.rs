@@ -78,7 +78,7 @@ impl HostFacts {
                 .ok()
                 .and_then(|text| text.trim().parse().ok()),
             io_uring_probe: probe_io_uring(),
-            memlock_limit_bytes: soft_limit(libc::RLIMIT_MEMLOCK),
+            memlock_limit_bytes: crate::metrics::soft_limit(libc::RLIMIT_MEMLOCK),
             cores_configured: usize::try_from(configured).unwrap_or(0),
             allowed_cores: allowed_cores(),
         }
@@ -98,19 +98,6 @@ fn kernel_release() -> String {
         .map(|&c| c as u8)
         .collect();
     String::from_utf8_lossy(&bytes).into_owned()
-}
-
-/// The soft limit of `resource` (`libc::RLIMIT_*`); `None` when unlimited or unreadable.
-pub fn soft_limit(resource: libc::__rlimit_resource_t) -> Option<u64> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one rlimit into the struct we pass.
-    if unsafe { libc::getrlimit(resource, &mut limit) } != 0 {
-        return None;
-    }
-    (limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
 }
 
 /// Creates (and closes) a one-entry io_uring to learn whether this process may use
