@@ -152,10 +152,16 @@ pub fn write_decimal(out: &mut Vec<u8>, d: &Decimal) {
 /// The largest scale written in place: 10^19 is the largest power of ten in a `u64`.
 const MAX_IN_PLACE_SCALE: usize = 19;
 
-/// Room for a decimal written in place: a sign, a `u64`'s 20 digits and a point, or a
-/// sign, `0.` and 19 decimals.
-const DECIMAL_ROOM: usize = 22;
-const _: () = assert!(DECIMAL_ROOM >= 1 + 20 + 1 && DECIMAL_ROOM >= 1 + 2 + MAX_IN_PLACE_SCALE);
+/// Room for a decimal written in place: the longer of a sign, a `u64`'s 20 digits and a
+/// point, and a sign, `0.` and the largest scale's decimals (22 bytes either way).
+const DECIMAL_ROOM: usize = {
+    let (integer, fraction) = (1 + 20 + 1, 1 + 2 + MAX_IN_PLACE_SCALE);
+    if integer > fraction {
+        integer
+    } else {
+        fraction
+    }
+};
 
 /// `m`'s integer part and fraction at `scale` (1 to 19). Each scale is an arm of its
 /// own so that its division is by a constant, which the compiler turns into a
