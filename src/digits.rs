@@ -38,6 +38,9 @@ pub fn write_u64_before(buf: &mut [u8], end: usize, mut v: u64) -> usize {
     i
 }
 
+/// The most decimal digits a `u64` has (`u64::MAX` is 18446744073709551615).
+pub const MAX_U64_DIGITS: usize = 20;
+
 /// The number of decimal digits of `v` (one for 0).
 #[inline]
 pub fn digit_count(v: u64) -> usize {
@@ -46,7 +49,7 @@ pub fn digit_count(v: u64) -> usize {
 
 /// Appends an unsigned integer in decimal.
 ///
-/// The buffer grows by a fixed 20 bytes (copied inline, with no call) and the digits are
+/// The buffer grows by a fixed [`MAX_U64_DIGITS`] bytes (copied inline, with no call) and the digits are
 /// written where they belong, then the rest is cut off: appending a number of unknown
 /// length from a scratch array was a call to `memmove` per number, a tenth of the
 /// dashboard's record writing (`cargo bench --bench records`).
@@ -54,7 +57,7 @@ pub fn digit_count(v: u64) -> usize {
 pub fn push_u64(out: &mut Vec<u8>, v: u64) {
     let at = out.len();
     let n = digit_count(v);
-    out.extend_from_slice(&[0u8; 20]);
+    out.extend_from_slice(&[0u8; MAX_U64_DIGITS]);
     write_u64_before(&mut out[at..], n, v);
     out.truncate(at + n);
 }

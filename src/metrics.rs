@@ -525,12 +525,12 @@ impl ProcessSample {
 
 /// The resource argument of `getrlimit`: glibc's own type, a plain `int` elsewhere.
 #[cfg(target_env = "gnu")]
-pub type Resource = libc::__rlimit_resource_t;
+pub type RlimitResource = libc::__rlimit_resource_t;
 #[cfg(not(target_env = "gnu"))]
-pub type Resource = libc::c_int;
+pub type RlimitResource = libc::c_int;
 
 /// The soft limit of `resource` (`libc::RLIMIT_*`); `None` when unlimited or unreadable.
-pub fn soft_limit(resource: Resource) -> Option<u64> {
+pub fn soft_limit(resource: RlimitResource) -> Option<u64> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,

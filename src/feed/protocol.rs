@@ -425,10 +425,7 @@ impl Subscriptions {
     /// oldest request in flight going unanswered for `timeout`.
     pub fn next_due(&self, timeout: Duration) -> Option<Instant> {
         let overdue = self.pending.oldest().map(|at| at + timeout);
-        match (self.next_retry(), overdue) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.next_retry(), overdue].into_iter().flatten().min()
     }
 }
 

@@ -9,7 +9,7 @@
 
 use std::io::Write;
 
-use crate::digits::{push_i64, push_u64};
+use crate::digits::{push_i64, push_u64, MAX_U64_DIGITS};
 use crate::market::{AggTrade, Candle, Decimal, Trade};
 use crate::signals::{Signal, MAX_SIGNAL_INDICATORS};
 
@@ -117,12 +117,10 @@ pub fn write_decimal(out: &mut Vec<u8>, d: &Decimal) {
     let negative = d.is_sign_negative();
     let magnitude = d.mantissa().unsigned_abs();
     let scale = d.scale() as usize;
-    let Ok(m) = u64::try_from(magnitude) else {
-        return write_wide_decimal(out, negative, magnitude, scale);
+    let m = match u64::try_from(magnitude) {
+        Ok(m) if scale <= MAX_IN_PLACE_SCALE => m,
+        _ => return write_wide_decimal(out, negative, magnitude, scale),
     };
-    if scale > MAX_IN_PLACE_SCALE {
-        return write_wide_decimal(out, negative, magnitude, scale);
-    }
     let sign = usize::from(negative);
     let digits = crate::digits::digit_count(m);
     let len = sign
@@ -152,10 +150,10 @@ pub fn write_decimal(out: &mut Vec<u8>, d: &Decimal) {
 /// The largest scale written in place: 10^19 is the largest power of ten in a `u64`.
 const MAX_IN_PLACE_SCALE: usize = 19;
 
-/// Room for a decimal written in place: the longer of a sign, a `u64`'s 20 digits and a
+/// Room for a decimal written in place: the longer of a sign, a `u64`'s digits and a
 /// point, and a sign, `0.` and the largest scale's decimals (22 bytes either way).
 const DECIMAL_ROOM: usize = {
-    let (integer, fraction) = (1 + 20 + 1, 1 + 2 + MAX_IN_PLACE_SCALE);
+    let (integer, fraction) = (1 + MAX_U64_DIGITS + 1, 1 + 2 + MAX_IN_PLACE_SCALE);
     if integer > fraction {
         integer
     } else {
