@@ -167,6 +167,10 @@ fn a_subscriber_gets_every_closed_candle_the_engine_made_in_order_with_its_recor
     assert_eq!(one("alphapulse_redis_dropped_total"), 0.0);
     assert!(!metrics.contains("alphapulse_sink_figure"));
     support::check_metrics_text(&metrics);
+    // One instance owns every symbol: its bridge has nothing to take and subscribes to
+    // nothing, so Redis sends each record only to this test's subscriber.
+    assert_eq!(one("alphapulse_redis_bridge_active"), 0.0);
+    assert_eq!(redis.pattern_subscriptions(), vec![1]);
     let api: HashMap<&str, Vec<Value>> = names
         .iter()
         .map(|s| {
@@ -677,6 +681,9 @@ fn two_engine_processes_see_each_others_symbols_through_the_bridge() {
         assert!(own.iter().all(|s| !others.contains(s)), "{own:?}");
         let bridge = &status["sinks"]["redis"]["bridge"];
         assert!(bridge["skipped_local"].as_u64().unwrap() > 0, "{bridge}");
+        assert_eq!(bridge["active"], true, "{bridge}");
         assert_eq!(status["sinks"]["redis"]["connected"], true);
     }
+    // Each bridge holds the per-series candle and signal patterns, nothing wider.
+    assert_eq!(redis.pattern_subscriptions(), vec![2, 2]);
 }

@@ -40,8 +40,8 @@ pub struct RedisBenchArgs {
     /// Distinct symbols (each a channel per timeframe).
     #[arg(long, default_value_t = 200)]
     pub symbols: usize,
-    /// Pattern subscribers on `{prefix}:*` reading everything during both runs, as the
-    /// bridge of every instance does in a deployment (0: publish to no one).
+    /// Pattern subscribers on `{prefix}:*` reading everything during both runs, as
+    /// subscribers of every channel do (0: publish to no one).
     #[arg(long, default_value_t = 1)]
     pub subscribers: usize,
     /// Ring capacity (MAX_QUEUE_SIZE).

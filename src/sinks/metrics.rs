@@ -102,7 +102,8 @@ pub const REDIS: [Figure<PublisherStats>; 10] = [
 
 /// The Redis bridge's figures (other instances' records), besides its refusals.
 #[rustfmt::skip]
-pub const BRIDGE: [Figure<BridgeStats>; 10] = [
+pub const BRIDGE: [Figure<BridgeStats>; 11] = [
+    figure("alphapulse_redis_bridge_active", Gauge, "1 when the bridge runs (other instances' records to take); 0 for a single instance", |s| s.active.get() as f64),
     figure("alphapulse_redis_bridge_connected", Gauge, "1 while the bridge's subscription is connected", |s| s.connected.get() as f64),
     figure("alphapulse_redis_bridge_received_total", Counter, "Messages the bridge received", |s| s.received.get() as f64),
     figure("alphapulse_redis_bridge_applied_total", Counter, "Other instances' records applied to the recent store", |s| s.applied.get() as f64),

@@ -86,6 +86,34 @@ impl RedisServer {
         }
     }
 
+    /// The pattern subscriptions each connected client holds (`psub=` of `CLIENT
+    /// LIST`), those of clients that hold none left out.
+    pub fn pattern_subscriptions(&self) -> Vec<usize> {
+        let target = Target::parse_with_ca(&self.url(), self.ca_file().as_deref()).unwrap();
+        let mut conn = Conn::connect(&target, Duration::from_secs(2), Duration::from_secs(5))
+            .expect("connects");
+        let mut cmd = Vec::new();
+        resp::command(&mut cmd, &[b"CLIENT", b"LIST"]);
+        conn.write_all(&cmd).unwrap();
+        let list = conn
+            .next(|v| match v {
+                resp::Value::Bulk(Some(b)) => Some(String::from_utf8_lossy(b).into_owned()),
+                _ => None,
+            })
+            .unwrap()
+            .flatten()
+            .expect("CLIENT LIST answered");
+        list.lines()
+            .filter_map(|client| {
+                client
+                    .split(' ')
+                    .find_map(|field| field.strip_prefix("psub="))
+                    .and_then(|n| n.parse().ok())
+            })
+            .filter(|&n| n > 0)
+            .collect()
+    }
+
     /// The certificate clients must trust, for TLS.
     pub fn ca_file(&self) -> Option<PathBuf> {
         self.security.tls.as_ref().map(|(cert, _)| cert.clone())

@@ -1,8 +1,10 @@
 //! The bridge: other instances' records, received over Redis, shown on this instance.
 //!
 //! Runs on: its own thread (started by the publisher role, on the publisher's core).
-//! Owns: a subscriber connection that pattern-subscribes to `{prefix}:*`. In: the
-//! candle and signal records every instance publishes. Out: records of symbols that
+//! Owns: a subscriber connection that pattern-subscribes to the per-series candle and
+//! signal channels, `{prefix}:candles:*` and `{prefix}:signals:*` (not the trade, book
+//! and all-signals channels, which it would only skip). In: the candle and signal
+//! records every instance publishes. Out: records of symbols that
 //! another instance owns, inserted into the shared [`RecentStore`] (so `/api/candles`,
 //! `/api/signals` and `/api/status` cover every symbol of the deployment) and forwarded
 //! as [`Envelope`]s with `shard: REMOTE_SHARD` to the dashboard core's ring when it takes
@@ -89,6 +91,18 @@ impl Universe {
         )
     }
 
+    /// Whether any record could be another instance's: with one instance (or no
+    /// timeframe) every record is refused, so a bridge would only read this instance's
+    /// own publishes back.
+    pub fn takes_any(&self) -> bool {
+        self.count > 1
+            && !self.timeframes.is_empty()
+            && self
+                .symbols
+                .iter()
+                .any(|&s| instance_of(s, self.count) != self.index)
+    }
+
     /// Whether a record of `symbol` at `interval` is another instance's to publish.
     pub fn judge(&self, symbol: Symbol, interval: Interval) -> Result<(), Reject> {
         if !self.symbols.contains(&symbol) {
@@ -106,6 +120,10 @@ impl Universe {
 /// The bridge's figures (single writer: the bridge thread).
 #[derive(Debug, Default)]
 pub struct BridgeStats {
+    /// 1 when the bridge runs: the deployment has other instances whose records it may
+    /// take ([`Universe::takes_any`]); 0 for a single instance, which subscribes to
+    /// nothing.
+    pub active: Counter,
     pub connected: Counter,
     /// Messages received on the pattern subscription.
     pub received: Counter,
@@ -180,6 +198,7 @@ impl BridgeStats {
             .map(|(k, v)| (k.to_string(), json!(v)))
             .collect();
         json!({
+            "active": self.active.get() == 1,
             "connected": self.connected.get() == 1,
             "signed": self.signed.get() == 1,
             "received": self.received.get(),
@@ -197,6 +216,12 @@ impl BridgeStats {
             "remote_symbols": symbols.iter().map(Symbol::as_str).collect::<Vec<_>>(),
         })
     }
+}
+
+/// The bridge's subscription: the only channels it takes records from. A signal goes
+/// out on `{prefix}:signals` too, which `{prefix}:signals:*` does not match.
+pub fn patterns(prefix: &str) -> [String; 2] {
+    [format!("{prefix}:candles:*"), format!("{prefix}:signals:*")]
 }
 
 /// The subscriber and where its records go.
@@ -224,6 +249,7 @@ impl Bridge {
         dashboard: Option<Producer<Envelope>>,
     ) -> Bridge {
         let stats = Arc::new(BridgeStats::default());
+        stats.active.set(1);
         stats.signed.set(u64::from(settings.key.is_some()));
         Bridge {
             settings,
@@ -289,8 +315,11 @@ impl Bridge {
             self.settings.io_timeout,
         )?;
         let mut cmd = Vec::new();
-        let pattern = format!("{}:*", self.settings.prefix);
-        resp::command(&mut cmd, &[b"PSUBSCRIBE", pattern.as_bytes()]);
+        let [candles, signals] = patterns(&self.settings.prefix);
+        resp::command(
+            &mut cmd,
+            &[b"PSUBSCRIBE", candles.as_bytes(), signals.as_bytes()],
+        );
         conn.write_all(&cmd)?;
         conn.set_read_timeout(POLL)?;
         if *ever {
@@ -347,13 +376,11 @@ impl Bridge {
         let Some(rest) = channel.strip_prefix(prefix.as_bytes()) else {
             return;
         };
-        // Every signal arrives twice (the all-signals channel and its own): only the
-        // per-series channel is taken. Books stay with the instance that keeps them.
-        if rest == b"signals" || rest.starts_with(b"book:") {
-            return;
-        }
-        // Trades are published for subscribers; the dashboard's store keeps none.
-        if rest.starts_with(b"trades:") {
+        // The subscription ([`patterns`]) delivers only per-series candle and signal
+        // channels. Should another arrive: a signal's all-signals copy duplicates its
+        // own channel's, books stay with the instance that keeps them, and the store
+        // keeps no trades.
+        if rest == b"signals" || rest.starts_with(b"book:") || rest.starts_with(b"trades:") {
             return;
         }
         if let Err(why) = self.take(rest, payload) {
@@ -482,6 +509,23 @@ mod tests {
         let mut payload = Vec::new();
         record::write_candle(&mut payload, c);
         payload
+    }
+
+    #[test]
+    fn a_bridge_runs_only_where_another_instance_owns_a_symbol() {
+        assert!(!Universe::default().takes_any());
+        let both = [sym("BTCUSDT"), sym("ETHUSDT")];
+        // One instance owns everything.
+        assert!(!Universe::new(&both, &[Interval::M1], 0, 1).takes_any());
+        let (split, count) = universe(&["BTCUSDT", "ETHUSDT"]);
+        assert!(split.takes_any());
+        // The same split, but every configured symbol is this instance's own.
+        let index = instance_of(sym("BTCUSDT"), count);
+        assert!(!Universe::new(&[sym("BTCUSDT")], &[Interval::M1], index, count).takes_any());
+        // No timeframe to take.
+        assert!(!Universe::new(&both, &[], index, count).takes_any());
+        // What it subscribes to: the per-series channels only.
+        assert_eq!(patterns("ap"), ["ap:candles:*", "ap:signals:*"]);
     }
 
     #[test]

@@ -240,11 +240,18 @@ pub fn role(
     books: Arc<crate::book::board::Board>,
 ) -> SinkRole {
     let stats = Arc::new(PublisherStats::default());
-    let bridge = bridge::Bridge::new(settings.clone(), store, dashboard);
+    // One instance owns every symbol: its bridge would only read its own publishes
+    // back (as much traffic again from Redis, and a thread parsing it to refuse it).
+    let bridge = settings
+        .universe
+        .takes_any()
+        .then(|| bridge::Bridge::new(settings.clone(), store, dashboard));
+    // Without a bridge its figures stay at zero, `active` included.
+    let bridge_stats = bridge.as_ref().map_or_else(Default::default, |b| b.stats());
     let status = RedisStatus {
         prefix: settings.prefix.clone(),
         publisher: stats.clone(),
-        bridge: Some(bridge.stats()),
+        bridge: Some(bridge_stats),
     };
     let core = layout.publisher_core.filter(|_| layout.pinned);
     SinkRole {
@@ -252,23 +259,24 @@ pub fn role(
         core,
         run: Box::new(move |io: SinkIo| {
             let bridge_stop = Arc::new(AtomicBool::new(false));
-            let handle = {
+            let handle = bridge.and_then(|bridge| {
                 let stop = bridge_stop.clone();
-                std::thread::Builder::new()
+                let spawned = std::thread::Builder::new()
                     .name("redis-bridge".into())
                     .spawn(move || {
                         if let Some(id) = core {
                             core_affinity::set_for_current(core_affinity::CoreId { id });
                         }
                         bridge.run(stop);
-                    })
-            };
-            if let Err(e) = &handle {
-                tracing::error!(error = %e, "cannot start the Redis bridge thread: other instances' symbols will not show");
-            }
+                    });
+                if let Err(e) = &spawned {
+                    tracing::error!(error = %e, "cannot start the Redis bridge thread: other instances' symbols will not show");
+                }
+                spawned.ok()
+            });
             run_with_books(io, settings, stats, books);
             bridge_stop.store(true, Ordering::Relaxed);
-            if let Ok(h) = handle {
+            if let Some(h) = handle {
                 let _ = h.join();
             }
         }),
