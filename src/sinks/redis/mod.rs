@@ -20,7 +20,8 @@
 //! without one, payloads are the plain records. `rediss://` and Redis users
 //! (`redis://user:password@host`) work for the publisher and the bridge alike.
 //!
-//! The [`bridge`] runs beside it: it subscribes to the other instances' records.
+//! The [`bridge`] runs beside it when other instances own some of the symbols: it
+//! subscribes to their records.
 
 pub mod bridge;
 pub mod resp;
