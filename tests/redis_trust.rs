@@ -374,6 +374,45 @@ fn auth_with_a_password_carries_records_and_a_wrong_one_is_refused() {
 }
 
 #[test]
+fn a_user_allowed_only_the_prefix_pattern_still_bridges_through_it() {
+    let redis = RedisServer::start();
+    // Redis compares a PSUBSCRIBE pattern with the user's channel rules as text: this
+    // user may subscribe to `sec:*` and to nothing narrower, so the bridge's
+    // per-series patterns are refused and it falls back to the prefix's.
+    let mut admin = connect(&redis.url(), None);
+    let mut cmd = Vec::new();
+    resp::command(
+        &mut cmd,
+        &[
+            b"ACL",
+            b"SETUSER",
+            b"bridge",
+            b"on",
+            b">bridge-pass",
+            b"resetchannels",
+            b"&sec:*",
+            b"~*",
+            b"+@all",
+        ],
+    );
+    admin.write_all(&cmd).unwrap();
+    let ok = admin.next(|v| matches!(v, resp::Value::Simple(b"OK")));
+    assert_eq!(ok.unwrap(), Some(true), "ACL SETUSER");
+    // The premise: as this user, the per-series patterns are refused.
+    let mut user = connect(&redis.url_as("bridge", "bridge-pass"), None);
+    cmd.clear();
+    resp::command(&mut cmd, &[b"PSUBSCRIBE", b"sec:candles:*"]);
+    user.write_all(&cmd).unwrap();
+    let refused = user.next(|v| matches!(v, resp::Value::Error(e) if e.starts_with(b"NOPERM")));
+    assert_eq!(
+        refused.unwrap(),
+        Some(true),
+        "a narrower pattern is refused"
+    );
+    publisher_to_bridge(&redis.url_as("bridge", "bridge-pass"), None, None);
+}
+
+#[test]
 fn rediss_with_an_acl_user_carries_signed_records_end_to_end() {
     let (cert, key) = certificate("redis-tls");
     let redis = RedisServer::start_secured(Security {

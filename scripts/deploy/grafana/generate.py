@@ -154,9 +154,12 @@ ROWS = [
         ts("Sinks connected", "bool",
            [q(f"min by (instance) (alphapulse_database_connected{{{SEL}}})", "database {{instance}}"),
             q(f"min by (instance) (alphapulse_redis_connected{{{SEL}}})", "redis {{instance}}"),
-            q(f"min by (instance) (alphapulse_redis_bridge_connected{{{SEL}}})", "redis bridge {{instance}}")],
+            q(f"min by (instance) (alphapulse_redis_bridge_connected{{{SEL}}} "
+              f"and on (job, instance) alphapulse_redis_bridge_active{{{SEL}}} == 1)",
+              "redis bridge {{instance}}")],
            "1 while the database writer and the Redis publisher are connected; 0 means rows go "
-           "to the spool (database) or publishes are dropped (Redis)."),
+           "to the spool (database) or publishes are dropped (Redis). The bridge's line shows "
+           "only where it runs (more than one instance)."),
         ts("Dashboard clients", "short",
            [q(f"sum by (instance) (alphapulse_dashboard_clients{{{SEL}}})", "clients {{instance}}"),
             q(f"sum by (instance) (alphapulse_dashboard_connections{{{SEL}}})", "connections {{instance}}")],

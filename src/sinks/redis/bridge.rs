@@ -239,6 +239,10 @@ pub struct Bridge {
 enum Pushed {
     Message(Vec<u8>, Vec<u8>),
     Pong,
+    /// One pattern subscription confirmed.
+    Subscribed,
+    /// An error reply: a refused subscription.
+    Refused(String),
 }
 
 impl Bridge {
@@ -287,6 +291,8 @@ impl Bridge {
                     if matches!(e, RespError::Timeout(_)) {
                         self.stats.timeouts.inc();
                         tracing::warn!(error = %e, "Redis bridge: Redis stopped answering; reconnecting");
+                    } else if matches!(e, RespError::Server(_)) {
+                        tracing::warn!(error = %e, "Redis bridge: Redis refused the subscription; retrying");
                     } else {
                         tracing::debug!(error = %e, "Redis bridge: connection ended");
                     }
@@ -321,12 +327,17 @@ impl Bridge {
             &[b"PSUBSCRIBE", candles.as_bytes(), signals.as_bytes()],
         );
         conn.write_all(&cmd)?;
+        // Confirmations still to come: connected once every pattern is subscribed.
+        let mut awaiting = 2;
+        // A Redis user whose channel rule is `&{prefix}:*` may subscribe to that
+        // pattern only (ACLs compare a pattern as text): then the bridge takes it, and
+        // skips what it does not want.
+        let mut widened = false;
         conn.set_read_timeout(POLL)?;
         if *ever {
             self.stats.reconnects.inc();
         }
         *ever = true;
-        self.stats.connected.set(1);
         let prefix = format!("{}:", self.settings.prefix);
         let mut ping = Vec::new();
         resp::command(&mut ping, &[b"PING"]);
@@ -347,16 +358,18 @@ impl Bridge {
                 _ => {}
             }
             // Channel and payload are copied out of the read buffer only when the
-            // message is a pmessage; other replies (the subscribe confirmation) are
-            // skipped. In subscribed mode a PING is answered by a "pong" array.
+            // message is a pmessage. In subscribed mode a PING is answered by a "pong"
+            // array.
             let pushed = conn.next(|v| match v {
                 resp::Value::Array(Some(items)) => match items.as_slice() {
                     [resp::Value::Bulk(Some(b"pmessage")), _, resp::Value::Bulk(Some(ch)), resp::Value::Bulk(Some(payload))] => {
                         Some(Pushed::Message(ch.to_vec(), payload.to_vec()))
                     }
                     [resp::Value::Bulk(Some(b"pong")), ..] => Some(Pushed::Pong),
+                    [resp::Value::Bulk(Some(b"psubscribe")), ..] => Some(Pushed::Subscribed),
                     _ => None,
                 },
+                resp::Value::Error(e) => Some(Pushed::Refused(String::from_utf8_lossy(e).into_owned())),
                 _ => None,
             })?;
             match pushed {
@@ -364,6 +377,22 @@ impl Bridge {
                     self.on_message(&channel, &payload, &prefix)
                 }
                 Some(Some(Pushed::Pong)) => ping_sent = None,
+                Some(Some(Pushed::Subscribed)) => {
+                    awaiting -= 1;
+                    if awaiting == 0 {
+                        self.stats.connected.set(1);
+                    }
+                }
+                Some(Some(Pushed::Refused(e))) if !widened && e.starts_with("NOPERM") => {
+                    let wide = format!("{}:*", self.settings.prefix);
+                    tracing::warn!(error = %e, pattern = %wide, "Redis bridge: this user may not subscribe to the candle and signal channels alone; subscribing to every channel of the prefix");
+                    cmd.clear();
+                    resp::command(&mut cmd, &[b"PSUBSCRIBE", wide.as_bytes()]);
+                    conn.write_all(&cmd)?;
+                    awaiting = 1;
+                    widened = true;
+                }
+                Some(Some(Pushed::Refused(e))) => return Err(RespError::Server(e)),
                 _ => {}
             }
         }
