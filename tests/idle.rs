@@ -5,6 +5,8 @@
 //! the doorbells (consumers sleeping 0.2–1 ms between polls, a 1 ms dashboard drain
 //! timer, a 2 ms shard flusher) spent about a tenth of a core doing nothing.
 
+#[path = "support/redis.rs"]
+mod redis_support;
 #[path = "support/engine.rs"]
 mod support;
 
@@ -88,6 +90,61 @@ fn an_idle_engine_with_its_feed_connected_sleeps() {
         "an idle engine used {:.2} % of a core: {roles:?}",
         share * 100.0
     );
+}
+
+#[test]
+fn an_idle_engine_publishing_to_redis_sleeps_too() {
+    let redis = redis_support::RedisServer::start();
+    let mut sim = sim_config(&SYMS);
+    sim.speed = 1.0;
+    sim.trade_rate = 0.01;
+    sim.kline_push_ms = 3_600_000;
+    let run = start(
+        sim,
+        |c| c.redis_url = Some(redis.url()),
+        &SYMS,
+        &[Interval::M1],
+    );
+    let publisher_connected = || {
+        let (code, body) = http_get(run.engine.dashboard_addr(), "/api/status");
+        code == 200
+            && serde_json::from_str::<serde_json::Value>(&body)
+                .is_ok_and(|s| s["sinks"]["redis"]["connected"] == true)
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || run.engine.status().ready()
+            && publisher_connected()),
+        "the engine subscribed and the publisher connected"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let publisher_before = wakes_of("redis-sink");
+    std::thread::sleep(WINDOW);
+    let publisher_woke = wakes_of("redis-sink") - publisher_before;
+    // A sink thread looks at the stop flag every `STOP_POLL` (4 a second) and the
+    // publisher's housekeeping is due once a second: no more (it was due 10 times a
+    // second). Records or the stop would ring it.
+    let polls = (WINDOW.as_millis() / alphapulse::consumer::STOP_POLL.as_millis()) as u64;
+    assert!(
+        publisher_woke <= polls + 2,
+        "the Redis publisher woke {publisher_woke} times in {WINDOW:?}"
+    );
+    // One instance: no bridge thread reading its own publishes back.
+    assert!(
+        !threads()
+            .iter()
+            .any(|name| name.starts_with("redis-bridge")),
+        "{:?}",
+        threads()
+    );
+}
+
+/// The names of this process's threads.
+fn threads() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim_end().to_string())
+        .collect()
 }
 
 /// Voluntary context switches so far of this process's threads whose name starts with

@@ -61,8 +61,10 @@ pub const LIVE_FLUSH_MS: u64 = 20;
 /// Pipeline bytes after which the buffer is sent mid-batch: bounds memory and keeps a
 /// write well inside the socket buffers Redis drains.
 const MAX_PIPELINE_BYTES: usize = 4 << 20;
-/// How often an idle publisher looks at its connection and rate window.
-const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(100);
+/// How often an idle publisher updates its rate window (acknowledged publishes per
+/// whole second) and allocation count. A reconnect has a deadline of its own, and a
+/// connection that died while idle is found by the next send: nothing else is due.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);
 
 /// How the publisher reaches Redis. Timeouts are settings so that tests can use short
 /// ones; [`RedisSettings::from_config`] gives the production values.
