@@ -129,22 +129,11 @@ fn an_idle_engine_publishing_to_redis_sleeps_too() {
         "the Redis publisher woke {publisher_woke} times in {WINDOW:?}"
     );
     // One instance: no bridge thread reading its own publishes back.
+    let threads: Vec<String> = cpu::snapshot().into_iter().map(|t| t.name).collect();
     assert!(
-        !threads()
-            .iter()
-            .any(|name| name.starts_with("redis-bridge")),
-        "{:?}",
-        threads()
+        !threads.iter().any(|name| name.starts_with("redis-bridge")),
+        "{threads:?}"
     );
-}
-
-/// The names of this process's threads.
-fn threads() -> Vec<String> {
-    std::fs::read_dir("/proc/self/task")
-        .expect("/proc/self/task")
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .map(|name| name.trim_end().to_string())
-        .collect()
 }
 
 /// Voluntary context switches so far of this process's threads whose name starts with

@@ -224,6 +224,12 @@ pub fn patterns(prefix: &str) -> [String; 2] {
     [format!("{prefix}:candles:*"), format!("{prefix}:signals:*")]
 }
 
+/// The subscription of a bridge whose Redis user may not subscribe to [`patterns`]:
+/// every channel of the prefix (the bridge skips what it does not take).
+pub fn fallback_pattern(prefix: &str) -> String {
+    format!("{prefix}:*")
+}
+
 /// The subscriber and where its records go.
 pub struct Bridge {
     settings: RedisSettings,
@@ -321,14 +327,13 @@ impl Bridge {
             self.settings.io_timeout,
         )?;
         let mut cmd = Vec::new();
-        let [candles, signals] = patterns(&self.settings.prefix);
-        resp::command(
-            &mut cmd,
-            &[b"PSUBSCRIBE", candles.as_bytes(), signals.as_bytes()],
-        );
+        let narrow = patterns(&self.settings.prefix);
+        let mut args: Vec<&[u8]> = vec![b"PSUBSCRIBE"];
+        args.extend(narrow.iter().map(|p| p.as_bytes()));
+        resp::command(&mut cmd, &args);
         conn.write_all(&cmd)?;
         // Confirmations still to come: connected once every pattern is subscribed.
-        let mut awaiting = 2;
+        let mut awaiting = narrow.len();
         // A Redis user whose channel rule is `&{prefix}:*` may subscribe to that
         // pattern only (ACLs compare a pattern as text): then the bridge takes it, and
         // skips what it does not want.
@@ -378,13 +383,13 @@ impl Bridge {
                 }
                 Some(Some(Pushed::Pong)) => ping_sent = None,
                 Some(Some(Pushed::Subscribed)) => {
-                    awaiting -= 1;
+                    awaiting = awaiting.saturating_sub(1);
                     if awaiting == 0 {
                         self.stats.connected.set(1);
                     }
                 }
                 Some(Some(Pushed::Refused(e))) if !widened && e.starts_with("NOPERM") => {
-                    let wide = format!("{}:*", self.settings.prefix);
+                    let wide = fallback_pattern(&self.settings.prefix);
                     tracing::warn!(error = %e, pattern = %wide, "Redis bridge: this user may not subscribe to the candle and signal channels alone; subscribing to every channel of the prefix");
                     cmd.clear();
                     resp::command(&mut cmd, &[b"PSUBSCRIBE", wide.as_bytes()]);
@@ -553,8 +558,9 @@ mod tests {
         assert!(!Universe::new(&[sym("BTCUSDT")], &[Interval::M1], index, count).takes_any());
         // No timeframe to take.
         assert!(!Universe::new(&both, &[], index, count).takes_any());
-        // What it subscribes to: the per-series channels only.
+        // What it subscribes to: the per-series channels only, or the prefix's.
         assert_eq!(patterns("ap"), ["ap:candles:*", "ap:signals:*"]);
+        assert_eq!(fallback_pattern("ap"), "ap:*");
     }
 
     #[test]
