@@ -89,6 +89,9 @@ pub struct Engine {
     status: Arc<StatusContext>,
     collector: Option<std::thread::JoinHandle<()>>,
     collector_stop: Arc<AtomicBool>,
+    /// Every role's latency recorders, and what asks the collector for a merge now.
+    latency: Arc<Registry>,
+    merge_asker: crate::latency::MergeAsker,
     dashboard_stats: Arc<crate::dashboard::fanout::DashboardStats>,
 }
 
@@ -209,7 +212,7 @@ impl Engine {
         let collector = Collector::new(latency.clone());
         let latency_snapshot: Arc<Mutex<Snapshot>> = collector.snapshot();
         let collector_stop = Arc::new(AtomicBool::new(false));
-        let collector =
+        let (collector, merge_asker) =
             collector
                 .spawn(collector_stop.clone())
                 .map_err(|source| EngineError::Thread {
@@ -546,6 +549,8 @@ impl Engine {
             status,
             collector: Some(collector),
             collector_stop,
+            latency,
+            merge_asker,
             dashboard_stats,
         };
         match bound {
@@ -574,6 +579,13 @@ impl Engine {
     /// The dashboard's client and fan-out counters.
     pub fn dashboard_stats(&self) -> &Arc<crate::dashboard::fanout::DashboardStats> {
         &self.dashboard_stats
+    }
+
+    /// Brings every value the roles have recorded into the latency snapshot now
+    /// ([`crate::latency::MergeAsker::settle`]): a measurement's window edge. False when
+    /// a role still held values or the merge did not run within `timeout`.
+    pub fn settle_latency(&self, timeout: std::time::Duration) -> bool {
+        self.merge_asker.settle(&self.latency, timeout)
     }
 
     /// Asks every role to stop (returns at once).

@@ -13,8 +13,9 @@
 //! measures exchange event time to its own receive time on the host's wall clock.
 //!
 //! Engine-internal stages come from the engine's own histograms, taken as the difference
-//! between the end and the start of the measured window (the warm-up is excluded). The
-//! first row, `exchange_send`, is the simulator's: event time → the return of each
+//! between the end and the start of the measured window (the warm-up is excluded); at
+//! each edge every role first hands over what it has recorded and the collector merges
+//! it (`stages_settled` in `summary.json` says whether both edges did). The first row, `exchange_send`, is the simulator's: event time → the return of each
 //! socket write of market frames (its pacing, the write, and on loopback the receiver's
 //! TCP input), so that the exchange's share of `exchange_to_recv` is measured, not
 //! assumed.
@@ -106,6 +107,8 @@ const REDIS_CLIENT_STAGE: &str = "exchange_to_redis_subscriber";
 const CLIENT_GRACE: Duration = Duration::from_secs(20);
 /// How long the engine may take to connect and have every subscription acknowledged.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long each edge of the window may wait for the roles to hand over their values.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(2);
 /// A client wakes this often while no message comes, to check its deadline.
 const CLIENT_READ_TIMEOUT: Duration = Duration::from_millis(200);
 
@@ -148,6 +151,9 @@ struct RunResult {
     kline_phase: KlinePhase,
     engine_messages: u64,
     seconds: f64,
+    /// Both edges of the window reached the engine's stage histograms in time (see
+    /// [`Engine::settle_latency`]); false: a stage's count may be off at an edge.
+    stages_settled: bool,
     client_counts: Vec<(String, Value)>,
     /// CPU seconds of the engine's threads in the window, by role.
     cpu_by_role: std::collections::BTreeMap<&'static str, f64>,
@@ -181,6 +187,8 @@ impl RunResult {
             "kline_phase": self.kline_phase.as_str(),
             "symbols": args.symbols,
             "seconds": self.seconds,
+            "engine_messages": self.engine_messages,
+            "stages_settled": self.stages_settled,
             "engine_messages_per_s": self.engine_messages as f64 / self.seconds,
             "cpu": {
                 "engine_cpu_s": self.engine_cpu_s(),
@@ -292,17 +300,21 @@ fn measure(
     }
 
     std::thread::sleep(Duration::from_secs_f64(args.warmup));
-    let (start, start_hops) = cumulative(&engine);
+    // Each edge of the window: every role hands over what it recorded (at its next
+    // wake-up) and the collector merges it, then the counters are read. Without this the
+    // cumulative histograms lag the roles by up to a hand-off plus a merge interval (1.5
+    // s), by a different amount at each edge.
+    let mut settled = engine.settle_latency(SETTLE_TIMEOUT);
     let sent0 = sim.send_late();
     let m0 = messages(&engine);
     let cpu0 = crate::harness::cpu::snapshot();
+    let (start, start_hops) = cumulative(&engine);
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs_f64(args.duration));
+    settled &= engine.settle_latency(SETTLE_TIMEOUT);
     let seconds = t0.elapsed().as_secs_f64();
     let cpu1 = crate::harness::cpu::snapshot();
     let m1 = messages(&engine);
-    // Both snapshots lag the recorders by up to a hand-off plus a merge interval, by
-    // the same amount at a steady rate: the window is as long as the clients', shifted.
     let (end, end_hops) = cumulative(&engine);
     let mut sent = sim.send_late();
     // Cumulative: the start is a prefix of the end.
@@ -348,6 +360,7 @@ fn measure(
         engine_messages: m1 - m0,
         seconds,
         client_counts,
+        stages_settled: settled,
         cpu_by_role: crate::harness::cpu::by_role(&cpu0, &cpu1),
         simulator_cpu_s: crate::harness::cpu::of_threads(&cpu0, &cpu1, "alphapulse-sim"),
     })
@@ -420,6 +433,11 @@ fn print_table(title: &str, r: &RunResult) {
         roles.join(", "),
         100.0 * r.simulator_cpu_s / r.seconds,
     );
+    if !r.stages_settled {
+        println!(
+            "note: a role still held stage values at an edge of the window; the engine's stage counts may be off there"
+        );
+    }
 }
 
 fn print_ratios(a: &RunResult, b: &RunResult) -> Value {

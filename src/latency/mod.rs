@@ -14,7 +14,7 @@
 pub mod report;
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -185,6 +185,10 @@ struct Link {
     label: String,
     full: ArrayQueue<Box<StageSet>>,
     spare: ArrayQueue<Box<StageSet>>,
+    /// The recorder holds values it has not handed over (its `dirty`, for readers).
+    holding: AtomicBool,
+    /// The last [`Registry::settle`] request the recorder has answered.
+    answered: AtomicU64,
 }
 
 /// A role thread's recorder. Not `Sync`: one owner records.
@@ -193,6 +197,9 @@ pub struct Recorder {
     dirty: bool,
     last_handoff_ns: u64,
     link: Arc<Link>,
+    /// The registry's settle requests, and the last one this recorder saw.
+    requests: Arc<AtomicU64>,
+    seen: u64,
 }
 
 impl Recorder {
@@ -200,7 +207,10 @@ impl Recorder {
     #[inline]
     pub fn record(&mut self, stage: Stage, ns: u64) {
         self.current.record(stage, ns);
-        self.dirty = true;
+        if !self.dirty {
+            self.dirty = true;
+            self.link.holding.store(true, Ordering::Release);
+        }
     }
 
     /// Records `to_ns - from_ns` (0 when the clock reads are out of order).
@@ -214,9 +224,19 @@ impl Recorder {
         self.dirty
     }
 
-    /// Hands the filled histograms over when [`HANDOFF_INTERVAL`] has passed; call it
-    /// from the role's periodic work with the time it already read.
+    /// Hands the filled histograms over when [`HANDOFF_INTERVAL`] has passed, or at once
+    /// when a measurement asked ([`Registry::settle`]); call it from the role's periodic
+    /// work with the time it already read.
     pub fn maybe_handoff(&mut self, now_ns: u64) {
+        let asked = self.requests.load(Ordering::Acquire);
+        if asked != self.seen {
+            self.seen = asked;
+            if self.dirty {
+                self.handoff(now_ns);
+            }
+            self.link.answered.store(asked, Ordering::Release);
+            return;
+        }
         if !self.dirty
             || now_ns.saturating_sub(self.last_handoff_ns) < HANDOFF_INTERVAL.as_nanos() as u64
         {
@@ -251,6 +271,7 @@ impl Recorder {
 
     fn after_handoff(&mut self, now_ns: u64) {
         self.dirty = false;
+        self.link.holding.store(false, Ordering::Release);
         self.last_handoff_ns = now_ns;
     }
 
@@ -271,6 +292,9 @@ impl Drop for Recorder {
 #[derive(Default)]
 pub struct Registry {
     links: Mutex<Vec<Arc<Link>>>,
+    /// Settle requests made ([`Registry::settle`]); every recorder reads it at its
+    /// hand-off check.
+    settle_requests: Arc<AtomicU64>,
 }
 
 impl Registry {
@@ -284,6 +308,8 @@ impl Registry {
             label: label.into(),
             full: ArrayQueue::new(HANDOFF_SLOTS),
             spare: ArrayQueue::new(HANDOFF_SLOTS),
+            holding: AtomicBool::new(false),
+            answered: AtomicU64::new(0),
         });
         let _ = link.spare.push(Box::new(StageSet::new()));
         self.links
@@ -295,6 +321,31 @@ impl Registry {
             dirty: false,
             last_handoff_ns: 0,
             link,
+            requests: self.settle_requests.clone(),
+            seen: self.settle_requests.load(Ordering::Acquire),
+        }
+    }
+
+    /// Asks every recorder to hand over what it holds at its next hand-off check, not
+    /// at its next [`HANDOFF_INTERVAL`], and waits until each has or holds nothing: a
+    /// measurement's window edge (`bench latency`). A recorder checks whenever its role
+    /// works, so an active role answers within one of its wake-ups; false when one
+    /// still held values at `timeout` (its role asleep with values recorded).
+    pub fn settle(&self, timeout: Duration) -> bool {
+        let asked = self.settle_requests.fetch_add(1, Ordering::AcqRel) + 1;
+        let deadline = Instant::now() + timeout;
+        let links = self.links();
+        loop {
+            let settled = links.iter().all(|l| {
+                !l.holding.load(Ordering::Acquire) || l.answered.load(Ordering::Acquire) >= asked
+            });
+            if settled {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_micros(200));
         }
     }
 
@@ -352,6 +403,42 @@ pub struct Collector {
     registry: Arc<Registry>,
     snapshot: Arc<Mutex<Snapshot>>,
     recent: VecDeque<StageSet>,
+    asked: Arc<Asked>,
+}
+
+/// Merges asked of a running collector between its intervals ([`Collector::asker`]).
+#[derive(Default)]
+pub struct Asked {
+    /// Merges asked for, and the last one a merge has served.
+    made: AtomicU64,
+    served: AtomicU64,
+}
+
+/// Asks the collector thread for a merge now and waits for it: with
+/// [`Registry::settle`], a measurement's window edge lands in the snapshot at once
+/// instead of up to a hand-off plus a merge interval later.
+#[derive(Clone)]
+pub struct MergeAsker {
+    asked: Arc<Asked>,
+    thread: std::thread::Thread,
+}
+
+impl MergeAsker {
+    /// Settles every recorder, then has the collector merge: true when every recorder
+    /// answered and the merge ran within `timeout`.
+    pub fn settle(&self, registry: &Registry, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let settled = registry.settle(timeout);
+        let asked = self.asked.made.fetch_add(1, Ordering::AcqRel) + 1;
+        self.thread.unpark();
+        while self.asked.served.load(Ordering::Acquire) < asked {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        settled
+    }
 }
 
 impl Collector {
@@ -360,6 +447,7 @@ impl Collector {
             registry,
             snapshot: Arc::new(Mutex::new(Snapshot::default())),
             recent: VecDeque::with_capacity(WINDOW_SECONDS + 1),
+            asked: Arc::new(Asked::default()),
         }
     }
 
@@ -371,11 +459,13 @@ impl Collector {
     /// One merge: takes every hand-off waiting, returns the sets to their recorders
     /// cleared, and updates the snapshot.
     pub fn collect(&mut self) {
-        self.collect_with(None);
+        self.collect_with(None, false);
     }
 
-    /// [`Collector::collect`], publishing `process` in the same snapshot update.
-    fn collect_with(&mut self, process: Option<crate::metrics::ProcessSample>) {
+    /// [`Collector::collect`], publishing `process` in the same snapshot update. `extra`:
+    /// a merge asked between intervals, whose values join the newest interval of the
+    /// window instead of starting one, so the window stays [`WINDOW_SECONDS`] long.
+    fn collect_with(&mut self, process: Option<crate::metrics::ProcessSample>, extra: bool) {
         let mut interval = StageSet::new();
         let mut per: Vec<(String, StageSet)> = Vec::new();
         for link in self.registry.links() {
@@ -392,7 +482,8 @@ impl Collector {
                 per.push((link.label.clone(), m));
             }
         }
-        if self.recent.len() == WINDOW_SECONDS {
+        let extra = extra && !self.recent.is_empty();
+        if !extra && self.recent.len() == WINDOW_SECONDS {
             self.recent.pop_front();
         }
         let mut window = StageSet::new();
@@ -413,30 +504,55 @@ impl Collector {
             }
         }
         drop(snap);
-        self.recent.push_back(interval);
+        match self.recent.back_mut() {
+            Some(newest) if extra => newest.add(&interval),
+            _ => self.recent.push_back(interval),
+        }
     }
 
     /// Runs [`Collector::collect`] every [`COLLECT_INTERVAL`] until `stop`, then once more;
     /// each run also samples the process's memory and CPU from `/proc` (here, on the
     /// control plane, so `/metrics` reads no file on the dashboard's executor). The
-    /// thread sleeps a whole interval: whoever sets `stop` unparks it.
-    pub fn spawn(mut self, stop: Arc<AtomicBool>) -> std::io::Result<std::thread::JoinHandle<()>> {
-        std::thread::Builder::new()
+    /// thread sleeps a whole interval: whoever sets `stop` unparks it. The
+    /// [`MergeAsker`] returned has it merge between intervals.
+    pub fn spawn(
+        mut self,
+        stop: Arc<AtomicBool>,
+    ) -> std::io::Result<(std::thread::JoinHandle<()>, MergeAsker)> {
+        let asked = self.asked.clone();
+        let handle = std::thread::Builder::new()
             .name("latency-collector".into())
             .spawn(move || {
+                let mut due = Instant::now() + COLLECT_INTERVAL;
                 while !stop.load(Ordering::Acquire) {
-                    let due = Instant::now() + COLLECT_INTERVAL;
-                    loop {
+                    let asked = loop {
                         let now = Instant::now();
+                        let asked = self.asked.made.load(Ordering::Acquire);
+                        if asked != self.asked.served.load(Ordering::Acquire) {
+                            break Some(asked);
+                        }
                         if now >= due || stop.load(Ordering::Acquire) {
-                            break;
+                            break None;
                         }
                         std::thread::park_timeout(due - now);
+                    };
+                    match asked {
+                        // Asked between intervals: merge, skip the /proc sample (the
+                        // asker is measuring this process's CPU).
+                        Some(asked) => {
+                            self.collect_with(None, true);
+                            self.asked.served.store(asked, Ordering::Release);
+                        }
+                        None => {
+                            self.collect_with(Some(crate::metrics::ProcessSample::read()), false);
+                            due = Instant::now() + COLLECT_INTERVAL;
+                        }
                     }
-                    self.collect_with(Some(crate::metrics::ProcessSample::read()));
                 }
                 self.collect();
-            })
+            })?;
+        let thread = handle.thread().clone();
+        Ok((handle, MergeAsker { asked, thread }))
     }
 }
 
@@ -474,14 +590,20 @@ mod tests {
         assert_eq!(snap.window.get(Stage::RecvToParsed).len(), 1000);
     }
 
-    #[test]
-    fn the_window_forgets_old_intervals_and_sets_are_recycled() {
+    /// A recorder whose one ring hop a collector has merged, in an interval of its own.
+    fn one_value_collected() -> (Recorder, Collector) {
         let reg = Registry::new();
         let mut a = reg.recorder("shard0");
-        let mut col = Collector::new(reg.clone());
+        let mut col = Collector::new(reg);
         a.record(Stage::RingHop, 100);
         a.handoff(1);
         col.collect();
+        (a, col)
+    }
+
+    #[test]
+    fn the_window_forgets_old_intervals_and_sets_are_recycled() {
+        let (mut a, mut col) = one_value_collected();
         for _ in 0..WINDOW_SECONDS {
             col.collect();
         }
@@ -502,6 +624,108 @@ mod tests {
         assert_eq!(
             snap.lock().unwrap().cumulative.get(Stage::RingHop).len(),
             101
+        );
+    }
+
+    /// Runs `settle` on a thread while this one keeps doing a role's periodic work with
+    /// `rec` (a hand-off check every 100 µs, bounded); returns what `settle` returned.
+    fn settle_beside(rec: &mut Recorder, settle: impl FnOnce() -> bool + Send + 'static) -> bool {
+        let helper = std::thread::spawn(settle);
+        for _ in 0..50_000 {
+            if helper.is_finished() {
+                break;
+            }
+            // Long before the next hand-off is due on its own.
+            rec.maybe_handoff(2);
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        helper.join().unwrap()
+    }
+
+    #[test]
+    fn a_settle_hands_over_at_the_next_check_not_the_next_interval() {
+        let reg = Registry::new();
+        let mut a = reg.recorder("shard0");
+        let idle = reg.recorder("writer");
+        let mut col = Collector::new(reg.clone());
+        a.record(Stage::RecvToParsed, 1_000);
+        a.handoff(1);
+        for _ in 0..99 {
+            a.record(Stage::RecvToParsed, 2_000);
+        }
+        // Not due: the interval since the last hand-off has not passed.
+        a.maybe_handoff(2);
+        col.collect();
+        let snap = col.snapshot();
+        let parsed = || {
+            snap.lock()
+                .unwrap()
+                .cumulative
+                .get(Stage::RecvToParsed)
+                .len()
+        };
+        assert_eq!(parsed(), 1);
+        // Asked: handed over at the next check. The idle recorder holds nothing, so it
+        // is not waited for.
+        let r = reg.clone();
+        assert!(settle_beside(&mut a, move || r.settle(Duration::from_secs(5))));
+        assert!(!a.pending());
+        col.collect();
+        assert_eq!(parsed(), 100);
+        // A recorder that holds values and never checks is reported, not waited for
+        // without end.
+        a.record(Stage::RingHop, 5);
+        assert!(!reg.settle(Duration::from_millis(20)));
+        drop(idle);
+    }
+
+    #[test]
+    fn a_running_collector_merges_when_asked() {
+        let reg = Registry::new();
+        let mut a = reg.recorder("shard0");
+        let col = Collector::new(reg.clone());
+        let snap = col.snapshot();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (thread, asker) = col.spawn(stop.clone()).unwrap();
+        for round in 1..=3u64 {
+            for _ in 0..10 {
+                a.record(Stage::RingHop, 1_000);
+            }
+            let (r, ask) = (reg.clone(), asker.clone());
+            // True only once the collector has served the request: its own merges at
+            // intervals do not answer it.
+            assert!(settle_beside(&mut a, move || ask.settle(&r, Duration::from_secs(5))));
+            let s = snap.lock().unwrap();
+            assert_eq!(s.cumulative.get(Stage::RingHop).len(), 10 * round);
+            assert_eq!(s.window.get(Stage::RingHop).len(), 10 * round);
+        }
+        stop.store(true, Ordering::Release);
+        thread.thread().unpark();
+        thread.join().unwrap();
+    }
+
+    #[test]
+    fn asked_merges_join_the_newest_interval_so_the_window_keeps_its_length() {
+        let (mut a, mut col) = one_value_collected();
+        for i in 0..2 * WINDOW_SECONDS as u64 {
+            a.record(Stage::RingHop, 1_000);
+            a.handoff(i + 2);
+            col.collect_with(None, true);
+        }
+        let snap = col.snapshot();
+        let expect = 1 + 2 * WINDOW_SECONDS as u64;
+        assert_eq!(
+            snap.lock().unwrap().window.get(Stage::RingHop).len(),
+            expect
+        );
+        // Intervals still age out of the window.
+        for _ in 0..WINDOW_SECONDS {
+            col.collect();
+        }
+        assert_eq!(snap.lock().unwrap().window.get(Stage::RingHop).len(), 0);
+        assert_eq!(
+            snap.lock().unwrap().cumulative.get(Stage::RingHop).len(),
+            expect
         );
     }
 
