@@ -5,6 +5,8 @@
 //! the doorbells (consumers sleeping 0.2–1 ms between polls, a 1 ms dashboard drain
 //! timer, a 2 ms shard flusher) spent about a tenth of a core doing nothing.
 
+#[path = "support/postgres.rs"]
+mod pg;
 #[path = "support/redis.rs"]
 mod redis_support;
 #[path = "support/engine.rs"]
@@ -95,38 +97,13 @@ fn an_idle_engine_with_its_feed_connected_sleeps() {
 #[test]
 fn an_idle_engine_publishing_to_redis_sleeps_too() {
     let redis = redis_support::RedisServer::start();
-    let mut sim = sim_config(&SYMS);
-    sim.speed = 1.0;
-    sim.trade_rate = 0.01;
-    sim.kline_push_ms = 3_600_000;
-    let run = start(
-        sim,
-        |c| c.redis_url = Some(redis.url()),
-        &SYMS,
-        &[Interval::M1],
-    );
-    let publisher_connected = || {
-        let (code, body) = http_get(run.engine.dashboard_addr(), "/api/status");
-        code == 200
-            && serde_json::from_str::<serde_json::Value>(&body)
-                .is_ok_and(|s| s["sinks"]["redis"]["connected"] == true)
-    };
-    assert!(
-        wait_until(Duration::from_secs(30), || run.engine.status().ready()
-            && publisher_connected()),
-        "the engine subscribed and the publisher connected"
-    );
-    std::thread::sleep(Duration::from_secs(1));
-    let publisher_before = wakes_of("redis-sink");
-    std::thread::sleep(WINDOW);
-    let publisher_woke = wakes_of("redis-sink") - publisher_before;
+    let woke = idle_sink_wakes(|c| c.redis_url = Some(redis.url()), "redis", "redis-sink");
     // A sink thread looks at the stop flag every `STOP_POLL` (4 a second) and the
     // publisher's housekeeping is due once a second: no more (it was due 10 times a
     // second). Records or the stop would ring it.
-    let polls = (WINDOW.as_millis() / alphapulse::consumer::STOP_POLL.as_millis()) as u64;
     assert!(
-        publisher_woke <= polls + 2,
-        "the Redis publisher woke {publisher_woke} times in {WINDOW:?}"
+        woke <= stop_polls() + 2,
+        "the Redis publisher woke {woke} times in {WINDOW:?}"
     );
     // One instance: no bridge thread reading its own publishes back.
     let threads: Vec<String> = cpu::snapshot().into_iter().map(|t| t.name).collect();
@@ -134,6 +111,63 @@ fn an_idle_engine_publishing_to_redis_sleeps_too() {
         !threads.iter().any(|name| name.starts_with("redis-bridge")),
         "{threads:?}"
     );
+}
+
+#[test]
+fn an_idle_engine_writing_to_the_database_sleeps_too() {
+    let pg = pg::Postgres::start_new();
+    let spool = std::env::temp_dir().join(format!("alphapulse-idle-spool-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&spool);
+    let woke = idle_sink_wakes(
+        |c| {
+            c.database_url = Some(pg.url());
+            c.database.spool_dir = spool.clone();
+        },
+        "database",
+        "database-sink",
+    );
+    // As the publisher: the stop poll, and its housekeeping once a second (it was due
+    // 10 times a second). A partial batch, a reconnect or a replay has its own deadline.
+    assert!(
+        woke <= stop_polls() + 2,
+        "the database writer woke {woke} times in {WINDOW:?}"
+    );
+    let _ = std::fs::remove_dir_all(&spool);
+}
+
+/// A sink thread's stop polls in [`WINDOW`].
+fn stop_polls() -> u64 {
+    (WINDOW.as_millis() / alphapulse::consumer::STOP_POLL.as_millis()) as u64
+}
+
+/// Runs a quiet engine with a sink `configure` sets up, waits until `/api/status` says
+/// the sink (`sinks.<sink>`) is connected and the warm start's writes are done, and
+/// returns how often the sink's thread (`thread`) woke in [`WINDOW`].
+fn idle_sink_wakes(
+    configure: impl FnOnce(&mut alphapulse::config::Config),
+    sink: &str,
+    thread: &str,
+) -> u64 {
+    let mut sim = sim_config(&SYMS);
+    sim.speed = 1.0;
+    sim.trade_rate = 0.01;
+    sim.kline_push_ms = 3_600_000;
+    let run = start(sim, configure, &SYMS, &[Interval::M1]);
+    let connected = || {
+        let (code, body) = http_get(run.engine.dashboard_addr(), "/api/status");
+        code == 200
+            && serde_json::from_str::<serde_json::Value>(&body)
+                .is_ok_and(|s| s["sinks"][sink]["connected"] == true)
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || run.engine.status().ready()
+            && connected()),
+        "the engine subscribed and the {sink} sink connected"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let before = wakes_of(thread);
+    std::thread::sleep(WINDOW);
+    wakes_of(thread) - before
 }
 
 /// Voluntary context switches so far of this process's threads whose name starts with
