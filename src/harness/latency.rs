@@ -15,10 +15,10 @@
 //! Engine-internal stages come from the engine's own histograms, taken as the difference
 //! between the end and the start of the measured window (the warm-up is excluded); at
 //! each edge every role first hands over what it has recorded and the collector merges
-//! it (`stages_settled` in `summary.json` says whether both edges did). The first row, `exchange_send`, is the simulator's: event time → the return of each
-//! socket write of market frames (its pacing, the write, and on loopback the receiver's
-//! TCP input), so that the exchange's share of `exchange_to_recv` is measured, not
-//! assumed.
+//! it (`stages_settled` in `summary.json` says whether both edges did). The first row,
+//! `exchange_send`, is the simulator's: event time → the return of each socket write of
+//! market frames (its pacing, the write, and on loopback the receiver's TCP input), so
+//! that the exchange's share of `exchange_to_recv` is measured, not assumed.
 //!
 //! Output in `--out DIR`: one `.hgrm` per stage (HdrHistogram percentile distribution,
 //! values in µs), `summary.json`, `latency.svg`; a table on stdout. `--compare
@@ -304,19 +304,20 @@ fn measure(
     // wake-up) and the collector merges it, then the counters are read. Without this the
     // cumulative histograms lag the roles by up to a hand-off plus a merge interval (1.5
     // s), by a different amount at each edge.
+    // Both edges read in the same order, the message count right after the settle.
     let mut settled = engine.settle_latency(SETTLE_TIMEOUT);
-    let sent0 = sim.send_late();
     let m0 = messages(&engine);
-    let cpu0 = crate::harness::cpu::snapshot();
     let (start, start_hops) = cumulative(&engine);
+    let sent0 = sim.send_late();
+    let cpu0 = crate::harness::cpu::snapshot();
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs_f64(args.duration));
     settled &= engine.settle_latency(SETTLE_TIMEOUT);
-    let seconds = t0.elapsed().as_secs_f64();
-    let cpu1 = crate::harness::cpu::snapshot();
     let m1 = messages(&engine);
     let (end, end_hops) = cumulative(&engine);
     let mut sent = sim.send_late();
+    let cpu1 = crate::harness::cpu::snapshot();
+    let seconds = t0.elapsed().as_secs_f64();
     // Cumulative: the start is a prefix of the end.
     let _ = sent.subtract(&sent0);
 

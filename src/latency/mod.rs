@@ -230,11 +230,15 @@ impl Recorder {
     pub fn maybe_handoff(&mut self, now_ns: u64) {
         let asked = self.requests.load(Ordering::Acquire);
         if asked != self.seen {
-            self.seen = asked;
             if self.dirty {
                 self.handoff(now_ns);
             }
-            self.link.answered.store(asked, Ordering::Release);
+            // Answered only once nothing is held: with the collector behind, the next
+            // check tries again.
+            if !self.dirty {
+                self.seen = asked;
+                self.link.answered.store(asked, Ordering::Release);
+            }
             return;
         }
         if !self.dirty
@@ -285,6 +289,8 @@ impl Drop for Recorder {
         if self.dirty {
             self.handoff(u64::MAX);
         }
+        // Whatever a full queue kept back goes with the recorder: nothing to wait for.
+        self.link.holding.store(false, Ordering::Release);
     }
 }
 
@@ -406,9 +412,9 @@ pub struct Collector {
     asked: Arc<Asked>,
 }
 
-/// Merges asked of a running collector between its intervals ([`Collector::asker`]).
+/// Merges asked of a running collector between its intervals ([`MergeAsker`]).
 #[derive(Default)]
-pub struct Asked {
+struct Asked {
     /// Merges asked for, and the last one a merge has served.
     made: AtomicU64,
     served: AtomicU64,
@@ -424,13 +430,14 @@ pub struct MergeAsker {
 }
 
 impl MergeAsker {
-    /// Settles every recorder, then has the collector merge: true when every recorder
-    /// answered and the merge ran within `timeout`.
+    /// Settles every recorder (waiting up to `timeout`), then has the collector merge
+    /// what they handed over (waiting up to a [`COLLECT_INTERVAL`] more): true when every
+    /// recorder answered and the merge ran.
     pub fn settle(&self, registry: &Registry, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
         let settled = registry.settle(timeout);
         let asked = self.asked.made.fetch_add(1, Ordering::AcqRel) + 1;
         self.thread.unpark();
+        let deadline = Instant::now() + COLLECT_INTERVAL;
         while self.asked.served.load(Ordering::Acquire) < asked {
             if Instant::now() >= deadline {
                 return false;
@@ -464,7 +471,8 @@ impl Collector {
 
     /// [`Collector::collect`], publishing `process` in the same snapshot update. `extra`:
     /// a merge asked between intervals, whose values join the newest interval of the
-    /// window instead of starting one, so the window stays [`WINDOW_SECONDS`] long.
+    /// window instead of starting one, so the window keeps [`WINDOW_SECONDS`] intervals
+    /// (the newest then spans up to two seconds until the next periodic merge).
     fn collect_with(&mut self, process: Option<crate::metrics::ProcessSample>, extra: bool) {
         let mut interval = StageSet::new();
         let mut per: Vec<(String, StageSet)> = Vec::new();
@@ -525,14 +533,15 @@ impl Collector {
             .spawn(move || {
                 let mut due = Instant::now() + COLLECT_INTERVAL;
                 while !stop.load(Ordering::Acquire) {
+                    // The periodic merge first, so that askers cannot starve it.
                     let asked = loop {
                         let now = Instant::now();
+                        if now >= due || stop.load(Ordering::Acquire) {
+                            break None;
+                        }
                         let asked = self.asked.made.load(Ordering::Acquire);
                         if asked != self.asked.served.load(Ordering::Acquire) {
                             break Some(asked);
-                        }
-                        if now >= due || stop.load(Ordering::Acquire) {
-                            break None;
                         }
                         std::thread::park_timeout(due - now);
                     };
@@ -677,6 +686,30 @@ mod tests {
         a.record(Stage::RingHop, 5);
         assert!(!reg.settle(Duration::from_millis(20)));
         drop(idle);
+    }
+
+    #[test]
+    fn a_recorder_the_collector_has_no_room_for_answers_only_once_it_handed_over() {
+        let reg = Registry::new();
+        let mut a = reg.recorder("shard0");
+        let mut col = Collector::new(reg.clone());
+        // The collector falls behind: every hand-off slot is taken.
+        for i in 0..=HANDOFF_SLOTS as u64 {
+            a.record(Stage::RingHop, 1_000);
+            a.handoff(i + 1);
+        }
+        assert!(a.pending(), "the last values wait in the recorder");
+        let r = reg.clone();
+        assert!(!settle_beside(&mut a, move || r.settle(Duration::from_millis(50))));
+        assert!(a.pending());
+        // The collector catches up: the next check hands over and answers.
+        col.collect();
+        let r = reg.clone();
+        assert!(settle_beside(&mut a, move || r.settle(Duration::from_secs(5))));
+        col.collect();
+        let snap = col.snapshot();
+        let hops = snap.lock().unwrap().cumulative.get(Stage::RingHop).len();
+        assert_eq!(hops, HANDOFF_SLOTS as u64 + 1);
     }
 
     #[test]

@@ -41,10 +41,10 @@ use crate::latency::Stage;
 use crate::message::{Envelope, Record};
 use crate::sinks::SinkIo;
 
-/// How often an idle writer looks at its connection and spool when nothing else is due:
-/// only its rate window is due then. A partial batch, a reconnect and a replay have
-/// deadlines of their own, and a connection that died while idle is found by the next
-/// write, as with any other.
+/// The writer's own deadline when nothing else is due: only its rate window is, then.
+/// A partial batch, a reconnect and a replay have deadlines of their own, and a
+/// connection that died while idle is found by the next write, as with any other. (An
+/// idle writer still wakes for the consumer loop's stop poll, [`crate::consumer::STOP_POLL`].)
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);
 /// Time spent replaying the spool per loop turn, so the rings keep being drained
 /// (into the spool) while a long backlog replays.
