@@ -89,8 +89,7 @@ pub struct Engine {
     status: Arc<StatusContext>,
     collector: Option<std::thread::JoinHandle<()>>,
     collector_stop: Arc<AtomicBool>,
-    /// Every role's latency recorders, and what asks the collector for a merge now.
-    latency: Arc<Registry>,
+    /// What settles every role's latency recorders and has the collector merge now.
     merge_asker: crate::latency::MergeAsker,
     dashboard_stats: Arc<crate::dashboard::fanout::DashboardStats>,
 }
@@ -549,7 +548,6 @@ impl Engine {
             status,
             collector: Some(collector),
             collector_stop,
-            latency,
             merge_asker,
             dashboard_stats,
         };
@@ -585,7 +583,7 @@ impl Engine {
     /// ([`crate::latency::MergeAsker::settle`]): a measurement's window edge. False when
     /// a role still held values or the merge did not run within `timeout`.
     pub fn settle_latency(&self, timeout: std::time::Duration) -> bool {
-        self.merge_asker.settle(&self.latency, timeout)
+        self.merge_asker.settle(timeout)
     }
 
     /// Asks every role to stop (returns at once).

@@ -30,13 +30,7 @@ const MAX_SHARD_WAKES_PER_S: u64 = 8;
 
 #[test]
 fn an_idle_engine_with_its_feed_connected_sleeps() {
-    let mut sim = sim_config(&SYMS);
-    // Wall-clock time, almost no trades and no kline pushes within the window: the
-    // connection is up and quiet (pings every 20 s).
-    sim.speed = 1.0;
-    sim.trade_rate = 0.01;
-    sim.kline_push_ms = 3_600_000;
-    let run = start(sim, |_| {}, &SYMS, &[Interval::M1]);
+    let run = start(quiet_sim(), |_| {}, &SYMS, &[Interval::M1]);
     assert!(
         wait_until(Duration::from_secs(30), || run.engine.status().ready()),
         "the engine subscribed"
@@ -135,6 +129,16 @@ fn an_idle_engine_writing_to_the_database_sleeps_too() {
     let _ = std::fs::remove_dir_all(&spool);
 }
 
+/// Wall-clock time, almost no trades and no kline pushes within a window: the
+/// connection is up and quiet (pings every 20 s, a candle close once a minute).
+fn quiet_sim() -> alphapulse::simulator::SimConfig {
+    let mut sim = sim_config(&SYMS);
+    sim.speed = 1.0;
+    sim.trade_rate = 0.01;
+    sim.kline_push_ms = 3_600_000;
+    sim
+}
+
 /// A sink thread's stop polls in [`WINDOW`].
 fn stop_polls() -> u64 {
     (WINDOW.as_millis() / alphapulse::consumer::STOP_POLL.as_millis()) as u64
@@ -152,11 +156,7 @@ fn idle_sink_wakes(
     sink: &str,
     thread: &str,
 ) -> u64 {
-    let mut sim = sim_config(&SYMS);
-    sim.speed = 1.0;
-    sim.trade_rate = 0.01;
-    sim.kline_push_ms = 3_600_000;
-    let run = start(sim, configure, &SYMS, &[Interval::M1]);
+    let run = start(quiet_sim(), configure, &SYMS, &[Interval::M1]);
     let connected = || {
         let (code, body) = http_get(run.engine.dashboard_addr(), "/api/status");
         code == 200

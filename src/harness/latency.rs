@@ -301,10 +301,10 @@ fn measure(
 
     std::thread::sleep(Duration::from_secs_f64(args.warmup));
     // Each edge of the window: every role hands over what it recorded (at its next
-    // wake-up) and the collector merges it, then the counters are read. Without this the
-    // cumulative histograms lag the roles by up to a hand-off plus a merge interval (1.5
-    // s), by a different amount at each edge.
-    // Both edges read in the same order, the message count right after the settle.
+    // wake-up) and the collector merges it; then the counters are read, in the same order
+    // at both edges and the message count first. Without this the cumulative histograms
+    // lag the roles by up to a hand-off plus a merge interval (1.5 s), by a different
+    // amount at each edge.
     let mut settled = engine.settle_latency(SETTLE_TIMEOUT);
     let m0 = messages(&engine);
     let (start, start_hops) = cumulative(&engine);

@@ -82,6 +82,8 @@ pub const WINDOW_SECONDS: usize = 10;
 /// Filled histogram sets that may wait for the collector per recorder; when full, the
 /// recorder keeps accumulating into its current set (nothing is lost, only merged later).
 const HANDOFF_SLOTS: usize = 4;
+/// How often a settle's waiter looks again at the recorders' answers and the collector's.
+const SETTLE_POLL: Duration = Duration::from_micros(200);
 
 /// The `le` bounds of the histograms `/metrics` exports, as (label in seconds,
 /// nanoseconds): 1 µs to 10 s on a 1-2-5 ladder. Fixed, so every core and every instance
@@ -339,20 +341,12 @@ impl Registry {
     /// still held values at `timeout` (its role asleep with values recorded).
     pub fn settle(&self, timeout: Duration) -> bool {
         let asked = self.settle_requests.fetch_add(1, Ordering::AcqRel) + 1;
-        let deadline = Instant::now() + timeout;
         let links = self.links();
-        loop {
-            let settled = links.iter().all(|l| {
+        poll_until(timeout, || {
+            links.iter().all(|l| {
                 !l.holding.load(Ordering::Acquire) || l.answered.load(Ordering::Acquire) >= asked
-            });
-            if settled {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_micros(200));
-        }
+            })
+        })
     }
 
     fn links(&self) -> Vec<Arc<Link>> {
@@ -412,6 +406,20 @@ pub struct Collector {
     asked: Arc<Asked>,
 }
 
+/// Polls `done` every [`SETTLE_POLL`] until it holds (true) or `timeout` passes (false).
+fn poll_until(timeout: Duration, done: impl Fn() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(SETTLE_POLL);
+    }
+}
+
 /// Merges asked of a running collector between its intervals ([`MergeAsker`]).
 #[derive(Default)]
 struct Asked {
@@ -425,26 +433,23 @@ struct Asked {
 /// instead of up to a hand-off plus a merge interval later.
 #[derive(Clone)]
 pub struct MergeAsker {
+    registry: Arc<Registry>,
     asked: Arc<Asked>,
     thread: std::thread::Thread,
 }
 
 impl MergeAsker {
-    /// Settles every recorder (waiting up to `timeout`), then has the collector merge
-    /// what they handed over (waiting up to a [`COLLECT_INTERVAL`] more): true when every
-    /// recorder answered and the merge ran.
-    pub fn settle(&self, registry: &Registry, timeout: Duration) -> bool {
-        let settled = registry.settle(timeout);
+    /// Settles every recorder of the collector's registry (waiting up to `timeout`),
+    /// then has the collector merge what they handed over (waiting up to a
+    /// [`COLLECT_INTERVAL`] more): true when every recorder answered and the merge ran.
+    pub fn settle(&self, timeout: Duration) -> bool {
+        let settled = self.registry.settle(timeout);
         let asked = self.asked.made.fetch_add(1, Ordering::AcqRel) + 1;
         self.thread.unpark();
-        let deadline = Instant::now() + COLLECT_INTERVAL;
-        while self.asked.served.load(Ordering::Acquire) < asked {
-            if Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_micros(200));
-        }
-        settled
+        let merged = poll_until(COLLECT_INTERVAL, || {
+            self.asked.served.load(Ordering::Acquire) >= asked
+        });
+        settled && merged
     }
 }
 
@@ -527,7 +532,7 @@ impl Collector {
         mut self,
         stop: Arc<AtomicBool>,
     ) -> std::io::Result<(std::thread::JoinHandle<()>, MergeAsker)> {
-        let asked = self.asked.clone();
+        let (registry, asked) = (self.registry.clone(), self.asked.clone());
         let handle = std::thread::Builder::new()
             .name("latency-collector".into())
             .spawn(move || {
@@ -561,7 +566,14 @@ impl Collector {
                 self.collect();
             })?;
         let thread = handle.thread().clone();
-        Ok((handle, MergeAsker { asked, thread }))
+        Ok((
+            handle,
+            MergeAsker {
+                registry,
+                asked,
+                thread,
+            },
+        ))
     }
 }
 
@@ -724,10 +736,10 @@ mod tests {
             for _ in 0..10 {
                 a.record(Stage::RingHop, 1_000);
             }
-            let (r, ask) = (reg.clone(), asker.clone());
+            let ask = asker.clone();
             // True only once the collector has served the request: its own merges at
             // intervals do not answer it.
-            assert!(settle_beside(&mut a, move || ask.settle(&r, Duration::from_secs(5))));
+            assert!(settle_beside(&mut a, move || ask.settle(Duration::from_secs(5))));
             let s = snap.lock().unwrap();
             assert_eq!(s.cumulative.get(Stage::RingHop).len(), 10 * round);
             assert_eq!(s.window.get(Stage::RingHop).len(), 10 * round);
