@@ -7,9 +7,8 @@
 //!
 //! Event-driven, not timed: after a turn, a consumer whose rings are empty parks on
 //! their doorbells ([`crate::ring`]) until a producer rings, the handler's own deadline
-//! comes ([`Next::At`]: a batch timeout, a reconnect) or the stop is requested. A
-//! thread also wakes every [`STOP_POLL`] (the engine rings its sinks at stop, so that
-//! is a backstop); a glommio task waits for the [`Stop`] itself and has no poll. A
+//! comes ([`Next::At`]: a batch timeout, a reconnect) or the [`Stop`] is requested,
+//! which wakes it wherever it waits: a thread and a glommio task alike have no poll. A
 //! record's hop is one wake-up, not a timer period. With `busy_poll` (isolated cores
 //! only) it never parks: it spins on its rings, the lowest hop at the price of a whole
 //! core.
@@ -31,11 +30,6 @@ use crate::latency::{Recorder, Stage};
 use crate::ring::{
     arm_all, arm_all_unless, disarm_all, doorbells_of, thread_waker, Consumer, Doorbell,
 };
-
-/// The longest a parked consumer thread sleeps without a ring or a deadline: how soon
-/// it notices the stop flag when nobody rings it (the engine rings its sinks at stop).
-/// Four wake-ups a second cost nothing measurable.
-pub const STOP_POLL: Duration = Duration::from_millis(250);
 
 /// How long a glommio consumer parks with nothing to wait for but records and the stop
 /// (which wakes it): its timer has to be set to something.
@@ -66,8 +60,8 @@ impl Next {
 
 /// One turn of a consumer.
 pub struct Turn<'a, T> {
-    /// The records taken from the rings this time (none when a deadline, the stop or a
-    /// thread's stop poll woke the consumer).
+    /// The records taken from the rings this time (none when a deadline or the stop
+    /// woke the consumer).
     pub batch: &'a [T],
     /// The stop is requested; the loop ends once the rings are empty.
     pub stopping: bool,
@@ -157,24 +151,17 @@ impl<T: Stamped> Rings<T> {
     }
 }
 
-/// How long to sleep for `next`, bounded by [`STOP_POLL`].
-fn sleep_for(next: Next, now: Instant) -> Duration {
-    match next {
-        Next::Now => Duration::ZERO,
-        Next::At(t) => t.saturating_duration_since(now).min(STOP_POLL),
-        Next::Idle => STOP_POLL,
-    }
-}
-
-/// Runs `consume` on this thread until `stop` is set and the rings are empty.
-pub fn run_thread<T: Stamped, C: Consume<T>>(
-    mut rings: Rings<T>,
-    stop: &AtomicBool,
-    consume: &mut C,
-) {
+/// Runs `consume` on this thread until `stop` is requested and the rings are empty.
+/// Idle, the thread parks until a ring, its own deadline or the stop wakes it: no
+/// stop poll.
+pub fn run_thread<T: Stamped, C: Consume<T>>(mut rings: Rings<T>, stop: &Stop, consume: &mut C) {
     let waker = thread_waker();
+    // Registered once for the loop's life: the request unparks this thread whenever it
+    // comes (a park after it returns at once), and one that came before is seen here.
+    let mut stop_wait = std::pin::pin!(stop.wait());
+    let _ = stop_wait.as_mut().poll(&mut Context::from_waker(&waker));
     loop {
-        let stopping = stop.load(Ordering::Acquire);
+        let stopping = stop.requested();
         let (took, next) = rings.turn(consume, stopping);
         // A stopping consumer ends once its rings are empty, even with work of its own
         // pending (a spool replay): `finish` bounds what it still does.
@@ -189,12 +176,16 @@ pub fn run_thread<T: Stamped, C: Consume<T>>(
             std::hint::spin_loop();
             continue;
         }
-        let wait = sleep_for(next, Instant::now());
-        if wait.is_zero() {
-            continue;
-        }
+        let deadline = match next {
+            Next::At(t) if t <= Instant::now() => continue,
+            Next::At(t) => Some(t),
+            _ => None,
+        };
         if arm_all(&rings.bells, &rings.rings, &waker) {
-            std::thread::park_timeout(wait);
+            match deadline {
+                Some(t) => std::thread::park_timeout(t.saturating_duration_since(Instant::now())),
+                None => std::thread::park(),
+            }
             disarm_all(&rings.bells);
         }
     }
@@ -252,8 +243,8 @@ impl Default for LocalPark {
 impl LocalPark {
     pub fn new() -> LocalPark {
         LocalPark {
-            timer: glommio::timer::Timer::new(STOP_POLL),
-            timer_at: Instant::now() + STOP_POLL,
+            timer: glommio::timer::Timer::new(NO_DEADLINE),
+            timer_at: Instant::now() + NO_DEADLINE,
         }
     }
 
@@ -760,50 +751,77 @@ mod tests {
         assert_eq!(Next::Idle.min(Next::Idle), Next::Idle);
     }
 
-    /// A parked thread consumer is woken by each push (well before its stop poll), sleeps
-    /// while idle (a handful of turns, not thousands), and drains everything at stop.
+    /// A parked thread consumer is woken by each push, sleeps while idle (no turn at all:
+    /// it has no poll), drains everything at stop, and is woken by the stop request
+    /// alone.
     #[test]
     fn a_thread_consumer_wakes_on_push_and_sleeps_when_idle() {
         let bell = Doorbell::new();
         let (a, ra) = ring_with::<u64>("a", 64, &bell);
         let (b, rb) = ring_with::<u64>("b", 64, &bell);
-        let stop = Arc::new(AtomicBool::new(false));
-        let consumer = {
-            let stop = stop.clone();
+        let stop = Stop::new();
+        let turns = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (done_tx, done) = std::sync::mpsc::channel();
+        {
+            let (stop, turns) = (stop.clone(), turns.clone());
             std::thread::spawn(move || {
-                let mut c = Collect {
-                    got: Vec::new(),
-                    turns: 0,
-                    finished: false,
-                };
+                struct Counted(Collect, Arc<std::sync::atomic::AtomicU64>);
+                impl Consume<u64> for Counted {
+                    fn turn(&mut self, turn: Turn<'_, u64>) -> Next {
+                        self.1.fetch_add(1, Ordering::Relaxed);
+                        self.0.turn(turn)
+                    }
+                    fn finish(&mut self) {
+                        self.0.finish()
+                    }
+                }
+                let mut c = Counted(
+                    Collect {
+                        got: Vec::new(),
+                        turns: 0,
+                        finished: false,
+                    },
+                    turns,
+                );
                 run_thread(Rings::new(vec![ra, rb], 16, None, false), &stop, &mut c);
-                c
-            })
+                done_tx.send(c.0).unwrap();
+            });
+        }
+        // 50 ms to settle after its last turn, then none in `window`: it has no poll.
+        let stays_idle = |window: u64| {
+            std::thread::sleep(Duration::from_millis(50));
+            let from = turns.load(Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(window));
+            assert_eq!(
+                turns.load(Ordering::Relaxed),
+                from,
+                "an idle consumer turned"
+            );
         };
-        // Idle: the consumer parks; in 300 ms it takes at most a few stop-poll turns.
-        std::thread::sleep(Duration::from_millis(300));
+        stays_idle(300);
         let woken_before = bell.wakeups();
         for i in 0..100u64 {
             let target = if i % 2 == 0 { &a } else { &b };
             target.push(i).unwrap();
             std::thread::sleep(Duration::from_millis(5));
         }
-        stop.store(true, Ordering::Release);
-        bell.wake_now();
-        let c = consumer.join().unwrap();
+        // Idle again, then the request alone (no doorbell) ends it.
+        stays_idle(100);
+        stop.request();
+        let c = done
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the stop request woke the parked consumer");
         assert!(c.finished);
         let mut got = c.got.clone();
         got.sort_unstable();
         assert_eq!(got, (0..100).collect::<Vec<_>>());
-        // Most pushes found the consumer parked (5 ms apart) and woke it: it was not
-        // waiting for its stop poll.
+        // Most pushes found the consumer parked (5 ms apart) and woke it.
         assert!(
             bell.wakeups() - woken_before >= 50,
             "{} wake-ups for 100 pushes",
             bell.wakeups() - woken_before
         );
-        // 100 pushes and a few idle stop polls over 800 ms: far fewer turns than a
-        // spinning loop or a 1 ms timer would take.
+        // 100 pushes: about as many turns, not a spinning loop's or a timer's.
         assert!(c.turns < 400, "{} turns", c.turns);
     }
 }

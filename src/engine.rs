@@ -81,10 +81,8 @@ pub struct Engine {
     sinks: Vec<std::thread::JoinHandle<()>>,
     /// The REST thread (warm starts and backfill).
     rest: Option<std::thread::JoinHandle<()>>,
-    /// Stops the sinks; set only after the shards have handed everything over.
-    sink_stop: Option<Arc<AtomicBool>>,
-    /// The sinks' doorbells: rung at stop so they do not wait for their stop poll.
-    sink_bells: Vec<Doorbell>,
+    /// Stops the sinks; requested only after the shards have handed everything over.
+    sink_stop: Option<Stop>,
     dashboard_addr: SocketAddr,
     status: Arc<StatusContext>,
     collector: Option<std::thread::JoinHandle<()>>,
@@ -340,7 +338,7 @@ impl Engine {
 
         let sink_status: Vec<Arc<dyn SinkStatus>> =
             roles.iter().filter_map(|r| r.status.clone()).collect();
-        let sink_stop = Arc::new(AtomicBool::new(false));
+        let sink_stop = Stop::new();
         let mut sinks = Vec::new();
         for (role, rings) in roles.into_iter().zip(consumers) {
             let io = SinkIo {
@@ -543,7 +541,6 @@ impl Engine {
             sinks,
             rest,
             sink_stop: Some(sink_stop),
-            sink_bells: role_bells,
             dashboard_addr: config.dashboard_addr,
             status,
             collector: Some(collector),
@@ -605,10 +602,7 @@ impl Engine {
             let _ = h.join();
         }
         if let Some(s) = self.sink_stop.take() {
-            s.store(true, Ordering::Release);
-            for bell in &self.sink_bells {
-                bell.wake_now();
-            }
+            s.request();
         }
         for h in self.sinks.drain(..) {
             let _ = h.join();

@@ -669,7 +669,7 @@ fn writer_figures(s: &alphapulse::sinks::db::DbStats) -> String {
 /// writer thread of [`spawn_writer`].
 fn stop_writer_when(
     stats: &alphapulse::sinks::db::DbStats,
-    stop: &std::sync::atomic::AtomicBool,
+    stop: &alphapulse::consumer::Stop,
     thread: std::thread::JoinHandle<()>,
     done: impl Fn(&alphapulse::sinks::db::DbStats) -> bool,
 ) {
@@ -678,21 +678,22 @@ fn stop_writer_when(
         "{}",
         writer_figures(stats)
     );
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    stop.request();
     thread.join().unwrap();
 }
 
-/// Runs `writer` on a thread draining one ring: the ring's producer, the stop flag and
-/// the thread.
+/// Runs `writer` on a thread draining one ring of `capacity`: the ring's producer, the
+/// stop and the thread.
 fn spawn_writer(
     writer: alphapulse::sinks::db::writer::Writer,
+    capacity: usize,
 ) -> (
     alphapulse::ring::Producer<alphapulse::shard::Envelope>,
-    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    alphapulse::consumer::Stop,
     std::thread::JoinHandle<()>,
 ) {
-    let (tx, rx) = alphapulse::ring::ring("test->database", 64);
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (tx, rx) = alphapulse::ring::ring("test->database", capacity);
+    let stop = alphapulse::consumer::Stop::new();
     let thread = {
         let stop = stop.clone();
         std::thread::spawn(move || {
@@ -719,7 +720,6 @@ fn envelope(record: alphapulse::shard::Record) -> alphapulse::shard::Envelope {
 #[test]
 fn the_writer_loop_drains_rings_and_conflates_live_candles_when_asked() {
     use alphapulse::shard::Record;
-    use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     let pg = Postgres::start_new();
     let spool = temp_spool("loop");
@@ -734,19 +734,7 @@ fn the_writer_loop_drains_rings_and_conflates_live_candles_when_asked() {
         stats.clone(),
         false,
     );
-    let (tx, rx) = alphapulse::ring::ring("test->database", 4096);
-    let stop = Arc::new(AtomicBool::new(false));
-    let thread = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            writer.run(alphapulse::engine::SinkIo {
-                rings: vec![rx],
-                stop,
-                latency: alphapulse::latency::Registry::new().recorder("database"),
-                busy_poll: false,
-            })
-        })
-    };
+    let (tx, stop, thread) = spawn_writer(writer, 4096);
     // 200 live updates of one candle, then 2000 closed candles of other minutes.
     for i in 0..200 {
         let c = candle(T0, T0 * 1000 + i, false, &format!("{i}.5"));
@@ -768,7 +756,7 @@ fn the_writer_loop_drains_rings_and_conflates_live_candles_when_asked() {
     assert!(support::wait_until(Duration::from_secs(20), || rows(
         &mut c
     ) == 2001));
-    stop.store(true, Ordering::Relaxed);
+    stop.request();
     thread.join().unwrap();
     let live: (String, bool) = c
         .query_one(
@@ -818,7 +806,7 @@ fn confirmed_absences_are_spooled_then_stored_once_by_the_writer() {
     assert_eq!(stats.spooled_rows.get(), 2, "{}", writer_figures(&stats));
     // Running, it connects, replays the spool, and takes the same span again from its
     // ring (a restart asks again): one row.
-    let (tx, stop, thread) = spawn_writer(writer);
+    let (tx, stop, thread) = spawn_writer(writer, 64);
     tx.push(envelope(Record::Absent(gap))).unwrap();
     stop_writer_when(&stats, &stop, thread, |s| {
         s.replayed_rows.get() == 2
@@ -1163,7 +1151,7 @@ fn trades_are_spooled_during_an_outage_then_stored_once_by_the_writer() {
     assert_eq!(stats.spooled_rows.get(), 4, "{}", writer_figures(&stats));
     // Running, it replays the spool, then takes the same trades again from its ring
     // (a rotation's overlap) and one new one: each stored once.
-    let (tx, stop, thread) = spawn_writer(writer);
+    let (tx, stop, thread) = spawn_writer(writer, 64);
     for id in 2..=4 {
         tx.push(envelope(Record::Trade(trade(id, "1.50", "2.0"))))
             .unwrap();

@@ -10,10 +10,11 @@ mod support;
 
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use alphapulse::consumer::Stop;
 use alphapulse::harness::redis::{sample_candle, sample_signal};
 use alphapulse::market::{Interval, Symbol};
 use alphapulse::record::{CandleRecord, SignalRecord};
@@ -46,14 +47,14 @@ fn settings(redis: &RedisServer, prefix: &str) -> RedisSettings {
 /// A publisher thread on `rings`, stopped (after draining) on drop.
 struct Publisher {
     stats: Arc<PublisherStats>,
-    stop: Arc<AtomicBool>,
+    stop: Stop,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Publisher {
     fn start(settings: RedisSettings, rings: Vec<Consumer<Envelope>>) -> Publisher {
         let stats = Arc::new(PublisherStats::default());
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = Stop::new();
         let thread = {
             let (stats, stop) = (stats.clone(), stop.clone());
             std::thread::spawn(move || {
@@ -81,7 +82,7 @@ impl Publisher {
 
 impl Drop for Publisher {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.request();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

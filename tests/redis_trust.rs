@@ -317,7 +317,7 @@ fn publisher_to_bridge(url: &str, ca: Option<PathBuf>, key: Option<&str>) {
         == 1));
     let (tx, rx) = ring::<Envelope>("shard->redis", 1024);
     let stats = Arc::new(PublisherStats::default());
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = alphapulse::consumer::Stop::new();
     let publisher = {
         let (stats, stop) = (stats.clone(), stop.clone());
         std::thread::spawn(move || {
@@ -336,7 +336,7 @@ fn publisher_to_bridge(url: &str, ca: Option<PathBuf>, key: Option<&str>) {
             .unwrap();
     }
     let through = wait_until(Duration::from_secs(10), || bridge.closed(theirs).len() == 5);
-    stop.store(true, Ordering::Relaxed);
+    stop.request();
     publisher.join().unwrap();
     assert!(
         through,
@@ -510,7 +510,7 @@ fn without_a_key_payloads_are_the_plain_records_byte_for_byte() {
     let sub = Subscriber::start(&redis.url(), "plain:*");
     let (tx, rx) = ring::<Envelope>("shard->redis", 64);
     let stats = Arc::new(PublisherStats::default());
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = alphapulse::consumer::Stop::new();
     let publisher = {
         let (stats, stop) = (stats.clone(), stop.clone());
         let settings = quick(RedisSettings::new(redis.url(), "plain"));
@@ -528,7 +528,7 @@ fn without_a_key_payloads_are_the_plain_records_byte_for_byte() {
     tx.push(Envelope::untimed(0, Record::ClosedCandle(c)))
         .unwrap();
     let got = wait_until(Duration::from_secs(10), || sub.count(|_| true) == 1);
-    stop.store(true, Ordering::Relaxed);
+    stop.request();
     publisher.join().unwrap();
     assert!(got, "published {}", stats.published.get());
     let expected = String::from_utf8(candle_payload(&c, None)).unwrap();

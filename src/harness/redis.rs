@@ -281,7 +281,7 @@ fn pipelined(
         consumers.push(rx);
     }
     let stats = Arc::new(PublisherStats::default());
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = crate::consumer::Stop::new();
     let settings = RedisSettings::new(url, prefix);
     let publisher = {
         let (stats, stop) = (stats.clone(), stop.clone());
@@ -302,7 +302,7 @@ fn pipelined(
     let deadline = Instant::now() + Duration::from_secs(10);
     while stats.connected.get() == 0 {
         if Instant::now() > deadline {
-            stop.store(true, Ordering::Relaxed);
+            stop.request();
             let _ = publisher.join();
             bail!("the publisher did not connect to {url}");
         }
@@ -389,7 +389,7 @@ fn pipelined(
         .and_then(process_cpu_seconds)
         .zip(cpu_base.1)
         .map(|(end, start)| end - start);
-    stop.store(true, Ordering::Relaxed);
+    stop.request();
     let _ = publisher.join();
     if done(&stats) - base.0 < total as u64 {
         bail!("the run did not finish within {RUN_LIMIT:?}");

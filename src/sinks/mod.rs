@@ -16,12 +16,11 @@ pub mod db;
 pub mod metrics;
 pub mod redis;
 
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::consumer::Rings;
+use crate::consumer::{Rings, Stop};
 use crate::latency::Recorder;
 use crate::message::{Envelope, RecordKinds};
 use crate::ring::Consumer;
@@ -35,8 +34,8 @@ pub struct SinkRole {
     pub name: &'static str,
     /// Its core, when the layout pins.
     pub core: Option<usize>,
-    /// The role's body: drains the rings until the stop flag is set and the rings are
-    /// empty. The flag is set only after every shard has handed its records over.
+    /// The role's body: drains the rings until the stop is requested and the rings are
+    /// empty. It is requested only after every shard has handed its records over.
     pub run: SinkRun,
     /// Its section of `/api/status`, if it has one.
     pub status: Option<Arc<dyn SinkStatus>>,
@@ -51,8 +50,9 @@ pub struct SinkRole {
 pub struct SinkIo {
     /// One ring from every shard.
     pub rings: Vec<Consumer<Envelope>>,
-    /// Set once every shard has handed its records over: drain what is left, return.
-    pub stop: Arc<AtomicBool>,
+    /// Requested once every shard has handed its records over: drain what is left,
+    /// return. The request wakes the role wherever it waits.
+    pub stop: Stop,
     /// The role's stage latencies (`ring_hop` at least), labelled with its name.
     pub latency: Recorder,
     /// Spin on the rings instead of parking (`engine.busy_poll`).
@@ -61,8 +61,8 @@ pub struct SinkIo {
 
 impl SinkIo {
     /// The rings as the consumer loop takes them, `per_ring` records per ring per turn,
-    /// recording every record's ring hop; and the stop flag.
-    pub fn into_rings(self, per_ring: usize) -> (Rings<Envelope>, Arc<AtomicBool>) {
+    /// recording every record's ring hop; and the stop.
+    pub fn into_rings(self, per_ring: usize) -> (Rings<Envelope>, Stop) {
         let rings = Rings::new(self.rings, per_ring, Some(self.latency), self.busy_poll);
         (rings, self.stop)
     }

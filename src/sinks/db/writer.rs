@@ -43,8 +43,8 @@ use crate::sinks::SinkIo;
 
 /// The writer's own deadline when nothing else is due: only its rate window is, then.
 /// A partial batch, a reconnect and a replay have deadlines of their own, and a
-/// connection that died while idle is found by the next write, as with any other. (An
-/// idle writer still wakes for the consumer loop's stop poll, [`crate::consumer::STOP_POLL`].)
+/// connection that died while idle is found by the next write, as with any other. This
+/// is what wakes an idle writer: the stop wakes it itself.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);
 /// Time spent replaying the spool per loop turn, so the rings keep being drained
 /// (into the spool) while a long backlog replays.
@@ -140,7 +140,7 @@ impl Writer {
         w
     }
 
-    /// Drains the rings until the stop flag is set and they are empty, then writes (or
+    /// Drains the rings until the stop is requested and they are empty, then writes (or
     /// spools) what is left and replays the spool for a bounded time. Records the ring
     /// hop of every record and, for rows committed straight from the rings, the time from
     /// receipt to the commit (`recv_to_db_commit`; rows that go through the spool have

@@ -293,7 +293,7 @@ pub fn role(
     }
 }
 
-/// Drains the rings and publishes until the stop flag is set and the rings are empty.
+/// Drains the rings and publishes until the stop is requested and the rings are empty.
 pub fn run(io: SinkIo, settings: RedisSettings, stats: Arc<PublisherStats>) {
     run_with_books(io, settings, stats, Default::default());
 }
