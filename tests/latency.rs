@@ -168,6 +168,25 @@ fn bench_latency_writes_every_report() {
             "{stage}: {count} values for {updates} updates: {run:#}"
         );
     }
+    // What the host took from the window: a probe on every core woke through it (3 s at
+    // 20 ms: about 150 wake-ups), and the table says so in its own line.
+    let host = &run["host"];
+    let cores = host["cores"].as_array().expect("host.cores");
+    let cpus = core_affinity::get_core_ids().map_or(0, |c| c.len());
+    assert_eq!(cores.len(), cpus, "{host:#}");
+    for core in cores {
+        let wakeups = core["wakeups"].as_u64().unwrap();
+        assert!((30..=200).contains(&wakeups), "{host:#}");
+        assert!(
+            core["lateness_us"]["max"].as_f64().unwrap()
+                >= core["lateness_us"]["p50"].as_f64().unwrap()
+        );
+    }
+    assert!(host["stalled"].is_boolean() && host["worst_lateness_us"].as_f64().is_some());
+    assert!(
+        table.contains("host: lateness of a 20 ms sleeper per core"),
+        "{table}"
+    );
     let svg = std::fs::read_to_string(out.join("latency.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("<polyline"));
     let _ = std::fs::remove_dir_all(&out);

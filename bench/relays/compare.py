@@ -17,6 +17,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -196,6 +197,83 @@ def cpu_delta(a, b):
     }
 
 
+# ------------------------------------------------------------------ what the host took
+
+PROBE_PERIOD_S = 0.020
+STALL_MS = 10.0
+
+
+def steal_ms():
+    """Steal time so far per CPU (the eighth number of each cpuN line of /proc/stat), ms."""
+    out = []
+    try:
+        with open("/proc/stat") as f:
+            for line in f:
+                fields = line.split()
+                if fields and fields[0].startswith("cpu") and fields[0][3:].isdigit():
+                    steal = int(fields[8]) if len(fields) > 8 else 0
+                    out.append(steal * 1000.0 / CLK_TCK)
+    except OSError:
+        pass
+    return out
+
+
+class HostProbe:
+    """One thread per CPU that sleeps PROBE_PERIOD_S at a time and records how late each
+    wake-up comes (as the engine's `bench latency` does), plus each CPU's steal time: so
+    that a window in which the host stopped a core says so."""
+
+    def __init__(self):
+        self.stop = threading.Event()
+        self.late = {}
+        self.threads = []
+        self.steal0 = steal_ms()
+        for cpu in sorted(os.sched_getaffinity(0)):
+            self.late[cpu] = []
+            t = threading.Thread(target=self._run, args=(cpu,), daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def _run(self, cpu):
+        try:
+            os.sched_setaffinity(0, {cpu})  # this thread only (Linux)
+        except OSError:
+            pass
+        late = self.late[cpu]
+        while not self.stop.is_set():
+            due = time.monotonic() + PROBE_PERIOD_S
+            time.sleep(PROBE_PERIOD_S)
+            late.append(max(0.0, time.monotonic() - due) * 1000.0)
+
+    def finish(self):
+        self.stop.set()
+        for t in self.threads:
+            t.join()
+        steal1 = steal_ms()
+        cores = []
+        for cpu, late in sorted(self.late.items()):
+            late.sort()
+            steal = (steal1[cpu] - self.steal0[cpu]
+                     if cpu < len(self.steal0) and cpu < len(steal1) else None)
+            cores.append({
+                "core": cpu,
+                "wakeups": len(late),
+                "lateness_ms": {
+                    "p99": late[min(len(late) - 1, int(len(late) * 0.99))] if late else None,
+                    "max": late[-1] if late else None,
+                },
+                "steal_ms": steal,
+            })
+        worst = max((c["lateness_ms"]["max"] or 0.0 for c in cores), default=0.0)
+        return {
+            "probe_period_ms": PROBE_PERIOD_S * 1000.0,
+            "stall_threshold_ms": STALL_MS,
+            "worst_lateness_ms": worst,
+            "stalled": worst > STALL_MS,
+            "cores": cores,
+        }
+
+
 # ------------------------------------------------------------------ HdrHistogram V2 reader
 
 V2_COOKIE = 0x1C849303
@@ -368,9 +446,11 @@ def measure(name, rate, args, out_dir):
                        os.path.join(run_dir, "client.log"), cwd=run_dir, stdout=cout)
     t0 = time.monotonic()
     time.sleep(max(0.0, t0 + args.warmup - time.monotonic()))
+    probe = HostProbe()
     cpu0, sim0, w0 = cpu_sample(system.pid), cpu_sample(sim.pid), time.monotonic()
     time.sleep(max(0.0, t0 + args.warmup + args.duration - time.monotonic()))
     cpu1, sim1, w1 = cpu_sample(system.pid), cpu_sample(sim.pid), time.monotonic()
+    host = probe.finish()
     try:
         client.wait(timeout=CLIENT_GRACE_S)
     except subprocess.TimeoutExpired:
@@ -415,6 +495,7 @@ def measure(name, rate, args, out_dir):
         "threads": cpu["threads"],
         "simulator_cpu_s": cpu_delta(sim0, sim1)["cpu_s"],
         "loadavg_1m_at_end": os.getloadavg()[0],
+        "host": host,
         "dir": os.path.relpath(run_dir, ROOT),
     }
 
@@ -437,7 +518,7 @@ def fmt(v, digits=0):
 def print_table(rows):
     head = (f"{'system':<8} {'rate/s':>7} {'received':>10} {'expected':>9} "
             f"{'p50 µs':>9} {'p90 µs':>9} {'p99 µs':>9} {'p99.9 µs':>9} {'max µs':>9} "
-            f"{'CPU s':>7} {'CPU µs/upd':>10}")
+            f"{'CPU s':>7} {'CPU µs/upd':>10} {'host ms':>8}")
     print(head)
     print("-" * len(head))
     for r in rows:
@@ -446,7 +527,14 @@ def print_table(rows):
               f"{fmt(r['expected_updates']):>9} {fmt(lat.get('p50')):>9} "
               f"{fmt(lat.get('p90')):>9} {fmt(lat.get('p99')):>9} "
               f"{fmt(lat.get('p99_9')):>9} {fmt(lat.get('max')):>9} "
-              f"{fmt(r['cpu_s'], 2):>7} {fmt(r['cpu_us_per_update'], 2):>10}", flush=True)
+              f"{fmt(r['cpu_s'], 2):>7} {fmt(r['cpu_us_per_update'], 2):>10} "
+              f"{fmt(r['host']['worst_lateness_ms'], 1):>8}", flush=True)
+    for r in rows:
+        if r["host"]["stalled"]:
+            print(f"note: in the {r['system']} run at {fmt(r['intended_rate'])}/s a core of "
+                  f"this host stopped for {r['host']['worst_lateness_ms']:.1f} ms (a sleeper "
+                  f"woke that late, whoever held the core): its tail figures include it",
+                  flush=True)
 
 
 def main():

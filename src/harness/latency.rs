@@ -20,6 +20,10 @@
 //! market frames (its pacing, the write, and on loopback the receiver's TCP input), so
 //! that the exchange's share of `exchange_to_recv` is measured, not assumed.
 //!
+//! What the host took from the window is measured beside it ([`crate::harness::host`]):
+//! each core's steal time and how late a sleeper on each core woke, so that a run in
+//! which the host stopped a core says so.
+//!
 //! Output in `--out DIR`: one `.hgrm` per stage (HdrHistogram percentile distribution,
 //! values in µs), `summary.json`, `latency.svg`; a table on stdout. `--compare
 //! NAME=VALUE` runs a second configuration (environment-variable names, e.g.
@@ -38,6 +42,7 @@ use serde_json::{json, Value};
 
 use crate::config::Config;
 use crate::engine::Engine;
+use crate::harness::host::{HostNoise, Probe};
 use crate::harness::redis::PrivateRedis;
 use crate::latency::report::{hgrm, percentile_svg};
 use crate::latency::{new_histogram, Stage, StageFigures, StageSet};
@@ -159,6 +164,8 @@ struct RunResult {
     cpu_by_role: std::collections::BTreeMap<&'static str, f64>,
     /// CPU seconds of the simulator's thread in the window (not the engine's).
     simulator_cpu_s: f64,
+    /// What the host took from the window: steal time and late wake-ups per core.
+    host: HostNoise,
 }
 
 impl RunResult {
@@ -201,6 +208,7 @@ impl RunResult {
             },
             "stages": stages,
             "clients": self.client_counts.iter().cloned().collect::<serde_json::Map<_, _>>(),
+            "host": self.host.json(),
         })
     }
 }
@@ -300,6 +308,7 @@ fn measure(
     }
 
     std::thread::sleep(Duration::from_secs_f64(args.warmup));
+    let probe = Probe::start();
     // Each edge of the window: every role hands over what it recorded (at its next
     // wake-up) and the collector merges it; then the counters are read, in the same order
     // at both edges and the message count first. Without this the cumulative histograms
@@ -318,6 +327,7 @@ fn measure(
     let mut sent = sim.send_late();
     let cpu1 = crate::harness::cpu::snapshot();
     let seconds = t0.elapsed().as_secs_f64();
+    let host = probe.finish();
     // Cumulative: the start is a prefix of the end.
     let _ = sent.subtract(&sent0);
 
@@ -364,6 +374,7 @@ fn measure(
         stages_settled: settled,
         cpu_by_role: crate::harness::cpu::by_role(&cpu0, &cpu1),
         simulator_cpu_s: crate::harness::cpu::of_threads(&cpu0, &cpu1, "alphapulse-sim"),
+        host,
     })
 }
 
@@ -434,6 +445,13 @@ fn print_table(title: &str, r: &RunResult) {
         roles.join(", "),
         100.0 * r.simulator_cpu_s / r.seconds,
     );
+    println!("{}", r.host.line());
+    if r.host.stalled() {
+        println!(
+            "note: a core of this host stopped for {:.1} ms in the window (a sleeper woke that late, whoever held the core): the tail figures include it",
+            r.host.worst_us() / 1000.0
+        );
+    }
     if !r.stages_settled {
         println!(
             "note: a role still held stage values at an edge of the window; the engine's stage counts may be off there"

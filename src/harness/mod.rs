@@ -2,6 +2,7 @@
 pub mod cpu;
 pub mod db;
 pub mod fanout;
+pub mod host;
 pub mod ingest;
 pub mod latency;
 pub mod parse;
