@@ -204,15 +204,16 @@ STALL_MS = 10.0
 
 
 def steal_ms():
-    """Steal time so far per CPU (the eighth number of each cpuN line of /proc/stat), ms."""
-    out = []
+    """Steal time so far of each CPU N (the eighth number of its cpuN line of /proc/stat),
+    ms, by N."""
+    out = {}
     try:
         with open("/proc/stat") as f:
             for line in f:
                 fields = line.split()
-                if fields and fields[0].startswith("cpu") and fields[0][3:].isdigit():
-                    steal = int(fields[8]) if len(fields) > 8 else 0
-                    out.append(steal * 1000.0 / CLK_TCK)
+                if (len(fields) > 8 and fields[0].startswith("cpu")
+                        and fields[0][3:].isdigit()):
+                    out[int(fields[0][3:])] = int(fields[8]) * 1000.0 / CLK_TCK
     except OSError:
         pass
     return out
@@ -254,7 +255,7 @@ class HostProbe:
         for cpu, late in sorted(self.late.items()):
             late.sort()
             steal = (steal1[cpu] - self.steal0[cpu]
-                     if cpu < len(self.steal0) and cpu < len(steal1) else None)
+                     if cpu in self.steal0 and cpu in steal1 else None)
             cores.append({
                 "core": cpu,
                 "wakeups": len(late),

@@ -8,9 +8,10 @@
 //! window and runs a [`Probe`] through it: one thread per core that sleeps [`PERIOD`]
 //! at a time and records how late each wake-up came, as `cyclictest` does.
 //!
-//! The probe costs a wake-up per core every [`PERIOD`] (tens of µs of CPU a second); a
-//! stall shorter than the period is seen only when it covers a wake-up.
+//! The probe costs a wake-up per core every [`PERIOD`] (50 a second); a stall shorter
+//! than the period is seen only when it covers a wake-up.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -25,24 +26,24 @@ pub const PERIOD: Duration = Duration::from_millis(20);
 /// A lateness above this is reported as a stall of the host.
 pub const STALL: Duration = Duration::from_millis(10);
 
-/// Steal time so far per CPU (`cpuN` lines of `/proc/stat`), in ms; empty where the
-/// kernel does not report it.
-pub fn steal_ms() -> Vec<f64> {
+/// Steal time so far of each CPU `N` (the `cpuN` lines of `/proc/stat`), in ms; empty
+/// where the file cannot be read.
+pub fn steal_ms() -> BTreeMap<usize, f64> {
     let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
-        return Vec::new();
+        return BTreeMap::new();
     };
     parse_steal_ms(&stat, crate::metrics::clock_ticks())
 }
 
-/// The steal column (the eighth number) of each `cpuN` line, in ms.
-fn parse_steal_ms(stat: &str, ticks_per_s: f64) -> Vec<f64> {
+/// The steal column (the eighth number) of each `cpuN` line, in ms, by `N`; a line too
+/// short to have it is left out.
+fn parse_steal_ms(stat: &str, ticks_per_s: f64) -> BTreeMap<usize, f64> {
     stat.lines()
-        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
-        .map(|l| {
-            l.split_ascii_whitespace()
-                .nth(8)
-                .and_then(|v| v.parse::<u64>().ok())
-                .map_or(0.0, |t| t as f64 * 1000.0 / ticks_per_s)
+        .filter_map(|l| {
+            let mut fields = l.split_ascii_whitespace();
+            let cpu = fields.next()?.strip_prefix("cpu")?.parse::<usize>().ok()?;
+            let ticks = fields.nth(7)?.parse::<u64>().ok()?;
+            Some((cpu, ticks as f64 * 1000.0 / ticks_per_s))
         })
         .collect()
 }
@@ -52,7 +53,7 @@ fn parse_steal_ms(stat: &str, ticks_per_s: f64) -> Vec<f64> {
 pub struct Probe {
     stop: Arc<AtomicBool>,
     threads: Vec<(usize, JoinHandle<Histogram<u64>>)>,
-    steal_before: Vec<f64>,
+    steal_before: BTreeMap<usize, f64>,
     started: Instant,
 }
 
@@ -113,7 +114,7 @@ impl Probe {
             .into_iter()
             .filter_map(|(core, t)| t.join().ok().map(|h| (core, h)))
             .map(|(core, h)| {
-                let steal_ms = match (self.steal_before.get(core), steal_after.get(core)) {
+                let steal_ms = match (self.steal_before.get(&core), steal_after.get(&core)) {
                     (Some(a), Some(b)) => Some((b - a).max(0.0)),
                     _ => None,
                 };
@@ -169,6 +170,7 @@ impl HostNoise {
 
     pub fn json(&self) -> Value {
         json!({
+            "seconds": self.seconds,
             "probe_period_ms": PERIOD.as_millis() as u64,
             "stall_threshold_ms": STALL.as_millis() as u64,
             "stalled": self.stalled(),
@@ -219,9 +221,13 @@ mod tests {
                     cpu1 128798 122 23951 137413 79904 0 1237 450 0 0\n\
                     intr 1 2 3\n\
                     cpu2 1 2 3\n";
-        // The aggregate line is skipped; a line too short to have the column reads 0.
-        assert_eq!(parse_steal_ms(stat, 100.0), vec![4270.0, 4500.0, 0.0]);
-        assert_eq!(parse_steal_ms(stat, 1000.0)[0], 427.0);
+        // The aggregate line is skipped, and so is a line too short to have the column.
+        let steal = parse_steal_ms(stat, 100.0);
+        assert_eq!(
+            steal.into_iter().collect::<Vec<_>>(),
+            vec![(0, 4270.0), (1, 4500.0)]
+        );
+        assert_eq!(parse_steal_ms(stat, 1000.0)[&0], 427.0);
         assert!(parse_steal_ms("", 100.0).is_empty());
     }
 
