@@ -67,9 +67,13 @@ const SHUTDOWN_HANDOVER: Duration = Duration::from_secs(10);
 
 /// How often a shard retries records waiting for ring space (a sink fell behind).
 const OVERFLOW_RETRY: Duration = Duration::from_millis(1);
-/// How often a quiet shard does its housekeeping (hold timers, gap retries, latency
-/// hand-off) when no REST delivery wakes it sooner.
+/// How often a quiet shard does its housekeeping (hold timers, gap retries, its books)
+/// while any of that has a deadline ([`ShardState::has_timed_work`]), when no REST
+/// delivery wakes it sooner.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(250);
+/// How often it does with none: its latency hand-off and its clock offset, which the
+/// feed also does after every read while records come.
+const IDLE_HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);
 
 pub use crate::sinks::{SinkIo, SinkRole, SinkRun};
 
@@ -460,8 +464,10 @@ impl Engine {
                             while !stop.requested() {
                                 let wait = if waiting > 0 {
                                     OVERFLOW_RETRY
-                                } else {
+                                } else if state.borrow().has_timed_work() {
                                     HOUSEKEEPING_EVERY
+                                } else {
+                                    IDLE_HOUSEKEEPING_EVERY
                                 };
                                 // Deliveries the outlets have no room for wait
                                 // (for the next flush), not wake this loop.

@@ -175,6 +175,11 @@ impl SignalGate {
         false
     }
 
+    /// Whether a slot holds candles (so a hold time is running).
+    pub(super) fn holding(&self) -> bool {
+        self.holding > 0
+    }
+
     /// Gives up on every hole held for `hold_ns` or more at `now_ns`. Free when nothing
     /// is held.
     pub(super) fn expire(

@@ -610,6 +610,17 @@ impl ShardState {
         left
     }
 
+    /// Whether [`ShardState::flush`] has work with a deadline of its own: candles held
+    /// for a hole (their hold time runs), failed gap or trade requests to ask again, or
+    /// local books to tend. Without any, the shard's periodic flush can wait longer:
+    /// while records come, the feed flushes after every read anyway.
+    pub fn has_timed_work(&self) -> bool {
+        self.signals.as_ref().is_some_and(|g| g.holding())
+            || self.retry_gaps_at_ns.is_some()
+            || !self.trade_retries.is_empty()
+            || self.books.is_some()
+    }
+
     /// Gives up on holes held past the hold time, and asks again for gaps whose
     /// backfill failed once the retry time has come. Free when nothing is held.
     fn check_holds(&mut self, now_ns: u64) {

@@ -170,10 +170,13 @@ fn a_held_candle_is_released_exactly_when_its_hold_expires() {
     };
     s.apply_rest(&answer(warm, (0..3).map(closed).collect(), false), 1_000);
     assert_eq!(signals_last_open(&s), Some(2 * 60_000));
+    // Nothing held: the periodic flush has no deadline to keep.
+    assert!(!s.has_timed_work());
     // Minute 5 arrives live at t0: 3 and 4 are missing, asked for, and 5 waits.
     let t0 = 5_000_000_000;
     s.on_event(&Event::Kline(closed(5)), t0);
     assert!(link.requests.pop().is_some(), "the hole is asked for");
+    assert!(s.has_timed_work(), "a hold time runs");
     // A later candle joins the wait without restarting its clock.
     s.on_event(&Event::Kline(closed(6)), t0 + hold_ns / 2);
     s.flush(t0 + hold_ns - 1);
@@ -186,6 +189,7 @@ fn a_held_candle_is_released_exactly_when_its_hold_expires() {
         "released at the hold's end"
     );
     assert_eq!(s.stats().signal_holes_bridged.get(), 1);
+    assert!(!s.has_timed_work(), "nothing held any more");
 }
 
 #[test]
@@ -200,8 +204,10 @@ fn a_failed_gap_request_is_retried_after_the_retry_time_and_not_before() {
     };
     assert_eq!(req.want, range);
     let failed_at = 7_000_000_000;
+    assert!(!s.has_timed_work());
     s.apply_rest(&answer(req.want, vec![], true), failed_at);
     assert_eq!(s.stats().backfill_failures.get(), 1);
+    assert!(s.has_timed_work(), "a retry is due");
     s.flush(failed_at + RETRY_FAILED_AFTER_NS - 1);
     assert!(link.requests.pop().is_none(), "not before the retry time");
     s.flush(failed_at + RETRY_FAILED_AFTER_NS);
