@@ -21,6 +21,11 @@ const DAY_MS: i64 = 86_400_000;
 /// candles (and 2.7 hours of 1s candles) in about 1.3 MB per (symbol, interval).
 pub const DEFAULT_KLINE_HISTORY: usize = 10_000;
 
+/// The most candles of room a seed reserves in a history (1.4 MB): the whole of a
+/// default one. A larger `--kline-history` (which has no upper bound) grows past it by
+/// doubling, so that a big one reserves nothing it may never use.
+pub const SEED_ROOM: usize = DEFAULT_KLINE_HISTORY;
+
 /// One candle in exact integer units. A candle without trades has
 /// `open = high = low = close =` the previous close, zero volumes and trade ids `-1`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -176,15 +181,17 @@ impl KlineSeries {
     /// Starts from a seeded past: `closed` (oldest first; the newest `history_limit`
     /// are kept) and the part of the open candle before the market opened.
     ///
-    /// The history gets its whole room now. Filled to the brim by the seed, it would
-    /// double at its first close, and every symbol's series of an interval closes at the
-    /// same instant: at the first minute after the start, 100 symbols' 1m histories
-    /// grew at once (a copy and fresh pages each), which held the simulator's sends for
-    /// 90-170 ms. Untouched, the room costs address space, not memory.
+    /// The history gets its room now, up to [`SEED_ROOM`]. Filled to the brim by the
+    /// seed, it would double at its first close, and every symbol's series of an
+    /// interval closes at the same instant: at the first minute after the start, 100
+    /// symbols' 1m histories grew at once (a copy and fresh pages each), which held the
+    /// simulator's sends for 90-170 ms. Untouched, the room costs address space, not
+    /// memory.
     pub fn seed(&mut self, closed: &[Kline], open_part: Option<Kline>) {
         let keep = closed.len().saturating_sub(self.history_limit);
+        let room = self.history_limit.min(SEED_ROOM);
         self.history
-            .reserve_exact(self.history_limit.saturating_sub(self.history.len()));
+            .reserve_exact(room.saturating_sub(self.history.len()));
         self.history.extend(closed[keep..].iter().copied());
         if let Some(part) = open_part {
             self.building.merge(&part);
@@ -394,6 +401,10 @@ mod tests {
             assert_eq!(s.history.capacity(), room, "the history grew");
         }
         assert_eq!(s.history().len(), 1_000);
+        // A history far larger than the default reserves at most `SEED_ROOM`.
+        let mut big = KlineSeries::new(Interval::M1, 600 * 60_000, 10, 100 * SEED_ROOM);
+        big.seed(&past, None);
+        assert_eq!(big.history.capacity(), SEED_ROOM);
     }
 
     #[test]
