@@ -64,6 +64,26 @@ fn performance_reports_the_stages_the_engine_ran() {
     );
 }
 
+/// The relay comparison's summary (`bench/relays/compare.py`): each figure's median over
+/// the rounds of `--repeat`, and the baselines' medians against the engine's. Its Python
+/// unit tests, run here so that the suite covers them.
+#[test]
+fn relay_comparison_summary_takes_medians_and_ratios() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = std::process::Command::new("python3")
+        .args(["-m", "unittest", "bench/relays/test_compare.py"])
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .current_dir(root)
+        .output()
+        .expect("python3 (scripts/setup.sh installs it)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("\nOK") && !stderr.contains("Ran 0 tests"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn bench_latency_writes_every_report() {
     let _serial = support::serial();

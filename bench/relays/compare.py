@@ -433,11 +433,12 @@ def start_system(name, args, run_dir, sim_port, port, syms):
     return p
 
 
-def measure(name, rate, args, out_dir):
+def measure(name, rate, args, out_dir, round_no=1):
     syms = symbols(args.symbols)
     push_ms = max(1, round(args.symbols * 1000.0 / rate))
     intended_rate = args.symbols * 1000.0 / push_ms
-    run_dir = os.path.join(out_dir, f"{name}-{int(rate)}")
+    run_name = f"{name}-{int(rate)}" + (f"-r{round_no}" if args.repeat > 1 else "")
+    run_dir = os.path.join(out_dir, run_name)
     os.makedirs(run_dir, exist_ok=True)
     sim_port, port = free_port(), free_port()
     while port == sim_port:
@@ -496,6 +497,7 @@ def measure(name, rate, args, out_dir):
     received = counts["received"]
     return {
         "system": name,
+        "round": round_no,
         "requested_rate": rate,
         "intended_rate": intended_rate,
         "kline_push_ms": push_ms,
@@ -518,6 +520,69 @@ def measure(name, rate, args, out_dir):
     }
 
 
+def median(values):
+    """The median of the values that are not None (the mean of the middle two for an
+    even count); None when there are none."""
+    xs = sorted(v for v in values if v is not None)
+    if not xs:
+        return None
+    mid = len(xs) // 2
+    return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2
+
+
+def summarize(rows):
+    """Per rate and system, the median of its runs' p50, p99 and CPU per update; and,
+    at each rate the engine ran, each other system's medians divided by the engine's:
+    how many times the engine is better (above 1) or worse (below 1) on each."""
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["intended_rate"], r["system"]), []).append(r)
+    medians = [{
+        "intended_rate": rate,
+        "system": system,
+        "runs": len(runs),
+        "p50_us": median(r["latency_us"].get("p50") for r in runs),
+        "p99_us": median(r["latency_us"].get("p99") for r in runs),
+        "cpu_us_per_update": median(r["cpu_us_per_update"] for r in runs),
+    } for (rate, system), runs in groups.items()]
+    engine = {m["intended_rate"]: m for m in medians if m["system"] == "engine"}
+
+    def ratio(baseline, ours):
+        return baseline / ours if baseline is not None and ours else None
+
+    ratios = [{
+        "intended_rate": m["intended_rate"],
+        "baseline": m["system"],
+        "p50": ratio(m["p50_us"], engine[m["intended_rate"]]["p50_us"]),
+        "p99": ratio(m["p99_us"], engine[m["intended_rate"]]["p99_us"]),
+        "cpu": ratio(m["cpu_us_per_update"], engine[m["intended_rate"]]["cpu_us_per_update"]),
+    } for m in medians if m["system"] != "engine" and m["intended_rate"] in engine]
+    return {"medians": medians, "ratios": ratios}
+
+
+def print_summary(summary):
+    runs = sorted({m["runs"] for m in summary["medians"]})
+    label = "runs" if runs != [1] else "run"
+    print(f"\nmedians per system and rate ({', '.join(map(str, runs))} {label} each):")
+    head = f"{'system':<8} {'rate/s':>7} {'runs':>5} {'p50 µs':>9} {'p99 µs':>9} {'CPU µs/upd':>10}"
+    print(head)
+    print("-" * len(head))
+    for m in summary["medians"]:
+        print(f"{m['system']:<8} {fmt(m['intended_rate']):>7} {m['runs']:>5} "
+              f"{fmt(m['p50_us']):>9} {fmt(m['p99_us']):>9} "
+              f"{fmt(m['cpu_us_per_update'], 2):>10}")
+    if summary["ratios"]:
+        print("\nthe engine against each baseline (baseline's median ÷ the engine's; "
+              "above 1 the engine is better):")
+        head = f"{'rate/s':>7} {'baseline':<8} {'p50':>7} {'p99':>7} {'CPU':>7}"
+        print(head)
+        print("-" * len(head))
+        for r in summary["ratios"]:
+            cells = " ".join(f"{fmt(r[k], 2) + '×' if r[k] is not None else '-':>7}"
+                             for k in ("p50", "p99", "cpu"))
+            print(f"{fmt(r['intended_rate']):>7} {r['baseline']:<8} {cells}")
+
+
 def version(exe):
     """`alphapulse --version` (the binary's path is left out of the report)."""
     try:
@@ -533,15 +598,17 @@ def fmt(v, digits=0):
     return f"{v:,.{digits}f}"
 
 
-def print_table(rows):
-    head = (f"{'system':<8} {'rate/s':>7} {'received':>10} {'expected':>9} "
+def print_table(rows, rounds=False):
+    head = (f"{'system':<8} {'round':>5} " if rounds else f"{'system':<8} ")
+    head += (f"{'rate/s':>7} {'received':>10} {'expected':>9} "
             f"{'p50 µs':>9} {'p90 µs':>9} {'p99 µs':>9} {'p99.9 µs':>9} {'max µs':>9} "
             f"{'CPU s':>7} {'CPU µs/upd':>10} {'host ms':>8}")
     print(head)
     print("-" * len(head))
     for r in rows:
         lat = r["latency_us"]
-        print(f"{r['system']:<8} {fmt(r['intended_rate']):>7} {fmt(r['received']):>10} "
+        first = f"{r['system']:<8} {r['round']:>5} " if rounds else f"{r['system']:<8} "
+        print(f"{first}{fmt(r['intended_rate']):>7} {fmt(r['received']):>10} "
               f"{fmt(r['expected_updates']):>9} {fmt(lat.get('p50')):>9} "
               f"{fmt(lat.get('p90')):>9} {fmt(lat.get('p99')):>9} "
               f"{fmt(lat.get('p99_9')):>9} {fmt(lat.get('max')):>9} "
@@ -573,6 +640,10 @@ def main():
     ap.add_argument("--engine-env", action="append", default=[], metavar="NAME=VALUE",
                     help="an engine setting for the run, as an environment variable "
                          "(repeatable), e.g. ALPHAPULSE_DASHBOARD_ON_SHARD=true")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="rounds: every system at every rate once per round, rounds one "
+                         "after the other, so a drift of the host reaches all systems "
+                         "alike; the summary takes each figure's median [%(default)s]")
     ap.add_argument("--out", default="bench/results/relays", help="[%(default)s]")
     ap.add_argument("--tokio-relay", default=os.path.join(
         HERE, "tokio-relay", "target", "release", "tokio-relay"))
@@ -596,6 +667,8 @@ def main():
             ap.error(f"--engine-env: expected NAME=VALUE, got {kv!r}")
     if not 1 <= args.symbols <= 1000 or any(r <= 0 for r in rates):
         ap.error("--symbols must be 1..1000 and --rates positive")
+    if not 1 <= args.repeat <= 100:
+        ap.error("--repeat must be 1..100")
     out_dir = os.path.abspath(args.out)
     os.makedirs(out_dir, exist_ok=True)
 
@@ -605,12 +678,14 @@ def main():
     rows = []
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     try:
-        for rate in rates:
-            for name in systems:
-                log(f"== {name} at {rate:.0f} updates/s: {args.duration:g} s measured "
-                    f"after {args.warmup:g} s")
-                rows.append(measure(name, rate, args, out_dir))
-                print_table(rows[-1:])
+        for round_no in range(1, args.repeat + 1):
+            for rate in rates:
+                for name in systems:
+                    of_rounds = f", round {round_no} of {args.repeat}" if args.repeat > 1 else ""
+                    log(f"== {name} at {rate:.0f} updates/s: {args.duration:g} s measured "
+                        f"after {args.warmup:g} s{of_rounds}")
+                    rows.append(measure(name, rate, args, out_dir, round_no))
+                    print_table(rows[-1:], args.repeat > 1)
     except Stop as e:
         log(f"stopped by {e}")
         return 130
@@ -621,7 +696,9 @@ def main():
         stop_all()
 
     print()
-    print_table(rows)
+    print_table(rows, args.repeat > 1)
+    figures = summarize(rows)
+    print_summary(figures)
     summary = {
         "started_at": started_at,
         "host": {"cpus": os.cpu_count(), "loadavg": os.getloadavg()},
@@ -635,7 +712,10 @@ def main():
                   "cpu_s": "CPU time of the system's process (all threads) over the "
                            "measured window, from its CPU clock (ns); threads_cpu_s and "
                            "threads from /proc (10 ms ticks)"},
+        "repeat": args.repeat,
         "runs": rows,
+        "medians": figures["medians"],
+        "ratios": figures["ratios"],
     }
     path = os.path.join(out_dir, "summary.json")
     with open(path, "w") as f:

@@ -5,6 +5,7 @@
 #   bash bench/relays/compare.sh [--alphapulse PATH] [--rates 10000,1000] [--duration 15]
 #                                [--warmup 3] [--systems engine,tokio,python] [--out DIR]
 #                                [--phase aligned|spread] [--engine-env NAME=VALUE]
+#                                [--repeat N]
 #
 # Installs what it needs first: builds the tokio relay (cargo, its own Cargo.lock) and
 # creates bench/relays/.venv from requirements.txt when they are missing. The measuring
