@@ -507,19 +507,95 @@ pub struct ProcessStat {
 }
 
 impl ProcessSample {
-    /// Reads `/proc/self` (blocking file reads: call it off the glommio executors).
+    /// Reads `/proc/self` (blocking file reads: call it off the glommio executors). A
+    /// caller that samples again and again keeps a [`ProcReader`] instead.
     pub fn read() -> ProcessSample {
+        ProcReader::default().sample()
+    }
+}
+
+/// Takes [`ProcessSample`]s with the `/proc` files kept open from one sample to the
+/// next: each sample reads them again from their start, and only a thread that is new
+/// since the last sample costs an open. (The collector samples every second; opening
+/// and closing a `stat` file per thread each time, a path walk in procfs per file, was
+/// most of what a sample cost.) Blocking file reads: use it off the glommio executors.
+#[derive(Default)]
+pub struct ProcReader {
+    stat: Option<std::fs::File>,
+    statm: Option<std::fs::File>,
+    /// Each thread's `stat`, by thread id.
+    tasks: Vec<(u64, std::fs::File)>,
+    buf: Vec<u8>,
+}
+
+impl ProcReader {
+    pub fn sample(&mut self) -> ProcessSample {
+        let rss_bytes =
+            reread(&mut self.statm, "/proc/self/statm", &mut self.buf).and_then(parse_statm);
+        let stat = match (
+            reread(&mut self.stat, "/proc/self/stat", &mut self.buf),
+            boot_time(),
+        ) {
+            (Some(text), Some(boot)) => parse_process_stat(text, boot, clock_ticks()),
+            _ => None,
+        };
         ProcessSample {
-            rss_bytes: resident_bytes(),
-            stat: process_stat(),
+            rss_bytes,
+            stat,
             open_fds: std::fs::read_dir("/proc/self/fd")
                 .ok()
                 .map(|d| d.count() as u64),
             // The soft "Max open files" of `/proc/self/limits`, without having the
             // kernel write out every limit as text.
             max_fds: soft_limit(libc::RLIMIT_NOFILE),
-            threads: thread_cpu_seconds(),
+            threads: self.thread_cpu_seconds(),
         }
+    }
+
+    /// (thread name, user s, system s) per thread; threads of one name (glommio adds a
+    /// numeric suffix) are summed. Threads that ended since the last sample have their
+    /// files closed.
+    fn thread_cpu_seconds(&mut self) -> Vec<(String, f64, f64)> {
+        let mut out: Vec<(String, f64, f64)> = Vec::new();
+        let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+            return out;
+        };
+        let tids: Vec<u64> = dir
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .collect();
+        self.tasks.retain(|(tid, _)| tids.contains(tid));
+        let ticks = clock_ticks();
+        for tid in tids {
+            let open = || std::fs::File::open(format!("/proc/self/task/{tid}/stat")).ok();
+            let at = match self.tasks.iter().position(|(t, _)| *t == tid) {
+                Some(at) => at,
+                None => match open() {
+                    Some(f) => {
+                        self.tasks.push((tid, f));
+                        self.tasks.len() - 1
+                    }
+                    None => continue,
+                },
+            };
+            let mut parsed = reread_file(&self.tasks[at].1, &mut self.buf)
+                .and_then(|t| parse_task_stat(t, ticks));
+            if parsed.is_none() {
+                // A kept file reads nothing once its thread has ended: the id now names
+                // another thread (ids are reused), or the thread ended since the listing.
+                match open() {
+                    Some(f) => self.tasks[at].1 = f,
+                    None => continue,
+                }
+                parsed = reread_file(&self.tasks[at].1, &mut self.buf)
+                    .and_then(|t| parse_task_stat(t, ticks));
+            }
+            if let Some((comm, user, system)) = parsed {
+                add_thread(&mut out, &comm, user, system);
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 }
 
@@ -542,8 +618,47 @@ pub fn soft_limit(resource: RlimitResource) -> Option<u64> {
     (limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
 }
 
-fn resident_bytes() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+/// The whole text of a `/proc` file, read again from its start into `buf` (procfs
+/// writes the text anew for a read at offset 0).
+fn reread_file<'a>(file: &std::fs::File, buf: &'a mut Vec<u8>) -> Option<&'a str> {
+    use std::os::unix::fs::FileExt;
+    if buf.len() < 4096 {
+        buf.resize(4096, 0);
+    }
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        match file.read_at(&mut buf[len..], len as u64) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    std::str::from_utf8(&buf[..len]).ok()
+}
+
+/// [`reread_file`] of the file kept in `file`, opened from `path` the first time; a file
+/// that fails a read is closed and opened again next time.
+fn reread<'a>(
+    file: &mut Option<std::fs::File>,
+    path: &str,
+    buf: &'a mut Vec<u8>,
+) -> Option<&'a str> {
+    if file.is_none() {
+        *file = std::fs::File::open(path).ok();
+    }
+    let text = reread_file(file.as_ref()?, buf);
+    if text.is_none() {
+        *file = None;
+    }
+    text
+}
+
+/// Resident bytes from the text of `/proc/self/statm` (its second field, in pages).
+fn parse_statm(statm: &str) -> Option<u64> {
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     Some(pages * page_size())
 }
@@ -569,11 +684,6 @@ pub(crate) fn clock_ticks() -> f64 {
 fn stat_fields(stat: &str) -> Option<Vec<&str>> {
     let close = stat.rfind(')')?;
     Some(stat[close + 1..].split_whitespace().collect())
-}
-
-fn process_stat() -> Option<ProcessStat> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    parse_process_stat(&stat, boot_time()?, clock_ticks())
 }
 
 /// The boot time in Unix seconds (`btime` of `/proc/stat`), read until a read succeeds
@@ -609,33 +719,20 @@ fn parse_process_stat(stat: &str, boot_time: f64, ticks: f64) -> Option<ProcessS
     })
 }
 
-/// (thread name, user s, system s) per thread; threads of one name (glommio adds a
-/// numeric suffix) are summed.
-fn thread_cpu_seconds() -> Vec<(String, f64, f64)> {
-    let mut out: Vec<(String, f64, f64)> = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
-        return out;
+/// Adds one thread's CPU seconds to `out` under its role: glommio names an executor's
+/// thread `<name>-<executor id>`, and the role is the name.
+fn add_thread(out: &mut Vec<(String, f64, f64)>, comm: &str, user: f64, system: f64) {
+    let name = match comm.rsplit_once('-') {
+        Some((role, id)) if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) => role,
+        _ => comm,
     };
-    for entry in dir.flatten() {
-        let Some((comm, user, system)) = task_cpu(&entry.path()) else {
-            continue;
-        };
-        // glommio names an executor's thread `<name>-<executor id>`: the role is the name.
-        let name = match comm.rsplit_once('-') {
-            Some((role, id)) if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) => role,
-            _ => &comm,
+    match out.iter_mut().find(|(n, _, _)| n == name) {
+        Some(t) => {
+            t.1 += user;
+            t.2 += system;
         }
-        .to_string();
-        match out.iter_mut().find(|(n, _, _)| *n == name) {
-            Some(t) => {
-                t.1 += user;
-                t.2 += system;
-            }
-            None => out.push((name, user, system)),
-        }
+        None => out.push((name.to_string(), user, system)),
     }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
 }
 
 /// The name, user and system CPU seconds of one `/proc/<pid>/task/<tid>` directory,
@@ -658,6 +755,54 @@ fn parse_task_stat(stat: &str, ticks: f64) -> Option<(String, f64, f64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A kept reader sees a thread that started since its last sample and closes the
+    /// file of one that ended; what it reads again matches a fresh read.
+    #[test]
+    fn a_kept_reader_follows_threads_that_start_and_end() {
+        let mut reader = ProcReader::default();
+        let first = reader.sample();
+        assert!(first.stat.is_some() && first.rss_bytes.is_some());
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<u64>();
+        let (end_tx, end_rx) = std::sync::mpsc::channel::<()>();
+        let probe = std::thread::Builder::new()
+            .name("kept-probe-3".into())
+            .spawn(move || {
+                // SAFETY: gettid has no preconditions.
+                ready_tx.send(unsafe { libc::gettid() } as u64).unwrap();
+                let _ = end_rx.recv();
+            })
+            .unwrap();
+        let tid = ready_rx.recv().unwrap();
+        let during = reader.sample();
+        assert!(
+            during.threads.iter().any(|t| t.0 == "kept-probe"),
+            "{:?}",
+            during.threads
+        );
+        assert!(reader.tasks.iter().any(|(t, _)| *t == tid));
+        drop(end_tx);
+        probe.join().unwrap();
+        // The kernel may list an ended thread a moment after its join returns.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let after = loop {
+            let s = reader.sample();
+            if !s.threads.iter().any(|t| t.0 == "kept-probe") {
+                break s;
+            }
+            assert!(std::time::Instant::now() < deadline, "{:?}", s.threads);
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        assert!(
+            !reader.tasks.iter().any(|(t, _)| *t == tid),
+            "its file is closed"
+        );
+        // The same figures as a fresh read (CPU only grows; the start time is fixed).
+        let fresh = ProcessSample::read();
+        let (kept, fresh) = (after.stat.unwrap(), fresh.stat.unwrap());
+        assert_eq!(kept.start_time_seconds, fresh.start_time_seconds);
+        assert!(kept.cpu_seconds <= fresh.cpu_seconds);
+    }
 
     #[test]
     fn process_figures_parse_from_proc_text() {

@@ -166,6 +166,16 @@ impl StageSet {
         }
     }
 
+    /// Takes `other`'s values out of this set, which must hold them (a sliding window
+    /// dropping its oldest interval); false when a histogram did not hold them.
+    pub fn subtract(&mut self, other: &StageSet) -> bool {
+        let mut held = true;
+        for (a, b) in self.hists.iter_mut().zip(&other.hists) {
+            held &= a.subtract(b).is_ok();
+        }
+        held
+    }
+
     pub fn reset(&mut self) {
         for h in &mut self.hists {
             h.reset();
@@ -403,6 +413,8 @@ pub struct Collector {
     registry: Arc<Registry>,
     snapshot: Arc<Mutex<Snapshot>>,
     recent: VecDeque<StageSet>,
+    /// An emptied set for the next interval (the window's oldest, or a merged extra).
+    spare: Option<StageSet>,
     asked: Arc<Asked>,
 }
 
@@ -459,6 +471,7 @@ impl Collector {
             registry,
             snapshot: Arc::new(Mutex::new(Snapshot::default())),
             recent: VecDeque::with_capacity(WINDOW_SECONDS + 1),
+            spare: None,
             asked: Arc::new(Asked::default()),
         }
     }
@@ -479,47 +492,72 @@ impl Collector {
     /// window instead of starting one, so the window keeps [`WINDOW_SECONDS`] intervals
     /// (the newest then spans up to two seconds until the next periodic merge).
     fn collect_with(&mut self, process: Option<crate::metrics::ProcessSample>, extra: bool) {
-        let mut interval = StageSet::new();
-        let mut per: Vec<(String, StageSet)> = Vec::new();
-        for link in self.registry.links() {
-            let mut mine: Option<StageSet> = None;
-            while let Some(mut set) = link.full.pop() {
-                if !set.is_empty() {
+        // The interval's set is reused (one emptied set kept from the last merge): a new
+        // set is a dozen histograms of fresh memory, and the kernel zeroing its pages was
+        // most of what the collector cost.
+        let mut interval = self.spare.take().unwrap_or_default();
+        let mut handed: Vec<(usize, Box<StageSet>)> = Vec::new();
+        let links = self.registry.links();
+        for (i, link) in links.iter().enumerate() {
+            while let Some(set) = link.full.pop() {
+                if set.is_empty() {
+                    let _ = link.spare.push(set);
+                } else {
                     interval.add(&set);
-                    mine.get_or_insert_with(StageSet::new).add(&set);
+                    handed.push((i, set));
                 }
-                set.reset();
-                let _ = link.spare.push(set);
-            }
-            if let Some(m) = mine {
-                per.push((link.label.clone(), m));
             }
         }
         let extra = extra && !self.recent.is_empty();
-        if !extra && self.recent.len() == WINDOW_SECONDS {
-            self.recent.pop_front();
-        }
-        let mut window = StageSet::new();
-        for s in &self.recent {
-            window.add(s);
-        }
-        window.add(&interval);
+        let oldest = if !extra && self.recent.len() == WINDOW_SECONDS {
+            self.recent.pop_front()
+        } else {
+            None
+        };
         let mut snap = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
         snap.cumulative.add(&interval);
         if let Some(p) = process {
             snap.process = p;
         }
-        snap.window = window;
-        for (label, set) in per {
-            match snap.per_recorder.iter_mut().find(|(l, _)| *l == label) {
-                Some((_, s)) => s.add(&set),
-                None => snap.per_recorder.push((label, set)),
+        for (i, set) in &handed {
+            let label = &links[*i].label;
+            match snap.per_recorder.iter_mut().find(|(l, _)| l == label) {
+                Some((_, s)) => s.add(set),
+                None => {
+                    let mut s = StageSet::new();
+                    s.add(set);
+                    snap.per_recorder.push((label.clone(), s));
+                }
+            }
+        }
+        // The window slides: this interval in, the oldest out. Should the oldest not be
+        // found in it (it always is), the window is summed again from the intervals.
+        snap.window.add(&interval);
+        if let Some(oldest) = &oldest {
+            if !snap.window.subtract(oldest) {
+                snap.window.reset();
+                for s in &self.recent {
+                    snap.window.add(s);
+                }
+                snap.window.add(&interval);
             }
         }
         drop(snap);
+        for (i, mut set) in handed {
+            set.reset();
+            let _ = links[i].spare.push(set);
+        }
         match self.recent.back_mut() {
-            Some(newest) if extra => newest.add(&interval),
+            Some(newest) if extra => {
+                newest.add(&interval);
+                interval.reset();
+                self.spare = Some(interval);
+            }
             _ => self.recent.push_back(interval),
+        }
+        if let Some(mut oldest) = oldest {
+            oldest.reset();
+            self.spare = Some(oldest);
         }
     }
 
@@ -537,6 +575,7 @@ impl Collector {
             .name("latency-collector".into())
             .spawn(move || {
                 let mut due = Instant::now() + COLLECT_INTERVAL;
+                let mut proc_reader = crate::metrics::ProcReader::default();
                 while !stop.load(Ordering::Acquire) {
                     // The periodic merge first, so that askers cannot starve it.
                     let asked = loop {
@@ -558,7 +597,7 @@ impl Collector {
                             self.asked.served.store(asked, Ordering::Release);
                         }
                         None => {
-                            self.collect_with(Some(crate::metrics::ProcessSample::read()), false);
+                            self.collect_with(Some(proc_reader.sample()), false);
                             due = Instant::now() + COLLECT_INTERVAL;
                         }
                     }
@@ -580,6 +619,57 @@ impl Collector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The window slides by adding each interval and taking the oldest out: after many
+    /// intervals of different values it holds exactly the last [`WINDOW_SECONDS`] (its
+    /// counts, its minimum and maximum), and the interval sets are reused, not made anew.
+    #[test]
+    fn the_window_slides_exactly_and_reuses_the_interval_sets() {
+        let reg = Registry::new();
+        let mut a = reg.recorder("shard0");
+        let mut col = Collector::new(reg.clone());
+        let rounds = 3 * WINDOW_SECONDS as u64;
+        for round in 1..=rounds {
+            // Round r records r values of r µs.
+            for _ in 0..round {
+                a.record(Stage::RingHop, round * 1_000);
+            }
+            a.handoff(round);
+            col.collect();
+            let first = round.saturating_sub(WINDOW_SECONDS as u64 - 1).max(1);
+            let snap = col.snapshot();
+            let snap = snap.lock().unwrap();
+            let w = snap.window.get(Stage::RingHop);
+            assert_eq!(w.len(), (first..=round).sum::<u64>(), "round {round}");
+            assert!(
+                w.equivalent(w.min(), first * 1_000),
+                "round {round}: min {}",
+                w.min()
+            );
+            assert!(
+                w.equivalent(w.max(), round * 1_000),
+                "round {round}: max {}",
+                w.max()
+            );
+            let c = snap.cumulative.get(Stage::RingHop);
+            assert_eq!(c.len(), (1..=round).sum::<u64>());
+            drop(snap);
+            if round > WINDOW_SECONDS as u64 {
+                // The oldest interval, emptied, waits to be the next one.
+                let spare = col.spare.as_ref().expect("a spare interval set");
+                assert!(spare.is_empty());
+            }
+        }
+        // A set that does not hold another's values refuses to give them up.
+        let mut small = StageSet::new();
+        small.record(Stage::RingHop, 1_000);
+        let mut big = StageSet::new();
+        big.record(Stage::RingHop, 1_000);
+        big.record(Stage::RingHop, 1_000);
+        assert!(!small.subtract(&big));
+        assert!(big.subtract(&small));
+        assert_eq!(big.get(Stage::RingHop).len(), 1);
+    }
 
     #[test]
     fn recorded_values_reach_the_snapshot_once() {
