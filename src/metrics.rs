@@ -618,12 +618,16 @@ pub fn soft_limit(resource: RlimitResource) -> Option<u64> {
     (limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
 }
 
+/// The read buffer's first size: a `stat` or `statm` text is a few hundred bytes. A
+/// longer text doubles the buffer until it fits (the kernel bounds these files).
+const PROC_TEXT_BYTES: usize = 4096;
+
 /// The whole text of a `/proc` file, read again from its start into `buf` (procfs
 /// writes the text anew for a read at offset 0).
 fn reread_file<'a>(file: &std::fs::File, buf: &'a mut Vec<u8>) -> Option<&'a str> {
     use std::os::unix::fs::FileExt;
-    if buf.len() < 4096 {
-        buf.resize(4096, 0);
+    if buf.len() < PROC_TEXT_BYTES {
+        buf.resize(PROC_TEXT_BYTES, 0);
     }
     let mut len = 0;
     loop {

@@ -660,6 +660,22 @@ mod tests {
                 assert!(spare.is_empty());
             }
         }
+        // Should the window ever not hold its oldest interval, the next merge sums it
+        // anew from the intervals: emptied behind the collector's back, it is whole
+        // again after one merge.
+        col.snapshot().lock().unwrap().window.reset();
+        a.record(Stage::RingHop, 1_000);
+        a.handoff(rounds + 1);
+        col.collect();
+        let first = rounds + 2 - WINDOW_SECONDS as u64;
+        let w = col
+            .snapshot()
+            .lock()
+            .unwrap()
+            .window
+            .get(Stage::RingHop)
+            .len();
+        assert_eq!(w, (first..=rounds).sum::<u64>() + 1);
         // A set that does not hold another's values refuses to give them up.
         let mut small = StageSet::new();
         small.record(Stage::RingHop, 1_000);
