@@ -10,8 +10,9 @@
 //! comes ([`Next::At`]: a batch timeout, a reconnect) or the [`Stop`] is requested,
 //! which wakes it wherever it waits: a thread and a glommio task alike have no poll. A
 //! record's hop is one wake-up, not a timer period. With `busy_poll` (isolated cores
-//! only) it never parks: it spins on its rings, the lowest hop at the price of a whole
-//! core.
+//! only) nothing sleeps, at the price of a whole core: a thread consumer spins on its
+//! rings instead of parking, and a glommio consumer's executor spins in its reactor
+//! (`spin_before_park`), where a doorbell's wake-up reaches it without a system call.
 //!
 //! Also here, for every task that waits: [`Stop`], a stop request that wakes its
 //! waiters on any thread, and [`LocalEvent`], a wake-up between two tasks of one
@@ -212,10 +213,10 @@ pub async fn run_local<T: Stamped, C: Consume<T>>(
             futures_lite::future::yield_now().await;
             continue;
         }
-        if rings.busy_poll {
-            futures_lite::future::yield_now().await;
-            continue;
-        }
+        // Parks even with `busy_poll`: the executor itself spins then
+        // (`spin_before_park`), reaping sockets, timers and wake-ups from other threads
+        // while it does. A task that spun by yielding would keep its queue from
+        // emptying, and the executor would reap socket completions only at preemption.
         let wait = match next {
             Next::At(t) => t.saturating_duration_since(Instant::now()),
             _ => NO_DEADLINE,
@@ -569,6 +570,74 @@ mod tests {
         // would wait out their 60 s deadline and the records would be missing.
         assert!(elapsed < Duration::from_secs(30), "{elapsed:?}");
         assert!(bell.wakeups() > 0);
+    }
+
+    /// A busy-polling consumer on a glommio executor leaves the executor's socket I/O
+    /// to run. The executor spins in its own reactor (`spin_before_park`), which reaps
+    /// socket completions, timers and wake-ups from other threads; a consumer that spun
+    /// by yielding instead would keep its task queue from ever emptying, and the
+    /// executor would reap a socket's completion only when its preemption timer fired
+    /// (100 ms by default), as the shard's feed read did with the dashboard on its
+    /// executor.
+    #[test]
+    fn a_busy_polling_consumer_leaves_socket_io_to_run() {
+        use futures_lite::{AsyncReadExt, AsyncWriteExt};
+        use std::io::{Read, Write};
+        const ROUNDS: usize = 50;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let echo = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            let mut b = [0u8; 1];
+            for _ in 0..ROUNDS {
+                s.read_exact(&mut b).unwrap();
+                s.write_all(&b).unwrap();
+            }
+        });
+        let bell = Doorbell::new();
+        let (_tx, rx) = ring_with::<u64>("idle", 8, &bell);
+        let stop = Stop::new();
+        let took = {
+            let stop = stop.clone();
+            glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+                .name("busy-consumer-test")
+                .spin_before_park(Duration::from_secs(1))
+                .spawn(move || async move {
+                    let consumer = glommio::spawn_local({
+                        let stop = stop.clone();
+                        async move {
+                            let mut c = Collect {
+                                got: Vec::new(),
+                                turns: 0,
+                                finished: false,
+                            };
+                            run_local(Rings::new(vec![rx], 4, None, true), &stop, &mut c).await;
+                        }
+                    });
+                    let mut s = glommio::net::TcpStream::connect(addr).await.unwrap();
+                    let started = Instant::now();
+                    let mut b = [7u8; 1];
+                    for _ in 0..ROUNDS {
+                        s.write_all(&b).await.unwrap();
+                        s.read_exact(&mut b).await.unwrap();
+                    }
+                    let took = started.elapsed();
+                    stop.request();
+                    consumer.await;
+                    took
+                })
+                .unwrap()
+                .join()
+                .unwrap()
+        };
+        echo.join().unwrap();
+        // 50 loopback round trips take milliseconds; with each read reaped only at a
+        // preemption, they took seconds.
+        assert!(
+            took < Duration::from_millis(1_500),
+            "{ROUNDS} round trips took {took:?}"
+        );
     }
 
     /// Every waiter of a stop wakes when it is requested, wherever it waits: tasks on
