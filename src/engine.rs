@@ -340,6 +340,14 @@ impl Engine {
             plans.push((plan.clone(), assignments, (producers, lossy), stats, link));
         }
 
+        // Room for every series now, while no feed is connected: the first burst then
+        // neither grows the recent store's map nor touches its fresh memory.
+        let series: usize =
+            plans.iter().map(|p| p.0.symbols.len()).sum::<usize>() * config.timeframes.len();
+        store
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .reserve_series(series);
         let sink_status: Vec<Arc<dyn SinkStatus>> =
             roles.iter().filter_map(|r| r.status.clone()).collect();
         let sink_stop = Stop::new();

@@ -140,6 +140,15 @@ impl RecentStore {
         self.max_series
     }
 
+    /// Makes room for `series` more series (within `max_series`) now, so that the
+    /// first updates of a newly connected feed do not grow and rehash the map, and
+    /// touch its fresh memory, while a burst waits behind them. The engine reserves its
+    /// symbols × timeframes at start, before any feed connects.
+    pub fn reserve_series(&mut self, series: usize) {
+        let room = self.max_series.saturating_sub(self.series.len());
+        self.series.reserve(series.min(room));
+    }
+
     /// The series of `key`, opened if there is room; `None` (counted) when it is new
     /// and the store already holds `max_series`.
     fn series_mut(&mut self, key: (Symbol, Interval)) -> Option<&mut Series> {
@@ -388,6 +397,11 @@ impl RecentStore {
     pub fn series_count(&self) -> usize {
         self.series.len()
     }
+
+    /// Series the map holds before it must grow.
+    pub fn series_capacity(&self) -> usize {
+        self.series.capacity()
+    }
 }
 
 #[cfg(test)]
@@ -414,6 +428,26 @@ mod tests {
         assert_eq!(got, [4, 3, 2]);
         assert_eq!(s.closed(None, Some(Interval::H1), 10).len(), 0);
         assert_eq!(s.closed(None, None, 1).len(), 1);
+    }
+
+    /// A store that reserved its series takes them all without its map growing, and
+    /// reserves no more than `max_series` allows.
+    #[test]
+    fn a_reserved_store_takes_its_series_without_growing() {
+        let mut s = RecentStore::new(10);
+        s.reserve_series(300);
+        let capacity = s.series_capacity();
+        assert!(capacity >= 300, "{capacity}");
+        for i in 0..300u32 {
+            let mut k = c(60_000, false);
+            k.symbol = format!("S{i}USDT").parse().unwrap();
+            assert!(s.update_live(&k));
+        }
+        assert_eq!(s.series_count(), 300);
+        assert_eq!(s.series_capacity(), capacity);
+        let mut small = RecentStore::new(10).with_max_series(2);
+        small.reserve_series(300);
+        assert!(small.series_capacity() < 300, "{}", small.series_capacity());
     }
 
     #[test]
