@@ -341,7 +341,8 @@ impl Engine {
         }
 
         // Room for every series now, while no feed is connected: the first burst then
-        // neither grows the recent store's map nor touches its fresh memory.
+        // does not grow and rehash the recent store's map; its memory is allocated here,
+        // on the control plane.
         let series: usize =
             plans.iter().map(|p| p.0.symbols.len()).sum::<usize>() * config.timeframes.len();
         store
