@@ -578,17 +578,16 @@ impl ProcReader {
                     None => continue,
                 },
             };
-            let mut parsed = reread_file(&self.tasks[at].1, &mut self.buf)
-                .and_then(|t| parse_task_stat(t, ticks));
+            let read = |file: &std::fs::File, buf: &mut Vec<u8>| {
+                reread_file(file, buf).and_then(|t| parse_task_stat(t, ticks))
+            };
+            let mut parsed = read(&self.tasks[at].1, &mut self.buf);
             if parsed.is_none() {
                 // A kept file reads nothing once its thread has ended: the id now names
                 // another thread (ids are reused), or the thread ended since the listing.
-                match open() {
-                    Some(f) => self.tasks[at].1 = f,
-                    None => continue,
-                }
-                parsed = reread_file(&self.tasks[at].1, &mut self.buf)
-                    .and_then(|t| parse_task_stat(t, ticks));
+                let Some(f) = open() else { continue };
+                self.tasks[at].1 = f;
+                parsed = read(&self.tasks[at].1, &mut self.buf);
             }
             if let Some((comm, user, system)) = parsed {
                 add_thread(&mut out, &comm, user, system);
@@ -739,15 +738,17 @@ fn add_thread(out: &mut Vec<(String, f64, f64)>, comm: &str, user: f64, system: 
     }
 }
 
-/// The name, user and system CPU seconds of one `/proc/<pid>/task/<tid>` directory,
-/// all from its `stat` file: the name is its second field, in parentheses, what the
-/// `comm` file holds before its newline (so that file is not read as well). Both are
-/// trimmed, as the name a thread set may begin or end with a space.
-pub fn task_cpu(task: &std::path::Path) -> Option<(String, f64, f64)> {
-    let stat = std::fs::read_to_string(task.join("stat")).ok()?;
-    parse_task_stat(&stat, clock_ticks())
+/// (role, user s, system s) of this process's threads, by role (see
+/// [`ProcReader`]'s sample): for a one-off reading, such as a benchmark's before and
+/// after. Blocking file reads: call it off the glommio executors.
+pub fn thread_cpu_seconds() -> Vec<(String, f64, f64)> {
+    ProcReader::default().thread_cpu_seconds()
 }
 
+/// The name, user and system CPU seconds of one thread from the text of its `stat`
+/// file: the name is its second field, in parentheses, what the `comm` file holds
+/// before its newline (so that file is not read as well). It is trimmed, as the name a
+/// thread set may begin or end with a space.
 fn parse_task_stat(stat: &str, ticks: f64) -> Option<(String, f64, f64)> {
     let name = stat.get(stat.find('(')? + 1..stat.rfind(')')?)?.trim();
     let fields = stat_fields(stat)?;

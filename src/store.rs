@@ -399,7 +399,8 @@ impl RecentStore {
     }
 
     /// Series the map holds before it must grow.
-    pub fn series_capacity(&self) -> usize {
+    #[cfg(test)]
+    fn series_capacity(&self) -> usize {
         self.series.capacity()
     }
 }

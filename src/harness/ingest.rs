@@ -188,21 +188,8 @@ pub fn thread_cpu_seconds(name: &str) -> Option<f64> {
 
 /// (user, system) CPU seconds of the threads named `name`; see [`thread_cpu_seconds`].
 pub fn thread_cpu_split(name: &str) -> Option<(f64, f64)> {
-    let mut total = None;
-    for entry in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
-        let Some((comm, user, system)) = crate::metrics::task_cpu(&entry.path()) else {
-            continue;
-        };
-        let matches = comm == name
-            || comm
-                .strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with('-'));
-        if !matches {
-            continue;
-        }
-        let t = total.get_or_insert((0.0, 0.0));
-        t.0 += user;
-        t.1 += system;
-    }
-    total
+    crate::metrics::thread_cpu_seconds()
+        .into_iter()
+        .find(|(role, _, _)| role == name)
+        .map(|(_, user, system)| (user, system))
 }
