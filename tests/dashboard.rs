@@ -983,3 +983,60 @@ fn metrics_pass_promtool() {
     assert_eq!(code, 200);
     support::check_metrics_text(&body);
 }
+
+/// `bench fanout` end to end, small: its clients (the engine's own client side of the
+/// protocol) connect, subscribe, receive every broadcast, and the report accounts for
+/// every message and for the client process's CPU.
+#[test]
+fn bench_fanout_delivers_every_broadcast_to_every_client() {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_alphapulse"))
+        .args(["bench", "fanout", "--clients", "40", "--rate", "50"])
+        .args(["--seconds", "2", "--client-threads", "2"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("bench fanout did not finish in 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (mut out, mut err) = (String::new(), String::new());
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(status.success(), "{out}\n{err}");
+    let report: Value = serde_json::from_str(&out).expect("a JSON report");
+    assert_eq!(report["connected"], 40, "{report}");
+    let broadcasts = report["broadcasts"].as_u64().unwrap();
+    assert!(broadcasts >= 80, "{report}");
+    assert_eq!(report["expected_msgs"].as_u64(), Some(broadcasts * 40));
+    assert_eq!(
+        report["client_received_msgs"], report["expected_msgs"],
+        "{report}"
+    );
+    assert_eq!(
+        report["latency_us"]["count"], report["expected_msgs"],
+        "{report}"
+    );
+    // Read from the client process's `/proc` entry (null had it not been found); in
+    // clock ticks, so a short window may round it to zero.
+    let client_cpu = report["client_cpu_s"].as_f64().expect("client CPU");
+    assert!(client_cpu >= 0.0, "{report}");
+}

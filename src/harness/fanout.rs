@@ -5,27 +5,26 @@
 //! into the dashboard's ring at a fixed rate, alternating a signal and a closed candle,
 //! each carrying its injection time (wall clock, µs: the signal in its `sent_us`
 //! indicator, the candle in its `trades` field). The clients run in a second process
-//! (this binary again, `bench fanout-clients`), spread over a few threads, each a glommio
-//! executor holding thousands of connections; they subscribe to signals and candles and
-//! record, per message, receive time minus injection time (same host clock). So the
+//! (this binary again, `bench fanout-clients`), spread over a few threads, each one
+//! readiness loop holding thousands of connections and reading them with the engine's
+//! own WebSocket client code; they subscribe to signals and candles and record, per
+//! message, receive time minus injection time (same host clock). So the
 //! latency includes the ring hop (a doorbell wake-up of the dashboard core), the
 //! serialization and framing (once per broadcast), the fan-out, one vectored write per
 //! client per wake-up, and both kernels' TCP paths.
 //!
 //! Printed JSON: delivered messages/s, delivery latency p50/p99/p99.9/max in µs, the
-//! server's RSS per connected client, and the fan-out counters.
+//! server thread's and the client process's CPU per message, the server's RSS per
+//! connected client, and the fan-out counters.
 
-use std::cell::RefCell;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
-use futures_util::StreamExt;
 use glommio::{LocalExecutorBuilder, Placement};
 use hdrhistogram::Histogram;
 use rust_decimal::Decimal;
@@ -36,6 +35,7 @@ use crate::config::Config;
 use crate::dashboard::fanout::DashboardStats;
 use crate::dashboard::status::StatusContext;
 use crate::dashboard::Options;
+use crate::harness::cpu::process_cpu_split;
 use crate::harness::ingest::thread_cpu_split;
 use crate::market::{Candle, Interval, Symbol};
 use crate::message::{Envelope, Record};
@@ -80,9 +80,6 @@ pub struct ClientArgs {
 const MAX_LATENCY_US: u64 = 60_000_000;
 /// Records injected per ring push burst cannot exceed the ring; ample for 100/s.
 const BENCH_RING: usize = 65_536;
-/// Concurrent connection attempts per client thread, so the server's accept queue
-/// does not overflow into SYN retries (which take a second each).
-const CONNECTS_IN_FLIGHT: usize = 64;
 
 /// A synthetic signal carrying its injection time (`sent_us` indicator).
 pub fn synthetic_signal(seq: u64, sent_us: i64) -> Signal {
@@ -264,6 +261,8 @@ pub fn run(args: FanoutArgs) -> anyhow::Result<()> {
 
     let sent_before = stats.messages_sent.get();
     let cpu_before = thread_cpu_split("dashboard");
+    let client_pid = child.0.as_ref().map(Child::id);
+    let client_cpu_before = client_pid.and_then(process_cpu_split);
     let started = Instant::now();
     let period = Duration::from_secs_f64(1.0 / args.rate.max(0.1));
     let mut next = Instant::now();
@@ -302,6 +301,11 @@ pub fn run(args: FanoutArgs) -> anyhow::Result<()> {
         _ => (f64::NAN, f64::NAN),
     };
     let cpu_s = user_s + system_s;
+    let (client_user_s, client_system_s) =
+        match (client_cpu_before, client_pid.and_then(process_cpu_split)) {
+            (Some(a), Some(b)) => (b.0 - a.0, b.1 - a.1),
+            _ => (f64::NAN, f64::NAN),
+        };
     eprintln!("fanout: {injected} broadcasts injected; stopping the server");
     stop.request();
     let _ = server.join();
@@ -333,6 +337,11 @@ pub fn run(args: FanoutArgs) -> anyhow::Result<()> {
         "server_cpu_utilisation": cpu_s / elapsed,
         "server_cpu_ns_per_msg": cpu_s * 1e9 / sent.max(1) as f64,
         "msgs_per_server_cpu_s": sent as f64 / cpu_s,
+        // The client process shares the host: what it spends is not the server's to use.
+        "client_cpu_s": client_user_s + client_system_s,
+        "client_user_cpu_s": client_user_s,
+        "client_system_cpu_s": client_system_s,
+        "client_cpu_ns_per_msg": (client_user_s + client_system_s) * 1e9 / sent.max(1) as f64,
         "load_average_1m": std::fs::read_to_string("/proc/loadavg").ok()
             .and_then(|l| l.split_whitespace().next()?.parse::<f64>().ok()),
         "server_rss_idle_bytes": rss_idle,
@@ -357,11 +366,10 @@ pub fn run_clients(args: ClientArgs) -> anyhow::Result<()> {
         let (connected, failed) = (connected.clone(), failed.clone());
         let addr = args.addr;
         let deadline = Instant::now() + Duration::from_secs_f64(args.connect_timeout_s);
-        let h = LocalExecutorBuilder::new(Placement::Unbound)
-            .name(&format!("fanout-client-{t}"))
-            .io_memory(crate::topology::ENGINE_IO_MEMORY_BYTES)
-            .spawn(move || async move { client_thread(addr, n, deadline, connected, failed).await })
-            .map_err(|e| anyhow!("cannot start a client executor: {e}"))?;
+        let h = std::thread::Builder::new()
+            .name(format!("fanout-client-{t}"))
+            .spawn(move || client_thread(addr, n, deadline, &connected, &failed))
+            .map_err(|e| anyhow!("cannot start a client thread: {e}"))?;
         handles.push(h);
     }
     let start = Instant::now();
@@ -397,80 +405,211 @@ pub fn run_clients(args: ClientArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn client_thread(
+/// One client thread: connects its `n` clients one after another, then reads them all
+/// from one readiness loop until the server has closed every connection.
+fn client_thread(
     addr: SocketAddr,
     n: usize,
     deadline: Instant,
-    connected: Arc<std::sync::atomic::AtomicUsize>,
-    failed: Arc<std::sync::atomic::AtomicUsize>,
+    connected: &std::sync::atomic::AtomicUsize,
+    failed: &std::sync::atomic::AtomicUsize,
 ) -> (u64, Histogram<u64>) {
-    let hist = Rc::new(RefCell::new(
-        Histogram::<u64>::new_with_bounds(1, MAX_LATENCY_US, 3)
-            .unwrap_or_else(|_| unreachable!("valid bounds")),
-    ));
-    let received = Rc::new(std::cell::Cell::new(0u64));
-    let slots = Rc::new(glommio::sync::Semaphore::new(CONNECTS_IN_FLIGHT as u64));
-    let mut tasks = Vec::with_capacity(n);
+    let mut hist = Histogram::<u64>::new_with_bounds(1, MAX_LATENCY_US, 3)
+        .unwrap_or_else(|_| unreachable!("valid bounds"));
+    let mut received = 0u64;
+    let Ok(mut poll) = mio::Poll::new() else {
+        failed.fetch_add(n, Ordering::Relaxed);
+        return (0, hist);
+    };
+    let mut clients: Vec<Option<BenchClient>> = Vec::with_capacity(n);
     for _ in 0..n {
-        let (hist, received, slots) = (hist.clone(), received.clone(), slots.clone());
-        let (connected, failed) = (connected.clone(), failed.clone());
-        tasks.push(glommio::spawn_local(async move {
-            let ws = {
-                let Ok(_permit) = slots.acquire_permit(1).await else {
-                    return;
-                };
-                let mut attempt = None;
-                while Instant::now() < deadline {
-                    if let Ok(stream) = glommio::net::TcpStream::connect(addr).await {
-                        let url = format!("ws://{addr}/ws");
-                        if let Ok((ws, _)) = async_tungstenite::client_async(url, stream).await {
-                            attempt = Some(ws);
-                            break;
-                        }
-                    }
-                    glommio::timer::sleep(Duration::from_millis(50)).await;
+        let client = loop {
+            match BenchClient::connect(addr, deadline) {
+                Ok(c) => break Some(c),
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50))
                 }
-                let Some(mut ws) = attempt else {
-                    failed.fetch_add(1, Ordering::Relaxed);
-                    return;
-                };
-                for topic in ["signals", "candles"] {
-                    let cmd = json!({"type": "subscribe", "subscription": topic}).to_string();
-                    if ws.send(tungstenite::Message::text(cmd)).await.is_err() {
-                        failed.fetch_add(1, Ordering::Relaxed);
-                        return;
-                    }
-                }
-                ws
-            };
-            let mut ws = ws;
-            let mut acks = 0;
-            while let Some(Ok(msg)) = ws.next().await {
-                let tungstenite::Message::Text(t) = msg else {
-                    continue;
-                };
-                if acks < 2 {
-                    if t.as_str().contains("\"subscribed\"") {
-                        acks += 1;
-                        if acks == 2 {
-                            connected.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    continue;
-                }
-                if let Some(sent) = sent_us_of(t.as_str()) {
-                    let latency = (wall_us() - sent).clamp(1, MAX_LATENCY_US as i64) as u64;
-                    let _ = hist.borrow_mut().record(latency);
-                    received.set(received.get() + 1);
+                Err(_) => break None,
+            }
+        };
+        let token = mio::Token(clients.len());
+        let registered = client.and_then(|mut c| {
+            let interest = mio::Interest::READABLE;
+            poll.registry()
+                .register(&mut c.stream, token, interest)
+                .ok()
+                .map(|()| c)
+        });
+        match registered {
+            Some(c) => clients.push(Some(c)),
+            None => {
+                failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    let mut on_text = |acks: &mut u8, text: &str| {
+        if *acks < 2 {
+            if text.contains("\"subscribed\"") {
+                *acks += 1;
+                if *acks == 2 {
+                    connected.fetch_add(1, Ordering::Relaxed);
                 }
             }
-        }));
+            return;
+        }
+        if let Some(sent) = sent_us_of(text) {
+            let latency = (wall_us() - sent).clamp(1, MAX_LATENCY_US as i64) as u64;
+            let _ = hist.record(latency);
+            received += 1;
+        }
+    };
+    let mut open = clients.len();
+    // Frames that came with the handshake's response, before the first readiness.
+    for slot in clients.iter_mut() {
+        if let Some(c) = slot {
+            if !matches!(c.pump(&mut on_text), Ok(true)) {
+                *slot = None;
+                open -= 1;
+            }
+        }
     }
-    for t in tasks {
-        t.await;
+    let mut events = mio::Events::with_capacity(1024);
+    while open > 0 {
+        if let Err(e) = poll.poll(&mut events, None) {
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            break;
+        }
+        for event in events.iter() {
+            let Some(slot) = clients.get_mut(event.token().0) else {
+                continue;
+            };
+            if let Some(c) = slot {
+                if !matches!(c.pump(&mut on_text), Ok(true)) {
+                    *slot = None;
+                    open -= 1;
+                }
+            }
+        }
     }
-    let h = hist.borrow().clone();
-    (received.get(), h)
+    (received, hist)
+}
+
+/// One measuring client: the engine's own client side of the protocol
+/// ([`crate::feed::frames`], what a shard reads the exchange with) on a non-blocking
+/// socket, so the client process spends its CPU on receiving (a socket read, the
+/// frame's header, the UTF-8 check every text message gets, the search for the send
+/// time) rather than on a general-purpose library's per-message allocation and copy,
+/// or on an executor's rounds. The benchmark measures the server, and on a shared host
+/// what the clients spend is taken from it.
+struct BenchClient {
+    stream: mio::net::TcpStream,
+    reader: crate::feed::frames::FrameReader,
+    /// Pongs not yet written.
+    out: Vec<u8>,
+    /// Subscription acknowledgements seen (2: subscribed to both topics).
+    acks: u8,
+}
+
+/// A client's read buffer: a few broadcasts' frames; it grows for a larger frame.
+const CLIENT_BUFFER: usize = 4096;
+/// Largest frame a bench client accepts (a broadcast is a few hundred bytes).
+const CLIENT_MAX_FRAME: usize = 1 << 20;
+
+impl BenchClient {
+    /// Connects, upgrades to WebSocket on `/ws` and subscribes to signals and candles
+    /// (blocking, bounded by `deadline`), then leaves the socket non-blocking.
+    fn connect(addr: SocketAddr, deadline: Instant) -> anyhow::Result<BenchClient> {
+        use crate::feed::frames;
+        use std::io::{Read, Write};
+        let left = deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| anyhow!("out of time"))?;
+        let mut stream = std::net::TcpStream::connect_timeout(&addr, left)?;
+        stream.set_read_timeout(Some(left))?;
+        let key = frames::new_key();
+        let mut out = frames::client_handshake_request(&addr.to_string(), "/ws", &key);
+        for topic in ["signals", "candles"] {
+            let cmd = json!({"type": "subscribe", "subscription": topic}).to_string();
+            frames::text(&mut out, &cmd);
+        }
+        stream.write_all(&out)?;
+        out.clear();
+        let mut reader =
+            frames::FrameReader::new(CLIENT_BUFFER, CLIENT_MAX_FRAME, CLIENT_MAX_FRAME);
+        loop {
+            if let Some(head) = frames::parse_handshake_response(reader.pending(), &key)? {
+                reader.discard(head);
+                break;
+            }
+            let n = stream.read(reader.spare())?;
+            if n == 0 {
+                return Err(anyhow!("the server closed during the handshake"));
+            }
+            reader.filled(n);
+        }
+        stream.set_read_timeout(None)?;
+        stream.set_nonblocking(true)?;
+        Ok(BenchClient {
+            stream: mio::net::TcpStream::from_std(stream),
+            reader,
+            out,
+            acks: 0,
+        })
+    }
+
+    /// Handles the frames buffered and reads what the socket holds: `Ok(true)` while the
+    /// connection stays open. A read shorter than the room offered means the socket
+    /// was empty; bytes arriving later raise a new readiness event.
+    fn pump(&mut self, on_text: &mut impl FnMut(&mut u8, &str)) -> anyhow::Result<bool> {
+        use std::io::{ErrorKind, Read};
+        loop {
+            if !self.handle_frames(on_text)? {
+                return Ok(false);
+            }
+            let spare = self.reader.spare();
+            let room = spare.len();
+            match self.stream.read(spare) {
+                Ok(0) => return Ok(false),
+                Ok(n) => {
+                    self.reader.filled(n);
+                    if n < room {
+                        return self.handle_frames(on_text);
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(true),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Every whole frame buffered, then the pongs they called for: `Ok(false)` at a
+    /// close.
+    fn handle_frames(&mut self, on_text: &mut impl FnMut(&mut u8, &str)) -> anyhow::Result<bool> {
+        use crate::feed::frames::{self, Frame};
+        use std::io::{ErrorKind, Write};
+        while let Some(frame) = self.reader.next()? {
+            match frame {
+                // The reader has checked that a text message is UTF-8.
+                Frame::Text(text) => on_text(&mut self.acks, std::str::from_utf8(text)?),
+                Frame::Ping(payload) => frames::pong(&mut self.out, payload),
+                Frame::Close(_) => return Ok(false),
+                Frame::Binary(_) | Frame::Pong(_) => {}
+            }
+        }
+        while !self.out.is_empty() {
+            match self.stream.write(&self.out) {
+                Ok(n) => drop(self.out.drain(..n)),
+                // A pong is a few bytes; what is left goes at the next readiness.
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(true)
+    }
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde_json::json;
 
+use crate::harness::cpu::process_cpu_seconds;
 use crate::harness::ingest::thread_cpu_seconds;
 use crate::market::{Candle, Decimal, Interval, Symbol};
 use crate::message::{Envelope, Record};
@@ -51,19 +52,6 @@ pub struct RedisBenchArgs {
 
 /// The publisher thread's name, to find its CPU time.
 const PUBLISHER_THREAD: &str = "redis-publisher";
-
-/// CPU seconds (user + system) of process `pid`, from `/proc/<pid>/stat`.
-fn process_cpu_seconds(pid: u32) -> Option<f64> {
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name: utime and stime are the 12th and 13th.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace().skip(11);
-    let user: f64 = fields.next()?.parse().ok()?;
-    let system: f64 = fields.next()?.parse().ok()?;
-    Some((user + system) / ticks)
-}
 
 /// Longest the measured run may take before the bench gives up.
 const RUN_LIMIT: Duration = Duration::from_secs(120);
