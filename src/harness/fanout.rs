@@ -466,11 +466,8 @@ fn client_thread(
     let mut open = clients.len();
     // Frames that came with the handshake's response, before the first readiness.
     for slot in clients.iter_mut() {
-        if let Some(c) = slot {
-            if !matches!(c.pump(&mut on_text), Ok(true)) {
-                *slot = None;
-                open -= 1;
-            }
+        if !pump_or_drop(slot, &mut on_text, failed) {
+            open -= 1;
         }
     }
     let mut events = mio::Events::with_capacity(1024);
@@ -485,15 +482,34 @@ fn client_thread(
             let Some(slot) = clients.get_mut(event.token().0) else {
                 continue;
             };
-            if let Some(c) = slot {
-                if !matches!(c.pump(&mut on_text), Ok(true)) {
-                    *slot = None;
-                    open -= 1;
-                }
+            if slot.is_some() && !pump_or_drop(slot, &mut on_text, failed) {
+                open -= 1;
             }
         }
     }
     (received, hist)
+}
+
+/// Pumps the client in `slot`: `false` if it is gone (closed, failed, or an empty slot),
+/// in which case the slot is emptied, and a client that ended before both of its
+/// subscriptions were acknowledged is counted as failed, so that the process does
+/// not wait for it to connect.
+fn pump_or_drop(
+    slot: &mut Option<BenchClient>,
+    on_text: &mut impl FnMut(&mut u8, &str),
+    failed: &std::sync::atomic::AtomicUsize,
+) -> bool {
+    let Some(c) = slot else {
+        return false;
+    };
+    if matches!(c.pump(on_text), Ok(true)) {
+        return true;
+    }
+    if c.acks < 2 {
+        failed.fetch_add(1, Ordering::Relaxed);
+    }
+    *slot = None;
+    false
 }
 
 /// One measuring client: the engine's own client side of the protocol
