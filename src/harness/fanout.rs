@@ -466,7 +466,7 @@ fn client_thread(
     let mut open = clients.len();
     // Frames that came with the handshake's response, before the first readiness.
     for slot in clients.iter_mut() {
-        if !pump_or_drop(slot, &mut on_text, failed) {
+        if !pump_or_drop(slot, &mut on_text, failed, false) {
             open -= 1;
         }
     }
@@ -476,13 +476,20 @@ fn client_thread(
             if e.kind() == std::io::ErrorKind::Interrupted {
                 continue;
             }
+            // Nothing more can be read: the clients still waiting for their
+            // acknowledgements will never connect.
+            let waiting = clients.iter().flatten().filter(|c| c.acks < 2).count();
+            failed.fetch_add(waiting, Ordering::Relaxed);
             break;
         }
         for event in events.iter() {
             let Some(slot) = clients.get_mut(event.token().0) else {
                 continue;
             };
-            if slot.is_some() && !pump_or_drop(slot, &mut on_text, failed) {
+            // The peer's end of stream may come with the last bytes in one event: then
+            // read to the end, not only to a short read.
+            let to_end = event.is_read_closed() || event.is_error();
+            if slot.is_some() && !pump_or_drop(slot, &mut on_text, failed, to_end) {
                 open -= 1;
             }
         }
@@ -498,11 +505,12 @@ fn pump_or_drop(
     slot: &mut Option<BenchClient>,
     on_text: &mut impl FnMut(&mut u8, &str),
     failed: &std::sync::atomic::AtomicUsize,
+    to_end: bool,
 ) -> bool {
     let Some(c) = slot else {
         return false;
     };
-    if matches!(c.pump(on_text), Ok(true)) {
+    if matches!(c.pump(on_text, to_end), Ok(true)) {
         return true;
     }
     if c.acks < 2 {
@@ -528,8 +536,9 @@ struct BenchClient {
     acks: u8,
 }
 
-/// A client's read buffer: a few broadcasts' frames; it grows for a larger frame.
-const CLIENT_BUFFER: usize = 4096;
+/// A client's read buffer: the frame reader's smallest (32 KiB of address space; the
+/// pages a client never fills are never touched). It grows for a larger frame.
+const CLIENT_BUFFER: usize = crate::feed::frames::MIN_BUFFER_BYTES;
 /// Largest frame a bench client accepts (a broadcast is a few hundred bytes).
 const CLIENT_MAX_FRAME: usize = 1 << 20;
 
@@ -578,8 +587,14 @@ impl BenchClient {
 
     /// Handles the frames buffered and reads what the socket holds: `Ok(true)` while the
     /// connection stays open. A read shorter than the room offered means the socket
-    /// was empty; bytes arriving later raise a new readiness event.
-    fn pump(&mut self, on_text: &mut impl FnMut(&mut u8, &str)) -> anyhow::Result<bool> {
+    /// was empty (bytes arriving later raise a new readiness event), unless the peer
+    /// has ended the stream (`to_end`, from the event), when a short read may have
+    /// stopped at the end: then it reads on until the end or an empty socket.
+    fn pump(
+        &mut self,
+        on_text: &mut impl FnMut(&mut u8, &str),
+        to_end: bool,
+    ) -> anyhow::Result<bool> {
         use std::io::{ErrorKind, Read};
         loop {
             if !self.handle_frames(on_text)? {
@@ -591,7 +606,7 @@ impl BenchClient {
                 Ok(0) => return Ok(false),
                 Ok(n) => {
                     self.reader.filled(n);
-                    if n < room {
+                    if n < room && !to_end {
                         return self.handle_frames(on_text);
                     }
                 }
@@ -618,6 +633,7 @@ impl BenchClient {
         }
         while !self.out.is_empty() {
             match self.stream.write(&self.out) {
+                Ok(0) => return Err(anyhow!("the socket took no bytes of a pong")),
                 Ok(n) => drop(self.out.drain(..n)),
                 // A pong is a few bytes; what is left goes at the next readiness.
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
