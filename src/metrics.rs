@@ -745,6 +745,14 @@ pub fn thread_cpu_seconds() -> Vec<(String, f64, f64)> {
     ProcReader::default().thread_cpu_seconds()
 }
 
+/// User and system CPU seconds of another process, such as a benchmark's client
+/// process or a server it started (`/proc/<pid>/stat`, in the same format as a
+/// thread's; clock ticks, fine for windows of seconds). Blocking file read.
+pub fn process_cpu_split(pid: u32) -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_task_stat(&stat, clock_ticks()).map(|(_, user, system)| (user, system))
+}
+
 /// The name, user and system CPU seconds of one thread from the text of its `stat`
 /// file: the name is its second field, in parentheses, what the `comm` file holds
 /// before its newline (so that file is not read as well). It is trimmed, as the name a
@@ -760,6 +768,36 @@ fn parse_task_stat(stat: &str, ticks: f64) -> Option<(String, f64, f64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_process_cpu_time_is_read_from_its_stat() {
+        let thread_ns = || {
+            let mut ts = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: `ts` is a valid, writable timespec.
+            unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+            ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+        };
+        let pid = std::process::id();
+        let (user0, system0) = process_cpu_split(pid).expect("this process's stat");
+        // 100 ms of this thread's own CPU (bounded in wall time on a loaded host).
+        let start = thread_ns();
+        let t = std::time::Instant::now();
+        let mut x = 0u64;
+        while thread_ns() - start < 100_000_000 && t.elapsed() < std::time::Duration::from_secs(10)
+        {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        let (user, system) = process_cpu_split(pid).expect("this process's stat");
+        let spent = user + system - user0 - system0;
+        assert!(
+            spent >= 0.05,
+            "{spent} s counted after 100 ms of this thread's work"
+        );
+        assert_eq!(process_cpu_split(u32::MAX), None);
+    }
 
     /// A kept reader sees a thread that started since its last sample and closes the
     /// file of one that ended; what it reads again matches a fresh read.

@@ -106,25 +106,6 @@ pub fn of_threads(before: &[ThreadCpu], after: &[ThreadCpu], prefix: &str) -> f6
         .sum()
 }
 
-/// User and system CPU seconds of another process (`/proc/<pid>/stat`, in clock ticks:
-/// fine for windows of seconds), such as a benchmark's client process or a server it
-/// started.
-pub fn process_cpu_split(pid: u32) -> Option<(f64, f64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // After the command name (which may hold spaces), utime and stime are the 12th and
-    // 13th fields.
-    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace().skip(11);
-    let user: f64 = fields.next()?.parse().ok()?;
-    let system: f64 = fields.next()?.parse().ok()?;
-    let ticks = crate::metrics::clock_ticks();
-    Some((user / ticks, system / ticks))
-}
-
-/// User and system CPU seconds together of process `pid` ([`process_cpu_split`]).
-pub fn process_cpu_seconds(pid: u32) -> Option<f64> {
-    process_cpu_split(pid).map(|(user, system)| user + system)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,30 +119,6 @@ mod tests {
         assert_eq!(role_of("alphapulse-sim-"), None);
         assert_eq!(role_of("alphapulse"), None);
         assert_eq!(role_of("something"), None);
-    }
-
-    #[test]
-    fn a_process_cpu_time_is_read_from_its_stat() {
-        let pid = std::process::id();
-        let (user0, system0) = process_cpu_split(pid).expect("this process's stat");
-        // 100 ms of this thread's own CPU (bounded in wall time on a loaded host).
-        // SAFETY: gettid has no preconditions.
-        let me = unsafe { libc::syscall(libc::SYS_gettid) } as i32;
-        let start = thread_cpu_ns(me).expect("this thread's clock");
-        let t = std::time::Instant::now();
-        let mut x = 0u64;
-        while thread_cpu_ns(me).unwrap_or(u64::MAX) - start < 100_000_000
-            && t.elapsed() < std::time::Duration::from_secs(10)
-        {
-            x = std::hint::black_box(x.wrapping_add(1));
-        }
-        let (user, system) = process_cpu_split(pid).expect("this process's stat");
-        let spent = user + system - user0 - system0;
-        assert!(
-            spent >= 0.05,
-            "{spent} s counted after 100 ms of this thread's work"
-        );
-        assert_eq!(process_cpu_split(u32::MAX), None);
     }
 
     #[test]

@@ -35,10 +35,10 @@ use crate::config::Config;
 use crate::dashboard::fanout::DashboardStats;
 use crate::dashboard::status::StatusContext;
 use crate::dashboard::Options;
-use crate::harness::cpu::process_cpu_split;
 use crate::harness::ingest::thread_cpu_split;
 use crate::market::{Candle, Interval, Symbol};
 use crate::message::{Envelope, Record};
+use crate::metrics::process_cpu_split;
 use crate::ring;
 use crate::signals::{Direction, IndicatorValues, Signal, SignalKind};
 use crate::store::RecentStore;
@@ -426,9 +426,7 @@ fn client_thread(
         let client = loop {
             match BenchClient::connect(addr, deadline) {
                 Ok(c) => break Some(c),
-                Err(_) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(50))
-                }
+                Err(_) if Instant::now() < deadline => std::thread::sleep(CONNECT_RETRY),
                 Err(_) => break None,
             }
         };
@@ -470,7 +468,7 @@ fn client_thread(
             open -= 1;
         }
     }
-    let mut events = mio::Events::with_capacity(1024);
+    let mut events = mio::Events::with_capacity(EVENTS_PER_POLL);
     while open > 0 {
         if let Err(e) = poll.poll(&mut events, None) {
             if e.kind() == std::io::ErrorKind::Interrupted {
@@ -536,6 +534,10 @@ struct BenchClient {
     acks: u8,
 }
 
+/// Wait before a client tries again to connect (the server's accept queue was full).
+const CONNECT_RETRY: Duration = Duration::from_millis(50);
+/// Readiness events one poll hands over; more wait for the next poll.
+const EVENTS_PER_POLL: usize = 1024;
 /// A client's read buffer: the frame reader's smallest (32 KiB of address space; the
 /// pages a client never fills are never touched). It grows for a larger frame.
 const CLIENT_BUFFER: usize = crate::feed::frames::MIN_BUFFER_BYTES;

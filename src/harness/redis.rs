@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde_json::json;
 
-use crate::harness::cpu::process_cpu_seconds;
 use crate::harness::ingest::thread_cpu_seconds;
 use crate::market::{Candle, Decimal, Interval, Symbol};
 use crate::message::{Envelope, Record};
+use crate::metrics::process_cpu_split;
 use crate::record;
 use crate::ring::{self, Producer};
 use crate::signals::{Direction, IndicatorValues, Signal, SignalKind};
@@ -310,10 +310,9 @@ fn pipelined(
         std::thread::sleep(Duration::from_millis(1));
     }
     std::thread::sleep(Duration::from_millis(5));
-    let cpu_base = (
-        thread_cpu_seconds(PUBLISHER_THREAD),
-        server_pid.and_then(process_cpu_seconds),
-    );
+    // The Redis server's CPU, user and system together.
+    let server_cpu = || server_pid.and_then(process_cpu_split).map(|(u, s)| u + s);
+    let cpu_base = (thread_cpu_seconds(PUBLISHER_THREAD), server_cpu());
     let base = (
         done(&stats),
         stats.published.get(),
@@ -373,10 +372,7 @@ fn pipelined(
     let publisher_cpu_s = thread_cpu_seconds(PUBLISHER_THREAD)
         .zip(cpu_base.0)
         .map(|(end, start)| end - start);
-    let server_cpu_s = server_pid
-        .and_then(process_cpu_seconds)
-        .zip(cpu_base.1)
-        .map(|(end, start)| end - start);
+    let server_cpu_s = server_cpu().zip(cpu_base.1).map(|(end, start)| end - start);
     stop.request();
     let _ = publisher.join();
     if done(&stats) - base.0 < total as u64 {
