@@ -35,8 +35,8 @@ impl crate::consumer::Consume<Envelope> for Drain {
                     rec.record_span(crate::latency::Stage::RingHop, at, now);
                 }
             }
-            // Sends are recorded by the client tasks: hand them over even when no
-            // record came.
+            // Sends are recorded as they are written (at a batch's end, or by a client
+            // task when the socket had no room): hand them over even when no record came.
             rec.maybe_handoff(now);
             pending = rec.pending();
         }
@@ -48,6 +48,8 @@ impl crate::consumer::Consume<Envelope> for Drain {
                 store.apply(&env.record);
             }
         }
+        // Every client this batch reaches is written once, when the batch ends.
+        let _writes = server.hub.batch();
         for env in batch {
             server.hub.stats.records_in.inc();
             // Records of other instances carry no receive time of ours.
@@ -59,8 +61,8 @@ impl crate::consumer::Consume<Envelope> for Drain {
             broadcast_record(&server.hub, &server.ctx.books, &env.record, recv_ns);
         }
         // Figures not yet handed over want another look, and so do the sends of the
-        // records just broadcast (the client tasks record them after this turn); with
-        // neither, only records (or the stop) wake the drain.
+        // records just broadcast (recorded as this turn ends, or later by client tasks);
+        // with neither, only records (or the stop) wake the drain.
         if pending || !batch.is_empty() {
             crate::consumer::Next::At(Instant::now() + crate::latency::HANDOFF_INTERVAL)
         } else {
@@ -70,11 +72,11 @@ impl crate::consumer::Consume<Envelope> for Drain {
 }
 
 /// Drains every feed as records arrive (woken by the producers' doorbells) and
-/// broadcasts them; between batches the client tasks write.
+/// broadcasts them; each turn's broadcasts are written as the turn ends.
 pub(super) async fn drain(server: Rc<Server>, feeds: Vec<Consumer<Envelope>>, stop: Stop) {
     // A burst (every symbol's candle closing at the top of the hour) is spread over
     // drain rounds: per round, all feeds together queue at most a quarter of a client's
-    // outbox, and the client tasks write between rounds. So a client that reads keeps
+    // outbox, and each round ends by writing to its clients. So a client that reads keeps
     // up with any burst and only one that does not read reaches its bound; the records
     // wait in the rings meanwhile (the shards hold never-lost records when a ring fills).
     let per_feed =

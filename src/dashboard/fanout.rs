@@ -11,14 +11,22 @@
 //! A client that does not keep up is never waited for: latest-value data (live candles,
 //! status) conflates in its outbox (only the newest update per key waits), and when its
 //! backlog passes the bound it is disconnected with close 1008 and a reason saying why.
+//!
+//! The records of one drain turn are broadcast inside a [`Hub::batch`]: each client's
+//! frames are queued, and when the batch ends every client reached is written there and
+//! then, through its [`Writer`], one vectored write each. Its connection task is woken
+//! only when that write cannot finish (the socket is full: the task waits for room) or
+//! cannot start (the task is busy with the socket, or has frames of its own pending).
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
+use std::io;
 use std::rc::Rc;
-use std::task::Waker;
+use std::task::{Context, Poll, Waker};
 
 use super::protocol::{Filter, Topic};
 pub use super::send::Frame;
+use super::send::Written;
 use crate::market::{Interval, Symbol};
 use crate::metrics::Counter;
 
@@ -222,6 +230,26 @@ pub const KICK_SHUTDOWN: Kick = Kick {
     reason: "server shutting down",
 };
 
+/// A client's socket writer, as the fan-out reaches it at the end of a batch.
+pub trait Writer {
+    /// Nothing pending: no frame half written, no control frame waiting.
+    fn is_idle(&self) -> bool;
+    /// Moves the outbox's frames behind what is pending and writes them, as far as the
+    /// socket takes them, noting each frame written with `hub`. Ready(Ok) when the
+    /// outbox is empty and everything went out; Pending when the socket is full (`cx`'s
+    /// waker is woken when it has room).
+    fn write_out(
+        &mut self,
+        outbox: &RefCell<Outbox>,
+        cx: &mut Context<'_>,
+        hub: &Hub,
+    ) -> Poll<io::Result<()>>;
+}
+
+/// A client's writer, shared by its connection task and the fan-out (one thread: the
+/// two never hold it at once).
+pub type SharedWriter = Rc<RefCell<dyn Writer>>;
+
 /// One WebSocket client as the fan-out sees it.
 pub struct Client {
     pub outbox: RefCell<Outbox>,
@@ -229,6 +257,9 @@ pub struct Client {
     subs: RefCell<Vec<Filter>>,
     waker: RefCell<Option<Waker>>,
     kicked: Cell<Option<Kick>>,
+    writer: RefCell<Option<SharedWriter>>,
+    /// Reached by the batch under way (and listed in the hub's `touched`).
+    touched: Cell<bool>,
 }
 
 impl Client {
@@ -238,7 +269,45 @@ impl Client {
             subs: RefCell::new(subs),
             waker: RefCell::new(None),
             kicked: Cell::new(None),
+            writer: RefCell::new(None),
+            touched: Cell::new(false),
         }
+    }
+
+    /// The writer a batch's end writes this client's frames with (none: the task
+    /// writes them).
+    pub fn set_writer(&self, writer: Option<SharedWriter>) {
+        *self.writer.borrow_mut() = writer;
+    }
+
+    /// Writes the outbox now, with the connection task's waker for when the socket is
+    /// full; wakes the task instead when the write cannot be made here.
+    fn write_now(&self, hub: &Hub) {
+        if self.kicked().is_none() && self.try_write(hub) {
+            return;
+        }
+        self.wake();
+    }
+
+    /// True when the outbox went out or the socket's room will wake the task.
+    fn try_write(&self, hub: &Hub) -> bool {
+        let writer = self.writer.borrow();
+        let waker = self.waker.borrow();
+        let (Some(writer), Some(waker)) = (writer.as_ref(), waker.as_ref()) else {
+            return false;
+        };
+        let Ok(mut writer) = writer.try_borrow_mut() else {
+            return false;
+        };
+        if !writer.is_idle() {
+            return false;
+        }
+        let mut cx = Context::from_waker(waker);
+        // An error is the task's to find at its next write.
+        !matches!(
+            writer.write_out(&self.outbox, &mut cx, hub),
+            Poll::Ready(Err(_))
+        )
     }
 
     /// The connection task parks here between writes.
@@ -294,6 +363,10 @@ impl Client {
 /// Every connected client, by id.
 pub struct Hub {
     clients: RefCell<HashMap<u64, Rc<Client>>>,
+    /// A batch is under way: broadcasts queue, and its end writes ([`Hub::batch`]).
+    batching: Cell<bool>,
+    /// The clients the batch under way reached.
+    touched: RefCell<Vec<Rc<Client>>>,
     next_id: Cell<u64>,
     /// Subscriptions per topic over every client held (by [`Topic::index`]), so a record
     /// of a topic nobody follows costs one look, not a scan of every client.
@@ -311,6 +384,8 @@ impl Hub {
     pub fn new(stats: std::sync::Arc<DashboardStats>) -> Hub {
         Hub {
             clients: RefCell::new(HashMap::new()),
+            batching: Cell::new(false),
+            touched: RefCell::new(Vec::new()),
             next_id: Cell::new(0),
             topic_subs: Default::default(),
             stats,
@@ -394,6 +469,52 @@ impl Hub {
         }
     }
 
+    /// Broadcasts until the returned guard drops are one batch: each client reached is
+    /// written once, when it ends, with everything the batch queued for it.
+    pub fn batch(&self) -> Batch<'_> {
+        self.batching.set(true);
+        Batch { hub: self }
+    }
+
+    /// A client's new frame: written at the batch's end, or by its task now.
+    fn queued(&self, client: &Rc<Client>) {
+        if !self.batching.get() {
+            client.wake();
+        } else if !client.touched.replace(true) {
+            self.touched.borrow_mut().push(client.clone());
+        }
+    }
+
+    fn end_batch(&self) {
+        self.batching.set(false);
+        let mut touched = std::mem::take(&mut *self.touched.borrow_mut());
+        for client in touched.drain(..) {
+            client.touched.set(false);
+            client.write_now(self);
+        }
+        // The list keeps its room for the next batch.
+        *self.touched.borrow_mut() = touched;
+    }
+
+    /// Counts the frames a write completed and records their records' send latency.
+    pub fn note_written(&self, written: &Written) {
+        if written.count == 0 {
+            return;
+        }
+        self.stats.messages_sent.add(written.count as u64);
+        if let Some(rec) = self.latency.borrow_mut().as_mut() {
+            let mut now = 0;
+            for &recv_ns in written.times() {
+                if recv_ns != 0 {
+                    if now == 0 {
+                        now = crate::clock::mono_ns();
+                    }
+                    rec.record_span(crate::latency::Stage::RecvToDashboardSend, recv_ns, now);
+                }
+            }
+        }
+    }
+
     /// Is anyone subscribed to `topic` (so the broadcast is worth serializing)?
     pub fn any_subscriber(&self, topic: Topic) -> bool {
         self.topic_subs[topic.index()].get() > 0
@@ -438,13 +559,24 @@ impl Hub {
                 out.push_timed(msg.clone(), key, recv_ns)
             };
             match pushed {
-                Ok(Pushed::Queued) => client.wake(),
+                Ok(Pushed::Queued) => self.queued(client),
                 Ok(Pushed::Conflated) => self.stats.dropped.inc(),
                 Err(Overflow) => client.kick_slow(&self.stats),
             }
             reached += 1;
         }
         reached
+    }
+}
+
+/// A batch of broadcasts under way ([`Hub::batch`]); dropping it writes them.
+pub struct Batch<'a> {
+    hub: &'a Hub,
+}
+
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        self.hub.end_batch();
     }
 }
 
@@ -594,5 +726,162 @@ mod tests {
             1
         );
         assert_eq!(stats.active_clients.get(), 2);
+    }
+
+    /// A writer that takes every frame (or answers as told) and counts its calls.
+    struct FakeWriter {
+        answer: Poll<io::Result<()>>,
+        idle: bool,
+        calls: usize,
+        taken: Vec<String>,
+    }
+
+    impl FakeWriter {
+        fn shared(answer: Poll<io::Result<()>>, idle: bool) -> Rc<RefCell<FakeWriter>> {
+            Rc::new(RefCell::new(FakeWriter {
+                answer,
+                idle,
+                calls: 0,
+                taken: Vec::new(),
+            }))
+        }
+    }
+
+    impl Writer for FakeWriter {
+        fn is_idle(&self) -> bool {
+            self.idle
+        }
+        fn write_out(
+            &mut self,
+            outbox: &RefCell<Outbox>,
+            _: &mut Context<'_>,
+            hub: &Hub,
+        ) -> Poll<io::Result<()>> {
+            self.calls += 1;
+            let mut written = Written::default();
+            if let Poll::Ready(Ok(())) = self.answer {
+                self.taken.extend(drain(&mut outbox.borrow_mut()));
+                written.count = 1;
+                hub.note_written(&written);
+            }
+            match &self.answer {
+                Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
+                Poll::Ready(Err(e)) => Poll::Ready(Err(io::Error::new(e.kind(), "fake"))),
+                Poll::Pending => Poll::Pending,
+            }
+        }
+    }
+
+    /// A connection task's waker that counts its wake-ups.
+    #[derive(Default)]
+    struct Wakes(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Wakes {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.wake_by_ref();
+        }
+        fn wake_by_ref(self: &std::sync::Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    fn client_with(
+        hub: &Hub,
+        writer: Option<Rc<RefCell<FakeWriter>>>,
+    ) -> (Rc<Client>, std::sync::Arc<Wakes>) {
+        let client = Rc::new(Client::new(100, vec![Filter::all(Topic::Signals)]));
+        let wakes = std::sync::Arc::new(Wakes::default());
+        client.register(&Waker::from(wakes.clone()));
+        if let Some(w) = writer {
+            let shared: SharedWriter = w;
+            client.set_writer(Some(shared));
+        }
+        hub.add(client.clone());
+        (client, wakes)
+    }
+
+    fn signal(hub: &Hub, s: &str) {
+        hub.broadcast(Topic::Signals, None, None, &text(s), None, None);
+    }
+
+    fn woken(w: &Wakes) -> usize {
+        w.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    #[test]
+    fn a_batch_writes_each_client_once_at_its_end_without_waking_its_task() {
+        let stats = std::sync::Arc::new(DashboardStats::default());
+        let hub = Hub::new(stats.clone());
+        let (a_writer, b_writer) = (
+            FakeWriter::shared(Poll::Ready(Ok(())), true),
+            FakeWriter::shared(Poll::Pending, true),
+        );
+        let (_a, a_wakes) = client_with(&hub, Some(a_writer.clone()));
+        let (b, b_wakes) = client_with(&hub, Some(b_writer.clone()));
+        {
+            let _batch = hub.batch();
+            for s in ["1", "2", "3"] {
+                signal(&hub, s);
+            }
+            assert_eq!(
+                a_writer.borrow().calls,
+                0,
+                "nothing is written before the end"
+            );
+        }
+        assert_eq!(a_writer.borrow().calls, 1, "one write for the whole batch");
+        assert_eq!(a_writer.borrow().taken, ["1", "2", "3"]);
+        assert_eq!(
+            stats.messages_sent.get(),
+            1,
+            "the writer's frames are counted"
+        );
+        // A full socket keeps the rest; the writer left the task's waker with it.
+        assert_eq!(b_writer.borrow().calls, 1);
+        assert_eq!(b.outbox.borrow().len(), 3);
+        assert_eq!((woken(&a_wakes), woken(&b_wakes)), (0, 0));
+        // Outside a batch a broadcast wakes the task, which writes.
+        signal(&hub, "4");
+        assert_eq!(a_writer.borrow().calls, 1);
+        assert_eq!((woken(&a_wakes), woken(&b_wakes)), (1, 1));
+        // The next batch reaches each client again.
+        {
+            let _batch = hub.batch();
+            signal(&hub, "5");
+        }
+        assert_eq!(a_writer.borrow().calls, 2);
+        assert_eq!(a_writer.borrow().taken, ["1", "2", "3", "4", "5"]);
+    }
+
+    #[test]
+    fn a_batch_wakes_the_task_where_it_cannot_write() {
+        let hub = Hub::new(std::sync::Arc::new(DashboardStats::default()));
+        let failing = FakeWriter::shared(Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())), true);
+        let not_idle = FakeWriter::shared(Poll::Ready(Ok(())), false);
+        let held = FakeWriter::shared(Poll::Ready(Ok(())), true);
+        let (_f, f_wakes) = client_with(&hub, Some(failing.clone()));
+        let (_n, n_wakes) = client_with(&hub, Some(not_idle.clone()));
+        let (_h, h_wakes) = client_with(&hub, Some(held.clone()));
+        let (none, none_wakes) = client_with(&hub, None);
+        let (kicked, kicked_wakes) =
+            client_with(&hub, Some(FakeWriter::shared(Poll::Ready(Ok(())), true)));
+        {
+            let _task_is_writing = held.borrow_mut();
+            let _batch = hub.batch();
+            signal(&hub, "x");
+            // Kicked after its frame was queued: the close is the task's.
+            kicked.kick(KICK_SHUTDOWN);
+        }
+        // The write failed: the task finds out at its own write.
+        assert_eq!((failing.borrow().calls, woken(&f_wakes)), (1, 1));
+        // Frames of the task's own are pending: it writes behind them.
+        assert_eq!((not_idle.borrow().calls, woken(&n_wakes)), (0, 1));
+        // The task holds its writer: woken, nothing written here.
+        assert_eq!((held.borrow().calls, woken(&h_wakes)), (0, 1));
+        // No writer (the task has not started writing): the task writes.
+        assert_eq!((woken(&none_wakes), none.outbox.borrow().len()), (1, 1));
+        // kick() woke it once, the batch's end once more; nothing was written.
+        assert_eq!(woken(&kicked_wakes), 2);
+        assert_eq!(kicked.outbox.borrow().len(), 1);
     }
 }

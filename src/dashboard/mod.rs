@@ -72,8 +72,8 @@ const REFUSAL_LINGER: Duration = Duration::from_millis(200);
 /// How often a connection waiting for its request head looks at the stop flag.
 const STOP_POLL: Duration = Duration::from_millis(2500);
 /// Records taken from one ring per drain turn, so one busy shard cannot starve the
-/// others, and the client tasks write the first records of a burst while the later ones
-/// are still waiting to be serialized.
+/// others, and the first records of a burst are written while the later ones are still
+/// waiting to be serialized.
 const DRAIN_BATCH: usize = 64;
 /// WebSocket clients are pinged this often; any frame from them counts as alive.
 pub const WS_PING_INTERVAL: Duration = Duration::from_secs(20);
@@ -304,7 +304,7 @@ async fn refuse(stream: &mut TcpStream, response: Response) {
 
 async fn handle_connection<S>(mut stream: S, server: &Rc<Server>, stop: &AtomicBool)
 where
-    S: AsyncRead + AsyncWrite + send::VectoredWrite + Unpin,
+    S: AsyncRead + AsyncWrite + send::VectoredWrite + Unpin + 'static,
 {
     let opts = &server.opts;
     let stats = &server.hub.stats;

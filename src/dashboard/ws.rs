@@ -7,7 +7,9 @@
 //! client reads and never faster, everything pending in one vectored write per wake-up;
 //! a close frame saying why when the server ends the connection.
 
+use std::cell::RefCell;
 use std::future::Future;
+use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,7 +27,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::Message;
 
-use super::fanout::{self, Client, Kick};
+use super::fanout::{self, Client, Hub, Kick, Outbox, Writer};
 use super::protocol::{self, Command, Filter, Topic};
 use super::send::{self, Sender, TapIo, VectoredWrite, Written};
 use super::Server;
@@ -65,15 +67,21 @@ enum Event {
 /// Serves one dashboard client until it leaves, falls behind, or misbehaves.
 pub(super) async fn run_client<S>(
     mut ws: WebSocketStream<TapIo<S>>,
-    mut sender: Sender<S>,
+    sender: Sender<S>,
     server: Rc<Server>,
     subs: Vec<Filter>,
 ) where
-    S: AsyncRead + AsyncWrite + VectoredWrite + Unpin,
+    S: AsyncRead + AsyncWrite + VectoredWrite + Unpin + 'static,
 {
     let opts = &server.opts;
     let stats = server.hub.stats.clone();
     let client = Rc::new(Client::new(opts.client_queue_messages, subs.clone()));
+    let writer = Rc::new(RefCell::new(ClientWriter {
+        sender,
+        written: Written::default(),
+    }));
+    let shared: fanout::SharedWriter = writer.clone();
+    client.set_writer(Some(shared));
     let id = server.hub.add(client.clone());
     let _leave = scopeguard(|| server.hub.remove(id));
     if subs.iter().any(|f| f.topic == Topic::Status) {
@@ -86,12 +94,11 @@ pub(super) async fn run_client<S>(
         (opts.ws_ping_interval.min(opts.ws_idle_timeout) / 4).clamp(MIN_TICK, MAX_TICK);
     let mut tick = glommio::timer::Timer::new(tick_every);
     let mut tick_at = Instant::now() + tick_every;
-    // Polling a glommio timer re-inserts it into the reactor every time; a client is
+    // Polling a glommio timer re-inserts it into the reactor every time; a client may be
     // woken for every broadcast, so the timer is polled once to arm it, and after that
     // only its deadline is looked at.
     let mut tick_armed = false;
     let mut need_flush = false;
-    let mut written = Written::default();
     let readable = Arc::new(ReadFlag::default());
     let read_waker = Waker::from(readable.clone());
     loop {
@@ -108,36 +115,19 @@ pub(super) async fn run_client<S>(
                     Poll::Ready(Err(e)) => return Poll::Ready(Event::Failed(e)),
                     Poll::Pending => {}
                 }
-                if sender.control_bytes() > send::MAX_CONTROL_BYTES {
+                if writer.borrow().sender.control_bytes() > send::MAX_CONTROL_BYTES {
                     client.kick_slow(&stats);
                     return Poll::Ready(Event::Kicked(fanout::KICK_SLOW));
                 }
             }
             // Everything waiting, in one vectored write per round, as far as the socket
-            // takes it.
-            loop {
-                {
-                    let mut outbox = client.outbox.borrow_mut();
-                    for _ in 0..sender.room() {
-                        let Some((frame, recv_ns)) = outbox.pop_timed() else {
-                            break;
-                        };
-                        sender.push(frame, recv_ns);
-                    }
-                }
-                if sender.is_idle() {
-                    break;
-                }
-                let result = sender.poll_write(cx, &mut written);
-                note_written(&server, &written);
-                match result {
-                    Poll::Ready(Ok(())) => {}
-                    Poll::Ready(Err(_)) => return Poll::Ready(Event::WriteFailed),
-                    Poll::Pending => break,
-                }
-                if client.outbox.borrow().is_empty() {
-                    break;
-                }
+            // takes it (the fan-out writes the same way at the end of its batches).
+            if let Poll::Ready(Err(_)) =
+                writer
+                    .borrow_mut()
+                    .write_out(&client.outbox, cx, &server.hub)
+            {
+                return Poll::Ready(Event::WriteFailed);
             }
             // The read side only when the socket said it has something (or the last
             // read returned a message): a broadcast's wake-up does not poll it.
@@ -208,8 +198,7 @@ pub(super) async fn run_client<S>(
                 }
             }
             Event::Kicked(k) => {
-                sender.drop_unstarted();
-                close_client(&mut ws, &mut sender, k.code, k.reason).await;
+                close_client(&mut ws, &client, &writer, k.code, k.reason).await;
                 return;
             }
             Event::Ended | Event::WriteFailed => return,
@@ -220,8 +209,7 @@ pub(super) async fn run_client<S>(
                     } else {
                         stats.protocol_errors.inc();
                     }
-                    sender.drop_unstarted();
-                    close_client(&mut ws, &mut sender, code, reason).await;
+                    close_client(&mut ws, &client, &writer, code, reason).await;
                 }
                 return;
             }
@@ -268,20 +256,43 @@ impl Wake for ReadFlag {
     }
 }
 
-/// Counts the frames a write completed and records their records' send latency.
-fn note_written(server: &Server, written: &Written) {
-    if written.count == 0 {
-        return;
+/// A connection's writer: its sender, and the frames one write completed.
+struct ClientWriter<S> {
+    sender: Sender<S>,
+    written: Written,
+}
+
+impl<S: VectoredWrite> Writer for ClientWriter<S> {
+    fn is_idle(&self) -> bool {
+        self.sender.is_idle()
     }
-    server.hub.stats.messages_sent.add(written.count as u64);
-    if let Some(rec) = server.hub.latency.borrow_mut().as_mut() {
-        let mut now = 0;
-        for &recv_ns in written.times() {
-            if recv_ns != 0 {
-                if now == 0 {
-                    now = crate::clock::mono_ns();
+
+    fn write_out(
+        &mut self,
+        outbox: &RefCell<Outbox>,
+        cx: &mut Context<'_>,
+        hub: &Hub,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            {
+                let mut outbox = outbox.borrow_mut();
+                for _ in 0..self.sender.room() {
+                    let Some((frame, recv_ns)) = outbox.pop_timed() else {
+                        break;
+                    };
+                    self.sender.push(frame, recv_ns);
                 }
-                rec.record_span(crate::latency::Stage::RecvToDashboardSend, recv_ns, now);
+            }
+            if self.sender.is_idle() {
+                return Poll::Ready(Ok(()));
+            }
+            let result = self.sender.poll_write(cx, &mut self.written);
+            hub.note_written(&self.written);
+            if !matches!(result, Poll::Ready(Ok(()))) {
+                return result;
+            }
+            if outbox.borrow().is_empty() {
+                return Poll::Ready(Ok(()));
             }
         }
     }
@@ -292,21 +303,29 @@ fn note_written(server: &Server, written: &Written) {
 /// not.
 async fn close_client<S>(
     ws: &mut WebSocketStream<TapIo<S>>,
-    sender: &mut Sender<S>,
+    client: &Client,
+    writer: &RefCell<ClientWriter<S>>,
     code: u16,
     reason: &'static str,
 ) where
     S: AsyncRead + AsyncWrite + VectoredWrite + Unpin,
 {
+    // From here the socket is the close's: the fan-out no longer writes to it, and
+    // frames not yet started are dropped so the close follows the one being written.
+    client.set_writer(None);
+    writer.borrow_mut().sender.drop_unstarted();
     let frame = CloseFrame {
         code: CloseCode::from(code),
         reason: reason.into(),
     };
-    let mut written = Written::default();
     let _ = futures_lite::future::or(
         async {
             let _ = ws.close(Some(frame)).await;
-            let _ = futures_lite::future::poll_fn(|cx| sender.poll_write(cx, &mut written)).await;
+            let _ = futures_lite::future::poll_fn(|cx| {
+                let w = &mut *writer.borrow_mut();
+                w.sender.poll_write(cx, &mut w.written)
+            })
+            .await;
             // Wait (within the grace) for the client's answering close, so the close
             // frame is not lost to a reset of unread data.
             while let Some(Ok(_)) = ws.next().await {}
