@@ -5,7 +5,7 @@
 //! records drained from the shards' dashboard rings and the periodic status. Out:
 //! shared, whole WebSocket frames ([`Frame`]: header and payload, reference-counted, so a
 //! broadcast to 10,000 clients is one serialization, one framing and 10,000 pointer
-//! copies) that each client's connection task writes at its own pace
+//! copies), written to each client as fast as it reads and never faster
 //! ([`super::send`]).
 //!
 //! A client that does not keep up is never waited for: latest-value data (live candles,
@@ -363,8 +363,9 @@ impl Client {
 /// Every connected client, by id.
 pub struct Hub {
     clients: RefCell<HashMap<u64, Rc<Client>>>,
-    /// A batch is under way: broadcasts queue, and its end writes ([`Hub::batch`]).
-    batching: Cell<bool>,
+    /// Batches under way (a batch inside another ends with it): broadcasts queue, and
+    /// the outermost end writes ([`Hub::batch`]).
+    batching: Cell<u32>,
     /// The clients the batch under way reached.
     touched: RefCell<Vec<Rc<Client>>>,
     next_id: Cell<u64>,
@@ -384,7 +385,7 @@ impl Hub {
     pub fn new(stats: std::sync::Arc<DashboardStats>) -> Hub {
         Hub {
             clients: RefCell::new(HashMap::new()),
-            batching: Cell::new(false),
+            batching: Cell::new(0),
             touched: RefCell::new(Vec::new()),
             next_id: Cell::new(0),
             topic_subs: Default::default(),
@@ -472,13 +473,13 @@ impl Hub {
     /// Broadcasts until the returned guard drops are one batch: each client reached is
     /// written once, when it ends, with everything the batch queued for it.
     pub fn batch(&self) -> Batch<'_> {
-        self.batching.set(true);
+        self.batching.set(self.batching.get() + 1);
         Batch { hub: self }
     }
 
     /// A client's new frame: written at the batch's end, or by its task now.
     fn queued(&self, client: &Rc<Client>) {
-        if !self.batching.get() {
+        if self.batching.get() == 0 {
             client.wake();
         } else if !client.touched.replace(true) {
             self.touched.borrow_mut().push(client.clone());
@@ -486,11 +487,21 @@ impl Hub {
     }
 
     fn end_batch(&self) {
-        self.batching.set(false);
+        let depth = self.batching.get().saturating_sub(1);
+        self.batching.set(depth);
+        if depth > 0 {
+            return;
+        }
         let mut touched = std::mem::take(&mut *self.touched.borrow_mut());
+        // Unwinding from a panic in the batch: no socket is written, the tasks write.
+        let unwinding = std::thread::panicking();
         for client in touched.drain(..) {
             client.touched.set(false);
-            client.write_now(self);
+            if unwinding {
+                client.wake();
+            } else {
+                client.write_now(self);
+            }
         }
         // The list keeps its room for the next batch.
         *self.touched.borrow_mut() = touched;
@@ -734,6 +745,8 @@ mod tests {
         idle: bool,
         calls: usize,
         taken: Vec<String>,
+        /// The waker a full socket would wake.
+        left: Option<Waker>,
     }
 
     impl FakeWriter {
@@ -743,6 +756,7 @@ mod tests {
                 idle,
                 calls: 0,
                 taken: Vec::new(),
+                left: None,
             }))
         }
     }
@@ -754,10 +768,13 @@ mod tests {
         fn write_out(
             &mut self,
             outbox: &RefCell<Outbox>,
-            _: &mut Context<'_>,
+            cx: &mut Context<'_>,
             hub: &Hub,
         ) -> Poll<io::Result<()>> {
             self.calls += 1;
+            if self.answer.is_pending() {
+                self.left = Some(cx.waker().clone());
+            }
             let mut written = Written::default();
             if let Poll::Ready(Ok(())) = self.answer {
                 self.taken.extend(drain(&mut outbox.borrow_mut()));
@@ -792,6 +809,15 @@ mod tests {
         let client = Rc::new(Client::new(100, vec![Filter::all(Topic::Signals)]));
         let wakes = std::sync::Arc::new(Wakes::default());
         client.register(&Waker::from(wakes.clone()));
+        let task_waker = Waker::from(wakes.clone());
+        assert!(
+            client
+                .waker
+                .borrow()
+                .as_ref()
+                .is_some_and(|w| w.will_wake(&task_waker)),
+            "the client keeps its task's waker"
+        );
         if let Some(w) = writer {
             let shared: SharedWriter = w;
             client.set_writer(Some(shared));
@@ -836,21 +862,33 @@ mod tests {
             1,
             "the writer's frames are counted"
         );
-        // A full socket keeps the rest; the writer left the task's waker with it.
+        // A full socket keeps the rest, and will wake the task when it has room.
         assert_eq!(b_writer.borrow().calls, 1);
         assert_eq!(b.outbox.borrow().len(), 3);
-        assert_eq!((woken(&a_wakes), woken(&b_wakes)), (0, 0));
+        let left = b_writer
+            .borrow_mut()
+            .left
+            .take()
+            .expect("a waker for the room");
+        left.wake();
+        assert_eq!(woken(&b_wakes), 1, "the socket's room wakes b's own task");
+        assert_eq!(woken(&a_wakes), 0);
         // Outside a batch a broadcast wakes the task, which writes.
         signal(&hub, "4");
         assert_eq!(a_writer.borrow().calls, 1);
-        assert_eq!((woken(&a_wakes), woken(&b_wakes)), (1, 1));
-        // The next batch reaches each client again.
+        assert_eq!((woken(&a_wakes), woken(&b_wakes)), (1, 2));
+        // The next batch reaches each client again; one inside it ends with it.
         {
             let _batch = hub.batch();
-            signal(&hub, "5");
+            {
+                let _inner = hub.batch();
+                signal(&hub, "5");
+            }
+            assert_eq!(a_writer.borrow().calls, 1, "the outer batch is still open");
+            signal(&hub, "6");
         }
         assert_eq!(a_writer.borrow().calls, 2);
-        assert_eq!(a_writer.borrow().taken, ["1", "2", "3", "4", "5"]);
+        assert_eq!(a_writer.borrow().taken, ["1", "2", "3", "4", "5", "6"]);
     }
 
     #[test]

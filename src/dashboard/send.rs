@@ -1,8 +1,10 @@
 //! A dashboard client's write side: frames built once for every client, written with one
-//! vectored write per wake-up.
+//! vectored write at a time.
 //!
-//! Runs on: the dashboard core's executor, inside each client's connection task. Owns:
-//! the frames on their way to one socket. In: whole frames from the client's outbox
+//! Runs on: the dashboard core's executor, in the drain's turn (which writes the clients
+//! its broadcasts reached as the turn ends) or in the client's connection task (what a
+//! full socket left behind, replies, control frames). Owns: the frames on their way to
+//! one socket. In: whole frames from the client's outbox
 //! (shared, reference-counted bytes) and the control frames tungstenite produces (pongs,
 //! closes). Out: bytes on the socket, in order, never a frame interleaved with another.
 //!
@@ -11,9 +13,11 @@
 //! and each subscribed client's outbox holds a pointer to it. tungstenite still does the
 //! handshake, reads the client's frames, answers its pings and writes close frames, but
 //! through [`TapIo`], which hands its writes to the [`Sender`] instead of the socket: the
-//! sender is the only writer of the socket. Each wake-up writes everything pending with
+//! sender is the only writer of the socket. Each write sends everything pending with
 //! one `sendmsg` of up to [`MAX_IOVECS`] frames on a plain socket; on TLS every client's
-//! bytes are encrypted apart anyway, so frames go through the TLS stream.
+//! bytes are encrypted apart anyway, so frames go through the TLS stream, which may keep
+//! bytes it accepted in its own buffer when the socket is full: the sender flushes it
+//! before it counts as idle.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -199,6 +203,9 @@ pub struct Sender<S> {
     pending: VecDeque<Pending>,
     /// Bytes of the first pending frame already written.
     offset: usize,
+    /// The socket took bytes since its last flush: a TLS stream may hold some of them
+    /// in its own buffer until flushed.
+    flush_owed: bool,
 }
 
 /// The frames fully written by one [`Sender::poll_write`]: the receive times of the
@@ -238,6 +245,7 @@ impl<S: VectoredWrite> Sender<S> {
                 control: control.clone(),
                 pending: VecDeque::with_capacity(MAX_IOVECS),
                 offset: 0,
+                flush_owed: false,
             },
             TapIo { socket, control },
         )
@@ -259,8 +267,15 @@ impl<S: VectoredWrite> Sender<S> {
         pending + self.control.borrow().len()
     }
 
+    /// Nothing pending, nothing held unflushed, no control frame waiting.
     pub fn is_idle(&self) -> bool {
-        self.pending.is_empty() && self.control.borrow().is_empty()
+        self.pending.is_empty() && !self.flush_owed && self.control.borrow().is_empty()
+    }
+
+    /// The socket, for tests to read what was written.
+    #[cfg(test)]
+    pub fn socket(&self) -> std::cell::Ref<'_, S> {
+        self.socket.borrow()
     }
 
     /// Queues a frame after everything pending.
@@ -292,9 +307,9 @@ impl<S: VectoredWrite> Sender<S> {
         self.pending.truncate(keep);
     }
 
-    /// Writes what is pending, as far as the socket takes it; the frames fully written
-    /// go into `written`. Ready(Ok) when everything went out, Pending when the socket is
-    /// full (woken when it has room).
+    /// Writes what is pending, as far as the socket takes it, then flushes the socket;
+    /// the frames fully written go into `written`. Ready(Ok) when everything went out,
+    /// Pending when the socket is full (woken when it has room).
     pub fn poll_write(
         &mut self,
         cx: &mut Context<'_>,
@@ -328,7 +343,19 @@ impl<S: VectoredWrite> Sender<S> {
                     Poll::Pending => return Poll::Pending,
                 }
             };
+            self.flush_owed = true;
             self.advance(n, written);
+        }
+        if self.flush_owed {
+            let mut socket = match self.socket.try_borrow_mut() {
+                Ok(s) => s,
+                Err(_) => return Poll::Ready(Err(io::Error::other("socket busy"))),
+            };
+            match Pin::new(&mut *socket).poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.flush_owed = false,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
         }
         Poll::Ready(Ok(()))
     }
@@ -357,7 +384,7 @@ impl<S: VectoredWrite> Sender<S> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     fn parse(frame: &[u8]) -> (u8, Vec<u8>) {
@@ -386,10 +413,10 @@ mod tests {
     }
 
     /// A socket that takes at most `chunk` bytes per write and is full every other call.
-    struct Trickle {
-        out: Vec<u8>,
-        chunk: usize,
-        calls: usize,
+    pub(in crate::dashboard) struct Trickle {
+        pub out: Vec<u8>,
+        pub chunk: usize,
+        pub calls: usize,
     }
 
     impl AsyncWrite for Trickle {
@@ -477,6 +504,72 @@ mod tests {
         assert_eq!(sender.socket.borrow().out, expect);
         // Every data frame counted once, in order; the pong not at all.
         assert_eq!(times, (1..=100).collect::<Vec<u64>>());
+    }
+
+    /// A stream with a buffer of its own (as TLS has): it takes every write, and sends
+    /// what it holds only when flushed, which finds the socket full the first time.
+    struct Buffered {
+        out: Vec<u8>,
+        held: Vec<u8>,
+        flushes: usize,
+    }
+
+    impl AsyncWrite for Buffered {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.get_mut().held.extend_from_slice(buf);
+            Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            let me = self.get_mut();
+            me.flushes += 1;
+            if me.flushes == 1 {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            let held = std::mem::take(&mut me.held);
+            me.out.extend_from_slice(&held);
+            Poll::Ready(Ok(()))
+        }
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl VectoredWrite for Buffered {
+        fn poll_write_frames(
+            &mut self,
+            cx: &mut Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            Pin::new(self).poll_write_vectored(cx, bufs)
+        }
+    }
+
+    #[test]
+    fn bytes_a_stream_holds_are_flushed_before_the_sender_is_idle() {
+        let (mut sender, _tap) = Sender::new(Buffered {
+            out: Vec::new(),
+            held: Vec::new(),
+            flushes: 0,
+        });
+        let f = text_frame("held by the stream");
+        sender.push(f.clone(), 7);
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut written = Written::default();
+        // The stream took the frame but could not send it yet: the write is not done.
+        assert!(sender.poll_write(&mut cx, &mut written).is_pending());
+        assert_eq!(written.times(), [7]);
+        assert!(!sender.is_idle(), "a flush is owed");
+        assert!(sender.socket.borrow().out.is_empty());
+        assert!(sender.poll_write(&mut cx, &mut written).is_ready());
+        assert!(written.times().is_empty(), "the frame is counted once");
+        assert!(sender.is_idle());
+        assert_eq!(sender.socket.borrow().out, f.to_vec());
     }
 
     #[test]

@@ -3,9 +3,10 @@
 //! Runs on: the dashboard core's executor, one task per client. Owns: the client's
 //! socket (read through async-tungstenite, written by its [`Sender`]) and its rate limit
 //! and liveness clocks. In: command frames from the client; broadcasts queued by the
-//! fan-out ([`super::fanout`]). Out: replies and broadcasts, written as fast as the
-//! client reads and never faster, everything pending in one vectored write per wake-up;
-//! a close frame saying why when the server ends the connection.
+//! fan-out ([`super::fanout`]). Out: replies, status pushes, control frames and what a
+//! full socket left of the broadcasts (the drain writes the rest as its turns end), as
+//! fast as the client reads and never faster, everything pending in one vectored write
+//! per wake-up; a close frame saying why when the server ends the connection.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -458,4 +459,52 @@ fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
         }
     }
     Guard(Some(f))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dashboard::fanout::DashboardStats;
+    use crate::dashboard::send::tests::Trickle;
+
+    #[test]
+    fn a_long_outbox_goes_out_whole_and_in_order_over_partial_writes() {
+        let stats = Arc::new(DashboardStats::default());
+        let hub = Hub::new(stats.clone());
+        let outbox = RefCell::new(Outbox::new(1000));
+        // More than one vectored write holds, over a socket that takes 50 bytes a call
+        // and is full every other call.
+        let frames: Vec<send::Frame> = (0..150)
+            .map(|i| send::text_frame(&format!("record {i}")))
+            .collect();
+        for f in &frames {
+            outbox.borrow_mut().push(f.clone(), None).unwrap();
+        }
+        let (sender, _tap) = Sender::new(Trickle {
+            out: Vec::new(),
+            chunk: 50,
+            calls: 0,
+        });
+        let mut writer = ClientWriter {
+            sender,
+            written: Written::default(),
+        };
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut done = false;
+        for _ in 0..10_000 {
+            match writer.write_out(&outbox, &mut cx, &hub) {
+                Poll::Ready(Ok(())) => {
+                    done = true;
+                    break;
+                }
+                Poll::Ready(Err(e)) => panic!("{e}"),
+                Poll::Pending => {}
+            }
+        }
+        assert!(done && writer.is_idle() && outbox.borrow().is_empty());
+        let expect: Vec<u8> = frames.iter().flat_map(|f| f.to_vec()).collect();
+        assert_eq!(writer.sender.socket().out, expect);
+        assert_eq!(stats.messages_sent.get(), 150, "every frame counted once");
+    }
 }
