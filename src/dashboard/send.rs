@@ -150,6 +150,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> VectoredWrite for futures_rustls::server
 /// poll at a time).
 pub type Shared<S> = Rc<RefCell<S>>;
 
+/// The shared socket for one call; in use already is an error, never a panic.
+fn borrow_socket<S>(socket: &Shared<S>) -> io::Result<std::cell::RefMut<'_, S>> {
+    socket
+        .try_borrow_mut()
+        .map_err(|_| io::Error::other("socket busy"))
+}
+
 /// What tungstenite reads from and writes to: reads come from the socket, writes (its
 /// pongs and close frames, always whole frames by the time a call returns) are kept for
 /// the [`Sender`].
@@ -164,9 +171,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for TapIo<S> {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        match self.socket.try_borrow_mut() {
+        match borrow_socket(&self.socket) {
             Ok(mut s) => Pin::new(&mut *s).poll_read(cx, buf),
-            Err(_) => Poll::Ready(Err(io::Error::other("socket busy"))),
+            Err(e) => Poll::Ready(Err(e)),
         }
     }
 }
@@ -330,10 +337,7 @@ impl<S: VectoredWrite> Sender<S> {
                     slices[count] = IoSlice::new(bytes);
                     count += 1;
                 }
-                let mut socket = match self.socket.try_borrow_mut() {
-                    Ok(s) => s,
-                    Err(_) => return Poll::Ready(Err(io::Error::other("socket busy"))),
-                };
+                let mut socket = borrow_socket(&self.socket)?;
                 match socket.poll_write_frames(cx, &slices[..count]) {
                     Poll::Ready(Ok(0)) => {
                         return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
@@ -347,10 +351,7 @@ impl<S: VectoredWrite> Sender<S> {
             self.advance(n, written);
         }
         if self.flush_owed {
-            let mut socket = match self.socket.try_borrow_mut() {
-                Ok(s) => s,
-                Err(_) => return Poll::Ready(Err(io::Error::other("socket busy"))),
-            };
+            let mut socket = borrow_socket(&self.socket)?;
             match Pin::new(&mut *socket).poll_flush(cx) {
                 Poll::Ready(Ok(())) => self.flush_owed = false,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),

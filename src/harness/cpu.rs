@@ -7,6 +7,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::metrics::thread_cpu_ns;
+
 /// One thread's CPU time so far.
 #[derive(Debug, Clone)]
 pub struct ThreadCpu {
@@ -39,21 +41,6 @@ pub fn snapshot() -> Vec<ThreadCpu> {
         }
     }
     out
-}
-
-/// The CPU time of thread `tid` of this process, in ns.
-fn thread_cpu_ns(tid: i32) -> Option<u64> {
-    // The kernel's per-thread CPU clock id (what pthread_getcpuclockid builds):
-    // the complemented tid shifted left by 3, with CPUCLOCK_SCHED (2) and the per-thread
-    // flag (4).
-    let clock = ((!tid) << 3) | 6;
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; an unknown clock only returns an error.
-    let rc = unsafe { libc::clock_gettime(clock as libc::clockid_t, &mut ts) };
-    (rc == 0).then(|| ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
 }
 
 /// The engine role a thread's name belongs to; `None` for threads that are not the
